@@ -1,0 +1,162 @@
+/*
+ * The libfabric face: one struct per fid class, each embedding its fid first.
+ * Thin: validates arguments, takes the domain lock, calls the core.
+ */
+#ifndef USB4_API_H
+#define USB4_API_H
+
+#include <stdatomic.h>
+
+#include <rdma/fi_atomic.h>
+#include <rdma/fi_cm.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_rma.h>
+#include <rdma/fi_tagged.h>
+
+#include "usb4.h"
+#include "usb4_core.h"
+
+#define USB4_CQ_MAX_EPS	16
+
+struct usb4_fabric {
+	struct fid_fabric fabric_fid;
+	atomic_int ref;
+};
+
+struct usb4_domain {
+	struct fid_domain domain_fid;
+	struct usb4_fabric *fabric;
+	struct usb4_lock lock;		/* guards everything opened from here */
+	enum fi_threading threading;
+	uint64_t mr_mode;
+	uint64_t caps;
+	atomic_int ref;
+	struct usb4_list mrs;		/* usb4_mr, for user-key lookups */
+};
+
+struct usb4_eq;	/* usb4_eq.c */
+int usb4_eq_report_err(struct usb4_eq *eq, const struct fi_eq_err_entry *entry);
+void usb4_eq_hold(struct usb4_eq *eq);
+void usb4_eq_release(struct usb4_eq *eq);
+
+struct usb4_av {
+	struct fid_av av_fid;
+	struct usb4_domain *domain;
+	enum fi_av_type type;
+	struct usb4_core_av core;
+	atomic_int ref;
+};
+
+struct usb4_cq {
+	struct fid_cq cq_fid;
+	struct usb4_domain *domain;
+	enum fi_cq_format format;
+	size_t entry_size;
+	enum fi_wait_obj wait_obj;
+	struct usb4_cq_queue queue;
+	struct usb4_core_ep *eps[USB4_CQ_MAX_EPS];	/* progressed on read */
+	size_t ep_count;
+	bool signaled;			/* fi_cq_signal: end one sread */
+	atomic_int ref;
+};
+
+struct usb4_cntr {
+	struct fid_cntr cntr_fid;
+	struct usb4_domain *domain;
+	struct usb4_counter counter;
+	struct usb4_core_ep *eps[USB4_CQ_MAX_EPS];
+	size_t ep_count;
+	atomic_int ref;
+};
+
+struct usb4_mr {
+	struct fid_mr mr_fid;
+	struct usb4_domain *domain;
+	struct usb4_list link;		/* in domain->mrs */
+	struct iovec iov[USB4_IOV_LIMIT];
+	size_t iov_count;
+	uint64_t access;
+	uint64_t offset;
+};
+
+struct usb4_ep {
+	struct fid_ep ep_fid;
+	struct usb4_domain *domain;
+	struct usb4_av *av;
+	struct usb4_cq *tx_cq, *rx_cq;
+	struct usb4_cntr *tx_cntr, *rx_cntr;
+	struct usb4_eq *eq;
+	uint64_t tx_op_flags, rx_op_flags;
+	bool tx_selective, rx_selective;
+	bool enabled;
+	struct usb4_core_ep core;
+};
+
+/* usb4_getinfo.c */
+int usb4_getinfo(uint32_t version, const char *node, const char *service,
+		 uint64_t flags, const struct fi_info *hints,
+		 struct fi_info **info);
+/* Checks attributes passed to fi_fabric/fi_domain/fi_endpoint against ours. */
+int usb4_check_fabric_attr(const struct fi_fabric_attr *attr);
+int usb4_check_domain_attr(const struct fi_domain_attr *attr);
+int usb4_check_ep_info(const struct fi_info *info);
+
+/* Object constructors, one file each. */
+int usb4_fabric_open(struct fi_fabric_attr *attr, struct fid_fabric **fabric,
+		     void *context);
+int usb4_domain_open(struct fid_fabric *fabric, struct fi_info *info,
+		     struct fid_domain **domain, void *context);
+int usb4_eq_open(struct fid_fabric *fabric, struct fi_eq_attr *attr,
+		 struct fid_eq **eq, void *context);
+int usb4_av_open(struct fid_domain *domain, struct fi_av_attr *attr,
+		 struct fid_av **av, void *context);
+int usb4_cq_open(struct fid_domain *domain, struct fi_cq_attr *attr,
+		 struct fid_cq **cq, void *context);
+int usb4_cntr_open(struct fid_domain *domain, struct fi_cntr_attr *attr,
+		   struct fid_cntr **cntr, void *context);
+int usb4_ep_open(struct fid_domain *domain, struct fi_info *info,
+		 struct fid_ep **ep, void *context);
+extern struct fi_ops_mr usb4_mr_ops;
+extern struct fi_ops_msg usb4_msg_ops;
+extern struct fi_ops_tagged usb4_tagged_ops;
+extern struct fi_ops_rma usb4_rma_absent_ops;
+extern struct fi_ops_atomic usb4_atomic_absent_ops;
+
+/* Data-path entry points shared by fi_msg and fi_tagged (usb4_msg.c). */
+ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,
+		     fi_addr_t dest, uint64_t tag, uint64_t data,
+		     void *context, uint64_t flags);
+ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
+		     fi_addr_t src, uint64_t tag, uint64_t ignore,
+		     void *context, uint64_t flags);
+size_t usb4_ep_inject_limit(struct fid_ep *fid);
+
+/* Progress every endpoint bound to a CQ or counter; caller holds the lock. */
+void usb4_cq_progress(struct usb4_cq *cq);
+void usb4_cntr_progress(struct usb4_cntr *cntr);
+int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
+int usb4_cntr_bind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep);
+void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
+void usb4_cntr_unbind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep);
+/* Deadlines for calls with a timeout in ms (-1: none). */
+uint64_t usb4_deadline(int timeout_ms);
+int usb4_ms_left(uint64_t deadline_ns);
+
+/* Waits for progress without spinning: polls spin_us, then blocks. */
+void usb4_wait_eps(struct usb4_domain *domain, struct usb4_core_ep **eps,
+		   size_t count, int timeout_ms);
+
+/* Not-supported stubs for ops table slots. */
+int usb4_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags);
+int usb4_no_control(struct fid *fid, int command, void *arg);
+int usb4_no_ops_open(struct fid *fid, const char *name, uint64_t flags,
+		     void **ops, void *context);
+int usb4_no_passive_ep(struct fid_fabric *fabric, struct fi_info *info,
+		       struct fid_pep **pep, void *context);
+int usb4_no_wait_open(struct fid_fabric *fabric, struct fi_wait_attr *attr,
+		      struct fid_wait **waitset);
+int usb4_no_trywait(struct fid_fabric *fabric, struct fid **fids, int count);
+
+#endif /* USB4_API_H */

@@ -1,0 +1,225 @@
+/*
+ * Messaging core: peers, tag matching, eager and rendezvous protocols and
+ * completions.  Knows frames and peers, not sockets or rings: it talks to the
+ * cable only through usb4_link.h.  Callers (the api layer) hold the domain
+ * lock around every call.
+ */
+#ifndef USB4_CORE_H
+#define USB4_CORE_H
+
+#include <stdatomic.h>
+#include <sys/uio.h>
+
+#include <rdma/fi_eq.h>
+
+#include "usb4.h"
+#include "usb4_link.h"
+#include "usb4_list.h"
+#include "../src/wire.h"
+
+#define USB4_ADDR_MAGIC		0x34425355u	/* "USB4" */
+#define USB4_ADDR_VERSION	1
+
+/*
+ * An endpoint address as fi_getname returns it: 48 bytes, at most 56 as
+ * aws-ofi-nccl requires.
+ */
+struct usb4_addr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t reserved;
+	uint64_t host_id;	/* same value on every endpoint of one host */
+	uint64_t ep_id;		/* random id carried in every frame it sends */
+	struct usb4_shm_addr shm;
+	uint64_t reserved2;
+};
+_Static_assert(sizeof(struct usb4_addr) == 48, "address is 48 bytes");
+
+/* ---- completions ------------------------------------------------------ */
+
+struct usb4_cqe {
+	void *op_context;
+	uint64_t flags;
+	size_t len;
+	void *buf;
+	uint64_t data;
+	uint64_t tag;
+	fi_addr_t src;
+};
+
+struct usb4_cqe_err {
+	struct fi_cq_err_entry err;
+	fi_addr_t src;
+};
+
+/* Completion storage of one CQ; grows instead of ever dropping an entry. */
+struct usb4_cq_queue {
+	struct usb4_cqe *ring;
+	size_t cap, head, count;
+	struct usb4_cqe_err *errs;
+	size_t err_cap, err_head, err_count;
+	struct usb4_shm_link *waker;	/* a link to kick on push, or NULL */
+};
+
+int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap);
+void usb4_cq_queue_fini(struct usb4_cq_queue *q);
+int usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
+int usb4_cq_queue_push_err(struct usb4_cq_queue *q,
+			   const struct usb4_cqe_err *e);
+const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q);
+void usb4_cq_queue_pop(struct usb4_cq_queue *q);
+const struct usb4_cqe_err *usb4_cq_queue_peek_err(const struct usb4_cq_queue *q);
+void usb4_cq_queue_pop_err(struct usb4_cq_queue *q);
+
+/* Completion counter (fi_cntr); api wakes waiters by polling. */
+struct usb4_counter {
+	_Atomic uint64_t value;
+	_Atomic uint64_t err;
+};
+
+/* ---- peers and the address table --------------------------------------- */
+
+struct usb4_peer {
+	struct usb4_addr addr;
+	struct usb4_shm_peer *shm;
+	bool in_use;
+};
+
+/* The table behind an fi_av: fi_addr_t is an index into peers. */
+struct usb4_core_av {
+	struct usb4_peer *peers;
+	size_t count, cap;
+	uint64_t *hash_keys;	/* ep_id, 0 = empty */
+	size_t *hash_vals;	/* index into peers */
+	size_t hash_cap;	/* power of two */
+	uint64_t host_id;
+};
+
+int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint);
+void usb4_core_av_fini(struct usb4_core_av *av);
+int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
+			fi_addr_t *fi_addr);
+int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr);
+struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr);
+fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
+uint64_t usb4_host_id(void);
+
+/* ---- endpoint ----------------------------------------------------------- */
+
+/* A posted receive. */
+struct usb4_rx_entry {
+	struct usb4_list link;
+	void *context;
+	uint64_t flags;		/* FI_MSG/FI_TAGGED, FI_COMPLETION, FI_MULTI_RECV */
+	struct iovec iov[USB4_IOV_LIMIT];
+	size_t iov_count;
+	size_t len;		/* sum of iov lengths */
+	size_t multi_used;	/* FI_MULTI_RECV: bytes already consumed */
+	fi_addr_t src;
+	uint64_t tag, ignore;
+};
+
+/* A message that arrived before a receive matched it. */
+struct usb4_unexp {
+	struct usb4_list link;
+	fi_addr_t src;
+	uint64_t src_id;
+	uint64_t tag, data, msg_id, total_len;
+	uint16_t wflags;
+	uint8_t type;		/* USB4_FRAME_EAGER or USB4_FRAME_RTS */
+	bool claimed;		/* FI_CLAIM: reserved for one receive */
+	void *buf;		/* eager: a copy of the payload */
+	pid_t pid;		/* rendezvous: whose buffer to read */
+	size_t riov_count;
+	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
+};
+
+/* A send waiting for its peer: rendezvous FIN or delivery ACK. */
+struct usb4_tx_op {
+	uint32_t gen;
+	bool busy;
+	void *context;
+	uint64_t flags;		/* completion flags + FI_COMPLETION */
+	size_t len;
+	uint64_t tag;
+	fi_addr_t dest;
+};
+
+/* A control frame waiting for room in a peer's inbox. */
+struct usb4_ctrl {
+	struct usb4_list link;
+	fi_addr_t dest;
+	struct usb4_wire_hdr hdr;
+};
+
+enum { USB4_Q_MSG = 0, USB4_Q_TAGGED = 1 };
+
+struct usb4_core_stats {
+	uint64_t dropped[USB4_WIRE_VERDICT_MAX];
+	uint64_t dropped_unknown_op;	/* FIN/ACK naming no pending send */
+	uint64_t unknown_src;		/* frames from ids not in the AV */
+	uint64_t eager_sent, rndv_sent, unexpected;
+};
+
+struct usb4_core_ep {
+	uint64_t id;
+	uint64_t caps;
+	struct usb4_shm_link *shm;
+	struct usb4_core_av *av;
+	struct usb4_cq_queue *tx_cq, *rx_cq;
+	struct usb4_counter *tx_cntr, *rx_cntr;
+	struct usb4_list posted[2];	/* indexed by USB4_Q_* */
+	struct usb4_list unexp[2];
+	struct usb4_list rx_free;	/* recycled usb4_rx_entry */
+	size_t rx_posted, rx_max;
+	struct usb4_tx_op *ops;
+	uint32_t *ops_free;
+	size_t ops_free_count, ops_cap;
+	struct usb4_list ctrl_pending;
+	size_t min_multi_recv;
+	size_t eager_max;		/* payload bytes that fit a frame */
+	struct usb4_core_stats stats;
+};
+
+/* What a send asks for; flags carry FI_MSG or FI_TAGGED, FI_COMPLETION,
+ * FI_REMOTE_CQ_DATA, FI_INJECT and the completion level. */
+struct usb4_send_args {
+	const struct iovec *iov;
+	size_t iov_count;
+	fi_addr_t dest;
+	uint64_t tag;
+	uint64_t data;
+	void *context;
+	uint64_t flags;
+};
+
+/* What a receive asks for; flags carry FI_MSG or FI_TAGGED, FI_COMPLETION,
+ * FI_MULTI_RECV, FI_PEEK, FI_CLAIM and FI_DISCARD. */
+struct usb4_recv_args {
+	const struct iovec *iov;
+	size_t iov_count;
+	fi_addr_t src;
+	uint64_t tag;
+	uint64_t ignore;
+	void *context;
+	uint64_t flags;
+};
+
+int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps);
+void usb4_core_ep_close(struct usb4_core_ep *ep);
+void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr);
+ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a);
+ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a);
+int usb4_core_cancel(struct usb4_core_ep *ep, void *context);
+int usb4_core_progress(struct usb4_core_ep *ep);
+void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms);
+void usb4_core_kick(struct usb4_core_ep *ep);
+void usb4_core_log_stats(const struct usb4_core_ep *ep);
+
+/* Completion helpers shared by the core's protocol files. */
+void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
+			const struct usb4_cqe *e, bool want_cqe);
+void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
+			    const struct usb4_cqe *e, int err, size_t olen);
+
+#endif /* USB4_CORE_H */

@@ -1,0 +1,64 @@
+/*
+ * The cable: links move opaque frames between endpoints.  A link never looks
+ * inside a frame.  Today there is one kind, shm, for peers on the same host.
+ *
+ * shm: every endpoint owns an inbox, a ring of fixed-size frame slots in a
+ * memfd.  Same-host peers map the owner's memfd through /proc/<pid>/fd/<fd>
+ * and post frames into it (many producers, one consumer).  Bulk data moves by
+ * one cross-memory-attach copy (process_vm_readv) straight between the two
+ * processes' buffers.  A memfd has no name in any file system, so two jobs
+ * never collide and a crashed process leaves nothing behind.
+ */
+#ifndef USB4_LINK_H
+#define USB4_LINK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+/* What a same-host peer needs to map our inbox; part of the endpoint address. */
+struct usb4_shm_addr {
+	uint32_t pid;		/* owner process */
+	int32_t fd;		/* owner's memfd number, opened via /proc */
+	uint64_t nonce;		/* must match the ring header: guards pid/fd reuse */
+};
+
+struct usb4_shm_link;	/* our inbox */
+struct usb4_shm_peer;	/* a mapped inbox of another endpoint */
+
+/* Called for each frame taken off the inbox; frame is valid during the call. */
+typedef void (*usb4_link_rx_fn)(void *arg, const void *frame, size_t len);
+
+int usb4_shm_link_open(struct usb4_shm_link **link, size_t slots,
+		       size_t frame_max, uint64_t nonce);
+void usb4_shm_link_close(struct usb4_shm_link *link);
+void usb4_shm_link_addr(const struct usb4_shm_link *link,
+			struct usb4_shm_addr *addr);
+size_t usb4_shm_link_frame_max(const struct usb4_shm_link *link);
+
+/* Takes up to budget frames; returns how many were taken. */
+int usb4_shm_link_poll(struct usb4_shm_link *link, usb4_link_rx_fn fn,
+		       void *arg, int budget);
+/* Blocks until a frame may be waiting or timeout_ms passes (-1: forever). */
+void usb4_shm_link_wait(struct usb4_shm_link *link, int timeout_ms);
+/* Wakes a waiter in usb4_shm_link_wait (from any thread or process). */
+void usb4_shm_link_kick(struct usb4_shm_link *link);
+
+int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
+		       struct usb4_shm_peer **peer);
+void usb4_shm_peer_close(struct usb4_shm_peer *peer);
+pid_t usb4_shm_peer_pid(const struct usb4_shm_peer *peer);
+/* Posts one frame gathered from iov; -FI_EAGAIN when the inbox is full. */
+int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
+		  int iov_count);
+
+/*
+ * Copies len bytes from the remote iov list in process pid into the local iov
+ * list, one cross-memory-attach copy.  Returns 0 or a negative FI_E* code.
+ */
+int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
+		       const struct iovec *remote, size_t remote_count,
+		       size_t len);
+
+#endif /* USB4_LINK_H */

@@ -1,0 +1,279 @@
+/*
+ * fi_cq: reads progress the bound endpoints, then copy entries out in the
+ * format the CQ was opened with.  sread blocks instead of spinning.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_api.h"
+
+static struct usb4_cq *cq_of(struct fid_cq *fid)
+{
+	return usb4_container_of(fid, struct usb4_cq, cq_fid);
+}
+
+void usb4_cq_progress(struct usb4_cq *cq)
+{
+	for (size_t i = 0; i < cq->ep_count; i++)
+		usb4_core_progress(cq->eps[i]);
+}
+
+static int ep_list_add(struct usb4_core_ep **eps, size_t *count,
+		       struct usb4_core_ep *ep)
+{
+	for (size_t i = 0; i < *count; i++)
+		if (eps[i] == ep)
+			return 0;
+	if (*count == USB4_CQ_MAX_EPS)
+		return -FI_ENOSPC;
+	eps[(*count)++] = ep;
+	return 0;
+}
+
+static void ep_list_del(struct usb4_core_ep **eps, size_t *count,
+			struct usb4_core_ep *ep)
+{
+	for (size_t i = 0; i < *count; i++)
+		if (eps[i] == ep) {
+			eps[i] = eps[--(*count)];
+			return;
+		}
+}
+
+int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
+{
+	int ret = ep_list_add(cq->eps, &cq->ep_count, ep);
+
+	/* Wakes a thread asleep in sread when another thread completes. */
+	if (!ret && cq->domain->lock.enabled && !cq->queue.waker)
+		cq->queue.waker = ep->shm;
+	return ret;
+}
+
+void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
+{
+	ep_list_del(cq->eps, &cq->ep_count, ep);
+	if (cq->queue.waker == ep->shm)
+		cq->queue.waker = cq->ep_count ? cq->eps[0]->shm : NULL;
+}
+
+static void write_entry(const struct usb4_cq *cq, void *dst,
+			const struct usb4_cqe *e)
+{
+	struct fi_cq_tagged_entry t = {
+		.op_context = e->op_context,
+		.flags = e->flags,
+		.len = e->len,
+		.buf = e->buf,
+		.data = e->data,
+		.tag = e->tag,
+	};
+
+	memcpy(dst, &t, cq->entry_size);
+}
+
+static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
+				  fi_addr_t *src_addr)
+{
+	const struct usb4_cqe *e;
+	size_t n = 0;
+
+	usb4_cq_progress(cq);
+	if (usb4_cq_queue_peek_err(&cq->queue))
+		return -FI_EAVAIL;
+	while (n < count && (e = usb4_cq_queue_peek(&cq->queue))) {
+		write_entry(cq, (char *) buf + n * cq->entry_size, e);
+		if (src_addr)
+			src_addr[n] = e->src;
+		usb4_cq_queue_pop(&cq->queue);
+		n++;
+	}
+	return n ? (ssize_t) n : -FI_EAGAIN;
+}
+
+static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
+			   fi_addr_t *src_addr)
+{
+	struct usb4_cq *cq = cq_of(fid);
+	ssize_t ret;
+
+	usb4_lock_acquire(&cq->domain->lock);
+	ret = cq_readfrom_locked(cq, buf, count, src_addr);
+	usb4_lock_release(&cq->domain->lock);
+	return ret;
+}
+
+static ssize_t cq_read(struct fid_cq *fid, void *buf, size_t count)
+{
+	return cq_readfrom(fid, buf, count, NULL);
+}
+
+static ssize_t cq_readerr(struct fid_cq *fid, struct fi_cq_err_entry *buf,
+			  uint64_t flags)
+{
+	struct usb4_cq *cq = cq_of(fid);
+	const struct usb4_cqe_err *ee;
+	ssize_t ret = -FI_EAGAIN;
+
+	usb4_lock_acquire(&cq->domain->lock);
+	usb4_cq_progress(cq);
+	ee = usb4_cq_queue_peek_err(&cq->queue);
+	if (ee) {
+		void *user_data = buf->err_data;
+		*buf = ee->err;
+		/* We carry no provider error data: say so in err_data_size. */
+		buf->err_data = user_data;
+		buf->err_data_size = 0;
+		usb4_cq_queue_pop_err(&cq->queue);
+		ret = 1;
+	}
+	usb4_lock_release(&cq->domain->lock);
+	return ret;
+}
+
+static ssize_t cq_sreadfrom(struct fid_cq *fid, void *buf, size_t count,
+			    fi_addr_t *src_addr, const void *cond, int timeout)
+{
+	struct usb4_cq *cq = cq_of(fid);
+	uint64_t deadline = usb4_deadline(timeout);
+	ssize_t ret;
+
+	if (cq->wait_obj == FI_WAIT_NONE)
+		return -FI_ENOSYS;
+	usb4_lock_acquire(&cq->domain->lock);
+	for (;;) {
+		ret = cq_readfrom_locked(cq, buf, count, src_addr);
+		if (ret != -FI_EAGAIN || cq->signaled)
+			break;
+		int left = usb4_ms_left(deadline);
+		if (left == 0)
+			break;
+		usb4_wait_eps(cq->domain, cq->eps, cq->ep_count, left);
+	}
+	cq->signaled = false;
+	usb4_lock_release(&cq->domain->lock);
+	return ret;
+}
+
+static ssize_t cq_sread(struct fid_cq *fid, void *buf, size_t count,
+			const void *cond, int timeout)
+{
+	return cq_sreadfrom(fid, buf, count, NULL, cond, timeout);
+}
+
+static int cq_signal(struct fid_cq *fid)
+{
+	struct usb4_cq *cq = cq_of(fid);
+
+	usb4_lock_acquire(&cq->domain->lock);
+	cq->signaled = true;
+	for (size_t i = 0; i < cq->ep_count; i++)
+		usb4_core_kick(cq->eps[i]);
+	usb4_lock_release(&cq->domain->lock);
+	return 0;
+}
+
+static const char *cq_strerror(struct fid_cq *fid, int prov_errno,
+			       const void *err_data, char *buf, size_t len)
+{
+	const char *msg = fi_strerror(prov_errno < 0 ? -prov_errno : prov_errno);
+
+	if (buf && len) {
+		strncpy(buf, msg, len - 1);
+		buf[len - 1] = '\0';
+		return buf;
+	}
+	return msg;
+}
+
+static int cq_close(struct fid *fid)
+{
+	struct usb4_cq *cq = usb4_container_of(fid, struct usb4_cq, cq_fid.fid);
+
+	if (atomic_load(&cq->ref))
+		return -FI_EBUSY;
+	usb4_cq_queue_fini(&cq->queue);
+	atomic_fetch_sub(&cq->domain->ref, 1);
+	free(cq);
+	return 0;
+}
+
+static struct fi_ops cq_fi_ops = {
+	.size = sizeof(struct fi_ops),
+	.close = cq_close,
+	.bind = usb4_no_bind,
+	.control = usb4_no_control,
+	.ops_open = usb4_no_ops_open,
+};
+
+static struct fi_ops_cq cq_ops = {
+	.size = sizeof(struct fi_ops_cq),
+	.read = cq_read,
+	.readfrom = cq_readfrom,
+	.readerr = cq_readerr,
+	.sread = cq_sread,
+	.sreadfrom = cq_sreadfrom,
+	.signal = cq_signal,
+	.strerror = cq_strerror,
+};
+
+static size_t entry_size(enum fi_cq_format format)
+{
+	switch (format) {
+	case FI_CQ_FORMAT_UNSPEC:
+	case FI_CQ_FORMAT_CONTEXT:
+		return sizeof(struct fi_cq_entry);
+	case FI_CQ_FORMAT_MSG:
+		return sizeof(struct fi_cq_msg_entry);
+	case FI_CQ_FORMAT_DATA:
+		return sizeof(struct fi_cq_data_entry);
+	case FI_CQ_FORMAT_TAGGED:
+		return sizeof(struct fi_cq_tagged_entry);
+	default:
+		return 0;
+	}
+}
+
+static int check_attr(const struct fi_cq_attr *attr)
+{
+	if (!entry_size(attr->format))
+		return -FI_EINVAL;
+	if (attr->wait_obj != FI_WAIT_NONE && attr->wait_obj != FI_WAIT_UNSPEC)
+		return -FI_ENOSYS;
+	if (attr->wait_cond != FI_CQ_COND_NONE || (attr->flags & FI_AFFINITY))
+		return -FI_ENOSYS;
+	return 0;
+}
+
+int usb4_cq_open(struct fid_domain *domain_fid, struct fi_cq_attr *attr,
+		 struct fid_cq **cqp, void *context)
+{
+	struct usb4_domain *domain =
+		usb4_container_of(domain_fid, struct usb4_domain, domain_fid);
+	struct usb4_cq *cq;
+	int ret;
+
+	if (!attr || (ret = check_attr(attr)))
+		return attr ? ret : -FI_EINVAL;
+	cq = calloc(1, sizeof(*cq));
+	if (!cq)
+		return -FI_ENOMEM;
+	ret = usb4_cq_queue_init(&cq->queue,
+				 attr->size ? attr->size : usb4_params.cq_size);
+	if (ret) {
+		free(cq);
+		return ret;
+	}
+	cq->domain = domain;
+	cq->format = attr->format;
+	cq->entry_size = entry_size(attr->format);
+	cq->wait_obj = attr->wait_obj;
+	atomic_init(&cq->ref, 0);
+	atomic_fetch_add(&domain->ref, 1);
+	cq->cq_fid.fid.fclass = FI_CLASS_CQ;
+	cq->cq_fid.fid.context = context;
+	cq->cq_fid.fid.ops = &cq_fi_ops;
+	cq->cq_fid.ops = &cq_ops;
+	*cqp = &cq->cq_fid;
+	return 0;
+}

@@ -1,0 +1,115 @@
+/*
+ * fi_domain: owns the lock that guards every object opened from it, and the
+ * memory registrations.
+ */
+#include <stdlib.h>
+
+#include "usb4_api.h"
+
+static int domain_close(struct fid *fid)
+{
+	struct usb4_domain *domain =
+		usb4_container_of(fid, struct usb4_domain, domain_fid.fid);
+
+	if (atomic_load(&domain->ref))
+		return -FI_EBUSY;
+	atomic_fetch_sub(&domain->fabric->ref, 1);
+	usb4_lock_destroy(&domain->lock);
+	free(domain);
+	return 0;
+}
+
+static int no_scalable_ep(struct fid_domain *domain, struct fi_info *info,
+			  struct fid_ep **sep, void *context)
+{
+	return -FI_ENOSYS;
+}
+
+static int no_poll_open(struct fid_domain *domain, struct fi_poll_attr *attr,
+			struct fid_poll **pollset)
+{
+	return -FI_ENOSYS;
+}
+
+static int no_stx_ctx(struct fid_domain *domain, struct fi_tx_attr *attr,
+		      struct fid_stx **stx, void *context)
+{
+	return -FI_ENOSYS;
+}
+
+static int no_srx_ctx(struct fid_domain *domain, struct fi_rx_attr *attr,
+		      struct fid_ep **rx_ep, void *context)
+{
+	return -FI_ENOSYS;
+}
+
+static int no_query_atomic(struct fid_domain *domain, enum fi_datatype datatype,
+			   enum fi_op op, struct fi_atomic_attr *attr,
+			   uint64_t flags)
+{
+	return -FI_ENOSYS;
+}
+
+static int no_query_collective(struct fid_domain *domain,
+			       enum fi_collective_op coll,
+			       struct fi_collective_attr *attr, uint64_t flags)
+{
+	return -FI_ENOSYS;
+}
+
+static struct fi_ops domain_fi_ops = {
+	.size = sizeof(struct fi_ops),
+	.close = domain_close,
+	.bind = usb4_no_bind,
+	.control = usb4_no_control,
+	.ops_open = usb4_no_ops_open,
+};
+
+static struct fi_ops_domain domain_ops = {
+	.size = sizeof(struct fi_ops_domain),
+	.av_open = usb4_av_open,
+	.cq_open = usb4_cq_open,
+	.endpoint = usb4_ep_open,
+	.scalable_ep = no_scalable_ep,
+	.cntr_open = usb4_cntr_open,
+	.poll_open = no_poll_open,
+	.stx_ctx = no_stx_ctx,
+	.srx_ctx = no_srx_ctx,
+	.query_atomic = no_query_atomic,
+	.query_collective = no_query_collective,
+};
+
+int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
+		     struct fid_domain **domainp, void *context)
+{
+	struct usb4_fabric *fabric =
+		usb4_container_of(fabric_fid, struct usb4_fabric, fabric_fid);
+	struct usb4_domain *domain;
+	int ret;
+
+	ret = info && info->domain_attr ?
+	      usb4_check_domain_attr(info->domain_attr) : 0;
+	if (ret)
+		return ret;
+	domain = calloc(1, sizeof(*domain));
+	if (!domain)
+		return -FI_ENOMEM;
+	domain->threading = info && info->domain_attr ?
+			    info->domain_attr->threading : FI_THREAD_SAFE;
+	domain->mr_mode = info && info->domain_attr ?
+			  info->domain_attr->mr_mode : 0;
+	domain->caps = info ? info->caps : 0;
+	/* Only FI_THREAD_DOMAIN promises that nothing runs concurrently. */
+	usb4_lock_init(&domain->lock, domain->threading != FI_THREAD_DOMAIN);
+	usb4_list_init(&domain->mrs);
+	atomic_init(&domain->ref, 0);
+	domain->fabric = fabric;
+	atomic_fetch_add(&fabric->ref, 1);
+	domain->domain_fid.fid.fclass = FI_CLASS_DOMAIN;
+	domain->domain_fid.fid.context = context;
+	domain->domain_fid.fid.ops = &domain_fi_ops;
+	domain->domain_fid.ops = &domain_ops;
+	domain->domain_fid.mr = &usb4_mr_ops;
+	*domainp = &domain->domain_fid;
+	return 0;
+}

@@ -1,0 +1,515 @@
+/*
+ * fi_getinfo for usb4: one template fi_info describing what we offer, and the
+ * filtering of an application's hints against it.
+ *
+ * libfabric's core does no attribute filtering for a core provider, so every
+ * field of every attribute in the hints is looked at here.  The rules:
+ *   - a hint of 0 (or *_UNSPEC) means "no preference";
+ *   - a hint asking for more than we have, or for something we do not do,
+ *     makes the whole answer -FI_ENODATA;
+ *   - otherwise the returned info states what the objects will really be:
+ *     our capability limits (max_msg_size, inject_size, iov_limit, counts)
+ *     and the hint's choice where the hint picks a setting (queue sizes,
+ *     threading, av_type, resource_mgmt, op_flags, mem_tag_format).
+ * usb4_check_*() apply the same rules to the attributes handed back to
+ * fi_fabric, fi_domain and fi_endpoint, which may have been edited since.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "usb4_api.h"
+
+
+/* Limits of a domain.  Nothing is preallocated per count; they are caps we
+ * promise to honour, generous enough for a node's worth of MPI ranks. */
+#define USB4_DOMAIN_CQ_CNT	1024
+#define USB4_DOMAIN_EP_CNT	1024
+#define USB4_DOMAIN_CNTR_CNT	1024
+#define USB4_DOMAIN_MR_CNT	(1u << 20)
+#define USB4_MR_KEY_SIZE	sizeof(uint64_t)
+#define USB4_CQ_DATA_SIZE	sizeof(uint64_t)
+
+/*
+ * Capabilities.  Primary caps must be asked for to be granted; FI_SEND and
+ * FI_RECV modify them; secondary caps we always report.  FI_RMA and FI_ATOMIC
+ * come with the RMA issue: until then asking for them gets -FI_ENODATA.
+ * FI_REMOTE_COMM is offered now because Open MPI and aws-ofi-nccl require it;
+ * the udp link that reaches other hosts lands in the next issue.
+ */
+#define USB4_PRIMARY_CAPS	(FI_MSG | FI_TAGGED | FI_DIRECTED_RECV)
+#define USB4_MODIFIER_CAPS	(FI_SEND | FI_RECV)
+#define USB4_SECONDARY_CAPS	(FI_MULTI_RECV | FI_SOURCE | FI_LOCAL_COMM | \
+				 FI_REMOTE_COMM)
+#define USB4_CAPS		(USB4_PRIMARY_CAPS | USB4_MODIFIER_CAPS | \
+				 USB4_SECONDARY_CAPS)
+#define USB4_TX_CAPS		(FI_MSG | FI_TAGGED | FI_SEND)
+#define USB4_RX_CAPS		(FI_MSG | FI_TAGGED | FI_RECV | \
+				 FI_DIRECTED_RECV | FI_MULTI_RECV | FI_SOURCE)
+#define USB4_DOMAIN_CAPS	(FI_LOCAL_COMM | FI_REMOTE_COMM)
+
+/* Default operation flags an endpoint accepts (man fi_endpoint). */
+#define USB4_TX_OP_FLAGS	(FI_COMPLETION | FI_INJECT | \
+				 FI_INJECT_COMPLETE | FI_TRANSMIT_COMPLETE | \
+				 FI_DELIVERY_COMPLETE)
+#define USB4_RX_OP_FLAGS	(FI_COMPLETION | FI_MULTI_RECV)
+
+/*
+ * Ordering: one sender's messages reach the receiver's matching in the order
+ * sent (the shm inbox is FIFO per sender, rendezvous requests included).  We
+ * promise nothing about completion order, nor any RMA ordering (no RMA yet).
+ */
+#define USB4_MSG_ORDER		FI_ORDER_SAS
+#define USB4_COMP_ORDER		0ULL
+
+/* Memory registration modes we can honour if the application offers them;
+ * we never need FI_MR_LOCAL, FI_MR_ENDPOINT or FI_MR_HMEM. */
+#define USB4_MR_MODE_OFFERED	(FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | \
+				 FI_MR_PROV_KEY)
+/*
+ * Before API 1.5 mr_mode was an enum: 0 unspecified, 1 basic, 2 scalable.
+ * The names are gone in libfabric 2.x, so the values are spelled here.  We
+ * answer old callers with scalable (user keys, offsets from 0): that is what
+ * a mr_mode of 0 means in the 1.5 bit encoding too, so the domain and MR code
+ * need no version test.  Basic would read as a bit to the domain: refused.
+ */
+#define USB4_MR_OLD_API		FI_VERSION(1, 5)
+#define USB4_MR_OLD_UNSPEC	0
+#define USB4_MR_OLD_SCALABLE	2
+
+/* All 64 tag bits are matched; Open MPI counts usable bits from bit 63. */
+#define USB4_MEM_TAG_FORMAT	UINT64_MAX
+
+#define USB4_ADDRLEN		sizeof(struct usb4_addr)
+
+/* Every check logs why it refused, so FI_LOG_LEVEL=info explains -FI_ENODATA. */
+#define USB4_REFUSE(...) do { \
+	USB4_INFO(FI_LOG_CORE, __VA_ARGS__); \
+	return -FI_ENODATA; \
+} while (0)
+
+/* ---- checks ------------------------------------------------------------- */
+
+static int usb4_check_name(const char *name, const char *ours, const char *what)
+{
+	if (name && strcasecmp(name, ours))
+		USB4_REFUSE("%s name '%s' is not '%s'\n", what, name, ours);
+	return 0;
+}
+
+int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
+{
+	int ret;
+
+	if (!attr)
+		return 0;
+	ret = usb4_check_name(attr->name, USB4_FABRIC_NAME, "fabric");
+	if (ret)
+		return ret;
+	ret = usb4_check_name(attr->prov_name, USB4_PROV_NAME, "provider");
+	if (ret)
+		return ret;
+	if (attr->api_version &&
+	    FI_VERSION_LT(USB4_API_VERSION, attr->api_version))
+		USB4_REFUSE("api_version %u.%u newer than ours\n",
+			    FI_MAJOR(attr->api_version),
+			    FI_MINOR(attr->api_version));
+	return 0;
+}
+
+static int usb4_check_progress(enum fi_progress progress, const char *what)
+{
+	if (progress != FI_PROGRESS_UNSPEC && progress != FI_PROGRESS_MANUAL)
+		USB4_REFUSE("%s progress %d: only manual progress\n", what,
+			    progress);
+	return 0;
+}
+
+static int usb4_check_domain_modes(const struct fi_domain_attr *attr)
+{
+	switch (attr->threading) {
+	case FI_THREAD_UNSPEC: case FI_THREAD_SAFE: case FI_THREAD_FID:
+	case FI_THREAD_DOMAIN: case FI_THREAD_COMPLETION:
+	case FI_THREAD_ENDPOINT:
+		break;
+	default:
+		USB4_REFUSE("threading %d unknown\n", attr->threading);
+	}
+	if (usb4_check_progress(attr->control_progress, "control") ||
+	    usb4_check_progress(attr->data_progress, "data"))
+		return -FI_ENODATA;
+	if (attr->resource_mgmt != FI_RM_UNSPEC &&
+	    attr->resource_mgmt != FI_RM_ENABLED &&
+	    attr->resource_mgmt != FI_RM_DISABLED)
+		USB4_REFUSE("resource_mgmt %d unknown\n", attr->resource_mgmt);
+	if (attr->av_type != FI_AV_UNSPEC && attr->av_type != FI_AV_MAP &&
+	    attr->av_type != FI_AV_TABLE)
+		USB4_REFUSE("av_type %d unknown\n", attr->av_type);
+	if (attr->auth_key_size || attr->auth_key)
+		USB4_REFUSE("domain auth_key: none supported\n");
+	if (attr->caps & ~USB4_DOMAIN_CAPS)
+		USB4_REFUSE("domain caps 0x%llx not offered\n", (unsigned long long)
+			    (attr->caps & ~USB4_DOMAIN_CAPS));
+	return 0;
+}
+
+/* Refuses a hint above our limit; 0 means "no preference". */
+#define USB4_CHECK_MAX(attr, field, limit) do { \
+	if ((attr)->field > (limit)) \
+		USB4_REFUSE(#field " %zu above our %zu\n", \
+			    (size_t) (attr)->field, (size_t) (limit)); \
+} while (0)
+
+static int usb4_check_domain_limits(const struct fi_domain_attr *attr)
+{
+	USB4_CHECK_MAX(attr, mr_key_size, USB4_MR_KEY_SIZE);
+	USB4_CHECK_MAX(attr, cq_data_size, USB4_CQ_DATA_SIZE);
+	USB4_CHECK_MAX(attr, cq_cnt, USB4_DOMAIN_CQ_CNT);
+	USB4_CHECK_MAX(attr, ep_cnt, USB4_DOMAIN_EP_CNT);
+	USB4_CHECK_MAX(attr, tx_ctx_cnt, USB4_DOMAIN_EP_CNT);
+	USB4_CHECK_MAX(attr, rx_ctx_cnt, USB4_DOMAIN_EP_CNT);
+	USB4_CHECK_MAX(attr, max_ep_tx_ctx, 1);
+	USB4_CHECK_MAX(attr, max_ep_rx_ctx, 1);
+	USB4_CHECK_MAX(attr, max_ep_stx_ctx, 0);
+	USB4_CHECK_MAX(attr, max_ep_srx_ctx, 0);
+	USB4_CHECK_MAX(attr, cntr_cnt, USB4_DOMAIN_CNTR_CNT);
+	USB4_CHECK_MAX(attr, mr_iov_limit, USB4_IOV_LIMIT);
+	USB4_CHECK_MAX(attr, max_err_data, 0);
+	USB4_CHECK_MAX(attr, mr_cnt, USB4_DOMAIN_MR_CNT);
+	return 0;
+}
+
+int usb4_check_domain_attr(const struct fi_domain_attr *attr)
+{
+	int ret;
+
+	if (!attr)
+		return 0;
+	ret = usb4_check_name(attr->name, USB4_DOMAIN_NAME, "domain");
+	if (ret)
+		return ret;
+	ret = usb4_check_domain_modes(attr);
+	if (ret)
+		return ret;
+	return usb4_check_domain_limits(attr);
+}
+
+static int usb4_check_tx_attr(const struct fi_tx_attr *attr)
+{
+	if (!attr)
+		return 0;
+	if (attr->caps & ~USB4_TX_CAPS)
+		USB4_REFUSE("tx caps 0x%llx not offered\n", (unsigned long long)
+			    (attr->caps & ~USB4_TX_CAPS));
+	if (attr->op_flags & ~USB4_TX_OP_FLAGS)
+		USB4_REFUSE("tx op_flags 0x%llx not supported\n",
+			    (unsigned long long)
+			    (attr->op_flags & ~USB4_TX_OP_FLAGS));
+	if (attr->msg_order & ~USB4_MSG_ORDER)
+		USB4_REFUSE("tx msg_order 0x%llx not kept\n",
+			    (unsigned long long) attr->msg_order);
+	if (attr->comp_order & ~USB4_COMP_ORDER)
+		USB4_REFUSE("tx comp_order 0x%llx not kept\n",
+			    (unsigned long long) attr->comp_order);
+	USB4_CHECK_MAX(attr, inject_size, usb4_params.eager_size);
+	USB4_CHECK_MAX(attr, size, usb4_params.tx_size);
+	USB4_CHECK_MAX(attr, iov_limit, USB4_IOV_LIMIT);
+	USB4_CHECK_MAX(attr, rma_iov_limit, 0);
+	return 0;
+}
+
+static int usb4_check_rx_attr(const struct fi_rx_attr *attr)
+{
+	if (!attr)
+		return 0;
+	if (attr->caps & ~USB4_RX_CAPS)
+		USB4_REFUSE("rx caps 0x%llx not offered\n", (unsigned long long)
+			    (attr->caps & ~USB4_RX_CAPS));
+	if (attr->op_flags & ~USB4_RX_OP_FLAGS)
+		USB4_REFUSE("rx op_flags 0x%llx not supported\n",
+			    (unsigned long long)
+			    (attr->op_flags & ~USB4_RX_OP_FLAGS));
+	if (attr->msg_order & ~USB4_MSG_ORDER)
+		USB4_REFUSE("rx msg_order 0x%llx not kept\n",
+			    (unsigned long long) attr->msg_order);
+	if (attr->comp_order & ~USB4_COMP_ORDER)
+		USB4_REFUSE("rx comp_order 0x%llx not kept\n",
+			    (unsigned long long) attr->comp_order);
+	/* total_buffered_recv is a hint we may adjust (man fi_endpoint):
+	 * unexpected messages are buffered without a fixed budget. */
+	USB4_CHECK_MAX(attr, size, usb4_params.rx_size);
+	USB4_CHECK_MAX(attr, iov_limit, USB4_IOV_LIMIT);
+	return 0;
+}
+
+static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
+{
+	if (!attr)
+		return 0;
+	if (attr->type != FI_EP_UNSPEC && attr->type != FI_EP_RDM)
+		USB4_REFUSE("ep type %d: only FI_EP_RDM\n", attr->type);
+	if (attr->protocol != FI_PROTO_UNSPEC)
+		USB4_REFUSE("protocol %u not ours\n", attr->protocol);
+	USB4_CHECK_MAX(attr, max_msg_size, USB4_MAX_MSG_SIZE);
+	USB4_CHECK_MAX(attr, msg_prefix_size, 0);
+	USB4_CHECK_MAX(attr, max_order_raw_size, 0);
+	USB4_CHECK_MAX(attr, max_order_war_size, 0);
+	USB4_CHECK_MAX(attr, max_order_waw_size, 0);
+	/* One context each way; FI_SHARED_CONTEXT (SIZE_MAX) fails here too. */
+	USB4_CHECK_MAX(attr, tx_ctx_cnt, 1);
+	USB4_CHECK_MAX(attr, rx_ctx_cnt, 1);
+	if (attr->auth_key_size || attr->auth_key)
+		USB4_REFUSE("ep auth_key: none supported\n");
+	/* Any mem_tag_format fits in our 64 matched bits. */
+	return 0;
+}
+
+/* Addresses are struct usb4_addr under FI_FORMAT_UNSPEC; nothing else. */
+static int usb4_check_addr(const void *addr, size_t len, const char *what)
+{
+	const struct usb4_addr *a = addr;
+
+	if (!addr && !len)
+		return 0;
+	if (!addr || len != USB4_ADDRLEN || a->magic != USB4_ADDR_MAGIC ||
+	    a->version != USB4_ADDR_VERSION)
+		USB4_REFUSE("%s address is not a usb4 address\n", what);
+	return 0;
+}
+
+static int usb4_check_info_top(const struct fi_info *info)
+{
+	if (info->caps & ~USB4_CAPS)
+		USB4_REFUSE("caps 0x%llx not offered\n", (unsigned long long)
+			    (info->caps & ~USB4_CAPS));
+	if (info->addr_format != FI_FORMAT_UNSPEC)
+		USB4_REFUSE("addr_format %u: only FI_FORMAT_UNSPEC\n",
+			    info->addr_format);
+	/* An RDM endpoint is not bound to a chosen source address. */
+	if (info->src_addr || info->src_addrlen)
+		USB4_REFUSE("src_addr given: endpoints pick their own\n");
+	if (usb4_check_addr(info->dest_addr, info->dest_addrlen, "dest"))
+		return -FI_ENODATA;
+	/* No passive endpoints or connection requests on RDM. */
+	if (info->handle)
+		USB4_REFUSE("handle given: no connection management\n");
+	return 0;
+}
+
+int usb4_check_ep_info(const struct fi_info *info)
+{
+	if (!info)
+		return 0;
+	if (usb4_check_info_top(info) ||
+	    usb4_check_tx_attr(info->tx_attr) ||
+	    usb4_check_rx_attr(info->rx_attr) ||
+	    usb4_check_ep_attr(info->ep_attr) ||
+	    usb4_check_domain_attr(info->domain_attr) ||
+	    usb4_check_fabric_attr(info->fabric_attr))
+		return -FI_ENODATA;
+	return 0;
+}
+
+/* ---- the answer ---------------------------------------------------------- */
+
+/* What fi_getinfo returns for NULL hints. */
+static int usb4_fill_template(struct fi_info *info, uint32_t version)
+{
+	info->caps = USB4_CAPS;
+	info->mode = 0;
+	info->addr_format = FI_FORMAT_UNSPEC;
+	*info->tx_attr = (struct fi_tx_attr) {
+		.caps = USB4_TX_CAPS, .msg_order = USB4_MSG_ORDER,
+		.comp_order = USB4_COMP_ORDER,
+		.inject_size = usb4_params.eager_size,
+		.size = usb4_params.tx_size, .iov_limit = USB4_IOV_LIMIT,
+	};
+	*info->rx_attr = (struct fi_rx_attr) {
+		.caps = USB4_RX_CAPS, .msg_order = USB4_MSG_ORDER,
+		.comp_order = USB4_COMP_ORDER,
+		.size = usb4_params.rx_size, .iov_limit = USB4_IOV_LIMIT,
+	};
+	*info->ep_attr = (struct fi_ep_attr) {
+		.type = FI_EP_RDM, .protocol = FI_PROTO_UNSPEC,
+		.protocol_version = USB4_WIRE_VERSION,
+		.max_msg_size = USB4_MAX_MSG_SIZE,
+		.mem_tag_format = USB4_MEM_TAG_FORMAT,
+		.tx_ctx_cnt = 1, .rx_ctx_cnt = 1,
+	};
+	info->fabric_attr->api_version = version;
+	info->fabric_attr->prov_version = USB4_PROV_VERSION;
+	info->fabric_attr->name = strdup(USB4_FABRIC_NAME);
+	info->domain_attr->name = strdup(USB4_DOMAIN_NAME);
+	if (!info->fabric_attr->name || !info->domain_attr->name)
+		return -FI_ENOMEM;
+	return 0;
+}
+
+static void usb4_fill_domain_template(struct fi_domain_attr *attr)
+{
+	attr->threading = FI_THREAD_SAFE;
+	attr->control_progress = FI_PROGRESS_MANUAL;
+	attr->data_progress = FI_PROGRESS_MANUAL;
+	attr->resource_mgmt = FI_RM_ENABLED;
+	attr->av_type = FI_AV_MAP;
+	attr->mr_mode = 0;
+	attr->mr_key_size = USB4_MR_KEY_SIZE;
+	attr->cq_data_size = USB4_CQ_DATA_SIZE;
+	attr->cq_cnt = USB4_DOMAIN_CQ_CNT;
+	attr->ep_cnt = USB4_DOMAIN_EP_CNT;
+	attr->tx_ctx_cnt = USB4_DOMAIN_EP_CNT;
+	attr->rx_ctx_cnt = USB4_DOMAIN_EP_CNT;
+	attr->max_ep_tx_ctx = 1;
+	attr->max_ep_rx_ctx = 1;
+	attr->cntr_cnt = USB4_DOMAIN_CNTR_CNT;
+	attr->mr_iov_limit = USB4_IOV_LIMIT;
+	attr->caps = USB4_DOMAIN_CAPS;
+	attr->mr_cnt = USB4_DOMAIN_MR_CNT;
+}
+
+/*
+ * Granted caps: the primary caps asked for (all of ours if none named), the
+ * modifiers asked for (both if none named), and every secondary cap.
+ */
+static uint64_t usb4_narrow_caps(uint64_t want)
+{
+	uint64_t primary = want & USB4_PRIMARY_CAPS;
+	uint64_t modifiers = want & USB4_MODIFIER_CAPS;
+
+	if (!primary)
+		primary = USB4_PRIMARY_CAPS;
+	if (!modifiers)
+		modifiers = USB4_MODIFIER_CAPS;
+	return primary | modifiers | USB4_SECONDARY_CAPS;
+}
+
+/*
+ * mr_mode for hints.  From 1.5 on: what the caller offers among the modes we
+ * can honour, 0 if none.  Before 1.5: see USB4_MR_OLD_*.
+ */
+static int usb4_narrow_mr_mode(uint32_t version, int want, int *mr_mode)
+{
+	if (FI_VERSION_LT(version, USB4_MR_OLD_API)) {
+		if (want != USB4_MR_OLD_UNSPEC && want != USB4_MR_OLD_SCALABLE)
+			USB4_REFUSE("pre-1.5 mr_mode %d: only scalable\n",
+				    want);
+		*mr_mode = USB4_MR_OLD_SCALABLE;
+		return 0;
+	}
+	*mr_mode = want & USB4_MR_MODE_OFFERED;
+	return 0;
+}
+
+/* A hint's setting where it chose one, else ours. */
+#define USB4_PICK(out, hint, field) do { \
+	if ((hint)->field) \
+		(out)->field = (hint)->field; \
+} while (0)
+
+static void usb4_narrow_domain(struct fi_domain_attr *out,
+			       const struct fi_domain_attr *hint)
+{
+	out->domain = hint->domain;
+	USB4_PICK(out, hint, threading);
+	USB4_PICK(out, hint, resource_mgmt);
+	USB4_PICK(out, hint, av_type);
+	/* cq_data_size and the counts stay ours: they are capabilities. */
+	if (hint->caps)
+		out->caps = hint->caps;
+}
+
+static void usb4_narrow_ep(struct fi_info *out, const struct fi_info *hint)
+{
+	if (hint->tx_attr) {
+		USB4_PICK(out->tx_attr, hint->tx_attr, op_flags);
+		USB4_PICK(out->tx_attr, hint->tx_attr, size);
+		if (hint->tx_attr->caps)
+			out->tx_attr->caps &= hint->tx_attr->caps;
+	}
+	if (hint->rx_attr) {
+		USB4_PICK(out->rx_attr, hint->rx_attr, op_flags);
+		USB4_PICK(out->rx_attr, hint->rx_attr, size);
+		USB4_PICK(out->rx_attr, hint->rx_attr, total_buffered_recv);
+		if (hint->rx_attr->caps)
+			out->rx_attr->caps &= hint->rx_attr->caps;
+	}
+	if (hint->ep_attr)
+		USB4_PICK(out->ep_attr, hint->ep_attr, mem_tag_format);
+	out->tx_attr->caps &= out->caps;
+	out->rx_attr->caps &= out->caps;
+}
+
+/* Copies a usb4 destination address the hints named (already checked). */
+static int usb4_copy_dest(struct fi_info *out, const struct fi_info *hint)
+{
+	if (!hint->dest_addr)
+		return 0;
+	out->dest_addr = malloc(hint->dest_addrlen);
+	if (!out->dest_addr)
+		return -FI_ENOMEM;
+	memcpy(out->dest_addr, hint->dest_addr, hint->dest_addrlen);
+	out->dest_addrlen = hint->dest_addrlen;
+	return 0;
+}
+
+static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
+		       uint32_t version)
+{
+	int ret;
+
+	if (hint->caps)
+		out->caps = usb4_narrow_caps(hint->caps);
+	if (hint->domain_attr) {
+		ret = usb4_narrow_mr_mode(version, hint->domain_attr->mr_mode,
+					  &out->domain_attr->mr_mode);
+		if (ret)
+			return ret;
+		usb4_narrow_domain(out->domain_attr, hint->domain_attr);
+	} else if (FI_VERSION_LT(version, USB4_MR_OLD_API)) {
+		out->domain_attr->mr_mode = USB4_MR_OLD_SCALABLE;
+	}
+	if (hint->fabric_attr)
+		out->fabric_attr->fabric = hint->fabric_attr->fabric;
+	usb4_narrow_ep(out, hint);
+	return usb4_copy_dest(out, hint);
+}
+
+static int usb4_check_call(uint32_t version, const char *node,
+			   const char *service)
+{
+	if (FI_VERSION_LT(USB4_API_VERSION, version))
+		USB4_REFUSE("api %u.%u newer than ours\n", FI_MAJOR(version),
+			    FI_MINOR(version));
+	/* No name service: there is nothing node/service could resolve to. */
+	if (node || service)
+		USB4_REFUSE("node/service given: usb4 has no names to resolve\n");
+	return 0;
+}
+
+int usb4_getinfo(uint32_t version, const char *node, const char *service,
+		 uint64_t flags, const struct fi_info *hints,
+		 struct fi_info **info)
+{
+	struct fi_info *out;
+	int ret;
+
+	*info = NULL;
+	ret = usb4_check_call(version, node, service);
+	if (!ret && hints)
+		ret = usb4_check_ep_info(hints);
+	if (ret)
+		return ret;
+	out = fi_allocinfo();
+	if (!out)
+		return -FI_ENOMEM;
+	usb4_fill_domain_template(out->domain_attr);
+	ret = usb4_fill_template(out, version);
+	if (!ret && hints)
+		ret = usb4_narrow(out, hints, version);
+	if (ret) {
+		fi_freeinfo(out);
+		return ret;
+	}
+	*info = out;
+	return 0;
+}

@@ -1,0 +1,88 @@
+/*
+ * Provider entry: the fi_provider descriptor, its tunables, fi_prov_ini.
+ * The only symbol the library exports is fi_prov_ini.
+ */
+#include "usb4_api.h"
+
+struct usb4_params usb4_params = {
+	.eager_size = 8192,
+	.ring_slots = 256,
+	.tx_size = 4096,
+	.rx_size = 4096,
+	.cq_size = 4096,
+	.spin_us = 50,
+};
+
+static void usb4_cleanup(void)
+{
+}
+
+struct fi_provider usb4_prov = {
+	.name = USB4_PROV_NAME,
+	.version = USB4_PROV_VERSION,
+	.fi_version = USB4_API_VERSION,
+	.getinfo = usb4_getinfo,
+	.fabric = usb4_fabric_open,
+	.cleanup = usb4_cleanup,
+};
+
+void usb4_params_define(void)
+{
+	fi_param_define(&usb4_prov, "eager_size", FI_PARAM_SIZE_T,
+			"Largest message sent inline in one frame; larger ones "
+			"use rendezvous with a single copy (default: %zu)",
+			usb4_params.eager_size);
+	fi_param_define(&usb4_prov, "ring_slots", FI_PARAM_SIZE_T,
+			"Frame slots in each endpoint's shared-memory inbox, "
+			"rounded up to a power of two (default: %zu)",
+			usb4_params.ring_slots);
+	fi_param_define(&usb4_prov, "tx_size", FI_PARAM_SIZE_T,
+			"Outstanding sends per endpoint (default: %zu)",
+			usb4_params.tx_size);
+	fi_param_define(&usb4_prov, "rx_size", FI_PARAM_SIZE_T,
+			"Posted receives per endpoint (default: %zu)",
+			usb4_params.rx_size);
+	fi_param_define(&usb4_prov, "cq_size", FI_PARAM_SIZE_T,
+			"Initial completion queue depth; queues grow instead "
+			"of losing completions (default: %zu)",
+			usb4_params.cq_size);
+	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
+			"Microseconds a blocking call polls before it sleeps "
+			"in the kernel (default: %d)", usb4_params.spin_us);
+}
+
+/* Reads a size parameter, keeping the default outside [lo, hi]. */
+static void get_size(const char *name, size_t *value, size_t lo, size_t hi)
+{
+	size_t v;
+
+	if (fi_param_get_size_t(&usb4_prov, name, &v) != FI_SUCCESS)
+		return;
+	if (v < lo || v > hi) {
+		USB4_WARN(FI_LOG_CORE, "FI_USB4_%s=%zu outside [%zu, %zu], "
+			  "keeping %zu\n", name, v, lo, hi, *value);
+		return;
+	}
+	*value = v;
+}
+
+void usb4_params_init(void)
+{
+	int spin;
+
+	get_size("eager_size", &usb4_params.eager_size, 64, 1 << 20);
+	get_size("ring_slots", &usb4_params.ring_slots, 4, 1 << 16);
+	get_size("tx_size", &usb4_params.tx_size, 16, 1 << 20);
+	get_size("rx_size", &usb4_params.rx_size, 16, 1 << 20);
+	get_size("cq_size", &usb4_params.cq_size, 16, 1 << 24);
+	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
+	    spin >= 0)
+		usb4_params.spin_us = spin;
+}
+
+FI_EXT_INI
+{
+	usb4_params_define();
+	usb4_params_init();
+	return &usb4_prov;
+}

@@ -1,0 +1,164 @@
+/*
+ * Memory registration.
+ *
+ * Two-sided traffic works with any descriptor, NULL included, so today a
+ * registration only records the region and hands out its key; remote access
+ * checks come with RMA.  The descriptor (fi_mr_desc) is the usb4_mr itself.
+ * Keys: with FI_MR_PROV_KEY we pick a random 64-bit key, else the caller's
+ * requested_key is used and must be unique within the domain (-FI_ENOKEY).
+ * Every region sits on domain->mrs, guarded by domain->lock, so a key can be
+ * looked up and checked for uniqueness.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_api.h"
+
+#define USB4_MR_ACCESS	(FI_SEND | FI_RECV | FI_READ | FI_WRITE | \
+			 FI_REMOTE_READ | FI_REMOTE_WRITE)
+
+static struct usb4_mr *usb4_mr_of_link(struct usb4_list *it)
+{
+	return usb4_container_of(it, struct usb4_mr, link);
+}
+
+/* Caller holds domain->lock. */
+static bool usb4_mr_key_used(struct usb4_domain *domain, uint64_t key)
+{
+	struct usb4_list *it;
+
+	usb4_list_foreach(&domain->mrs, it)
+		if (usb4_mr_of_link(it)->mr_fid.key == key)
+			return true;
+	return false;
+}
+
+/* Picks or checks the key and links mr into the domain. */
+static int usb4_mr_insert(struct usb4_mr *mr, uint64_t requested_key)
+{
+	struct usb4_domain *domain = mr->domain;
+	uint64_t key = requested_key;
+	int ret = 0;
+
+	usb4_lock_acquire(&domain->lock);
+	if (domain->mr_mode & FI_MR_PROV_KEY) {
+		/* 2^-64 collisions, but a duplicate key would alias regions. */
+		do
+			key = usb4_random64();
+		while (usb4_mr_key_used(domain, key));
+	} else if (usb4_mr_key_used(domain, key)) {
+		ret = -FI_ENOKEY;
+	}
+	if (!ret) {
+		mr->mr_fid.key = key;
+		usb4_list_insert_tail(&domain->mrs, &mr->link);
+	}
+	usb4_lock_release(&domain->lock);
+	return ret;
+}
+
+static int usb4_mr_close(struct fid *fid)
+{
+	struct usb4_mr *mr = usb4_container_of(fid, struct usb4_mr,
+					       mr_fid.fid);
+	struct usb4_domain *domain = mr->domain;
+
+	usb4_lock_acquire(&domain->lock);
+	usb4_list_remove(&mr->link);
+	usb4_lock_release(&domain->lock);
+	atomic_fetch_sub(&domain->ref, 1);
+	free(mr);
+	return 0;
+}
+
+/* fi_mr_bind (counters, endpoints) and FI_REFRESH/FI_ENABLE come with RMA. */
+static struct fi_ops usb4_mr_fi_ops = {
+	.size = sizeof(struct fi_ops),
+	.close = usb4_mr_close,
+	.bind = usb4_no_bind,
+	.control = usb4_no_control,
+	.ops_open = usb4_no_ops_open,
+};
+
+static int usb4_mr_check(const struct fi_mr_attr *attr, uint64_t flags)
+{
+	if (!attr || (attr->iov_count && !attr->mr_iov))
+		return -FI_EINVAL;
+	if (!attr->iov_count || attr->iov_count > USB4_IOV_LIMIT)
+		return -FI_EINVAL;
+	if (attr->access & ~(uint64_t) USB4_MR_ACCESS)
+		return -FI_EINVAL;
+	if (flags)
+		return -FI_EBADFLAGS;
+	if (attr->auth_key_size || attr->auth_key)
+		return -FI_EINVAL;	/* no authorization keys */
+	return 0;
+}
+
+static int usb4_mr_regattr(struct fid *fid, const struct fi_mr_attr *attr,
+			   uint64_t flags, struct fid_mr **mr_fid)
+{
+	struct usb4_domain *domain = usb4_container_of(fid, struct usb4_domain,
+						       domain_fid.fid);
+	struct usb4_mr *mr;
+	int ret;
+
+	ret = usb4_mr_check(attr, flags);
+	if (ret)
+		return ret;
+	if (attr->iface != FI_HMEM_SYSTEM)
+		return -FI_ENOSYS;	/* host memory only */
+	mr = calloc(1, sizeof(*mr));
+	if (!mr)
+		return -FI_ENOMEM;
+	mr->domain = domain;
+	memcpy(mr->iov, attr->mr_iov, attr->iov_count * sizeof(*mr->iov));
+	mr->iov_count = attr->iov_count;
+	mr->access = attr->access;
+	/* Peers address the region by virtual address or from the offset. */
+	mr->offset = domain->mr_mode & FI_MR_VIRT_ADDR ?
+		     (uint64_t) (uintptr_t) attr->mr_iov[0].iov_base :
+		     attr->offset;
+	mr->mr_fid.fid = (struct fid) { .fclass = FI_CLASS_MR,
+					.context = attr->context,
+					.ops = &usb4_mr_fi_ops };
+	mr->mr_fid.mem_desc = mr;
+	ret = usb4_mr_insert(mr, attr->requested_key);
+	if (ret) {
+		free(mr);
+		return ret;
+	}
+	atomic_fetch_add(&domain->ref, 1);
+	*mr_fid = &mr->mr_fid;
+	return 0;
+}
+
+static int usb4_mr_regv(struct fid *fid, const struct iovec *iov, size_t count,
+			uint64_t access, uint64_t offset, uint64_t requested_key,
+			uint64_t flags, struct fid_mr **mr, void *context)
+{
+	struct fi_mr_attr attr = {
+		.mr_iov = iov, .iov_count = count, .access = access,
+		.offset = offset, .requested_key = requested_key,
+		.context = context, .iface = FI_HMEM_SYSTEM,
+	};
+
+	return usb4_mr_regattr(fid, &attr, flags, mr);
+}
+
+static int usb4_mr_reg(struct fid *fid, const void *buf, size_t len,
+		       uint64_t access, uint64_t offset, uint64_t requested_key,
+		       uint64_t flags, struct fid_mr **mr, void *context)
+{
+	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+
+	return usb4_mr_regv(fid, &iov, 1, access, offset, requested_key,
+			    flags, mr, context);
+}
+
+struct fi_ops_mr usb4_mr_ops = {
+	.size = sizeof(struct fi_ops_mr),
+	.reg = usb4_mr_reg,
+	.regv = usb4_mr_regv,
+	.regattr = usb4_mr_regattr,
+};

@@ -1,0 +1,201 @@
+/*
+ * The core endpoint: its inbox, its operation pools, progress and
+ * completion delivery.  Protocols live in usb4_proto.c, matching in
+ * usb4_match.c.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_core.h"
+#include "usb4_proto.h"
+
+/* Frames handled per progress call: bounds the time one call takes. */
+#define USB4_POLL_BUDGET	64
+
+static int ops_init(struct usb4_core_ep *ep, size_t cap)
+{
+	ep->ops = calloc(cap, sizeof(*ep->ops));
+	ep->ops_free = calloc(cap, sizeof(*ep->ops_free));
+	if (!ep->ops || !ep->ops_free)
+		return -FI_ENOMEM;
+	ep->ops_cap = cap;
+	for (size_t i = 0; i < cap; i++)
+		ep->ops_free[i] = cap - 1 - i;
+	ep->ops_free_count = cap;
+	return 0;
+}
+
+int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps)
+{
+	size_t frame_max = sizeof(struct usb4_wire_hdr) + usb4_params.eager_size;
+	int ret;
+
+	memset(ep, 0, sizeof(*ep));
+	ep->id = usb4_random64();
+	ep->caps = caps;
+	for (int q = 0; q < 2; q++) {
+		usb4_list_init(&ep->posted[q]);
+		usb4_list_init(&ep->unexp[q]);
+	}
+	usb4_list_init(&ep->rx_free);
+	usb4_list_init(&ep->ctrl_pending);
+	ep->rx_max = usb4_params.rx_size;
+	ret = ops_init(ep, usb4_params.tx_size);
+	if (ret)
+		goto err_free_ops;
+	ret = usb4_shm_link_open(&ep->shm, usb4_params.ring_slots, frame_max,
+				 ep->id);
+	if (ret)
+		goto err_free_ops;
+	ep->eager_max = usb4_shm_link_frame_max(ep->shm) -
+			sizeof(struct usb4_wire_hdr);
+	if (ep->eager_max > usb4_params.eager_size)
+		ep->eager_max = usb4_params.eager_size;
+	return 0;
+
+err_free_ops:
+	free(ep->ops);
+	free(ep->ops_free);
+	return ret;
+}
+
+static void free_list(struct usb4_list *head, size_t offset, bool unexp)
+{
+	struct usb4_list *it, *tmp;
+
+	usb4_list_foreach_safe(head, it, tmp) {
+		usb4_list_remove(it);
+		if (unexp)
+			free(((struct usb4_unexp *) ((char *) it - offset))->buf);
+		free((char *) it - offset);
+	}
+}
+
+void usb4_core_ep_close(struct usb4_core_ep *ep)
+{
+	usb4_core_log_stats(ep);
+	for (int q = 0; q < 2; q++) {
+		free_list(&ep->posted[q], offsetof(struct usb4_rx_entry, link),
+			  false);
+		free_list(&ep->unexp[q], offsetof(struct usb4_unexp, link), true);
+	}
+	free_list(&ep->rx_free, offsetof(struct usb4_rx_entry, link), false);
+	free_list(&ep->ctrl_pending, offsetof(struct usb4_ctrl, link), false);
+	usb4_shm_link_close(ep->shm);
+	free(ep->ops);
+	free(ep->ops_free);
+	ep->shm = NULL;
+	ep->ops = NULL;
+	ep->ops_free = NULL;
+}
+
+void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr)
+{
+	memset(addr, 0, sizeof(*addr));
+	addr->magic = USB4_ADDR_MAGIC;
+	addr->version = USB4_ADDR_VERSION;
+	addr->host_id = usb4_host_id();
+	addr->ep_id = ep->id;
+	usb4_shm_link_addr(ep->shm, &addr->shm);
+}
+
+void usb4_core_log_stats(const struct usb4_core_ep *ep)
+{
+	const struct usb4_core_stats *s = &ep->stats;
+	uint64_t dropped = s->dropped_unknown_op;
+
+	for (int i = 1; i < USB4_WIRE_VERDICT_MAX; i++)
+		dropped += s->dropped[i];
+	if (!dropped && !s->unknown_src)
+		return;
+	USB4_WARN(FI_LOG_EP_DATA,
+		  "endpoint %016llx dropped frames: short %llu version %llu "
+		  "type %llu flags %llu length %llu unknown-op %llu; "
+		  "from unknown sources %llu\n", (unsigned long long) ep->id,
+		  (unsigned long long) s->dropped[USB4_WIRE_SHORT],
+		  (unsigned long long) s->dropped[USB4_WIRE_VERSION_BAD],
+		  (unsigned long long) s->dropped[USB4_WIRE_TYPE_BAD],
+		  (unsigned long long) s->dropped[USB4_WIRE_FLAGS_BAD],
+		  (unsigned long long) s->dropped[USB4_WIRE_LEN_BAD],
+		  (unsigned long long) s->dropped_unknown_op,
+		  (unsigned long long) s->unknown_src);
+}
+
+/* ---- completions ---- */
+
+static void count(struct usb4_counter *cntr, bool ok)
+{
+	if (cntr)
+		atomic_fetch_add(ok ? &cntr->value : &cntr->err, 1);
+}
+
+void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
+			const struct usb4_cqe *e, bool want_cqe)
+{
+	struct usb4_cq_queue *cq = tx ? ep->tx_cq : ep->rx_cq;
+
+	count(tx ? ep->tx_cntr : ep->rx_cntr, true);
+	if (want_cqe && cq && usb4_cq_queue_push(cq, e))
+		USB4_WARN(FI_LOG_CQ, "out of memory: completion lost\n");
+}
+
+void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
+			    const struct usb4_cqe *e, int err, size_t olen)
+{
+	struct usb4_cq_queue *cq = tx ? ep->tx_cq : ep->rx_cq;
+	struct usb4_cqe_err ee = {
+		.err = {
+			.op_context = e->op_context,
+			.flags = e->flags,
+			.len = e->len,
+			.buf = e->buf,
+			.data = e->data,
+			.tag = e->tag,
+			.olen = olen,
+			.err = err,
+			.prov_errno = -err,
+		},
+		.src = e->src,
+	};
+
+	count(tx ? ep->tx_cntr : ep->rx_cntr, false);
+	if (cq && usb4_cq_queue_push_err(cq, &ee))
+		USB4_WARN(FI_LOG_CQ, "out of memory: error completion lost\n");
+}
+
+/* ---- progress ---- */
+
+static void on_frame(void *arg, const void *buf, size_t len)
+{
+	struct usb4_core_ep *ep = arg;
+	struct usb4_frame frame;
+	enum usb4_wire_verdict v = usb4_wire_parse(buf, len, &frame);
+
+	if (v != USB4_WIRE_OK) {
+		ep->stats.dropped[v]++;
+		USB4_DBG(FI_LOG_EP_DATA, "dropped frame: %s\n",
+			 usb4_wire_verdict_names[v]);
+		return;
+	}
+	usb4_proto_handle(ep, &frame);
+}
+
+int usb4_core_progress(struct usb4_core_ep *ep)
+{
+	int n;
+
+	if (!usb4_list_empty(&ep->ctrl_pending))
+		usb4_proto_flush_ctrl(ep);
+	n = usb4_shm_link_poll(ep->shm, on_frame, ep, USB4_POLL_BUDGET);
+	return n;
+}
+
+void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms)
+{
+	usb4_shm_link_wait(ep->shm, timeout_ms);
+}
+
+void usb4_core_kick(struct usb4_core_ep *ep)
+{
+	usb4_shm_link_kick(ep->shm);
+}

@@ -1,0 +1,98 @@
+/*
+ * Frame validation and construction: converts between the little-endian wire
+ * header and the host-order struct usb4_frame, once, here.
+ */
+#include <string.h>
+
+#include "../wire.h"
+
+const char *const usb4_wire_verdict_names[USB4_WIRE_VERDICT_MAX] = {
+	[USB4_WIRE_OK] = "ok",
+	[USB4_WIRE_SHORT] = "short",
+	[USB4_WIRE_VERSION_BAD] = "bad_version",
+	[USB4_WIRE_TYPE_BAD] = "bad_type",
+	[USB4_WIRE_FLAGS_BAD] = "bad_flags",
+	[USB4_WIRE_LEN_BAD] = "bad_length",
+};
+
+/* An RTS must describe exactly total_len bytes in at most MAX_IOV segments. */
+static enum usb4_wire_verdict check_rts(const struct usb4_frame *frame)
+{
+	struct usb4_wire_rts rts;
+	struct usb4_wire_iov iov;
+	uint64_t sum = 0;
+	const char *p = frame->payload;
+
+	if (frame->payload_len < sizeof(rts))
+		return USB4_WIRE_LEN_BAD;
+	memcpy(&rts, p, sizeof(rts));
+	rts.iov_count = le32toh(rts.iov_count);
+	if (rts.iov_count > USB4_WIRE_RTS_MAX_IOV ||
+	    frame->payload_len != sizeof(rts) + rts.iov_count * sizeof(iov))
+		return USB4_WIRE_LEN_BAD;
+	for (uint32_t i = 0; i < rts.iov_count; i++) {
+		memcpy(&iov, p + sizeof(rts) + i * sizeof(iov), sizeof(iov));
+		uint64_t len = le64toh(iov.len);
+		if (len > UINT64_MAX - sum)
+			return USB4_WIRE_LEN_BAD;
+		sum += len;
+	}
+	return sum == frame->total_len ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+}
+
+static enum usb4_wire_verdict check_payload(const struct usb4_frame *frame)
+{
+	switch (frame->type) {
+	case USB4_FRAME_EAGER:
+		return frame->total_len == frame->payload_len ?
+		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	case USB4_FRAME_RTS:
+		return check_rts(frame);
+	case USB4_FRAME_FIN:
+	case USB4_FRAME_ACK:
+		return frame->payload_len == 0 ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	default:
+		return USB4_WIRE_TYPE_BAD;
+	}
+}
+
+enum usb4_wire_verdict usb4_wire_parse(const void *buf, size_t len,
+				       struct usb4_frame *frame)
+{
+	struct usb4_wire_hdr hdr;
+
+	if (len < sizeof(hdr))
+		return USB4_WIRE_SHORT;
+	memcpy(&hdr, buf, sizeof(hdr));
+	if (hdr.version != USB4_WIRE_VERSION)
+		return USB4_WIRE_VERSION_BAD;
+	if (hdr.type == 0 || hdr.type >= USB4_FRAME_TYPE_MAX)
+		return USB4_WIRE_TYPE_BAD;
+	frame->type = hdr.type;
+	frame->flags = le16toh(hdr.flags);
+	if (frame->flags & ~USB4_WF_KNOWN)
+		return USB4_WIRE_FLAGS_BAD;
+	frame->payload_len = le32toh(hdr.payload_len);
+	if (frame->payload_len != len - sizeof(hdr))
+		return USB4_WIRE_LEN_BAD;
+	frame->src_id = le64toh(hdr.src_id);
+	frame->tag = le64toh(hdr.tag);
+	frame->data = le64toh(hdr.data);
+	frame->msg_id = le64toh(hdr.msg_id);
+	frame->total_len = le64toh(hdr.total_len);
+	frame->payload = (const char *) buf + sizeof(hdr);
+	return check_payload(frame);
+}
+
+void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame)
+{
+	hdr->version = USB4_WIRE_VERSION;
+	hdr->type = frame->type;
+	hdr->flags = htole16(frame->flags);
+	hdr->payload_len = htole32(frame->payload_len);
+	hdr->src_id = htole64(frame->src_id);
+	hdr->tag = htole64(frame->tag);
+	hdr->data = htole64(frame->data);
+	hdr->msg_id = htole64(frame->msg_id);
+	hdr->total_len = htole64(frame->total_len);
+}

@@ -1,0 +1,107 @@
+/*
+ * The usb4 frame format: the one place that defines bytes on the wire.
+ *
+ * Every frame is a fixed little-endian header followed by a payload whose
+ * meaning depends on the frame type.  Everything that comes off a link is
+ * untrusted: usb4_wire_parse() checks version, type and lengths before any
+ * other code looks at a frame.
+ *
+ * Version history
+ *   1  eager, rendezvous request (RTS) and finish (FIN), delivery ack.
+ */
+#ifndef USB4_WIRE_H
+#define USB4_WIRE_H
+
+#include <endian.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define USB4_WIRE_VERSION	1
+
+enum usb4_frame_type {
+	USB4_FRAME_EAGER = 1,	/* whole message inline after the header */
+	USB4_FRAME_RTS,		/* rendezvous: "read my buffer", iov list follows */
+	USB4_FRAME_FIN,		/* rendezvous done: receiver copied; status in data */
+	USB4_FRAME_ACK,		/* eager message placed (FI_DELIVERY_COMPLETE) */
+	USB4_FRAME_TYPE_MAX
+};
+
+/* Header flags. */
+#define USB4_WF_TAGGED		(1u << 0)	/* matched against tagged receives */
+#define USB4_WF_CQ_DATA		(1u << 1)	/* data field is remote CQ data */
+#define USB4_WF_ACK_REQ		(1u << 2)	/* sender wants an ACK on placement */
+#define USB4_WF_KNOWN		(USB4_WF_TAGGED | USB4_WF_CQ_DATA | USB4_WF_ACK_REQ)
+
+/*
+ * Frame header, 48 bytes, all fields little-endian.
+ *   version      USB4_WIRE_VERSION
+ *   type         enum usb4_frame_type
+ *   flags        USB4_WF_*
+ *   payload_len  bytes that follow the header in this frame
+ *   src_id       random id of the sending endpoint (its address names it)
+ *   tag          message tag (tagged frames)
+ *   data         remote CQ data (EAGER/RTS), status as -FI_E* (FIN)
+ *   msg_id       sender's operation id, echoed by FIN and ACK
+ *   total_len    message length (EAGER/RTS), bytes placed (FIN)
+ */
+struct usb4_wire_hdr {
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;
+	uint32_t payload_len;
+	uint64_t src_id;
+	uint64_t tag;
+	uint64_t data;
+	uint64_t msg_id;
+	uint64_t total_len;
+};
+_Static_assert(sizeof(struct usb4_wire_hdr) == 48, "wire header is 48 bytes");
+
+/* One remote buffer segment of a rendezvous request. */
+struct usb4_wire_iov {
+	uint64_t addr;
+	uint64_t len;
+};
+_Static_assert(sizeof(struct usb4_wire_iov) == 16, "wire iov is 16 bytes");
+
+/* RTS payload: the sender's process and buffer, read by the receiver. */
+struct usb4_wire_rts {
+	uint32_t pid;
+	uint32_t iov_count;
+	struct usb4_wire_iov iov[];
+};
+_Static_assert(sizeof(struct usb4_wire_rts) == 8, "rts payload head is 8 bytes");
+
+#define USB4_WIRE_RTS_MAX_IOV	16
+
+/* A validated frame in host byte order; payload points into the frame. */
+struct usb4_frame {
+	uint8_t type;
+	uint16_t flags;
+	uint32_t payload_len;
+	uint64_t src_id;
+	uint64_t tag;
+	uint64_t data;
+	uint64_t msg_id;
+	uint64_t total_len;
+	const void *payload;
+};
+
+/* Why a frame was dropped; each cause has its own counter. */
+enum usb4_wire_verdict {
+	USB4_WIRE_OK = 0,
+	USB4_WIRE_SHORT,	/* shorter than a header */
+	USB4_WIRE_VERSION_BAD,
+	USB4_WIRE_TYPE_BAD,
+	USB4_WIRE_FLAGS_BAD,
+	USB4_WIRE_LEN_BAD,	/* payload_len disagrees with frame or type */
+	USB4_WIRE_VERDICT_MAX
+};
+
+extern const char *const usb4_wire_verdict_names[USB4_WIRE_VERDICT_MAX];
+
+enum usb4_wire_verdict usb4_wire_parse(const void *buf, size_t len,
+				       struct usb4_frame *frame);
+void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
+
+#endif /* USB4_WIRE_H */

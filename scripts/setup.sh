@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Installs what usb4 needs on a fresh Debian 12 machine: system packages with
+# apt-get, Python packages with pip.  Idempotent: installs only what is missing.
+set -euo pipefail
+
+SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev
+		 autoconf automake libtool pkg-config iproute2 make gcc)
+PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest)
+
+say() { printf '[setup] %s\n' "$*"; }
+
+as_root() {
+	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing_system_packages() {
+	local p
+	for p in "${SYSTEM_PACKAGES[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null |
+			grep -q "install ok installed" || echo "$p"
+	done
+}
+
+install_system_packages() {
+	local missing
+	missing=$(missing_system_packages)
+	if [ -z "$missing" ]; then
+		say "system packages present: ${SYSTEM_PACKAGES[*]}"
+		return
+	fi
+	say "installing system packages:" $missing
+	as_root apt-get update -qq
+	# shellcheck disable=SC2086
+	as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing
+}
+
+missing_python_packages() {
+	local p
+	for p in "${PYTHON_PACKAGES[@]}"; do
+		python3 -c "import $p" 2>/dev/null || echo "$p"
+	done
+}
+
+install_python_packages() {
+	local missing
+	missing=$(missing_python_packages)
+	if [ -z "$missing" ]; then
+		say "python packages present: ${PYTHON_PACKAGES[*]}"
+		return
+	fi
+	say "installing python packages:" $missing
+	# shellcheck disable=SC2086
+	python3 -m pip install -q $missing
+}
+
+install_system_packages
+install_python_packages
+say "libfabric $(pkg-config --modversion libfabric), $(mpirun --version 2>/dev/null | head -n1)"

@@ -1,0 +1,41 @@
+/*
+ * Minimal unit-test support: CHECK records a failure with its location and
+ * keeps going; usb4_test_done() prints the tally and gives the exit code
+ * that automake's test driver reads (0 pass, 1 fail).
+ */
+#ifndef USB4_TEST_H
+#define USB4_TEST_H
+
+#include <stdio.h>
+#include <stdlib.h>
+
+static int usb4_test_failures;
+static int usb4_test_checks;
+
+#define CHECK(cond) do { \
+	usb4_test_checks++; \
+	if (!(cond)) { \
+		usb4_test_failures++; \
+		fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, \
+			__LINE__, #cond); \
+	} \
+} while (0)
+
+#define CHECK_EQ(a, b) do { \
+	long long _a = (long long) (a), _b = (long long) (b); \
+	usb4_test_checks++; \
+	if (_a != _b) { \
+		usb4_test_failures++; \
+		fprintf(stderr, "%s:%d: CHECK_EQ failed: %s = %lld, %s = %lld\n", \
+			__FILE__, __LINE__, #a, _a, #b, _b); \
+	} \
+} while (0)
+
+static inline int usb4_test_done(const char *name)
+{
+	printf("%s: %d checks, %d failed\n", name, usb4_test_checks,
+	       usb4_test_failures);
+	return usb4_test_failures ? 1 : 0;
+}
+
+#endif /* USB4_TEST_H */
