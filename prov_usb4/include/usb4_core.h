@@ -178,6 +178,7 @@ struct usb4_core_ep {
 	struct usb4_list ctrl_pending;
 	size_t min_multi_recv;
 	size_t eager_max;		/* payload bytes that fit a frame */
+	uint64_t liveness_ns;		/* last check that pending peers live */
 	struct usb4_core_stats stats;
 };
 

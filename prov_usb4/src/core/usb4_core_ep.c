@@ -11,6 +11,8 @@
 
 /* Frames handled per progress call: bounds the time one call takes. */
 #define USB4_POLL_BUDGET	64
+/* How often pending sends check that their peers still live. */
+#define USB4_LIVENESS_NS	(200 * 1000 * 1000ull)
 
 static int ops_init(struct usb4_core_ep *ep, size_t cap)
 {
@@ -180,6 +182,17 @@ static void on_frame(void *arg, const void *buf, size_t len)
 	usb4_proto_handle(ep, &frame);
 }
 
+/* Idle with sends outstanding: now and then make sure their peers live. */
+static void check_liveness(struct usb4_core_ep *ep)
+{
+	uint64_t now = usb4_now_ns();
+
+	if (now - ep->liveness_ns < USB4_LIVENESS_NS)
+		return;
+	ep->liveness_ns = now;
+	usb4_proto_reap_dead_peers(ep);
+}
+
 int usb4_core_progress(struct usb4_core_ep *ep)
 {
 	int n;
@@ -187,6 +200,8 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_proto_flush_ctrl(ep);
 	n = usb4_shm_link_poll(ep->shm, on_frame, ep, USB4_POLL_BUDGET);
+	if (!n && ep->ops_free_count < ep->ops_cap)
+		check_liveness(ep);
 	return n;
 }
 

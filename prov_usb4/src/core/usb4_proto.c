@@ -8,6 +8,8 @@
  *               posted buffer (also when the RTS waited as unexpected) and
  *               answers FIN, which completes the send.
  */
+#include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -183,10 +185,17 @@ static ssize_t send_rndv(struct usb4_core_ep *ep, struct usb4_peer *peer,
 	return 0;
 }
 
+/* A same-host peer is alive while its process is. */
+static bool peer_alive(const struct usb4_peer *peer)
+{
+	return kill(usb4_shm_peer_pid(peer->shm), 0) == 0 || errno != ESRCH;
+}
+
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 {
 	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
 	size_t len = iov_total(a->iov, a->iov_count);
+	ssize_t ret;
 
 	if (!peer)
 		return -FI_EINVAL;
@@ -194,9 +203,39 @@ ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	if (len <= ep->eager_max)
-		return send_eager(ep, peer, a, len);
-	return send_rndv(ep, peer, a, len);
+	ret = len <= ep->eager_max ? send_eager(ep, peer, a, len) :
+				     send_rndv(ep, peer, a, len);
+	/* A full inbox nobody drains any more is a dead peer, not backpressure. */
+	if (ret == -FI_EAGAIN && !peer_alive(peer))
+		ret = -FI_EHOSTUNREACH;
+	return ret;
+}
+
+/*
+ * Sends waiting for a FIN or ACK from a peer whose process is gone would wait
+ * forever: fail them with FI_EHOSTUNREACH.
+ */
+void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep)
+{
+	for (size_t i = 0; i < ep->ops_cap; i++) {
+		struct usb4_tx_op *op = &ep->ops[i];
+		struct usb4_peer *peer;
+
+		if (!op->busy)
+			continue;
+		peer = usb4_core_av_peer(ep->av, op->dest);
+		if (peer && peer_alive(peer))
+			continue;
+		struct usb4_cqe e = {
+			.op_context = op->context,
+			.flags = op->flags & ~FI_COMPLETION,
+			.len = op->len,
+			.tag = op->tag,
+			.src = FI_ADDR_NOTAVAIL,
+		};
+		usb4_core_complete_err(ep, true, &e, FI_EHOSTUNREACH, 0);
+		op_free(ep, op);
+	}
 }
 
 /* ---- control frames (FIN, ACK): queued while the peer's inbox is full ---- */
