@@ -50,6 +50,7 @@ struct usb4_params {
 	size_t rx_size;		/* posted receives per endpoint */
 	size_t cq_size;		/* default completion queue depth */
 	int spin_us;		/* poll this long before blocking in sread/wait */
+	size_t mr_max;		/* regions a domain can publish for RMA */
 };
 
 extern struct usb4_params usb4_params;

@@ -34,6 +34,7 @@ struct usb4_domain {
 	uint64_t caps;
 	atomic_int ref;
 	struct usb4_list mrs;		/* usb4_mr, for user-key lookups */
+	struct usb4_core_domain core;	/* published regions */
 };
 
 struct usb4_eq;	/* usb4_eq.c */
@@ -78,7 +79,8 @@ struct usb4_mr {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
 	uint64_t access;
-	uint64_t offset;
+	uint64_t offset;		/* address peers use for byte 0 */
+	struct usb4_core_mr core;
 };
 
 struct usb4_ep {
@@ -87,6 +89,7 @@ struct usb4_ep {
 	struct usb4_av *av;
 	struct usb4_cq *tx_cq, *rx_cq;
 	struct usb4_cntr *tx_cntr, *rx_cntr;
+	struct usb4_cntr *cntrs[4];	/* FI_READ, FI_WRITE, FI_REMOTE_* */
 	struct usb4_eq *eq;
 	uint64_t tx_op_flags, rx_op_flags;
 	bool tx_selective, rx_selective;
@@ -121,8 +124,11 @@ int usb4_ep_open(struct fid_domain *domain, struct fi_info *info,
 extern struct fi_ops_mr usb4_mr_ops;
 extern struct fi_ops_msg usb4_msg_ops;
 extern struct fi_ops_tagged usb4_tagged_ops;
-extern struct fi_ops_rma usb4_rma_absent_ops;
-extern struct fi_ops_atomic usb4_atomic_absent_ops;
+extern struct fi_ops_rma usb4_rma_ops;
+extern struct fi_ops_atomic usb4_atomic_ops;
+int usb4_query_atomic(struct fid_domain *domain, enum fi_datatype datatype,
+		      enum fi_op op, struct fi_atomic_attr *attr,
+		      uint64_t flags);
 
 /* Data-path entry points shared by fi_msg and fi_tagged (usb4_msg.c). */
 ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,

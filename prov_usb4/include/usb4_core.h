@@ -10,7 +10,9 @@
 #include <stdatomic.h>
 #include <sys/uio.h>
 
+#include <rdma/fi_atomic.h>
 #include <rdma/fi_eq.h>
+#include <rdma/fi_rma.h>
 
 #include "usb4.h"
 #include "usb4_link.h"
@@ -31,7 +33,6 @@ struct usb4_addr {
 	uint64_t host_id;	/* same value on every endpoint of one host */
 	uint64_t ep_id;		/* random id carried in every frame it sends */
 	struct usb4_shm_addr shm;
-	uint64_t reserved2;
 };
 _Static_assert(sizeof(struct usb4_addr) == 48, "address is 48 bytes");
 
@@ -82,6 +83,7 @@ struct usb4_counter {
 struct usb4_peer {
 	struct usb4_addr addr;
 	struct usb4_shm_peer *shm;
+	struct usb4_shm_reg_peer *reg;	/* its registrations, for RMA */
 	bool in_use;
 };
 
@@ -103,6 +105,26 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr);
 struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr);
 fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
 uint64_t usb4_host_id(void);
+
+/* ---- domain and memory regions ---------------------------------------- */
+
+/* What the core keeps per domain: the table its regions are published in. */
+struct usb4_core_domain {
+	struct usb4_shm_reg *reg;
+};
+
+/* A region as published for remote access. */
+struct usb4_core_mr {
+	uint32_t slot;
+	bool published;
+};
+
+int usb4_core_domain_open(struct usb4_core_domain *dom, size_t mr_max);
+void usb4_core_domain_close(struct usb4_core_domain *dom);
+int usb4_core_mr_publish(struct usb4_core_domain *dom, uint64_t key,
+			 const void *base, uint64_t len, uint64_t iova,
+			 uint64_t access, struct usb4_core_mr *mr);
+void usb4_core_mr_revoke(struct usb4_core_domain *dom, struct usb4_core_mr *mr);
 
 /* ---- endpoint ----------------------------------------------------------- */
 
@@ -164,10 +186,14 @@ struct usb4_core_stats {
 struct usb4_core_ep {
 	uint64_t id;
 	uint64_t caps;
+	struct usb4_core_domain *dom;
 	struct usb4_shm_link *shm;
 	struct usb4_core_av *av;
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;
+	struct usb4_counter *rd_cntr, *wr_cntr;		/* our reads, writes */
+	struct usb4_counter *rem_rd_cntr, *rem_wr_cntr;	/* peers' accesses */
+	uint64_t rem_reads_seen, rem_writes_seen;
 	struct usb4_list posted[2];	/* indexed by USB4_Q_* */
 	struct usb4_list unexp[2];
 	struct usb4_list rx_free;	/* recycled usb4_rx_entry */
@@ -206,7 +232,43 @@ struct usb4_recv_args {
 	uint64_t flags;
 };
 
-int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps);
+/* One RMA transfer; flags carry FI_READ or FI_WRITE, FI_REMOTE_CQ_DATA,
+ * FI_COMPLETION and FI_INJECT. */
+struct usb4_rma_args {
+	const struct iovec *iov;
+	size_t iov_count;
+	const struct fi_rma_iov *rma_iov;
+	size_t rma_count;
+	fi_addr_t dest;
+	uint64_t data;
+	void *context;
+	uint64_t flags;
+};
+
+/* One atomic operation; src may be NULL for FI_ATOMIC_READ, cmp only for
+ * compare atomics, res for fetch and compare atomics. */
+struct usb4_atomic_args {
+	int kind;		/* enum usb4_atomic_kind */
+	enum fi_datatype dt;
+	enum fi_op op;
+	const struct fi_ioc *src;
+	size_t src_count;
+	const struct fi_ioc *cmp;
+	size_t cmp_count;
+	const struct fi_ioc *res;
+	size_t res_count;
+	const struct fi_rma_ioc *rma;
+	size_t rma_count;
+	fi_addr_t dest;
+	void *context;
+	uint64_t flags;
+};
+
+int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
+		      struct usb4_core_domain *dom);
+ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a);
+ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
+			 const struct usb4_atomic_args *a);
 void usb4_core_ep_close(struct usb4_core_ep *ep);
 void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr);
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a);
@@ -217,7 +279,12 @@ void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms);
 void usb4_core_kick(struct usb4_core_ep *ep);
 void usb4_core_log_stats(const struct usb4_core_ep *ep);
 
-/* Completion helpers shared by the core's protocol files. */
+/* Completion helpers shared by the core's protocol files: report to a given
+ * CQ and counter, or complete on the endpoint's send or receive side. */
+void usb4_core_report(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
+		      const struct usb4_cqe *e, bool want_cqe);
+void usb4_core_report_err(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
+			  const struct usb4_cqe *e, int err, size_t olen);
 void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
 			const struct usb4_cqe *e, bool want_cqe);
 void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,

@@ -12,16 +12,20 @@
 #ifndef USB4_LINK_H
 #define USB4_LINK_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
-/* What a same-host peer needs to map our inbox; part of the endpoint address. */
+/* What a same-host peer needs to map our inbox and our registrations; part of
+ * the endpoint address. */
 struct usb4_shm_addr {
 	uint32_t pid;		/* owner process */
-	int32_t fd;		/* owner's memfd number, opened via /proc */
+	int32_t fd;		/* owner's inbox memfd, opened via /proc */
 	uint64_t nonce;		/* must match the ring header: guards pid/fd reuse */
+	int32_t reg_fd;		/* owner's registration table memfd, -1: none */
+	uint32_t reserved;
 };
 
 struct usb4_shm_link;	/* our inbox */
@@ -60,5 +64,54 @@ int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
 int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
 		       const struct iovec *remote, size_t remote_count,
 		       size_t len);
+
+/*
+ * One-sided access on the shm link.  A domain publishes its memory
+ * registrations in a table in a memfd (the registry); an initiator maps the
+ * target's table, checks key, rights and bounds there, pins the entry and moves
+ * the data with one cross-memory-attach copy.  The target's CPU takes no part.
+ * Revoking an entry waits until no initiator holds it pinned, so memory freed
+ * after fi_close of its region is never touched.
+ */
+struct usb4_shm_reg;		/* our table */
+struct usb4_shm_reg_peer;	/* another domain's table, mapped */
+
+/* Initiator's view of a pinned target region. */
+struct usb4_shm_pin {
+	struct usb4_shm_reg_peer *peer;
+	uint32_t slot;
+	uint64_t va;		/* target virtual address of the accessed bytes */
+};
+
+int usb4_shm_reg_open(struct usb4_shm_reg **reg, size_t capacity);
+void usb4_shm_reg_close(struct usb4_shm_reg *reg);
+int usb4_shm_reg_fd(const struct usb4_shm_reg *reg);
+/* Publishes [base, base + len), addressed by initiators as iova + offset.
+ * -FI_ENOKEY when the key is already published, -FI_ENOSPC when full. */
+int usb4_shm_reg_publish(struct usb4_shm_reg *reg, uint64_t key, uint64_t base,
+			 uint64_t iova, uint64_t len, uint64_t access,
+			 uint32_t *slot);
+void usb4_shm_reg_revoke(struct usb4_shm_reg *reg, uint32_t slot);
+
+int usb4_shm_reg_peer_open(pid_t pid, int fd, struct usb4_shm_reg_peer **peer);
+void usb4_shm_reg_peer_close(struct usb4_shm_reg_peer *peer);
+/* Checks key, the FI_REMOTE_* rights in access and [addr, addr + len) against
+ * the target's table and pins the entry: 0 or -FI_EACCES. */
+int usb4_shm_pin(struct usb4_shm_reg_peer *peer, uint64_t key, uint64_t addr,
+		 uint64_t len, uint64_t access, struct usb4_shm_pin *pin);
+void usb4_shm_unpin(struct usb4_shm_pin *pin);
+/* Serialises atomics on one target's memory across every process. */
+void usb4_shm_atomic_lock(struct usb4_shm_reg_peer *peer);
+void usb4_shm_atomic_unlock(struct usb4_shm_reg_peer *peer);
+
+/* Copies len bytes from local into the remote iov list in process pid. */
+int usb4_shm_bulk_write(pid_t pid, const struct iovec *local,
+			size_t local_count, const struct iovec *remote,
+			size_t remote_count, size_t len);
+
+/* Remote access counts kept in an inbox for FI_RMA_EVENT counters. */
+void usb4_shm_peer_count_rma(struct usb4_shm_peer *peer, bool write);
+void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
+			      uint64_t *writes, uint64_t *reads);
 
 #endif /* USB4_LINK_H */

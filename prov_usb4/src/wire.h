@@ -7,7 +7,8 @@
  * other code looks at a frame.
  *
  * Version history
- *   1  eager, rendezvous request (RTS) and finish (FIN), delivery ack.
+ *   1  eager, rendezvous request (RTS) and finish (FIN), delivery ack,
+ *      remote CQ data of an RMA write (WRITE_DATA).
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -23,6 +24,8 @@ enum usb4_frame_type {
 	USB4_FRAME_RTS,		/* rendezvous: "read my buffer", iov list follows */
 	USB4_FRAME_FIN,		/* rendezvous done: receiver copied; status in data */
 	USB4_FRAME_ACK,		/* eager message placed (FI_DELIVERY_COMPLETE) */
+	USB4_FRAME_WRITE_DATA,	/* an RMA write landed: CQ data in data, length
+				 * in total_len */
 	USB4_FRAME_TYPE_MAX
 };
 

@@ -14,6 +14,7 @@ static int domain_close(struct fid *fid)
 	if (atomic_load(&domain->ref))
 		return -FI_EBUSY;
 	atomic_fetch_sub(&domain->fabric->ref, 1);
+	usb4_core_domain_close(&domain->core);
 	usb4_lock_destroy(&domain->lock);
 	free(domain);
 	return 0;
@@ -43,13 +44,6 @@ static int no_srx_ctx(struct fid_domain *domain, struct fi_rx_attr *attr,
 	return -FI_ENOSYS;
 }
 
-static int no_query_atomic(struct fid_domain *domain, enum fi_datatype datatype,
-			   enum fi_op op, struct fi_atomic_attr *attr,
-			   uint64_t flags)
-{
-	return -FI_ENOSYS;
-}
-
 static int no_query_collective(struct fid_domain *domain,
 			       enum fi_collective_op coll,
 			       struct fi_collective_attr *attr, uint64_t flags)
@@ -75,7 +69,7 @@ static struct fi_ops_domain domain_ops = {
 	.poll_open = no_poll_open,
 	.stx_ctx = no_stx_ctx,
 	.srx_ctx = no_srx_ctx,
-	.query_atomic = no_query_atomic,
+	.query_atomic = usb4_query_atomic,
 	.query_collective = no_query_collective,
 };
 
@@ -94,6 +88,11 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 	domain = calloc(1, sizeof(*domain));
 	if (!domain)
 		return -FI_ENOMEM;
+	ret = usb4_core_domain_open(&domain->core, usb4_params.mr_max);
+	if (ret) {
+		free(domain);
+		return ret;
+	}
 	domain->threading = info && info->domain_attr ?
 			    info->domain_attr->threading : FI_THREAD_SAFE;
 	domain->mr_mode = info && info->domain_attr ?

@@ -36,16 +36,44 @@ static int bind_cq(struct usb4_ep *ep, struct usb4_cq *cq, uint64_t flags)
 	return 0;
 }
 
+/* The RMA counters an endpoint can bind, and where the core looks for them. */
+static struct usb4_counter **rma_cntr_slot(struct usb4_ep *ep, int i)
+{
+	struct usb4_counter **slots[4] = {
+		&ep->core.rd_cntr, &ep->core.wr_cntr,
+		&ep->core.rem_rd_cntr, &ep->core.rem_wr_cntr,
+	};
+
+	return slots[i];
+}
+
+static const uint64_t rma_cntr_flags[4] = {
+	FI_READ, FI_WRITE, FI_REMOTE_READ, FI_REMOTE_WRITE,
+};
+
+static void bind_rma_cntrs(struct usb4_ep *ep, struct usb4_cntr *cntr,
+			   uint64_t flags)
+{
+	for (int i = 0; i < 4; i++) {
+		if (!(flags & rma_cntr_flags[i]))
+			continue;
+		ep->cntrs[i] = cntr;
+		*rma_cntr_slot(ep, i) = &cntr->counter;
+		atomic_fetch_add(&cntr->ref, 1);
+	}
+}
+
 static int bind_cntr(struct usb4_ep *ep, struct usb4_cntr *cntr, uint64_t flags)
 {
 	int ret;
 
-	/* FI_READ/FI_WRITE/FI_REMOTE_* count RMA, which we do not offer yet. */
-	if (flags & ~(FI_SEND | FI_RECV))
+	if (flags & ~(FI_SEND | FI_RECV | FI_READ | FI_WRITE |
+		      FI_REMOTE_READ | FI_REMOTE_WRITE))
 		return -FI_EBADFLAGS;
 	ret = usb4_cntr_bind_ep(cntr, &ep->core);
 	if (ret)
 		return ret;
+	bind_rma_cntrs(ep, cntr, flags);
 	if (flags & FI_SEND) {
 		ep->tx_cntr = cntr;
 		ep->core.tx_cntr = &cntr->counter;
@@ -144,6 +172,12 @@ static void unbind_all(struct usb4_ep *ep)
 	struct usb4_cq *cqs[2] = { ep->tx_cq, ep->rx_cq };
 	struct usb4_cntr *cntrs[2] = { ep->tx_cntr, ep->rx_cntr };
 
+	for (int i = 0; i < 4; i++) {
+		if (ep->cntrs[i]) {
+			usb4_cntr_unbind_ep(ep->cntrs[i], &ep->core);
+			atomic_fetch_sub(&ep->cntrs[i]->ref, 1);
+		}
+	}
 	for (int i = 0; i < 2; i++) {
 		if (cqs[i]) {
 			usb4_cq_unbind_ep(cqs[i], &ep->core);
@@ -338,7 +372,7 @@ int usb4_ep_open(struct fid_domain *domain_fid, struct fi_info *info,
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -FI_ENOMEM;
-	ret = usb4_core_ep_open(&ep->core, info->caps);
+	ret = usb4_core_ep_open(&ep->core, info->caps, &domain->core);
 	if (ret) {
 		free(ep);
 		return ret;
@@ -354,8 +388,8 @@ int usb4_ep_open(struct fid_domain *domain_fid, struct fi_info *info,
 	ep->ep_fid.cm = &ep_cm_ops;
 	ep->ep_fid.msg = &usb4_msg_ops;
 	ep->ep_fid.tagged = &usb4_tagged_ops;
-	ep->ep_fid.rma = &usb4_rma_absent_ops;
-	ep->ep_fid.atomic = &usb4_atomic_absent_ops;
+	ep->ep_fid.rma = &usb4_rma_ops;
+	ep->ep_fid.atomic = &usb4_atomic_ops;
 	*epp = &ep->ep_fid;
 	return 0;
 }

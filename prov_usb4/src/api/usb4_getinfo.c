@@ -26,26 +26,30 @@
 #define USB4_DOMAIN_CQ_CNT	1024
 #define USB4_DOMAIN_EP_CNT	1024
 #define USB4_DOMAIN_CNTR_CNT	1024
-#define USB4_DOMAIN_MR_CNT	(1u << 20)
+#define USB4_DOMAIN_MR_CNT	usb4_params.mr_max
 #define USB4_MR_KEY_SIZE	sizeof(uint64_t)
 #define USB4_CQ_DATA_SIZE	sizeof(uint64_t)
 
 /*
- * Capabilities.  Primary caps must be asked for to be granted; FI_SEND and
- * FI_RECV modify them; secondary caps we always report.  FI_RMA and FI_ATOMIC
- * come with the RMA issue: until then asking for them gets -FI_ENODATA.
- * FI_REMOTE_COMM is offered now because Open MPI and aws-ofi-nccl require it;
+ * Capabilities.  Primary caps must be asked for to be granted (all of them
+ * when the hints name none); FI_SEND/FI_RECV/FI_READ/FI_WRITE/FI_REMOTE_*
+ * modify them; secondary caps we always report.  FI_REMOTE_COMM is offered now because Open MPI and aws-ofi-nccl require it;
  * the udp link that reaches other hosts lands in the next issue.
  */
-#define USB4_PRIMARY_CAPS	(FI_MSG | FI_TAGGED | FI_DIRECTED_RECV)
-#define USB4_MODIFIER_CAPS	(FI_SEND | FI_RECV)
+#define USB4_PRIMARY_CAPS	(FI_MSG | FI_TAGGED | FI_RMA | FI_ATOMIC | \
+				 FI_DIRECTED_RECV | FI_RMA_EVENT)
+#define USB4_MODIFIER_CAPS	(FI_SEND | FI_RECV | FI_READ | FI_WRITE | \
+				 FI_REMOTE_READ | FI_REMOTE_WRITE)
 #define USB4_SECONDARY_CAPS	(FI_MULTI_RECV | FI_SOURCE | FI_LOCAL_COMM | \
 				 FI_REMOTE_COMM)
 #define USB4_CAPS		(USB4_PRIMARY_CAPS | USB4_MODIFIER_CAPS | \
 				 USB4_SECONDARY_CAPS)
-#define USB4_TX_CAPS		(FI_MSG | FI_TAGGED | FI_SEND)
-#define USB4_RX_CAPS		(FI_MSG | FI_TAGGED | FI_RECV | \
-				 FI_DIRECTED_RECV | FI_MULTI_RECV | FI_SOURCE)
+#define USB4_TX_CAPS		(FI_MSG | FI_TAGGED | FI_SEND | FI_RMA | \
+				 FI_ATOMIC | FI_READ | FI_WRITE)
+#define USB4_RX_CAPS		(FI_MSG | FI_TAGGED | FI_RECV | FI_RMA | \
+				 FI_ATOMIC | FI_REMOTE_READ | FI_REMOTE_WRITE | \
+				 FI_RMA_EVENT | FI_DIRECTED_RECV | \
+				 FI_MULTI_RECV | FI_SOURCE)
 #define USB4_DOMAIN_CAPS	(FI_LOCAL_COMM | FI_REMOTE_COMM)
 
 /* Default operation flags an endpoint accepts (man fi_endpoint). */
@@ -57,7 +61,7 @@
 /*
  * Ordering: one sender's messages reach the receiver's matching in the order
  * sent (the shm inbox is FIFO per sender, rendezvous requests included).  We
- * promise nothing about completion order, nor any RMA ordering (no RMA yet).
+ * promise nothing about completion order, nor any RMA ordering.
  */
 #define USB4_MSG_ORDER		FI_ORDER_SAS
 #define USB4_COMP_ORDER		0ULL
@@ -214,7 +218,7 @@ static int usb4_check_tx_attr(const struct fi_tx_attr *attr)
 	USB4_CHECK_MAX(attr, inject_size, usb4_params.eager_size);
 	USB4_CHECK_MAX(attr, size, usb4_params.tx_size);
 	USB4_CHECK_MAX(attr, iov_limit, USB4_IOV_LIMIT);
-	USB4_CHECK_MAX(attr, rma_iov_limit, 0);
+	USB4_CHECK_MAX(attr, rma_iov_limit, USB4_IOV_LIMIT);
 	return 0;
 }
 
@@ -323,6 +327,7 @@ static int usb4_fill_template(struct fi_info *info, uint32_t version)
 		.comp_order = USB4_COMP_ORDER,
 		.inject_size = usb4_params.eager_size,
 		.size = usb4_params.tx_size, .iov_limit = USB4_IOV_LIMIT,
+		.rma_iov_limit = USB4_IOV_LIMIT,
 	};
 	*info->rx_attr = (struct fi_rx_attr) {
 		.caps = USB4_RX_CAPS, .msg_order = USB4_MSG_ORDER,

@@ -11,6 +11,7 @@ struct usb4_params usb4_params = {
 	.rx_size = 4096,
 	.cq_size = 4096,
 	.spin_us = 50,
+	.mr_max = 16384,
 };
 
 static void usb4_cleanup(void)
@@ -46,6 +47,9 @@ void usb4_params_define(void)
 			"Initial completion queue depth; queues grow instead "
 			"of losing completions (default: %zu)",
 			usb4_params.cq_size);
+	fi_param_define(&usb4_prov, "mr_max", FI_PARAM_SIZE_T,
+			"Memory regions with remote access one domain can "
+			"publish (default: %zu)", usb4_params.mr_max);
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
@@ -75,6 +79,7 @@ void usb4_params_init(void)
 	get_size("tx_size", &usb4_params.tx_size, 16, 1 << 20);
 	get_size("rx_size", &usb4_params.rx_size, 16, 1 << 20);
 	get_size("cq_size", &usb4_params.cq_size, 16, 1 << 24);
+	get_size("mr_max", &usb4_params.mr_max, 16, 1 << 22);
 	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
 		usb4_params.spin_us = spin;

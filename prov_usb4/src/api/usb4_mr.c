@@ -1,9 +1,11 @@
 /*
  * Memory registration.
  *
- * Two-sided traffic works with any descriptor, NULL included, so today a
- * registration only records the region and hands out its key; remote access
- * checks come with RMA.  The descriptor (fi_mr_desc) is the usb4_mr itself.
+ * Two-sided traffic works with any descriptor, NULL included.  A region with
+ * FI_REMOTE_READ or FI_REMOTE_WRITE is published through the core, so that
+ * initiators can check key, rights and bounds; fi_close revokes it and returns
+ * only when no initiator still uses it.  The descriptor (fi_mr_desc) is the
+ * usb4_mr itself.
  * Keys: with FI_MR_PROV_KEY we pick a random 64-bit key, else the caller's
  * requested_key is used and must be unique within the domain (-FI_ENOKEY).
  * Every region sits on domain->mrs, guarded by domain->lock, so a key can be
@@ -33,6 +35,20 @@ static bool usb4_mr_key_used(struct usb4_domain *domain, uint64_t key)
 	return false;
 }
 
+/* Regions peers may access are published; one contiguous buffer each. */
+static int usb4_mr_publish(struct usb4_mr *mr, uint64_t key)
+{
+	uint64_t remote = mr->access & (FI_REMOTE_READ | FI_REMOTE_WRITE);
+
+	if (!remote)
+		return 0;
+	if (mr->iov_count != 1)
+		return -FI_EINVAL;
+	return usb4_core_mr_publish(&mr->domain->core, key,
+				    mr->iov[0].iov_base, mr->iov[0].iov_len,
+				    mr->offset, remote, &mr->core);
+}
+
 /* Picks or checks the key and links mr into the domain. */
 static int usb4_mr_insert(struct usb4_mr *mr, uint64_t requested_key)
 {
@@ -49,6 +65,8 @@ static int usb4_mr_insert(struct usb4_mr *mr, uint64_t requested_key)
 	} else if (usb4_mr_key_used(domain, key)) {
 		ret = -FI_ENOKEY;
 	}
+	if (!ret)
+		ret = usb4_mr_publish(mr, key);
 	if (!ret) {
 		mr->mr_fid.key = key;
 		usb4_list_insert_tail(&domain->mrs, &mr->link);
@@ -65,13 +83,15 @@ static int usb4_mr_close(struct fid *fid)
 
 	usb4_lock_acquire(&domain->lock);
 	usb4_list_remove(&mr->link);
+	usb4_core_mr_revoke(&domain->core, &mr->core);
 	usb4_lock_release(&domain->lock);
 	atomic_fetch_sub(&domain->ref, 1);
 	free(mr);
 	return 0;
 }
 
-/* fi_mr_bind (counters, endpoints) and FI_REFRESH/FI_ENABLE come with RMA. */
+/* No FI_MR_ENDPOINT or FI_RMA_EVENT-per-region: fi_mr_bind and control are
+ * not needed by any mode we offer. */
 static struct fi_ops usb4_mr_fi_ops = {
 	.size = sizeof(struct fi_ops),
 	.close = usb4_mr_close,

@@ -27,7 +27,8 @@ static int ops_init(struct usb4_core_ep *ep, size_t cap)
 	return 0;
 }
 
-int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps)
+int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
+		      struct usb4_core_domain *dom)
 {
 	size_t frame_max = sizeof(struct usb4_wire_hdr) + usb4_params.eager_size;
 	int ret;
@@ -35,6 +36,7 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps)
 	memset(ep, 0, sizeof(*ep));
 	ep->id = usb4_random64();
 	ep->caps = caps;
+	ep->dom = dom;
 	for (int q = 0; q < 2; q++) {
 		usb4_list_init(&ep->posted[q]);
 		usb4_list_init(&ep->unexp[q]);
@@ -99,6 +101,8 @@ void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr)
 	addr->host_id = usb4_host_id();
 	addr->ep_id = ep->id;
 	usb4_shm_link_addr(ep->shm, &addr->shm);
+	if (ep->dom && ep->dom->reg)
+		addr->shm.reg_fd = usb4_shm_reg_fd(ep->dom->reg);
 }
 
 void usb4_core_log_stats(const struct usb4_core_ep *ep)
@@ -131,20 +135,17 @@ static void count(struct usb4_counter *cntr, bool ok)
 		atomic_fetch_add(ok ? &cntr->value : &cntr->err, 1);
 }
 
-void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
-			const struct usb4_cqe *e, bool want_cqe)
+void usb4_core_report(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
+		      const struct usb4_cqe *e, bool want_cqe)
 {
-	struct usb4_cq_queue *cq = tx ? ep->tx_cq : ep->rx_cq;
-
-	count(tx ? ep->tx_cntr : ep->rx_cntr, true);
+	count(cntr, true);
 	if (want_cqe && cq && usb4_cq_queue_push(cq, e))
 		USB4_WARN(FI_LOG_CQ, "out of memory: completion lost\n");
 }
 
-void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
-			    const struct usb4_cqe *e, int err, size_t olen)
+void usb4_core_report_err(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
+			  const struct usb4_cqe *e, int err, size_t olen)
 {
-	struct usb4_cq_queue *cq = tx ? ep->tx_cq : ep->rx_cq;
 	struct usb4_cqe_err ee = {
 		.err = {
 			.op_context = e->op_context,
@@ -160,9 +161,23 @@ void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
 		.src = e->src,
 	};
 
-	count(tx ? ep->tx_cntr : ep->rx_cntr, false);
+	count(cntr, false);
 	if (cq && usb4_cq_queue_push_err(cq, &ee))
 		USB4_WARN(FI_LOG_CQ, "out of memory: error completion lost\n");
+}
+
+void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
+			const struct usb4_cqe *e, bool want_cqe)
+{
+	usb4_core_report(tx ? ep->tx_cq : ep->rx_cq,
+			 tx ? ep->tx_cntr : ep->rx_cntr, e, want_cqe);
+}
+
+void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
+			    const struct usb4_cqe *e, int err, size_t olen)
+{
+	usb4_core_report_err(tx ? ep->tx_cq : ep->rx_cq,
+			     tx ? ep->tx_cntr : ep->rx_cntr, e, err, olen);
 }
 
 /* ---- progress ---- */
@@ -180,6 +195,23 @@ static void on_frame(void *arg, const void *buf, size_t len)
 		return;
 	}
 	usb4_proto_handle(ep, &frame);
+}
+
+/* Peers count their accesses to our memory in our inbox; move the news
+ * into the counters bound with FI_REMOTE_READ / FI_REMOTE_WRITE. */
+static void count_remote_access(struct usb4_core_ep *ep)
+{
+	uint64_t writes, reads;
+
+	usb4_shm_link_rma_counts(ep->shm, &writes, &reads);
+	if (ep->rem_wr_cntr && writes != ep->rem_writes_seen)
+		atomic_fetch_add(&ep->rem_wr_cntr->value,
+				 writes - ep->rem_writes_seen);
+	if (ep->rem_rd_cntr && reads != ep->rem_reads_seen)
+		atomic_fetch_add(&ep->rem_rd_cntr->value,
+				 reads - ep->rem_reads_seen);
+	ep->rem_writes_seen = writes;
+	ep->rem_reads_seen = reads;
 }
 
 /* Idle with sends outstanding: now and then make sure their peers live. */
@@ -200,6 +232,8 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_proto_flush_ctrl(ep);
 	n = usb4_shm_link_poll(ep->shm, on_frame, ep, USB4_POLL_BUDGET);
+	if (ep->rem_rd_cntr || ep->rem_wr_cntr)
+		count_remote_access(ep);
 	if (!n && ep->ops_free_count < ep->ops_cap)
 		check_liveness(ep);
 	return n;

@@ -102,11 +102,20 @@ int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint)
 	return hash_rebuild(av, av->cap);
 }
 
+static void peer_close(struct usb4_peer *peer)
+{
+	usb4_shm_reg_peer_close(peer->reg);
+	usb4_shm_peer_close(peer->shm);
+	peer->reg = NULL;
+	peer->shm = NULL;
+	peer->in_use = false;
+}
+
 void usb4_core_av_fini(struct usb4_core_av *av)
 {
 	for (size_t i = 0; i < av->count; i++)
 		if (av->peers[i].in_use)
-			usb4_shm_peer_close(av->peers[i].shm);
+			peer_close(&av->peers[i]);
 	free(av->peers);
 	free(av->hash_keys);
 	free(av->hash_vals);
@@ -156,6 +165,10 @@ int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
 	ret = usb4_shm_peer_open(&addr->shm, &peer->shm);
 	if (ret)
 		return ret;
+	/* Without its registry a peer is reachable for messages only. */
+	if (addr->shm.reg_fd >= 0 &&
+	    usb4_shm_reg_peer_open(addr->shm.pid, addr->shm.reg_fd, &peer->reg))
+		peer->reg = NULL;
 	peer->addr = *addr;
 	peer->in_use = true;
 	hash_put(av, addr->ep_id, av->count);
@@ -169,9 +182,7 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr)
 
 	if (!peer)
 		return -FI_EINVAL;
-	usb4_shm_peer_close(peer->shm);
-	peer->shm = NULL;
-	peer->in_use = false;
+	peer_close(peer);
 	/* Indices are never reused, so removal only has to fix the hash. */
 	return hash_rebuild(av, av->cap);
 }

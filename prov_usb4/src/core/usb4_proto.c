@@ -361,9 +361,34 @@ static void handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f)
 	usb4_match_arrival(ep, &m);
 }
 
+/* An RMA write with remote CQ data landed in our memory. */
+static void handle_write_data(struct usb4_core_ep *ep,
+			      const struct usb4_frame *f)
+{
+	struct usb4_cqe e = {
+		.flags = FI_RMA | FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA,
+		.len = f->total_len,
+		.data = f->data,
+		.src = usb4_core_av_reverse(ep->av, f->src_id),
+	};
+
+	/* The write itself was counted by the initiator in our inbox. */
+	usb4_core_report(ep->rx_cq, NULL, &e, true);
+}
+
+void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
+				uint64_t data, uint64_t len)
+{
+	usb4_proto_send_ctrl(ep, dest, USB4_FRAME_WRITE_DATA, 0, (int64_t) data,
+			     len);
+}
+
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f)
 {
 	switch (f->type) {
+	case USB4_FRAME_WRITE_DATA:
+		handle_write_data(ep, f);
+		break;
 	case USB4_FRAME_EAGER:
 	case USB4_FRAME_RTS:
 		handle_message(ep, f);

@@ -20,6 +20,8 @@ struct usb4_msg_in {
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f);
 void usb4_proto_flush_ctrl(struct usb4_core_ep *ep);
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep);
+void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
+				uint64_t data, uint64_t len);
 void usb4_proto_send_ctrl(struct usb4_core_ep *ep, fi_addr_t dest,
 			  uint8_t type, uint64_t msg_id, int64_t status,
 			  uint64_t len);

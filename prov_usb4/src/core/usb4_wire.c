@@ -50,6 +50,7 @@ static enum usb4_wire_verdict check_payload(const struct usb4_frame *frame)
 		return check_rts(frame);
 	case USB4_FRAME_FIN:
 	case USB4_FRAME_ACK:
+	case USB4_FRAME_WRITE_DATA:
 		return frame->payload_len == 0 ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 	default:
 		return USB4_WIRE_TYPE_BAD;

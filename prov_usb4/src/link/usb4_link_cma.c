@@ -46,9 +46,12 @@ static void iov_advance(struct iovec **iov, size_t *count, size_t done)
 	}
 }
 
-int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
-		       const struct iovec *remote, size_t remote_count,
-		       size_t len)
+typedef ssize_t (*cma_fn)(pid_t, const struct iovec *, unsigned long,
+			  const struct iovec *, unsigned long, unsigned long);
+
+static int cma_copy(cma_fn fn, pid_t pid, const struct iovec *local,
+		    size_t local_count, const struct iovec *remote,
+		    size_t remote_count, size_t len)
 {
 	struct iovec lv[USB4_CMA_IOV_MAX], rv[USB4_CMA_IOV_MAX];
 	struct iovec *l = lv, *r = rv;
@@ -56,11 +59,11 @@ int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
 	size_t rn = iov_trim(rv, remote, remote_count, len);
 
 	while (len) {
-		ssize_t got = process_vm_readv(pid, l, ln, r, rn, 0);
+		ssize_t got = fn(pid, l, ln, r, rn, 0);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
-			USB4_WARN(FI_LOG_EP_DATA, "process_vm_readv from %d: %s\n",
+			USB4_WARN(FI_LOG_EP_DATA, "cross memory attach with %d: %s\n",
 				  (int) pid, strerror(errno));
 			return errno == ESRCH ? -FI_EHOSTUNREACH :
 			       errno == EFAULT ? -FI_EFAULT : -FI_EIO;
@@ -72,4 +75,20 @@ int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
 		iov_advance(&r, &rn, got);
 	}
 	return 0;
+}
+
+int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
+		       const struct iovec *remote, size_t remote_count,
+		       size_t len)
+{
+	return cma_copy(process_vm_readv, pid, local, local_count, remote,
+			remote_count, len);
+}
+
+int usb4_shm_bulk_write(pid_t pid, const struct iovec *local,
+			size_t local_count, const struct iovec *remote,
+			size_t remote_count, size_t len)
+{
+	return cma_copy(process_vm_writev, pid, local, local_count, remote,
+			remote_count, len);
 }

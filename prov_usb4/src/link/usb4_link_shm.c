@@ -45,6 +45,9 @@ struct usb4_shm_ring {
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t doorbell;	/* futex word */
 	_Atomic uint32_t sleeping;
 	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
+	/* Remote accesses to the owner's memory, counted by initiators. */
+	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t rma_writes;
+	_Atomic uint64_t rma_reads;
 	_Alignas(USB4_SHM_CACHELINE) char slots[];
 };
 
@@ -107,6 +110,8 @@ static void ring_init(struct usb4_shm_ring *ring, size_t nslots,
 	atomic_init(&ring->doorbell, 0);
 	atomic_init(&ring->sleeping, 0);
 	ring->head = 0;
+	atomic_init(&ring->rma_writes, 0);
+	atomic_init(&ring->rma_reads, 0);
 	for (size_t i = 0; i < nslots; i++)
 		atomic_init(&slot_at(ring, i)->seq, i);
 }
@@ -173,6 +178,7 @@ void usb4_shm_link_addr(const struct usb4_shm_link *link,
 	addr->pid = getpid();
 	addr->fd = link->fd;
 	addr->nonce = link->ring->nonce;
+	addr->reg_fd = -1;
 }
 
 size_t usb4_shm_link_frame_max(const struct usb4_shm_link *link)
@@ -386,4 +392,20 @@ int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
 	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
 	ring_ring_bell(peer->ring);
 	return 0;
+}
+
+void usb4_shm_peer_count_rma(struct usb4_shm_peer *peer, bool write)
+{
+	atomic_fetch_add_explicit(write ? &peer->ring->rma_writes :
+				  &peer->ring->rma_reads, 1,
+				  memory_order_release);
+}
+
+void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
+			      uint64_t *writes, uint64_t *reads)
+{
+	*writes = atomic_load_explicit(&link->ring->rma_writes,
+				       memory_order_acquire);
+	*reads = atomic_load_explicit(&link->ring->rma_reads,
+				      memory_order_acquire);
 }

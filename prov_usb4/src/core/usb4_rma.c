@@ -1,0 +1,248 @@
+/*
+ * RMA and atomics on the shm link: one-sided in earnest.  The initiator checks
+ * key, rights and bounds in the target's published registry, pins the
+ * regions, and moves the data with one cross-memory-attach copy; atomics do a
+ * read-modify-write under the target's atomics lock.  The target's CPU only
+ * sees remote CQ data (fi_writedata) and counts.  Everything completes before
+ * the call returns, so each completion has FI_DELIVERY_COMPLETE meaning.
+ */
+#include <string.h>
+
+#include "usb4_atomic.h"
+#include "usb4_proto.h"
+
+/* Pins every remote segment, or none: a refused access touches nothing. */
+static int pin_all(struct usb4_peer *peer, const struct fi_rma_iov *rma,
+		   size_t count, uint64_t access, struct usb4_shm_pin *pins,
+		   struct iovec *remote)
+{
+	for (size_t i = 0; i < count; i++) {
+		int ret = peer->reg ? usb4_shm_pin(peer->reg, rma[i].key,
+						   rma[i].addr, rma[i].len,
+						   access, &pins[i]) :
+				      -FI_EACCES;
+		if (ret) {
+			while (i--)
+				usb4_shm_unpin(&pins[i]);
+			return ret;
+		}
+		remote[i].iov_base = (void *) (uintptr_t) pins[i].va;
+		remote[i].iov_len = rma[i].len;
+	}
+	return 0;
+}
+
+static void unpin_all(struct usb4_shm_pin *pins, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		usb4_shm_unpin(&pins[i]);
+}
+
+static size_t iov_sum(const struct iovec *iov, size_t count)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < count; i++)
+		len += iov[i].iov_len;
+	return len;
+}
+
+static void rma_complete(struct usb4_core_ep *ep, uint64_t flags, void *context,
+			 size_t len, int err)
+{
+	struct usb4_counter *cntr = flags & FI_WRITE ? ep->wr_cntr : ep->rd_cntr;
+	struct usb4_cqe e = {
+		.op_context = context,
+		.flags = (flags & (FI_RMA | FI_ATOMIC | FI_READ | FI_WRITE)),
+		.len = len,
+		.src = FI_ADDR_NOTAVAIL,
+	};
+	/* RMA counts on the FI_READ / FI_WRITE counters, not FI_SEND's. */
+	if (err)
+		usb4_core_report_err(ep->tx_cq, cntr, &e, err, 0);
+	else
+		usb4_core_report(ep->tx_cq, cntr, &e,
+				 (flags & FI_COMPLETION) && !(flags & FI_INJECT));
+}
+
+static int rma_move(struct usb4_peer *peer, const struct usb4_rma_args *a,
+		    size_t len)
+{
+	bool write = a->flags & FI_WRITE;
+	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	struct iovec remote[USB4_IOV_LIMIT];
+	pid_t pid = usb4_shm_peer_pid(peer->shm);
+	int ret;
+
+	ret = pin_all(peer, a->rma_iov, a->rma_count,
+		      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, pins, remote);
+	if (ret)
+		return ret;
+	ret = write ? usb4_shm_bulk_write(pid, a->iov, a->iov_count, remote,
+					  a->rma_count, len) :
+		      usb4_shm_bulk_read(pid, a->iov, a->iov_count, remote,
+					 a->rma_count, len);
+	unpin_all(pins, a->rma_count);
+	if (!ret)
+		usb4_shm_peer_count_rma(peer->shm, write);
+	return ret;
+}
+
+ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
+	size_t len = iov_sum(a->iov, a->iov_count), rlen = 0;
+	int ret;
+
+	if (!peer || a->iov_count > USB4_IOV_LIMIT ||
+	    a->rma_count > USB4_IOV_LIMIT || !a->rma_count)
+		return -FI_EINVAL;
+	for (size_t i = 0; i < a->rma_count; i++)
+		rlen += a->rma_iov[i].len;
+	if (rlen != len)
+		return -FI_EINVAL;
+	if (len > USB4_MAX_MSG_SIZE)
+		return -FI_EMSGSIZE;
+	ret = rma_move(peer, a, len);
+	if (!ret && (a->flags & FI_REMOTE_CQ_DATA))
+		usb4_proto_send_write_data(ep, a->dest, a->data, len);
+	rma_complete(ep, a->flags | FI_RMA, a->context, len, -ret);
+	return 0;
+}
+
+/* ---- atomics ---- */
+
+/* Gathers count elements of size from an ioc list into buf. */
+static int gather(const struct fi_ioc *ioc, size_t n, size_t size, char *buf,
+		  size_t count)
+{
+	size_t have = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ioc[i].count > count - have)
+			return -FI_EINVAL;
+		memcpy(buf + have * size, ioc[i].addr, ioc[i].count * size);
+		have += ioc[i].count;
+	}
+	return have == count ? 0 : -FI_EINVAL;
+}
+
+static void scatter_result(const struct fi_ioc *ioc, size_t n, size_t size,
+			   const char *buf)
+{
+	for (size_t i = 0; i < n; i++) {
+		memcpy(ioc[i].addr, buf, ioc[i].count * size);
+		buf += ioc[i].count * size;
+	}
+}
+
+static uint64_t atomic_access(const struct usb4_atomic_args *a)
+{
+	if (a->op == FI_ATOMIC_READ)
+		return FI_REMOTE_READ;
+	if (a->kind == USB4_ATOMIC_BASE)
+		return FI_REMOTE_WRITE;
+	return FI_REMOTE_READ | FI_REMOTE_WRITE;
+}
+
+/* Read, compute, write back: one target segment, under the target's lock. */
+static int atomic_segment(struct usb4_peer *peer, const struct usb4_atomic_args *a,
+			  const struct fi_rma_ioc *r, char *src, char *cmp,
+			  char *old, size_t size)
+{
+	size_t len = r->count * size;
+	char now[USB4_ATOMIC_MAX_BYTES];
+	struct iovec l = { .iov_base = now, .iov_len = len };
+	struct iovec rem;
+	struct usb4_shm_pin pin;
+	pid_t pid = usb4_shm_peer_pid(peer->shm);
+	size_t align = size > 8 ? 8 : size;
+	int ret;
+
+	if (!peer->reg)
+		return -FI_EACCES;
+	ret = usb4_shm_pin(peer->reg, r->key, r->addr, len, atomic_access(a),
+			   &pin);
+	if (ret)
+		return ret;
+	if (pin.va % align) {
+		usb4_shm_unpin(&pin);
+		return -FI_EINVAL;
+	}
+	rem.iov_base = (void *) (uintptr_t) pin.va;
+	rem.iov_len = len;
+	usb4_shm_atomic_lock(peer->reg);
+	ret = usb4_shm_bulk_read(pid, &l, 1, &rem, 1, len);
+	if (!ret) {
+		memcpy(old, now, len);
+		usb4_atomic_calc(a->dt, a->op, r->count, now, src, cmp);
+		if (a->op != FI_ATOMIC_READ)
+			ret = usb4_shm_bulk_write(pid, &l, 1, &rem, 1, len);
+	}
+	usb4_shm_atomic_unlock(peer->reg);
+	usb4_shm_unpin(&pin);
+	return ret;
+}
+
+/* Checks what can be checked before touching the target. */
+static int atomic_check(const struct usb4_atomic_args *a, size_t *count)
+{
+	size_t size = usb4_atomic_size(a->dt);
+
+	*count = 0;
+	for (size_t i = 0; i < a->rma_count; i++)
+		*count += a->rma[i].count;
+	if (!usb4_atomic_supported(a->kind, a->dt, a->op))
+		return -FI_EOPNOTSUPP;
+	if (!*count || *count * size > USB4_ATOMIC_MAX_BYTES)
+		return -FI_EINVAL;
+	return 0;
+}
+
+static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
+		      size_t count)
+{
+	size_t size = usb4_atomic_size(a->dt);
+	char src[USB4_ATOMIC_MAX_BYTES], cmp[USB4_ATOMIC_MAX_BYTES];
+	char old[USB4_ATOMIC_MAX_BYTES];
+	size_t done = 0;
+	int ret = 0;
+
+	if (a->op != FI_ATOMIC_READ &&
+	    (ret = gather(a->src, a->src_count, size, src, count)))
+		return ret;
+	if (a->kind == USB4_ATOMIC_COMPARE &&
+	    (ret = gather(a->cmp, a->cmp_count, size, cmp, count)))
+		return ret;
+	for (size_t i = 0; i < a->rma_count && !ret; i++) {
+		ret = atomic_segment(peer, a, &a->rma[i], src + done * size,
+				     cmp + done * size, old + done * size, size);
+		done += a->rma[i].count;
+	}
+	if (!ret && a->kind != USB4_ATOMIC_BASE)
+		scatter_result(a->res, a->res_count, size, old);
+	return ret;
+}
+
+ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
+			 const struct usb4_atomic_args *a)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
+	uint64_t flags = FI_ATOMIC | (a->kind == USB4_ATOMIC_BASE ?
+				      FI_WRITE : FI_READ);
+	size_t count;
+	int ret;
+
+	if (!peer || a->rma_count > USB4_IOV_LIMIT ||
+	    a->src_count > USB4_IOV_LIMIT || a->cmp_count > USB4_IOV_LIMIT ||
+	    a->res_count > USB4_IOV_LIMIT)
+		return -FI_EINVAL;
+	ret = atomic_check(a, &count);
+	if (!ret)
+		ret = atomic_run(peer, a, count);
+	if (!ret)
+		usb4_shm_peer_count_rma(peer->shm, a->kind == USB4_ATOMIC_BASE);
+	rma_complete(ep, flags | (a->flags & (FI_COMPLETION | FI_INJECT)),
+		     a->context, count * usb4_atomic_size(a->dt), -ret);
+	return 0;
+}
