@@ -1,19 +1,27 @@
 #!/usr/bin/env python3
 """Compare usb4 with vader and libfabric tcp on this host, 2 ranks.
 
-A benchmark, not a test: it runs the project's own osu_latency and osu_bw
-(osu_bench/) under three MPI stacks, takes the median of --repeat runs per
+A benchmark, not a test: it runs the project's own OSU-method programs
+(osu_bench/) under several MPI stacks, takes the median of --repeat runs per
 message size, prints one side-by-side table per program with usb4 ratios, and
-says PASS or MISS against the targets of the issue:
+says PASS or MISS against the targets of the issues.
 
-    usb4 8-byte latency   <= 1.5 x vader   and   <= 0.1 x tcp
-    usb4 1 MiB bandwidth  >= 0.8 x vader
+  --suite pt2pt (default): osu_latency and osu_bw over usb4 (pml cm + mtl ofi),
+      vader (pml ob1) and libfabric tcp (pml cm + mtl ofi):
+          usb4 8-byte latency   <= 1.5 x vader   and   <= 0.1 x tcp
+          usb4 1 MiB bandwidth  >= 0.8 x vader
+  --suite onesided: put/get latency, put bandwidth and accumulate latency with
+      MPI_Win_create windows (OSU's -w create) over osc rdma on btl ofi
+      restricted to usb4 (no vader, so usb4 carries every byte) and over osc
+      rdma on vader:
+          usb4 8-byte put and get latency  <= 2 x vader
+          usb4 1 MiB put bandwidth         >= 0.8 x vader
 
 It never asserts; a stack that is missing or fails is reported and skipped.
 Raw stdout/stderr of every run, the command lines and a CSV of all parsed
 rows are kept in --output (default: a new temporary directory).
 
-    python3 bench/compare_local.py [--repeat 3] [--output DIR]
+    python3 bench/compare_local.py [--suite pt2pt|onesided] [--repeat 3] [--output DIR]
 """
 
 from __future__ import annotations
@@ -36,12 +44,42 @@ MPIRUN = ["mpirun", "--allow-run-as-root", "-np", "2"]
 LAT_SIZE = 8
 BW_SIZE = 1 << 20
 
-# (description, program, size, ratio of usb4 to the reference, op, reference)
-TARGETS = [
-    ("usb4 8 B latency <= 1.5x vader", "osu_latency", LAT_SIZE, 1.5, "<=", "vader"),
-    ("usb4 8 B latency <= 0.1x tcp", "osu_latency", LAT_SIZE, 0.1, "<=", "tcp"),
-    ("usb4 1 MiB bandwidth >= 0.8x vader", "osu_bw", BW_SIZE, 0.8, ">=", "vader"),
-]
+
+@dataclasses.dataclass(frozen=True)
+class Suite:
+    """Programs (name -> default arguments, and whether higher is better),
+    the stacks they run on, and the targets: (description, program, size,
+    limit of the usb4 / reference ratio, comparison, reference stack)."""
+
+    programs: dict[str, tuple[str, bool]]
+    stacks: str
+    targets: list[tuple[str, str, int, float, str, str]]
+
+
+SUITES = {
+    "pt2pt": Suite(
+        {"osu_latency": ("-m 0:1048576", False),
+         "osu_bw": ("-m 1:1048576", True)},
+        "usb4,vader,tcp",
+        [("usb4 8 B latency <= 1.5x vader", "osu_latency", LAT_SIZE, 1.5,
+          "<=", "vader"),
+         ("usb4 8 B latency <= 0.1x tcp", "osu_latency", LAT_SIZE, 0.1,
+          "<=", "tcp"),
+         ("usb4 1 MiB bandwidth >= 0.8x vader", "osu_bw", BW_SIZE, 0.8,
+          ">=", "vader")]),
+    "onesided": Suite(
+        {"osu_put_latency": ("-w create -s flush -m 1:1048576", False),
+         "osu_get_latency": ("-w create -s flush -m 1:1048576", False),
+         "osu_put_bw": ("-w create -s flush -m 1:1048576", True),
+         "osu_acc_latency": ("-w create -s fence -m 4:65536", False)},
+        "usb4-osc,vader-osc",
+        [("usb4 8 B put latency <= 2x vader", "osu_put_latency", LAT_SIZE,
+          2.0, "<=", "vader-osc"),
+         ("usb4 8 B get latency <= 2x vader", "osu_get_latency", LAT_SIZE,
+          2.0, "<=", "vader-osc"),
+         ("usb4 1 MiB put bandwidth >= 0.8x vader", "osu_put_bw", BW_SIZE,
+          0.8, ">=", "vader-osc")]),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +124,16 @@ def make_stacks(repo: Path) -> list[Stack]:
          "--mca", "opal_common_ofi_provider_include", "tcp;ofi_rxm",
          "-x", "FI_PROVIDER=tcp;ofi_rxm", "-x", "FI_TCP_IFACE=lo"],
     )
-    return [usb4, vader, tcp]
+    # One-sided: osc rdma over btl ofi restricted to usb4.  vader is left out
+    # of the btl list, so no one-sided byte can take Open MPI's shared memory.
+    usb4_osc = Stack(
+        "usb4-osc",
+        usb4.mpi_args + ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
+                         "--mca", "btl_ofi_provider_include", "usb4"],
+        usb4.missing,
+    )
+    vader_osc = Stack("vader-osc", vader.mpi_args + ["--mca", "osc", "rdma"])
+    return [usb4, vader, tcp, usb4_osc, vader_osc]
 
 
 @dataclasses.dataclass
@@ -165,14 +212,14 @@ def format_table(title: str, unit: str, stacks: list[str],
                  data: dict[str, dict[int, float]], ratios: list[str]) -> str:
     """Side-by-side table of medians, with usb4 / reference ratios."""
     sizes = sorted({s for rows in data.values() for s in rows})
-    head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>16}" for n in stacks)
-    head += "".join(f"{'usb4/' + r:>12}" for r in ratios)
+    head = f"{'Size':<10}" + X
+    head += "".join(f"{'usb4/' + r:>16}" for r in ratios)
     lines = [title, head]
     for size in sizes:
         line = f"{size:<10}"
-        line += "".join(fmt(data.get(n, {}).get(size), 16) for n in stacks)
-        usb4 = data.get("usb4", {}).get(size)
-        line += "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), 12, 3)
+        line += "".join(fmt(data.get(n, {}).get(size), 18) for n in stacks)
+        usb4 = data.get(usb4_name(stacks), {}).get(size)
+        line += "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), 16, 3)
                         for r in ratios)
         lines.append(line)
     if not sizes:
@@ -180,11 +227,11 @@ def format_table(title: str, unit: str, stacks: list[str],
     return "\n".join(lines)
 
 
-def judge(data: dict[str, dict[str, dict[int, float]]]) -> list[str]:
+def judge(data: dict[str, dict[str, dict[int, float]]], targets) -> list[str]:
     """One PASS/MISS line per target of the issue."""
     lines = []
-    for text, prog, size, limit, op, ref in TARGETS:
-        usb4 = data.get(prog, {}).get("usb4", {}).get(size)
+    for text, prog, size, limit, op, ref in targets:
+        usb4 = data.get(prog, {}).get(usb4_name(data.get(prog, {})), {}).get(size)
         other = data.get(prog, {}).get(ref, {}).get(size)
         r = ratio(usb4, other)
         if r is None:
@@ -195,6 +242,11 @@ def judge(data: dict[str, dict[str, dict[int, float]]]) -> list[str]:
         lines.append(f"{'PASS' if ok else 'MISS'}  {text}: usb4 {usb4:.2f}, "
                      f"{ref} {other:.2f}, ratio {r:.3f}")
     return lines
+
+
+def usb4_name(names) -> str:
+    """The usb4 stack of a suite: 'usb4' or 'usb4-osc'."""
+    return next((n for n in names if n.startswith("usb4")), "usb4")
 
 
 def write_csv(path: Path, results: list[RunResult]) -> None:
@@ -221,12 +273,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--osu-dir", type=Path, default=None,
                    help="folder of the osu_bench programs "
                         "(default: <repo>/osu_bench)")
-    p.add_argument("--stacks", default="usb4,vader,tcp",
-                   help="comma-separated subset of usb4,vader,tcp")
-    p.add_argument("--lat-args", default="-m 0:1048576",
-                   help="arguments of osu_latency (default '%(default)s')")
-    p.add_argument("--bw-args", default="-m 1:1048576",
-                   help="arguments of osu_bw (default '%(default)s')")
+    p.add_argument("--suite", choices=sorted(SUITES), default="pt2pt",
+                   help="which programs and stacks (default %(default)s)")
+    p.add_argument("--stacks", default=None,
+                   help="comma-separated subset of the suite's stacks")
+    p.add_argument("--args", action="append", default=[], metavar="PROG=ARGS",
+                   help="arguments of one program, e.g. "
+                        "'osu_latency=-m 0:4096' (default: the suite's)")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds allowed to each mpirun (default 300)")
     args = p.parse_args(argv)
@@ -238,8 +291,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     osu_dir = args.osu_dir or args.repo / "osu_bench"
-    programs = {"osu_latency": shlex.split(args.lat_args),
-                "osu_bw": shlex.split(args.bw_args)}
+    suite = SUITES[args.suite]
+    programs = {p: shlex.split(a) for p, (a, _) in suite.programs.items()}
+    for item in args.args:
+        prog, _, prog_args = item.partition("=")
+        if prog not in programs:
+            print(f"--args names {prog!r}, not a program of this suite")
+            return 1
+        programs[prog] = shlex.split(prog_args)
     missing = [p for p in programs if not os.access(osu_dir / p, os.X_OK)]
     if missing:
         print(f"osu_bench programs not built in {osu_dir}: "
@@ -249,7 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
 
-    wanted = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    wanted = [s.strip() for s in (args.stacks or suite.stacks).split(",")
+              if s.strip()]
     stacks = [s for s in make_stacks(args.repo) if s.name in wanted]
     results: list[RunResult] = []
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
@@ -273,16 +333,17 @@ def main(argv: list[str] | None = None) -> int:
     write_csv(outdir / "results.csv", results)
 
     names = [s.name for s in stacks]
-    refs = [n for n in names if n != "usb4"]
-    print()
-    print(format_table(f"osu_latency, median of {args.repeat} (us)", "us",
-                       names, data["osu_latency"], refs))
-    print()
-    print(format_table(f"osu_bw, median of {args.repeat} (MB/s)", "MB/s",
-                       names, data["osu_bw"], [r for r in refs if r == "vader"]))
+    refs = [n for n in names if not n.startswith("usb4")]
+    for prog, (_, higher_better) in suite.programs.items():
+        unit = "MB/s" if higher_better else "us"
+        # Bandwidth is compared with shared memory only: tcp is no target.
+        prog_refs = [r for r in refs if "vader" in r] if higher_better else refs
+        print()
+        print(format_table(f"{prog}, median of {args.repeat} ({unit})", unit,
+                           names, data[prog], prog_refs))
     print()
     print("Targets:")
-    for line in judge(data):
+    for line in judge(data, suite.targets):
         print("  " + line)
     return 0
 

@@ -137,6 +137,9 @@ ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,
 ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
 		     fi_addr_t src, uint64_t tag, uint64_t ignore,
 		     void *context, uint64_t flags);
+ssize_t usb4_ep_inject(struct fid_ep *fid, const void *buf, size_t len,
+		       fi_addr_t dest, uint64_t tag, uint64_t data,
+		       uint64_t flags);
 size_t usb4_ep_inject_limit(struct fid_ep *fid);
 
 /* Progress every endpoint bound to a CQ or counter; caller holds the lock. */

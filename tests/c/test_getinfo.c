@@ -45,7 +45,6 @@ static void check_common(const struct fi_info *info)
 	CHECK_EQ(info->domain_attr->max_ep_tx_ctx, 1);
 	CHECK_EQ(info->mode, 0);
 	CHECK(info->tx_attr->msg_order & FI_ORDER_SAS);
-	CHECK(!(info->caps & (FI_RMA | FI_ATOMIC)));
 }
 
 static void test_null_hints(void)
@@ -58,6 +57,9 @@ static void test_null_hints(void)
 	check_common(info);
 	CHECK(info->caps & FI_MSG && info->caps & FI_TAGGED);
 	CHECK(info->caps & FI_DIRECTED_RECV && info->caps & FI_SOURCE);
+	CHECK(info->caps & FI_RMA && info->caps & FI_ATOMIC);
+	CHECK(info->caps & FI_RMA_EVENT);
+	CHECK(info->tx_attr->rma_iov_limit >= 1);
 	CHECK_EQ(info->addr_format, FI_FORMAT_UNSPEC);
 	CHECK_EQ(info->domain_attr->threading, FI_THREAD_SAFE);
 	CHECK_EQ(info->domain_attr->data_progress, FI_PROGRESS_MANUAL);
@@ -176,10 +178,20 @@ static void test_profiles(void)
 	}
 	fi_freeinfo(h);
 
+	/* Open MPI's btl ofi (one-sided MPI): RMA and atomics with provider
+	 * keys, virtual addresses and no FI_MR_LOCAL/ENDPOINT/HMEM. */
 	h = btl_ofi_hints();
 	info = NULL;
-	CHECK_EQ(fi_getinfo(API_1_5, NULL, NULL, 0, h, &info), -FI_ENODATA);
-	CHECK(info == NULL);
+	CHECK_EQ(fi_getinfo(API_1_5, NULL, NULL, 0, h, &info), 0);
+	if (info) {
+		check_common(info);
+		CHECK(info->caps & FI_RMA && info->caps & FI_ATOMIC);
+		CHECK_EQ(info->domain_attr->mr_mode, FI_MR_VIRT_ADDR |
+			 FI_MR_ALLOCATED | FI_MR_PROV_KEY);
+		CHECK(info->tx_attr->op_flags & FI_DELIVERY_COMPLETE);
+		CHECK(info->tx_attr->iov_limit >= 1);
+		fi_freeinfo(info);
+	}
 	fi_freeinfo(h);
 }
 
@@ -189,8 +201,8 @@ static bool make_impossible(struct fi_info *h, int i)
 	switch (i) {
 	case 0: h->ep_attr->type = FI_EP_MSG; break;
 	case 1: h->ep_attr->type = FI_EP_DGRAM; break;
-	case 2: h->caps = FI_MSG | FI_RMA; break;
-	case 3: h->caps = FI_TAGGED | FI_ATOMIC; break;
+	case 2: h->caps = FI_MSG | FI_COLLECTIVE; break;
+	case 3: h->caps = FI_TAGGED | FI_TRIGGER; break;
 	case 4: h->domain_attr->data_progress = FI_PROGRESS_AUTO; break;
 	case 5: h->domain_attr->cq_data_size = 16; break;
 	case 6: h->tx_attr->inject_size = (size_t) 1 << 30; break;
@@ -211,7 +223,7 @@ static bool make_impossible(struct fi_info *h, int i)
 	case 18: h->domain_attr->av_type = (enum fi_av_type) 99; break;
 	case 19: h->domain_attr->control_progress = FI_PROGRESS_AUTO; break;
 	case 20: h->domain_attr->max_ep_tx_ctx = 2; break;
-	case 21: h->tx_attr->rma_iov_limit = 1; break;
+	case 21: h->tx_attr->rma_iov_limit = 1024; break;
 	case 22: h->rx_attr->iov_limit = 1024; break;
 	case 23: h->caps = FI_TAGGED | FI_HMEM; break;
 	case 24: h->tx_attr->msg_order = FI_ORDER_SAS | FI_ORDER_RAW; break;

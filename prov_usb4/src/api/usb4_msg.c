@@ -15,9 +15,10 @@ static uint64_t resolve_completion(bool selective, uint64_t flags)
 	return selective ? flags : flags | FI_COMPLETION;
 }
 
-ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,
-		     fi_addr_t dest, uint64_t tag, uint64_t data,
-		     void *context, uint64_t flags)
+/* flags are final here: FI_COMPLETION says whether a CQ entry is wanted. */
+static ssize_t send_flags(struct fid_ep *fid, const struct iovec *iov,
+			  size_t count, fi_addr_t dest, uint64_t tag,
+			  uint64_t data, void *context, uint64_t flags)
 {
 	struct usb4_ep *ep = ep_of(fid);
 	struct usb4_send_args a = {
@@ -27,8 +28,7 @@ ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,
 		.tag = tag,
 		.data = data,
 		.context = context,
-		.flags = flags & FI_INJECT ? flags & ~FI_COMPLETION :
-			 resolve_completion(ep->tx_selective, flags),
+		.flags = flags,
 	};
 	ssize_t ret;
 
@@ -74,6 +74,28 @@ ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
 		usb4_core_progress(&ep->core);
 	usb4_lock_release(&ep->domain->lock);
 	return ret;
+}
+
+ssize_t usb4_ep_send(struct fid_ep *fid, const struct iovec *iov, size_t count,
+		     fi_addr_t dest, uint64_t tag, uint64_t data,
+		     void *context, uint64_t flags)
+{
+	return send_flags(fid, iov, count, dest, tag, data, context,
+			  resolve_completion(ep_of(fid)->tx_selective, flags));
+}
+
+/* The fi_inject* calls: never a CQ entry (fi_sendmsg with FI_INJECT may
+ * still ask for one). */
+ssize_t usb4_ep_inject(struct fid_ep *fid, const void *buf, size_t len,
+		       fi_addr_t dest, uint64_t tag, uint64_t data,
+		       uint64_t flags)
+{
+	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
+
+	if (len > usb4_ep_inject_limit(fid))
+		return -FI_EMSGSIZE;
+	return send_flags(fid, &iov, 1, dest, tag, data, NULL,
+			  (flags | FI_INJECT) & ~FI_COMPLETION);
 }
 
 size_t usb4_ep_inject_limit(struct fid_ep *fid)
@@ -146,23 +168,14 @@ static ssize_t msg_senddata(struct fid_ep *fid, const void *buf, size_t len,
 static ssize_t msg_inject(struct fid_ep *fid, const void *buf, size_t len,
 			  fi_addr_t dest)
 {
-	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-
-	if (len > usb4_ep_inject_limit(fid))
-		return -FI_EMSGSIZE;
-	return usb4_ep_send(fid, &iov, 1, dest, 0, 0, NULL,
-			    FI_MSG | FI_INJECT);
+	return usb4_ep_inject(fid, buf, len, dest, 0, 0, FI_MSG);
 }
 
 static ssize_t msg_injectdata(struct fid_ep *fid, const void *buf, size_t len,
 			      uint64_t data, fi_addr_t dest)
 {
-	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-
-	if (len > usb4_ep_inject_limit(fid))
-		return -FI_EMSGSIZE;
-	return usb4_ep_send(fid, &iov, 1, dest, 0, data, NULL,
-			    FI_MSG | FI_INJECT | FI_REMOTE_CQ_DATA);
+	return usb4_ep_inject(fid, buf, len, dest, 0, data,
+			      FI_MSG | FI_REMOTE_CQ_DATA);
 }
 
 struct fi_ops_msg usb4_msg_ops = {

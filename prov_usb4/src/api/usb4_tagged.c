@@ -72,24 +72,15 @@ static ssize_t tagged_senddata(struct fid_ep *fid, const void *buf, size_t len,
 static ssize_t tagged_inject(struct fid_ep *fid, const void *buf, size_t len,
 			     fi_addr_t dest, uint64_t tag)
 {
-	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-
-	if (len > usb4_ep_inject_limit(fid))
-		return -FI_EMSGSIZE;
-	return usb4_ep_send(fid, &iov, 1, dest, tag, 0, NULL,
-			    FI_TAGGED | FI_INJECT);
+	return usb4_ep_inject(fid, buf, len, dest, tag, 0, FI_TAGGED);
 }
 
 static ssize_t tagged_injectdata(struct fid_ep *fid, const void *buf,
 				 size_t len, uint64_t data, fi_addr_t dest,
 				 uint64_t tag)
 {
-	struct iovec iov = { .iov_base = (void *) buf, .iov_len = len };
-
-	if (len > usb4_ep_inject_limit(fid))
-		return -FI_EMSGSIZE;
-	return usb4_ep_send(fid, &iov, 1, dest, tag, data, NULL,
-			    FI_TAGGED | FI_INJECT | FI_REMOTE_CQ_DATA);
+	return usb4_ep_inject(fid, buf, len, dest, tag, data,
+			      FI_TAGGED | FI_REMOTE_CQ_DATA);
 }
 
 struct fi_ops_tagged usb4_tagged_ops = {

@@ -78,9 +78,11 @@ static void complete_send_now(struct usb4_core_ep *ep,
 		.src = FI_ADDR_NOTAVAIL,
 	};
 
-	if (a->flags & FI_INJECT)
-		return;
-	usb4_core_complete(ep, true, &e, a->flags & FI_COMPLETION);
+	/* An inject writes no CQ entry but still counts on the send counter
+	 * (man fi_cntr: FI_SEND counts every completed send); it used to
+	 * return before usb4_core_complete and so was never counted. */
+	usb4_core_complete(ep, true, &e, (a->flags & FI_COMPLETION) &&
+			   !(a->flags & FI_INJECT));
 }
 
 static void fill_hdr(struct usb4_core_ep *ep, const struct usb4_send_args *a,
