@@ -1,0 +1,262 @@
+"""Shared fixtures for the usb4 test suites.
+
+MPI jobs go through ``mpirun`` with an argv list and a timeout; on timeout
+the whole process tree of that mpirun is killed so no rank outlives its test.
+
+Fabrics (``USB4_TEST_FABRIC``, default ``usb4``):
+
+usb4
+    Open MPI ``pml cm`` + ``mtl ofi`` restricted to the usb4 provider, loaded
+    from ``provider_dir`` through ``FI_PROVIDER_PATH``.  The default and the
+    CI path.
+vader
+    ``pml ob1`` + ``btl vader,self``: Open MPI's own shared memory, to develop
+    the test programs without the provider.
+ofi-tcp
+    the usb4 command line with libfabric's ``tcp;ofi_rxm`` in place of usb4:
+    checks the programs and the provenance check against ``mtl ofi``.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
+PROVIDER_LIB = "libusb4-fi.so"
+MPIRUN_TIMEOUT = 120  # seconds, for every mpirun
+KILL_GRACE = 5  # seconds between SIGTERM and SIGKILL on timeout
+# Every process this session starts inherits this variable, so leftovers are
+# told apart from other users' MPI jobs on a shared machine.
+SESSION_MARK = "USB4_TEST_SESSION=%d-%d" % (os.getpid(), time.time_ns())
+
+
+def _ofi_mca(provider):
+    # Debian's openmpi-mca-params.conf disables mtl ofi: name it explicitly.
+    return ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
+            "--mca", "opal_common_ofi_provider_include", provider]
+
+
+# fabric -> (mca arguments, environment for the ranks, libfabric core provider)
+FABRICS = {
+    "usb4": (_ofi_mca("usb4"), {"FI_PROVIDER": "usb4"}, "usb4"),
+    "ofi-tcp": (_ofi_mca("tcp;ofi_rxm"), {"FI_PROVIDER": "tcp;ofi_rxm"}, "tcp"),
+    # ob1 + vader's CMA single-copy writes past a receive buffer on truncation
+    # (an Open MPI bug that semantics.c catches): copy in/out instead.
+    "vader": (["--mca", "pml", "ob1", "--mca", "btl", "vader,self",
+               "--mca", "btl_vader_single_copy_mechanism", "none"], {}, None),
+}
+
+
+def mpirun_argv(fabric, np, program, *, env=None, mca=(), provider_dir=None):
+    """The mpirun argv running ``program`` (a list) on ``np`` ranks over ``fabric``.
+
+    ``env`` is exported to every rank with ``-x``; ``mca`` is a list of extra
+    ``--mca`` arguments.  ``provider_dir`` is required for usb4.
+    """
+    fabric_mca, fabric_env, _ = FABRICS[fabric]
+    rank_env = dict(fabric_env)
+    if fabric == "usb4":
+        if provider_dir is None:
+            raise ValueError("the usb4 fabric needs provider_dir")
+        rank_env["FI_PROVIDER_PATH"] = str(provider_dir)
+    rank_env.update(env or {})
+    argv = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
+            "-np", str(np)]
+    argv += fabric_mca + list(mca)
+    for name, value in rank_env.items():
+        argv += ["-x", "%s=%s" % (name, value)]
+    return argv + list(program)
+
+
+def _children(pid):
+    """All descendants of pid, read from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _signal_all(pids, sig):
+    for pid in pids:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _kill_tree(proc):
+    """SIGTERM the process group and every descendant, then SIGKILL what is left."""
+    tree = _children(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        pass
+    _signal_all(tree, signal.SIGTERM)
+    try:
+        proc.wait(KILL_GRACE)
+    except subprocess.TimeoutExpired:
+        pass
+    tree += _children(proc.pid)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    _signal_all(tree, signal.SIGKILL)
+    deadline = time.monotonic() + KILL_GRACE
+    while time.monotonic() < deadline and any(Path("/proc/%d" % pid).exists() for pid in tree):
+        time.sleep(0.05)
+
+
+def run_command(argv, *, timeout=MPIRUN_TIMEOUT, env=None, cwd=None):
+    """Run argv in its own process group; returns subprocess.CompletedProcess.
+
+    On timeout the whole tree is killed and subprocess.TimeoutExpired is
+    raised carrying whatever output was captured.
+    """
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    name, value = SESSION_MARK.split("=", 1)
+    full_env[name] = value
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env=full_env, cwd=cwd, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        out, err = proc.communicate()
+        raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
+    return subprocess.CompletedProcess(argv, proc.returncode, out, err)
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def fabric():
+    """The fabric under test: usb4 unless USB4_TEST_FABRIC says otherwise."""
+    name = os.environ.get("USB4_TEST_FABRIC", "usb4")
+    if name not in FABRICS:
+        pytest.fail("USB4_TEST_FABRIC=%s: choose one of %s" % (name, ", ".join(FABRICS)))
+    return name
+
+
+@pytest.fixture(scope="session")
+def provider_dir(repo_root):
+    """Folder holding libusb4-fi.so: <repo>/.libs, or $USB4_PROVIDER_DIR.
+
+    Fails (never skips) when the library is missing: CI builds it first.
+    """
+    path = Path(os.environ.get("USB4_PROVIDER_DIR", repo_root / ".libs")).resolve()
+    if not (path / PROVIDER_LIB).is_file():
+        pytest.fail("%s not found in %s: build the provider first "
+                    "(./autogen.sh && ./configure && make at the repo root) "
+                    "or point USB4_PROVIDER_DIR at the folder holding it"
+                    % (PROVIDER_LIB, path), pytrace=False)
+    return path
+
+
+@pytest.fixture(scope="session")
+def mpi_programs(tmp_path_factory):
+    """tests/mpi/*.c compiled with mpicc once, and tests/mpi/*.py: name -> argv."""
+    if shutil.which("mpicc") is None or shutil.which("mpirun") is None:
+        pytest.fail("mpicc/mpirun not found: install Open MPI", pytrace=False)
+    out_dir = tmp_path_factory.mktemp("mpi_programs")
+    programs = {}
+    for source in sorted(MPI_SRC_DIR.glob("*.c")):
+        exe = out_dir / source.stem
+        argv = ["mpicc", "-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-pthread",
+                "-o", str(exe), str(source)]
+        result = run_command(argv, timeout=MPIRUN_TIMEOUT)
+        if result.returncode != 0:
+            pytest.fail("mpicc %s failed:\n%s%s" % (source.name, result.stdout, result.stderr),
+                        pytrace=False)
+        programs[source.stem] = [str(exe)]
+    for script in sorted(MPI_SRC_DIR.glob("*.py")):
+        programs[script.stem] = [shutil.which("python3") or "python3", str(script)]
+    return programs
+
+
+@pytest.fixture
+def mpirun(request, fabric):
+    """run(program, np, env=None, mca=(), timeout=120) over the fabric under test.
+
+    Returns the CompletedProcess; the argv is in its ``args``.
+    """
+    provider = request.getfixturevalue("provider_dir") if fabric == "usb4" else None
+
+    def run(program, np, env=None, mca=(), timeout=MPIRUN_TIMEOUT):
+        argv = mpirun_argv(fabric, np, program, env=env, mca=mca, provider_dir=provider)
+        return run_command(argv, timeout=timeout)
+
+    return run
+
+
+@pytest.fixture(scope="session")
+def fabric_provider(fabric):
+    """The libfabric core provider that must carry the traffic, or None."""
+    return FABRICS[fabric][2]
+
+
+# --- leftovers: what the suite leaves behind ------------------------------
+
+def usb4_shm_files():
+    try:
+        return {p.name for p in Path("/dev/shm").iterdir() if "usb4" in p.name}
+    except FileNotFoundError:
+        return set()
+
+
+def session_processes():
+    """{pid: name} of live processes started by this session (mpirun, orted, ranks)."""
+    mark = SESSION_MARK.encode() + b"\0"
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if mark not in (entry / "environ").read_bytes():
+                continue
+            found[int(entry.name)] = (entry / "comm").read_text().strip()
+        except OSError:
+            continue
+    return found
+
+
+def pytest_sessionstart(session):
+    # /dev/shm files that existed before the suite are not ours to blame.
+    session.config.usb4_shm_before = usb4_shm_files()
+
+
+@pytest.fixture
+def leftovers(pytestconfig):
+    """Probes for what the session left behind: usb4 shm files and its processes."""
+    before = pytestconfig.usb4_shm_before
+    return {"shm": lambda: usb4_shm_files() - before,
+            "processes": session_processes}
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the leftover check after everything else."""
+    last = [item for item in items
+            if getattr(getattr(item, "module", None), "__name__", "").endswith("test_no_leftovers")]
+    items[:] = [item for item in items if item not in last] + last
