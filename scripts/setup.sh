@@ -53,6 +53,23 @@ install_python_packages() {
 	python3 -m pip install -q $missing
 }
 
+# The usb4fabric package (cffi binding + usb4bench), editable so that the
+# tree's sources are what runs; its C extension compiles against libfabric.
+install_usb4fabric() {
+	local so
+	so=$(ls python/usb4fabric/_libfabric*.so 2>/dev/null | head -n1)
+	if [ -n "$so" ] && command -v usb4bench >/dev/null &&
+	   [ -z "$(find python/usb4fabric/cdefs python/usb4fabric/_build_libfabric.py \
+		python/pyproject.toml -newer "$so" 2>/dev/null)" ]; then
+		say "usb4fabric present ($so)"
+		return
+	fi
+	say "installing usb4fabric (pip install -e python/)"
+	python3 -m pip install -q -e python/
+}
+
+cd "$(dirname "$0")/.."
 install_system_packages
 install_python_packages
+install_usb4fabric
 say "libfabric $(pkg-config --modversion libfabric), $(mpirun --version 2>/dev/null | head -n1)"

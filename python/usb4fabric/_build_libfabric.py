@@ -1,0 +1,81 @@
+"""cffi builder for usb4fabric._libfabric (API mode, out of line).
+
+The declarations live in cdefs/*.h, in the order below (later files use types of
+earlier ones). setuptools runs this through ``cffi_modules`` in setup.py; it can
+also be run by hand: ``python3 usb4fabric/_build_libfabric.py`` builds in place.
+
+Needs the libfabric headers (<rdma/fabric.h>, Debian: libfabric-dev) and a C compiler.
+"""
+
+import os
+import shutil
+import subprocess
+
+from cffi import FFI
+
+CDEFS = ("fabric.h", "errno.h", "domain.h", "eq.h", "endpoint.h")
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+SOURCE = r"""
+#include <rdma/fabric.h>
+#include <rdma/fi_errno.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
+#include <rdma/fi_tagged.h>
+#include <rdma/fi_rma.h>
+#include <rdma/fi_cm.h>
+
+/* Whether an endpoint has an ops table: 0 msg, 1 tagged, 2 rma.
+ * libfabric's inline calls jump through these without checking. */
+static int usb4fabric_ep_has_ops(struct fid_ep *ep, int which)
+{
+	switch (which) {
+	case 0: return ep->msg != NULL;
+	case 1: return ep->tagged != NULL;
+	case 2: return ep->rma != NULL;
+	default: return 0;
+	}
+}
+"""
+
+
+def _pkg_config(*args):
+    """Flags from pkg-config for libfabric, or [] when it is not there."""
+    if shutil.which("pkg-config") is None:
+        return []
+    try:
+        out = subprocess.run(["pkg-config", *args, "libfabric"], check=True,
+                             capture_output=True, text=True, timeout=30).stdout
+    except (subprocess.SubprocessError, OSError):
+        return []
+    return out.split()
+
+
+def _read_cdefs():
+    parts = []
+    for name in CDEFS:
+        with open(os.path.join(HERE, "cdefs", name), encoding="utf-8") as f:
+            parts.append(f.read())
+    return "\n".join(parts)
+
+
+def make_ffi():
+    ffi = FFI()
+    ffi.cdef(_read_cdefs())
+    cflags = _pkg_config("--cflags")
+    libs = _pkg_config("--libs")
+    ffi.set_source(
+        "usb4fabric._libfabric",
+        SOURCE,
+        include_dirs=[f[2:] for f in cflags if f.startswith("-I")],
+        library_dirs=[f[2:] for f in libs if f.startswith("-L")],
+        libraries=["fabric"],
+    )
+    return ffi
+
+
+ffi = make_ffi()
+
+if __name__ == "__main__":
+    ffi.compile(tmpdir=os.path.dirname(HERE), verbose=True)
