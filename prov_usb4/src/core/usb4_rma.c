@@ -145,32 +145,50 @@ static uint64_t atomic_access(const struct usb4_atomic_args *a)
 	return FI_REMOTE_READ | FI_REMOTE_WRITE;
 }
 
-/* Read, compute, write back: one target segment, under the target's lock. */
+/*
+ * Pins every target segment, or none, checking alignment too.  Fix: segments
+ * used to be pinned and updated one at a time, so a refused second segment
+ * left the first one already modified behind an error completion.
+ */
+static int atomic_pin_all(struct usb4_peer *peer,
+			  const struct usb4_atomic_args *a, size_t size,
+			  struct usb4_shm_pin *pins)
+{
+	size_t align = size > 8 ? 8 : size;
+
+	for (size_t i = 0; i < a->rma_count; i++) {
+		int ret = peer->reg ? usb4_shm_pin(peer->reg, a->rma[i].key,
+						   a->rma[i].addr,
+						   a->rma[i].count * size,
+						   atomic_access(a), &pins[i]) :
+				      -FI_EACCES;
+		if (!ret && pins[i].va % align) {
+			usb4_shm_unpin(&pins[i]);
+			ret = -FI_EINVAL;
+		}
+		if (ret) {
+			while (i--)
+				usb4_shm_unpin(&pins[i]);
+			return ret;
+		}
+	}
+	return 0;
+}
+
+/* Read, compute, write back: one pinned segment, under the target's lock. */
 static int atomic_segment(struct usb4_peer *peer, const struct usb4_atomic_args *a,
-			  const struct fi_rma_ioc *r, char *src, char *cmp,
+			  const struct fi_rma_ioc *r,
+			  const struct usb4_shm_pin *pin, char *src, char *cmp,
 			  char *old, size_t size)
 {
 	size_t len = r->count * size;
 	char now[USB4_ATOMIC_MAX_BYTES];
 	struct iovec l = { .iov_base = now, .iov_len = len };
-	struct iovec rem;
-	struct usb4_shm_pin pin;
+	struct iovec rem = { .iov_base = (void *) (uintptr_t) pin->va,
+			     .iov_len = len };
 	pid_t pid = usb4_shm_peer_pid(peer->shm);
-	size_t align = size > 8 ? 8 : size;
 	int ret;
 
-	if (!peer->reg)
-		return -FI_EACCES;
-	ret = usb4_shm_pin(peer->reg, r->key, r->addr, len, atomic_access(a),
-			   &pin);
-	if (ret)
-		return ret;
-	if (pin.va % align) {
-		usb4_shm_unpin(&pin);
-		return -FI_EINVAL;
-	}
-	rem.iov_base = (void *) (uintptr_t) pin.va;
-	rem.iov_len = len;
 	usb4_shm_atomic_lock(peer->reg);
 	ret = usb4_shm_bulk_read(pid, &l, 1, &rem, 1, len);
 	if (!ret) {
@@ -180,21 +198,47 @@ static int atomic_segment(struct usb4_peer *peer, const struct usb4_atomic_args 
 			ret = usb4_shm_bulk_write(pid, &l, 1, &rem, 1, len);
 	}
 	usb4_shm_atomic_unlock(peer->reg);
-	usb4_shm_unpin(&pin);
 	return ret;
 }
 
-/* Checks what can be checked before touching the target. */
+/* Sum of an ioc list's counts is exactly count (overflow-safe). */
+static bool ioc_total_is(const struct fi_ioc *ioc, size_t n, size_t count)
+{
+	size_t have = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ioc[i].count > count - have)
+			return false;
+		have += ioc[i].count;
+	}
+	return have == count;
+}
+
+/*
+ * Checks what can be checked before touching the target.  Fix: the element
+ * counts are now bounded one segment at a time; their sum, and count * size,
+ * used to be able to wrap (fi_atomic with count 2^62 + 1 of 4-byte elements
+ * passed as 4 bytes and then overran a stack buffer), and a fetch's result
+ * list longer than the operation overran it on the way out.
+ */
 static int atomic_check(const struct usb4_atomic_args *a, size_t *count)
 {
-	size_t size = usb4_atomic_size(a->dt);
+	size_t max = usb4_atomic_max_count(a->dt);
 
 	*count = 0;
-	for (size_t i = 0; i < a->rma_count; i++)
-		*count += a->rma[i].count;
 	if (!usb4_atomic_supported(a->kind, a->dt, a->op))
 		return -FI_EOPNOTSUPP;
-	if (!*count || *count * size > USB4_ATOMIC_MAX_BYTES)
+	for (size_t i = 0; i < a->rma_count; i++) {
+		if (a->rma[i].count > max - *count) {
+			*count = 0;
+			return -FI_EINVAL;
+		}
+		*count += a->rma[i].count;
+	}
+	if (!*count)
+		return -FI_EINVAL;
+	if (a->kind != USB4_ATOMIC_BASE &&
+	    !ioc_total_is(a->res, a->res_count, *count))
 		return -FI_EINVAL;
 	return 0;
 }
@@ -205,6 +249,7 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 	size_t size = usb4_atomic_size(a->dt);
 	char src[USB4_ATOMIC_MAX_BYTES], cmp[USB4_ATOMIC_MAX_BYTES];
 	char old[USB4_ATOMIC_MAX_BYTES];
+	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
 	size_t done = 0;
 	int ret = 0;
 
@@ -214,11 +259,16 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 	if (a->kind == USB4_ATOMIC_COMPARE &&
 	    (ret = gather(a->cmp, a->cmp_count, size, cmp, count)))
 		return ret;
+	ret = atomic_pin_all(peer, a, size, pins);
+	if (ret)
+		return ret;
 	for (size_t i = 0; i < a->rma_count && !ret; i++) {
-		ret = atomic_segment(peer, a, &a->rma[i], src + done * size,
-				     cmp + done * size, old + done * size, size);
+		ret = atomic_segment(peer, a, &a->rma[i], &pins[i],
+				     src + done * size, cmp + done * size,
+				     old + done * size, size);
 		done += a->rma[i].count;
 	}
+	unpin_all(pins, a->rma_count);
 	if (!ret && a->kind != USB4_ATOMIC_BASE)
 		scatter_result(a->res, a->res_count, size, old);
 	return ret;
