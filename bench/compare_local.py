@@ -212,7 +212,7 @@ def format_table(title: str, unit: str, stacks: list[str],
                  data: dict[str, dict[int, float]], ratios: list[str]) -> str:
     """Side-by-side table of medians, with usb4 / reference ratios."""
     sizes = sorted({s for rows in data.values() for s in rows})
-    head = f"{'Size':<10}" + X
+    head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>18}" for n in stacks)
     head += "".join(f"{'usb4/' + r:>16}" for r in ratios)
     lines = [title, head]
     for size in sizes:

@@ -51,6 +51,11 @@ struct usb4_params {
 	size_t cq_size;		/* default completion queue depth */
 	int spin_us;		/* poll this long before blocking in sread/wait */
 	size_t mr_max;		/* regions a domain can publish for RMA */
+	char *iface;		/* interfaces for other hosts (comma list) */
+	char *sysfs_root;	/* where to look for thunderbolt-net */
+	char *faults;		/* udp fault injection for tests */
+	int peer_timeout_ms;	/* silence after which a udp peer is dead */
+	size_t rel_window;	/* datagrams in flight per udp peer */
 };
 
 extern struct usb4_params usb4_params;

@@ -20,21 +20,28 @@
 #include "../src/wire.h"
 
 #define USB4_ADDR_MAGIC		0x34425355u	/* "USB4" */
-#define USB4_ADDR_VERSION	1
+#define USB4_ADDR_VERSION	2
 
 /*
- * An endpoint address as fi_getname returns it: 48 bytes, at most 56 as
- * aws-ofi-nccl requires.
+ * An endpoint address as fi_getname returns it: 56 bytes, the most
+ * aws-ofi-nccl accepts.  Same-host peers use the shm fields, others the udp
+ * ones.  ep_id is random per endpoint: it names the shm inbox (its nonce) and
+ * is the endpoint's incarnation for rel.
  */
 struct usb4_addr {
 	uint32_t magic;
-	uint16_t version;
-	uint16_t reserved;
+	uint8_t version;
+	uint8_t udp_family;	/* 4 or 6; 0: no udp link */
+	uint16_t udp_port;
 	uint64_t host_id;	/* same value on every endpoint of one host */
-	uint64_t ep_id;		/* random id carried in every frame it sends */
-	struct usb4_shm_addr shm;
+	uint64_t ep_id;
+	uint32_t shm_pid;
+	int32_t shm_fd;		/* inbox memfd in shm_pid */
+	int32_t reg_fd;		/* registration table memfd, -1: none */
+	uint32_t reserved;
+	uint8_t udp_ip[16];
 };
-_Static_assert(sizeof(struct usb4_addr) == 48, "address is 48 bytes");
+_Static_assert(sizeof(struct usb4_addr) == 56, "address is 56 bytes");
 
 /* ---- completions ------------------------------------------------------ */
 
@@ -80,10 +87,17 @@ struct usb4_counter {
 
 /* ---- peers and the address table --------------------------------------- */
 
+enum usb4_peer_kind {
+	USB4_PEER_SHM,		/* same host: inbox ring and cross memory attach */
+	USB4_PEER_UDP,		/* another host: datagrams under rel */
+};
+
 struct usb4_peer {
 	struct usb4_addr addr;
+	enum usb4_peer_kind kind;
 	struct usb4_shm_peer *shm;
 	struct usb4_shm_reg_peer *reg;	/* its registrations, for RMA */
+	struct usb4_udp_addr udp;
 	bool in_use;
 };
 
@@ -156,7 +170,27 @@ struct usb4_unexp {
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
 };
 
-/* A send waiting for its peer: rendezvous FIN or delivery ACK. */
+/*
+ * Bytes streamed to a udp peer as DATA frames: a rendezvous send or an RMA
+ * write once the peer sent CTS, or the target side of an RMA read.  The rel
+ * window paces it; the receiver places every byte straight into its buffer.
+ */
+struct usb4_stream {
+	struct usb4_list link;		/* in ep->streams while sending */
+	fi_addr_t dest;
+	uint64_t msg_id;		/* what DATA frames name */
+	uint16_t wflags;		/* extra DATA flags (USB4_WF_READ_RESP) */
+	struct iovec iov[USB4_IOV_LIMIT];
+	size_t iov_count;
+	uint64_t sent, limit;
+	/* Target of an RMA read: the pinned regions, FIN at the end. */
+	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	size_t npins;
+	bool owned;			/* malloc'd, freed when done */
+};
+
+/* A send or RMA waiting for its peer: rendezvous FIN, delivery ACK, RMA
+ * FIN or an atomic response. */
 struct usb4_tx_op {
 	uint32_t gen;
 	bool busy;
@@ -165,13 +199,47 @@ struct usb4_tx_op {
 	size_t len;
 	uint64_t tag;
 	fi_addr_t dest;
+	struct usb4_counter *cntr;	/* counts the completion */
+	struct usb4_stream stream;	/* udp: the bytes to send after CTS */
+	struct fi_ioc res[USB4_IOV_LIMIT];	/* udp atomics: results */
+	size_t res_count, res_size;
+	void *bounce;			/* udp inject write: a copy of the bytes */
 };
 
-/* A control frame waiting for room in a peer's inbox. */
+/*
+ * Bytes arriving from a udp peer as DATA frames into local memory: a
+ * rendezvous receive, the target of an RMA write, or the initiator of an RMA
+ * read.  Keyed by (src, msg_id, read response or not).
+ */
+enum usb4_xfer_kind { USB4_XFER_RECV, USB4_XFER_RMA_WRITE, USB4_XFER_RMA_READ };
+
+struct usb4_xfer {
+	struct usb4_list link;		/* in ep->xfers */
+	enum usb4_xfer_kind kind;
+	fi_addr_t src;
+	uint64_t msg_id;
+	struct iovec iov[USB4_IOV_LIMIT];
+	size_t iov_count;
+	uint64_t want, received;
+	/* USB4_XFER_RECV: how to complete the receive. */
+	struct usb4_rx_entry *rx;
+	struct usb4_cqe cqe;
+	uint64_t total_len;
+	bool want_cqe;
+	/* USB4_XFER_RMA_WRITE: pinned target regions, remote CQ data. */
+	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	size_t npins;
+	bool cq_data;
+	uint64_t data;
+};
+
+/* A control frame waiting for room towards its peer. */
 struct usb4_ctrl {
 	struct usb4_list link;
 	fi_addr_t dest;
 	struct usb4_wire_hdr hdr;
+	size_t len;
+	char payload[];		/* len bytes (atomic results) */
 };
 
 enum { USB4_Q_MSG = 0, USB4_Q_TAGGED = 1 };
@@ -180,14 +248,27 @@ struct usb4_core_stats {
 	uint64_t dropped[USB4_WIRE_VERDICT_MAX];
 	uint64_t dropped_unknown_op;	/* FIN/ACK naming no pending send */
 	uint64_t unknown_src;		/* frames from ids not in the AV */
+	uint64_t udp_foreign;		/* datagrams from addresses not in the AV,
+					 * or not meant for us */
+	uint64_t udp_rejected;		/* datagrams rel refused (see rel stats) */
+	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
 	uint64_t eager_sent, rndv_sent, unexpected;
 };
+
+struct usb4_rel_peer;
 
 struct usb4_core_ep {
 	uint64_t id;
 	uint64_t caps;
 	struct usb4_core_domain *dom;
 	struct usb4_shm_link *shm;
+	struct usb4_udp_link *udp;	/* NULL: no interface for other hosts */
+	size_t udp_payload_max;		/* core frame bytes per datagram */
+	struct usb4_rel_peer **rel;	/* per fi_addr, created on first use */
+	size_t rel_cap;
+	struct usb4_list streams;	/* usb4_stream with bytes to send */
+	struct usb4_list xfers;		/* usb4_xfer receiving bytes */
+	bool rel_busy;			/* inside rel's delivery: no rel sends */
 	struct usb4_core_av *av;
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;

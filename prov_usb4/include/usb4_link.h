@@ -92,6 +92,9 @@ int usb4_shm_reg_publish(struct usb4_shm_reg *reg, uint64_t key, uint64_t base,
 			 uint64_t iova, uint64_t len, uint64_t access,
 			 uint32_t *slot);
 void usb4_shm_reg_revoke(struct usb4_shm_reg *reg, uint32_t slot);
+/* Our own table seen as a peer's: for checks of remote requests that arrive
+ * as frames (udp), and for taking our own atomics lock. */
+struct usb4_shm_reg_peer *usb4_shm_reg_self(struct usb4_shm_reg *reg);
 
 int usb4_shm_reg_peer_open(pid_t pid, int fd, struct usb4_shm_reg_peer **peer);
 void usb4_shm_reg_peer_close(struct usb4_shm_reg_peer *peer);
@@ -113,5 +116,78 @@ int usb4_shm_bulk_write(pid_t pid, const struct iovec *local,
 void usb4_shm_peer_count_rma(struct usb4_shm_peer *peer, bool write);
 void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
 			      uint64_t *writes, uint64_t *reads);
+/* Counts an access that arrived as frames instead of cross memory attach. */
+void usb4_shm_link_count_rma(struct usb4_shm_link *link, bool write);
+
+/*
+ * udp: peers on other hosts, reached over an IP interface: on USB4 hosts the
+ * thunderbolt-net interface of each cable.  One non-blocking UDP socket per
+ * endpoint and interface, bound to the interface's address; datagrams as
+ * large as the interface MTU allows.  The link loses, duplicates and reorders:
+ * the core runs it under rel.  FI_USB4_FAULTS adds faults for tests.
+ */
+#define USB4_IFACE_NAME_MAX	16
+
+/* An interface the udp link can use. */
+struct usb4_iface {
+	char name[USB4_IFACE_NAME_MAX];
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t ip[16];			/* network byte order */
+	unsigned mtu;
+	bool thunderbolt;		/* driven by thunderbolt-net */
+	unsigned speed_gbps, lanes;	/* of the USB4 link, 0 if unknown */
+};
+
+/*
+ * Interfaces the udp link should use: those named in names (a comma list, as
+ * in FI_USB4_IFACE), else every thunderbolt-net interface that is up.
+ * sysfs_root is "/sys" except in tests.  Returns how many were found.
+ */
+int usb4_iface_find(const char *names, const char *sysfs_root,
+		    struct usb4_iface *out, int max);
+
+/* A peer's udp address as carried in the endpoint address. */
+struct usb4_udp_addr {
+	uint8_t family;			/* 4 or 6 */
+	uint16_t port;			/* host order */
+	uint8_t ip[16];			/* network byte order */
+};
+
+/* Fault injection rates for tests, each in [0, 1]. */
+struct usb4_udp_faults {
+	double drop, dup, reorder, corrupt;
+};
+
+/* Parses "drop=0.01,dup=0.01,reorder=0.01,corrupt=0.01"; 0 or -FI_EINVAL. */
+int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *faults);
+
+struct usb4_udp_link;
+
+typedef void (*usb4_udp_rx_fn)(void *arg, const struct usb4_udp_addr *from,
+			       const void *datagram, size_t len);
+
+int usb4_udp_link_open(struct usb4_udp_link **link,
+		       const struct usb4_iface *iface,
+		       const struct usb4_udp_faults *faults);
+void usb4_udp_link_close(struct usb4_udp_link *link);
+void usb4_udp_link_addr(const struct usb4_udp_link *link,
+			struct usb4_udp_addr *addr);
+/* Largest datagram payload this interface carries without fragments. */
+size_t usb4_udp_link_datagram_max(const struct usb4_udp_link *link);
+int usb4_udp_link_fd(const struct usb4_udp_link *link);
+/* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
+int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
+		  const struct iovec *iov, int count);
+/* Takes up to budget datagrams without blocking; returns how many. */
+int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
+		  int budget);
+
+struct usb4_udp_link_stats {
+	uint64_t sent, received, send_again;
+	uint64_t faults_dropped, faults_duplicated, faults_reordered,
+		 faults_corrupted;
+};
+const struct usb4_udp_link_stats *
+usb4_udp_link_stats(const struct usb4_udp_link *link);
 
 #endif /* USB4_LINK_H */

@@ -2,6 +2,7 @@
  * fi_av: FI_AV_MAP and FI_AV_TABLE over the core's peer table.  fi_addr_t
  * values are table indices in both modes (MAP lets the provider choose them).
  */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -103,10 +104,15 @@ static const char *av_straddr(struct fid_av *fid, const void *addr, char *buf,
 			      size_t *len)
 {
 	const struct usb4_addr *a = addr;
-	char tmp[128];
-	int n = snprintf(tmp, sizeof(tmp), "usb4://%016llx/%u/%d/%016llx",
-			 (unsigned long long) a->host_id, a->shm.pid,
-			 a->shm.fd, (unsigned long long) a->ep_id);
+	char ip[INET6_ADDRSTRLEN] = "-", tmp[160];
+	int n;
+
+	if (a->udp_family)
+		inet_ntop(a->udp_family == 4 ? AF_INET : AF_INET6, a->udp_ip,
+			  ip, sizeof(ip));
+	n = snprintf(tmp, sizeof(tmp), "usb4://%016llx/%u/%d/%016llx;udp=%s:%u",
+		     (unsigned long long) a->host_id, a->shm_pid, a->shm_fd,
+		     (unsigned long long) a->ep_id, ip, a->udp_port);
 
 	if (*len > 0) {
 		snprintf(buf, *len, "%s", tmp);

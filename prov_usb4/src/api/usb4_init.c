@@ -12,6 +12,11 @@ struct usb4_params usb4_params = {
 	.cq_size = 4096,
 	.spin_us = 50,
 	.mr_max = 16384,
+	.iface = NULL,
+	.sysfs_root = "/sys",
+	.faults = NULL,
+	.peer_timeout_ms = 5000,
+	.rel_window = 64,
 };
 
 static void usb4_cleanup(void)
@@ -50,6 +55,22 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "mr_max", FI_PARAM_SIZE_T,
 			"Memory regions with remote access one domain can "
 			"publish (default: %zu)", usb4_params.mr_max);
+	fi_param_define(&usb4_prov, "iface", FI_PARAM_STRING,
+			"Interfaces that reach other hosts, comma separated "
+			"(default: every thunderbolt-net interface that is up)");
+	fi_param_define(&usb4_prov, "sysfs_root", FI_PARAM_STRING,
+			"Where interface discovery reads sysfs (default: /sys)");
+	fi_param_define(&usb4_prov, "faults", FI_PARAM_STRING,
+			"Faults the udp link injects on receive, for tests: "
+			"drop=R,dup=R,reorder=R,corrupt=R with rates R in "
+			"[0, 1] (default: none)");
+	fi_param_define(&usb4_prov, "peer_timeout", FI_PARAM_INT,
+			"Milliseconds without an answer after which a peer on "
+			"another host is dead and its operations fail "
+			"(default: %d)", usb4_params.peer_timeout_ms);
+	fi_param_define(&usb4_prov, "rel_window", FI_PARAM_SIZE_T,
+			"Datagrams in flight to one peer on another host "
+			"(default: %zu)", usb4_params.rel_window);
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
@@ -80,9 +101,16 @@ void usb4_params_init(void)
 	get_size("rx_size", &usb4_params.rx_size, 16, 1 << 20);
 	get_size("cq_size", &usb4_params.cq_size, 16, 1 << 24);
 	get_size("mr_max", &usb4_params.mr_max, 16, 1 << 22);
+	get_size("rel_window", &usb4_params.rel_window, 4, 1024);
 	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
 		usb4_params.spin_us = spin;
+	if (fi_param_get_int(&usb4_prov, "peer_timeout", &spin) == FI_SUCCESS &&
+	    spin > 0)
+		usb4_params.peer_timeout_ms = spin;
+	fi_param_get_str(&usb4_prov, "iface", &usb4_params.iface);
+	fi_param_get_str(&usb4_prov, "sysfs_root", &usb4_params.sysfs_root);
+	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);
 }
 
 FI_EXT_INI

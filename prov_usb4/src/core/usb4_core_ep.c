@@ -27,6 +27,33 @@ static int ops_init(struct usb4_core_ep *ep, size_t cap)
 	return 0;
 }
 
+/*
+ * The udp link to other hosts, on the first interface that qualifies
+ * (FI_USB4_IFACE, else thunderbolt-net interfaces that are up).  None is
+ * fine: same-host peers still work over shm.
+ */
+static int open_udp(struct usb4_core_ep *ep)
+{
+	struct usb4_iface iface;
+	struct usb4_udp_faults faults;
+	int ret;
+
+	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
+			    &iface, 1) < 1)
+		return 0;
+	if (usb4_udp_faults_parse(usb4_params.faults, &faults)) {
+		USB4_WARN(FI_LOG_EP_CTRL, "FI_USB4_FAULTS=%s not understood\n",
+			  usb4_params.faults);
+		return -FI_EINVAL;
+	}
+	ret = usb4_udp_link_open(&ep->udp, &iface, &faults);
+	if (ret)
+		return ret;
+	ep->udp_payload_max = usb4_udp_link_datagram_max(ep->udp) -
+			      sizeof(struct usb4_wire_rel);
+	return 0;
+}
+
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom)
 {
@@ -43,6 +70,8 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 	}
 	usb4_list_init(&ep->rx_free);
 	usb4_list_init(&ep->ctrl_pending);
+	usb4_list_init(&ep->streams);
+	usb4_list_init(&ep->xfers);
 	ep->rx_max = usb4_params.rx_size;
 	ret = ops_init(ep, usb4_params.tx_size);
 	if (ret)
@@ -55,8 +84,13 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 			sizeof(struct usb4_wire_hdr);
 	if (ep->eager_max > usb4_params.eager_size)
 		ep->eager_max = usb4_params.eager_size;
+	ret = open_udp(ep);
+	if (ret)
+		goto err_close_shm;
 	return 0;
 
+err_close_shm:
+	usb4_shm_link_close(ep->shm);
 err_free_ops:
 	free(ep->ops);
 	free(ep->ops_free);
@@ -85,6 +119,11 @@ void usb4_core_ep_close(struct usb4_core_ep *ep)
 	}
 	free_list(&ep->rx_free, offsetof(struct usb4_rx_entry, link), false);
 	free_list(&ep->ctrl_pending, offsetof(struct usb4_ctrl, link), false);
+	usb4_stream_close(ep);
+	for (size_t i = 0; i < ep->ops_cap; i++)
+		if (ep->ops[i].busy)
+			free(ep->ops[i].bounce);
+	usb4_transport_close(ep);
 	usb4_shm_link_close(ep->shm);
 	free(ep->ops);
 	free(ep->ops_free);
@@ -95,15 +134,27 @@ void usb4_core_ep_close(struct usb4_core_ep *ep)
 
 void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr)
 {
+	struct usb4_shm_addr shm;
+
 	memset(addr, 0, sizeof(*addr));
 	addr->magic = USB4_ADDR_MAGIC;
 	addr->version = USB4_ADDR_VERSION;
 	addr->host_id = usb4_host_id();
 	addr->ep_id = ep->id;
-	usb4_shm_link_addr(ep->shm, &addr->shm);
-	if (ep->dom && ep->dom->reg)
-		addr->shm.reg_fd = usb4_shm_reg_fd(ep->dom->reg);
+	usb4_shm_link_addr(ep->shm, &shm);
+	addr->shm_pid = shm.pid;
+	addr->shm_fd = shm.fd;
+	addr->reg_fd = ep->dom && ep->dom->reg ?
+		       usb4_shm_reg_fd(ep->dom->reg) : -1;
+	if (ep->udp) {
+		struct usb4_udp_addr udp;
+		usb4_udp_link_addr(ep->udp, &udp);
+		addr->udp_family = udp.family;
+		addr->udp_port = udp.port;
+		memcpy(addr->udp_ip, udp.ip, sizeof(addr->udp_ip));
+	}
 }
+
 
 void usb4_core_log_stats(const struct usb4_core_ep *ep)
 {
@@ -232,6 +283,14 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_proto_flush_ctrl(ep);
 	n = usb4_shm_link_poll(ep->shm, on_frame, ep, USB4_POLL_BUDGET);
+	if (ep->udp) {
+		n += usb4_transport_progress_udp(ep);
+		/* Answers to udp frames wait until rel's delivery is over. */
+		if (!usb4_list_empty(&ep->ctrl_pending))
+			usb4_proto_flush_ctrl(ep);
+	}
+	if (!usb4_list_empty(&ep->streams))
+		usb4_stream_progress(ep);
 	if (ep->rem_rd_cntr || ep->rem_wr_cntr)
 		count_remote_access(ep);
 	if (!n && ep->ops_free_count < ep->ops_cap)
@@ -241,7 +300,7 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 
 void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms)
 {
-	usb4_shm_link_wait(ep->shm, timeout_ms);
+	usb4_transport_wait(ep, timeout_ms);
 }
 
 void usb4_core_kick(struct usb4_core_ep *ep)

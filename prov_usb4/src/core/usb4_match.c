@@ -124,38 +124,81 @@ static bool multi_consume(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 	return rx->len - rx->multi_used < ep->min_multi_recv;
 }
 
+void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
+		       uint64_t total_len, int err, bool want_cqe)
+{
+	if (err)
+		usb4_core_complete_err(ep, false, e, err, 0);
+	else if (e->len < total_len)
+		usb4_core_complete_err(ep, false, e, FI_ETRUNC,
+				       total_len - e->len);
+	else
+		usb4_core_complete(ep, false, e, want_cqe);
+}
+
+static bool from_udp_peer(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, m->src);
+
+	return peer && peer->kind == USB4_PEER_UDP;
+}
+
+/* A rendezvous from another host: ask for the bytes, place them as they
+ * come (usb4_stream.c), complete when the last one lands. */
+static void start_xfer(struct usb4_core_ep *ep, const struct usb4_msg_in *m,
+		       const struct iovec *iov, size_t count,
+		       const struct usb4_cqe *e, bool want_cqe)
+{
+	struct usb4_xfer *x = usb4_xfer_new(ep, USB4_XFER_RECV, m->src,
+					    m->msg_id);
+
+	if (!x) {
+		answer_sender(ep, m, -FI_ENOMEM, 0);
+		usb4_match_finish(ep, e, m->total_len, FI_ENOMEM, want_cqe);
+		return;
+	}
+	memcpy(x->iov, iov, count * sizeof(*iov));
+	x->iov_count = count;
+	x->want = e->len;
+	x->cqe = *e;
+	x->total_len = m->total_len;
+	x->want_cqe = want_cqe;
+	if (!x->want)
+		usb4_xfer_done(ep, x, 0);
+	else
+		usb4_proto_send_ctrl(ep, m->src, USB4_FRAME_CTS, m->msg_id, 0,
+				     x->want);
+}
+
 bool usb4_match_deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 			const struct usb4_msg_in *m)
 {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t count, room = target_region(rx, iov, &count);
 	size_t n = m->total_len < room ? m->total_len : room;
-	int q = queue_of(rx->flags);
-	bool done = true;
+	bool want_cqe = rx->flags & FI_COMPLETION, done = true;
 	struct usb4_cqe e = {
 		.op_context = rx->context,
-		.flags = recv_cqe_flags(q, m->wflags),
+		.flags = recv_cqe_flags(queue_of(rx->flags), m->wflags),
 		.len = n,
 		.buf = count ? iov[0].iov_base : NULL,
 		.data = m->wflags & USB4_WF_CQ_DATA ? m->data : 0,
 		.tag = m->tag,
 		.src = m->src,
 	};
-	int ret = place(m, iov, count, n);
 
-	answer_sender(ep, m, ret, ret ? 0 : n);
 	if (rx->flags & FI_MULTI_RECV) {
 		done = multi_consume(ep, rx, n);
 		if (done)
 			e.flags |= FI_MULTI_RECV;
 	}
-	if (ret)
-		usb4_core_complete_err(ep, false, &e, -ret, 0);
-	else if (n < m->total_len)
-		usb4_core_complete_err(ep, false, &e, FI_ETRUNC,
-				       m->total_len - n);
-	else
-		usb4_core_complete(ep, false, &e, rx->flags & FI_COMPLETION);
+	if (m->type == USB4_FRAME_RTS && from_udp_peer(ep, m)) {
+		start_xfer(ep, m, iov, count, &e, want_cqe);
+	} else {
+		int ret = place(m, iov, count, n);
+		answer_sender(ep, m, ret, ret ? 0 : n);
+		usb4_match_finish(ep, &e, m->total_len, -ret, want_cqe);
+	}
 	if (done)
 		rx_release(ep, rx);
 	return done;

@@ -143,10 +143,39 @@ static int addr_check(const struct usb4_core_av *av, const struct usb4_addr *a)
 	if (a->magic != USB4_ADDR_MAGIC || a->version != USB4_ADDR_VERSION ||
 	    !a->ep_id)
 		return -FI_EINVAL;
-	/* Only the shm link exists so far: other hosts are unreachable. */
-	if (a->host_id != av->host_id)
+	if (a->udp_family != 0 && a->udp_family != 4 && a->udp_family != 6)
+		return -FI_EINVAL;
+	/* Another host is reachable only through its udp address. */
+	if (a->host_id != av->host_id && !a->udp_family)
 		return -FI_EHOSTUNREACH;
 	return 0;
+}
+
+/* Same host: map its inbox, and its registry for RMA. */
+static int open_shm_peer(struct usb4_peer *peer, const struct usb4_addr *a)
+{
+	struct usb4_shm_addr shm = {
+		.pid = a->shm_pid, .fd = a->shm_fd, .nonce = a->ep_id,
+		.reg_fd = a->reg_fd,
+	};
+	int ret = usb4_shm_peer_open(&shm, &peer->shm);
+
+	if (ret)
+		return ret;
+	/* Without its registry a peer is reachable for messages only. */
+	if (a->reg_fd >= 0 &&
+	    usb4_shm_reg_peer_open(a->shm_pid, a->reg_fd, &peer->reg))
+		peer->reg = NULL;
+	peer->kind = USB4_PEER_SHM;
+	return 0;
+}
+
+static void set_udp_peer(struct usb4_peer *peer, const struct usb4_addr *a)
+{
+	peer->kind = USB4_PEER_UDP;
+	peer->udp.family = a->udp_family;
+	peer->udp.port = a->udp_port;
+	memcpy(peer->udp.ip, a->udp_ip, sizeof(peer->udp.ip));
 }
 
 int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
@@ -162,13 +191,13 @@ int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
 	if (ret)
 		return ret;
 	peer = &av->peers[av->count];
-	ret = usb4_shm_peer_open(&addr->shm, &peer->shm);
-	if (ret)
-		return ret;
-	/* Without its registry a peer is reachable for messages only. */
-	if (addr->shm.reg_fd >= 0 &&
-	    usb4_shm_reg_peer_open(addr->shm.pid, addr->shm.reg_fd, &peer->reg))
-		peer->reg = NULL;
+	if (addr->host_id == av->host_id) {
+		ret = open_shm_peer(peer, addr);
+		if (ret)
+			return ret;
+	} else {
+		set_udp_peer(peer, addr);
+	}
 	peer->addr = *addr;
 	peer->in_use = true;
 	hash_put(av, addr->ep_id, av->count);

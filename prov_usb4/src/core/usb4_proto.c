@@ -1,12 +1,15 @@
 /*
  * Protocols on the send side and frame dispatch on the receive side.
  *
- *   eager       payload <= eager_max: header + payload in one frame; the send
- *               completes at once unless FI_DELIVERY_COMPLETE asks for an ACK.
- *   rendezvous  larger: an RTS frame names the sender's buffer; the receiver
- *               copies it with one cross-memory-attach read straight into the
- *               posted buffer (also when the RTS waited as unexpected) and
- *               answers FIN, which completes the send.
+ *   eager       payload <= the peer's eager limit: header + payload in one
+ *               frame; the send completes at once unless FI_DELIVERY_COMPLETE
+ *               asks for an ACK.
+ *   rendezvous  larger: an RTS frame announces the message.  A same-host
+ *               receiver copies it with one cross-memory-attach read straight
+ *               into the posted buffer (also when the RTS waited as
+ *               unexpected); a receiver on another host answers CTS and the
+ *               sender streams DATA frames (usb4_stream.c).  FIN completes
+ *               the send.
  */
 #include <errno.h>
 #include <signal.h>
@@ -15,43 +18,6 @@
 #include <unistd.h>
 
 #include "usb4_proto.h"
-
-/* ---- send-side operation ids: index in the low half, generation above ---- */
-
-static struct usb4_tx_op *op_alloc(struct usb4_core_ep *ep, uint64_t *msg_id)
-{
-	struct usb4_tx_op *op;
-	uint32_t idx;
-
-	if (!ep->ops_free_count)
-		return NULL;
-	idx = ep->ops_free[--ep->ops_free_count];
-	op = &ep->ops[idx];
-	op->gen++;
-	op->busy = true;
-	*msg_id = ((uint64_t) op->gen << 32) | idx;
-	return op;
-}
-
-static void op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
-{
-	op->busy = false;
-	ep->ops_free[ep->ops_free_count++] = op - ep->ops;
-}
-
-/* The op a FIN or ACK names, or NULL when the id is stale or forged. */
-static struct usb4_tx_op *op_lookup(struct usb4_core_ep *ep, uint64_t msg_id)
-{
-	uint32_t idx = (uint32_t) msg_id;
-	struct usb4_tx_op *op;
-
-	if (idx >= ep->ops_cap)
-		return NULL;
-	op = &ep->ops[idx];
-	if (!op->busy || op->gen != (uint32_t) (msg_id >> 32))
-		return NULL;
-	return op;
-}
 
 static size_t iov_total(const struct iovec *iov, size_t count)
 {
@@ -79,8 +45,7 @@ static void complete_send_now(struct usb4_core_ep *ep,
 	};
 
 	/* An inject writes no CQ entry but still counts on the send counter
-	 * (man fi_cntr: FI_SEND counts every completed send); it used to
-	 * return before usb4_core_complete and so was never counted. */
+	 * (man fi_cntr: FI_SEND counts every completed send). */
 	usb4_core_complete(ep, true, &e, (a->flags & FI_COMPLETION) &&
 			   !(a->flags & FI_INJECT));
 }
@@ -98,37 +63,32 @@ static void fill_hdr(struct usb4_core_ep *ep, const struct usb4_send_args *a,
 	f->total_len = len;
 }
 
-static struct usb4_tx_op *op_start(struct usb4_core_ep *ep,
-				   const struct usb4_send_args *a, size_t len,
-				   uint64_t *msg_id)
+static struct usb4_tx_op *send_op_start(struct usb4_core_ep *ep,
+					const struct usb4_send_args *a,
+					size_t len, uint64_t *msg_id)
 {
-	struct usb4_tx_op *op = op_alloc(ep, msg_id);
+	struct usb4_tx_op *op = usb4_proto_op_start(ep, a->dest, a->context,
+			len, send_cqe_flags(a->flags) | (a->flags & FI_COMPLETION),
+			ep->tx_cntr, msg_id);
 
-	if (!op)
-		return NULL;
-	op->context = a->context;
-	op->flags = send_cqe_flags(a->flags) | (a->flags & FI_COMPLETION);
-	op->len = len;
-	op->tag = a->tag;
-	op->dest = a->dest;
+	if (op)
+		op->tag = a->tag;
 	return op;
 }
 
-static ssize_t send_eager(struct usb4_core_ep *ep, struct usb4_peer *peer,
+static ssize_t send_eager(struct usb4_core_ep *ep,
 			  const struct usb4_send_args *a, size_t len)
 {
 	struct iovec iov[USB4_IOV_LIMIT + 1];
 	struct usb4_wire_hdr hdr;
 	struct usb4_frame f;
 	struct usb4_tx_op *op = NULL;
-	bool want_ack = (a->flags & FI_DELIVERY_COMPLETE) &&
-			!(a->flags & FI_INJECT);
 	int ret;
 
 	fill_hdr(ep, a, &f, USB4_FRAME_EAGER, len);
 	f.payload_len = len;
-	if (want_ack) {
-		op = op_start(ep, a, len, &f.msg_id);
+	if ((a->flags & FI_DELIVERY_COMPLETE) && !(a->flags & FI_INJECT)) {
+		op = send_op_start(ep, a, len, &f.msg_id);
 		if (!op)
 			return -FI_EAGAIN;
 		f.flags |= USB4_WF_ACK_REQ;
@@ -137,10 +97,10 @@ static ssize_t send_eager(struct usb4_core_ep *ep, struct usb4_peer *peer,
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	memcpy(&iov[1], a->iov, a->iov_count * sizeof(*iov));
-	ret = usb4_shm_send(peer->shm, iov, a->iov_count + 1);
+	ret = usb4_transport_post(ep, a->dest, iov, a->iov_count + 1);
 	if (ret) {
 		if (op)
-			op_free(ep, op);
+			usb4_proto_op_free(ep, op);
 		return ret;
 	}
 	ep->stats.eager_sent++;
@@ -149,7 +109,9 @@ static ssize_t send_eager(struct usb4_core_ep *ep, struct usb4_peer *peer,
 	return 0;
 }
 
-static ssize_t send_rndv(struct usb4_core_ep *ep, struct usb4_peer *peer,
+/* The RTS names the sender's buffer: a same-host receiver reads it directly;
+ * one on another host asks for it with CTS. */
+static ssize_t send_rndv(struct usb4_core_ep *ep,
 			 const struct usb4_send_args *a, size_t len)
 {
 	struct {
@@ -165,9 +127,11 @@ static ssize_t send_rndv(struct usb4_core_ep *ep, struct usb4_peer *peer,
 	if (a->flags & FI_INJECT)
 		return -FI_EMSGSIZE;
 	fill_hdr(ep, a, &f, USB4_FRAME_RTS, len);
-	op = op_start(ep, a, len, &f.msg_id);
+	op = send_op_start(ep, a, len, &f.msg_id);
 	if (!op)
 		return -FI_EAGAIN;
+	memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
+	op->stream.iov_count = a->iov_count;
 	f.payload_len = sizeof(msg.rts) + a->iov_count * sizeof(msg.iov[0]);
 	usb4_wire_build(&msg.hdr, &f);
 	msg.rts.pid = htole32(getpid());
@@ -178,9 +142,9 @@ static ssize_t send_rndv(struct usb4_core_ep *ep, struct usb4_peer *peer,
 	}
 	iov.iov_base = &msg;
 	iov.iov_len = sizeof(msg.hdr) + f.payload_len;
-	ret = usb4_shm_send(peer->shm, &iov, 1);
+	ret = usb4_transport_post(ep, a->dest, &iov, 1);
 	if (ret) {
-		op_free(ep, op);
+		usb4_proto_op_free(ep, op);
 		return ret;
 	}
 	ep->stats.rndv_sent++;
@@ -188,8 +152,12 @@ static ssize_t send_rndv(struct usb4_core_ep *ep, struct usb4_peer *peer,
 }
 
 /* A same-host peer is alive while its process is. */
-static bool peer_alive(const struct usb4_peer *peer)
+static bool shm_peer_alive(struct usb4_core_ep *ep, fi_addr_t fi_addr)
 {
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, fi_addr);
+
+	if (!peer || peer->kind != USB4_PEER_SHM)
+		return peer != NULL;	/* udp peers: rel decides */
 	return kill(usb4_shm_peer_pid(peer->shm), 0) == 0 || errno != ESRCH;
 }
 
@@ -205,123 +173,46 @@ ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	ret = len <= ep->eager_max ? send_eager(ep, peer, a, len) :
-				     send_rndv(ep, peer, a, len);
+	ret = len <= usb4_transport_eager_max(ep, peer) ?
+	      send_eager(ep, a, len) : send_rndv(ep, a, len);
 	/* A full inbox nobody drains any more is a dead peer, not backpressure. */
-	if (ret == -FI_EAGAIN && !peer_alive(peer))
+	if (ret == -FI_EAGAIN && !shm_peer_alive(ep, a->dest))
 		ret = -FI_EHOSTUNREACH;
 	return ret;
 }
 
 /*
- * Sends waiting for a FIN or ACK from a peer whose process is gone would wait
- * forever: fail them with FI_EHOSTUNREACH.
+ * Ops waiting for a FIN or ACK from a same-host peer whose process is gone
+ * would wait forever: fail them with FI_EHOSTUNREACH.
  */
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep)
 {
-	for (size_t i = 0; i < ep->ops_cap; i++) {
-		struct usb4_tx_op *op = &ep->ops[i];
-		struct usb4_peer *peer;
-
-		if (!op->busy)
-			continue;
-		peer = usb4_core_av_peer(ep->av, op->dest);
-		if (peer && peer_alive(peer))
-			continue;
-		struct usb4_cqe e = {
-			.op_context = op->context,
-			.flags = op->flags & ~FI_COMPLETION,
-			.len = op->len,
-			.tag = op->tag,
-			.src = FI_ADDR_NOTAVAIL,
-		};
-		usb4_core_complete_err(ep, true, &e, FI_EHOSTUNREACH, 0);
-		op_free(ep, op);
-	}
+	usb4_proto_ops_fail(ep, FI_ADDR_UNSPEC, FI_EHOSTUNREACH, shm_peer_alive);
 }
 
-/* ---- control frames (FIN, ACK): queued while the peer's inbox is full ---- */
-
-static int ctrl_post(struct usb4_core_ep *ep, fi_addr_t dest,
-		     const struct usb4_wire_hdr *hdr)
+/* rel gave up on a udp peer: everything to or from it ends in error. */
+void usb4_proto_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
-	struct iovec iov = { .iov_base = (void *) hdr, .iov_len = sizeof(*hdr) };
-
-	if (!peer) {
-		USB4_WARN(FI_LOG_EP_DATA, "cannot answer a sender that is not "
-			  "in the address vector\n");
-		return 0;	/* nothing to retry */
-	}
-	return usb4_shm_send(peer->shm, &iov, 1);
-}
-
-void usb4_proto_send_ctrl(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint8_t type, uint64_t msg_id, int64_t status,
-			  uint64_t len)
-{
-	struct usb4_frame f = {
-		.type = type,
-		.src_id = ep->id,
-		.data = (uint64_t) status,
-		.msg_id = msg_id,
-		.total_len = len,
-	};
-	struct usb4_ctrl *ctrl;
-	struct usb4_wire_hdr hdr;
-
-	usb4_wire_build(&hdr, &f);
-	if (usb4_list_empty(&ep->ctrl_pending) &&
-	    ctrl_post(ep, dest, &hdr) != -FI_EAGAIN)
-		return;
-	ctrl = malloc(sizeof(*ctrl));
-	if (!ctrl) {
-		USB4_WARN(FI_LOG_EP_DATA, "out of memory: control frame lost\n");
-		return;
-	}
-	ctrl->dest = dest;
-	ctrl->hdr = hdr;
-	usb4_list_insert_tail(&ep->ctrl_pending, &ctrl->link);
-}
-
-void usb4_proto_flush_ctrl(struct usb4_core_ep *ep)
-{
-	struct usb4_list *it, *tmp;
-
-	usb4_list_foreach_safe(&ep->ctrl_pending, it, tmp) {
-		struct usb4_ctrl *ctrl = usb4_container_of(it, struct usb4_ctrl,
-							   link);
-		if (ctrl_post(ep, ctrl->dest, &ctrl->hdr) == -FI_EAGAIN)
-			return;
-		usb4_list_remove(it);
-		free(ctrl);
-	}
+	USB4_WARN(FI_LOG_EP_DATA, "peer %llu stopped answering: failing its "
+		  "operations\n", (unsigned long long) peer);
+	usb4_proto_drop_ctrl(ep, peer);
+	usb4_stream_peer_dead(ep, peer);
+	usb4_proto_ops_fail(ep, peer, FI_EHOSTUNREACH, NULL);
 }
 
 /* ---- receive-side dispatch ---- */
 
-static void handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f)
+static void handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			fi_addr_t src)
 {
-	struct usb4_tx_op *op = op_lookup(ep, f->msg_id);
+	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
 	int64_t status = (int64_t) f->data;
-	struct usb4_cqe e;
 
-	if (!op) {
+	if (!op || (src != FI_ADDR_NOTAVAIL && op->dest != src)) {
 		ep->stats.dropped_unknown_op++;
 		return;
 	}
-	e = (struct usb4_cqe) {
-		.op_context = op->context,
-		.flags = op->flags & ~FI_COMPLETION,
-		.len = op->len,
-		.tag = op->tag,
-		.src = FI_ADDR_NOTAVAIL,
-	};
-	if (status < 0)
-		usb4_core_complete_err(ep, true, &e, (int) -status, 0);
-	else
-		usb4_core_complete(ep, true, &e, op->flags & FI_COMPLETION);
-	op_free(ep, op);
+	usb4_proto_op_done(ep, op, status < 0 ? (int) -status : 0);
 }
 
 static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
@@ -342,13 +233,14 @@ static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
 	m->riov = riov;
 }
 
-static void handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f)
+static void handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			   fi_addr_t src)
 {
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
 	struct usb4_msg_in m = {
 		.type = f->type,
 		.wflags = f->flags,
-		.src = usb4_core_av_reverse(ep->av, f->src_id),
+		.src = src,
 		.tag = f->tag,
 		.data = f->data,
 		.msg_id = f->msg_id,
@@ -364,17 +256,17 @@ static void handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f)
 }
 
 /* An RMA write with remote CQ data landed in our memory. */
-static void handle_write_data(struct usb4_core_ep *ep,
-			      const struct usb4_frame *f)
+void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
+				 uint64_t data, uint64_t len)
 {
 	struct usb4_cqe e = {
 		.flags = FI_RMA | FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA,
-		.len = f->total_len,
-		.data = f->data,
-		.src = usb4_core_av_reverse(ep->av, f->src_id),
+		.len = len,
+		.data = data,
+		.src = src,
 	};
 
-	/* The write itself was counted by the initiator in our inbox. */
+	/* The write itself is counted where it landed (usb4_shm_*_count_rma). */
 	usb4_core_report(ep->rx_cq, NULL, &e, true);
 }
 
@@ -385,19 +277,50 @@ void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
 			     len);
 }
 
+/* Frames only peers in our AV may send: a reply needs the way back. */
+static bool needs_known_src(uint8_t type)
+{
+	return type != USB4_FRAME_EAGER && type != USB4_FRAME_RTS &&
+	       type != USB4_FRAME_WRITE_DATA;
+}
+
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f)
 {
+	fi_addr_t src = usb4_core_av_reverse(ep->av, f->src_id);
+
+	if (src == FI_ADDR_NOTAVAIL && needs_known_src(f->type)) {
+		ep->stats.unknown_src++;
+		return;
+	}
 	switch (f->type) {
 	case USB4_FRAME_WRITE_DATA:
-		handle_write_data(ep, f);
+		usb4_proto_remote_write_cqe(ep, src, f->data, f->total_len);
 		break;
 	case USB4_FRAME_EAGER:
 	case USB4_FRAME_RTS:
-		handle_message(ep, f);
+		handle_message(ep, f, src);
 		break;
 	case USB4_FRAME_FIN:
 	case USB4_FRAME_ACK:
-		handle_done(ep, f);
+		handle_done(ep, f, src);
+		break;
+	case USB4_FRAME_CTS:
+		usb4_stream_handle_cts(ep, f, src);
+		break;
+	case USB4_FRAME_DATA:
+		usb4_stream_handle_data(ep, f, src);
+		break;
+	case USB4_FRAME_WRITE_REQ:
+		usb4_rma_udp_handle_write(ep, f, src);
+		break;
+	case USB4_FRAME_READ_REQ:
+		usb4_rma_udp_handle_read(ep, f, src);
+		break;
+	case USB4_FRAME_ATOMIC_REQ:
+		usb4_rma_udp_handle_atomic(ep, f, src);
+		break;
+	case USB4_FRAME_ATOMIC_RESP:
+		usb4_rma_udp_handle_atomic_resp(ep, f, src);
 		break;
 	default:
 		ep->stats.dropped[USB4_WIRE_TYPE_BAD]++;

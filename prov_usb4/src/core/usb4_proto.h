@@ -17,17 +17,86 @@ struct usb4_msg_in {
 	const struct iovec *riov;
 };
 
+/* usb4_proto.c: sends and dispatch */
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f);
-void usb4_proto_flush_ctrl(struct usb4_core_ep *ep);
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep);
+void usb4_proto_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer);
 void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
 				uint64_t data, uint64_t len);
+void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
+				 uint64_t data, uint64_t len);
+
+/* usb4_ctrl.c: answers, queued while they cannot go out */
 void usb4_proto_send_ctrl(struct usb4_core_ep *ep, fi_addr_t dest,
 			  uint8_t type, uint64_t msg_id, int64_t status,
 			  uint64_t len);
+void usb4_proto_send_resp(struct usb4_core_ep *ep, fi_addr_t dest,
+			  uint64_t msg_id, int64_t status, const void *data,
+			  size_t len);
+void usb4_proto_flush_ctrl(struct usb4_core_ep *ep);
+void usb4_proto_drop_ctrl(struct usb4_core_ep *ep, fi_addr_t dest);
+
+/* usb4_tx_ops.c: operations waiting for their peer */
+struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
+				       void *context, size_t len,
+				       uint64_t flags, struct usb4_counter *cntr,
+				       uint64_t *msg_id);
+void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op);
+struct usb4_tx_op *usb4_proto_op(struct usb4_core_ep *ep, uint64_t msg_id);
+void usb4_proto_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op,
+			int err);
+void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
+			 bool (*alive)(struct usb4_core_ep *, fi_addr_t));
+
+/* usb4_transport.c: frames to and from peers over their link */
+int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
+			const struct iovec *iov, int count);
+bool usb4_transport_can_send(struct usb4_core_ep *ep, fi_addr_t dest);
+size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
+				const struct usb4_peer *peer);
+size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);
+int usb4_transport_progress_udp(struct usb4_core_ep *ep);
+void usb4_transport_wait(struct usb4_core_ep *ep, int timeout_ms);
+void usb4_transport_close(struct usb4_core_ep *ep);
+
+/* usb4_stream.c: bulk data over udp */
+void usb4_stream_start(struct usb4_core_ep *ep, struct usb4_stream *s,
+		       uint64_t limit);
+void usb4_stream_stop(struct usb4_stream *s);
+void usb4_stream_progress(struct usb4_core_ep *ep);
+void usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			    fi_addr_t src);
+void usb4_stream_handle_data(struct usb4_core_ep *ep,
+			     const struct usb4_frame *f, fi_addr_t src);
+void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer);
+void usb4_stream_close(struct usb4_core_ep *ep);
+struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep, enum usb4_xfer_kind kind,
+				fi_addr_t src, uint64_t msg_id);
+void usb4_xfer_free(struct usb4_xfer *x);
+void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err);
+void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
+			 uint64_t msg_id);
+
+/* usb4_rma_udp.c: RMA and atomics with peers on other hosts */
+ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+		     size_t len);
+ssize_t usb4_atomic_udp(struct usb4_core_ep *ep,
+			const struct usb4_atomic_args *a, size_t count,
+			uint64_t flags);
+void usb4_rma_udp_handle_write(struct usb4_core_ep *ep,
+			       const struct usb4_frame *f, fi_addr_t src);
+void usb4_rma_udp_handle_read(struct usb4_core_ep *ep,
+			      const struct usb4_frame *f, fi_addr_t src);
+void usb4_rma_udp_handle_atomic(struct usb4_core_ep *ep,
+				const struct usb4_frame *f, fi_addr_t src);
+void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
+				     const struct usb4_frame *f, fi_addr_t src);
 
 /* usb4_match.c */
 void usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
+/* Completes a receive whose bytes arrived (err: positive FI_E* or 0). */
+void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
+		       uint64_t total_len, int err, bool want_cqe);
 /* Places a message into a posted receive, answers the sender, completes.
  * Frees the receive, and returns true, unless it is a multi-receive buffer
  * with room left. */

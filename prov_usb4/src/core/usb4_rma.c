@@ -103,6 +103,8 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
+	if (peer->kind == USB4_PEER_UDP)
+		return usb4_rma_udp(ep, a, len);
 	ret = rma_move(peer, a, len);
 	if (!ret && (a->flags & FI_REMOTE_CQ_DATA))
 		usb4_proto_send_write_data(ep, a->dest, a->data, len);
@@ -288,6 +290,9 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 	    a->res_count > USB4_IOV_LIMIT)
 		return -FI_EINVAL;
 	ret = atomic_check(a, &count);
+	if (!ret && peer->kind == USB4_PEER_UDP)
+		return usb4_atomic_udp(ep, a, count, flags |
+				       (a->flags & (FI_COMPLETION | FI_INJECT)));
 	if (!ret)
 		ret = atomic_run(peer, a, count);
 	if (!ret)

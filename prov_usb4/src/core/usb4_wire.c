@@ -40,9 +40,42 @@ static enum usb4_wire_verdict check_rts(const struct usb4_frame *frame)
 	return sum == frame->total_len ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 }
 
+/* RMA requests: 1..MAX_SEG segments whose lengths sum to total_len. */
+static enum usb4_wire_verdict check_rma(const struct usb4_frame *frame)
+{
+	struct usb4_wire_rma_seg seg;
+	size_t n = frame->payload_len / sizeof(seg);
+	uint64_t sum = 0;
+
+	if (frame->payload_len % sizeof(seg) || !n || n > USB4_WIRE_RMA_MAX_SEG)
+		return USB4_WIRE_LEN_BAD;
+	for (size_t i = 0; i < n; i++) {
+		memcpy(&seg, (const char *) frame->payload + i * sizeof(seg),
+		       sizeof(seg));
+		uint64_t len = le64toh(seg.len);
+		if (len > UINT64_MAX - sum)
+			return USB4_WIRE_LEN_BAD;
+		sum += len;
+	}
+	return sum == frame->total_len ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+}
+
 static enum usb4_wire_verdict check_payload(const struct usb4_frame *frame)
 {
 	switch (frame->type) {
+	case USB4_FRAME_CTS:
+		return frame->payload_len == 0 ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	case USB4_FRAME_DATA:
+	case USB4_FRAME_ATOMIC_RESP:
+		return frame->total_len == frame->payload_len ?
+		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	case USB4_FRAME_WRITE_REQ:
+	case USB4_FRAME_READ_REQ:
+		return check_rma(frame);
+	case USB4_FRAME_ATOMIC_REQ:
+		/* Operand sizes depend on the datatype: the core checks them. */
+		return frame->payload_len >= sizeof(struct usb4_wire_atomic) ?
+		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 	case USB4_FRAME_EAGER:
 		return frame->total_len == frame->payload_len ?
 		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;

@@ -409,3 +409,10 @@ void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
 	*reads = atomic_load_explicit(&link->ring->rma_reads,
 				      memory_order_acquire);
 }
+
+void usb4_shm_link_count_rma(struct usb4_shm_link *link, bool write)
+{
+	atomic_fetch_add_explicit(write ? &link->ring->rma_writes :
+				  &link->ring->rma_reads, 1,
+				  memory_order_release);
+}

@@ -56,15 +56,16 @@ struct usb4_reg_table {
 	struct usb4_reg_entry entries[];
 };
 
+struct usb4_shm_reg_peer {
+	struct usb4_reg_table *table;
+	size_t map_len;
+};
+
 struct usb4_shm_reg {
 	struct usb4_reg_table *table;
 	size_t map_len;
 	int fd;
-};
-
-struct usb4_shm_reg_peer {
-	struct usb4_reg_table *table;
-	size_t map_len;
+	struct usb4_shm_reg_peer self;	/* our table through the peer API */
 };
 
 static size_t table_bytes(size_t capacity)
@@ -109,6 +110,8 @@ int usb4_shm_reg_open(struct usb4_shm_reg **regp, size_t capacity)
 	for (size_t i = 0; i < cap; i++)
 		atomic_init(&reg->table->entries[i].gen, 1);
 	reg->table->magic = USB4_REG_MAGIC;
+	reg->self.table = reg->table;
+	reg->self.map_len = reg->map_len;
 	*regp = reg;
 	return 0;
 
@@ -132,6 +135,11 @@ void usb4_shm_reg_close(struct usb4_shm_reg *reg)
 int usb4_shm_reg_fd(const struct usb4_shm_reg *reg)
 {
 	return reg->fd;
+}
+
+struct usb4_shm_reg_peer *usb4_shm_reg_self(struct usb4_shm_reg *reg)
+{
+	return &reg->self;
 }
 
 static bool entry_live(struct usb4_reg_entry *e)

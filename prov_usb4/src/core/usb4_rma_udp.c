@@ -1,0 +1,388 @@
+/*
+ * RMA and atomics with peers on other hosts (udp).  Without cross memory
+ * attach the target takes part: it checks key, rights and bounds in its own
+ * registry for every request (overflow-safe, as for shm), pins the regions
+ * while bytes move, and executes atomics under the same lock same-host
+ * initiators take.  The initiator's op completes on the target's FIN (RMA)
+ * or ATOMIC_RESP (atomics).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_atomic.h"
+#include "usb4_proto.h"
+
+/* ---- initiator ---- */
+
+static void fill_segs(struct usb4_wire_rma_seg *seg, const struct fi_rma_iov *r,
+		      size_t count)
+{
+	for (size_t i = 0; i < count; i++) {
+		seg[i].addr = htole64(r[i].addr);
+		seg[i].len = htole64(r[i].len);
+		seg[i].key = htole64(r[i].key);
+	}
+}
+
+/* Keeps an injected write's bytes: the caller may reuse them at once. */
+static int bounce(struct usb4_tx_op *op, const struct iovec *iov, size_t count,
+		  size_t len)
+{
+	char *p = malloc(len ? len : 1);
+
+	if (!p)
+		return -FI_ENOMEM;
+	op->bounce = p;
+	for (size_t i = 0; i < count; i++) {
+		memcpy(p, iov[i].iov_base, iov[i].iov_len);
+		p += iov[i].iov_len;
+	}
+	op->stream.iov[0].iov_base = op->bounce;
+	op->stream.iov[0].iov_len = len;
+	op->stream.iov_count = 1;
+	return 0;
+}
+
+static int rma_request(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+		       size_t len, uint64_t msg_id)
+{
+	struct {
+		struct usb4_wire_hdr hdr;
+		struct usb4_wire_rma_seg seg[USB4_WIRE_RMA_MAX_SEG];
+	} req;
+	bool write = a->flags & FI_WRITE;
+	struct usb4_frame f = {
+		.type = write ? USB4_FRAME_WRITE_REQ : USB4_FRAME_READ_REQ,
+		.flags = a->flags & FI_REMOTE_CQ_DATA ? USB4_WF_CQ_DATA : 0,
+		.payload_len = a->rma_count * sizeof(req.seg[0]),
+		.src_id = ep->id,
+		.data = a->data,
+		.msg_id = msg_id,
+		.total_len = len,
+	};
+	struct iovec iov;
+
+	usb4_wire_build(&req.hdr, &f);
+	fill_segs(req.seg, a->rma_iov, a->rma_count);
+	iov.iov_base = &req;
+	iov.iov_len = sizeof(req.hdr) + f.payload_len;
+	return usb4_transport_post(ep, a->dest, &iov, 1);
+}
+
+static int read_target(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+		       size_t len, uint64_t msg_id)
+{
+	struct usb4_xfer *x = usb4_xfer_new(ep, USB4_XFER_RMA_READ, a->dest,
+					    msg_id);
+
+	if (!x)
+		return -FI_ENOMEM;
+	memcpy(x->iov, a->iov, a->iov_count * sizeof(*a->iov));
+	x->iov_count = a->iov_count;
+	x->want = len;
+	return 0;
+}
+
+ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+		     size_t len)
+{
+	bool write = a->flags & FI_WRITE;
+	uint64_t msg_id;
+	struct usb4_tx_op *op;
+	int ret;
+
+	if (a->rma_count > USB4_WIRE_RMA_MAX_SEG)
+		return -FI_EINVAL;
+	op = usb4_proto_op_start(ep, a->dest, a->context, len,
+				 FI_RMA | (write ? FI_WRITE : FI_READ) |
+				 (a->flags & (FI_COMPLETION | FI_INJECT)),
+				 write ? ep->wr_cntr : ep->rd_cntr, &msg_id);
+	if (!op)
+		return -FI_EAGAIN;
+	if (write && (a->flags & FI_INJECT))
+		ret = bounce(op, a->iov, a->iov_count, len);
+	else
+		ret = write ? 0 : read_target(ep, a, len, msg_id);
+	if (!ret && write && !op->bounce) {
+		memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
+		op->stream.iov_count = a->iov_count;
+	}
+	if (!ret)
+		ret = rma_request(ep, a, len, msg_id);
+	if (ret) {
+		if (!write)
+			usb4_xfer_drop_read(ep, a->dest, msg_id);
+		usb4_proto_op_free(ep, op);
+	}
+	return ret;
+}
+
+/* ---- target ---- */
+
+/* Checks and pins every segment, or none. */
+static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
+		    uint64_t access, struct usb4_shm_pin *pins,
+		    struct iovec *iov, size_t *count)
+{
+	struct usb4_shm_reg_peer *self = usb4_shm_reg_self(ep->dom->reg);
+	struct usb4_wire_rma_seg seg;
+	size_t n = f->payload_len / sizeof(seg);
+
+	for (size_t i = 0; i < n; i++) {
+		memcpy(&seg, (const char *) f->payload + i * sizeof(seg),
+		       sizeof(seg));
+		uint64_t len = le64toh(seg.len);
+		if (usb4_shm_pin(self, le64toh(seg.key), le64toh(seg.addr), len,
+				 access, &pins[i])) {
+			while (i--)
+				usb4_shm_unpin(&pins[i]);
+			return -FI_EACCES;
+		}
+		iov[i].iov_base = (void *) (uintptr_t) pins[i].va;
+		iov[i].iov_len = len;
+	}
+	*count = n;
+	return 0;
+}
+
+static void refuse(struct usb4_core_ep *ep, fi_addr_t src, uint64_t msg_id,
+		   int err)
+{
+	usb4_proto_send_ctrl(ep, src, USB4_FRAME_FIN, msg_id, err, 0);
+}
+
+void usb4_rma_udp_handle_write(struct usb4_core_ep *ep,
+			       const struct usb4_frame *f, fi_addr_t src)
+{
+	struct usb4_xfer *x = usb4_xfer_new(ep, USB4_XFER_RMA_WRITE, src,
+					    f->msg_id);
+	int ret;
+
+	if (!x) {
+		refuse(ep, src, f->msg_id, -FI_ENOMEM);
+		return;
+	}
+	ret = pin_segs(ep, f, FI_REMOTE_WRITE, x->pins, x->iov, &x->npins);
+	if (ret) {
+		usb4_xfer_free(x);
+		refuse(ep, src, f->msg_id, ret);
+		return;
+	}
+	x->iov_count = x->npins;
+	x->want = f->total_len;
+	x->cq_data = f->flags & USB4_WF_CQ_DATA;
+	x->data = f->data;
+	if (!x->want) {
+		usb4_xfer_done(ep, x, 0);
+		return;
+	}
+	usb4_proto_send_ctrl(ep, src, USB4_FRAME_CTS, f->msg_id, 0, x->want);
+}
+
+void usb4_rma_udp_handle_read(struct usb4_core_ep *ep,
+			      const struct usb4_frame *f, fi_addr_t src)
+{
+	struct usb4_stream *s = calloc(1, sizeof(*s));
+	int ret;
+
+	if (!s) {
+		refuse(ep, src, f->msg_id, -FI_ENOMEM);
+		return;
+	}
+	usb4_list_init(&s->link);
+	ret = pin_segs(ep, f, FI_REMOTE_READ, s->pins, s->iov, &s->npins);
+	if (ret) {
+		free(s);
+		refuse(ep, src, f->msg_id, ret);
+		return;
+	}
+	s->iov_count = s->npins;
+	s->dest = src;
+	s->msg_id = f->msg_id;
+	s->wflags = USB4_WF_READ_RESP;
+	s->owned = true;
+	usb4_stream_start(ep, s, f->total_len);
+}
+
+/* ---- atomics ---- */
+
+/* Operands travel unless the op reads only; compares with compare atomics. */
+static size_t atomic_payload(int kind, enum fi_op op, size_t bytes)
+{
+	return (op == FI_ATOMIC_READ ? 0 : bytes) +
+	       (kind == USB4_ATOMIC_COMPARE ? bytes : 0);
+}
+
+static int gather_ioc(const struct fi_ioc *ioc, size_t n, size_t size, char *dst,
+		      size_t bytes)
+{
+	size_t have = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		size_t b = ioc[i].count * size;
+		if (ioc[i].count > bytes / size || b > bytes - have)
+			return -FI_EINVAL;
+		memcpy(dst + have, ioc[i].addr, b);
+		have += b;
+	}
+	return have == bytes ? 0 : -FI_EINVAL;
+}
+
+static int atomic_request(struct usb4_core_ep *ep,
+			  const struct usb4_atomic_args *a, size_t count,
+			  uint64_t msg_id)
+{
+	size_t size = usb4_atomic_size(a->dt), bytes = count * size;
+	struct {
+		struct usb4_wire_hdr hdr;
+		struct usb4_wire_atomic head;
+		char data[2 * USB4_ATOMIC_MAX_BYTES];
+	} req;
+	struct usb4_frame f = {
+		.type = USB4_FRAME_ATOMIC_REQ, .src_id = ep->id,
+		.msg_id = msg_id, .total_len = bytes,
+		.payload_len = sizeof(req.head) +
+			       atomic_payload(a->kind, a->op, bytes),
+	};
+	char *p = req.data;
+	struct iovec iov;
+
+	if (a->op != FI_ATOMIC_READ) {
+		if (gather_ioc(a->src, a->src_count, size, p, bytes))
+			return -FI_EINVAL;
+		p += bytes;
+	}
+	if (a->kind == USB4_ATOMIC_COMPARE &&
+	    gather_ioc(a->cmp, a->cmp_count, size, p, bytes))
+		return -FI_EINVAL;
+	req.head = (struct usb4_wire_atomic) {
+		.kind = a->kind, .op = a->op, .datatype = htole16(a->dt),
+		.count = htole32(count), .addr = htole64(a->rma[0].addr),
+		.key = htole64(a->rma[0].key),
+	};
+	usb4_wire_build(&req.hdr, &f);
+	iov.iov_base = &req;
+	iov.iov_len = sizeof(req.hdr) + f.payload_len;
+	return usb4_transport_post(ep, a->dest, &iov, 1);
+}
+
+ssize_t usb4_atomic_udp(struct usb4_core_ep *ep,
+			const struct usb4_atomic_args *a, size_t count,
+			uint64_t flags)
+{
+	uint64_t msg_id;
+	struct usb4_tx_op *op;
+	int ret;
+
+	/* One target segment per request over udp. */
+	if (a->rma_count != 1)
+		return -FI_EINVAL;
+	op = usb4_proto_op_start(ep, a->dest, a->context,
+				 count * usb4_atomic_size(a->dt), flags,
+				 a->kind == USB4_ATOMIC_BASE ? ep->wr_cntr :
+							       ep->rd_cntr,
+				 &msg_id);
+	if (!op)
+		return -FI_EAGAIN;
+	if (a->kind != USB4_ATOMIC_BASE) {
+		memcpy(op->res, a->res, a->res_count * sizeof(*a->res));
+		op->res_count = a->res_count;
+		op->res_size = usb4_atomic_size(a->dt);
+	}
+	ret = atomic_request(ep, a, count, msg_id);
+	if (ret)
+		usb4_proto_op_free(ep, op);
+	return ret;
+}
+
+/* The target runs the operation on its own memory, under its lock. */
+static int atomic_execute(struct usb4_core_ep *ep,
+			  const struct usb4_wire_atomic *h, const char *operands,
+			  char *old)
+{
+	struct usb4_shm_reg_peer *self = usb4_shm_reg_self(ep->dom->reg);
+	enum fi_datatype dt = le16toh(h->datatype);
+	size_t size = usb4_atomic_size(dt), bytes = le32toh(h->count) * size;
+	uint64_t access = h->op == FI_ATOMIC_READ ? FI_REMOTE_READ :
+			  h->kind == USB4_ATOMIC_BASE ? FI_REMOTE_WRITE :
+			  FI_REMOTE_READ | FI_REMOTE_WRITE;
+	const char *cmp = operands + (h->op == FI_ATOMIC_READ ? 0 : bytes);
+	struct usb4_shm_pin pin;
+	size_t align = size > 8 ? 8 : size;
+
+	if (usb4_shm_pin(self, le64toh(h->key), le64toh(h->addr), bytes, access,
+			 &pin))
+		return -FI_EACCES;
+	if (pin.va % align) {
+		usb4_shm_unpin(&pin);
+		return -FI_EINVAL;
+	}
+	usb4_shm_atomic_lock(self);
+	memcpy(old, (void *) (uintptr_t) pin.va, bytes);
+	usb4_atomic_calc(dt, h->op, le32toh(h->count), (void *) (uintptr_t) pin.va,
+			 h->op == FI_ATOMIC_READ ? NULL : operands,
+			 h->kind == USB4_ATOMIC_COMPARE ? cmp : NULL);
+	usb4_shm_atomic_unlock(self);
+	usb4_shm_unpin(&pin);
+	usb4_shm_link_count_rma(ep->shm, h->kind == USB4_ATOMIC_BASE);
+	return 0;
+}
+
+/* Validates what came off the wire before anything touches memory. */
+static int atomic_check_req(const struct usb4_frame *f,
+			    struct usb4_wire_atomic *h)
+{
+	size_t size, bytes;
+
+	memcpy(h, f->payload, sizeof(*h));
+	size = usb4_atomic_size(le16toh(h->datatype));
+	if (!size || h->kind > USB4_ATOMIC_COMPARE ||
+	    !usb4_atomic_supported(h->kind, le16toh(h->datatype), h->op))
+		return -FI_EOPNOTSUPP;
+	bytes = (size_t) le32toh(h->count) * size;
+	if (!h->count || bytes > USB4_ATOMIC_MAX_BYTES || bytes != f->total_len ||
+	    f->payload_len != sizeof(*h) + atomic_payload(h->kind, h->op, bytes))
+		return -FI_EINVAL;
+	return 0;
+}
+
+void usb4_rma_udp_handle_atomic(struct usb4_core_ep *ep,
+				const struct usb4_frame *f, fi_addr_t src)
+{
+	struct usb4_wire_atomic h;
+	char old[USB4_ATOMIC_MAX_BYTES];
+	int ret = atomic_check_req(f, &h);
+	size_t back;
+
+	if (!ret)
+		ret = atomic_execute(ep, &h, (const char *) f->payload + sizeof(h),
+				     old);
+	back = !ret && h.kind != USB4_ATOMIC_BASE ? f->total_len : 0;
+	usb4_proto_send_resp(ep, src, f->msg_id, ret, old, back);
+}
+
+static void scatter_res(const struct usb4_tx_op *op, const char *p, size_t len)
+{
+	for (size_t i = 0; i < op->res_count && len; i++) {
+		size_t b = op->res[i].count * op->res_size;
+		if (b > len)
+			b = len;
+		memcpy(op->res[i].addr, p, b);
+		p += b;
+		len -= b;
+	}
+}
+
+void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
+				     const struct usb4_frame *f, fi_addr_t src)
+{
+	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
+
+	if (!op || op->dest != src) {
+		ep->stats.dropped_unknown_op++;
+		return;
+	}
+	if ((int64_t) f->data == 0)
+		scatter_res(op, f->payload, f->payload_len);
+	usb4_proto_op_done(ep, op, (int) -(int64_t) f->data);
+}

@@ -1,0 +1,259 @@
+/*
+ * Bulk data over links without cross memory attach (udp): receiver-paced.
+ * The receiver (of a message, or the target of an RMA write) answers a
+ * request with CTS once its buffer is known; the sender then streams DATA
+ * frames as fast as rel's window lets it, and the receiver copies each one
+ * straight to its final place.  Neither side buffers more than rel's window.
+ * An RMA read is the same stream run by the target, answered by FIN.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_proto.h"
+
+/* ---- iov helpers ---- */
+
+/* Describes bytes [off, off + len) of an iov list in out; returns entries. */
+static int iov_slice(const struct iovec *iov, size_t count, uint64_t off,
+		     size_t len, struct iovec *out, int max)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < count && len && n < max; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - off < len ?
+			      iov[i].iov_len - off : len;
+		out[n].iov_base = (char *) iov[i].iov_base + off;
+		out[n++].iov_len = take;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+static void copy_in(const struct iovec *iov, size_t count, uint64_t off,
+		    const void *src, size_t len)
+{
+	struct iovec parts[USB4_IOV_LIMIT];
+	int n = iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
+	const char *p = src;
+
+	for (int i = 0; i < n; i++) {
+		memcpy(parts[i].iov_base, p, parts[i].iov_len);
+		p += parts[i].iov_len;
+	}
+}
+
+/* ---- sending side ---- */
+
+void usb4_stream_start(struct usb4_core_ep *ep, struct usb4_stream *s,
+		       uint64_t limit)
+{
+	s->limit = limit;
+	/* A read response joins even when empty: the pump sends its FIN. */
+	if ((s->sent < s->limit || s->owned) && usb4_list_empty(&s->link))
+		usb4_list_insert_tail(&ep->streams, &s->link);
+}
+
+void usb4_stream_stop(struct usb4_stream *s)
+{
+	usb4_list_remove(&s->link);
+}
+
+/* A finished read response: release the regions, tell the initiator. */
+static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
+{
+	for (size_t i = 0; i < s->npins; i++)
+		usb4_shm_unpin(&s->pins[i]);
+	usb4_shm_link_count_rma(ep->shm, false);
+	usb4_proto_send_ctrl(ep, s->dest, USB4_FRAME_FIN, s->msg_id, 0,
+			     s->sent);
+	free(s);
+}
+
+/* Sends DATA frames until the stream is done or rel's window is full. */
+static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
+{
+	size_t chunk_max = usb4_transport_chunk_max(ep);
+
+	while (s->sent < s->limit) {
+		struct iovec iov[USB4_IOV_LIMIT + 1];
+		struct usb4_wire_hdr hdr;
+		size_t chunk = s->limit - s->sent < chunk_max ?
+			       s->limit - s->sent : chunk_max;
+		struct usb4_frame f = {
+			.type = USB4_FRAME_DATA, .flags = s->wflags,
+			.payload_len = chunk, .src_id = ep->id, .data = s->sent,
+			.msg_id = s->msg_id, .total_len = chunk,
+		};
+		int n = iov_slice(s->iov, s->iov_count, s->sent, chunk,
+				  iov + 1, USB4_IOV_LIMIT);
+
+		usb4_wire_build(&hdr, &f);
+		iov[0].iov_base = &hdr;
+		iov[0].iov_len = sizeof(hdr);
+		if (usb4_transport_post(ep, s->dest, iov, n + 1))
+			return;
+		s->sent += chunk;
+	}
+	usb4_list_remove(&s->link);
+	if (s->owned)
+		stream_finish_owned(ep, s);
+}
+
+void usb4_stream_progress(struct usb4_core_ep *ep)
+{
+	struct usb4_list *it, *tmp;
+
+	usb4_list_foreach_safe(&ep->streams, it, tmp)
+		stream_pump(ep, usb4_container_of(it, struct usb4_stream, link));
+}
+
+void usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			    fi_addr_t src)
+{
+	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
+
+	if (!op || op->dest != src || f->total_len > op->len) {
+		ep->stats.dropped_bad_xfer++;
+		return;
+	}
+	usb4_stream_start(ep, &op->stream, f->total_len);
+}
+
+/* ---- receiving side ---- */
+
+struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep, enum usb4_xfer_kind kind,
+				fi_addr_t src, uint64_t msg_id)
+{
+	struct usb4_xfer *x = calloc(1, sizeof(*x));
+
+	if (!x)
+		return NULL;
+	x->kind = kind;
+	x->src = src;
+	x->msg_id = msg_id;
+	usb4_list_insert_tail(&ep->xfers, &x->link);
+	return x;
+}
+
+static struct usb4_xfer *xfer_find(struct usb4_core_ep *ep, fi_addr_t src,
+				   uint64_t msg_id, bool read_resp)
+{
+	struct usb4_list *it;
+
+	usb4_list_foreach(&ep->xfers, it) {
+		struct usb4_xfer *x = usb4_container_of(it, struct usb4_xfer,
+							link);
+		if (x->src == src && x->msg_id == msg_id &&
+		    (x->kind == USB4_XFER_RMA_READ) == read_resp)
+			return x;
+	}
+	return NULL;
+}
+
+void usb4_xfer_free(struct usb4_xfer *x)
+{
+	for (size_t i = 0; i < x->npins; i++)
+		usb4_shm_unpin(&x->pins[i]);
+	usb4_list_remove(&x->link);
+	free(x);
+}
+
+/* The last byte landed: finish what the transfer was for. */
+void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err)
+{
+	switch (x->kind) {
+	case USB4_XFER_RECV:
+		if (!err)
+			usb4_proto_send_ctrl(ep, x->src, USB4_FRAME_FIN,
+					     x->msg_id, 0, x->want);
+		usb4_match_finish(ep, &x->cqe, x->total_len, err, x->want_cqe);
+		break;
+	case USB4_XFER_RMA_WRITE:
+		if (err)
+			break;
+		usb4_shm_link_count_rma(ep->shm, true);
+		if (x->cq_data)
+			usb4_proto_remote_write_cqe(ep, x->src, x->data,
+						    x->want);
+		usb4_proto_send_ctrl(ep, x->src, USB4_FRAME_FIN, x->msg_id, 0,
+				     x->want);
+		break;
+	case USB4_XFER_RMA_READ:
+		break;	/* the op completes on the target's FIN */
+	}
+	usb4_xfer_free(x);
+}
+
+void usb4_stream_handle_data(struct usb4_core_ep *ep,
+			     const struct usb4_frame *f, fi_addr_t src)
+{
+	struct usb4_xfer *x = xfer_find(ep, src, f->msg_id,
+					f->flags & USB4_WF_READ_RESP);
+
+	/* rel delivers in order: every frame continues where the last ended. */
+	if (!x || f->data != x->received ||
+	    f->payload_len > x->want - x->received) {
+		ep->stats.dropped_bad_xfer++;
+		return;
+	}
+	copy_in(x->iov, x->iov_count, f->data, f->payload, f->payload_len);
+	x->received += f->payload_len;
+	if (x->received == x->want)
+		usb4_xfer_done(ep, x, 0);
+}
+
+/* The initiator of a read learns the outcome: drop what waits for data. */
+void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
+			 uint64_t msg_id)
+{
+	struct usb4_xfer *x = xfer_find(ep, src, msg_id, true);
+
+	if (x)
+		usb4_xfer_free(x);
+}
+
+/* ---- a peer died: nothing more will come from it or reach it ---- */
+
+/* Stops a stream unfinished; a read response also lets go of its regions. */
+static void stream_discard(struct usb4_stream *s)
+{
+	usb4_list_remove(&s->link);
+	if (!s->owned)
+		return;
+	for (size_t i = 0; i < s->npins; i++)
+		usb4_shm_unpin(&s->pins[i]);
+	free(s);
+}
+
+void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)
+{
+	struct usb4_list *it, *tmp;
+
+	usb4_list_foreach_safe(&ep->xfers, it, tmp) {
+		struct usb4_xfer *x = usb4_container_of(it, struct usb4_xfer,
+							link);
+		if (x->src == peer)
+			usb4_xfer_done(ep, x, FI_EHOSTUNREACH);
+	}
+	usb4_list_foreach_safe(&ep->streams, it, tmp) {
+		struct usb4_stream *s = usb4_container_of(it, struct usb4_stream,
+							  link);
+		if (s->dest == peer)
+			stream_discard(s);
+	}
+}
+
+void usb4_stream_close(struct usb4_core_ep *ep)
+{
+	struct usb4_list *it, *tmp;
+
+	usb4_list_foreach_safe(&ep->xfers, it, tmp)
+		usb4_xfer_free(usb4_container_of(it, struct usb4_xfer, link));
+	usb4_list_foreach_safe(&ep->streams, it, tmp)
+		stream_discard(usb4_container_of(it, struct usb4_stream, link));
+}

@@ -1,0 +1,276 @@
+/*
+ * Transport: posts core frames to a peer over whichever link reaches it, and
+ * takes frames in from every link.  Same-host peers get the shm inbox; peers
+ * on other hosts get udp datagrams under rel, one rel state per (endpoint,
+ * peer) pair, created on first use.
+ */
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_proto.h"
+#include "usb4_rel.h"
+
+#define USB4_UDP_POLL_BUDGET	32
+
+/* What rel's callbacks need to reach one peer. */
+struct rel_ctx {
+	struct usb4_core_ep *ep;
+	struct usb4_peer *peer;
+	fi_addr_t fi_addr;
+};
+
+static int rel_xmit(void *arg, const struct iovec *iov, int count)
+{
+	struct rel_ctx *ctx = arg;
+
+	return usb4_udp_send(ctx->ep->udp, &ctx->peer->udp, iov, count);
+}
+
+static void on_frame(struct usb4_core_ep *ep, const void *buf, size_t len)
+{
+	struct usb4_frame frame;
+	enum usb4_wire_verdict v = usb4_wire_parse(buf, len, &frame);
+
+	if (v != USB4_WIRE_OK) {
+		ep->stats.dropped[v]++;
+		return;
+	}
+	usb4_proto_handle(ep, &frame);
+}
+
+static void rel_deliver(void *arg, const void *payload, size_t len)
+{
+	struct rel_ctx *ctx = arg;
+
+	on_frame(ctx->ep, payload, len);
+}
+
+static struct usb4_rel_io rel_io(struct rel_ctx *ctx)
+{
+	return (struct usb4_rel_io) {
+		.xmit = rel_xmit, .xmit_ctx = ctx,
+		.deliver = rel_deliver, .deliver_ctx = ctx,
+	};
+}
+
+static struct usb4_rel_cfg rel_cfg(const struct usb4_core_ep *ep)
+{
+	return (struct usb4_rel_cfg) {
+		.window = usb4_params.rel_window,
+		.payload_max = ep->udp_payload_max,
+		.rto_initial_ns = 20ull * 1000 * 1000,
+		.rto_max_ns = 1000ull * 1000 * 1000,
+		.ack_delay_ns = 200ull * 1000,
+		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
+	};
+}
+
+static int rel_table_reserve(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+{
+	size_t cap = ep->rel_cap ? ep->rel_cap : 16;
+	struct usb4_rel_peer **rel;
+
+	if (fi_addr < ep->rel_cap)
+		return 0;
+	while (cap <= fi_addr)
+		cap *= 2;
+	rel = realloc(ep->rel, cap * sizeof(*rel));
+	if (!rel)
+		return -FI_ENOMEM;
+	memset(rel + ep->rel_cap, 0, (cap - ep->rel_cap) * sizeof(*rel));
+	ep->rel = rel;
+	ep->rel_cap = cap;
+	return 0;
+}
+
+/* The rel state towards a udp peer, created on first use. */
+static struct usb4_rel_peer *rel_of(struct usb4_core_ep *ep, fi_addr_t fi_addr,
+				    const struct usb4_peer *peer)
+{
+	struct usb4_rel_cfg cfg = rel_cfg(ep);
+
+	if (rel_table_reserve(ep, fi_addr))
+		return NULL;
+	if (!ep->rel[fi_addr] &&
+	    usb4_rel_peer_open(&ep->rel[fi_addr], &cfg, ep->id,
+			       peer->addr.ep_id, usb4_now_ns()))
+		return NULL;
+	return ep->rel[fi_addr];
+}
+
+size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
+				const struct usb4_peer *peer)
+{
+	size_t udp_max;
+
+	if (peer->kind == USB4_PEER_SHM)
+		return ep->eager_max;
+	udp_max = ep->udp_payload_max - sizeof(struct usb4_wire_hdr);
+	return udp_max < usb4_params.eager_size ? udp_max :
+						  usb4_params.eager_size;
+}
+
+size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep)
+{
+	return ep->udp_payload_max - sizeof(struct usb4_wire_hdr);
+}
+
+int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
+			const struct iovec *iov, int count)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+	struct rel_ctx ctx = { .ep = ep, .peer = peer, .fi_addr = dest };
+	struct usb4_rel_io io = rel_io(&ctx);
+	struct usb4_rel_peer *rel;
+
+	if (!peer)
+		return -FI_EINVAL;
+	if (peer->kind == USB4_PEER_SHM)
+		return usb4_shm_send(peer->shm, iov, count);
+	if (!ep->udp)
+		return -FI_EHOSTUNREACH;
+	/* A frame sent from inside rel's delivery would re-enter rel. */
+	if (ep->rel_busy)
+		return -FI_EAGAIN;
+	rel = rel_of(ep, dest, peer);
+	if (!rel)
+		return -FI_ENOMEM;
+	return usb4_rel_send(rel, usb4_now_ns(), iov, count, &io);
+}
+
+bool usb4_transport_can_send(struct usb4_core_ep *ep, fi_addr_t dest)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+	struct usb4_rel_peer *rel;
+
+	if (!peer || peer->kind == USB4_PEER_SHM)
+		return true;
+	if (ep->rel_busy || !ep->udp || !(rel = rel_of(ep, dest, peer)))
+		return false;
+	return usb4_rel_can_send(rel);
+}
+
+bool usb4_transport_peer_dead(struct usb4_core_ep *ep, fi_addr_t dest)
+{
+	return dest < ep->rel_cap && ep->rel[dest] && usb4_rel_dead(ep->rel[dest]);
+}
+
+/* ---- receiving from udp ---- */
+
+static bool same_udp_addr(const struct usb4_udp_addr *a,
+			  const struct usb4_udp_addr *b)
+{
+	size_t len = a->family == 4 ? 4 : 16;
+
+	return a->family == b->family && a->port == b->port &&
+	       !memcmp(a->ip, b->ip, len);
+}
+
+static void on_datagram(void *arg, const struct usb4_udp_addr *from,
+			const void *dgram, size_t len)
+{
+	struct usb4_core_ep *ep = arg;
+	uint64_t src_id, dst_id;
+	struct rel_ctx ctx = { .ep = ep };
+	struct usb4_rel_io io = rel_io(&ctx);
+	struct usb4_rel_peer *rel;
+
+	if (usb4_rel_datagram_ids(dgram, len, &src_id, &dst_id) ||
+	    dst_id != ep->id) {
+		ep->stats.udp_foreign++;
+		return;
+	}
+	ctx.fi_addr = usb4_core_av_reverse(ep->av, src_id);
+	ctx.peer = usb4_core_av_peer(ep->av, ctx.fi_addr);
+	/* Only peers in our AV, and only from the address they published. */
+	if (!ctx.peer || ctx.peer->kind != USB4_PEER_UDP ||
+	    !same_udp_addr(from, &ctx.peer->udp) ||
+	    !(rel = rel_of(ep, ctx.fi_addr, ctx.peer))) {
+		ep->stats.udp_foreign++;
+		return;
+	}
+	ep->rel_busy = true;
+	if (usb4_rel_input(rel, usb4_now_ns(), dgram, len, &io))
+		ep->stats.udp_rejected++;
+	ep->rel_busy = false;
+}
+
+/* Retransmissions, delayed acks and dead peers. */
+static void run_timers(struct usb4_core_ep *ep, uint64_t now)
+{
+	for (size_t i = 0; i < ep->rel_cap; i++) {
+		struct usb4_rel_peer *rel = ep->rel[i];
+		struct rel_ctx ctx = { .ep = ep, .fi_addr = i };
+
+		if (!rel || usb4_rel_deadline(rel) > now)
+			continue;
+		ctx.peer = usb4_core_av_peer(ep->av, i);
+		if (!ctx.peer)
+			continue;
+		struct usb4_rel_io io = rel_io(&ctx);
+		bool was_dead = usb4_rel_dead(rel);
+		usb4_rel_timer(rel, now, &io);
+		if (!was_dead && usb4_rel_dead(rel))
+			usb4_proto_peer_dead(ep, i);
+	}
+}
+
+int usb4_transport_progress_udp(struct usb4_core_ep *ep)
+{
+	int n;
+
+	if (!ep->udp)
+		return 0;
+	n = usb4_udp_poll(ep->udp, on_datagram, ep, USB4_UDP_POLL_BUDGET);
+	run_timers(ep, usb4_now_ns());
+	return n;
+}
+
+/* The earliest rel deadline, in ms from now (-1: none). */
+static int next_timer_ms(struct usb4_core_ep *ep)
+{
+	uint64_t now = usb4_now_ns(), first = UINT64_MAX;
+
+	for (size_t i = 0; i < ep->rel_cap; i++)
+		if (ep->rel[i] && usb4_rel_deadline(ep->rel[i]) < first)
+			first = usb4_rel_deadline(ep->rel[i]);
+	if (first == UINT64_MAX)
+		return -1;
+	return first <= now ? 0 : (int) ((first - now + 999999) / 1000000);
+}
+
+/*
+ * Sleeps until a frame may be waiting.  With udp, poll the socket; the shm
+ * doorbell cannot be polled, so sleep in short slices while shm peers could
+ * also be talking.
+ */
+void usb4_transport_wait(struct usb4_core_ep *ep, int timeout_ms)
+{
+	struct pollfd pfd;
+	int timer;
+
+	if (!ep->udp) {
+		usb4_shm_link_wait(ep->shm, timeout_ms);
+		return;
+	}
+	timer = next_timer_ms(ep);
+	if (timer >= 0 && (timeout_ms < 0 || timer < timeout_ms))
+		timeout_ms = timer;
+	if (timeout_ms < 0 || timeout_ms > 1)
+		timeout_ms = 1;
+	pfd.fd = usb4_udp_link_fd(ep->udp);
+	pfd.events = POLLIN;
+	poll(&pfd, 1, timeout_ms);
+}
+
+void usb4_transport_close(struct usb4_core_ep *ep)
+{
+	for (size_t i = 0; i < ep->rel_cap; i++)
+		usb4_rel_peer_close(ep->rel[i]);
+	free(ep->rel);
+	ep->rel = NULL;
+	ep->rel_cap = 0;
+	usb4_udp_link_close(ep->udp);
+	ep->udp = NULL;
+}

@@ -1,0 +1,95 @@
+/*
+ * Operations waiting for their peer (rendezvous and RMA FINs, delivery ACKs,
+ * atomic responses).  Their ids travel on the wire: index in the low half,
+ * generation above, so a stale or forged id names nothing.
+ */
+#include <stdlib.h>
+
+#include "usb4_proto.h"
+
+struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
+				       void *context, size_t len,
+				       uint64_t flags, struct usb4_counter *cntr,
+				       uint64_t *msg_id)
+{
+	struct usb4_tx_op *op;
+	uint32_t idx;
+
+	if (!ep->ops_free_count)
+		return NULL;
+	idx = ep->ops_free[--ep->ops_free_count];
+	op = &ep->ops[idx];
+	op->gen++;
+	op->busy = true;
+	op->context = context;
+	op->flags = flags;
+	op->len = len;
+	op->tag = 0;
+	op->dest = dest;
+	op->cntr = cntr;
+	op->res_count = 0;
+	op->bounce = NULL;
+	op->stream = (struct usb4_stream) { .dest = dest };
+	usb4_list_init(&op->stream.link);
+	*msg_id = op->stream.msg_id = ((uint64_t) op->gen << 32) | idx;
+	return op;
+}
+
+void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
+{
+	usb4_stream_stop(&op->stream);
+	free(op->bounce);
+	op->bounce = NULL;
+	op->busy = false;
+	ep->ops_free[ep->ops_free_count++] = op - ep->ops;
+}
+
+struct usb4_tx_op *usb4_proto_op(struct usb4_core_ep *ep, uint64_t msg_id)
+{
+	uint32_t idx = (uint32_t) msg_id;
+	struct usb4_tx_op *op;
+
+	if (idx >= ep->ops_cap)
+		return NULL;
+	op = &ep->ops[idx];
+	if (!op->busy || op->gen != (uint32_t) (msg_id >> 32))
+		return NULL;
+	return op;
+}
+
+/* Completes an op (err: positive FI_E* code, 0 for success) and frees it. */
+void usb4_proto_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err)
+{
+	struct usb4_cqe e = {
+		.op_context = op->context,
+		.flags = op->flags & ~(FI_COMPLETION | FI_INJECT),
+		.len = op->len,
+		.tag = op->tag,
+		.src = FI_ADDR_NOTAVAIL,
+	};
+
+	if (op->flags & FI_READ)
+		usb4_xfer_drop_read(ep, op->dest, op->stream.msg_id);
+	if (err)
+		usb4_core_report_err(ep->tx_cq, op->cntr, &e, err, 0);
+	else
+		usb4_core_report(ep->tx_cq, op->cntr, &e,
+				 (op->flags & FI_COMPLETION) &&
+				 !(op->flags & FI_INJECT));
+	usb4_proto_op_free(ep, op);
+}
+
+/* Fails every op waiting for dest (dest == FI_ADDR_UNSPEC: test each op's
+ * peer with alive()). */
+void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
+			 bool (*alive)(struct usb4_core_ep *, fi_addr_t))
+{
+	for (size_t i = 0; i < ep->ops_cap; i++) {
+		struct usb4_tx_op *op = &ep->ops[i];
+
+		if (!op->busy || (dest != FI_ADDR_UNSPEC && op->dest != dest) ||
+		    (alive && alive(ep, op->dest)))
+			continue;
+		usb4_proto_op_done(ep, op, err);
+	}
+}

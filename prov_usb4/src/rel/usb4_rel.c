@@ -1,0 +1,874 @@
+/*
+ * rel: reliable, in-order delivery to one peer over a lossy datagram link.
+ *
+ * Sequence space: 32-bit, serial-number arithmetic (a - b as int32_t), so it
+ * wraps freely.  Send side: [snd_una, snd_tx) transmitted and unacked,
+ * [snd_tx, snd_nxt) queued (waiting for the handshake, the window or a busy
+ * link).  Receive side: rcv_nxt is the next seq to deliver; out-of-order
+ * payloads within the window are copied into a ring until the gap fills.
+ *
+ * Timers are kept as absolute times in the caller's clock (ns); usb4_rel_timer
+ * does what is due and usb4_rel_deadline says when that is.  The retransmit
+ * deadline is a lower bound (never late; after acks it may be early, and the
+ * timer then just recomputes it) so an ack never costs a scan of the window.
+ *
+ * Handshake: each side sends HELLO (its ISN and window) until it knows the
+ * peer's ISN, from a HELLO or a HELLO_ACK; every HELLO is answered with a
+ * HELLO_ACK.  Knowing the peer's ISN is "done" on our side: if our answer was
+ * lost the peer keeps re-HELLOing (it does not know ours) and we answer again,
+ * so both sides converge, including simultaneous open.
+ */
+#include <endian.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "usb4_rel.h"
+#include "../wire.h"
+
+#define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
+#define USB4_REL_WINDOW_MAX	1024u
+#define USB4_REL_PAYLOAD_MAX	(1u << 20)	/* bytes; bounds memory at open */
+#define USB4_REL_SACK_BITS	64u
+#define USB4_REL_LEVEL_MAX	63u	/* backoff doublings we count */
+#define USB4_REL_DUPTHRESH	3u	/* later arrivals that make a hole lost */
+
+enum usb4_rel_tx_state {
+	USB4_REL_TX_FREE,
+	USB4_REL_TX_QUEUED,	/* never transmitted */
+	USB4_REL_TX_INFLIGHT,	/* transmitted, not known to have arrived */
+	USB4_REL_TX_SACKED,	/* the peer holds it; waits for the cumulative ack */
+};
+
+/* A copy of one payload until the peer acknowledges it. */
+struct usb4_rel_tx {
+	uint64_t tx_time;	/* last transmission, caller's clock */
+	uint64_t tx_serial;	/* orders transmissions made at equal times */
+	uint32_t len;
+	uint32_t epoch;		/* the progress epoch `level` counts in */
+	uint8_t level;		/* timeouts since the last progress */
+	uint8_t state;		/* enum usb4_rel_tx_state */
+	bool resent;		/* its ack times no round trip (Karn) */
+	unsigned char *data;
+};
+
+/* One out-of-order payload waiting for the gap before it to fill. */
+struct usb4_rel_rx {
+	uint32_t seq;
+	uint32_t len;
+	bool present;
+	unsigned char *data;
+};
+
+/* All fields guarded by the caller's serialisation (see usb4_rel.h). */
+struct usb4_rel_peer {
+	struct usb4_rel_cfg cfg;
+	uint64_t local_id, remote_id;
+	uint32_t mask;			/* ring size - 1 (power of two) */
+
+	/* send side */
+	uint32_t isn, snd_una, snd_tx, snd_nxt;
+	uint32_t peer_wnd;		/* the peer's advertised window */
+	uint32_t epoch;			/* bumped by progress: resets backoff */
+	bool backed_off;		/* some frame has level > 0 in epoch */
+	uint64_t tx_serial;
+	uint64_t rtx_due;		/* lower bound of the next retransmit */
+	uint64_t lost_before;		/* holes below lost_top sent before this */
+	uint32_t lost_top;		/* serial are lost (from sacks) */
+	uint64_t reo_ns;		/* how late a frame may be and not lost */
+	uint64_t srtt;			/* smoothed round trip, 0: no sample */
+	bool tx_blocked;		/* xmit said -FI_EAGAIN: retry at once */
+	uint64_t tx_blocked_at;
+	struct usb4_rel_tx *tx;
+
+	/* handshake */
+	bool hello_started, peer_known;
+	uint32_t peer_isn;
+	uint8_t hello_level;
+	uint64_t hello_due;
+
+	/* receive side */
+	uint32_t rcv_nxt, rcv_ooo;	/* ooo: payloads buffered in rx */
+	uint32_t rcv_unacked, ack_every;
+	bool ack_pending;
+	uint64_t ack_due;
+	struct usb4_rel_rx *rx;
+
+	/* liveness */
+	uint64_t last_rx, wait_since;
+	bool dead;
+
+	struct usb4_rel_stats stats;
+	unsigned char *bufs;		/* payload copies of tx and rx, one block */
+};
+
+static inline bool usb4_rel_seq_lt(uint32_t a, uint32_t b)
+{
+	return (int32_t) (a - b) < 0;
+}
+
+static inline uint64_t usb4_rel_min(uint64_t a, uint64_t b)
+{
+	return a < b ? a : b;
+}
+
+/* The timeout after `level` doublings, capped without overflowing. */
+static uint64_t usb4_rel_rto(const struct usb4_rel_peer *peer, unsigned level)
+{
+	uint64_t rto = peer->cfg.rto_initial_ns;
+
+	while (level-- && rto < peer->cfg.rto_max_ns)
+		rto = rto > UINT64_MAX / 2 ? UINT64_MAX : rto * 2;
+	return usb4_rel_min(rto, peer->cfg.rto_max_ns);
+}
+
+static inline struct usb4_rel_tx *usb4_rel_tx_slot(struct usb4_rel_peer *peer,
+						   uint32_t seq)
+{
+	return &peer->tx[seq & peer->mask];
+}
+
+static unsigned usb4_rel_tx_level(const struct usb4_rel_peer *peer,
+				  const struct usb4_rel_tx *tx)
+{
+	return tx->epoch == peer->epoch ? tx->level : 0;
+}
+
+/* Sacks said a frame sent after this one arrived: it is lost (or late). */
+static bool usb4_rel_tx_hole(const struct usb4_rel_peer *peer, uint32_t seq,
+			     const struct usb4_rel_tx *tx)
+{
+	return usb4_rel_seq_lt(seq, peer->lost_top) &&
+	       tx->tx_serial < peer->lost_before;
+}
+
+/* When an in-flight frame goes again: at its timeout, or sooner when it is
+ * a hole and older than the reordering allowance. */
+static uint64_t usb4_rel_tx_due(const struct usb4_rel_peer *peer, uint32_t seq,
+				const struct usb4_rel_tx *tx)
+{
+	uint64_t due = tx->tx_time +
+		       usb4_rel_rto(peer, usb4_rel_tx_level(peer, tx));
+
+	if (usb4_rel_tx_hole(peer, seq, tx))
+		due = usb4_rel_min(due, tx->tx_time + peer->reo_ns);
+	return due;
+}
+
+/* Something waits on the peer: a handshake or unacknowledged frames. */
+static bool usb4_rel_outstanding(const struct usb4_rel_peer *peer)
+{
+	return (peer->hello_started && !peer->peer_known) ||
+	       peer->snd_nxt != peer->snd_una;
+}
+
+static uint32_t usb4_rel_send_limit(const struct usb4_rel_peer *peer)
+{
+	return peer->cfg.window < peer->peer_wnd ? peer->cfg.window :
+						   peer->peer_wnd;
+}
+
+/* ---- datagram format ---------------------------------------------------- */
+
+/* Fixed fields only (no CRC): what usb4_rel_datagram_ids needs.  Converts
+ * the header to host order, once, here. */
+static bool usb4_rel_header_ok(const void *dgram, size_t len,
+			       struct usb4_wire_rel *h)
+{
+	if (!dgram || len < USB4_REL_HDR_LEN ||
+	    len - USB4_REL_HDR_LEN > UINT32_MAX)
+		return false;
+	memcpy(h, dgram, USB4_REL_HDR_LEN);
+	h->flags = le16toh(h->flags);
+	h->crc = le32toh(h->crc);
+	h->src_id = le64toh(h->src_id);
+	h->dst_id = le64toh(h->dst_id);
+	h->seq = le32toh(h->seq);
+	h->ack = le32toh(h->ack);
+	h->sack = le64toh(h->sack);
+	h->window = le32toh(h->window);
+	h->len = le32toh(h->len);
+	return h->version == USB4_WIRE_VERSION && h->type >= USB4_REL_HELLO &&
+	       h->type < USB4_REL_TYPE_MAX && h->flags == 0 &&
+	       h->len == len - USB4_REL_HDR_LEN;
+}
+
+static bool usb4_rel_crc_ok(const void *dgram, size_t len, uint32_t want)
+{
+	struct usb4_wire_rel raw;
+	uint32_t crc;
+
+	memcpy(&raw, dgram, USB4_REL_HDR_LEN);
+	raw.crc = 0;
+	crc = usb4_crc32c(0, &raw, USB4_REL_HDR_LEN);
+	crc = usb4_crc32c(crc, (const char *) dgram + USB4_REL_HDR_LEN,
+			  len - USB4_REL_HDR_LEN);
+	return crc == want;
+}
+
+/* Full validation of a datagram for this peer, before any state changes. */
+static bool usb4_rel_parse(const struct usb4_rel_peer *peer, const void *dgram,
+			   size_t len, struct usb4_wire_rel *h)
+{
+	if (!usb4_rel_header_ok(dgram, len, h) ||
+	    !usb4_rel_crc_ok(dgram, len, h->crc))
+		return false;
+	if (h->type == USB4_REL_DATA)
+		return h->len <= peer->cfg.payload_max;
+	return h->len == 0;
+}
+
+int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
+			  uint64_t *dst_id)
+{
+	struct usb4_wire_rel h;
+
+	if (!usb4_rel_header_ok(datagram, len, &h))
+		return -FI_EINVAL;
+	*src_id = h.src_id;
+	*dst_id = h.dst_id;
+	return 0;
+}
+
+/* Bit i: seq rcv_nxt + 1 + i is buffered. */
+static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
+{
+	uint64_t sack = 0;
+
+	for (uint32_t i = 0; peer->rcv_ooo && i < USB4_REL_SACK_BITS &&
+			     i + 1 < peer->cfg.window; i++) {
+		uint32_t seq = peer->rcv_nxt + 1 + i;
+		const struct usb4_rel_rx *rx = &peer->rx[seq & peer->mask];
+
+		if (rx->present && rx->seq == seq)
+			sack |= 1ull << i;
+	}
+	return sack;
+}
+
+/* Builds the header (acks and window from the receive side) and sends. */
+static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
+			 uint8_t type, uint32_t seq, const void *payload,
+			 uint32_t len)
+{
+	struct usb4_wire_rel w = {
+		.version = USB4_WIRE_VERSION,
+		.type = type,
+		.src_id = htole64(peer->local_id),
+		.dst_id = htole64(peer->remote_id),
+		.seq = htole32(seq),
+		.ack = htole32(peer->peer_known ? peer->rcv_nxt : 0),
+		.sack = htole64(peer->peer_known ? usb4_rel_sack(peer) : 0),
+		.window = htole32(peer->cfg.window),
+		.len = htole32(len),
+	};
+	struct iovec iov[2] = {
+		{ .iov_base = &w, .iov_len = sizeof(w) },
+		{ .iov_base = (void *) payload, .iov_len = len },
+	};
+	uint32_t crc = usb4_crc32c(0, &w, sizeof(w));
+
+	w.crc = htole32(usb4_crc32c(crc, payload, len));
+	return io->xmit(io->xmit_ctx, iov, len ? 2 : 1);
+}
+
+/* ---- acknowledgements ---------------------------------------------------- */
+
+static void usb4_rel_acked(struct usb4_rel_peer *peer)
+{
+	peer->ack_pending = false;
+	peer->rcv_unacked = 0;
+}
+
+static void usb4_rel_send_ack(struct usb4_rel_peer *peer,
+			      const struct usb4_rel_io *io)
+{
+	/* -FI_EAGAIN leaves the ack pending and due: the timer retries. */
+	if (usb4_rel_emit(peer, io, USB4_REL_ACK, peer->snd_tx, NULL, 0))
+		return;
+	peer->stats.acks_sent++;
+	usb4_rel_acked(peer);
+}
+
+/* Immediate acks tell the sender about holes and duplicates at once; others
+ * wait ack_delay_ns for a DATA to ride on, or until ack_every arrived. */
+static void usb4_rel_ack_later(struct usb4_rel_peer *peer, uint64_t now,
+			       bool immediate)
+{
+	if (!peer->ack_pending) {
+		peer->ack_pending = true;
+		peer->ack_due = now + peer->cfg.ack_delay_ns;
+	}
+	if (immediate || ++peer->rcv_unacked >= peer->ack_every)
+		peer->ack_due = now;
+}
+
+/* ---- send side ---------------------------------------------------------- */
+
+/* Sends frame seq (first time or again); 0 or xmit's error. */
+static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
+			      const struct usb4_rel_io *io, uint32_t seq)
+{
+	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+	int ret;
+
+	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, tx->data, tx->len);
+	if (ret == -FI_EAGAIN)
+		return ret;
+	/* Any other failure is a datagram lost on the way: retransmitted. */
+	tx->resent = tx->state != USB4_REL_TX_QUEUED;
+	tx->tx_time = now;
+	tx->tx_serial = ++peer->tx_serial;
+	if (!ret && peer->peer_known)
+		usb4_rel_acked(peer);
+	return 0;
+}
+
+static void usb4_rel_blocked(struct usb4_rel_peer *peer, uint64_t now)
+{
+	peer->tx_blocked = true;
+	peer->tx_blocked_at = now;
+}
+
+/* Transmits queued frames while the handshake and the window allow. */
+static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
+			   const struct usb4_rel_io *io)
+{
+	uint32_t limit = usb4_rel_send_limit(peer);
+
+	while (peer->peer_known && peer->snd_tx != peer->snd_nxt &&
+	       peer->snd_tx - peer->snd_una < limit) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_tx);
+
+		if (usb4_rel_xmit_data(peer, now, io, peer->snd_tx)) {
+			usb4_rel_blocked(peer, now);
+			return;
+		}
+		tx->state = USB4_REL_TX_INFLIGHT;
+		tx->level = 0;
+		tx->epoch = peer->epoch;
+		peer->snd_tx++;
+		peer->stats.sent++;
+		peer->rtx_due = usb4_rel_min(peer->rtx_due,
+					     now + usb4_rel_rto(peer, 0));
+	}
+}
+
+static void usb4_rel_hello(struct usb4_rel_peer *peer, uint64_t now,
+			   const struct usb4_rel_io *io)
+{
+	if (usb4_rel_emit(peer, io, USB4_REL_HELLO, peer->isn, NULL, 0) ==
+	    -FI_EAGAIN) {
+		peer->hello_due = now;	/* not sent: no backoff, retry */
+		return;
+	}
+	peer->hello_due = now + usb4_rel_rto(peer, peer->hello_level);
+	if (peer->hello_level < USB4_REL_LEVEL_MAX)
+		peer->hello_level++;
+}
+
+static bool usb4_rel_check_dead(struct usb4_rel_peer *peer, uint64_t now)
+{
+	uint64_t since = peer->last_rx > peer->wait_since ?
+			 peer->last_rx : peer->wait_since;
+
+	if (!peer->dead && usb4_rel_outstanding(peer) &&
+	    now - since >= peer->cfg.dead_ns && now >= since)
+		peer->dead = true;
+	return peer->dead;
+}
+
+/* Copies the payload into the next slot; the caller checked room and size. */
+static void usb4_rel_enqueue(struct usb4_rel_peer *peer,
+			     const struct iovec *iov, int count)
+{
+	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_nxt);
+	size_t off = 0;
+
+	for (int i = 0; i < count; i++) {
+		if (iov[i].iov_len)
+			memcpy(tx->data + off, iov[i].iov_base, iov[i].iov_len);
+		off += iov[i].iov_len;
+	}
+	tx->len = (uint32_t) off;
+	tx->state = USB4_REL_TX_QUEUED;
+	peer->snd_nxt++;
+}
+
+int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
+		  const struct iovec *iov, int count,
+		  const struct usb4_rel_io *io)
+{
+	size_t len = 0;
+
+	if (usb4_rel_check_dead(peer, now))
+		return -FI_EHOSTUNREACH;
+	for (int i = 0; i < count; i++) {
+		if (iov[i].iov_len > peer->cfg.payload_max - len)
+			return -FI_EMSGSIZE;
+		len += iov[i].iov_len;
+	}
+	if (!usb4_rel_can_send(peer))
+		return -FI_EAGAIN;
+	if (!usb4_rel_outstanding(peer))
+		peer->wait_since = now;	/* the dead clock starts now */
+	usb4_rel_enqueue(peer, iov, count);
+	if (!peer->peer_known && !peer->hello_started) {
+		peer->hello_started = true;
+		usb4_rel_hello(peer, now, io);
+	}
+	usb4_rel_flush(peer, now, io);
+	return 0;
+}
+
+bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
+{
+	return !peer->dead &&
+	       peer->snd_nxt - peer->snd_una < usb4_rel_send_limit(peer);
+}
+
+/* ---- acks arriving ------------------------------------------------------ */
+
+/* The reordering allowance follows the round trip (a hole is lost when it
+ * is 5/4 of a round trip old), never more than a quarter of the timeout. */
+static void usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
+				const struct usb4_rel_tx *tx, uint64_t now)
+{
+	uint64_t rtt = now - tx->tx_time;
+
+	if (tx->resent || now < tx->tx_time)
+		return;
+	peer->srtt = peer->srtt ? peer->srtt - peer->srtt / 8 + rtt / 8 : rtt;
+	peer->reo_ns = usb4_rel_min(peer->srtt + peer->srtt / 4,
+				    peer->cfg.rto_initial_ns / 4);
+}
+
+/* Cumulative ack: frees [snd_una, ack); progress resets the backoff. */
+static void usb4_rel_advance(struct usb4_rel_peer *peer, uint32_t ack,
+			     uint64_t now)
+{
+	usb4_rel_rtt_sample(peer, usb4_rel_tx_slot(peer, ack - 1), now);
+	for (; peer->snd_una != ack; peer->snd_una++)
+		usb4_rel_tx_slot(peer, peer->snd_una)->state =
+			USB4_REL_TX_FREE;
+	peer->epoch++;
+	if (!usb4_rel_seq_lt(peer->snd_una, peer->lost_top))
+		peer->lost_before = 0;	/* every hole below lost_top is acked */
+	if (peer->backed_off) {
+		/* Deadlines of backed-off frames just moved earlier. */
+		peer->rtx_due = 0;
+		peer->backed_off = false;
+	}
+}
+
+/* Keeps the USB4_REL_DUPTHRESH newest serials, newest first. */
+static void usb4_rel_keep_newest(uint64_t *newest, uint64_t serial)
+{
+	for (unsigned i = 0; i < USB4_REL_DUPTHRESH; i++) {
+		if (serial > newest[i]) {
+			uint64_t older = newest[i];
+
+			newest[i] = serial;
+			serial = older;
+		}
+	}
+}
+
+/* Marks sacked frames; returns the transmission serial that a hole must
+ * predate to count as lost (0: none), and in *top the highest sacked seq.
+ * Like TCP's duplicate-ack threshold, a hole is lost once DUPTHRESH frames
+ * sent after it arrived (fewer when fewer are in flight), so mild reordering
+ * costs no retransmission. */
+static uint64_t usb4_rel_mark_sacked(struct usb4_rel_peer *peer, uint64_t sack,
+				     uint32_t *top)
+{
+	uint64_t newest[USB4_REL_DUPTHRESH] = { 0 };
+	uint32_t flight = peer->snd_tx - peer->snd_una, thresh;
+
+	for (uint32_t i = 0; sack && i < USB4_REL_SACK_BITS; i++, sack >>= 1) {
+		uint32_t seq = peer->snd_una + 1 + i;
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+
+		if (!(sack & 1))
+			continue;
+		if (seq - peer->snd_una >= flight)
+			break;	/* never sent: a bogus bit */
+		if (tx->state == USB4_REL_TX_INFLIGHT)
+			tx->state = USB4_REL_TX_SACKED;
+		usb4_rel_keep_newest(newest, tx->tx_serial);
+		*top = seq;
+	}
+	thresh = flight > USB4_REL_DUPTHRESH ? USB4_REL_DUPTHRESH : flight - 1;
+	return thresh ? newest[thresh - 1] : 0;
+}
+
+/* Fast retransmit: sacks name holes; each hole older than the reordering
+ * allowance goes now, a younger one when it comes of age (the timer).  The
+ * new copy is newer than anything sacked so far, so a hole goes again at
+ * most once per round trip. */
+static void usb4_rel_fast_retransmit(struct usb4_rel_peer *peer, uint64_t now,
+				     const struct usb4_rel_io *io,
+				     uint64_t sack)
+{
+	uint32_t top = peer->snd_una;
+	uint64_t before = usb4_rel_mark_sacked(peer, sack, &top);
+
+	if (before <= peer->lost_before)
+		return;		/* nothing newer than what we acted on */
+	peer->lost_before = before;
+	peer->lost_top = top;
+	for (uint32_t seq = peer->snd_una; seq != top; seq++) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+		uint64_t due = usb4_rel_tx_due(peer, seq, tx);
+
+		if (tx->state != USB4_REL_TX_INFLIGHT)
+			continue;
+		if (due > now) {
+			peer->rtx_due = usb4_rel_min(peer->rtx_due, due);
+			continue;
+		}
+		if (usb4_rel_xmit_data(peer, now, io, seq)) {
+			usb4_rel_blocked(peer, now);
+			return;
+		}
+		peer->stats.retransmitted++;
+		peer->rtx_due = usb4_rel_min(peer->rtx_due,
+					     usb4_rel_tx_due(peer, seq, tx));
+	}
+}
+
+static void usb4_rel_on_ack(struct usb4_rel_peer *peer, uint64_t now,
+			    const struct usb4_rel_io *io,
+			    const struct usb4_wire_rel *h)
+{
+	peer->peer_wnd = h->window ? h->window : 1;
+	/* Only acks within [snd_una, snd_tx]: older ones are stale reorders. */
+	if (h->ack - peer->snd_una <= peer->snd_tx - peer->snd_una) {
+		if (h->ack != peer->snd_una)
+			usb4_rel_advance(peer, h->ack, now);
+		if (h->sack)
+			usb4_rel_fast_retransmit(peer, now, io, h->sack);
+	}
+	usb4_rel_flush(peer, now, io);	/* the window may have opened */
+}
+
+/* ---- data arriving ------------------------------------------------------ */
+
+static int usb4_rel_drop(struct usb4_rel_peer *peer, enum usb4_rel_drop why,
+			 int err)
+{
+	peer->stats.dropped[why]++;
+	return err;
+}
+
+/* Delivers seq rcv_nxt, then whatever buffered payloads it unblocks.  State
+ * is settled before each deliver call, so the core may send from it. */
+static void usb4_rel_deliver(struct usb4_rel_peer *peer, uint64_t now,
+			     const struct usb4_rel_io *io, const void *payload,
+			     uint32_t len)
+{
+	bool filled_gap = peer->rcv_ooo != 0;
+
+	peer->rcv_nxt++;
+	peer->stats.delivered++;
+	usb4_rel_ack_later(peer, now, filled_gap);
+	io->deliver(io->deliver_ctx, payload, len);
+	while (peer->rcv_ooo) {
+		struct usb4_rel_rx *rx = &peer->rx[peer->rcv_nxt & peer->mask];
+
+		if (!rx->present || rx->seq != peer->rcv_nxt)
+			break;
+		rx->present = false;
+		peer->rcv_ooo--;
+		peer->rcv_nxt++;
+		peer->stats.delivered++;
+		io->deliver(io->deliver_ctx, rx->data, rx->len);
+	}
+}
+
+static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
+			    const struct usb4_rel_io *io, uint32_t seq,
+			    const void *payload, uint32_t len)
+{
+	uint32_t d = seq - peer->rcv_nxt;
+	struct usb4_rel_rx *rx = &peer->rx[seq & peer->mask];
+
+	if (usb4_rel_seq_lt(seq, peer->rcv_nxt) ||
+	    (d && rx->present && rx->seq == seq)) {
+		usb4_rel_ack_later(peer, now, true);	/* our ack was lost */
+		return usb4_rel_drop(peer, USB4_REL_DROP_DUPLICATE,
+				     -FI_EALREADY);
+	}
+	if (d >= peer->cfg.window) {
+		usb4_rel_ack_later(peer, now, true);
+		return usb4_rel_drop(peer, USB4_REL_DROP_OUT_OF_WINDOW,
+				     -FI_ENOSPC);
+	}
+	if (d == 0) {
+		usb4_rel_deliver(peer, now, io, payload, len);
+		return 0;
+	}
+	if (len)
+		memcpy(rx->data, payload, len);
+	rx->seq = seq;
+	rx->len = len;
+	rx->present = true;
+	peer->rcv_ooo++;
+	usb4_rel_ack_later(peer, now, true);	/* a gap: tell the sender */
+	return 0;
+}
+
+/* ---- input -------------------------------------------------------------- */
+
+static int usb4_rel_on_hello(struct usb4_rel_peer *peer, uint64_t now,
+			     const struct usb4_rel_io *io,
+			     const struct usb4_wire_rel *h)
+{
+	/* Same ids, other first seq: not the conversation we are in. */
+	if (peer->peer_known && h->seq != peer->peer_isn)
+		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
+				     -FI_ENOENT);
+	peer->last_rx = now;
+	if (!peer->peer_known) {
+		peer->peer_known = true;
+		peer->peer_isn = h->seq;
+		peer->rcv_nxt = h->seq;
+	}
+	peer->peer_wnd = h->window ? h->window : 1;
+	/* Answer every HELLO, also repeats: our earlier answer may have been
+	 * lost.  A failed answer needs no retry: the peer asks again. */
+	if (h->type == USB4_REL_HELLO)
+		usb4_rel_emit(peer, io, USB4_REL_HELLO_ACK, peer->isn, NULL, 0);
+	usb4_rel_flush(peer, now, io);
+	return 0;
+}
+
+static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
+			    const struct usb4_rel_io *io,
+			    const struct usb4_wire_rel *h, const void *payload)
+{
+	int ret = 0;
+
+	peer->last_rx = now;
+	if (!peer->peer_known)
+		return usb4_rel_drop(peer, USB4_REL_DROP_NO_HANDSHAKE,
+				     -FI_ENOTCONN);
+	if (h->type == USB4_REL_DATA)
+		ret = usb4_rel_receive(peer, now, io, h->seq, payload, h->len);
+	usb4_rel_on_ack(peer, now, io, h);
+	if (peer->ack_pending && peer->ack_due <= now)
+		usb4_rel_send_ack(peer, io);
+	return ret;
+}
+
+int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
+		   const void *datagram, size_t len,
+		   const struct usb4_rel_io *io)
+{
+	struct usb4_wire_rel h;
+
+	if (peer->dead)
+		return -FI_EHOSTUNREACH;
+	if (!usb4_rel_parse(peer, datagram, len, &h))
+		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
+				     -FI_EINVAL);
+	if (h.dst_id != peer->local_id)
+		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_DST,
+				     -FI_ENOENT);
+	if (h.src_id != peer->remote_id)
+		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
+				     -FI_ENOENT);
+	if (h.type == USB4_REL_HELLO || h.type == USB4_REL_HELLO_ACK)
+		return usb4_rel_on_hello(peer, now, io, &h);
+	return usb4_rel_on_data(peer, now, io, &h,
+				(const char *) datagram + USB4_REL_HDR_LEN);
+}
+
+/* ---- timer -------------------------------------------------------------- */
+
+static void usb4_rel_backoff(struct usb4_rel_peer *peer,
+			     struct usb4_rel_tx *tx, unsigned level)
+{
+	if (level > USB4_REL_LEVEL_MAX)
+		level = USB4_REL_LEVEL_MAX;
+	tx->level = (uint8_t) level;
+	tx->epoch = peer->epoch;
+	peer->backed_off |= level > 0;
+	peer->stats.retransmitted++;
+}
+
+/* Retransmits the frames that are due, recomputes the exact next time.
+ * Only a timeout doubles a frame's timeout; a hole going again does not. */
+static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
+				    const struct usb4_rel_io *io)
+{
+	uint64_t next = UINT64_MAX;
+
+	if (now < peer->rtx_due)
+		return;
+	for (uint32_t seq = peer->snd_una; seq != peer->snd_tx; seq++) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+		unsigned level = usb4_rel_tx_level(peer, tx);
+
+		if (tx->state != USB4_REL_TX_INFLIGHT)
+			continue;
+		if (usb4_rel_tx_due(peer, seq, tx) <= now) {
+			bool timeout = tx->tx_time + usb4_rel_rto(peer, level)
+				       <= now;
+
+			if (usb4_rel_xmit_data(peer, now, io, seq)) {
+				usb4_rel_blocked(peer, now);
+				next = now;
+				break;
+			}
+			usb4_rel_backoff(peer, tx, level + timeout);
+		}
+		next = usb4_rel_min(next, usb4_rel_tx_due(peer, seq, tx));
+	}
+	peer->rtx_due = next;
+}
+
+void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
+		    const struct usb4_rel_io *io)
+{
+	if (usb4_rel_check_dead(peer, now))
+		return;
+	if (peer->hello_started && !peer->peer_known && now >= peer->hello_due)
+		usb4_rel_hello(peer, now, io);
+	peer->tx_blocked = false;
+	usb4_rel_retransmit_due(peer, now, io);	/* older data first */
+	if (!peer->tx_blocked)
+		usb4_rel_flush(peer, now, io);
+	if (peer->ack_pending && now >= peer->ack_due)
+		usb4_rel_send_ack(peer, io);
+}
+
+uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer)
+{
+	uint64_t due = UINT64_MAX;
+
+	if (peer->dead)
+		return UINT64_MAX;
+	if (peer->tx_blocked)
+		due = peer->tx_blocked_at;
+	if (peer->hello_started && !peer->peer_known)
+		due = usb4_rel_min(due, peer->hello_due);
+	if (peer->snd_tx != peer->snd_una)
+		due = usb4_rel_min(due, peer->rtx_due);
+	if (peer->ack_pending)
+		due = usb4_rel_min(due, peer->ack_due);
+	if (usb4_rel_outstanding(peer)) {
+		uint64_t since = peer->last_rx > peer->wait_since ?
+				 peer->last_rx : peer->wait_since;
+		due = usb4_rel_min(due, since + peer->cfg.dead_ns);
+	}
+	return due;
+}
+
+/* ---- open, close, queries ---------------------------------------------- */
+
+/* An ISN when the caller gives none: the ids are random, so a mix of both
+ * (a splitmix64-style finalizer) is as unpredictable as they are. */
+static uint32_t usb4_rel_derive_isn(uint64_t local_id, uint64_t remote_id)
+{
+	uint64_t x = local_id ^ (remote_id << 32 | remote_id >> 32);
+
+	x ^= 0x9e3779b97f4a7c15ull;
+	x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+	x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+	x ^= x >> 31;
+	return (uint32_t) (x ^ (x >> 32));
+}
+
+static bool usb4_rel_cfg_ok(const struct usb4_rel_cfg *cfg)
+{
+	return cfg->window >= 1 && cfg->window <= USB4_REL_WINDOW_MAX &&
+	       cfg->payload_max >= 1 &&
+	       cfg->payload_max <= USB4_REL_PAYLOAD_MAX &&
+	       cfg->rto_initial_ns >= 1 &&
+	       cfg->rto_max_ns >= cfg->rto_initial_ns && cfg->dead_ns >= 1;
+}
+
+/* Allocates both rings and one block for their payload copies. */
+static int usb4_rel_alloc(struct usb4_rel_peer *peer, uint32_t slots)
+{
+	size_t max = peer->cfg.payload_max;
+
+	peer->tx = calloc(slots, sizeof(*peer->tx));
+	peer->rx = calloc(slots, sizeof(*peer->rx));
+	peer->bufs = malloc(2 * (size_t) slots * max);
+	if (!peer->tx || !peer->rx || !peer->bufs)
+		return -FI_ENOMEM;
+	for (uint32_t i = 0; i < slots; i++) {
+		peer->tx[i].data = peer->bufs + i * max;
+		peer->rx[i].data = peer->bufs + (slots + i) * max;
+	}
+	return 0;
+}
+
+static void usb4_rel_init(struct usb4_rel_peer *peer, uint32_t isn,
+			  uint64_t now)
+{
+	peer->isn = isn;
+	peer->snd_una = peer->snd_tx = peer->snd_nxt = isn;
+	peer->peer_wnd = peer->cfg.window;	/* until the peer says */
+	peer->rtx_due = UINT64_MAX;
+	peer->lost_top = isn;
+	peer->reo_ns = peer->cfg.rto_initial_ns / 4;
+	peer->ack_every = peer->cfg.window / 4 ? peer->cfg.window / 4 : 1;
+	peer->last_rx = peer->wait_since = now;
+}
+
+int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
+		       const struct usb4_rel_cfg *cfg, uint64_t local_id,
+		       uint64_t remote_id, uint64_t now)
+{
+	struct usb4_rel_peer *peer;
+	uint32_t slots = 1;
+	int ret;
+
+	if (!peerp || !cfg || !usb4_rel_cfg_ok(cfg))
+		return -FI_EINVAL;
+	peer = calloc(1, sizeof(*peer));
+	if (!peer)
+		return -FI_ENOMEM;
+	peer->cfg = *cfg;
+	peer->local_id = local_id;
+	peer->remote_id = remote_id;
+	while (slots < cfg->window)
+		slots <<= 1;
+	peer->mask = slots - 1;
+	ret = usb4_rel_alloc(peer, slots);
+	if (ret) {
+		usb4_rel_peer_close(peer);
+		return ret;
+	}
+	usb4_rel_init(peer, cfg->isn ? cfg->isn :
+		      usb4_rel_derive_isn(local_id, remote_id), now);
+	*peerp = peer;
+	return 0;
+}
+
+void usb4_rel_peer_close(struct usb4_rel_peer *peer)
+{
+	if (!peer)
+		return;
+	free(peer->bufs);
+	free(peer->rx);
+	free(peer->tx);
+	free(peer);
+}
+
+bool usb4_rel_dead(const struct usb4_rel_peer *peer)
+{
+	return peer->dead;
+}
+
+uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer)
+{
+	return peer->snd_tx - peer->snd_una;
+}
+
+const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer)
+{
+	return &peer->stats;
+}
