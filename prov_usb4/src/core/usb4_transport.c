@@ -63,6 +63,7 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_core_ep *ep)
 		.rto_max_ns = 1000ull * 1000 * 1000,
 		.ack_delay_ns = 200ull * 1000,
 		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
+		.isn = (uint32_t) usb4_random64(),
 	};
 }
 
