@@ -59,7 +59,8 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_core_ep *ep)
 	return (struct usb4_rel_cfg) {
 		.window = usb4_params.rel_window,
 		.payload_max = ep->udp_payload_max,
-		.rto_initial_ns = 20ull * 1000 * 1000,
+		.rto_initial_ns = 50ull * 1000 * 1000,	/* oversubscribed hosts
+							 * stall for 10s of ms */
 		.rto_max_ns = 1000ull * 1000 * 1000,
 		.ack_delay_ns = 200ull * 1000,
 		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
@@ -265,8 +266,53 @@ void usb4_transport_wait(struct usb4_core_ep *ep, int timeout_ms)
 	poll(&pfd, 1, timeout_ms);
 }
 
+/* What the udp link and rel saw, logged at close when anything went wrong. */
+static void log_udp_stats(const struct usb4_core_ep *ep)
+{
+	const struct usb4_udp_link_stats *l = usb4_udp_link_stats(ep->udp);
+	struct usb4_rel_stats sum = { 0 };
+
+	for (size_t i = 0; i < ep->rel_cap; i++) {
+		const struct usb4_rel_stats *r;
+		if (!ep->rel[i])
+			continue;
+		r = usb4_rel_stats(ep->rel[i]);
+		sum.sent += r->sent;
+		sum.retransmitted += r->retransmitted;
+		sum.delivered += r->delivered;
+		sum.acks_sent += r->acks_sent;
+		for (int d = 0; d < USB4_REL_DROP_MAX; d++)
+			sum.dropped[d] += r->dropped[d];
+	}
+	USB4_INFO(FI_LOG_EP_DATA,
+		  "udp: sent %llu received %llu busy %llu; faults dropped %llu "
+		  "duplicated %llu reordered %llu corrupted %llu; rel sent %llu "
+		  "retransmitted %llu delivered %llu acks %llu dropped: header "
+		  "%llu dst %llu src %llu duplicate %llu window %llu "
+		  "handshake %llu; foreign datagrams %llu\n",
+		  (unsigned long long) l->sent, (unsigned long long) l->received,
+		  (unsigned long long) l->send_again,
+		  (unsigned long long) l->faults_dropped,
+		  (unsigned long long) l->faults_duplicated,
+		  (unsigned long long) l->faults_reordered,
+		  (unsigned long long) l->faults_corrupted,
+		  (unsigned long long) sum.sent,
+		  (unsigned long long) sum.retransmitted,
+		  (unsigned long long) sum.delivered,
+		  (unsigned long long) sum.acks_sent,
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_BAD_HEADER],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_WRONG_DST],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_WRONG_SRC],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_DUPLICATE],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_OUT_OF_WINDOW],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_NO_HANDSHAKE],
+		  (unsigned long long) ep->stats.udp_foreign);
+}
+
 void usb4_transport_close(struct usb4_core_ep *ep)
 {
+	if (ep->udp)
+		log_udp_stats(ep);
 	for (size_t i = 0; i < ep->rel_cap; i++)
 		usb4_rel_peer_close(ep->rel[i]);
 	free(ep->rel);
