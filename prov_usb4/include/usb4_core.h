@@ -345,6 +345,9 @@ struct usb4_atomic_args {
 	uint64_t flags;
 };
 
+/* Whether an interface to other hosts exists (FI_USB4_IFACE or sysfs). */
+bool usb4_core_reaches_other_hosts(void);
+
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom);
 ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a);

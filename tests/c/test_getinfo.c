@@ -32,6 +32,28 @@ static struct fi_info *new_hints(void)
 	return h;
 }
 
+/* make check sets no FI_USB4_IFACE and CI machines have no thunderbolt-net
+ * interface: other hosts are out of reach unless the caller names one. */
+static bool remote_expected(void)
+{
+	const char *iface = getenv("FI_USB4_IFACE");
+
+	return iface && *iface;
+}
+
+/* Without an interface, hints asking for remote peers only get nothing. */
+static void test_remote_only(void)
+{
+	struct fi_info *h = fi_allocinfo(), *info = NULL;
+
+	h->ep_attr->type = FI_EP_RDM;
+	h->caps = FI_TAGGED | FI_REMOTE_COMM;
+	CHECK_EQ(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, h, &info),
+		 remote_expected() ? 0 : -FI_ENODATA);
+	fi_freeinfo(info);
+	fi_freeinfo(h);
+}
+
 /* Attributes every consumer reads from a usb4 answer. */
 static void check_common(const struct fi_info *info)
 {
@@ -155,7 +177,9 @@ static void test_profiles(void)
 		check_common(info);
 		CHECK(info->caps & FI_TAGGED && info->caps & FI_DIRECTED_RECV);
 		CHECK(!(info->caps & FI_MSG));	/* primary caps not asked */
-		CHECK(info->caps & FI_REMOTE_COMM && info->caps & FI_SEND);
+		CHECK(info->caps & FI_LOCAL_COMM && info->caps & FI_SEND);
+		/* Remote peers only with an interface to other hosts. */
+		CHECK_EQ(!!(info->caps & FI_REMOTE_COMM), remote_expected());
 		CHECK_EQ(info->domain_attr->threading, FI_THREAD_DOMAIN);
 		CHECK_EQ(info->domain_attr->mr_mode, 0);
 		CHECK_EQ(info->tx_attr->op_flags, FI_COMPLETION);
@@ -420,6 +444,7 @@ int main(void)
 	test_impossible();
 	test_echo();
 	test_old_api();
+	test_remote_only();
 	with_domain(nccl_hints(), API_1_6, test_mr_prov_key, true);
 	with_domain(mtl_ofi_hints(), API_1_5, test_mr_user_key, false);
 	return usb4_test_done("test_getinfo");

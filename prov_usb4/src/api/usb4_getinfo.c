@@ -491,6 +491,27 @@ static int usb4_check_call(uint32_t version, const char *node,
 	return 0;
 }
 
+/*
+ * Without an interface to other hosts (FI_USB4_IFACE, or a thunderbolt-net
+ * interface that is up) only same-host peers are reachable: say so, refuse
+ * hints that want remote peers only, and drop FI_REMOTE_COMM otherwise.
+ */
+static int usb4_limit_to_host(struct fi_info *info, const struct fi_info *hints)
+{
+	uint64_t want = hints ? hints->caps & (FI_LOCAL_COMM | FI_REMOTE_COMM) : 0;
+
+	if (usb4_core_reaches_other_hosts())
+		return 0;
+	USB4_INFO(FI_LOG_CORE, "no interface reaches other hosts (set "
+		  "FI_USB4_IFACE, or connect a thunderbolt-net link): same-host "
+		  "peers only\n");
+	if (want == FI_REMOTE_COMM)
+		USB4_REFUSE("FI_REMOTE_COMM alone: no interface to other hosts\n");
+	info->caps &= ~FI_REMOTE_COMM;
+	info->domain_attr->caps &= ~FI_REMOTE_COMM;
+	return 0;
+}
+
 int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		 uint64_t flags, const struct fi_info *hints,
 		 struct fi_info **info)
@@ -511,6 +532,8 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 	ret = usb4_fill_template(out, version);
 	if (!ret && hints)
 		ret = usb4_narrow(out, hints, version);
+	if (!ret)
+		ret = usb4_limit_to_host(out, hints);
 	if (ret) {
 		fi_freeinfo(out);
 		return ret;

@@ -27,6 +27,14 @@ static int ops_init(struct usb4_core_ep *ep, size_t cap)
 	return 0;
 }
 
+bool usb4_core_reaches_other_hosts(void)
+{
+	struct usb4_iface iface;
+
+	return usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
+			       &iface, 1) > 0;
+}
+
 /*
  * The udp link to other hosts, on the first interface that qualifies
  * (FI_USB4_IFACE, else thunderbolt-net interfaces that are up).  None is
