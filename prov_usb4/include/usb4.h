@@ -56,6 +56,7 @@ struct usb4_params {
 	char *faults;		/* udp fault injection for tests */
 	int peer_timeout_ms;	/* silence after which a udp peer is dead */
 	size_t rel_window;	/* datagrams in flight per udp peer */
+	int idle_nap_us;	/* longest nap of a CQ read spinning on nothing */
 };
 
 extern struct usb4_params usb4_params;

@@ -60,6 +60,8 @@ struct usb4_cq {
 	struct usb4_core_ep *eps[USB4_CQ_MAX_EPS];	/* progressed on read */
 	size_t ep_count;
 	bool signaled;			/* fi_cq_signal: end one sread */
+	uint64_t empty_since_ns;	/* first of a run of empty reads */
+	uint64_t last_empty_ns;		/* the latest empty read */
 	atomic_int ref;
 };
 

@@ -360,6 +360,10 @@ ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a);
 int usb4_core_cancel(struct usb4_core_ep *ep, void *context);
 int usb4_core_progress(struct usb4_core_ep *ep);
 void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms);
+/* A short sleep in the kernel until a frame may be waiting. */
+void usb4_core_nap(struct usb4_core_ep *ep, int64_t timeout_us);
+/* True once the endpoint exchanged anything with a peer on another host. */
+bool usb4_core_talks_to_other_hosts(const struct usb4_core_ep *ep);
 void usb4_core_kick(struct usb4_core_ep *ep);
 void usb4_core_log_stats(const struct usb4_core_ep *ep);
 

@@ -48,6 +48,14 @@ int usb4_shm_link_poll(struct usb4_shm_link *link, usb4_link_rx_fn fn,
 void usb4_shm_link_wait(struct usb4_shm_link *link, int timeout_ms);
 /* Wakes a waiter in usb4_shm_link_wait (from any thread or process). */
 void usb4_shm_link_kick(struct usb4_shm_link *link);
+/*
+ * Sleeping in poll together with other file descriptors: begin returns false
+ * when a frame is already waiting; otherwise the ring's eventfd becomes
+ * readable when a producer posts, until end.
+ */
+int usb4_shm_link_efd(const struct usb4_shm_link *link);
+bool usb4_shm_link_sleep_begin(struct usb4_shm_link *link);
+void usb4_shm_link_sleep_end(struct usb4_shm_link *link);
 
 int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
 		       struct usb4_shm_peer **peer);

@@ -12,6 +12,10 @@ struct usb4_params usb4_params = {
 	.rx_size = 4096,
 	.cq_size = 4096,
 	.spin_us = 50,
+	.sysfs_root = "/sys",
+	.peer_timeout_ms = 5000,
+	.rel_window = 64,
+	.idle_nap_us = 1000,
 	.mr_max = 16384,
 };
 

@@ -91,6 +91,36 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 	return n ? (ssize_t) n : -FI_EAGAIN;
 }
 
+/* Empty reads closer together than this are a caller spinning on the CQ. */
+#define USB4_TIGHT_LOOP_NS	(20 * 1000)
+
+/*
+ * MPI's progress loop calls fi_cq_read back to back.  With as many busy ranks
+ * as cores, that spinning starves the kernel's network processing and
+ * doubles datagram latency.  So once a caller has spun on an empty CQ for
+ * spin_us, nap in the kernel until a datagram or a frame arrives (at most
+ * idle_nap_us), then read again.  Only endpoints that talk to other hosts
+ * nap; a caller that computes between reads never does.
+ */
+static bool idle_nap(struct usb4_cq *cq)
+{
+	uint64_t now = usb4_now_ns();
+
+	if (cq->ep_count != 1 || !usb4_params.idle_nap_us ||
+	    !usb4_core_talks_to_other_hosts(cq->eps[0]))
+		return false;
+	if (now - cq->last_empty_ns > USB4_TIGHT_LOOP_NS)
+		cq->empty_since_ns = now;
+	cq->last_empty_ns = now;
+	if (now - cq->empty_since_ns < (uint64_t) usb4_params.spin_us * 1000)
+		return false;
+	usb4_lock_release(&cq->domain->lock);
+	usb4_core_nap(cq->eps[0], usb4_params.idle_nap_us);
+	usb4_lock_acquire(&cq->domain->lock);
+	cq->last_empty_ns = usb4_now_ns();
+	return true;
+}
+
 static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 			   fi_addr_t *src_addr)
 {
@@ -99,6 +129,8 @@ static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 
 	usb4_lock_acquire(&cq->domain->lock);
 	ret = cq_readfrom_locked(cq, buf, count, src_addr);
+	if (ret == -FI_EAGAIN && idle_nap(cq))
+		ret = cq_readfrom_locked(cq, buf, count, src_addr);
 	usb4_lock_release(&cq->domain->lock);
 	return ret;
 }

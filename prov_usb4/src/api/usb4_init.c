@@ -17,6 +17,7 @@ struct usb4_params usb4_params = {
 	.faults = NULL,
 	.peer_timeout_ms = 5000,
 	.rel_window = 64,
+	.idle_nap_us = 1000,
 };
 
 static void usb4_cleanup(void)
@@ -71,6 +72,12 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "rel_window", FI_PARAM_SIZE_T,
 			"Datagrams in flight to one peer on another host "
 			"(default: %zu)", usb4_params.rel_window);
+	fi_param_define(&usb4_prov, "idle_nap_us", FI_PARAM_INT,
+			"When fi_cq_read is called in a tight loop on an empty "
+			"CQ of an endpoint that talks to other hosts, after "
+			"spin_us it naps in the kernel until data arrives, at "
+			"most this long; 0 never naps (default: %d)",
+			usb4_params.idle_nap_us);
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
@@ -105,6 +112,9 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
 		usb4_params.spin_us = spin;
+	if (fi_param_get_int(&usb4_prov, "idle_nap_us", &spin) == FI_SUCCESS &&
+	    spin >= 0)
+		usb4_params.idle_nap_us = spin;
 	if (fi_param_get_int(&usb4_prov, "peer_timeout", &spin) == FI_SUCCESS &&
 	    spin > 0)
 		usb4_params.peer_timeout_ms = spin;

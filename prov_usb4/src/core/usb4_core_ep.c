@@ -308,7 +308,18 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 
 void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms)
 {
-	usb4_transport_wait(ep, timeout_ms);
+	usb4_transport_wait_us(ep, timeout_ms < 0 ? -1 :
+			       (int64_t) timeout_ms * 1000);
+}
+
+void usb4_core_nap(struct usb4_core_ep *ep, int64_t timeout_us)
+{
+	usb4_transport_wait_us(ep, timeout_us);
+}
+
+bool usb4_core_talks_to_other_hosts(const struct usb4_core_ep *ep)
+{
+	return ep->rel_cap > 0;
 }
 
 void usb4_core_kick(struct usb4_core_ep *ep)

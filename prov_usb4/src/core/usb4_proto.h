@@ -56,7 +56,7 @@ size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
 				const struct usb4_peer *peer);
 size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);
 int usb4_transport_progress_udp(struct usb4_core_ep *ep);
-void usb4_transport_wait(struct usb4_core_ep *ep, int timeout_ms);
+void usb4_transport_wait_us(struct usb4_core_ep *ep, int64_t timeout_us);
 void usb4_transport_close(struct usb4_core_ep *ep);
 
 /* usb4_stream.c: bulk data over udp */

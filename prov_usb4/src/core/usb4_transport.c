@@ -229,8 +229,8 @@ int usb4_transport_progress_udp(struct usb4_core_ep *ep)
 	return n;
 }
 
-/* The earliest rel deadline, in ms from now (-1: none). */
-static int next_timer_ms(struct usb4_core_ep *ep)
+/* The earliest rel deadline, in us from now (-1: none). */
+static int64_t next_timer_us(struct usb4_core_ep *ep)
 {
 	uint64_t now = usb4_now_ns(), first = UINT64_MAX;
 
@@ -239,31 +239,41 @@ static int next_timer_ms(struct usb4_core_ep *ep)
 			first = usb4_rel_deadline(ep->rel[i]);
 	if (first == UINT64_MAX)
 		return -1;
-	return first <= now ? 0 : (int) ((first - now + 999999) / 1000000);
+	return first <= now ? 0 : (int64_t) ((first - now + 999) / 1000);
 }
 
 /*
- * Sleeps until a frame may be waiting.  With udp, poll the socket; the shm
- * doorbell cannot be polled, so sleep in short slices while shm peers could
- * also be talking.
+ * Sleeps until a frame may be waiting, timeout_us passes (-1: no limit), or
+ * a rel timer is due.  Without udp the shm doorbell's futex is enough; with
+ * udp one poll watches the socket and the inbox's eventfd together.
  */
-void usb4_transport_wait(struct usb4_core_ep *ep, int timeout_ms)
+void usb4_transport_wait_us(struct usb4_core_ep *ep, int64_t timeout_us)
 {
-	struct pollfd pfd;
-	int timer;
+	struct pollfd pfd[2];
+	struct timespec ts, *tsp = NULL;
+	int64_t timer;
 
 	if (!ep->udp) {
-		usb4_shm_link_wait(ep->shm, timeout_ms);
+		usb4_shm_link_wait(ep->shm, timeout_us < 0 ? -1 :
+				   (int) ((timeout_us + 999) / 1000));
 		return;
 	}
-	timer = next_timer_ms(ep);
-	if (timer >= 0 && (timeout_ms < 0 || timer < timeout_ms))
-		timeout_ms = timer;
-	if (timeout_ms < 0 || timeout_ms > 1)
-		timeout_ms = 1;
-	pfd.fd = usb4_udp_link_fd(ep->udp);
-	pfd.events = POLLIN;
-	poll(&pfd, 1, timeout_ms);
+	timer = next_timer_us(ep);
+	if (timer >= 0 && (timeout_us < 0 || timer < timeout_us))
+		timeout_us = timer;
+	if (timeout_us >= 0) {
+		ts.tv_sec = timeout_us / 1000000;
+		ts.tv_nsec = (long) (timeout_us % 1000000) * 1000;
+		tsp = &ts;
+	}
+	if (!usb4_shm_link_sleep_begin(ep->shm))
+		return;
+	pfd[0] = (struct pollfd) { .fd = usb4_udp_link_fd(ep->udp),
+				   .events = POLLIN };
+	pfd[1] = (struct pollfd) { .fd = usb4_shm_link_efd(ep->shm),
+				   .events = POLLIN };
+	ppoll(pfd, pfd[1].fd >= 0 ? 2 : 1, tsp, NULL);
+	usb4_shm_link_sleep_end(ep->shm);
 }
 
 /* What the udp link and rel saw, logged at close when anything went wrong. */

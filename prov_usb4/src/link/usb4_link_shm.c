@@ -9,9 +9,10 @@
  *     complete.  After handing it up it stores seq = head + n with release,
  *     which gives the slot back to producers one lap later.
  *   - Sleeping: the consumer sets `sleeping`, issues a full fence, re-checks
- *     the ring, then futex-waits on `doorbell`.  A producer publishes, issues a
- *     full fence, and bumps + wakes `doorbell` if `sleeping` is set.  The two
- *     fences guarantee at least one side sees the other.
+ *     the ring, then futex-waits on `doorbell` (or, when it must also watch a
+ *     socket, polls the ring's eventfd).  A producer publishes, issues a full
+ *     fence, and if `sleeping` is set bumps + wakes `doorbell` and signals the
+ *     eventfd.  The two fences guarantee at least one side sees the other.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -21,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -41,6 +43,7 @@ struct usb4_shm_ring {
 	uint32_t slot_size;	/* bytes per slot, slot header included */
 	uint32_t owner_pid;
 	uint64_t nonce;
+	int32_t efd;		/* owner's eventfd, opened by producers via /proc */
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t tail;	/* producers */
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t doorbell;	/* futex word */
 	_Atomic uint32_t sleeping;
@@ -63,6 +66,7 @@ struct usb4_shm_link {
 	struct usb4_shm_ring *ring;
 	size_t map_len;
 	int fd;
+	int efd;		/* readable while a producer rang the bell */
 	size_t frame_max;
 };
 
@@ -70,6 +74,7 @@ struct usb4_shm_peer {
 	struct usb4_shm_ring *ring;
 	size_t map_len;
 	pid_t pid;
+	int efd;		/* the owner's eventfd, or -1 */
 	size_t frame_max;
 };
 
@@ -151,6 +156,9 @@ int usb4_shm_link_open(struct usb4_shm_link **linkp, size_t slots,
 	}
 	link->frame_max = slot_size - sizeof(struct usb4_shm_slot);
 	ring_init(link->ring, nslots, slot_size, nonce);
+	/* Lets a sleeper watch the ring and a socket in one poll. */
+	link->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	link->ring->efd = link->efd;
 	*linkp = link;
 	return 0;
 
@@ -169,6 +177,8 @@ void usb4_shm_link_close(struct usb4_shm_link *link)
 	link->ring->magic = 0;
 	munmap(link->ring, link->map_len);
 	close(link->fd);
+	if (link->efd >= 0)
+		close(link->efd);
 	free(link);
 }
 
@@ -242,18 +252,45 @@ void usb4_shm_link_wait(struct usb4_shm_link *link, int timeout_ms)
 	atomic_store(&ring->sleeping, 0);
 }
 
-static void ring_ring_bell(struct usb4_shm_ring *ring)
+static void ring_ring_bell(struct usb4_shm_ring *ring, int efd)
 {
 	atomic_thread_fence(memory_order_seq_cst);
 	if (atomic_load_explicit(&ring->sleeping, memory_order_relaxed)) {
+		uint64_t one = 1;
 		atomic_fetch_add(&ring->doorbell, 1);
 		futex(&ring->doorbell, FUTEX_WAKE, INT_MAX, NULL);
+		if (efd >= 0 && write(efd, &one, sizeof(one)) < 0)
+			return;	/* counter saturated: the sleeper wakes anyway */
 	}
 }
 
 void usb4_shm_link_kick(struct usb4_shm_link *link)
 {
-	ring_ring_bell(link->ring);
+	ring_ring_bell(link->ring, link->efd);
+}
+
+int usb4_shm_link_efd(const struct usb4_shm_link *link)
+{
+	return link->efd;
+}
+
+bool usb4_shm_link_sleep_begin(struct usb4_shm_link *link)
+{
+	atomic_store(&link->ring->sleeping, 1);
+	atomic_thread_fence(memory_order_seq_cst);
+	if (!ring_has_frame(link->ring))
+		return true;
+	atomic_store(&link->ring->sleeping, 0);
+	return false;
+}
+
+void usb4_shm_link_sleep_end(struct usb4_shm_link *link)
+{
+	uint64_t count;
+
+	atomic_store(&link->ring->sleeping, 0);
+	if (link->efd >= 0 && read(link->efd, &count, sizeof(count)) < 0)
+		return;	/* nothing was signalled */
 }
 
 static int peer_map(int fd, struct usb4_shm_peer *peer)
@@ -288,6 +325,17 @@ static int peer_check(const struct usb4_shm_peer *peer,
 	return 0;
 }
 
+/* The owner's eventfd, to wake it when it sleeps in poll; -1 if none. */
+static int open_peer_efd(pid_t pid, int32_t efd)
+{
+	char path[64];
+
+	if (efd < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) pid, efd);
+	return open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+}
+
 int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
 		       struct usb4_shm_peer **peerp)
 {
@@ -317,6 +365,7 @@ int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
 	}
 	peer->pid = addr->pid;
 	peer->frame_max = peer->ring->slot_size - sizeof(struct usb4_shm_slot);
+	peer->efd = open_peer_efd(addr->pid, peer->ring->efd);
 	*peerp = peer;
 	return 0;
 
@@ -331,6 +380,8 @@ void usb4_shm_peer_close(struct usb4_shm_peer *peer)
 {
 	if (!peer)
 		return;
+	if (peer->efd >= 0)
+		close(peer->efd);
 	munmap(peer->ring, peer->map_len);
 	free(peer);
 }
@@ -390,7 +441,7 @@ int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
 	}
 	slot->len = len;
 	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
-	ring_ring_bell(peer->ring);
+	ring_ring_bell(peer->ring, peer->efd);
 	return 0;
 }
 

@@ -497,6 +497,11 @@ static uint64_t usb4_rel_mark_sacked(struct usb4_rel_peer *peer, uint64_t sack,
 		usb4_rel_keep_newest(newest, tx->tx_serial);
 		*top = seq;
 	}
+	/* Nothing in flight (a peer that sacks what we never sent): flight - 1
+	 * would wrap and index newest[] far out of bounds (found by
+	 * tests/fuzz, seed corpus/regress-sack-nothing-in-flight). */
+	if (!flight)
+		return 0;
 	thresh = flight > USB4_REL_DUPTHRESH ? USB4_REL_DUPTHRESH : flight - 1;
 	return thresh ? newest[thresh - 1] : 0;
 }
