@@ -51,7 +51,6 @@ void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
 /* usb4_transport.c: frames to and from peers over their link */
 int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 			const struct iovec *iov, int count);
-bool usb4_transport_can_send(struct usb4_core_ep *ep, fi_addr_t dest);
 size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
 				const struct usb4_peer *peer);
 size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);

@@ -141,23 +141,6 @@ int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	return usb4_rel_send(rel, usb4_now_ns(), iov, count, &io);
 }
 
-bool usb4_transport_can_send(struct usb4_core_ep *ep, fi_addr_t dest)
-{
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
-	struct usb4_rel_peer *rel;
-
-	if (!peer || peer->kind == USB4_PEER_SHM)
-		return true;
-	if (ep->rel_busy || !ep->udp || !(rel = rel_of(ep, dest, peer)))
-		return false;
-	return usb4_rel_can_send(rel);
-}
-
-bool usb4_transport_peer_dead(struct usb4_core_ep *ep, fi_addr_t dest)
-{
-	return dest < ep->rel_cap && ep->rel[dest] && usb4_rel_dead(ep->rel[dest]);
-}
-
 /* ---- receiving from udp ---- */
 
 static bool same_udp_addr(const struct usb4_udp_addr *a,
