@@ -1,0 +1,251 @@
+"""usb4bench: run OSU benchmarks over fabric profiles, report, show the machine.
+
+    usb4bench run [--fabric usb4,ethernet,...] [--bench latency,bw,...] --output DIR
+    usb4bench report RESULTS... [--output DIR]
+    usb4bench info [--sysfs-root /sys]
+
+The only module of the harness that prints.  ``main(argv)`` returns the exit
+code: 0 success, 1 a run or report with errors, 2 bad usage, 130 Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+from . import osu_locate, profiles, runner, sysinfo
+from .results import ResultsFileError, ResultsWriter
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def _csv_list(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+class ProgressBar:
+    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
+
+    def __init__(self, stream=sys.stderr, width: int = 30):
+        self.stream, self.width = stream, width
+        self.enabled = hasattr(stream, "isatty") and stream.isatty()
+        self.start = time.monotonic()
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        if not self.enabled:
+            return
+        filled = self.width * (done - 1) // max(total, 1)
+        elapsed = time.monotonic() - self.start
+        bar = "#" * filled + "." * (self.width - filled)
+        self.stream.write(f"\r[{bar}] {done}/{total} {elapsed:5.0f}s {label[:40]:<40}")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _add_run(sub) -> None:
+    p = sub.add_parser("run", help="run OSU benchmarks over fabric profiles",
+                       description="Run benchmarks under mpirun once per fabric profile; "
+                       "write raw outputs, results.csv, runs.csv and metadata.json to "
+                       "--output.  Without --bench: the default set "
+                       f"({', '.join(runner.DEFAULT_BENCHMARKS)}).")
+    p.add_argument("--fabric", "--fabrics", dest="fabrics", type=_csv_list,
+                   default=list(profiles.DEFAULT_PROFILES),
+                   help=f"profiles, comma-separated, of {', '.join(profiles.ALL_PROFILES)}"
+                   " (default %(default)s)")
+    p.add_argument("--bench", dest="benchmarks", type=_csv_list, action="extend",
+                   help=f"benchmarks, comma-separated or repeated, of "
+                   f"{', '.join(osu_locate.BENCHMARKS)}")
+    p.add_argument("--repeat", type=int, default=runner.DEFAULT_REPEAT,
+                   help="repetitions of every run, each kept (default %(default)s)")
+    p.add_argument("-m", "--message-size", dest="sizes",
+                   help="OSU -m [MIN:]MAX for every benchmark (default: per benchmark)")
+    p.add_argument("-i", "--iterations", type=int, help="OSU -i for every benchmark")
+    p.add_argument("-x", "--warmup", type=int, help="OSU -x for every benchmark")
+    p.add_argument("--np", dest="ranks", type=int, default=2,
+                   help="ranks (default 2; two-rank benchmarks are skipped otherwise)")
+    hosts = p.add_mutually_exclusive_group()
+    hosts.add_argument("--hosts", type=_csv_list, help="hosts, comma-separated (mpirun --host)")
+    hosts.add_argument("--hostfile", type=Path, help="an Open MPI hostfile")
+    p.add_argument("--mpirun", default="mpirun", help="the mpirun to use (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=runner.DEFAULT_TIMEOUT,
+                   help="seconds allowed to every mpirun (default %(default)s)")
+    p.add_argument("--osu-dir", help="OSU suite folder (default $OSU_DIR, PATH, osu_bench/)")
+    p.add_argument("--provider-dir", help="folder of libusb4-fi.so "
+                   "(default $USB4_PROVIDER_DIR, else <repo>/.libs)")
+    p.add_argument("--output", type=Path, help="results folder "
+                   "(default reports/results-<time>/)")
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser("report", help="plots and a Markdown/HTML report from result folders")
+    p.add_argument("results", nargs="+", type=Path, help="result folders of usb4bench run")
+    p.add_argument("--output", type=Path, help="report folder (default reports/<name>/)")
+    p.add_argument("--name", help="report name (default: the first results folder's name)")
+    p.add_argument("--reference", type=Path, action="append",
+                   help="reference CSV (repeatable; default reports/reference/*.csv)")
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="providers, USB4 links, MPI and OSU found here")
+    p.add_argument("--sysfs-root", default="/sys", help="sysfs root (default %(default)s)")
+    p.add_argument("--provider-dir", help="folder of libusb4-fi.so")
+    p.add_argument("--osu-dir", help="OSU suite folder")
+    p.add_argument("--json", action="store_true", help="print JSON")
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="usb4bench", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_report(sub)
+    _add_info(sub)
+    return p
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def cmd_run(args, argv: list[str]) -> int:
+    try:
+        benchmarks = runner.benchmarks_named(args.benchmarks or list(runner.DEFAULT_BENCHMARKS))
+        chosen = profiles.build(profiles.provider_dir(args.provider_dir),
+                                bool(args.hosts or args.hostfile), tuple(args.fabrics))
+    except ValueError as exc:
+        print(f"usb4bench run: {exc}", file=sys.stderr)
+        return 2
+    if args.repeat < 1 or args.ranks < 1:
+        print("usb4bench run: --repeat and --np must be at least 1", file=sys.stderr)
+        return 2
+    suite = osu_locate.locate(args.osu_dir)
+    output = args.output or REPO_ROOT / "reports" / \
+        f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
+                       args.hostfile, args.mpirun, args.timeout, args.sizes,
+                       args.iterations, args.warmup)
+    print(f"usb4bench: benchmarks from {suite.kind} ({suite.root}, found by {suite.how})")
+    for p in chosen:
+        if p.skip:
+            print(f"usb4bench: skipping profile {p.name}: {p.skip}")
+    print(f"usb4bench: results in {output}")
+    bar = ProgressBar()
+    start = time.monotonic()
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
+    try:
+        runs = runner.execute(plan, ResultsWriter(output), ["usb4bench"] + argv, bar)
+    except KeyboardInterrupt:
+        bar.close()
+        print(f"usb4bench: interrupted; what was measured is in {output}", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    bar.close()
+    for r in runs:
+        if r["status"] not in ("ok", "skipped"):
+            print(f"usb4bench: {r['fabric']} {r['benchmark']} rep {r['repetition']}: "
+                  f"{r['status']}: {r['error']}")
+    counts = {s: sum(1 for r in runs if r["status"] == s) for s in dict.fromkeys(
+        r["status"] for r in runs)}
+    print(f"usb4bench: {len(runs)} runs in {time.monotonic() - start:.0f} s: "
+          + ", ".join(f"{n} {s}" for s, n in counts.items()))
+    print(f"usb4bench: results in {output}")
+    return 0 if all(r["status"] in ("ok", "skipped") for r in runs) else 1
+
+
+def cmd_report(args) -> int:
+    from . import report  # matplotlib is loaded only for reports
+
+    name = args.name or args.results[0].resolve().name
+    output = args.output or REPO_ROOT / "reports" / name
+    try:
+        rep = report.build(args.results, args.reference, name)
+        paths = report.write(rep, output)
+    except ResultsFileError as exc:
+        print(f"usb4bench report: {exc}", file=sys.stderr)
+        return 1
+    for what, path in paths.items():
+        print(f"usb4bench: {what}: {path}")
+    return 0
+
+
+def _providers(provider_dir: Path) -> tuple[str, list[dict]]:
+    """(how, providers) from the binding, else from fi_info -l."""
+    if (provider_dir / profiles.PROVIDER_LIB).is_file():
+        os.environ.setdefault("FI_PROVIDER_PATH", str(provider_dir))
+    try:
+        from .info import describe_providers  # the cffi binding, another module
+        described = describe_providers()
+        return "the usb4fabric binding", [
+            {"name": p["name"], "version": p.get("version", ""),
+             "entries": len(p.get("entries", []))} for p in described["providers"]]
+    except Exception as exc:  # noqa: BLE001  any failure of the binding: fall back
+        listed = sysinfo.fi_info_providers(Path(os.environ.get("FI_PROVIDER_PATH", "")) or None)
+        how = (f"`fi_info -l` (the usb4fabric binding is not usable: "
+               f"{type(exc).__name__}: {exc})")
+        return how, listed or []
+
+
+def cmd_info(args) -> int:
+    provider_dir = profiles.provider_dir(args.provider_dir)
+    how, providers = _providers(provider_dir)
+    links = sysinfo.usb4_links(args.sysfs_root)
+    devices = sysinfo.thunderbolt_devices(Path(args.sysfs_root))
+    suite = osu_locate.locate(args.osu_dir)
+    info = {"providers_from": how, "providers": providers,
+            "provider_dir": str(provider_dir),
+            "usb4_links": [vars(link) for link in links],
+            "thunderbolt_devices": [vars(d) for d in devices],
+            "mpi": sysinfo.mpi_version(), "libfabric": sysinfo.libfabric_version(),
+            "osu": {"kind": suite.kind, "root": str(suite.root), "found_by": suite.how,
+                    "latency_program": str(osu_locate.find_program(
+                        suite.root, osu_locate.BENCHMARKS["latency"])) if suite.root else None}}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(f"libfabric providers (from {how}):")
+    for p in providers:
+        extra = f", {p['entries']} fi_info entries" if "entries" in p else ""
+        print(f"  {p['name']:<16} version {p.get('version', '?')}{extra}")
+    if not providers:
+        print("  none found")
+    print(f"usb4 provider folder: {provider_dir}")
+    print("usb4 links (thunderbolt-net interfaces):")
+    for link in links:
+        print(f"  {link.interface}: driver {link.driver}, device {link.device or '?'}, "
+              f"rx {link.rx_speed or '?'} x {link.rx_lanes or '?'} lanes, "
+              f"tx {link.tx_speed or '?'} x {link.tx_lanes or '?'} lanes, "
+              f"state {link.operstate or '?'}")
+    if not links:
+        print("  none found")
+    lf = info["libfabric"]
+    print(f"libfabric: pkg-config {lf['pkg-config'] or 'not found'}; "
+          f"{lf['fi_info'] or 'fi_info not found'}")
+    print(f"MPI: {info['mpi'] or 'mpirun not found'}")
+    osu = info["osu"]
+    print(f"OSU: {osu['kind']} in {osu['root']} (found by {osu['found_by']}); "
+          f"osu_latency: {osu['latency_program'] or 'not found'}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser().parse_args(argv)
+    if args.command == "run":
+        return cmd_run(args, argv)
+    if args.command == "report":
+        return cmd_report(args)
+    return cmd_info(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

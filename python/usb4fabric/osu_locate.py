@@ -1,0 +1,140 @@
+"""Which benchmarks exist, and where their programs are.
+
+The real OSU suite is preferred: ``--osu-dir``, then ``$OSU_DIR``, then
+``osu_latency`` on PATH.  A folder may be any of
+
+    <prefix>/libexec/osu-micro-benchmarks/mpi/{pt2pt,one-sided,collective}/   install, 5.x-7.x
+    <build>/c/mpi/{pt2pt,one-sided,collective}/                              7.x build tree
+    <build>/mpi/{pt2pt,one-sided,collective}/                                5.x/6.x build tree
+    a flat folder of programs (also this project's osu_bench/)
+
+and 7.x adds a level below the category (``pt2pt/standard``,
+``collective/blocking``), which is searched too.  When no OSU suite is found
+the project's own ``osu_bench/`` programs are used.  Which one was used is
+recorded in ``Suite.kind`` ("osu" or "osu_bench").
+
+The mpi4py benchmarks are always this package's ``mpi4py_bench`` module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import sys
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+OSU_BENCH_DIR = REPO_ROOT / "osu_bench"
+# 7.x puts a variant folder under the category; the blocking/standard one first
+VARIANTS = ("", "standard", "blocking")
+LAYOUTS = (
+    ("libexec", "osu-micro-benchmarks", "mpi"),
+    ("c", "mpi"),
+    ("mpi",),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """One benchmark the harness knows: its program, kind and OSU arguments."""
+
+    name: str  # "latency", "put_latency", "mpi4py_latency"
+    program: str  # "osu_latency"; for mpi4py the bench sub-command
+    category: str  # "pt2pt", "one-sided", "collective", "mpi4py"
+    metric: str  # the metric plotted: "latency" or "bandwidth"
+    args: tuple[str, ...] = ()  # extra arguments always given
+    min_ranks: int = 2
+    max_ranks: int | None = 2  # None: any number
+
+    @property
+    def one_sided(self) -> bool:
+        return self.category == "one-sided"
+
+
+def _b(name, program, category, metric, args=(), max_ranks=2, min_ranks=2):
+    return Benchmark(name, program, category, metric, tuple(args), min_ranks, max_ranks)
+
+
+# One-sided benchmarks use MPI_Win_create: on one host the default
+# MPI_Win_allocate window is plain shared memory, whatever the fabric.
+BENCHMARKS = {b.name: b for b in [
+    _b("latency", "osu_latency", "pt2pt", "latency"),
+    _b("bw", "osu_bw", "pt2pt", "bandwidth"),
+    _b("bibw", "osu_bibw", "pt2pt", "bandwidth"),
+    _b("mbw_mr", "osu_mbw_mr", "pt2pt", "bandwidth", max_ranks=None),
+    _b("put_latency", "osu_put_latency", "one-sided", "latency", ["-w", "create"]),
+    _b("get_latency", "osu_get_latency", "one-sided", "latency", ["-w", "create"]),
+    _b("put_bw", "osu_put_bw", "one-sided", "bandwidth", ["-w", "create"]),
+    _b("get_bw", "osu_get_bw", "one-sided", "bandwidth", ["-w", "create"]),
+    _b("acc_latency", "osu_acc_latency", "one-sided", "latency", ["-w", "create"]),
+    _b("allreduce", "osu_allreduce", "collective", "latency", ["-f"], max_ranks=None),
+    _b("bcast", "osu_bcast", "collective", "latency", ["-f"], max_ranks=None),
+    _b("alltoall", "osu_alltoall", "collective", "latency", ["-f"], max_ranks=None),
+    _b("barrier", "osu_barrier", "collective", "latency", ["-f"], max_ranks=None),
+    _b("mpi4py_latency", "latency", "mpi4py", "latency"),
+    _b("mpi4py_bw", "bw", "mpi4py", "bandwidth"),
+]}
+
+
+@dataclasses.dataclass
+class Suite:
+    """Where the programs come from."""
+
+    kind: str  # "osu" (the OSU suite) or "osu_bench" (this project's)
+    root: Path | None  # the folder given or found; None when nothing is there
+    how: str  # "--osu-dir", "OSU_DIR", "PATH", "osu_bench"
+
+    def program(self, bench: Benchmark) -> list[str] | None:
+        """argv prefix running the benchmark, or None when the program is missing."""
+        if bench.category == "mpi4py":
+            return [sys.executable, "-m", "usb4fabric.mpi4py_bench", bench.program]
+        if self.root is None:
+            return None
+        path = find_program(self.root, bench)
+        return [str(path)] if path else None
+
+
+def find_program(root: Path, bench: Benchmark) -> Path | None:
+    """The executable of bench under root in any known layout, or None."""
+    candidates = [root / bench.program]
+    for layout in LAYOUTS:
+        for variant in VARIANTS:
+            candidates.append(root.joinpath(*layout, bench.category, variant, bench.program))
+        candidates.append(root.joinpath(*layout, bench.program))
+    for variant in VARIANTS:
+        candidates.append(root / bench.category / variant / bench.program)
+    for path in candidates:
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _looks_like_osu(root: Path) -> bool:
+    return find_program(root, BENCHMARKS["latency"]) is not None
+
+
+def locate(osu_dir: str | Path | None = None, env: dict[str, str] | None = None,
+           path: str | None = None, fallback: Path = OSU_BENCH_DIR) -> Suite:
+    """The suite to use: --osu-dir, $OSU_DIR, PATH, else osu_bench/.
+
+    An --osu-dir or $OSU_DIR that holds no osu_latency is still used (its
+    missing programs are reported per run), so a typo is never silently
+    replaced by another suite.
+    """
+    env = os.environ if env is None else env
+    given = (osu_dir, "--osu-dir") if osu_dir else (env.get("OSU_DIR"), "OSU_DIR")
+    if given[0]:
+        root = Path(given[0])
+        kind = "osu_bench" if root.resolve() == fallback.resolve() else "osu"
+        return Suite(kind, root, given[1])
+    found = shutil.which("osu_latency", path=path if path is not None else env.get("PATH"))
+    if found:
+        folder = Path(found).resolve().parent
+        if folder != fallback.resolve():
+            # an installed suite: climb to its prefix when it has the usual layout
+            for parent in folder.parents:
+                if (parent / "libexec" / "osu-micro-benchmarks").is_dir():
+                    return Suite("osu", parent, "PATH")
+            return Suite("osu", folder, "PATH")
+    return Suite("osu_bench", fallback, "osu_bench")

@@ -1,0 +1,154 @@
+"""Fabric profiles: how mpirun is told to use one fabric.
+
+Debian's /etc/openmpi/openmpi-mca-params.conf disables the ofi components
+(``mtl = ^ofi``, ``btl = ^uct,openib,ofi``, ``osc = ^ucx,pt2pt``), so every
+profile names its components explicitly.
+
+Two-sided traffic, and what carries one-sided traffic (MPI_Put/Get/Acc):
+
+- usb4: pml cm + mtl ofi, provider usb4.  One-sided: osc rdma over btl
+  ofi restricted to usb4 (usb4 RMA and atomics), on one host and between
+  hosts; vader is left out of the btl list so that it cannot carry a byte.
+- ethernet: pml cm + mtl ofi, libfabric tcp;ofi_rxm.  One-sided as for usb4:
+  not libfabric tcp.
+- ethernet-btl: pml ob1 + btl tcp,self (Open MPI's own TCP).  One-sided:
+  none, skipped (osc rdma cannot use btl tcp, osc pt2pt is disabled).
+- shm: pml ob1 + btl vader,self, the same-host reference.  One-sided: osc
+  rdma over btl vader.
+- roce: pml cm + mtl ofi, libfabric verbs;ofi_rxm, only where fi_info finds
+  a verbs device.  One-sided as for usb4.
+
+With pml cm, Open MPI's osc rdma needs a btl for one-sided traffic.  For usb4
+that is btl ofi over the usb4 provider.  For the others, checked with
+btl_base_verbose on Debian 12 Open MPI 4.1.4: left to itself, osc rdma picks
+vader/self on one host.  The harness names that choice on the command line so
+the record says exactly what carried the rows, and marks them in
+``Profile.one_sided_carrier``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from . import launch
+
+PROVIDER_LIB = "libusb4-fi.so"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+NO_ONE_SIDED_BETWEEN_HOSTS = (
+    "no one-sided path between hosts: with pml cm, osc rdma would need btl tcp, "
+    "which cannot carry it (MPI_ERR_WIN), and btl ofi refuses ofi_rxm")
+ALL_PROFILES = ("usb4", "ethernet", "ethernet-btl", "shm", "roce")
+DEFAULT_PROFILES = ("usb4", "ethernet", "ethernet-btl", "shm")
+
+
+@dataclasses.dataclass
+class Profile:
+    name: str
+    description: str
+    mca: list[str]  # mpirun arguments (--mca ...)
+    env: dict[str, str]  # exported to the ranks with -x
+    carrier: str  # what carries two-sided traffic
+    one_sided_mca: list[str] = dataclasses.field(default_factory=list)
+    one_sided_carrier: str = ""  # what carries one-sided traffic
+    one_sided_is_fabric: bool = True  # False: one-sided rows are not this fabric
+    skip: str | None = None  # why it cannot run here, or None
+    one_sided_skip: str | None = None  # why one-sided benchmarks cannot run
+
+    def mpi_args(self, one_sided: bool) -> list[str]:
+        args = list(self.mca) + (list(self.one_sided_mca) if one_sided else [])
+        for name, value in self.env.items():
+            args += ["-x", f"{name}={value}"]
+        return args
+
+    def carrier_for(self, one_sided: bool) -> str:
+        return self.one_sided_carrier if one_sided else self.carrier
+
+
+def _mca(*pairs: str) -> list[str]:
+    args = []
+    for i in range(0, len(pairs), 2):
+        args += ["--mca", pairs[i], pairs[i + 1]]
+    return args
+
+
+def provider_dir(option: str | None = None, env: dict[str, str] | None = None) -> Path:
+    """--provider-dir, else $USB4_PROVIDER_DIR, else <repo>/.libs."""
+    env = os.environ if env is None else env
+    return Path(option or env.get("USB4_PROVIDER_DIR") or REPO_ROOT / ".libs").resolve()
+
+
+def verbs_device(timeout: float = 20.0) -> str | None:
+    """The first verbs domain fi_info reports, or None."""
+    done = launch.run(["fi_info", "-p", "verbs", "-t", "FI_EP_RDM"], timeout)
+    if not done.ok:
+        return None
+    for line in done.stdout.splitlines():
+        if line.strip().startswith("domain:"):
+            return line.split(":", 1)[1].strip()
+    return "verbs" if "provider: verbs" in done.stdout else None
+
+
+def build(provider_path: Path, multihost: bool = False,
+          names: tuple[str, ...] = ALL_PROFILES, probe_verbs=verbs_device) -> list[Profile]:
+    """The profiles named, in that order, each with skip set when it cannot run."""
+    btl_local = "self,vader,tcp" if multihost else "self,vader"
+    where = "tcp between hosts, vader within one" if multihost else "all ranks on one host"
+    not_fabric = f"osc rdma over btl {btl_local} ({where})"
+    one_sided_cm = _mca("osc", "rdma", "btl", btl_local)
+    tcp_env = {"FI_PROVIDER": "tcp;ofi_rxm"}
+    if not multihost:
+        tcp_env["FI_TCP_IFACE"] = "lo"
+    btl_tcp = _mca("pml", "ob1", "btl", "tcp,self")
+    if not multihost:
+        btl_tcp += _mca("btl_tcp_if_include", "lo")
+    lib = provider_path / PROVIDER_LIB
+    made = {
+        "usb4": Profile(
+            "usb4", "usb4 provider: pml cm + mtl ofi",
+            _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4"),
+            {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path)},
+            "mtl ofi / usb4",
+            _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4"),
+            "osc rdma over btl ofi / usb4 (RMA and atomics)", True,
+            None if lib.is_file() else f"{lib} not found (build the provider, or "
+            "give --provider-dir / USB4_PROVIDER_DIR)"),
+        "ethernet": Profile(
+            "ethernet", "libfabric tcp;ofi_rxm: pml cm + mtl ofi",
+            _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "tcp;ofi_rxm"),
+            tcp_env, "mtl ofi / tcp;ofi_rxm", one_sided_cm,
+            not_fabric + "; not libfabric tcp (btl ofi refuses ofi_rxm)", False),
+        "ethernet-btl": Profile(
+            "ethernet-btl", "Open MPI's own TCP: pml ob1 + btl tcp,self", btl_tcp, {},
+            "btl tcp", _mca("osc", "rdma"), "osc rdma over btl tcp",
+            one_sided_skip="no one-sided path: osc rdma needs an RDMA-capable btl and "
+            "btl tcp has none (MPI_Win_create fails with MPI_ERR_WIN, checked on Open MPI "
+            "4.1.4); osc pt2pt is disabled by Debian's openmpi-mca-params.conf"),
+        "shm": Profile(
+            "shm", "Open MPI shared memory (same-host reference): pml ob1 + btl vader,self",
+            _mca("pml", "ob1", "btl", "vader,self"), {}, "btl vader",
+            _mca("osc", "rdma"), "osc rdma over btl vader",
+            skip="shared memory reaches only ranks of one host" if multihost else None),
+    }
+    if multihost:
+        made["ethernet"].one_sided_skip = NO_ONE_SIDED_BETWEEN_HOSTS
+    profiles = []
+    for name in names:
+        if name == "roce":
+            device = probe_verbs()
+            profiles.append(Profile(
+                "roce", f"libfabric verbs ({device or 'no device'}): pml cm + mtl ofi",
+                _mca("pml", "cm", "mtl", "ofi",
+                     "opal_common_ofi_provider_include", "verbs;ofi_rxm"),
+                {"FI_PROVIDER": "verbs"}, "mtl ofi / verbs;ofi_rxm", one_sided_cm,
+                not_fabric + "; not verbs RMA", False,
+                one_sided_skip=NO_ONE_SIDED_BETWEEN_HOSTS if multihost else None,
+                skip=None if device else "no RDMA device: `fi_info -p verbs` finds none "
+                "(only published RoCE figures appear in the report)"))
+        elif name in made:
+            profiles.append(made[name])
+        else:
+            raise ValueError(f"unknown fabric profile {name!r}: choose from "
+                             f"{', '.join(ALL_PROFILES)}")
+    return profiles

@@ -1,0 +1,266 @@
+"""Running benchmarks over fabric profiles and recording everything.
+
+One *run* is one mpirun of one benchmark over one profile (one repetition).
+Each run is written to the results folder as soon as it ends: its raw
+stdout/stderr/argv, its parsed rows in results.csv and its record in
+runs.csv.  A run that cannot start, fails, times out or prints nothing
+parseable is recorded with its output and the next one starts: "did it run"
+(status) is kept apart from "what did it measure" (rows).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import shlex
+import sys
+from pathlib import Path
+from typing import Callable
+
+from . import launch, osu_parse, sysinfo
+from .osu_locate import BENCHMARKS, Benchmark, Suite
+from .profiles import Profile
+from .results import ResultsWriter
+
+PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # python/
+DEFAULT_BENCHMARKS = ("latency", "bw", "put_latency", "allreduce")
+DEFAULT_REPEAT = 3
+DEFAULT_TIMEOUT = 120.0  # seconds per mpirun
+
+# Arguments per benchmark when the user gives none: chosen so that the default
+# set (4 profiles x 4 benchmarks x 3 repetitions) takes ~2-5 minutes on 2 cores
+# (5 repetitions took 7.8 min on this VM while other jobs loaded it (load ~6);
+# ethernet over loopback is most of it).
+DEFAULT_ARGS = {
+    "pt2pt-latency": ["-m", "0:1048576", "-i", "2000", "-x", "200"],
+    "pt2pt-bandwidth": ["-m", "1:1048576", "-i", "100", "-x", "10"],
+    "one-sided-latency": ["-m", "1:1048576", "-i", "1000", "-x", "100"],
+    "one-sided-bandwidth": ["-m", "1:1048576", "-i", "100", "-x", "10"],
+    "collective-latency": ["-m", "4:1048576", "-i", "500", "-x", "50"],
+    "mpi4py-latency": ["-m", "0:1048576", "-i", "500", "-x", "50"],
+    "mpi4py-bandwidth": ["-m", "1:1048576", "-i", "50", "-x", "5"],
+}
+
+
+def default_args(bench: Benchmark) -> list[str]:
+    args = list(DEFAULT_ARGS[f"{bench.category}-{bench.metric}"])
+    if bench.name == "barrier":
+        args = args[2:]  # no message size
+    return args
+
+
+@dataclasses.dataclass
+class Plan:
+    profiles: list[Profile]
+    benchmarks: list[Benchmark]
+    suite: Suite
+    repeat: int = DEFAULT_REPEAT
+    ranks: int = 2
+    hosts: list[str] | None = None
+    hostfile: Path | None = None
+    mpirun: str = "mpirun"
+    timeout: float = DEFAULT_TIMEOUT
+    sizes: str | None = None  # OSU -m, for every benchmark
+    iterations: int | None = None  # OSU -i
+    warmup: int | None = None  # OSU -x
+    extra_mpirun: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def multihost(self) -> bool:
+        return bool(self.hosts or self.hostfile)
+
+    def bench_args(self, bench: Benchmark) -> list[str]:
+        args = default_args(bench)
+        overrides = {"-m": self.sizes, "-i": self.iterations, "-x": self.warmup}
+        for flag, value in overrides.items():
+            if value is None or (flag == "-m" and bench.name == "barrier"):
+                continue
+            if flag in args:
+                args[args.index(flag) + 1] = str(value)
+            else:
+                args += [flag, str(value)]
+        return list(bench.args) + args
+
+    def mpirun_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
+        argv = [self.mpirun]
+        if hasattr(os, "geteuid") and os.geteuid() == 0:
+            argv.append("--allow-run-as-root")
+        argv += ["-np", str(self.ranks)]
+        if self.hostfile:
+            argv += ["--hostfile", str(self.hostfile)]
+        elif self.hosts:
+            argv += ["--host", ",".join(self.hosts)]
+        if not self.multihost and self.ranks > (os.cpu_count() or 1):
+            argv.append("--oversubscribe")
+        argv += profile.mpi_args(bench.one_sided)
+        if bench.category == "mpi4py":
+            pythonpath = os.pathsep.join(filter(None, [str(PACKAGE_PARENT),
+                                                       os.environ.get("PYTHONPATH")]))
+            argv += ["-x", f"PYTHONPATH={pythonpath}"]
+        argv += self.extra_mpirun
+        return argv + program + self.bench_args(bench)
+
+
+def hosts_label(plan: Plan) -> str:
+    if plan.hostfile:
+        return f"hostfile {plan.hostfile}"
+    if plan.hosts:
+        return ",".join(plan.hosts)
+    return sysinfo.machine()["hostname"]
+
+
+def collect_metadata(plan: Plan, command: list[str]) -> dict:
+    """Everything about the run that is known before it starts."""
+    return {
+        "command": command,
+        "start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "origin": "hosts" if plan.multihost else "here",
+        "hosts": hosts_label(plan),
+        "machine": sysinfo.machine(),
+        "git_commit": sysinfo.git_commit(),
+        "libfabric": sysinfo.libfabric_version(),
+        "mpi": sysinfo.mpi_version(plan.mpirun),
+        "environment": sysinfo.relevant_env(),
+        "osu_suite": {"kind": plan.suite.kind, "root": str(plan.suite.root),
+                      "found_by": plan.suite.how},
+        "profiles": {p.name: {"description": p.description, "carrier": p.carrier,
+                              "one_sided_carrier": p.one_sided_carrier,
+                              "one_sided_is_fabric": p.one_sided_is_fabric,
+                              "one_sided_skip": p.one_sided_skip,
+                              "mpirun_args": p.mpi_args(False),
+                              "mpirun_args_one_sided": p.mpi_args(True),
+                              "skipped": p.skip} for p in plan.profiles},
+        "benchmarks": [b.name for b in plan.benchmarks],
+        "repeat": plan.repeat,
+        "ranks": plan.ranks,
+        "timeout_s": plan.timeout,
+        "provider_dir": next((p.env["FI_PROVIDER_PATH"] for p in plan.profiles
+                              if "FI_PROVIDER_PATH" in p.env), None),
+    }
+
+
+def _note(profile: Profile, bench: Benchmark) -> str:
+    if bench.one_sided and not profile.one_sided_is_fabric:
+        return f"one-sided over {profile.one_sided_carrier}"
+    return ""
+
+
+def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str, str]:
+    if done.timed_out:
+        return "timeout", done.error or "timed out"
+    if done.error:
+        return "failed", done.error
+    if done.returncode != 0:
+        tail = " | ".join(done.stderr.strip().splitlines()[-3:])
+        return "failed", f"exit status {done.returncode}" + (f": {tail}" if tail else "")
+    if not parsed.rows:
+        first = next((t for _, t in parsed.unparsed), "")
+        return "no-data", f"no OSU rows in the output ({len(parsed.unparsed)} "\
+                          f"unparsed lines; first: {first[:80]!r})"
+    if parsed.validation_failed:
+        return "invalid", "validation Fail in the output"
+    return "ok", ""
+
+
+def _record(profile, bench, rep, status, error, **extra) -> dict:
+    run = {"fabric": profile.name, "benchmark": bench.name, "repetition": rep,
+           "status": status, "error": error, "rows": 0, "unparsed_lines": 0,
+           "carrier": profile.carrier_for(bench.one_sided), "note": _note(profile, bench)}
+    run.update(extra)
+    return run
+
+
+def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
+            writer: ResultsWriter, origin: str, hosts: str) -> dict:
+    """One repetition of one benchmark over one profile, written at once."""
+    start = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    program = plan.suite.program(bench)
+    if program is None:
+        run = _record(profile, bench, rep, "missing",
+                      f"{bench.program} not found in {plan.suite.root} ({plan.suite.how})",
+                      start=start)
+        writer.add_run(run, [])
+        return run
+    argv = plan.mpirun_argv(profile, bench, program)
+    stem = writer.raw_stem(profile.name, bench.name, rep)
+    stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
+    try:
+        done = launch.run(argv, plan.timeout)
+    except KeyboardInterrupt:
+        writer.add_run(_record(profile, bench, rep, "failed", "interrupted (Ctrl-C)",
+                               start=start, argv=shlex.join(argv)), [])
+        raise
+    stem.with_suffix(".out").write_text(done.stdout)
+    stem.with_suffix(".err").write_text(done.stderr)
+    parsed = osu_parse.parse(done.stdout)
+    status, error = _status(done, parsed)
+    note = _note(profile, bench)
+    if status != "ok" and parsed.rows:
+        note = "; ".join(filter(None, [note, f"partial: run {status}"]))
+    rows = [{"fabric": profile.name, "benchmark": bench.name, "program": bench.program,
+             "size": r.size, "metric": r.metric, "value": r.value, "unit": r.unit,
+             "repetition": rep, "validation": r.validation, "origin": origin,
+             "hosts": hosts, "carrier": profile.carrier_for(bench.one_sided), "note": note}
+            for r in parsed.rows]
+    rel = lambda p: str(p.relative_to(writer.folder))  # noqa: E731
+    run = _record(profile, bench, rep, status, error, returncode=done.returncode,
+                  elapsed_s=round(done.elapsed, 3), start=start, rows=len(rows),
+                  unparsed_lines=len(parsed.unparsed), osu_title=parsed.title,
+                  osu_version=parsed.version, note=note, argv=shlex.join(argv),
+                  cmd_file=rel(stem.with_suffix(".cmd")),
+                  stdout_file=rel(stem.with_suffix(".out")),
+                  stderr_file=rel(stem.with_suffix(".err")))
+    writer.add_run(run, rows)
+    return run
+
+
+Progress = Callable[[int, int, str], None]
+
+
+def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
+            progress: Progress | None = None) -> list[dict]:
+    """Every profile x benchmark x repetition; returns the run records."""
+    metadata = collect_metadata(plan, command if command is not None else sys.argv)
+    writer.write_metadata(metadata)
+    origin, hosts = metadata["origin"], metadata["hosts"]
+    total = len(plan.profiles) * len(plan.benchmarks) * plan.repeat
+    runs: list[dict] = []
+    count = 0
+    try:
+        for profile in plan.profiles:
+            for bench in plan.benchmarks:
+                skip = profile.skip or (profile.one_sided_skip if bench.one_sided else None)
+                if skip is None and bench.max_ranks and plan.ranks > bench.max_ranks:
+                    skip = f"{bench.program} runs on exactly {bench.max_ranks} ranks"
+                for rep in range(1, plan.repeat + 1):
+                    count += 1
+                    if progress:
+                        progress(count, total, f"{profile.name} {bench.name} {rep}/{plan.repeat}")
+                    if skip:
+                        if rep == 1:
+                            run = _record(profile, bench, rep, "skipped", skip)
+                            writer.add_run(run, [])
+                            runs.append(run)
+                        continue
+                    runs.append(run_one(plan, profile, bench, rep, writer, origin, hosts))
+    except KeyboardInterrupt:
+        metadata["interrupted"] = True
+        raise
+    finally:
+        metadata["end"] = datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds")
+        metadata["osu_versions"] = sorted({f"{r.get('osu_title')} v{r.get('osu_version')}"
+                                           for r in runs if r.get("osu_title")})
+        metadata["status_counts"] = {s: sum(1 for r in runs if r["status"] == s)
+                                     for s in sorted({r["status"] for r in runs})}
+        writer.write_metadata(metadata)
+    return runs
+
+
+def benchmarks_named(names: list[str]) -> list[Benchmark]:
+    unknown = [n for n in names if n not in BENCHMARKS]
+    if unknown:
+        raise ValueError(f"unknown benchmark(s) {', '.join(unknown)}: choose from "
+                         f"{', '.join(BENCHMARKS)}")
+    return [BENCHMARKS[n] for n in names]
