@@ -4,7 +4,8 @@
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev
-		 autoconf automake libtool pkg-config iproute2 make gcc)
+		 autoconf automake libtool pkg-config iproute2 make gcc
+		 clang)	# clang: libFuzzer for the frame-parser fuzz test
 PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest)
 
 say() { printf '[setup] %s\n' "$*"; }

@@ -90,8 +90,6 @@ size_t usb4_atomic_max_count(enum fi_datatype dt)
 
 /* Operations every class has; d, s and c are element lvalues. */
 #define CALC_COMMON(op, d, s, c)					\
-	case FI_SUM: d = d + s; break;					\
-	case FI_PROD: d = d * s; break;					\
 	case FI_ATOMIC_READ: break;					\
 	case FI_ATOMIC_WRITE: d = s; break;				\
 	case FI_CSWAP: if (c == d) d = s; break;			\
@@ -109,13 +107,25 @@ size_t usb4_atomic_max_count(enum fi_datatype dt)
 	case FI_CSWAP_GE: if (c >= d) d = s; break;			\
 	case FI_CSWAP_GT: if (c > d) d = s; break;
 
+/* Sum and product of reals and complex numbers. */
+#define CALC_ARITH(op, d, s)						\
+	case FI_SUM: d = d + s; break;					\
+	case FI_PROD: d = d * s; break;
+
+/* Integers wrap, as the hardware's atomics do; computed in an unsigned
+ * type at least as wide as int (small types promote to int) because a
+ * signed overflow, which operands from a peer may cause, is undefined. */
+#define CALC_ARITH_WRAP(op, d, s, UT)					\
+	case FI_SUM: d = (__typeof__(d)) ((UT) d + (UT) s); break;	\
+	case FI_PROD: d = (__typeof__(d)) ((UT) d * (UT) s); break;
+
 #define CALC_BITS(op, d, s, c)						\
 	case FI_BOR: d = d | s; break;					\
 	case FI_BAND: d = d & s; break;					\
 	case FI_BXOR: d = d ^ s; break;					\
 	case FI_MSWAP: d = (s & c) | (d & ~c); break;
 
-#define DEFINE_INT(name, T)						\
+#define DEFINE_INT(name, T, UT)						\
 static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 			const T *cmp)					\
 {									\
@@ -123,6 +133,7 @@ static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
 		switch (op) {						\
 		CALC_COMMON(op, dst[i], s, c)				\
+		CALC_ARITH_WRAP(op, dst[i], s, UT)			\
 		CALC_ORDERED(op, dst[i], s, c)				\
 		CALC_BITS(op, dst[i], s, c)				\
 		default: break;						\
@@ -138,6 +149,7 @@ static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
 		switch (op) {						\
 		CALC_COMMON(op, dst[i], s, c)				\
+		CALC_ARITH(op, dst[i], s)				\
 		CALC_ORDERED(op, dst[i], s, c)				\
 		default: break;						\
 		}							\
@@ -152,19 +164,20 @@ static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
 		switch (op) {						\
 		CALC_COMMON(op, dst[i], s, c)				\
+		CALC_ARITH(op, dst[i], s)				\
 		default: break;						\
 		}							\
 	}								\
 }
 
-DEFINE_INT(i8, int8_t)
-DEFINE_INT(u8, uint8_t)
-DEFINE_INT(i16, int16_t)
-DEFINE_INT(u16, uint16_t)
-DEFINE_INT(i32, int32_t)
-DEFINE_INT(u32, uint32_t)
-DEFINE_INT(i64, int64_t)
-DEFINE_INT(u64, uint64_t)
+DEFINE_INT(i8, int8_t, unsigned)
+DEFINE_INT(u8, uint8_t, unsigned)
+DEFINE_INT(i16, int16_t, unsigned)
+DEFINE_INT(u16, uint16_t, unsigned)
+DEFINE_INT(i32, int32_t, uint32_t)
+DEFINE_INT(u32, uint32_t, uint32_t)
+DEFINE_INT(i64, int64_t, uint64_t)
+DEFINE_INT(u64, uint64_t, uint64_t)
 DEFINE_REAL(f32, float)
 DEFINE_REAL(f64, double)
 DEFINE_REAL(f80, long double)

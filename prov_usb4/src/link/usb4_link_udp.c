@@ -83,7 +83,7 @@ int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *f)
 		int used = 0;
 
 		if (sscanf(p, "%15[a-z]=%lf%n", key, &v, &used) != 2 ||
-		    v < 0 || v > 1)
+		    !(v >= 0 && v <= 1))	/* also refuses NaN */
 			return -FI_EINVAL;
 		if (!strcmp(key, "drop"))
 			f->drop = v;
