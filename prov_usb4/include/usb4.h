@@ -45,6 +45,8 @@ extern struct fi_provider usb4_prov;
  */
 struct usb4_params {
 	size_t eager_size;	/* largest message sent inline in frames */
+	size_t udp_eager_size;	/* the same towards other hosts: one datagram
+				 * costs less than a rendezvous round trip */
 	size_t ring_slots;	/* frame slots in an endpoint's shm inbox */
 	size_t tx_size;		/* outstanding sends per endpoint */
 	size_t rx_size;		/* posted receives per endpoint */

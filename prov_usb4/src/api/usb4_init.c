@@ -6,6 +6,7 @@
 
 struct usb4_params usb4_params = {
 	.eager_size = 8192,
+	.udp_eager_size = 16384,
 	.ring_slots = 256,
 	.tx_size = 4096,
 	.rx_size = 4096,
@@ -39,6 +40,10 @@ void usb4_params_define(void)
 			"Largest message sent inline in one frame; larger ones "
 			"use rendezvous with a single copy (default: %zu)",
 			usb4_params.eager_size);
+	fi_param_define(&usb4_prov, "udp_eager_size", FI_PARAM_SIZE_T,
+			"Largest message sent inline to a peer on another "
+			"host, at most one datagram (default: %zu)",
+			usb4_params.udp_eager_size);
 	fi_param_define(&usb4_prov, "ring_slots", FI_PARAM_SIZE_T,
 			"Frame slots in each endpoint's shared-memory inbox, "
 			"rounded up to a power of two (default: %zu)",
@@ -103,6 +108,7 @@ void usb4_params_init(void)
 	int spin;
 
 	get_size("eager_size", &usb4_params.eager_size, 64, 1 << 20);
+	get_size("udp_eager_size", &usb4_params.udp_eager_size, 64, 1 << 16);
 	get_size("ring_slots", &usb4_params.ring_slots, 4, 1 << 16);
 	get_size("tx_size", &usb4_params.tx_size, 16, 1 << 20);
 	get_size("rx_size", &usb4_params.rx_size, 16, 1 << 20);

@@ -109,8 +109,8 @@ size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
 	if (peer->kind == USB4_PEER_SHM)
 		return ep->eager_max;
 	udp_max = ep->udp_payload_max - sizeof(struct usb4_wire_hdr);
-	return udp_max < usb4_params.eager_size ? udp_max :
-						  usb4_params.eager_size;
+	return udp_max < usb4_params.udp_eager_size ? udp_max :
+						      usb4_params.udp_eager_size;
 }
 
 size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep)
