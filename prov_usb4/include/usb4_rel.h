@@ -110,6 +110,8 @@ uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer);
 bool usb4_rel_dead(const struct usb4_rel_peer *peer);
 /* Frames sent and not yet acknowledged. */
 uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer);
+/* Frames accepted by usb4_rel_send and not yet acknowledged, sent or not. */
+uint32_t usb4_rel_unacked(const struct usb4_rel_peer *peer);
 const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer);
 
 /* Peek at a datagram's ids before a peer is known (for demultiplexing). */

@@ -302,10 +302,43 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  (unsigned long long) ep->stats.udp_foreign);
 }
 
+/* Frames to live peers that rel still has to get acknowledged. */
+static bool udp_unacked(const struct usb4_core_ep *ep)
+{
+	for (size_t i = 0; i < ep->rel_cap; i++)
+		if (ep->rel[i] && !usb4_rel_dead(ep->rel[i]) &&
+		    usb4_rel_unacked(ep->rel[i]))
+			return true;
+	return false;
+}
+
+/*
+ * A send over udp completes once rel has the frame, before the peer has it;
+ * closing right away would lose it.  Like a socket's linger, keep progressing
+ * until every live peer acknowledged everything (or it dies: bounded by the
+ * peer timeout).
+ */
+static void linger(struct usb4_core_ep *ep)
+{
+	/* rel declares a silent peer dead after the peer timeout; the bound
+	 * also covers answers queued for a same-host peer that died. */
+	uint64_t deadline = usb4_now_ns() +
+			    (uint64_t) (usb4_params.peer_timeout_ms + 1000) * 1000000;
+
+	while ((udp_unacked(ep) || !usb4_list_empty(&ep->ctrl_pending)) &&
+	       usb4_now_ns() < deadline) {
+		usb4_transport_progress_udp(ep);
+		usb4_proto_flush_ctrl(ep);
+		usb4_transport_wait_us(ep, 1000);
+	}
+}
+
 void usb4_transport_close(struct usb4_core_ep *ep)
 {
-	if (ep->udp)
+	if (ep->udp) {
+		linger(ep);
 		log_udp_stats(ep);
+	}
 	for (size_t i = 0; i < ep->rel_cap; i++)
 		usb4_rel_peer_close(ep->rel[i]);
 	free(ep->rel);

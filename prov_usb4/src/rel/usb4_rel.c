@@ -873,6 +873,11 @@ uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer)
 	return peer->snd_tx - peer->snd_una;
 }
 
+uint32_t usb4_rel_unacked(const struct usb4_rel_peer *peer)
+{
+	return peer->snd_nxt - peer->snd_una;
+}
+
 const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer)
 {
 	return &peer->stats;
