@@ -4,23 +4,6 @@
  */
 #include "usb4_api.h"
 
-struct usb4_params usb4_params = {
-	.eager_size = 8192,
-	.udp_eager_size = 16384,
-	.ring_slots = 256,
-	.tx_size = 4096,
-	.rx_size = 4096,
-	.cq_size = 4096,
-	.spin_us = 50,
-	.mr_max = 16384,
-	.iface = NULL,
-	.sysfs_root = "/sys",
-	.faults = NULL,
-	.peer_timeout_ms = 5000,
-	.rel_window = 64,
-	.idle_nap_us = 1000,
-};
-
 static void usb4_cleanup(void)
 {
 }

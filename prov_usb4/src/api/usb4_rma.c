@@ -44,6 +44,18 @@ static ssize_t one(struct fid_ep *fid, const void *buf, size_t len,
 	return rma(fid, &iov, 1, &r, 1, dest, data, context, flags);
 }
 
+/* The v calls: a local iov list against one remote range of the same size. */
+static ssize_t vec(struct fid_ep *fid, const struct iovec *iov, size_t count,
+		   fi_addr_t peer, uint64_t addr, uint64_t key, void *context,
+		   uint64_t flags)
+{
+	struct fi_rma_iov r = { .addr = addr, .key = key };
+
+	for (size_t i = 0; i < count && iov; i++)
+		r.len += iov[i].iov_len;
+	return rma(fid, iov, count, &r, 1, peer, 0, context, flags);
+}
+
 static ssize_t rma_read(struct fid_ep *fid, void *buf, size_t len, void *desc,
 			fi_addr_t src, uint64_t addr, uint64_t key,
 			void *context)
@@ -56,12 +68,7 @@ static ssize_t rma_readv(struct fid_ep *fid, const struct iovec *iov,
 			 void **desc, size_t count, fi_addr_t src,
 			 uint64_t addr, uint64_t key, void *context)
 {
-	size_t len = 0;
-
-	for (size_t i = 0; i < count && iov; i++)
-		len += iov[i].iov_len;
-	struct fi_rma_iov r = { .addr = addr, .len = len, .key = key };
-	return rma(fid, iov, count, &r, 1, src, 0, context,
+	return vec(fid, iov, count, src, addr, key, context,
 		   ep_of(fid)->tx_op_flags | FI_READ);
 }
 
@@ -85,12 +92,7 @@ static ssize_t rma_writev(struct fid_ep *fid, const struct iovec *iov,
 			  void **desc, size_t count, fi_addr_t dest,
 			  uint64_t addr, uint64_t key, void *context)
 {
-	size_t len = 0;
-
-	for (size_t i = 0; i < count && iov; i++)
-		len += iov[i].iov_len;
-	struct fi_rma_iov r = { .addr = addr, .len = len, .key = key };
-	return rma(fid, iov, count, &r, 1, dest, 0, context,
+	return vec(fid, iov, count, dest, addr, key, context,
 		   ep_of(fid)->tx_op_flags | FI_WRITE);
 }
 

@@ -125,7 +125,8 @@ size_t usb4_atomic_max_count(enum fi_datatype dt)
 	case FI_BXOR: d = d ^ s; break;					\
 	case FI_MSWAP: d = (s & c) | (d & ~c); break;
 
-#define DEFINE_INT(name, T, UT)						\
+/* One function per datatype; CASES lists the operations its class has. */
+#define DEFINE_CALC(name, T, CASES)					\
 static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 			const T *cmp)					\
 {									\
@@ -133,42 +134,21 @@ static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
 		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
 		switch (op) {						\
 		CALC_COMMON(op, dst[i], s, c)				\
-		CALC_ARITH_WRAP(op, dst[i], s, UT)			\
-		CALC_ORDERED(op, dst[i], s, c)				\
-		CALC_BITS(op, dst[i], s, c)				\
+		CASES							\
 		default: break;						\
 		}							\
 	}								\
 }
 
-#define DEFINE_REAL(name, T)						\
-static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
-			const T *cmp)					\
-{									\
-	for (size_t i = 0; i < n; i++) {				\
-		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
-		switch (op) {						\
-		CALC_COMMON(op, dst[i], s, c)				\
-		CALC_ARITH(op, dst[i], s)				\
-		CALC_ORDERED(op, dst[i], s, c)				\
-		default: break;						\
-		}							\
-	}								\
-}
-
-#define DEFINE_COMPLEX(name, T)						\
-static void calc_##name(enum fi_op op, size_t n, T *dst, const T *src,	\
-			const T *cmp)					\
-{									\
-	for (size_t i = 0; i < n; i++) {				\
-		T s = src ? src[i] : 0, c = cmp ? cmp[i] : 0;		\
-		switch (op) {						\
-		CALC_COMMON(op, dst[i], s, c)				\
-		CALC_ARITH(op, dst[i], s)				\
-		default: break;						\
-		}							\
-	}								\
-}
+#define DEFINE_INT(name, T, UT) DEFINE_CALC(name, T,			\
+	CALC_ARITH_WRAP(op, dst[i], s, UT)				\
+	CALC_ORDERED(op, dst[i], s, c)					\
+	CALC_BITS(op, dst[i], s, c))
+#define DEFINE_REAL(name, T) DEFINE_CALC(name, T,			\
+	CALC_ARITH(op, dst[i], s)					\
+	CALC_ORDERED(op, dst[i], s, c))
+#define DEFINE_COMPLEX(name, T) DEFINE_CALC(name, T,			\
+	CALC_ARITH(op, dst[i], s))
 
 DEFINE_INT(i8, int8_t, unsigned)
 DEFINE_INT(u8, uint8_t, unsigned)
