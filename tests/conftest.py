@@ -19,12 +19,14 @@ ofi-tcp
 
 import os
 import shutil
-import signal
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
+
+# The harness's own process-tree killer: one implementation for both.
+from usb4fabric.launch import kill_tree
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
@@ -74,57 +76,6 @@ def mpirun_argv(fabric, np, program, *, env=None, mca=(), provider_dir=None):
     return argv + list(program)
 
 
-def _children(pid):
-    """All descendants of pid, read from /proc."""
-    parents = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-
-def _signal_all(pids, sig):
-    for pid in pids:
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
-
-
-def _kill_tree(proc):
-    """SIGTERM the process group and every descendant, then SIGKILL what is left."""
-    tree = _children(proc.pid)
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    _signal_all(tree, signal.SIGTERM)
-    try:
-        proc.wait(KILL_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
-    tree += _children(proc.pid)
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    _signal_all(tree, signal.SIGKILL)
-    deadline = time.monotonic() + KILL_GRACE
-    while time.monotonic() < deadline and any(Path("/proc/%d" % pid).exists() for pid in tree):
-        time.sleep(0.05)
-
-
 def run_command(argv, *, timeout=MPIRUN_TIMEOUT, env=None, cwd=None):
     """Run argv in its own process group; returns subprocess.CompletedProcess.
 
@@ -140,7 +91,7 @@ def run_command(argv, *, timeout=MPIRUN_TIMEOUT, env=None, cwd=None):
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        _kill_tree(proc)
+        kill_tree(proc, KILL_GRACE)
         out, err = proc.communicate()
         raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
