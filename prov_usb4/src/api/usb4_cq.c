@@ -131,6 +131,10 @@ static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 	ret = cq_readfrom_locked(cq, buf, count, src_addr);
 	if (ret == -FI_EAGAIN && idle_nap(cq))
 		ret = cq_readfrom_locked(cq, buf, count, src_addr);
+	/* Something came: the caller acts on it before it waits again, so the
+	 * next empty read starts a new spin instead of napping at once. */
+	if (ret != -FI_EAGAIN)
+		cq->last_empty_ns = 0;
 	usb4_lock_release(&cq->domain->lock);
 	return ret;
 }
