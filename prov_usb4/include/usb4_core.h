@@ -101,12 +101,24 @@ struct usb4_peer {
 	bool in_use;
 };
 
-/* The table behind an fi_av: fi_addr_t is an index into peers. */
+/*
+ * The table behind an fi_av: fi_addr_t is an index into peers.  Peers on
+ * other hosts may talk to us before the application inserts them (Open MPI
+ * adds remote processes lazily, on its first send to them); such a peer gets
+ * a hidden entry, made from the datagram's source, so that rel can answer it.
+ * Hidden fi_addrs carry USB4_HIDDEN_BIT, are never shown to the application
+ * (completions say FI_ADDR_NOTAVAIL), and give way in the reverse lookup to
+ * the real entry once the application inserts the peer.
+ */
+#define USB4_HIDDEN_BIT		(1ull << 62)
+
 struct usb4_core_av {
 	struct usb4_peer *peers;
 	size_t count, cap;
+	struct usb4_peer *hidden;
+	size_t hidden_count, hidden_cap;
 	uint64_t *hash_keys;	/* ep_id, 0 = empty */
-	size_t *hash_vals;	/* index into peers */
+	fi_addr_t *hash_vals;	/* fi_addr of the peer */
 	size_t hash_cap;	/* power of two */
 	uint64_t host_id;
 };
@@ -118,6 +130,19 @@ int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
 int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr);
 struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr);
 fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
+/* A hidden entry for a udp peer we heard from before it was inserted. */
+int usb4_core_av_insert_hidden(struct usb4_core_av *av, uint64_t ep_id,
+			       const struct usb4_udp_addr *udp,
+			       fi_addr_t *fi_addr);
+/* What the application may see of an fi_addr: hidden ones are not its. */
+static inline fi_addr_t usb4_core_av_visible(fi_addr_t fi_addr)
+{
+	return fi_addr != FI_ADDR_NOTAVAIL && (fi_addr & USB4_HIDDEN_BIT) ?
+	       FI_ADDR_NOTAVAIL : fi_addr;
+}
+/* The endpoint id behind an fi_addr (0 if none): the peer's identity,
+ * whichever of its entries (hidden or inserted) names it. */
+uint64_t usb4_core_av_id(struct usb4_core_av *av, fi_addr_t fi_addr);
 uint64_t usb4_host_id(void);
 
 /* ---- domain and memory regions ---------------------------------------- */
@@ -257,6 +282,14 @@ struct usb4_core_stats {
 
 struct usb4_rel_peer;
 
+/* rel towards one udp peer, keyed by the peer's endpoint id: the same state
+ * whether the peer is named by a hidden entry or, later, an inserted one. */
+struct usb4_session {
+	uint64_t id;
+	struct usb4_rel_peer *rel;
+	bool dead_reported;
+};
+
 struct usb4_core_ep {
 	uint64_t id;
 	uint64_t caps;
@@ -264,8 +297,8 @@ struct usb4_core_ep {
 	struct usb4_shm_link *shm;
 	struct usb4_udp_link *udp;	/* NULL: no interface for other hosts */
 	size_t udp_payload_max;		/* core frame bytes per datagram */
-	struct usb4_rel_peer **rel;	/* per fi_addr, created on first use */
-	size_t rel_cap;
+	struct usb4_session *sessions;	/* rel state per udp peer, by its id */
+	size_t session_count, session_cap;
 	struct usb4_list streams;	/* usb4_stream with bytes to send */
 	struct usb4_list xfers;		/* usb4_xfer receiving bytes */
 	bool rel_busy;			/* inside rel's delivery: no rel sends */

@@ -319,7 +319,7 @@ void usb4_core_nap(struct usb4_core_ep *ep, int64_t timeout_us)
 
 bool usb4_core_talks_to_other_hosts(const struct usb4_core_ep *ep)
 {
-	return ep->rel_cap > 0;
+	return ep->session_count > 0;
 }
 
 void usb4_core_kick(struct usb4_core_ep *ep)

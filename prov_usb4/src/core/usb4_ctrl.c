@@ -99,7 +99,7 @@ void usb4_proto_drop_ctrl(struct usb4_core_ep *ep, fi_addr_t dest)
 	usb4_list_foreach_safe(&ep->ctrl_pending, it, tmp) {
 		struct usb4_ctrl *ctrl = usb4_container_of(it, struct usb4_ctrl,
 							   link);
-		if (ctrl->dest != dest)
+		if (!usb4_same_peer(ep, ctrl->dest, dest))
 			continue;
 		usb4_list_remove(it);
 		free(ctrl);

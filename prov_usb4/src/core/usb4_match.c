@@ -13,11 +13,13 @@ static int queue_of(uint64_t flags)
 	return flags & FI_TAGGED ? USB4_Q_TAGGED : USB4_Q_MSG;
 }
 
-static bool src_matches(const struct usb4_core_ep *ep, fi_addr_t want,
+/* By identity: a message from a peer we first knew by a hidden entry
+ * matches a receive naming the entry the application inserted since. */
+static bool src_matches(struct usb4_core_ep *ep, fi_addr_t want,
 			fi_addr_t have)
 {
 	return !(ep->caps & FI_DIRECTED_RECV) || want == FI_ADDR_UNSPEC ||
-	       want == have;
+	       usb4_same_peer(ep, want, have);
 }
 
 static bool tag_matches(int q, uint64_t want, uint64_t ignore, uint64_t have)
@@ -184,7 +186,7 @@ bool usb4_match_deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 		.buf = count ? iov[0].iov_base : NULL,
 		.data = m->wflags & USB4_WF_CQ_DATA ? m->data : 0,
 		.tag = m->tag,
-		.src = m->src,
+		.src = usb4_report_src(ep, m->src),
 	};
 
 	if (rx->flags & FI_MULTI_RECV) {
@@ -389,7 +391,7 @@ static void peek_report(struct usb4_core_ep *ep, const struct usb4_recv_args *a,
 		.len = len,
 		.tag = u ? u->tag : a->tag,
 		.data = u && (u->wflags & USB4_WF_CQ_DATA) ? u->data : 0,
-		.src = u ? u->src : FI_ADDR_NOTAVAIL,
+		.src = u ? usb4_report_src(ep, u->src) : FI_ADDR_NOTAVAIL,
 	};
 
 	if (!ep->rx_cq)

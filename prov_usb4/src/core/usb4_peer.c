@@ -54,7 +54,7 @@ static size_t hash_slot(uint64_t key, size_t cap)
 	return (size_t) (key * 0x9e3779b97f4a7c15ull) & (cap - 1);
 }
 
-static void hash_put(struct usb4_core_av *av, uint64_t key, size_t val)
+static void hash_put(struct usb4_core_av *av, uint64_t key, fi_addr_t val)
 {
 	size_t i = hash_slot(key, av->hash_cap);
 
@@ -69,9 +69,9 @@ static int hash_rebuild(struct usb4_core_av *av, size_t min_cap)
 {
 	size_t cap = 16;
 	uint64_t *keys;
-	size_t *vals;
+	fi_addr_t *vals;
 
-	while (cap < 2 * min_cap)
+	while (cap < 2 * (min_cap + av->hidden_count))
 		cap <<= 1;
 	keys = calloc(cap, sizeof(*keys));
 	vals = calloc(cap, sizeof(*vals));
@@ -85,6 +85,9 @@ static int hash_rebuild(struct usb4_core_av *av, size_t min_cap)
 	av->hash_keys = keys;
 	av->hash_vals = vals;
 	av->hash_cap = cap;
+	/* Hidden first: an inserted entry for the same peer overrides it. */
+	for (size_t i = 0; i < av->hidden_count; i++)
+		hash_put(av, av->hidden[i].addr.ep_id, USB4_HIDDEN_BIT | i);
 	for (size_t i = 0; i < av->count; i++)
 		if (av->peers[i].in_use)
 			hash_put(av, av->peers[i].addr.ep_id, i);
@@ -117,6 +120,7 @@ void usb4_core_av_fini(struct usb4_core_av *av)
 		if (av->peers[i].in_use)
 			peer_close(&av->peers[i]);
 	free(av->peers);
+	free(av->hidden);
 	free(av->hash_keys);
 	free(av->hash_vals);
 	memset(av, 0, sizeof(*av));
@@ -218,9 +222,47 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr)
 
 struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr)
 {
+	if (fi_addr != FI_ADDR_NOTAVAIL && (fi_addr & USB4_HIDDEN_BIT)) {
+		fi_addr &= ~USB4_HIDDEN_BIT;
+		return fi_addr < av->hidden_count ? &av->hidden[fi_addr] : NULL;
+	}
 	if (fi_addr >= av->count || !av->peers[fi_addr].in_use)
 		return NULL;
 	return &av->peers[fi_addr];
+}
+
+uint64_t usb4_core_av_id(struct usb4_core_av *av, fi_addr_t fi_addr)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(av, fi_addr);
+
+	return peer ? peer->addr.ep_id : 0;
+}
+
+int usb4_core_av_insert_hidden(struct usb4_core_av *av, uint64_t ep_id,
+			       const struct usb4_udp_addr *udp,
+			       fi_addr_t *fi_addr)
+{
+	struct usb4_peer *peer;
+
+	if (av->hidden_count == av->hidden_cap) {
+		size_t cap = av->hidden_cap ? av->hidden_cap * 2 : 8;
+		peer = realloc(av->hidden, cap * sizeof(*peer));
+		if (!peer)
+			return -FI_ENOMEM;
+		av->hidden = peer;
+		av->hidden_cap = cap;
+	}
+	peer = &av->hidden[av->hidden_count];
+	memset(peer, 0, sizeof(*peer));
+	peer->addr.magic = USB4_ADDR_MAGIC;
+	peer->addr.version = USB4_ADDR_VERSION;
+	peer->addr.ep_id = ep_id;
+	peer->kind = USB4_PEER_UDP;
+	peer->udp = *udp;
+	peer->in_use = true;
+	*fi_addr = USB4_HIDDEN_BIT | av->hidden_count++;
+	/* Rebuild rather than put: an inserted entry must keep precedence. */
+	return hash_rebuild(av, av->cap);
 }
 
 fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id)

@@ -208,7 +208,7 @@ static void handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
 	int64_t status = (int64_t) f->data;
 
-	if (!op || (src != FI_ADDR_NOTAVAIL && op->dest != src)) {
+	if (!op || (src != FI_ADDR_NOTAVAIL && !usb4_same_peer(ep, op->dest, src))) {
 		ep->stats.dropped_unknown_op++;
 		return;
 	}

@@ -17,6 +17,27 @@ struct usb4_msg_in {
 	const struct iovec *riov;
 };
 
+/* Whether two fi_addrs name the same peer (a hidden entry and the one the
+ * application inserted later do). */
+static inline bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a,
+				  fi_addr_t b)
+{
+	uint64_t id;
+
+	if (a == b)
+		return true;
+	id = usb4_core_av_id(ep->av, a);
+	return id && id == usb4_core_av_id(ep->av, b);
+}
+
+/* The source to report for a peer: its inserted fi_addr, if it has one. */
+static inline fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
+{
+	uint64_t id = usb4_core_av_id(ep->av, a);
+
+	return usb4_core_av_visible(id ? usb4_core_av_reverse(ep->av, id) : a);
+}
+
 /* usb4_proto.c: sends and dispatch */
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f);
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep);

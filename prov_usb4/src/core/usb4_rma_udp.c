@@ -378,7 +378,7 @@ void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
 {
 	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
 
-	if (!op || op->dest != src) {
+	if (!op || !usb4_same_peer(ep, op->dest, src)) {
 		ep->stats.dropped_unknown_op++;
 		return;
 	}

@@ -117,7 +117,8 @@ void usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
 {
 	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
 
-	if (!op || op->dest != src || f->total_len > op->len) {
+	if (!op || !usb4_same_peer(ep, op->dest, src) ||
+	    f->total_len > op->len) {
 		ep->stats.dropped_bad_xfer++;
 		return;
 	}
@@ -148,7 +149,7 @@ static struct usb4_xfer *xfer_find(struct usb4_core_ep *ep, fi_addr_t src,
 	usb4_list_foreach(&ep->xfers, it) {
 		struct usb4_xfer *x = usb4_container_of(it, struct usb4_xfer,
 							link);
-		if (x->src == src && x->msg_id == msg_id &&
+		if (x->msg_id == msg_id && usb4_same_peer(ep, x->src, src) &&
 		    (x->kind == USB4_XFER_RMA_READ) == read_resp)
 			return x;
 	}
@@ -237,13 +238,13 @@ void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)
 	usb4_list_foreach_safe(&ep->xfers, it, tmp) {
 		struct usb4_xfer *x = usb4_container_of(it, struct usb4_xfer,
 							link);
-		if (x->src == peer)
+		if (usb4_same_peer(ep, x->src, peer))
 			usb4_xfer_done(ep, x, FI_EHOSTUNREACH);
 	}
 	usb4_list_foreach_safe(&ep->streams, it, tmp) {
 		struct usb4_stream *s = usb4_container_of(it, struct usb4_stream,
 							  link);
-		if (s->dest == peer)
+		if (usb4_same_peer(ep, s->dest, peer))
 			stream_discard(s);
 	}
 }

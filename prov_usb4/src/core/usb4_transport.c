@@ -68,37 +68,32 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_core_ep *ep)
 	};
 }
 
-static int rel_table_reserve(struct usb4_core_ep *ep, fi_addr_t fi_addr)
-{
-	size_t cap = ep->rel_cap ? ep->rel_cap : 16;
-	struct usb4_rel_peer **rel;
-
-	if (fi_addr < ep->rel_cap)
-		return 0;
-	while (cap <= fi_addr)
-		cap *= 2;
-	rel = realloc(ep->rel, cap * sizeof(*rel));
-	if (!rel)
-		return -FI_ENOMEM;
-	memset(rel + ep->rel_cap, 0, (cap - ep->rel_cap) * sizeof(*rel));
-	ep->rel = rel;
-	ep->rel_cap = cap;
-	return 0;
-}
-
-/* The rel state towards a udp peer, created on first use. */
-static struct usb4_rel_peer *rel_of(struct usb4_core_ep *ep, fi_addr_t fi_addr,
-				    const struct usb4_peer *peer)
+/* The session with peer id, created when create is set. */
+static struct usb4_session *session_of(struct usb4_core_ep *ep, uint64_t id,
+				       bool create)
 {
 	struct usb4_rel_cfg cfg = rel_cfg(ep);
+	struct usb4_session *s;
 
-	if (rel_table_reserve(ep, fi_addr))
+	for (size_t i = 0; i < ep->session_count; i++)
+		if (ep->sessions[i].id == id)
+			return &ep->sessions[i];
+	if (!create || !id)
 		return NULL;
-	if (!ep->rel[fi_addr] &&
-	    usb4_rel_peer_open(&ep->rel[fi_addr], &cfg, ep->id,
-			       peer->addr.ep_id, usb4_now_ns()))
+	if (ep->session_count == ep->session_cap) {
+		size_t cap = ep->session_cap ? ep->session_cap * 2 : 8;
+		s = realloc(ep->sessions, cap * sizeof(*s));
+		if (!s)
+			return NULL;
+		ep->sessions = s;
+		ep->session_cap = cap;
+	}
+	s = &ep->sessions[ep->session_count];
+	*s = (struct usb4_session) { .id = id };
+	if (usb4_rel_peer_open(&s->rel, &cfg, ep->id, id, usb4_now_ns()))
 		return NULL;
-	return ep->rel[fi_addr];
+	ep->session_count++;
+	return s;
 }
 
 size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
@@ -124,7 +119,7 @@ int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
 	struct rel_ctx ctx = { .ep = ep, .peer = peer, .fi_addr = dest };
 	struct usb4_rel_io io = rel_io(&ctx);
-	struct usb4_rel_peer *rel;
+	struct usb4_session *session;
 
 	if (!peer)
 		return -FI_EINVAL;
@@ -135,10 +130,10 @@ int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	/* A frame sent from inside rel's delivery would re-enter rel. */
 	if (ep->rel_busy)
 		return -FI_EAGAIN;
-	rel = rel_of(ep, dest, peer);
-	if (!rel)
+	session = session_of(ep, peer->addr.ep_id, true);
+	if (!session)
 		return -FI_ENOMEM;
-	return usb4_rel_send(rel, usb4_now_ns(), iov, count, &io);
+	return usb4_rel_send(session->rel, usb4_now_ns(), iov, count, &io);
 }
 
 /* ---- receiving from udp ---- */
@@ -152,6 +147,19 @@ static bool same_udp_addr(const struct usb4_udp_addr *a,
 	       !memcmp(a->ip, b->ip, len);
 }
 
+/* Which peer sent a datagram: the AV's entry, or a hidden one made from
+ * the datagram when the application has not inserted the peer yet. */
+static fi_addr_t datagram_peer(struct usb4_core_ep *ep, uint64_t src_id,
+			       const struct usb4_udp_addr *from)
+{
+	fi_addr_t fi_addr = usb4_core_av_reverse(ep->av, src_id);
+
+	if (fi_addr == FI_ADDR_NOTAVAIL &&
+	    usb4_core_av_insert_hidden(ep->av, src_id, from, &fi_addr))
+		return FI_ADDR_NOTAVAIL;
+	return fi_addr;
+}
+
 static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 			const void *dgram, size_t len)
 {
@@ -159,24 +167,24 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	uint64_t src_id, dst_id;
 	struct rel_ctx ctx = { .ep = ep };
 	struct usb4_rel_io io = rel_io(&ctx);
-	struct usb4_rel_peer *rel;
+	struct usb4_session *session;
 
 	if (usb4_rel_datagram_ids(dgram, len, &src_id, &dst_id) ||
-	    dst_id != ep->id) {
+	    dst_id != ep->id || !src_id) {
 		ep->stats.udp_foreign++;
 		return;
 	}
-	ctx.fi_addr = usb4_core_av_reverse(ep->av, src_id);
+	ctx.fi_addr = datagram_peer(ep, src_id, from);
 	ctx.peer = usb4_core_av_peer(ep->av, ctx.fi_addr);
-	/* Only peers in our AV, and only from the address they published. */
+	/* Only from the address the peer published (or first wrote from). */
 	if (!ctx.peer || ctx.peer->kind != USB4_PEER_UDP ||
 	    !same_udp_addr(from, &ctx.peer->udp) ||
-	    !(rel = rel_of(ep, ctx.fi_addr, ctx.peer))) {
+	    !(session = session_of(ep, src_id, true))) {
 		ep->stats.udp_foreign++;
 		return;
 	}
 	ep->rel_busy = true;
-	if (usb4_rel_input(rel, usb4_now_ns(), dgram, len, &io))
+	if (usb4_rel_input(session->rel, usb4_now_ns(), dgram, len, &io))
 		ep->stats.udp_rejected++;
 	ep->rel_busy = false;
 }
@@ -184,20 +192,22 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 /* Retransmissions, delayed acks and dead peers. */
 static void run_timers(struct usb4_core_ep *ep, uint64_t now)
 {
-	for (size_t i = 0; i < ep->rel_cap; i++) {
-		struct usb4_rel_peer *rel = ep->rel[i];
-		struct rel_ctx ctx = { .ep = ep, .fi_addr = i };
+	for (size_t i = 0; i < ep->session_count; i++) {
+		struct usb4_session *s = &ep->sessions[i];
+		struct rel_ctx ctx = { .ep = ep };
 
-		if (!rel || usb4_rel_deadline(rel) > now)
+		if (usb4_rel_deadline(s->rel) > now)
 			continue;
-		ctx.peer = usb4_core_av_peer(ep->av, i);
+		ctx.fi_addr = usb4_core_av_reverse(ep->av, s->id);
+		ctx.peer = usb4_core_av_peer(ep->av, ctx.fi_addr);
 		if (!ctx.peer)
 			continue;
 		struct usb4_rel_io io = rel_io(&ctx);
-		bool was_dead = usb4_rel_dead(rel);
-		usb4_rel_timer(rel, now, &io);
-		if (!was_dead && usb4_rel_dead(rel))
-			usb4_proto_peer_dead(ep, i);
+		usb4_rel_timer(s->rel, now, &io);
+		if (usb4_rel_dead(s->rel) && !s->dead_reported) {
+			s->dead_reported = true;
+			usb4_proto_peer_dead(ep, ctx.fi_addr);
+		}
 	}
 }
 
@@ -217,9 +227,9 @@ static int64_t next_timer_us(struct usb4_core_ep *ep)
 {
 	uint64_t now = usb4_now_ns(), first = UINT64_MAX;
 
-	for (size_t i = 0; i < ep->rel_cap; i++)
-		if (ep->rel[i] && usb4_rel_deadline(ep->rel[i]) < first)
-			first = usb4_rel_deadline(ep->rel[i]);
+	for (size_t i = 0; i < ep->session_count; i++)
+		if (usb4_rel_deadline(ep->sessions[i].rel) < first)
+			first = usb4_rel_deadline(ep->sessions[i].rel);
 	if (first == UINT64_MAX)
 		return -1;
 	return first <= now ? 0 : (int64_t) ((first - now + 999) / 1000);
@@ -265,11 +275,9 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 	const struct usb4_udp_link_stats *l = usb4_udp_link_stats(ep->udp);
 	struct usb4_rel_stats sum = { 0 };
 
-	for (size_t i = 0; i < ep->rel_cap; i++) {
-		const struct usb4_rel_stats *r;
-		if (!ep->rel[i])
-			continue;
-		r = usb4_rel_stats(ep->rel[i]);
+	for (size_t i = 0; i < ep->session_count; i++) {
+		const struct usb4_rel_stats *r = usb4_rel_stats(ep->sessions[i].rel);
+
 		sum.sent += r->sent;
 		sum.retransmitted += r->retransmitted;
 		sum.delivered += r->delivered;
@@ -305,9 +313,9 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 /* Frames to live peers that rel still has to get acknowledged. */
 static bool udp_unacked(const struct usb4_core_ep *ep)
 {
-	for (size_t i = 0; i < ep->rel_cap; i++)
-		if (ep->rel[i] && !usb4_rel_dead(ep->rel[i]) &&
-		    usb4_rel_unacked(ep->rel[i]))
+	for (size_t i = 0; i < ep->session_count; i++)
+		if (!usb4_rel_dead(ep->sessions[i].rel) &&
+		    usb4_rel_unacked(ep->sessions[i].rel))
 			return true;
 	return false;
 }
@@ -339,11 +347,11 @@ void usb4_transport_close(struct usb4_core_ep *ep)
 		linger(ep);
 		log_udp_stats(ep);
 	}
-	for (size_t i = 0; i < ep->rel_cap; i++)
-		usb4_rel_peer_close(ep->rel[i]);
-	free(ep->rel);
-	ep->rel = NULL;
-	ep->rel_cap = 0;
+	for (size_t i = 0; i < ep->session_count; i++)
+		usb4_rel_peer_close(ep->sessions[i].rel);
+	free(ep->sessions);
+	ep->sessions = NULL;
+	ep->session_count = ep->session_cap = 0;
 	usb4_udp_link_close(ep->udp);
 	ep->udp = NULL;
 }

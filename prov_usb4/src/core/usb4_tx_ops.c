@@ -87,7 +87,8 @@ void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
 	for (size_t i = 0; i < ep->ops_cap; i++) {
 		struct usb4_tx_op *op = &ep->ops[i];
 
-		if (!op->busy || (dest != FI_ADDR_UNSPEC && op->dest != dest) ||
+		if (!op->busy ||
+		    (dest != FI_ADDR_UNSPEC && !usb4_same_peer(ep, op->dest, dest)) ||
 		    (alive && alive(ep, op->dest)))
 			continue;
 		usb4_proto_op_done(ep, op, err);

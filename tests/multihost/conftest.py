@@ -1,0 +1,119 @@
+"""Fixtures for the multi-host suites: hosts are network namespaces.
+
+Every test that asks for ``cluster2`` gets two fresh hosts (tests/hosts.py)
+joined by one veth cable ``tb0`` (10.77.0.0/24) and removed after the test,
+whatever happened.  ``mpirun_hosts`` runs a program on ranks spread over them:
+``mpirun`` inside the first host, its daemons started in the others by
+tests/multihost/launch_agent.sh.
+
+Fabrics (``USB4_MULTIHOST_FABRIC``, default ``usb4``):
+
+usb4
+    ``pml cm`` + ``mtl ofi`` restricted to usb4, ``FI_USB4_IFACE=tb0``: the
+    provider's udp link between hosts, its shm link within one.  CI's path.
+btl-tcp
+    ``pml ob1`` + Open MPI's ``btl tcp`` (vader within a host, copying in
+    and out: its single copy writes past a truncated receive); develops the
+    harness without the provider.
+ofi-tcp
+    the usb4 command line with libfabric's ``tcp;ofi_rxm`` and
+    ``FI_TCP_IFACE=tb0``.
+"""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import hosts  # noqa: E402  (tests/hosts.py)
+
+MULTIHOST_TIMEOUT = 90  # seconds, for every mpirun across hosts
+IFACE = "tb0"
+
+
+def _ofi(provider, env):
+    args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
+            "--mca", "opal_common_ofi_provider_include", provider]
+    for name, value in env.items():
+        args += ["-x", "%s=%s" % (name, value)]
+    return args
+
+
+def fabric_args(fabric, provider_dir=None, onesided=False):
+    """mpirun arguments (after the launch ones) selecting the fabric."""
+    if fabric == "usb4":
+        args = _ofi("usb4", {"FI_PROVIDER_PATH": str(provider_dir),
+                             "FI_PROVIDER": "usb4", "FI_USB4_IFACE": IFACE})
+        if onesided:
+            args += ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
+                     "--mca", "btl_ofi_provider_include", "usb4"]
+        return args
+    if fabric == "ofi-tcp":
+        return _ofi("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm", "FI_TCP_IFACE": IFACE})
+    if fabric == "btl-tcp":
+        return ["--mca", "pml", "ob1", "--mca", "btl", "tcp,vader,self",
+                "--mca", "btl_vader_single_copy_mechanism", "none"]
+    raise ValueError(fabric)
+
+
+FABRICS = ("usb4", "btl-tcp", "ofi-tcp")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(session, config, items):
+    """The host leftover check runs after everything else."""
+    last = [item for item in items
+            if getattr(getattr(item, "module", None), "__name__", "").endswith(
+                "test_no_leftover_hosts")]
+    items[:] = [item for item in items if item not in last] + last
+
+
+@pytest.fixture(scope="session")
+def multihost_fabric():
+    name = os.environ.get("USB4_MULTIHOST_FABRIC", "usb4")
+    if name not in FABRICS:
+        pytest.fail("USB4_MULTIHOST_FABRIC=%s: choose one of %s" % (name, ", ".join(FABRICS)),
+                    pytrace=False)
+    return name
+
+
+@pytest.fixture(scope="session")
+def namespaces_usable():
+    """Fails (never skips) without root and iproute2: CI runs as root."""
+    if os.geteuid() != 0:
+        pytest.fail("the multihost suite needs root (network namespaces)", pytrace=False)
+    for tool in ("ip", "nsenter", "unshare"):
+        if not any(os.access(os.path.join(d, tool), os.X_OK)
+                   for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/sbin", "/sbin"]):
+            pytest.fail("%s not found (iproute2 / util-linux)" % tool, pytrace=False)
+    return True
+
+
+@pytest.fixture
+def cluster2(namespaces_usable):
+    """Two fresh hosts joined by tb0; everything removed after the test."""
+    with hosts.Cluster(2) as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def mpirun_hosts(request, cluster2, multihost_fabric):
+    """run(program, slots, mca=(), env=None, onesided=False, timeout=90).
+
+    slots: ranks per host (1 -> 2 ranks on 2 hosts, 2 -> 4 ranks).  Returns
+    the CompletedProcess of mpirun run in the first host.
+    """
+    provider = (request.getfixturevalue("provider_dir")
+                if multihost_fabric == "usb4" else None)
+
+    def run(program, slots, mca=(), env=None, onesided=False, timeout=MULTIHOST_TIMEOUT):
+        argv = cluster2.mpirun_argv(slots)
+        argv += fabric_args(multihost_fabric, provider, onesided) + list(mca)
+        for name, value in (env or {}).items():
+            argv += ["-x", "%s=%s" % (name, value)]
+        return cluster2.run(0, argv + list(program), timeout=timeout)
+
+    return run
+
