@@ -58,7 +58,7 @@ install_python_packages() {
 # tree's sources are what runs; its C extension compiles against libfabric.
 install_usb4fabric() {
 	local so
-	so=$(ls python/usb4fabric/_libfabric*.so 2>/dev/null | head -n1)
+	so=$(ls python/usb4fabric/_libfabric*.so 2>/dev/null | head -n1 || true)
 	if [ -n "$so" ] && command -v usb4bench >/dev/null &&
 	   [ -z "$(find python/usb4fabric/cdefs python/usb4fabric/_build_libfabric.py \
 		python/pyproject.toml -newer "$so" 2>/dev/null)" ]; then
