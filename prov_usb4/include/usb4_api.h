@@ -147,6 +147,14 @@ size_t usb4_ep_inject_limit(struct fid_ep *fid);
 /* Progress every endpoint bound to a CQ or counter; caller holds the lock. */
 void usb4_cq_progress(struct usb4_cq *cq);
 void usb4_cntr_progress(struct usb4_cntr *cntr);
+/* The endpoints a CQ or counter progresses: a set of at most
+ * USB4_CQ_MAX_EPS (-FI_ENOSPC beyond). */
+int usb4_ep_list_add(struct usb4_core_ep **eps, size_t *count,
+		     struct usb4_core_ep *ep);
+void usb4_ep_list_del(struct usb4_core_ep **eps, size_t *count,
+		      struct usb4_core_ep *ep);
+/* Progresses every endpoint; true when any took a frame. */
+bool usb4_progress_eps(struct usb4_core_ep **eps, size_t count);
 int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
 int usb4_cntr_bind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep);
 void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);

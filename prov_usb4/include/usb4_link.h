@@ -111,6 +111,7 @@ void usb4_shm_reg_peer_close(struct usb4_shm_reg_peer *peer);
 int usb4_shm_pin(struct usb4_shm_reg_peer *peer, uint64_t key, uint64_t addr,
 		 uint64_t len, uint64_t access, struct usb4_shm_pin *pin);
 void usb4_shm_unpin(struct usb4_shm_pin *pin);
+void usb4_shm_unpin_all(struct usb4_shm_pin *pins, size_t count);
 /* Serialises atomics on one target's memory across every process. */
 void usb4_shm_atomic_lock(struct usb4_shm_reg_peer *peer);
 void usb4_shm_atomic_unlock(struct usb4_shm_reg_peer *peer);

@@ -13,28 +13,17 @@ static struct usb4_cntr *cntr_of(struct fid_cntr *fid)
 
 void usb4_cntr_progress(struct usb4_cntr *cntr)
 {
-	for (size_t i = 0; i < cntr->ep_count; i++)
-		usb4_core_progress(cntr->eps[i]);
+	usb4_progress_eps(cntr->eps, cntr->ep_count);
 }
 
 int usb4_cntr_bind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep)
 {
-	for (size_t i = 0; i < cntr->ep_count; i++)
-		if (cntr->eps[i] == ep)
-			return 0;
-	if (cntr->ep_count == USB4_CQ_MAX_EPS)
-		return -FI_ENOSPC;
-	cntr->eps[cntr->ep_count++] = ep;
-	return 0;
+	return usb4_ep_list_add(cntr->eps, &cntr->ep_count, ep);
 }
 
 void usb4_cntr_unbind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep)
 {
-	for (size_t i = 0; i < cntr->ep_count; i++)
-		if (cntr->eps[i] == ep) {
-			cntr->eps[i] = cntr->eps[--cntr->ep_count];
-			return;
-		}
+	usb4_ep_list_del(cntr->eps, &cntr->ep_count, ep);
 }
 
 static uint64_t cntr_read(struct fid_cntr *fid)

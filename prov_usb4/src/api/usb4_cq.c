@@ -14,12 +14,11 @@ static struct usb4_cq *cq_of(struct fid_cq *fid)
 
 void usb4_cq_progress(struct usb4_cq *cq)
 {
-	for (size_t i = 0; i < cq->ep_count; i++)
-		usb4_core_progress(cq->eps[i]);
+	usb4_progress_eps(cq->eps, cq->ep_count);
 }
 
-static int ep_list_add(struct usb4_core_ep **eps, size_t *count,
-		       struct usb4_core_ep *ep)
+int usb4_ep_list_add(struct usb4_core_ep **eps, size_t *count,
+		     struct usb4_core_ep *ep)
 {
 	for (size_t i = 0; i < *count; i++)
 		if (eps[i] == ep)
@@ -30,8 +29,8 @@ static int ep_list_add(struct usb4_core_ep **eps, size_t *count,
 	return 0;
 }
 
-static void ep_list_del(struct usb4_core_ep **eps, size_t *count,
-			struct usb4_core_ep *ep)
+void usb4_ep_list_del(struct usb4_core_ep **eps, size_t *count,
+		      struct usb4_core_ep *ep)
 {
 	for (size_t i = 0; i < *count; i++)
 		if (eps[i] == ep) {
@@ -42,7 +41,7 @@ static void ep_list_del(struct usb4_core_ep **eps, size_t *count,
 
 int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
 {
-	int ret = ep_list_add(cq->eps, &cq->ep_count, ep);
+	int ret = usb4_ep_list_add(cq->eps, &cq->ep_count, ep);
 
 	/* Wakes a thread asleep in sread when another thread completes. */
 	if (!ret && cq->domain->lock.enabled && !cq->queue.waker)
@@ -52,7 +51,7 @@ int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
 
 void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
 {
-	ep_list_del(cq->eps, &cq->ep_count, ep);
+	usb4_ep_list_del(cq->eps, &cq->ep_count, ep);
 	if (cq->queue.waker == ep->shm)
 		cq->queue.waker = cq->ep_count ? cq->eps[0]->shm : NULL;
 }

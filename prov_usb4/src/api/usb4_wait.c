@@ -11,7 +11,7 @@
 /* Sleep slice when several endpoints (or none) could wake us. */
 #define USB4_WAIT_SLICE_MS	1
 
-static bool progress_all(struct usb4_core_ep **eps, size_t count)
+bool usb4_progress_eps(struct usb4_core_ep **eps, size_t count)
 {
 	int n = 0;
 
@@ -28,7 +28,7 @@ void usb4_wait_eps(struct usb4_domain *domain, struct usb4_core_ep **eps,
 	int slice = count == 1 ? timeout_ms : USB4_WAIT_SLICE_MS;
 
 	while (usb4_now_ns() < spin_end) {
-		if (progress_all(eps, count))
+		if (usb4_progress_eps(eps, count))
 			return;
 		usb4_lock_release(&domain->lock);
 		sched_yield();

@@ -1,6 +1,7 @@
 /*
- * The arithmetic of atomics: which (operation, datatype) pairs we support and
- * how each updates the target values.  Pure functions, no I/O: the protocol
+ * The arithmetic of atomics: which (operation, datatype) pairs we support,
+ * what rights and operand layout each needs, and how each updates the target
+ * values.  Pure functions, no I/O: the protocol
  * code reads the target, calls usb4_atomic_calc(), writes the target back, all
  * under the target's atomics lock.
  */
@@ -79,6 +80,40 @@ bool usb4_atomic_supported(enum usb4_atomic_kind kind, enum fi_datatype dt,
 			   enum fi_op op)
 {
 	return op_in_kind(kind, op) && op_in_class(class_of(dt), op);
+}
+
+uint64_t usb4_atomic_access(enum usb4_atomic_kind kind, enum fi_op op)
+{
+	if (op == FI_ATOMIC_READ)
+		return FI_REMOTE_READ;
+	if (kind == USB4_ATOMIC_BASE)
+		return FI_REMOTE_WRITE;
+	return FI_REMOTE_READ | FI_REMOTE_WRITE;
+}
+
+int usb4_atomic_gather(const struct fi_ioc *ioc, size_t n, size_t size,
+		       char *buf, size_t count)
+{
+	size_t have = 0;
+
+	for (size_t i = 0; i < n; i++) {
+		if (ioc[i].count > count - have)
+			return -FI_EINVAL;
+		memcpy(buf + have * size, ioc[i].addr, ioc[i].count * size);
+		have += ioc[i].count;
+	}
+	return have == count ? 0 : -FI_EINVAL;
+}
+
+void usb4_atomic_scatter(const struct fi_ioc *ioc, size_t n, size_t size,
+			 const char *buf, size_t len)
+{
+	for (size_t i = 0; i < n && len; i++) {
+		size_t b = ioc[i].count * size < len ? ioc[i].count * size : len;
+		memcpy(ioc[i].addr, buf, b);
+		buf += b;
+		len -= b;
+	}
 }
 
 size_t usb4_atomic_max_count(enum fi_datatype dt)

@@ -64,26 +64,12 @@ static void rx_release(struct usb4_core_ep *ep, struct usb4_rx_entry *rx)
 
 /* ---- placing data ---- */
 
-/* Scatters len bytes of src into an iov list. */
-static void scatter(const struct iovec *iov, size_t count, const void *src,
-		    size_t len)
-{
-	const char *p = src;
-
-	for (size_t i = 0; i < count && len; i++) {
-		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
-		memcpy(iov[i].iov_base, p, n);
-		p += n;
-		len -= n;
-	}
-}
-
 /* Copies the message into the buffer; returns 0 or a negative FI_E* code. */
 static int place(const struct usb4_msg_in *m, const struct iovec *iov,
 		 size_t count, size_t len)
 {
 	if (m->type == USB4_FRAME_EAGER) {
-		scatter(iov, count, m->payload, len);
+		usb4_iov_copy_in(iov, count, 0, m->payload, len);
 		return 0;
 	}
 	return usb4_shm_bulk_read(m->pid, iov, count, m->riov, m->riov_count,
@@ -315,9 +301,7 @@ static void fill_rx(struct usb4_rx_entry *rx, const struct usb4_recv_args *a)
 	rx->flags = a->flags;
 	memcpy(rx->iov, a->iov, a->iov_count * sizeof(*a->iov));
 	rx->iov_count = a->iov_count;
-	rx->len = 0;
-	for (size_t i = 0; i < a->iov_count; i++)
-		rx->len += a->iov[i].iov_len;
+	rx->len = usb4_iov_len(a->iov, a->iov_count);
 	rx->multi_used = 0;
 	rx->src = a->src;
 	rx->tag = a->tag;

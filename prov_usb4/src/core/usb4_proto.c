@@ -19,15 +19,6 @@
 
 #include "usb4_proto.h"
 
-static size_t iov_total(const struct iovec *iov, size_t count)
-{
-	size_t len = 0;
-
-	for (size_t i = 0; i < count; i++)
-		len += iov[i].iov_len;
-	return len;
-}
-
 static uint64_t send_cqe_flags(uint64_t flags)
 {
 	return FI_SEND | (flags & FI_TAGGED ? FI_TAGGED : FI_MSG);
@@ -164,7 +155,7 @@ static bool shm_peer_alive(struct usb4_core_ep *ep, fi_addr_t fi_addr)
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 {
 	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
-	size_t len = iov_total(a->iov, a->iov_count);
+	size_t len = usb4_iov_len(a->iov, a->iov_count);
 	ssize_t ret;
 
 	if (!peer)

@@ -38,6 +38,15 @@ static inline fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
 	return usb4_core_av_visible(id ? usb4_core_av_reverse(ep->av, id) : a);
 }
 
+/* usb4_iov.c: iovec arithmetic */
+size_t usb4_iov_len(const struct iovec *iov, size_t count);
+/* Describes bytes [off, off + len) of an iov list in out; returns entries. */
+int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
+		   size_t len, struct iovec *out, int max);
+/* Copies len bytes of src into an iov list, starting off bytes in. */
+void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
+		      const void *src, size_t len);
+
 /* usb4_proto.c: sends and dispatch */
 void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f);
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep);

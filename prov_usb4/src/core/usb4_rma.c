@@ -22,29 +22,13 @@ static int pin_all(struct usb4_peer *peer, const struct fi_rma_iov *rma,
 						   access, &pins[i]) :
 				      -FI_EACCES;
 		if (ret) {
-			while (i--)
-				usb4_shm_unpin(&pins[i]);
+			usb4_shm_unpin_all(pins, i);
 			return ret;
 		}
 		remote[i].iov_base = (void *) (uintptr_t) pins[i].va;
 		remote[i].iov_len = rma[i].len;
 	}
 	return 0;
-}
-
-static void unpin_all(struct usb4_shm_pin *pins, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		usb4_shm_unpin(&pins[i]);
-}
-
-static size_t iov_sum(const struct iovec *iov, size_t count)
-{
-	size_t len = 0;
-
-	for (size_t i = 0; i < count; i++)
-		len += iov[i].iov_len;
-	return len;
 }
 
 static void rma_complete(struct usb4_core_ep *ep, uint64_t flags, void *context,
@@ -82,7 +66,7 @@ static int rma_move(struct usb4_peer *peer, const struct usb4_rma_args *a,
 					  a->rma_count, len) :
 		      usb4_shm_bulk_read(pid, a->iov, a->iov_count, remote,
 					 a->rma_count, len);
-	unpin_all(pins, a->rma_count);
+	usb4_shm_unpin_all(pins, a->rma_count);
 	if (!ret)
 		usb4_shm_peer_count_rma(peer->shm, write);
 	return ret;
@@ -91,7 +75,7 @@ static int rma_move(struct usb4_peer *peer, const struct usb4_rma_args *a,
 ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 {
 	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
-	size_t len = iov_sum(a->iov, a->iov_count), rlen = 0;
+	size_t len = usb4_iov_len(a->iov, a->iov_count), rlen = 0;
 	int ret;
 
 	if (!peer || a->iov_count > USB4_IOV_LIMIT ||
@@ -114,39 +98,6 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 
 /* ---- atomics ---- */
 
-/* Gathers count elements of size from an ioc list into buf. */
-static int gather(const struct fi_ioc *ioc, size_t n, size_t size, char *buf,
-		  size_t count)
-{
-	size_t have = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		if (ioc[i].count > count - have)
-			return -FI_EINVAL;
-		memcpy(buf + have * size, ioc[i].addr, ioc[i].count * size);
-		have += ioc[i].count;
-	}
-	return have == count ? 0 : -FI_EINVAL;
-}
-
-static void scatter_result(const struct fi_ioc *ioc, size_t n, size_t size,
-			   const char *buf)
-{
-	for (size_t i = 0; i < n; i++) {
-		memcpy(ioc[i].addr, buf, ioc[i].count * size);
-		buf += ioc[i].count * size;
-	}
-}
-
-static uint64_t atomic_access(const struct usb4_atomic_args *a)
-{
-	if (a->op == FI_ATOMIC_READ)
-		return FI_REMOTE_READ;
-	if (a->kind == USB4_ATOMIC_BASE)
-		return FI_REMOTE_WRITE;
-	return FI_REMOTE_READ | FI_REMOTE_WRITE;
-}
-
 /*
  * Pins every target segment, or none, checking alignment too.  Fix: segments
  * used to be pinned and updated one at a time, so a refused second segment
@@ -157,20 +108,20 @@ static int atomic_pin_all(struct usb4_peer *peer,
 			  struct usb4_shm_pin *pins)
 {
 	size_t align = size > 8 ? 8 : size;
+	uint64_t access = usb4_atomic_access(a->kind, a->op);
 
 	for (size_t i = 0; i < a->rma_count; i++) {
 		int ret = peer->reg ? usb4_shm_pin(peer->reg, a->rma[i].key,
 						   a->rma[i].addr,
 						   a->rma[i].count * size,
-						   atomic_access(a), &pins[i]) :
+						   access, &pins[i]) :
 				      -FI_EACCES;
 		if (!ret && pins[i].va % align) {
 			usb4_shm_unpin(&pins[i]);
 			ret = -FI_EINVAL;
 		}
 		if (ret) {
-			while (i--)
-				usb4_shm_unpin(&pins[i]);
+			usb4_shm_unpin_all(pins, i);
 			return ret;
 		}
 	}
@@ -256,10 +207,10 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 	int ret = 0;
 
 	if (a->op != FI_ATOMIC_READ &&
-	    (ret = gather(a->src, a->src_count, size, src, count)))
+	    (ret = usb4_atomic_gather(a->src, a->src_count, size, src, count)))
 		return ret;
 	if (a->kind == USB4_ATOMIC_COMPARE &&
-	    (ret = gather(a->cmp, a->cmp_count, size, cmp, count)))
+	    (ret = usb4_atomic_gather(a->cmp, a->cmp_count, size, cmp, count)))
 		return ret;
 	ret = atomic_pin_all(peer, a, size, pins);
 	if (ret)
@@ -270,9 +221,9 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 				     old + done * size, size);
 		done += a->rma[i].count;
 	}
-	unpin_all(pins, a->rma_count);
+	usb4_shm_unpin_all(pins, a->rma_count);
 	if (!ret && a->kind != USB4_ATOMIC_BASE)
-		scatter_result(a->res, a->res_count, size, old);
+		usb4_atomic_scatter(a->res, a->res_count, size, old, count * size);
 	return ret;
 }
 

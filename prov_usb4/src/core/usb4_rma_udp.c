@@ -134,8 +134,7 @@ static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		uint64_t len = le64toh(seg.len);
 		if (usb4_shm_pin(self, le64toh(seg.key), le64toh(seg.addr), len,
 				 access, &pins[i])) {
-			while (i--)
-				usb4_shm_unpin(&pins[i]);
+			usb4_shm_unpin_all(pins, i);
 			return -FI_EACCES;
 		}
 		iov[i].iov_base = (void *) (uintptr_t) pins[i].va;
@@ -213,21 +212,6 @@ static size_t atomic_payload(int kind, enum fi_op op, size_t bytes)
 	       (kind == USB4_ATOMIC_COMPARE ? bytes : 0);
 }
 
-static int gather_ioc(const struct fi_ioc *ioc, size_t n, size_t size, char *dst,
-		      size_t bytes)
-{
-	size_t have = 0;
-
-	for (size_t i = 0; i < n; i++) {
-		size_t b = ioc[i].count * size;
-		if (ioc[i].count > bytes / size || b > bytes - have)
-			return -FI_EINVAL;
-		memcpy(dst + have, ioc[i].addr, b);
-		have += b;
-	}
-	return have == bytes ? 0 : -FI_EINVAL;
-}
-
 static int atomic_request(struct usb4_core_ep *ep,
 			  const struct usb4_atomic_args *a, size_t count,
 			  uint64_t msg_id)
@@ -248,12 +232,12 @@ static int atomic_request(struct usb4_core_ep *ep,
 	struct iovec iov;
 
 	if (a->op != FI_ATOMIC_READ) {
-		if (gather_ioc(a->src, a->src_count, size, p, bytes))
+		if (usb4_atomic_gather(a->src, a->src_count, size, p, count))
 			return -FI_EINVAL;
 		p += bytes;
 	}
 	if (a->kind == USB4_ATOMIC_COMPARE &&
-	    gather_ioc(a->cmp, a->cmp_count, size, p, bytes))
+	    usb4_atomic_gather(a->cmp, a->cmp_count, size, p, count))
 		return -FI_EINVAL;
 	req.head = (struct usb4_wire_atomic) {
 		.kind = a->kind, .op = a->op, .datatype = htole16(a->dt),
@@ -303,9 +287,7 @@ static int atomic_execute(struct usb4_core_ep *ep,
 	struct usb4_shm_reg_peer *self = usb4_shm_reg_self(ep->dom->reg);
 	enum fi_datatype dt = le16toh(h->datatype);
 	size_t size = usb4_atomic_size(dt), bytes = le32toh(h->count) * size;
-	uint64_t access = h->op == FI_ATOMIC_READ ? FI_REMOTE_READ :
-			  h->kind == USB4_ATOMIC_BASE ? FI_REMOTE_WRITE :
-			  FI_REMOTE_READ | FI_REMOTE_WRITE;
+	uint64_t access = usb4_atomic_access(h->kind, h->op);
 	const char *cmp = operands + (h->op == FI_ATOMIC_READ ? 0 : bytes);
 	struct usb4_shm_pin pin;
 	size_t align = size > 8 ? 8 : size;
@@ -361,18 +343,6 @@ void usb4_rma_udp_handle_atomic(struct usb4_core_ep *ep,
 	usb4_proto_send_resp(ep, src, f->msg_id, ret, old, back);
 }
 
-static void scatter_res(const struct usb4_tx_op *op, const char *p, size_t len)
-{
-	for (size_t i = 0; i < op->res_count && len; i++) {
-		size_t b = op->res[i].count * op->res_size;
-		if (b > len)
-			b = len;
-		memcpy(op->res[i].addr, p, b);
-		p += b;
-		len -= b;
-	}
-}
-
 void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
 				     const struct usb4_frame *f, fi_addr_t src)
 {
@@ -383,6 +353,7 @@ void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
 		return;
 	}
 	if ((int64_t) f->data == 0)
-		scatter_res(op, f->payload, f->payload_len);
+		usb4_atomic_scatter(op->res, op->res_count, op->res_size,
+				    f->payload, f->payload_len);
 	usb4_proto_op_done(ep, op, (int) -(int64_t) f->data);
 }

@@ -11,42 +11,6 @@
 
 #include "usb4_proto.h"
 
-/* ---- iov helpers ---- */
-
-/* Describes bytes [off, off + len) of an iov list in out; returns entries. */
-static int iov_slice(const struct iovec *iov, size_t count, uint64_t off,
-		     size_t len, struct iovec *out, int max)
-{
-	int n = 0;
-
-	for (size_t i = 0; i < count && len && n < max; i++) {
-		if (off >= iov[i].iov_len) {
-			off -= iov[i].iov_len;
-			continue;
-		}
-		size_t take = iov[i].iov_len - off < len ?
-			      iov[i].iov_len - off : len;
-		out[n].iov_base = (char *) iov[i].iov_base + off;
-		out[n++].iov_len = take;
-		len -= take;
-		off = 0;
-	}
-	return n;
-}
-
-static void copy_in(const struct iovec *iov, size_t count, uint64_t off,
-		    const void *src, size_t len)
-{
-	struct iovec parts[USB4_IOV_LIMIT];
-	int n = iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
-	const char *p = src;
-
-	for (int i = 0; i < n; i++) {
-		memcpy(parts[i].iov_base, p, parts[i].iov_len);
-		p += parts[i].iov_len;
-	}
-}
-
 /* ---- sending side ---- */
 
 void usb4_stream_start(struct usb4_core_ep *ep, struct usb4_stream *s,
@@ -66,8 +30,7 @@ void usb4_stream_stop(struct usb4_stream *s)
 /* A finished read response: release the regions, tell the initiator. */
 static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
-	for (size_t i = 0; i < s->npins; i++)
-		usb4_shm_unpin(&s->pins[i]);
+	usb4_shm_unpin_all(s->pins, s->npins);
 	usb4_shm_link_count_rma(ep->shm, false);
 	usb4_proto_send_ctrl(ep, s->dest, USB4_FRAME_FIN, s->msg_id, 0,
 			     s->sent);
@@ -89,7 +52,7 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 			.payload_len = chunk, .src_id = ep->id, .data = s->sent,
 			.msg_id = s->msg_id, .total_len = chunk,
 		};
-		int n = iov_slice(s->iov, s->iov_count, s->sent, chunk,
+		int n = usb4_iov_slice(s->iov, s->iov_count, s->sent, chunk,
 				  iov + 1, USB4_IOV_LIMIT);
 
 		usb4_wire_build(&hdr, &f);
@@ -158,8 +121,7 @@ static struct usb4_xfer *xfer_find(struct usb4_core_ep *ep, fi_addr_t src,
 
 void usb4_xfer_free(struct usb4_xfer *x)
 {
-	for (size_t i = 0; i < x->npins; i++)
-		usb4_shm_unpin(&x->pins[i]);
+	usb4_shm_unpin_all(x->pins, x->npins);
 	usb4_list_remove(&x->link);
 	free(x);
 }
@@ -202,7 +164,7 @@ void usb4_stream_handle_data(struct usb4_core_ep *ep,
 		ep->stats.dropped_bad_xfer++;
 		return;
 	}
-	copy_in(x->iov, x->iov_count, f->data, f->payload, f->payload_len);
+	usb4_iov_copy_in(x->iov, x->iov_count, f->data, f->payload, f->payload_len);
 	x->received += f->payload_len;
 	if (x->received == x->want)
 		usb4_xfer_done(ep, x, 0);
@@ -226,8 +188,7 @@ static void stream_discard(struct usb4_stream *s)
 	usb4_list_remove(&s->link);
 	if (!s->owned)
 		return;
-	for (size_t i = 0; i < s->npins; i++)
-		usb4_shm_unpin(&s->pins[i]);
+	usb4_shm_unpin_all(s->pins, s->npins);
 	free(s);
 }
 

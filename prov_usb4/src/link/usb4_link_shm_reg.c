@@ -322,6 +322,12 @@ void usb4_shm_unpin(struct usb4_shm_pin *pin)
 				  1, memory_order_release);
 }
 
+void usb4_shm_unpin_all(struct usb4_shm_pin *pins, size_t count)
+{
+	for (size_t i = 0; i < count; i++)
+		usb4_shm_unpin(&pins[i]);
+}
+
 /* Spin-then-sleep lock; a holder that died is noticed and displaced. */
 void usb4_shm_atomic_lock(struct usb4_shm_reg_peer *peer)
 {

@@ -1,0 +1,46 @@
+/* iovec arithmetic the core's protocols share: lengths, slices, copies. */
+#include <string.h>
+
+#include "usb4_proto.h"
+
+size_t usb4_iov_len(const struct iovec *iov, size_t count)
+{
+	size_t len = 0;
+
+	for (size_t i = 0; i < count; i++)
+		len += iov[i].iov_len;
+	return len;
+}
+
+int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
+		   size_t len, struct iovec *out, int max)
+{
+	int n = 0;
+
+	for (size_t i = 0; i < count && len && n < max; i++) {
+		if (off >= iov[i].iov_len) {
+			off -= iov[i].iov_len;
+			continue;
+		}
+		size_t take = iov[i].iov_len - off < len ?
+			      iov[i].iov_len - off : len;
+		out[n].iov_base = (char *) iov[i].iov_base + off;
+		out[n++].iov_len = take;
+		len -= take;
+		off = 0;
+	}
+	return n;
+}
+
+void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
+		      const void *src, size_t len)
+{
+	struct iovec parts[USB4_IOV_LIMIT];
+	int n = usb4_iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
+	const char *p = src;
+
+	for (int i = 0; i < n; i++) {
+		memcpy(parts[i].iov_base, p, parts[i].iov_len);
+		p += parts[i].iov_len;
+	}
+}
