@@ -208,6 +208,7 @@ struct usb4_stream {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
 	uint64_t sent, limit;
+	bool by_ref;			/* rel may still send from iov */
 	/* Target of an RMA read: the pinned regions, FIN at the end. */
 	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
 	size_t npins;
@@ -246,6 +247,7 @@ struct usb4_xfer {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
 	uint64_t want, received;
+	uint32_t chunk;			/* the sender's DATA size, once seen */
 	/* USB4_XFER_RECV: how to complete the receive. */
 	struct usb4_rx_entry *rx;
 	struct usb4_cqe cqe;
@@ -277,6 +279,9 @@ struct usb4_core_stats {
 					 * or not meant for us */
 	uint64_t udp_rejected;		/* datagrams rel refused (see rel stats) */
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
+	uint64_t udp_ref_copies;	/* streams that ended before rel's acks,
+					 * so rel copied what it still sends
+					 * from their buffers */
 	uint64_t eager_sent, rndv_sent, unexpected;
 };
 
@@ -297,6 +302,9 @@ struct usb4_core_ep {
 	struct usb4_shm_link *shm;
 	struct usb4_udp_link *udp;	/* NULL: no interface for other hosts */
 	size_t udp_payload_max;		/* core frame bytes per datagram */
+	char *udp_linear;		/* one frame, when it came in pieces */
+	struct usb4_xfer *hot_xfer;	/* took the last DATA frame: where the
+					 * next ones are received straight to */
 	struct usb4_session *sessions;	/* rel state per udp peer, by its id */
 	size_t session_count, session_cap;
 	struct usb4_list streams;	/* usb4_stream with bytes to send */

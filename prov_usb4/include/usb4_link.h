@@ -172,8 +172,26 @@ int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *faults);
 
 struct usb4_udp_link;
 
+/* A datagram arrives in 1..USB4_UDP_PIECES_MAX pieces: more than one when
+ * a hole (below) steered part of it. */
+#define USB4_UDP_PIECES_MAX	3
 typedef void (*usb4_udp_rx_fn)(void *arg, const struct usb4_udp_addr *from,
-			       const void *datagram, size_t len);
+			       const struct iovec *dgram, int count);
+
+/*
+ * Receive placement: bytes [off, off + len) of a datagram are received
+ * straight into dest instead of the link's buffer, whatever the datagram
+ * turns out to be (the caller guesses which datagram comes next, and must
+ * be ready for dest to hold bytes of another one).
+ */
+struct usb4_udp_hole {
+	size_t off, len;
+	void *dest;
+};
+/* Fills holes for the first datagrams of the next receive, at most max;
+ * returns how many it filled. */
+typedef int (*usb4_udp_place_fn)(void *arg, struct usb4_udp_hole *holes,
+				 int max);
 
 int usb4_udp_link_open(struct usb4_udp_link **link,
 		       const struct usb4_iface *iface,
@@ -187,9 +205,10 @@ int usb4_udp_link_fd(const struct usb4_udp_link *link);
 /* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
 int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
 		  const struct iovec *iov, int count);
-/* Takes up to budget datagrams without blocking; returns how many. */
-int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
-		  int budget);
+/* Takes up to budget datagrams without blocking; returns how many.  place
+ * (may be NULL) is asked for holes first. */
+int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
+		  usb4_udp_rx_fn fn, void *arg, int budget);
 
 struct usb4_udp_link_stats {
 	uint64_t sent, received, send_again;

@@ -30,8 +30,13 @@
 /* Sends one datagram made of iov[0..count); returns 0 or a negative FI_E*
  * code (-FI_EAGAIN: the link is busy, rel retries on a later timer call). */
 typedef int (*usb4_rel_xmit_fn)(void *ctx, const struct iovec *iov, int count);
-/* Hands one payload up, in order, exactly once. */
-typedef void (*usb4_rel_deliver_fn)(void *ctx, const void *payload, size_t len);
+/* Hands one payload up, in order, exactly once, in count pieces (as the
+ * datagram came, less rel's header). */
+typedef void (*usb4_rel_deliver_fn)(void *ctx, const struct iovec *payload,
+				    int count);
+
+/* Most pieces a datagram may come in (usb4_rel_input_v). */
+#define USB4_REL_PIECES_MAX	4
 
 struct usb4_rel_io {
 	usb4_rel_xmit_fn xmit;
@@ -87,6 +92,24 @@ int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
 		  const struct iovec *iov, int count,
 		  const struct usb4_rel_io *io);
 
+/*
+ * Like usb4_rel_send, but the last nref (<= USB4_REL_REF_MAX) buffers of iov
+ * are not copied: they are sent, and sent again, from where they are, so
+ * they must stay valid and unchanged until the peer acknowledges them or
+ * usb4_rel_copy_refs takes copies.  The rest of iov is copied as usual.
+ * owner tags the frame for usb4_rel_copy_refs.
+ */
+#define USB4_REL_REF_MAX	USB4_IOV_LIMIT
+int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
+		      const struct iovec *iov, int count, int nref,
+		      uint64_t owner, const struct usb4_rel_io *io);
+
+/* Copies the payloads of owner's frames that are still referenced
+ * (unacknowledged) into rel's own buffers; owner may then reuse them. */
+void usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner);
+/* Unacknowledged frames that reference caller buffers. */
+uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer);
+
 /* True when usb4_rel_send would not return -FI_EAGAIN for a payload. */
 bool usb4_rel_can_send(const struct usb4_rel_peer *peer);
 
@@ -99,6 +122,12 @@ bool usb4_rel_can_send(const struct usb4_rel_peer *peer);
 int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
 		   const void *datagram, size_t len,
 		   const struct usb4_rel_io *io);
+
+/* The same for a datagram that arrived in count pieces (a receive that
+ * placed part of it elsewhere), in order. */
+int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
+		     const struct iovec *dgram, int count,
+		     const struct usb4_rel_io *io);
 
 /* Retransmits what is overdue, sends delayed acks, decides death. */
 void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
@@ -117,6 +146,8 @@ const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer);
 /* Peek at a datagram's ids before a peer is known (for demultiplexing). */
 int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
 			  uint64_t *dst_id);
+int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,
+			    uint64_t *src_id, uint64_t *dst_id);
 
 /* CRC32C (Castagnoli) used for the datagram checksum. */
 uint32_t usb4_crc32c(uint32_t crc, const void *data, size_t len);

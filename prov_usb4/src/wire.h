@@ -138,6 +138,12 @@ extern const char *const usb4_wire_verdict_names[USB4_WIRE_VERDICT_MAX];
 
 enum usb4_wire_verdict usb4_wire_parse(const void *buf, size_t len,
 				       struct usb4_frame *frame);
+/* The same for a frame whose header (sizeof(struct usb4_wire_hdr) bytes)
+ * and payload lie apart. */
+enum usb4_wire_verdict usb4_wire_parse_split(const void *hdr_buf,
+					     const void *payload,
+					     size_t payload_len,
+					     struct usb4_frame *frame);
 void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
 
 /*

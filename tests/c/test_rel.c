@@ -125,11 +125,20 @@ static int fake_xmit(void *ctx, const struct iovec *iov, int count)
 	return 0;
 }
 
-static void fake_deliver(void *ctx, const void *payload, size_t len)
+static void fake_deliver(void *ctx, const struct iovec *pieces, int count)
 {
 	struct side *s = ctx;
-	unsigned char want[PMAX];
-	size_t want_len = gen_payload(s->stream, s->expect++, want);
+	unsigned char want[PMAX], payload[PMAX + 1];
+	size_t want_len = gen_payload(s->stream, s->expect++, want), len = 0;
+
+	for (int i = 0; i < count; i++) {
+		if (len + pieces[i].iov_len > sizeof(payload)) {
+			s->bad = true;
+			return;
+		}
+		memcpy(payload + len, pieces[i].iov_base, pieces[i].iov_len);
+		len += pieces[i].iov_len;
+	}
 
 	if (len != want_len || memcmp(payload, want, len))
 		s->bad = true;

@@ -17,7 +17,12 @@
  *                              so mutations reach past the checksum)
  *                       bit 3: keep the body's ids (else src/dst are set
  *                              to the pair's, so mutations reach the state)
- *        ctl & 3 == 2   usb4_rel_send of body, from A (bit 2 clear) or B
+ *                       bit 4: the datagram comes in 3 pieces
+ *                              (usb4_rel_input_v), cut where ctl >> 5 says
+ *        ctl & 3 == 2   usb4_rel_send of body, from A (bit 2 clear) or B;
+ *                       bit 3: the second half by reference
+ *                              (usb4_rel_send_ref, owner ctl >> 5);
+ *                       bit 4: then usb4_rel_copy_refs(owner)
  *        ctl & 3 == 3   the clock advances ((ctl >> 2)^2 * 100 us), both
  *                       timers run, queued datagrams cross the fake link
  *
@@ -188,9 +193,17 @@ static int fake_xmit(void *ctx, const struct iovec *iov, int count)
 	return 0;
 }
 
-static void fake_deliver(void *ctx, const void *payload, size_t len)
+static void fake_deliver(void *ctx, const struct iovec *pieces, int count)
 {
-	FUZZ_ASSERT(len <= FUZZ_PAYLOAD_MAX);
+	static unsigned char payload[FUZZ_PAYLOAD_MAX];
+	size_t len = 0;
+
+	(void) ctx;
+	for (int i = 0; i < count; i++) {
+		FUZZ_ASSERT(len + pieces[i].iov_len <= FUZZ_PAYLOAD_MAX);
+		memcpy(payload + len, pieces[i].iov_base, pieces[i].iov_len);
+		len += pieces[i].iov_len;
+	}
 	fuzz_frame(payload, len);
 }
 
@@ -288,6 +301,28 @@ static void fix_dgram(unsigned char *d, size_t len, unsigned ctl,
 	memcpy(d, &h, sizeof(h));
 }
 
+/* The datagram in three pieces, each in a buffer of its own (exact sizes:
+ * ASan bounds), cut at cut/8 of it and halfway through the rest. */
+static void input_pieces(struct side *to, unsigned cut, const unsigned char *d,
+			 size_t len, uint64_t now)
+{
+	size_t at[4] = { 0, len * cut / 8, 0, len };
+	struct iovec iov[3];
+	uint64_t s, t;
+
+	at[2] = at[1] + (len - at[1]) / 2;
+	for (int i = 0; i < 3; i++) {
+		iov[i].iov_len = at[i + 1] - at[i];
+		iov[i].iov_base = malloc(iov[i].iov_len ? iov[i].iov_len : 1);
+		FUZZ_ASSERT(iov[i].iov_base);
+		memcpy(iov[i].iov_base, d + at[i], iov[i].iov_len);
+	}
+	usb4_rel_datagram_ids_v(iov, 3, &s, &t);
+	usb4_rel_input_v(to->rel, now, iov, 3, &to->io);
+	for (int i = 0; i < 3; i++)
+		free(iov[i].iov_base);
+}
+
 static void inject(struct side *to, unsigned ctl, const uint8_t *body,
 		   size_t len, uint64_t src, uint64_t dst, uint64_t now)
 {
@@ -298,19 +333,26 @@ static void inject(struct side *to, unsigned ctl, const uint8_t *body,
 	memcpy(d, body, len);
 	usb4_rel_datagram_ids(d, len, &s, &t);
 	fix_dgram(d, len, ctl, src, dst);
-	usb4_rel_input(to->rel, now, d, len, &to->io);
+	if (ctl & 16)
+		input_pieces(to, ctl >> 5, d, len, now);
+	else
+		usb4_rel_input(to->rel, now, d, len, &to->io);
 	free(d);
 }
 
-static void send_body(struct side *s, const uint8_t *body, size_t len,
-		      uint64_t now)
+/* References stay valid: the input outlives both rel peers. */
+static void send_body(struct side *s, unsigned ctl, const uint8_t *body,
+		      size_t len, uint64_t now)
 {
 	struct iovec iov[2] = {
 		{ (void *) body, len / 2 },
 		{ (void *) (body + len / 2), len - len / 2 },
 	};
 
-	usb4_rel_send(s->rel, now, iov, 2, &s->io);
+	usb4_rel_send_ref(s->rel, now, iov, 2, ctl & 8 ? 1 : 0, ctl >> 5,
+			  &s->io);
+	if (ctl & 16)
+		usb4_rel_copy_refs(s->rel, ctl >> 5);
 	FUZZ_ASSERT(usb4_rel_in_flight(s->rel) <= FUZZ_WINDOW);
 }
 
@@ -349,7 +391,7 @@ static void fuzz_rel(const uint8_t *data, size_t size)
 			inject(&a, ctl, body, len, FUZZ_ID_B, FUZZ_ID_A, now);
 			break;
 		case 2:
-			send_body(ctl & 4 ? &b : &a, body, len, now);
+			send_body(ctl & 4 ? &b : &a, ctl, body, len, now);
 			break;
 		case 3:
 			tick(&a, &b, ctl >> 2, &now);

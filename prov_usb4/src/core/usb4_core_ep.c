@@ -59,7 +59,8 @@ static int open_udp(struct usb4_core_ep *ep)
 		return ret;
 	ep->udp_payload_max = usb4_udp_link_datagram_max(ep->udp) -
 			      sizeof(struct usb4_wire_rel);
-	return 0;
+	ep->udp_linear = malloc(ep->udp_payload_max);
+	return ep->udp_linear ? 0 : -FI_ENOMEM;
 }
 
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,

@@ -39,8 +39,11 @@ void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 	int n = usb4_iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
 	const char *p = src;
 
+	/* src may lie in one of the parts already (a receive placed it), or
+	 * in another part of the same buffer. */
 	for (int i = 0; i < n; i++) {
-		memcpy(parts[i].iov_base, p, parts[i].iov_len);
+		if (parts[i].iov_base != p)
+			memmove(parts[i].iov_base, p, parts[i].iov_len);
 		p += parts[i].iov_len;
 	}
 }

@@ -81,6 +81,15 @@ void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
 /* usb4_transport.c: frames to and from peers over their link */
 int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 			const struct iovec *iov, int count);
+/* Like usb4_transport_post, but over udp the last nref buffers are sent
+ * from where they are (shm copies them): they must stay unchanged until the
+ * frame is acknowledged or usb4_transport_unref(dest, owner). */
+int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
+			    const struct iovec *iov, int count, int nref,
+			    uint64_t owner);
+/* From now on owner may reuse what it posted to dest by reference. */
+void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
+			  uint64_t owner);
 size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
 				const struct usb4_peer *peer);
 size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);
@@ -92,16 +101,21 @@ void usb4_transport_close(struct usb4_core_ep *ep);
 void usb4_stream_start(struct usb4_core_ep *ep, struct usb4_stream *s,
 		       uint64_t limit);
 void usb4_stream_stop(struct usb4_stream *s);
+void usb4_stream_release(struct usb4_core_ep *ep, struct usb4_stream *s);
 void usb4_stream_progress(struct usb4_core_ep *ep);
 void usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
 			    fi_addr_t src);
+/* Where the next DATA frames should be received: holes after hdr_len bytes
+ * of each datagram (usb4_udp_place_fn). */
+int usb4_xfer_predict(struct usb4_core_ep *ep, size_t hdr_len,
+		      struct usb4_udp_hole *holes, int max);
 void usb4_stream_handle_data(struct usb4_core_ep *ep,
 			     const struct usb4_frame *f, fi_addr_t src);
 void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer);
 void usb4_stream_close(struct usb4_core_ep *ep);
 struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep, enum usb4_xfer_kind kind,
 				fi_addr_t src, uint64_t msg_id);
-void usb4_xfer_free(struct usb4_xfer *x);
+void usb4_xfer_free(struct usb4_core_ep *ep, struct usb4_xfer *x);
 void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err);
 void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 			 uint64_t msg_id);

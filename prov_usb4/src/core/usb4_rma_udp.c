@@ -163,7 +163,7 @@ void usb4_rma_udp_handle_write(struct usb4_core_ep *ep,
 	}
 	ret = pin_segs(ep, f, FI_REMOTE_WRITE, x->pins, x->iov, &x->npins);
 	if (ret) {
-		usb4_xfer_free(x);
+		usb4_xfer_free(ep, x);
 		refuse(ep, src, f->msg_id, ret);
 		return;
 	}

@@ -27,9 +27,19 @@ void usb4_stream_stop(struct usb4_stream *s)
 	usb4_list_remove(&s->link);
 }
 
+/* Rel stops sending from the stream's buffers (it copies what is still
+ * unacknowledged); the stream's owner may then let go of them. */
+void usb4_stream_release(struct usb4_core_ep *ep, struct usb4_stream *s)
+{
+	if (s->by_ref)
+		usb4_transport_unref(ep, s->dest, s->msg_id);
+	s->by_ref = false;
+}
+
 /* A finished read response: release the regions, tell the initiator. */
 static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
+	usb4_stream_release(ep, s);
 	usb4_shm_unpin_all(s->pins, s->npins);
 	usb4_shm_link_count_rma(ep->shm, false);
 	usb4_proto_send_ctrl(ep, s->dest, USB4_FRAME_FIN, s->msg_id, 0,
@@ -37,7 +47,8 @@ static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
 	free(s);
 }
 
-/* Sends DATA frames until the stream is done or rel's window is full. */
+/* Sends DATA frames until the stream is done or rel's window is full.  The
+ * data goes by reference: no copy on the way to the socket. */
 static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
 	size_t chunk_max = usb4_transport_chunk_max(ep);
@@ -58,8 +69,10 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 		usb4_wire_build(&hdr, &f);
 		iov[0].iov_base = &hdr;
 		iov[0].iov_len = sizeof(hdr);
-		if (usb4_transport_post(ep, s->dest, iov, n + 1))
+		if (usb4_transport_post_ref(ep, s->dest, iov, n + 1, n,
+					    s->msg_id))
 			return;
+		s->by_ref = true;
 		s->sent += chunk;
 	}
 	usb4_list_remove(&s->link);
@@ -119,8 +132,29 @@ static struct usb4_xfer *xfer_find(struct usb4_core_ep *ep, fi_addr_t src,
 	return NULL;
 }
 
-void usb4_xfer_free(struct usb4_xfer *x)
+/* The transfer after x from the same peer (the sender streams them in the
+ * order it got their CTS, which is the order of ep->xfers), or NULL. */
+static struct usb4_xfer *xfer_after(struct usb4_core_ep *ep,
+				    const struct usb4_xfer *x)
 {
+	for (struct usb4_list *it = x->link.next; it != &ep->xfers;
+	     it = it->next) {
+		struct usb4_xfer *y = usb4_container_of(it, struct usb4_xfer,
+							link);
+		if (usb4_same_peer(ep, y->src, x->src))
+			return y;
+	}
+	return NULL;
+}
+
+void usb4_xfer_free(struct usb4_core_ep *ep, struct usb4_xfer *x)
+{
+	if (ep->hot_xfer == x) {
+		/* Its successor's frames are likely next, in chunks alike. */
+		ep->hot_xfer = xfer_after(ep, x);
+		if (ep->hot_xfer && !ep->hot_xfer->chunk)
+			ep->hot_xfer->chunk = x->chunk;
+	}
 	usb4_shm_unpin_all(x->pins, x->npins);
 	usb4_list_remove(&x->link);
 	free(x);
@@ -149,7 +183,43 @@ void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err)
 	case USB4_XFER_RMA_READ:
 		break;	/* the op completes on the target's FIN */
 	}
-	usb4_xfer_free(x);
+	usb4_xfer_free(ep, x);
+}
+
+/*
+ * Receive placement.  The DATA frames of the transfer that took the last
+ * one (and of the transfers after it) most likely come next, in order, so
+ * each datagram of the next receive gets a hole where its payload belongs.
+ * A wrong guess is harmless: holes lie only in bytes a live transfer has
+ * not received yet, and every one of those is written again by its own
+ * frame before the transfer completes.  A right guess saves the copy.
+ */
+int usb4_xfer_predict(struct usb4_core_ep *ep, size_t hdr_len,
+		      struct usb4_udp_hole *holes, int max)
+{
+	struct usb4_xfer *x = ep->hot_xfer;
+	uint32_t chunk = x ? x->chunk : 0;
+	uint64_t off = x ? x->received : 0;
+	int n = 0;
+
+	while (x && chunk && n < max) {
+		struct iovec part;
+		size_t len;
+
+		if (off >= x->want) {
+			x = xfer_after(ep, x);
+			off = x ? x->received : 0;
+			continue;
+		}
+		len = x->want - off < chunk ? x->want - off : chunk;
+		if (usb4_iov_slice(x->iov, x->iov_count, off, len, &part, 1) != 1 ||
+		    part.iov_len != len)
+			break;	/* the chunk straddles two segments */
+		holes[n++] = (struct usb4_udp_hole) {
+			.off = hdr_len, .len = len, .dest = part.iov_base };
+		off += len;
+	}
+	return n;
 }
 
 void usb4_stream_handle_data(struct usb4_core_ep *ep,
@@ -164,8 +234,13 @@ void usb4_stream_handle_data(struct usb4_core_ep *ep,
 		ep->stats.dropped_bad_xfer++;
 		return;
 	}
+	/* In place already when the receive guessed right (usb4_xfer_predict):
+	 * usb4_iov_copy_in skips a copy onto itself. */
 	usb4_iov_copy_in(x->iov, x->iov_count, f->data, f->payload, f->payload_len);
 	x->received += f->payload_len;
+	if (x->received < x->want)
+		x->chunk = (uint32_t) f->payload_len;
+	ep->hot_xfer = x;
 	if (x->received == x->want)
 		usb4_xfer_done(ep, x, 0);
 }
@@ -177,17 +252,18 @@ void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 	struct usb4_xfer *x = xfer_find(ep, src, msg_id, true);
 
 	if (x)
-		usb4_xfer_free(x);
+		usb4_xfer_free(ep, x);
 }
 
 /* ---- a peer died: nothing more will come from it or reach it ---- */
 
 /* Stops a stream unfinished; a read response also lets go of its regions. */
-static void stream_discard(struct usb4_stream *s)
+static void stream_discard(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
 	usb4_list_remove(&s->link);
 	if (!s->owned)
 		return;
+	usb4_stream_release(ep, s);
 	usb4_shm_unpin_all(s->pins, s->npins);
 	free(s);
 }
@@ -206,7 +282,7 @@ void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)
 		struct usb4_stream *s = usb4_container_of(it, struct usb4_stream,
 							  link);
 		if (usb4_same_peer(ep, s->dest, peer))
-			stream_discard(s);
+			stream_discard(ep, s);
 	}
 }
 
@@ -215,7 +291,9 @@ void usb4_stream_close(struct usb4_core_ep *ep)
 	struct usb4_list *it, *tmp;
 
 	usb4_list_foreach_safe(&ep->xfers, it, tmp)
-		usb4_xfer_free(usb4_container_of(it, struct usb4_xfer, link));
+		usb4_xfer_free(ep, usb4_container_of(it, struct usb4_xfer,
+						     link));
 	usb4_list_foreach_safe(&ep->streams, it, tmp)
-		stream_discard(usb4_container_of(it, struct usb4_stream, link));
+		stream_discard(ep, usb4_container_of(it, struct usb4_stream,
+						     link));
 }

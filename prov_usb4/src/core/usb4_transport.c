@@ -39,11 +39,45 @@ static void on_frame(struct usb4_core_ep *ep, const void *buf, size_t len)
 	usb4_proto_handle(ep, &frame);
 }
 
-static void rel_deliver(void *arg, const void *payload, size_t len)
+/* A frame in pieces (its datagram was received partly into a transfer's
+ * buffer): header in the first, payload in the second is parsed where it
+ * is; anything else is put together first. */
+static void on_frame_pieces(struct usb4_core_ep *ep, const struct iovec *piece,
+			    int count)
+{
+	struct usb4_frame frame;
+	enum usb4_wire_verdict v;
+	size_t len = 0;
+
+	if (count == 2 && piece[0].iov_len == sizeof(struct usb4_wire_hdr)) {
+		v = usb4_wire_parse_split(piece[0].iov_base, piece[1].iov_base,
+					  piece[1].iov_len, &frame);
+		if (v != USB4_WIRE_OK)
+			ep->stats.dropped[v]++;
+		else
+			usb4_proto_handle(ep, &frame);
+		return;
+	}
+	for (int i = 0; i < count; i++) {
+		if (piece[i].iov_len > ep->udp_payload_max - len) {
+			ep->stats.dropped[USB4_WIRE_LEN_BAD]++;
+			return;
+		}
+		memcpy(ep->udp_linear + len, piece[i].iov_base,
+		       piece[i].iov_len);
+		len += piece[i].iov_len;
+	}
+	on_frame(ep, ep->udp_linear, len);
+}
+
+static void rel_deliver(void *arg, const struct iovec *payload, int count)
 {
 	struct rel_ctx *ctx = arg;
 
-	on_frame(ctx->ep, payload, len);
+	if (count == 1)
+		on_frame(ctx->ep, payload[0].iov_base, payload[0].iov_len);
+	else
+		on_frame_pieces(ctx->ep, payload, count);
 }
 
 static struct usb4_rel_io rel_io(struct rel_ctx *ctx)
@@ -72,7 +106,7 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_core_ep *ep)
 static struct usb4_session *session_of(struct usb4_core_ep *ep, uint64_t id,
 				       bool create)
 {
-	struct usb4_rel_cfg cfg = rel_cfg(ep);
+	struct usb4_rel_cfg cfg;
 	struct usb4_session *s;
 
 	for (size_t i = 0; i < ep->session_count; i++)
@@ -90,6 +124,7 @@ static struct usb4_session *session_of(struct usb4_core_ep *ep, uint64_t id,
 	}
 	s = &ep->sessions[ep->session_count];
 	*s = (struct usb4_session) { .id = id };
+	cfg = rel_cfg(ep);	/* draws a random ISN: only for new sessions */
 	if (usb4_rel_peer_open(&s->rel, &cfg, ep->id, id, usb4_now_ns()))
 		return NULL;
 	ep->session_count++;
@@ -116,6 +151,13 @@ size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep)
 int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 			const struct iovec *iov, int count)
 {
+	return usb4_transport_post_ref(ep, dest, iov, count, 0, 0);
+}
+
+int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
+			    const struct iovec *iov, int count, int nref,
+			    uint64_t owner)
+{
 	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
 	struct rel_ctx ctx = { .ep = ep, .peer = peer, .fi_addr = dest };
 	struct usb4_rel_io io = rel_io(&ctx);
@@ -133,7 +175,23 @@ int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	session = session_of(ep, peer->addr.ep_id, true);
 	if (!session)
 		return -FI_ENOMEM;
-	return usb4_rel_send(session->rel, usb4_now_ns(), iov, count, &io);
+	return usb4_rel_send_ref(session->rel, usb4_now_ns(), iov, count, nref,
+				 owner, &io);
+}
+
+void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
+			  uint64_t owner)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+	struct usb4_session *session;
+
+	if (!peer || peer->kind != USB4_PEER_UDP)
+		return;
+	session = session_of(ep, peer->addr.ep_id, false);
+	if (session && usb4_rel_refs(session->rel)) {
+		ep->stats.udp_ref_copies++;
+		usb4_rel_copy_refs(session->rel, owner);
+	}
 }
 
 /* ---- receiving from udp ---- */
@@ -161,7 +219,7 @@ static fi_addr_t datagram_peer(struct usb4_core_ep *ep, uint64_t src_id,
 }
 
 static void on_datagram(void *arg, const struct usb4_udp_addr *from,
-			const void *dgram, size_t len)
+			const struct iovec *dgram, int count)
 {
 	struct usb4_core_ep *ep = arg;
 	uint64_t src_id, dst_id;
@@ -169,7 +227,7 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	struct usb4_rel_io io = rel_io(&ctx);
 	struct usb4_session *session;
 
-	if (usb4_rel_datagram_ids(dgram, len, &src_id, &dst_id) ||
+	if (usb4_rel_datagram_ids_v(dgram, count, &src_id, &dst_id) ||
 	    dst_id != ep->id || !src_id) {
 		ep->stats.udp_foreign++;
 		return;
@@ -184,7 +242,7 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 		return;
 	}
 	ep->rel_busy = true;
-	if (usb4_rel_input(session->rel, usb4_now_ns(), dgram, len, &io))
+	if (usb4_rel_input_v(session->rel, usb4_now_ns(), dgram, count, &io))
 		ep->stats.udp_rejected++;
 	ep->rel_busy = false;
 }
@@ -211,13 +269,22 @@ static void run_timers(struct usb4_core_ep *ep, uint64_t now)
 	}
 }
 
+/* DATA frames of the transfer under way are received straight into its
+ * buffer: the payload lands after rel's and the core's headers. */
+static int place(void *arg, struct usb4_udp_hole *holes, int max)
+{
+	return usb4_xfer_predict(arg, sizeof(struct usb4_wire_rel) +
+				 sizeof(struct usb4_wire_hdr), holes, max);
+}
+
 int usb4_transport_progress_udp(struct usb4_core_ep *ep)
 {
 	int n;
 
 	if (!ep->udp)
 		return 0;
-	n = usb4_udp_poll(ep->udp, on_datagram, ep, USB4_UDP_POLL_BUDGET);
+	n = usb4_udp_poll(ep->udp, place, on_datagram, ep,
+			  USB4_UDP_POLL_BUDGET);
 	run_timers(ep, usb4_now_ns());
 	return n;
 }
@@ -290,7 +357,8 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  "duplicated %llu reordered %llu corrupted %llu; rel sent %llu "
 		  "retransmitted %llu delivered %llu acks %llu dropped: header "
 		  "%llu dst %llu src %llu duplicate %llu window %llu "
-		  "handshake %llu; foreign datagrams %llu\n",
+		  "handshake %llu; foreign datagrams %llu; early stream ends "
+		  "%llu\n",
 		  (unsigned long long) l->sent, (unsigned long long) l->received,
 		  (unsigned long long) l->send_again,
 		  (unsigned long long) l->faults_dropped,
@@ -307,7 +375,8 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_DUPLICATE],
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_OUT_OF_WINDOW],
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_NO_HANDSHAKE],
-		  (unsigned long long) ep->stats.udp_foreign);
+		  (unsigned long long) ep->stats.udp_foreign,
+		  (unsigned long long) ep->stats.udp_ref_copies);
 }
 
 /* Frames to live peers that rel still has to get acknowledged. */
@@ -354,4 +423,6 @@ void usb4_transport_close(struct usb4_core_ep *ep)
 	ep->session_count = ep->session_cap = 0;
 	usb4_udp_link_close(ep->udp);
 	ep->udp = NULL;
+	free(ep->udp_linear);
+	ep->udp_linear = NULL;
 }

@@ -38,6 +38,7 @@ struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
 void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
 {
 	usb4_stream_stop(&op->stream);
+	usb4_stream_release(ep, &op->stream);
 	free(op->bounce);
 	op->bounce = NULL;
 	op->busy = false;

@@ -93,11 +93,22 @@ static enum usb4_wire_verdict check_payload(const struct usb4_frame *frame)
 enum usb4_wire_verdict usb4_wire_parse(const void *buf, size_t len,
 				       struct usb4_frame *frame)
 {
+	if (len < sizeof(struct usb4_wire_hdr))
+		return USB4_WIRE_SHORT;
+	return usb4_wire_parse_split(buf,
+				     (const char *) buf +
+				     sizeof(struct usb4_wire_hdr),
+				     len - sizeof(struct usb4_wire_hdr), frame);
+}
+
+enum usb4_wire_verdict usb4_wire_parse_split(const void *hdr_buf,
+					     const void *payload,
+					     size_t payload_len,
+					     struct usb4_frame *frame)
+{
 	struct usb4_wire_hdr hdr;
 
-	if (len < sizeof(hdr))
-		return USB4_WIRE_SHORT;
-	memcpy(&hdr, buf, sizeof(hdr));
+	memcpy(&hdr, hdr_buf, sizeof(hdr));
 	if (hdr.version != USB4_WIRE_VERSION)
 		return USB4_WIRE_VERSION_BAD;
 	if (hdr.type == 0 || hdr.type >= USB4_FRAME_TYPE_MAX)
@@ -107,14 +118,14 @@ enum usb4_wire_verdict usb4_wire_parse(const void *buf, size_t len,
 	if (frame->flags & ~USB4_WF_KNOWN)
 		return USB4_WIRE_FLAGS_BAD;
 	frame->payload_len = le32toh(hdr.payload_len);
-	if (frame->payload_len != len - sizeof(hdr))
+	if (frame->payload_len != payload_len)
 		return USB4_WIRE_LEN_BAD;
 	frame->src_id = le64toh(hdr.src_id);
 	frame->tag = le64toh(hdr.tag);
 	frame->data = le64toh(hdr.data);
 	frame->msg_id = le64toh(hdr.msg_id);
 	frame->total_len = le64toh(hdr.total_len);
-	frame->payload = (const char *) buf + sizeof(hdr);
+	frame->payload = payload;
 	return check_payload(frame);
 }
 

@@ -245,66 +245,164 @@ int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
 	return errno == EMSGSIZE ? -FI_EMSGSIZE : -FI_EIO;
 }
 
-/* Hands a datagram up, through the fault injector when one is configured. */
-static void deliver(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
-		    const struct usb4_udp_addr *from, char *buf, size_t len)
+/* ---- receiving, in pieces ---- */
+
+/* One received datagram: where its bytes went. */
+struct rx_dgram {
+	struct iovec piece[USB4_UDP_PIECES_MAX];
+	int count;
+	size_t len;
+	bool dropped;		/* by the fault injector */
+};
+
+/* Byte i of the datagram. */
+static char *rx_byte(struct rx_dgram *d, size_t i)
 {
-	if (!link->faulty) {
-		fn(arg, from, buf, len);
-		return;
+	for (int p = 0; p < d->count; p++) {
+		if (i < d->piece[p].iov_len)
+			return (char *) d->piece[p].iov_base + i;
+		i -= d->piece[p].iov_len;
 	}
-	if (chance(link) < link->faults.drop) {
+	return NULL;
+}
+
+/* A copy of the whole datagram into the held buffer (for reordering). */
+static void hold(struct usb4_udp_link *link, const struct rx_dgram *d,
+		 const struct usb4_udp_addr *from)
+{
+	size_t off = 0;
+
+	for (int p = 0; p < d->count; p++) {
+		memcpy(link->held + off, d->piece[p].iov_base,
+		       d->piece[p].iov_len);
+		off += d->piece[p].iov_len;
+	}
+	link->held_len = off;
+	link->held_from = *from;
+}
+
+/*
+ * Loss and corruption strike a whole receive batch before any datagram of it
+ * is handed up, as on a wire.  (Part of a datagram may lie in a hole: a
+ * byte flipped there later could land on data the core already took from
+ * another datagram.)
+ */
+static void wire_faults(struct usb4_udp_link *link, struct rx_dgram *d)
+{
+	d->dropped = chance(link) < link->faults.drop;
+	if (d->dropped) {
 		link->stats.faults_dropped++;
 		return;
 	}
-	if (len && chance(link) < link->faults.corrupt) {
-		buf[(size_t) (chance(link) * len) % len] ^= 0x5a;
+	if (d->len && chance(link) < link->faults.corrupt) {
+		*rx_byte(d, (size_t) (chance(link) * d->len) % d->len) ^= 0x5a;
 		link->stats.faults_corrupted++;
-	}
-	if (!link->held_len && chance(link) < link->faults.reorder) {
-		memcpy(link->held, buf, len);
-		link->held_len = len;
-		link->held_from = *from;
-		link->stats.faults_reordered++;
-		return;
-	}
-	fn(arg, from, buf, len);
-	if (chance(link) < link->faults.dup) {
-		link->stats.faults_duplicated++;
-		fn(arg, from, buf, len);
-	}
-	if (link->held_len) {
-		size_t held = link->held_len;
-		link->held_len = 0;
-		fn(arg, &link->held_from, link->held, held);
 	}
 }
 
-int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
-		  int budget)
+/* Hands a datagram up, reordered or doubled when faults are configured. */
+static void deliver(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
+		    const struct usb4_udp_addr *from, struct rx_dgram *d)
+{
+	if (!link->faulty) {
+		fn(arg, from, d->piece, d->count);
+		return;
+	}
+	if (d->dropped)
+		return;
+	if (!link->held_len && chance(link) < link->faults.reorder) {
+		hold(link, d, from);
+		link->stats.faults_reordered++;
+		return;
+	}
+	fn(arg, from, d->piece, d->count);
+	if (chance(link) < link->faults.dup) {
+		link->stats.faults_duplicated++;
+		fn(arg, from, d->piece, d->count);
+	}
+	if (link->held_len) {
+		struct iovec held = { .iov_base = link->held,
+				      .iov_len = link->held_len };
+		link->held_len = 0;
+		fn(arg, &link->held_from, &held, 1);
+	}
+}
+
+/* Receive vector of datagram slot i: its own buffer, with the hole (if any)
+ * pointing elsewhere.  Returns the number of iovecs. */
+static int rx_layout(struct usb4_udp_link *link, int i,
+		     const struct usb4_udp_hole *hole, struct iovec *iov)
+{
+	char *buf = link->bufs + (size_t) i * link->datagram_max;
+	size_t max = link->datagram_max;
+
+	if (!hole || !hole->len || hole->off >= max ||
+	    hole->len > max - hole->off) {
+		iov[0] = (struct iovec) { .iov_base = buf, .iov_len = max };
+		return 1;
+	}
+	iov[0] = (struct iovec) { .iov_base = buf, .iov_len = hole->off };
+	iov[1] = (struct iovec) { .iov_base = hole->dest, .iov_len = hole->len };
+	iov[2] = (struct iovec) { .iov_base = buf + hole->off + hole->len,
+				  .iov_len = max - hole->off - hole->len };
+	return 3;
+}
+
+/* The pieces that len received bytes filled. */
+static void rx_pieces(const struct iovec *iov, int n, size_t len,
+		      struct rx_dgram *d)
+{
+	d->count = 0;
+	d->len = len;
+	d->dropped = false;
+	for (int p = 0; p < n && len; p++) {
+		size_t take = iov[p].iov_len < len ? iov[p].iov_len : len;
+
+		if (!take)
+			continue;
+		d->piece[d->count++] = (struct iovec) {
+			.iov_base = iov[p].iov_base, .iov_len = take };
+		len -= take;
+	}
+	if (!d->count)	/* an empty datagram: one empty piece */
+		d->piece[d->count++] = (struct iovec) { .iov_base = iov[0].iov_base };
+}
+
+int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
+		  usb4_udp_rx_fn fn, void *arg, int budget)
 {
 	struct mmsghdr msgs[USB4_UDP_BATCH];
-	struct iovec iov[USB4_UDP_BATCH];
+	struct iovec iov[USB4_UDP_BATCH][USB4_UDP_PIECES_MAX];
+	struct usb4_udp_hole holes[USB4_UDP_BATCH];
 	struct sockaddr_storage from[USB4_UDP_BATCH];
+	struct rx_dgram d[USB4_UDP_BATCH];
 	int want = budget < USB4_UDP_BATCH ? budget : USB4_UDP_BATCH;
+	int nholes = place ? place(arg, holes, want) : 0;
 	int got;
 
 	for (int i = 0; i < want; i++) {
-		iov[i].iov_base = link->bufs + i * link->datagram_max;
-		iov[i].iov_len = link->datagram_max;
+		int n = rx_layout(link, i, i < nholes ? &holes[i] : NULL, iov[i]);
+
 		msgs[i].msg_hdr = (struct msghdr) {
 			.msg_name = &from[i], .msg_namelen = sizeof(from[i]),
-			.msg_iov = &iov[i], .msg_iovlen = 1,
+			.msg_iov = iov[i], .msg_iovlen = n,
 		};
 	}
 	got = recvmmsg(link->fd, msgs, want, MSG_DONTWAIT, NULL);
 	if (got <= 0)
 		return 0;
 	for (int i = 0; i < got; i++) {
-		struct usb4_udp_addr a;
-		from_sockaddr(&from[i], &a);
+		rx_pieces(iov[i], (int) msgs[i].msg_hdr.msg_iovlen,
+			  msgs[i].msg_len, &d[i]);
 		link->stats.received++;
-		deliver(link, fn, arg, &a, iov[i].iov_base, msgs[i].msg_len);
+		if (link->faulty)
+			wire_faults(link, &d[i]);
+	}
+	for (int i = 0; i < got; i++) {
+		struct usb4_udp_addr a;
+
+		from_sockaddr(&from[i], &a);
+		deliver(link, fn, arg, &a, &d[i]);
 	}
 	return got;
 }

@@ -39,7 +39,9 @@ enum usb4_rel_tx_state {
 	USB4_REL_TX_SACKED,	/* the peer holds it; waits for the cumulative ack */
 };
 
-/* A copy of one payload until the peer acknowledges it. */
+/* One payload until the peer acknowledges it: a copy in data[0..len -
+ * the refs' bytes), followed by up to USB4_REL_REF_MAX buffers sent from
+ * where the caller keeps them (usb4_rel_send_ref). */
 struct usb4_rel_tx {
 	uint64_t tx_time;	/* last transmission, caller's clock */
 	uint64_t tx_serial;	/* orders transmissions made at equal times */
@@ -48,7 +50,10 @@ struct usb4_rel_tx {
 	uint8_t level;		/* timeouts since the last progress */
 	uint8_t state;		/* enum usb4_rel_tx_state */
 	bool resent;		/* its ack times no round trip (Karn) */
+	uint8_t nref;
+	uint64_t owner;		/* whose buffers ref[] are (the caller's tag) */
 	unsigned char *data;
+	struct iovec ref[USB4_REL_REF_MAX];
 };
 
 /* One out-of-order payload waiting for the gap before it to fill. */
@@ -71,6 +76,7 @@ struct usb4_rel_peer {
 	uint32_t epoch;			/* bumped by progress: resets backoff */
 	bool backed_off;		/* some frame has level > 0 in epoch */
 	uint64_t tx_serial;
+	uint32_t tx_refs;		/* unacked slots with nref > 0 */
 	uint64_t rtx_due;		/* lower bound of the next retransmit */
 	uint64_t lost_before;		/* holes below lost_top sent before this */
 	uint32_t lost_top;		/* serial are lost (from sacks) */
@@ -167,17 +173,72 @@ static uint32_t usb4_rel_send_limit(const struct usb4_rel_peer *peer)
 						   peer->peer_wnd;
 }
 
+/* ---- datagrams in pieces ------------------------------------------------ */
+
+/* Bytes in a datagram given as pieces (0 when a piece is missing). */
+static size_t usb4_rel_pieces_len(const struct iovec *dgram, int count)
+{
+	size_t len = 0;
+
+	for (int i = 0; i < count; i++) {
+		if (!dgram[i].iov_base && dgram[i].iov_len)
+			return 0;
+		len += dgram[i].iov_len;
+	}
+	return len;
+}
+
+/* Copies len bytes from offset off of the pieces; the caller checked that
+ * they exist. */
+static void usb4_rel_gather(void *dst, const struct iovec *dgram, int count,
+			    size_t off, size_t len)
+{
+	char *d = dst;
+
+	for (int i = 0; i < count && len; i++) {
+		size_t take;
+
+		if (off >= dgram[i].iov_len) {
+			off -= dgram[i].iov_len;
+			continue;
+		}
+		take = dgram[i].iov_len - off < len ? dgram[i].iov_len - off : len;
+		memcpy(d, (const char *) dgram[i].iov_base + off, take);
+		d += take;
+		len -= take;
+		off = 0;
+	}
+}
+
+/* The pieces after the first off bytes (at most count pieces). */
+static int usb4_rel_skip(const struct iovec *dgram, int count, size_t off,
+			 struct iovec *out)
+{
+	int n = 0;
+
+	for (int i = 0; i < count; i++) {
+		if (off >= dgram[i].iov_len) {
+			off -= dgram[i].iov_len;
+			continue;
+		}
+		out[n].iov_base = (char *) dgram[i].iov_base + off;
+		out[n++].iov_len = dgram[i].iov_len - off;
+		off = 0;
+	}
+	return n;
+}
+
 /* ---- datagram format ---------------------------------------------------- */
 
 /* Fixed fields only (no CRC): what usb4_rel_datagram_ids needs.  Converts
  * the header to host order, once, here. */
-static bool usb4_rel_header_ok(const void *dgram, size_t len,
-			       struct usb4_wire_rel *h)
+static bool usb4_rel_header_ok(const struct iovec *dgram, int count,
+			       size_t len, struct usb4_wire_rel *h)
 {
-	if (!dgram || len < USB4_REL_HDR_LEN ||
+	if (count < 1 || count > USB4_REL_PIECES_MAX || len < USB4_REL_HDR_LEN ||
 	    len - USB4_REL_HDR_LEN > UINT32_MAX)
 		return false;
-	memcpy(h, dgram, USB4_REL_HDR_LEN);
+	usb4_rel_gather(h, dgram, count, 0, USB4_REL_HDR_LEN);
 	h->flags = le16toh(h->flags);
 	h->crc = le32toh(h->crc);
 	h->src_id = le64toh(h->src_id);
@@ -192,41 +253,54 @@ static bool usb4_rel_header_ok(const void *dgram, size_t len,
 	       h->len == len - USB4_REL_HDR_LEN;
 }
 
-static bool usb4_rel_crc_ok(const void *dgram, size_t len, uint32_t want)
+static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
+			    uint32_t want)
 {
 	struct usb4_wire_rel raw;
+	struct iovec payload[USB4_REL_PIECES_MAX];
+	int n = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
 	uint32_t crc;
 
-	memcpy(&raw, dgram, USB4_REL_HDR_LEN);
+	usb4_rel_gather(&raw, dgram, count, 0, USB4_REL_HDR_LEN);
 	raw.crc = 0;
 	crc = usb4_crc32c(0, &raw, USB4_REL_HDR_LEN);
-	crc = usb4_crc32c(crc, (const char *) dgram + USB4_REL_HDR_LEN,
-			  len - USB4_REL_HDR_LEN);
+	for (int i = 0; i < n; i++)
+		crc = usb4_crc32c(crc, payload[i].iov_base, payload[i].iov_len);
 	return crc == want;
 }
 
 /* Full validation of a datagram for this peer, before any state changes. */
-static bool usb4_rel_parse(const struct usb4_rel_peer *peer, const void *dgram,
-			   size_t len, struct usb4_wire_rel *h)
+static bool usb4_rel_parse(const struct usb4_rel_peer *peer,
+			   const struct iovec *dgram, int count, size_t len,
+			   struct usb4_wire_rel *h)
 {
-	if (!usb4_rel_header_ok(dgram, len, h) ||
-	    !usb4_rel_crc_ok(dgram, len, h->crc))
+	if (!usb4_rel_header_ok(dgram, count, len, h) ||
+	    !usb4_rel_crc_ok(dgram, count, h->crc))
 		return false;
 	if (h->type == USB4_REL_DATA)
 		return h->len <= peer->cfg.payload_max;
 	return h->len == 0;
 }
 
-int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
-			  uint64_t *dst_id)
+int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,
+			    uint64_t *src_id, uint64_t *dst_id)
 {
 	struct usb4_wire_rel h;
 
-	if (!usb4_rel_header_ok(datagram, len, &h))
+	if (!usb4_rel_header_ok(dgram, count, usb4_rel_pieces_len(dgram, count),
+				&h))
 		return -FI_EINVAL;
 	*src_id = h.src_id;
 	*dst_id = h.dst_id;
 	return 0;
+}
+
+int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
+			  uint64_t *dst_id)
+{
+	struct iovec one = { .iov_base = (void *) datagram, .iov_len = len };
+
+	return usb4_rel_datagram_ids_v(&one, 1, src_id, dst_id);
 }
 
 /* Bit i: seq rcv_nxt + 1 + i is buffered. */
@@ -245,10 +319,11 @@ static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
 	return sack;
 }
 
-/* Builds the header (acks and window from the receive side) and sends. */
+/* Builds the header (acks and window from the receive side) and sends the
+ * payload pieces iov[0..count) after it. */
 static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
-			 uint8_t type, uint32_t seq, const void *payload,
-			 uint32_t len)
+			 uint8_t type, uint32_t seq, const struct iovec *iov,
+			 int count)
 {
 	struct usb4_wire_rel w = {
 		.version = USB4_WIRE_VERSION,
@@ -259,16 +334,32 @@ static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *i
 		.ack = htole32(peer->peer_known ? peer->rcv_nxt : 0),
 		.sack = htole64(peer->peer_known ? usb4_rel_sack(peer) : 0),
 		.window = htole32(peer->cfg.window),
-		.len = htole32(len),
 	};
-	struct iovec iov[2] = {
-		{ .iov_base = &w, .iov_len = sizeof(w) },
-		{ .iov_base = (void *) payload, .iov_len = len },
-	};
-	uint32_t crc = usb4_crc32c(0, &w, sizeof(w));
+	struct iovec out[USB4_REL_REF_MAX + 2];
+	uint32_t crc, len = 0;
+	int n = 1;
 
-	w.crc = htole32(usb4_crc32c(crc, payload, len));
-	return io->xmit(io->xmit_ctx, iov, len ? 2 : 1);
+	for (int i = 0; i < count; i++) {
+		if (!iov[i].iov_len)
+			continue;
+		out[n++] = iov[i];
+		len += (uint32_t) iov[i].iov_len;
+	}
+	w.len = htole32(len);
+	crc = usb4_crc32c(0, &w, sizeof(w));
+	for (int i = 1; i < n; i++)
+		crc = usb4_crc32c(crc, out[i].iov_base, out[i].iov_len);
+	w.crc = htole32(crc);
+	out[0] = (struct iovec) { .iov_base = &w, .iov_len = sizeof(w) };
+	return io->xmit(io->xmit_ctx, out, n);
+}
+
+/* A frame without payload (handshake, ack). */
+static int usb4_rel_emit_bare(struct usb4_rel_peer *peer,
+			      const struct usb4_rel_io *io, uint8_t type,
+			      uint32_t seq)
+{
+	return usb4_rel_emit(peer, io, type, seq, NULL, 0);
 }
 
 /* ---- acknowledgements ---------------------------------------------------- */
@@ -283,7 +374,7 @@ static void usb4_rel_send_ack(struct usb4_rel_peer *peer,
 			      const struct usb4_rel_io *io)
 {
 	/* -FI_EAGAIN leaves the ack pending and due: the timer retries. */
-	if (usb4_rel_emit(peer, io, USB4_REL_ACK, peer->snd_tx, NULL, 0))
+	if (usb4_rel_emit_bare(peer, io, USB4_REL_ACK, peer->snd_tx))
 		return;
 	peer->stats.acks_sent++;
 	usb4_rel_acked(peer);
@@ -309,9 +400,16 @@ static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 			      const struct usb4_rel_io *io, uint32_t seq)
 {
 	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+	struct iovec iov[USB4_REL_REF_MAX + 1];
+	size_t copied = tx->len;
 	int ret;
 
-	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, tx->data, tx->len);
+	for (unsigned i = 0; i < tx->nref; i++) {
+		iov[i + 1] = tx->ref[i];
+		copied -= tx->ref[i].iov_len;
+	}
+	iov[0] = (struct iovec) { .iov_base = tx->data, .iov_len = copied };
+	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, iov, tx->nref + 1);
 	if (ret == -FI_EAGAIN)
 		return ret;
 	/* Any other failure is a datagram lost on the way: retransmitted. */
@@ -356,7 +454,7 @@ static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
 static void usb4_rel_hello(struct usb4_rel_peer *peer, uint64_t now,
 			   const struct usb4_rel_io *io)
 {
-	if (usb4_rel_emit(peer, io, USB4_REL_HELLO, peer->isn, NULL, 0) ==
+	if (usb4_rel_emit_bare(peer, io, USB4_REL_HELLO, peer->isn) ==
 	    -FI_EAGAIN) {
 		peer->hello_due = now;	/* not sent: no backoff, retry */
 		return;
@@ -377,29 +475,40 @@ static bool usb4_rel_check_dead(struct usb4_rel_peer *peer, uint64_t now)
 	return peer->dead;
 }
 
-/* Copies the payload into the next slot; the caller checked room and size. */
+/* Copies iov[0..count - nref) into the next slot and keeps references to
+ * the last nref buffers; the caller checked room and size. */
 static void usb4_rel_enqueue(struct usb4_rel_peer *peer,
-			     const struct iovec *iov, int count)
+			     const struct iovec *iov, int count, int nref,
+			     uint64_t owner)
 {
 	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_nxt);
 	size_t off = 0;
 
+	tx->nref = 0;
+	tx->owner = owner;
 	for (int i = 0; i < count; i++) {
-		if (iov[i].iov_len)
+		if (!iov[i].iov_len)
+			continue;
+		if (i >= count - nref)
+			tx->ref[tx->nref++] = iov[i];
+		else
 			memcpy(tx->data + off, iov[i].iov_base, iov[i].iov_len);
 		off += iov[i].iov_len;
 	}
+	peer->tx_refs += tx->nref != 0;
 	tx->len = (uint32_t) off;
 	tx->state = USB4_REL_TX_QUEUED;
 	peer->snd_nxt++;
 }
 
-int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
-		  const struct iovec *iov, int count,
-		  const struct usb4_rel_io *io)
+int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
+		      const struct iovec *iov, int count, int nref,
+		      uint64_t owner, const struct usb4_rel_io *io)
 {
 	size_t len = 0;
 
+	if (nref < 0 || nref > count || nref > (int) USB4_REL_REF_MAX)
+		return -FI_EINVAL;
 	if (usb4_rel_check_dead(peer, now))
 		return -FI_EHOSTUNREACH;
 	for (int i = 0; i < count; i++) {
@@ -411,13 +520,51 @@ int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
 		return -FI_EAGAIN;
 	if (!usb4_rel_outstanding(peer))
 		peer->wait_since = now;	/* the dead clock starts now */
-	usb4_rel_enqueue(peer, iov, count);
+	usb4_rel_enqueue(peer, iov, count, nref, owner);
 	if (!peer->peer_known && !peer->hello_started) {
 		peer->hello_started = true;
 		usb4_rel_hello(peer, now, io);
 	}
 	usb4_rel_flush(peer, now, io);
 	return 0;
+}
+
+int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
+		  const struct iovec *iov, int count,
+		  const struct usb4_rel_io *io)
+{
+	return usb4_rel_send_ref(peer, now, iov, count, 0, 0, io);
+}
+
+/* Makes one slot's payload a plain copy. */
+static void usb4_rel_tx_own(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
+{
+	size_t off = tx->len;
+
+	for (unsigned i = 0; i < tx->nref; i++)
+		off -= tx->ref[i].iov_len;
+	for (unsigned i = 0; i < tx->nref; i++) {
+		memcpy(tx->data + off, tx->ref[i].iov_base, tx->ref[i].iov_len);
+		off += tx->ref[i].iov_len;
+	}
+	tx->nref = 0;
+	peer->tx_refs--;
+}
+
+void usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
+{
+	for (uint32_t seq = peer->snd_una; peer->tx_refs && seq != peer->snd_nxt;
+	     seq++) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+
+		if (tx->nref && tx->owner == owner)
+			usb4_rel_tx_own(peer, tx);
+	}
+}
+
+uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer)
+{
+	return peer->tx_refs;
 }
 
 bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
@@ -447,9 +594,13 @@ static void usb4_rel_advance(struct usb4_rel_peer *peer, uint32_t ack,
 			     uint64_t now)
 {
 	usb4_rel_rtt_sample(peer, usb4_rel_tx_slot(peer, ack - 1), now);
-	for (; peer->snd_una != ack; peer->snd_una++)
-		usb4_rel_tx_slot(peer, peer->snd_una)->state =
-			USB4_REL_TX_FREE;
+	for (; peer->snd_una != ack; peer->snd_una++) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_una);
+
+		tx->state = USB4_REL_TX_FREE;
+		peer->tx_refs -= tx->nref != 0;
+		tx->nref = 0;
+	}
 	peer->epoch++;
 	if (!usb4_rel_seq_lt(peer->snd_una, peer->lost_top))
 		peer->lost_before = 0;	/* every hole below lost_top is acked */
@@ -568,31 +719,33 @@ static int usb4_rel_drop(struct usb4_rel_peer *peer, enum usb4_rel_drop why,
 /* Delivers seq rcv_nxt, then whatever buffered payloads it unblocks.  State
  * is settled before each deliver call, so the core may send from it. */
 static void usb4_rel_deliver(struct usb4_rel_peer *peer, uint64_t now,
-			     const struct usb4_rel_io *io, const void *payload,
-			     uint32_t len)
+			     const struct usb4_rel_io *io,
+			     const struct iovec *payload, int count)
 {
 	bool filled_gap = peer->rcv_ooo != 0;
 
 	peer->rcv_nxt++;
 	peer->stats.delivered++;
 	usb4_rel_ack_later(peer, now, filled_gap);
-	io->deliver(io->deliver_ctx, payload, len);
+	io->deliver(io->deliver_ctx, payload, count);
 	while (peer->rcv_ooo) {
 		struct usb4_rel_rx *rx = &peer->rx[peer->rcv_nxt & peer->mask];
 
 		if (!rx->present || rx->seq != peer->rcv_nxt)
 			break;
+		struct iovec one = { .iov_base = rx->data, .iov_len = rx->len };
+
 		rx->present = false;
 		peer->rcv_ooo--;
 		peer->rcv_nxt++;
 		peer->stats.delivered++;
-		io->deliver(io->deliver_ctx, rx->data, rx->len);
+		io->deliver(io->deliver_ctx, &one, 1);
 	}
 }
 
 static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 			    const struct usb4_rel_io *io, uint32_t seq,
-			    const void *payload, uint32_t len)
+			    const struct iovec *payload, int count, uint32_t len)
 {
 	uint32_t d = seq - peer->rcv_nxt;
 	struct usb4_rel_rx *rx = &peer->rx[seq & peer->mask];
@@ -609,11 +762,10 @@ static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 				     -FI_ENOSPC);
 	}
 	if (d == 0) {
-		usb4_rel_deliver(peer, now, io, payload, len);
+		usb4_rel_deliver(peer, now, io, payload, count);
 		return 0;
 	}
-	if (len)
-		memcpy(rx->data, payload, len);
+	usb4_rel_gather(rx->data, payload, count, 0, len);
 	rx->seq = seq;
 	rx->len = len;
 	rx->present = true;
@@ -642,14 +794,15 @@ static int usb4_rel_on_hello(struct usb4_rel_peer *peer, uint64_t now,
 	/* Answer every HELLO, also repeats: our earlier answer may have been
 	 * lost.  A failed answer needs no retry: the peer asks again. */
 	if (h->type == USB4_REL_HELLO)
-		usb4_rel_emit(peer, io, USB4_REL_HELLO_ACK, peer->isn, NULL, 0);
+		usb4_rel_emit_bare(peer, io, USB4_REL_HELLO_ACK, peer->isn);
 	usb4_rel_flush(peer, now, io);
 	return 0;
 }
 
 static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 			    const struct usb4_rel_io *io,
-			    const struct usb4_wire_rel *h, const void *payload)
+			    const struct usb4_wire_rel *h,
+			    const struct iovec *payload, int count)
 {
 	int ret = 0;
 
@@ -657,23 +810,29 @@ static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 	if (!peer->peer_known)
 		return usb4_rel_drop(peer, USB4_REL_DROP_NO_HANDSHAKE,
 				     -FI_ENOTCONN);
-	if (h->type == USB4_REL_DATA)
-		ret = usb4_rel_receive(peer, now, io, h->seq, payload, h->len);
+	/* Acks first: a payload may say "done" (a FIN) to a sender whose data
+	 * this very datagram acknowledges, and acked data is no longer
+	 * referenced (usb4_rel_send_ref). */
 	usb4_rel_on_ack(peer, now, io, h);
+	if (h->type == USB4_REL_DATA)
+		ret = usb4_rel_receive(peer, now, io, h->seq, payload, count,
+				       h->len);
 	if (peer->ack_pending && peer->ack_due <= now)
 		usb4_rel_send_ack(peer, io);
 	return ret;
 }
 
-int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
-		   const void *datagram, size_t len,
-		   const struct usb4_rel_io *io)
+int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
+		     const struct iovec *dgram, int count,
+		     const struct usb4_rel_io *io)
 {
+	struct iovec payload[USB4_REL_PIECES_MAX];
 	struct usb4_wire_rel h;
+	size_t len = usb4_rel_pieces_len(dgram, count);
 
 	if (peer->dead)
 		return -FI_EHOSTUNREACH;
-	if (!usb4_rel_parse(peer, datagram, len, &h))
+	if (!usb4_rel_parse(peer, dgram, count, len, &h))
 		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
 				     -FI_EINVAL);
 	if (h.dst_id != peer->local_id)
@@ -684,8 +843,17 @@ int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
 				     -FI_ENOENT);
 	if (h.type == USB4_REL_HELLO || h.type == USB4_REL_HELLO_ACK)
 		return usb4_rel_on_hello(peer, now, io, &h);
-	return usb4_rel_on_data(peer, now, io, &h,
-				(const char *) datagram + USB4_REL_HDR_LEN);
+	count = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
+	return usb4_rel_on_data(peer, now, io, &h, payload, count);
+}
+
+int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
+		   const void *datagram, size_t len,
+		   const struct usb4_rel_io *io)
+{
+	struct iovec one = { .iov_base = (void *) datagram, .iov_len = len };
+
+	return usb4_rel_input_v(peer, now, &one, 1, io);
 }
 
 /* ---- timer -------------------------------------------------------------- */
