@@ -53,15 +53,39 @@ static uint32_t usb4_crc32c_mulmod(uint32_t a, uint32_t b)
 	return product;
 }
 
-/* The register of crc after len more zero bytes: crc * x^(8 len) mod P. */
-static uint32_t usb4_crc32c_shift(uint32_t crc, size_t len)
+/* x^(8 len) mod P: the factor that moves a CRC past len zero bytes. */
+static uint32_t usb4_crc32c_zeros(size_t len)
 {
 	uint64_t bits = (uint64_t) len * 8;
+	uint32_t factor = 1u << 31;	/* x^0 */
 
 	for (int k = 0; bits; k++, bits >>= 1)
 		if (bits & 1)
-			crc = usb4_crc32c_mulmod(crc, usb4_crc32c_x2k[k]);
-	return crc;
+			factor = usb4_crc32c_mulmod(factor, usb4_crc32c_x2k[k]);
+	return factor;
+}
+
+#define USB4_CRC32C_ZEROS_CACHE	4
+
+/*
+ * The register of crc after len more zero bytes: crc * x^(8 len) mod P.
+ * Datagrams come in few sizes, so each thread remembers the factors of the
+ * last lengths: one product per shift instead of one per bit of len.
+ */
+static uint32_t usb4_crc32c_shift(uint32_t crc, size_t len)
+{
+	static __thread struct { size_t len; uint32_t factor; }
+		cache[USB4_CRC32C_ZEROS_CACHE];
+	static __thread unsigned next;
+	unsigned i;
+
+	for (i = 0; i < USB4_CRC32C_ZEROS_CACHE; i++)
+		if (cache[i].len == len && cache[i].factor)
+			return usb4_crc32c_mulmod(crc, cache[i].factor);
+	i = next++ % USB4_CRC32C_ZEROS_CACHE;
+	cache[i].len = len;
+	cache[i].factor = usb4_crc32c_zeros(len);
+	return usb4_crc32c_mulmod(crc, cache[i].factor);
 }
 
 static void usb4_crc32c_powers_init(void)
