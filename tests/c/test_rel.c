@@ -286,6 +286,15 @@ static void test_crc_large(void)
 		}
 	CHECK(usb4_crc32c(0, big, sizeof(big)) ==
 	      usb4_crc32c_soft(0, big, sizeof(big)));
+	/* Around the folding path's start (1 KiB) and its 256- and 16-byte
+	 * steps, from odd addresses, continuing a register. */
+	for (size_t len = 1000; len < 1600; len++) {
+		size_t off = len % 13;
+		uint32_t start = (uint32_t) (len * 2654435761u);
+
+		CHECK(usb4_crc32c(start, big + off, len) ==
+		      usb4_crc32c_soft(start, big + off, len));
+	}
 }
 
 static void test_crc(void)
