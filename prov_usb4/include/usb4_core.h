@@ -209,6 +209,8 @@ struct usb4_stream {
 	size_t iov_count;
 	uint64_t sent, limit;
 	bool by_ref;			/* rel may still send from iov */
+	bool fin_sent;			/* read response: data all posted */
+	uint32_t mark;			/* and acked once rel passes this */
 	/* Target of an RMA read: the pinned regions, FIN at the end. */
 	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
 	size_t npins;
@@ -279,9 +281,8 @@ struct usb4_core_stats {
 					 * or not meant for us */
 	uint64_t udp_rejected;		/* datagrams rel refused (see rel stats) */
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
-	uint64_t udp_ref_copies;	/* streams that ended before rel's acks,
-					 * so rel copied what it still sends
-					 * from their buffers */
+	uint64_t udp_ref_copies;	/* DATA frames rel had to copy: their
+					 * stream ended before the peer's ack */
 	uint64_t eager_sent, rndv_sent, unexpected;
 };
 

@@ -105,8 +105,14 @@ int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
 		      uint64_t owner, const struct usb4_rel_io *io);
 
 /* Copies the payloads of owner's frames that are still referenced
- * (unacknowledged) into rel's own buffers; owner may then reuse them. */
-void usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner);
+ * (unacknowledged) into rel's own buffers; owner may then reuse them.
+ * Returns how many frames it copied (a dead peer's are just forgotten). */
+uint32_t usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner);
+/* The sequence number the next payload will get: a mark for ... */
+uint32_t usb4_rel_next_seq(const struct usb4_rel_peer *peer);
+/* ... whether everything sent before the mark is acknowledged (or the peer
+ * is dead: nothing will be sent again). */
+bool usb4_rel_acked_before(const struct usb4_rel_peer *peer, uint32_t seq);
 /* Unacknowledged frames that reference caller buffers. */
 uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer);
 

@@ -129,9 +129,13 @@ void usb4_core_ep_close(struct usb4_core_ep *ep)
 	free_list(&ep->rx_free, offsetof(struct usb4_rx_entry, link), false);
 	free_list(&ep->ctrl_pending, offsetof(struct usb4_ctrl, link), false);
 	usb4_stream_close(ep);
+	/* rel lingers below, resending what peers have not acknowledged: from
+	 * its own copies, not from buffers that are about to go. */
 	for (size_t i = 0; i < ep->ops_cap; i++)
-		if (ep->ops[i].busy)
+		if (ep->ops[i].busy) {
+			usb4_stream_release(ep, &ep->ops[i].stream);
 			free(ep->ops[i].bounce);
+		}
 	usb4_transport_close(ep);
 	usb4_shm_link_close(ep->shm);
 	free(ep->ops);

@@ -90,6 +90,11 @@ int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
 /* From now on owner may reuse what it posted to dest by reference. */
 void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
 			  uint64_t owner);
+/* A mark after everything posted to dest so far, and whether dest has
+ * acknowledged all of that (true when nothing can be resent). */
+uint32_t usb4_transport_mark(struct usb4_core_ep *ep, fi_addr_t dest);
+bool usb4_transport_settled(struct usb4_core_ep *ep, fi_addr_t dest,
+			    uint32_t mark);
 size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
 				const struct usb4_peer *peer);
 size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);

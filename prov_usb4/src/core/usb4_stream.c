@@ -36,15 +36,28 @@ void usb4_stream_release(struct usb4_core_ep *ep, struct usb4_stream *s)
 	s->by_ref = false;
 }
 
-/* A finished read response: release the regions, tell the initiator. */
-static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
+/*
+ * A read response whose data is all posted: the initiator gets FIN at once
+ * (rel delivers it after the data); the regions stay pinned until the data
+ * is acknowledged, since rel resends from them.  Returns true when the
+ * stream is gone.
+ */
+static bool stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
+	if (!s->fin_sent) {
+		s->fin_sent = true;
+		s->mark = usb4_transport_mark(ep, s->dest);
+		usb4_shm_link_count_rma(ep->shm, false);
+		usb4_proto_send_ctrl(ep, s->dest, USB4_FRAME_FIN, s->msg_id, 0,
+				     s->sent);
+	}
+	if (!usb4_transport_settled(ep, s->dest, s->mark))
+		return false;
+	usb4_list_remove(&s->link);
 	usb4_stream_release(ep, s);
 	usb4_shm_unpin_all(s->pins, s->npins);
-	usb4_shm_link_count_rma(ep->shm, false);
-	usb4_proto_send_ctrl(ep, s->dest, USB4_FRAME_FIN, s->msg_id, 0,
-			     s->sent);
 	free(s);
+	return true;
 }
 
 /* Sends DATA frames until the stream is done or rel's window is full.  The
@@ -75,9 +88,10 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 		s->by_ref = true;
 		s->sent += chunk;
 	}
-	usb4_list_remove(&s->link);
 	if (s->owned)
 		stream_finish_owned(ep, s);
+	else
+		usb4_list_remove(&s->link);
 }
 
 void usb4_stream_progress(struct usb4_core_ep *ep)
@@ -186,6 +200,25 @@ void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err)
 	usb4_xfer_free(ep, x);
 }
 
+static bool overlap(const void *a, size_t alen, const void *b, size_t blen)
+{
+	return (const char *) a < (const char *) b + blen &&
+	       (const char *) b < (const char *) a + alen;
+}
+
+/* Whether [p, p + len) touches x's buffer, or one of the holes so far. */
+static bool hole_clashes(const struct usb4_xfer *x, const void *p, size_t len,
+			 const struct usb4_udp_hole *holes, int n)
+{
+	for (size_t i = 0; i < x->iov_count; i++)
+		if (overlap(x->iov[i].iov_base, x->iov[i].iov_len, p, len))
+			return true;
+	for (int i = 0; i < n; i++)
+		if (overlap(holes[i].dest, holes[i].len, p, len))
+			return true;
+	return false;
+}
+
 /*
  * Receive placement.  The DATA frames of the transfer that took the last
  * one (and of the transfers after it) most likely come next, in order, so
@@ -193,6 +226,9 @@ void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err)
  * A wrong guess is harmless: holes lie only in bytes a live transfer has
  * not received yet, and every one of those is written again by its own
  * frame before the transfer completes.  A right guess saves the copy.
+ * Transfers into the same memory (a benchmark's receives into one buffer)
+ * would break that, so a later transfer's holes must not touch the hot
+ * transfer's buffer nor each other.
  */
 int usb4_xfer_predict(struct usb4_core_ep *ep, size_t hdr_len,
 		      struct usb4_udp_hole *holes, int max)
@@ -215,6 +251,9 @@ int usb4_xfer_predict(struct usb4_core_ep *ep, size_t hdr_len,
 		if (usb4_iov_slice(x->iov, x->iov_count, off, len, &part, 1) != 1 ||
 		    part.iov_len != len)
 			break;	/* the chunk straddles two segments */
+		if (x != ep->hot_xfer &&
+		    hole_clashes(ep->hot_xfer, part.iov_base, len, holes, n))
+			break;
 		holes[n++] = (struct usb4_udp_hole) {
 			.off = hdr_len, .len = len, .dest = part.iov_base };
 		off += len;

@@ -188,10 +188,34 @@ void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
 	if (!peer || peer->kind != USB4_PEER_UDP)
 		return;
 	session = session_of(ep, peer->addr.ep_id, false);
-	if (session && usb4_rel_refs(session->rel)) {
-		ep->stats.udp_ref_copies++;
-		usb4_rel_copy_refs(session->rel, owner);
-	}
+	if (session && usb4_rel_refs(session->rel))
+		ep->stats.udp_ref_copies += usb4_rel_copy_refs(session->rel,
+							       owner);
+}
+
+/* The marks are rel sequence numbers; peers without rel state have
+ * nothing in flight. */
+uint32_t usb4_transport_mark(struct usb4_core_ep *ep, fi_addr_t dest)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+	struct usb4_session *session;
+
+	if (!peer || peer->kind != USB4_PEER_UDP ||
+	    !(session = session_of(ep, peer->addr.ep_id, false)))
+		return 0;
+	return usb4_rel_next_seq(session->rel);
+}
+
+bool usb4_transport_settled(struct usb4_core_ep *ep, fi_addr_t dest,
+			    uint32_t mark)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+	struct usb4_session *session;
+
+	if (!peer || peer->kind != USB4_PEER_UDP ||
+	    !(session = session_of(ep, peer->addr.ep_id, false)))
+		return true;
+	return usb4_rel_acked_before(session->rel, mark);
 }
 
 /* ---- receiving from udp ---- */
@@ -357,8 +381,8 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  "duplicated %llu reordered %llu corrupted %llu; rel sent %llu "
 		  "retransmitted %llu delivered %llu acks %llu dropped: header "
 		  "%llu dst %llu src %llu duplicate %llu window %llu "
-		  "handshake %llu; foreign datagrams %llu; early stream ends "
-		  "%llu\n",
+		  "handshake %llu; foreign datagrams %llu; frames copied at "
+		  "early release %llu\n",
 		  (unsigned long long) l->sent, (unsigned long long) l->received,
 		  (unsigned long long) l->send_again,
 		  (unsigned long long) l->faults_dropped,

@@ -551,15 +551,35 @@ static void usb4_rel_tx_own(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
 	peer->tx_refs--;
 }
 
-void usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
+uint32_t usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
 {
+	uint32_t copied = 0;
+
 	for (uint32_t seq = peer->snd_una; peer->tx_refs && seq != peer->snd_nxt;
 	     seq++) {
 		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
 
-		if (tx->nref && tx->owner == owner)
-			usb4_rel_tx_own(peer, tx);
+		if (!tx->nref || tx->owner != owner)
+			continue;
+		if (peer->dead) {	/* never sent again: just forget */
+			tx->nref = 0;
+			peer->tx_refs--;
+			continue;
+		}
+		usb4_rel_tx_own(peer, tx);
+		copied++;
 	}
+	return copied;
+}
+
+uint32_t usb4_rel_next_seq(const struct usb4_rel_peer *peer)
+{
+	return peer->snd_nxt;
+}
+
+bool usb4_rel_acked_before(const struct usb4_rel_peer *peer, uint32_t seq)
+{
+	return peer->dead || !usb4_rel_seq_lt(peer->snd_una, seq);
 }
 
 uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer)
