@@ -112,3 +112,33 @@ def test_usb4_crossed_the_cable(multihost_fabric, cluster2, mpi_programs, mpirun
     usable = {p for p in registered - filtered if not p.startswith("ofi_")}
     assert usable == {"usb4"}, "usable core providers: %s\n%s" % (sorted(usable),
                                                                   describe(result))
+
+
+OSU_DIR = Path(__file__).resolve().parents[2] / "osu_bench"
+REL_HEADER_DROPS = re.compile(r"udp: sent .*? dropped: header (\d+) ")
+
+
+@pytest.mark.parametrize("program,onesided", [("osu_bw", False), ("osu_get_bw", True),
+                                              ("osu_put_bw", True)])
+def test_bulk_into_one_buffer(program, onesided, multihost_fabric, mpirun_hosts):
+    """Windows of transfers into one buffer, as the OSU benchmarks do.
+
+    Receive placement guesses where DATA datagrams land; transfers sharing
+    memory must not make it spoil datagrams it has yet to check: on a clean
+    cable no datagram may fail its CRC (each such failure costs a resend).
+    Data is checked by the program (-c).
+    """
+    if multihost_fabric != "usb4":
+        pytest.skip("checks the usb4 provider only")
+    exe = OSU_DIR / program
+    if not exe.exists():
+        pytest.skip("osu_bench not built (scripts/build.sh builds it)")
+    result = run_checked(mpirun_hosts, [str(exe), "-c", "-m", "1024:1048576", "-i", "10",
+                                        "-x", "2"], 1, onesided=onesided,
+                         env={"FI_LOG_LEVEL": "info", "FI_LOG_PROV": "usb4"})
+    assert result.returncode == 0, describe(result)
+    drops = [int(n) for n in REL_HEADER_DROPS.findall(result.stderr)]
+    assert drops and max(drops) == 0, "datagrams failed their CRC: %s\n%s" % (
+        drops, describe(result))
+    assert re.search(r"^1048576\s+[\d.]+\s+Pass$", result.stdout, re.M), describe(result)
+    assert "Fail" not in result.stdout, describe(result)

@@ -183,6 +183,8 @@ def test_clean_transfer_256mib_bit_exact(cluster2, xpeer, provider_dir, tmp_path
         assert n["f_dropped"] + n["f_duplicated"] + n["f_reordered"] + n["f_corrupted"] == 0
         assert n["foreign"] == 0, peer.describe()
         assert n["delivered"] > 0, peer.describe()
+        # Receive placement never spoils a datagram before its CRC check.
+        assert n["d_header"] == 0, peer.describe()
 
 
 def test_faulty_transfer_1gib_bit_exact(cluster2, xpeer, provider_dir, tmp_path):
