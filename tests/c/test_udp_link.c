@@ -5,6 +5,7 @@
  * they landed in; and the fault injector striking whole batches.
  */
 #include <arpa/inet.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -205,6 +206,36 @@ static void test_drop_all(void)
 	usb4_udp_link_close(b);
 }
 
+/* The same over IPv6 loopback, when the machine has it: addresses made
+ * from sockaddr_in6 and back, the datagram size for a 40-byte header. */
+static void test_ipv6(void)
+{
+	static struct got g;
+	struct usb4_iface lo = { .name = "lo", .family = AF_INET6, .mtu = 65535 };
+	struct usb4_udp_link *a, *b;
+	struct usb4_udp_addr addr;
+
+	inet_pton(AF_INET6, "::1", lo.ip);
+	if (usb4_udp_link_open(&a, &lo, NULL)) {
+		printf("test_udp_link: no IPv6 loopback here, IPv6 not tested\n");
+		return;
+	}
+	CHECK_EQ(usb4_udp_link_open(&b, &lo, NULL), 0);
+	usb4_udp_link_addr(b, &addr);
+	CHECK_EQ(addr.family, 6);
+	CHECK(addr.port != 0);
+	CHECK(!memcmp(addr.ip, lo.ip, 16));
+	CHECK_EQ(usb4_udp_link_datagram_max(b), 65535 - 48);
+	memset(&g, 0, sizeof(g));
+	plan.count = 0;
+	send_pattern(a, b, BIG, 9);
+	poll_for(b, &g, 1);
+	CHECK_EQ(g.len[0], BIG);
+	CHECK(is_pattern(g.data[0], BIG, 9));
+	usb4_udp_link_close(a);
+	usb4_udp_link_close(b);
+}
+
 int main(void)
 {
 	struct usb4_iface lo = loopback();
@@ -218,5 +249,6 @@ int main(void)
 	usb4_udp_link_close(b);
 	test_corrupt_in_holes();
 	test_drop_all();
+	test_ipv6();
 	return usb4_test_done("test_udp_link");
 }
