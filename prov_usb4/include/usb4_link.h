@@ -209,9 +209,18 @@ int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
  * (may be NULL) is asked for holes first. */
 int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
 		  usb4_udp_rx_fn fn, void *arg, int budget);
+/*
+ * From inside usb4_udp_poll's rx callback: the caller is about to write
+ * [dest, dest + len).  Datagrams of the batch not handed up yet whose hole
+ * lies there get their bytes moved back to the link's buffer first, so the
+ * write cannot spoil them.
+ */
+void usb4_udp_evacuate(struct usb4_udp_link *link, const void *dest,
+		       size_t len);
 
 struct usb4_udp_link_stats {
 	uint64_t sent, received, send_again;
+	uint64_t evacuated;		/* hole bytes moved out of a write's way */
 	uint64_t faults_dropped, faults_duplicated, faults_reordered,
 		 faults_corrupted;
 };

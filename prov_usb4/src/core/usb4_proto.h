@@ -90,6 +90,11 @@ int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
 /* From now on owner may reuse what it posted to dest by reference. */
 void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
 			  uint64_t owner);
+/* Before a frame's payload is written to bytes [off, off + len) of iov:
+ * datagrams received but not handed up yet whose holes lie there are moved
+ * out of the way (usb4_udp_evacuate). */
+void usb4_transport_clear_way(struct usb4_core_ep *ep, const struct iovec *iov,
+			      size_t count, uint64_t off, size_t len);
 /* A mark after everything posted to dest so far, and whether dest has
  * acknowledged all of that (true when nothing can be resent). */
 uint32_t usb4_transport_mark(struct usb4_core_ep *ep, fi_addr_t dest);

@@ -274,7 +274,11 @@ void usb4_stream_handle_data(struct usb4_core_ep *ep,
 		return;
 	}
 	/* In place already when the receive guessed right (usb4_xfer_predict):
-	 * usb4_iov_copy_in skips a copy onto itself. */
+	 * usb4_iov_copy_in skips a copy onto itself.  Otherwise the copy may
+	 * land on a hole of a datagram still to come in this batch: it moves
+	 * out of the way first. */
+	usb4_transport_clear_way(ep, x->iov, x->iov_count, f->data,
+				 f->payload_len);
 	usb4_iov_copy_in(x->iov, x->iov_count, f->data, f->payload, f->payload_len);
 	x->received += f->payload_len;
 	if (x->received < x->want)

@@ -293,6 +293,19 @@ static void run_timers(struct usb4_core_ep *ep, uint64_t now)
 	}
 }
 
+void usb4_transport_clear_way(struct usb4_core_ep *ep, const struct iovec *iov,
+			      size_t count, uint64_t off, size_t len)
+{
+	struct iovec parts[USB4_IOV_LIMIT];
+	int n;
+
+	if (!ep->udp)
+		return;
+	n = usb4_iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
+	for (int i = 0; i < n; i++)
+		usb4_udp_evacuate(ep->udp, parts[i].iov_base, parts[i].iov_len);
+}
+
 /* DATA frames of the transfer under way are received straight into its
  * buffer: the payload lands after rel's and the core's headers. */
 static int place(void *arg, struct usb4_udp_hole *holes, int max)
@@ -382,7 +395,7 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  "retransmitted %llu delivered %llu acks %llu dropped: header "
 		  "%llu dst %llu src %llu duplicate %llu window %llu "
 		  "handshake %llu; foreign datagrams %llu; frames copied at "
-		  "early release %llu\n",
+		  "early release %llu; holes evacuated %llu\n",
 		  (unsigned long long) l->sent, (unsigned long long) l->received,
 		  (unsigned long long) l->send_again,
 		  (unsigned long long) l->faults_dropped,
@@ -400,7 +413,8 @@ static void log_udp_stats(const struct usb4_core_ep *ep)
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_OUT_OF_WINDOW],
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_NO_HANDSHAKE],
 		  (unsigned long long) ep->stats.udp_foreign,
-		  (unsigned long long) ep->stats.udp_ref_copies);
+		  (unsigned long long) ep->stats.udp_ref_copies,
+		  (unsigned long long) l->evacuated);
 }
 
 /* Frames to live peers that rel still has to get acknowledged. */

@@ -20,6 +20,16 @@
 #define USB4_UDP_MAX		65507	/* largest UDP payload over IPv4 */
 #define USB4_UDP_SOCKBUF	(8 << 20)
 
+/* One received datagram: where its bytes went. */
+struct rx_dgram {
+	struct iovec piece[USB4_UDP_PIECES_MAX];
+	int count;
+	size_t len;
+	bool dropped;		/* by the fault injector */
+	int hole_piece;		/* the piece in a hole, or -1 */
+	char *spare;		/* where that piece fits in the slot's buffer */
+};
+
 struct usb4_udp_link {
 	int fd;
 	int family;
@@ -32,6 +42,10 @@ struct usb4_udp_link {
 	char *held;			/* a datagram held back to reorder it */
 	size_t held_len;
 	struct usb4_udp_addr held_from;
+	/* The receive batch being handed up: datagrams from batch_next on are
+	 * still to go (usb4_udp_evacuate). */
+	struct rx_dgram batch[USB4_UDP_BATCH];
+	int batch_count, batch_next;
 	struct usb4_udp_link_stats stats;
 };
 
@@ -247,13 +261,6 @@ int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
 
 /* ---- receiving, in pieces ---- */
 
-/* One received datagram: where its bytes went. */
-struct rx_dgram {
-	struct iovec piece[USB4_UDP_PIECES_MAX];
-	int count;
-	size_t len;
-	bool dropped;		/* by the fault injector */
-};
 
 /* Byte i of the datagram. */
 static char *rx_byte(struct rx_dgram *d, size_t i)
@@ -348,24 +355,51 @@ static int rx_layout(struct usb4_udp_link *link, int i,
 	return 3;
 }
 
-/* The pieces that len received bytes filled. */
+/* The pieces that len received bytes filled (iov[1] is the hole when
+ * there are three). */
 static void rx_pieces(const struct iovec *iov, int n, size_t len,
 		      struct rx_dgram *d)
 {
 	d->count = 0;
 	d->len = len;
 	d->dropped = false;
+	d->hole_piece = -1;
+	d->spare = (char *) iov[0].iov_base + iov[0].iov_len;
 	for (int p = 0; p < n && len; p++) {
 		size_t take = iov[p].iov_len < len ? iov[p].iov_len : len;
 
 		if (!take)
 			continue;
+		if (n == 3 && p == 1)
+			d->hole_piece = d->count;
 		d->piece[d->count++] = (struct iovec) {
 			.iov_base = iov[p].iov_base, .iov_len = take };
 		len -= take;
 	}
 	if (!d->count)	/* an empty datagram: one empty piece */
 		d->piece[d->count++] = (struct iovec) { .iov_base = iov[0].iov_base };
+}
+
+void usb4_udp_evacuate(struct usb4_udp_link *link, const void *dest,
+		       size_t len)
+{
+	const char *lo = dest, *hi = lo + len;
+
+	for (int i = link->batch_next; i < link->batch_count; i++) {
+		struct rx_dgram *d = &link->batch[i];
+		struct iovec *hole;
+
+		if (d->hole_piece < 0)
+			continue;
+		hole = &d->piece[d->hole_piece];
+		if ((const char *) hole->iov_base >= hi ||
+		    lo >= (const char *) hole->iov_base + hole->iov_len)
+			continue;
+		memcpy(d->spare, hole->iov_base, hole->iov_len);
+		hole->iov_base = d->spare;
+		d->hole_piece = -1;
+		link->stats.evacuated++;
+	}
 }
 
 int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
@@ -375,7 +409,7 @@ int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
 	struct iovec iov[USB4_UDP_BATCH][USB4_UDP_PIECES_MAX];
 	struct usb4_udp_hole holes[USB4_UDP_BATCH];
 	struct sockaddr_storage from[USB4_UDP_BATCH];
-	struct rx_dgram d[USB4_UDP_BATCH];
+	struct rx_dgram *d = link->batch;
 	int want = budget < USB4_UDP_BATCH ? budget : USB4_UDP_BATCH;
 	int nholes = place ? place(arg, holes, want) : 0;
 	int got;
@@ -398,11 +432,14 @@ int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
 		if (link->faulty)
 			wire_faults(link, &d[i]);
 	}
+	link->batch_count = got;
 	for (int i = 0; i < got; i++) {
 		struct usb4_udp_addr a;
 
 		from_sockaddr(&from[i], &a);
+		link->batch_next = i + 1;
 		deliver(link, fn, arg, &a, &d[i]);
 	}
+	link->batch_count = link->batch_next = 0;
 	return got;
 }
