@@ -34,6 +34,8 @@ struct usb4_domain {
 	uint64_t caps;
 	atomic_int ref;
 	struct usb4_list mrs;		/* usb4_mr, for user-key lookups */
+	struct usb4_list eps;		/* usb4_ep: their pins go before a
+					 * region's revocation */
 	struct usb4_core_domain core;	/* published regions */
 };
 
@@ -96,6 +98,7 @@ struct usb4_ep {
 	uint64_t tx_op_flags, rx_op_flags;
 	bool tx_selective, rx_selective;
 	bool enabled;
+	struct usb4_list dom_link;	/* in domain->eps */
 	struct usb4_core_ep core;
 };
 

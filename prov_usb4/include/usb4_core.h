@@ -396,6 +396,9 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a);
 ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 			 const struct usb4_atomic_args *a);
 void usb4_core_ep_close(struct usb4_core_ep *ep);
+/* Read responses whose data waits for acknowledgements: rel takes copies
+ * and the regions are unpinned (before a region is revoked). */
+void usb4_core_ep_unpin_reads(struct usb4_core_ep *ep);
 void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr);
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a);
 ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a);

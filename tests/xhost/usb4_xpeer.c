@@ -5,6 +5,7 @@
  *
  *   usb4_xpeer server|client transfer --dir D --bytes N [--seed S]
  *   usb4_xpeer server|client pending  --dir D
+ *   usb4_xpeer server|client mrclose  --dir D
  *   common: [--window W] [--timeout SEC]
  *
  * transfer  The client follows a plan both sides derive from (N, seed): a
@@ -26,6 +27,13 @@
  *           client measures how long each pending op takes to complete
  *           with an error; it passes if every pending send and RMA op fails
  *           (FI_EHOSTUNREACH or FI_EIO) within FI_USB4_PEER_TIMEOUT + 1 s.
+ *
+ * mrclose  The client reads the server's whole region (8 MiB) in one fi_read.
+ *           The server watches its remote-read counter (FI_RMA_EVENT) and,
+ *           the moment it ticks (the response is posted, much of it not yet
+ *           acknowledged), closes the region, printing how long fi_close
+ *           took; then it serves on until the client, having checked every
+ *           byte it read, says END.
  *
  * Exit: 0 everything matched; 1 a check failed; 2 usage or setup; 124 the
  * watchdog fired.  Provider: FI_PROVIDER_PATH, FI_USB4_IFACE as usual.
@@ -246,13 +254,14 @@ struct xp {
 	struct fid_av *av;
 	struct fid_ep *ep;
 	struct fid_mr *mr;
+	struct fid_cntr *rd_cntr;	/* mrclose server: remote reads */
 	char *rma;			/* server: the region others write */
 	fi_addr_t peer;
 	struct info_file me, them;
 	const char *dir;
 };
 
-static void fabric_open(struct xp *x)
+static void fabric_open(struct xp *x, bool count_reads)
 {
 	struct fi_info *hints = fi_allocinfo();
 	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED };
@@ -261,7 +270,8 @@ static void fabric_open(struct xp *x)
 	if (!hints)
 		die(2, "fi_allocinfo failed");
 	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_TAGGED | FI_RMA | FI_DIRECTED_RECV;
+	hints->caps = FI_TAGGED | FI_RMA | FI_DIRECTED_RECV |
+		      (count_reads ? FI_RMA_EVENT : 0);
 	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
 				      FI_MR_PROV_KEY;
 	hints->fabric_attr->prov_name = strdup("usb4");
@@ -274,6 +284,12 @@ static void fabric_open(struct xp *x)
 	CHECK(fi_endpoint(x->domain, x->info, &x->ep, NULL));
 	CHECK(fi_ep_bind(x->ep, &x->av->fid, 0));
 	CHECK(fi_ep_bind(x->ep, &x->cq->fid, FI_TRANSMIT | FI_RECV));
+	if (count_reads) {
+		struct fi_cntr_attr attr = { .events = FI_CNTR_EVENTS_COMP };
+
+		CHECK(fi_cntr_open(x->domain, &attr, &x->rd_cntr, NULL));
+		CHECK(fi_ep_bind(x->ep, &x->rd_cntr->fid, FI_REMOTE_READ));
+	}
 	CHECK(fi_enable(x->ep));
 }
 
@@ -282,6 +298,8 @@ static void fabric_close(struct xp *x)
 	CHECK(fi_close(&x->ep->fid));	/* logs the udp counters */
 	if (x->mr)
 		CHECK(fi_close(&x->mr->fid));
+	if (x->rd_cntr)
+		CHECK(fi_close(&x->rd_cntr->fid));
 	CHECK(fi_close(&x->av->fid));
 	CHECK(fi_close(&x->cq->fid));
 	CHECK(fi_close(&x->domain->fid));
@@ -956,11 +974,71 @@ static int server_pending(struct xp *x)
 	return 1;
 }
 
+/* ---- mrclose: a region closed while its read response is unacknowledged -- */
+
+static uint8_t region_byte(size_t i)
+{
+	return (uint8_t) ((i * 131) ^ (i >> 9));
+}
+
+static int client_mrclose(struct xp *x)
+{
+	char *back = malloc(RMA_LEN);
+	struct end_msg end = { 0 };
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	ssize_t rr;
+	int r;
+
+	if (!back)
+		die(2, "out of memory");
+	while ((rr = fi_read(x->ep, back, RMA_LEN, NULL, x->peer,
+			     x->them.rma_addr, x->them.rma_key, back)) == -FI_EAGAIN)
+		;
+	if (rr)
+		die(2, "fi_read = %zd (%s)", rr, fi_strerror((int) -rr));
+	while (!(r = next_completion(x, &e, &err)))
+		;
+	if (r < 0)
+		die(1, "fi_read failed: %s", fi_strerror(err.err));
+	for (size_t i = 0; i < RMA_LEN; i++)
+		if ((uint8_t) back[i] != region_byte(i))
+			die(1, "read byte %zu is %02x, want %02x", i,
+			    (unsigned char) back[i], region_byte(i));
+	printf("mrclose: client read %zu bytes, all as written\n", (size_t) RMA_LEN);
+	exchange_msgs(x, &end, TAG_END, NULL, 0, sizeof(end));
+	free(back);
+	return 0;
+}
+
+static int server_mrclose(struct xp *x)
+{
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	struct end_msg end;
+	double t0;
+	int r;
+
+	CHECK(fi_trecv(x->ep, &end, sizeof(end), NULL, x->peer, TAG_END, 0, &end));
+	while (fi_cntr_read(x->rd_cntr) < 1)
+		;
+	t0 = now_s();
+	CHECK(fi_close(&x->mr->fid));
+	x->mr = NULL;
+	printf("mrclose: fi_close of the region took %.6f s\n", now_s() - t0);
+	while (!(r = next_completion(x, &e, &err)))
+		;
+	if (r < 0)
+		die(1, "END failed: %s", fi_strerror(err.err));
+	printf("mrclose: server got END\n");
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static void usage(void)
 {
-	die(2, "usage: usb4_xpeer server|client transfer|pending --dir D "
+	die(2, "usage: usb4_xpeer server|client transfer|pending|mrclose --dir D "
 	    "[--bytes N] [--seed S] [--window W] [--timeout SEC]");
 }
 
@@ -969,14 +1047,15 @@ int main(int argc, char **argv)
 	struct xp x = { 0 };
 	uint64_t bytes = 64u << 20, seed = 1;
 	int window = 8, timeout = 300, rc;
-	bool server, transfer;
+	bool server, transfer, mrclose;
 
 	if (argc < 3)
 		usage();
 	server = !strcmp(argv[1], "server");
 	transfer = !strcmp(argv[2], "transfer");
+	mrclose = !strcmp(argv[2], "mrclose");
 	if ((!server && strcmp(argv[1], "client")) ||
-	    (!transfer && strcmp(argv[2], "pending")))
+	    (!transfer && !mrclose && strcmp(argv[2], "pending")))
 		usage();
 	prog_role = argv[1];
 	for (int i = 3; i + 1 < argc; i += 2) {
@@ -999,11 +1078,16 @@ int main(int argc, char **argv)
 	alarm((unsigned) timeout);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
-	fabric_open(&x);
+	fabric_open(&x, server && mrclose);
 	if (server)
 		register_rma(&x);
+	if (server && mrclose)
+		for (size_t i = 0; i < RMA_LEN; i++)
+			x.rma[i] = (char) region_byte(i);
 	exchange(&x, server);
-	if (transfer) {
+	if (mrclose) {
+		rc = server ? server_mrclose(&x) : client_mrclose(&x);
+	} else if (transfer) {
 		struct plan pl;
 		make_plan(&pl, bytes, seed);
 		rc = server ? server_transfer(&x, &pl, seed, window)

@@ -101,6 +101,7 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 	/* Only FI_THREAD_DOMAIN promises that nothing runs concurrently. */
 	usb4_lock_init(&domain->lock, domain->threading != FI_THREAD_DOMAIN);
 	usb4_list_init(&domain->mrs);
+	usb4_list_init(&domain->eps);
 	atomic_init(&domain->ref, 0);
 	domain->fabric = fabric;
 	atomic_fetch_add(&fabric->ref, 1);

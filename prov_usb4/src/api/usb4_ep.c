@@ -201,6 +201,7 @@ static int ep_close(struct fid *fid)
 
 	usb4_lock_acquire(&domain->lock);
 	unbind_all(ep);
+	usb4_list_remove(&ep->dom_link);
 	usb4_core_ep_close(&ep->core);
 	usb4_lock_release(&domain->lock);
 	atomic_fetch_sub(&domain->ref, 1);
@@ -378,6 +379,9 @@ int usb4_ep_open(struct fid_domain *domain_fid, struct fi_info *info,
 		return ret;
 	}
 	ep->domain = domain;
+	usb4_lock_acquire(&domain->lock);
+	usb4_list_insert_tail(&domain->eps, &ep->dom_link);
+	usb4_lock_release(&domain->lock);
 	ep->tx_op_flags = info->tx_attr ? info->tx_attr->op_flags : 0;
 	ep->rx_op_flags = info->rx_attr ? info->rx_attr->op_flags : 0;
 	atomic_fetch_add(&domain->ref, 1);

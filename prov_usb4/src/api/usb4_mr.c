@@ -80,9 +80,16 @@ static int usb4_mr_close(struct fid *fid)
 	struct usb4_mr *mr = usb4_container_of(fid, struct usb4_mr,
 					       mr_fid.fid);
 	struct usb4_domain *domain = mr->domain;
+	struct usb4_list *it;
 
 	usb4_lock_acquire(&domain->lock);
 	usb4_list_remove(&mr->link);
+	/* Read responses to other hosts keep their regions pinned until the
+	 * initiator acknowledges the data; the revocation below waits for
+	 * pins and does not progress endpoints, so let go of them first. */
+	usb4_list_foreach(&domain->eps, it)
+		usb4_core_ep_unpin_reads(&usb4_container_of(it, struct usb4_ep,
+							    dom_link)->core);
 	usb4_core_mr_revoke(&domain->core, &mr->core);
 	usb4_lock_release(&domain->lock);
 	atomic_fetch_sub(&domain->ref, 1);

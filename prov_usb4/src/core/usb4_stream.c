@@ -94,6 +94,22 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 		usb4_list_remove(&s->link);
 }
 
+void usb4_core_ep_unpin_reads(struct usb4_core_ep *ep)
+{
+	struct usb4_list *it, *tmp;
+
+	usb4_list_foreach_safe(&ep->streams, it, tmp) {
+		struct usb4_stream *s = usb4_container_of(it, struct usb4_stream,
+							  link);
+		if (!s->owned || !s->fin_sent)
+			continue;
+		usb4_list_remove(&s->link);
+		usb4_stream_release(ep, s);
+		usb4_shm_unpin_all(s->pins, s->npins);
+		free(s);
+	}
+}
+
 void usb4_stream_progress(struct usb4_core_ep *ep)
 {
 	struct usb4_list *it, *tmp;
