@@ -36,6 +36,16 @@ void usb4_stream_release(struct usb4_core_ep *ep, struct usb4_stream *s)
 	s->by_ref = false;
 }
 
+/* A read response goes: rel stops sending from its regions (copying what
+ * is unacknowledged, if anything), they are unpinned. */
+static void stream_drop_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
+{
+	usb4_list_remove(&s->link);
+	usb4_stream_release(ep, s);
+	usb4_shm_unpin_all(s->pins, s->npins);
+	free(s);
+}
+
 /*
  * A read response whose data is all posted: the initiator gets FIN at once
  * (rel delivers it after the data); the regions stay pinned until the data
@@ -53,10 +63,7 @@ static bool stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
 	}
 	if (!usb4_transport_settled(ep, s->dest, s->mark))
 		return false;
-	usb4_list_remove(&s->link);
-	usb4_stream_release(ep, s);
-	usb4_shm_unpin_all(s->pins, s->npins);
-	free(s);
+	stream_drop_owned(ep, s);
 	return true;
 }
 
@@ -101,12 +108,8 @@ void usb4_core_ep_unpin_reads(struct usb4_core_ep *ep)
 	usb4_list_foreach_safe(&ep->streams, it, tmp) {
 		struct usb4_stream *s = usb4_container_of(it, struct usb4_stream,
 							  link);
-		if (!s->owned || !s->fin_sent)
-			continue;
-		usb4_list_remove(&s->link);
-		usb4_stream_release(ep, s);
-		usb4_shm_unpin_all(s->pins, s->npins);
-		free(s);
+		if (s->owned && s->fin_sent)
+			stream_drop_owned(ep, s);
 	}
 }
 
@@ -319,12 +322,10 @@ void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 /* Stops a stream unfinished; a read response also lets go of its regions. */
 static void stream_discard(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
-	usb4_list_remove(&s->link);
-	if (!s->owned)
-		return;
-	usb4_stream_release(ep, s);
-	usb4_shm_unpin_all(s->pins, s->npins);
-	free(s);
+	if (s->owned)
+		stream_drop_owned(ep, s);
+	else
+		usb4_list_remove(&s->link);
 }
 
 void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)

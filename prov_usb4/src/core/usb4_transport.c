@@ -179,16 +179,23 @@ int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
 				 owner, &io);
 }
 
+/* The rel state towards dest, if dest is a udp peer we have talked to. */
+static struct usb4_session *existing_session(struct usb4_core_ep *ep,
+					     fi_addr_t dest)
+{
+	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
+
+	if (!peer || peer->kind != USB4_PEER_UDP)
+		return NULL;
+	return session_of(ep, peer->addr.ep_id, false);
+}
+
 void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
 			  uint64_t owner)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
-	struct usb4_session *session;
+	struct usb4_session *session = existing_session(ep, dest);
 
-	if (!peer || peer->kind != USB4_PEER_UDP)
-		return;
-	session = session_of(ep, peer->addr.ep_id, false);
-	if (session && usb4_rel_refs(session->rel))
+	if (session)
 		ep->stats.udp_ref_copies += usb4_rel_copy_refs(session->rel,
 							       owner);
 }
@@ -197,25 +204,17 @@ void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
  * nothing in flight. */
 uint32_t usb4_transport_mark(struct usb4_core_ep *ep, fi_addr_t dest)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
-	struct usb4_session *session;
+	struct usb4_session *session = existing_session(ep, dest);
 
-	if (!peer || peer->kind != USB4_PEER_UDP ||
-	    !(session = session_of(ep, peer->addr.ep_id, false)))
-		return 0;
-	return usb4_rel_next_seq(session->rel);
+	return session ? usb4_rel_next_seq(session->rel) : 0;
 }
 
 bool usb4_transport_settled(struct usb4_core_ep *ep, fi_addr_t dest,
 			    uint32_t mark)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, dest);
-	struct usb4_session *session;
+	struct usb4_session *session = existing_session(ep, dest);
 
-	if (!peer || peer->kind != USB4_PEER_UDP ||
-	    !(session = session_of(ep, peer->addr.ep_id, false)))
-		return true;
-	return usb4_rel_acked_before(session->rel, mark);
+	return !session || usb4_rel_acked_before(session->rel, mark);
 }
 
 /* ---- receiving from udp ---- */

@@ -214,12 +214,19 @@ static inline __m512i usb4_crc32c_fold4(__m512i acc, __m512i k, __m512i next)
 		_mm512_clmulepi64_epi128(acc, k, 0x11)), next);
 }
 
+/* f's constants as one 16-byte lane: k_lo for a1, k_hi for a2. */
+__attribute__((target("avx512f,vpclmulqdq,pclmul")))
+static inline __m128i usb4_crc32c_k1(const struct usb4_crc32c_fold *f)
+{
+	return _mm_set_epi64x((long long) f->k_hi, (long long) f->k_lo);
+}
+
 __attribute__((target("avx512f,vpclmulqdq,pclmul")))
 static inline __m128i usb4_crc32c_fold1(__m128i acc,
 					const struct usb4_crc32c_fold *f,
 					__m128i next)
 {
-	__m128i k = _mm_set_epi64x((long long) f->k_hi, (long long) f->k_lo);
+	__m128i k = usb4_crc32c_k1(f);
 
 	return _mm_xor_si128(_mm_xor_si128(_mm_clmulepi64_si128(acc, k, 0x00),
 					   _mm_clmulepi64_si128(acc, k, 0x11)),
@@ -229,8 +236,7 @@ static inline __m128i usb4_crc32c_fold1(__m128i acc,
 __attribute__((target("avx512f,vpclmulqdq,pclmul")))
 static __m512i usb4_crc32c_k4(const struct usb4_crc32c_fold *f)
 {
-	return _mm512_broadcast_i32x4(_mm_set_epi64x((long long) f->k_hi,
-						     (long long) f->k_lo));
+	return _mm512_broadcast_i32x4(usb4_crc32c_k1(f));
 }
 
 /*

@@ -395,20 +395,36 @@ static void usb4_rel_ack_later(struct usb4_rel_peer *peer, uint64_t now,
 
 /* ---- send side ---------------------------------------------------------- */
 
+/* Bytes of tx's payload held in tx->data (those before the references). */
+static size_t usb4_rel_tx_copied(const struct usb4_rel_tx *tx)
+{
+	size_t copied = tx->len;
+
+	for (unsigned i = 0; i < tx->nref; i++)
+		copied -= tx->ref[i].iov_len;
+	return copied;
+}
+
+/* The slot no longer refers to caller buffers. */
+static void usb4_rel_tx_unref(struct usb4_rel_peer *peer,
+			      struct usb4_rel_tx *tx)
+{
+	peer->tx_refs -= tx->nref != 0;
+	tx->nref = 0;
+}
+
 /* Sends frame seq (first time or again); 0 or xmit's error. */
 static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 			      const struct usb4_rel_io *io, uint32_t seq)
 {
 	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
 	struct iovec iov[USB4_REL_REF_MAX + 1];
-	size_t copied = tx->len;
 	int ret;
 
-	for (unsigned i = 0; i < tx->nref; i++) {
+	iov[0] = (struct iovec) { .iov_base = tx->data,
+				  .iov_len = usb4_rel_tx_copied(tx) };
+	for (unsigned i = 0; i < tx->nref; i++)
 		iov[i + 1] = tx->ref[i];
-		copied -= tx->ref[i].iov_len;
-	}
-	iov[0] = (struct iovec) { .iov_base = tx->data, .iov_len = copied };
 	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, iov, tx->nref + 1);
 	if (ret == -FI_EAGAIN)
 		return ret;
@@ -539,16 +555,13 @@ int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
 /* Makes one slot's payload a plain copy. */
 static void usb4_rel_tx_own(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
 {
-	size_t off = tx->len;
+	size_t off = usb4_rel_tx_copied(tx);
 
-	for (unsigned i = 0; i < tx->nref; i++)
-		off -= tx->ref[i].iov_len;
 	for (unsigned i = 0; i < tx->nref; i++) {
 		memcpy(tx->data + off, tx->ref[i].iov_base, tx->ref[i].iov_len);
 		off += tx->ref[i].iov_len;
 	}
-	tx->nref = 0;
-	peer->tx_refs--;
+	usb4_rel_tx_unref(peer, tx);
 }
 
 uint32_t usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
@@ -562,8 +575,7 @@ uint32_t usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
 		if (!tx->nref || tx->owner != owner)
 			continue;
 		if (peer->dead) {	/* never sent again: just forget */
-			tx->nref = 0;
-			peer->tx_refs--;
+			usb4_rel_tx_unref(peer, tx);
 			continue;
 		}
 		usb4_rel_tx_own(peer, tx);
@@ -618,8 +630,7 @@ static void usb4_rel_advance(struct usb4_rel_peer *peer, uint32_t ack,
 		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_una);
 
 		tx->state = USB4_REL_TX_FREE;
-		peer->tx_refs -= tx->nref != 0;
-		tx->nref = 0;
+		usb4_rel_tx_unref(peer, tx);
 	}
 	peer->epoch++;
 	if (!usb4_rel_seq_lt(peer->snd_una, peer->lost_top))
