@@ -15,9 +15,12 @@ Running it longer by hand, from the top of the repository::
     # reproduce one input:   /tmp/fuzz_frames /tmp/crash-<sha1>
 
 A crash input that exposed a bug goes into tests/fuzz/corpus as
-``regress-<what>`` once the bug is fixed.  After a change to wire.h or to the
-FUZZ_* constants of fuzz_frames.c, regenerate the seeds with
-``python3 tests/fuzz/make_corpus.py`` (test_corpus_in_sync checks this).
+``regress-<what>`` once the bug is fixed.  An input that makes the target trap is
+reported as "fuzz target exited": libinfinipath, which libfabric loads,
+turns SIGILL into exit() and leaves a ``*.btr`` backtrace in the current
+directory.  After a change to wire.h or to the FUZZ_* constants of
+fuzz_frames.c, regenerate the seeds with ``python3 tests/fuzz/make_corpus.py``
+(test_corpus_in_sync checks this).
 """
 
 import filecmp
@@ -73,9 +76,10 @@ def _sanitizer_lines(output):
             if any(mark in line for mark in SANITIZER_MARKS)]
 
 
-def _run(argv, timeout):
+def _run(argv, timeout, cwd):
+    """Runs the target in cwd (a tmp dir: where any *.btr file lands)."""
     proc = subprocess.run(argv, capture_output=True, text=True,
-                          errors="replace", timeout=timeout)
+                          errors="replace", timeout=timeout, cwd=cwd)
     return proc.returncode, proc.stdout + proc.stderr
 
 
@@ -101,7 +105,8 @@ def test_corpus_replays_clean(fuzzer, tmp_path):
     """Every seed, the regression seeds included, runs once without a report."""
     seeds = sorted(str(p) for p in CORPUS.iterdir())
     rc, out = _run([str(fuzzer), "-runs=0", "-timeout=5",
-                    "-artifact_prefix=%s/" % tmp_path] + seeds, timeout=120)
+                    "-artifact_prefix=%s/" % tmp_path] + seeds, timeout=120,
+                   cwd=tmp_path)
     assert rc == 0 and not _sanitizer_lines(out), out[-4000:]
 
 
@@ -114,7 +119,7 @@ def test_fuzz_bounded_minute(fuzzer, tmp_path):
     rc, out = _run([str(fuzzer), "-max_total_time=%d" % FUZZ_SECONDS,
                     "-timeout=5", "-rss_limit_mb=2048", "-print_final_stats=1",
                     "-artifact_prefix=%s/" % tmp_path, str(corpus)],
-                   timeout=FUZZ_SECONDS + 120)
+                   timeout=FUZZ_SECONDS + 120, cwd=tmp_path)
     (tmp_path / "fuzz.log").write_text(out)
     found = sorted(p.name for p in tmp_path.iterdir()
                    if p.name.startswith(("crash-", "leak-", "timeout-", "oom-")))

@@ -9,6 +9,7 @@
 #define USB4_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -45,20 +46,26 @@ extern struct fi_provider usb4_prov;
  */
 struct usb4_params {
 	size_t eager_size;	/* largest message sent inline in frames */
-	size_t udp_eager_size;	/* the same towards other hosts: one datagram
-				 * costs less than a rendezvous round trip */
+	size_t stream_eager_size;	/* the same towards peers whose link
+					 * cannot read our memory (other
+					 * hosts): one frame costs less than a
+					 * rendezvous round trip */
 	size_t ring_slots;	/* frame slots in an endpoint's shm inbox */
 	size_t tx_size;		/* outstanding sends per endpoint */
 	size_t rx_size;		/* posted receives per endpoint */
 	size_t cq_size;		/* default completion queue depth */
 	int spin_us;		/* poll this long before blocking in sread/wait */
+	int yield_us;		/* an empty fi_cq_read spinning this long yields
+				 * the CPU (never sleeps); 0: never */
 	size_t mr_max;		/* regions a domain can publish for RMA */
 	char *iface;		/* interfaces for other hosts (comma list) */
 	char *sysfs_root;	/* where to look for thunderbolt-net */
 	char *faults;		/* udp fault injection for tests */
 	int peer_timeout_ms;	/* silence after which a udp peer is dead */
 	size_t rel_window;	/* datagrams in flight per udp peer */
-	int idle_nap_us;	/* longest nap of a CQ read spinning on nothing */
+	size_t udp_buffers;	/* bytes one udp link may hold in copies of
+				 * frames (resend and reorder buffers) */
+	bool udp_placement;	/* receive DATA payloads in place */
 };
 
 extern struct usb4_params usb4_params;
@@ -104,5 +111,53 @@ uint64_t usb4_random64(void);
 
 /* Monotonic clock in nanoseconds. */
 uint64_t usb4_now_ns(void);
+
+/* This process's id, without a system call each time (kept right across
+ * fork). */
+uint32_t usb4_pid(void);
+
+/* Same value in every process of one host: boot id and network namespace
+ * (namespaces stand in for hosts in multi-host tests). */
+uint64_t usb4_host_id(void);
+
+/*
+ * Memory other processes of this host can map: a memfd of len bytes,
+ * mapped read-write here.  The fd is what an address names (peers open it
+ * through /proc/<pid>/fd/<fd>).  0 or a negative FI_E* code.
+ */
+int usb4_shared_create(const char *name, size_t len, void **mem, int *fd);
+void usb4_shared_destroy(void *mem, size_t len, int fd);
+
+/*
+ * A wait object, owned by a CQ or a counter: any number of threads sleep on
+ * it at once, each on an eventfd of its own (one per thread, made on first
+ * use), so one sleeper leaving or draining never hides a signal from
+ * another, and a signal costs a system call only while somebody sleeps.
+ *   sleeper:    fd = sleep_begin; re-check the condition; poll fd (and the
+ *               links' fds); sleep_end
+ *   signaller:  make the news visible; usb4_waiter_signal
+ * sleep_begin and signal are sequentially consistent, so either the sleeper
+ * sees the news or the signaller sees the sleeper.
+ */
+#include "usb4_list.h"
+
+struct usb4_waiter {
+	pthread_mutex_t lock;		/* guards sleepers */
+	struct usb4_list sleepers;	/* struct usb4_sleeper */
+	_Atomic unsigned count;		/* entries in sleepers */
+};
+
+/* One thread asleep on a waiter; lives on the sleeper's stack. */
+struct usb4_sleeper {
+	struct usb4_list link;
+	int fd;
+};
+
+void usb4_waiter_init(struct usb4_waiter *w);
+void usb4_waiter_fini(struct usb4_waiter *w);
+void usb4_waiter_signal(struct usb4_waiter *w);
+/* The fd to poll, or a negative FI_E* code (no eventfd: do not sleep). */
+int usb4_waiter_sleep_begin(struct usb4_waiter *w, struct usb4_sleeper *s);
+void usb4_waiter_sleep_end(struct usb4_waiter *w, struct usb4_sleeper *s);
 
 #endif /* USB4_H */

@@ -18,8 +18,6 @@
 #include "usb4.h"
 #include "usb4_core.h"
 
-#define USB4_CQ_MAX_EPS	16
-
 struct usb4_fabric {
 	struct fid_fabric fabric_fid;
 	atomic_int ref;
@@ -52,6 +50,19 @@ struct usb4_av {
 	atomic_int ref;
 };
 
+/* The endpoints a CQ or counter progresses when it is read or waited on;
+ * any number (guarded by the domain lock). */
+struct usb4_ep_set {
+	struct usb4_core_ep **eps;
+	size_t count, cap;
+};
+
+int usb4_ep_set_add(struct usb4_ep_set *set, struct usb4_core_ep *ep);
+void usb4_ep_set_del(struct usb4_ep_set *set, struct usb4_core_ep *ep);
+void usb4_ep_set_fini(struct usb4_ep_set *set);
+/* Progresses every endpoint; true when any took a frame. */
+bool usb4_ep_set_progress(const struct usb4_ep_set *set);
+
 struct usb4_cq {
 	struct fid_cq cq_fid;
 	struct usb4_domain *domain;
@@ -59,11 +70,12 @@ struct usb4_cq {
 	size_t entry_size;
 	enum fi_wait_obj wait_obj;
 	struct usb4_cq_queue queue;
-	struct usb4_core_ep *eps[USB4_CQ_MAX_EPS];	/* progressed on read */
-	size_t ep_count;
+	struct usb4_waiter waiter;	/* its own: sread sleeps here */
+	struct usb4_ep_set eps;		/* progressed on read */
 	bool signaled;			/* fi_cq_signal: end one sread */
 	uint64_t empty_since_ns;	/* first of a run of empty reads */
 	uint64_t last_empty_ns;		/* the latest empty read */
+	uint64_t last_yield_ns;		/* the latest yield of an empty read */
 	atomic_int ref;
 };
 
@@ -71,8 +83,8 @@ struct usb4_cntr {
 	struct fid_cntr cntr_fid;
 	struct usb4_domain *domain;
 	struct usb4_counter counter;
-	struct usb4_core_ep *eps[USB4_CQ_MAX_EPS];
-	size_t ep_count;
+	struct usb4_waiter waiter;	/* its own: fi_cntr_wait sleeps here */
+	struct usb4_ep_set eps;
 	atomic_int ref;
 };
 
@@ -87,13 +99,16 @@ struct usb4_mr {
 	struct usb4_core_mr core;
 };
 
+/* Counters an endpoint binds: FI_SEND, FI_RECV, FI_READ, FI_WRITE,
+ * FI_REMOTE_READ, FI_REMOTE_WRITE. */
+#define USB4_EP_CNTRS	6
+
 struct usb4_ep {
 	struct fid_ep ep_fid;
 	struct usb4_domain *domain;
 	struct usb4_av *av;
 	struct usb4_cq *tx_cq, *rx_cq;
-	struct usb4_cntr *tx_cntr, *rx_cntr;
-	struct usb4_cntr *cntrs[4];	/* FI_READ, FI_WRITE, FI_REMOTE_* */
+	struct usb4_cntr *cntrs[USB4_EP_CNTRS];
 	struct usb4_eq *eq;
 	uint64_t tx_op_flags, rx_op_flags;
 	bool tx_selective, rx_selective;
@@ -147,28 +162,23 @@ ssize_t usb4_ep_inject(struct fid_ep *fid, const void *buf, size_t len,
 		       uint64_t flags);
 size_t usb4_ep_inject_limit(struct fid_ep *fid);
 
-/* Progress every endpoint bound to a CQ or counter; caller holds the lock. */
-void usb4_cq_progress(struct usb4_cq *cq);
-void usb4_cntr_progress(struct usb4_cntr *cntr);
-/* The endpoints a CQ or counter progresses: a set of at most
- * USB4_CQ_MAX_EPS (-FI_ENOSPC beyond). */
-int usb4_ep_list_add(struct usb4_core_ep **eps, size_t *count,
-		     struct usb4_core_ep *ep);
-void usb4_ep_list_del(struct usb4_core_ep **eps, size_t *count,
-		      struct usb4_core_ep *ep);
-/* Progresses every endpoint; true when any took a frame. */
-bool usb4_progress_eps(struct usb4_core_ep **eps, size_t count);
 int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
-int usb4_cntr_bind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep);
 void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
-void usb4_cntr_unbind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep);
+
 /* Deadlines for calls with a timeout in ms (-1: none). */
 uint64_t usb4_deadline(int timeout_ms);
 int usb4_ms_left(uint64_t deadline_ns);
 
-/* Waits for progress without spinning: polls spin_us, then blocks. */
-void usb4_wait_eps(struct usb4_domain *domain, struct usb4_core_ep **eps,
-		   size_t count, int timeout_ms);
+/*
+ * Waits for news of a CQ or counter without spinning: progresses its
+ * endpoints for spin_us, then sleeps in the kernel on its waiter and its
+ * endpoints' links until news, a link timer or timeout_ms.  ready() says
+ * whether the caller's condition holds (then it returns at once).  Called
+ * with the domain lock held; returns with it held.
+ */
+void usb4_wait(struct usb4_domain *domain, struct usb4_waiter *waiter,
+	       const struct usb4_ep_set *eps, int timeout_ms,
+	       bool (*ready)(void *arg), void *arg);
 
 /* Not-supported stubs for ops table slots. */
 int usb4_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags);

@@ -1,12 +1,18 @@
 /*
- * Messaging core: peers, tag matching, eager and rendezvous protocols and
- * completions.  Knows frames and peers, not sockets or rings: it talks to the
- * cable only through usb4_link.h.  Callers (the api layer) hold the domain
- * lock around every call.
+ * Messaging core: peers, tag matching, eager and rendezvous protocols, RMA
+ * and atomics, memory registrations and completions.  Knows frames and
+ * peers, not sockets or rings: it reaches the cable only through the link
+ * interface (usb4_link.h) and picks protocols by a link's capabilities.
+ * Callers (the api layer) hold the domain lock around every call unless a
+ * function says otherwise.
+ *
+ * Error codes: functions return 0 or a negative FI_E* code; completion
+ * entries carry the positive code, converted once, where they are written.
  */
 #ifndef USB4_CORE_H
 #define USB4_CORE_H
 
+#include <poll.h>
 #include <stdatomic.h>
 #include <sys/uio.h>
 
@@ -19,29 +25,8 @@
 #include "usb4_list.h"
 #include "../src/wire.h"
 
-#define USB4_ADDR_MAGIC		0x34425355u	/* "USB4" */
-#define USB4_ADDR_VERSION	2
-
-/*
- * An endpoint address as fi_getname returns it: 56 bytes, the most
- * aws-ofi-nccl accepts.  Same-host peers use the shm fields, others the udp
- * ones.  ep_id is random per endpoint: it names the shm inbox (its nonce) and
- * is the endpoint's incarnation for rel.
- */
-struct usb4_addr {
-	uint32_t magic;
-	uint8_t version;
-	uint8_t udp_family;	/* 4 or 6; 0: no udp link */
-	uint16_t udp_port;
-	uint64_t host_id;	/* same value on every endpoint of one host */
-	uint64_t ep_id;
-	uint32_t shm_pid;
-	int32_t shm_fd;		/* inbox memfd in shm_pid */
-	int32_t reg_fd;		/* registration table memfd, -1: none */
-	uint32_t reserved;
-	uint8_t udp_ip[16];
-};
-_Static_assert(sizeof(struct usb4_addr) == 56, "address is 56 bytes");
+/* Links an endpoint can have: one per kind. */
+#define USB4_LINKS_MAX		4
 
 /* ---- completions ------------------------------------------------------ */
 
@@ -60,96 +45,91 @@ struct usb4_cqe_err {
 	fi_addr_t src;
 };
 
-/* Completion storage of one CQ; grows instead of ever dropping an entry. */
+/*
+ * Completion storage of one CQ: a ring for successes and one for errors.
+ * An operation reserves its entry when it is posted (usb4_cq_queue_reserve,
+ * which grows the rings or fails with -FI_EAGAIN), so writing it later never
+ * needs memory and no completion is ever lost.  Every reservation ends in
+ * exactly one push, push_err or unreserve.
+ */
 struct usb4_cq_queue {
 	struct usb4_cqe *ring;
 	size_t cap, head, count;
 	struct usb4_cqe_err *errs;
 	size_t err_cap, err_head, err_count;
-	struct usb4_shm_link *waker;	/* a link to kick on push, or NULL */
+	size_t reserved;
+	struct usb4_waiter *waiter;	/* the CQ's: signalled on push */
 };
 
-int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap);
+int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap,
+		       struct usb4_waiter *waiter);
 void usb4_cq_queue_fini(struct usb4_cq_queue *q);
-int usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
-int usb4_cq_queue_push_err(struct usb4_cq_queue *q,
-			   const struct usb4_cqe_err *e);
+int usb4_cq_queue_reserve(struct usb4_cq_queue *q);
+void usb4_cq_queue_unreserve(struct usb4_cq_queue *q);
+void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
+void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
+			    const struct usb4_cqe_err *e);
 const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q);
 void usb4_cq_queue_pop(struct usb4_cq_queue *q);
 const struct usb4_cqe_err *usb4_cq_queue_peek_err(const struct usb4_cq_queue *q);
 void usb4_cq_queue_pop_err(struct usb4_cq_queue *q);
 
-/* Completion counter (fi_cntr); api wakes waiters by polling. */
+/* Completion counter (fi_cntr). */
 struct usb4_counter {
 	_Atomic uint64_t value;
 	_Atomic uint64_t err;
+	struct usb4_waiter *waiter;	/* the counter's: signalled on change */
 };
 
-/* ---- peers and the address table --------------------------------------- */
-
-enum usb4_peer_kind {
-	USB4_PEER_SHM,		/* same host: inbox ring and cross memory attach */
-	USB4_PEER_UDP,		/* another host: datagrams under rel */
-};
-
-struct usb4_peer {
-	struct usb4_addr addr;
-	enum usb4_peer_kind kind;
-	struct usb4_shm_peer *shm;
-	struct usb4_shm_reg_peer *reg;	/* its registrations, for RMA */
-	struct usb4_udp_addr udp;
-	bool in_use;
-};
+/* ---- memory registrations ---------------------------------------------- */
 
 /*
- * The table behind an fi_av: fi_addr_t is an index into peers.  Peers on
- * other hosts may talk to us before the application inserts them (Open MPI
- * adds remote processes lazily, on its first send to them); such a peer gets
- * a hidden entry, made from the datagram's source, so that rel can answer it.
- * Hidden fi_addrs carry USB4_HIDDEN_BIT, are never shown to the application
- * (completions say FI_ADDR_NOTAVAIL), and give way in the reverse lookup to
- * the real entry once the application inserts the peer.
+ * A domain's regions with remote access, in a table that links with
+ * USB4_LINK_CAP_ONE_SIDED publish to peers (usb4_mr_table.c).  Every remote
+ * access, by a peer through a link or by a frame arriving here, checks key,
+ * rights and bounds in the target's table and pins the entry while bytes
+ * move; revoking an entry waits until nobody holds it.
  */
-#define USB4_HIDDEN_BIT		(1ull << 62)
+struct usb4_mr_table;
 
-struct usb4_core_av {
-	struct usb4_peer *peers;
-	size_t count, cap;
-	struct usb4_peer *hidden;
-	size_t hidden_count, hidden_cap;
-	uint64_t *hash_keys;	/* ep_id, 0 = empty */
-	fi_addr_t *hash_vals;	/* fi_addr of the peer */
-	size_t hash_cap;	/* power of two */
-	uint64_t host_id;
+/* A pinned region: hold it while its bytes move. */
+struct usb4_pin {
+	struct usb4_mr_table *table;
+	uint32_t slot;
+	uint8_t holder;		/* which of the entry's pinner slots is ours */
+	uint64_t va;		/* target virtual address of the accessed bytes */
 };
 
-int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint);
-void usb4_core_av_fini(struct usb4_core_av *av);
-int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
-			fi_addr_t *fi_addr);
-int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr);
-struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr);
-fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
-/* A hidden entry for a udp peer we heard from before it was inserted. */
-int usb4_core_av_insert_hidden(struct usb4_core_av *av, uint64_t ep_id,
-			       const struct usb4_udp_addr *udp,
-			       fi_addr_t *fi_addr);
-/* What the application may see of an fi_addr: hidden ones are not its. */
-static inline fi_addr_t usb4_core_av_visible(fi_addr_t fi_addr)
-{
-	return fi_addr != FI_ADDR_NOTAVAIL && (fi_addr & USB4_HIDDEN_BIT) ?
-	       FI_ADDR_NOTAVAIL : fi_addr;
-}
-/* The endpoint id behind an fi_addr (0 if none): the peer's identity,
- * whichever of its entries (hidden or inserted) names it. */
-uint64_t usb4_core_av_id(struct usb4_core_av *av, fi_addr_t fi_addr);
-uint64_t usb4_host_id(void);
+int usb4_mr_table_open(struct usb4_mr_table **table, size_t capacity);
+void usb4_mr_table_close(struct usb4_mr_table *table);
+int usb4_mr_table_fd(const struct usb4_mr_table *table);
+/* Publishes [base, base + len), addressed by initiators as iova + offset.
+ * -FI_ENOKEY when the key is already published, -FI_ENOSPC when full. */
+int usb4_mr_table_publish(struct usb4_mr_table *table, uint64_t key,
+			  uint64_t base, uint64_t iova, uint64_t len,
+			  uint64_t access, uint32_t *slot);
+/* Kills the entry: no new pin succeeds.  Then wait until the pins held by
+ * other processes are gone (usb4_mr_table_drain, without the domain lock:
+ * it may sleep; pins of processes that died are cleared). */
+void usb4_mr_table_revoke(struct usb4_mr_table *table, uint32_t slot);
+void usb4_mr_table_drain(struct usb4_mr_table *table, uint32_t slot);
+/* Another domain's table as a link maps it (NULL when malformed). */
+struct usb4_mr_table *usb4_mr_table_view(void *mem, size_t len);
+void usb4_mr_table_view_free(struct usb4_mr_table *view);
+/* Checks key, the FI_REMOTE_* rights in access and [addr, addr + len)
+ * (overflow-safe) and pins the entry: 0, -FI_EACCES, or -FI_EAGAIN when
+ * the entry's pinner slots are all held by other processes. */
+int usb4_mr_pin(struct usb4_mr_table *table, uint64_t key, uint64_t addr,
+		uint64_t len, uint64_t access, struct usb4_pin *pin);
+void usb4_mr_unpin(struct usb4_pin *pin);
+void usb4_mr_unpin_all(struct usb4_pin *pins, size_t count);
+/* Serialises atomics on one target's memory across every process. */
+void usb4_mr_atomic_lock(struct usb4_mr_table *table);
+void usb4_mr_atomic_unlock(struct usb4_mr_table *table);
 
-/* ---- domain and memory regions ---------------------------------------- */
-
-/* What the core keeps per domain: the table its regions are published in. */
+/* What the core keeps per domain. */
 struct usb4_core_domain {
-	struct usb4_shm_reg *reg;
+	struct usb4_mr_table *mrs;
 };
 
 /* A region as published for remote access. */
@@ -163,9 +143,76 @@ void usb4_core_domain_close(struct usb4_core_domain *dom);
 int usb4_core_mr_publish(struct usb4_core_domain *dom, uint64_t key,
 			 const void *base, uint64_t len, uint64_t iova,
 			 uint64_t access, struct usb4_core_mr *mr);
-void usb4_core_mr_revoke(struct usb4_core_domain *dom, struct usb4_core_mr *mr);
+
+/* ---- peers and the address table --------------------------------------- */
+
+/* A peer: the address it was inserted with, its id, and the way to it over
+ * the first link kind that reaches it. */
+struct usb4_peer {
+	struct usb4_wire_addr addr;	/* as it came (little-endian) */
+	uint64_t id;			/* its endpoint id, host order */
+	uint8_t kind;			/* index into usb4_link_kinds */
+	bool in_use;
+	struct usb4_link_dest *dest;
+	struct usb4_mr_table *table;	/* one-sided kinds: its registrations */
+};
+
+/* Peers and a hash from endpoint id to index (open addressing, 0 =
+ * empty), as the AV and an endpoint's hidden entries keep them. */
+struct usb4_peer_table {
+	struct usb4_peer *peers;
+	size_t count, cap;
+	uint64_t *hash_keys;
+	size_t *hash_vals;
+	size_t hash_cap;	/* power of two */
+};
+
+/* The table behind an fi_av: fi_addr_t is an index into its peers; the
+ * hash answers "which entry is this sender". */
+struct usb4_core_av {
+	struct usb4_peer_table t;
+	uint64_t host_id;
+};
+
+int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint);
+void usb4_core_av_fini(struct usb4_core_av *av);
+int usb4_core_av_insert(struct usb4_core_av *av,
+			const struct usb4_wire_addr *addr, fi_addr_t *fi_addr);
+int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr);
+struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr);
+fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
+
+/*
+ * Peers on other hosts may talk to an endpoint before the application
+ * inserts them (Open MPI adds remote processes lazily, on its first send to
+ * them).  Such a peer gets a hidden entry in that endpoint, made from the
+ * link it came on, so that the core can answer it.  Hidden fi_addrs carry
+ * USB4_HIDDEN_BIT and are never shown to the application (completions say
+ * FI_ADDR_NOTAVAIL, or the inserted entry once there is one).
+ */
+#define USB4_HIDDEN_BIT		(1ull << 62)
 
 /* ---- endpoint ----------------------------------------------------------- */
+
+struct usb4_core_ep;
+
+/*
+ * A control frame the core sends while it handles something else (FIN, ACK,
+ * CTS, WRITE_DATA, ATOMIC_RESP).  Storage belongs to what the answer is
+ * for (a receive, a transfer, an operation) and exists from the moment that
+ * was posted or accepted, so an answer is never lost for want of memory.
+ * When the peer has no room the frame waits on ep->ctrl_pending, in order;
+ * its owner then lives on until it leaves (on_sent).
+ */
+struct usb4_ctrl {
+	struct usb4_list link;		/* in ep->ctrl_pending while queued */
+	bool queued;
+	fi_addr_t dest;
+	struct usb4_wire_hdr hdr;
+	size_t len;			/* payload bytes after hdr */
+	const void *payload;
+	void (*on_sent)(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl);
+};
 
 /* A posted receive. */
 struct usb4_rx_entry {
@@ -178,27 +225,28 @@ struct usb4_rx_entry {
 	size_t multi_used;	/* FI_MULTI_RECV: bytes already consumed */
 	fi_addr_t src;
 	uint64_t tag, ignore;
+	struct usb4_ctrl ctrl;	/* its answer to the sender */
 };
 
 /* A message that arrived before a receive matched it. */
 struct usb4_unexp {
 	struct usb4_list link;
 	fi_addr_t src;
-	uint64_t src_id;
 	uint64_t tag, data, msg_id, total_len;
 	uint16_t wflags;
 	uint8_t type;		/* USB4_FRAME_EAGER or USB4_FRAME_RTS */
 	bool claimed;		/* FI_CLAIM: reserved for one receive */
 	void *buf;		/* eager: a copy of the payload */
-	pid_t pid;		/* rendezvous: whose buffer to read */
 	size_t riov_count;
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
+	struct usb4_ctrl ctrl;	/* the answer when it is discarded */
 };
 
 /*
- * Bytes streamed to a udp peer as DATA frames: a rendezvous send or an RMA
- * write once the peer sent CTS, or the target side of an RMA read.  The rel
- * window paces it; the receiver places every byte straight into its buffer.
+ * Bytes streamed to a peer as DATA frames over a link that cannot read the
+ * sender's memory: a rendezvous send or an RMA write once the peer sent
+ * CTS, or the target side of an RMA read.  The link's window paces it; the
+ * receiver places every byte straight into its buffer.
  */
 struct usb4_stream {
 	struct usb4_list link;		/* in ep->streams while sending */
@@ -208,13 +256,14 @@ struct usb4_stream {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
 	uint64_t sent, limit;
-	bool by_ref;			/* rel may still send from iov */
+	bool by_ref;			/* the link may still send from iov */
 	bool fin_sent;			/* read response: data all posted */
-	uint32_t mark;			/* and acked once rel passes this */
+	uint32_t mark;			/* and acked once the link passes this */
 	/* Target of an RMA read: the pinned regions, FIN at the end. */
-	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	struct usb4_pin pins[USB4_IOV_LIMIT];
 	size_t npins;
 	bool owned;			/* malloc'd, freed when done */
+	struct usb4_ctrl ctrl;		/* the read response's FIN */
 };
 
 /* A send or RMA waiting for its peer: rendezvous FIN, delivery ACK, RMA
@@ -228,16 +277,17 @@ struct usb4_tx_op {
 	uint64_t tag;
 	fi_addr_t dest;
 	struct usb4_counter *cntr;	/* counts the completion */
-	struct usb4_stream stream;	/* udp: the bytes to send after CTS */
-	struct fi_ioc res[USB4_IOV_LIMIT];	/* udp atomics: results */
+	struct usb4_stream stream;	/* the bytes to send after CTS */
+	struct fi_ioc res[USB4_IOV_LIMIT];	/* frame atomics: results */
 	size_t res_count, res_size;
-	void *bounce;			/* udp inject write: a copy of the bytes */
+	void *bounce;			/* inject write: a copy of the bytes */
 };
 
 /*
- * Bytes arriving from a udp peer as DATA frames into local memory: a
- * rendezvous receive, the target of an RMA write, or the initiator of an RMA
- * read.  Keyed by (src, msg_id, read response or not).
+ * Bytes arriving as DATA frames into local memory: a rendezvous receive,
+ * the target of an RMA write, or the initiator of an RMA read.  Keyed by
+ * (src, msg_id, read response or not).  Its buffer is a landing zone of the
+ * link the peer is on.
  */
 enum usb4_xfer_kind { USB4_XFER_RECV, USB4_XFER_RMA_WRITE, USB4_XFER_RMA_READ };
 
@@ -248,27 +298,19 @@ struct usb4_xfer {
 	uint64_t msg_id;
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
-	uint64_t want, received;
-	uint32_t chunk;			/* the sender's DATA size, once seen */
+	struct usb4_link_zone zone;	/* iov, [received, want) */
+	bool zone_open;
+	bool done;			/* finished; waits for ctrl to leave */
 	/* USB4_XFER_RECV: how to complete the receive. */
-	struct usb4_rx_entry *rx;
 	struct usb4_cqe cqe;
 	uint64_t total_len;
 	bool want_cqe;
 	/* USB4_XFER_RMA_WRITE: pinned target regions, remote CQ data. */
-	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	struct usb4_pin pins[USB4_IOV_LIMIT];
 	size_t npins;
 	bool cq_data;
 	uint64_t data;
-};
-
-/* A control frame waiting for room towards its peer. */
-struct usb4_ctrl {
-	struct usb4_list link;
-	fi_addr_t dest;
-	struct usb4_wire_hdr hdr;
-	size_t len;
-	char payload[];		/* len bytes (atomic results) */
+	struct usb4_ctrl ctrl;		/* CTS, then FIN */
 };
 
 enum { USB4_Q_MSG = 0, USB4_Q_TAGGED = 1 };
@@ -276,47 +318,34 @@ enum { USB4_Q_MSG = 0, USB4_Q_TAGGED = 1 };
 struct usb4_core_stats {
 	uint64_t dropped[USB4_WIRE_VERDICT_MAX];
 	uint64_t dropped_unknown_op;	/* FIN/ACK naming no pending send */
-	uint64_t unknown_src;		/* frames from ids not in the AV */
-	uint64_t udp_foreign;		/* datagrams from addresses not in the AV,
-					 * or not meant for us */
-	uint64_t udp_rejected;		/* datagrams rel refused (see rel stats) */
+	uint64_t dropped_src_mismatch;	/* src_id disagrees with the link */
+	uint64_t dropped_not_for_link;	/* a frame its link may not carry */
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
-	uint64_t udp_ref_copies;	/* DATA frames rel had to copy: their
-					 * stream ended before the peer's ack */
+	uint64_t unknown_src;		/* frames from peers not in the AV */
+	uint64_t not_ready;		/* frames refused for lack of memory */
+	uint64_t ref_copies;		/* sends by reference the link copied */
 	uint64_t eager_sent, rndv_sent, unexpected;
 };
 
-struct usb4_rel_peer;
-
-/* rel towards one udp peer, keyed by the peer's endpoint id: the same state
- * whether the peer is named by a hidden entry or, later, an inserted one. */
-struct usb4_session {
-	uint64_t id;
-	struct usb4_rel_peer *rel;
-	bool dead_reported;
+/* One of the endpoint's links, with what its sink callbacks need. */
+struct usb4_ep_link {
+	struct usb4_core_ep *ep;
+	uint8_t kind;
+	struct usb4_link *link;		/* NULL: this kind is not open */
 };
 
 struct usb4_core_ep {
 	uint64_t id;
 	uint64_t caps;
 	struct usb4_core_domain *dom;
-	struct usb4_shm_link *shm;
-	struct usb4_udp_link *udp;	/* NULL: no interface for other hosts */
-	size_t udp_payload_max;		/* core frame bytes per datagram */
-	char *udp_linear;		/* one frame, when it came in pieces */
-	struct usb4_xfer *hot_xfer;	/* took the last DATA frame: where the
-					 * next ones are received straight to */
-	struct usb4_session *sessions;	/* rel state per udp peer, by its id */
-	size_t session_count, session_cap;
-	struct usb4_list streams;	/* usb4_stream with bytes to send */
-	struct usb4_list xfers;		/* usb4_xfer receiving bytes */
-	bool rel_busy;			/* inside rel's delivery: no rel sends */
+	struct usb4_ep_link links[USB4_LINKS_MAX];
 	struct usb4_core_av *av;
+	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;
 	struct usb4_counter *rd_cntr, *wr_cntr;		/* our reads, writes */
 	struct usb4_counter *rem_rd_cntr, *rem_wr_cntr;	/* peers' accesses */
-	uint64_t rem_reads_seen, rem_writes_seen;
+	uint64_t rem_reads_seen, rem_writes_seen;	/* counted by links */
 	struct usb4_list posted[2];	/* indexed by USB4_Q_* */
 	struct usb4_list unexp[2];
 	struct usb4_list rx_free;	/* recycled usb4_rx_entry */
@@ -324,10 +353,15 @@ struct usb4_core_ep {
 	struct usb4_tx_op *ops;
 	uint32_t *ops_free;
 	size_t ops_free_count, ops_cap;
-	struct usb4_list ctrl_pending;
+	struct usb4_list ctrl_pending;	/* struct usb4_ctrl, in order */
+	struct usb4_list streams;	/* usb4_stream with bytes to send */
+	struct usb4_list xfers;		/* usb4_xfer receiving bytes */
+	struct usb4_xfer *hot_xfer;	/* took the last DATA frame */
 	size_t min_multi_recv;
-	size_t eager_max;		/* payload bytes that fit a frame */
+	size_t eager_max;		/* inject limit: the smallest eager
+					 * limit of any open link */
 	uint64_t liveness_ns;		/* last check that pending peers live */
+	unsigned sleepers;		/* threads asleep on its links */
 	struct usb4_core_stats stats;
 };
 
@@ -387,33 +421,52 @@ struct usb4_atomic_args {
 	uint64_t flags;
 };
 
-/* Whether an interface to other hosts exists (FI_USB4_IFACE or sysfs). */
+/* Whether some link reaches other hosts from here (an interface exists). */
 bool usb4_core_reaches_other_hosts(void);
 
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom);
+/*
+ * Closing takes three steps: flush (sends answers still waiting for room;
+ * bounded; the caller holds the lock but it is released while sleeping),
+ * close (the core's state, under the lock), then close_links (without the
+ * lock: links linger until peers acknowledged what was posted).
+ */
+void usb4_core_ep_flush(struct usb4_core_ep *ep, struct usb4_lock *lock);
+void usb4_core_ep_close(struct usb4_core_ep *ep);
+void usb4_core_ep_close_links(struct usb4_core_ep *ep);
+void usb4_core_ep_addr(const struct usb4_core_ep *ep,
+		       struct usb4_wire_addr *addr);
+ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a);
+ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a);
 ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a);
 ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 			 const struct usb4_atomic_args *a);
-void usb4_core_ep_close(struct usb4_core_ep *ep);
-/* Read responses whose data waits for acknowledgements: rel takes copies
- * and the regions are unpinned (before a region is revoked). */
-void usb4_core_ep_unpin_reads(struct usb4_core_ep *ep);
-void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr);
-ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a);
-ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a);
 int usb4_core_cancel(struct usb4_core_ep *ep, void *context);
+/* Whether fi_addr names a peer this endpoint can use. */
+bool usb4_core_ep_knows(struct usb4_core_ep *ep, fi_addr_t fi_addr);
+/* A region is going: operations of this endpoint that move its bytes
+ * (frames to or from other hosts) end now with FI_ECANCELED at both ends,
+ * and the endpoint lets go of every pin on it. */
+void usb4_core_ep_forget_region(struct usb4_core_ep *ep, uint32_t slot);
+
 int usb4_core_progress(struct usb4_core_ep *ep);
-void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms);
-/* A short sleep in the kernel until a frame may be waiting. */
-void usb4_core_nap(struct usb4_core_ep *ep, int64_t timeout_us);
-/* True once the endpoint exchanged anything with a peer on another host. */
-bool usb4_core_talks_to_other_hosts(const struct usb4_core_ep *ep);
-void usb4_core_kick(struct usb4_core_ep *ep);
+/*
+ * Sleeping until a link has news: sleep_begin returns false when a frame is
+ * already waiting; otherwise it adds the fds to watch (at most max) and
+ * lowers *timeout_ms to the links' next timer.  sleep_end after the sleep.
+ * ep->sleepers counts the threads between the two: the endpoint's links
+ * must outlive them.
+ */
+bool usb4_core_sleep_begin(struct usb4_core_ep *ep, struct pollfd *fds,
+			   int max, int *nfds, int *timeout_ms);
+void usb4_core_sleep_end(struct usb4_core_ep *ep);
+/* Fds an endpoint watches at most while it sleeps. */
+int usb4_core_wait_fds(const struct usb4_core_ep *ep);
 void usb4_core_log_stats(const struct usb4_core_ep *ep);
 
-/* Completion helpers shared by the core's protocol files: report to a given
- * CQ and counter, or complete on the endpoint's send or receive side. */
+/* Completion helpers shared by the core's protocol files: err is 0 or a
+ * negative FI_E* code; each consumes one reservation of its CQ. */
 void usb4_core_report(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
 		      const struct usb4_cqe *e, bool want_cqe);
 void usb4_core_report_err(struct usb4_cq_queue *cq, struct usb4_counter *cntr,

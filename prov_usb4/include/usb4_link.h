@@ -1,13 +1,35 @@
 /*
- * The cable: links move opaque frames between endpoints.  A link never looks
- * inside a frame.  Today there is one kind, shm, for peers on the same host.
+ * The cable, as the core sees it: one interface behind which every kind of
+ * link moves frames between endpoints.  This is the only link header the
+ * core includes; each kind's own headers live beside its sources.
  *
- * shm: every endpoint owns an inbox, a ring of fixed-size frame slots in a
- * memfd.  Same-host peers map the owner's memfd through /proc/<pid>/fd/<fd>
- * and post frames into it (many producers, one consumer).  Bulk data moves by
- * one cross-memory-attach copy (process_vm_readv) straight between the two
- * processes' buffers.  A memfd has no name in any file system, so two jobs
- * never collide and a crashed process leaves nothing behind.
+ * What a link promises
+ *   - Frames reach a peer reliably and in the order they were posted, or
+ *     the peer is down: every later post to it fails and peer_state says
+ *     why; a link that learns of it by itself (a silent peer, a refusal)
+ *     also reports it once through sink->peer_down.  A lossy cable brings its own reliability inside the
+ *     link (the udp link runs rel).
+ *   - Every frame handed up names its sender by how it arrived (the session
+ *     or inbox slot it came on), never by a field of the frame.
+ *   - A link never looks inside a core frame.  Beyond frames it offers what
+ *     its capability bits say; the core chooses its protocols from those
+ *     bits and never asks which kind a link is.
+ *
+ * Objects
+ *   struct usb4_link       one link of one kind, per endpoint (its inbox,
+ *                          its socket)
+ *   struct usb4_link_dest  how a link reaches one peer address, opened
+ *                          per address-vector entry (a mapped inbox, a
+ *                          socket address); valid with any link of its kind
+ *   struct usb4_link_zone  a landing zone: where the payloads of one
+ *                          stream of frames from one peer go (a receive
+ *                          buffer); links that place data may receive
+ *                          payload bytes straight into it
+ *
+ * Locking: the caller serialises every call on one link and its zones;
+ * dests are read-only after dest_open and may be used by several links of
+ * their kind at once.  close() may block (lingering for acknowledgements),
+ * so callers make it without holding locks other threads need.
  */
 #ifndef USB4_LINK_H
 #define USB4_LINK_H
@@ -15,216 +37,185 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/types.h>
 #include <sys/uio.h>
 
-/* What a same-host peer needs to map our inbox and our registrations; part of
- * the endpoint address. */
-struct usb4_shm_addr {
-	uint32_t pid;		/* owner process */
-	int32_t fd;		/* owner's inbox memfd, opened via /proc */
-	uint64_t nonce;		/* must match the ring header: guards pid/fd reuse */
-	int32_t reg_fd;		/* owner's registration table memfd, -1: none */
-	uint32_t reserved;
-};
+#include "usb4.h"
+#include "usb4_list.h"
 
-struct usb4_shm_link;	/* our inbox */
-struct usb4_shm_peer;	/* a mapped inbox of another endpoint */
+struct usb4_wire_addr;
+struct usb4_link;
+struct usb4_link_dest;
 
-/* Called for each frame taken off the inbox; frame is valid during the call. */
-typedef void (*usb4_link_rx_fn)(void *arg, const void *frame, size_t len);
+/* ---- capabilities ------------------------------------------------------- */
 
-int usb4_shm_link_open(struct usb4_shm_link **link, size_t slots,
-		       size_t frame_max, uint64_t nonce);
-void usb4_shm_link_close(struct usb4_shm_link *link);
-void usb4_shm_link_addr(const struct usb4_shm_link *link,
-			struct usb4_shm_addr *addr);
-size_t usb4_shm_link_frame_max(const struct usb4_shm_link *link);
+/* The receiver of a frame can copy bytes straight out of the sender's
+ * memory (bulk_read): a rendezvous needs no data frames. */
+#define USB4_LINK_CAP_BULK_READ		(1u << 0)
+/* An initiator can reach a target's registered memory without the target's
+ * CPU: the target's registration table is readable (peer_table) and bytes
+ * move by bulk_read/bulk_write; remote accesses are counted at the target
+ * (count_remote). */
+#define USB4_LINK_CAP_ONE_SIDED		(1u << 1)
 
-/* Takes up to budget frames; returns how many were taken. */
-int usb4_shm_link_poll(struct usb4_shm_link *link, usb4_link_rx_fn fn,
-		       void *arg, int budget);
-/* Blocks until a frame may be waiting or timeout_ms passes (-1: forever). */
-void usb4_shm_link_wait(struct usb4_shm_link *link, int timeout_ms);
-/* Wakes a waiter in usb4_shm_link_wait (from any thread or process). */
-void usb4_shm_link_kick(struct usb4_shm_link *link);
-/*
- * Sleeping in poll together with other file descriptors: begin returns false
- * when a frame is already waiting; otherwise the ring's eventfd becomes
- * readable when a producer posts, until end.
- */
-int usb4_shm_link_efd(const struct usb4_shm_link *link);
-bool usb4_shm_link_sleep_begin(struct usb4_shm_link *link);
-void usb4_shm_link_sleep_end(struct usb4_shm_link *link);
-
-int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
-		       struct usb4_shm_peer **peer);
-void usb4_shm_peer_close(struct usb4_shm_peer *peer);
-pid_t usb4_shm_peer_pid(const struct usb4_shm_peer *peer);
-/* Posts one frame gathered from iov; -FI_EAGAIN when the inbox is full. */
-int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
-		  int iov_count);
+/* ---- what the core gives a link --------------------------------------- */
 
 /*
- * Copies len bytes from the remote iov list in process pid into the local iov
- * list, one cross-memory-attach copy.  Returns 0 or a negative FI_E* code.
+ * Where a link hands up what arrives.  frame() gets one frame in one piece,
+ * or in two when its payload was received straight into a landing zone
+ * (then the first piece is the zone's hdr_len bytes, the second the
+ * payload, in place).  It returns 0 when it took the frame, or -FI_EAGAIN
+ * when it cannot take it now (out of memory: receiver not ready); the link
+ * then keeps the frame, stops handing up frames from that peer, and offers
+ * it again on a later poll.  `from` is the sender's endpoint id as the link
+ * established it.
  */
-int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
-		       const struct iovec *remote, size_t remote_count,
-		       size_t len);
+struct usb4_link_sink {
+	void *ctx;
+	int (*frame)(void *ctx, struct usb4_link *link, uint64_t from,
+		     const struct iovec *frame, int count);
+	/* A peer stopped answering (-FI_EHOSTUNREACH) or refused us, e.g. a
+	 * protocol version mismatch (-FI_ECONNREFUSED). */
+	void (*peer_down)(void *ctx, struct usb4_link *link, uint64_t peer,
+			  int err);
+};
+
+struct usb4_link_cfg {
+	uint64_t ep_id;		/* our endpoint id: the incarnation peers see */
+	int reg_fd;		/* the domain's registration table memfd for
+				 * links that publish it to peers; -1: none */
+	struct usb4_link_sink sink;
+};
+
+/* ---- landing zones (receive placement) -------------------------------- */
 
 /*
- * One-sided access on the shm link.  A domain publishes its memory
- * registrations in a table in a memfd (the registry); an initiator maps the
- * target's table, checks key, rights and bounds there, pins the entry and moves
- * the data with one cross-memory-attach copy.  The target's CPU takes no part.
- * Revoking an entry waits until no initiator holds it pinned, so memory freed
- * after fi_close of its region is never touched.
+ * A stream of frames from one peer whose payloads go to consecutive bytes
+ * of iov: frame k of the stream carries bytes [next, next + len) when it
+ * arrives, after hdr_len bytes of frame header.  Owned by the core, which
+ * advances `next` as payloads land; `link_node` is the link's.  A link may
+ * receive bytes of a datagram it guesses belongs to the stream straight
+ * into [next, end) and must cope with a wrong guess; the core writes
+ * payloads only through zone_write, so the link can keep its guesses out of
+ * the way.
  */
-struct usb4_shm_reg;		/* our table */
-struct usb4_shm_reg_peer;	/* another domain's table, mapped */
-
-/* Initiator's view of a pinned target region. */
-struct usb4_shm_pin {
-	struct usb4_shm_reg_peer *peer;
-	uint32_t slot;
-	uint64_t va;		/* target virtual address of the accessed bytes */
+struct usb4_link_zone {
+	const struct iovec *iov;
+	size_t iov_count;
+	uint64_t next, end;
+	size_t hdr_len;
+	uint64_t peer;			/* whose frames */
+	struct usb4_list link_node;	/* the link's */
 };
 
-int usb4_shm_reg_open(struct usb4_shm_reg **reg, size_t capacity);
-void usb4_shm_reg_close(struct usb4_shm_reg *reg);
-int usb4_shm_reg_fd(const struct usb4_shm_reg *reg);
-/* Publishes [base, base + len), addressed by initiators as iova + offset.
- * -FI_ENOKEY when the key is already published, -FI_ENOSPC when full. */
-int usb4_shm_reg_publish(struct usb4_shm_reg *reg, uint64_t key, uint64_t base,
-			 uint64_t iova, uint64_t len, uint64_t access,
-			 uint32_t *slot);
-void usb4_shm_reg_revoke(struct usb4_shm_reg *reg, uint32_t slot);
-/* Our own table seen as a peer's: for checks of remote requests that arrive
- * as frames (udp), and for taking our own atomics lock. */
-struct usb4_shm_reg_peer *usb4_shm_reg_self(struct usb4_shm_reg *reg);
+/* ---- the operations ----------------------------------------------------- */
 
-int usb4_shm_reg_peer_open(pid_t pid, int fd, struct usb4_shm_reg_peer **peer);
-void usb4_shm_reg_peer_close(struct usb4_shm_reg_peer *peer);
-/* Checks key, the FI_REMOTE_* rights in access and [addr, addr + len) against
- * the target's table and pins the entry: 0 or -FI_EACCES. */
-int usb4_shm_pin(struct usb4_shm_reg_peer *peer, uint64_t key, uint64_t addr,
-		 uint64_t len, uint64_t access, struct usb4_shm_pin *pin);
-void usb4_shm_unpin(struct usb4_shm_pin *pin);
-void usb4_shm_unpin_all(struct usb4_shm_pin *pins, size_t count);
-/* Serialises atomics on one target's memory across every process. */
-void usb4_shm_atomic_lock(struct usb4_shm_reg_peer *peer);
-void usb4_shm_atomic_unlock(struct usb4_shm_reg_peer *peer);
+struct usb4_link_ops {
+	const char *name;		/* for logs only */
+	uint32_t caps;			/* USB4_LINK_CAP_* */
+	bool other_hosts;		/* reaches endpoints on other hosts */
 
-/* Copies len bytes from local into the remote iov list in process pid. */
-int usb4_shm_bulk_write(pid_t pid, const struct iovec *local,
-			size_t local_count, const struct iovec *remote,
-			size_t remote_count, size_t len);
+	/* -- a kind of link, before any endpoint -- */
+	/* Whether this kind can open a link here (an interface exists). */
+	bool (*available)(void);
+	/* Whether this kind reaches the endpoint at addr from this host. */
+	bool (*reaches)(const struct usb4_wire_addr *addr, uint64_t host_id);
+	/* Opens the way to addr; -FI_ECONNREFUSED for a peer speaking another
+	 * protocol version (logged with both versions). */
+	int (*dest_open)(const struct usb4_wire_addr *addr,
+			 struct usb4_link_dest **dest);
+	void (*dest_close)(struct usb4_link_dest *dest);
 
-/* Remote access counts kept in an inbox for FI_RMA_EVENT counters. */
-void usb4_shm_peer_count_rma(struct usb4_shm_peer *peer, bool write);
-void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
-			      uint64_t *writes, uint64_t *reads);
-/* Counts an access that arrived as frames instead of cross memory attach. */
-void usb4_shm_link_count_rma(struct usb4_shm_link *link, bool write);
+	/* -- one link per endpoint -- */
+	/* -FI_ENODEV: nothing to open here (no interface): not an error. */
+	int (*open)(const struct usb4_link_cfg *cfg, struct usb4_link **link);
+	/* Delivers nothing more; lingers (bounded) until peers acknowledged
+	 * what was posted; frees everything. */
+	void (*close)(struct usb4_link *link);
+	/* Writes this link's part of our address. */
+	void (*addr)(const struct usb4_link *link, struct usb4_wire_addr *addr);
+	/* Largest frame (header and payload) towards dest. */
+	size_t (*frame_max)(const struct usb4_link *link,
+			    const struct usb4_link_dest *dest);
 
-/*
- * udp: peers on other hosts, reached over an IP interface: on USB4 hosts the
- * thunderbolt-net interface of each cable.  One non-blocking UDP socket per
- * endpoint and interface, bound to the interface's address; datagrams as
- * large as the interface MTU allows.  The link loses, duplicates and reorders:
- * the core runs it under rel.  FI_USB4_FAULTS adds faults for tests.
- */
-#define USB4_IFACE_NAME_MAX	16
+	/* Posts one frame gathered from iov (copied before the call returns).
+	 * -FI_EAGAIN: no room now (backpressure); -FI_EMSGSIZE: too large;
+	 * -FI_EHOSTUNREACH / -FI_ECONNREFUSED: the peer is down. */
+	int (*post)(struct usb4_link *link, struct usb4_link_dest *dest,
+		    const struct iovec *iov, int count);
+	/* Optional.  Like post, but the last nref buffers are sent from where
+	 * they are: they must stay unchanged until the peer has them or
+	 * release(owner) is called. */
+	int (*post_ref)(struct usb4_link *link, struct usb4_link_dest *dest,
+			const struct iovec *iov, int count, int nref,
+			uint64_t owner);
+	/* Optional.  Stops referencing owner's buffers (copying what may still
+	 * have to be sent again). */
+	void (*release)(struct usb4_link *link, struct usb4_link_dest *dest,
+			uint64_t owner);
+	/* Optional.  A mark after everything posted to dest so far, and
+	 * whether the peer has all of that (without these: always). */
+	uint32_t (*mark)(struct usb4_link *link, struct usb4_link_dest *dest);
+	bool (*settled)(struct usb4_link *link, struct usb4_link_dest *dest,
+			uint32_t mark);
 
-/* An interface the udp link can use. */
-struct usb4_iface {
-	char name[USB4_IFACE_NAME_MAX];
-	int family;			/* AF_INET or AF_INET6 */
-	uint8_t ip[16];			/* network byte order */
-	unsigned mtu;
-	bool thunderbolt;		/* driven by thunderbolt-net */
-	unsigned speed_gbps, lanes;	/* of the USB4 link, 0 if unknown */
+	/* Takes in at most budget frames or datagrams and hands their frames
+	 * up (sink->frame); a datagram that fills a gap also hands up the
+	 * frames held back behind it, up to the reliability window.  Runs the
+	 * link's timers; returns how many it took in. */
+	int (*poll)(struct usb4_link *link, int budget);
+	/* 0 while dest answers; else why it does not (-FI_EHOSTUNREACH,
+	 * -FI_ECONNREFUSED). */
+	int (*peer_state)(struct usb4_link *link, struct usb4_link_dest *dest);
+	/* The way back to a peer the link heard from but the core has no
+	 * address for; owned by the link, valid until the link closes. */
+	struct usb4_link_dest *(*dest_of)(struct usb4_link *link, uint64_t peer);
+
+	/* -- sleeping -- */
+	/* An fd that becomes readable when poll may find something. */
+	int (*wait_fd)(const struct usb4_link *link);
+	/* Microseconds until the link's next timer (-1: none). */
+	int64_t (*timer_us)(const struct usb4_link *link);
+	/* Before sleeping on wait_fd: false when the link knows something
+	 * already waits (do not sleep); a level-triggered wait_fd may just
+	 * answer true.  sleep_end undoes a true sleep_begin. */
+	bool (*sleep_begin)(struct usb4_link *link);
+	void (*sleep_end)(struct usb4_link *link);
+
+	/* -- bulk and one-sided access (USB4_LINK_CAP_BULK_READ, _ONE_SIDED) -- */
+	/* Copies len bytes between the peer's memory at remote and ours. */
+	int (*bulk_read)(struct usb4_link_dest *dest, const struct iovec *local,
+			 size_t local_count, const struct iovec *remote,
+			 size_t remote_count, size_t len);
+	int (*bulk_write)(struct usb4_link_dest *dest, const struct iovec *local,
+			  size_t local_count, const struct iovec *remote,
+			  size_t remote_count, size_t len);
+	/* The peer's registration table as mapped here (NULL: none); the core
+	 * interprets it. */
+	void *(*peer_table)(struct usb4_link_dest *dest, size_t *len);
+	/* Counts a remote access at the peer (for its FI_RMA_EVENT counters),
+	 * and reads the counts peers made at ours. */
+	void (*count_remote)(struct usb4_link_dest *dest, bool write);
+	void (*remote_counts)(const struct usb4_link *link, uint64_t *writes,
+			      uint64_t *reads);
+
+	/* -- landing zones (optional: without them the core copies) -- */
+	void (*zone_open)(struct usb4_link *link, struct usb4_link_zone *zone);
+	void (*zone_close)(struct usb4_link *link, struct usb4_link_zone *zone);
+	/* Puts len payload bytes at offset off of the zone (nothing to do when
+	 * they were received there already). */
+	void (*zone_write)(struct usb4_link *link, struct usb4_link_zone *zone,
+			   uint64_t off, const void *src, size_t len);
 };
 
-/*
- * Interfaces the udp link should use: those named in names (a comma list, as
- * in FI_USB4_IFACE), else every thunderbolt-net interface that is up.
- * sysfs_root is "/sys" except in tests.  Returns how many were found.
- */
-int usb4_iface_find(const char *names, const char *sysfs_root,
-		    struct usb4_iface *out, int max);
-
-/* A peer's udp address as carried in the endpoint address. */
-struct usb4_udp_addr {
-	uint8_t family;			/* 4 or 6 */
-	uint16_t port;			/* host order */
-	uint8_t ip[16];			/* network byte order */
+/* A link starts with this; each kind embeds it first. */
+struct usb4_link {
+	const struct usb4_link_ops *ops;
+	struct usb4_link_sink sink;
 };
 
-/* Fault injection rates for tests, each in [0, 1]. */
-struct usb4_udp_faults {
-	double drop, dup, reorder, corrupt;
-};
-
-/* Parses "drop=0.01,dup=0.01,reorder=0.01,corrupt=0.01"; 0 or -FI_EINVAL. */
-int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *faults);
-
-struct usb4_udp_link;
-
-/* A datagram arrives in 1..USB4_UDP_PIECES_MAX pieces: more than one when
- * a hole (below) steered part of it. */
-#define USB4_UDP_PIECES_MAX	3
-typedef void (*usb4_udp_rx_fn)(void *arg, const struct usb4_udp_addr *from,
-			       const struct iovec *dgram, int count);
-
-/*
- * Receive placement: bytes [off, off + len) of a datagram are received
- * straight into dest instead of the link's buffer, whatever the datagram
- * turns out to be (the caller guesses which datagram comes next, and must
- * be ready for dest to hold bytes of another one).
- */
-struct usb4_udp_hole {
-	size_t off, len;
-	void *dest;
-};
-/* Fills holes for the first datagrams of the next receive, at most max;
- * returns how many it filled. */
-typedef int (*usb4_udp_place_fn)(void *arg, struct usb4_udp_hole *holes,
-				 int max);
-
-int usb4_udp_link_open(struct usb4_udp_link **link,
-		       const struct usb4_iface *iface,
-		       const struct usb4_udp_faults *faults);
-void usb4_udp_link_close(struct usb4_udp_link *link);
-void usb4_udp_link_addr(const struct usb4_udp_link *link,
-			struct usb4_udp_addr *addr);
-/* Largest datagram payload this interface carries without fragments. */
-size_t usb4_udp_link_datagram_max(const struct usb4_udp_link *link);
-int usb4_udp_link_fd(const struct usb4_udp_link *link);
-/* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
-int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
-		  const struct iovec *iov, int count);
-/* Takes up to budget datagrams without blocking; returns how many.  place
- * (may be NULL) is asked for holes first. */
-int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
-		  usb4_udp_rx_fn fn, void *arg, int budget);
-/*
- * From inside usb4_udp_poll's rx callback: the caller is about to write
- * [dest, dest + len).  Datagrams of the batch not handed up yet whose hole
- * lies there get their bytes moved back to the link's buffer first, so the
- * write cannot spoil them.
- */
-void usb4_udp_evacuate(struct usb4_udp_link *link, const void *dest,
-		       size_t len);
-
-struct usb4_udp_link_stats {
-	uint64_t sent, received, send_again;
-	uint64_t evacuated;		/* hole bytes moved out of a write's way */
-	uint64_t faults_dropped, faults_duplicated, faults_reordered,
-		 faults_corrupted;
-};
-const struct usb4_udp_link_stats *
-usb4_udp_link_stats(const struct usb4_udp_link *link);
+/* The kinds this build has, in order of preference: a peer is reached by
+ * the first kind that reaches it (usb4_links.c). */
+extern const struct usb4_link_ops *const usb4_link_kinds[];
+extern const size_t usb4_link_kind_count;
 
 #endif /* USB4_LINK_H */

@@ -1,16 +1,24 @@
 /*
- * The usb4 frame format: the one place that defines bytes on the wire.
+ * The usb4 wire format: the one place that defines bytes that leave the
+ * process, whether in a frame, in a datagram's reliability header or in an
+ * endpoint address.
  *
- * Every frame is a fixed little-endian header followed by a payload whose
- * meaning depends on the frame type.  Everything that comes off a link is
- * untrusted: usb4_wire_parse() checks version, type and lengths before any
- * other code looks at a frame.
+ * Every multi-byte field is little-endian.  Everything that comes off a link
+ * is untrusted: usb4_wire_parse() checks version, type and lengths before
+ * any other code looks at a frame, and the core checks every offset, length
+ * and key against its own state before use.
  *
- * Version history
+ * Version history (USB4_WIRE_VERSION; one number for frames, the reliability
+ * header, the shm inbox and the address)
  *   1  eager, rendezvous request (RTS) and finish (FIN), delivery ack,
  *      remote CQ data of an RMA write (WRITE_DATA); for links without
  *      cross memory attach: clear-to-send (CTS), DATA, RMA write and read
  *      requests, atomic request and response.
+ *   2  the handshake (HELLO, HELLO_ACK) carries the protocol version,
+ *      feature bits and the largest datagram; REJECT answers a HELLO of a
+ *      version we do not speak; RTS no longer names a process (the link the
+ *      frame came on knows its sender); the address is little-endian and
+ *      carries the protocol version.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -19,15 +27,80 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define USB4_WIRE_VERSION	1
+#define USB4_WIRE_VERSION	2
+
+/*
+ * Feature bits, exchanged at connection time (HELLO, the shm inbox header).
+ * The low 16 bits are optional: a feature is used when both sides offer it.
+ * The high 16 bits are required: a peer that lacks one we offer in that half
+ * is refused.  None is defined yet.
+ */
+#define USB4_WIRE_FEATURES		0u
+#define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
+
+/* ---- endpoint address -------------------------------------------------- */
+
+#define USB4_ADDR_MAGIC		0x34425355u	/* "USB4" */
+#define USB4_ADDR_VERSION	3		/* layout of this struct */
+
+/*
+ * An endpoint address as fi_getname returns it: 56 bytes, the most
+ * aws-ofi-nccl accepts.  A link reaches the endpoint through its own part:
+ * same-host peers the shm fields, others the udp ones.
+ *   magic, version  USB4_ADDR_MAGIC, USB4_ADDR_VERSION
+ *   proto           the endpoint's USB4_WIRE_VERSION
+ *   flags           reserved, 0
+ *   host_id         same value on every endpoint of one host (boot id and
+ *                   network namespace)
+ *   ep_id           random per endpoint: its incarnation, never 0
+ *   shm_pid         owning process
+ *   shm_inbox_fd    the inbox memfd in shm_pid, opened via /proc
+ *   shm_reg_fd      the domain's registration table memfd, -1: none
+ *   udp_family      4 or 6; 0: the endpoint has no udp link
+ *   udp_port        the udp link's port
+ *   udp_ip          its address, network byte order (IPv4 in the first 4)
+ */
+struct usb4_wire_addr {
+	uint32_t magic;
+	uint8_t version;
+	uint8_t proto;
+	uint16_t flags;
+	uint64_t host_id;
+	uint64_t ep_id;
+	uint32_t shm_pid;
+	int32_t shm_inbox_fd;
+	int32_t shm_reg_fd;
+	uint8_t udp_family;
+	uint8_t reserved;
+	uint16_t udp_port;
+	uint8_t udp_ip[16];
+};
+_Static_assert(sizeof(struct usb4_wire_addr) == 56, "address is 56 bytes");
+
+/* An address with no link's part filled in yet. */
+static inline void usb4_wire_addr_init(struct usb4_wire_addr *a,
+				       uint64_t host_id, uint64_t ep_id)
+{
+	*a = (struct usb4_wire_addr) {
+		.magic = htole32(USB4_ADDR_MAGIC),
+		.version = USB4_ADDR_VERSION,
+		.proto = USB4_WIRE_VERSION,
+		.host_id = htole64(host_id),
+		.ep_id = htole64(ep_id),
+		.shm_inbox_fd = (int32_t) htole32((uint32_t) -1),
+		.shm_reg_fd = (int32_t) htole32((uint32_t) -1),
+	};
+}
+
+/* ---- core frames -------------------------------------------------------- */
 
 enum usb4_frame_type {
 	USB4_FRAME_EAGER = 1,	/* whole message inline after the header */
-	USB4_FRAME_RTS,		/* rendezvous: "read my buffer", iov list follows */
-	USB4_FRAME_FIN,		/* rendezvous done: receiver copied; status in data */
+	USB4_FRAME_RTS,		/* rendezvous: the message waits at the sender */
+	USB4_FRAME_FIN,		/* rendezvous or RMA done: status in data */
 	USB4_FRAME_ACK,		/* eager message placed (FI_DELIVERY_COMPLETE) */
-	USB4_FRAME_WRITE_DATA,	/* an RMA write landed: CQ data in data, length
-				 * in total_len */
+	USB4_FRAME_WRITE_DATA,	/* a one-sided RMA write landed: CQ data in
+				 * data, length in total_len */
 	USB4_FRAME_CTS,		/* receiver ready: send total_len bytes of msg_id */
 	USB4_FRAME_DATA,	/* bytes of msg_id at offset data */
 	USB4_FRAME_WRITE_REQ,	/* RMA write of total_len bytes: segments follow,
@@ -47,15 +120,18 @@ enum usb4_frame_type {
 				 USB4_WF_ACK_REQ | USB4_WF_READ_RESP)
 
 /*
- * Frame header, 48 bytes, all fields little-endian.
+ * Frame header, 48 bytes.
  *   version      USB4_WIRE_VERSION
  *   type         enum usb4_frame_type
  *   flags        USB4_WF_*
  *   payload_len  bytes that follow the header in this frame
- *   src_id       random id of the sending endpoint (its address names it)
+ *   src_id       the sender's endpoint id; the receiver knows its sender
+ *                from the link (the session or inbox slot the frame came
+ *                on) and drops a frame whose src_id disagrees
  *   tag          message tag (tagged frames)
- *   data         remote CQ data (EAGER/RTS), status as -FI_E* (FIN)
- *   msg_id       sender's operation id, echoed by FIN and ACK
+ *   data         remote CQ data (EAGER/RTS), status as -FI_E* (FIN, ACK,
+ *                ATOMIC_RESP), offset (DATA)
+ *   msg_id       sender's operation id, echoed by FIN, ACK, CTS and DATA
  *   total_len    message length (EAGER/RTS), bytes placed (FIN)
  */
 struct usb4_wire_hdr {
@@ -78,10 +154,15 @@ struct usb4_wire_iov {
 };
 _Static_assert(sizeof(struct usb4_wire_iov) == 16, "wire iov is 16 bytes");
 
-/* RTS payload: the sender's process and buffer, read by the receiver. */
+/*
+ * RTS payload: where the message waits in the sender's memory.  Only a link
+ * that reads the sender's memory itself (cross memory attach) uses the
+ * segments; the process they belong to is the link's knowledge of the
+ * sender, never a field of the frame.
+ */
 struct usb4_wire_rts {
-	uint32_t pid;
 	uint32_t iov_count;
+	uint32_t reserved;
 	struct usb4_wire_iov iov[];
 };
 _Static_assert(sizeof(struct usb4_wire_rts) == 8, "rts payload head is 8 bytes");
@@ -146,11 +227,14 @@ enum usb4_wire_verdict usb4_wire_parse_split(const void *hdr_buf,
 					     struct usb4_frame *frame);
 void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
 
+/* ---- the reliability header of lossy links (udp) ------------------------ */
+
 /*
- * The reliability header (rel) that leads every datagram of a lossy link
- * (udp).  48 bytes, little-endian.  A DATA datagram carries one core frame
- * (struct usb4_wire_hdr and its payload) after this header.
- *   version   USB4_WIRE_VERSION
+ * Leads every datagram of the udp link.  48 bytes.  A DATA datagram carries
+ * one core frame (struct usb4_wire_hdr and its payload) after this header;
+ * HELLO, HELLO_ACK and REJECT carry a struct usb4_wire_hello.
+ *   version   USB4_WIRE_VERSION.  version and type keep their place in
+ *             every version, so a HELLO of any version can be answered.
  *   type      enum usb4_rel_type
  *   flags     0 (reserved)
  *   crc       CRC32C of the whole datagram computed with this field 0
@@ -159,14 +243,15 @@ void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
  *   seq       DATA: sequence number; HELLO/HELLO_ACK: sender's first seq
  *   ack       next sequence number the sender expects from the receiver
  *   sack      bit i set: seq ack + 1 + i has arrived (selective ack)
- *   window    frames the sender can still buffer beyond ack
+ *   window    frames the sender can still take beyond ack
  *   len       payload bytes after the header
  */
 enum usb4_rel_type {
-	USB4_REL_HELLO = 1,	/* handshake request: my first seq, my window */
-	USB4_REL_HELLO_ACK,	/* handshake answer: same fields */
+	USB4_REL_HELLO = 1,	/* handshake request */
+	USB4_REL_HELLO_ACK,	/* handshake answer */
 	USB4_REL_DATA,		/* one payload, acks piggybacked */
 	USB4_REL_ACK,		/* acks only */
+	USB4_REL_REJECT,	/* "I do not speak your version or features" */
 	USB4_REL_TYPE_MAX
 };
 
@@ -184,5 +269,22 @@ struct usb4_wire_rel {
 	uint32_t len;
 };
 _Static_assert(sizeof(struct usb4_wire_rel) == 48, "rel header is 48 bytes");
+
+/*
+ * Payload of HELLO, HELLO_ACK and REJECT.
+ *   proto         the sender's USB4_WIRE_VERSION
+ *   features      the sender's feature bits (USB4_WIRE_FEATURES)
+ *   datagram_max  the largest datagram the sender can receive, header
+ *                 included (a peer with a smaller one is logged; acting on
+ *                 it, path MTU discovery, is for a later version)
+ */
+struct usb4_wire_hello {
+	uint16_t proto;
+	uint16_t reserved;
+	uint32_t features;
+	uint32_t datagram_max;
+	uint32_t reserved2;
+};
+_Static_assert(sizeof(struct usb4_wire_hello) == 16, "hello is 16 bytes");
 
 #endif /* USB4_WIRE_H */

@@ -1,10 +1,11 @@
 /*
  * Unit tests of interface discovery (prov_usb4/src/link/usb4_link_iface.c)
  * against a fake sysfs tree, and of the FI_USB4_FAULTS parser
- * (usb4_link_udp.c).  Discovery lists the machine's real interfaces
- * (getifaddrs) and reads everything else under the sysfs root it is given,
- * so the tree below decides whether `lo`, which every machine has up, looks
- * like a thunderbolt-net cable:
+ * (usb4_udp_socket.c), both declared in the udp link's private header
+ * (prov_usb4/src/link/usb4_udp.h).  Discovery lists the machine's real
+ * interfaces (getifaddrs) and reads everything else under the sysfs root it
+ * is given, so the tree below decides whether `lo`, which every machine has
+ * up, looks like a thunderbolt-net cable:
  *
  *   <root>/class/net/lo/mtu
  *   <root>/class/net/lo/device -> ../../../bus/thunderbolt/devices/0-1/0-1.0
@@ -22,7 +23,7 @@
 #include <unistd.h>
 
 #include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_udp.h"
 #include "usb4_test.h"
 
 #define MAX_IFACES	8

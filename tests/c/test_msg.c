@@ -1176,6 +1176,19 @@ static void test_av(enum fi_av_type av_type)
 	CHECK_EQ(fi_av_insert(p.av, addr, 1, &bad, 0, NULL), 0);
 	CHECK(bad == FI_ADDR_NOTAVAIL);
 
+	/* An endpoint of another wire version is refused when inserted, with
+	 * an error that says so (and a log line naming both versions). */
+	{
+		int errs[1] = { 0 };
+
+		memcpy(addr, p.name[0], p.namelen);
+		addr[5] = 1;	/* struct usb4_wire_addr.proto */
+		bad = 0;
+		CHECK_EQ(fi_av_insert(p.av, addr, 1, &bad, FI_SYNC_ERR, errs), 0);
+		CHECK(bad == FI_ADDR_NOTAVAIL);
+		CHECK_EQ(errs[0], FI_ECONNREFUSED);
+	}
+
 	/* Removed: no lookup, no send, no directed receive. */
 	CHECK_EQ(fi_av_remove(p.av, &p.addr[1], 1, 0), 0);
 	len = sizeof(addr);

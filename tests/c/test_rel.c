@@ -1,10 +1,13 @@
 /*
- * Unit tests of the reliability layer (prov_usb4/src/rel/usb4_rel.c): two rel
- * peers A and B joined by a fake link whose datagrams the test holds, drops,
- * duplicates, delays, corrupts and refuses, under a fake clock.  Every run
- * checks that each payload arrives exactly once, in order, bit-exact.
+ * Unit tests of the reliability layer (prov_usb4/src/rel/usb4_rel.c and its
+ * buffer pool, usb4_rel_pool.c): two rel peers A and B joined by a fake link
+ * whose datagrams the test holds, drops, duplicates, delays, corrupts and
+ * refuses, under a fake clock; a fake receiver that may refuse deliveries
+ * (receiver not ready); pools small enough to run dry.  Every run checks
+ * that each payload arrives exactly once, in order, bit-exact.
  */
 #include <endian.h>
+#include <malloc.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -18,6 +21,9 @@
 #define MS	1000000ull
 #define ID_A	0xa1a1a1a1a1a1a1a1ull
 #define ID_B	0xb2b2b2b2b2b2b2b2ull
+#define HELLO_LEN	sizeof(struct usb4_wire_hello)
+#define TRIM_NS	(100 * MS)	/* USB4_REL_TRIM_NS of usb4_rel.c */
+#define STREAM_MID	3	/* from this stream on: payloads of 129..256 B */
 
 /* ---- deterministic randomness ------------------------------------------ */
 
@@ -43,11 +49,13 @@ static uint64_t mix(uint64_t x)
 	return x ^ (x >> 33);
 }
 
-/* Payload number idx of a stream: random length 0..PMAX, content from both. */
+/* Payload number idx of a stream, content from both: random length
+ * 0..PMAX, or 129..256 from STREAM_MID on (each copy then takes one 256 B
+ * buffer of a pool, and none is small enough to live in a slot). */
 static size_t gen_payload(uint64_t stream, uint64_t idx, unsigned char *p)
 {
 	uint64_t h = mix(stream * 0x9e3779b97f4a7c15ull + idx);
-	size_t len = h % (PMAX + 1);
+	size_t len = stream >= STREAM_MID ? 129 + h % 128 : h % (PMAX + 1);
 
 	for (size_t j = 0; j < len; j++)
 		p[j] = (unsigned char) ((h >> ((j & 7) * 8)) ^ j);
@@ -98,6 +106,11 @@ struct side {
 	struct queue out;	/* what xmit sent, in order */
 	int refuse;		/* xmit calls to answer -FI_EAGAIN */
 	double refuse_p;	/* and this fraction at random */
+	bool not_ready;		/* deliver answers -FI_EAGAIN */
+	double not_ready_p;	/* and this fraction at random */
+	uint64_t refused;	/* deliveries answered -FI_EAGAIN */
+	struct usb4_rel_pool *pool;	/* the side's cfg.pool */
+	uint64_t pool_refused;	/* sends refused for want of a buffer */
 	uint64_t stream;	/* of the payloads this side receives */
 	uint64_t expect;	/* next payload index to receive */
 	bool bad;		/* a delivery differed from what was sent */
@@ -125,16 +138,24 @@ static int fake_xmit(void *ctx, const struct iovec *iov, int count)
 	return 0;
 }
 
-static void fake_deliver(void *ctx, const struct iovec *pieces, int count)
+/* Takes the next payload of the side's stream unless not ready; a payload
+ * lost, repeated or out of order differs from the one expected. */
+static int fake_deliver(void *ctx, const struct iovec *pieces, int count)
 {
 	struct side *s = ctx;
 	unsigned char want[PMAX], payload[PMAX + 1];
-	size_t want_len = gen_payload(s->stream, s->expect++, want), len = 0;
+	size_t want_len, len = 0;
 
+	if (s->not_ready ||
+	    (s->not_ready_p > 0 && rng_unit() < s->not_ready_p)) {
+		s->refused++;
+		return -FI_EAGAIN;
+	}
+	want_len = gen_payload(s->stream, s->expect++, want);
 	for (int i = 0; i < count; i++) {
 		if (len + pieces[i].iov_len > sizeof(payload)) {
 			s->bad = true;
-			return;
+			return 0;
 		}
 		memcpy(payload + len, pieces[i].iov_base, pieces[i].iov_len);
 		len += pieces[i].iov_len;
@@ -146,6 +167,7 @@ static void fake_deliver(void *ctx, const struct iovec *pieces, int count)
 		memcpy(s->last, payload, len);
 		s->last_len = len;
 	}
+	return 0;
 }
 
 static struct usb4_rel_cfg base_cfg(void)
@@ -172,6 +194,8 @@ static void pair_open(struct side *a, struct side *b,
 	CHECK_EQ(usb4_rel_peer_open(&b->rel, cb, ID_B, ID_A, now), 0);
 	a->io = (struct usb4_rel_io) { fake_xmit, a, fake_deliver, a };
 	b->io = (struct usb4_rel_io) { fake_xmit, b, fake_deliver, b };
+	a->pool = ca->pool;
+	b->pool = cb->pool;
 	a->stream = 2;	/* B sends stream 2 to A */
 	b->stream = 1;	/* A sends stream 1 to B */
 }
@@ -253,16 +277,94 @@ static void recrc(unsigned char *buf, size_t len)
 	memcpy(buf + 4, &crc, 4);
 }
 
-/* A sends payload 0 and the handshake completes; A's DATA stays queued in
- * a->out for the caller. */
+/* A handshake datagram from A to B (seq: A's first) saying proto and
+ * features, with header version `version` and a CRC in our layout. */
+static size_t craft_hello(unsigned char *buf, uint8_t version, uint8_t type,
+			  uint32_t seq, uint16_t proto, uint32_t features)
+{
+	struct usb4_wire_hello hello = {
+		.proto = htole16(proto), .features = htole32(features),
+		.datagram_max = htole32(HDR + PMAX),
+	};
+	size_t len = craft(buf, type, ID_A, ID_B, seq, 0, 0, &hello,
+			   sizeof(hello));
+
+	buf[0] = version;
+	recrc(buf, len);
+	return len;
+}
+
+static int peek_one(const void *buf, size_t len, struct usb4_rel_head *head)
+{
+	struct iovec one = { .iov_base = (void *) buf, .iov_len = len };
+
+	return usb4_rel_peek(&one, 1, head);
+}
+
+/* A sends payload 0 of B's stream and the handshake completes; A's DATA
+ * stays queued in a->out for the caller. */
 static void handshake(struct side *a, struct side *b, uint64_t now)
 {
-	CHECK_EQ(send_idx(a, 1, 0, now), 0);
+	CHECK_EQ(send_idx(a, b->stream, 0, now), 0);
 	CHECK_EQ(type_at(a, 0), USB4_REL_HELLO);
 	xfer(a, b, now);
 	CHECK_EQ(type_at(b, 0), USB4_REL_HELLO_ACK);
 	xfer(b, a, now);
 	CHECK_EQ(type_at(a, 0), USB4_REL_DATA);
+}
+
+/* Payloads next..n-1 of B's stream leave A as the window (and pool) allow,
+ * timers run when due, every datagram crosses the clean link; returns how
+ * many crossed. */
+static size_t clean_step(struct side *a, struct side *b, uint64_t *next,
+			 uint64_t n, uint64_t now)
+{
+	size_t moved;
+
+	while (next && *next < n && usb4_rel_can_send(a->rel) &&
+	       send_idx(a, b->stream, *next, now) == 0)
+		(*next)++;
+	if (usb4_rel_deadline(a->rel) <= now)
+		usb4_rel_timer(a->rel, now, &a->io);
+	if (usb4_rel_deadline(b->rel) <= now)
+		usb4_rel_timer(b->rel, now, &b->io);
+	moved = xfer(a, b, now);
+	return moved + xfer(b, a, now);
+}
+
+/* Both ends have nothing unacknowledged, held or undelivered. */
+static bool settled(const struct side *a, const struct side *b)
+{
+	return !usb4_rel_unacked(a->rel) && !usb4_rel_unacked(b->rel) &&
+	       !usb4_rel_undelivered(a->rel) && !usb4_rel_undelivered(b->rel);
+}
+
+/* Clean steps of `step` ns from *now until A has sent payloads up to n and
+ * both ends settled (20000 steps at most); returns the time the last
+ * datagram crossed. */
+static uint64_t settle(struct side *a, struct side *b, uint64_t *next,
+		       uint64_t n, uint64_t *now, uint64_t step)
+{
+	uint64_t last = *now;
+
+	for (int i = 0; i < 20000; i++) {
+		if (settled(a, b) && (!next || *next >= n))
+			break;
+		*now += step;
+		if (clean_step(a, b, next, n, *now))
+			last = *now;
+	}
+	CHECK(settled(a, b));
+	return last;
+}
+
+/* Bytes the allocator has handed out; 0 under valgrind, whose allocator
+ * glibc's statistics do not see. */
+static size_t heap_used(void)
+{
+	struct mallinfo2 m = mallinfo2();
+
+	return m.uordblks + m.hblkhd;
 }
 
 /* ---- CRC ---------------------------------------------------------------- */
@@ -341,20 +443,38 @@ static void test_open_args(void)
 	usb4_rel_peer_close(p);
 }
 
+/* HELLO and HELLO_ACK carry version, features and the largest datagram;
+ * each side learns the other's. */
 static void test_handshake_normal(void)
 {
 	struct side a, b;
-	struct usb4_rel_cfg cfg = base_cfg();
+	struct usb4_rel_cfg ca = base_cfg(), cb = base_cfg();
+	struct usb4_rel_head head;
 
-	cfg.isn = 1000;
-	pair_open(&a, &b, &cfg, &cfg, 0);
-	handshake(&a, &b, 0);
+	ca.isn = 1000;
+	ca.datagram_max = 9000;
+	pair_open(&a, &b, &ca, &cb, 0);
+	CHECK_EQ(usb4_rel_peer_datagram_max(b.rel), 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	CHECK_EQ(a.out.n, 1);
+	CHECK_EQ(a.out.d[0].len, HDR + HELLO_LEN);
+	CHECK_EQ(peek_one(a.out.d[0].buf, a.out.d[0].len, &head), 0);
+	CHECK(head.type == USB4_REL_HELLO && head.proto == USB4_WIRE_VERSION &&
+	      head.features == USB4_WIRE_FEATURES && head.crc_ok);
+	xfer(&a, &b, 0);
+	CHECK_EQ(type_at(&b, 0), USB4_REL_HELLO_ACK);
+	CHECK_EQ(usb4_rel_peer_datagram_max(b.rel), 9000);
+	xfer(&b, &a, 0);
+	CHECK_EQ(usb4_rel_peer_datagram_max(a.rel), HDR + PMAX);  /* default */
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
 	CHECK_EQ(hdr_of(&a.out.d[0]).seq, 1000);
 	xfer(&a, &b, 0);
 	CHECK_EQ(b.expect, 1);
 	CHECK(!b.bad);
 	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, 1);
 	CHECK_EQ(usb4_rel_stats(a.rel)->sent, 1);
+	CHECK_EQ(usb4_rel_down(a.rel), 0);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
 	side_close(&a);
 	side_close(&b);
 }
@@ -506,6 +626,30 @@ static void test_corruption(void)
 	side_close(&b);
 }
 
+/* Handshake types carry exactly a struct usb4_wire_hello, ACK nothing:
+ * other lengths are dropped.  Returns how many were. */
+static size_t bad_control_lengths(struct side *b)
+{
+	static const uint32_t bad[] = { 0, 4, HELLO_LEN - 1, HELLO_LEN + 1 };
+	unsigned char buf[HDR + 2 * HELLO_LEN], pl[2 * HELLO_LEN] = { 0 };
+	size_t len, drops = 0;
+
+	for (int type = USB4_REL_HELLO; type <= USB4_REL_REJECT; type++) {
+		if (type == USB4_REL_DATA)
+			continue;
+		for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			if (type == USB4_REL_ACK && !bad[i])
+				continue;
+			len = craft(buf, (uint8_t) type, ID_A, ID_B, 0, 0, 0,
+				    pl, bad[i]);
+			CHECK_EQ(usb4_rel_input(b->rel, 0, buf, len, &b->io),
+				 -FI_EINVAL);
+			drops++;
+		}
+	}
+	return drops;
+}
+
 /* Malformed headers with a correct CRC: each dropped as BAD_HEADER. */
 static void test_bad_headers(void)
 {
@@ -522,19 +666,21 @@ static void test_bad_headers(void)
 		CHECK_EQ(usb4_rel_input(b.rel, 0, buf, l, &b.io), -FI_EINVAL);
 		CHECK(usb4_rel_datagram_ids(buf, l, &src, &dst) < 0);
 	}
-	len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 0, 0, 0, pl, 0);
-	buf[0] = USB4_WIRE_VERSION + 1;
-	recrc(buf, len);
-	CHECK(usb4_rel_datagram_ids(buf, len, &src, &dst) < 0);
+	/* Another version: dropped by the peer (the link answers it, see
+	 * test_reject_during_handshake); the ids are still readable. */
+	len = craft_hello(buf, USB4_WIRE_VERSION + 1, USB4_REL_HELLO, 0,
+			  USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
+	CHECK_EQ(usb4_rel_datagram_ids(buf, len, &src, &dst), 0);
+	CHECK(src == ID_A && dst == ID_B);
 	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
 	drops++;
 	for (int type = 0; type <= USB4_REL_TYPE_MAX; type += USB4_REL_TYPE_MAX) {
 		len = craft(buf, (uint8_t) type, ID_A, ID_B, 0, 0, 0, pl, 0);
-		CHECK(usb4_rel_datagram_ids(buf, len, &src, &dst) < 0);
 		CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
 		drops++;
 	}
-	len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 0, 0, 0, pl, 0);
+	len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 0,
+			  USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
 	buf[2] = 1;			/* reserved flags */
 	recrc(buf, len);
 	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
@@ -542,12 +688,9 @@ static void test_bad_headers(void)
 	len = craft(buf, USB4_REL_DATA, ID_A, ID_B, 0, 0, 0, pl, 10);
 	memcpy(buf + 44, &bad_len, 4);	/* len field disagrees */
 	recrc(buf, len);
-	CHECK(usb4_rel_datagram_ids(buf, len, &src, &dst) < 0);
 	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
 	drops++;
-	len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 0, 0, 0, pl, 4);
-	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
-	drops++;			/* control types carry no payload */
+	drops += bad_control_lengths(&b);
 	len = craft(buf, USB4_REL_DATA, ID_A, ID_B, 0, 0, 0, pl, PMAX + 1);
 	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
 	drops++;			/* beyond payload_max */
@@ -556,8 +699,349 @@ static void test_bad_headers(void)
 	CHECK_EQ(b.out.n, 0);
 	CHECK_EQ(b.expect, 0);
 	CHECK(!usb4_rel_dead(b.rel));
+	CHECK_EQ(usb4_rel_down(b.rel), 0);	/* no bad REJECT refused us */
 	side_close(&a);
 	side_close(&b);
+}
+
+/* ---- versions and features, REJECT, peek ------------------------------- */
+
+/* What a handshake datagram of B says of itself. */
+static void check_answer(const struct dgram *d, uint8_t type)
+{
+	struct usb4_rel_head head;
+
+	CHECK_EQ(peek_one(d->buf, d->len, &head), 0);
+	CHECK_EQ(head.version, USB4_WIRE_VERSION);
+	CHECK_EQ(head.type, type);
+	CHECK(head.src_id == ID_B && head.dst_id == ID_A);
+	CHECK_EQ(head.proto, USB4_WIRE_VERSION);
+	CHECK_EQ(head.features, USB4_WIRE_FEATURES);
+	CHECK(head.crc_ok);
+}
+
+/* B gets a HELLO (our header) saying proto and features: it answers with
+ * HELLO_ACK, or with REJECT and is down, refused, for good. */
+static void hello_saying(uint16_t proto, uint32_t features, bool refused)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	unsigned char buf[HDR + HELLO_LEN];
+	size_t len;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 7, proto,
+			  features);
+	CHECK_EQ(usb4_rel_input(b.rel, 10, buf, len, &b.io),
+		 refused ? -FI_ECONNREFUSED : 0);
+	CHECK_EQ(b.out.n, 1);
+	if (b.out.n == 1)
+		check_answer(&b.out.d[0], refused ? USB4_REL_REJECT :
+						    USB4_REL_HELLO_ACK);
+	CHECK_EQ(usb4_rel_down(b.rel), refused ? -FI_ECONNREFUSED : 0);
+	CHECK_EQ(usb4_rel_dead(b.rel), refused);
+	CHECK_EQ(send_idx(&b, 2, 0, 20), refused ? -FI_ECONNREFUSED : 0);
+	if (refused) {
+		q_clear(&b.out);
+		CHECK(usb4_rel_deadline(b.rel) == UINT64_MAX);
+		len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 7,
+				  USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
+		CHECK_EQ(usb4_rel_input(b.rel, 30, buf, len, &b.io),
+			 -FI_ECONNREFUSED);	/* a good HELLO is too late */
+		usb4_rel_timer(b.rel, 10 * cfg.dead_ns, &b.io);
+		CHECK_EQ(b.out.n, 0);
+		CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNREFUSED);
+	}
+	side_close(&a);
+	side_close(&b);
+}
+
+/* Another protocol version, or a required feature (high 16 bits) we lack:
+ * REJECT.  An optional feature (low 16 bits) we lack: no reason. */
+static void test_hello_version_features(void)
+{
+	hello_saying(USB4_WIRE_VERSION, USB4_WIRE_FEATURES, false);
+	hello_saying(USB4_WIRE_VERSION + 1, USB4_WIRE_FEATURES, true);
+	hello_saying(USB4_WIRE_VERSION - 1, USB4_WIRE_FEATURES, true);
+	hello_saying(0xffff, USB4_WIRE_FEATURES, true);
+	hello_saying(USB4_WIRE_VERSION, USB4_WIRE_FEATURES | 1u << 16, true);
+	hello_saying(USB4_WIRE_VERSION, USB4_WIRE_FEATURES | 1u << 31, true);
+	hello_saying(USB4_WIRE_VERSION, USB4_WIRE_FEATURES | 1u | 1u << 15,
+		     false);
+}
+
+/* Payloads 1..n-1 of B's stream from A over a clean link; all arrive. */
+static void transfer_completes(struct side *a, struct side *b, uint64_t n,
+			       uint64_t *now)
+{
+	uint64_t next = 1;
+
+	settle(a, b, &next, n, now, 10 * US);
+	CHECK_EQ(b->expect, n);
+	CHECK(!b->bad);
+	CHECK(!usb4_rel_dead(a->rel) && !usb4_rel_dead(b->rel));
+}
+
+/* Once the handshake is done, nobody ends the session with a REJECT: a
+ * forged one, either way, is dropped and the transfer completes. */
+static void test_reject_after_handshake_ignored(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	unsigned char buf[USB4_REL_REJECT_LEN];
+	size_t len;
+	uint64_t now = 0;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	len = usb4_rel_reject(buf, ID_B, ID_A);
+	CHECK(usb4_rel_input(a.rel, 0, buf, len, &a.io) < 0);
+	len = usb4_rel_reject(buf, ID_A, ID_B);
+	CHECK(usb4_rel_input(b.rel, 0, buf, len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_down(a.rel), 0);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	CHECK_EQ(a.out.n, 1);			/* just A's DATA: no answer */
+	CHECK_EQ(b.out.n, 0);
+	transfer_completes(&a, &b, 50, &now);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* The same for a forged HELLO of another version (with the ISN A really
+ * used, as anyone who can forge a REJECT can see): the session lives on. */
+static void test_foreign_hello_after_handshake_ignored(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	unsigned char buf[HDR + HELLO_LEN];
+	size_t len;
+	uint64_t now = 0;
+
+	cfg.isn = 300;
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 300,
+			  USB4_WIRE_VERSION + 1, USB4_WIRE_FEATURES);
+	CHECK(usb4_rel_input(b.rel, 0, buf, len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	q_clear(&b.out);			/* whatever B answered */
+	transfer_completes(&a, &b, 50, &now);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A refused peer: down at once, nothing sent again, nothing referenced. */
+static void check_refused(struct side *a, uint64_t now,
+			  const struct usb4_rel_cfg *cfg)
+{
+	CHECK_EQ(usb4_rel_down(a->rel), -FI_ECONNREFUSED);
+	CHECK(usb4_rel_dead(a->rel));
+	CHECK(usb4_rel_deadline(a->rel) == UINT64_MAX);
+	CHECK(!usb4_rel_can_send(a->rel));
+	CHECK_EQ(send_idx(a, 1, 1, now), -FI_ECONNREFUSED);
+	CHECK(usb4_rel_acked_before(a->rel, usb4_rel_next_seq(a->rel)));
+	CHECK_EQ(usb4_rel_copy_refs(a->rel, 7), 0);	/* forgotten */
+	CHECK_EQ(usb4_rel_refs(a->rel), 0);
+	q_clear(&a->out);
+	usb4_rel_timer(a->rel, now + 2 * cfg->dead_ns, &a->io);
+	CHECK_EQ(a->out.n, 0);				/* no HELLO again */
+	CHECK_EQ(usb4_rel_down(a->rel), -FI_ECONNREFUSED);  /* not silent */
+}
+
+/* A's HELLO (a payload by reference waiting behind it) reaches a peer of
+ * another version: the REJECT ends A's handshake at once, refused, long
+ * before dead_ns.  The REJECT comes from the other side's link
+ * (usb4_rel_reject after usb4_rel_peek) or from its rel (a HELLO whose
+ * proto it does not speak: A's, rewritten). */
+static void reject_during_handshake(bool from_link)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	unsigned char ref[100] = { 0 }, buf[USB4_REL_REJECT_LEN];
+	struct iovec iov = { ref, sizeof(ref) };
+	struct usb4_rel_head head;
+	struct dgram *hello;
+	size_t len;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	CHECK_EQ(usb4_rel_send_ref(a.rel, 0, &iov, 1, 1, 7, &a.io), 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_HELLO);
+	if (a.out.n != 1)
+		goto out;
+	hello = &a.out.d[0];
+	hello->buf[HDR] = USB4_WIRE_VERSION + 1;	/* hello.proto, LE */
+	if (from_link)
+		hello->buf[0] = USB4_WIRE_VERSION + 1;	/* header version */
+	recrc(hello->buf, hello->len);
+	if (from_link) {
+		CHECK_EQ(usb4_rel_input(b.rel, 10 * US, hello->buf,
+					hello->len, &b.io), -FI_EINVAL);
+		CHECK_EQ(peek_one(hello->buf, hello->len, &head), 0);
+		CHECK(head.crc_ok && head.version == USB4_WIRE_VERSION + 1);
+		len = usb4_rel_reject(buf, ID_B, head.src_id);
+	} else {
+		xfer(&a, &b, 10 * US);
+		CHECK_EQ(type_at(&b, 0), USB4_REL_REJECT);
+		CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNREFUSED);
+		len = b.out.n ? b.out.d[0].len : 0;
+		memcpy(buf, b.out.n ? b.out.d[0].buf : buf, len);
+	}
+	q_clear(&a.out);
+	CHECK_EQ(usb4_rel_input(a.rel, 50 * US, buf, len, &a.io),
+		 -FI_ECONNREFUSED);
+	check_refused(&a, 60 * US, &cfg);
+out:
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_reject_during_handshake(void)
+{
+	reject_during_handshake(true);
+	reject_during_handshake(false);
+}
+
+/* peek of one datagram, whole and in three pieces cut anywhere: the same. */
+static void check_peek(const unsigned char *buf, size_t len,
+		       struct usb4_rel_head *head)
+{
+	struct usb4_rel_head cut;
+
+	CHECK_EQ(peek_one(buf, len, head), 0);
+	for (size_t at = 0; at < len; at += 5) {
+		size_t c2 = at + (len - at) / 3;
+		struct iovec iov[3] = { { (void *) buf, at },
+					{ (void *) (buf + at), c2 - at },
+					{ (void *) (buf + c2), len - c2 } };
+
+		memset(&cut, 0xee, sizeof(cut));
+		CHECK_EQ(usb4_rel_peek(iov, 3, &cut), 0);
+		CHECK(cut.version == head->version && cut.type == head->type &&
+		      cut.src_id == head->src_id &&
+		      cut.dst_id == head->dst_id &&
+		      cut.proto == head->proto &&
+		      cut.features == head->features &&
+		      cut.crc_ok == head->crc_ok);
+	}
+}
+
+/* peek on our version (HELLO, DATA, a corrupted byte) and on other
+ * versions (CRC computed with our layout). */
+static void test_peek_versions(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	struct usb4_rel_head h;
+	unsigned char buf[HDR + PMAX];
+	size_t len;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	check_peek(a.out.d[0].buf, a.out.d[0].len, &h);
+	CHECK(h.version == USB4_WIRE_VERSION && h.type == USB4_REL_HELLO &&
+	      h.src_id == ID_A && h.dst_id == ID_B && h.crc_ok &&
+	      h.proto == USB4_WIRE_VERSION && h.features == USB4_WIRE_FEATURES);
+	xfer(&a, &b, 0);
+	xfer(&b, &a, 0);
+	len = a.out.d[0].len;
+	memcpy(buf, a.out.d[0].buf, len);
+	check_peek(buf, len, &h);
+	CHECK(h.type == USB4_REL_DATA && h.crc_ok && h.proto == 0 &&
+	      h.features == 0);
+	buf[len - 1] ^= 0x10;
+	check_peek(buf, len, &h);
+	CHECK(h.type == USB4_REL_DATA && !h.crc_ok);
+
+	/* a version 3 HELLO that requires a feature */
+	len = craft_hello(buf, 3, USB4_REL_HELLO, 5, 3, 1u << 20);
+	check_peek(buf, len, &h);
+	CHECK(h.version == 3 && h.type == USB4_REL_HELLO && h.crc_ok &&
+	      h.proto == 3 && h.features == 1u << 20 && h.src_id == ID_A &&
+	      h.dst_id == ID_B);
+	/* a version 1 HELLO: no struct usb4_wire_hello yet */
+	len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 5, 0, 0, buf, 0);
+	buf[0] = 1;
+	recrc(buf, len);
+	check_peek(buf, len, &h);
+	CHECK(h.version == 1 && h.type == USB4_REL_HELLO && h.crc_ok &&
+	      h.proto == 0 && h.features == 0);
+	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_EINVAL);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* peek on garbage: too short or malformed pieces are refused; random bytes
+ * of a header's length or more are read, with a bad CRC. */
+static void test_peek_garbage(void)
+{
+	unsigned char buf[HDR + 100];
+	struct usb4_rel_head h;
+	struct iovec iov[USB4_REL_PIECES_MAX + 1];
+	uint32_t bad_len = htole32(8);
+	size_t len;
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char) rng();
+	for (size_t l = 0; l < HDR; l++)
+		CHECK_EQ(peek_one(buf, l, &h), -FI_EINVAL);
+	for (int i = 0; i < 1000; i++) {
+		len = HDR + rng() % 101;
+		for (size_t j = 0; j < len; j++)
+			buf[j] = (unsigned char) rng();
+		CHECK_EQ(peek_one(buf, len, &h), 0);
+		CHECK(!h.crc_ok);
+	}
+	for (int i = 0; i <= USB4_REL_PIECES_MAX; i++)
+		iov[i] = (struct iovec) { buf + i * 12, 12 };
+	CHECK_EQ(usb4_rel_peek(iov, 0, &h), -FI_EINVAL);
+	CHECK_EQ(usb4_rel_peek(iov, USB4_REL_PIECES_MAX + 1, &h), -FI_EINVAL);
+	iov[1].iov_base = NULL;				/* a missing piece */
+	CHECK_EQ(usb4_rel_peek(iov, USB4_REL_PIECES_MAX, &h), -FI_EINVAL);
+	len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 1,
+			  USB4_WIRE_VERSION, 0);
+	memcpy(buf + 44, &bad_len, 4);		/* len disagrees, CRC fits */
+	recrc(buf, len);
+	CHECK_EQ(peek_one(buf, len, &h), 0);
+	CHECK(!h.crc_ok);
+}
+
+/* usb4_rel_reject writes one REJECT of our version and features, exactly
+ * its length, that peek and a peer's full validation take as such. */
+static void test_reject_datagram(void)
+{
+	struct usb4_rel_cfg cfg = base_cfg();
+	struct usb4_rel_peer *p;
+	struct usb4_rel_head h;
+	struct usb4_wire_rel w;
+	struct usb4_wire_hello hello;
+	unsigned char buf[USB4_REL_REJECT_LEN + 16];
+	struct side s = { 0 };
+	size_t len;
+
+	memset(buf, 0xee, sizeof(buf));
+	len = usb4_rel_reject(buf, ID_B, ID_A);
+	CHECK_EQ(len, HDR + HELLO_LEN);
+	CHECK(len <= USB4_REL_REJECT_LEN);
+	for (size_t i = len; i < sizeof(buf); i++)
+		CHECK_EQ(buf[i], 0xee);
+	check_peek(buf, len, &h);
+	CHECK(h.version == USB4_WIRE_VERSION && h.type == USB4_REL_REJECT &&
+	      h.src_id == ID_B && h.dst_id == ID_A && h.crc_ok &&
+	      h.proto == USB4_WIRE_VERSION && h.features == USB4_WIRE_FEATURES);
+	memcpy(&w, buf, HDR);
+	memcpy(&hello, buf + HDR, HELLO_LEN);
+	CHECK_EQ(w.flags, 0);
+	CHECK_EQ(le32toh(w.len), HELLO_LEN);
+	CHECK_EQ(le16toh(hello.proto), USB4_WIRE_VERSION);
+	/* A peer that has not met B yet takes it: refused. */
+	CHECK_EQ(usb4_rel_peer_open(&p, &cfg, ID_A, ID_B, 0), 0);
+	s.io = (struct usb4_rel_io) { fake_xmit, &s, fake_deliver, &s };
+	CHECK_EQ(usb4_rel_input(p, 0, buf, len, &s.io), -FI_ECONNREFUSED);
+	CHECK_EQ(usb4_rel_down(p), -FI_ECONNREFUSED);
+	CHECK_EQ(s.out.n, 0);
+	usb4_rel_peer_close(p);
+	q_free(&s.out);
 }
 
 /* ---- acks --------------------------------------------------------------- */
@@ -733,6 +1217,7 @@ static void test_backoff_and_death(void)
 	CHECK(!usb4_rel_dead(a.rel));
 	usb4_rel_timer(a.rel, t, &a.io);
 	CHECK(usb4_rel_dead(a.rel));
+	CHECK_EQ(usb4_rel_down(a.rel), -FI_EHOSTUNREACH);
 	CHECK_EQ(a.out.n, 0);
 	CHECK_EQ(send_idx(&a, 1, 1, t), -FI_EHOSTUNREACH);
 	CHECK(!usb4_rel_can_send(a.rel));
@@ -765,6 +1250,7 @@ static void test_hello_backoff(void)
 	CHECK_EQ(hellos, 16);
 	usb4_rel_timer(a.rel, t, &a.io);
 	CHECK(usb4_rel_dead(a.rel));
+	CHECK_EQ(usb4_rel_down(a.rel), -FI_EHOSTUNREACH);
 	side_close(&a);
 	side_close(&b);
 }
@@ -843,10 +1329,371 @@ static void test_xmit_eagain(void)
 	side_close(&b);
 }
 
+/* ---- receiver not ready ----------------------------------------------- */
+
+/* What B advertised and what A sent while B refused deliveries. */
+struct closed_obs {
+	uint32_t wnd;		/* B's last advertised window */
+	bool grew;		/* it grew while B refused */
+	uint64_t probes;	/* A's DATA once the window had long closed */
+	uint32_t probe_seq;
+	bool other_seq;		/* ... some of another seq than the first */
+};
+
+static void observe_b(const struct side *b, struct closed_obs *o)
+{
+	for (size_t i = 0; i < b->out.n; i++) {
+		uint32_t wnd = hdr_of(&b->out.d[i]).window;
+
+		o->grew |= wnd > o->wnd;
+		o->wnd = wnd;
+	}
+}
+
+static void observe_probes(const struct side *a, struct closed_obs *o)
+{
+	for (size_t i = 0; i < a->out.n; i++) {
+		struct usb4_wire_rel h = hdr_of(&a->out.d[i]);
+
+		if (h.type != USB4_REL_DATA)
+			continue;
+		if (!o->probes++)
+			o->probe_seq = h.seq;
+		o->other_seq |= h.seq != o->probe_seq;
+	}
+}
+
+#define NR_STEP	(100 * US)
+
+/* B refuses every delivery for 3 dead_ns while A keeps sending (clean
+ * link): B holds a window of payloads and advertises less and less, down
+ * to 0; A then sends only one frame, again and again (the probe), and
+ * neither side thinks the other dead. */
+static uint64_t refuse_for_long(struct side *a, struct side *b,
+				const struct usb4_rel_cfg *cfg, uint64_t *next,
+				uint64_t n)
+{
+	struct closed_obs o = { .wnd = cfg->window };
+	uint64_t now;
+
+	b->not_ready = true;
+	for (now = NR_STEP; now < 3 * cfg->dead_ns; now += NR_STEP) {
+		while (*next < n && usb4_rel_can_send(a->rel) &&
+		       send_idx(a, b->stream, *next, now) == 0)
+			(*next)++;
+		if (usb4_rel_deadline(a->rel) <= now)
+			usb4_rel_timer(a->rel, now, &a->io);
+		if (usb4_rel_deadline(b->rel) <= now)
+			usb4_rel_timer(b->rel, now, &b->io);
+		if (now >= 20 * MS)
+			observe_probes(a, &o);
+		xfer(a, b, now);
+		observe_b(b, &o);
+		xfer(b, a, now);
+	}
+	CHECK_EQ(b->expect, 1);				/* nothing taken */
+	CHECK_EQ(usb4_rel_undelivered(b->rel), cfg->window);
+	CHECK(usb4_rel_stats(b->rel)->not_ready >= cfg->window);
+	CHECK(!o.grew);
+	CHECK_EQ(o.wnd, 0);
+	CHECK_EQ(usb4_rel_unacked(a->rel), 1);		/* the probe */
+	CHECK(!usb4_rel_can_send(a->rel));
+	CHECK(o.probes >= 3);
+	CHECK(o.probes <= 3 * cfg->dead_ns / cfg->rto_max_ns + 2);
+	CHECK(!o.other_seq);
+	CHECK_EQ(o.probe_seq, cfg->isn + 1 + cfg->window);
+	CHECK(!usb4_rel_dead(a->rel) && !usb4_rel_dead(b->rel));
+	return now;
+}
+
+/* A receiver not ready for a long while: nothing is lost, repeated or
+ * reordered; its window closes and the sender stops but for a one-frame
+ * probe; when it takes deliveries again, its next timer call hands up
+ * everything it held and announces the reopened window, and the rest
+ * flows. */
+static void not_ready_then_ready(uint32_t window)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	uint64_t next = 1, n = 4 * window + 20, now, t;
+
+	cfg.window = window;
+	cfg.isn = 100;
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	xfer(&a, &b, 0);
+	now = refuse_for_long(&a, &b, &cfg, &next, n);
+
+	b.not_ready = false;
+	t = usb4_rel_deadline(b.rel);
+	CHECK(t <= now + cfg.ack_delay_ns);
+	t = t > now ? t : now;
+	usb4_rel_timer(b.rel, t, &b.io);		/* one call */
+	CHECK_EQ(b.expect, 1 + window);
+	CHECK_EQ(usb4_rel_undelivered(b.rel), 0);
+	CHECK(b.out.n >= 1);				/* the window update */
+	CHECK(b.out.n && hdr_of(&b.out.d[b.out.n - 1]).window == window);
+	xfer(&b, &a, t);
+	now = t;
+	settle(&a, &b, &next, n, &now, NR_STEP);
+	CHECK(now - t <= 2 * cfg.rto_max_ns + n * NR_STEP);
+	CHECK_EQ(b.expect, n);
+	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, n);
+	CHECK(!b.bad);
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_receiver_not_ready(void)
+{
+	not_ready_then_ready(16);
+	not_ready_then_ready(4);
+}
+
+static void test_receiver_not_ready_window_1(void)
+{
+	not_ready_then_ready(1);
+}
+
+/* A refused payload is offered again by input too: the next arrival hands
+ * up both, in order; the offers are counted. */
+static void test_not_ready_offered_on_input(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	b.not_ready = true;
+	xfer(&a, &b, 0);
+	CHECK_EQ(b.expect, 0);
+	CHECK_EQ(usb4_rel_undelivered(b.rel), 1);
+	CHECK(usb4_rel_stats(b.rel)->not_ready >= 1);
+	CHECK(usb4_rel_deadline(b.rel) <= cfg.ack_delay_ns);
+	b.not_ready = false;
+	CHECK_EQ(send_idx(&a, 1, 1, 10), 0);
+	xfer(&a, &b, 10);
+	CHECK_EQ(b.expect, 2);
+	CHECK_EQ(usb4_rel_undelivered(b.rel), 0);
+	CHECK(!b.bad);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* B closes its window; an older datagram of B that advertised it open,
+ * overtaken on the way (an ack, or a repeated HELLO_ACK), must not reopen
+ * it: A still sends only the probe. */
+static void stale_window(bool hello_ack)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	struct dgram old = { 0 };
+	uint64_t next = 1, sent = 0;
+
+	cfg.window = 8;
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	xfer(&a, &b, 0);				/* B: HELLO_ACK */
+	old = b.out.d[0];
+	old.buf = malloc(old.len);
+	memcpy(old.buf, b.out.d[0].buf, old.len);
+	xfer(&b, &a, 0);
+	xfer(&a, &b, 0);				/* payload 0 taken */
+	usb4_rel_timer(b.rel, cfg.ack_delay_ns, &b.io);
+	if (!hello_ack) {				/* the ack, window 8 */
+		free(old.buf);
+		old = b.out.d[0];
+		old.buf = malloc(old.len);
+		memcpy(old.buf, b.out.d[0].buf, old.len);
+	}
+	xfer(&b, &a, cfg.ack_delay_ns);
+	b.not_ready = true;
+	while (send_idx(&a, 1, next, MS) == 0)
+		next++;
+	xfer(&a, &b, MS);				/* all 8 held */
+	CHECK_EQ(usb4_rel_undelivered(b.rel), 8);
+	xfer(&b, &a, MS);				/* window 0 */
+	CHECK_EQ(send_idx(&a, 1, next++, MS), 0);	/* the probe */
+	CHECK_EQ(send_idx(&a, 1, next, MS), -FI_EAGAIN);
+	usb4_rel_input(a.rel, MS, old.buf, old.len, &a.io);
+	while (send_idx(&a, 1, next, MS) == 0)
+		next++, sent++;
+	CHECK_EQ(sent, 0);
+	CHECK_EQ(usb4_rel_unacked(a.rel), 1);
+	free(old.buf);
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_stale_window_ignored(void)
+{
+	stale_window(false);
+	stale_window(true);
+}
+
+/* ---- the buffer pool --------------------------------------------------- */
+
+/* Small pools: A's takes four copies of its 129..256 B payloads, B's one.
+ * A send that needs a copy then answers -FI_EAGAIN though the window is
+ * open; an out-of-order arrival (it needs a copy) is dropped, counted and
+ * not acknowledged; once the pools free up, every payload arrives exactly
+ * once. */
+static void test_pool_spent(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg ca = base_cfg(), cb = base_cfg();
+	struct usb4_rel_pool *pa, *pb;
+	uint64_t next = 1, now = MS;
+	struct queue q;
+
+	CHECK_EQ(usb4_rel_pool_open(&pa, 4 * 256), 0);
+	CHECK_EQ(usb4_rel_pool_open(&pb, 256 + 128), 0);
+	ca.pool = pa;
+	cb.pool = pb;
+	ca.isn = 200;
+	pair_open(&a, &b, &ca, &cb, 0);
+	b.stream = STREAM_MID;
+	handshake(&a, &b, 0);
+	settle(&a, &b, NULL, 0, &now, 10 * US);
+	CHECK_EQ(b.expect, 1);
+	while (send_idx(&a, STREAM_MID, next, now) == 0)
+		next++;
+	CHECK_EQ(next, 5);
+	CHECK(usb4_rel_can_send(a.rel));		/* the pool said no */
+	CHECK_EQ(usb4_rel_pool_in_use(pa), 4 * 256);
+
+	q = a.out;				/* 201 lost, 202..204 arrive */
+	memset(&a.out, 0, sizeof(a.out));
+	CHECK_EQ(usb4_rel_input(b.rel, now, q.d[1].buf, q.d[1].len, &b.io), 0);
+	CHECK_EQ(usb4_rel_input(b.rel, now, q.d[2].buf, q.d[2].len, &b.io),
+		 -FI_EAGAIN);
+	CHECK_EQ(usb4_rel_input(b.rel, now, q.d[3].buf, q.d[3].len, &b.io),
+		 -FI_EAGAIN);
+	q_free(&q);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_NO_BUFFER], 2);
+	CHECK(b.out.n >= 1);
+	for (size_t i = 0; i < b.out.n; i++)	/* 203, 204 never acked */
+		CHECK(hdr_of(&b.out.d[i]).ack == 201 &&
+		      hdr_of(&b.out.d[i]).sack == 1);
+
+	settle(&a, &b, &next, 12, &now, 10 * US);
+	CHECK_EQ(b.expect, 12);
+	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, 12);
+	CHECK(!b.bad);
+	CHECK_EQ(usb4_rel_pool_in_use(pa), 0);
+	CHECK_EQ(usb4_rel_pool_in_use(pb), 0);
+	side_close(&a);
+	side_close(&b);
+	usb4_rel_pool_close(pa);
+	usb4_rel_pool_close(pb);
+}
+
+/* ---- memory of an idle peer ------------------------------------------- */
+
+/* Timer calls at the deadlines of two quiet peers: each call leaves a
+ * deadline in the future, and within a few calls, once TRIM_NS have
+ * passed since the last datagram, nothing is due at all. */
+static void wait_rings_released(struct side *a, struct side *b,
+				uint64_t *now, uint64_t last)
+{
+	int calls = 0;
+	uint64_t t;
+
+	while (calls < 10) {
+		t = usb4_rel_deadline(a->rel);
+		if (usb4_rel_deadline(b->rel) < t)
+			t = usb4_rel_deadline(b->rel);
+		if (t == UINT64_MAX)
+			break;
+		CHECK(t > *now || calls == 0);
+		CHECK(t <= last + TRIM_NS);
+		*now = t > *now ? t : *now;
+		usb4_rel_timer(a->rel, *now, &a->io);
+		usb4_rel_timer(b->rel, *now, &b->io);
+		CHECK(usb4_rel_deadline(a->rel) > *now);
+		CHECK(usb4_rel_deadline(b->rel) > *now);
+		CHECK_EQ(xfer(a, b, *now) + xfer(b, a, *now), 0);
+		calls++;
+	}
+	CHECK(calls <= 4);
+	CHECK(*now >= last - 2 * MS + TRIM_NS);
+	CHECK(usb4_rel_deadline(a->rel) == UINT64_MAX);
+	CHECK(usb4_rel_deadline(b->rel) == UINT64_MAX);
+}
+
+/* Traffic both ways at *now, 20 payloads from A (one lost, so B holds
+ * some out of order), 10 from B; returns when the last datagram crossed. */
+static uint64_t traffic(struct side *a, struct side *b, uint64_t *now)
+{
+	uint64_t next = b->expect, back = a->expect, last;
+	uint64_t first = next, back_first = back;
+	size_t lost;
+
+	for (; next < first + 20; next++)
+		CHECK_EQ(send_idx(a, b->stream, next, *now), 0);
+	for (; back < back_first + 10; back++)
+		CHECK_EQ(send_idx(b, a->stream, back, *now), 0);
+	CHECK_EQ(a->out.n, 20);
+	lost = a->out.n - 15;				/* one lost */
+	free(a->out.d[lost].buf);
+	a->out.d[lost] = a->out.d[--a->out.n];
+	xfer(a, b, *now);
+	CHECK(usb4_rel_pool_in_use(b->pool) > 0);	/* held out of order */
+	last = settle(a, b, NULL, 0, now, 100 * US);
+	CHECK_EQ(b->expect, first + 20);
+	CHECK_EQ(a->expect, back_first + 10);
+	CHECK(!a->bad && !b->bad);
+	CHECK_EQ(usb4_rel_pool_in_use(a->pool), 0);
+	CHECK_EQ(usb4_rel_pool_in_use(b->pool), 0);
+	return last;
+}
+
+/* After TRIM_NS of quiet both peers let their slot rings go (the heap
+ * shrinks by them, where the allocator says); usb4_rel_deadline says when
+ * and then nothing; new traffic both ways works as before. */
+static void test_rings_released_after_quiet(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg ca = base_cfg(), cb = base_cfg();
+	struct usb4_rel_pool *pa, *pb;
+	uint64_t now = 0, last;
+	size_t heap;
+
+	CHECK_EQ(usb4_rel_pool_open(&pa, 1 << 20), 0);
+	CHECK_EQ(usb4_rel_pool_open(&pb, 1 << 20), 0);
+	ca.window = cb.window = 1024;
+	ca.pool = pa;
+	cb.pool = pb;
+	pair_open(&a, &b, &ca, &cb, 0);
+	handshake(&a, &b, 0);
+	settle(&a, &b, NULL, 0, &now, 100 * US);
+	last = traffic(&a, &b, &now);
+	heap = heap_used();
+	wait_rings_released(&a, &b, &now, last);
+	if (heap)	/* a tx slot holds USB4_REL_REF_MAX struct iovec */
+		CHECK(heap - heap_used() >= 2 * 1024 * USB4_REL_REF_MAX *
+					    sizeof(struct iovec));
+	for (int i = 0; i < 100; i++) {		/* idle: nothing to do */
+		now += 10 * MS;
+		usb4_rel_timer(a.rel, now, &a.io);
+		usb4_rel_timer(b.rel, now, &b.io);
+	}
+	CHECK_EQ(a.out.n + b.out.n, 0);
+	CHECK(!usb4_rel_dead(a.rel) && !usb4_rel_dead(b.rel));
+	CHECK(usb4_rel_deadline(a.rel) == UINT64_MAX);
+	last = traffic(&a, &b, &now);
+	wait_rings_released(&a, &b, &now, last);
+	side_close(&a);
+	side_close(&b);
+	usb4_rel_pool_close(pa);
+	usb4_rel_pool_close(pb);
+}
+
 /* ---- long runs through a faulty link ------------------------------------- */
 
 struct faults {
 	double drop, dup, corrupt, refuse;
+	double not_ready;	/* deliveries the receivers refuse */
 	unsigned drop_every;	/* drop datagram k when k % n == n - 1 */
 	unsigned delay_max;	/* extra steps of random latency: reorders */
 };
@@ -913,11 +1760,24 @@ static void wire_arrive(struct wire *w, struct side *to, uint64_t step,
 	w->q.n = keep;
 }
 
+/* Sends while the window allows; with a pool, a send may also find it
+ * spent (-FI_EAGAIN): then it has no buffer for that payload. */
 static void pump_sends(struct side *s, uint64_t stream, uint64_t *next,
 		       uint64_t n, uint64_t now)
 {
 	while (*next < n && usb4_rel_can_send(s->rel)) {
 		int ret = send_idx(s, stream, *next, now);
+
+		if (ret == -FI_EAGAIN && s->pool) {
+			unsigned char p[PMAX];
+			void *buf = usb4_rel_pool_get(
+				s->pool, gen_payload(stream, *next, p));
+
+			CHECK(!buf);
+			usb4_rel_pool_put(s->pool, buf);
+			s->pool_refused++;
+			return;
+		}
 		CHECK_EQ(ret, 0);
 		if (ret)
 			return;
@@ -927,18 +1787,55 @@ static void pump_sends(struct side *s, uint64_t stream, uint64_t *next,
 		CHECK_EQ(send_idx(s, stream, *next, now), -FI_EAGAIN);
 }
 
-/* n payloads each way through the faults; returns steps taken. */
-static uint64_t run(const char *name, const struct usb4_rel_cfg *ca,
-		    const struct usb4_rel_cfg *cb, const struct faults *f,
-		    uint64_t n)
+/* What a run met on its way. */
+struct run_stats {
+	uint64_t steps, pool_refused, no_buffer, not_ready, out_of_window;
+};
+
+static void run_stats_add(struct run_stats *r, const struct side *s)
+{
+	const struct usb4_rel_stats *st = usb4_rel_stats(s->rel);
+
+	r->pool_refused += s->pool_refused;
+	r->no_buffer += st->dropped[USB4_REL_DROP_NO_BUFFER];
+	r->not_ready += st->not_ready;
+	r->out_of_window += st->dropped[USB4_REL_DROP_OUT_OF_WINDOW];
+}
+
+static void run_report(const char *name, uint64_t n,
+		       const struct run_stats *r, const struct side *a,
+		       const struct side *b, uint32_t max_flight)
+{
+	printf("  %-12s %7llu payloads each way, %7llu steps, %6llu rtx A, "
+	       "%6llu dups at B, max flight %u\n", name,
+	       (unsigned long long) n, (unsigned long long) r->steps,
+	       (unsigned long long) usb4_rel_stats(a->rel)->retransmitted,
+	       (unsigned long long)
+	       usb4_rel_stats(b->rel)->dropped[USB4_REL_DROP_DUPLICATE],
+	       max_flight);
+	if (r->pool_refused || r->no_buffer || r->not_ready)
+		printf("  %-12s %7llu sends without a buffer, %6llu arrivals "
+		       "without one, %6llu deliveries refused\n", "",
+		       (unsigned long long) r->pool_refused,
+		       (unsigned long long) r->no_buffer,
+		       (unsigned long long) r->not_ready);
+}
+
+/* n payloads each way through the faults (a refused delivery is offered
+ * again; the probes of a closed window may be dropped out of window). */
+static struct run_stats run(const char *name, const struct usb4_rel_cfg *ca,
+			    const struct usb4_rel_cfg *cb,
+			    const struct faults *f, uint64_t n)
 {
 	struct side a, b;
 	struct wire ab = { 0 }, ba = { 0 };
+	struct run_stats r = { 0 };
 	uint64_t step = 0, now = 0, sa = 0, sb = 0, limit = 400 * n + 100000;
 	uint32_t max_flight = 0;
 
 	pair_open(&a, &b, ca, cb, 0);
 	a.refuse_p = b.refuse_p = f->refuse;
+	a.not_ready_p = b.not_ready_p = f->not_ready;
 	while ((a.expect < n || b.expect < n || usb4_rel_in_flight(a.rel) ||
 		usb4_rel_in_flight(b.rel)) && step < limit) {
 		pump_sends(&a, 1, &sa, n, now);
@@ -963,22 +1860,25 @@ static uint64_t run(const char *name, const struct usb4_rel_cfg *ca,
 	CHECK(!usb4_rel_dead(a.rel) && !usb4_rel_dead(b.rel));
 	CHECK(max_flight <= (ca->window < cb->window ? ca->window : cb->window));
 	CHECK_EQ(usb4_rel_stats(a.rel)->delivered, n);
+	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, n);
 	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_HEADER],
 		 ab.corrupted);
-	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_OUT_OF_WINDOW], 0);
+	r.steps = step;
+	run_stats_add(&r, &a);
+	run_stats_add(&r, &b);
+	if (!f->not_ready)
+		CHECK_EQ(usb4_rel_stats(b.rel)->dropped
+			 [USB4_REL_DROP_OUT_OF_WINDOW], 0);
 	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_WRONG_SRC], 0);
-	printf("  %-12s %7llu payloads each way, %7llu steps, %6llu rtx A, "
-	       "%6llu dups at B, max flight %u\n", name,
-	       (unsigned long long) n, (unsigned long long) step,
-	       (unsigned long long) usb4_rel_stats(a.rel)->retransmitted,
-	       (unsigned long long)
-	       usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_DUPLICATE],
-	       max_flight);
+	CHECK_EQ(usb4_rel_undelivered(a.rel) + usb4_rel_undelivered(b.rel), 0);
+	CHECK_EQ(usb4_rel_pool_in_use(ca->pool), 0);
+	CHECK_EQ(usb4_rel_pool_in_use(cb->pool), 0);
+	run_report(name, n, &r, &a, &b, max_flight);
 	q_free(&ab.q);
 	q_free(&ba.q);
 	side_close(&a);
 	side_close(&b);
-	return step;
+	return r;
 }
 
 static struct usb4_rel_cfg sim_cfg(void)
@@ -1018,6 +1918,53 @@ static void test_faulty_links(void)
 	run("window 1", &small, &small, &l10, 2000);
 }
 
+/* Receivers that refuse deliveries at random, through a faulty link:
+ * every payload still arrives once, in order; the refusals close and
+ * reopen windows. */
+static void test_not_ready_faulty(void)
+{
+	struct usb4_rel_cfg c = sim_cfg(), small = sim_cfg();
+	struct faults nr = { .not_ready = 0.3 };
+	struct faults all = { .drop = 0.1, .dup = 0.1, .corrupt = 0.05,
+			      .refuse = 0.03, .delay_max = 6,
+			      .not_ready = 0.5 };
+	struct run_stats r;
+
+	r = run("not ready", &c, &c, &nr, 10000);
+	CHECK(r.not_ready > 1000);
+	r = run("nr combined", &c, &c, &all, 10000);
+	CHECK(r.not_ready > 1000);
+	small.window = 4;
+	r = run("nr window 4", &small, &small, &all, 3000);
+	CHECK(r.out_of_window > 0);		/* closed windows were probed */
+}
+
+/* Small pools (a few copies each, shared by both directions of a side)
+ * through a lossy, reordering link: sends find the pool spent, arrivals
+ * are dropped for want of a buffer, and still every payload arrives
+ * exactly once; the pools end empty. */
+static void test_pool_faulty(void)
+{
+	struct usb4_rel_cfg ca = sim_cfg(), cb = sim_cfg();
+	struct faults f = { .drop = 0.1, .dup = 0.05, .delay_max = 6 };
+	struct faults nr = { .drop = 0.05, .delay_max = 4, .not_ready = 0.3 };
+	struct usb4_rel_pool *pa, *pb;
+	struct run_stats r;
+
+	CHECK_EQ(usb4_rel_pool_open(&pa, 4096), 0);
+	CHECK_EQ(usb4_rel_pool_open(&pb, 4096), 0);
+	ca.pool = pa;
+	cb.pool = pb;
+	r = run("pool 4K", &ca, &cb, &f, 5000);
+	CHECK(r.pool_refused > 0);
+	CHECK(r.no_buffer > 0);
+	r = run("pool, nr", &ca, &cb, &nr, 5000);
+	CHECK(r.pool_refused > 0);
+	CHECK(r.no_buffer > 0);
+	usb4_rel_pool_close(pa);
+	usb4_rel_pool_close(pb);
+}
+
 /* Sequence numbers cross 2^32 under loss and reordering. */
 static void test_wraparound(void)
 {
@@ -1051,18 +1998,22 @@ static struct dgram send_by_ref(struct side *a, unsigned char *buf, size_t len,
 	return d;
 }
 
-/* Raw delivery check: B takes whatever payload arrives (not a stream). */
-static unsigned char ref_got[PMAX];
+/* Raw delivery check: B takes whatever payload arrives (not a stream) and
+ * appends it to ref_got; the test empties it. */
+static unsigned char ref_got[4 * PMAX];
 static size_t ref_got_len;
 
-static void keep_deliver(void *ctx, const struct iovec *pieces, int count)
+static int keep_deliver(void *ctx, const struct iovec *pieces, int count)
 {
 	(void) ctx;
-	ref_got_len = 0;
 	for (int i = 0; i < count; i++) {
-		memcpy(ref_got + ref_got_len, pieces[i].iov_base, pieces[i].iov_len);
+		if (ref_got_len + pieces[i].iov_len > sizeof(ref_got))
+			return 0;
+		memcpy(ref_got + ref_got_len, pieces[i].iov_base,
+		       pieces[i].iov_len);
 		ref_got_len += pieces[i].iov_len;
 	}
+	return 0;
 }
 
 /* A referenced payload is read at each transmission: a change before the
@@ -1088,6 +2039,7 @@ static void test_send_by_reference(void)
 	memset(buf, 'y', sizeof(buf));		/* not copied: this goes */
 	usb4_rel_timer(a.rel, cfg.rto_initial_ns, &a.io);
 	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	ref_got_len = 0;
 	xfer(&a, &b, cfg.rto_initial_ns);
 	memcpy(want, "hdr", 3);
 	memset(want + 3, 'y', sizeof(buf));
@@ -1106,6 +2058,7 @@ static void test_send_by_reference(void)
 	CHECK_EQ(usb4_rel_refs(a.rel), 0);
 	memset(buf, 'q', sizeof(buf));		/* after the copy: must not go */
 	usb4_rel_timer(a.rel, 2 * MS + cfg.rto_initial_ns, &a.io);
+	ref_got_len = 0;
 	xfer(&a, &b, 2 * MS + cfg.rto_initial_ns);
 	memset(want + 3, 'p', sizeof(buf));
 	CHECK_EQ(ref_got_len, sizeof(want));
@@ -1114,6 +2067,89 @@ static void test_send_by_reference(void)
 		 -FI_EINVAL);			/* more refs than buffers */
 	side_close(&a);
 	side_close(&b);
+}
+
+/* Takes buffers of `len` bytes from the pool until it has none left;
+ * returns how many (at most max). */
+static size_t pool_drain(struct usb4_rel_pool *pool, size_t len, void **keep,
+			 size_t max)
+{
+	size_t k = 0;
+
+	while (k < max && (keep[k] = usb4_rel_pool_get(pool, len)))
+		k++;
+	return k;
+}
+
+/* A and B past the handshake, A's pool empty again, B keeping whatever
+ * arrives (keep_deliver). */
+static void pair_idle(struct side *a, struct side *b,
+		      const struct usb4_rel_cfg *ca,
+		      const struct usb4_rel_cfg *cb, uint64_t *now)
+{
+	pair_open(a, b, ca, cb, 0);
+	handshake(a, b, 0);
+	settle(a, b, NULL, 0, now, 10 * US);
+	CHECK_EQ(usb4_rel_pool_in_use(ca->pool), 0);
+	b->io.deliver = keep_deliver;
+}
+
+/* send_ref takes the room for a later copy at once, so usb4_rel_copy_refs
+ * needs nothing from a pool that has since run dry: the copies it makes
+ * are what is retransmitted after the caller reuses its buffers.  One
+ * payload with a small copied head, one with a head too large for a slot;
+ * both lost on the wire. */
+static void test_copy_refs_needs_no_pool(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg ca = base_cfg(), cb = base_cfg();
+	struct usb4_rel_pool *pool;
+	unsigned char head[80], r1[100], r2[200], want[3 + 100 + 80 + 200];
+	struct iovec iov[2] = { { head, 80 }, { r2, sizeof(r2) } };
+	void *keep[64];
+	size_t kept, used, reserved;
+	uint64_t t = 0;
+	struct dgram lost;
+
+	CHECK_EQ(usb4_rel_pool_open(&pool, 4096), 0);
+	ca.pool = pool;
+	pair_idle(&a, &b, &ca, &cb, &t);
+	memset(r1, 'p', sizeof(r1));
+	memset(head, 'h', sizeof(head));
+	memset(r2, 'r', sizeof(r2));
+	lost = send_by_ref(&a, r1, sizeof(r1), t);
+	free(lost.buf);
+	CHECK_EQ(usb4_rel_send_ref(a.rel, t, iov, 2, 1, 7, &a.io), 0);
+	q_clear(&a.out);
+	reserved = usb4_rel_pool_in_use(pool);
+	CHECK(reserved >= 3 + sizeof(r1) + sizeof(head) + sizeof(r2));
+	kept = pool_drain(pool, 1, keep, 64);
+	CHECK(usb4_rel_pool_get(pool, 1) == NULL);	/* spent */
+	CHECK(usb4_rel_can_send(a.rel));
+	CHECK_EQ(usb4_rel_send(a.rel, t, iov, 2, &a.io), -FI_EAGAIN);
+	CHECK_EQ(usb4_rel_send_ref(a.rel, t, iov, 2, 1, 7, &a.io), -FI_EAGAIN);
+	used = usb4_rel_pool_in_use(pool);
+
+	CHECK_EQ(usb4_rel_copy_refs(a.rel, 7), 2);
+	CHECK_EQ(usb4_rel_refs(a.rel), 0);
+	CHECK_EQ(usb4_rel_pool_in_use(pool), used);	/* nothing taken */
+	memset(r1, 'X', sizeof(r1));		/* the caller reuses them */
+	memset(r2, 'Y', sizeof(r2));
+	memset(head, 'Z', sizeof(head));
+	ref_got_len = 0;
+	settle(&a, &b, NULL, 0, &t, 100 * US);	/* retransmitted on timeout */
+	memcpy(want, "hdr", 3);
+	memset(want + 3, 'p', sizeof(r1));
+	memset(want + 3 + sizeof(r1), 'h', sizeof(head));
+	memset(want + 3 + sizeof(r1) + sizeof(head), 'r', sizeof(r2));
+	CHECK_EQ(ref_got_len, sizeof(want));
+	CHECK(!memcmp(ref_got, want, sizeof(want)));
+	CHECK_EQ(usb4_rel_pool_in_use(pool), used - reserved);	/* acked */
+	for (size_t i = 0; i < kept; i++)
+		usb4_rel_pool_put(pool, keep[i]);
+	side_close(&a);
+	side_close(&b);
+	usb4_rel_pool_close(pool);
 }
 
 /* Datagrams handed in three pieces, cut anywhere (inside the header too),
@@ -1171,6 +2207,13 @@ int main(void)
 	test_wrong_ids();
 	test_corruption();
 	test_bad_headers();
+	test_hello_version_features();
+	test_reject_after_handshake_ignored();
+	test_foreign_hello_after_handshake_ignored();
+	test_reject_during_handshake();
+	test_peek_versions();
+	test_peek_garbage();
+	test_reject_datagram();
 	test_delayed_ack();
 	test_sack_fast_retransmit();
 	test_out_of_window();
@@ -1179,9 +2222,18 @@ int main(void)
 	test_hello_backoff();
 	test_alive();
 	test_xmit_eagain();
+	test_receiver_not_ready();
+	test_receiver_not_ready_window_1();
+	test_not_ready_offered_on_input();
+	test_stale_window_ignored();
+	test_pool_spent();
+	test_rings_released_after_quiet();
 	test_faulty_links();
 	test_wraparound();
+	test_not_ready_faulty();
+	test_pool_faulty();
 	test_send_by_reference();
+	test_copy_refs_needs_no_pool();
 	test_input_in_pieces();
 	return usb4_test_done("test_rel");
 }

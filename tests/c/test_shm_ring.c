@@ -1,46 +1,74 @@
 /*
- * Unit tests of the shm link (link/usb4_link_shm.c, link/usb4_link_cma.c):
- * the inbox ring seen from its own peer mapping and from a forked producer,
- * backpressure, blocking waits that neither return early nor spin, the
- * cross-memory-attach bulk read, and that nothing is left in /dev/shm.
+ * Unit tests of the shm link (prov_usb4/src/link/):
+ *   - the inbox ring (usb4_shm_ring.c) written through a second mapping of
+ *     its memfd, as a peer maps it: every frame size, FIFO order, the
+ *     sender named by each slot, backpressure, untrusted slot lengths, the
+ *     version check of a mapped ring, the bell that wakes a sleeper (and
+ *     only a sleeper), a forked producer, and remote access counters;
+ *   - cross memory attach (usb4_link_cma.c) in both directions;
+ *   - the link through its ops table (usb4_link_shm.c), two links in one
+ *     process and one in a child: addresses, dest_open, post/poll into a
+ *     sink that records frames and senders, the way back to a sender,
+ *     backpressure from the sink, sleeping, bulk copies, the peer's
+ *     registration table, and a peer whose owner closed or died;
+ *   - that nothing is left behind: no fd, no mapping, nothing in /dev/shm.
  */
 #include <dirent.h>
+#include <endian.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_shm.h"
+#include "../../prov_usb4/src/wire.h"
 #include "usb4_test.h"
+#include "usb4_test_proc.h"
 
 #define FRAME_MAX	1000
 #define SLOTS		8
 #define CHILD_FRAMES	20000
 
-/* Frames handed up by usb4_shm_link_poll, copied out. */
-struct rx_log {
-	size_t count;
-	size_t lens[64];
-	unsigned char data[64][1024];
-	uint64_t next_seq;	/* child test: expected sequence number */
-	size_t bad;
+/*
+ * The head of an inbox as every protocol version lays it out (the v1 ring
+ * had a 32-bit version where v2 has proto and reserved): a peer of another
+ * version must find magic and proto here to refuse the ring.  The test
+ * checks this mirror against a fresh ring before it pokes fields.
+ */
+struct ring_head {
+	uint64_t magic;
+	uint16_t proto;
+	uint16_t reserved;
+	uint32_t features;
+	uint32_t nslots;
+	uint32_t slot_size;
+	uint32_t owner_pid;
+	int32_t bell;
+	uint64_t nonce;
 };
 
-static void rx_store(void *arg, const void *frame, size_t len)
-{
-	struct rx_log *log = arg;
+/* A slot's header, written by producers (32 bytes before the frame). */
+struct slot_head {
+	uint64_t seq;
+	uint32_t len;
+	uint32_t sender_pid;
+	uint64_t sender_id;
+	int32_t sender_fd;
+	uint32_t reserved;
+};
 
-	if (log->count < 64) {
-		log->lens[log->count] = len;
-		memcpy(log->data[log->count], frame, len < 1024 ? len : 1024);
-	}
-	log->count++;
-}
+/* ---- helpers ------------------------------------------------------------ */
 
 static void fill(unsigned char *p, size_t len, unsigned seed)
 {
@@ -70,6 +98,57 @@ static double cpu_s(void)
 	       ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6;
 }
 
+/* Whether fd can be read without blocking. */
+static bool readable(int fd)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
+}
+
+/* Entries of /proc/self/fd, and of those the ones that are our memfds. */
+static int count_fds(int *usb4_memfds)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int n = 0;
+
+	*usb4_memfds = 0;
+	if (!d)
+		return -1;
+	while ((e = readdir(d))) {
+		char path[PATH_MAX], target[PATH_MAX];
+		ssize_t len;
+
+		if (e->d_name[0] == '.')
+			continue;
+		n++;
+		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
+		len = readlink(path, target, sizeof(target) - 1);
+		if (len > 0) {
+			target[len] = '\0';
+			*usb4_memfds += !!strstr(target, "memfd:usb4-");
+		}
+	}
+	closedir(d);
+	return n;
+}
+
+/* Our memfd mappings still in the address space. */
+static int count_usb4_maps(void)
+{
+	FILE *f = fopen("/proc/self/maps", "r");
+	char line[512];
+	int n = 0;
+
+	if (!f)
+		return -1;
+	while (fgets(line, sizeof(line), f))
+		n += !!strstr(line, "memfd:usb4-");
+	fclose(f);
+	return n;
+}
+
 static int count_dev_shm_usb4(void)
 {
 	DIR *d = opendir("/dev/shm");
@@ -79,236 +158,549 @@ static int count_dev_shm_usb4(void)
 	if (!d)
 		return 0;
 	while ((e = readdir(d)))
-		/* Our segments would be named usb4-inbox-* / usb4-registry;
-		 * other jobs' files (vader_segment.<host>...) do not count. */
+		/* Other jobs' files (vader_segment.<host>...) do not count. */
 		if (!strncmp(e->d_name, "usb4-", 5))
 			n++;
 	closedir(d);
 	return n;
 }
 
-/* Sizes 0..frame_max, FIFO, full ring, oversized frame, via a self mapping. */
-static void test_self(void)
+/* ---- the ring, owned here and mapped a second time as a peer would ---- */
+
+struct test_ring {
+	struct usb4_shm_ring *own;	/* the owner's mapping */
+	struct usb4_shm_ring *peer;	/* via /proc/self/fd, a producer's */
+	size_t len, peer_len;
+	int fd;
+	int bell[2];			/* read end, write end */
+	uint64_t nonce;
+};
+
+static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
+		     uint64_t nonce)
 {
-	struct usb4_shm_link *link;
-	struct usb4_shm_peer *peer;
-	struct usb4_shm_addr addr;
-	static struct rx_log log;
-	static unsigned char out[2048];
-	size_t fmax;
-	int ret;
+	void *mem;
 
-	CHECK_EQ(usb4_shm_link_open(&link, SLOTS, FRAME_MAX, 0x1234), 0);
-	fmax = usb4_shm_link_frame_max(link);
-	CHECK(fmax >= FRAME_MAX && fmax < FRAME_MAX + 128);
-	usb4_shm_link_addr(link, &addr);
-	CHECK_EQ(addr.pid, getpid());
-	CHECK_EQ(addr.nonce, 0x1234);
-	CHECK_EQ(usb4_shm_peer_open(&addr, &peer), 0);
-	CHECK_EQ(usb4_shm_peer_pid(peer), getpid());
+	memset(r, 0, sizeof(*r));
+	r->len = usb4_shm_ring_bytes(slots, frame_max);
+	r->nonce = nonce;
+	if (usb4_shared_create("usb4-test-ring", r->len, &mem, &r->fd))
+		return -1;
+	r->own = mem;
+	if (pipe2(r->bell, O_NONBLOCK | O_CLOEXEC))
+		return -1;
+	usb4_shm_ring_init(r->own, slots, frame_max, nonce, r->bell[1]);
+	r->peer = usb4_test_map_proc_fd(getpid(), r->fd, &r->peer_len);
+	return r->peer ? 0 : -1;
+}
 
-	/* Every size from 0 to frame_max, in batches that fill the ring. */
+static void ring_free(struct test_ring *r)
+{
+	if (r->peer)
+		munmap(r->peer, r->peer_len);
+	close(r->bell[0]);
+	close(r->bell[1]);
+	usb4_shared_destroy(r->own, r->len, r->fd);
+}
+
+/* Posts len bytes of fill(seed) in two pieces, as a producer. */
+static int post_fill(struct test_ring *r, int bell,
+		     const struct usb4_shm_sender *from, size_t len,
+		     unsigned seed)
+{
+	static unsigned char out[4096];
+	struct iovec iov[2] = {
+		{ out, len / 3 }, { out + len / 3, len - len / 3 },
+	};
+
+	fill(out, len, seed);
+	return usb4_shm_ring_post(r->peer, bell, from, iov, 2);
+}
+
+/* The mirror structs match a fresh ring (else the pokes below are wrong). */
+static bool ring_layout_known(struct test_ring *r)
+{
+	struct ring_head *h = (struct ring_head *) r->peer;
+
+	CHECK_MSG(h->proto == USB4_WIRE_VERSION && h->reserved == 0 &&
+		  h->owner_pid == (uint32_t) getpid() &&
+		  h->nonce == r->nonce && h->bell == r->bell[1],
+		  "the inbox head no longer starts with magic, proto, "
+		  "reserved, features, nslots, slot_size, owner_pid, bell, "
+		  "nonce: a peer of another version cannot read its version "
+		  "(or struct ring_head here is stale)");
+	return h->proto == USB4_WIRE_VERSION && h->nonce == r->nonce;
+}
+
+/* Refusals of a mapped ring: wrong inbox, another version, malformed. */
+static void test_ring_check(void)
+{
+	struct test_ring r;
+	struct ring_head *h, saved;
+	pid_t me = getpid();
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1234), 0);
+	if (!r.peer || !ring_layout_known(&r)) {
+		ring_free(&r);
+		return;
+	}
+	h = (struct ring_head *) r.peer;
+	saved = *h;
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me), 0,
+		     "a fresh ring mapped by a peer is refused");
+	CHECK_MSG(usb4_shm_ring_live(r.peer), "a fresh ring is not live");
+	CHECK_EQ(usb4_shm_ring_bell(r.peer), r.bell[1]);
+
+	/* Not the inbox addressed: pid/fd reuse guards. */
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1235, me),
+		     -FI_EADDRNOTAVAIL, "a ring of another nonce accepted");
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234,
+					 getppid()), -FI_EADDRNOTAVAIL,
+		     "a ring owned by another pid accepted");
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, 16, 0x1234, me),
+		     -FI_EADDRNOTAVAIL, "a 16-byte mapping taken for a ring");
+
+	/* Another protocol version: refused as such, whatever else. */
+	for (int i = 0; i < 3; i++) {
+		uint16_t other[3] = { USB4_WIRE_VERSION + 1, 1, 0xffff };
+
+		h->proto = other[i];
+		CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234,
+						 me), -FI_ECONNREFUSED,
+			     "a ring of wire version %u is not refused as "
+			     "another version", other[i]);
+		CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x9999,
+						 me), -FI_ECONNREFUSED,
+			     "version %u with another nonce: the version "
+			     "decides first", other[i]);
+	}
+	*h = saved;
+	/* A required feature we lack is another protocol; an optional one
+	 * is not. */
+	h->features = saved.features | 0x00010000u;
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me),
+		     -FI_ECONNREFUSED, "a ring requiring feature 0x10000 "
+		     "accepted");
+	h->features = saved.features | 0x1u;
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me), 0,
+		     "a ring offering optional feature 0x1 refused");
+	*h = saved;
+
+	/* Malformed geometry. */
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len - 1, 0x1234, me),
+		     -FI_EINVAL, "a mapping one byte short of the slots "
+		     "accepted");
+	for (int i = 0; i < 3; i++) {
+		uint32_t nslots[3] = { 0, 1, SLOTS - 2 };
+
+		h->nslots = nslots[i];
+		CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234,
+						 me), -FI_EINVAL,
+			     "a ring of %u slots accepted", nslots[i]);
+	}
+	h->nslots = SLOTS * 2;
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me),
+		     -FI_EINVAL, "a ring claiming more slots than its mapping "
+		     "holds accepted");
+	h->nslots = 0x80000000u;
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me),
+		     -FI_EINVAL, "a ring of 2^31 slots accepted");
+	*h = saved;
+	for (int i = 0; i < 3; i++) {
+		uint32_t sizes[3] = { 0, sizeof(struct slot_head),
+				      saved.slot_size + 1 };
+
+		h->slot_size = sizes[i];
+		CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234,
+						 me), -FI_EINVAL,
+			     "a slot size of %u accepted", sizes[i]);
+	}
+	*h = saved;
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me), 0);
+
+	/* The owner closed it. */
+	usb4_shm_ring_retire(r.own);
+	CHECK_MSG(!usb4_shm_ring_live(r.peer),
+		  "a retired ring is live through a peer's mapping");
+	CHECK_EQ_MSG(usb4_shm_ring_check(r.peer, r.peer_len, 0x1234, me),
+		     -FI_EADDRNOTAVAIL, "a retired ring accepted");
+	ring_free(&r);
+}
+
+/* Sizes 0..frame_max, FIFO, senders, full ring, oversized and lying frames. */
+static void test_ring_frames(void)
+{
+	static unsigned char big[4096];
+	struct test_ring r;
+	struct usb4_shm_sender from, got;
+	const unsigned char *p;
+	size_t fmax, len;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x5678), 0);
+	if (!r.peer) {
+		ring_free(&r);
+		return;
+	}
+	fmax = usb4_shm_ring_frame_max(r.own);
+	CHECK_MSG(fmax >= FRAME_MAX && fmax < FRAME_MAX + 64,
+		  "frame_max %zu for %d asked", fmax, FRAME_MAX);
+	CHECK_EQ(usb4_shm_ring_frame_max(r.peer), fmax);
+	CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == NULL,
+		  "a fresh ring has a frame");
+
+	/* Every size from 0 to frame_max, in batches that fill the ring, each
+	 * from another sender. */
 	for (size_t base = 0; base <= fmax; base += SLOTS) {
 		size_t n = 0;
-		memset(&log, 0, sizeof(log));
-		for (size_t len = base; len <= fmax && n < SLOTS; len++, n++) {
-			struct iovec iov[2];
-			fill(out, len, (unsigned) len);
-			/* Gather from two pieces to exercise the iov copy. */
-			iov[0].iov_base = out;
-			iov[0].iov_len = len / 3;
-			iov[1].iov_base = out + len / 3;
-			iov[1].iov_len = len - len / 3;
-			CHECK_EQ(usb4_shm_send(peer, iov, 2), 0);
+
+		for (size_t l = base; l <= fmax && n < SLOTS; l++, n++) {
+			from = (struct usb4_shm_sender) {
+				.id = 0x1000 + l, .pid = 4000 + (uint32_t) l,
+				.inbox_fd = (int32_t) l - 3,
+			};
+			CHECK_EQ_MSG(post_fill(&r, -1, &from, l, (unsigned) l),
+				     0, "posting %zu bytes to a ring with "
+				     "room", l);
 		}
-		CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 64), (int) n);
-		CHECK_EQ(log.count, n);
 		for (size_t i = 0; i < n; i++) {
-			CHECK_EQ(log.lens[i], base + i);
-			CHECK(check_fill(log.data[i], base + i,
-					 (unsigned) (base + i)));
+			size_t l = base + i;
+
+			p = usb4_shm_ring_peek(r.own, &len, &got);
+			CHECK_MSG(p != NULL, "frame of %zu bytes missing", l);
+			if (!p)
+				break;
+			CHECK_EQ_MSG(len, l, "frames out of order or resized");
+			CHECK_MSG(check_fill(p, len, (unsigned) l),
+				  "frame of %zu bytes arrives wrong", l);
+			CHECK_MSG(got.id == 0x1000 + l &&
+				  got.pid == 4000 + (uint32_t) l &&
+				  got.inbox_fd == (int32_t) l - 3,
+				  "frame %zu names sender %llx pid %u fd %d",
+				  l, (unsigned long long) got.id, got.pid,
+				  got.inbox_fd);
+			/* Peeking again sees the same frame until popped. */
+			CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == p,
+				  "a second peek moved on");
+			usb4_shm_ring_pop(r.own);
 		}
+		CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == NULL,
+			  "more frames than were posted");
 	}
 
-	/* Full ring: -FI_EAGAIN, and room again once polled. */
-	memset(&log, 0, sizeof(log));
-	for (int i = 0; i < SLOTS; i++) {
-		struct iovec iov = { out, 4 };
-		out[0] = (unsigned char) i;
-		CHECK_EQ(usb4_shm_send(peer, &iov, 1), 0);
+	/* Full ring: -FI_EAGAIN, and room for exactly one once one is taken. */
+	from = (struct usb4_shm_sender) { .id = 7, .pid = 7, .inbox_fd = 7 };
+	for (int i = 0; i < SLOTS; i++)
+		CHECK_EQ(post_fill(&r, -1, &from, 4, (unsigned) i), 0);
+	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xee), -FI_EAGAIN,
+		     "a full ring took a frame");
+	CHECK_EQ(post_fill(&r, -1, &from, 4, 0xee), -FI_EAGAIN);
+	p = usb4_shm_ring_peek(r.own, &len, &got);
+	CHECK_MSG(p && check_fill(p, 4, 0), "the oldest frame is not first");
+	usb4_shm_ring_pop(r.own);
+	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xee), 0,
+		     "no room after one frame was taken");
+	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xef), -FI_EAGAIN,
+		     "room for two after one frame was taken");
+	for (int i = 1; i <= SLOTS; i++) {
+		p = usb4_shm_ring_peek(r.own, &len, &got);
+		CHECK_MSG(p && len == 4 &&
+			  check_fill(p, 4, i < SLOTS ? (unsigned) i : 0xee),
+			  "frame %d after wrapping arrives wrong", i);
+		if (p)
+			usb4_shm_ring_pop(r.own);
 	}
-	{
-		struct iovec iov = { out, 4 };
-		out[0] = 0xee;
-		CHECK_EQ(usb4_shm_send(peer, &iov, 1), -FI_EAGAIN);
-		CHECK_EQ(usb4_shm_send(peer, &iov, 1), -FI_EAGAIN);
-		/* Poll just one: exactly one slot comes back. */
-		CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 1), 1);
-		CHECK_EQ(usb4_shm_send(peer, &iov, 1), 0);
-		CHECK_EQ(usb4_shm_send(peer, &iov, 1), -FI_EAGAIN);
-		CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 64), SLOTS);
-		CHECK_EQ(log.count, SLOTS + 1);
-		for (int i = 0; i < SLOTS; i++)
-			CHECK_EQ(log.data[i][0], i);
-		CHECK_EQ(log.data[SLOTS][0], 0xee);
-		CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 64), 0);
-	}
+	CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
 
-	/* Oversized frame, even split across iovs; the ring is untouched. */
+	/* Oversized, even when split across pieces: the ring is untouched. */
 	{
-		static unsigned char big[4096];
 		struct iovec iov[2] = { { big, fmax }, { big, 1 } };
-		CHECK_EQ(usb4_shm_send(peer, iov, 1), 0);
-		CHECK_EQ(usb4_shm_send(peer, iov, 2), -FI_EMSGSIZE);
-		memset(&log, 0, sizeof(log));
-		CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 64), 1);
-		CHECK_EQ(log.lens[0], fmax);
+
+		CHECK_EQ_MSG(usb4_shm_ring_post(r.peer, -1, &from, iov, 2),
+			     -FI_EMSGSIZE, "frame_max + 1 bytes accepted");
+		CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
+		CHECK_EQ(usb4_shm_ring_post(r.peer, -1, &from, iov, 1), 0);
+		p = usb4_shm_ring_peek(r.own, &len, &got);
+		CHECK_EQ_MSG(len, fmax, "a frame of frame_max bytes");
 	}
 
-	/* Wrong nonce (pid/fd reuse guard) and wrong pid: no mapping. */
-	{
-		struct usb4_shm_peer *bad = NULL;
-		struct usb4_shm_addr a = addr;
-		a.nonce ^= 1;
-		ret = usb4_shm_peer_open(&a, &bad);
-		CHECK(ret < 0);
-		a = addr;
-		a.fd = 9999;
-		CHECK(usb4_shm_peer_open(&a, &bad) < 0);
-		a = addr;
-		a.pid = getppid();
-		CHECK(usb4_shm_peer_open(&a, &bad) < 0);
+	/* A producer's slot length is untrusted: one beyond the slot is
+	 * handed up as an empty frame (which the core counts as short),
+	 * never as a read past the slot. */
+	if (p) {
+		struct slot_head *s = (struct slot_head *)
+				      (p - sizeof(struct slot_head));
+
+		CHECK_EQ_MSG(s->len, fmax, "the slot header is not the 32 "
+			     "bytes before the frame (struct slot_head stale)");
+		s->len = (uint32_t) fmax + 1;
+		CHECK(usb4_shm_ring_peek(r.own, &len, &got) == p);
+		CHECK_EQ_MSG(len, 0, "a slot claiming frame_max + 1 bytes");
+		s->len = UINT32_MAX;
+		usb4_shm_ring_peek(r.own, &len, &got);
+		CHECK_EQ_MSG(len, 0, "a slot claiming 4 GiB");
+		usb4_shm_ring_pop(r.own);
 	}
-
-	/* A poll on an empty ring hands nothing up. */
-	CHECK_EQ(usb4_shm_link_poll(link, rx_store, &log, 64), 0);
-
-	usb4_shm_peer_close(peer);
-	usb4_shm_link_close(link);
+	CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
+	ring_free(&r);
 }
 
-/* Child: posts CHILD_FRAMES sequenced frames of varying size, then exits. */
-static void child_produce(const struct usb4_shm_addr *addr, int start_fd)
+/* A post rings the bell while (and only while) somebody sleeps. */
+static void test_ring_bell(void)
 {
-	struct usb4_shm_peer *peer;
-	static unsigned char out[FRAME_MAX];
-	char go;
+	struct test_ring r;
+	struct usb4_shm_sender from = { .id = 1, .pid = 1, .inbox_fd = 1 };
+	struct usb4_shm_sender got;
+	uint64_t writes, reads;
+	size_t len;
+	char junk[200] = { 0 };
 
-	if (usb4_shm_peer_open(addr, &peer))
-		_exit(2);
-	/* Let the parent block first so the wake-up path is exercised. */
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x9abc), 0);
+	if (!r.peer) {
+		ring_free(&r);
+		return;
+	}
+	/* Nobody sleeps: a post costs no system call, the bell stays quiet. */
+	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 1), 0);
+	CHECK_MSG(!readable(r.bell[0]), "a post rang the bell with nobody "
+		  "asleep");
+	/* A frame waits: do not sleep, and do not count as a sleeper. */
+	CHECK_MSG(!usb4_shm_ring_sleep_begin(r.own, r.bell[0]),
+		  "sleep_begin with a frame waiting says sleep");
+	usb4_shm_ring_peek(r.own, &len, &got);
+	usb4_shm_ring_pop(r.own);
+	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 2), 0);
+	CHECK_MSG(!readable(r.bell[0]), "a refused sleep_begin left a sleeper "
+		  "behind: the post rang the bell");
+	usb4_shm_ring_peek(r.own, &len, &got);
+	usb4_shm_ring_pop(r.own);
+
+	/* Asleep: the post rings. */
+	CHECK_MSG(usb4_shm_ring_sleep_begin(r.own, r.bell[0]),
+		  "sleep_begin on an empty ring says do not sleep");
+	CHECK(!readable(r.bell[0]));
+	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 3), 0);
+	CHECK_MSG(readable(r.bell[0]), "a post to a sleeping owner did not "
+		  "ring the bell");
+	usb4_shm_ring_sleep_end(r.own);
+	usb4_shm_ring_peek(r.own, &len, &got);
+	usb4_shm_ring_pop(r.own);
+
+	/* Stale rings (any number) are drained by the next sleep_begin. */
+	CHECK_EQ(write(r.bell[1], junk, sizeof(junk)), (ssize_t) sizeof(junk));
+	CHECK(usb4_shm_ring_sleep_begin(r.own, r.bell[0]));
+	CHECK_MSG(!readable(r.bell[0]), "sleep_begin left stale rings in the "
+		  "bell: the sleeper would wake for nothing");
+	/* Two sleepers at once: one post wakes; both leave, and the ring is
+	 * quiet again. */
+	CHECK(usb4_shm_ring_sleep_begin(r.own, r.bell[0]));
+	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 4), 0);
+	CHECK(readable(r.bell[0]));
+	usb4_shm_ring_sleep_end(r.own);
+	usb4_shm_ring_sleep_end(r.own);
+	usb4_shm_ring_peek(r.own, &len, &got);
+	usb4_shm_ring_pop(r.own);
+	while (read(r.bell[0], junk, sizeof(junk)) > 0)
+		;
+	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 5), 0);
+	CHECK_MSG(!readable(r.bell[0]), "sleepers not counted down: a post "
+		  "after both left rang the bell");
+
+	/* Remote accesses counted by initiators through their mapping. */
+	usb4_shm_ring_rma_counts(r.own, &writes, &reads);
+	CHECK_MSG(writes == 0 && reads == 0, "fresh counts %llu/%llu",
+		  (unsigned long long) writes, (unsigned long long) reads);
+	usb4_shm_ring_count_rma(r.peer, true);
+	usb4_shm_ring_count_rma(r.peer, true);
+	usb4_shm_ring_count_rma(r.peer, false);
+	usb4_shm_ring_rma_counts(r.own, &writes, &reads);
+	CHECK_MSG(writes == 2 && reads == 1, "counted 2 writes and 1 read, "
+		  "owner sees %llu and %llu", (unsigned long long) writes,
+		  (unsigned long long) reads);
+	ring_free(&r);
+}
+
+/* ---- a forked producer; the owner sleeps on the bell between polls ---- */
+
+#define CHILD_ID	0xc0ffee0000000001ull
+
+static size_t child_len(uint64_t seq)
+{
+	return 8 + (seq * 13) % (FRAME_MAX - 8);
+}
+
+/* Child: maps the ring and opens the bell as a peer (via /proc), waits for
+ * the go, sleeps 50 ms so that the parent sleeps first, posts. */
+static void child_produce(pid_t owner, int ring_fd, int bell_fd,
+			  uint64_t nonce, int start_fd)
+{
+	static unsigned char out[FRAME_MAX];
+	struct usb4_shm_sender self = {
+		.id = CHILD_ID, .pid = getpid(), .inbox_fd = 99,
+	};
+	struct usb4_shm_ring *ring;
+	char path[64], go;
+	size_t len;
+	int bell;
+
+	ring = usb4_test_map_proc_fd(owner, ring_fd, &len);
+	if (!ring || usb4_shm_ring_check(ring, len, nonce, owner))
+		usb4_test_child_exit(2);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) owner, bell_fd);
+	bell = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (bell < 0)
+		usb4_test_child_exit(3);
 	if (read(start_fd, &go, 1) != 1)
-		_exit(3);
+		usb4_test_child_exit(4);
 	usleep(50 * 1000);
 	for (uint64_t seq = 0; seq < CHILD_FRAMES; seq++) {
-		size_t len = 8 + (seq * 13) % (FRAME_MAX - 8);
-		struct iovec iov = { out, len };
+		struct iovec iov = { out, child_len(seq) };
+
 		memcpy(out, &seq, 8);
-		fill(out + 8, len - 8, (unsigned) seq);
-		while (usb4_shm_send(peer, &iov, 1) == -FI_EAGAIN)
+		fill(out + 8, iov.iov_len - 8, (unsigned) seq);
+		while (usb4_shm_ring_post(ring, bell, &self, &iov, 1) ==
+		       -FI_EAGAIN)
 			sched_yield();
 	}
-	usb4_shm_peer_close(peer);
-	_exit(0);
+	usb4_test_child_exit(0);
 }
 
-static void rx_check_seq(void *arg, const void *frame, size_t len)
-{
-	struct rx_log *log = arg;
-	uint64_t seq;
-	const unsigned char *p = frame;
+struct seq_log {
+	uint64_t next;
+	size_t count, bad, bad_sender;
+};
 
+static void take_seq(struct seq_log *log, const unsigned char *p, size_t len,
+		     const struct usb4_shm_sender *from, pid_t child)
+{
+	uint64_t seq;
+
+	log->count++;
+	if (from->id != CHILD_ID || from->pid != (uint32_t) child ||
+	    from->inbox_fd != 99)
+		log->bad_sender++;
 	if (len < 8) {
 		log->bad++;
 		return;
 	}
 	memcpy(&seq, p, 8);
-	if (seq != log->next_seq ||
-	    len != 8 + (seq * 13) % (FRAME_MAX - 8) ||
+	if (seq != log->next || len != child_len(seq) ||
 	    !check_fill(p + 8, len - 8, (unsigned) seq))
 		log->bad++;
-	log->next_seq = seq + 1;
-	log->count++;
+	log->next = seq + 1;
 }
 
-/* A forked producer; the parent blocks in usb4_shm_link_wait between polls. */
+/* Sleeps on the bell for at most ms (as a link's user does); returns
+ * whether the bell rang. */
+static bool sleep_on_bell(struct test_ring *r, int ms)
+{
+	struct pollfd p = { .fd = r->bell[0], .events = POLLIN };
+	bool rang = false;
+
+	if (!usb4_shm_ring_sleep_begin(r->own, r->bell[0]))
+		return true;
+	rang = poll(&p, 1, ms) == 1;
+	usb4_shm_ring_sleep_end(r->own);
+	return rang;
+}
+
 static void test_child_producer(void)
 {
-	struct usb4_shm_link *link;
-	struct usb4_shm_addr addr;
-	static struct rx_log log;
+	struct test_ring r;
+	struct seq_log log = { 0 };
+	struct usb4_shm_sender from;
 	int pipefd[2], status;
 	double t0, c0, waited, cpu;
 	pid_t pid;
-	size_t waits = 0;
 
-	CHECK_EQ(usb4_shm_link_open(&link, SLOTS, FRAME_MAX, usb4_random64()), 0);
-	usb4_shm_link_addr(link, &addr);
-
-	/* Idle wait: not early, not spinning. */
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, usb4_random64()), 0);
+	if (!r.peer) {
+		ring_free(&r);
+		return;
+	}
+	/* Idle sleep: not early, not spinning. */
 	t0 = now_s();
 	c0 = cpu_s();
-	usb4_shm_link_wait(link, 200);
+	CHECK_MSG(!sleep_on_bell(&r, 200), "the bell rang with nobody posting");
 	waited = now_s() - t0;
 	cpu = cpu_s() - c0;
-	CHECK(waited >= 0.190);
-	CHECK(waited < 1.0);
-	CHECK(cpu < 0.05);
-	if (waited < 0.190 || cpu >= 0.05)
-		fprintf(stderr, "idle wait: %.3f s wall, %.3f s cpu\n",
-			waited, cpu);
+	CHECK_MSG(waited >= 0.190 && waited < 1.0, "an idle 200 ms sleep "
+		  "took %.3f s", waited);
+	CHECK_MSG(cpu < 0.05, "an idle 200 ms sleep burnt %.3f s of CPU", cpu);
 
 	CHECK_EQ(pipe(pipefd), 0);
-	pid = fork();
+	pid = usb4_test_fork();
 	if (pid == 0) {
 		close(pipefd[1]);
-		child_produce(&addr, pipefd[0]);
+		child_produce(getppid(), r.fd, r.bell[1], r.nonce, pipefd[0]);
 	}
 	close(pipefd[0]);
-	memset(&log, 0, sizeof(log));
 	CHECK_EQ(write(pipefd[1], "g", 1), 1);
 
-	/* The child sleeps 50 ms before its first frame: the wait must wake
-	 * for it well before the 5 s timeout. */
+	/* The child sleeps 50 ms before its first frame: the bell must wake
+	 * us for it well before the 5 s timeout. */
 	t0 = now_s();
-	usb4_shm_link_wait(link, 5000);
-	CHECK(now_s() - t0 < 2.0);
+	CHECK_MSG(sleep_on_bell(&r, 5000), "the first frame of the child did "
+		  "not ring the bell");
+	CHECK_MSG(now_s() - t0 < 2.0, "woken after %.3f s", now_s() - t0);
 
 	t0 = now_s();
-	while (log.count < CHILD_FRAMES && now_s() - t0 < 8.0) {
-		if (!usb4_shm_link_poll(link, rx_check_seq, &log, 32)) {
-			usb4_shm_link_wait(link, 1000);
-			waits++;
+	while (log.count < CHILD_FRAMES && now_s() - t0 < 20.0) {
+		size_t len;
+		const void *p = usb4_shm_ring_peek(r.own, &len, &from);
+
+		if (!p) {
+			sleep_on_bell(&r, 1000);
+			continue;
 		}
+		take_seq(&log, p, len, &from, pid);
+		usb4_shm_ring_pop(r.own);
 	}
-	CHECK_EQ(log.count, CHILD_FRAMES);
-	CHECK_EQ(log.bad, 0);
+	CHECK_EQ_MSG(log.count, CHILD_FRAMES, "frames of the child received");
+	CHECK_EQ_MSG(log.bad, 0, "frames out of order or damaged");
+	CHECK_EQ_MSG(log.bad_sender, 0, "frames not naming the child");
 	CHECK_EQ(waitpid(pid, &status, 0), pid);
-	CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the producer failed (status %#x: 2 ring refused, 3 bell "
+		  "not opened, 4 no go)", status);
 	close(pipefd[1]);
-	usb4_shm_link_close(link);
+	ring_free(&r);
 }
 
-/* Child for the bulk tests: keeps its buffers alive until told to go. */
+/* ---- cross memory attach ------------------------------------------------ */
+
+/* Child of the bulk tests: keeps its buffers alive until told to go, then
+ * says (by its exit status) whether the parent's write landed. */
+static unsigned char wdst_a[10], wdst_b[5000];
+
 static void child_hold(int go_fd)
 {
 	char c;
 
 	(void) !read(go_fd, &c, 1);
-	_exit(0);
+	usb4_test_child_exit(check_fill(wdst_a, sizeof(wdst_a), 9) &&
+			     check_fill(wdst_b, sizeof(wdst_b), 10) ? 0 : 5);
 }
 
-static void test_bulk_read(void)
+static void test_cma(void)
 {
 	/* Set up before fork: the child has the same addresses and contents. */
 	static unsigned char src_a[3000], src_b[50000], src_c[7];
 	static unsigned char dst_a[100], dst_b[60000];
-	unsigned char expect[53007];
+	static unsigned char expect[53007];
+	unsigned char wsrc[sizeof(wdst_a) + sizeof(wdst_b)];
 	struct iovec remote[3] = {
 		{ src_a, sizeof(src_a) }, { src_b, sizeof(src_b) },
 		{ src_c, sizeof(src_c) },
 	};
-	struct iovec local[2] = { { dst_a, sizeof(dst_a) }, { dst_b, sizeof(dst_b) } };
+	struct iovec local[2] = {
+		{ dst_a, sizeof(dst_a) }, { dst_b, sizeof(dst_b) },
+	};
+	struct iovec wremote[2] = {
+		{ wdst_a, sizeof(wdst_a) }, { wdst_b, sizeof(wdst_b) },
+	};
+	struct iovec wlocal[3] = {
+		{ wsrc, 1 }, { wsrc + 1, 0 }, { wsrc + 1, sizeof(wsrc) - 1 },
+	};
 	size_t total = sizeof(src_a) + sizeof(src_b) + sizeof(src_c);
 	int pipefd[2], status;
 	pid_t pid;
@@ -319,9 +711,11 @@ static void test_bulk_read(void)
 	memcpy(expect, src_a, sizeof(src_a));
 	memcpy(expect + sizeof(src_a), src_b, sizeof(src_b));
 	memcpy(expect + sizeof(src_a) + sizeof(src_b), src_c, sizeof(src_c));
+	memset(wdst_a, 0, sizeof(wdst_a));
+	memset(wdst_b, 0, sizeof(wdst_b));
 
 	CHECK_EQ(pipe(pipefd), 0);
-	pid = fork();
+	pid = usb4_test_fork();
 	if (pid == 0) {
 		close(pipefd[1]);
 		child_hold(pipefd[0]);
@@ -332,59 +726,560 @@ static void test_bulk_read(void)
 	memset(src_b, 0, sizeof(src_b));
 	memset(src_c, 0, sizeof(src_c));
 
-	CHECK_EQ(usb4_shm_bulk_read(pid, local, 2, remote, 3, total), 0);
-	CHECK(memcmp(dst_a, expect, sizeof(dst_a)) == 0);
-	CHECK(memcmp(dst_b, expect + sizeof(dst_a), total - sizeof(dst_a)) == 0);
+	CHECK_EQ_MSG(usb4_cma_read(pid, local, 2, remote, 3, total), 0,
+		     "reading 3 segments of the child into 2 of ours");
+	CHECK_MSG(memcmp(dst_a, expect, sizeof(dst_a)) == 0 &&
+		  memcmp(dst_b, expect + sizeof(dst_a),
+			 total - sizeof(dst_a)) == 0,
+		  "the bytes read are not the child's");
 
 	/* A prefix only: the rest of the local buffer is untouched. */
 	memset(dst_a, 0xaa, sizeof(dst_a));
 	memset(dst_b, 0xaa, sizeof(dst_b));
-	CHECK_EQ(usb4_shm_bulk_read(pid, local, 2, remote, 3, 3050), 0);
-	CHECK(memcmp(dst_a, expect, 100) == 0);
-	CHECK(memcmp(dst_b, expect + 100, 2950) == 0);
-	CHECK_EQ(dst_b[2950], 0xaa);
+	CHECK_EQ(usb4_cma_read(pid, local, 2, remote, 3, 3050), 0);
+	CHECK_MSG(memcmp(dst_a, expect, 100) == 0 &&
+		  memcmp(dst_b, expect + 100, 2950) == 0,
+		  "a 3050-byte prefix read wrong");
+	CHECK_EQ_MSG(dst_b[2950], 0xaa, "a prefix read wrote past its length");
 
 	/* Zero bytes is a no-op. */
-	CHECK_EQ(usb4_shm_bulk_read(pid, local, 2, remote, 3, 0), 0);
+	CHECK_EQ(usb4_cma_read(pid, local, 2, remote, 3, 0), 0);
+	/* More than our buffers hold: an error, not a silent short copy. */
+	CHECK_MSG(usb4_cma_read(pid, local, 1, remote, 3, 200) < 0,
+		  "a 200-byte read into a 100-byte buffer succeeded");
 
-	/* A remote range the child doesn't map. */
+	/* A remote range the child does not map. */
 	{
 		struct iovec bad = { (void *) 16, 100 };
-		CHECK(usb4_shm_bulk_read(pid, local, 2, &bad, 1, 100) < 0);
+
+		CHECK_EQ_MSG(usb4_cma_read(pid, local, 2, &bad, 1, 100),
+			     -FI_EFAULT, "reading unmapped memory of the child");
+		CHECK_EQ_MSG(usb4_cma_write(pid, local, 2, &bad, 1, 100),
+			     -FI_EFAULT, "writing unmapped memory of the child");
 	}
+
+	/* More segments than one system call takes (64): 100 one-byte
+	 * segments of the child, read into one buffer, and back. */
+	{
+		struct iovec many[100];
+
+		for (int i = 0; i < 100; i++)
+			many[i] = (struct iovec) { src_b + 3 * i, 1 };
+		memset(dst_a, 0, sizeof(dst_a));
+		CHECK_EQ_MSG(usb4_cma_read(pid, local, 1, many, 100, 100), 0,
+			     "reading 100 one-byte segments of the child");
+		for (int i = 0; i < 100; i++)
+			if (dst_a[i] != expect[sizeof(src_a) + 3 * i]) {
+				CHECK_MSG(0, "segment %d of 100 read wrong", i);
+				break;
+			}
+	}
+
+	/* Writes land in the child (it checks them before it exits). */
+	fill(wsrc, sizeof(wdst_a), 9);
+	fill(wsrc + sizeof(wdst_a), sizeof(wdst_b), 10);
+	CHECK_EQ_MSG(usb4_cma_write(pid, wlocal, 3, wremote, 2, sizeof(wsrc)),
+		     0, "writing 3 of our segments into 2 of the child's");
 
 	CHECK_EQ(write(pipefd[1], "g", 1), 1);
 	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the child did not find our write in its memory (status "
+		  "%#x)", status);
 	close(pipefd[1]);
 
 	/* The child is gone (and reaped): its pid no longer exists. */
-	CHECK_EQ(usb4_shm_bulk_read(pid, local, 2, remote, 3, total),
-		 -FI_EHOSTUNREACH);
+	CHECK_EQ_MSG(usb4_cma_read(pid, local, 2, remote, 3, total),
+		     -FI_EHOSTUNREACH, "reading from a process that is gone");
+	CHECK_EQ_MSG(usb4_cma_write(pid, wlocal, 3, wremote, 2, sizeof(wsrc)),
+		     -FI_EHOSTUNREACH, "writing to a process that is gone");
 }
 
-/* Many links opened and closed leave no trace in /dev/shm. */
+/* ---- the link through its ops table ------------------------------------- */
+
+#define ID_A	0xa11ce00000000001ull
+#define ID_B	0xb0b0000000000002ull
+#define ID_C	0xc4a7000000000003ull
+#define REG_LEN	4096
+
+/* What a sink was handed. */
+struct sink_log {
+	const struct usb4_link_ops *ops;
+	int n;
+	struct usb4_link *link[64];
+	uint64_t from[64];
+	size_t len[64];
+	int pieces[64];
+	unsigned char data[64][128];
+	int refuse;		/* answer -FI_EAGAIN this many times */
+	int offered;		/* frame() calls */
+	struct usb4_link_dest *back;	/* dest_of(from) inside frame() */
+	int downs;
+};
+
+static int sink_frame(void *ctx, struct usb4_link *link, uint64_t from,
+		      const struct iovec *frame, int count)
+{
+	struct sink_log *log = ctx;
+	size_t len = 0;
+
+	log->offered++;
+	if (log->refuse) {
+		log->refuse--;
+		return -FI_EAGAIN;
+	}
+	if (log->n >= 64)
+		return 0;
+	for (int i = 0; i < count; i++) {
+		size_t take = frame[i].iov_len;
+
+		if (len + take > sizeof(log->data[0]))
+			take = sizeof(log->data[0]) - len;
+		memcpy(log->data[log->n] + len, frame[i].iov_base, take);
+		len += frame[i].iov_len;
+	}
+	log->link[log->n] = link;
+	log->from[log->n] = from;
+	log->len[log->n] = len;
+	log->pieces[log->n] = count;
+	log->n++;
+	if (log->ops->dest_of)
+		log->back = log->ops->dest_of(link, from);
+	return 0;
+}
+
+static void sink_peer_down(void *ctx, struct usb4_link *link, uint64_t peer,
+			   int err)
+{
+	((struct sink_log *) ctx)->downs++;
+}
+
+static int link_open(uint64_t id, int reg_fd, struct sink_log *log,
+		     struct usb4_link **link)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	struct usb4_link_cfg cfg = {
+		.ep_id = id, .reg_fd = reg_fd,
+		.sink = { .ctx = log, .frame = sink_frame,
+			  .peer_down = sink_peer_down },
+	};
+
+	memset(log, 0, sizeof(*log));
+	log->ops = ops;
+	return ops->open(&cfg, link);
+}
+
+static int post_bytes(struct usb4_link *link, struct usb4_link_dest *dest,
+		      size_t len, unsigned seed)
+{
+	static unsigned char out[8192];
+	struct iovec iov[2] = {
+		{ out, len / 2 }, { out + len / 2, len - len / 2 },
+	};
+
+	fill(out, len, seed);
+	return link->ops->post(link, dest, iov, 2);
+}
+
+/* Refusals of dest_open: wrong inbox, another protocol version. */
+static void link_dest_refusals(const struct usb4_wire_addr *ba)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	struct usb4_link_dest *d = NULL;
+	struct usb4_wire_addr bad;
+	struct ring_head *h;
+	size_t len;
+	uint16_t proto;
+
+	bad = *ba;
+	bad.ep_id = htole64(le64toh(ba->ep_id) ^ 1);
+	CHECK_EQ_MSG(ops->dest_open(&bad, &d), -FI_EADDRNOTAVAIL,
+		     "an address naming another endpoint id opened");
+	bad = *ba;
+	bad.shm_inbox_fd = htole32(9999);
+	CHECK_EQ_MSG(ops->dest_open(&bad, &d), -FI_EHOSTUNREACH,
+		     "an address naming no open fd");
+	bad = *ba;
+	bad.shm_pid = htole32((uint32_t) getppid());
+	CHECK_MSG(ops->dest_open(&bad, &d) < 0,
+		  "an address naming our parent opened our inbox");
+
+	/* The inbox speaks another version: refused as such. */
+	h = usb4_test_map_proc_fd(getpid(), (int32_t) le32toh(ba->shm_inbox_fd), &len);
+	CHECK_MSG(h != NULL, "cannot map the inbox of B as a peer");
+	if (!h)
+		return;
+	proto = h->proto;
+	CHECK_EQ_MSG(proto, USB4_WIRE_VERSION, "the inbox head moved");
+	h->proto = USB4_WIRE_VERSION + 1;
+	CHECK_EQ_MSG(ops->dest_open(ba, &d), -FI_ECONNREFUSED,
+		     "an inbox of wire version %d opened",
+		     USB4_WIRE_VERSION + 1);
+	h->proto = 1;
+	CHECK_EQ_MSG(ops->dest_open(ba, &d), -FI_ECONNREFUSED,
+		     "an inbox of wire version 1 opened");
+	h->proto = proto;
+	CHECK_EQ(ops->dest_open(ba, &d), 0);
+	if (d)
+		ops->dest_close(d);
+	munmap(h, len);
+}
+
+/* Frames A -> B: sizes, pieces, senders, the budget, backpressure. */
+static void link_frames(struct usb4_link *a, struct usb4_link *b,
+			struct usb4_link_dest *db, struct sink_log *lb,
+			size_t fmax)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	int n;
+
+	for (int i = 0; i < 3; i++)
+		CHECK_EQ_MSG(post_bytes(a, db, 10 + i, 20 + i), 0,
+			     "post %d from A to B", i);
+	CHECK_EQ_MSG(ops->poll(b, 1), 1, "a poll of budget 1");
+	CHECK_EQ_MSG(ops->poll(b, 64), 2, "the rest of three frames");
+	CHECK_EQ(lb->n, 3);
+	for (int i = 0; i < lb->n && i < 3; i++) {
+		CHECK_MSG(lb->from[i] == ID_A, "frame %d handed up from %llx, "
+			  "posted by A %llx", i,
+			  (unsigned long long) lb->from[i],
+			  (unsigned long long) ID_A);
+		CHECK_MSG(lb->link[i] == b, "frame %d handed up with another "
+			  "link than the one polled", i);
+		CHECK_MSG(lb->len[i] == (size_t) 10 + i &&
+			  check_fill(lb->data[i], 10 + i, 20 + i),
+			  "frame %d arrives wrong (%zu bytes)", i, lb->len[i]);
+		CHECK_EQ_MSG(lb->pieces[i], 1, "an shm frame comes in one "
+			     "piece");
+	}
+	CHECK_EQ_MSG(ops->poll(b, 64), 0, "an empty inbox handed something up");
+
+	/* Too large, then a full inbox. */
+	CHECK_EQ(post_bytes(a, db, fmax, 1), 0);
+	CHECK_EQ_MSG(post_bytes(a, db, fmax + 1, 1), -FI_EMSGSIZE,
+		     "a frame of frame_max + 1 bytes");
+	for (n = 1; n < 1000 && post_bytes(a, db, 8, 40 + n) == 0; n++)
+		;
+	CHECK_EQ_MSG(n, SLOTS, "frames an inbox of %d slots took", SLOTS);
+	CHECK_EQ(post_bytes(a, db, 8, 0), -FI_EAGAIN);
+
+	/* The sink cannot take one now: the link keeps it and offers it
+	 * again, in order, on a later poll. */
+	lb->n = 0;
+	lb->offered = 0;
+	lb->refuse = 1;
+	CHECK_EQ_MSG(ops->poll(b, 64), 0, "a frame the sink refused counted "
+		     "as taken");
+	CHECK_EQ(lb->offered, 1);
+	CHECK_EQ(lb->n, 0);
+	CHECK_EQ_MSG(post_bytes(a, db, 8, 0), -FI_EAGAIN,
+		     "a refused frame gave its slot back");
+	CHECK_EQ(ops->poll(b, 64), SLOTS);
+	CHECK_EQ_MSG(lb->len[0], fmax, "the refused frame is not offered "
+		     "first again");
+	for (int i = 1; i < lb->n; i++)
+		CHECK_MSG(lb->len[i] == 8 && check_fill(lb->data[i], 8, 40 + i),
+			  "frame %d after a refusal arrives wrong", i);
+}
+
+/* The way back to a sender B heard from; sleeping; bulk; counters; table. */
+static void link_services(struct usb4_link *a, struct usb4_link *b,
+			  struct usb4_link_dest *da, struct usb4_link_dest *db,
+			  struct sink_log *la, struct sink_log *lb,
+			  const unsigned char *reg)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	static unsigned char src[20000], dst[20000];
+	struct iovec l = { dst, sizeof(dst) }, r = { src, sizeof(src) };
+	uint64_t writes, reads;
+	void *table;
+	size_t tlen;
+
+	/* dest_of from inside frame(): B answers A without an address. */
+	lb->n = 0;
+	lb->back = NULL;
+	CHECK_EQ(post_bytes(a, db, 16, 3), 0);
+	CHECK_EQ(ops->poll(b, 64), 1);
+	CHECK_MSG(lb->back != NULL, "dest_of(B, A's id) inside frame() "
+		  "found no way back");
+	if (lb->back) {
+		la->n = 0;
+		CHECK_EQ_MSG(post_bytes(b, lb->back, 12, 4), 0,
+			     "posting back through dest_of");
+		CHECK_EQ(ops->poll(a, 64), 1);
+		CHECK_MSG(la->n == 1 && la->from[0] == ID_B &&
+			  check_fill(la->data[0], 12, 4),
+			  "the answer through dest_of did not reach A from B");
+		CHECK_MSG(ops->dest_of(b, ID_A) == lb->back,
+			  "dest_of opened a second way back to A");
+		CHECK_EQ(ops->peer_state(b, lb->back), 0);
+	}
+	CHECK_MSG(ops->dest_of(b, 0x5eed) == NULL,
+		  "dest_of found a way back to an id never heard from");
+
+	/* Sleeping on wait_fd. */
+	CHECK_MSG(ops->wait_fd(b) >= 0, "B has no wait fd");
+	CHECK_EQ_MSG(ops->timer_us(b), -1, "the shm link has no timers");
+	CHECK_MSG(ops->sleep_begin(b), "sleep_begin on an empty inbox says "
+		  "do not sleep");
+	CHECK(!readable(ops->wait_fd(b)));
+	CHECK_EQ(post_bytes(a, db, 16, 5), 0);
+	CHECK_MSG(readable(ops->wait_fd(b)), "a post did not wake B's "
+		  "wait fd while B slept");
+	ops->sleep_end(b);
+	CHECK_MSG(!ops->sleep_begin(b), "sleep_begin with a frame waiting "
+		  "says sleep");
+	CHECK_EQ(ops->poll(b, 64), 1);
+
+	/* Bulk copies with the peer's process (here: ourselves). */
+	fill(src, sizeof(src), 6);
+	CHECK_EQ_MSG(ops->bulk_read(db, &l, 1, &r, 1, sizeof(src)), 0,
+		     "bulk_read through a dest");
+	CHECK_MSG(!memcmp(src, dst, sizeof(src)), "bulk_read copied wrong");
+	fill(dst, sizeof(dst), 7);
+	CHECK_EQ_MSG(ops->bulk_write(db, &l, 1, &r, 1, 1000), 0,
+		     "bulk_write through a dest");
+	CHECK_MSG(check_fill(src, 1000, 7), "bulk_write copied wrong");
+	fill(dst, sizeof(dst), 6);
+	CHECK_MSG(!memcmp(src + 1000, dst + 1000, sizeof(src) - 1000),
+		  "bulk_write of 1000 bytes wrote past them");
+
+	/* Remote accesses counted at the target. */
+	ops->remote_counts(b, &writes, &reads);
+	CHECK_MSG(writes == 0 && reads == 0, "fresh remote counts");
+	ops->count_remote(db, true);
+	ops->count_remote(db, true);
+	ops->count_remote(db, false);
+	ops->remote_counts(b, &writes, &reads);
+	CHECK_MSG(writes == 2 && reads == 1, "B counted %llu writes and %llu "
+		  "reads, A made 2 and 1", (unsigned long long) writes,
+		  (unsigned long long) reads);
+	ops->remote_counts(a, &writes, &reads);
+	CHECK_MSG(writes == 0 && reads == 0, "accesses to B counted at A");
+
+	/* The registration table B published, as A maps it. */
+	table = ops->peer_table(db, &tlen);
+	CHECK_MSG(table != NULL && tlen == REG_LEN,
+		  "B's registration table not mapped through the dest (%zu "
+		  "bytes)", tlen);
+	if (table)
+		CHECK_MSG(!memcmp(table, reg, REG_LEN), "B's table as mapped "
+			  "by A differs from B's own");
+	CHECK_MSG(ops->peer_table(da, &tlen) == NULL,
+		  "a table for A, which published none");
+}
+
+/* A child opens a link of its own, posts to A by A's address, and waits
+ * for A's answer (which A sends through dest_of).  It exits without
+ * closing its link: its inbox is never retired, only its process ends. */
+static void child_link(const struct usb4_wire_addr *aa, int done_fd)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	static struct sink_log lc;
+	struct usb4_link *c;
+	struct usb4_link_dest *da;
+	char go;
+
+	if (link_open(ID_C, -1, &lc, &c))
+		usb4_test_child_exit(2);
+	if (ops->dest_open(aa, &da))
+		usb4_test_child_exit(3);
+	if (post_bytes(c, da, 33, 8))
+		usb4_test_child_exit(4);
+	for (double t0 = now_s(); lc.n == 0 && now_s() - t0 < 10.0; )
+		if (!ops->poll(c, 8))
+			usleep(1000);
+	if (lc.n != 1 || lc.from[0] != ID_A || lc.len[0] != 21 ||
+	    !check_fill(lc.data[0], 21, 9))
+		usb4_test_child_exit(5);
+	/* Stay until the parent has looked at us alive. */
+	(void) !read(done_fd, &go, 1);
+	usb4_test_child_exit(0);
+}
+
+static void link_child(struct usb4_link *a, const struct usb4_wire_addr *aa,
+		       struct sink_log *la)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	struct usb4_link_dest *dc = NULL;
+	int pipefd[2], status;
+	pid_t pid;
+
+	CHECK_EQ(pipe(pipefd), 0);
+	pid = usb4_test_fork();
+	if (pid == 0) {
+		close(pipefd[1]);
+		child_link(aa, pipefd[0]);
+	}
+	close(pipefd[0]);
+	la->n = 0;
+	la->back = NULL;
+	for (double t0 = now_s(); la->n == 0 && now_s() - t0 < 10.0; )
+		if (!ops->poll(a, 8))
+			usleep(1000);
+	CHECK_MSG(la->n == 1 && la->from[0] == ID_C && la->len[0] == 33 &&
+		  check_fill(la->data[0], 33, 8),
+		  "the child's frame did not reach A from C's id");
+	dc = la->back;
+	CHECK_MSG(dc != NULL, "no way back to a sender in another process");
+	if (dc) {
+		CHECK_EQ(post_bytes(a, dc, 21, 9), 0);
+		CHECK_EQ_MSG(ops->peer_state(a, dc), 0, "a live peer process "
+			     "said down");
+	}
+	CHECK_EQ(write(pipefd[1], "g", 1), 1);
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the child's side failed (status %#x: 2 open, 3 dest_open, "
+		  "4 post, 5 no answer from A)", status);
+	close(pipefd[1]);
+	/* Its process is gone though it never closed the inbox. */
+	if (dc)
+		CHECK_EQ_MSG(ops->peer_state(a, dc), -FI_EHOSTUNREACH,
+			     "a peer whose process died");
+}
+
+static void test_link_ops(void)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	static struct sink_log la, lb;
+	struct usb4_link *a = NULL, *b = NULL;
+	struct usb4_link_dest *da = NULL, *db = NULL;
+	struct usb4_wire_addr aa, ba;
+	uint64_t host = usb4_host_id();
+	size_t fmax, saved_slots = usb4_params.ring_slots;
+	size_t saved_eager = usb4_params.eager_size;
+	unsigned char *reg;
+	int reg_fd;
+
+	CHECK_MSG(!strcmp(ops->name, "shm"), "name %s", ops->name);
+	CHECK_MSG((ops->caps & USB4_LINK_CAP_BULK_READ) &&
+		  (ops->caps & USB4_LINK_CAP_ONE_SIDED),
+		  "the shm link lacks bulk reads or one-sided access");
+	CHECK_MSG(!ops->other_hosts, "the shm link claims other hosts");
+	CHECK_MSG(ops->available(), "the shm link is not available");
+
+	usb4_params.ring_slots = SLOTS;
+	usb4_params.eager_size = 1000;
+	CHECK_EQ(usb4_shared_create("usb4-test-reg", REG_LEN, (void **) &reg,
+				    &reg_fd), 0);
+	fill(reg, REG_LEN, 11);
+	CHECK_EQ_MSG(link_open(ID_A, -1, &la, &a), 0, "opening link A");
+	CHECK_EQ_MSG(link_open(ID_B, reg_fd, &lb, &b), 0, "opening link B");
+	if (!a || !b)
+		goto out;
+
+	/* Addresses: the link's part, nothing else touched. */
+	usb4_wire_addr_init(&aa, host, ID_A);
+	usb4_wire_addr_init(&ba, host, ID_B);
+	ops->addr(a, &aa);
+	ops->addr(b, &ba);
+	CHECK_EQ(le32toh(aa.shm_pid), getpid());
+	CHECK_MSG((int32_t) le32toh(aa.shm_inbox_fd) >= 0 &&
+		  aa.shm_inbox_fd != ba.shm_inbox_fd,
+		  "inbox fds %d and %d", (int32_t) le32toh(aa.shm_inbox_fd),
+		  (int32_t) le32toh(ba.shm_inbox_fd));
+	CHECK_EQ_MSG((int32_t) le32toh(aa.shm_reg_fd), -1, "A published no "
+		     "table");
+	CHECK_EQ_MSG((int32_t) le32toh(ba.shm_reg_fd), reg_fd,
+		     "B's table fd in its address");
+	CHECK_MSG(le64toh(aa.ep_id) == ID_A && le64toh(aa.host_id) == host &&
+		  aa.proto == USB4_WIRE_VERSION && aa.udp_family == 0,
+		  "addr() wrote outside the shm part");
+
+	/* Which addresses it reaches. */
+	CHECK_MSG(ops->reaches(&ba, host), "B on this host is not reached");
+	CHECK_MSG(!ops->reaches(&ba, host + 1), "an endpoint on another host "
+		  "is reached");
+	{
+		struct usb4_wire_addr none;
+
+		usb4_wire_addr_init(&none, host, 77);
+		CHECK_MSG(!ops->reaches(&none, host), "an address without an "
+			  "inbox is reached");
+	}
+
+	CHECK_EQ_MSG(ops->dest_open(&ba, &db), 0, "dest_open of B");
+	CHECK_EQ_MSG(ops->dest_open(&aa, &da), 0, "dest_open of A");
+	if (!da || !db)
+		goto out;
+	fmax = ops->frame_max(b, NULL);
+	CHECK_MSG(fmax >= sizeof(struct usb4_wire_hdr) + 1000 && fmax < 1200,
+		  "frame_max %zu for an eager size of 1000", fmax);
+	CHECK_EQ_MSG(ops->frame_max(a, db), fmax, "frame_max towards B as A "
+		     "sees it");
+	CHECK_EQ(ops->peer_state(a, db), 0);
+
+	link_dest_refusals(&ba);
+	link_frames(a, b, db, &lb, fmax);
+	link_services(a, b, da, db, &la, &lb, reg);
+	link_child(a, &aa, &la);
+
+	/* B's owner closes: A sees it down, and posts fail. */
+	ops->close(b);
+	b = NULL;
+	CHECK_EQ_MSG(ops->peer_state(a, db), -FI_EHOSTUNREACH,
+		     "a peer whose owner closed its inbox");
+	CHECK_EQ_MSG(post_bytes(a, db, 8, 1), -FI_EHOSTUNREACH,
+		     "posting to a closed inbox");
+	CHECK_EQ_MSG(la.downs + lb.downs, 0, "the shm link reports peers down "
+		     "only through peer_state");
+out:
+	if (da)
+		ops->dest_close(da);
+	if (db)
+		ops->dest_close(db);
+	if (a)
+		ops->close(a);
+	if (b)
+		ops->close(b);
+	ops->dest_close(NULL);
+	usb4_shared_destroy(reg, REG_LEN, reg_fd);
+	usb4_params.ring_slots = saved_slots;
+	usb4_params.eager_size = saved_eager;
+}
+
+/* ---- nothing left behind ------------------------------------------------ */
+
 static void test_no_residue(void)
 {
-	struct usb4_shm_link *links[4];
-	int before = count_dev_shm_usb4();
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	static struct sink_log logs[4];
+	struct usb4_link *links[4] = { NULL };
+	struct test_ring r;
+	int memfds, memfds_open, fds = count_fds(&memfds);
 
+	/* Everything the tests above opened is closed again. */
+	CHECK_EQ_MSG(memfds, 0, "memfds of earlier tests still open");
+	CHECK_EQ_MSG(count_usb4_maps(), 0, "memfds of earlier tests still "
+		     "mapped");
 	for (int i = 0; i < 4; i++)
-		CHECK_EQ(usb4_shm_link_open(&links[i], 16, 256, i + 1), 0);
-	CHECK_EQ(count_dev_shm_usb4(), before);
+		CHECK_EQ(link_open(i + 1, -1, &logs[i], &links[i]), 0);
+	CHECK_EQ(ring_make(&r, 16, 256, 5), 0);
+	count_fds(&memfds_open);
+	CHECK_EQ_MSG(memfds_open, 5, "4 links and a ring, each one memfd");
+	CHECK_EQ_MSG(count_dev_shm_usb4(), 0, "a memfd shows in /dev/shm");
 	for (int i = 0; i < 4; i++)
-		usb4_shm_link_close(links[i]);
+		if (links[i])
+			ops->close(links[i]);
+	ring_free(&r);
+	CHECK_EQ_MSG(count_fds(&memfds), fds, "links closed, fds leaked "
+		     "(inbox or bell)");
+	CHECK_EQ(memfds, 0);
+	CHECK_EQ_MSG(count_usb4_maps(), 0, "links closed, inboxes still "
+		     "mapped");
 	CHECK_EQ(count_dev_shm_usb4(), 0);
-	CHECK_EQ(before, 0);
-	usb4_shm_link_close(NULL);
-	usb4_shm_peer_close(NULL);
 }
 
 int main(void)
 {
-	alarm(30);
-	test_self();
+	alarm(60);
+	test_ring_check();
+	test_ring_frames();
+	test_ring_bell();
 	test_child_producer();
-	test_bulk_read();
+	test_cma();
+	test_link_ops();
 	test_no_residue();
 	return usb4_test_done("test_shm_ring");
 }

@@ -1,25 +1,42 @@
 #!/bin/sh
 # Builds the libFuzzer target tests/fuzz/fuzz_frames.c with clang, outside
-# automake so the gcc build is not disturbed.  The core sources are the .c
-# files of usb4_core_sources in Makefile.am, plus tests/c/test_prov_stub.c.
+# automake so the gcc build is not disturbed.  The provider sources are the
+# .c files of the base, rel and core layers as Makefile.am lists them
+# (libusb4base_la_SOURCES, libusb4rel_la_SOURCES, libusb4core_la_SOURCES),
+# plus tests/c/link_kinds_none.c: the core needs a link registry, and the
+# fuzz target drives no link.
 #
 #   tests/fuzz/build.sh [OUTPUT]     default OUTPUT: tests/fuzz/fuzz_frames
 #
 # CC (default clang) must have libFuzzer: Debian's clang package does.
+# FUZZ_CFLAGS adds compiler flags.
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
 out=${1:-"$top/tests/fuzz/fuzz_frames"}
 cc=${CC:-clang}
+am="$top/Makefile.am"
 
-# The .c files listed in usb4_core_sources, up to the first blank line.
-core=$(sed -n '/^usb4_core_sources *=/,/^$/p' "$top/Makefile.am" |
-	tr -d '\\' | tr -s ' \t' '\n\n' | grep '\.c$')
-[ -n "$core" ] || { echo "build.sh: no usb4_core_sources in Makefile.am" >&2; exit 1; }
+# The value of Makefile.am's `P = ...` (the provider's directory).
+p=$(sed -n 's/^P *= *//p' "$am")
+[ -n "$p" ] || { echo "build.sh: no P = ... in Makefile.am" >&2; exit 1; }
 
-srcs="$top/tests/fuzz/fuzz_frames.c $top/tests/c/test_prov_stub.c"
-for f in $core; do
-	srcs="$srcs $top/$f"
+# The .c files of one _SOURCES list, up to the first blank line, with $(P)
+# expanded.
+layer_sources() {
+	sed -n "/^$1 *=/,/^\$/p" "$am" |
+		tr -d '\\' | tr -s ' \t' '\n\n' | grep '\.c$' |
+		sed "s|\$(P)|$p|"
+}
+
+srcs="$top/tests/fuzz/fuzz_frames.c $top/tests/c/link_kinds_none.c"
+for var in libusb4base_la_SOURCES libusb4rel_la_SOURCES \
+	   libusb4core_la_SOURCES; do
+	list=$(layer_sources "$var" || true)
+	[ -n "$list" ] || { echo "build.sh: no $var in Makefile.am" >&2; exit 1; }
+	for f in $list; do
+		srcs="$srcs $top/$f"
+	done
 done
 
 mkdir -p "$(dirname "$out")"
@@ -30,5 +47,6 @@ fabric_libs=$(pkg-config --libs libfabric 2>/dev/null || echo -lfabric)
 exec "$cc" -std=gnu11 -g -O1 -fno-omit-frame-pointer \
 	-Wall -Wno-unused-parameter -Wno-gnu-variable-sized-type-not-at-end \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-	-D_GNU_SOURCE -I"$top/prov_usb4/include" $fabric_cflags \
+	-D_GNU_SOURCE -I"$top/$p/include" -I"$top/$p/src/rel" $fabric_cflags \
+	${FUZZ_CFLAGS:-} \
 	-o "$out" $srcs $fabric_libs -lpthread

@@ -6,15 +6,19 @@
 Two kinds of seeds (see the comment at the top of fuzz_frames.c):
 
 frame-*   one valid core frame of each type (struct usb4_wire_hdr + payload)
-rel-*     record scripts for the rel pair: valid datagrams (HELLO, HELLO_ACK,
-          DATA carrying frames, ACK with sack) with a correct CRC32C, sends
-          and clock ticks
+rel-*     record scripts for the rel pair: valid datagrams (HELLO, HELLO_ACK
+          and REJECT with their struct usb4_wire_hello, DATA carrying frames,
+          ACK with sack) with a correct CRC32C, sends, clock ticks and
+          control records (receiver not ready, handshake datagrams with other
+          versions and features, the pool squeezed, the pair reopened)
 
-Enum values, flags and the wire version are read from prov_usb4/src/wire.h
-and the pair's ids, ISNs and window from fuzz_frames.c, so the seeds follow
-both.  Struct layouts are fixed by the _Static_asserts in wire.h and
-repeated here with the same sizes checked.  Files named regress-* are crash
-inputs kept as regression seeds: this script never touches them.
+Enum values, flags, feature bits and the wire version are read from
+prov_usb4/src/wire.h, and the pair's ids, ISNs and window and the record
+layout (FUZZ_REC_*, FUZZ_BIT_*, FUZZ_CTL_*, FUZZ_HELLO_*) from
+fuzz_frames.c, so the seeds follow both.  Struct layouts are fixed by the
+_Static_asserts in wire.h and repeated here with the same sizes checked.
+Files named regress-* are crash inputs kept as regression seeds: this
+script never touches them.
 """
 
 import re
@@ -32,18 +36,15 @@ RTS = struct.Struct("<II")             # struct usb4_wire_rts (head)
 SEG = struct.Struct("<QQQ")            # struct usb4_wire_rma_seg
 ATOMIC = struct.Struct("<BBHIQQ")      # struct usb4_wire_atomic
 REL = struct.Struct("<BBHIQQIIQII")    # struct usb4_wire_rel
-assert (HDR.size, IOV.size, RTS.size, SEG.size, ATOMIC.size, REL.size) == \
-    (48, 16, 8, 24, 24, 48)
+HELLO = struct.Struct("<HHIII")        # struct usb4_wire_hello
+assert (HDR.size, IOV.size, RTS.size, SEG.size, ATOMIC.size, REL.size,
+        HELLO.size) == (48, 16, 8, 24, 24, 48, 16)
 
 # libfabric's enum fi_datatype / fi_op (stable ABI) and usb4_atomic_kind.
 FI_UINT32, FI_INT64, FI_UINT64 = 5, 6, 7
 FI_SUM, FI_ATOMIC_READ, FI_CSWAP = 2, 10, 12
 KIND_BASE, KIND_FETCH, KIND_COMPARE = 0, 1, 2
 FI_EACCES = 13
-
-# Record ops and ctl bits of the rel script.
-TO_B, TO_A, SEND, TICK = 0, 1, 2, 3
-KEEP_CRC, KEEP_IDS, FROM_B = 4, 8, 4
 
 
 def parse_enum(text, name):
@@ -74,9 +75,30 @@ RT = parse_enum(WIRE, "usb4_rel_type")
 D = parse_defines(WIRE)
 F = parse_defines(FUZZ_C.read_text())
 VERSION = D["USB4_WIRE_VERSION"]
+FEATURES = D["USB4_WIRE_FEATURES"]
+REQUIRED = D["USB4_WIRE_FEATURES_REQUIRED"]
 ID_A, ID_B = F["FUZZ_ID_A"], F["FUZZ_ID_B"]
 ISN_A, ISN_B, WINDOW = F["FUZZ_ISN_A"], F["FUZZ_ISN_B"], F["FUZZ_WINDOW"]
+PAYLOAD_MAX = F["FUZZ_PAYLOAD_MAX"]
 M32 = 0xffffffff
+
+# Record ops and ctl bits of the rel script (fuzz_frames.c).
+TO_B, TO_A, SEND = F["FUZZ_REC_TO_B"], F["FUZZ_REC_TO_A"], F["FUZZ_REC_SEND"]
+TICK, CTL = F["FUZZ_REC_TICK"], F["FUZZ_REC_CTL"]
+KEEP_CRC, KEEP_IDS = F["FUZZ_BIT_KEEP_CRC"], F["FUZZ_BIT_KEEP_IDS"]
+PIECES = F["FUZZ_BIT_PIECES"]
+FROM_B, REF, COPY_REFS = (F["FUZZ_BIT_FROM_B"], F["FUZZ_BIT_REF"],
+                          F["FUZZ_BIT_COPY_REFS"])
+TICK_SHIFT, CTL_SHIFT = F["FUZZ_TICK_SHIFT"], F["FUZZ_CTL_SHIFT"]
+SIDE_B = F["FUZZ_CTL_SIDE_B"]
+NOT_READY, CTL_HELLO = F["FUZZ_CTL_NOT_READY"], F["FUZZ_CTL_HELLO"]
+SQUEEZE, REOPEN = F["FUZZ_CTL_SQUEEZE"], F["FUZZ_CTL_REOPEN"]
+FOREVER = F["FUZZ_NOT_READY_FOREVER"]
+H_HELLO, H_ACK = F["FUZZ_HELLO_HELLO"], F["FUZZ_HELLO_ACK"]
+H_REJECT, H_BUILT_REJECT = F["FUZZ_HELLO_REJECT"], F["FUZZ_HELLO_BUILT_REJECT"]
+H_SEQ, H_PROTO = F["FUZZ_HELLO_SEQ"], F["FUZZ_HELLO_PROTO"]
+H_FEATURES, H_PIECES = F["FUZZ_HELLO_FEATURES"], F["FUZZ_HELLO_PIECES"]
+TAG_LEN = F["FUZZ_TAG_LEN"]   # the harness's, in front of what SEND sends
 
 
 def crc32c(data, crc=0):
@@ -102,10 +124,12 @@ def frame(ftype, payload=b"", flags=0, tag=0, data=0, msg_id=1, total_len=None,
                     data, msg_id, total_len) + payload
 
 
-def rts(iovs, pid=4242, **kw):
-    payload = RTS.pack(pid, len(iovs)) + b"".join(IOV.pack(*i) for i in iovs)
-    return frame("USB4_FRAME_RTS", payload, total_len=sum(n for _, n in iovs),
-                 **kw)
+def rts(iovs, total_len=None, **kw):
+    """An RTS with its segments; with none, total_len says the length."""
+    payload = RTS.pack(len(iovs), 0) + b"".join(IOV.pack(*i) for i in iovs)
+    if total_len is None:
+        total_len = sum(n for _, n in iovs)
+    return frame("USB4_FRAME_RTS", payload, total_len=total_len, **kw)
 
 
 def rma(ftype, segs, **kw):
@@ -134,6 +158,8 @@ def frames():
                         flags=tagged, tag=7),
         "rts-16iov": rts([(0x7f0000000000 + i * 0x1000, 4096)
                           for i in range(16)]),
+        "rts-0iov": rts([], total_len=1 << 20, flags=tagged | cq, tag=9,
+                        data=0xbeef),
         "fin": frame("USB4_FRAME_FIN", total_len=69632),
         "ack": frame("USB4_FRAME_ACK", total_len=0),
         "write-data": frame("USB4_FRAME_WRITE_DATA", flags=cq, data=0xcafe,
@@ -163,8 +189,18 @@ def frames():
 
 # ---- rel datagrams and scripts -------------------------------------------
 
-def dgram(rtype, src, dst, seq, ack=0, sack=0, window=WINDOW, payload=b"",
+HELLO_TYPES = ("USB4_REL_HELLO", "USB4_REL_HELLO_ACK", "USB4_REL_REJECT")
+
+
+def hello(proto=VERSION, features=FEATURES, datagram_max=PAYLOAD_MAX + 48):
+    """struct usb4_wire_hello, as rel sends it."""
+    return HELLO.pack(proto, 0, features, datagram_max, 0)
+
+
+def dgram(rtype, src, dst, seq, ack=0, sack=0, window=WINDOW, payload=None,
           bad_crc=False):
+    if payload is None:
+        payload = hello() if rtype in HELLO_TYPES else b""
     fields = [VERSION, RT[rtype], 0, 0, src, dst, seq & M32, ack & M32, sack,
               window, len(payload)]
     crc = crc32c(REL.pack(*fields) + payload)
@@ -177,7 +213,39 @@ def rec(ctl, body=b""):
 
 
 def tick(step):
-    return rec(TICK | step << 2)
+    assert 0 <= step << TICK_SHIFT < 256
+    return rec(TICK | step << TICK_SHIFT)
+
+
+def send(body, ctl=0):
+    assert len(body) + TAG_LEN <= PAYLOAD_MAX
+    return rec(SEND | ctl, body)
+
+
+def control(what, side_b=False, body=b""):
+    return rec(CTL | what << CTL_SHIFT | (SIDE_B if side_b else 0), body)
+
+
+def not_ready(side_b, n):
+    """The side's receiver refuses the next n offers (FOREVER, 0: ready)."""
+    return control(NOT_READY, side_b, bytes([n]))
+
+
+def ctl_hello(to_b, how, seq=0, window=WINDOW, proto=0, features=0,
+              datagram_max=PAYLOAD_MAX + 48):
+    """A handshake datagram the harness builds (struct fuzz_hello_rec)."""
+    return control(CTL_HELLO, to_b,
+                   struct.pack("<BIIHII", how, seq, window, proto, features,
+                               datagram_max))
+
+
+def squeeze(units=None):
+    """The harness takes units * 64 pool bytes, or (None) gives them back."""
+    return control(SQUEEZE, body=b"" if units is None else bytes([units - 1]))
+
+
+def reopen():
+    return control(REOPEN)
 
 
 def a_to_b(rtype, seq, ctl=KEEP_CRC | KEEP_IDS, **kw):
@@ -190,6 +258,64 @@ def b_to_a(rtype, seq, ctl=KEEP_CRC | KEEP_IDS, **kw):
 
 
 def rel_scripts(fr):
+    return {**handshake_scripts(fr), **data_scripts(fr),
+            **receiver_scripts(fr)}
+
+
+def handshake_scripts(fr):
+    """HELLO, HELLO_ACK and REJECT reaching the state machine, during and
+    after a handshake."""
+    old = hello(proto=VERSION - 1)
+    return {
+        "hello": a_to_b("USB4_REL_HELLO", ISN_A),
+        "hello-ack": b_to_a("USB4_REL_HELLO_ACK", ISN_B),
+        "hello-bad-crc": a_to_b("USB4_REL_HELLO", ISN_A, bad_crc=True),
+        "hello-other-isn": a_to_b("USB4_REL_HELLO", ISN_A + 77),
+        "hello-old-proto": (a_to_b("USB4_REL_HELLO", ISN_A, payload=old) +
+                            send(fr["eager"]) + tick(5)),
+        "hello-required-feature": a_to_b(
+            "USB4_REL_HELLO", ISN_A,
+            payload=hello(features=REQUIRED & -REQUIRED)),
+        "hello-optional-feature": (a_to_b("USB4_REL_HELLO", ISN_A,
+                                          payload=hello(features=1)) +
+                                   send(fr["eager"]) + tick(3)),
+        "reject-after-handshake": (b_to_a("USB4_REL_REJECT", ISN_B,
+                                          payload=hello(proto=VERSION + 1)) +
+                                   send(fr["fin"]) + tick(3)),
+        "reopen-handshake-both-ways": (reopen() + send(fr["eager"]) +
+                                       send(fr["cts"], FROM_B) + tick(2) +
+                                       send(fr["data"]) + tick(4)),
+        "reopen-reject": (reopen() + send(fr["eager"]) +
+                          b_to_a("USB4_REL_REJECT", ISN_B, payload=old) +
+                          send(fr["fin"]) + tick(3)),
+        "reopen-hello-old-proto": (reopen() +
+                                   a_to_b("USB4_REL_HELLO", ISN_A,
+                                          payload=old) +
+                                   send(fr["eager"]) + tick(3) + tick(9)),
+        "reopen-data-before-hello": (reopen() +
+                                     a_to_b("USB4_REL_DATA", ISN_A,
+                                            payload=fr["eager"]) +
+                                     send(fr["ack"]) + tick(2)),
+        "ctl-hello-random": (ctl_hello(True, H_HELLO | H_PROTO | H_FEATURES,
+                                       proto=0x1234, features=0x00ff00ff) +
+                             ctl_hello(False, H_ACK | H_SEQ, seq=ISN_B + 5) +
+                             ctl_hello(True, H_REJECT | H_PROTO, proto=9) +
+                             ctl_hello(False, H_BUILT_REJECT | H_PIECES) +
+                             ctl_hello(True, H_HELLO | H_PIECES | 3 << 6,
+                                       window=0) +
+                             send(fr["eager"]) + tick(4)),
+        "ctl-reopen-built-reject": (reopen() + send(fr["eager"]) +
+                                    ctl_hello(False, H_BUILT_REJECT) +
+                                    tick(3)),
+        "ctl-reopen-hello-features": (reopen() +
+                                      ctl_hello(True, H_HELLO | H_FEATURES,
+                                                features=REQUIRED) +
+                                      send(fr["eager"]) + tick(3) + tick(3)),
+    }
+
+
+def data_scripts(fr):
+    """DATA and ACK datagrams, sends by copy and by reference, retransmits."""
     nxt = ISN_A + 1
     data_all = b"".join(a_to_b("USB4_REL_DATA", nxt + i, ack=ISN_B,
                                payload=fr[name])
@@ -197,10 +323,6 @@ def rel_scripts(fr):
                                                   "write-req-2seg",
                                                   "atomic-cswap-uint64"]))
     return {
-        "hello": a_to_b("USB4_REL_HELLO", ISN_A),
-        "hello-ack": b_to_a("USB4_REL_HELLO_ACK", ISN_B),
-        "hello-bad-crc": a_to_b("USB4_REL_HELLO", ISN_A, bad_crc=True),
-        "hello-other-isn": a_to_b("USB4_REL_HELLO", ISN_A + 77),
         "data-eager": a_to_b("USB4_REL_DATA", nxt, ack=ISN_B,
                              payload=fr["eager"]) + tick(4),
         "data-fixed-by-harness": rec(TO_B, dgram("USB4_REL_DATA", 0, 0, nxt,
@@ -213,22 +335,60 @@ def rel_scripts(fr):
                                      payload=fr["cts"]) + tick(2)),
         "data-duplicate": (a_to_b("USB4_REL_DATA", nxt, payload=fr["ack"]) +
                            a_to_b("USB4_REL_DATA", nxt, payload=fr["ack"])),
-        "ack-sack": (rec(SEND | FROM_B, fr["eager"]) +
-                     rec(SEND | FROM_B, fr["rts-2iov"]) +
-                     rec(SEND | FROM_B, fr["read-req-1seg"]) +
-                     rec(SEND | FROM_B, fr["atomic-resp"]) +
+        "data-other-incarnation": rec(TO_B | KEEP_CRC | KEEP_IDS,
+                                      dgram("USB4_REL_DATA", ID_A ^ 0xff,
+                                            ID_B, nxt, ack=ISN_B,
+                                            payload=fr["eager"])),
+        "data-pieces": a_to_b("USB4_REL_DATA", nxt, ack=ISN_B,
+                              payload=fr["rts-0iov"],
+                              ctl=KEEP_CRC | KEEP_IDS | PIECES | 3 << 5),
+        "ack-sack": (send(fr["eager"], FROM_B) +
+                     send(fr["rts-2iov"], FROM_B) +
+                     send(fr["read-req-1seg"], FROM_B) +
+                     send(fr["atomic-resp"], FROM_B) +
                      a_to_b("USB4_REL_ACK", nxt, ack=ISN_B + 1, sack=0b110) +
                      tick(8) + tick(20)),
-        "ack-window-zero": (rec(SEND | FROM_B, fr["cts"]) +
+        "ack-window-zero": (send(fr["cts"], FROM_B) +
                             a_to_b("USB4_REL_ACK", nxt, ack=ISN_B + 1,
                                    window=0)),
-        "send-both-ways": (rec(SEND, fr["eager-tagged-cq-ackreq"]) +
-                           rec(SEND | FROM_B, fr["write-data"]) + tick(1) +
-                           rec(SEND, fr["atomic-sum-int64"]) + tick(3)),
-        "retransmit-then-dead": (rec(SEND, fr["data"]) + rec(SEND, fr["fin"]) +
+        "send-both-ways": (send(fr["eager-tagged-cq-ackreq"]) +
+                           send(fr["write-data"], FROM_B) + tick(1) +
+                           send(fr["atomic-sum-int64"]) + tick(3)),
+        "send-ref-copy": (send(fr["data"], REF | 5 << 5) +
+                          send(fr["rts-16iov"], REF | COPY_REFS | 5 << 5) +
+                          send(fr["eager"], FROM_B | REF | COPY_REFS) +
+                          tick(2) + tick(4)),
+        "send-ref-then-down": (send(fr["data"], REF | 3 << 5) +
+                               ctl_hello(False, H_HELLO | H_PROTO,
+                                         proto=VERSION + 1) +
+                               send(fr["eager"], COPY_REFS | 3 << 5) +
+                               tick(2)),
+        "retransmit-then-dead": (send(fr["data"]) + send(fr["fin"]) +
                                  b_to_a("USB4_REL_ACK", ISN_B, ack=nxt,
                                         sack=1) +
-                                 tick(30) + tick(63) + tick(63) + tick(63)),
+                                 tick(30) + tick(31) + tick(31) + tick(31)),
+    }
+
+
+def receiver_scripts(fr):
+    """Receivers that refuse for a while, and a pool that runs dry."""
+    big = frame("USB4_FRAME_EAGER", bytes(range(256)) + bytes(144))
+    return {
+        "not-ready": (not_ready(True, 3) + send(fr["eager"]) +
+                      send(fr["rts-2iov"]) + send(fr["fin"]) +
+                      send(fr["cts"]) + tick(2) + tick(2) + tick(2) +
+                      tick(4)),
+        "not-ready-both-ways": (not_ready(True, 2) + not_ready(False, 2) +
+                                send(fr["data"]) + send(fr["write-data"],
+                                                        FROM_B) +
+                                tick(1) + tick(2) + tick(3)),
+        "not-ready-forever-pool": (not_ready(True, FOREVER) +
+                                   send(big) * 8 + tick(2) + send(big) * 4 +
+                                   tick(3) + tick(5) + not_ready(True, 0) +
+                                   tick(2) + tick(4) + tick(8)),
+        "pool-squeezed": (squeeze(16) + (send(big) + send(big, FROM_B)) * 3 +
+                          tick(2) + tick(3) + squeeze() +
+                          send(big, FROM_B) * 2 + tick(5) + tick(10)),
     }
 
 

@@ -24,7 +24,7 @@ static int av_insert(struct fid_av *fid, const void *addr, size_t count,
 		     fi_addr_t *fi_addr, uint64_t flags, void *context)
 {
 	struct usb4_av *av = av_of(fid);
-	const struct usb4_addr *a = addr;
+	const struct usb4_wire_addr *a = addr;
 	int inserted = 0;
 
 	if (flags & ~(FI_MORE | FI_SYNC_ERR))
@@ -103,7 +103,7 @@ static int av_lookup(struct fid_av *fid, fi_addr_t fi_addr, void *addr,
 static const char *av_straddr(struct fid_av *fid, const void *addr, char *buf,
 			      size_t *len)
 {
-	const struct usb4_addr *a = addr;
+	const struct usb4_wire_addr *a = addr;
 	char ip[INET6_ADDRSTRLEN] = "-", tmp[160];
 	int n;
 
@@ -111,8 +111,10 @@ static const char *av_straddr(struct fid_av *fid, const void *addr, char *buf,
 		inet_ntop(a->udp_family == 4 ? AF_INET : AF_INET6, a->udp_ip,
 			  ip, sizeof(ip));
 	n = snprintf(tmp, sizeof(tmp), "usb4://%016llx/%u/%d/%016llx;udp=%s:%u",
-		     (unsigned long long) a->host_id, a->shm_pid, a->shm_fd,
-		     (unsigned long long) a->ep_id, ip, a->udp_port);
+		     (unsigned long long) le64toh(a->host_id),
+		     le32toh(a->shm_pid), (int32_t) le32toh(a->shm_inbox_fd),
+		     (unsigned long long) le64toh(a->ep_id), ip,
+		     le16toh(a->udp_port));
 
 	if (*len > 0) {
 		snprintf(buf, *len, "%s", tmp);

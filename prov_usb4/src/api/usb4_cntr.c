@@ -1,8 +1,10 @@
 /*
  * fi_cntr: success and error counts of completed operations.  Reading
- * progresses the bound endpoints; wait polls briefly, then sleeps.
+ * progresses the bound endpoints and never blocks; wait polls briefly,
+ * then sleeps on the counter's own waiter and its endpoints' links.
  */
 #include <stdlib.h>
+#include <stdbool.h>
 
 #include "usb4_api.h"
 
@@ -11,27 +13,12 @@ static struct usb4_cntr *cntr_of(struct fid_cntr *fid)
 	return usb4_container_of(fid, struct usb4_cntr, cntr_fid);
 }
 
-void usb4_cntr_progress(struct usb4_cntr *cntr)
-{
-	usb4_progress_eps(cntr->eps, cntr->ep_count);
-}
-
-int usb4_cntr_bind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep)
-{
-	return usb4_ep_list_add(cntr->eps, &cntr->ep_count, ep);
-}
-
-void usb4_cntr_unbind_ep(struct usb4_cntr *cntr, struct usb4_core_ep *ep)
-{
-	usb4_ep_list_del(cntr->eps, &cntr->ep_count, ep);
-}
-
 static uint64_t cntr_read(struct fid_cntr *fid)
 {
 	struct usb4_cntr *cntr = cntr_of(fid);
 
 	usb4_lock_acquire(&cntr->domain->lock);
-	usb4_cntr_progress(cntr);
+	usb4_ep_set_progress(&cntr->eps);
 	usb4_lock_release(&cntr->domain->lock);
 	return atomic_load(&cntr->counter.value);
 }
@@ -41,33 +28,52 @@ static uint64_t cntr_readerr(struct fid_cntr *fid)
 	struct usb4_cntr *cntr = cntr_of(fid);
 
 	usb4_lock_acquire(&cntr->domain->lock);
-	usb4_cntr_progress(cntr);
+	usb4_ep_set_progress(&cntr->eps);
 	usb4_lock_release(&cntr->domain->lock);
 	return atomic_load(&cntr->counter.err);
 }
 
+/* The application changes a counter: its waiters look again. */
 static int cntr_add(struct fid_cntr *fid, uint64_t value)
 {
 	atomic_fetch_add(&cntr_of(fid)->counter.value, value);
+	usb4_waiter_signal(&cntr_of(fid)->waiter);
 	return 0;
 }
 
 static int cntr_set(struct fid_cntr *fid, uint64_t value)
 {
 	atomic_store(&cntr_of(fid)->counter.value, value);
+	usb4_waiter_signal(&cntr_of(fid)->waiter);
 	return 0;
 }
 
 static int cntr_adderr(struct fid_cntr *fid, uint64_t value)
 {
 	atomic_fetch_add(&cntr_of(fid)->counter.err, value);
+	usb4_waiter_signal(&cntr_of(fid)->waiter);
 	return 0;
 }
 
 static int cntr_seterr(struct fid_cntr *fid, uint64_t value)
 {
 	atomic_store(&cntr_of(fid)->counter.err, value);
+	usb4_waiter_signal(&cntr_of(fid)->waiter);
 	return 0;
+}
+
+/* What fi_cntr_wait waits for: the threshold, or a new error. */
+struct cntr_goal {
+	struct usb4_cntr *cntr;
+	uint64_t threshold, err0;
+};
+
+static bool cntr_ready(void *arg)
+{
+	struct cntr_goal *g = arg;
+
+	return atomic_load(&g->cntr->counter.value) >= g->threshold ||
+	       atomic_load(&g->cntr->counter.err) != g->err0;
 }
 
 /* Returns 0 at threshold, -FI_EAVAIL when an error was counted meanwhile,
@@ -76,17 +82,20 @@ static int cntr_wait(struct fid_cntr *fid, uint64_t threshold, int timeout)
 {
 	struct usb4_cntr *cntr = cntr_of(fid);
 	uint64_t deadline = usb4_deadline(timeout);
-	uint64_t err0 = atomic_load(&cntr->counter.err);
+	struct cntr_goal goal = {
+		.cntr = cntr, .threshold = threshold,
+		.err0 = atomic_load(&cntr->counter.err),
+	};
 	int ret;
 
 	usb4_lock_acquire(&cntr->domain->lock);
 	for (;;) {
-		usb4_cntr_progress(cntr);
+		usb4_ep_set_progress(&cntr->eps);
 		if (atomic_load(&cntr->counter.value) >= threshold) {
 			ret = 0;
 			break;
 		}
-		if (atomic_load(&cntr->counter.err) != err0) {
+		if (atomic_load(&cntr->counter.err) != goal.err0) {
 			ret = -FI_EAVAIL;
 			break;
 		}
@@ -95,7 +104,8 @@ static int cntr_wait(struct fid_cntr *fid, uint64_t threshold, int timeout)
 			ret = -FI_ETIMEDOUT;
 			break;
 		}
-		usb4_wait_eps(cntr->domain, cntr->eps, cntr->ep_count, left);
+		usb4_wait(cntr->domain, &cntr->waiter, &cntr->eps, left,
+			  cntr_ready, &goal);
 	}
 	usb4_lock_release(&cntr->domain->lock);
 	return ret;
@@ -108,6 +118,8 @@ static int cntr_close(struct fid *fid)
 
 	if (atomic_load(&cntr->ref))
 		return -FI_EBUSY;
+	usb4_ep_set_fini(&cntr->eps);
+	usb4_waiter_fini(&cntr->waiter);
 	atomic_fetch_sub(&cntr->domain->ref, 1);
 	free(cntr);
 	return 0;
@@ -148,6 +160,8 @@ int usb4_cntr_open(struct fid_domain *domain_fid, struct fi_cntr_attr *attr,
 	if (!cntr)
 		return -FI_ENOMEM;
 	cntr->domain = domain;
+	usb4_waiter_init(&cntr->waiter);
+	cntr->counter.waiter = &cntr->waiter;
 	atomic_init(&cntr->counter.value, 0);
 	atomic_init(&cntr->counter.err, 0);
 	atomic_init(&cntr->ref, 0);

@@ -1,7 +1,9 @@
 /*
  * fi_cq: reads progress the bound endpoints, then copy entries out in the
- * format the CQ was opened with.  sread blocks instead of spinning.
+ * format the CQ was opened with.  A read never blocks; sread sleeps on the
+ * CQ's own waiter and its endpoints' links.
  */
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -12,48 +14,14 @@ static struct usb4_cq *cq_of(struct fid_cq *fid)
 	return usb4_container_of(fid, struct usb4_cq, cq_fid);
 }
 
-void usb4_cq_progress(struct usb4_cq *cq)
-{
-	usb4_progress_eps(cq->eps, cq->ep_count);
-}
-
-int usb4_ep_list_add(struct usb4_core_ep **eps, size_t *count,
-		     struct usb4_core_ep *ep)
-{
-	for (size_t i = 0; i < *count; i++)
-		if (eps[i] == ep)
-			return 0;
-	if (*count == USB4_CQ_MAX_EPS)
-		return -FI_ENOSPC;
-	eps[(*count)++] = ep;
-	return 0;
-}
-
-void usb4_ep_list_del(struct usb4_core_ep **eps, size_t *count,
-		      struct usb4_core_ep *ep)
-{
-	for (size_t i = 0; i < *count; i++)
-		if (eps[i] == ep) {
-			eps[i] = eps[--(*count)];
-			return;
-		}
-}
-
 int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
 {
-	int ret = usb4_ep_list_add(cq->eps, &cq->ep_count, ep);
-
-	/* Wakes a thread asleep in sread when another thread completes. */
-	if (!ret && cq->domain->lock.enabled && !cq->queue.waker)
-		cq->queue.waker = ep->shm;
-	return ret;
+	return usb4_ep_set_add(&cq->eps, ep);
 }
 
 void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
 {
-	usb4_ep_list_del(cq->eps, &cq->ep_count, ep);
-	if (cq->queue.waker == ep->shm)
-		cq->queue.waker = cq->ep_count ? cq->eps[0]->shm : NULL;
+	usb4_ep_set_del(&cq->eps, ep);
 }
 
 static void write_entry(const struct usb4_cq *cq, void *dst,
@@ -77,7 +45,7 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 	const struct usb4_cqe *e;
 	size_t n = 0;
 
-	usb4_cq_progress(cq);
+	usb4_ep_set_progress(&cq->eps);
 	if (usb4_cq_queue_peek_err(&cq->queue))
 		return -FI_EAVAIL;
 	while (n < count && (e = usb4_cq_queue_peek(&cq->queue))) {
@@ -94,30 +62,28 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 #define USB4_TIGHT_LOOP_NS	(20 * 1000)
 
 /*
- * MPI's progress loop calls fi_cq_read back to back.  With as many busy ranks
- * as cores, that spinning starves the kernel's network processing and
- * doubles datagram latency.  So once a caller has spun on an empty CQ for
- * spin_us, nap in the kernel until a datagram or a frame arrives (at most
- * idle_nap_us), then read again.  Only endpoints that talk to other hosts
- * nap; a caller that computes between reads never does.
+ * MPI's progress loop calls fi_cq_read back to back.  With as many busy
+ * ranks as cores, that spinning starves the kernel's network processing
+ * and whoever else needs the core.  A read never sleeps (a caller polling
+ * two CQs in one loop must never be stalled by one of them), so once a
+ * caller has spun on an empty CQ for yield_us, an empty read yields the
+ * CPU, at most once per yield_us: at once back when nothing else is
+ * runnable, and a CQ that stays idle beside a busy one costs its loop one
+ * system call per yield_us.
  */
-static bool idle_nap(struct usb4_cq *cq)
+static void yield_if_spinning(struct usb4_cq *cq)
 {
-	uint64_t now = usb4_now_ns();
+	uint64_t now = usb4_now_ns(), every = (uint64_t) usb4_params.yield_us * 1000;
 
-	if (cq->ep_count != 1 || !usb4_params.idle_nap_us ||
-	    !usb4_core_talks_to_other_hosts(cq->eps[0]))
-		return false;
+	if (!every)
+		return;
 	if (now - cq->last_empty_ns > USB4_TIGHT_LOOP_NS)
 		cq->empty_since_ns = now;
 	cq->last_empty_ns = now;
-	if (now - cq->empty_since_ns < (uint64_t) usb4_params.spin_us * 1000)
-		return false;
-	usb4_lock_release(&cq->domain->lock);
-	usb4_core_nap(cq->eps[0], usb4_params.idle_nap_us);
-	usb4_lock_acquire(&cq->domain->lock);
-	cq->last_empty_ns = usb4_now_ns();
-	return true;
+	if (now - cq->empty_since_ns < every || now - cq->last_yield_ns < every)
+		return;
+	cq->last_yield_ns = now;
+	sched_yield();
 }
 
 static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
@@ -128,13 +94,13 @@ static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 
 	usb4_lock_acquire(&cq->domain->lock);
 	ret = cq_readfrom_locked(cq, buf, count, src_addr);
-	if (ret == -FI_EAGAIN && idle_nap(cq))
-		ret = cq_readfrom_locked(cq, buf, count, src_addr);
-	/* Something came: the caller acts on it before it waits again, so the
-	 * next empty read starts a new spin instead of napping at once. */
+	/* Something came: the caller acts on it before it reads again, so the
+	 * next empty read starts a new spin. */
 	if (ret != -FI_EAGAIN)
 		cq->last_empty_ns = 0;
 	usb4_lock_release(&cq->domain->lock);
+	if (ret == -FI_EAGAIN)
+		yield_if_spinning(cq);
 	return ret;
 }
 
@@ -151,7 +117,7 @@ static ssize_t cq_readerr(struct fid_cq *fid, struct fi_cq_err_entry *buf,
 	ssize_t ret = -FI_EAGAIN;
 
 	usb4_lock_acquire(&cq->domain->lock);
-	usb4_cq_progress(cq);
+	usb4_ep_set_progress(&cq->eps);
 	ee = usb4_cq_queue_peek_err(&cq->queue);
 	if (ee) {
 		void *user_data = buf->err_data;
@@ -164,6 +130,15 @@ static ssize_t cq_readerr(struct fid_cq *fid, struct fi_cq_err_entry *buf,
 	}
 	usb4_lock_release(&cq->domain->lock);
 	return ret;
+}
+
+/* sread's condition: an entry (or an error) waits, or fi_cq_signal. */
+static bool cq_ready(void *arg)
+{
+	struct usb4_cq *cq = arg;
+
+	return cq->signaled || usb4_cq_queue_peek(&cq->queue) ||
+	       usb4_cq_queue_peek_err(&cq->queue);
 }
 
 static ssize_t cq_sreadfrom(struct fid_cq *fid, void *buf, size_t count,
@@ -183,7 +158,7 @@ static ssize_t cq_sreadfrom(struct fid_cq *fid, void *buf, size_t count,
 		int left = usb4_ms_left(deadline);
 		if (left == 0)
 			break;
-		usb4_wait_eps(cq->domain, cq->eps, cq->ep_count, left);
+		usb4_wait(cq->domain, &cq->waiter, &cq->eps, left, cq_ready, cq);
 	}
 	cq->signaled = false;
 	usb4_lock_release(&cq->domain->lock);
@@ -202,9 +177,8 @@ static int cq_signal(struct fid_cq *fid)
 
 	usb4_lock_acquire(&cq->domain->lock);
 	cq->signaled = true;
-	for (size_t i = 0; i < cq->ep_count; i++)
-		usb4_core_kick(cq->eps[i]);
 	usb4_lock_release(&cq->domain->lock);
+	usb4_waiter_signal(&cq->waiter);
 	return 0;
 }
 
@@ -228,6 +202,8 @@ static int cq_close(struct fid *fid)
 	if (atomic_load(&cq->ref))
 		return -FI_EBUSY;
 	usb4_cq_queue_fini(&cq->queue);
+	usb4_ep_set_fini(&cq->eps);
+	usb4_waiter_fini(&cq->waiter);
 	atomic_fetch_sub(&cq->domain->ref, 1);
 	free(cq);
 	return 0;
@@ -293,9 +269,12 @@ int usb4_cq_open(struct fid_domain *domain_fid, struct fi_cq_attr *attr,
 	cq = calloc(1, sizeof(*cq));
 	if (!cq)
 		return -FI_ENOMEM;
+	usb4_waiter_init(&cq->waiter);
 	ret = usb4_cq_queue_init(&cq->queue,
-				 attr->size ? attr->size : usb4_params.cq_size);
+				 attr->size ? attr->size : usb4_params.cq_size,
+				 &cq->waiter);
 	if (ret) {
+		usb4_waiter_fini(&cq->waiter);
 		free(cq);
 		return ret;
 	}

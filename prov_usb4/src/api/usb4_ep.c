@@ -4,6 +4,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "usb4_api.h"
 
@@ -12,12 +13,17 @@ static struct usb4_ep *ep_of_fid(struct fid *fid)
 	return usb4_container_of(fid, struct usb4_ep, ep_fid.fid);
 }
 
+/* One CQ per direction and one counter per event, as libfabric's util
+ * code enforces: a second would leave the first pointing at us. */
 static int bind_cq(struct usb4_ep *ep, struct usb4_cq *cq, uint64_t flags)
 {
 	int ret;
 
 	if (flags & ~(FI_TRANSMIT | FI_RECV | FI_SELECTIVE_COMPLETION))
 		return -FI_EBADFLAGS;
+	if (((flags & FI_TRANSMIT) && ep->tx_cq) ||
+	    ((flags & FI_RECV) && ep->rx_cq))
+		return -FI_EINVAL;
 	ret = usb4_cq_bind_ep(cq, &ep->core);
 	if (ret)
 		return ret;
@@ -36,31 +42,20 @@ static int bind_cq(struct usb4_ep *ep, struct usb4_cq *cq, uint64_t flags)
 	return 0;
 }
 
-/* The RMA counters an endpoint can bind, and where the core looks for them. */
-static struct usb4_counter **rma_cntr_slot(struct usb4_ep *ep, int i)
+/* The counters an endpoint can bind: its slot here and in the core. */
+static const uint64_t cntr_flags[USB4_EP_CNTRS] = {
+	FI_SEND, FI_RECV, FI_READ, FI_WRITE, FI_REMOTE_READ, FI_REMOTE_WRITE,
+};
+
+static struct usb4_counter **core_cntr_slot(struct usb4_ep *ep, int i)
 {
-	struct usb4_counter **slots[4] = {
+	struct usb4_counter **slots[USB4_EP_CNTRS] = {
+		&ep->core.tx_cntr, &ep->core.rx_cntr,
 		&ep->core.rd_cntr, &ep->core.wr_cntr,
 		&ep->core.rem_rd_cntr, &ep->core.rem_wr_cntr,
 	};
 
 	return slots[i];
-}
-
-static const uint64_t rma_cntr_flags[4] = {
-	FI_READ, FI_WRITE, FI_REMOTE_READ, FI_REMOTE_WRITE,
-};
-
-static void bind_rma_cntrs(struct usb4_ep *ep, struct usb4_cntr *cntr,
-			   uint64_t flags)
-{
-	for (int i = 0; i < 4; i++) {
-		if (!(flags & rma_cntr_flags[i]))
-			continue;
-		ep->cntrs[i] = cntr;
-		*rma_cntr_slot(ep, i) = &cntr->counter;
-		atomic_fetch_add(&cntr->ref, 1);
-	}
 }
 
 static int bind_cntr(struct usb4_ep *ep, struct usb4_cntr *cntr, uint64_t flags)
@@ -70,18 +65,17 @@ static int bind_cntr(struct usb4_ep *ep, struct usb4_cntr *cntr, uint64_t flags)
 	if (flags & ~(FI_SEND | FI_RECV | FI_READ | FI_WRITE |
 		      FI_REMOTE_READ | FI_REMOTE_WRITE))
 		return -FI_EBADFLAGS;
-	ret = usb4_cntr_bind_ep(cntr, &ep->core);
+	for (int i = 0; i < USB4_EP_CNTRS; i++)
+		if ((flags & cntr_flags[i]) && ep->cntrs[i])
+			return -FI_EINVAL;
+	ret = usb4_ep_set_add(&cntr->eps, &ep->core);
 	if (ret)
 		return ret;
-	bind_rma_cntrs(ep, cntr, flags);
-	if (flags & FI_SEND) {
-		ep->tx_cntr = cntr;
-		ep->core.tx_cntr = &cntr->counter;
-		atomic_fetch_add(&cntr->ref, 1);
-	}
-	if (flags & FI_RECV) {
-		ep->rx_cntr = cntr;
-		ep->core.rx_cntr = &cntr->counter;
+	for (int i = 0; i < USB4_EP_CNTRS; i++) {
+		if (!(flags & cntr_flags[i]))
+			continue;
+		ep->cntrs[i] = cntr;
+		*core_cntr_slot(ep, i) = &cntr->counter;
 		atomic_fetch_add(&cntr->ref, 1);
 	}
 	return 0;
@@ -132,7 +126,7 @@ static int ep_enable(struct usb4_ep *ep)
 {
 	if (!ep->av)
 		return -FI_ENOAV;
-	if ((!ep->tx_cq && !ep->tx_cntr) || (!ep->rx_cq && !ep->rx_cntr))
+	if ((!ep->tx_cq && !ep->cntrs[0]) || (!ep->rx_cq && !ep->cntrs[1]))
 		return -FI_ENOCQ;
 	ep->enabled = true;
 	return 0;
@@ -170,23 +164,18 @@ static int ep_control(struct fid *fid, int command, void *arg)
 static void unbind_all(struct usb4_ep *ep)
 {
 	struct usb4_cq *cqs[2] = { ep->tx_cq, ep->rx_cq };
-	struct usb4_cntr *cntrs[2] = { ep->tx_cntr, ep->rx_cntr };
 
-	for (int i = 0; i < 4; i++) {
-		if (ep->cntrs[i]) {
-			usb4_cntr_unbind_ep(ep->cntrs[i], &ep->core);
-			atomic_fetch_sub(&ep->cntrs[i]->ref, 1);
-		}
+	for (int i = 0; i < USB4_EP_CNTRS; i++) {
+		if (!ep->cntrs[i])
+			continue;
+		usb4_ep_set_del(&ep->cntrs[i]->eps, &ep->core);
+		atomic_fetch_sub(&ep->cntrs[i]->ref, 1);
 	}
 	for (int i = 0; i < 2; i++) {
-		if (cqs[i]) {
-			usb4_cq_unbind_ep(cqs[i], &ep->core);
-			atomic_fetch_sub(&cqs[i]->ref, 1);
-		}
-		if (cntrs[i]) {
-			usb4_cntr_unbind_ep(cntrs[i], &ep->core);
-			atomic_fetch_sub(&cntrs[i]->ref, 1);
-		}
+		if (!cqs[i])
+			continue;
+		usb4_cq_unbind_ep(cqs[i], &ep->core);
+		atomic_fetch_sub(&cqs[i]->ref, 1);
 	}
 	if (ep->av)
 		atomic_fetch_sub(&ep->av->ref, 1);
@@ -194,16 +183,45 @@ static void unbind_all(struct usb4_ep *ep)
 		usb4_eq_release(ep->eq);
 }
 
+/* Threads asleep in sread or fi_cntr_wait with this endpoint's links in
+ * their poll wake up and let go of it (they no longer find it bound). */
+static void wake_sleepers(struct usb4_ep *ep)
+{
+	struct timespec pause = { 0, 50 * 1000 };
+
+	if (ep->tx_cq)
+		usb4_waiter_signal(&ep->tx_cq->waiter);
+	if (ep->rx_cq)
+		usb4_waiter_signal(&ep->rx_cq->waiter);
+	for (int i = 0; i < USB4_EP_CNTRS; i++)
+		if (ep->cntrs[i])
+			usb4_waiter_signal(&ep->cntrs[i]->waiter);
+	while (ep->core.sleepers) {
+		usb4_lock_release(&ep->domain->lock);
+		nanosleep(&pause, NULL);
+		usb4_lock_acquire(&ep->domain->lock);
+	}
+}
+
+/*
+ * Answers still waiting for room go out first (the lock is released while
+ * that sleeps), then the core's state goes under the lock, sleepers let go
+ * of the links, and the links linger for acknowledgements without the lock:
+ * other threads of the domain carry on meanwhile.
+ */
 static int ep_close(struct fid *fid)
 {
 	struct usb4_ep *ep = ep_of_fid(fid);
 	struct usb4_domain *domain = ep->domain;
 
 	usb4_lock_acquire(&domain->lock);
+	usb4_core_ep_flush(&ep->core, &domain->lock);
+	usb4_core_ep_close(&ep->core);
 	unbind_all(ep);
 	usb4_list_remove(&ep->dom_link);
-	usb4_core_ep_close(&ep->core);
+	wake_sleepers(ep);
 	usb4_lock_release(&domain->lock);
+	usb4_core_ep_close_links(&ep->core);
 	atomic_fetch_sub(&domain->ref, 1);
 	free(ep);
 	return 0;
@@ -293,7 +311,7 @@ static struct fi_ops_ep ep_ops = {
 static int ep_getname(fid_t fid, void *addr, size_t *addrlen)
 {
 	struct usb4_ep *ep = ep_of_fid(fid);
-	struct usb4_addr a;
+	struct usb4_wire_addr a;
 	size_t have = *addrlen;
 
 	usb4_core_ep_addr(&ep->core, &a);

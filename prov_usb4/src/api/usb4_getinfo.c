@@ -84,7 +84,7 @@
 /* All 64 tag bits are matched; Open MPI counts usable bits from bit 63. */
 #define USB4_MEM_TAG_FORMAT	UINT64_MAX
 
-#define USB4_ADDRLEN		sizeof(struct usb4_addr)
+#define USB4_ADDRLEN		sizeof(struct usb4_wire_addr)
 
 /* Every check logs why it refused, so FI_LOG_LEVEL=info explains -FI_ENODATA. */
 #define USB4_REFUSE(...) do { \
@@ -268,14 +268,16 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 	return 0;
 }
 
-/* Addresses are struct usb4_addr under FI_FORMAT_UNSPEC; nothing else. */
+/* Addresses are struct usb4_wire_addr under FI_FORMAT_UNSPEC; nothing
+ * else. */
 static int usb4_check_addr(const void *addr, size_t len, const char *what)
 {
-	const struct usb4_addr *a = addr;
+	const struct usb4_wire_addr *a = addr;
 
 	if (!addr && !len)
 		return 0;
-	if (!addr || len != USB4_ADDRLEN || a->magic != USB4_ADDR_MAGIC ||
+	if (!addr || len != USB4_ADDRLEN ||
+	    le32toh(a->magic) != USB4_ADDR_MAGIC ||
 	    a->version != USB4_ADDR_VERSION)
 		USB4_REFUSE("%s address is not a usb4 address\n", what);
 	return 0;

@@ -8,15 +8,6 @@ static void usb4_cleanup(void)
 {
 }
 
-struct fi_provider usb4_prov = {
-	.name = USB4_PROV_NAME,
-	.version = USB4_PROV_VERSION,
-	.fi_version = USB4_API_VERSION,
-	.getinfo = usb4_getinfo,
-	.fabric = usb4_fabric_open,
-	.cleanup = usb4_cleanup,
-};
-
 void usb4_params_define(void)
 {
 	fi_param_define(&usb4_prov, "eager_size", FI_PARAM_SIZE_T,
@@ -26,7 +17,7 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "udp_eager_size", FI_PARAM_SIZE_T,
 			"Largest message sent inline to a peer on another "
 			"host, at most one datagram (default: %zu)",
-			usb4_params.udp_eager_size);
+			usb4_params.stream_eager_size);
 	fi_param_define(&usb4_prov, "ring_slots", FI_PARAM_SIZE_T,
 			"Frame slots in each endpoint's shared-memory inbox, "
 			"rounded up to a power of two (default: %zu)",
@@ -60,12 +51,20 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "rel_window", FI_PARAM_SIZE_T,
 			"Datagrams in flight to one peer on another host "
 			"(default: %zu)", usb4_params.rel_window);
-	fi_param_define(&usb4_prov, "idle_nap_us", FI_PARAM_INT,
+	fi_param_define(&usb4_prov, "yield_us", FI_PARAM_INT,
 			"When fi_cq_read is called in a tight loop on an empty "
-			"CQ of an endpoint that talks to other hosts, after "
-			"spin_us it naps in the kernel until data arrives, at "
-			"most this long; 0 never naps (default: %d)",
-			usb4_params.idle_nap_us);
+			"CQ, after this many microseconds each further empty "
+			"read yields the CPU (it never sleeps); 0 never yields "
+			"(default: %d)", usb4_params.yield_us);
+	fi_param_define(&usb4_prov, "udp_buffers", FI_PARAM_SIZE_T,
+			"Bytes one endpoint's udp link may hold in copies of "
+			"frames (resend and reorder buffers, for all its peers "
+			"together); beyond it sends wait (default: %zu)",
+			usb4_params.udp_buffers);
+	fi_param_define(&usb4_prov, "udp_placement", FI_PARAM_BOOL,
+			"Receive the payloads of bulk transfers from other "
+			"hosts straight into their destination (default: %d)",
+			(int) usb4_params.udp_placement);
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
@@ -91,7 +90,8 @@ void usb4_params_init(void)
 	int spin;
 
 	get_size("eager_size", &usb4_params.eager_size, 64, 1 << 20);
-	get_size("udp_eager_size", &usb4_params.udp_eager_size, 64, 1 << 16);
+	get_size("udp_eager_size", &usb4_params.stream_eager_size, 64, 1 << 16);
+	get_size("udp_buffers", &usb4_params.udp_buffers, 1 << 20, (size_t) 1 << 36);
 	get_size("ring_slots", &usb4_params.ring_slots, 4, 1 << 16);
 	get_size("tx_size", &usb4_params.tx_size, 16, 1 << 20);
 	get_size("rx_size", &usb4_params.rx_size, 16, 1 << 20);
@@ -101,9 +101,11 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
 		usb4_params.spin_us = spin;
-	if (fi_param_get_int(&usb4_prov, "idle_nap_us", &spin) == FI_SUCCESS &&
+	if (fi_param_get_int(&usb4_prov, "yield_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
-		usb4_params.idle_nap_us = spin;
+		usb4_params.yield_us = spin;
+	if (fi_param_get_bool(&usb4_prov, "udp_placement", &spin) == FI_SUCCESS)
+		usb4_params.udp_placement = spin != 0;
 	if (fi_param_get_int(&usb4_prov, "peer_timeout", &spin) == FI_SUCCESS &&
 	    spin > 0)
 		usb4_params.peer_timeout_ms = spin;
@@ -114,6 +116,9 @@ void usb4_params_init(void)
 
 FI_EXT_INI
 {
+	usb4_prov.getinfo = usb4_getinfo;
+	usb4_prov.fabric = usb4_fabric_open;
+	usb4_prov.cleanup = usb4_cleanup;
 	usb4_params_define();
 	usb4_params_init();
 	return &usb4_prov;

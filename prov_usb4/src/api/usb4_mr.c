@@ -75,6 +75,13 @@ static int usb4_mr_insert(struct usb4_mr *mr, uint64_t requested_key)
 	return ret;
 }
 
+/*
+ * After fi_close(mr) returns no byte of the region is touched: transfers
+ * of this domain's endpoints that move its bytes as frames (to or from
+ * other hosts) end now, with FI_ECANCELED at both ends; the entry dies so no
+ * new access pins it; then, without the domain lock, we wait for accesses
+ * other processes of this host hold pinned (a copy's duration).
+ */
 static int usb4_mr_close(struct fid *fid)
 {
 	struct usb4_mr *mr = usb4_container_of(fid, struct usb4_mr,
@@ -84,14 +91,15 @@ static int usb4_mr_close(struct fid *fid)
 
 	usb4_lock_acquire(&domain->lock);
 	usb4_list_remove(&mr->link);
-	/* Read responses to other hosts keep their regions pinned until the
-	 * initiator acknowledges the data; the revocation below waits for
-	 * pins and does not progress endpoints, so let go of them first. */
-	usb4_list_foreach(&domain->eps, it)
-		usb4_core_ep_unpin_reads(&usb4_container_of(it, struct usb4_ep,
-							    dom_link)->core);
-	usb4_core_mr_revoke(&domain->core, &mr->core);
+	if (mr->core.published) {
+		usb4_list_foreach(&domain->eps, it)
+			usb4_core_ep_forget_region(&usb4_container_of(it,
+				struct usb4_ep, dom_link)->core, mr->core.slot);
+		usb4_mr_table_revoke(domain->core.mrs, mr->core.slot);
+	}
 	usb4_lock_release(&domain->lock);
+	if (mr->core.published)
+		usb4_mr_table_drain(domain->core.mrs, mr->core.slot);
 	atomic_fetch_sub(&domain->ref, 1);
 	free(mr);
 	return 0;

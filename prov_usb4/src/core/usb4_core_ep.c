@@ -1,18 +1,20 @@
 /*
- * The core endpoint: its inbox, its operation pools, progress and
- * completion delivery.  Protocols live in usb4_proto.c, matching in
- * usb4_match.c.
+ * The core endpoint: its links, its operation pools, progress, sleeping and
+ * completion delivery.  Sends live in usb4_proto.c, arrivals in
+ * usb4_dispatch.c, matching in usb4_match.c.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
-#include "usb4_core.h"
 #include "usb4_proto.h"
 
-/* Frames handled per progress call: bounds the time one call takes. */
+/* Frames handled per link and progress call: bounds one call's time. */
 #define USB4_POLL_BUDGET	64
 /* How often pending sends check that their peers still live. */
 #define USB4_LIVENESS_NS	(200 * 1000 * 1000ull)
+/* While answers wait for room at a peer nothing wakes us: look again. */
+#define USB4_CTRL_RETRY_MS	1
 
 static int ops_init(struct usb4_core_ep *ep, size_t cap)
 {
@@ -29,44 +31,65 @@ static int ops_init(struct usb4_core_ep *ep, size_t cap)
 
 bool usb4_core_reaches_other_hosts(void)
 {
-	struct usb4_iface iface;
-
-	return usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
-			       &iface, 1) > 0;
+	for (size_t k = 0; k < usb4_link_kind_count; k++)
+		if (usb4_link_kinds[k]->other_hosts &&
+		    usb4_link_kinds[k]->available())
+			return true;
+	return false;
 }
 
-/*
- * The udp link to other hosts, on the first interface that qualifies
- * (FI_USB4_IFACE, else thunderbolt-net interfaces that are up).  None is
- * fine: same-host peers still work over shm.
- */
-static int open_udp(struct usb4_core_ep *ep)
+/* The inject limit: a message that goes eager over every open link. */
+static size_t inject_limit(const struct usb4_core_ep *ep)
 {
-	struct usb4_iface iface;
-	struct usb4_udp_faults faults;
-	int ret;
+	size_t max = usb4_params.eager_size;
 
-	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
-			    &iface, 1) < 1)
-		return 0;
-	if (usb4_udp_faults_parse(usb4_params.faults, &faults)) {
-		USB4_WARN(FI_LOG_EP_CTRL, "FI_USB4_FAULTS=%s not understood\n",
-			  usb4_params.faults);
-		return -FI_EINVAL;
+	for (size_t k = 0; k < usb4_link_kind_count; k++) {
+		const struct usb4_link *link = ep->links[k].link;
+		size_t frame, limit;
+
+		if (!link)
+			continue;
+		frame = link->ops->frame_max(link, NULL) -
+			sizeof(struct usb4_wire_hdr);
+		limit = link->ops->caps & USB4_LINK_CAP_BULK_READ ?
+			usb4_params.eager_size : usb4_params.stream_eager_size;
+		if (frame < max)
+			max = frame;
+		if (limit < max)
+			max = limit;
 	}
-	ret = usb4_udp_link_open(&ep->udp, &iface, &faults);
-	if (ret)
-		return ret;
-	ep->udp_payload_max = usb4_udp_link_datagram_max(ep->udp) -
-			      sizeof(struct usb4_wire_rel);
-	ep->udp_linear = malloc(ep->udp_payload_max);
-	return ep->udp_linear ? 0 : -FI_ENOMEM;
+	return max;
+}
+
+/* Every kind that has something to open here gets a link. */
+static int open_links(struct usb4_core_ep *ep)
+{
+	struct usb4_link_cfg cfg = {
+		.ep_id = ep->id,
+		.reg_fd = ep->dom ? usb4_mr_table_fd(ep->dom->mrs) : -1,
+	};
+	int opened = 0;
+
+	for (size_t k = 0; k < usb4_link_kind_count && k < USB4_LINKS_MAX; k++) {
+		struct usb4_ep_link *el = &ep->links[k];
+		int ret;
+
+		el->ep = ep;
+		el->kind = (uint8_t) k;
+		cfg.sink = usb4_dispatch_sink(el);
+		ret = usb4_link_kinds[k]->open(&cfg, &el->link);
+		if (ret == -FI_ENODEV)
+			continue;
+		if (ret)
+			return ret;
+		opened++;
+	}
+	return opened ? 0 : -FI_ENODEV;
 }
 
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom)
 {
-	size_t frame_max = sizeof(struct usb4_wire_hdr) + usb4_params.eager_size;
 	int ret;
 
 	memset(ep, 0, sizeof(*ep));
@@ -83,27 +106,32 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 	usb4_list_init(&ep->xfers);
 	ep->rx_max = usb4_params.rx_size;
 	ret = ops_init(ep, usb4_params.tx_size);
-	if (ret)
-		goto err_free_ops;
-	ret = usb4_shm_link_open(&ep->shm, usb4_params.ring_slots, frame_max,
-				 ep->id);
-	if (ret)
-		goto err_free_ops;
-	ep->eager_max = usb4_shm_link_frame_max(ep->shm) -
-			sizeof(struct usb4_wire_hdr);
-	if (ep->eager_max > usb4_params.eager_size)
-		ep->eager_max = usb4_params.eager_size;
-	ret = open_udp(ep);
-	if (ret)
-		goto err_close_shm;
+	if (!ret)
+		ret = open_links(ep);
+	if (ret) {
+		usb4_core_ep_close(ep);
+		usb4_core_ep_close_links(ep);
+		return ret;
+	}
+	ep->eager_max = inject_limit(ep);
 	return 0;
+}
 
-err_close_shm:
-	usb4_shm_link_close(ep->shm);
-err_free_ops:
-	free(ep->ops);
-	free(ep->ops_free);
-	return ret;
+void usb4_core_ep_flush(struct usb4_core_ep *ep, struct usb4_lock *lock)
+{
+	uint64_t deadline = usb4_now_ns() +
+		(uint64_t) (usb4_params.peer_timeout_ms + 1000) * 1000000;
+	struct timespec pause = { 0, USB4_CTRL_RETRY_MS * 1000000L };
+
+	while (!usb4_list_empty(&ep->ctrl_pending) &&
+	       usb4_now_ns() < deadline) {
+		usb4_core_progress(ep);
+		if (usb4_list_empty(&ep->ctrl_pending))
+			break;
+		usb4_lock_release(lock);
+		nanosleep(&pause, NULL);
+		usb4_lock_acquire(lock);
+	}
 }
 
 static void free_list(struct usb4_list *head, size_t offset, bool unexp)
@@ -121,90 +149,106 @@ static void free_list(struct usb4_list *head, size_t offset, bool unexp)
 void usb4_core_ep_close(struct usb4_core_ep *ep)
 {
 	usb4_core_log_stats(ep);
+	/* Answers still waiting go first: their owners are freed below. */
+	usb4_ctrl_drop(ep, FI_ADDR_UNSPEC);
 	for (int q = 0; q < 2; q++) {
 		free_list(&ep->posted[q], offsetof(struct usb4_rx_entry, link),
 			  false);
 		free_list(&ep->unexp[q], offsetof(struct usb4_unexp, link), true);
 	}
 	free_list(&ep->rx_free, offsetof(struct usb4_rx_entry, link), false);
-	free_list(&ep->ctrl_pending, offsetof(struct usb4_ctrl, link), false);
 	usb4_stream_close(ep);
-	/* rel lingers below, resending what peers have not acknowledged: from
-	 * its own copies, not from buffers that are about to go. */
-	for (size_t i = 0; i < ep->ops_cap; i++)
+	/* Links linger after this, resending what peers have not
+	 * acknowledged: from their own copies, not from our buffers. */
+	for (size_t i = 0; i < ep->ops_cap && ep->ops; i++)
 		if (ep->ops[i].busy) {
 			usb4_stream_release(ep, &ep->ops[i].stream);
 			free(ep->ops[i].bounce);
 		}
-	usb4_transport_close(ep);
-	usb4_shm_link_close(ep->shm);
+	usb4_hidden_fini(&ep->hidden);
 	free(ep->ops);
 	free(ep->ops_free);
-	ep->shm = NULL;
 	ep->ops = NULL;
 	ep->ops_free = NULL;
 }
 
-void usb4_core_ep_addr(const struct usb4_core_ep *ep, struct usb4_addr *addr)
+void usb4_core_ep_close_links(struct usb4_core_ep *ep)
 {
-	struct usb4_shm_addr shm;
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
+		struct usb4_link *link = ep->links[k].link;
 
-	memset(addr, 0, sizeof(*addr));
-	addr->magic = USB4_ADDR_MAGIC;
-	addr->version = USB4_ADDR_VERSION;
-	addr->host_id = usb4_host_id();
-	addr->ep_id = ep->id;
-	usb4_shm_link_addr(ep->shm, &shm);
-	addr->shm_pid = shm.pid;
-	addr->shm_fd = shm.fd;
-	addr->reg_fd = ep->dom && ep->dom->reg ?
-		       usb4_shm_reg_fd(ep->dom->reg) : -1;
-	if (ep->udp) {
-		struct usb4_udp_addr udp;
-		usb4_udp_link_addr(ep->udp, &udp);
-		addr->udp_family = udp.family;
-		addr->udp_port = udp.port;
-		memcpy(addr->udp_ip, udp.ip, sizeof(addr->udp_ip));
+		if (link)
+			link->ops->close(link);
+		ep->links[k].link = NULL;
 	}
 }
 
+void usb4_core_ep_addr(const struct usb4_core_ep *ep,
+		       struct usb4_wire_addr *addr)
+{
+	usb4_wire_addr_init(addr, usb4_host_id(), ep->id);
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
+		const struct usb4_link *link = ep->links[k].link;
+
+		if (link)
+			link->ops->addr(link, addr);
+	}
+}
+
+bool usb4_core_ep_knows(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+{
+	return usb4_peer_of(ep, fi_addr) != NULL;
+}
 
 void usb4_core_log_stats(const struct usb4_core_ep *ep)
 {
 	const struct usb4_core_stats *s = &ep->stats;
-	uint64_t dropped = s->dropped_unknown_op;
+	uint64_t dropped = s->dropped_unknown_op + s->dropped_src_mismatch +
+			   s->dropped_not_for_link + s->dropped_bad_xfer;
 
 	for (int i = 1; i < USB4_WIRE_VERDICT_MAX; i++)
 		dropped += s->dropped[i];
-	if (!dropped && !s->unknown_src)
+	if (!dropped && !s->unknown_src && !s->not_ready)
 		return;
 	USB4_WARN(FI_LOG_EP_DATA,
 		  "endpoint %016llx dropped frames: short %llu version %llu "
-		  "type %llu flags %llu length %llu unknown-op %llu; "
-		  "from unknown sources %llu\n", (unsigned long long) ep->id,
+		  "type %llu flags %llu length %llu unknown-op %llu "
+		  "src-mismatch %llu not-for-link %llu bad-transfer %llu; "
+		  "from unknown sources %llu; refused for memory %llu\n",
+		  (unsigned long long) ep->id,
 		  (unsigned long long) s->dropped[USB4_WIRE_SHORT],
 		  (unsigned long long) s->dropped[USB4_WIRE_VERSION_BAD],
 		  (unsigned long long) s->dropped[USB4_WIRE_TYPE_BAD],
 		  (unsigned long long) s->dropped[USB4_WIRE_FLAGS_BAD],
 		  (unsigned long long) s->dropped[USB4_WIRE_LEN_BAD],
 		  (unsigned long long) s->dropped_unknown_op,
-		  (unsigned long long) s->unknown_src);
+		  (unsigned long long) s->dropped_src_mismatch,
+		  (unsigned long long) s->dropped_not_for_link,
+		  (unsigned long long) s->dropped_bad_xfer,
+		  (unsigned long long) s->unknown_src,
+		  (unsigned long long) s->not_ready);
 }
 
 /* ---- completions ---- */
 
-static void count(struct usb4_counter *cntr, bool ok)
+void usb4_count(struct usb4_counter *cntr, bool ok)
 {
-	if (cntr)
-		atomic_fetch_add(ok ? &cntr->value : &cntr->err, 1);
+	if (!cntr)
+		return;
+	atomic_fetch_add(ok ? &cntr->value : &cntr->err, 1);
+	usb4_waiter_signal(cntr->waiter);
 }
 
 void usb4_core_report(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
 		      const struct usb4_cqe *e, bool want_cqe)
 {
-	count(cntr, true);
-	if (want_cqe && cq && usb4_cq_queue_push(cq, e))
-		USB4_WARN(FI_LOG_CQ, "out of memory: completion lost\n");
+	usb4_count(cntr, true);
+	if (!cq)
+		return;
+	if (want_cqe)
+		usb4_cq_queue_push(cq, e);
+	else
+		usb4_cq_queue_unreserve(cq);
 }
 
 void usb4_core_report_err(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
@@ -219,15 +263,15 @@ void usb4_core_report_err(struct usb4_cq_queue *cq, struct usb4_counter *cntr,
 			.data = e->data,
 			.tag = e->tag,
 			.olen = olen,
-			.err = err,
-			.prov_errno = -err,
+			.err = -err,
+			.prov_errno = err,
 		},
 		.src = e->src,
 	};
 
-	count(cntr, false);
-	if (cq && usb4_cq_queue_push_err(cq, &ee))
-		USB4_WARN(FI_LOG_CQ, "out of memory: error completion lost\n");
+	usb4_count(cntr, false);
+	if (cq)
+		usb4_cq_queue_push_err(cq, &ee);
 }
 
 void usb4_core_complete(struct usb4_core_ep *ep, bool tx,
@@ -246,39 +290,25 @@ void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
 
 /* ---- progress ---- */
 
-static void on_frame(void *arg, const void *buf, size_t len)
-{
-	struct usb4_core_ep *ep = arg;
-	struct usb4_frame frame;
-	enum usb4_wire_verdict v = usb4_wire_parse(buf, len, &frame);
-
-	if (v != USB4_WIRE_OK) {
-		ep->stats.dropped[v]++;
-		USB4_DBG(FI_LOG_EP_DATA, "dropped frame: %s\n",
-			 usb4_wire_verdict_names[v]);
-		return;
-	}
-	usb4_proto_handle(ep, &frame);
-}
-
-/* Peers count their accesses to our memory in our inbox; move the news
- * into the counters bound with FI_REMOTE_READ / FI_REMOTE_WRITE. */
+/* Peers with one-sided links count their accesses to our memory where the
+ * link keeps them; move the news into the FI_REMOTE_* counters. */
 static void count_remote_access(struct usb4_core_ep *ep)
 {
-	uint64_t writes, reads;
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
+		struct usb4_link *link = ep->links[k].link;
+		uint64_t writes, reads;
 
-	usb4_shm_link_rma_counts(ep->shm, &writes, &reads);
-	if (ep->rem_wr_cntr && writes != ep->rem_writes_seen)
-		atomic_fetch_add(&ep->rem_wr_cntr->value,
-				 writes - ep->rem_writes_seen);
-	if (ep->rem_rd_cntr && reads != ep->rem_reads_seen)
-		atomic_fetch_add(&ep->rem_rd_cntr->value,
-				 reads - ep->rem_reads_seen);
-	ep->rem_writes_seen = writes;
-	ep->rem_reads_seen = reads;
+		if (!link || !link->ops->remote_counts)
+			continue;
+		link->ops->remote_counts(link, &writes, &reads);
+		for (; ep->rem_writes_seen < writes; ep->rem_writes_seen++)
+			usb4_count(ep->rem_wr_cntr, true);
+		for (; ep->rem_reads_seen < reads; ep->rem_reads_seen++)
+			usb4_count(ep->rem_rd_cntr, true);
+	}
 }
 
-/* Idle with sends outstanding: now and then make sure their peers live. */
+/* Idle with work pending on peers: now and then make sure they live. */
 static void check_liveness(struct usb4_core_ep *ep)
 {
 	uint64_t now = usb4_now_ns();
@@ -291,43 +321,80 @@ static void check_liveness(struct usb4_core_ep *ep)
 
 int usb4_core_progress(struct usb4_core_ep *ep)
 {
-	int n;
+	int n = 0;
 
 	if (!usb4_list_empty(&ep->ctrl_pending))
-		usb4_proto_flush_ctrl(ep);
-	n = usb4_shm_link_poll(ep->shm, on_frame, ep, USB4_POLL_BUDGET);
-	if (ep->udp) {
-		n += usb4_transport_progress_udp(ep);
-		/* Answers to udp frames wait until rel's delivery is over. */
-		if (!usb4_list_empty(&ep->ctrl_pending))
-			usb4_proto_flush_ctrl(ep);
+		usb4_ctrl_flush(ep);
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
+		struct usb4_link *link = ep->links[k].link;
+
+		if (link)
+			n += link->ops->poll(link, USB4_POLL_BUDGET);
 	}
+	if (!usb4_list_empty(&ep->ctrl_pending))
+		usb4_ctrl_flush(ep);
 	if (!usb4_list_empty(&ep->streams))
 		usb4_stream_progress(ep);
 	if (ep->rem_rd_cntr || ep->rem_wr_cntr)
 		count_remote_access(ep);
-	if (!n && ep->ops_free_count < ep->ops_cap)
+	if (!n && (ep->ops_free_count < ep->ops_cap ||
+		   !usb4_list_empty(&ep->ctrl_pending) ||
+		   !usb4_list_empty(&ep->xfers) ||
+		   !usb4_list_empty(&ep->streams)))
 		check_liveness(ep);
 	return n;
 }
 
-void usb4_core_wait(struct usb4_core_ep *ep, int timeout_ms)
+/* ---- sleeping ---- */
+
+int usb4_core_wait_fds(const struct usb4_core_ep *ep)
 {
-	usb4_transport_wait_us(ep, timeout_ms < 0 ? -1 :
-			       (int64_t) timeout_ms * 1000);
+	int n = 0;
+
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++)
+		n += ep->links[k].link != NULL;
+	return n;
 }
 
-void usb4_core_nap(struct usb4_core_ep *ep, int64_t timeout_us)
+static void sleep_undo(struct usb4_core_ep *ep, size_t upto)
 {
-	usb4_transport_wait_us(ep, timeout_us);
+	for (size_t k = 0; k < upto; k++) {
+		struct usb4_link *link = ep->links[k].link;
+
+		if (link)
+			link->ops->sleep_end(link);
+	}
 }
 
-bool usb4_core_talks_to_other_hosts(const struct usb4_core_ep *ep)
+bool usb4_core_sleep_begin(struct usb4_core_ep *ep, struct pollfd *fds,
+			   int max, int *nfds, int *timeout_ms)
 {
-	return ep->session_count > 0;
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
+		struct usb4_link *link = ep->links[k].link;
+		int64_t timer;
+
+		if (!link)
+			continue;
+		if (*nfds >= max || !link->ops->sleep_begin(link)) {
+			sleep_undo(ep, k);
+			return false;
+		}
+		fds[(*nfds)++] = (struct pollfd) {
+			.fd = link->ops->wait_fd(link), .events = POLLIN };
+		timer = link->ops->timer_us(link);
+		if (timer >= 0 && (*timeout_ms < 0 ||
+				   (timer + 999) / 1000 < *timeout_ms))
+			*timeout_ms = (int) ((timer + 999) / 1000);
+	}
+	if (!usb4_list_empty(&ep->ctrl_pending) &&
+	    (*timeout_ms < 0 || *timeout_ms > USB4_CTRL_RETRY_MS))
+		*timeout_ms = USB4_CTRL_RETRY_MS;
+	ep->sleepers++;
+	return true;
 }
 
-void usb4_core_kick(struct usb4_core_ep *ep)
+void usb4_core_sleep_end(struct usb4_core_ep *ep)
 {
-	usb4_shm_link_kick(ep->shm);
+	sleep_undo(ep, USB4_LINKS_MAX);
+	ep->sleepers--;
 }

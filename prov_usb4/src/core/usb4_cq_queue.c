@@ -1,20 +1,23 @@
 /*
  * Completion storage behind a CQ: two growable rings, one for successes and
- * one for errors.  Growing instead of refusing means a completion is never
- * lost, whatever the application's CQ size hint was.
+ * one for errors.  Operations reserve their entry when they are posted, so
+ * the rings grow (or the post fails with -FI_EAGAIN) then, and writing a
+ * completion never needs memory: none is ever lost.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "usb4_core.h"
 
-int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap)
+int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap,
+		       struct usb4_waiter *waiter)
 {
 	memset(q, 0, sizeof(*q));
 	q->cap = cap ? cap : 64;
 	q->ring = calloc(q->cap, sizeof(*q->ring));
 	q->err_cap = 16;
 	q->errs = calloc(q->err_cap, sizeof(*q->errs));
+	q->waiter = waiter;
 	if (!q->ring || !q->errs) {
 		usb4_cq_queue_fini(q);
 		return -FI_ENOMEM;
@@ -30,14 +33,17 @@ void usb4_cq_queue_fini(struct usb4_cq_queue *q)
 	q->errs = NULL;
 }
 
-/* Doubles a ring of elem-sized entries, unrolling it to start at index 0. */
+/* Grows a ring of elem-sized entries to at least want, unrolling it to
+ * start at index 0. */
 static int ring_grow(void **ring, size_t *cap, size_t *head, size_t count,
-		     size_t elem)
+		     size_t elem, size_t want)
 {
-	size_t new_cap = *cap * 2;
-	char *new_ring = malloc(new_cap * elem);
-	char *old = *ring;
+	size_t new_cap = *cap;
+	char *new_ring, *old = *ring;
 
+	while (new_cap < want)
+		new_cap *= 2;
+	new_ring = malloc(new_cap * elem);
 	if (!new_ring)
 		return -FI_ENOMEM;
 	for (size_t i = 0; i < count; i++)
@@ -50,35 +56,49 @@ static int ring_grow(void **ring, size_t *cap, size_t *head, size_t count,
 	return 0;
 }
 
-static void kick(struct usb4_cq_queue *q)
+/* Room for every reserved entry in either ring: any of them may end in
+ * error. */
+int usb4_cq_queue_reserve(struct usb4_cq_queue *q)
 {
-	if (q->waker)
-		usb4_shm_link_kick(q->waker);
+	size_t want;
+
+	if (!q)
+		return 0;
+	want = q->reserved + 1;
+	if (q->count + want > q->cap &&
+	    ring_grow((void **) &q->ring, &q->cap, &q->head, q->count,
+		      sizeof(*q->ring), q->count + want))
+		return -FI_EAGAIN;
+	if (q->err_count + want > q->err_cap &&
+	    ring_grow((void **) &q->errs, &q->err_cap, &q->err_head,
+		      q->err_count, sizeof(*q->errs), q->err_count + want))
+		return -FI_EAGAIN;
+	q->reserved++;
+	return 0;
 }
 
-int usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e)
+void usb4_cq_queue_unreserve(struct usb4_cq_queue *q)
 {
-	if (q->count == q->cap &&
-	    ring_grow((void **) &q->ring, &q->cap, &q->head, q->count,
-		      sizeof(*q->ring)))
-		return -FI_ENOMEM;
+	if (q && q->reserved)
+		q->reserved--;
+}
+
+void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e)
+{
+	/* The reservation guarantees the room. */
 	q->ring[(q->head + q->count) % q->cap] = *e;
 	q->count++;
-	kick(q);
-	return 0;
+	usb4_cq_queue_unreserve(q);
+	usb4_waiter_signal(q->waiter);
 }
 
-int usb4_cq_queue_push_err(struct usb4_cq_queue *q,
-			   const struct usb4_cqe_err *e)
+void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
+			    const struct usb4_cqe_err *e)
 {
-	if (q->err_count == q->err_cap &&
-	    ring_grow((void **) &q->errs, &q->err_cap, &q->err_head,
-		      q->err_count, sizeof(*q->errs)))
-		return -FI_ENOMEM;
 	q->errs[(q->err_head + q->err_count) % q->err_cap] = *e;
 	q->err_count++;
-	kick(q);
-	return 0;
+	usb4_cq_queue_unreserve(q);
+	usb4_waiter_signal(q->waiter);
 }
 
 const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q)

@@ -1,83 +1,119 @@
 /*
- * Control frames (FIN, ACK, CTS, WRITE_DATA, ATOMIC_RESP) are answers the
- * core sends while it handles other frames.  When the peer's inbox or rel's
- * window is full, or when sending would re-enter rel, they wait here, in
- * order, and go out on the next progress call.
+ * Answers: control frames (FIN, ACK, CTS, WRITE_DATA, ATOMIC_RESP) the core
+ * sends while it handles something else.  Their storage belongs to what
+ * they answer and exists before they are needed (usb4_core.h, struct
+ * usb4_ctrl), so no answer is lost for want of memory.  When the peer has
+ * no room an answer waits on ep->ctrl_pending, in order, and goes out on
+ * the next progress call; nothing overtakes what already waits.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "usb4_proto.h"
 
-static int ctrl_post(struct usb4_core_ep *ep, const struct usb4_ctrl *ctrl)
+static int ctrl_post(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
 	struct iovec iov[2] = {
-		{ .iov_base = (void *) &ctrl->hdr, .iov_len = sizeof(ctrl->hdr) },
+		{ .iov_base = &ctrl->hdr, .iov_len = sizeof(ctrl->hdr) },
 		{ .iov_base = (void *) ctrl->payload, .iov_len = ctrl->len },
 	};
+	int ret = usb4_post(ep, ctrl->dest, iov, ctrl->len ? 2 : 1);
 
-	if (!usb4_core_av_peer(ep->av, ctrl->dest)) {
-		USB4_WARN(FI_LOG_EP_DATA, "cannot answer a peer that is not "
-			  "in the address vector\n");
-		return 0;	/* nothing to retry */
-	}
-	return usb4_transport_post(ep, ctrl->dest, iov, ctrl->len ? 2 : 1);
+	if (ret && ret != -FI_EAGAIN)
+		USB4_DBG(FI_LOG_EP_DATA, "answer to %llu dropped: %s\n",
+			 (unsigned long long) ctrl->dest, fi_strerror(-ret));
+	return ret;
 }
 
-static void ctrl_send(struct usb4_core_ep *ep, fi_addr_t dest,
-		      const struct usb4_frame *f, const void *payload)
+/* The answer left (or can never leave): its owner may go. */
+static void ctrl_left(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
-	struct usb4_ctrl *ctrl = malloc(sizeof(*ctrl) + f->payload_len);
+	void (*done)(struct usb4_core_ep *, struct usb4_ctrl *) = ctrl->on_sent;
 
-	if (!ctrl) {
-		USB4_WARN(FI_LOG_EP_DATA, "out of memory: control frame lost\n");
-		return;
-	}
+	ctrl->queued = false;
+	ctrl->on_sent = NULL;
+	if (done)
+		done(ep, ctrl);
+}
+
+static void ctrl_go(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+		    fi_addr_t dest, const struct usb4_frame *f,
+		    const void *payload)
+{
+	usb4_ctrl_unqueue(ctrl);
 	ctrl->dest = dest;
 	ctrl->len = f->payload_len;
+	ctrl->payload = payload;
 	usb4_wire_build(&ctrl->hdr, f);
-	memcpy(ctrl->payload, payload, f->payload_len);
-	/* In order: nothing overtakes frames already waiting. */
 	if (usb4_list_empty(&ep->ctrl_pending) &&
 	    ctrl_post(ep, ctrl) != -FI_EAGAIN) {
-		free(ctrl);
+		ctrl_left(ep, ctrl);
 		return;
 	}
+	ctrl->queued = true;
 	usb4_list_insert_tail(&ep->ctrl_pending, &ctrl->link);
 }
 
-void usb4_proto_send_ctrl(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint8_t type, uint64_t msg_id, int64_t status,
-			  uint64_t len)
+void usb4_ctrl_send(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+		    fi_addr_t dest, uint8_t type, uint64_t msg_id,
+		    int64_t status, uint64_t len)
 {
 	struct usb4_frame f = {
-		.type = type,
-		.src_id = ep->id,
-		.data = (uint64_t) status,
-		.msg_id = msg_id,
-		.total_len = len,
+		.type = type, .src_id = ep->id, .data = (uint64_t) status,
+		.msg_id = msg_id, .total_len = len,
 	};
 
-	ctrl_send(ep, dest, &f, NULL);
+	ctrl_go(ep, ctrl, dest, &f, NULL);
 }
 
-void usb4_proto_send_resp(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint64_t msg_id, int64_t status, const void *data,
-			  size_t len)
+void usb4_ctrl_send_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			 fi_addr_t dest, uint8_t type, uint64_t msg_id,
+			 int64_t status, const void *data, size_t len)
 {
 	struct usb4_frame f = {
-		.type = USB4_FRAME_ATOMIC_RESP,
-		.src_id = ep->id,
-		.data = (uint64_t) status,
-		.msg_id = msg_id,
-		.total_len = len,
-		.payload_len = len,
+		.type = type, .src_id = ep->id, .data = (uint64_t) status,
+		.msg_id = msg_id, .total_len = len, .payload_len = len,
 	};
 
-	ctrl_send(ep, dest, &f, data);
+	ctrl_go(ep, ctrl, dest, &f, data);
 }
 
-void usb4_proto_flush_ctrl(struct usb4_core_ep *ep)
+/* A standalone answer frees itself once sent. */
+static void ctrl_free(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
+{
+	free(ctrl);
+}
+
+struct usb4_ctrl *usb4_ctrl_new(size_t payload)
+{
+	struct usb4_ctrl *ctrl = calloc(1, sizeof(*ctrl) + payload);
+
+	if (!ctrl)
+		return NULL;
+	usb4_list_init(&ctrl->link);
+	ctrl->on_sent = ctrl_free;
+	ctrl->payload = ctrl + 1;
+	return ctrl;
+}
+
+void usb4_ctrl_then(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+		    void (*done)(struct usb4_core_ep *, struct usb4_ctrl *))
+{
+	if (ctrl->queued)
+		ctrl->on_sent = done;
+	else
+		done(ep, ctrl);
+}
+
+void usb4_ctrl_unqueue(struct usb4_ctrl *ctrl)
+{
+	if (!ctrl->queued)
+		return;
+	usb4_list_remove(&ctrl->link);
+	ctrl->queued = false;
+}
+
+void usb4_ctrl_flush(struct usb4_core_ep *ep)
 {
 	struct usb4_list *it, *tmp;
 
@@ -87,21 +123,20 @@ void usb4_proto_flush_ctrl(struct usb4_core_ep *ep)
 		if (ctrl_post(ep, ctrl) == -FI_EAGAIN)
 			return;
 		usb4_list_remove(it);
-		free(ctrl);
+		ctrl_left(ep, ctrl);
 	}
 }
 
-/* Frames for a dead peer would wait forever. */
-void usb4_proto_drop_ctrl(struct usb4_core_ep *ep, fi_addr_t dest)
+void usb4_ctrl_drop(struct usb4_core_ep *ep, fi_addr_t dest)
 {
 	struct usb4_list *it, *tmp;
 
 	usb4_list_foreach_safe(&ep->ctrl_pending, it, tmp) {
 		struct usb4_ctrl *ctrl = usb4_container_of(it, struct usb4_ctrl,
 							   link);
-		if (!usb4_same_peer(ep, ctrl->dest, dest))
+		if (dest != FI_ADDR_UNSPEC && !usb4_same_peer(ep, ctrl->dest, dest))
 			continue;
 		usb4_list_remove(it);
-		free(ctrl);
+		ctrl_left(ep, ctrl);
 	}
 }

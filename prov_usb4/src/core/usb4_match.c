@@ -2,6 +2,11 @@
  * Tag matching: posted receives, the unexpected queue, FI_PEEK / FI_CLAIM /
  * FI_DISCARD, FI_MULTI_RECV and cancel.  Messages and tagged messages match
  * in separate queues (USB4_Q_MSG, USB4_Q_TAGGED), each in arrival order.
+ *
+ * A posted receive holds its completion (reserved in its CQ) and the
+ * storage of its answer to the sender; what an arrival needs beyond that
+ * (a queue entry, a transfer, a multi-receive buffer's extra completion)
+ * is got before anything changes, or the arrival is refused for now.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -33,59 +38,88 @@ static uint64_t recv_cqe_flags(int q, uint16_t wflags)
 	       (wflags & USB4_WF_CQ_DATA ? FI_REMOTE_CQ_DATA : 0);
 }
 
+/* Whether the sender waits for an answer: FIN of a rendezvous, delivery
+ * ACK of an eager message. */
+static bool wants_answer(const struct usb4_msg_in *m)
+{
+	return m->type == USB4_FRAME_RTS || (m->wflags & USB4_WF_ACK_REQ);
+}
+
 /* ---- receive entries ---- */
 
+/* A receive entry with its completion reserved; NULL (-FI_EAGAIN) when
+ * either is short. */
 static struct usb4_rx_entry *rx_alloc(struct usb4_core_ep *ep)
 {
 	struct usb4_rx_entry *rx;
 
-	if (ep->rx_posted >= ep->rx_max)
+	if (ep->rx_posted >= ep->rx_max || usb4_cq_queue_reserve(ep->rx_cq))
 		return NULL;
 	if (!usb4_list_empty(&ep->rx_free)) {
 		rx = usb4_container_of(ep->rx_free.next, struct usb4_rx_entry,
 				       link);
 		usb4_list_remove(&rx->link);
 	} else {
-		rx = malloc(sizeof(*rx));
-		if (!rx)
+		rx = calloc(1, sizeof(*rx));
+		if (!rx) {
+			usb4_cq_queue_unreserve(ep->rx_cq);
 			return NULL;
+		}
 		usb4_list_init(&rx->link);
+		usb4_list_init(&rx->ctrl.link);
 	}
 	ep->rx_posted++;
 	return rx;
 }
 
-static void rx_release(struct usb4_core_ep *ep, struct usb4_rx_entry *rx)
+static void rx_recycle(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
-	usb4_list_remove(&rx->link);
+	struct usb4_rx_entry *rx = usb4_container_of(ctrl, struct usb4_rx_entry,
+						     ctrl);
+
 	usb4_list_insert_tail(&ep->rx_free, &rx->link);
 	ep->rx_posted--;
 }
 
+/* The receive is done; its entry is reused once its answer left. */
+static void rx_release(struct usb4_core_ep *ep, struct usb4_rx_entry *rx)
+{
+	usb4_list_remove(&rx->link);
+	usb4_ctrl_then(ep, &rx->ctrl, rx_recycle);
+}
+
 /* ---- placing data ---- */
 
-/* Copies the message into the buffer; returns 0 or a negative FI_E* code. */
-static int place(const struct usb4_msg_in *m, const struct iovec *iov,
-		 size_t count, size_t len)
+/* Copies the message into the buffer; 0 or a negative FI_E* code. */
+static int place(struct usb4_core_ep *ep, const struct usb4_msg_in *m,
+		 const struct iovec *iov, size_t count, size_t len)
 {
+	struct usb4_peer *peer;
+	struct usb4_link *link;
+
 	if (m->type == USB4_FRAME_EAGER) {
 		usb4_iov_copy_in(iov, count, 0, m->payload, len);
 		return 0;
 	}
-	return usb4_shm_bulk_read(m->pid, iov, count, m->riov, m->riov_count,
-				  len);
+	peer = usb4_peer_of(ep, m->src);
+	link = usb4_peer_link(ep, peer);
+	if (!link)
+		return -FI_EHOSTUNREACH;
+	return link->ops->bulk_read(peer->dest, iov, count, m->riov,
+				    m->riov_count, len);
 }
 
 /* Tells the sender its message is placed (rendezvous FIN, delivery ACK). */
-static void answer_sender(struct usb4_core_ep *ep, const struct usb4_msg_in *m,
-			  int status, size_t placed)
+static void answer_sender(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			  const struct usb4_msg_in *m, int status,
+			  size_t placed)
 {
 	if (m->type == USB4_FRAME_RTS)
-		usb4_proto_send_ctrl(ep, m->src, USB4_FRAME_FIN, m->msg_id,
-				     status, placed);
+		usb4_ctrl_send(ep, ctrl, m->src, USB4_FRAME_FIN, m->msg_id,
+			       status, placed);
 	else if (m->wflags & USB4_WF_ACK_REQ)
-		usb4_proto_send_ctrl(ep, m->src, USB4_FRAME_ACK, m->msg_id, 0,
-				     placed);
+		usb4_ctrl_send(ep, ctrl, m->src, USB4_FRAME_ACK, m->msg_id, 0,
+			       placed);
 }
 
 /* The region a message lands in: the whole iov, or the free tail of a
@@ -104,67 +138,90 @@ static size_t target_region(const struct usb4_rx_entry *rx, struct iovec *iov,
 	return iov[0].iov_len;
 }
 
-/* A multi-receive buffer retires once less than min_multi_recv is left. */
-static bool multi_consume(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
-			  size_t used)
-{
-	rx->multi_used += used;
-	return rx->len - rx->multi_used < ep->min_multi_recv;
-}
-
 void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
 		       uint64_t total_len, int err, bool want_cqe)
 {
 	if (err)
 		usb4_core_complete_err(ep, false, e, err, 0);
 	else if (e->len < total_len)
-		usb4_core_complete_err(ep, false, e, FI_ETRUNC,
+		usb4_core_complete_err(ep, false, e, -FI_ETRUNC,
 				       total_len - e->len);
 	else
 		usb4_core_complete(ep, false, e, want_cqe);
 }
 
-static bool from_udp_peer(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
-{
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, m->src);
+/* What delivering a message needs beyond its posted receive. */
+struct deliver_res {
+	struct usb4_xfer *x;		/* rendezvous over a streaming link */
+	struct usb4_ctrl *ctrl;		/* multi-receive: an answer of its own */
+	bool cqe;			/* multi-receive: a completion reserved */
+};
 
-	return peer && peer->kind == USB4_PEER_UDP;
+static void res_free(struct usb4_core_ep *ep, struct deliver_res *res)
+{
+	if (res->x)
+		usb4_xfer_free(ep, res->x);
+	free(res->ctrl);
+	if (res->cqe)
+		usb4_cq_queue_unreserve(ep->rx_cq);
+	memset(res, 0, sizeof(*res));
 }
 
-/* A rendezvous from another host: ask for the bytes, place them as they
- * come (usb4_stream.c), complete when the last one lands. */
-static void start_xfer(struct usb4_core_ep *ep, const struct usb4_msg_in *m,
-		       const struct iovec *iov, size_t count,
-		       const struct usb4_cqe *e, bool want_cqe)
+static int res_get(struct usb4_core_ep *ep, const struct usb4_rx_entry *rx,
+		   const struct usb4_msg_in *m, struct deliver_res *res)
 {
-	struct usb4_xfer *x = usb4_xfer_new(ep, USB4_XFER_RECV, m->src,
-					    m->msg_id);
+	bool multi = rx->flags & FI_MULTI_RECV;
 
-	if (!x) {
-		answer_sender(ep, m, -FI_ENOMEM, 0);
-		usb4_match_finish(ep, e, m->total_len, FI_ENOMEM, want_cqe);
-		return;
+	memset(res, 0, sizeof(*res));
+	if (m->type == USB4_FRAME_RTS &&
+	    !(usb4_peer_caps(ep, m->src) & USB4_LINK_CAP_BULK_READ) &&
+	    !(res->x = usb4_xfer_new(ep, USB4_XFER_RECV, m->src, m->msg_id)))
+		goto err_free;
+	if (multi && !res->x && wants_answer(m) && !(res->ctrl = usb4_ctrl_new(0)))
+		goto err_free;
+	if (multi) {
+		if (usb4_cq_queue_reserve(ep->rx_cq))
+			goto err_free;
+		res->cqe = true;
 	}
+	return 0;
+
+err_free:
+	res_free(ep, res);
+	return -FI_EAGAIN;
+}
+
+/* A rendezvous over a link that cannot read our peer's memory: ask for the
+ * bytes, place them as they come (usb4_stream.c), complete when the last
+ * one lands.  The transfer takes over the receive's completion. */
+static void start_xfer(struct usb4_core_ep *ep, struct usb4_xfer *x,
+		       const struct usb4_msg_in *m, const struct iovec *iov,
+		       size_t count, const struct usb4_cqe *e, bool want_cqe)
+{
 	memcpy(x->iov, iov, count * sizeof(*iov));
 	x->iov_count = count;
-	x->want = e->len;
 	x->cqe = *e;
 	x->total_len = m->total_len;
 	x->want_cqe = want_cqe;
-	if (!x->want)
+	usb4_xfer_arm(ep, x, e->len);
+	if (!e->len)
 		usb4_xfer_done(ep, x, 0);
 	else
-		usb4_proto_send_ctrl(ep, m->src, USB4_FRAME_CTS, m->msg_id, 0,
-				     x->want);
+		usb4_ctrl_send(ep, &x->ctrl, m->src, USB4_FRAME_CTS, m->msg_id,
+			       0, e->len);
 }
 
-bool usb4_match_deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
-			const struct usb4_msg_in *m)
+/* Places m into rx (resources from res_get), answers, completes.  Returns
+ * whether rx is done (released), false for a multi-receive buffer with
+ * room left. */
+static bool deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
+		    const struct usb4_msg_in *m, struct deliver_res *res)
 {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t count, room = target_region(rx, iov, &count);
 	size_t n = m->total_len < room ? m->total_len : room;
 	bool want_cqe = rx->flags & FI_COMPLETION, done = true;
+	struct usb4_ctrl *ctrl = res->ctrl ? res->ctrl : &rx->ctrl;
 	struct usb4_cqe e = {
 		.op_context = rx->context,
 		.flags = recv_cqe_flags(queue_of(rx->flags), m->wflags),
@@ -176,17 +233,21 @@ bool usb4_match_deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 	};
 
 	if (rx->flags & FI_MULTI_RECV) {
-		done = multi_consume(ep, rx, n);
-		if (done)
+		rx->multi_used += n;
+		done = rx->len - rx->multi_used < ep->min_multi_recv;
+		if (done) {
 			e.flags |= FI_MULTI_RECV;
+			usb4_cq_queue_unreserve(ep->rx_cq);	/* the buffer's */
+		}
 	}
-	if (m->type == USB4_FRAME_RTS && from_udp_peer(ep, m)) {
-		start_xfer(ep, m, iov, count, &e, want_cqe);
+	if (res->x) {
+		start_xfer(ep, res->x, m, iov, count, &e, want_cqe);
 	} else {
-		int ret = place(m, iov, count, n);
-		answer_sender(ep, m, ret, ret ? 0 : n);
-		usb4_match_finish(ep, &e, m->total_len, -ret, want_cqe);
+		int ret = place(ep, m, iov, count, n);
+		answer_sender(ep, ctrl, m, ret, ret ? 0 : n);
+		usb4_match_finish(ep, &e, m->total_len, ret, want_cqe);
 	}
+	memset(res, 0, sizeof(*res));
 	if (done)
 		rx_release(ep, rx);
 	return done;
@@ -209,13 +270,22 @@ static struct usb4_rx_entry *find_posted(struct usb4_core_ep *ep, int q,
 	return NULL;
 }
 
-static void queue_unexpected(struct usb4_core_ep *ep, int q,
-			     const struct usb4_msg_in *m)
+static int queue_unexpected(struct usb4_core_ep *ep, int q,
+			    const struct usb4_msg_in *m)
 {
 	struct usb4_unexp *u = calloc(1, sizeof(*u));
 
 	if (!u)
-		goto err_drop;
+		return -FI_EAGAIN;
+	if (m->type == USB4_FRAME_EAGER && m->total_len) {
+		u->buf = malloc(m->total_len);
+		if (!u->buf) {
+			free(u);
+			return -FI_EAGAIN;
+		}
+		memcpy(u->buf, m->payload, m->total_len);
+	}
+	usb4_list_init(&u->ctrl.link);
 	u->src = m->src;
 	u->tag = m->tag;
 	u->data = m->data;
@@ -223,35 +293,25 @@ static void queue_unexpected(struct usb4_core_ep *ep, int q,
 	u->total_len = m->total_len;
 	u->wflags = m->wflags;
 	u->type = m->type;
-	if (m->type == USB4_FRAME_EAGER && m->total_len) {
-		u->buf = malloc(m->total_len);
-		if (!u->buf)
-			goto err_free_unexp;
-		memcpy(u->buf, m->payload, m->total_len);
-	}
-	u->pid = m->pid;
 	u->riov_count = m->riov_count;
 	memcpy(u->riov, m->riov, m->riov_count * sizeof(*m->riov));
 	usb4_list_insert_tail(&ep->unexp[q], &u->link);
 	ep->stats.unexpected++;
-	return;
-
-err_free_unexp:
-	free(u);
-err_drop:
-	USB4_WARN(FI_LOG_EP_DATA, "out of memory: unexpected message lost\n");
-	answer_sender(ep, m, -FI_ENOMEM, 0);
+	return 0;
 }
 
-void usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
+int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
 {
 	int q = m->wflags & USB4_WF_TAGGED ? USB4_Q_TAGGED : USB4_Q_MSG;
 	struct usb4_rx_entry *rx = find_posted(ep, q, m->src, m->tag);
+	struct deliver_res res;
 
-	if (rx)
-		usb4_match_deliver(ep, rx, m);
-	else
-		queue_unexpected(ep, q, m);
+	if (!rx)
+		return queue_unexpected(ep, q, m);
+	if (res_get(ep, rx, m, &res))
+		return -FI_EAGAIN;
+	deliver(ep, rx, m, &res);
+	return 0;
 }
 
 /* ---- posting receives ---- */
@@ -267,17 +327,24 @@ static void unexp_view(const struct usb4_unexp *u, struct usb4_msg_in *m)
 		.msg_id = u->msg_id,
 		.total_len = u->total_len,
 		.payload = u->buf,
-		.pid = u->pid,
 		.riov_count = u->riov_count,
 		.riov = u->riov,
 	};
 }
 
-static void unexp_free(struct usb4_unexp *u)
+static void unexp_release(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
-	usb4_list_remove(&u->link);
+	struct usb4_unexp *u = usb4_container_of(ctrl, struct usb4_unexp, ctrl);
+
 	free(u->buf);
 	free(u);
+}
+
+/* The message is consumed; its entry goes once its answer (if any) left. */
+static void unexp_free(struct usb4_core_ep *ep, struct usb4_unexp *u)
+{
+	usb4_list_remove(&u->link);
+	usb4_ctrl_then(ep, &u->ctrl, unexp_release);
 }
 
 static struct usb4_unexp *find_unexp(struct usb4_core_ep *ep, int q,
@@ -313,28 +380,40 @@ static ssize_t take_unexp(struct usb4_core_ep *ep, struct usb4_unexp *u,
 			  const struct usb4_recv_args *a)
 {
 	struct usb4_rx_entry *rx = rx_alloc(ep);
+	struct deliver_res res;
 	struct usb4_msg_in m;
 
 	if (!rx)
 		return -FI_EAGAIN;
 	fill_rx(rx, a);
 	unexp_view(u, &m);
-	usb4_match_deliver(ep, rx, &m);
-	unexp_free(u);
+	usb4_list_insert_tail(&ep->posted[queue_of(a->flags)], &rx->link);
+	if (res_get(ep, rx, &m, &res)) {
+		usb4_list_remove(&rx->link);
+		usb4_cq_queue_unreserve(ep->rx_cq);
+		rx_recycle(ep, &rx->ctrl);
+		return -FI_EAGAIN;
+	}
+	deliver(ep, rx, &m, &res);
+	unexp_free(ep, u);
 	return 0;
 }
 
-/* A new multi-receive buffer first takes what already waits for it. */
+/* A new multi-receive buffer first takes what already waits for it (as
+ * far as memory allows: the rest waits for a later post). */
 static void drain_into_multi(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 			     const struct usb4_recv_args *a)
 {
 	struct usb4_unexp *u;
+	struct deliver_res res;
 	struct usb4_msg_in m;
 
 	while ((u = find_unexp(ep, USB4_Q_MSG, a))) {
 		unexp_view(u, &m);
-		bool retired = usb4_match_deliver(ep, rx, &m);
-		unexp_free(u);
+		if (res_get(ep, rx, &m, &res))
+			return;
+		bool retired = deliver(ep, rx, &m, &res);
+		unexp_free(ep, u);
 		if (retired)
 			return;
 	}
@@ -363,7 +442,8 @@ static ssize_t post(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 
 /* ---- FI_PEEK, FI_CLAIM, FI_DISCARD ---- */
 
-/* Peeks report without consuming: no counter moves. */
+/* Peeks report without consuming: no counter moves.  The caller reserved
+ * the entry. */
 static void peek_report(struct usb4_core_ep *ep, const struct usb4_recv_args *a,
 			const struct usb4_unexp *u, size_t len)
 {
@@ -398,14 +478,16 @@ static void discard(struct usb4_core_ep *ep, struct usb4_unexp *u)
 	struct usb4_msg_in m;
 
 	unexp_view(u, &m);
-	answer_sender(ep, &m, 0, 0);
-	unexp_free(u);
+	answer_sender(ep, &u->ctrl, &m, 0, 0);
+	unexp_free(ep, u);
 }
 
 static ssize_t peek(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 {
 	struct usb4_unexp *u = find_unexp(ep, queue_of(a->flags), a);
 
+	if (usb4_cq_queue_reserve(ep->rx_cq))
+		return -FI_EAGAIN;
 	if (!u) {
 		peek_report(ep, a, NULL, 0);
 		return 0;
@@ -445,6 +527,8 @@ static ssize_t claim(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 		return -FI_EINVAL;
 	if (!(a->flags & FI_DISCARD))
 		return take_unexp(ep, u, a);
+	if (usb4_cq_queue_reserve(ep->rx_cq))
+		return -FI_EAGAIN;
 	peek_report(ep, a, u, 0);
 	discard(ep, u);
 	return 0;
@@ -485,7 +569,7 @@ int usb4_core_cancel(struct usb4_core_ep *ep, void *context)
 				.src = FI_ADDR_NOTAVAIL,
 			};
 			rx_release(ep, rx);
-			usb4_core_complete_err(ep, false, &e, FI_ECANCELED, 0);
+			usb4_core_complete_err(ep, false, &e, -FI_ECANCELED, 0);
 			return 0;
 		}
 	}

@@ -1,77 +1,39 @@
 /*
- * Peers and the address table behind an fi_av.  An fi_addr_t is an index into
- * the table (for FI_AV_MAP and FI_AV_TABLE alike); a hash from endpoint id to
- * index answers "who sent this frame" for FI_SOURCE and directed receives.
+ * Peers: the address table behind an fi_av, each endpoint's hidden entries,
+ * and who sent a frame.  An fi_addr_t is an index into the AV's table (for
+ * FI_AV_MAP and FI_AV_TABLE alike), or USB4_HIDDEN_BIT and an index into an
+ * endpoint's hidden table.  A hash from endpoint id to index answers "which
+ * entry is this sender" in O(1).
+ *
+ * A frame's sender is what its link says (the session or slot it came
+ * on), and only an entry reached over that same kind of link can be it: an
+ * id claimed over another kind of link names nobody.
  */
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
-#include "usb4_core.h"
+#include "usb4_proto.h"
 
-static uint64_t fnv1a(uint64_t h, const void *data, size_t len)
+/* ---- a peer table: peers and an id -> index hash ---- */
+
+/* Where key is, or the empty slot where it would go. */
+static size_t hash_find(const uint64_t *keys, size_t cap, uint64_t key)
 {
-	const unsigned char *p = data;
+	size_t i = (size_t) (key * 0x9e3779b97f4a7c15ull) & (cap - 1);
 
-	for (size_t i = 0; i < len; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ull;
-	}
-	return h;
+	while (keys[i] && keys[i] != key)
+		i = (i + 1) & (cap - 1);
+	return i;
 }
 
-/*
- * One host = one kernel boot and one network namespace: namespaces stand in
- * for hosts in multi-host tests, and shm must not cross them.
- */
-uint64_t usb4_host_id(void)
-{
-	static uint64_t cached;
-	char boot[64] = "";
-	struct stat st = {0};
-	uint64_t h = 0xcbf29ce484222325ull;
-	int fd;
-
-	if (cached)
-		return cached;
-	fd = open("/proc/sys/kernel/random/boot_id", O_RDONLY | O_CLOEXEC);
-	if (fd >= 0) {
-		ssize_t n = read(fd, boot, sizeof(boot) - 1);
-		(void) n;
-		close(fd);
-	}
-	stat("/proc/self/ns/net", &st);
-	h = fnv1a(h, boot, strlen(boot));
-	h = fnv1a(h, &st.st_ino, sizeof(st.st_ino));
-	cached = h ? h : 1;
-	return cached;
-}
-
-static size_t hash_slot(uint64_t key, size_t cap)
-{
-	return (size_t) (key * 0x9e3779b97f4a7c15ull) & (cap - 1);
-}
-
-static void hash_put(struct usb4_core_av *av, uint64_t key, fi_addr_t val)
-{
-	size_t i = hash_slot(key, av->hash_cap);
-
-	while (av->hash_keys[i] && av->hash_keys[i] != key)
-		i = (i + 1) & (av->hash_cap - 1);
-	av->hash_keys[i] = key;
-	av->hash_vals[i] = val;
-}
-
-/* Rebuilds the hash at a capacity of at least twice the table's size. */
-static int hash_rebuild(struct usb4_core_av *av, size_t min_cap)
+/* A hash of at least twice the table's capacity, of the entries in use. */
+static int table_rehash(struct usb4_peer_table *t)
 {
 	size_t cap = 16;
 	uint64_t *keys;
-	fi_addr_t *vals;
+	size_t *vals;
 
-	while (cap < 2 * (min_cap + av->hidden_count))
+	while (cap < 2 * t->cap)
 		cap <<= 1;
 	keys = calloc(cap, sizeof(*keys));
 	vals = calloc(cap, sizeof(*vals));
@@ -80,132 +42,170 @@ static int hash_rebuild(struct usb4_core_av *av, size_t min_cap)
 		free(vals);
 		return -FI_ENOMEM;
 	}
-	free(av->hash_keys);
-	free(av->hash_vals);
-	av->hash_keys = keys;
-	av->hash_vals = vals;
-	av->hash_cap = cap;
-	/* Hidden first: an inserted entry for the same peer overrides it. */
-	for (size_t i = 0; i < av->hidden_count; i++)
-		hash_put(av, av->hidden[i].addr.ep_id, USB4_HIDDEN_BIT | i);
-	for (size_t i = 0; i < av->count; i++)
-		if (av->peers[i].in_use)
-			hash_put(av, av->peers[i].addr.ep_id, i);
+	for (size_t i = 0; i < t->count; i++) {
+		size_t h;
+
+		if (!t->peers[i].in_use)
+			continue;
+		h = hash_find(keys, cap, t->peers[i].id);
+		keys[h] = t->peers[i].id;
+		vals[h] = i;
+	}
+	free(t->hash_keys);
+	free(t->hash_vals);
+	t->hash_keys = keys;
+	t->hash_vals = vals;
+	t->hash_cap = cap;
 	return 0;
 }
 
+static int table_init(struct usb4_peer_table *t, size_t cap)
+{
+	memset(t, 0, sizeof(*t));
+	t->cap = cap;
+	t->peers = calloc(cap, sizeof(*t->peers));
+	return t->peers ? table_rehash(t) : -FI_ENOMEM;
+}
+
+static void table_fini(struct usb4_peer_table *t)
+{
+	free(t->peers);
+	free(t->hash_keys);
+	free(t->hash_vals);
+	memset(t, 0, sizeof(*t));
+}
+
+/* Room for one more entry. */
+static int table_reserve(struct usb4_peer_table *t)
+{
+	struct usb4_peer *peers;
+	size_t cap = t->cap ? 2 * t->cap : 8;
+
+	if (t->count < t->cap)
+		return 0;
+	peers = realloc(t->peers, cap * sizeof(*peers));
+	if (!peers)
+		return -FI_ENOMEM;
+	memset(peers + t->cap, 0, (cap - t->cap) * sizeof(*peers));
+	t->peers = peers;
+	t->cap = cap;
+	return table_rehash(t);
+}
+
+/* Takes the entry filled in at peers[count] (reserved); its index.  An id
+ * already there now names the new entry. */
+static size_t table_add(struct usb4_peer_table *t)
+{
+	uint64_t id = t->peers[t->count].id;
+	size_t h = hash_find(t->hash_keys, t->hash_cap, id);
+
+	t->hash_keys[h] = id;
+	t->hash_vals[h] = t->count;
+	return t->count++;
+}
+
+/* The index of id's entry, or -1. */
+static ssize_t table_find(const struct usb4_peer_table *t, uint64_t id)
+{
+	size_t h;
+
+	if (!t->hash_cap || !id)
+		return -1;
+	h = hash_find(t->hash_keys, t->hash_cap, id);
+	return t->hash_keys[h] ? (ssize_t) t->hash_vals[h] : -1;
+}
+
+/* ---- the address vector ---- */
+
 int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint)
 {
-	memset(av, 0, sizeof(*av));
-	av->cap = count_hint ? count_hint : 16;
-	av->peers = calloc(av->cap, sizeof(*av->peers));
-	if (!av->peers)
-		return -FI_ENOMEM;
 	av->host_id = usb4_host_id();
-	return hash_rebuild(av, av->cap);
+	return table_init(&av->t, count_hint ? count_hint : 16);
 }
 
 static void peer_close(struct usb4_peer *peer)
 {
-	usb4_shm_reg_peer_close(peer->reg);
-	usb4_shm_peer_close(peer->shm);
-	peer->reg = NULL;
-	peer->shm = NULL;
+	usb4_mr_table_view_free(peer->table);
+	if (peer->dest)
+		usb4_link_kinds[peer->kind]->dest_close(peer->dest);
+	peer->table = NULL;
+	peer->dest = NULL;
 	peer->in_use = false;
 }
 
 void usb4_core_av_fini(struct usb4_core_av *av)
 {
-	for (size_t i = 0; i < av->count; i++)
-		if (av->peers[i].in_use)
-			peer_close(&av->peers[i]);
-	free(av->peers);
-	free(av->hidden);
-	free(av->hash_keys);
-	free(av->hash_vals);
-	memset(av, 0, sizeof(*av));
+	for (size_t i = 0; i < av->t.count; i++)
+		if (av->t.peers[i].in_use)
+			peer_close(&av->t.peers[i]);
+	table_fini(&av->t);
 }
 
-static int av_reserve(struct usb4_core_av *av)
+static int addr_check(const struct usb4_wire_addr *a)
 {
-	struct usb4_peer *peers;
-	size_t cap = av->cap * 2;
-
-	if (av->count < av->cap)
-		return 0;
-	peers = realloc(av->peers, cap * sizeof(*peers));
-	if (!peers)
-		return -FI_ENOMEM;
-	memset(peers + av->cap, 0, (cap - av->cap) * sizeof(*peers));
-	av->peers = peers;
-	av->cap = cap;
-	return hash_rebuild(av, cap);
-}
-
-static int addr_check(const struct usb4_core_av *av, const struct usb4_addr *a)
-{
-	if (a->magic != USB4_ADDR_MAGIC || a->version != USB4_ADDR_VERSION ||
-	    !a->ep_id)
+	if (le32toh(a->magic) != USB4_ADDR_MAGIC ||
+	    a->version != USB4_ADDR_VERSION || !a->ep_id)
 		return -FI_EINVAL;
-	if (a->udp_family != 0 && a->udp_family != 4 && a->udp_family != 6)
-		return -FI_EINVAL;
-	/* Another host is reachable only through its udp address. */
-	if (a->host_id != av->host_id && !a->udp_family)
-		return -FI_EHOSTUNREACH;
-	return 0;
-}
-
-/* Same host: map its inbox, and its registry for RMA. */
-static int open_shm_peer(struct usb4_peer *peer, const struct usb4_addr *a)
-{
-	struct usb4_shm_addr shm = {
-		.pid = a->shm_pid, .fd = a->shm_fd, .nonce = a->ep_id,
-		.reg_fd = a->reg_fd,
-	};
-	int ret = usb4_shm_peer_open(&shm, &peer->shm);
-
-	if (ret)
-		return ret;
-	/* Without its registry a peer is reachable for messages only. */
-	if (a->reg_fd >= 0 &&
-	    usb4_shm_reg_peer_open(a->shm_pid, a->reg_fd, &peer->reg))
-		peer->reg = NULL;
-	peer->kind = USB4_PEER_SHM;
-	return 0;
-}
-
-static void set_udp_peer(struct usb4_peer *peer, const struct usb4_addr *a)
-{
-	peer->kind = USB4_PEER_UDP;
-	peer->udp.family = a->udp_family;
-	peer->udp.port = a->udp_port;
-	memcpy(peer->udp.ip, a->udp_ip, sizeof(peer->udp.ip));
-}
-
-int usb4_core_av_insert(struct usb4_core_av *av, const struct usb4_addr *addr,
-			fi_addr_t *fi_addr)
-{
-	struct usb4_peer *peer;
-	int ret;
-
-	ret = addr_check(av, addr);
-	if (ret)
-		return ret;
-	ret = av_reserve(av);
-	if (ret)
-		return ret;
-	peer = &av->peers[av->count];
-	if (addr->host_id == av->host_id) {
-		ret = open_shm_peer(peer, addr);
-		if (ret)
-			return ret;
-	} else {
-		set_udp_peer(peer, addr);
+	if (a->proto != USB4_WIRE_VERSION) {
+		USB4_WARN(FI_LOG_AV, "endpoint %016llx speaks usb4 wire "
+			  "version %u, this provider speaks %u: not inserted\n",
+			  (unsigned long long) le64toh(a->ep_id), a->proto,
+			  USB4_WIRE_VERSION);
+		return -FI_ECONNREFUSED;
 	}
-	peer->addr = *addr;
+	return 0;
+}
+
+/* The first kind of link that reaches addr from here. */
+static int pick_kind(const struct usb4_wire_addr *a, uint64_t host_id)
+{
+	for (size_t k = 0; k < usb4_link_kind_count; k++)
+		if (usb4_link_kinds[k]->reaches(a, host_id))
+			return (int) k;
+	return -FI_EHOSTUNREACH;
+}
+
+/* Opens the way to the peer, and its registrations when its kind reaches
+ * them without the peer's CPU. */
+static int peer_open(struct usb4_peer *peer, const struct usb4_wire_addr *a,
+		     int kind)
+{
+	const struct usb4_link_ops *ops = usb4_link_kinds[kind];
+	int ret = ops->dest_open(a, &peer->dest);
+	size_t len = 0;
+	void *table;
+
+	if (ret)
+		return ret;
+	peer->kind = (uint8_t) kind;
+	peer->addr = *a;
+	peer->id = le64toh(a->ep_id);
+	if (ops->caps & USB4_LINK_CAP_ONE_SIDED) {
+		table = ops->peer_table(peer->dest, &len);
+		peer->table = usb4_mr_table_view(table, len);
+	}
 	peer->in_use = true;
-	hash_put(av, addr->ep_id, av->count);
-	*fi_addr = av->count++;
+	return 0;
+}
+
+int usb4_core_av_insert(struct usb4_core_av *av,
+			const struct usb4_wire_addr *addr, fi_addr_t *fi_addr)
+{
+	int kind, ret;
+
+	ret = addr_check(addr);
+	if (ret)
+		return ret;
+	kind = pick_kind(addr, av->host_id);
+	if (kind < 0)
+		return kind;
+	ret = table_reserve(&av->t);
+	if (ret)
+		return ret;
+	ret = peer_open(&av->t.peers[av->t.count], addr, kind);
+	if (ret)
+		return ret;
+	*fi_addr = table_add(&av->t);
 	return 0;
 }
 
@@ -217,65 +217,138 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr)
 		return -FI_EINVAL;
 	peer_close(peer);
 	/* Indices are never reused, so removal only has to fix the hash. */
-	return hash_rebuild(av, av->cap);
+	return table_rehash(&av->t);
 }
 
 struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr)
 {
-	if (fi_addr != FI_ADDR_NOTAVAIL && (fi_addr & USB4_HIDDEN_BIT)) {
-		fi_addr &= ~USB4_HIDDEN_BIT;
-		return fi_addr < av->hidden_count ? &av->hidden[fi_addr] : NULL;
-	}
-	if (fi_addr >= av->count || !av->peers[fi_addr].in_use)
+	if (!av || fi_addr >= av->t.count || !av->t.peers[fi_addr].in_use)
 		return NULL;
-	return &av->peers[fi_addr];
-}
-
-uint64_t usb4_core_av_id(struct usb4_core_av *av, fi_addr_t fi_addr)
-{
-	struct usb4_peer *peer = usb4_core_av_peer(av, fi_addr);
-
-	return peer ? peer->addr.ep_id : 0;
-}
-
-int usb4_core_av_insert_hidden(struct usb4_core_av *av, uint64_t ep_id,
-			       const struct usb4_udp_addr *udp,
-			       fi_addr_t *fi_addr)
-{
-	struct usb4_peer *peer;
-
-	if (av->hidden_count == av->hidden_cap) {
-		size_t cap = av->hidden_cap ? av->hidden_cap * 2 : 8;
-		peer = realloc(av->hidden, cap * sizeof(*peer));
-		if (!peer)
-			return -FI_ENOMEM;
-		av->hidden = peer;
-		av->hidden_cap = cap;
-	}
-	peer = &av->hidden[av->hidden_count];
-	memset(peer, 0, sizeof(*peer));
-	peer->addr.magic = USB4_ADDR_MAGIC;
-	peer->addr.version = USB4_ADDR_VERSION;
-	peer->addr.ep_id = ep_id;
-	peer->kind = USB4_PEER_UDP;
-	peer->udp = *udp;
-	peer->in_use = true;
-	*fi_addr = USB4_HIDDEN_BIT | av->hidden_count++;
-	/* Rebuild rather than put: an inserted entry must keep precedence. */
-	return hash_rebuild(av, av->cap);
+	return &av->t.peers[fi_addr];
 }
 
 fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id)
 {
-	size_t i;
+	ssize_t i = av ? table_find(&av->t, ep_id) : -1;
 
-	if (!av || !ep_id)
+	return i < 0 ? FI_ADDR_NOTAVAIL : (fi_addr_t) i;
+}
+
+/* ---- hidden entries of one endpoint ---- */
+
+static fi_addr_t hidden_add(struct usb4_core_ep *ep, uint8_t kind,
+			    uint64_t id, int *err)
+{
+	struct usb4_peer_table *h = &ep->hidden;
+	struct usb4_link *link = ep->links[kind].link;
+	struct usb4_link_dest *dest = link->ops->dest_of ?
+				      link->ops->dest_of(link, id) : NULL;
+
+	if (!dest)
 		return FI_ADDR_NOTAVAIL;
-	i = hash_slot(ep_id, av->hash_cap);
-	while (av->hash_keys[i]) {
-		if (av->hash_keys[i] == ep_id)
-			return av->hash_vals[i];
-		i = (i + 1) & (av->hash_cap - 1);
+	if (table_reserve(h)) {
+		*err = -FI_EAGAIN;
+		return FI_ADDR_NOTAVAIL;
 	}
-	return FI_ADDR_NOTAVAIL;
+	h->peers[h->count] = (struct usb4_peer) {
+		.id = id, .kind = kind, .in_use = true, .dest = dest,
+	};
+	return USB4_HIDDEN_BIT | table_add(h);
+}
+
+static fi_addr_t hidden_find(const struct usb4_peer_table *h, uint64_t id)
+{
+	ssize_t i = table_find(h, id);
+
+	return i < 0 ? FI_ADDR_NOTAVAIL : USB4_HIDDEN_BIT | (fi_addr_t) i;
+}
+
+void usb4_hidden_fini(struct usb4_peer_table *hidden)
+{
+	/* The dests belong to the links (dest_of). */
+	table_fini(hidden);
+}
+
+/* ---- lookups ---- */
+
+struct usb4_peer *usb4_peer_of(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+{
+	if (fi_addr == FI_ADDR_NOTAVAIL || fi_addr == FI_ADDR_UNSPEC)
+		return NULL;
+	if (fi_addr & USB4_HIDDEN_BIT) {
+		fi_addr &= ~USB4_HIDDEN_BIT;
+		return fi_addr < ep->hidden.count ?
+		       &ep->hidden.peers[fi_addr] : NULL;
+	}
+	return usb4_core_av_peer(ep->av, fi_addr);
+}
+
+struct usb4_link *usb4_peer_link(struct usb4_core_ep *ep,
+				 const struct usb4_peer *peer)
+{
+	return peer ? ep->links[peer->kind].link : NULL;
+}
+
+uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+{
+	struct usb4_link *link = usb4_peer_link(ep, usb4_peer_of(ep, fi_addr));
+
+	return link ? link->ops->caps : 0;
+}
+
+/* The entry named by id, of any kind (FI_ADDR_NOTAVAIL: none). */
+static fi_addr_t entry_of(struct usb4_core_ep *ep, uint64_t id)
+{
+	fi_addr_t a = usb4_core_av_reverse(ep->av, id);
+
+	return a != FI_ADDR_NOTAVAIL ? a : hidden_find(&ep->hidden, id);
+}
+
+/* a if it is reached over this kind of link, else FI_ADDR_NOTAVAIL. */
+static fi_addr_t of_kind(struct usb4_core_ep *ep, fi_addr_t a, uint8_t kind)
+{
+	struct usb4_peer *peer = usb4_peer_of(ep, a);
+
+	return peer && peer->kind == kind ? a : FI_ADDR_NOTAVAIL;
+}
+
+fi_addr_t usb4_peer_find(struct usb4_core_ep *ep, uint8_t kind, uint64_t id)
+{
+	return of_kind(ep, entry_of(ep, id), kind);
+}
+
+fi_addr_t usb4_peer_resolve(struct usb4_core_ep *ep, uint8_t kind,
+			    uint64_t id, int *err)
+{
+	fi_addr_t a = entry_of(ep, id);
+
+	*err = 0;
+	/* Known by that id over another kind of link: nobody. */
+	if (a != FI_ADDR_NOTAVAIL)
+		return of_kind(ep, a, kind);
+	return hidden_add(ep, kind, id, err);
+}
+
+bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a, fi_addr_t b)
+{
+	struct usb4_peer *pa, *pb;
+
+	if (a == b)
+		return true;
+	pa = usb4_peer_of(ep, a);
+	pb = usb4_peer_of(ep, b);
+	return pa && pb && pa->id == pb->id && pa->kind == pb->kind;
+}
+
+fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
+{
+	struct usb4_peer *peer, *inserted;
+	fi_addr_t b;
+
+	if (a == FI_ADDR_NOTAVAIL || !(a & USB4_HIDDEN_BIT))
+		return a;
+	peer = usb4_peer_of(ep, a);
+	b = peer ? usb4_core_av_reverse(ep->av, peer->id) : FI_ADDR_NOTAVAIL;
+	inserted = usb4_core_av_peer(ep->av, b);
+	return inserted && inserted->kind == peer->kind ? b : FI_ADDR_NOTAVAIL;
 }

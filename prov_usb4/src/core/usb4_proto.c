@@ -1,21 +1,16 @@
 /*
- * Protocols on the send side and frame dispatch on the receive side.
+ * Sends.
  *
  *   eager       payload <= the peer's eager limit: header + payload in one
  *               frame; the send completes at once unless FI_DELIVERY_COMPLETE
  *               asks for an ACK.
- *   rendezvous  larger: an RTS frame announces the message.  A same-host
- *               receiver copies it with one cross-memory-attach read straight
- *               into the posted buffer (also when the RTS waited as
- *               unexpected); a receiver on another host answers CTS and the
- *               sender streams DATA frames (usb4_stream.c).  FIN completes
- *               the send.
+ *   rendezvous  larger: an RTS frame announces the message.  A receiver
+ *               whose link reads the sender's memory (USB4_LINK_CAP_BULK_READ)
+ *               copies it straight into the posted buffer; any other answers
+ *               CTS and the sender streams DATA frames (usb4_stream.c).  FIN
+ *               completes the send.
  */
-#include <errno.h>
-#include <signal.h>
-#include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "usb4_proto.h"
 
@@ -58,8 +53,8 @@ static struct usb4_tx_op *send_op_start(struct usb4_core_ep *ep,
 					const struct usb4_send_args *a,
 					size_t len, uint64_t *msg_id)
 {
-	struct usb4_tx_op *op = usb4_proto_op_start(ep, a->dest, a->context,
-			len, send_cqe_flags(a->flags) | (a->flags & FI_COMPLETION),
+	struct usb4_tx_op *op = usb4_op_start(ep, a->dest, a->context, len,
+			send_cqe_flags(a->flags) | (a->flags & FI_COMPLETION),
 			ep->tx_cntr, msg_id);
 
 	if (op)
@@ -67,6 +62,8 @@ static struct usb4_tx_op *send_op_start(struct usb4_core_ep *ep,
 	return op;
 }
 
+/* Posts header + payload; an eager send without delivery ack completes
+ * now, so its completion is reserved first. */
 static ssize_t send_eager(struct usb4_core_ep *ep,
 			  const struct usb4_send_args *a, size_t len)
 {
@@ -83,15 +80,19 @@ static ssize_t send_eager(struct usb4_core_ep *ep,
 		if (!op)
 			return -FI_EAGAIN;
 		f.flags |= USB4_WF_ACK_REQ;
+	} else if (usb4_cq_queue_reserve(ep->tx_cq)) {
+		return -FI_EAGAIN;
 	}
 	usb4_wire_build(&hdr, &f);
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	memcpy(&iov[1], a->iov, a->iov_count * sizeof(*iov));
-	ret = usb4_transport_post(ep, a->dest, iov, a->iov_count + 1);
+	ret = usb4_post(ep, a->dest, iov, a->iov_count + 1);
 	if (ret) {
 		if (op)
-			usb4_proto_op_free(ep, op);
+			usb4_op_abort(ep, op);
+		else
+			usb4_cq_queue_unreserve(ep->tx_cq);
 		return ret;
 	}
 	ep->stats.eager_sent++;
@@ -100,8 +101,8 @@ static ssize_t send_eager(struct usb4_core_ep *ep,
 	return 0;
 }
 
-/* The RTS names the sender's buffer: a same-host receiver reads it directly;
- * one on another host asks for it with CTS. */
+/* The RTS names the sender's buffer for a receiver that reads it itself;
+ * others get no addresses (they ask for the bytes with CTS). */
 static ssize_t send_rndv(struct usb4_core_ep *ep,
 			 const struct usb4_send_args *a, size_t len)
 {
@@ -110,6 +111,8 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 		struct usb4_wire_rts rts;
 		struct usb4_wire_iov iov[USB4_IOV_LIMIT];
 	} msg;
+	bool bulk = usb4_peer_caps(ep, a->dest) & USB4_LINK_CAP_BULK_READ;
+	size_t n = bulk ? a->iov_count : 0;
 	struct iovec iov;
 	struct usb4_frame f;
 	struct usb4_tx_op *op;
@@ -123,130 +126,53 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 		return -FI_EAGAIN;
 	memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
 	op->stream.iov_count = a->iov_count;
-	f.payload_len = sizeof(msg.rts) + a->iov_count * sizeof(msg.iov[0]);
+	f.payload_len = sizeof(msg.rts) + n * sizeof(msg.iov[0]);
 	usb4_wire_build(&msg.hdr, &f);
-	msg.rts.pid = htole32(getpid());
-	msg.rts.iov_count = htole32(a->iov_count);
-	for (size_t i = 0; i < a->iov_count; i++) {
+	msg.rts.iov_count = htole32(n);
+	msg.rts.reserved = 0;
+	for (size_t i = 0; i < n; i++) {
 		msg.iov[i].addr = htole64((uintptr_t) a->iov[i].iov_base);
 		msg.iov[i].len = htole64(a->iov[i].iov_len);
 	}
 	iov.iov_base = &msg;
 	iov.iov_len = sizeof(msg.hdr) + f.payload_len;
-	ret = usb4_transport_post(ep, a->dest, &iov, 1);
+	ret = usb4_post(ep, a->dest, &iov, 1);
 	if (ret) {
-		usb4_proto_op_free(ep, op);
+		usb4_op_abort(ep, op);
 		return ret;
 	}
 	ep->stats.rndv_sent++;
 	return 0;
 }
 
-/* A same-host peer is alive while its process is. */
-static bool shm_peer_alive(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+static bool iov_valid(const struct iovec *iov, size_t count)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, fi_addr);
-
-	if (!peer || peer->kind != USB4_PEER_SHM)
-		return peer != NULL;	/* udp peers: rel decides */
-	return kill(usb4_shm_peer_pid(peer->shm), 0) == 0 || errno != ESRCH;
+	for (size_t i = 0; i < count; i++)
+		if (!iov[i].iov_base && iov[i].iov_len)
+			return false;
+	return true;
 }
 
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
-	size_t len = usb4_iov_len(a->iov, a->iov_count);
+	size_t len;
 	ssize_t ret;
+	int state;
 
-	if (!peer)
+	if (!usb4_peer_of(ep, a->dest) || a->iov_count > USB4_IOV_LIMIT ||
+	    !iov_valid(a->iov, a->iov_count))
 		return -FI_EINVAL;
-	if (a->iov_count > USB4_IOV_LIMIT)
-		return -FI_EINVAL;
+	len = usb4_iov_len(a->iov, a->iov_count);
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	ret = len <= usb4_transport_eager_max(ep, peer) ?
-	      send_eager(ep, a, len) : send_rndv(ep, a, len);
-	/* A full inbox nobody drains any more is a dead peer, not backpressure. */
-	if (ret == -FI_EAGAIN && !shm_peer_alive(ep, a->dest))
-		ret = -FI_EHOSTUNREACH;
+	ret = len <= usb4_eager_max(ep, a->dest) ? send_eager(ep, a, len) :
+						   send_rndv(ep, a, len);
+	/* No room at a peer that no longer answers: not backpressure. */
+	if (ret == -FI_EAGAIN && (state = usb4_peer_state(ep, a->dest)))
+		ret = state;
 	return ret;
 }
 
-/*
- * Ops waiting for a FIN or ACK from a same-host peer whose process is gone
- * would wait forever: fail them with FI_EHOSTUNREACH.
- */
-void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep)
-{
-	usb4_proto_ops_fail(ep, FI_ADDR_UNSPEC, FI_EHOSTUNREACH, shm_peer_alive);
-}
-
-/* rel gave up on a udp peer: everything to or from it ends in error. */
-void usb4_proto_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer)
-{
-	USB4_WARN(FI_LOG_EP_DATA, "peer %llu stopped answering: failing its "
-		  "operations\n", (unsigned long long) peer);
-	usb4_proto_drop_ctrl(ep, peer);
-	usb4_stream_peer_dead(ep, peer);
-	usb4_proto_ops_fail(ep, peer, FI_EHOSTUNREACH, NULL);
-}
-
-/* ---- receive-side dispatch ---- */
-
-static void handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
-			fi_addr_t src)
-{
-	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
-	int64_t status = (int64_t) f->data;
-
-	if (!op || (src != FI_ADDR_NOTAVAIL && !usb4_same_peer(ep, op->dest, src))) {
-		ep->stats.dropped_unknown_op++;
-		return;
-	}
-	usb4_proto_op_done(ep, op, status < 0 ? (int) -status : 0);
-}
-
-static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
-		     struct iovec *riov)
-{
-	struct usb4_wire_rts rts;
-	struct usb4_wire_iov wiov;
-	const char *p = f->payload;
-
-	memcpy(&rts, p, sizeof(rts));
-	m->pid = le32toh(rts.pid);
-	m->riov_count = le32toh(rts.iov_count);
-	for (size_t i = 0; i < m->riov_count; i++) {
-		memcpy(&wiov, p + sizeof(rts) + i * sizeof(wiov), sizeof(wiov));
-		riov[i].iov_base = (void *) (uintptr_t) le64toh(wiov.addr);
-		riov[i].iov_len = le64toh(wiov.len);
-	}
-	m->riov = riov;
-}
-
-static void handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
-			   fi_addr_t src)
-{
-	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
-	struct usb4_msg_in m = {
-		.type = f->type,
-		.wflags = f->flags,
-		.src = src,
-		.tag = f->tag,
-		.data = f->data,
-		.msg_id = f->msg_id,
-		.total_len = f->total_len,
-		.payload = f->payload,
-	};
-
-	if (m.src == FI_ADDR_NOTAVAIL)
-		ep->stats.unknown_src++;
-	if (f->type == USB4_FRAME_RTS)
-		rts_iovs(f, &m, riov);
-	usb4_match_arrival(ep, &m);
-}
-
-/* An RMA write with remote CQ data landed in our memory. */
 void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
 				 uint64_t data, uint64_t len)
 {
@@ -254,66 +180,9 @@ void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
 		.flags = FI_RMA | FI_REMOTE_WRITE | FI_REMOTE_CQ_DATA,
 		.len = len,
 		.data = data,
-		.src = src,
+		.src = usb4_report_src(ep, src),
 	};
 
-	/* The write itself is counted where it landed (usb4_shm_*_count_rma). */
+	/* The write itself is counted where it landed. */
 	usb4_core_report(ep->rx_cq, NULL, &e, true);
-}
-
-void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
-				uint64_t data, uint64_t len)
-{
-	usb4_proto_send_ctrl(ep, dest, USB4_FRAME_WRITE_DATA, 0, (int64_t) data,
-			     len);
-}
-
-/* Frames only peers in our AV may send: a reply needs the way back. */
-static bool needs_known_src(uint8_t type)
-{
-	return type != USB4_FRAME_EAGER && type != USB4_FRAME_RTS &&
-	       type != USB4_FRAME_WRITE_DATA;
-}
-
-void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f)
-{
-	fi_addr_t src = usb4_core_av_reverse(ep->av, f->src_id);
-
-	if (src == FI_ADDR_NOTAVAIL && needs_known_src(f->type)) {
-		ep->stats.unknown_src++;
-		return;
-	}
-	switch (f->type) {
-	case USB4_FRAME_WRITE_DATA:
-		usb4_proto_remote_write_cqe(ep, src, f->data, f->total_len);
-		break;
-	case USB4_FRAME_EAGER:
-	case USB4_FRAME_RTS:
-		handle_message(ep, f, src);
-		break;
-	case USB4_FRAME_FIN:
-	case USB4_FRAME_ACK:
-		handle_done(ep, f, src);
-		break;
-	case USB4_FRAME_CTS:
-		usb4_stream_handle_cts(ep, f, src);
-		break;
-	case USB4_FRAME_DATA:
-		usb4_stream_handle_data(ep, f, src);
-		break;
-	case USB4_FRAME_WRITE_REQ:
-		usb4_rma_udp_handle_write(ep, f, src);
-		break;
-	case USB4_FRAME_READ_REQ:
-		usb4_rma_udp_handle_read(ep, f, src);
-		break;
-	case USB4_FRAME_ATOMIC_REQ:
-		usb4_rma_udp_handle_atomic(ep, f, src);
-		break;
-	case USB4_FRAME_ATOMIC_RESP:
-		usb4_rma_udp_handle_atomic_resp(ep, f, src);
-		break;
-	default:
-		ep->stats.dropped[USB4_WIRE_TYPE_BAD]++;
-	}
 }

@@ -1,10 +1,10 @@
-/* Internal to the core: protocol and matching entry points. */
+/* Internal to the core: how its files reach each other. */
 #ifndef USB4_PROTO_H
 #define USB4_PROTO_H
 
 #include "usb4_core.h"
 
-/* An incoming message, from a frame just taken off the link or from the
+/* An incoming message, from a frame just taken off a link or from the
  * unexpected queue. */
 struct usb4_msg_in {
 	uint8_t type;		/* USB4_FRAME_EAGER or USB4_FRAME_RTS */
@@ -12,33 +12,54 @@ struct usb4_msg_in {
 	fi_addr_t src;
 	uint64_t tag, data, msg_id, total_len;
 	const void *payload;	/* eager bytes */
-	pid_t pid;		/* rendezvous source process */
-	size_t riov_count;
+	size_t riov_count;	/* rendezvous: where the bytes wait */
 	const struct iovec *riov;
 };
 
+/* ---- usb4_peer.c: who is who ---- */
+
+/* The peer behind an fi_addr: an AV entry or a hidden one; NULL if none. */
+struct usb4_peer *usb4_peer_of(struct usb4_core_ep *ep, fi_addr_t fi_addr);
+/* The endpoint's link that reaches peer (NULL: that kind is not open). */
+struct usb4_link *usb4_peer_link(struct usb4_core_ep *ep,
+				 const struct usb4_peer *peer);
+uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr);
+/* The fi_addr of the sender of a frame that came on a link of this kind:
+ * its AV entry when it has one of that kind, else a hidden entry (made
+ * now).  FI_ADDR_NOTAVAIL when the link cannot say how to reach it back;
+ * -FI_EAGAIN (in *err) when memory ran out. */
+fi_addr_t usb4_peer_resolve(struct usb4_core_ep *ep, uint8_t kind,
+			    uint64_t id, int *err);
+/* The same without making a hidden entry. */
+fi_addr_t usb4_peer_find(struct usb4_core_ep *ep, uint8_t kind, uint64_t id);
 /* Whether two fi_addrs name the same peer (a hidden entry and the one the
  * application inserted later do). */
-static inline bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a,
-				  fi_addr_t b)
-{
-	uint64_t id;
-
-	if (a == b)
-		return true;
-	id = usb4_core_av_id(ep->av, a);
-	return id && id == usb4_core_av_id(ep->av, b);
-}
-
+bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a, fi_addr_t b);
 /* The source to report for a peer: its inserted fi_addr, if it has one. */
-static inline fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
-{
-	uint64_t id = usb4_core_av_id(ep->av, a);
+fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a);
+void usb4_hidden_fini(struct usb4_peer_table *hidden);
 
-	return usb4_core_av_visible(id ? usb4_core_av_reverse(ep->av, id) : a);
-}
+/* ---- usb4_post.c: frames to a peer over its link ---- */
 
-/* usb4_iov.c: iovec arithmetic */
+int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
+	      const struct iovec *iov, int count);
+/* The last nref buffers are sent from where they are (if the link can):
+ * unchanged until the peer has them or usb4_release(dest, owner). */
+int usb4_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
+		  const struct iovec *iov, int count, int nref, uint64_t owner);
+void usb4_release(struct usb4_core_ep *ep, fi_addr_t dest, uint64_t owner);
+/* A mark after everything posted to dest so far, and whether dest has
+ * acknowledged all of that. */
+uint32_t usb4_mark(struct usb4_core_ep *ep, fi_addr_t dest);
+bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark);
+/* Largest eager payload, and largest DATA payload, towards a peer. */
+size_t usb4_eager_max(struct usb4_core_ep *ep, fi_addr_t dest);
+size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest);
+/* 0 while dest answers, else why not (negative FI_E*). */
+int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);
+
+/* ---- usb4_iov.c: iovec arithmetic ---- */
+
 size_t usb4_iov_len(const struct iovec *iov, size_t count);
 /* Describes bytes [off, off + len) of an iov list in out; returns entries. */
 int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
@@ -47,113 +68,111 @@ int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
 void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 		      const void *src, size_t len);
 
-/* usb4_proto.c: sends and dispatch */
-void usb4_proto_handle(struct usb4_core_ep *ep, const struct usb4_frame *f);
+/* ---- usb4_dispatch.c: frames in ---- */
+
+/* The sink every link of an endpoint hands frames to. */
+struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el);
+/* A peer is down: everything to or from it ends in error (err < 0). */
+void usb4_proto_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err);
+/* Pending work whose peers no longer answer ends in error. */
 void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep);
-void usb4_proto_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer);
-void usb4_proto_send_write_data(struct usb4_core_ep *ep, fi_addr_t dest,
-				uint64_t data, uint64_t len);
+/* A status a peer sent, as a local code: 0 or a negative FI_E* we know. */
+int usb4_peer_status(uint64_t wire_status);
+
+/* ---- usb4_proto.c: sends ---- */
+
 void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
 				 uint64_t data, uint64_t len);
 
-/* usb4_ctrl.c: answers, queued while they cannot go out */
-void usb4_proto_send_ctrl(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint8_t type, uint64_t msg_id, int64_t status,
-			  uint64_t len);
-void usb4_proto_send_resp(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint64_t msg_id, int64_t status, const void *data,
-			  size_t len);
-void usb4_proto_flush_ctrl(struct usb4_core_ep *ep);
-void usb4_proto_drop_ctrl(struct usb4_core_ep *ep, fi_addr_t dest);
+/* ---- usb4_ctrl.c: answers ---- */
 
-/* usb4_tx_ops.c: operations waiting for their peer */
-struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
-				       void *context, size_t len,
-				       uint64_t flags, struct usb4_counter *cntr,
-				       uint64_t *msg_id);
-void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op);
-struct usb4_tx_op *usb4_proto_op(struct usb4_core_ep *ep, uint64_t msg_id);
-void usb4_proto_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op,
-			int err);
-void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
-			 bool (*alive)(struct usb4_core_ep *, fi_addr_t));
+/* Fills and sends ctrl (status: 0 or negative FI_E*); if the peer has no
+ * room it waits, in order, on ep->ctrl_pending. */
+void usb4_ctrl_send(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+		    fi_addr_t dest, uint8_t type, uint64_t msg_id,
+		    int64_t status, uint64_t len);
+/* The same with a payload, which must live until the frame left. */
+void usb4_ctrl_send_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			 fi_addr_t dest, uint8_t type, uint64_t msg_id,
+			 int64_t status, const void *data, size_t len);
+/* A ctrl of its own, freed once sent; NULL when memory ran out. */
+struct usb4_ctrl *usb4_ctrl_new(size_t payload);
+/* The owner goes: free it now, or once its ctrl left (done(ep, ctrl)). */
+void usb4_ctrl_then(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+		    void (*done)(struct usb4_core_ep *, struct usb4_ctrl *));
+void usb4_ctrl_unqueue(struct usb4_ctrl *ctrl);
+void usb4_ctrl_flush(struct usb4_core_ep *ep);
+/* Answers for a dead peer would wait forever: drop them. */
+void usb4_ctrl_drop(struct usb4_core_ep *ep, fi_addr_t dest);
 
-/* usb4_transport.c: frames to and from peers over their link */
-int usb4_transport_post(struct usb4_core_ep *ep, fi_addr_t dest,
-			const struct iovec *iov, int count);
-/* Like usb4_transport_post, but over udp the last nref buffers are sent
- * from where they are (shm copies them): they must stay unchanged until the
- * frame is acknowledged or usb4_transport_unref(dest, owner). */
-int usb4_transport_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
-			    const struct iovec *iov, int count, int nref,
-			    uint64_t owner);
-/* From now on owner may reuse what it posted to dest by reference. */
-void usb4_transport_unref(struct usb4_core_ep *ep, fi_addr_t dest,
-			  uint64_t owner);
-/* Before a frame's payload is written to bytes [off, off + len) of iov:
- * datagrams received but not handed up yet whose holes lie there are moved
- * out of the way (usb4_udp_evacuate). */
-void usb4_transport_clear_way(struct usb4_core_ep *ep, const struct iovec *iov,
-			      size_t count, uint64_t off, size_t len);
-/* A mark after everything posted to dest so far, and whether dest has
- * acknowledged all of that (true when nothing can be resent). */
-uint32_t usb4_transport_mark(struct usb4_core_ep *ep, fi_addr_t dest);
-bool usb4_transport_settled(struct usb4_core_ep *ep, fi_addr_t dest,
-			    uint32_t mark);
-size_t usb4_transport_eager_max(const struct usb4_core_ep *ep,
-				const struct usb4_peer *peer);
-size_t usb4_transport_chunk_max(const struct usb4_core_ep *ep);
-int usb4_transport_progress_udp(struct usb4_core_ep *ep);
-void usb4_transport_wait_us(struct usb4_core_ep *ep, int64_t timeout_us);
-void usb4_transport_close(struct usb4_core_ep *ep);
+/* ---- usb4_tx_ops.c: operations waiting for their peer ---- */
 
-/* usb4_stream.c: bulk data over udp */
+/* Reserves the op's completion too: NULL (-FI_EAGAIN) when none is free. */
+struct usb4_tx_op *usb4_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
+				 void *context, size_t len, uint64_t flags,
+				 struct usb4_counter *cntr, uint64_t *msg_id);
+/* Gives the op back unfinished (its post failed): unreserves. */
+void usb4_op_abort(struct usb4_core_ep *ep, struct usb4_tx_op *op);
+struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id);
+/* Completes an op (err: 0 or negative FI_E*) and frees it. */
+void usb4_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err);
+/* Fails every op waiting for dest. */
+void usb4_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err);
+
+/* ---- usb4_stream.c: bulk data as DATA frames ---- */
+
 void usb4_stream_start(struct usb4_core_ep *ep, struct usb4_stream *s,
 		       uint64_t limit);
 void usb4_stream_stop(struct usb4_stream *s);
 void usb4_stream_release(struct usb4_core_ep *ep, struct usb4_stream *s);
 void usb4_stream_progress(struct usb4_core_ep *ep);
-void usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
-			    fi_addr_t src);
-/* Where the next DATA frames should be received: holes after hdr_len bytes
- * of each datagram (usb4_udp_place_fn). */
-int usb4_xfer_predict(struct usb4_core_ep *ep, size_t hdr_len,
-		      struct usb4_udp_hole *holes, int max);
-void usb4_stream_handle_data(struct usb4_core_ep *ep,
-			     const struct usb4_frame *f, fi_addr_t src);
-void usb4_stream_peer_dead(struct usb4_core_ep *ep, fi_addr_t peer);
+int usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			   fi_addr_t src);
+int usb4_stream_handle_data(struct usb4_core_ep *ep,
+			    const struct usb4_frame *f, fi_addr_t src);
+/* Ends a stream unfinished (a read response tells its initiator err). */
+void usb4_stream_end(struct usb4_core_ep *ep, struct usb4_stream *s, int err);
+void usb4_stream_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err);
+void usb4_stream_forget_region(struct usb4_core_ep *ep, uint32_t slot);
 void usb4_stream_close(struct usb4_core_ep *ep);
-struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep, enum usb4_xfer_kind kind,
-				fi_addr_t src, uint64_t msg_id);
+struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep,
+				enum usb4_xfer_kind kind, fi_addr_t src,
+				uint64_t msg_id);
+/* The buffer is set: frames may land (opens the link's zone). */
+void usb4_xfer_arm(struct usb4_core_ep *ep, struct usb4_xfer *x,
+		   uint64_t want);
 void usb4_xfer_free(struct usb4_core_ep *ep, struct usb4_xfer *x);
+/* The transfer ends (err: 0 or negative FI_E*): answers, completes. */
 void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err);
 void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 			 uint64_t msg_id);
 
-/* usb4_rma_udp.c: RMA and atomics with peers on other hosts */
-ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
-		     size_t len);
-ssize_t usb4_atomic_udp(struct usb4_core_ep *ep,
-			const struct usb4_atomic_args *a, size_t count,
-			uint64_t flags);
-void usb4_rma_udp_handle_write(struct usb4_core_ep *ep,
-			       const struct usb4_frame *f, fi_addr_t src);
-void usb4_rma_udp_handle_read(struct usb4_core_ep *ep,
-			      const struct usb4_frame *f, fi_addr_t src);
-void usb4_rma_udp_handle_atomic(struct usb4_core_ep *ep,
-				const struct usb4_frame *f, fi_addr_t src);
-void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
-				     const struct usb4_frame *f, fi_addr_t src);
+/* ---- usb4_rma_frames.c: RMA and atomics as frames ---- */
 
-/* usb4_match.c */
-void usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
-/* Completes a receive whose bytes arrived (err: positive FI_E* or 0). */
+ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+			size_t len);
+ssize_t usb4_atomic_frames(struct usb4_core_ep *ep,
+			   const struct usb4_atomic_args *a, size_t count,
+			   uint64_t flags);
+int usb4_rma_handle_write(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			  fi_addr_t src);
+int usb4_rma_handle_read(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			 fi_addr_t src);
+int usb4_rma_handle_atomic(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			   fi_addr_t src);
+int usb4_rma_handle_atomic_resp(struct usb4_core_ep *ep,
+				const struct usb4_frame *f, fi_addr_t src);
+/* A remote access to our memory that arrived as frames, for FI_RMA_EVENT. */
+void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write);
+
+/* ---- usb4_match.c ---- */
+
+/* A message arrived: deliver it or queue it; -FI_EAGAIN: not now. */
+int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
+/* Completes a receive whose bytes arrived (err: 0 or negative FI_E*). */
 void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
 		       uint64_t total_len, int err, bool want_cqe);
-/* Places a message into a posted receive, answers the sender, completes.
- * Frees the receive, and returns true, unless it is a multi-receive buffer
- * with room left. */
-bool usb4_match_deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
-			const struct usb4_msg_in *m);
+/* Counts a completion on a counter and wakes its waiters. */
+void usb4_count(struct usb4_counter *cntr, bool ok);
 
 #endif /* USB4_PROTO_H */

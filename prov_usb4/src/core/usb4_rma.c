@@ -1,28 +1,37 @@
 /*
- * RMA and atomics on the shm link: one-sided in earnest.  The initiator checks
- * key, rights and bounds in the target's published registry, pins the
- * regions, and moves the data with one cross-memory-attach copy; atomics do a
- * read-modify-write under the target's atomics lock.  The target's CPU only
- * sees remote CQ data (fi_writedata) and counts.  Everything completes before
- * the call returns, so each completion has FI_DELIVERY_COMPLETE meaning.
+ * RMA and atomics, and the one-sided way to do them: over a link with
+ * USB4_LINK_CAP_ONE_SIDED the initiator checks key, rights and bounds in the
+ * target's registration table, pins the regions, and moves the data with
+ * the link's bulk copy; atomics do a read-modify-write under the target's
+ * atomics lock.  The target's CPU only sees remote CQ data (fi_writedata)
+ * and counts.  Everything completes before the call returns, so each
+ * completion has FI_DELIVERY_COMPLETE meaning.  Other links carry RMA as
+ * frames (usb4_rma_frames.c).
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include "usb4_atomic.h"
 #include "usb4_proto.h"
 
+/* Whether the peer's link reaches its memory without its CPU. */
+static bool one_sided(struct usb4_core_ep *ep, const struct usb4_peer *peer)
+{
+	struct usb4_link *link = usb4_peer_link(ep, peer);
+
+	return link && (link->ops->caps & USB4_LINK_CAP_ONE_SIDED);
+}
+
 /* Pins every remote segment, or none: a refused access touches nothing. */
 static int pin_all(struct usb4_peer *peer, const struct fi_rma_iov *rma,
-		   size_t count, uint64_t access, struct usb4_shm_pin *pins,
+		   size_t count, uint64_t access, struct usb4_pin *pins,
 		   struct iovec *remote)
 {
 	for (size_t i = 0; i < count; i++) {
-		int ret = peer->reg ? usb4_shm_pin(peer->reg, rma[i].key,
-						   rma[i].addr, rma[i].len,
-						   access, &pins[i]) :
-				      -FI_EACCES;
+		int ret = usb4_mr_pin(peer->table, rma[i].key, rma[i].addr,
+				      rma[i].len, access, &pins[i]);
 		if (ret) {
-			usb4_shm_unpin_all(pins, i);
+			usb4_mr_unpin_all(pins, i);
 			return ret;
 		}
 		remote[i].iov_base = (void *) (uintptr_t) pins[i].va;
@@ -49,33 +58,42 @@ static void rma_complete(struct usb4_core_ep *ep, uint64_t flags, void *context,
 				 (flags & FI_COMPLETION) && !(flags & FI_INJECT));
 }
 
-static int rma_move(struct usb4_peer *peer, const struct usb4_rma_args *a,
-		    size_t len)
+static int rma_move(struct usb4_link *link, struct usb4_peer *peer,
+		    const struct usb4_rma_args *a, size_t len)
 {
 	bool write = a->flags & FI_WRITE;
-	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	struct usb4_pin pins[USB4_IOV_LIMIT];
 	struct iovec remote[USB4_IOV_LIMIT];
-	pid_t pid = usb4_shm_peer_pid(peer->shm);
 	int ret;
 
 	ret = pin_all(peer, a->rma_iov, a->rma_count,
 		      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, pins, remote);
 	if (ret)
 		return ret;
-	ret = write ? usb4_shm_bulk_write(pid, a->iov, a->iov_count, remote,
-					  a->rma_count, len) :
-		      usb4_shm_bulk_read(pid, a->iov, a->iov_count, remote,
-					 a->rma_count, len);
-	usb4_shm_unpin_all(pins, a->rma_count);
+	ret = write ? link->ops->bulk_write(peer->dest, a->iov, a->iov_count,
+					    remote, a->rma_count, len) :
+		      link->ops->bulk_read(peer->dest, a->iov, a->iov_count,
+					   remote, a->rma_count, len);
+	usb4_mr_unpin_all(pins, a->rma_count);
 	if (!ret)
-		usb4_shm_peer_count_rma(peer->shm, write);
+		link->ops->count_remote(peer->dest, write);
 	return ret;
+}
+
+/* Tells the target a write with remote CQ data landed: its storage is got
+ * before the write, so the notice cannot be lost. */
+static void send_write_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			    const struct usb4_rma_args *a, size_t len)
+{
+	usb4_ctrl_send(ep, ctrl, a->dest, USB4_FRAME_WRITE_DATA, 0,
+		       (int64_t) a->data, len);
 }
 
 ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
+	struct usb4_peer *peer = usb4_peer_of(ep, a->dest);
 	size_t len = usb4_iov_len(a->iov, a->iov_count), rlen = 0;
+	struct usb4_ctrl *notice = NULL;
 	int ret;
 
 	if (!peer || a->iov_count > USB4_IOV_LIMIT ||
@@ -87,12 +105,24 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	if (peer->kind == USB4_PEER_UDP)
-		return usb4_rma_udp(ep, a, len);
-	ret = rma_move(peer, a, len);
-	if (!ret && (a->flags & FI_REMOTE_CQ_DATA))
-		usb4_proto_send_write_data(ep, a->dest, a->data, len);
-	rma_complete(ep, a->flags | FI_RMA, a->context, len, -ret);
+	if (!one_sided(ep, peer))
+		return usb4_rma_frames(ep, a, len);
+	if ((a->flags & FI_REMOTE_CQ_DATA) && !(notice = usb4_ctrl_new(0)))
+		return -FI_EAGAIN;
+	if (usb4_cq_queue_reserve(ep->tx_cq)) {
+		free(notice);
+		return -FI_EAGAIN;
+	}
+	ret = rma_move(usb4_peer_link(ep, peer), peer, a, len);
+	if (notice && !ret)
+		send_write_data(ep, notice, a, len);
+	else
+		free(notice);
+	if (ret == -FI_EAGAIN) {	/* the region is busy: nothing moved */
+		usb4_cq_queue_unreserve(ep->tx_cq);
+		return ret;
+	}
+	rma_complete(ep, a->flags | FI_RMA, a->context, len, ret);
 	return 0;
 }
 
@@ -105,23 +135,21 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
  */
 static int atomic_pin_all(struct usb4_peer *peer,
 			  const struct usb4_atomic_args *a, size_t size,
-			  struct usb4_shm_pin *pins)
+			  struct usb4_pin *pins)
 {
 	size_t align = size > 8 ? 8 : size;
 	uint64_t access = usb4_atomic_access(a->kind, a->op);
 
 	for (size_t i = 0; i < a->rma_count; i++) {
-		int ret = peer->reg ? usb4_shm_pin(peer->reg, a->rma[i].key,
-						   a->rma[i].addr,
-						   a->rma[i].count * size,
-						   access, &pins[i]) :
-				      -FI_EACCES;
+		int ret = usb4_mr_pin(peer->table, a->rma[i].key,
+				      a->rma[i].addr, a->rma[i].count * size,
+				      access, &pins[i]);
 		if (!ret && pins[i].va % align) {
-			usb4_shm_unpin(&pins[i]);
+			usb4_mr_unpin(&pins[i]);
 			ret = -FI_EINVAL;
 		}
 		if (ret) {
-			usb4_shm_unpin_all(pins, i);
+			usb4_mr_unpin_all(pins, i);
 			return ret;
 		}
 	}
@@ -129,28 +157,28 @@ static int atomic_pin_all(struct usb4_peer *peer,
 }
 
 /* Read, compute, write back: one pinned segment, under the target's lock. */
-static int atomic_segment(struct usb4_peer *peer, const struct usb4_atomic_args *a,
-			  const struct fi_rma_ioc *r,
-			  const struct usb4_shm_pin *pin, char *src, char *cmp,
-			  char *old, size_t size)
+static int atomic_segment(struct usb4_link *link, struct usb4_peer *peer,
+			  const struct usb4_atomic_args *a,
+			  const struct fi_rma_ioc *r, const struct usb4_pin *pin,
+			  char *src, char *cmp, char *old, size_t size)
 {
 	size_t len = r->count * size;
 	char now[USB4_ATOMIC_MAX_BYTES];
 	struct iovec l = { .iov_base = now, .iov_len = len };
 	struct iovec rem = { .iov_base = (void *) (uintptr_t) pin->va,
 			     .iov_len = len };
-	pid_t pid = usb4_shm_peer_pid(peer->shm);
 	int ret;
 
-	usb4_shm_atomic_lock(peer->reg);
-	ret = usb4_shm_bulk_read(pid, &l, 1, &rem, 1, len);
+	usb4_mr_atomic_lock(peer->table);
+	ret = link->ops->bulk_read(peer->dest, &l, 1, &rem, 1, len);
 	if (!ret) {
 		memcpy(old, now, len);
 		usb4_atomic_calc(a->dt, a->op, r->count, now, src, cmp);
 		if (a->op != FI_ATOMIC_READ)
-			ret = usb4_shm_bulk_write(pid, &l, 1, &rem, 1, len);
+			ret = link->ops->bulk_write(peer->dest, &l, 1, &rem, 1,
+						    len);
 	}
-	usb4_shm_atomic_unlock(peer->reg);
+	usb4_mr_atomic_unlock(peer->table);
 	return ret;
 }
 
@@ -196,13 +224,13 @@ static int atomic_check(const struct usb4_atomic_args *a, size_t *count)
 	return 0;
 }
 
-static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
-		      size_t count)
+static int atomic_run(struct usb4_link *link, struct usb4_peer *peer,
+		      const struct usb4_atomic_args *a, size_t count)
 {
 	size_t size = usb4_atomic_size(a->dt);
 	char src[USB4_ATOMIC_MAX_BYTES], cmp[USB4_ATOMIC_MAX_BYTES];
 	char old[USB4_ATOMIC_MAX_BYTES];
-	struct usb4_shm_pin pins[USB4_IOV_LIMIT];
+	struct usb4_pin pins[USB4_IOV_LIMIT];
 	size_t done = 0;
 	int ret = 0;
 
@@ -216,12 +244,12 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < a->rma_count && !ret; i++) {
-		ret = atomic_segment(peer, a, &a->rma[i], &pins[i],
+		ret = atomic_segment(link, peer, a, &a->rma[i], &pins[i],
 				     src + done * size, cmp + done * size,
 				     old + done * size, size);
 		done += a->rma[i].count;
 	}
-	usb4_shm_unpin_all(pins, a->rma_count);
+	usb4_mr_unpin_all(pins, a->rma_count);
 	if (!ret && a->kind != USB4_ATOMIC_BASE)
 		usb4_atomic_scatter(a->res, a->res_count, size, old, count * size);
 	return ret;
@@ -230,9 +258,10 @@ static int atomic_run(struct usb4_peer *peer, const struct usb4_atomic_args *a,
 ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 			 const struct usb4_atomic_args *a)
 {
-	struct usb4_peer *peer = usb4_core_av_peer(ep->av, a->dest);
+	struct usb4_peer *peer = usb4_peer_of(ep, a->dest);
 	uint64_t flags = FI_ATOMIC | (a->kind == USB4_ATOMIC_BASE ?
 				      FI_WRITE : FI_READ);
+	struct usb4_link *link;
 	size_t count;
 	int ret;
 
@@ -240,15 +269,22 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 	    a->src_count > USB4_IOV_LIMIT || a->cmp_count > USB4_IOV_LIMIT ||
 	    a->res_count > USB4_IOV_LIMIT)
 		return -FI_EINVAL;
+	flags |= a->flags & (FI_COMPLETION | FI_INJECT);
 	ret = atomic_check(a, &count);
-	if (!ret && peer->kind == USB4_PEER_UDP)
-		return usb4_atomic_udp(ep, a, count, flags |
-				       (a->flags & (FI_COMPLETION | FI_INJECT)));
+	if (!ret && !one_sided(ep, peer))
+		return usb4_atomic_frames(ep, a, count, flags);
+	if (usb4_cq_queue_reserve(ep->tx_cq))
+		return -FI_EAGAIN;
+	link = usb4_peer_link(ep, peer);
 	if (!ret)
-		ret = atomic_run(peer, a, count);
+		ret = atomic_run(link, peer, a, count);
+	if (ret == -FI_EAGAIN) {	/* the region is busy: nothing moved */
+		usb4_cq_queue_unreserve(ep->tx_cq);
+		return ret;
+	}
 	if (!ret)
-		usb4_shm_peer_count_rma(peer->shm, a->kind == USB4_ATOMIC_BASE);
-	rma_complete(ep, flags | (a->flags & (FI_COMPLETION | FI_INJECT)),
-		     a->context, count * usb4_atomic_size(a->dt), -ret);
+		link->ops->count_remote(peer->dest, a->kind == USB4_ATOMIC_BASE);
+	rma_complete(ep, flags, a->context, count * usb4_atomic_size(a->dt),
+		     ret);
 	return 0;
 }

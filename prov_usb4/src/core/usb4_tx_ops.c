@@ -1,21 +1,21 @@
 /*
  * Operations waiting for their peer (rendezvous and RMA FINs, delivery ACKs,
  * atomic responses).  Their ids travel on the wire: index in the low half,
- * generation above, so a stale or forged id names nothing.
+ * generation above, so a stale or forged id names nothing.  An op reserves
+ * its completion when it starts, so finishing it never needs memory.
  */
 #include <stdlib.h>
 
 #include "usb4_proto.h"
 
-struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
-				       void *context, size_t len,
-				       uint64_t flags, struct usb4_counter *cntr,
-				       uint64_t *msg_id)
+struct usb4_tx_op *usb4_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
+				 void *context, size_t len, uint64_t flags,
+				 struct usb4_counter *cntr, uint64_t *msg_id)
 {
 	struct usb4_tx_op *op;
 	uint32_t idx;
 
-	if (!ep->ops_free_count)
+	if (!ep->ops_free_count || usb4_cq_queue_reserve(ep->tx_cq))
 		return NULL;
 	idx = ep->ops_free[--ep->ops_free_count];
 	op = &ep->ops[idx];
@@ -35,7 +35,7 @@ struct usb4_tx_op *usb4_proto_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
 	return op;
 }
 
-void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
+static void op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
 {
 	usb4_stream_stop(&op->stream);
 	usb4_stream_release(ep, &op->stream);
@@ -45,7 +45,13 @@ void usb4_proto_op_free(struct usb4_core_ep *ep, struct usb4_tx_op *op)
 	ep->ops_free[ep->ops_free_count++] = op - ep->ops;
 }
 
-struct usb4_tx_op *usb4_proto_op(struct usb4_core_ep *ep, uint64_t msg_id)
+void usb4_op_abort(struct usb4_core_ep *ep, struct usb4_tx_op *op)
+{
+	usb4_cq_queue_unreserve(ep->tx_cq);
+	op_free(ep, op);
+}
+
+struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id)
 {
 	uint32_t idx = (uint32_t) msg_id;
 	struct usb4_tx_op *op;
@@ -58,8 +64,7 @@ struct usb4_tx_op *usb4_proto_op(struct usb4_core_ep *ep, uint64_t msg_id)
 	return op;
 }
 
-/* Completes an op (err: positive FI_E* code, 0 for success) and frees it. */
-void usb4_proto_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err)
+void usb4_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err)
 {
 	struct usb4_cqe e = {
 		.op_context = op->context,
@@ -77,21 +82,15 @@ void usb4_proto_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err)
 		usb4_core_report(ep->tx_cq, op->cntr, &e,
 				 (op->flags & FI_COMPLETION) &&
 				 !(op->flags & FI_INJECT));
-	usb4_proto_op_free(ep, op);
+	op_free(ep, op);
 }
 
-/* Fails every op waiting for dest (dest == FI_ADDR_UNSPEC: test each op's
- * peer with alive()). */
-void usb4_proto_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err,
-			 bool (*alive)(struct usb4_core_ep *, fi_addr_t))
+void usb4_ops_fail(struct usb4_core_ep *ep, fi_addr_t dest, int err)
 {
 	for (size_t i = 0; i < ep->ops_cap; i++) {
 		struct usb4_tx_op *op = &ep->ops[i];
 
-		if (!op->busy ||
-		    (dest != FI_ADDR_UNSPEC && !usb4_same_peer(ep, op->dest, dest)) ||
-		    (alive && alive(ep, op->dest)))
-			continue;
-		usb4_proto_op_done(ep, op, err);
+		if (op->busy && usb4_same_peer(ep, op->dest, dest))
+			usb4_op_done(ep, op, err);
 	}
 }

@@ -15,7 +15,8 @@ const char *const usb4_wire_verdict_names[USB4_WIRE_VERDICT_MAX] = {
 	[USB4_WIRE_LEN_BAD] = "bad_length",
 };
 
-/* An RTS must describe exactly total_len bytes in at most MAX_IOV segments. */
+/* An RTS describes exactly total_len bytes in at most MAX_IOV segments, or
+ * none at all (its receiver asks for the bytes instead of reading them). */
 static enum usb4_wire_verdict check_rts(const struct usb4_frame *frame)
 {
 	struct usb4_wire_rts rts;
@@ -37,7 +38,8 @@ static enum usb4_wire_verdict check_rts(const struct usb4_frame *frame)
 			return USB4_WIRE_LEN_BAD;
 		sum += len;
 	}
-	return sum == frame->total_len ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	return !rts.iov_count || sum == frame->total_len ?
+	       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 }
 
 /* RMA requests: 1..MAX_SEG segments whose lengths sum to total_len. */

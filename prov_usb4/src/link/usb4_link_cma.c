@@ -6,60 +6,70 @@
 #include <string.h>
 #include <sys/uio.h>
 
-#include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_shm.h"
 
 #define USB4_CMA_IOV_MAX	64
 
-/*
- * Copies the first len bytes described by src (count entries) into dst,
- * trimmed to len; returns the number of entries used.
- */
-static size_t iov_trim(struct iovec *dst, const struct iovec *src,
-		       size_t count, size_t len)
-{
-	size_t n = 0;
+/* Where a copy stands in one iov list. */
+struct cursor {
+	const struct iovec *iov;
+	size_t count;
+	size_t off;		/* bytes of iov[0] already done */
+};
 
-	for (size_t i = 0; i < count && len && n < USB4_CMA_IOV_MAX; i++) {
-		size_t take = src[i].iov_len < len ? src[i].iov_len : len;
-		if (!take)
-			continue;
-		dst[n].iov_base = src[i].iov_base;
-		dst[n].iov_len = take;
-		len -= take;
-		n++;
+/* Up to USB4_CMA_IOV_MAX entries from the cursor, len bytes at most;
+ * returns how many. */
+static unsigned long cursor_fill(const struct cursor *c, struct iovec *out,
+				 size_t len)
+{
+	unsigned long n = 0;
+	size_t off = c->off;
+
+	for (size_t i = 0; i < c->count && len && n < USB4_CMA_IOV_MAX; i++) {
+		size_t avail = c->iov[i].iov_len - off;
+		size_t take = avail < len ? avail : len;
+
+		if (take) {
+			out[n].iov_base = (char *) c->iov[i].iov_base + off;
+			out[n++].iov_len = take;
+			len -= take;
+		}
+		off = 0;
 	}
 	return n;
 }
 
-/* Drops the first done bytes of an iov list in place. */
-static void iov_advance(struct iovec **iov, size_t *count, size_t done)
+static void cursor_advance(struct cursor *c, size_t done)
 {
-	while (*count && done >= (*iov)->iov_len) {
-		done -= (*iov)->iov_len;
-		(*iov)++;
-		(*count)--;
+	while (c->count && done >= c->iov[0].iov_len - c->off) {
+		done -= c->iov[0].iov_len - c->off;
+		c->iov++;
+		c->count--;
+		c->off = 0;
 	}
-	if (*count && done) {
-		(*iov)->iov_base = (char *) (*iov)->iov_base + done;
-		(*iov)->iov_len -= done;
-	}
+	if (c->count)
+		c->off += done;
 }
 
 typedef ssize_t (*cma_fn)(pid_t, const struct iovec *, unsigned long,
 			  const struct iovec *, unsigned long, unsigned long);
 
+/* One system call per USB4_CMA_IOV_MAX segments of either list. */
 static int cma_copy(cma_fn fn, pid_t pid, const struct iovec *local,
 		    size_t local_count, const struct iovec *remote,
 		    size_t remote_count, size_t len)
 {
 	struct iovec lv[USB4_CMA_IOV_MAX], rv[USB4_CMA_IOV_MAX];
-	struct iovec *l = lv, *r = rv;
-	size_t ln = iov_trim(lv, local, local_count, len);
-	size_t rn = iov_trim(rv, remote, remote_count, len);
+	struct cursor l = { local, local_count, 0 }, r = { remote, remote_count, 0 };
 
 	while (len) {
-		ssize_t got = fn(pid, l, ln, r, rn, 0);
+		unsigned long ln = cursor_fill(&l, lv, len);
+		unsigned long rn = cursor_fill(&r, rv, len);
+		ssize_t got;
+
+		if (!ln || !rn)
+			return -FI_EINVAL;	/* the lists hold less than len */
+		got = fn(pid, lv, ln, rv, rn, 0);
 		if (got < 0) {
 			if (errno == EINTR)
 				continue;
@@ -71,23 +81,21 @@ static int cma_copy(cma_fn fn, pid_t pid, const struct iovec *local,
 		if (got == 0)
 			return -FI_EIO;
 		len -= got;
-		iov_advance(&l, &ln, got);
-		iov_advance(&r, &rn, got);
+		cursor_advance(&l, got);
+		cursor_advance(&r, got);
 	}
 	return 0;
 }
 
-int usb4_shm_bulk_read(pid_t pid, const struct iovec *local, size_t local_count,
-		       const struct iovec *remote, size_t remote_count,
-		       size_t len)
+int usb4_cma_read(pid_t pid, const struct iovec *local, size_t local_count,
+		  const struct iovec *remote, size_t remote_count, size_t len)
 {
 	return cma_copy(process_vm_readv, pid, local, local_count, remote,
 			remote_count, len);
 }
 
-int usb4_shm_bulk_write(pid_t pid, const struct iovec *local,
-			size_t local_count, const struct iovec *remote,
-			size_t remote_count, size_t len)
+int usb4_cma_write(pid_t pid, const struct iovec *local, size_t local_count,
+		   const struct iovec *remote, size_t remote_count, size_t len)
 {
 	return cma_copy(process_vm_writev, pid, local, local_count, remote,
 			remote_count, len);

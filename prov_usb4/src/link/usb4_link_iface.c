@@ -14,8 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_udp.h"
 
 #define USB4_TB_DRIVER	"thunderbolt-net"
 

@@ -1,469 +1,402 @@
 /*
- * shm link: an endpoint's inbox ring in a memfd, written by same-host peers.
- *
- * Memory-ordering contract of the ring (many producers, one consumer):
- *   - Slot i starts with seq = i.  A producer owns position pos once it wins
- *     the CAS of tail from pos to pos + 1 while slot[pos % n].seq == pos.
- *   - The producer fills the slot, then stores seq = pos + 1 with release.
- *   - The consumer loads seq with acquire; seq == head + 1 means the frame is
- *     complete.  After handing it up it stores seq = head + n with release,
- *     which gives the slot back to producers one lap later.
- *   - Sleeping: the consumer sets `sleeping`, issues a full fence, re-checks
- *     the ring, then futex-waits on `doorbell` (or, when it must also watch a
- *     socket, polls the ring's eventfd).  A producer publishes, issues a full
- *     fence, and if `sleeping` is set bumps + wakes `doorbell` and signals the
- *     eventfd.  The two fences guarantee at least one side sees the other.
+ * The shm link: the link interface over an endpoint's inbox ring
+ * (usb4_shm_ring.c) and cross memory attach (usb4_link_cma.c).  Reaches the
+ * endpoints of the same host.  Capabilities: bulk reads (a receiver copies a
+ * rendezvous message straight out of the sender) and one-sided access (the
+ * initiator reads the target's registration table, which this link
+ * publishes by its memfd in the address).
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
-#include <linux/futex.h>
-#include <stdatomic.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
-#include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_shm.h"
+#include "../wire.h"
 
-#define USB4_SHM_MAGIC		0x314d485334425355ull	/* "USB4SHM1" */
-#define USB4_SHM_VERSION	1
-#define USB4_SHM_CACHELINE	64
+/* Senders not in the address vector whose way back we opened. */
+#define USB4_SHM_HIDDEN_MAX	4096
 
-struct usb4_shm_ring {
-	uint64_t magic;
-	uint32_t version;
-	uint32_t nslots;	/* power of two */
-	uint32_t slot_size;	/* bytes per slot, slot header included */
-	uint32_t owner_pid;
-	uint64_t nonce;
-	int32_t efd;		/* owner's eventfd, opened by producers via /proc */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t tail;	/* producers */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t doorbell;	/* futex word */
-	_Atomic uint32_t sleeping;
-	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
-	/* Remote accesses to the owner's memory, counted by initiators. */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t rma_writes;
-	_Atomic uint64_t rma_reads;
-	_Alignas(USB4_SHM_CACHELINE) char slots[];
+/* The way to a peer's inbox (and its registration table). */
+struct usb4_link_dest {
+	struct usb4_shm_ring *ring;
+	size_t map_len;
+	uint64_t id;
+	pid_t pid;
+	int bell;		/* the owner's bell, or -1 */
+	void *table;		/* its registration table, mapped, or NULL */
+	size_t table_len;
 };
-
-struct usb4_shm_slot {
-	_Atomic uint64_t seq;
-	uint32_t len;		/* frame bytes; written by a peer: untrusted */
-	uint32_t reserved;
-	char frame[];
-};
-_Static_assert(sizeof(struct usb4_shm_slot) == 16, "slot header is 16 bytes");
 
 struct usb4_shm_link {
+	struct usb4_link base;
 	struct usb4_shm_ring *ring;
 	size_t map_len;
 	int fd;
-	int efd;		/* readable while a producer rang the bell */
-	size_t frame_max;
+	/* The bell: producers write a byte to bell[1] (opened through /proc,
+	 * which works for a pipe, not for an eventfd) while we sleep on
+	 * bell[0]. */
+	int bell[2];
+	int reg_fd;		/* the domain's registration table */
+	struct usb4_shm_sender self;
+	/* The slot being handed up: dest_of opens the way back from it. */
+	struct usb4_shm_sender current;
+	struct usb4_link_dest **hidden;
+	size_t hidden_count;
 };
 
-struct usb4_shm_peer {
-	struct usb4_shm_ring *ring;
-	size_t map_len;
-	pid_t pid;
-	int efd;		/* the owner's eventfd, or -1 */
-	size_t frame_max;
-};
-
-static size_t round_up(size_t v, size_t to)
+static struct usb4_shm_link *shm_of(struct usb4_link *link)
 {
-	return (v + to - 1) / to * to;
+	return usb4_container_of(link, struct usb4_shm_link, base);
 }
 
-static size_t pow2_at_least(size_t v)
+static const struct usb4_shm_link *shm_of_const(const struct usb4_link *link)
 {
-	size_t p = 1;
-	while (p < v)
-		p <<= 1;
-	return p;
+	return usb4_container_of(link, struct usb4_shm_link, base);
 }
 
-static struct usb4_shm_slot *slot_at(struct usb4_shm_ring *ring, uint64_t pos)
+/* ---- a kind of link ---- */
+
+static bool shm_available(void)
 {
-	size_t idx = pos & (ring->nslots - 1);
-	return (struct usb4_shm_slot *) (ring->slots + idx * ring->slot_size);
+	return true;
 }
 
-static size_t ring_bytes(size_t nslots, size_t slot_size)
+static bool shm_reaches(const struct usb4_wire_addr *a, uint64_t host_id)
 {
-	return sizeof(struct usb4_shm_ring) + nslots * slot_size;
+	return le64toh(a->host_id) == host_id &&
+	       (int32_t) le32toh(a->shm_inbox_fd) >= 0;
 }
 
-static void ring_init(struct usb4_shm_ring *ring, size_t nslots,
-		      size_t slot_size, uint64_t nonce)
+/* Maps /proc/<pid>/fd/<fd>: 0, or -FI_EHOSTUNREACH when it is gone. */
+static int map_peer_fd(uint32_t pid, int fd, void **mem, size_t *len)
 {
-	ring->magic = USB4_SHM_MAGIC;
-	ring->version = USB4_SHM_VERSION;
-	ring->nslots = nslots;
-	ring->slot_size = slot_size;
-	ring->owner_pid = getpid();
-	ring->nonce = nonce;
-	atomic_init(&ring->tail, 0);
-	atomic_init(&ring->doorbell, 0);
-	atomic_init(&ring->sleeping, 0);
-	ring->head = 0;
-	atomic_init(&ring->rma_writes, 0);
-	atomic_init(&ring->rma_reads, 0);
-	for (size_t i = 0; i < nslots; i++)
-		atomic_init(&slot_at(ring, i)->seq, i);
-}
+	char path[64];
+	struct stat st;
+	int pfd, ret = 0;
 
-int usb4_shm_link_open(struct usb4_shm_link **linkp, size_t slots,
-		       size_t frame_max, uint64_t nonce)
-{
-	struct usb4_shm_link *link;
-	char name[64];
-	size_t nslots = pow2_at_least(slots < 2 ? 2 : slots);
-	size_t slot_size = round_up(sizeof(struct usb4_shm_slot) + frame_max,
-				    USB4_SHM_CACHELINE);
-	int ret;
-
-	link = calloc(1, sizeof(*link));
-	if (!link)
-		return -FI_ENOMEM;
-	/* The name only shows in /proc/<pid>/maps; it lives in no file system. */
-	snprintf(name, sizeof(name), "usb4-inbox-%d-%016llx", (int) getpid(),
-		 (unsigned long long) nonce);
-	link->fd = memfd_create(name, MFD_CLOEXEC);
-	if (link->fd < 0) {
-		ret = -errno;
-		USB4_WARN(FI_LOG_EP_CTRL, "memfd_create: %s\n", strerror(errno));
-		goto err_free_link;
+	snprintf(path, sizeof(path), "/proc/%u/fd/%d", pid, fd);
+	pfd = open(path, O_RDWR | O_CLOEXEC);
+	if (pfd < 0)
+		return errno == ENOENT ? -FI_EHOSTUNREACH : -errno;
+	if (fstat(pfd, &st) || st.st_size <= 0) {
+		ret = -FI_EINVAL;
+		goto out_close;
 	}
-	link->map_len = ring_bytes(nslots, slot_size);
-	if (ftruncate(link->fd, link->map_len)) {
+	*len = st.st_size;
+	*mem = mmap(NULL, *len, PROT_READ | PROT_WRITE, MAP_SHARED, pfd, 0);
+	if (*mem == MAP_FAILED)
 		ret = -errno;
-		goto err_close_fd;
-	}
-	link->ring = mmap(NULL, link->map_len, PROT_READ | PROT_WRITE,
-			  MAP_SHARED, link->fd, 0);
-	if (link->ring == MAP_FAILED) {
-		ret = -errno;
-		goto err_close_fd;
-	}
-	link->frame_max = slot_size - sizeof(struct usb4_shm_slot);
-	ring_init(link->ring, nslots, slot_size, nonce);
-	/* Lets a sleeper watch the ring and a socket in one poll. */
-	link->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-	link->ring->efd = link->efd;
-	*linkp = link;
-	return 0;
-
-err_close_fd:
-	close(link->fd);
-err_free_link:
-	free(link);
+out_close:
+	close(pfd);
 	return ret;
 }
 
-void usb4_shm_link_close(struct usb4_shm_link *link)
+/* The owner's bell, to wake it when it sleeps; -1 if none. */
+static int open_peer_bell(pid_t pid, int32_t bell)
 {
-	if (!link)
+	char path[64];
+
+	if (bell < 0)
+		return -1;
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) pid, bell);
+	return open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
+}
+
+static void shm_dest_close(struct usb4_link_dest *dest)
+{
+	if (!dest)
 		return;
-	/* Peers that still map the ring keep the memory alive until they unmap. */
-	link->ring->magic = 0;
-	munmap(link->ring, link->map_len);
-	close(link->fd);
-	if (link->efd >= 0)
-		close(link->efd);
-	free(link);
+	if (dest->bell >= 0)
+		close(dest->bell);
+	if (dest->table)
+		munmap(dest->table, dest->table_len);
+	munmap(dest->ring, dest->map_len);
+	free(dest);
 }
 
-void usb4_shm_link_addr(const struct usb4_shm_link *link,
-			struct usb4_shm_addr *addr)
+static int dest_map_ring(struct usb4_link_dest *dest, uint32_t pid,
+			 int inbox_fd)
 {
-	addr->pid = getpid();
-	addr->fd = link->fd;
-	addr->nonce = link->ring->nonce;
-	addr->reg_fd = -1;
+	void *mem;
+	int ret = map_peer_fd(pid, inbox_fd, &mem, &dest->map_len);
+
+	if (ret) {
+		USB4_WARN(FI_LOG_AV, "inbox %d of process %u: %s\n", inbox_fd,
+			  pid, fi_strerror(-ret));
+		return ret;
+	}
+	dest->ring = mem;
+	ret = usb4_shm_ring_check(dest->ring, dest->map_len, dest->id, pid);
+	if (ret) {
+		munmap(mem, dest->map_len);
+		dest->ring = NULL;
+	}
+	return ret;
 }
 
-size_t usb4_shm_link_frame_max(const struct usb4_shm_link *link)
+static int shm_dest_open(const struct usb4_wire_addr *a,
+			 struct usb4_link_dest **destp)
 {
-	return link->frame_max;
+	struct usb4_link_dest *dest = calloc(1, sizeof(*dest));
+	uint32_t pid = le32toh(a->shm_pid);
+	int32_t reg_fd = (int32_t) le32toh(a->shm_reg_fd);
+	int ret;
+
+	if (!dest)
+		return -FI_ENOMEM;
+	dest->id = le64toh(a->ep_id);
+	dest->pid = pid;
+	dest->bell = -1;
+	ret = dest_map_ring(dest, pid, (int32_t) le32toh(a->shm_inbox_fd));
+	if (ret) {
+		free(dest);
+		return ret;
+	}
+	dest->bell = open_peer_bell(pid, usb4_shm_ring_bell(dest->ring));
+	/* Without its table a peer is reachable for messages only. */
+	if (reg_fd >= 0 &&
+	    map_peer_fd(pid, reg_fd, &dest->table, &dest->table_len))
+		dest->table = NULL;
+	*destp = dest;
+	return 0;
 }
 
-int usb4_shm_link_poll(struct usb4_shm_link *link, usb4_link_rx_fn fn,
-		       void *arg, int budget)
+/* ---- the link ---- */
+
+static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 {
-	struct usb4_shm_ring *ring = link->ring;
+	size_t frame_max = sizeof(struct usb4_wire_hdr) + usb4_params.eager_size;
+	struct usb4_shm_link *l = calloc(1, sizeof(*l));
+	char name[64];
+	void *mem;
+	int ret;
+
+	if (!l)
+		return -FI_ENOMEM;
+	l->base.ops = &usb4_shm_link_ops;
+	l->base.sink = cfg->sink;
+	l->reg_fd = cfg->reg_fd;
+	l->map_len = usb4_shm_ring_bytes(usb4_params.ring_slots, frame_max);
+	/* The name only shows in /proc/<pid>/maps. */
+	snprintf(name, sizeof(name), "usb4-inbox-%016llx",
+		 (unsigned long long) cfg->ep_id);
+	ret = usb4_shared_create(name, l->map_len, &mem, &l->fd);
+	if (ret) {
+		free(l);
+		return ret;
+	}
+	l->ring = mem;
+	/* Lets a sleeper watch the ring and other links in one poll. */
+	if (pipe2(l->bell, O_NONBLOCK | O_CLOEXEC))
+		l->bell[0] = l->bell[1] = -1;
+	usb4_shm_ring_init(l->ring, usb4_params.ring_slots, frame_max,
+			   cfg->ep_id, l->bell[1]);
+	l->self = (struct usb4_shm_sender) {
+		.id = cfg->ep_id, .pid = getpid(), .inbox_fd = l->fd,
+	};
+	*linkp = &l->base;
+	return 0;
+}
+
+static void shm_link_close(struct usb4_link *link)
+{
+	struct usb4_shm_link *l = shm_of(link);
+
+	/* Peers that still map the ring keep its memory until they unmap;
+	 * they see it retired and stop posting. */
+	usb4_shm_ring_retire(l->ring);
+	usb4_shared_destroy(l->ring, l->map_len, l->fd);
+	for (int i = 0; i < 2; i++)
+		if (l->bell[i] >= 0)
+			close(l->bell[i]);
+	for (size_t i = 0; i < l->hidden_count; i++)
+		shm_dest_close(l->hidden[i]);
+	free(l->hidden);
+	free(l);
+}
+
+static void shm_addr(const struct usb4_link *link, struct usb4_wire_addr *a)
+{
+	const struct usb4_shm_link *l = shm_of_const(link);
+
+	a->shm_pid = htole32(l->self.pid);
+	a->shm_inbox_fd = htole32((uint32_t) l->fd);
+	a->shm_reg_fd = htole32((uint32_t) l->reg_fd);
+}
+
+static size_t shm_frame_max(const struct usb4_link *link,
+			    const struct usb4_link_dest *dest)
+{
+	return usb4_shm_ring_frame_max(dest ? dest->ring :
+				       shm_of_const(link)->ring);
+}
+
+static bool process_gone(pid_t pid)
+{
+	return kill(pid, 0) && errno == ESRCH;
+}
+
+/* A full inbox nobody drains any more is a dead peer, not backpressure. */
+static int shm_post(struct usb4_link *link, struct usb4_link_dest *dest,
+		    const struct iovec *iov, int count)
+{
+	int ret;
+
+	if (!usb4_shm_ring_live(dest->ring))
+		return -FI_EHOSTUNREACH;
+	ret = usb4_shm_ring_post(dest->ring, dest->bell, &shm_of(link)->self,
+				 iov, count);
+	if (ret == -FI_EAGAIN && process_gone(dest->pid))
+		ret = -FI_EHOSTUNREACH;
+	return ret;
+}
+
+static int shm_poll(struct usb4_link *link, int budget)
+{
+	struct usb4_shm_link *l = shm_of(link);
 	int taken;
 
 	for (taken = 0; taken < budget; taken++) {
-		struct usb4_shm_slot *slot = slot_at(ring, ring->head);
-		uint64_t seq = atomic_load_explicit(&slot->seq,
-						    memory_order_acquire);
-		if (seq != ring->head + 1)
+		struct iovec frame;
+		const void *p = usb4_shm_ring_peek(l->ring, &frame.iov_len,
+						   &l->current);
+		if (!p)
 			break;
-		/* The length was written by another process: clamp it. */
-		size_t len = slot->len;
-		if (len > link->frame_max)
-			len = 0;	/* the core counts it as a short frame */
-		fn(arg, slot->frame, len);
-		atomic_store_explicit(&slot->seq, ring->head + ring->nslots,
-				      memory_order_release);
-		ring->head++;
+		frame.iov_base = (void *) p;
+		if (link->sink.frame(link->sink.ctx, link, l->current.id,
+				     &frame, 1) == -FI_EAGAIN)
+			break;	/* offered again on the next poll */
+		usb4_shm_ring_pop(l->ring);
 	}
 	return taken;
 }
 
-static bool ring_has_frame(struct usb4_shm_ring *ring)
+/* A same-host peer is alive while its process and its inbox are. */
+static int shm_peer_state(struct usb4_link *link, struct usb4_link_dest *dest)
 {
-	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
-	return atomic_load_explicit(&slot->seq, memory_order_acquire) ==
-	       ring->head + 1;
-}
-
-static long futex(_Atomic uint32_t *word, int op, uint32_t val,
-		  const struct timespec *timeout)
-{
-	return syscall(SYS_futex, (uint32_t *) word, op, val, timeout, NULL, 0);
-}
-
-void usb4_shm_link_wait(struct usb4_shm_link *link, int timeout_ms)
-{
-	struct usb4_shm_ring *ring = link->ring;
-	struct timespec ts, *tsp = NULL;
-	uint32_t bell;
-
-	if (timeout_ms >= 0) {
-		ts.tv_sec = timeout_ms / 1000;
-		ts.tv_nsec = (long) (timeout_ms % 1000) * 1000000;
-		tsp = &ts;
-	}
-	atomic_store(&ring->sleeping, 1);
-	atomic_thread_fence(memory_order_seq_cst);
-	bell = atomic_load(&ring->doorbell);
-	if (!ring_has_frame(ring))
-		futex(&ring->doorbell, FUTEX_WAIT, bell, tsp);
-	atomic_store(&ring->sleeping, 0);
-}
-
-static void ring_ring_bell(struct usb4_shm_ring *ring, int efd)
-{
-	atomic_thread_fence(memory_order_seq_cst);
-	if (atomic_load_explicit(&ring->sleeping, memory_order_relaxed)) {
-		uint64_t one = 1;
-		atomic_fetch_add(&ring->doorbell, 1);
-		futex(&ring->doorbell, FUTEX_WAKE, INT_MAX, NULL);
-		if (efd >= 0 && write(efd, &one, sizeof(one)) < 0)
-			return;	/* counter saturated: the sleeper wakes anyway */
-	}
-}
-
-void usb4_shm_link_kick(struct usb4_shm_link *link)
-{
-	ring_ring_bell(link->ring, link->efd);
-}
-
-int usb4_shm_link_efd(const struct usb4_shm_link *link)
-{
-	return link->efd;
-}
-
-bool usb4_shm_link_sleep_begin(struct usb4_shm_link *link)
-{
-	atomic_store(&link->ring->sleeping, 1);
-	atomic_thread_fence(memory_order_seq_cst);
-	if (!ring_has_frame(link->ring))
-		return true;
-	atomic_store(&link->ring->sleeping, 0);
-	return false;
-}
-
-void usb4_shm_link_sleep_end(struct usb4_shm_link *link)
-{
-	uint64_t count;
-
-	atomic_store(&link->ring->sleeping, 0);
-	if (link->efd >= 0 && read(link->efd, &count, sizeof(count)) < 0)
-		return;	/* nothing was signalled */
-}
-
-static int peer_map(int fd, struct usb4_shm_peer *peer)
-{
-	struct stat st;
-	struct usb4_shm_ring *ring;
-
-	if (fstat(fd, &st) || (size_t) st.st_size < sizeof(*ring))
-		return -FI_EINVAL;
-	ring = mmap(NULL, st.st_size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-	if (ring == MAP_FAILED)
-		return -errno;
-	peer->ring = ring;
-	peer->map_len = st.st_size;
+	if (!usb4_shm_ring_live(dest->ring) || process_gone(dest->pid))
+		return -FI_EHOSTUNREACH;
 	return 0;
 }
 
-/* The mapped header came from another process: check it before trusting it. */
-static int peer_check(const struct usb4_shm_peer *peer,
-		      const struct usb4_shm_addr *addr)
+/* The sender of the slot being handed up, when it is not in the address
+ * vector: its slot says where its inbox is; the inbox proves its id. */
+static struct usb4_link_dest *shm_dest_of(struct usb4_link *link, uint64_t id)
 {
-	const struct usb4_shm_ring *ring = peer->ring;
+	struct usb4_shm_link *l = shm_of(link);
+	struct usb4_link_dest *dest, **grown;
 
-	if (ring->magic != USB4_SHM_MAGIC || ring->version != USB4_SHM_VERSION ||
-	    ring->nonce != addr->nonce || ring->owner_pid != addr->pid)
-		return -FI_EADDRNOTAVAIL;
-	if (!ring->nslots || (ring->nslots & (ring->nslots - 1)) ||
-	    ring->slot_size <= sizeof(struct usb4_shm_slot) ||
-	    ring->slot_size % USB4_SHM_CACHELINE ||
-	    ring_bytes(ring->nslots, ring->slot_size) > peer->map_len)
-		return -FI_EINVAL;
-	return 0;
-}
-
-/* The owner's eventfd, to wake it when it sleeps in poll; -1 if none. */
-static int open_peer_efd(pid_t pid, int32_t efd)
-{
-	char path[64];
-
-	if (efd < 0)
-		return -1;
-	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) pid, efd);
-	return open(path, O_WRONLY | O_CLOEXEC | O_NONBLOCK);
-}
-
-int usb4_shm_peer_open(const struct usb4_shm_addr *addr,
-		       struct usb4_shm_peer **peerp)
-{
-	struct usb4_shm_peer *peer;
-	char path[64];
-	int fd, ret;
-
-	peer = calloc(1, sizeof(*peer));
-	if (!peer)
-		return -FI_ENOMEM;
-	snprintf(path, sizeof(path), "/proc/%u/fd/%d", addr->pid, addr->fd);
-	fd = open(path, O_RDWR | O_CLOEXEC);
-	if (fd < 0) {
-		ret = errno == ENOENT ? -FI_EHOSTUNREACH : -errno;
-		USB4_WARN(FI_LOG_AV, "open %s: %s\n", path, strerror(errno));
-		goto err_free_peer;
+	for (size_t i = 0; i < l->hidden_count; i++)
+		if (l->hidden[i]->id == id)
+			return l->hidden[i];
+	if (id != l->current.id || l->hidden_count >= USB4_SHM_HIDDEN_MAX)
+		return NULL;
+	dest = calloc(1, sizeof(*dest));
+	grown = realloc(l->hidden, (l->hidden_count + 1) * sizeof(*grown));
+	if (!dest || !grown) {
+		free(dest);
+		if (grown)
+			l->hidden = grown;
+		return NULL;
 	}
-	ret = peer_map(fd, peer);
-	close(fd);
-	if (ret)
-		goto err_free_peer;
-	ret = peer_check(peer, addr);
-	if (ret) {
-		USB4_WARN(FI_LOG_AV, "%s is not the inbox the address names\n",
-			  path);
-		goto err_unmap;
+	l->hidden = grown;
+	dest->id = id;
+	dest->pid = l->current.pid;
+	dest->bell = -1;
+	if (dest_map_ring(dest, l->current.pid, l->current.inbox_fd)) {
+		free(dest);
+		return NULL;
 	}
-	peer->pid = addr->pid;
-	peer->frame_max = peer->ring->slot_size - sizeof(struct usb4_shm_slot);
-	peer->efd = open_peer_efd(addr->pid, peer->ring->efd);
-	*peerp = peer;
-	return 0;
-
-err_unmap:
-	munmap(peer->ring, peer->map_len);
-err_free_peer:
-	free(peer);
-	return ret;
+	dest->bell = open_peer_bell(dest->pid, usb4_shm_ring_bell(dest->ring));
+	l->hidden[l->hidden_count++] = dest;
+	return dest;
 }
 
-void usb4_shm_peer_close(struct usb4_shm_peer *peer)
+static int shm_wait_fd(const struct usb4_link *link)
 {
-	if (!peer)
-		return;
-	if (peer->efd >= 0)
-		close(peer->efd);
-	munmap(peer->ring, peer->map_len);
-	free(peer);
+	return shm_of_const(link)->bell[0];
 }
 
-pid_t usb4_shm_peer_pid(const struct usb4_shm_peer *peer)
+static int64_t shm_timer_us(const struct usb4_link *link)
 {
-	return peer->pid;
+	return -1;
 }
 
-/* Claims the next free slot; NULL when the ring is full. */
-static struct usb4_shm_slot *slot_claim(struct usb4_shm_ring *ring,
-					uint64_t *posp)
+static bool shm_sleep_begin(struct usb4_link *link)
 {
-	uint64_t pos = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+	struct usb4_shm_link *l = shm_of(link);
 
-	for (;;) {
-		struct usb4_shm_slot *slot = slot_at(ring, pos);
-		uint64_t seq = atomic_load_explicit(&slot->seq,
-						    memory_order_acquire);
-		int64_t diff = (int64_t) (seq - pos);
-
-		if (diff == 0) {
-			if (atomic_compare_exchange_weak_explicit(&ring->tail,
-					&pos, pos + 1, memory_order_relaxed,
-					memory_order_relaxed)) {
-				*posp = pos;
-				return slot;
-			}
-		} else if (diff < 0) {
-			return NULL;
-		} else {
-			pos = atomic_load_explicit(&ring->tail,
-						   memory_order_relaxed);
-		}
-	}
+	return usb4_shm_ring_sleep_begin(l->ring, l->bell[0]);
 }
 
-int usb4_shm_send(struct usb4_shm_peer *peer, const struct iovec *iov,
-		  int iov_count)
+static void shm_sleep_end(struct usb4_link *link)
 {
-	struct usb4_shm_slot *slot;
-	size_t len = 0;
-	uint64_t pos;
-	char *dst;
-
-	for (int i = 0; i < iov_count; i++)
-		len += iov[i].iov_len;
-	if (len > peer->frame_max)
-		return -FI_EMSGSIZE;
-	slot = slot_claim(peer->ring, &pos);
-	if (!slot)
-		return -FI_EAGAIN;
-	dst = slot->frame;
-	for (int i = 0; i < iov_count; i++) {
-		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-		dst += iov[i].iov_len;
-	}
-	slot->len = len;
-	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
-	ring_ring_bell(peer->ring, peer->efd);
-	return 0;
+	usb4_shm_ring_sleep_end(shm_of(link)->ring);
 }
 
-void usb4_shm_peer_count_rma(struct usb4_shm_peer *peer, bool write)
+static int shm_bulk_read(struct usb4_link_dest *dest, const struct iovec *local,
+			 size_t local_count, const struct iovec *remote,
+			 size_t remote_count, size_t len)
 {
-	atomic_fetch_add_explicit(write ? &peer->ring->rma_writes :
-				  &peer->ring->rma_reads, 1,
-				  memory_order_release);
+	return usb4_cma_read(dest->pid, local, local_count, remote,
+			     remote_count, len);
 }
 
-void usb4_shm_link_rma_counts(const struct usb4_shm_link *link,
-			      uint64_t *writes, uint64_t *reads)
+static int shm_bulk_write(struct usb4_link_dest *dest,
+			  const struct iovec *local, size_t local_count,
+			  const struct iovec *remote, size_t remote_count,
+			  size_t len)
 {
-	*writes = atomic_load_explicit(&link->ring->rma_writes,
-				       memory_order_acquire);
-	*reads = atomic_load_explicit(&link->ring->rma_reads,
-				      memory_order_acquire);
+	return usb4_cma_write(dest->pid, local, local_count, remote,
+			      remote_count, len);
 }
 
-void usb4_shm_link_count_rma(struct usb4_shm_link *link, bool write)
+static void *shm_peer_table(struct usb4_link_dest *dest, size_t *len)
 {
-	atomic_fetch_add_explicit(write ? &link->ring->rma_writes :
-				  &link->ring->rma_reads, 1,
-				  memory_order_release);
+	*len = dest->table_len;
+	return dest->table;
 }
+
+static void shm_count_remote(struct usb4_link_dest *dest, bool write)
+{
+	usb4_shm_ring_count_rma(dest->ring, write);
+}
+
+static void shm_remote_counts(const struct usb4_link *link, uint64_t *writes,
+			      uint64_t *reads)
+{
+	usb4_shm_ring_rma_counts(shm_of_const(link)->ring, writes, reads);
+}
+
+const struct usb4_link_ops usb4_shm_link_ops = {
+	.name = "shm",
+	.caps = USB4_LINK_CAP_BULK_READ | USB4_LINK_CAP_ONE_SIDED,
+	.other_hosts = false,
+	.available = shm_available,
+	.reaches = shm_reaches,
+	.dest_open = shm_dest_open,
+	.dest_close = shm_dest_close,
+	.open = shm_link_open,
+	.close = shm_link_close,
+	.addr = shm_addr,
+	.frame_max = shm_frame_max,
+	.post = shm_post,
+	.poll = shm_poll,
+	.peer_state = shm_peer_state,
+	.dest_of = shm_dest_of,
+	.wait_fd = shm_wait_fd,
+	.timer_us = shm_timer_us,
+	.sleep_begin = shm_sleep_begin,
+	.sleep_end = shm_sleep_end,
+	.bulk_read = shm_bulk_read,
+	.bulk_write = shm_bulk_write,
+	.peer_table = shm_peer_table,
+	.count_remote = shm_count_remote,
+	.remote_counts = shm_remote_counts,
+};

@@ -1,445 +1,729 @@
 /*
- * udp link: one non-blocking UDP socket per endpoint and interface, bound to
- * the interface's address on a port the kernel picks.  Datagrams are opaque
- * here; faults for tests (FI_USB4_FAULTS) are injected on the receive side.
+ * The udp link: the link interface over one UDP socket (usb4_udp_socket.c)
+ * with rel per peer (src/rel), for endpoints on other hosts.
+ *
+ * Sessions: one rel state per remote endpoint, in a hash by its id.  A
+ * session is made when we first post to a peer, or when a peer's HELLO
+ * arrives intact (a valid CRC) and speaking our version: nothing is kept
+ * for datagrams that fail either.  A HELLO of another version is answered
+ * with REJECT; a session's datagrams count only from the address its
+ * session knows; everything else is counted as foreign and dropped.
+ *
+ * Frames handed up name their sender by the session they came on.  While
+ * rel hands a payload up, posts answer -FI_EAGAIN (rel is not re-entered);
+ * the core queues its answers and sends them after the poll.
+ *
+ * Closing lingers (without any caller lock) until every live peer
+ * acknowledged what was posted, or is declared dead: like a socket's
+ * linger, so a send that completed is not lost with the endpoint.
  */
-#include <arpa/inet.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <netinet/in.h>
-#include <stdio.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
-#include <unistd.h>
+#include <time.h>
 
-#include "usb4.h"
-#include "usb4_link.h"
+#include "usb4_udp.h"
+#include "usb4_rel.h"
+#include "../wire.h"
 
-#define USB4_UDP_BATCH		8	/* datagrams per recvmmsg */
-#define USB4_UDP_MAX		65507	/* largest UDP payload over IPv4 */
-#define USB4_UDP_SOCKBUF	(8 << 20)
+#define USB4_UDP_POLL_BUDGET	32
 
-/* One received datagram: where its bytes went. */
-struct rx_dgram {
-	struct iovec piece[USB4_UDP_PIECES_MAX];
-	int count;
-	size_t len;
-	bool dropped;		/* by the fault injector */
-	int hole_piece;		/* the piece in a hole, or -1 */
-	char *spare;		/* where that piece fits in the slot's buffer */
+/* The way to a peer: its address and endpoint id. */
+struct usb4_link_dest {
+	struct usb4_udp_addr addr;
+	uint64_t id;
+};
+
+struct usb4_udp_link;
+
+struct usb4_udp_session {
+	struct usb4_link_dest dest;	/* where it is; dest_of hands it out */
+	struct usb4_rel_peer *rel;
+	struct usb4_udp_link *link;
+	bool down_reported;
+};
+
+struct usb4_udp_link_stats {
+	uint64_t foreign;		/* not for us, or from the wrong place */
+	uint64_t rejected;		/* datagrams rel refused */
+	uint64_t version_mismatch;	/* HELLOs we answered with REJECT */
+	uint64_t ref_copies;		/* frames copied at early release */
 };
 
 struct usb4_udp_link {
-	int fd;
-	int family;
-	struct usb4_udp_addr self;
-	size_t datagram_max;
-	struct usb4_udp_faults faults;
-	bool faulty;
-	uint64_t rng;
-	char *bufs;			/* USB4_UDP_BATCH receive buffers */
-	char *held;			/* a datagram held back to reorder it */
-	size_t held_len;
-	struct usb4_udp_addr held_from;
-	/* The receive batch being handed up: datagrams from batch_next on are
-	 * still to go (usb4_udp_evacuate). */
-	struct rx_dgram batch[USB4_UDP_BATCH];
-	int batch_count, batch_next;
+	struct usb4_link base;
+	struct usb4_udp_sock *sock;
+	uint64_t ep_id;
+	size_t payload_max;		/* rel payload: one core frame */
+	struct usb4_rel_pool *pool;
+	struct usb4_udp_session **hash;	/* by id, open addressing */
+	size_t count, cap;		/* cap: power of two */
+	uint64_t next_due;		/* no session's timer is due before */
+	bool in_rel;			/* inside rel's delivery */
+	size_t place_hdr;		/* zone header bytes of this batch */
+	char *linear;			/* a frame put together from pieces */
+	struct usb4_udp_zones zones;
 	struct usb4_udp_link_stats stats;
 };
 
-/* ---- addresses ---- */
-
-static socklen_t to_sockaddr(const struct usb4_udp_addr *a,
-			     struct sockaddr_storage *ss)
+static struct usb4_udp_link *udp_of(struct usb4_link *link)
 {
-	memset(ss, 0, sizeof(*ss));
-	if (a->family == 4) {
-		struct sockaddr_in *in = (void *) ss;
-		in->sin_family = AF_INET;
-		in->sin_port = htons(a->port);
-		memcpy(&in->sin_addr, a->ip, 4);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (void *) ss;
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = htons(a->port);
-	memcpy(&in6->sin6_addr, a->ip, 16);
-	return sizeof(*in6);
+	return usb4_container_of(link, struct usb4_udp_link, base);
 }
 
-static void from_sockaddr(const struct sockaddr_storage *ss,
-			  struct usb4_udp_addr *a)
+static const struct usb4_udp_link *udp_of_const(const struct usb4_link *link)
 {
-	memset(a, 0, sizeof(*a));
-	if (ss->ss_family == AF_INET) {
-		const struct sockaddr_in *in = (const void *) ss;
-		a->family = 4;
-		a->port = ntohs(in->sin_port);
-		memcpy(a->ip, &in->sin_addr, 4);
-	} else {
-		const struct sockaddr_in6 *in6 = (const void *) ss;
-		a->family = 6;
-		a->port = ntohs(in6->sin6_port);
-		memcpy(a->ip, &in6->sin6_addr, 16);
-	}
+	return usb4_container_of(link, struct usb4_udp_link, base);
 }
 
-/* ---- faults ---- */
+/* ---- sessions ---- */
 
-int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *f)
+static size_t slot_of(uint64_t id, size_t cap)
 {
-	memset(f, 0, sizeof(*f));
-	for (const char *p = spec ? spec : ""; *p; ) {
-		char key[16];
-		double v;
-		int used = 0;
-
-		if (sscanf(p, "%15[a-z]=%lf%n", key, &v, &used) != 2 ||
-		    !(v >= 0 && v <= 1))	/* also refuses NaN */
-			return -FI_EINVAL;
-		if (!strcmp(key, "drop"))
-			f->drop = v;
-		else if (!strcmp(key, "dup"))
-			f->dup = v;
-		else if (!strcmp(key, "reorder"))
-			f->reorder = v;
-		else if (!strcmp(key, "corrupt"))
-			f->corrupt = v;
-		else
-			return -FI_EINVAL;
-		p += used;
-		if (*p == ',')
-			p++;
-		else if (*p)
-			return -FI_EINVAL;
-	}
-	return 0;
+	return (size_t) (id * 0x9e3779b97f4a7c15ull) & (cap - 1);
 }
 
-/* xorshift64*: cheap randomness for fault decisions. */
-static double chance(struct usb4_udp_link *link)
+static struct usb4_udp_session *session_find(const struct usb4_udp_link *l,
+					     uint64_t id)
 {
-	link->rng ^= link->rng >> 12;
-	link->rng ^= link->rng << 25;
-	link->rng ^= link->rng >> 27;
-	return (double) ((link->rng * 0x2545f4914f6cdd1dull) >> 11) /
-	       (double) (1ull << 53);
-}
+	size_t i;
 
-/* ---- open and close ---- */
-
-static int bind_socket(struct usb4_udp_link *link, const struct usb4_iface *iface)
-{
-	struct sockaddr_storage ss;
-	socklen_t len = sizeof(ss);
-	int size = USB4_UDP_SOCKBUF;
-
-	link->self.family = iface->family == AF_INET ? 4 : 6;
-	memcpy(link->self.ip, iface->ip, 16);
-	link->fd = socket(iface->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-			  0);
-	if (link->fd < 0)
-		return -errno;
-	/* Large buffers absorb bursts of 64 KiB datagrams; root may exceed
-	 * rmem_max, others get what the kernel allows. */
-	if (setsockopt(link->fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)))
-		setsockopt(link->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
-	if (setsockopt(link->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
-		setsockopt(link->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-	if (bind(link->fd, (void *) &ss, to_sockaddr(&link->self, &ss)) ||
-	    getsockname(link->fd, (void *) &ss, &len))
-		return -errno;
-	from_sockaddr(&ss, &link->self);
-	return 0;
-}
-
-static size_t datagram_max(const struct usb4_iface *iface)
-{
-	size_t headers = iface->family == AF_INET ? 20 + 8 : 40 + 8;
-	size_t max = iface->mtu > headers ? iface->mtu - headers : 0;
-
-	return max < USB4_UDP_MAX ? max : USB4_UDP_MAX;
-}
-
-int usb4_udp_link_open(struct usb4_udp_link **linkp,
-		       const struct usb4_iface *iface,
-		       const struct usb4_udp_faults *faults)
-{
-	struct usb4_udp_link *link = calloc(1, sizeof(*link));
-	int ret;
-
-	if (!link)
-		return -FI_ENOMEM;
-	link->datagram_max = datagram_max(iface);
-	link->bufs = malloc(USB4_UDP_BATCH * link->datagram_max);
-	link->held = malloc(link->datagram_max);
-	if (!link->bufs || !link->held) {
-		ret = -FI_ENOMEM;
-		goto err_free_link;
-	}
-	ret = bind_socket(link, iface);
-	if (ret)
-		goto err_close_fd;
-	if (faults) {
-		link->faults = *faults;
-		link->faulty = faults->drop || faults->dup || faults->reorder ||
-			       faults->corrupt;
-	}
-	link->rng = usb4_random64();
-	*linkp = link;
-	return 0;
-
-err_close_fd:
-	USB4_WARN(FI_LOG_EP_CTRL, "udp socket on %s: %s\n", iface->name,
-		  fi_strerror(-ret));
-	if (link->fd >= 0)
-		close(link->fd);
-err_free_link:
-	free(link->bufs);
-	free(link->held);
-	free(link);
-	return ret;
-}
-
-void usb4_udp_link_close(struct usb4_udp_link *link)
-{
-	if (!link)
-		return;
-	close(link->fd);
-	free(link->bufs);
-	free(link->held);
-	free(link);
-}
-
-void usb4_udp_link_addr(const struct usb4_udp_link *link,
-			struct usb4_udp_addr *addr)
-{
-	*addr = link->self;
-}
-
-size_t usb4_udp_link_datagram_max(const struct usb4_udp_link *link)
-{
-	return link->datagram_max;
-}
-
-int usb4_udp_link_fd(const struct usb4_udp_link *link)
-{
-	return link->fd;
-}
-
-const struct usb4_udp_link_stats *
-usb4_udp_link_stats(const struct usb4_udp_link *link)
-{
-	return &link->stats;
-}
-
-/* ---- data ---- */
-
-int usb4_udp_send(struct usb4_udp_link *link, const struct usb4_udp_addr *to,
-		  const struct iovec *iov, int count)
-{
-	struct sockaddr_storage ss;
-	struct msghdr msg = {
-		.msg_name = &ss,
-		.msg_namelen = to_sockaddr(to, &ss),
-		.msg_iov = (struct iovec *) iov,
-		.msg_iovlen = count,
-	};
-
-	if (sendmsg(link->fd, &msg, 0) >= 0) {
-		link->stats.sent++;
-		return 0;
-	}
-	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-		link->stats.send_again++;
-		return -FI_EAGAIN;
-	}
-	return errno == EMSGSIZE ? -FI_EMSGSIZE : -FI_EIO;
-}
-
-/* ---- receiving, in pieces ---- */
-
-
-/* Byte i of the datagram. */
-static char *rx_byte(struct rx_dgram *d, size_t i)
-{
-	for (int p = 0; p < d->count; p++) {
-		if (i < d->piece[p].iov_len)
-			return (char *) d->piece[p].iov_base + i;
-		i -= d->piece[p].iov_len;
-	}
+	if (!l->cap)
+		return NULL;
+	for (i = slot_of(id, l->cap); l->hash[i]; i = (i + 1) & (l->cap - 1))
+		if (l->hash[i]->dest.id == id)
+			return l->hash[i];
 	return NULL;
 }
 
-/* A copy of the whole datagram into the held buffer (for reordering). */
-static void hold(struct usb4_udp_link *link, const struct rx_dgram *d,
-		 const struct usb4_udp_addr *from)
+static int hash_grow(struct usb4_udp_link *l)
 {
-	size_t off = 0;
+	size_t cap = l->cap ? 2 * l->cap : 16;
+	struct usb4_udp_session **hash = calloc(cap, sizeof(*hash));
 
-	for (int p = 0; p < d->count; p++) {
-		memcpy(link->held + off, d->piece[p].iov_base,
-		       d->piece[p].iov_len);
-		off += d->piece[p].iov_len;
-	}
-	link->held_len = off;
-	link->held_from = *from;
-}
+	if (!hash)
+		return -FI_ENOMEM;
+	for (size_t i = 0; i < l->cap; i++) {
+		size_t j;
 
-/*
- * Loss and corruption strike a whole receive batch before any datagram of it
- * is handed up, as on a wire.  (Part of a datagram may lie in a hole: a
- * byte flipped there later could land on data the core already took from
- * another datagram.)
- */
-static void wire_faults(struct usb4_udp_link *link, struct rx_dgram *d)
-{
-	d->dropped = chance(link) < link->faults.drop;
-	if (d->dropped) {
-		link->stats.faults_dropped++;
-		return;
-	}
-	if (d->len && chance(link) < link->faults.corrupt) {
-		*rx_byte(d, (size_t) (chance(link) * d->len) % d->len) ^= 0x5a;
-		link->stats.faults_corrupted++;
-	}
-}
-
-/* Hands a datagram up, reordered or doubled when faults are configured. */
-static void deliver(struct usb4_udp_link *link, usb4_udp_rx_fn fn, void *arg,
-		    const struct usb4_udp_addr *from, struct rx_dgram *d)
-{
-	if (!link->faulty) {
-		fn(arg, from, d->piece, d->count);
-		return;
-	}
-	if (d->dropped)
-		return;
-	if (!link->held_len && chance(link) < link->faults.reorder) {
-		hold(link, d, from);
-		link->stats.faults_reordered++;
-		return;
-	}
-	fn(arg, from, d->piece, d->count);
-	if (chance(link) < link->faults.dup) {
-		link->stats.faults_duplicated++;
-		fn(arg, from, d->piece, d->count);
-	}
-	if (link->held_len) {
-		struct iovec held = { .iov_base = link->held,
-				      .iov_len = link->held_len };
-		link->held_len = 0;
-		fn(arg, &link->held_from, &held, 1);
-	}
-}
-
-/* Receive vector of datagram slot i: its own buffer, with the hole (if any)
- * pointing elsewhere.  Returns the number of iovecs. */
-static int rx_layout(struct usb4_udp_link *link, int i,
-		     const struct usb4_udp_hole *hole, struct iovec *iov)
-{
-	char *buf = link->bufs + (size_t) i * link->datagram_max;
-	size_t max = link->datagram_max;
-
-	if (!hole || !hole->len || hole->off >= max ||
-	    hole->len > max - hole->off) {
-		iov[0] = (struct iovec) { .iov_base = buf, .iov_len = max };
-		return 1;
-	}
-	iov[0] = (struct iovec) { .iov_base = buf, .iov_len = hole->off };
-	iov[1] = (struct iovec) { .iov_base = hole->dest, .iov_len = hole->len };
-	iov[2] = (struct iovec) { .iov_base = buf + hole->off + hole->len,
-				  .iov_len = max - hole->off - hole->len };
-	return 3;
-}
-
-/* The pieces that len received bytes filled (iov[1] is the hole when
- * there are three). */
-static void rx_pieces(const struct iovec *iov, int n, size_t len,
-		      struct rx_dgram *d)
-{
-	d->count = 0;
-	d->len = len;
-	d->dropped = false;
-	d->hole_piece = -1;
-	d->spare = (char *) iov[0].iov_base + iov[0].iov_len;
-	for (int p = 0; p < n && len; p++) {
-		size_t take = iov[p].iov_len < len ? iov[p].iov_len : len;
-
-		if (!take)
+		if (!l->hash[i])
 			continue;
-		if (n == 3 && p == 1)
-			d->hole_piece = d->count;
-		d->piece[d->count++] = (struct iovec) {
-			.iov_base = iov[p].iov_base, .iov_len = take };
-		len -= take;
+		for (j = slot_of(l->hash[i]->dest.id, cap); hash[j];
+		     j = (j + 1) & (cap - 1))
+			;
+		hash[j] = l->hash[i];
 	}
-	if (!d->count)	/* an empty datagram: one empty piece */
-		d->piece[d->count++] = (struct iovec) { .iov_base = iov[0].iov_base };
+	free(l->hash);
+	l->hash = hash;
+	l->cap = cap;
+	return 0;
 }
 
-void usb4_udp_evacuate(struct usb4_udp_link *link, const void *dest,
-		       size_t len)
+static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 {
-	const char *lo = dest, *hi = lo + len;
-
-	for (int i = link->batch_next; i < link->batch_count; i++) {
-		struct rx_dgram *d = &link->batch[i];
-		struct iovec *hole;
-
-		if (d->hole_piece < 0)
-			continue;
-		hole = &d->piece[d->hole_piece];
-		if ((const char *) hole->iov_base >= hi ||
-		    lo >= (const char *) hole->iov_base + hole->iov_len)
-			continue;
-		memcpy(d->spare, hole->iov_base, hole->iov_len);
-		hole->iov_base = d->spare;
-		d->hole_piece = -1;
-		link->stats.evacuated++;
-	}
+	return (struct usb4_rel_cfg) {
+		.window = usb4_params.rel_window,
+		.payload_max = l->payload_max,
+		.datagram_max = usb4_udp_sock_datagram_max(l->sock),
+		.rto_initial_ns = 50ull * 1000 * 1000,	/* oversubscribed hosts
+							 * stall for 10s of ms */
+		.rto_max_ns = 1000ull * 1000 * 1000,
+		.ack_delay_ns = 200ull * 1000,
+		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
+		.isn = (uint32_t) usb4_random64(),
+		.pool = l->pool,
+	};
 }
 
-int usb4_udp_poll(struct usb4_udp_link *link, usb4_udp_place_fn place,
-		  usb4_udp_rx_fn fn, void *arg, int budget)
+static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
+					    uint64_t id,
+					    const struct usb4_udp_addr *addr)
 {
-	struct mmsghdr msgs[USB4_UDP_BATCH];
-	struct iovec iov[USB4_UDP_BATCH][USB4_UDP_PIECES_MAX];
-	struct usb4_udp_hole holes[USB4_UDP_BATCH];
-	struct sockaddr_storage from[USB4_UDP_BATCH];
-	struct rx_dgram *d = link->batch;
-	int want = budget < USB4_UDP_BATCH ? budget : USB4_UDP_BATCH;
-	int nholes = place ? place(arg, holes, want) : 0;
-	int got;
+	struct usb4_rel_cfg cfg = rel_cfg(l);
+	struct usb4_udp_session *s;
+	size_t i;
 
-	for (int i = 0; i < want; i++) {
-		int n = rx_layout(link, i, i < nholes ? &holes[i] : NULL, iov[i]);
-
-		msgs[i].msg_hdr = (struct msghdr) {
-			.msg_name = &from[i], .msg_namelen = sizeof(from[i]),
-			.msg_iov = iov[i], .msg_iovlen = n,
-		};
+	if (2 * (l->count + 1) > l->cap && hash_grow(l))
+		return NULL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return NULL;
+	if (usb4_rel_peer_open(&s->rel, &cfg, l->ep_id, id, usb4_now_ns())) {
+		free(s);
+		return NULL;
 	}
-	got = recvmmsg(link->fd, msgs, want, MSG_DONTWAIT, NULL);
-	if (got <= 0)
-		return 0;
-	for (int i = 0; i < got; i++) {
-		rx_pieces(iov[i], (int) msgs[i].msg_hdr.msg_iovlen,
-			  msgs[i].msg_len, &d[i]);
-		link->stats.received++;
-		if (link->faulty)
-			wire_faults(link, &d[i]);
-	}
-	link->batch_count = got;
-	for (int i = 0; i < got; i++) {
-		struct usb4_udp_addr a;
-
-		from_sockaddr(&from[i], &a);
-		link->batch_next = i + 1;
-		deliver(link, fn, arg, &a, &d[i]);
-	}
-	link->batch_count = link->batch_next = 0;
-	return got;
+	s->dest.id = id;
+	s->dest.addr = *addr;
+	s->link = l;
+	for (i = slot_of(id, l->cap); l->hash[i]; i = (i + 1) & (l->cap - 1))
+		;
+	l->hash[i] = s;
+	l->count++;
+	return s;
 }
+
+/* ---- rel's callbacks ---- */
+
+static int rel_xmit(void *ctx, const struct iovec *iov, int count)
+{
+	struct usb4_udp_session *s = ctx;
+
+	return usb4_udp_send(s->link->sock, &s->dest.addr, iov, count);
+}
+
+/* A frame as the core takes it: one piece, or the zone's header and the
+ * payload that landed in the zone; anything else is put together first. */
+static int frame_shape(struct usb4_udp_link *l, const struct iovec *in,
+		       int count, struct iovec *out)
+{
+	size_t len = 0;
+
+	if (count == 1 || (count == 2 && in[0].iov_len == l->place_hdr)) {
+		memcpy(out, in, count * sizeof(*in));
+		return count;
+	}
+	for (int i = 0; i < count; i++) {
+		if (in[i].iov_len > l->payload_max - len)
+			return 0;
+		memcpy(l->linear + len, in[i].iov_base, in[i].iov_len);
+		len += in[i].iov_len;
+	}
+	out[0] = (struct iovec) { .iov_base = l->linear, .iov_len = len };
+	return 1;
+}
+
+static int rel_deliver(void *ctx, const struct iovec *payload, int count)
+{
+	struct usb4_udp_session *s = ctx;
+	struct usb4_udp_link *l = s->link;
+	struct usb4_link *link = &l->base;
+	struct iovec frame[USB4_REL_PIECES_MAX];
+	int n;
+
+	if (!link->sink.frame)
+		return 0;	/* closing: nobody takes it */
+	n = frame_shape(l, payload, count, frame);
+	if (!n)
+		return 0;	/* longer than a frame: rel bounds it, never */
+	return link->sink.frame(link->sink.ctx, link, s->dest.id, frame, n);
+}
+
+static struct usb4_rel_io rel_io(struct usb4_udp_session *s)
+{
+	return (struct usb4_rel_io) {
+		.xmit = rel_xmit, .xmit_ctx = s,
+		.deliver = rel_deliver, .deliver_ctx = s,
+	};
+}
+
+/* After every rel call on s: its timer may be due sooner; a peer that
+ * went down is reported once. */
+static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
+{
+	uint64_t due = usb4_rel_deadline(s->rel);
+	int down = usb4_rel_down(s->rel);
+
+	if (due < l->next_due)
+		l->next_due = due;
+	if (down && !s->down_reported) {
+		s->down_reported = true;
+		if (l->base.sink.peer_down)
+			l->base.sink.peer_down(l->base.sink.ctx, &l->base,
+					       s->dest.id, down);
+	}
+}
+
+/* ---- a kind of link ---- */
+
+static bool udp_available(void)
+{
+	struct usb4_iface iface;
+
+	return usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
+			       &iface, 1) > 0;
+}
+
+static bool udp_reaches(const struct usb4_wire_addr *a, uint64_t host_id)
+{
+	return le64toh(a->host_id) != host_id &&
+	       (a->udp_family == 4 || a->udp_family == 6);
+}
+
+static int udp_dest_open(const struct usb4_wire_addr *a,
+			 struct usb4_link_dest **destp)
+{
+	struct usb4_link_dest *dest = calloc(1, sizeof(*dest));
+
+	if (!dest)
+		return -FI_ENOMEM;
+	dest->id = le64toh(a->ep_id);
+	dest->addr.family = a->udp_family;
+	dest->addr.port = le16toh(a->udp_port);
+	memcpy(dest->addr.ip, a->udp_ip, sizeof(dest->addr.ip));
+	*destp = dest;
+	return 0;
+}
+
+static void udp_dest_close(struct usb4_link_dest *dest)
+{
+	free(dest);
+}
+
+/* ---- the link ---- */
+
+static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
+{
+	struct usb4_udp_link *l;
+	struct usb4_udp_faults faults;
+	struct usb4_iface iface;
+	int ret;
+
+	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
+			    &iface, 1) < 1)
+		return -FI_ENODEV;
+	if (usb4_udp_faults_parse(usb4_params.faults, &faults)) {
+		USB4_WARN(FI_LOG_EP_CTRL, "FI_USB4_FAULTS=%s not understood\n",
+			  usb4_params.faults);
+		return -FI_EINVAL;
+	}
+	l = calloc(1, sizeof(*l));
+	if (!l)
+		return -FI_ENOMEM;
+	l->base.ops = &usb4_udp_link_ops;
+	l->base.sink = cfg->sink;
+	l->ep_id = cfg->ep_id;
+	l->next_due = UINT64_MAX;
+	usb4_udp_zones_init(&l->zones, usb4_params.udp_placement);
+	ret = usb4_udp_sock_open(&l->sock, &iface, &faults);
+	if (ret)
+		goto err_free_link;
+	l->payload_max = usb4_udp_sock_datagram_max(l->sock) -
+			 sizeof(struct usb4_wire_rel);
+	l->linear = malloc(l->payload_max);
+	ret = l->linear ? usb4_rel_pool_open(&l->pool, usb4_params.udp_buffers) :
+			  -FI_ENOMEM;
+	if (ret)
+		goto err_close_sock;
+	*linkp = &l->base;
+	return 0;
+
+err_close_sock:
+	free(l->linear);
+	usb4_udp_sock_close(l->sock);
+err_free_link:
+	free(l);
+	return ret;
+}
+
+static void udp_addr(const struct usb4_link *link, struct usb4_wire_addr *a)
+{
+	struct usb4_udp_addr self;
+
+	usb4_udp_sock_addr(udp_of_const(link)->sock, &self);
+	a->udp_family = self.family;
+	a->udp_port = htole16(self.port);
+	memcpy(a->udp_ip, self.ip, sizeof(a->udp_ip));
+}
+
+static size_t udp_frame_max(const struct usb4_link *link,
+			    const struct usb4_link_dest *dest)
+{
+	return udp_of_const(link)->payload_max;
+}
+
+static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
+			const struct iovec *iov, int count, int nref,
+			uint64_t owner)
+{
+	struct usb4_udp_link *l = udp_of(link);
+	struct usb4_udp_session *s;
+	struct usb4_rel_io io;
+	int ret;
+
+	if (l->in_rel)
+		return -FI_EAGAIN;
+	s = session_find(l, dest->id);
+	if (!s && !(s = session_new(l, dest->id, &dest->addr)))
+		return -FI_EAGAIN;
+	io = rel_io(s);
+	ret = usb4_rel_send_ref(s->rel, usb4_now_ns(), iov, count, nref, owner,
+				&io);
+	session_after(l, s);
+	return ret;
+}
+
+static int udp_post(struct usb4_link *link, struct usb4_link_dest *dest,
+		    const struct iovec *iov, int count)
+{
+	return udp_post_ref(link, dest, iov, count, 0, 0);
+}
+
+static void udp_release(struct usb4_link *link, struct usb4_link_dest *dest,
+			uint64_t owner)
+{
+	struct usb4_udp_link *l = udp_of(link);
+	struct usb4_udp_session *s = session_find(l, dest->id);
+
+	if (s)
+		l->stats.ref_copies += usb4_rel_copy_refs(s->rel, owner);
+}
+
+/* The marks are rel sequence numbers; peers without a session have
+ * nothing in flight. */
+static uint32_t udp_mark(struct usb4_link *link, struct usb4_link_dest *dest)
+{
+	struct usb4_udp_session *s = session_find(udp_of(link), dest->id);
+
+	return s ? usb4_rel_next_seq(s->rel) : 0;
+}
+
+static bool udp_settled(struct usb4_link *link, struct usb4_link_dest *dest,
+			uint32_t mark)
+{
+	struct usb4_udp_session *s = session_find(udp_of(link), dest->id);
+
+	return !s || usb4_rel_acked_before(s->rel, mark);
+}
+
+static int udp_peer_state(struct usb4_link *link, struct usb4_link_dest *dest)
+{
+	struct usb4_udp_session *s = session_find(udp_of(link), dest->id);
+
+	return s ? usb4_rel_down(s->rel) : 0;
+}
+
+static struct usb4_link_dest *udp_dest_of(struct usb4_link *link, uint64_t id)
+{
+	struct usb4_udp_session *s = session_find(udp_of(link), id);
+
+	return s ? &s->dest : NULL;
+}
+
+/* ---- receiving ---- */
+
+/* A HELLO of another version gets our REJECT, so that its sender can say
+ * why instead of waiting for a silent peer. */
+static void answer_foreign_hello(struct usb4_udp_link *l,
+				 const struct usb4_rel_head *head,
+				 const struct usb4_udp_addr *from)
+{
+	char buf[USB4_REL_REJECT_LEN];
+	struct iovec iov = { .iov_base = buf };
+
+	if (head->type != USB4_REL_HELLO || !head->crc_ok)
+		return;
+	if (!l->stats.version_mismatch++)
+		USB4_WARN(FI_LOG_EP_CTRL, "peer %016llx speaks usb4 wire "
+			  "version %u, this provider speaks %u: refused\n",
+			  (unsigned long long) head->src_id, head->version,
+			  USB4_WIRE_VERSION);
+	iov.iov_len = usb4_rel_reject(buf, l->ep_id, head->src_id);
+	usb4_udp_send(l->sock, from, &iov, 1);
+}
+
+/* A REJECT in its sender's own version: the peer refused us, if we are
+ * in a handshake with it from that address. */
+static void foreign_reject(struct usb4_udp_link *l,
+			   const struct usb4_rel_head *head,
+			   const struct usb4_udp_addr *from)
+{
+	struct usb4_udp_session *s = session_find(l, head->src_id);
+
+	if (head->type != USB4_REL_REJECT || !s ||
+	    !usb4_udp_addr_eq(from, &s->dest.addr))
+		return;
+	usb4_rel_refused(s->rel, head);
+	session_after(l, s);
+}
+
+/* The session a datagram belongs to, or NULL (counted) when it belongs to
+ * none: not for us, another version, no valid HELLO, the wrong address. */
+static struct usb4_udp_session *
+datagram_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
+		 const struct iovec *dgram, int count)
+{
+	struct usb4_rel_head head;
+	struct usb4_udp_session *s = NULL;
+
+	if (usb4_rel_peek(dgram, count, &head) || head.dst_id != l->ep_id ||
+	    !head.src_id)
+		goto foreign;
+	if (head.version != USB4_WIRE_VERSION) {
+		answer_foreign_hello(l, &head, from);
+		foreign_reject(l, &head, from);
+		goto foreign;
+	}
+	s = session_find(l, head.src_id);
+	if (!s && head.type == USB4_REL_HELLO && head.crc_ok)
+		s = session_new(l, head.src_id, from);
+	if (s && usb4_udp_addr_eq(from, &s->dest.addr))
+		return s;
+foreign:
+	l->stats.foreign++;
+	return NULL;
+}
+
+static void on_datagram(void *arg, const struct usb4_udp_addr *from,
+			const struct iovec *dgram, int count)
+{
+	struct usb4_udp_link *l = arg;
+	struct usb4_udp_session *s = datagram_session(l, from, dgram, count);
+	struct usb4_rel_io io;
+
+	if (!s)
+		return;
+	io = rel_io(s);
+	l->in_rel = true;
+	if (usb4_rel_input_v(s->rel, usb4_now_ns(), dgram, count, &io))
+		l->stats.rejected++;
+	l->in_rel = false;
+	session_after(l, s);
+}
+
+/* DATA frames of the transfer under way are received straight into its
+ * buffer: the payload lands after rel's and the zone's headers. */
+static int place(void *arg, struct usb4_udp_hole *holes, int max)
+{
+	struct usb4_udp_link *l = arg;
+
+	l->place_hdr = l->zones.hot ? l->zones.hot->hdr_len : 0;
+	return usb4_udp_zones_predict(&l->zones, sizeof(struct usb4_wire_rel),
+				      holes, max);
+}
+
+/* Retransmissions, delayed acks, refused payloads offered again, idle rings
+ * released, dead peers. */
+static void run_timers(struct usb4_udp_link *l, uint64_t now)
+{
+	if (now < l->next_due)
+		return;
+	l->next_due = UINT64_MAX;
+	for (size_t i = 0; i < l->cap; i++) {
+		struct usb4_udp_session *s = l->hash[i];
+		struct usb4_rel_io io;
+
+		if (!s)
+			continue;
+		if (usb4_rel_deadline(s->rel) <= now) {
+			io = rel_io(s);
+			l->in_rel = true;
+			usb4_rel_timer(s->rel, now, &io);
+			l->in_rel = false;
+		}
+		session_after(l, s);
+	}
+}
+
+static int udp_poll(struct usb4_link *link, int budget)
+{
+	struct usb4_udp_link *l = udp_of(link);
+	int n = usb4_udp_poll(l->sock, place, on_datagram, l,
+			      budget < USB4_UDP_POLL_BUDGET ? budget :
+							      USB4_UDP_POLL_BUDGET);
+
+	run_timers(l, usb4_now_ns());
+	return n;
+}
+
+/* ---- sleeping ---- */
+
+static int udp_wait_fd(const struct usb4_link *link)
+{
+	return usb4_udp_sock_fd(udp_of_const(link)->sock);
+}
+
+static int64_t udp_timer_us(const struct usb4_link *link)
+{
+	const struct usb4_udp_link *l = udp_of_const(link);
+	uint64_t now = usb4_now_ns();
+
+	if (l->next_due == UINT64_MAX)
+		return -1;
+	return l->next_due <= now ? 0 :
+	       (int64_t) ((l->next_due - now + 999) / 1000);
+}
+
+/* The socket is level-triggered: nothing to arm. */
+static bool udp_sleep_begin(struct usb4_link *link)
+{
+	return true;
+}
+
+static void udp_sleep_end(struct usb4_link *link)
+{
+}
+
+/* ---- landing zones ---- */
+
+static void udp_zone_open(struct usb4_link *link, struct usb4_link_zone *zone)
+{
+	usb4_udp_zone_open(&udp_of(link)->zones, zone);
+}
+
+static void udp_zone_close(struct usb4_link *link, struct usb4_link_zone *zone)
+{
+	struct usb4_udp_link *l = udp_of(link);
+
+	usb4_udp_zone_close(&l->zones, l->sock, zone);
+}
+
+static void udp_zone_write(struct usb4_link *link, struct usb4_link_zone *zone,
+			   uint64_t off, const void *src, size_t len)
+{
+	struct usb4_udp_link *l = udp_of(link);
+
+	usb4_udp_zone_write(&l->zones, l->sock, zone, off, src, len);
+}
+
+/* ---- closing ---- */
+
+/* Frames to live peers that rel still has to get acknowledged. */
+static bool unacked(const struct usb4_udp_link *l)
+{
+	for (size_t i = 0; i < l->cap; i++)
+		if (l->hash[i] && !usb4_rel_dead(l->hash[i]->rel) &&
+		    usb4_rel_unacked(l->hash[i]->rel))
+			return true;
+	return false;
+}
+
+/* Sleeps until a datagram, the next timer or 1 ms. */
+static void linger_wait(struct usb4_udp_link *l)
+{
+	struct pollfd pfd = { .fd = usb4_udp_sock_fd(l->sock), .events = POLLIN };
+	int64_t us = udp_timer_us(&l->base);
+	int ms = us < 0 || us > 1000 ? 1 : (int) ((us + 999) / 1000);
+
+	poll(&pfd, 1, ms);
+}
+
+/* Like a socket's linger: what a completed send posted still reaches its
+ * peer, unless the peer is dead (bounded by the peer timeout). */
+static void linger(struct usb4_udp_link *l)
+{
+	uint64_t deadline = usb4_now_ns() +
+		(uint64_t) (usb4_params.peer_timeout_ms + 1000) * 1000000;
+
+	while (unacked(l) && usb4_now_ns() < deadline) {
+		udp_poll(&l->base, USB4_UDP_POLL_BUDGET);
+		linger_wait(l);
+	}
+}
+
+/* What the socket and rel saw, logged at close. */
+static void log_stats(const struct usb4_udp_link *l)
+{
+	const struct usb4_udp_sock_stats *k = usb4_udp_sock_stats(l->sock);
+	struct usb4_rel_stats sum = { 0 };
+
+	for (size_t i = 0; i < l->cap; i++) {
+		const struct usb4_rel_stats *r;
+
+		if (!l->hash[i])
+			continue;
+		r = usb4_rel_stats(l->hash[i]->rel);
+		sum.sent += r->sent;
+		sum.retransmitted += r->retransmitted;
+		sum.delivered += r->delivered;
+		sum.acks_sent += r->acks_sent;
+		sum.not_ready += r->not_ready;
+		for (int d = 0; d < USB4_REL_DROP_MAX; d++)
+			sum.dropped[d] += r->dropped[d];
+	}
+	USB4_INFO(FI_LOG_EP_DATA,
+		  "udp: sent %llu received %llu busy %llu; faults dropped %llu "
+		  "duplicated %llu reordered %llu corrupted %llu; rel sent %llu "
+		  "retransmitted %llu delivered %llu acks %llu dropped: header "
+		  "%llu dst %llu src %llu duplicate %llu window %llu "
+		  "handshake %llu nobuffer %llu; foreign datagrams %llu; "
+		  "version mismatches %llu; not ready %llu; frames copied at "
+		  "early release %llu; holes evacuated %llu; sessions %zu\n",
+		  (unsigned long long) k->sent, (unsigned long long) k->received,
+		  (unsigned long long) k->send_again,
+		  (unsigned long long) k->faults_dropped,
+		  (unsigned long long) k->faults_duplicated,
+		  (unsigned long long) k->faults_reordered,
+		  (unsigned long long) k->faults_corrupted,
+		  (unsigned long long) sum.sent,
+		  (unsigned long long) sum.retransmitted,
+		  (unsigned long long) sum.delivered,
+		  (unsigned long long) sum.acks_sent,
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_BAD_HEADER],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_WRONG_DST],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_WRONG_SRC],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_DUPLICATE],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_OUT_OF_WINDOW],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_NO_HANDSHAKE],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_NO_BUFFER],
+		  (unsigned long long) l->stats.foreign,
+		  (unsigned long long) l->stats.version_mismatch,
+		  (unsigned long long) sum.not_ready,
+		  (unsigned long long) l->stats.ref_copies,
+		  (unsigned long long) k->evacuated, l->count);
+}
+
+/* Peers that sent us frames linger until they hear we have them. */
+static void ack_all(struct usb4_udp_link *l)
+{
+	for (size_t i = 0; i < l->cap; i++) {
+		struct usb4_udp_session *s = l->hash[i];
+		struct usb4_rel_io io;
+
+		if (!s)
+			continue;
+		io = rel_io(s);
+		usb4_rel_ack_now(s->rel, &io);
+	}
+}
+
+static void udp_close(struct usb4_link *link)
+{
+	struct usb4_udp_link *l = udp_of(link);
+
+	/* From here on nothing reaches the core: it is gone. */
+	link->sink.frame = NULL;
+	link->sink.peer_down = NULL;
+	ack_all(l);
+	linger(l);
+	log_stats(l);
+	for (size_t i = 0; i < l->cap; i++) {
+		if (!l->hash[i])
+			continue;
+		usb4_rel_peer_close(l->hash[i]->rel);
+		free(l->hash[i]);
+	}
+	free(l->hash);
+	usb4_rel_pool_close(l->pool);
+	usb4_udp_sock_close(l->sock);
+	free(l->linear);
+	free(l);
+}
+
+const struct usb4_link_ops usb4_udp_link_ops = {
+	.name = "udp",
+	.caps = 0,
+	.other_hosts = true,
+	.available = udp_available,
+	.reaches = udp_reaches,
+	.dest_open = udp_dest_open,
+	.dest_close = udp_dest_close,
+	.open = udp_open,
+	.close = udp_close,
+	.addr = udp_addr,
+	.frame_max = udp_frame_max,
+	.post = udp_post,
+	.post_ref = udp_post_ref,
+	.release = udp_release,
+	.mark = udp_mark,
+	.settled = udp_settled,
+	.poll = udp_poll,
+	.peer_state = udp_peer_state,
+	.dest_of = udp_dest_of,
+	.wait_fd = udp_wait_fd,
+	.timer_us = udp_timer_us,
+	.sleep_begin = udp_sleep_begin,
+	.sleep_end = udp_sleep_end,
+	.zone_open = udp_zone_open,
+	.zone_close = udp_zone_close,
+	.zone_write = udp_zone_write,
+};

@@ -4,19 +4,25 @@
  * Sequence space: 32-bit, serial-number arithmetic (a - b as int32_t), so it
  * wraps freely.  Send side: [snd_una, snd_tx) transmitted and unacked,
  * [snd_tx, snd_nxt) queued (waiting for the handshake, the window or a busy
- * link).  Receive side: rcv_nxt is the next seq to deliver; out-of-order
- * payloads within the window are copied into a ring until the gap fills.
+ * link).  Receive side: [rcv_dlv, rcv_nxt) arrived in order but not yet
+ * taken by the receiver (it refused them: receiver not ready); rcv_nxt is
+ * the next seq expected; out-of-order payloads within the window wait in
+ * the ring until the gap fills.  The window we advertise shrinks by what
+ * the receiver has not taken.
  *
  * Timers are kept as absolute times in the caller's clock (ns); usb4_rel_timer
  * does what is due and usb4_rel_deadline says when that is.  The retransmit
  * deadline is a lower bound (never late; after acks it may be early, and the
  * timer then just recomputes it) so an ack never costs a scan of the window.
  *
- * Handshake: each side sends HELLO (its ISN and window) until it knows the
- * peer's ISN, from a HELLO or a HELLO_ACK; every HELLO is answered with a
- * HELLO_ACK.  Knowing the peer's ISN is "done" on our side: if our answer was
- * lost the peer keeps re-HELLOing (it does not know ours) and we answer again,
- * so both sides converge, including simultaneous open.
+ * Handshake: each side sends HELLO (its ISN, window, protocol version,
+ * features and largest datagram) until it knows the peer's ISN, from a HELLO
+ * or a HELLO_ACK; every HELLO is answered with a HELLO_ACK.  Knowing the
+ * peer's ISN is "done" on our side: if our answer was lost the peer keeps
+ * re-HELLOing (it does not know ours) and we answer again, so both sides
+ * converge, including simultaneous open.  A peer whose required features we
+ * lack gets REJECT; a REJECT before the handshake completes means the peer
+ * refused us (after it, it is ignored: nobody can end a live session so).
  */
 #include <endian.h>
 #include <stdlib.h>
@@ -26,11 +32,14 @@
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
+#define USB4_REL_HELLO_LEN	sizeof(struct usb4_wire_hello)
 #define USB4_REL_WINDOW_MAX	1024u
-#define USB4_REL_PAYLOAD_MAX	(1u << 20)	/* bytes; bounds memory at open */
+#define USB4_REL_PAYLOAD_MAX	(1u << 20)	/* bytes; bounds a copy */
 #define USB4_REL_SACK_BITS	64u
 #define USB4_REL_LEVEL_MAX	63u	/* backoff doublings we count */
 #define USB4_REL_DUPTHRESH	3u	/* later arrivals that make a hole lost */
+#define USB4_REL_INLINE		64u	/* copies this small live in the slot */
+#define USB4_REL_TRIM_NS	(100ull * 1000 * 1000)	/* quiet: rings go */
 
 enum usb4_rel_tx_state {
 	USB4_REL_TX_FREE,
@@ -39,36 +48,41 @@ enum usb4_rel_tx_state {
 	USB4_REL_TX_SACKED,	/* the peer holds it; waits for the cumulative ack */
 };
 
-/* One payload until the peer acknowledges it: a copy in data[0..len -
- * the refs' bytes), followed by up to USB4_REL_REF_MAX buffers sent from
- * where the caller keeps them (usb4_rel_send_ref). */
+/* One payload until the peer acknowledges it: the first `copied` bytes are
+ * a copy (in inline_data, or in data when larger), followed by up to
+ * USB4_REL_REF_MAX buffers sent from where the caller keeps them
+ * (usb4_rel_send_ref).  With references, data has room for the whole
+ * payload, so usb4_rel_copy_refs never allocates. */
 struct usb4_rel_tx {
 	uint64_t tx_time;	/* last transmission, caller's clock */
 	uint64_t tx_serial;	/* orders transmissions made at equal times */
+	uint64_t owner;		/* whose buffers ref[] are (the caller's tag) */
 	uint32_t len;
+	uint32_t copied;
 	uint32_t epoch;		/* the progress epoch `level` counts in */
 	uint8_t level;		/* timeouts since the last progress */
 	uint8_t state;		/* enum usb4_rel_tx_state */
-	bool resent;		/* its ack times no round trip (Karn) */
 	uint8_t nref;
-	uint64_t owner;		/* whose buffers ref[] are (the caller's tag) */
-	unsigned char *data;
+	bool resent;		/* its ack times no round trip (Karn) */
+	unsigned char *data;	/* pool buffer, or NULL */
 	struct iovec ref[USB4_REL_REF_MAX];
+	unsigned char inline_data[USB4_REL_INLINE];
 };
 
-/* One out-of-order payload waiting for the gap before it to fill. */
+/* One payload waiting for the gap before it to fill, or for the receiver. */
 struct usb4_rel_rx {
 	uint32_t seq;
 	uint32_t len;
 	bool present;
-	unsigned char *data;
+	unsigned char *data;	/* pool buffer */
 };
 
 /* All fields guarded by the caller's serialisation (see usb4_rel.h). */
 struct usb4_rel_peer {
 	struct usb4_rel_cfg cfg;
 	uint64_t local_id, remote_id;
-	uint32_t mask;			/* ring size - 1 (power of two) */
+	uint32_t slots;			/* ring size (power of two) */
+	int down;			/* 0, -FI_EHOSTUNREACH, -FI_ECONNREFUSED */
 
 	/* send side */
 	uint32_t isn, snd_una, snd_tx, snd_nxt;
@@ -84,27 +98,29 @@ struct usb4_rel_peer {
 	uint64_t srtt;			/* smoothed round trip, 0: no sample */
 	bool tx_blocked;		/* xmit said -FI_EAGAIN: retry at once */
 	uint64_t tx_blocked_at;
-	struct usb4_rel_tx *tx;
 
 	/* handshake */
 	bool hello_started, peer_known;
 	uint32_t peer_isn;
+	uint32_t peer_datagram_max;
 	uint8_t hello_level;
 	uint64_t hello_due;
 
 	/* receive side */
-	uint32_t rcv_nxt, rcv_ooo;	/* ooo: payloads buffered in rx */
+	uint32_t rcv_dlv, rcv_nxt, rcv_ooo;	/* ooo: buffered past rcv_nxt */
 	uint32_t rcv_unacked, ack_every;
+	uint32_t wnd_sent;		/* the window our last ack advertised */
 	bool ack_pending;
 	uint64_t ack_due;
-	struct usb4_rel_rx *rx;
+	uint64_t retry_at;		/* when to offer refused payloads */
 
-	/* liveness */
+	/* liveness and memory */
 	uint64_t last_rx, wait_since;
-	bool dead;
+	uint64_t idle_since;		/* rings allocated and nothing in them */
 
 	struct usb4_rel_stats stats;
-	unsigned char *bufs;		/* payload copies of tx and rx, one block */
+	struct usb4_rel_tx *tx;		/* NULL while idle */
+	struct usb4_rel_rx *rx;
 };
 
 static inline bool usb4_rel_seq_lt(uint32_t a, uint32_t b)
@@ -130,7 +146,13 @@ static uint64_t usb4_rel_rto(const struct usb4_rel_peer *peer, unsigned level)
 static inline struct usb4_rel_tx *usb4_rel_tx_slot(struct usb4_rel_peer *peer,
 						   uint32_t seq)
 {
-	return &peer->tx[seq & peer->mask];
+	return &peer->tx[seq & (peer->slots - 1)];
+}
+
+static inline struct usb4_rel_rx *usb4_rel_rx_slot(struct usb4_rel_peer *peer,
+						   uint32_t seq)
+{
+	return &peer->rx[seq & (peer->slots - 1)];
 }
 
 static unsigned usb4_rel_tx_level(const struct usb4_rel_peer *peer,
@@ -171,6 +193,61 @@ static uint32_t usb4_rel_send_limit(const struct usb4_rel_peer *peer)
 {
 	return peer->cfg.window < peer->peer_wnd ? peer->cfg.window :
 						   peer->peer_wnd;
+}
+
+/* What we can take beyond rcv_nxt: the ring less what the receiver has
+ * not taken. */
+static uint32_t usb4_rel_rcv_window(const struct usb4_rel_peer *peer)
+{
+	uint32_t held = peer->rcv_nxt - peer->rcv_dlv;
+
+	return held < peer->cfg.window ? peer->cfg.window - held : 0;
+}
+
+/* ---- rings ---------------------------------------------------------------- */
+
+static int usb4_rel_rings(struct usb4_rel_peer *peer)
+{
+	peer->idle_since = 0;
+	if (peer->tx)
+		return 0;
+	peer->tx = calloc(peer->slots, sizeof(*peer->tx));
+	peer->rx = calloc(peer->slots, sizeof(*peer->rx));
+	if (peer->tx && peer->rx)
+		return 0;
+	free(peer->tx);
+	free(peer->rx);
+	peer->tx = NULL;
+	peer->rx = NULL;
+	return -FI_EAGAIN;
+}
+
+/* Nothing in flight, queued or buffered. */
+static bool usb4_rel_quiet(const struct usb4_rel_peer *peer)
+{
+	return peer->snd_una == peer->snd_nxt && !peer->rcv_ooo &&
+	       peer->rcv_dlv == peer->rcv_nxt;
+}
+
+/* Rings that stayed empty for USB4_REL_TRIM_NS go: an idle peer costs
+ * only this struct. */
+static void usb4_rel_trim(struct usb4_rel_peer *peer, uint64_t now)
+{
+	if (!peer->tx || !usb4_rel_quiet(peer)) {
+		peer->idle_since = 0;
+		return;
+	}
+	if (!peer->idle_since) {
+		peer->idle_since = now ? now : 1;
+		return;
+	}
+	if (now - peer->idle_since < USB4_REL_TRIM_NS)
+		return;
+	free(peer->tx);
+	free(peer->rx);
+	peer->tx = NULL;
+	peer->rx = NULL;
+	peer->idle_since = 0;
 }
 
 /* ---- datagrams in pieces ------------------------------------------------ */
@@ -230,10 +307,10 @@ static int usb4_rel_skip(const struct iovec *dgram, int count, size_t off,
 
 /* ---- datagram format ---------------------------------------------------- */
 
-/* Fixed fields only (no CRC): what usb4_rel_datagram_ids needs.  Converts
- * the header to host order, once, here. */
-static bool usb4_rel_header_ok(const struct iovec *dgram, int count,
-			       size_t len, struct usb4_wire_rel *h)
+/* The header in host order; false when too short or not shaped like any
+ * version's (version and type keep their place). */
+static bool usb4_rel_header_read(const struct iovec *dgram, int count,
+				 size_t len, struct usb4_wire_rel *h)
 {
 	if (count < 1 || count > USB4_REL_PIECES_MAX || len < USB4_REL_HDR_LEN ||
 	    len - USB4_REL_HDR_LEN > UINT32_MAX)
@@ -248,6 +325,12 @@ static bool usb4_rel_header_ok(const struct iovec *dgram, int count,
 	h->sack = le64toh(h->sack);
 	h->window = le32toh(h->window);
 	h->len = le32toh(h->len);
+	return true;
+}
+
+/* Our version's fixed fields (no CRC). */
+static bool usb4_rel_header_ok(const struct usb4_wire_rel *h, size_t len)
+{
 	return h->version == USB4_WIRE_VERSION && h->type >= USB4_REL_HELLO &&
 	       h->type < USB4_REL_TYPE_MAX && h->flags == 0 &&
 	       h->len == len - USB4_REL_HDR_LEN;
@@ -269,17 +352,58 @@ static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
 	return crc == want;
 }
 
+static bool usb4_rel_is_hello(uint8_t type)
+{
+	return type == USB4_REL_HELLO || type == USB4_REL_HELLO_ACK ||
+	       type == USB4_REL_REJECT;
+}
+
 /* Full validation of a datagram for this peer, before any state changes. */
 static bool usb4_rel_parse(const struct usb4_rel_peer *peer,
 			   const struct iovec *dgram, int count, size_t len,
 			   struct usb4_wire_rel *h)
 {
-	if (!usb4_rel_header_ok(dgram, count, len, h) ||
+	if (!usb4_rel_header_read(dgram, count, len, h) ||
+	    !usb4_rel_header_ok(h, len) ||
 	    !usb4_rel_crc_ok(dgram, count, h->crc))
 		return false;
 	if (h->type == USB4_REL_DATA)
 		return h->len <= peer->cfg.payload_max;
+	if (usb4_rel_is_hello(h->type))
+		return h->len == USB4_REL_HELLO_LEN;
 	return h->len == 0;
+}
+
+static void usb4_rel_hello_read(const struct iovec *dgram, int count,
+				struct usb4_wire_hello *hello)
+{
+	usb4_rel_gather(hello, dgram, count, USB4_REL_HDR_LEN, sizeof(*hello));
+	hello->proto = le16toh(hello->proto);
+	hello->features = le32toh(hello->features);
+	hello->datagram_max = le32toh(hello->datagram_max);
+}
+
+int usb4_rel_peek(const struct iovec *dgram, int count,
+		  struct usb4_rel_head *head)
+{
+	size_t len = usb4_rel_pieces_len(dgram, count);
+	struct usb4_wire_rel h;
+	struct usb4_wire_hello hello = { 0 };
+
+	if (!usb4_rel_header_read(dgram, count, len, &h))
+		return -FI_EINVAL;
+	*head = (struct usb4_rel_head) {
+		.version = h.version, .type = h.type,
+		.src_id = h.src_id, .dst_id = h.dst_id,
+		.crc_ok = h.len == len - USB4_REL_HDR_LEN &&
+			  usb4_rel_crc_ok(dgram, count, h.crc),
+	};
+	if (usb4_rel_is_hello(h.type) && h.len >= USB4_REL_HELLO_LEN) {
+		usb4_rel_hello_read(dgram, count, &hello);
+		head->proto = hello.proto;
+		head->features = hello.features;
+	}
+	return 0;
 }
 
 int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,
@@ -287,8 +411,8 @@ int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,
 {
 	struct usb4_wire_rel h;
 
-	if (!usb4_rel_header_ok(dgram, count, usb4_rel_pieces_len(dgram, count),
-				&h))
+	if (!usb4_rel_header_read(dgram, count, usb4_rel_pieces_len(dgram, count),
+				  &h))
 		return -FI_EINVAL;
 	*src_id = h.src_id;
 	*dst_id = h.dst_id;
@@ -311,7 +435,8 @@ static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
 	for (uint32_t i = 0; peer->rcv_ooo && i < USB4_REL_SACK_BITS &&
 			     i + 1 < peer->cfg.window; i++) {
 		uint32_t seq = peer->rcv_nxt + 1 + i;
-		const struct usb4_rel_rx *rx = &peer->rx[seq & peer->mask];
+		const struct usb4_rel_rx *rx =
+			&peer->rx[seq & (peer->slots - 1)];
 
 		if (rx->present && rx->seq == seq)
 			sack |= 1ull << i;
@@ -319,22 +444,10 @@ static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
 	return sack;
 }
 
-/* Builds the header (acks and window from the receive side) and sends the
- * payload pieces iov[0..count) after it. */
-static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
-			 uint8_t type, uint32_t seq, const struct iovec *iov,
-			 int count)
+/* Header and CRC around payload pieces iov[0..count); sends them. */
+static int usb4_rel_seal(const struct usb4_rel_io *io, struct usb4_wire_rel *w,
+			 const struct iovec *iov, int count)
 {
-	struct usb4_wire_rel w = {
-		.version = USB4_WIRE_VERSION,
-		.type = type,
-		.src_id = htole64(peer->local_id),
-		.dst_id = htole64(peer->remote_id),
-		.seq = htole32(seq),
-		.ack = htole32(peer->peer_known ? peer->rcv_nxt : 0),
-		.sack = htole64(peer->peer_known ? usb4_rel_sack(peer) : 0),
-		.window = htole32(peer->cfg.window),
-	};
 	struct iovec out[USB4_REL_REF_MAX + 2];
 	uint32_t crc, len = 0;
 	int n = 1;
@@ -345,21 +458,76 @@ static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *i
 		out[n++] = iov[i];
 		len += (uint32_t) iov[i].iov_len;
 	}
-	w.len = htole32(len);
-	crc = usb4_crc32c(0, &w, sizeof(w));
+	w->len = htole32(len);
+	w->crc = 0;
+	crc = usb4_crc32c(0, w, sizeof(*w));
 	for (int i = 1; i < n; i++)
 		crc = usb4_crc32c(crc, out[i].iov_base, out[i].iov_len);
-	w.crc = htole32(crc);
-	out[0] = (struct iovec) { .iov_base = &w, .iov_len = sizeof(w) };
+	w->crc = htole32(crc);
+	out[0] = (struct iovec) { .iov_base = w, .iov_len = sizeof(*w) };
 	return io->xmit(io->xmit_ctx, out, n);
 }
 
-/* A frame without payload (handshake, ack). */
-static int usb4_rel_emit_bare(struct usb4_rel_peer *peer,
-			      const struct usb4_rel_io *io, uint8_t type,
-			      uint32_t seq)
+/* Builds the header (acks and window from the receive side) and sends the
+ * payload pieces iov[0..count) after it. */
+static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
+			 uint8_t type, uint32_t seq, const struct iovec *iov,
+			 int count)
 {
-	return usb4_rel_emit(peer, io, type, seq, NULL, 0);
+	uint32_t wnd = usb4_rel_rcv_window(peer);
+	struct usb4_wire_rel w = {
+		.version = USB4_WIRE_VERSION,
+		.type = type,
+		.src_id = htole64(peer->local_id),
+		.dst_id = htole64(peer->remote_id),
+		.seq = htole32(seq),
+		.ack = htole32(peer->peer_known ? peer->rcv_nxt : 0),
+		.sack = htole64(peer->peer_known && peer->rx ?
+				usb4_rel_sack(peer) : 0),
+		.window = htole32(wnd),
+	};
+	int ret = usb4_rel_seal(io, &w, iov, count);
+
+	if (!ret)
+		peer->wnd_sent = wnd;
+	return ret;
+}
+
+/* A handshake datagram: our version, features and largest datagram. */
+static int usb4_rel_emit_hello(struct usb4_rel_peer *peer,
+			       const struct usb4_rel_io *io, uint8_t type)
+{
+	struct usb4_wire_hello hello = {
+		.proto = htole16(USB4_WIRE_VERSION),
+		.features = htole32(USB4_WIRE_FEATURES),
+		.datagram_max = htole32(peer->cfg.datagram_max),
+	};
+	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+
+	return usb4_rel_emit(peer, io, type, peer->isn, &iov, 1);
+}
+
+size_t usb4_rel_reject(void *buf, uint64_t local_id, uint64_t remote_id)
+{
+	struct {
+		struct usb4_wire_rel w;
+		struct usb4_wire_hello hello;
+	} d = {
+		.w = {
+			.version = USB4_WIRE_VERSION, .type = USB4_REL_REJECT,
+			.src_id = htole64(local_id), .dst_id = htole64(remote_id),
+			.len = htole32(sizeof(d.hello)),
+		},
+		.hello = {
+			.proto = htole16(USB4_WIRE_VERSION),
+			.features = htole32(USB4_WIRE_FEATURES),
+		},
+	};
+	uint32_t crc = usb4_crc32c(0, &d, sizeof(d));
+
+	d.w.crc = htole32(crc);
+	memcpy(buf, &d, sizeof(d));
+	return sizeof(d);
 }
 
 /* ---- acknowledgements ---------------------------------------------------- */
@@ -374,7 +542,7 @@ static void usb4_rel_send_ack(struct usb4_rel_peer *peer,
 			      const struct usb4_rel_io *io)
 {
 	/* -FI_EAGAIN leaves the ack pending and due: the timer retries. */
-	if (usb4_rel_emit_bare(peer, io, USB4_REL_ACK, peer->snd_tx))
+	if (usb4_rel_emit(peer, io, USB4_REL_ACK, peer->snd_tx, NULL, 0))
 		return;
 	peer->stats.acks_sent++;
 	usb4_rel_acked(peer);
@@ -395,14 +563,9 @@ static void usb4_rel_ack_later(struct usb4_rel_peer *peer, uint64_t now,
 
 /* ---- send side ---------------------------------------------------------- */
 
-/* Bytes of tx's payload held in tx->data (those before the references). */
-static size_t usb4_rel_tx_copied(const struct usb4_rel_tx *tx)
+static unsigned char *usb4_rel_tx_copy(struct usb4_rel_tx *tx)
 {
-	size_t copied = tx->len;
-
-	for (unsigned i = 0; i < tx->nref; i++)
-		copied -= tx->ref[i].iov_len;
-	return copied;
+	return tx->data ? tx->data : tx->inline_data;
 }
 
 /* The slot no longer refers to caller buffers. */
@@ -413,6 +576,15 @@ static void usb4_rel_tx_unref(struct usb4_rel_peer *peer,
 	tx->nref = 0;
 }
 
+/* The peer has the slot's payload: its buffers go. */
+static void usb4_rel_tx_free(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
+{
+	tx->state = USB4_REL_TX_FREE;
+	usb4_rel_tx_unref(peer, tx);
+	usb4_rel_pool_put(peer->cfg.pool, tx->data);
+	tx->data = NULL;
+}
+
 /* Sends frame seq (first time or again); 0 or xmit's error. */
 static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 			      const struct usb4_rel_io *io, uint32_t seq)
@@ -421,8 +593,8 @@ static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 	struct iovec iov[USB4_REL_REF_MAX + 1];
 	int ret;
 
-	iov[0] = (struct iovec) { .iov_base = tx->data,
-				  .iov_len = usb4_rel_tx_copied(tx) };
+	iov[0] = (struct iovec) { .iov_base = usb4_rel_tx_copy(tx),
+				  .iov_len = tx->copied };
 	for (unsigned i = 0; i < tx->nref; i++)
 		iov[i + 1] = tx->ref[i];
 	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, iov, tx->nref + 1);
@@ -470,8 +642,7 @@ static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
 static void usb4_rel_hello(struct usb4_rel_peer *peer, uint64_t now,
 			   const struct usb4_rel_io *io)
 {
-	if (usb4_rel_emit_bare(peer, io, USB4_REL_HELLO, peer->isn) ==
-	    -FI_EAGAIN) {
+	if (usb4_rel_emit_hello(peer, io, USB4_REL_HELLO) == -FI_EAGAIN) {
 		peer->hello_due = now;	/* not sent: no backoff, retry */
 		return;
 	}
@@ -485,36 +656,50 @@ static bool usb4_rel_check_dead(struct usb4_rel_peer *peer, uint64_t now)
 	uint64_t since = peer->last_rx > peer->wait_since ?
 			 peer->last_rx : peer->wait_since;
 
-	if (!peer->dead && usb4_rel_outstanding(peer) &&
+	if (!peer->down && usb4_rel_outstanding(peer) &&
 	    now - since >= peer->cfg.dead_ns && now >= since)
-		peer->dead = true;
-	return peer->dead;
+		peer->down = -FI_EHOSTUNREACH;
+	return peer->down != 0;
 }
 
 /* Copies iov[0..count - nref) into the next slot and keeps references to
- * the last nref buffers; the caller checked room and size. */
-static void usb4_rel_enqueue(struct usb4_rel_peer *peer,
-			     const struct iovec *iov, int count, int nref,
-			     uint64_t owner)
+ * the last nref buffers; room for a later copy of those comes now.  The
+ * caller checked window and size. */
+static int usb4_rel_enqueue(struct usb4_rel_peer *peer,
+			    const struct iovec *iov, int count, int nref,
+			    uint64_t owner, size_t len)
 {
 	struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_nxt);
-	size_t off = 0;
+	size_t copied = 0;
+	unsigned char *copy;
 
+	for (int i = 0; i < count - nref; i++)
+		copied += iov[i].iov_len;
+	tx->data = NULL;
+	if (nref || copied > USB4_REL_INLINE) {
+		tx->data = usb4_rel_pool_get(peer->cfg.pool, nref ? len : copied);
+		if (!tx->data)
+			return -FI_EAGAIN;
+	}
+	copy = usb4_rel_tx_copy(tx);
 	tx->nref = 0;
 	tx->owner = owner;
-	for (int i = 0; i < count; i++) {
+	for (int i = 0, off = 0; i < count; i++) {
 		if (!iov[i].iov_len)
 			continue;
-		if (i >= count - nref)
+		if (i >= count - nref) {
 			tx->ref[tx->nref++] = iov[i];
-		else
-			memcpy(tx->data + off, iov[i].iov_base, iov[i].iov_len);
-		off += iov[i].iov_len;
+			continue;
+		}
+		memcpy(copy + off, iov[i].iov_base, iov[i].iov_len);
+		off += (int) iov[i].iov_len;
 	}
 	peer->tx_refs += tx->nref != 0;
-	tx->len = (uint32_t) off;
+	tx->copied = (uint32_t) copied;
+	tx->len = (uint32_t) len;
 	tx->state = USB4_REL_TX_QUEUED;
 	peer->snd_nxt++;
+	return 0;
 }
 
 int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
@@ -522,21 +707,24 @@ int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
 		      uint64_t owner, const struct usb4_rel_io *io)
 {
 	size_t len = 0;
+	int ret;
 
 	if (nref < 0 || nref > count || nref > (int) USB4_REL_REF_MAX)
 		return -FI_EINVAL;
 	if (usb4_rel_check_dead(peer, now))
-		return -FI_EHOSTUNREACH;
+		return peer->down;
 	for (int i = 0; i < count; i++) {
 		if (iov[i].iov_len > peer->cfg.payload_max - len)
 			return -FI_EMSGSIZE;
 		len += iov[i].iov_len;
 	}
-	if (!usb4_rel_can_send(peer))
+	if (!usb4_rel_can_send(peer) || usb4_rel_rings(peer))
 		return -FI_EAGAIN;
 	if (!usb4_rel_outstanding(peer))
 		peer->wait_since = now;	/* the dead clock starts now */
-	usb4_rel_enqueue(peer, iov, count, nref, owner);
+	ret = usb4_rel_enqueue(peer, iov, count, nref, owner, len);
+	if (ret)
+		return ret;
 	if (!peer->peer_known && !peer->hello_started) {
 		peer->hello_started = true;
 		usb4_rel_hello(peer, now, io);
@@ -552,15 +740,16 @@ int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
 	return usb4_rel_send_ref(peer, now, iov, count, 0, 0, io);
 }
 
-/* Makes one slot's payload a plain copy. */
+/* Makes one slot's payload a plain copy, in the room taken at enqueue. */
 static void usb4_rel_tx_own(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
 {
-	size_t off = usb4_rel_tx_copied(tx);
+	size_t off = tx->copied;
 
 	for (unsigned i = 0; i < tx->nref; i++) {
 		memcpy(tx->data + off, tx->ref[i].iov_base, tx->ref[i].iov_len);
 		off += tx->ref[i].iov_len;
 	}
+	tx->copied = (uint32_t) off;
 	usb4_rel_tx_unref(peer, tx);
 }
 
@@ -574,7 +763,7 @@ uint32_t usb4_rel_copy_refs(struct usb4_rel_peer *peer, uint64_t owner)
 
 		if (!tx->nref || tx->owner != owner)
 			continue;
-		if (peer->dead) {	/* never sent again: just forget */
+		if (peer->down) {	/* never sent again: just forget */
 			usb4_rel_tx_unref(peer, tx);
 			continue;
 		}
@@ -591,7 +780,7 @@ uint32_t usb4_rel_next_seq(const struct usb4_rel_peer *peer)
 
 bool usb4_rel_acked_before(const struct usb4_rel_peer *peer, uint32_t seq)
 {
-	return peer->dead || !usb4_rel_seq_lt(peer->snd_una, seq);
+	return peer->down || !usb4_rel_seq_lt(peer->snd_una, seq);
 }
 
 uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer)
@@ -601,7 +790,7 @@ uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer)
 
 bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
 {
-	return !peer->dead &&
+	return !peer->down &&
 	       peer->snd_nxt - peer->snd_una < usb4_rel_send_limit(peer);
 }
 
@@ -626,12 +815,8 @@ static void usb4_rel_advance(struct usb4_rel_peer *peer, uint32_t ack,
 			     uint64_t now)
 {
 	usb4_rel_rtt_sample(peer, usb4_rel_tx_slot(peer, ack - 1), now);
-	for (; peer->snd_una != ack; peer->snd_una++) {
-		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_una);
-
-		tx->state = USB4_REL_TX_FREE;
-		usb4_rel_tx_unref(peer, tx);
-	}
+	for (; peer->snd_una != ack; peer->snd_una++)
+		usb4_rel_tx_free(peer, usb4_rel_tx_slot(peer, peer->snd_una));
 	peer->epoch++;
 	if (!usb4_rel_seq_lt(peer->snd_una, peer->lost_top))
 		peer->lost_before = 0;	/* every hole below lost_top is acked */
@@ -668,12 +853,13 @@ static uint64_t usb4_rel_mark_sacked(struct usb4_rel_peer *peer, uint64_t sack,
 
 	for (uint32_t i = 0; sack && i < USB4_REL_SACK_BITS; i++, sack >>= 1) {
 		uint32_t seq = peer->snd_una + 1 + i;
-		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
+		struct usb4_rel_tx *tx;
 
 		if (!(sack & 1))
 			continue;
 		if (seq - peer->snd_una >= flight)
 			break;	/* never sent: a bogus bit */
+		tx = usb4_rel_tx_slot(peer, seq);
 		if (tx->state == USB4_REL_TX_INFLIGHT)
 			tx->state = USB4_REL_TX_SACKED;
 		usb4_rel_keep_newest(newest, tx->tx_serial);
@@ -727,15 +913,20 @@ static void usb4_rel_on_ack(struct usb4_rel_peer *peer, uint64_t now,
 			    const struct usb4_rel_io *io,
 			    const struct usb4_wire_rel *h)
 {
+	/* Only acks within [snd_una, snd_tx]: older ones are stale reorders,
+	 * and so is the window they carry. */
+	if (h->ack - peer->snd_una > peer->snd_tx - peer->snd_una)
+		return;
+	/* A closed window still lets one frame through: it probes. */
 	peer->peer_wnd = h->window ? h->window : 1;
-	/* Only acks within [snd_una, snd_tx]: older ones are stale reorders. */
-	if (h->ack - peer->snd_una <= peer->snd_tx - peer->snd_una) {
+	if (peer->tx) {
 		if (h->ack != peer->snd_una)
 			usb4_rel_advance(peer, h->ack, now);
 		if (h->sack)
 			usb4_rel_fast_retransmit(peer, now, io, h->sack);
 	}
-	usb4_rel_flush(peer, now, io);	/* the window may have opened */
+	if (peer->tx)
+		usb4_rel_flush(peer, now, io);	/* the window may have opened */
 }
 
 /* ---- data arriving ------------------------------------------------------ */
@@ -747,59 +938,123 @@ static int usb4_rel_drop(struct usb4_rel_peer *peer, enum usb4_rel_drop why,
 	return err;
 }
 
-/* Delivers seq rcv_nxt, then whatever buffered payloads it unblocks.  State
- * is settled before each deliver call, so the core may send from it. */
-static void usb4_rel_deliver(struct usb4_rel_peer *peer, uint64_t now,
-			     const struct usb4_rel_io *io,
-			     const struct iovec *payload, int count)
+/* Hands up what arrived in order and the receiver has not taken, until it
+ * refuses one.  A window that opened noticeably is announced at once. */
+static void usb4_rel_deliver_held(struct usb4_rel_peer *peer, uint64_t now,
+				  const struct usb4_rel_io *io)
 {
-	bool filled_gap = peer->rcv_ooo != 0;
+	uint32_t before = usb4_rel_rcv_window(peer);
 
-	peer->rcv_nxt++;
-	peer->stats.delivered++;
-	usb4_rel_ack_later(peer, now, filled_gap);
-	io->deliver(io->deliver_ctx, payload, count);
+	while (peer->rcv_dlv != peer->rcv_nxt) {
+		struct usb4_rel_rx *rx = usb4_rel_rx_slot(peer, peer->rcv_dlv);
+		struct iovec one = { .iov_base = rx->data, .iov_len = rx->len };
+
+		if (io->deliver(io->deliver_ctx, &one, 1)) {
+			peer->stats.not_ready++;
+			peer->retry_at = now + peer->cfg.ack_delay_ns;
+			break;
+		}
+		rx->present = false;
+		usb4_rel_pool_put(peer->cfg.pool, rx->data);
+		rx->data = NULL;
+		peer->rcv_dlv++;
+		peer->stats.delivered++;
+	}
+	if (usb4_rel_rcv_window(peer) > before &&
+	    2 * peer->wnd_sent < peer->cfg.window)
+		usb4_rel_ack_later(peer, now, true);
+}
+
+/* rcv_nxt moves over out-of-order payloads the gap no longer separates. */
+static void usb4_rel_fill_gap(struct usb4_rel_peer *peer)
+{
 	while (peer->rcv_ooo) {
-		struct usb4_rel_rx *rx = &peer->rx[peer->rcv_nxt & peer->mask];
+		struct usb4_rel_rx *rx = usb4_rel_rx_slot(peer, peer->rcv_nxt);
 
 		if (!rx->present || rx->seq != peer->rcv_nxt)
 			break;
-		struct iovec one = { .iov_base = rx->data, .iov_len = rx->len };
-
-		rx->present = false;
 		peer->rcv_ooo--;
 		peer->rcv_nxt++;
-		peer->stats.delivered++;
-		io->deliver(io->deliver_ctx, &one, 1);
 	}
+}
+
+/* Keeps a payload in its slot until it can be delivered.  Without a
+ * buffer the datagram is dropped unacknowledged (it comes again), but the
+ * sender hears from us at once: a receiver short of memory is alive. */
+static int usb4_rel_hold(struct usb4_rel_peer *peer, uint64_t now,
+			 uint32_t seq, const struct iovec *payload, int count,
+			 uint32_t len)
+{
+	struct usb4_rel_rx *rx = usb4_rel_rx_slot(peer, seq);
+
+	rx->data = usb4_rel_pool_get(peer->cfg.pool, len ? len : 1);
+	if (!rx->data) {
+		usb4_rel_ack_later(peer, now, true);
+		return usb4_rel_drop(peer, USB4_REL_DROP_NO_BUFFER, -FI_EAGAIN);
+	}
+	usb4_rel_gather(rx->data, payload, count, 0, len);
+	rx->seq = seq;
+	rx->len = len;
+	rx->present = true;
+	return 0;
+}
+
+/* The next payload in order: straight to the receiver when nothing waits
+ * before it (no copy), else (or when it is refused) held. */
+static int usb4_rel_in_order(struct usb4_rel_peer *peer, uint64_t now,
+			     const struct usb4_rel_io *io,
+			     const struct iovec *payload, int count,
+			     uint32_t len)
+{
+	bool filled_gap = peer->rcv_ooo != 0;
+
+	if (peer->rcv_dlv == peer->rcv_nxt &&
+	    !io->deliver(io->deliver_ctx, payload, count)) {
+		peer->rcv_dlv++;
+		peer->stats.delivered++;
+	} else {
+		if (peer->rcv_dlv == peer->rcv_nxt) {
+			peer->stats.not_ready++;
+			peer->retry_at = now + peer->cfg.ack_delay_ns;
+		}
+		if (usb4_rel_hold(peer, now, peer->rcv_nxt, payload, count, len))
+			return -FI_EAGAIN;
+	}
+	peer->rcv_nxt++;
+	usb4_rel_fill_gap(peer);
+	usb4_rel_ack_later(peer, now, filled_gap);
+	usb4_rel_deliver_held(peer, now, io);
+	return 0;
 }
 
 static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 			    const struct usb4_rel_io *io, uint32_t seq,
 			    const struct iovec *payload, int count, uint32_t len)
 {
-	uint32_t d = seq - peer->rcv_nxt;
-	struct usb4_rel_rx *rx = &peer->rx[seq & peer->mask];
+	struct usb4_rel_rx *rx;
 
-	if (usb4_rel_seq_lt(seq, peer->rcv_nxt) ||
-	    (d && rx->present && rx->seq == seq)) {
+	if (usb4_rel_seq_lt(seq, peer->rcv_nxt)) {
 		usb4_rel_ack_later(peer, now, true);	/* our ack was lost */
 		return usb4_rel_drop(peer, USB4_REL_DROP_DUPLICATE,
 				     -FI_EALREADY);
 	}
-	if (d >= peer->cfg.window) {
+	if (seq - peer->rcv_dlv >= peer->cfg.window) {
 		usb4_rel_ack_later(peer, now, true);
 		return usb4_rel_drop(peer, USB4_REL_DROP_OUT_OF_WINDOW,
 				     -FI_ENOSPC);
 	}
-	if (d == 0) {
-		usb4_rel_deliver(peer, now, io, payload, count);
-		return 0;
+	if (usb4_rel_rings(peer))
+		return usb4_rel_drop(peer, USB4_REL_DROP_NO_BUFFER, -FI_EAGAIN);
+	rx = usb4_rel_rx_slot(peer, seq);
+	if (seq != peer->rcv_nxt && rx->present && rx->seq == seq) {
+		usb4_rel_ack_later(peer, now, true);
+		return usb4_rel_drop(peer, USB4_REL_DROP_DUPLICATE,
+				     -FI_EALREADY);
 	}
-	usb4_rel_gather(rx->data, payload, count, 0, len);
-	rx->seq = seq;
-	rx->len = len;
-	rx->present = true;
+	if (seq == peer->rcv_nxt)
+		return usb4_rel_in_order(peer, now, io, payload, count, len);
+	if (usb4_rel_hold(peer, now, seq, payload, count, len))
+		return -FI_EAGAIN;
 	peer->rcv_ooo++;
 	usb4_rel_ack_later(peer, now, true);	/* a gap: tell the sender */
 	return 0;
@@ -807,26 +1062,79 @@ static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 
 /* ---- input -------------------------------------------------------------- */
 
+/* We refuse a peer that requires features we lack. */
+static bool usb4_rel_compatible(const struct usb4_wire_hello *hello)
+{
+	return hello->proto == USB4_WIRE_VERSION &&
+	       !((hello->features ^ USB4_WIRE_FEATURES) &
+		 USB4_WIRE_FEATURES_REQUIRED);
+}
+
+static int usb4_rel_on_reject(struct usb4_rel_peer *peer,
+			      const struct usb4_wire_hello *hello)
+{
+	/* A live session is never ended this way. */
+	if (peer->peer_known)
+		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC, -FI_ENOENT);
+	USB4_WARN(FI_LOG_EP_CTRL, "peer %016llx refused us: it speaks usb4 "
+		  "wire version %u (features %#x), we speak %u (features %#x)\n",
+		  (unsigned long long) peer->remote_id, hello->proto,
+		  hello->features, USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
+	peer->down = -FI_ECONNREFUSED;
+	return -FI_ECONNREFUSED;
+}
+
+int usb4_rel_refused(struct usb4_rel_peer *peer,
+		     const struct usb4_rel_head *head)
+{
+	struct usb4_wire_hello hello = {
+		.proto = head->proto, .features = head->features,
+	};
+
+	if (head->type != USB4_REL_REJECT || !head->crc_ok ||
+	    head->src_id != peer->remote_id || head->dst_id != peer->local_id)
+		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
+				     -FI_EINVAL);
+	return usb4_rel_on_reject(peer, &hello);
+}
+
 static int usb4_rel_on_hello(struct usb4_rel_peer *peer, uint64_t now,
 			     const struct usb4_rel_io *io,
-			     const struct usb4_wire_rel *h)
+			     const struct usb4_wire_rel *h,
+			     const struct usb4_wire_hello *hello)
 {
-	/* Same ids, other first seq: not the conversation we are in. */
-	if (peer->peer_known && h->seq != peer->peer_isn)
+	/* Same ids, other first seq: not the conversation we are in; and a
+	 * live session is never ended by a HELLO it did not ask for. */
+	if (peer->peer_known &&
+	    (h->seq != peer->peer_isn || !usb4_rel_compatible(hello)))
 		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
 				     -FI_ENOENT);
+	if (!usb4_rel_compatible(hello)) {
+		USB4_WARN(FI_LOG_EP_CTRL, "refusing peer %016llx: it speaks "
+			  "usb4 wire version %u (features %#x), we speak %u "
+			  "(features %#x)\n",
+			  (unsigned long long) peer->remote_id, hello->proto,
+			  hello->features, USB4_WIRE_VERSION,
+			  USB4_WIRE_FEATURES);
+		usb4_rel_emit_hello(peer, io, USB4_REL_REJECT);
+		peer->down = -FI_ECONNREFUSED;
+		return -FI_ECONNREFUSED;
+	}
 	peer->last_rx = now;
 	if (!peer->peer_known) {
 		peer->peer_known = true;
 		peer->peer_isn = h->seq;
-		peer->rcv_nxt = h->seq;
+		peer->rcv_nxt = peer->rcv_dlv = h->seq;
+		peer->peer_datagram_max = hello->datagram_max;
+		/* Later handshake datagrams are repeats: their window is old. */
+		peer->peer_wnd = h->window ? h->window : 1;
 	}
-	peer->peer_wnd = h->window ? h->window : 1;
 	/* Answer every HELLO, also repeats: our earlier answer may have been
 	 * lost.  A failed answer needs no retry: the peer asks again. */
 	if (h->type == USB4_REL_HELLO)
-		usb4_rel_emit_bare(peer, io, USB4_REL_HELLO_ACK, peer->isn);
-	usb4_rel_flush(peer, now, io);
+		usb4_rel_emit_hello(peer, io, USB4_REL_HELLO_ACK);
+	if (peer->tx)
+		usb4_rel_flush(peer, now, io);
 	return 0;
 }
 
@@ -858,11 +1166,13 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		     const struct usb4_rel_io *io)
 {
 	struct iovec payload[USB4_REL_PIECES_MAX];
+	struct usb4_wire_hello hello;
 	struct usb4_wire_rel h;
 	size_t len = usb4_rel_pieces_len(dgram, count);
+	int ret;
 
-	if (peer->dead)
-		return -FI_EHOSTUNREACH;
+	if (peer->down)
+		return peer->down;
 	if (!usb4_rel_parse(peer, dgram, count, len, &h))
 		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
 				     -FI_EINVAL);
@@ -872,10 +1182,17 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 	if (h.src_id != peer->remote_id)
 		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
 				     -FI_ENOENT);
-	if (h.type == USB4_REL_HELLO || h.type == USB4_REL_HELLO_ACK)
-		return usb4_rel_on_hello(peer, now, io, &h);
-	count = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
-	return usb4_rel_on_data(peer, now, io, &h, payload, count);
+	if (usb4_rel_is_hello(h.type)) {
+		usb4_rel_hello_read(dgram, count, &hello);
+		ret = h.type == USB4_REL_REJECT ?
+		      usb4_rel_on_reject(peer, &hello) :
+		      usb4_rel_on_hello(peer, now, io, &h, &hello);
+	} else {
+		count = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
+		ret = usb4_rel_on_data(peer, now, io, &h, payload, count);
+	}
+	usb4_rel_trim(peer, now);
+	return ret;
 }
 
 int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,
@@ -907,7 +1224,7 @@ static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
 {
 	uint64_t next = UINT64_MAX;
 
-	if (now < peer->rtx_due)
+	if (now < peer->rtx_due || !peer->tx)
 		return;
 	for (uint32_t seq = peer->snd_una; seq != peer->snd_tx; seq++) {
 		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, seq);
@@ -940,9 +1257,18 @@ void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
 		usb4_rel_hello(peer, now, io);
 	peer->tx_blocked = false;
 	usb4_rel_retransmit_due(peer, now, io);	/* older data first */
-	if (!peer->tx_blocked)
+	if (!peer->tx_blocked && peer->tx)
 		usb4_rel_flush(peer, now, io);
+	if (peer->rcv_dlv != peer->rcv_nxt && now >= peer->retry_at)
+		usb4_rel_deliver_held(peer, now, io);
 	if (peer->ack_pending && now >= peer->ack_due)
+		usb4_rel_send_ack(peer, io);
+	usb4_rel_trim(peer, now);
+}
+
+void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io)
+{
+	if (peer->ack_pending && !peer->down)
 		usb4_rel_send_ack(peer, io);
 }
 
@@ -950,7 +1276,7 @@ uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer)
 {
 	uint64_t due = UINT64_MAX;
 
-	if (peer->dead)
+	if (peer->down)
 		return UINT64_MAX;
 	if (peer->tx_blocked)
 		due = peer->tx_blocked_at;
@@ -960,6 +1286,10 @@ uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer)
 		due = usb4_rel_min(due, peer->rtx_due);
 	if (peer->ack_pending)
 		due = usb4_rel_min(due, peer->ack_due);
+	if (peer->rcv_dlv != peer->rcv_nxt)	/* offer refused payloads */
+		due = usb4_rel_min(due, peer->retry_at);
+	if (peer->idle_since)
+		due = usb4_rel_min(due, peer->idle_since + USB4_REL_TRIM_NS);
 	if (usb4_rel_outstanding(peer)) {
 		uint64_t since = peer->last_rx > peer->wait_since ?
 				 peer->last_rx : peer->wait_since;
@@ -992,23 +1322,6 @@ static bool usb4_rel_cfg_ok(const struct usb4_rel_cfg *cfg)
 	       cfg->rto_max_ns >= cfg->rto_initial_ns && cfg->dead_ns >= 1;
 }
 
-/* Allocates both rings and one block for their payload copies. */
-static int usb4_rel_alloc(struct usb4_rel_peer *peer, uint32_t slots)
-{
-	size_t max = peer->cfg.payload_max;
-
-	peer->tx = calloc(slots, sizeof(*peer->tx));
-	peer->rx = calloc(slots, sizeof(*peer->rx));
-	peer->bufs = malloc(2 * (size_t) slots * max);
-	if (!peer->tx || !peer->rx || !peer->bufs)
-		return -FI_ENOMEM;
-	for (uint32_t i = 0; i < slots; i++) {
-		peer->tx[i].data = peer->bufs + i * max;
-		peer->rx[i].data = peer->bufs + (slots + i) * max;
-	}
-	return 0;
-}
-
 static void usb4_rel_init(struct usb4_rel_peer *peer, uint32_t isn,
 			  uint64_t now)
 {
@@ -1019,6 +1332,7 @@ static void usb4_rel_init(struct usb4_rel_peer *peer, uint32_t isn,
 	peer->lost_top = isn;
 	peer->reo_ns = peer->cfg.rto_initial_ns / 4;
 	peer->ack_every = peer->cfg.window / 4 ? peer->cfg.window / 4 : 1;
+	peer->wnd_sent = peer->cfg.window;
 	peer->last_rx = peer->wait_since = now;
 }
 
@@ -1028,7 +1342,6 @@ int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
 {
 	struct usb4_rel_peer *peer;
 	uint32_t slots = 1;
-	int ret;
 
 	if (!peerp || !cfg || !usb4_rel_cfg_ok(cfg))
 		return -FI_EINVAL;
@@ -1036,16 +1349,14 @@ int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
 	if (!peer)
 		return -FI_ENOMEM;
 	peer->cfg = *cfg;
+	if (!peer->cfg.datagram_max)
+		peer->cfg.datagram_max = (uint32_t) (cfg->payload_max +
+						     USB4_REL_HDR_LEN);
 	peer->local_id = local_id;
 	peer->remote_id = remote_id;
 	while (slots < cfg->window)
 		slots <<= 1;
-	peer->mask = slots - 1;
-	ret = usb4_rel_alloc(peer, slots);
-	if (ret) {
-		usb4_rel_peer_close(peer);
-		return ret;
-	}
+	peer->slots = slots;
 	usb4_rel_init(peer, cfg->isn ? cfg->isn :
 		      usb4_rel_derive_isn(local_id, remote_id), now);
 	*peerp = peer;
@@ -1056,7 +1367,12 @@ void usb4_rel_peer_close(struct usb4_rel_peer *peer)
 {
 	if (!peer)
 		return;
-	free(peer->bufs);
+	if (peer->tx) {
+		for (uint32_t i = 0; i < peer->slots; i++) {
+			usb4_rel_pool_put(peer->cfg.pool, peer->tx[i].data);
+			usb4_rel_pool_put(peer->cfg.pool, peer->rx[i].data);
+		}
+	}
 	free(peer->rx);
 	free(peer->tx);
 	free(peer);
@@ -1064,7 +1380,12 @@ void usb4_rel_peer_close(struct usb4_rel_peer *peer)
 
 bool usb4_rel_dead(const struct usb4_rel_peer *peer)
 {
-	return peer->dead;
+	return peer->down != 0;
+}
+
+int usb4_rel_down(const struct usb4_rel_peer *peer)
+{
+	return peer->down;
 }
 
 uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer)
@@ -1077,7 +1398,17 @@ uint32_t usb4_rel_unacked(const struct usb4_rel_peer *peer)
 	return peer->snd_nxt - peer->snd_una;
 }
 
+uint32_t usb4_rel_undelivered(const struct usb4_rel_peer *peer)
+{
+	return peer->rcv_nxt - peer->rcv_dlv;
+}
+
 const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer)
 {
 	return &peer->stats;
+}
+
+uint32_t usb4_rel_peer_datagram_max(const struct usb4_rel_peer *peer)
+{
+	return peer->peer_datagram_max;
 }

@@ -1,16 +1,21 @@
 /*
- * RMA and atomics with peers on other hosts (udp).  Without cross memory
- * attach the target takes part: it checks key, rights and bounds in its own
- * registry for every request (overflow-safe, as for shm), pins the regions
- * while bytes move, and executes atomics under the same lock same-host
- * initiators take.  The initiator's op completes on the target's FIN (RMA)
- * or ATOMIC_RESP (atomics).
+ * RMA and atomics as frames, for peers whose link gives no one-sided
+ * access.  The target takes part: it checks key, rights and bounds in its
+ * own registration table for every request (overflow-safe), pins the
+ * regions while bytes move, and executes atomics under the same lock
+ * one-sided initiators take.  The initiator's op completes on the target's
+ * FIN (RMA) or ATOMIC_RESP (atomics).
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "usb4_atomic.h"
 #include "usb4_proto.h"
+
+void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write)
+{
+	usb4_count(write ? ep->rem_wr_cntr : ep->rem_rd_cntr, true);
+}
 
 /* ---- initiator ---- */
 
@@ -31,7 +36,7 @@ static int bounce(struct usb4_tx_op *op, const struct iovec *iov, size_t count,
 	char *p = malloc(len ? len : 1);
 
 	if (!p)
-		return -FI_ENOMEM;
+		return -FI_EAGAIN;
 	op->bounce = p;
 	for (size_t i = 0; i < count; i++) {
 		memcpy(p, iov[i].iov_base, iov[i].iov_len);
@@ -66,9 +71,10 @@ static int rma_request(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 	fill_segs(req.seg, a->rma_iov, a->rma_count);
 	iov.iov_base = &req;
 	iov.iov_len = sizeof(req.hdr) + f.payload_len;
-	return usb4_transport_post(ep, a->dest, &iov, 1);
+	return usb4_post(ep, a->dest, &iov, 1);
 }
 
+/* The initiator of a read receives the response into its buffer. */
 static int read_target(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 		       size_t len, uint64_t msg_id)
 {
@@ -76,15 +82,15 @@ static int read_target(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 					    msg_id);
 
 	if (!x)
-		return -FI_ENOMEM;
+		return -FI_EAGAIN;
 	memcpy(x->iov, a->iov, a->iov_count * sizeof(*a->iov));
 	x->iov_count = a->iov_count;
-	x->want = len;
+	usb4_xfer_arm(ep, x, len);
 	return 0;
 }
 
-ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
-		     size_t len)
+ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
+			size_t len)
 {
 	bool write = a->flags & FI_WRITE;
 	uint64_t msg_id;
@@ -93,10 +99,10 @@ ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 
 	if (a->rma_count > USB4_WIRE_RMA_MAX_SEG)
 		return -FI_EINVAL;
-	op = usb4_proto_op_start(ep, a->dest, a->context, len,
-				 FI_RMA | (write ? FI_WRITE : FI_READ) |
-				 (a->flags & (FI_COMPLETION | FI_INJECT)),
-				 write ? ep->wr_cntr : ep->rd_cntr, &msg_id);
+	op = usb4_op_start(ep, a->dest, a->context, len,
+			   FI_RMA | (write ? FI_WRITE : FI_READ) |
+			   (a->flags & (FI_COMPLETION | FI_INJECT)),
+			   write ? ep->wr_cntr : ep->rd_cntr, &msg_id);
 	if (!op)
 		return -FI_EAGAIN;
 	if (write && (a->flags & FI_INJECT))
@@ -112,7 +118,7 @@ ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 	if (ret) {
 		if (!write)
 			usb4_xfer_drop_read(ep, a->dest, msg_id);
-		usb4_proto_op_free(ep, op);
+		usb4_op_abort(ep, op);
 	}
 	return ret;
 }
@@ -121,10 +127,9 @@ ssize_t usb4_rma_udp(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 
 /* Checks and pins every segment, or none. */
 static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
-		    uint64_t access, struct usb4_shm_pin *pins,
-		    struct iovec *iov, size_t *count)
+		    uint64_t access, struct usb4_pin *pins, struct iovec *iov,
+		    size_t *count)
 {
-	struct usb4_shm_reg_peer *self = usb4_shm_reg_self(ep->dom->reg);
 	struct usb4_wire_rma_seg seg;
 	size_t n = f->payload_len / sizeof(seg);
 
@@ -132,10 +137,12 @@ static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		memcpy(&seg, (const char *) f->payload + i * sizeof(seg),
 		       sizeof(seg));
 		uint64_t len = le64toh(seg.len);
-		if (usb4_shm_pin(self, le64toh(seg.key), le64toh(seg.addr), len,
-				 access, &pins[i])) {
-			usb4_shm_unpin_all(pins, i);
-			return -FI_EACCES;
+		int ret = usb4_mr_pin(ep->dom->mrs, le64toh(seg.key),
+				      le64toh(seg.addr), len, access, &pins[i]);
+
+		if (ret) {
+			usb4_mr_unpin_all(pins, i);
+			return ret;
 		}
 		iov[i].iov_base = (void *) (uintptr_t) pins[i].va;
 		iov[i].iov_len = len;
@@ -144,63 +151,69 @@ static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	return 0;
 }
 
-static void refuse(struct usb4_core_ep *ep, fi_addr_t src, uint64_t msg_id,
-		   int err)
+int usb4_rma_handle_write(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			  fi_addr_t src)
 {
-	usb4_proto_send_ctrl(ep, src, USB4_FRAME_FIN, msg_id, err, 0);
-}
-
-void usb4_rma_udp_handle_write(struct usb4_core_ep *ep,
-			       const struct usb4_frame *f, fi_addr_t src)
-{
-	struct usb4_xfer *x = usb4_xfer_new(ep, USB4_XFER_RMA_WRITE, src,
-					    f->msg_id);
+	bool cq_data = f->flags & USB4_WF_CQ_DATA;
+	struct usb4_xfer *x;
 	int ret;
 
-	if (!x) {
-		refuse(ep, src, f->msg_id, -FI_ENOMEM);
-		return;
+	x = usb4_xfer_new(ep, USB4_XFER_RMA_WRITE, src, f->msg_id);
+	if (!x)
+		return -FI_EAGAIN;
+	if (cq_data && usb4_cq_queue_reserve(ep->rx_cq)) {
+		usb4_xfer_free(ep, x);
+		return -FI_EAGAIN;
 	}
 	ret = pin_segs(ep, f, FI_REMOTE_WRITE, x->pins, x->iov, &x->npins);
-	if (ret) {
-		usb4_xfer_free(ep, x);
-		refuse(ep, src, f->msg_id, ret);
-		return;
-	}
 	x->iov_count = x->npins;
-	x->want = f->total_len;
-	x->cq_data = f->flags & USB4_WF_CQ_DATA;
+	x->cq_data = cq_data;
 	x->data = f->data;
-	if (!x->want) {
-		usb4_xfer_done(ep, x, 0);
-		return;
+	if (ret == -FI_EAGAIN) {	/* the region is busy: later */
+		if (cq_data)
+			usb4_cq_queue_unreserve(ep->rx_cq);
+		usb4_xfer_free(ep, x);
+		return ret;
 	}
-	usb4_proto_send_ctrl(ep, src, USB4_FRAME_CTS, f->msg_id, 0, x->want);
+	if (ret) {
+		usb4_xfer_done(ep, x, ret);
+		return 0;
+	}
+	usb4_xfer_arm(ep, x, f->total_len);
+	if (!f->total_len)
+		usb4_xfer_done(ep, x, 0);
+	else
+		usb4_ctrl_send(ep, &x->ctrl, src, USB4_FRAME_CTS, f->msg_id, 0,
+			       f->total_len);
+	return 0;
 }
 
-void usb4_rma_udp_handle_read(struct usb4_core_ep *ep,
-			      const struct usb4_frame *f, fi_addr_t src)
+int usb4_rma_handle_read(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			 fi_addr_t src)
 {
 	struct usb4_stream *s = calloc(1, sizeof(*s));
 	int ret;
 
-	if (!s) {
-		refuse(ep, src, f->msg_id, -FI_ENOMEM);
-		return;
-	}
+	if (!s)
+		return -FI_EAGAIN;
 	usb4_list_init(&s->link);
-	ret = pin_segs(ep, f, FI_REMOTE_READ, s->pins, s->iov, &s->npins);
-	if (ret) {
-		free(s);
-		refuse(ep, src, f->msg_id, ret);
-		return;
-	}
-	s->iov_count = s->npins;
+	usb4_list_init(&s->ctrl.link);
 	s->dest = src;
 	s->msg_id = f->msg_id;
 	s->wflags = USB4_WF_READ_RESP;
 	s->owned = true;
+	ret = pin_segs(ep, f, FI_REMOTE_READ, s->pins, s->iov, &s->npins);
+	if (ret == -FI_EAGAIN) {	/* the region is busy: later */
+		free(s);
+		return ret;
+	}
+	if (ret) {
+		usb4_stream_end(ep, s, ret);
+		return 0;
+	}
+	s->iov_count = s->npins;
 	usb4_stream_start(ep, s, f->total_len);
+	return 0;
 }
 
 /* ---- atomics ---- */
@@ -247,25 +260,24 @@ static int atomic_request(struct usb4_core_ep *ep,
 	usb4_wire_build(&req.hdr, &f);
 	iov.iov_base = &req;
 	iov.iov_len = sizeof(req.hdr) + f.payload_len;
-	return usb4_transport_post(ep, a->dest, &iov, 1);
+	return usb4_post(ep, a->dest, &iov, 1);
 }
 
-ssize_t usb4_atomic_udp(struct usb4_core_ep *ep,
-			const struct usb4_atomic_args *a, size_t count,
-			uint64_t flags)
+ssize_t usb4_atomic_frames(struct usb4_core_ep *ep,
+			   const struct usb4_atomic_args *a, size_t count,
+			   uint64_t flags)
 {
 	uint64_t msg_id;
 	struct usb4_tx_op *op;
 	int ret;
 
-	/* One target segment per request over udp. */
+	/* One target segment per request as frames. */
 	if (a->rma_count != 1)
 		return -FI_EINVAL;
-	op = usb4_proto_op_start(ep, a->dest, a->context,
-				 count * usb4_atomic_size(a->dt), flags,
-				 a->kind == USB4_ATOMIC_BASE ? ep->wr_cntr :
-							       ep->rd_cntr,
-				 &msg_id);
+	op = usb4_op_start(ep, a->dest, a->context,
+			   count * usb4_atomic_size(a->dt), flags,
+			   a->kind == USB4_ATOMIC_BASE ? ep->wr_cntr :
+							 ep->rd_cntr, &msg_id);
 	if (!op)
 		return -FI_EAGAIN;
 	if (a->kind != USB4_ATOMIC_BASE) {
@@ -275,7 +287,7 @@ ssize_t usb4_atomic_udp(struct usb4_core_ep *ep,
 	}
 	ret = atomic_request(ep, a, count, msg_id);
 	if (ret)
-		usb4_proto_op_free(ep, op);
+		usb4_op_abort(ep, op);
 	return ret;
 }
 
@@ -284,29 +296,31 @@ static int atomic_execute(struct usb4_core_ep *ep,
 			  const struct usb4_wire_atomic *h, const char *operands,
 			  char *old)
 {
-	struct usb4_shm_reg_peer *self = usb4_shm_reg_self(ep->dom->reg);
+	struct usb4_mr_table *self = ep->dom->mrs;
 	enum fi_datatype dt = le16toh(h->datatype);
 	size_t size = usb4_atomic_size(dt), bytes = le32toh(h->count) * size;
 	uint64_t access = usb4_atomic_access(h->kind, h->op);
 	const char *cmp = operands + (h->op == FI_ATOMIC_READ ? 0 : bytes);
-	struct usb4_shm_pin pin;
+	struct usb4_pin pin;
 	size_t align = size > 8 ? 8 : size;
 
-	if (usb4_shm_pin(self, le64toh(h->key), le64toh(h->addr), bytes, access,
-			 &pin))
-		return -FI_EACCES;
+	int ret = usb4_mr_pin(self, le64toh(h->key), le64toh(h->addr), bytes,
+			      access, &pin);
+
+	if (ret)
+		return ret;
 	if (pin.va % align) {
-		usb4_shm_unpin(&pin);
+		usb4_mr_unpin(&pin);
 		return -FI_EINVAL;
 	}
-	usb4_shm_atomic_lock(self);
+	usb4_mr_atomic_lock(self);
 	memcpy(old, (void *) (uintptr_t) pin.va, bytes);
 	usb4_atomic_calc(dt, h->op, le32toh(h->count), (void *) (uintptr_t) pin.va,
 			 h->op == FI_ATOMIC_READ ? NULL : operands,
 			 h->kind == USB4_ATOMIC_COMPARE ? cmp : NULL);
-	usb4_shm_atomic_unlock(self);
-	usb4_shm_unpin(&pin);
-	usb4_shm_link_count_rma(ep->shm, h->kind == USB4_ATOMIC_BASE);
+	usb4_mr_atomic_unlock(self);
+	usb4_mr_unpin(&pin);
+	usb4_rma_count_remote(ep, h->kind == USB4_ATOMIC_BASE);
 	return 0;
 }
 
@@ -328,32 +342,46 @@ static int atomic_check_req(const struct usb4_frame *f,
 	return 0;
 }
 
-void usb4_rma_udp_handle_atomic(struct usb4_core_ep *ep,
-				const struct usb4_frame *f, fi_addr_t src)
+int usb4_rma_handle_atomic(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			   fi_addr_t src)
 {
+	struct usb4_ctrl *resp = usb4_ctrl_new(USB4_ATOMIC_MAX_BYTES);
 	struct usb4_wire_atomic h;
-	char old[USB4_ATOMIC_MAX_BYTES];
-	int ret = atomic_check_req(f, &h);
+	char *old;
 	size_t back;
+	int ret;
 
+	if (!resp)
+		return -FI_EAGAIN;
+	old = (char *) resp->payload;
+	ret = atomic_check_req(f, &h);
 	if (!ret)
 		ret = atomic_execute(ep, &h, (const char *) f->payload + sizeof(h),
 				     old);
+	if (ret == -FI_EAGAIN) {	/* the region is busy: later */
+		free(resp);
+		return ret;
+	}
 	back = !ret && h.kind != USB4_ATOMIC_BASE ? f->total_len : 0;
-	usb4_proto_send_resp(ep, src, f->msg_id, ret, old, back);
+	usb4_ctrl_send_data(ep, resp, src, USB4_FRAME_ATOMIC_RESP, f->msg_id,
+			    ret, old, back);
+	return 0;
 }
 
-void usb4_rma_udp_handle_atomic_resp(struct usb4_core_ep *ep,
-				     const struct usb4_frame *f, fi_addr_t src)
+int usb4_rma_handle_atomic_resp(struct usb4_core_ep *ep,
+				const struct usb4_frame *f, fi_addr_t src)
 {
-	struct usb4_tx_op *op = usb4_proto_op(ep, f->msg_id);
+	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id);
+	int status = usb4_peer_status(f->data);
 
-	if (!op || !usb4_same_peer(ep, op->dest, src)) {
+	if (!op || !usb4_same_peer(ep, op->dest, src) ||
+	    !(op->flags & FI_ATOMIC)) {
 		ep->stats.dropped_unknown_op++;
-		return;
+		return 0;
 	}
-	if ((int64_t) f->data == 0)
+	if (!status)
 		usb4_atomic_scatter(op->res, op->res_count, op->res_size,
 				    f->payload, f->payload_len);
-	usb4_proto_op_done(ep, op, (int) -(int64_t) f->data);
+	usb4_op_done(ep, op, status);
+	return 0;
 }

@@ -1,23 +1,25 @@
 /*
- * The tunables' defaults, in the core so that unit tests linking the core
- * without the libfabric face run with exactly the provider's values.
+ * The tunables' defaults, in the base layer so that unit tests linking any
+ * layer without the libfabric face run with exactly the provider's values.
  * usb4_params_init() (api/usb4_init.c) overrides them from FI_USB4_*.
  */
 #include "usb4.h"
 
 struct usb4_params usb4_params = {
 	.eager_size = 8192,
-	.udp_eager_size = 16384,
+	.stream_eager_size = 16384,
 	.ring_slots = 256,
 	.tx_size = 4096,
 	.rx_size = 4096,
 	.cq_size = 4096,
 	.spin_us = 50,
+	.yield_us = 20,
 	.mr_max = 16384,
 	.iface = NULL,
 	.sysfs_root = "/sys",
 	.faults = NULL,
 	.peer_timeout_ms = 5000,
 	.rel_window = 64,
-	.idle_nap_us = 1000,
+	.udp_buffers = 64u << 20,
+	.udp_placement = true,
 };

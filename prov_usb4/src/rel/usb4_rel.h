@@ -1,13 +1,22 @@
 /*
  * rel: reliable, in-order frame delivery to one peer over a lossy datagram
- * link (the udp link).  Sequence numbers, cumulative and selective
- * acknowledgements, retransmission on timeout with exponential backoff,
- * duplicate suppression, a receive window so a fast sender never overruns a
- * slow receiver, a handshake per peer pair, and a dead-peer verdict.
+ * link (the udp link uses it; nothing else may).  Sequence numbers,
+ * cumulative and selective acknowledgements, retransmission on timeout with
+ * exponential backoff, duplicate suppression, a receive window so a fast
+ * sender never overruns a slow receiver, receiver-not-ready (a payload the
+ * receiver cannot take now waits in rel and the window closes), a handshake
+ * per peer pair that checks protocol versions, and a dead-peer verdict.
  *
  * rel makes no system calls: the clock (now, in ns) and the link (an xmit
  * callback that sends one datagram) are arguments, so unit tests drive it
  * frame by frame.  The datagram format (struct usb4_wire_rel) is in wire.h.
+ *
+ * Memory: a peer costs a few hundred bytes while idle; its slot rings are
+ * allocated while frames are in flight or buffered and released after
+ * USB4_REL_TRIM_NS of quiet; payload copies come from a pool shared by every
+ * peer of a link, bounded in bytes (usb4_rel_pool.c).  When the pool is
+ * exhausted a send answers -FI_EAGAIN and an arriving datagram that would
+ * need a copy is dropped unacknowledged (the sender resends it).
  *
  * Identity: every endpoint has a random 64-bit id (its incarnation).  A
  * datagram names its sender's and its receiver's ids; one whose receiver id is
@@ -15,7 +24,7 @@
  * dropped and counted, so frames of a previous incarnation of a peer (a
  * restarted job reusing a port) never reach the core.
  *
- * Locking: callers serialise all calls on one usb4_rel_peer.
+ * Locking: callers serialise all calls on one usb4_rel_peer and its pool.
  */
 #ifndef USB4_REL_H
 #define USB4_REL_H
@@ -27,13 +36,30 @@
 
 #include "usb4.h"
 
+/* ---- the buffer pool (usb4_rel_pool.c) ---- */
+
+struct usb4_rel_pool;
+
+/* At most bytes_max bytes in use at once. */
+int usb4_rel_pool_open(struct usb4_rel_pool **pool, size_t bytes_max);
+void usb4_rel_pool_close(struct usb4_rel_pool *pool);
+/* A buffer of at least len bytes; NULL when the budget is spent or memory
+ * ran out.  A NULL pool allocates without a budget. */
+void *usb4_rel_pool_get(struct usb4_rel_pool *pool, size_t len);
+void usb4_rel_pool_put(struct usb4_rel_pool *pool, void *buf);
+/* Bytes handed out and not yet put back. */
+size_t usb4_rel_pool_in_use(const struct usb4_rel_pool *pool);
+
+/* ---- a peer ---- */
+
 /* Sends one datagram made of iov[0..count); returns 0 or a negative FI_E*
  * code (-FI_EAGAIN: the link is busy, rel retries on a later timer call). */
 typedef int (*usb4_rel_xmit_fn)(void *ctx, const struct iovec *iov, int count);
 /* Hands one payload up, in order, exactly once, in count pieces (as the
- * datagram came, less rel's header). */
-typedef void (*usb4_rel_deliver_fn)(void *ctx, const struct iovec *payload,
-				    int count);
+ * datagram came, less rel's header).  0: taken; -FI_EAGAIN: not now (rel
+ * keeps it, closes the window and offers it again later). */
+typedef int (*usb4_rel_deliver_fn)(void *ctx, const struct iovec *payload,
+				   int count);
 
 /* Most pieces a datagram may come in (usb4_rel_input_v). */
 #define USB4_REL_PIECES_MAX	4
@@ -48,6 +74,7 @@ struct usb4_rel_io {
 struct usb4_rel_cfg {
 	uint32_t window;	/* frames in flight, and receive buffer, <= 1024 */
 	size_t payload_max;	/* largest payload of one datagram */
+	uint32_t datagram_max;	/* what we tell the peer we receive */
 	uint64_t rto_initial_ns;	/* first retransmission timeout */
 	uint64_t rto_max_ns;	/* backoff cap */
 	uint64_t ack_delay_ns;	/* an ack may wait this long to piggyback */
@@ -56,6 +83,7 @@ struct usb4_rel_cfg {
 				 * the peer is dead */
 	uint32_t isn;		/* our first sequence number, random per peer
 				 * (usb4_random64); 0: derived from the ids */
+	struct usb4_rel_pool *pool;	/* payload copies; NULL: no budget */
 };
 
 enum usb4_rel_drop {
@@ -66,11 +94,13 @@ enum usb4_rel_drop {
 	USB4_REL_DROP_OUT_OF_WINDOW,	/* beyond what we can buffer */
 	USB4_REL_DROP_NO_HANDSHAKE,	/* DATA before we know the peer's
 					 * first seq (its HELLO was lost) */
+	USB4_REL_DROP_NO_BUFFER,	/* the pool is spent: not acked, resent */
 	USB4_REL_DROP_MAX
 };
 
 struct usb4_rel_stats {
 	uint64_t sent, retransmitted, delivered, acks_sent;
+	uint64_t not_ready;		/* deliveries the receiver refused */
 	uint64_t dropped[USB4_REL_DROP_MAX];
 };
 
@@ -85,8 +115,9 @@ void usb4_rel_peer_close(struct usb4_rel_peer *peer);
 /*
  * Queues one payload (copied: the caller may reuse its buffers at once) and
  * sends it when the window allows.  The handshake starts with the first send.
- * -FI_EAGAIN: window full (backpressure); -FI_EMSGSIZE: larger than
- * payload_max; -FI_EHOSTUNREACH: the peer is dead.
+ * -FI_EAGAIN: window full or pool spent (backpressure); -FI_EMSGSIZE: larger
+ * than payload_max; -FI_EHOSTUNREACH: the peer is dead; -FI_ECONNREFUSED:
+ * the peer refused our version.
  */
 int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
 		  const struct iovec *iov, int count,
@@ -96,8 +127,8 @@ int usb4_rel_send(struct usb4_rel_peer *peer, uint64_t now,
  * Like usb4_rel_send, but the last nref (<= USB4_REL_REF_MAX) buffers of iov
  * are not copied: they are sent, and sent again, from where they are, so
  * they must stay valid and unchanged until the peer acknowledges them or
- * usb4_rel_copy_refs takes copies.  The rest of iov is copied as usual.
- * owner tags the frame for usb4_rel_copy_refs.
+ * usb4_rel_copy_refs takes copies (room for which is taken now, so that
+ * never fails).  owner tags the frame for usb4_rel_copy_refs.
  */
 #define USB4_REL_REF_MAX	USB4_IOV_LIMIT
 int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
@@ -116,7 +147,8 @@ bool usb4_rel_acked_before(const struct usb4_rel_peer *peer, uint32_t seq);
 /* Unacknowledged frames that reference caller buffers. */
 uint32_t usb4_rel_refs(const struct usb4_rel_peer *peer);
 
-/* True when usb4_rel_send would not return -FI_EAGAIN for a payload. */
+/* True when usb4_rel_send would not return -FI_EAGAIN for a payload (the
+ * pool permitting). */
 bool usb4_rel_can_send(const struct usb4_rel_peer *peer);
 
 /*
@@ -135,21 +167,57 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		     const struct iovec *dgram, int count,
 		     const struct usb4_rel_io *io);
 
-/* Retransmits what is overdue, sends delayed acks, decides death. */
+/* Retransmits what is overdue, sends delayed acks, offers refused payloads
+ * again, releases idle rings, decides death. */
 void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
 		    const struct usb4_rel_io *io);
+
+/* Sends the acknowledgement the peer is owed now, not after ack_delay_ns
+ * (before closing: the peer lingers until it hears). */
+void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);
 
 /* When usb4_rel_timer next has something to do (UINT64_MAX: nothing). */
 uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer);
 
 bool usb4_rel_dead(const struct usb4_rel_peer *peer);
+/* Why the peer is down: 0 (it is not), -FI_EHOSTUNREACH (silent),
+ * -FI_ECONNREFUSED (it refused our version or features). */
+int usb4_rel_down(const struct usb4_rel_peer *peer);
 /* Frames sent and not yet acknowledged. */
 uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer);
 /* Frames accepted by usb4_rel_send and not yet acknowledged, sent or not. */
 uint32_t usb4_rel_unacked(const struct usb4_rel_peer *peer);
+/* Payloads received but not yet taken by the receiver. */
+uint32_t usb4_rel_undelivered(const struct usb4_rel_peer *peer);
 const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer);
+/* What the peer said in its handshake (0 until then). */
+uint32_t usb4_rel_peer_datagram_max(const struct usb4_rel_peer *peer);
 
-/* Peek at a datagram's ids before a peer is known (for demultiplexing). */
+/* ---- datagrams before a peer is known ---- */
+
+/* What a datagram says of itself, read before any peer state exists. */
+struct usb4_rel_head {
+	uint8_t version, type;
+	uint64_t src_id, dst_id;
+	uint16_t proto;		/* HELLO, HELLO_ACK, REJECT: the sender's */
+	uint32_t features;
+	bool crc_ok;		/* checked with this version's layout */
+};
+
+/* Reads the fixed fields of any version's header and, when the layout is
+ * ours, checks the CRC.  -FI_EINVAL: too short or malformed. */
+int usb4_rel_peek(const struct iovec *dgram, int count,
+		  struct usb4_rel_head *head);
+/* A REJECT of another version (usb4_rel_peek, CRC valid) from this peer's
+ * address: during the handshake the peer refused us (-FI_ECONNREFUSED,
+ * logged with both versions); after it, ignored (-FI_ENOENT). */
+int usb4_rel_refused(struct usb4_rel_peer *peer,
+		     const struct usb4_rel_head *head);
+/* Builds a REJECT answering a HELLO (our version and features) into buf
+ * (at least USB4_REL_REJECT_LEN bytes); returns its length. */
+#define USB4_REL_REJECT_LEN	64
+size_t usb4_rel_reject(void *buf, uint64_t local_id, uint64_t remote_id);
+/* Peeks at a datagram's ids (version and CRC unchecked). */
 int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
 			  uint64_t *dst_id);
 int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,

@@ -1,0 +1,233 @@
+/*
+ * Frames in: every link of an endpoint hands its frames here.  A frame is
+ * validated (usb4_wire_parse), its sender is the peer the link says it came
+ * from (a frame claiming another id is dropped), and only frames the link's
+ * capabilities allow reach a handler.  A handler that lacks memory refuses
+ * the frame (-FI_EAGAIN) before it changes anything; the link offers it
+ * again later.
+ */
+#include <string.h>
+
+#include "usb4_proto.h"
+
+/* Frames that only a link with one-sided access may carry: the notice of a
+ * write that landed without us. */
+static bool allowed(uint32_t caps, uint8_t type)
+{
+	return type != USB4_FRAME_WRITE_DATA || (caps & USB4_LINK_CAP_ONE_SIDED);
+}
+
+int usb4_peer_status(uint64_t wire_status)
+{
+	int64_t s = (int64_t) wire_status;
+
+	switch (s) {
+	case 0:
+	case -FI_ECANCELED:
+	case -FI_EACCES:
+	case -FI_EINVAL:
+	case -FI_EOPNOTSUPP:
+	case -FI_EMSGSIZE:
+	case -FI_ENOMEM:
+	case -FI_EHOSTUNREACH:
+	case -FI_ECONNREFUSED:
+	case -FI_EIO:
+		return (int) s;
+	default:
+		return -FI_EIO;	/* nothing a peer may make us report */
+	}
+}
+
+static int handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
+		       fi_addr_t src)
+{
+	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id);
+
+	if (!op || !usb4_same_peer(ep, op->dest, src)) {
+		ep->stats.dropped_unknown_op++;
+		return 0;
+	}
+	usb4_op_done(ep, op, usb4_peer_status(f->data));
+	return 0;
+}
+
+static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
+		     struct iovec *riov)
+{
+	struct usb4_wire_rts rts;
+	struct usb4_wire_iov wiov;
+	const char *p = f->payload;
+
+	memcpy(&rts, p, sizeof(rts));
+	m->riov_count = le32toh(rts.iov_count);
+	for (size_t i = 0; i < m->riov_count; i++) {
+		memcpy(&wiov, p + sizeof(rts) + i * sizeof(wiov), sizeof(wiov));
+		riov[i].iov_base = (void *) (uintptr_t) le64toh(wiov.addr);
+		riov[i].iov_len = le64toh(wiov.len);
+	}
+	m->riov = riov;
+}
+
+static int handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			  fi_addr_t src)
+{
+	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
+	struct usb4_msg_in m = {
+		.type = f->type,
+		.wflags = f->flags,
+		.src = src,
+		.tag = f->tag,
+		.data = f->data,
+		.msg_id = f->msg_id,
+		.total_len = f->total_len,
+		.payload = f->payload,
+	};
+
+	if (f->type == USB4_FRAME_RTS)
+		rts_iovs(f, &m, riov);
+	return usb4_match_arrival(ep, &m);
+}
+
+/* A one-sided write with remote CQ data landed in our memory. */
+static int handle_write_data(struct usb4_core_ep *ep,
+			     const struct usb4_frame *f, fi_addr_t src)
+{
+	if (usb4_cq_queue_reserve(ep->rx_cq))
+		return -FI_EAGAIN;
+	usb4_proto_remote_write_cqe(ep, src, f->data, f->total_len);
+	return 0;
+}
+
+typedef int (*handler_fn)(struct usb4_core_ep *ep, const struct usb4_frame *f,
+			  fi_addr_t src);
+
+/* Who handles each frame type (usb4_wire_parse has checked the type). */
+static const handler_fn handlers[USB4_FRAME_TYPE_MAX] = {
+	[USB4_FRAME_EAGER] = handle_message,
+	[USB4_FRAME_RTS] = handle_message,
+	[USB4_FRAME_FIN] = handle_done,
+	[USB4_FRAME_ACK] = handle_done,
+	[USB4_FRAME_WRITE_DATA] = handle_write_data,
+	[USB4_FRAME_CTS] = usb4_stream_handle_cts,
+	[USB4_FRAME_DATA] = usb4_stream_handle_data,
+	[USB4_FRAME_WRITE_REQ] = usb4_rma_handle_write,
+	[USB4_FRAME_READ_REQ] = usb4_rma_handle_read,
+	[USB4_FRAME_ATOMIC_REQ] = usb4_rma_handle_atomic,
+	[USB4_FRAME_ATOMIC_RESP] = usb4_rma_handle_atomic_resp,
+};
+
+static enum usb4_wire_verdict parse(const struct iovec *frame, int count,
+				    struct usb4_frame *f)
+{
+	if (count == 1)
+		return usb4_wire_parse(frame[0].iov_base, frame[0].iov_len, f);
+	if (count == 2 && frame[0].iov_len == sizeof(struct usb4_wire_hdr))
+		return usb4_wire_parse_split(frame[0].iov_base,
+					     frame[1].iov_base,
+					     frame[1].iov_len, f);
+	return USB4_WIRE_LEN_BAD;
+}
+
+static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
+		    const struct iovec *frame, int count)
+{
+	struct usb4_ep_link *el = ctx;
+	struct usb4_core_ep *ep = el->ep;
+	struct usb4_frame f;
+	enum usb4_wire_verdict v = parse(frame, count, &f);
+	fi_addr_t src;
+	int ret;
+
+	if (v != USB4_WIRE_OK) {
+		ep->stats.dropped[v]++;
+		return 0;
+	}
+	if (f.src_id != from) {
+		ep->stats.dropped_src_mismatch++;
+		return 0;
+	}
+	if (!allowed(link->ops->caps, f.type)) {
+		ep->stats.dropped_not_for_link++;
+		return 0;
+	}
+	src = usb4_peer_resolve(ep, el->kind, from, &ret);
+	if (!ret && src == FI_ADDR_NOTAVAIL) {
+		ep->stats.unknown_src++;
+		return 0;
+	}
+	if (!ret)
+		ret = handlers[f.type](ep, &f, src);
+	if (ret == -FI_EAGAIN)
+		ep->stats.not_ready++;
+	return ret;
+}
+
+static void on_peer_down(void *ctx, struct usb4_link *link, uint64_t peer,
+			 int err)
+{
+	struct usb4_ep_link *el = ctx;
+	fi_addr_t a = usb4_peer_find(el->ep, el->kind, peer);
+
+	if (a != FI_ADDR_NOTAVAIL)
+		usb4_proto_peer_down(el->ep, a, err);
+}
+
+struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el)
+{
+	return (struct usb4_link_sink) {
+		.ctx = el, .frame = on_frame, .peer_down = on_peer_down,
+	};
+}
+
+void usb4_proto_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err)
+{
+	USB4_WARN(FI_LOG_EP_DATA, "peer %llu %s: failing its operations\n",
+		  (unsigned long long) usb4_report_src(ep, peer),
+		  err == -FI_ECONNREFUSED ? "refused us" : "stopped answering");
+	usb4_ctrl_drop(ep, peer);
+	usb4_stream_peer_down(ep, peer, err);
+	usb4_ops_fail(ep, peer, err);
+}
+
+/* The first peer that pending work waits on whose link says it is down,
+ * or FI_ADDR_NOTAVAIL. */
+static fi_addr_t first_down(struct usb4_core_ep *ep, int *state)
+{
+	struct usb4_list *it;
+
+	for (size_t i = 0; i < ep->ops_cap; i++)
+		if (ep->ops[i].busy &&
+		    (*state = usb4_peer_state(ep, ep->ops[i].dest)))
+			return ep->ops[i].dest;
+	usb4_list_foreach(&ep->ctrl_pending, it) {
+		fi_addr_t a = usb4_container_of(it, struct usb4_ctrl, link)->dest;
+
+		if ((*state = usb4_peer_state(ep, a)))
+			return a;
+	}
+	usb4_list_foreach(&ep->xfers, it) {
+		fi_addr_t a = usb4_container_of(it, struct usb4_xfer, link)->src;
+
+		if ((*state = usb4_peer_state(ep, a)))
+			return a;
+	}
+	usb4_list_foreach(&ep->streams, it) {
+		fi_addr_t a = usb4_container_of(it, struct usb4_stream,
+						link)->dest;
+
+		if ((*state = usb4_peer_state(ep, a)))
+			return a;
+	}
+	return FI_ADDR_NOTAVAIL;
+}
+
+/* Links that learn of a dead peer only when asked (a same-host process
+ * that is gone) are asked about every peer pending work waits on. */
+void usb4_proto_reap_dead_peers(struct usb4_core_ep *ep)
+{
+	fi_addr_t a;
+	int state;
+
+	while ((a = first_down(ep, &state)) != FI_ADDR_NOTAVAIL)
+		usb4_proto_peer_down(ep, a, state);
+}

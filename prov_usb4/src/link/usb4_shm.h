@@ -1,0 +1,86 @@
+/*
+ * The shm link (private to src/link): peers on the same host.
+ *
+ * Every endpoint owns an inbox, a ring of fixed-size frame slots in a memfd.
+ * Same-host peers map the owner's memfd through /proc/<pid>/fd/<fd> and
+ * post frames into it (many producers, one consumer); each slot names its
+ * producer.  Bulk data and one-sided access move by one cross-memory-attach
+ * copy (process_vm_readv/writev) straight between the two processes'
+ * buffers, so RMA needs no target CPU.  A memfd has no name in any file
+ * system, so two jobs never collide and a crashed process leaves nothing
+ * behind.  Processes of other users cannot open the memfd: same-user
+ * processes are trusted, as ptrace rules trust them.
+ */
+#ifndef USB4_SHM_H
+#define USB4_SHM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+
+#include "usb4.h"
+#include "usb4_link.h"
+
+/* ---- the inbox ring (usb4_shm_ring.c) ---- */
+
+struct usb4_shm_ring;
+
+/* Who posted a slot: enough to open the way back. */
+struct usb4_shm_sender {
+	uint64_t id;		/* its endpoint id */
+	uint32_t pid;
+	int32_t inbox_fd;
+};
+
+size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max);
+void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
+			size_t frame_max, uint64_t nonce, int bell);
+/* Checks a mapped ring of another process before trusting it: 0,
+ * -FI_EADDRNOTAVAIL (not the inbox addressed), -FI_ECONNREFUSED (another
+ * protocol version: logged with both), -FI_EINVAL (malformed). */
+int usb4_shm_ring_check(const struct usb4_shm_ring *ring, size_t map_len,
+			uint64_t nonce, uint32_t pid);
+size_t usb4_shm_ring_frame_max(const struct usb4_shm_ring *ring);
+int usb4_shm_ring_bell(const struct usb4_shm_ring *ring);
+/* The owner closed the inbox. */
+void usb4_shm_ring_retire(struct usb4_shm_ring *ring);
+bool usb4_shm_ring_live(const struct usb4_shm_ring *ring);
+
+/* Producer: one frame gathered from iov; -FI_EAGAIN when full,
+ * -FI_EMSGSIZE when too large.  Rings the owner's bell if it sleeps;
+ * -FI_EHOSTUNREACH (the frame is posted, to nobody) when the owner died
+ * asleep. */
+int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
+		       const struct usb4_shm_sender *from,
+		       const struct iovec *iov, int count);
+
+/* Consumer: the frame at the head, if complete (len clamped to the slot:
+ * the producer is another process). */
+const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+			       struct usb4_shm_sender *from);
+void usb4_shm_ring_pop(struct usb4_shm_ring *ring);
+/* Sleeping: begin returns false when a frame waits; otherwise producers
+ * ring the bell (bell: its read end) until end.  Any number of threads
+ * may sleep at once. */
+bool usb4_shm_ring_sleep_begin(struct usb4_shm_ring *ring, int bell);
+void usb4_shm_ring_sleep_end(struct usb4_shm_ring *ring);
+
+/* Remote accesses to the owner's memory, counted by initiators. */
+void usb4_shm_ring_count_rma(struct usb4_shm_ring *ring, bool write);
+void usb4_shm_ring_rma_counts(const struct usb4_shm_ring *ring,
+			      uint64_t *writes, uint64_t *reads);
+
+/* ---- cross memory attach (usb4_link_cma.c) ---- */
+
+/* Copies len bytes between the remote iov list in process pid and the local
+ * one, one system call per 64 segments.  0 or a negative FI_E* code. */
+int usb4_cma_read(pid_t pid, const struct iovec *local, size_t local_count,
+		  const struct iovec *remote, size_t remote_count, size_t len);
+int usb4_cma_write(pid_t pid, const struct iovec *local, size_t local_count,
+		   const struct iovec *remote, size_t remote_count, size_t len);
+
+extern const struct usb4_link_ops usb4_shm_link_ops;
+
+#endif /* USB4_SHM_H */

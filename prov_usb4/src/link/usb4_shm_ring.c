@@ -1,0 +1,318 @@
+/*
+ * The shm inbox ring: many producers (same-host peers), one consumer (the
+ * owning endpoint), fixed-size slots in shared memory.
+ *
+ * Memory-ordering contract:
+ *   - Slot i starts with seq = i.  A producer owns position pos once it wins
+ *     the CAS of tail from pos to pos + 1 while slot[pos % n].seq == pos.
+ *   - The producer fills the slot, then stores seq = pos + 1 with release.
+ *   - The consumer loads seq with acquire; seq == head + 1 means the frame is
+ *     complete.  After handing it up it stores seq = head + n with release,
+ *     which gives the slot back to producers one lap later.
+ *   - Sleeping: a sleeper increments `sleepers`, issues a full fence,
+ *     drains the bell (a pipe), then re-checks the ring before it polls the
+ *     bell.  A producer publishes, issues a full fence, and if `sleepers`
+ *     is non-zero writes a byte to the bell.  Either the sleeper sees the frame or
+ *     the producer sees the sleeper; a sleeper that drained a signal meant
+ *     for another has seen the frame itself and handles it.
+ */
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "usb4_shm.h"
+#include "../wire.h"
+
+#define USB4_SHM_MAGIC		0x314d485334425355ull	/* "USB4SHM1" */
+#define USB4_SHM_CACHELINE	64
+
+struct usb4_shm_ring {
+	uint64_t magic;		/* 0 once the owner closed the inbox */
+	uint16_t proto;		/* USB4_WIRE_VERSION of the owner */
+	uint16_t reserved;
+	uint32_t features;	/* USB4_WIRE_FEATURES of the owner */
+	uint32_t nslots;	/* power of two */
+	uint32_t slot_size;	/* bytes per slot, slot header included */
+	uint32_t owner_pid;
+	int32_t bell;		/* owner's bell (a pipe's write end), opened by
+				 * producers via /proc */
+	uint64_t nonce;		/* the owner's endpoint id */
+	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t tail;	/* producers */
+	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t sleepers;
+	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
+	/* Remote accesses to the owner's memory, counted by initiators. */
+	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t rma_writes;
+	_Atomic uint64_t rma_reads;
+	_Alignas(USB4_SHM_CACHELINE) char slots[];
+};
+
+/* Written by a peer: everything in it is untrusted. */
+struct usb4_shm_slot {
+	_Atomic uint64_t seq;
+	uint32_t len;		/* frame bytes */
+	uint32_t sender_pid;
+	uint64_t sender_id;
+	int32_t sender_fd;	/* the sender's inbox memfd */
+	uint32_t reserved;
+	char frame[];
+};
+_Static_assert(sizeof(struct usb4_shm_slot) == 32, "slot header is 32 bytes");
+
+static size_t round_up(size_t v, size_t to)
+{
+	return (v + to - 1) / to * to;
+}
+
+static size_t pow2_at_least(size_t v)
+{
+	size_t p = 2;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+static size_t slot_size(size_t frame_max)
+{
+	return round_up(sizeof(struct usb4_shm_slot) + frame_max,
+			USB4_SHM_CACHELINE);
+}
+
+static struct usb4_shm_slot *slot_at(struct usb4_shm_ring *ring, uint64_t pos)
+{
+	size_t idx = pos & (ring->nslots - 1);
+
+	return (struct usb4_shm_slot *) (ring->slots + idx * ring->slot_size);
+}
+
+size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max)
+{
+	return sizeof(struct usb4_shm_ring) +
+	       pow2_at_least(slots) * slot_size(frame_max);
+}
+
+void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
+			size_t frame_max, uint64_t nonce, int bell)
+{
+	ring->proto = USB4_WIRE_VERSION;
+	ring->features = USB4_WIRE_FEATURES;
+	ring->nslots = pow2_at_least(slots);
+	ring->slot_size = slot_size(frame_max);
+	ring->owner_pid = getpid();
+	ring->bell = bell;
+	ring->nonce = nonce;
+	atomic_init(&ring->tail, 0);
+	atomic_init(&ring->sleepers, 0);
+	ring->head = 0;
+	atomic_init(&ring->rma_writes, 0);
+	atomic_init(&ring->rma_reads, 0);
+	for (size_t i = 0; i < ring->nslots; i++)
+		atomic_init(&slot_at(ring, i)->seq, i);
+	atomic_thread_fence(memory_order_release);
+	ring->magic = USB4_SHM_MAGIC;
+}
+
+int usb4_shm_ring_check(const struct usb4_shm_ring *ring, size_t map_len,
+			uint64_t nonce, uint32_t pid)
+{
+	if (map_len < sizeof(*ring) || ring->magic != USB4_SHM_MAGIC)
+		return -FI_EADDRNOTAVAIL;
+	if (ring->proto != USB4_WIRE_VERSION ||
+	    ((ring->features ^ USB4_WIRE_FEATURES) &
+	     USB4_WIRE_FEATURES_REQUIRED)) {
+		USB4_WARN(FI_LOG_AV, "inbox of process %u speaks usb4 wire "
+			  "version %u (features %#x), this provider speaks %u "
+			  "(features %#x)\n", pid, ring->proto, ring->features,
+			  USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
+		return -FI_ECONNREFUSED;
+	}
+	if (ring->nonce != nonce || ring->owner_pid != pid)
+		return -FI_EADDRNOTAVAIL;
+	if (ring->nslots < 2 || (ring->nslots & (ring->nslots - 1)) ||
+	    ring->slot_size <= sizeof(struct usb4_shm_slot) ||
+	    ring->slot_size % USB4_SHM_CACHELINE ||
+	    ring->nslots > (map_len - sizeof(*ring)) / ring->slot_size)
+		return -FI_EINVAL;
+	return 0;
+}
+
+size_t usb4_shm_ring_frame_max(const struct usb4_shm_ring *ring)
+{
+	return ring->slot_size - sizeof(struct usb4_shm_slot);
+}
+
+int usb4_shm_ring_bell(const struct usb4_shm_ring *ring)
+{
+	return ring->bell;
+}
+
+void usb4_shm_ring_retire(struct usb4_shm_ring *ring)
+{
+	ring->magic = 0;
+}
+
+bool usb4_shm_ring_live(const struct usb4_shm_ring *ring)
+{
+	return ring->magic == USB4_SHM_MAGIC;
+}
+
+/* Claims the next free slot; NULL when the ring is full. */
+static struct usb4_shm_slot *slot_claim(struct usb4_shm_ring *ring,
+					uint64_t *posp)
+{
+	uint64_t pos = atomic_load_explicit(&ring->tail, memory_order_relaxed);
+
+	for (;;) {
+		struct usb4_shm_slot *slot = slot_at(ring, pos);
+		uint64_t seq = atomic_load_explicit(&slot->seq,
+						    memory_order_acquire);
+		int64_t diff = (int64_t) (seq - pos);
+
+		if (diff == 0) {
+			if (atomic_compare_exchange_weak_explicit(&ring->tail,
+					&pos, pos + 1, memory_order_relaxed,
+					memory_order_relaxed)) {
+				*posp = pos;
+				return slot;
+			}
+		} else if (diff < 0) {
+			return NULL;
+		} else {
+			pos = atomic_load_explicit(&ring->tail,
+						   memory_order_relaxed);
+		}
+	}
+}
+
+/*
+ * Writes a byte to a sleeping owner's bell.  The owner may have died
+ * asleep (its read end gone, its sleepers count stuck): the write then
+ * fails with EPIPE, and the SIGPIPE it raises is kept from the caller,
+ * whose process it would otherwise end.  -FI_EHOSTUNREACH then.
+ */
+static int ring_bell(struct usb4_shm_ring *ring, int bell)
+{
+	struct timespec now = { 0, 0 };
+	sigset_t pipe_set, old;
+	char one = 1;
+	int ret = 0;
+
+	atomic_thread_fence(memory_order_seq_cst);
+	if (bell < 0 || !atomic_load_explicit(&ring->sleepers,
+					      memory_order_relaxed))
+		return 0;
+	sigemptyset(&pipe_set);
+	sigaddset(&pipe_set, SIGPIPE);
+	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
+	if (write(bell, &one, 1) < 0 && errno == EPIPE) {
+		sigtimedwait(&pipe_set, NULL, &now);
+		ret = -FI_EHOSTUNREACH;
+	}
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	return ret;	/* a full pipe is readable anyway */
+}
+
+int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
+		       const struct usb4_shm_sender *from,
+		       const struct iovec *iov, int count)
+{
+	struct usb4_shm_slot *slot;
+	size_t len = 0;
+	uint64_t pos;
+	char *dst;
+
+	for (int i = 0; i < count; i++)
+		len += iov[i].iov_len;
+	if (len > usb4_shm_ring_frame_max(ring))
+		return -FI_EMSGSIZE;
+	slot = slot_claim(ring, &pos);
+	if (!slot)
+		return -FI_EAGAIN;
+	dst = slot->frame;
+	for (int i = 0; i < count; i++) {
+		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+	slot->len = len;
+	slot->sender_id = from->id;
+	slot->sender_pid = from->pid;
+	slot->sender_fd = from->inbox_fd;
+	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+	return ring_bell(ring, bell);
+}
+
+const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+			       struct usb4_shm_sender *from)
+{
+	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
+	uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+	if (seq != ring->head + 1)
+		return NULL;
+	*len = slot->len;
+	if (*len > usb4_shm_ring_frame_max(ring))
+		*len = 0;	/* the core counts it as a short frame */
+	from->id = slot->sender_id;
+	from->pid = slot->sender_pid;
+	from->inbox_fd = slot->sender_fd;
+	return slot->frame;
+}
+
+void usb4_shm_ring_pop(struct usb4_shm_ring *ring)
+{
+	atomic_store_explicit(&slot_at(ring, ring->head)->seq,
+			      ring->head + ring->nslots, memory_order_release);
+	ring->head++;
+}
+
+static bool ring_has_frame(struct usb4_shm_ring *ring)
+{
+	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
+
+	return atomic_load_explicit(&slot->seq, memory_order_acquire) ==
+	       ring->head + 1;
+}
+
+/* Empties the bell: rings meant for an earlier sleep are stale. */
+static void bell_drain(int fd)
+{
+	char stale[64];
+
+	while (read(fd, stale, sizeof(stale)) == (ssize_t) sizeof(stale))
+		;
+}
+
+bool usb4_shm_ring_sleep_begin(struct usb4_shm_ring *ring, int bell)
+{
+	atomic_fetch_add(&ring->sleepers, 1);
+	atomic_thread_fence(memory_order_seq_cst);
+	bell_drain(bell);
+	if (!ring_has_frame(ring))
+		return true;
+	atomic_fetch_sub(&ring->sleepers, 1);
+	return false;
+}
+
+void usb4_shm_ring_sleep_end(struct usb4_shm_ring *ring)
+{
+	atomic_fetch_sub(&ring->sleepers, 1);
+}
+
+void usb4_shm_ring_count_rma(struct usb4_shm_ring *ring, bool write)
+{
+	atomic_fetch_add_explicit(write ? &ring->rma_writes : &ring->rma_reads,
+				  1, memory_order_release);
+}
+
+void usb4_shm_ring_rma_counts(const struct usb4_shm_ring *ring,
+			      uint64_t *writes, uint64_t *reads)
+{
+	*writes = atomic_load_explicit(&((struct usb4_shm_ring *) ring)->rma_writes,
+				       memory_order_acquire);
+	*reads = atomic_load_explicit(&((struct usb4_shm_ring *) ring)->rma_reads,
+				      memory_order_acquire);
+}

@@ -1,0 +1,148 @@
+/*
+ * The udp link (private to src/link): peers on other hosts, reached over an
+ * IP interface: on USB4 hosts the thunderbolt-net interface of each cable.
+ * One non-blocking UDP socket per endpoint, bound to the interface's
+ * address; datagrams as large as the interface MTU allows.  The socket
+ * loses, duplicates and reorders, so the link runs rel (src/rel) per peer:
+ * one session per remote endpoint, found by its id in O(1).  FI_USB4_FAULTS
+ * adds faults for tests.
+ */
+#ifndef USB4_UDP_H
+#define USB4_UDP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "usb4.h"
+#include "usb4_link.h"
+
+/* ---- interfaces (usb4_link_iface.c) ---- */
+
+#define USB4_IFACE_NAME_MAX	16
+
+/* An interface the udp link can use. */
+struct usb4_iface {
+	char name[USB4_IFACE_NAME_MAX];
+	int family;			/* AF_INET or AF_INET6 */
+	uint8_t ip[16];			/* network byte order */
+	unsigned mtu;
+	bool thunderbolt;		/* driven by thunderbolt-net */
+	unsigned speed_gbps, lanes;	/* of the USB4 link, 0 if unknown */
+};
+
+/*
+ * Interfaces the udp link should use: those named in names (a comma list, as
+ * in FI_USB4_IFACE), else every thunderbolt-net interface that is up.
+ * sysfs_root is "/sys" except in tests.  Returns how many were found.
+ */
+int usb4_iface_find(const char *names, const char *sysfs_root,
+		    struct usb4_iface *out, int max);
+
+/* ---- the socket (usb4_udp_socket.c) ---- */
+
+/* A peer's udp address as carried in the endpoint address. */
+struct usb4_udp_addr {
+	uint8_t family;			/* 4 or 6 */
+	uint16_t port;			/* host order */
+	uint8_t ip[16];			/* network byte order */
+};
+
+bool usb4_udp_addr_eq(const struct usb4_udp_addr *a,
+		      const struct usb4_udp_addr *b);
+
+/* Fault injection rates for tests, each in [0, 1]. */
+struct usb4_udp_faults {
+	double drop, dup, reorder, corrupt;
+};
+
+/* Parses "drop=0.01,dup=0.01,reorder=0.01,corrupt=0.01"; 0 or -FI_EINVAL. */
+int usb4_udp_faults_parse(const char *spec, struct usb4_udp_faults *faults);
+
+struct usb4_udp_sock;
+
+/* A datagram arrives in 1..USB4_UDP_PIECES_MAX pieces: more than one when
+ * a hole (below) steered part of it. */
+#define USB4_UDP_PIECES_MAX	3
+typedef void (*usb4_udp_rx_fn)(void *arg, const struct usb4_udp_addr *from,
+			       const struct iovec *dgram, int count);
+
+/*
+ * Receive placement: bytes [off, off + len) of a datagram are received
+ * straight into dest instead of the socket's buffer, whatever the datagram
+ * turns out to be (the caller guesses which datagram comes next, and must
+ * be ready for dest to hold bytes of another one).
+ */
+struct usb4_udp_hole {
+	size_t off, len;
+	void *dest;
+};
+/* Fills holes for the first datagrams of the next receive, at most max;
+ * returns how many it filled. */
+typedef int (*usb4_udp_place_fn)(void *arg, struct usb4_udp_hole *holes,
+				 int max);
+
+int usb4_udp_sock_open(struct usb4_udp_sock **sock,
+		       const struct usb4_iface *iface,
+		       const struct usb4_udp_faults *faults);
+void usb4_udp_sock_close(struct usb4_udp_sock *sock);
+void usb4_udp_sock_addr(const struct usb4_udp_sock *sock,
+			struct usb4_udp_addr *addr);
+/* Largest datagram payload this interface carries without fragments. */
+size_t usb4_udp_sock_datagram_max(const struct usb4_udp_sock *sock);
+int usb4_udp_sock_fd(const struct usb4_udp_sock *sock);
+/* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
+int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
+		  const struct iovec *iov, int count);
+/* Takes up to budget datagrams without blocking; returns how many.  place
+ * (may be NULL) is asked for holes first. */
+int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
+		  usb4_udp_rx_fn fn, void *arg, int budget);
+/*
+ * From inside usb4_udp_poll's rx callback: the caller is about to write
+ * [dest, dest + len), or to forget it.  Datagrams of the batch not handed up
+ * yet whose hole lies there get their bytes moved back to the socket's
+ * buffer first, so the write cannot spoil them.
+ */
+void usb4_udp_evacuate(struct usb4_udp_sock *sock, const void *dest,
+		       size_t len);
+
+struct usb4_udp_sock_stats {
+	uint64_t sent, received, send_again;
+	uint64_t evacuated;		/* hole bytes moved out of a write's way */
+	uint64_t faults_dropped, faults_duplicated, faults_reordered,
+		 faults_corrupted;
+};
+const struct usb4_udp_sock_stats *
+usb4_udp_sock_stats(const struct usb4_udp_sock *sock);
+
+/* ---- receive placement (usb4_udp_place.c) ---- */
+
+/*
+ * The landing zones of one link: for each, where the next payload bytes of
+ * its stream go.  The zone that took the last payload, and the zones of the
+ * same peer after it, are where the next datagrams most likely belong.
+ */
+struct usb4_udp_zones {
+	struct usb4_list list;		/* zones in the order opened */
+	struct usb4_link_zone *hot;	/* took the last payload */
+	uint32_t chunk;			/* that payload's size */
+	bool enabled;			/* FI_USB4_UDP_PLACEMENT */
+};
+
+void usb4_udp_zones_init(struct usb4_udp_zones *z, bool enabled);
+void usb4_udp_zone_open(struct usb4_udp_zones *z, struct usb4_link_zone *zone);
+void usb4_udp_zone_close(struct usb4_udp_zones *z, struct usb4_udp_sock *sock,
+			 struct usb4_link_zone *zone);
+void usb4_udp_zone_write(struct usb4_udp_zones *z, struct usb4_udp_sock *sock,
+			 struct usb4_link_zone *zone, uint64_t off,
+			 const void *src, size_t len);
+/* Holes for the next receive: a payload follows link_hdr bytes of the
+ * link's header and its zone's hdr_len. */
+int usb4_udp_zones_predict(struct usb4_udp_zones *z, size_t link_hdr,
+			   struct usb4_udp_hole *holes, int max);
+
+extern const struct usb4_link_ops usb4_udp_link_ops;
+
+#endif /* USB4_UDP_H */
