@@ -8,6 +8,9 @@ host 1, over the provider's udp link under rel:
   arrives bit-exact;
 - with faults injected on receive on both sides, 1 GiB arrives bit-exact and
   the close-time counters show the faults and the retransmissions;
+- a region closed while a 256 MiB write from the other host streams into
+  it: fi_close is quick, no byte lands in the buffer afterwards, and the
+  write fails;
 - a server killed with SIGKILL: every send and RMA op pending on it fails
   with FI_EHOSTUNREACH or FI_EIO within FI_USB4_PEER_TIMEOUT + 1 s;
 - datagrams that do not belong (garbage, rel headers for another endpoint,
@@ -19,7 +22,6 @@ Run with ``-s`` to see the figures (bytes, MB/s, counters) of each test.
 
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -27,6 +29,9 @@ import time
 from pathlib import Path
 
 import pytest
+
+import cprogs
+from cprogs import HostProcess, compile_c
 
 pytestmark = pytest.mark.multihost
 
@@ -46,7 +51,8 @@ UDP_COUNTERS = re.compile(
     r"delivered (?P<delivered>\d+) acks (?P<acks>\d+) dropped: "
     r"header (?P<d_header>\d+) dst (?P<d_dst>\d+) src (?P<d_src>\d+) "
     r"duplicate (?P<d_duplicate>\d+) window (?P<d_window>\d+) "
-    r"handshake (?P<d_handshake>\d+); foreign datagrams (?P<foreign>\d+)")
+    r"handshake (?P<d_handshake>\d+) nobuffer (?P<d_nobuffer>\d+); "
+    r"foreign datagrams (?P<foreign>\d+)")
 SUMMARY = re.compile(
     r"^(?P<who>client|server): (?P<verdict>OK|FAIL) bytes (?P<bytes>\d+) "
     r"messages (?P<messages>\d+) rma_bytes (?P<rma_bytes>\d+) "
@@ -59,44 +65,11 @@ SUMMARY = re.compile(
 @pytest.fixture(scope="module")
 def xpeer(tmp_path_factory):
     """usb4_xpeer compiled with gcc (-lfabric) into a tmp folder."""
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc not found", pytrace=False)
-    exe = tmp_path_factory.mktemp("xpeer") / "usb4_xpeer"
-    argv = ["gcc", "-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-Werror",
-            "-o", str(exe), str(XPEER_SRC), "-lfabric"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        pytest.fail("%s\n%s" % (" ".join(argv), proc.stderr), pytrace=False)
-    return exe
+    return compile_c(tmp_path_factory, XPEER_SRC, "usb4_xpeer")
 
 
-class Peer:
-    """usb4_xpeer running in one host, output in files (no pipe to fill)."""
-
-    def __init__(self, cluster, host, argv, env, logdir, name):
-        self.name = name
-        self.out_path = logdir / (name + ".out")
-        self.err_path = logdir / (name + ".err")
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = cluster.popen(host, argv, env=env, stdout=out, stderr=err)
-
-    def wait(self, timeout):
-        return self.proc.wait(timeout)
-
-    @property
-    def out(self):
-        return self.out_path.read_text(errors="replace")
-
-    @property
-    def err(self):
-        return self.err_path.read_text(errors="replace")
-
-    def describe(self):
-        err = "\n".join(line for line in self.err.splitlines()
-                        if "fi_param_get" not in line and "getinfo" not in line)
-        return "--- %s exit %s\n%s%s" % (self.name, self.proc.returncode,
-                                         self.out[-4000:], err[-4000:])
+class Peer(HostProcess):
+    """usb4_xpeer running in one host."""
 
     def counters(self):
         """The udp/rel counters the endpoint logged at close."""
@@ -126,16 +99,7 @@ def start_pair(cluster, xpeer, workload, rundir, env, args=()):
 
 
 def wait_all(cluster, peers, timeout=RUN_TIMEOUT):
-    deadline = time.monotonic() + timeout
-    try:
-        for peer in peers:
-            peer.wait(max(0.1, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        cluster.kill_all()
-        for peer in peers:
-            peer.proc.wait(10)
-        pytest.fail("timed out after %d s\n%s" % (timeout, "\n".join(
-            p.describe() for p in peers)), pytrace=False)
+    cprogs.wait_all(cluster, peers, timeout)
 
 
 def transfer(cluster, xpeer, provider_dir, tmp_path, nbytes, extra_env=None):
@@ -204,6 +168,21 @@ def test_faulty_transfer_1gib_bit_exact(cluster2, xpeer, provider_dir, tmp_path)
     assert c["d_header"] + s["d_header"] > 0, both
 
 
+EVACUATED = re.compile(r"holes evacuated (\d+)")
+
+
+def test_faulty_transfer_without_placement_bit_exact(cluster2, xpeer, provider_dir,
+                                                     tmp_path):
+    """FI_USB4_UDP_PLACEMENT=0: no payload lands in place, all still arrives."""
+    server, client, wall = transfer(cluster2, xpeer, provider_dir, tmp_path, 256 * MIB,
+                                    {"FI_USB4_FAULTS": FAULTS,
+                                     "FI_USB4_UDP_PLACEMENT": "0"})
+    report("no placement", server, client, wall)
+    for peer in (client, server):
+        moved = [int(m.group(1)) for m in EVACUATED.finditer(peer.err)]
+        assert moved == [0], "holes with placement off\n" + peer.describe()
+
+
 MRCLOSE_LIMIT_S = 1.0	# the revocation waits 2 s for pins that never drop
 
 
@@ -229,6 +208,55 @@ def test_region_closed_while_read_response_unacknowledged(cluster2, xpeer, provi
     assert float(took.group(1)) < MRCLOSE_LIMIT_S, both
     assert "still pinned" not in server.err, both
     assert "all as written" in client.out, both
+
+
+MRWRITE_CLOSE_LIMIT_S = 0.5  # the revocation waits 2 s for the stream's pins
+
+
+def test_region_closed_while_remote_write_streams_in(cluster2, xpeer, provider_dir,
+                                                      tmp_path):
+    """fi_close of a region while a 256 MiB fi_write from another host streams in.
+
+    Once the write has reached 1 MiB into the region the server closes the
+    region and at once refills the buffer with its own pattern (the memory
+    is the application's again).  No byte of the write may land after the
+    close: every byte of the pattern must survive the client's completion
+    and one more second of progress.  The close must not wait for the
+    stream (well under the 2 s the revocation allows pins), and the write
+    must complete with an error, not success: its data did not all land.
+    """
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    server, client = start_pair(cluster2, xpeer, "mrwrite", rundir,
+                                provider_env(provider_dir))
+    wait_all(cluster2, [client, server], timeout=90)
+    both = client.describe() + "\n" + server.describe()
+    print("\n" + "\n".join(line for line in (server.out + client.out).splitlines()
+                           if line.startswith("mrwrite")))
+    assert client.proc.returncode == 0 and server.proc.returncode == 0, both
+    closed = re.search(r"reached ([\d.]+) MiB of (\d+) MiB; fi_close of the region "
+                       r"took ([\d.]+) s", server.out)
+    differ = re.search(r"(\d+) of (\d+) bytes differ from the refill \((\d+) hold "
+                       r"the client's data\)", server.out)
+    verdict = re.search(r"completed with (success|error \d+ \(.*\)|none) after "
+                        r"([\d.]+) s", client.out)
+    assert closed and differ and verdict, both
+    # The close happened while the stream was under way, not after it.
+    assert float(closed.group(1)) < int(closed.group(2)), both
+    failures = []
+    if float(closed.group(3)) >= MRWRITE_CLOSE_LIMIT_S:
+        failures.append("fi_close of the region took %s s (limit %.1f s)"
+                        % (closed.group(3), MRWRITE_CLOSE_LIMIT_S))
+    if int(differ.group(1)):
+        failures.append("%s bytes of the closed region were overwritten after the "
+                        "close (%s of them with the client's data)"
+                        % (differ.group(1), differ.group(3)))
+    # Any error completion will do (FI_ECANCELED, FI_EACCES, ...): not success.
+    if verdict.group(1) == "success":
+        failures.append("the client's write completed with success")
+    elif verdict.group(1) == "none":
+        failures.append("the client's write never completed")
+    assert not failures, "; ".join(failures) + "\n" + both
 
 
 def test_pending_ops_fail_after_peer_killed(cluster2, xpeer, provider_dir, tmp_path):
@@ -270,10 +298,10 @@ def test_pending_ops_fail_after_peer_killed(cluster2, xpeer, provider_dir, tmp_p
     assert client_exit <= KILL_TIMEOUT_MS / 1000 + 2.0, out
 
 
-# Sprays datagrams at the server from host 1 while the transfer runs.  Layouts:
-# the 56-byte usb4 address (prov_usb4/include/usb4_core.h: udp_port u16 at 6,
-# ep_id u64 at 16, host order = little endian here) and the 48-byte rel header
-# (prov_usb4/src/wire.h).
+# Sprays datagrams at the server from host 1 while the transfer runs.  Layouts
+# from prov_usb4/src/wire.h, little-endian: the 56-byte address (struct
+# usb4_wire_addr: ep_id u64 at 16, udp_port u16 at 38) and the 48-byte rel
+# header of wire version 2.
 SPRAYER = r'''
 import os, random, socket, struct, sys, time
 rundir, server_ip, per_kind = sys.argv[1], sys.argv[2], int(sys.argv[3])
@@ -291,12 +319,12 @@ def info(role):
     while not os.path.exists(path):
         time.sleep(0.01)
     raw = open(path, "rb").read()
-    port, = struct.unpack_from("<H", raw, 6)
+    port, = struct.unpack_from("<H", raw, 38)  # struct usb4_wire_addr
     ep_id, = struct.unpack_from("<Q", raw, 16)
     return port, ep_id
 
 def rel(kind, src, dst, seq, payload=b""):
-    hdr = struct.pack("<BBHIQQIIQII", 1, kind, 0, 0, src, dst, seq, 0, 0, 64, len(payload))
+    hdr = struct.pack("<BBHIQQIIQII", 2, kind, 0, 0, src, dst, seq, 0, 0, 64, len(payload))
     crc = crc32c(hdr + payload)
     return hdr[:4] + struct.pack("<I", crc) + hdr[8:] + payload
 

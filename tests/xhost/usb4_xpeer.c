@@ -6,6 +6,7 @@
  *   usb4_xpeer server|client transfer --dir D --bytes N [--seed S]
  *   usb4_xpeer server|client pending  --dir D
  *   usb4_xpeer server|client mrclose  --dir D
+ *   usb4_xpeer server|client mrwrite  --dir D
  *   common: [--window W] [--timeout SEC]
  *
  * transfer  The client follows a plan both sides derive from (N, seed): a
@@ -35,7 +36,20 @@
  *           took; then it serves on until the client, having checked every
  *           byte it read, says END.
  *
- * Exit: 0 everything matched; 1 a check failed; 2 usage or setup; 124 the
+ * mrwrite  The client writes 256 MiB into the server's 256 MiB region in
+ *           one fi_write.  The server progresses until the stream has
+ *           reached 1 MiB into the region, closes the region (printing how
+ *           long fi_close took), at once fills the buffer with its own
+ *           pattern (as an allocator handing the memory out again would),
+ *           and keeps progressing.  The client prints how its write
+ *           completed (success, an error, or none within 20 s) and puts
+ *           that in D/client.result; the server progresses 1 s more, then
+ *           checks every byte of its pattern, prints how many bytes differ
+ *           (and how many of those hold the client's data) and creates
+ *           D/server.done, which the client waits for before it closes.
+ *
+ * Exit: 0 everything matched (mrwrite: ran to the end, the test judges
+ * its figures); 1 a check failed; 2 usage or setup; 124 the
  * watchdog fired.  Provider: FI_PROVIDER_PATH, FI_USB4_IFACE as usual.
  */
 #define _GNU_SOURCE
@@ -60,6 +74,8 @@
 #include <rdma/fi_rma.h>
 #include <rdma/fi_tagged.h>
 
+#include "xhost_common.h"
+
 #define MAX_MSG		(4u << 20)	/* largest tagged message, bytes */
 #define EAGER_MAX	8192u		/* provider's default eager limit */
 #define REGION		(1u << 20)	/* one RMA write region, bytes */
@@ -78,45 +94,6 @@
 				 * long after the kill (it landed before) */
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static const char *prog_role = "?";
-
-static double now_s(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return t.tv_sec + t.tv_nsec * 1e-9;
-}
-
-static void die(int code, const char *fmt, ...)
-{
-	va_list ap;
-
-	fprintf(stderr, "xpeer %s: ", prog_role);
-	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
-	va_end(ap);
-	fputc('\n', stderr);
-	exit(code);
-}
-
-/* Every fi_* call that returns 0 or -FI_E*. */
-#define CHECK(call) do {						\
-	int _r = (int) (call);						\
-	if (_r)								\
-		die(2, "%s:%d %s = %d (%s)", __FILE__, __LINE__, #call,	\
-		    _r, fi_strerror(-_r));				\
-} while (0)
-
-static void on_alarm(int sig)
-{
-	static const char msg[] = "xpeer: watchdog fired, giving up\n";
-
-	(void) sig;
-	(void) !write(2, msg, sizeof(msg) - 1);
-	_exit(124);
-}
 
 /* splitmix64: the plan and every payload come from it. */
 static uint64_t mix(uint64_t *s)
@@ -1034,11 +1011,191 @@ static int server_mrclose(struct xp *x)
 	return 0;
 }
 
+/* ---- mrwrite: a region closed while a write into it streams in ----------- */
+
+#define MRW_LEN		((size_t) 256 << 20)	/* region and write, bytes */
+#define MRW_WATCH	((size_t) 1 << 20)	/* under way once written here */
+#define MRW_PROBE	((size_t) 64 << 10)	/* grid of the "reached" probe */
+#define MRW_GRACE_S	1.0	/* progress after the client's verdict */
+#define MRW_WAIT_S	20.0	/* longest wait for a completion or a file */
+
+/* The client writes odd bytes, the server's refill is even: a byte that
+ * differs from the refill and is odd is the client's data arriving late. */
+static uint8_t mrw_client_byte(size_t i)
+{
+	return (uint8_t) (((i >> 3) * 0x9d) | 1);
+}
+
+static uint8_t mrw_server_byte(size_t i)
+{
+	return (uint8_t) (((i * 131) ^ (i >> 11)) & 0xfe);
+}
+
+static void register_mrwrite(struct xp *x)
+{
+	x->rma = malloc(MRW_LEN);
+	if (!x->rma)
+		die(2, "out of memory for the region");
+	memset(x->rma, 0, MRW_LEN);	/* resident, as a reused buffer is */
+	CHECK(fi_mr_reg(x->domain, x->rma, MRW_LEN, FI_REMOTE_WRITE, 0, 0, 0,
+			&x->mr, NULL));
+	x->me.rma_addr = (uintptr_t) x->rma;
+	x->me.rma_key = fi_mr_key(x->mr);
+	x->me.rma_len = MRW_LEN;
+}
+
+static bool dir_has(const struct xp *x, const char *name)
+{
+	char path[4096];
+
+	snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+	return access(path, F_OK) == 0;
+}
+
+static void dir_put(const struct xp *x, const char *name, const char *text)
+{
+	char path[4096], tmp[4200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	if (!(f = fopen(tmp, "w")) || fputs(text, f) < 0 || fclose(f) ||
+	    rename(tmp, path))
+		die(2, "cannot write %s: %s", path, strerror(errno));
+}
+
+/* Progresses (no completion expected) until D/name exists or secs pass;
+ * naps 0.1 ms between reads.  False on timeout. */
+static bool progress_until_file(struct xp *x, const char *name, double secs)
+{
+	const struct timespec nap = { 0, 100 * 1000 };
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	double t0 = now_s(), checked = 0;
+	int r;
+
+	for (;;) {
+		double t = now_s();
+		if ((r = next_completion(x, &e, &err)) != 0)
+			die(1, "unexpected %s completion while waiting for %s",
+			    r < 0 ? fi_strerror(err.err) : "successful", name);
+		if (name && t - checked > 0.01) {
+			checked = t;
+			if (dir_has(x, name))
+				return true;
+		}
+		if (t - t0 > secs)
+			return !name;
+		nanosleep(&nap, NULL);
+	}
+}
+
+/* How far the write had come: the last probe point it has written. */
+static size_t mrw_reached(const volatile uint8_t *region)
+{
+	size_t top = 0;
+
+	for (size_t off = 0; off < MRW_LEN; off += MRW_PROBE)
+		if (region[off])
+			top = off + 1;
+	return top;
+}
+
+static int server_mrwrite(struct xp *x)
+{
+	volatile uint8_t *region = (volatile uint8_t *) x->rma;
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	size_t differ = 0, theirs = 0, first = 0, last = 0, reached;
+	double t0 = now_s(), took;
+
+	while (!region[MRW_WATCH]) {
+		if (next_completion(x, &e, &err))
+			die(1, "unexpected completion before the close");
+		if (now_s() - t0 > MRW_WAIT_S)
+			die(1, "the write never reached offset %zu", MRW_WATCH);
+	}
+	reached = mrw_reached(region);
+	t0 = now_s();
+	CHECK(fi_close(&x->mr->fid));
+	took = now_s() - t0;
+	x->mr = NULL;
+	for (size_t i = 0; i < MRW_LEN; i++)
+		x->rma[i] = (char) mrw_server_byte(i);
+	printf("mrwrite: server: closed the region when the write had reached "
+	       "%.1f MiB of %zu MiB; fi_close of the region took %.6f s\n",
+	       reached / 1048576.0, MRW_LEN >> 20, took);
+	if (!progress_until_file(x, "client.result", MRW_WAIT_S + 5))
+		printf("mrwrite: server: no word from the client\n");
+	progress_until_file(x, NULL, MRW_GRACE_S);
+	for (size_t i = 0; i < MRW_LEN; i++) {
+		uint8_t b = (uint8_t) x->rma[i];
+		if (b == mrw_server_byte(i))
+			continue;
+		if (!differ++)
+			first = i;
+		last = i;
+		theirs += b == mrw_client_byte(i);
+	}
+	printf("mrwrite: server: after the close and refill, %zu of %zu bytes "
+	       "differ from the refill (%zu hold the client's data), first at "
+	       "%zu, last at %zu\n", differ, MRW_LEN, theirs, first, last);
+	dir_put(x, "server.done", "done\n");
+	return 0;
+}
+
+/* Waits for the write's completion: "success", "error N (...)" or none. */
+static void mrw_wait_write(struct xp *x, char *verdict, size_t len, double *at)
+{
+	const struct timespec nap = { 0, 1000 * 1000 };
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	double t0 = now_s();
+	int r;
+
+	while (!(r = next_completion(x, &e, &err)) && now_s() - t0 < MRW_WAIT_S)
+		if (now_s() - t0 > 1.0)	/* the stream takes ~0.3 s: stop spinning */
+			nanosleep(&nap, NULL);
+	*at = now_s() - t0;
+	if (r > 0)
+		snprintf(verdict, len, "success");
+	else if (r < 0)
+		snprintf(verdict, len, "error %d (%s)", err.err, fi_strerror(err.err));
+	else
+		snprintf(verdict, len, "none");
+}
+
+static int client_mrwrite(struct xp *x)
+{
+	char *buf = malloc(MRW_LEN), verdict[128], line[256];
+	double at;
+	ssize_t rr;
+
+	if (!buf)
+		die(2, "out of memory");
+	for (size_t i = 0; i < MRW_LEN; i++)
+		buf[i] = (char) mrw_client_byte(i);
+	while ((rr = fi_write(x->ep, buf, MRW_LEN, NULL, x->peer, x->them.rma_addr,
+			      x->them.rma_key, buf)) == -FI_EAGAIN)
+		;
+	if (rr)
+		die(2, "fi_write = %zd (%s)", rr, fi_strerror((int) -rr));
+	mrw_wait_write(x, verdict, sizeof(verdict), &at);
+	snprintf(line, sizeof(line), "mrwrite: client: fi_write of %zu bytes "
+		 "completed with %s after %.3f s\n", MRW_LEN, verdict, at);
+	fputs(line, stdout);
+	dir_put(x, "client.result", line);
+	if (!progress_until_file(x, "server.done", MRW_WAIT_S + 10))
+		printf("mrwrite: client: the server never finished\n");
+	free(buf);
+	return 0;
+}
+
 /* ---- main ------------------------------------------------------------------ */
 
 static void usage(void)
 {
-	die(2, "usage: usb4_xpeer server|client transfer|pending|mrclose --dir D "
+	die(2, "usage: usb4_xpeer server|client transfer|pending|mrclose|mrwrite --dir D "
 	    "[--bytes N] [--seed S] [--window W] [--timeout SEC]");
 }
 
@@ -1047,17 +1204,19 @@ int main(int argc, char **argv)
 	struct xp x = { 0 };
 	uint64_t bytes = 64u << 20, seed = 1;
 	int window = 8, timeout = 300, rc;
-	bool server, transfer, mrclose;
+	bool server, transfer, mrclose, mrwrite;
 
 	if (argc < 3)
 		usage();
 	server = !strcmp(argv[1], "server");
 	transfer = !strcmp(argv[2], "transfer");
 	mrclose = !strcmp(argv[2], "mrclose");
+	mrwrite = !strcmp(argv[2], "mrwrite");
 	if ((!server && strcmp(argv[1], "client")) ||
-	    (!transfer && !mrclose && strcmp(argv[2], "pending")))
+	    (!transfer && !mrclose && !mrwrite && strcmp(argv[2], "pending")))
 		usage();
-	prog_role = argv[1];
+	xhost_prog = "xpeer";
+	xhost_role = argv[1];
 	for (int i = 3; i + 1 < argc; i += 2) {
 		if (!strcmp(argv[i], "--dir"))
 			x.dir = argv[i + 1];
@@ -1074,12 +1233,13 @@ int main(int argc, char **argv)
 	}
 	if (!x.dir || window < 1 || window > MAX_WINDOW || timeout < 1 || (argc - 3) % 2)
 		usage();
-	signal(SIGALRM, on_alarm);
-	alarm((unsigned) timeout);
+	xhost_watchdog((unsigned) timeout);
 	setvbuf(stdout, NULL, _IOLBF, 0);
 
 	fabric_open(&x, server && mrclose);
-	if (server)
+	if (server && mrwrite)
+		register_mrwrite(&x);
+	else if (server)
 		register_rma(&x);
 	if (server && mrclose)
 		for (size_t i = 0; i < RMA_LEN; i++)
@@ -1087,6 +1247,8 @@ int main(int argc, char **argv)
 	exchange(&x, server);
 	if (mrclose) {
 		rc = server ? server_mrclose(&x) : client_mrclose(&x);
+	} else if (mrwrite) {
+		rc = server ? server_mrwrite(&x) : client_mrwrite(&x);
 	} else if (transfer) {
 		struct plan pl;
 		make_plan(&pl, bytes, seed);
