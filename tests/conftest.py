@@ -20,15 +20,21 @@ ofi-tcp
 import os
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
-# The harness's own process-tree killer: one implementation for both.
-from usb4fabric.launch import kill_tree
-
 REPO_ROOT = Path(__file__).resolve().parents[1]
+# The package of this tree, not whichever copy is installed (an editable
+# install of another worktree would otherwise shadow it).
+if str(REPO_ROOT / "python") not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT / "python"))
+
+# The harness's own process-tree killer: one implementation for both.
+from usb4fabric.launch import kill_tree  # noqa: E402
+
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
 PROVIDER_LIB = "libusb4-fi.so"
 MPIRUN_TIMEOUT = 120  # seconds, for every mpirun

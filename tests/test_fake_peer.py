@@ -1,0 +1,449 @@
+"""The provider's udp link against a fake remote endpoint, on one host.
+
+tests/xhost/usb4_xdriver.c is a real usb4 endpoint (FI_USB4_IFACE=lo: its
+udp link binds 127.0.0.1); tests/fakepeer.py is a peer on "another host" (its
+address carries another host_id) that speaks rel over a Python socket, step
+by step, so each test sends exactly the datagrams it is about:
+
+- a status a peer puts in a FIN is mapped to a code we know: anything else
+  (-12345, a large positive value) is FI_EIO, never passed through;
+- a peer of another wire version is refused at connection: its REJECT
+  fails the pending operation at once with FI_ECONNREFUSED, and its HELLO
+  is answered with our REJECT; the log names both versions;
+- a WRITE_DATA frame (the notice of a one-sided write) over udp, a link
+  without one-sided access, produces no remote-write completion;
+- a frame whose src_id is not its session's peer is dropped;
+- a frame that completed an operation is acknowledged even when the
+  application closes the endpoint right after the completion.
+
+The fake peer speaks the driver's wire version, read from the driver's
+address (version 1 for the provider before the restructuring), so the same
+tests run against an older build::
+
+    USB4_PROVIDER_DIR=/work/base/.libs pytest tests/test_fake_peer.py
+"""
+
+from __future__ import annotations
+
+import queue
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cprogs import compile_c
+from fakepeer import FakePeer
+from usb4fabric import wire
+from usb4fabric.wire import FrameFlag, FrameType, RelType
+
+DRIVER_SRC = Path(__file__).resolve().parent / "xhost" / "usb4_xdriver.c"
+START_TIMEOUT = 10.0  # seconds until the driver prints its address
+FINISH_TIMEOUT = 15.0  # seconds until it exits after its last step
+PEER_TIMEOUT_MS = 2000  # FI_USB4_PEER_TIMEOUT: bounds the failure cases
+REFUSE_LIMIT_S = 1.0  # a refused connection fails the op within this
+FI_EIO, FI_ECONNREFUSED = 5, 111
+EVENT = re.compile(r"^(?P<kind>cqe|cqerr) t=(?P<t>[\d.]+) ctx=(?P<ctx>\S+) (?P<rest>.*)$")
+FIELD = re.compile(r"(\w+)=(\S+)")
+
+
+@pytest.fixture(scope="module")
+def xdriver(tmp_path_factory):
+    """usb4_xdriver compiled with gcc (-lfabric) into a tmp folder."""
+    return compile_c(tmp_path_factory, DRIVER_SRC, "usb4_xdriver")
+
+
+class Driver:
+    """usb4_xdriver running: stdout read line by line, stderr in a file."""
+
+    def __init__(self, exe: Path, provider_dir: Path, tmp_path: Path, args: list[str],
+                 env: dict | None = None):
+        self.err_path = tmp_path / "xdriver.err"
+        full_env = {"FI_PROVIDER_PATH": str(provider_dir), "FI_PROVIDER": "usb4",
+                    "FI_USB4_IFACE": "lo", "FI_LOG_LEVEL": "warn",
+                    "FI_USB4_PEER_TIMEOUT": str(PEER_TIMEOUT_MS), "PATH": "/usr/bin:/bin"}
+        full_env.update(env or {})
+        self.argv = [str(exe)] + args
+        with open(self.err_path, "w") as err:
+            self.proc = subprocess.Popen(self.argv, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=err, text=True,
+                                         env=full_env, start_new_session=True)
+        self.lines: list[str] = []
+        self._queue: queue.Queue = queue.Queue()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+        self.addr = bytes.fromhex(self.wait_line("addr ", START_TIMEOUT).split()[1])
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self._queue.put(line.rstrip("\n"))
+        self._queue.put(None)
+
+    def _take(self, timeout: float) -> str | None:
+        line = self._queue.get(timeout=timeout)
+        if line is not None:
+            self.lines.append(line)
+        return line
+
+    def wait_line(self, prefix: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                line = self._take(max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                line = None
+            if line is not None and line.startswith(prefix):
+                return line
+            if line is None:
+                self.kill()
+                pytest.fail("driver: no '%s' line within %.0f s\n%s"
+                            % (prefix.strip(), timeout, self.describe()), pytrace=False)
+
+    def start(self, *peers: bytes) -> None:
+        """Inserts the peers' addresses (fi_addr 0, 1, ...) and lets it go."""
+        text = "".join("peer %s\n" % p.hex() for p in peers) + "go\n"
+        self.proc.stdin.write(text)
+        self.proc.stdin.close()
+        self.wait_line("ready", START_TIMEOUT)
+
+    def finish(self, fake: FakePeer | None = None, timeout: float = FINISH_TIMEOUT) -> None:
+        """Until the driver exits; the fake peer answers meanwhile (the
+        provider lingers at close until its frames are acknowledged)."""
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            if fake is not None:
+                fake.pump(0.05)
+            else:
+                time.sleep(0.05)
+        if self.proc.poll() is None:
+            self.kill()
+            pytest.fail("driver still running after %.0f s\n%s%s" % (
+                timeout, self.describe(), "\n" + fake.describe() if fake else ""),
+                pytrace=False)
+        self._reader.join(5)
+        while True:
+            try:
+                if self._take(0) is None:
+                    break
+            except queue.Empty:
+                break
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+
+    @property
+    def err(self) -> str:
+        return self.err_path.read_text(errors="replace")
+
+    def describe(self) -> str:
+        err = "\n".join(line for line in self.err.splitlines()
+                        if "fi_param_get" not in line and "getinfo" not in line)
+        return "--- driver %s, exit %s\n%s\n--- its stderr\n%s" % (
+            " ".join(self.argv[1:]), self.proc.returncode, "\n".join(self.lines), err[-4000:])
+
+    def events(self) -> list[dict]:
+        """Completions and error completions it printed, fields parsed."""
+        found = []
+        for line in self.lines:
+            m = EVENT.match(line)
+            if m:
+                event = {"kind": m["kind"], "t": float(m["t"]), "ctx": m["ctx"]}
+                event.update(FIELD.findall(m["rest"]))
+                event["line"] = line
+                found.append(event)
+        return found
+
+
+@pytest.fixture
+def run_driver(xdriver, provider_dir, tmp_path):
+    """run_driver(args, env=None) -> a started Driver, killed after the test."""
+    started = []
+
+    def run(args: list[str], env: dict | None = None) -> Driver:
+        driver = Driver(xdriver, provider_dir, tmp_path, args, env)
+        started.append(driver)
+        return driver
+
+    yield run
+    for driver in started:
+        driver.kill()
+
+
+def explain(driver: Driver, fake: FakePeer | None) -> str:
+    return driver.describe() + ("\n--- " + fake.describe() if fake else "")
+
+
+def versions_named(log: str) -> set[int]:
+    """The version numbers the provider's warnings name."""
+    return {int(v) for v in re.findall(r"(?:version|speaks?)\s+(\d+)\b", log)}
+
+
+def udp_ports_bound() -> set[int]:
+    """Local ports of the IPv4 UDP sockets of this network namespace."""
+    ports = set()
+    for line in Path("/proc/net/udp").read_text().splitlines()[1:]:
+        local = line.split()[1]
+        ports.add(int(local.split(":")[1], 16))
+    return ports
+
+
+def test_address_from_fi_getname_is_what_wire_py_reads(run_driver):
+    """The bytes fi_getname returns, as python/usb4fabric/wire.py reads them."""
+    driver = run_driver(["--op", "none", "--wait-ms", "0"])
+    addr = wire.Address.unpack(driver.addr)
+    bound = udp_ports_bound()
+    driver.start()
+    driver.finish()
+    why = driver.describe() + "\n" + repr(addr)
+    assert addr.pack() == driver.addr, why
+    assert addr.wire_version in wire.WIRE_VERSIONS and addr.ep_id, why
+    assert (addr.udp_family, addr.ip) == (4, "127.0.0.1"), why  # FI_USB4_IFACE=lo
+    assert addr.udp_port in bound, why
+    assert addr.shm_pid == driver.proc.pid, why
+
+
+# --- a status a peer sends ------------------------------------------------------
+
+REQUEST = {"tsend": FrameType.RTS, "write": FrameType.WRITE_REQ, "read": FrameType.READ_REQ}
+
+
+@pytest.mark.parametrize("status", [-12345, 0x123456789ABC], ids=["minus12345", "large_positive"])
+@pytest.mark.parametrize("op", sorted(REQUEST))
+def test_peer_status_codes_are_mapped(run_driver, op, status):
+    """A FIN whose status is no code we know fails the operation with FI_EIO.
+
+    The fake peer takes the driver's request (rendezvous RTS of a 64 KiB
+    tagged send, RMA write or read request) and answers FIN carrying status;
+    the driver's error completion must say FI_EIO, never the peer's number.
+    """
+    driver = run_driver(["--op", op, "--len", str(64 * 1024), "--stop-after", "1",
+                         "--wait-ms", "5000"])
+    fake = FakePeer.facing(driver.addr)
+    try:
+        driver.start(fake.address)
+        fake.accept_handshake()
+        request = fake.next_frame(REQUEST[op])
+        fake.send_frame(wire.fin(fake.ep_id, request.msg_id, status=status,
+                                 wire_version=fake.wire_version))
+        driver.finish(fake)  # it stops after the completion
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    ops = [e for e in driver.events() if e["ctx"] == "op"]
+    assert len(ops) == 1, "want one completion of the %s\n%s" % (op, why)
+    event = ops[0]
+    assert event["kind"] == "cqerr", "the %s succeeded: %s\n%s" % (op, event["line"], why)
+    assert int(event["err"]) == FI_EIO, \
+        "error %s, want FI_EIO (5): %s\n%s" % (event["err"], event["line"], why)
+    assert abs(int(event["prov_errno"])) in (0, FI_EIO), event["line"] + "\n" + why
+
+
+# --- another wire version -------------------------------------------------------
+
+OTHER_VERSION = 3  # a version from the future
+VERSION_CASES = ("peer_rejects_in_its_header", "peer_rejects_in_our_header",
+                 "peer_hello_of_another_version")
+
+
+@pytest.mark.parametrize("case", VERSION_CASES)
+def test_version_mismatch_is_refused_at_connection(run_driver, case):
+    """A peer of another wire version is refused when the session starts.
+
+    (a) peer_rejects_*: a peer of version 3 answers every HELLO of ours with
+        REJECT (proto 3).  The pending rendezvous send must fail within 1 s
+        with FI_ECONNREFUSED (not after FI_USB4_PEER_TIMEOUT with
+        FI_EHOSTUNREACH), and the log must name both versions.  The REJECT's
+        rel header carries the version its sender speaks (what
+        usb4_rel_reject() of a version 3 build sends; wire.h: version and
+        type keep their place in every version) or ours.
+    (b) peer_hello_of_another_version: the peer sends a HELLO of another
+        version (1 against this provider, with a valid v1 CRC): the answer
+        must be the REJECT usb4_rel_reject() builds, byte for byte (our
+        version in header and payload), and the log must name both versions.
+    """
+    if case == "peer_hello_of_another_version":
+        refuse_their_hello(run_driver)
+    else:
+        take_their_reject(run_driver, its_header=case == "peer_rejects_in_its_header")
+
+
+def take_their_reject(run_driver, its_header: bool) -> None:
+    wait_ms = PEER_TIMEOUT_MS + 2000
+    driver = run_driver(["--op", "tsend", "--len", str(64 * 1024), "--stop-after", "1",
+                         "--wait-ms", str(wait_ms)])
+    fake = FakePeer.facing(driver.addr)
+    try:
+        driver.start(fake.address)
+        hello = fake.wait_datagram(RelType.HELLO)
+        refusal = wire.reject(fake.ep_id, fake.remote.ep_id, wire_version=OTHER_VERSION)
+        refusal.version = OTHER_VERSION if its_header else hello.version
+        fake.refuse_with = refusal  # this HELLO and every one after it
+        fake.handle(hello)
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    ops = [e for e in driver.events() if e["ctx"] == "op"]
+    assert len(ops) == 1, "the send never completed (waited %.1f s)\n%s" % (
+        wait_ms / 1000, why)
+    event = ops[0]
+    assert event["kind"] == "cqerr" and int(event["err"]) == FI_ECONNREFUSED, \
+        "want FI_ECONNREFUSED (111) within %.1f s: %s\n%s" % (REFUSE_LIMIT_S,
+                                                              event["line"], why)
+    assert event["t"] <= REFUSE_LIMIT_S, \
+        "refused after %.3f s (limit %.1f s)\n%s" % (event["t"], REFUSE_LIMIT_S, why)
+    named = versions_named(driver.err)
+    assert {OTHER_VERSION, fake.remote.wire_version} <= named, \
+        "the log names versions %s, want %d and %d\n%s" % (
+            sorted(named), OTHER_VERSION, fake.remote.wire_version, why)
+
+
+def refuse_their_hello(run_driver) -> None:
+    driver = run_driver(["--op", "none", "--wait-ms", "1500"])
+    ours = wire.Address.unpack(driver.addr).wire_version
+    theirs = 1 if ours != 1 else 2
+    fake = FakePeer.facing(driver.addr, wire_version=theirs)
+    try:
+        driver.start()
+        hello = fake.send(wire.handshake(theirs, RelType.HELLO, fake.ep_id,
+                                         fake.remote.ep_id, fake.isn, window=64))
+        assert wire.RelDatagram.unpack(hello).crc_ok
+        answer = None
+        deadline = time.monotonic() + 1.0
+        while answer is None and time.monotonic() < deadline:
+            answer = fake.recv_datagram(deadline - time.monotonic())
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    assert answer is not None, "no answer to a version %d HELLO within 1 s\n%s" % (
+        theirs, why)
+    want = wire.reject(fake.remote.ep_id, fake.ep_id, wire_version=ours).pack()
+    assert answer.raw == want, "answer %s\n  got  %s\n  want %s\n%s" % (
+        answer.describe(), answer.raw.hex(), want.hex(), why)
+    named = versions_named(driver.err)
+    assert {theirs, ours} <= named, "the log names versions %s, want %d and %d\n%s" % (
+        sorted(named), theirs, ours, why)
+
+
+# --- frames a udp peer may not send --------------------------------------------------
+
+CONTROL_TAG = 0x42
+CQ_DATA = 0xC0FFEE
+
+
+def test_forged_write_data_over_udp_is_dropped(run_driver):
+    """WRITE_DATA (a one-sided write landed) over udp makes no completion.
+
+    Only a link with one-sided access may carry it.  The fake peer sends it
+    (remote CQ data 0xC0FFEE, 4096 bytes) and then an eager message; the
+    driver reads its CQ for 1.5 s: the message must arrive (the pipe works,
+    and rel delivers in order, so WRITE_DATA was handled before it), no
+    remote-write completion may.
+    """
+    driver = run_driver(["--op", "none", "--recv", hex(CONTROL_TAG), "--wait-ms", "1500"])
+    fake = FakePeer.facing(driver.addr)
+    v = fake.wire_version
+    try:
+        driver.start(fake.address)
+        fake.connect()
+        fake.send_frame(wire.Frame(type=FrameType.WRITE_DATA, src_id=fake.ep_id,
+                                   flags=int(FrameFlag.CQ_DATA), data=CQ_DATA,
+                                   total_len=4096, version=v))
+        fake.send_frame(wire.eager(fake.ep_id, b"after the forged write", tag=CONTROL_TAG,
+                                   wire_version=v))
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    events = driver.events()
+    control = [e for e in events if e["ctx"] == "recv0"]
+    assert control and control[0]["kind"] == "cqe", \
+        "the eager message after WRITE_DATA never arrived\n" + why
+    forged = [e for e in events
+              if "REMOTE_WRITE" in e["line"] or e.get("data") == hex(CQ_DATA)]
+    assert not forged, "a forged WRITE_DATA over udp completed: %s\n%s" % (
+        forged[0]["line"], why)
+
+
+@pytest.mark.parametrize("claimed", ["unknown_id", "other_av_peer"])
+def test_frame_claiming_another_sender_is_dropped(run_driver, claimed):
+    """A core frame whose src_id is not its session's peer never matches.
+
+    Two eager messages on one session, in order: tag 0x51 claiming another
+    sender (a random id, or the id of another peer in the driver's AV),
+    then tag 0x52 with the session's own id.  The second arrives, the first
+    never does.
+    """
+    driver = run_driver(["--op", "none", "--recv", "0x51", "--recv", "0x52",
+                         "--wait-ms", "1500"])
+    fake = FakePeer.facing(driver.addr)
+    other_id = wire.Address.unpack(fake.address_of(ep_id=fake.ep_id ^ 0xFFFF)).ep_id
+    v = fake.wire_version
+    try:
+        peers = [fake.address]
+        if claimed == "other_av_peer":
+            peers.append(fake.address_of(ep_id=other_id))
+        driver.start(*peers)
+        inserted = [line for line in driver.lines if line.startswith("inserted")]
+        assert len(inserted) == len(peers), driver.describe()
+        fake.connect()
+        fake.send_frame(wire.eager(other_id, b"claims another sender", tag=0x51,
+                                   wire_version=v))
+        fake.send_frame(wire.eager(fake.ep_id, b"from the session's peer", tag=0x52,
+                                   wire_version=v))
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    events = driver.events()
+    good = [e for e in events if e["ctx"] == "recv1"]
+    assert good and good[0]["kind"] == "cqe", "the message from the session's peer " \
+        "never arrived\n" + why
+    bad = [e for e in events if e["ctx"] == "recv0"]
+    assert not bad, "a frame claiming src_id %016x matched: %s\n%s" % (
+        other_id, bad[0]["line"], why)
+
+
+# --- closing ---------------------------------------------------------------------------
+
+ACK_AT_CLOSE_LIMIT_S = 1.0
+
+
+def test_close_acknowledges_frames_that_arrived(run_driver):
+    """A frame that completed an operation is acknowledged, even when the
+    application closes the endpoint right after that completion.
+
+    The fake peer finishes the driver's rendezvous send (FIN, status 0); the
+    driver closes at once after the completion.  The FIN must be
+    acknowledged by the time the driver has exited (within 1 s): a peer
+    whose last frame is never acknowledged resends it until its peer
+    timeout, then declares us dead, and its own fi_close lingers that long.
+    """
+    driver = run_driver(["--op", "tsend", "--len", str(64 * 1024), "--stop-after", "1",
+                         "--wait-ms", "5000"])
+    fake = FakePeer.facing(driver.addr)
+    try:
+        driver.start(fake.address)
+        fake.accept_handshake()
+        rts = fake.next_frame(FrameType.RTS)
+        fake.send_frame(wire.fin(fake.ep_id, rts.msg_id, status=0,
+                                 wire_version=fake.wire_version))
+        driver.finish(fake)
+        exited = time.monotonic()
+        fake.pump(ACK_AT_CLOSE_LIMIT_S, until=lambda: not fake.unacked)
+        late = time.monotonic() - exited
+        pending = sorted(fake.unacked)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    ops = [e for e in driver.events() if e["ctx"] == "op"]
+    assert len(ops) == 1 and ops[0]["kind"] == "cqe", "the send did not succeed\n" + why
+    assert not pending, "the FIN that completed the send (seq %d) was never " \
+        "acknowledged (%.1f s after the driver exited)\n%s" % (pending[0], late, why)
