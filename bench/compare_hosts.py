@@ -22,11 +22,20 @@ usb4 ratios, and PASS/MISS against the targets:
   usb4 8 B latency     <= 0.75 x tcp     and   <= 1.3 x udp (raw floor)
   usb4 1 MiB bandwidth >= 1.2 x tcp
 
+--suite onesided runs osu_put_latency and osu_get_latency (MPI_Win_create
+windows, OSU's -w create) over:
+
+  usb4-osc     osc rdma on btl ofi restricted to usb4 (two-sided on mtl ofi)
+  btl-tcp-osc  Open MPI's own one-sided: osc pt2pt over btl tcp
+
+with ratios and no targets.
+
 It never asserts: a stack that cannot run is reported with its error line
 and left out.  Raw outputs, command lines and a CSV go to --output.  The
 hosts are removed on exit, also on failure or Ctrl-C.
 
-    python3 bench/compare_hosts.py [--repeat 3] [--output DIR] [--stacks usb4,tcp,btl-tcp,udp]
+    python3 bench/compare_hosts.py [--suite pt2pt|onesided] [--repeat 3] [--output DIR]
+                                   [--stacks usb4,tcp,btl-tcp,udp]
 """
 
 from __future__ import annotations
@@ -52,14 +61,22 @@ from compare_local import (BW_SIZE, LAT_SIZE, RunResult, Stack, fmt, judge,  # n
 import hosts  # noqa: E402  (tests/hosts.py)
 
 IFACE = "tb0"
-STACKS = "usb4,tcp,btl-tcp,udp,udp-poll"
-PROGRAMS = {"osu_latency": ("-m 0:1048576", False),
-            "osu_bw": ("-m 1:1048576", True)}
-TARGETS = [
-    ("usb4 8 B latency <= 0.75x tcp provider", "osu_latency", LAT_SIZE, 0.75, "<=", "tcp"),
-    ("usb4 8 B latency <= 1.3x raw UDP floor", "osu_latency", LAT_SIZE, 1.3, "<=", "udp"),
-    ("usb4 1 MiB bandwidth >= 1.2x tcp provider", "osu_bw", BW_SIZE, 1.2, ">=", "tcp"),
-]
+SUITES = {
+    "pt2pt": local.Suite(
+        {"osu_latency": ("-m 0:1048576", False),
+         "osu_bw": ("-m 1:1048576", True)},
+        "usb4,tcp,btl-tcp,udp,udp-poll",
+        [("usb4 8 B latency <= 0.75x tcp provider", "osu_latency", LAT_SIZE, 0.75, "<=",
+          "tcp"),
+         ("usb4 8 B latency <= 1.3x raw UDP floor", "osu_latency", LAT_SIZE, 1.3, "<=", "udp"),
+         ("usb4 1 MiB bandwidth >= 1.2x tcp provider", "osu_bw", BW_SIZE, 1.2, ">=", "tcp")]),
+    "onesided": local.Suite(
+        {"osu_put_latency": ("-w create -s flush -m 1:1048576", False),
+         "osu_get_latency": ("-w create -s flush -m 1:1048576", False)},
+        "usb4-osc,btl-tcp-osc",
+        []),
+}
+STACKS = ",".join(dict.fromkeys(",".join(s.stacks for s in SUITES.values()).split(",")))
 # udp_pingpong's arguments per raw stack and program.  udp-poll spins on
 # non-blocking receives, as the MPI stacks do: on a VM an idle vCPU's wake-up
 # alone costs tens of microseconds per blocking receive.
@@ -94,11 +111,17 @@ def make_stacks(cluster: hosts.Cluster, repo: Path) -> list[HostStack]:
             args += ["-x", f"{key}={value}"]
         return args
 
+    usb4 = ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
+                        "FI_USB4_IFACE": IFACE})
+    usb4_missing = (None if provider.exists() else
+                    f"provider library {provider} not found (build it first)")
     return [
-        HostStack("usb4", ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
-                                       "FI_USB4_IFACE": IFACE}),
-                  None if provider.exists() else
-                  f"provider library {provider} not found (build it first)", launch),
+        HostStack("usb4", usb4, usb4_missing, launch),
+        HostStack("usb4-osc", usb4 + ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
+                                      "--mca", "btl_ofi_provider_include", "usb4"],
+                  usb4_missing, launch),
+        HostStack("btl-tcp-osc", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
+                                  "--mca", "osc", "pt2pt"], None, launch),
         HostStack("tcp", ofi("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm",
                                               "FI_TCP_IFACE": IFACE}), None, launch),
         HostStack("btl-tcp", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"], None, launch),
@@ -189,7 +212,10 @@ def parse_args(argv):
     p.add_argument("--output", type=Path, default=None, help="folder for raw outputs")
     p.add_argument("--repo", type=Path, default=REPO, help="repository root (.libs, osu_bench)")
     p.add_argument("--osu-dir", type=Path, default=None, help="default <repo>/osu_bench")
-    p.add_argument("--stacks", default=STACKS, help="subset of %s" % STACKS)
+    p.add_argument("--suite", choices=sorted(SUITES), default="pt2pt",
+                   help="which programs and stacks (default pt2pt)")
+    p.add_argument("--stacks", default=None,
+                   help="subset of the suite's stacks (all: %s)" % STACKS)
     p.add_argument("--args", action="append", default=[], metavar="PROG=ARGS",
                    help="arguments of one program, e.g. 'osu_latency=-m 0:4096'")
     p.add_argument("--mtu", type=int, default=hosts.DEFAULT_MTU,
@@ -242,7 +268,8 @@ def main(argv=None) -> int:
         print("compare_hosts needs root (network namespaces)")
         return 1
     osu_dir = args.osu_dir or args.repo / "osu_bench"
-    programs = {p: shlex.split(a) for p, (a, _) in PROGRAMS.items()}
+    suite = SUITES[args.suite]
+    programs = {p: shlex.split(a) for p, (a, _) in suite.programs.items()}
     for item in args.args:
         prog, _, prog_args = item.partition("=")
         if prog not in programs:
@@ -253,7 +280,7 @@ def main(argv=None) -> int:
     if missing:
         print(f"osu_bench programs not built in {osu_dir}: {', '.join(missing)}")
         return 1
-    wanted = [s.strip() for s in args.stacks.split(",") if s.strip()]
+    wanted = [s.strip() for s in (args.stacks or suite.stacks).split(",") if s.strip()]
     unknown = set(wanted) - set(STACKS.split(","))
     if unknown:
         print(f"unknown stacks: {', '.join(sorted(unknown))} (choose from {STACKS})")
@@ -274,15 +301,15 @@ def main(argv=None) -> int:
     write_csv(outdir / "results.csv", results)
 
     names = [n for n in wanted if any(n in d for d in data.values())] or wanted
-    refs = [n for n in names if n != "usb4"]
-    for prog, (_, higher_better) in PROGRAMS.items():
+    refs = [n for n in names if not n.startswith("usb4")]
+    for prog, (_, higher_better) in suite.programs.items():
         unit = "MB/s" if higher_better else "us"
         print()
         print(table(f"{prog}, median of {args.repeat} ({unit}), 1 rank per host",
                     names, data[prog], refs))
     print()
     print("Targets:")
-    for line in judge(data, TARGETS):
+    for line in judge(data, suite.targets) or ["(none in this suite)"]:
         print("  " + line)
     return 0
 
