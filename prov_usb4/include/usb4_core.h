@@ -162,6 +162,9 @@ struct usb4_peer {
 struct usb4_peer_table {
 	struct usb4_peer *peers;
 	size_t count, cap;
+	/* Changes whenever an entry comes or goes or the entries move:
+	 * whoever remembers an entry checks it first. */
+	uint64_t gen;
 	uint64_t *hash_keys;
 	size_t *hash_vals;
 	size_t hash_cap;	/* power of two */
@@ -332,6 +335,26 @@ struct usb4_ep_link {
 	struct usb4_core_ep *ep;
 	uint8_t kind;
 	struct usb4_link *link;		/* NULL: this kind is not open */
+	/* Who sent the last frame taken, while the AV stays as it was: a
+	 * stream from one peer looks it up once. */
+	uint64_t last_id;		/* 0: none */
+	fi_addr_t last_src;
+	uint64_t last_av_gen;
+};
+
+/* A peer and the endpoint's link that reaches it; for a send also the
+ * largest eager payload towards it. */
+struct usb4_route {
+	struct usb4_peer *peer;
+	struct usb4_link *link;
+	size_t eager_max;
+};
+
+/* The route of the last send, while neither peer table changed since. */
+struct usb4_route_memo {
+	fi_addr_t dest;
+	uint64_t av_gen, hidden_gen;
+	struct usb4_route route;	/* route.peer NULL: none */
 };
 
 struct usb4_core_ep {
@@ -341,6 +364,7 @@ struct usb4_core_ep {
 	struct usb4_ep_link links[USB4_LINKS_MAX];
 	struct usb4_core_av *av;
 	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
+	struct usb4_route_memo tx_route;
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;
 	struct usb4_counter *rd_cntr, *wr_cntr;		/* our reads, writes */

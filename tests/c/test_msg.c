@@ -1189,6 +1189,29 @@ static void test_av(enum fi_av_type av_type)
 		CHECK_EQ(errs[0], FI_ECONNREFUSED);
 	}
 
+	/* Both ways once, so that each endpoint has the other as its last
+	 * destination and its last source: a removal must still be seen. */
+	{
+		struct fi_cq_tagged_entry e;
+		fi_addr_t src = FI_ADDR_UNSPEC;
+
+		CHECK_EQ(fi_recv(p.ep[1], rbuf, 64, NULL, FI_ADDR_UNSPEC, NULL),
+			 0);
+		CHECK_EQ(fi_send(p.ep[0], sbuf, 10, NULL, p.addr[1], NULL), 0);
+		CHECK_EQ(read_tagged(p.cq[0], &e), 1);
+		CHECK(e.flags & FI_SEND);
+		CHECK_EQ(read_tagged(p.cq[1], &e), 1);
+		CHECK(e.flags & FI_RECV);
+		CHECK_EQ(fi_recv(p.ep[0], rbuf, 64, NULL, FI_ADDR_UNSPEC, NULL),
+			 0);
+		CHECK_EQ(fi_send(p.ep[1], sbuf, 10, NULL, p.addr[0], NULL), 0);
+		CHECK_EQ(read_tagged(p.cq[1], &e), 1);
+		CHECK(e.flags & FI_SEND);
+		CHECK_EQ(read_one(p.cq[0], &e, &src), 1);
+		CHECK(e.flags & FI_RECV);
+		CHECK(src == p.addr[1]);
+	}
+
 	/* Removed: no lookup, no send, no directed receive. */
 	CHECK_EQ(fi_av_remove(p.av, &p.addr[1], 1, 0), 0);
 	len = sizeof(addr);

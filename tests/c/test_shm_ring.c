@@ -58,14 +58,11 @@ struct ring_head {
 	uint64_t nonce;
 };
 
-/* A slot's header, written by producers (32 bytes before the frame). */
+/* A slot's header, written by producers (16 bytes before the frame). */
 struct slot_head {
-	uint64_t seq;
+	uint32_t seq;
 	uint32_t len;
-	uint32_t sender_pid;
 	uint64_t sender_id;
-	int32_t sender_fd;
-	uint32_t reserved;
 };
 
 /* ---- helpers ------------------------------------------------------------ */
@@ -217,6 +214,17 @@ static int post_fill(struct test_ring *r, int bell,
 	return usb4_shm_ring_post(r->peer, bell, from, iov, 2);
 }
 
+/* The frame at the head and everything its producer said about itself. */
+static const void *peek_from(struct usb4_shm_ring *ring, size_t *len,
+			     struct usb4_shm_sender *from)
+{
+	const void *p = usb4_shm_ring_peek(ring, len, &from->id);
+
+	if (p)
+		usb4_shm_ring_head_sender(ring, from);
+	return p;
+}
+
 /* The mirror structs match a fresh ring (else the pokes below are wrong). */
 static bool ring_layout_known(struct test_ring *r)
 {
@@ -345,7 +353,7 @@ static void test_ring_frames(void)
 	CHECK_MSG(fmax >= FRAME_MAX && fmax < FRAME_MAX + 64,
 		  "frame_max %zu for %d asked", fmax, FRAME_MAX);
 	CHECK_EQ(usb4_shm_ring_frame_max(r.peer), fmax);
-	CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == NULL,
+	CHECK_MSG(peek_from(r.own, &len, &got) == NULL,
 		  "a fresh ring has a frame");
 
 	/* Every size from 0 to frame_max, in batches that fill the ring, each
@@ -365,7 +373,7 @@ static void test_ring_frames(void)
 		for (size_t i = 0; i < n; i++) {
 			size_t l = base + i;
 
-			p = usb4_shm_ring_peek(r.own, &len, &got);
+			p = peek_from(r.own, &len, &got);
 			CHECK_MSG(p != NULL, "frame of %zu bytes missing", l);
 			if (!p)
 				break;
@@ -378,12 +386,21 @@ static void test_ring_frames(void)
 				  "frame %zu names sender %llx pid %u fd %d",
 				  l, (unsigned long long) got.id, got.pid,
 				  got.inbox_fd);
+			/* The payload behind a frame's wire header starts a
+			 * cache line: a frame crosses between the cores in
+			 * as few lines as its bytes need. */
+			CHECK_MSG(((uintptr_t) p +
+				   sizeof(struct usb4_wire_hdr)) % 64 == 0,
+				  "frame %zu: payload at %#lx within its cache "
+				  "line", l, (unsigned long)
+				  (((uintptr_t) p + sizeof(struct usb4_wire_hdr))
+				   % 64));
 			/* Peeking again sees the same frame until popped. */
-			CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == p,
+			CHECK_MSG(peek_from(r.own, &len, &got) == p,
 				  "a second peek moved on");
 			usb4_shm_ring_pop(r.own);
 		}
-		CHECK_MSG(usb4_shm_ring_peek(r.own, &len, &got) == NULL,
+		CHECK_MSG(peek_from(r.own, &len, &got) == NULL,
 			  "more frames than were posted");
 	}
 
@@ -394,7 +411,7 @@ static void test_ring_frames(void)
 	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xee), -FI_EAGAIN,
 		     "a full ring took a frame");
 	CHECK_EQ(post_fill(&r, -1, &from, 4, 0xee), -FI_EAGAIN);
-	p = usb4_shm_ring_peek(r.own, &len, &got);
+	p = peek_from(r.own, &len, &got);
 	CHECK_MSG(p && check_fill(p, 4, 0), "the oldest frame is not first");
 	usb4_shm_ring_pop(r.own);
 	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xee), 0,
@@ -402,14 +419,14 @@ static void test_ring_frames(void)
 	CHECK_EQ_MSG(post_fill(&r, -1, &from, 4, 0xef), -FI_EAGAIN,
 		     "room for two after one frame was taken");
 	for (int i = 1; i <= SLOTS; i++) {
-		p = usb4_shm_ring_peek(r.own, &len, &got);
+		p = peek_from(r.own, &len, &got);
 		CHECK_MSG(p && len == 4 &&
 			  check_fill(p, 4, i < SLOTS ? (unsigned) i : 0xee),
 			  "frame %d after wrapping arrives wrong", i);
 		if (p)
 			usb4_shm_ring_pop(r.own);
 	}
-	CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
+	CHECK(peek_from(r.own, &len, &got) == NULL);
 
 	/* Oversized, even when split across pieces: the ring is untouched. */
 	{
@@ -417,9 +434,9 @@ static void test_ring_frames(void)
 
 		CHECK_EQ_MSG(usb4_shm_ring_post(r.peer, -1, &from, iov, 2),
 			     -FI_EMSGSIZE, "frame_max + 1 bytes accepted");
-		CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
+		CHECK(peek_from(r.own, &len, &got) == NULL);
 		CHECK_EQ(usb4_shm_ring_post(r.peer, -1, &from, iov, 1), 0);
-		p = usb4_shm_ring_peek(r.own, &len, &got);
+		p = peek_from(r.own, &len, &got);
 		CHECK_EQ_MSG(len, fmax, "a frame of frame_max bytes");
 	}
 
@@ -430,17 +447,17 @@ static void test_ring_frames(void)
 		struct slot_head *s = (struct slot_head *)
 				      (p - sizeof(struct slot_head));
 
-		CHECK_EQ_MSG(s->len, fmax, "the slot header is not the 32 "
+		CHECK_EQ_MSG(s->len, fmax, "the slot header is not the 16 "
 			     "bytes before the frame (struct slot_head stale)");
 		s->len = (uint32_t) fmax + 1;
-		CHECK(usb4_shm_ring_peek(r.own, &len, &got) == p);
+		CHECK(peek_from(r.own, &len, &got) == p);
 		CHECK_EQ_MSG(len, 0, "a slot claiming frame_max + 1 bytes");
 		s->len = UINT32_MAX;
-		usb4_shm_ring_peek(r.own, &len, &got);
+		peek_from(r.own, &len, &got);
 		CHECK_EQ_MSG(len, 0, "a slot claiming 4 GiB");
 		usb4_shm_ring_pop(r.own);
 	}
-	CHECK(usb4_shm_ring_peek(r.own, &len, &got) == NULL);
+	CHECK(peek_from(r.own, &len, &got) == NULL);
 	ring_free(&r);
 }
 
@@ -466,12 +483,12 @@ static void test_ring_bell(void)
 	/* A frame waits: do not sleep, and do not count as a sleeper. */
 	CHECK_MSG(!usb4_shm_ring_sleep_begin(r.own, r.bell[0]),
 		  "sleep_begin with a frame waiting says sleep");
-	usb4_shm_ring_peek(r.own, &len, &got);
+	peek_from(r.own, &len, &got);
 	usb4_shm_ring_pop(r.own);
 	CHECK_EQ(post_fill(&r, r.bell[1], &from, 10, 2), 0);
 	CHECK_MSG(!readable(r.bell[0]), "a refused sleep_begin left a sleeper "
 		  "behind: the post rang the bell");
-	usb4_shm_ring_peek(r.own, &len, &got);
+	peek_from(r.own, &len, &got);
 	usb4_shm_ring_pop(r.own);
 
 	/* Asleep: the post rings. */
@@ -482,7 +499,7 @@ static void test_ring_bell(void)
 	CHECK_MSG(readable(r.bell[0]), "a post to a sleeping owner did not "
 		  "ring the bell");
 	usb4_shm_ring_sleep_end(r.own);
-	usb4_shm_ring_peek(r.own, &len, &got);
+	peek_from(r.own, &len, &got);
 	usb4_shm_ring_pop(r.own);
 
 	/* Stale rings (any number) are drained by the next sleep_begin. */
@@ -497,7 +514,7 @@ static void test_ring_bell(void)
 	CHECK(readable(r.bell[0]));
 	usb4_shm_ring_sleep_end(r.own);
 	usb4_shm_ring_sleep_end(r.own);
-	usb4_shm_ring_peek(r.own, &len, &got);
+	peek_from(r.own, &len, &got);
 	usb4_shm_ring_pop(r.own);
 	while (read(r.bell[0], junk, sizeof(junk)) > 0)
 		;
@@ -646,7 +663,7 @@ static void test_child_producer(void)
 	t0 = now_s();
 	while (log.count < CHILD_FRAMES && now_s() - t0 < 20.0) {
 		size_t len;
-		const void *p = usb4_shm_ring_peek(r.own, &len, &from);
+		const void *p = peek_from(r.own, &len, &from);
 
 		if (!p) {
 			sleep_on_bell(&r, 1000);

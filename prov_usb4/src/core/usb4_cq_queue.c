@@ -64,6 +64,12 @@ int usb4_cq_queue_reserve(struct usb4_cq_queue *q)
 
 	if (!q)
 		return 0;
+	/* Room for every reservation and one more: the common case. */
+	if (q->count + q->reserved < q->cap &&
+	    q->err_count + q->reserved < q->err_cap) {
+		q->reserved++;
+		return 0;
+	}
 	want = q->reserved + 1;
 	if (q->count + want > q->cap &&
 	    ring_grow((void **) &q->ring, &q->cap, &q->head, q->count,

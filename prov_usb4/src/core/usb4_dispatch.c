@@ -128,6 +128,26 @@ static enum usb4_wire_verdict parse(const struct iovec *frame, int count,
 	return USB4_WIRE_LEN_BAD;
 }
 
+/* The sender's fi_addr (see usb4_peer_resolve), remembered for the next
+ * frame while the AV does not change: hidden entries are only ever added,
+ * and an insert may give a hidden sender its AV entry. */
+static fi_addr_t sender_of(struct usb4_ep_link *el, uint64_t from, int *err)
+{
+	uint64_t gen = el->ep->av ? el->ep->av->t.gen : 0;
+	fi_addr_t src;
+
+	*err = 0;
+	if (from && from == el->last_id && gen == el->last_av_gen)
+		return el->last_src;
+	src = usb4_peer_resolve(el->ep, el->kind, from, err);
+	if (!*err && src != FI_ADDR_NOTAVAIL) {
+		el->last_id = from;
+		el->last_src = src;
+		el->last_av_gen = gen;
+	}
+	return src;
+}
+
 static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
 		    const struct iovec *frame, int count)
 {
@@ -150,7 +170,7 @@ static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
 		ep->stats.dropped_not_for_link++;
 		return 0;
 	}
-	src = usb4_peer_resolve(ep, el->kind, from, &ret);
+	src = sender_of(el, from, &ret);
 	if (!ret && src == FI_ADDR_NOTAVAIL) {
 		ep->stats.unknown_src++;
 		return 0;

@@ -89,6 +89,7 @@ static int table_reserve(struct usb4_peer_table *t)
 	memset(peers + t->cap, 0, (cap - t->cap) * sizeof(*peers));
 	t->peers = peers;
 	t->cap = cap;
+	t->gen++;
 	return table_rehash(t);
 }
 
@@ -101,6 +102,7 @@ static size_t table_add(struct usb4_peer_table *t)
 
 	t->hash_keys[h] = id;
 	t->hash_vals[h] = t->count;
+	t->gen++;
 	return t->count++;
 }
 
@@ -216,6 +218,7 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr)
 	if (!peer)
 		return -FI_EINVAL;
 	peer_close(peer);
+	av->t.gen++;
 	/* Indices are never reused, so removal only has to fix the hash. */
 	return table_rehash(&av->t);
 }

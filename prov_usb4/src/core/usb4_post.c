@@ -5,27 +5,85 @@
  */
 #include "usb4_proto.h"
 
-/* The peer and its link; NULL when either is missing. */
-static struct usb4_link *link_to(struct usb4_core_ep *ep, fi_addr_t dest,
-				 struct usb4_peer **peer)
+uint32_t usb4_route_caps(const struct usb4_route *r)
 {
-	*peer = usb4_peer_of(ep, dest);
-	return usb4_peer_link(ep, *peer);
+	return r->link ? r->link->ops->caps : 0;
+}
+
+static size_t payload_max(const struct usb4_route *r)
+{
+	size_t max = r->link ? r->link->ops->frame_max(r->link, r->peer->dest) :
+			       0;
+
+	return max > sizeof(struct usb4_wire_hdr) ?
+	       max - sizeof(struct usb4_wire_hdr) : 0;
+}
+
+/* Towards a peer whose link cannot read our memory, a message up to one
+ * frame (bounded by stream_eager_size: one frame costs less than a round
+ * trip) goes eager; else up to eager_size. */
+static size_t eager_max(const struct usb4_route *r)
+{
+	size_t max = payload_max(r);
+	size_t limit = usb4_route_caps(r) & USB4_LINK_CAP_BULK_READ ?
+		       usb4_params.eager_size : usb4_params.stream_eager_size;
+
+	return max < limit ? max : limit;
+}
+
+int usb4_route(struct usb4_core_ep *ep, fi_addr_t dest, struct usb4_route *r)
+{
+	r->peer = usb4_peer_of(ep, dest);
+	r->link = usb4_peer_link(ep, r->peer);
+	r->eager_max = 0;	/* usb4_route_send's */
+	if (!r->peer)
+		return -FI_EINVAL;
+	return r->link ? 0 : -FI_EHOSTUNREACH;
+}
+
+/* A link's frame size towards a dest is fixed while the dest is open, and
+ * an entry keeps its place and its dest while its table's generation
+ * stays: the memo holds until either table changes. */
+int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
+		    const struct usb4_route **r)
+{
+	struct usb4_route_memo *m = &ep->tx_route;
+	uint64_t av_gen = ep->av ? ep->av->t.gen : 0;
+	int ret;
+
+	*r = &m->route;
+	if (m->route.peer && m->dest == dest && m->av_gen == av_gen &&
+	    m->hidden_gen == ep->hidden.gen)
+		return 0;
+	ret = usb4_route(ep, dest, &m->route);
+	if (ret)
+		m->route.peer = NULL;
+	else
+		m->route.eager_max = eager_max(&m->route);
+	m->dest = dest;
+	m->av_gen = av_gen;
+	m->hidden_gen = ep->hidden.gen;
+	return ret;
+}
+
+int usb4_route_post(const struct usb4_route *r, const struct iovec *iov,
+		    int count)
+{
+	return r->link->ops->post(r->link, r->peer->dest, iov, count);
 }
 
 int usb4_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
 		  const struct iovec *iov, int count, int nref, uint64_t owner)
 {
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
+	struct usb4_route r;
+	int ret = usb4_route(ep, dest, &r);
 
-	if (!peer)
-		return -FI_EINVAL;
-	if (!link)
-		return -FI_EHOSTUNREACH;
-	if (!nref || !link->ops->post_ref)
-		return link->ops->post(link, peer->dest, iov, count);
-	return link->ops->post_ref(link, peer->dest, iov, count, nref, owner);
+	if (ret)
+		return ret;
+	if (!nref || !r.link->ops->post_ref)
+		return usb4_route_post(&r, iov, count);
+	return r.link->ops->post_ref(r.link, r.peer->dest, iov, count, nref,
+				     owner);
 }
 
 int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
@@ -36,65 +94,42 @@ int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
 
 void usb4_release(struct usb4_core_ep *ep, fi_addr_t dest, uint64_t owner)
 {
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
+	struct usb4_route r;
 
-	if (link && link->ops->release)
-		link->ops->release(link, peer->dest, owner);
+	if (!usb4_route(ep, dest, &r) && r.link->ops->release)
+		r.link->ops->release(r.link, r.peer->dest, owner);
 }
 
 uint32_t usb4_mark(struct usb4_core_ep *ep, fi_addr_t dest)
 {
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
+	struct usb4_route r;
 
-	return link && link->ops->mark ? link->ops->mark(link, peer->dest) : 0;
+	return !usb4_route(ep, dest, &r) && r.link->ops->mark ?
+	       r.link->ops->mark(r.link, r.peer->dest) : 0;
 }
 
 bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark)
 {
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
+	struct usb4_route r;
 
-	return !link || !link->ops->settled ||
-	       link->ops->settled(link, peer->dest, mark);
-}
-
-static size_t payload_max(struct usb4_core_ep *ep, fi_addr_t dest)
-{
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
-	size_t max = link ? link->ops->frame_max(link, peer->dest) : 0;
-
-	return max > sizeof(struct usb4_wire_hdr) ?
-	       max - sizeof(struct usb4_wire_hdr) : 0;
-}
-
-/* Towards a peer whose link cannot read our memory, a message up to one
- * frame (bounded by stream_eager_size: one frame costs less than a round
- * trip) goes eager; else up to eager_size. */
-size_t usb4_eager_max(struct usb4_core_ep *ep, fi_addr_t dest)
-{
-	size_t max = payload_max(ep, dest);
-	size_t limit = usb4_peer_caps(ep, dest) & USB4_LINK_CAP_BULK_READ ?
-		       usb4_params.eager_size : usb4_params.stream_eager_size;
-
-	return max < limit ? max : limit;
+	return usb4_route(ep, dest, &r) || !r.link->ops->settled ||
+	       r.link->ops->settled(r.link, r.peer->dest, mark);
 }
 
 size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest)
 {
-	return payload_max(ep, dest);
+	struct usb4_route r;
+
+	return usb4_route(ep, dest, &r) ? 0 : payload_max(&r);
 }
 
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest)
 {
-	struct usb4_peer *peer;
-	struct usb4_link *link = link_to(ep, dest, &peer);
+	struct usb4_route r;
+	int ret = usb4_route(ep, dest, &r);
 
-	if (!peer)
-		return -FI_EINVAL;
-	if (!link)
-		return -FI_EHOSTUNREACH;
-	return link->ops->peer_state ? link->ops->peer_state(link, peer->dest) : 0;
+	if (ret)
+		return ret;
+	return r.link->ops->peer_state ?
+	       r.link->ops->peer_state(r.link, r.peer->dest) : 0;
 }

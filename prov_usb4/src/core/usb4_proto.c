@@ -65,7 +65,8 @@ static struct usb4_tx_op *send_op_start(struct usb4_core_ep *ep,
 /* Posts header + payload; an eager send without delivery ack completes
  * now, so its completion is reserved first. */
 static ssize_t send_eager(struct usb4_core_ep *ep,
-			  const struct usb4_send_args *a, size_t len)
+			  const struct usb4_send_args *a,
+			  const struct usb4_route *r, size_t len)
 {
 	struct iovec iov[USB4_IOV_LIMIT + 1];
 	struct usb4_wire_hdr hdr;
@@ -87,7 +88,7 @@ static ssize_t send_eager(struct usb4_core_ep *ep,
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
 	memcpy(&iov[1], a->iov, a->iov_count * sizeof(*iov));
-	ret = usb4_post(ep, a->dest, iov, a->iov_count + 1);
+	ret = usb4_route_post(r, iov, a->iov_count + 1);
 	if (ret) {
 		if (op)
 			usb4_op_abort(ep, op);
@@ -104,14 +105,15 @@ static ssize_t send_eager(struct usb4_core_ep *ep,
 /* The RTS names the sender's buffer for a receiver that reads it itself;
  * others get no addresses (they ask for the bytes with CTS). */
 static ssize_t send_rndv(struct usb4_core_ep *ep,
-			 const struct usb4_send_args *a, size_t len)
+			 const struct usb4_send_args *a,
+			 const struct usb4_route *r, size_t len)
 {
 	struct {
 		struct usb4_wire_hdr hdr;
 		struct usb4_wire_rts rts;
 		struct usb4_wire_iov iov[USB4_IOV_LIMIT];
 	} msg;
-	bool bulk = usb4_peer_caps(ep, a->dest) & USB4_LINK_CAP_BULK_READ;
+	bool bulk = usb4_route_caps(r) & USB4_LINK_CAP_BULK_READ;
 	size_t n = bulk ? a->iov_count : 0;
 	struct iovec iov;
 	struct usb4_frame f;
@@ -136,7 +138,7 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 	}
 	iov.iov_base = &msg;
 	iov.iov_len = sizeof(msg.hdr) + f.payload_len;
-	ret = usb4_post(ep, a->dest, &iov, 1);
+	ret = usb4_route_post(r, &iov, 1);
 	if (ret) {
 		usb4_op_abort(ep, op);
 		return ret;
@@ -155,18 +157,21 @@ static bool iov_valid(const struct iovec *iov, size_t count)
 
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 {
+	const struct usb4_route *r;
 	size_t len;
 	ssize_t ret;
 	int state;
 
-	if (!usb4_peer_of(ep, a->dest) || a->iov_count > USB4_IOV_LIMIT ||
-	    !iov_valid(a->iov, a->iov_count))
+	if (a->iov_count > USB4_IOV_LIMIT || !iov_valid(a->iov, a->iov_count))
 		return -FI_EINVAL;
+	ret = usb4_route_send(ep, a->dest, &r);
+	if (ret)
+		return ret;
 	len = usb4_iov_len(a->iov, a->iov_count);
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	ret = len <= usb4_eager_max(ep, a->dest) ? send_eager(ep, a, len) :
-						   send_rndv(ep, a, len);
+	ret = len <= r->eager_max ? send_eager(ep, a, r, len) :
+				    send_rndv(ep, a, r, len);
 	/* No room at a peer that no longer answers: not backpressure. */
 	if (ret == -FI_EAGAIN && (state = usb4_peer_state(ep, a->dest)))
 		ret = state;

@@ -41,6 +41,17 @@ void usb4_hidden_fini(struct usb4_peer_table *hidden);
 
 /* ---- usb4_post.c: frames to a peer over its link ---- */
 
+/* The route to dest (struct usb4_route): 0; -FI_EINVAL: no such peer;
+ * -FI_EHOSTUNREACH: its kind of link is not open here.  Either way r holds
+ * what was found. */
+int usb4_route(struct usb4_core_ep *ep, fi_addr_t dest, struct usb4_route *r);
+/* The same for a send: the last one's route again while it holds. */
+int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
+		    const struct usb4_route **r);
+int usb4_route_post(const struct usb4_route *r, const struct iovec *iov,
+		    int count);
+uint32_t usb4_route_caps(const struct usb4_route *r);
+
 int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	      const struct iovec *iov, int count);
 /* The last nref buffers are sent from where they are (if the link can):
@@ -52,8 +63,7 @@ void usb4_release(struct usb4_core_ep *ep, fi_addr_t dest, uint64_t owner);
  * acknowledged all of that. */
 uint32_t usb4_mark(struct usb4_core_ep *ep, fi_addr_t dest);
 bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark);
-/* Largest eager payload, and largest DATA payload, towards a peer. */
-size_t usb4_eager_max(struct usb4_core_ep *ep, fi_addr_t dest);
+/* Largest DATA payload towards a peer. */
 size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest);
 /* 0 while dest answers, else why not (negative FI_E*). */
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);

@@ -44,7 +44,9 @@ struct usb4_shm_link {
 	int bell[2];
 	int reg_fd;		/* the domain's registration table */
 	struct usb4_shm_sender self;
-	/* The slot being handed up: dest_of opens the way back from it. */
+	/* The sender of the last frame handed up: dest_of opens the way back
+	 * to it.  Its trailer is read when the sender changes, not for every
+	 * frame of a stream. */
 	struct usb4_shm_sender current;
 	struct usb4_link_dest **hidden;
 	size_t hidden_count;
@@ -264,13 +266,16 @@ static int shm_poll(struct usb4_link *link, int budget)
 
 	for (taken = 0; taken < budget; taken++) {
 		struct iovec frame;
-		const void *p = usb4_shm_ring_peek(l->ring, &frame.iov_len,
-						   &l->current);
+		uint64_t id;
+		const void *p = usb4_shm_ring_peek(l->ring, &frame.iov_len, &id);
+
 		if (!p)
 			break;
+		if (id != l->current.id)
+			usb4_shm_ring_head_sender(l->ring, &l->current);
 		frame.iov_base = (void *) p;
-		if (link->sink.frame(link->sink.ctx, link, l->current.id,
-				     &frame, 1) == -FI_EAGAIN)
+		if (link->sink.frame(link->sink.ctx, link, id, &frame, 1) ==
+		    -FI_EAGAIN)
 			break;	/* offered again on the next poll */
 		usb4_shm_ring_pop(l->ring);
 	}
@@ -285,17 +290,19 @@ static int shm_peer_state(struct usb4_link *link, struct usb4_link_dest *dest)
 	return 0;
 }
 
-/* The sender of the slot being handed up, when it is not in the address
- * vector: its slot says where its inbox is; the inbox proves its id. */
+/* The sender of the last frame handed up, when it is not in the address
+ * vector: its slot's trailer says where its inbox is; the inbox proves
+ * its id. */
 static struct usb4_link_dest *shm_dest_of(struct usb4_link *link, uint64_t id)
 {
 	struct usb4_shm_link *l = shm_of(link);
 	struct usb4_link_dest *dest, **grown;
+	const struct usb4_shm_sender *from = &l->current;
 
 	for (size_t i = 0; i < l->hidden_count; i++)
 		if (l->hidden[i]->id == id)
 			return l->hidden[i];
-	if (id != l->current.id || l->hidden_count >= USB4_SHM_HIDDEN_MAX)
+	if (!id || id != from->id || l->hidden_count >= USB4_SHM_HIDDEN_MAX)
 		return NULL;
 	dest = calloc(1, sizeof(*dest));
 	grown = realloc(l->hidden, (l->hidden_count + 1) * sizeof(*grown));
@@ -307,9 +314,9 @@ static struct usb4_link_dest *shm_dest_of(struct usb4_link *link, uint64_t id)
 	}
 	l->hidden = grown;
 	dest->id = id;
-	dest->pid = l->current.pid;
+	dest->pid = from->pid;
 	dest->bell = -1;
-	if (dest_map_ring(dest, l->current.pid, l->current.inbox_fd)) {
+	if (dest_map_ring(dest, from->pid, from->inbox_fd)) {
 		free(dest);
 		return NULL;
 	}

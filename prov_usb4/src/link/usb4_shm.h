@@ -57,8 +57,12 @@ int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
 		       const struct iovec *iov, int count);
 
 /* Consumer: the frame at the head, if complete (len clamped to the slot:
- * the producer is another process). */
+ * the producer is another process), and the id its producer gave. */
 const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+			       uint64_t *sender_id);
+/* Who posted the frame at the head, with the way back to it: read only
+ * for a sender not met before (it costs the consumer a cache line). */
+void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
 			       struct usb4_shm_sender *from);
 void usb4_shm_ring_pop(struct usb4_shm_ring *ring);
 /* Sleeping: begin returns false when a frame waits; otherwise producers

@@ -2,7 +2,16 @@
  * The shm inbox ring: many producers (same-host peers), one consumer (the
  * owning endpoint), fixed-size slots in shared memory.
  *
- * Memory-ordering contract:
+ * A slot is a 16-byte header (sequence, length, the sender's endpoint id),
+ * the frame, and behind the frame the way back to the sender (its process
+ * and inbox), which the consumer reads only for a sender it does not know
+ * yet.  The header and a frame's 48-byte wire header share one cache line,
+ * and the payload starts on the next: a frame moves between the cores in
+ * as few lines as it has bytes.
+ *
+ * Memory-ordering contract (seq holds the low 32 bits of a position; the
+ * 64-bit tail keeps positions unique, so the truncation is harmless while
+ * nslots < 2^31):
  *   - Slot i starts with seq = i.  A producer owns position pos once it wins
  *     the CAS of tail from pos to pos + 1 while slot[pos % n].seq == pos.
  *   - The producer fills the slot, then stores seq = pos + 1 with release.
@@ -52,15 +61,19 @@ struct usb4_shm_ring {
 
 /* Written by a peer: everything in it is untrusted. */
 struct usb4_shm_slot {
-	_Atomic uint64_t seq;
+	_Atomic uint32_t seq;
 	uint32_t len;		/* frame bytes */
-	uint32_t sender_pid;
 	uint64_t sender_id;
-	int32_t sender_fd;	/* the sender's inbox memfd */
-	uint32_t reserved;
 	char frame[];
 };
-_Static_assert(sizeof(struct usb4_shm_slot) == 32, "slot header is 32 bytes");
+_Static_assert((sizeof(struct usb4_shm_slot) + sizeof(struct usb4_wire_hdr)) %
+	       USB4_SHM_CACHELINE == 0, "a slot's payload starts a cache line");
+
+/* Behind a frame, 8-byte aligned. */
+struct usb4_shm_trailer {
+	uint32_t sender_pid;
+	int32_t sender_fd;	/* the sender's inbox memfd */
+};
 
 static size_t round_up(size_t v, size_t to)
 {
@@ -78,8 +91,14 @@ static size_t pow2_at_least(size_t v)
 
 static size_t slot_size(size_t frame_max)
 {
-	return round_up(sizeof(struct usb4_shm_slot) + frame_max,
-			USB4_SHM_CACHELINE);
+	return round_up(sizeof(struct usb4_shm_slot) + round_up(frame_max, 8) +
+			sizeof(struct usb4_shm_trailer), USB4_SHM_CACHELINE);
+}
+
+static struct usb4_shm_trailer *trailer_of(struct usb4_shm_slot *slot,
+					   size_t len)
+{
+	return (struct usb4_shm_trailer *) (slot->frame + round_up(len, 8));
 }
 
 static struct usb4_shm_slot *slot_at(struct usb4_shm_ring *ring, uint64_t pos)
@@ -111,7 +130,7 @@ void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
 	atomic_init(&ring->rma_writes, 0);
 	atomic_init(&ring->rma_reads, 0);
 	for (size_t i = 0; i < ring->nslots; i++)
-		atomic_init(&slot_at(ring, i)->seq, i);
+		atomic_init(&slot_at(ring, i)->seq, (uint32_t) i);
 	atomic_thread_fence(memory_order_release);
 	ring->magic = USB4_SHM_MAGIC;
 }
@@ -133,7 +152,7 @@ int usb4_shm_ring_check(const struct usb4_shm_ring *ring, size_t map_len,
 	if (ring->nonce != nonce || ring->owner_pid != pid)
 		return -FI_EADDRNOTAVAIL;
 	if (ring->nslots < 2 || (ring->nslots & (ring->nslots - 1)) ||
-	    ring->slot_size <= sizeof(struct usb4_shm_slot) ||
+	    ring->slot_size < slot_size(0) ||
 	    ring->slot_size % USB4_SHM_CACHELINE ||
 	    ring->nslots > (map_len - sizeof(*ring)) / ring->slot_size)
 		return -FI_EINVAL;
@@ -142,7 +161,8 @@ int usb4_shm_ring_check(const struct usb4_shm_ring *ring, size_t map_len,
 
 size_t usb4_shm_ring_frame_max(const struct usb4_shm_ring *ring)
 {
-	return ring->slot_size - sizeof(struct usb4_shm_slot);
+	return (ring->slot_size - sizeof(struct usb4_shm_slot) -
+		sizeof(struct usb4_shm_trailer)) & ~(size_t) 7;
 }
 
 int usb4_shm_ring_bell(const struct usb4_shm_ring *ring)
@@ -168,9 +188,9 @@ static struct usb4_shm_slot *slot_claim(struct usb4_shm_ring *ring,
 
 	for (;;) {
 		struct usb4_shm_slot *slot = slot_at(ring, pos);
-		uint64_t seq = atomic_load_explicit(&slot->seq,
+		uint32_t seq = atomic_load_explicit(&slot->seq,
 						    memory_order_acquire);
-		int64_t diff = (int64_t) (seq - pos);
+		int32_t diff = (int32_t) (seq - (uint32_t) pos);
 
 		if (diff == 0) {
 			if (atomic_compare_exchange_weak_explicit(&ring->tail,
@@ -239,33 +259,53 @@ int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
 	}
 	slot->len = len;
 	slot->sender_id = from->id;
-	slot->sender_pid = from->pid;
-	slot->sender_fd = from->inbox_fd;
-	atomic_store_explicit(&slot->seq, pos + 1, memory_order_release);
+	*trailer_of(slot, len) = (struct usb4_shm_trailer) {
+		.sender_pid = from->pid, .sender_fd = from->inbox_fd,
+	};
+	atomic_store_explicit(&slot->seq, (uint32_t) (pos + 1),
+			      memory_order_release);
 	return ring_bell(ring, bell);
 }
 
+/* The length a producer wrote, or 0 when it is beyond the slot. */
+static size_t slot_len(const struct usb4_shm_ring *ring,
+		       const struct usb4_shm_slot *slot)
+{
+	size_t len = slot->len;
+
+	return len > usb4_shm_ring_frame_max(ring) ? 0 : len;
+}
+
 const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+			       uint64_t *sender_id)
+{
+	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
+	uint32_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+
+	if (seq != (uint32_t) (ring->head + 1))
+		return NULL;
+	*len = slot_len(ring, slot);	/* 0: the core counts a short frame */
+	*sender_id = slot->sender_id;
+	return slot->frame;
+}
+
+void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
 			       struct usb4_shm_sender *from)
 {
 	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
-	uint64_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
+	const struct usb4_shm_trailer *t = trailer_of(slot,
+						      slot_len(ring, slot));
 
-	if (seq != ring->head + 1)
-		return NULL;
-	*len = slot->len;
-	if (*len > usb4_shm_ring_frame_max(ring))
-		*len = 0;	/* the core counts it as a short frame */
 	from->id = slot->sender_id;
-	from->pid = slot->sender_pid;
-	from->inbox_fd = slot->sender_fd;
-	return slot->frame;
+	from->pid = t->sender_pid;
+	from->inbox_fd = t->sender_fd;
 }
 
 void usb4_shm_ring_pop(struct usb4_shm_ring *ring)
 {
 	atomic_store_explicit(&slot_at(ring, ring->head)->seq,
-			      ring->head + ring->nslots, memory_order_release);
+			      (uint32_t) (ring->head + ring->nslots),
+			      memory_order_release);
 	ring->head++;
 }
 
@@ -274,7 +314,7 @@ static bool ring_has_frame(struct usb4_shm_ring *ring)
 	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
 
 	return atomic_load_explicit(&slot->seq, memory_order_acquire) ==
-	       ring->head + 1;
+	       (uint32_t) (ring->head + 1);
 }
 
 /* Empties the bell: rings meant for an earlier sleep are stale. */
