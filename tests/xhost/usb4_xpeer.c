@@ -20,7 +20,9 @@
  *           all message payload in order.  At the end the client reads the
  *           whole region back with fi_read and compares it with its mirror,
  *           sends END (counts and checksums); the server checks its region,
- *           makes sure no extra message follows, answers RESULT.
+ *           makes sure no extra message follows, answers RESULT.  The
+ *           client creates D/connected when its first write completes (the
+ *           server has answered it).
  * pending   The client leaves operations pending on the server (rendezvous
  *           sends the server never matches, a stream of fi_read/fi_write, a
  *           directed fi_trecv), prints "armed" and creates D/armed, then
@@ -367,8 +369,21 @@ struct client {
 	struct slot slot[MAX_WINDOW];
 	int window, inflight;
 	bool region_busy[NREGIONS];
+	bool answered;			/* D/connected made */
 	char *mirror;			/* what the server's region should hold */
 };
+
+/* Creates D/<name>, for whoever waits on this process's progress. */
+static void mark_file(struct xp *x, const char *name)
+{
+	char path[4096];
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/%s", x->dir, name);
+	if ((fd = creat(path, 0644)) < 0)
+		die(2, "cannot create %s", path);
+	close(fd);
+}
 
 static void client_complete(struct client *c, bool wait)
 {
@@ -387,6 +402,12 @@ static void client_complete(struct client *c, bool wait)
 				die(1, "completion with a context we never posted");
 			if (s->op->kind == OP_WRITE)
 				c->region_busy[s->op->region] = false;
+			/* A write completes once the server answered it:
+			 * the session between the two stands. */
+			if (s->op->kind == OP_WRITE && !c->answered) {
+				mark_file(c->x, "connected");
+				c->answered = true;
+			}
 			s->busy = false;
 			c->inflight--;
 		}
@@ -827,7 +848,6 @@ static int client_pending(struct xp *x)
 	double t0 = now_s(), t_kill = -1, last = 0;
 	bool armed = false;
 	int bad = 0, left;
-	char path[4096];
 
 	for (int i = 0; i < n; i++) {
 		if (!(p[i].buf = malloc(p[i].len)))
@@ -862,11 +882,7 @@ static int client_pending(struct xp *x)
 			}
 		}
 		if (!armed && t - t0 > 0.5 && p[0].posted && p[1].posted && p[2].posted) {
-			int fd;
-			snprintf(path, sizeof(path), "%s/armed", x->dir);
-			if ((fd = creat(path, 0644)) < 0)
-				die(2, "cannot create %s", path);
-			close(fd);
+			mark_file(x, "armed");
 			printf("pending: armed\n");
 			fflush(stdout);
 			armed = true;
