@@ -134,26 +134,10 @@ static void parse_args(int argc, char **argv, struct args *a)
 
 static void open_endpoint(struct driver *d)
 {
-	struct fi_info *hints = fi_allocinfo();
-	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED };
-	struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
-
-	if (!hints)
-		die(2, "fi_allocinfo failed");
-	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_TAGGED | FI_RMA;
-	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				      FI_MR_PROV_KEY;
-	hints->fabric_attr->prov_name = strdup("usb4");
-	CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, hints, &d->info));
-	fi_freeinfo(hints);
-	CHECK(fi_fabric(d->info->fabric_attr, &d->fabric, NULL));
-	CHECK(fi_domain(d->fabric, d->info, &d->domain, NULL));
-	CHECK(fi_cq_open(d->domain, &cq_attr, &d->cq, NULL));
-	CHECK(fi_av_open(d->domain, &av_attr, &d->av, NULL));
-	CHECK(fi_endpoint(d->domain, d->info, &d->ep, NULL));
-	CHECK(fi_ep_bind(d->ep, &d->av->fid, 0));
-	CHECK(fi_ep_bind(d->ep, &d->cq->fid, FI_TRANSMIT | FI_RECV));
+	xhost_domain_open(FI_TAGGED | FI_RMA, FI_THREAD_UNSPEC, &d->info,
+			  &d->fabric, &d->domain);
+	xhost_av_open(d->domain, &d->av);
+	xhost_ep_open(d->domain, d->info, d->av, &d->cq, &d->ep);
 	CHECK(fi_enable(d->ep));
 }
 

@@ -186,36 +186,19 @@ struct addr_file {		/* D/<role>.addrs */
 
 static void fab_open(struct fab *f)
 {
-	struct fi_info *hints = fi_allocinfo();
-	struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
-
-	if (!hints)
-		die(2, "fi_allocinfo failed");
-	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_TAGGED | FI_DIRECTED_RECV;
-	hints->domain_attr->threading = FI_THREAD_SAFE;
-	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				      FI_MR_PROV_KEY;
-	hints->fabric_attr->prov_name = strdup("usb4");
-	CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, hints, &f->info));
-	fi_freeinfo(hints);
-	CHECK(fi_fabric(f->info->fabric_attr, &f->fabric, NULL));
-	CHECK(fi_domain(f->fabric, f->info, &f->domain, NULL));
-	CHECK(fi_av_open(f->domain, &av_attr, &f->av, NULL));
+	xhost_domain_open(FI_TAGGED | FI_DIRECTED_RECV, FI_THREAD_SAFE,
+			  &f->info, &f->fabric, &f->domain);
+	xhost_av_open(f->domain, &f->av);
 }
 
 static void node_open(struct fab *f)
 {
-	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED };
 	struct node *n;
 
 	if (f->nnodes == MAX_NODES)
 		die(2, "at most %d endpoints", MAX_NODES);
 	n = &f->node[f->nnodes++];
-	CHECK(fi_cq_open(f->domain, &cq_attr, &n->cq, NULL));
-	CHECK(fi_endpoint(f->domain, f->info, &n->ep, NULL));
-	CHECK(fi_ep_bind(n->ep, &f->av->fid, 0));
-	CHECK(fi_ep_bind(n->ep, &n->cq->fid, FI_TRANSMIT | FI_RECV));
+	xhost_ep_open(f->domain, f->info, f->av, &n->cq, &n->ep);
 	CHECK(fi_enable(n->ep));
 }
 

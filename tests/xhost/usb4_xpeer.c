@@ -242,27 +242,11 @@ struct xp {
 
 static void fabric_open(struct xp *x, bool count_reads)
 {
-	struct fi_info *hints = fi_allocinfo();
-	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED };
-	struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
-
-	if (!hints)
-		die(2, "fi_allocinfo failed");
-	hints->ep_attr->type = FI_EP_RDM;
-	hints->caps = FI_TAGGED | FI_RMA | FI_DIRECTED_RECV |
-		      (count_reads ? FI_RMA_EVENT : 0);
-	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				      FI_MR_PROV_KEY;
-	hints->fabric_attr->prov_name = strdup("usb4");
-	CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, hints, &x->info));
-	fi_freeinfo(hints);
-	CHECK(fi_fabric(x->info->fabric_attr, &x->fabric, NULL));
-	CHECK(fi_domain(x->fabric, x->info, &x->domain, NULL));
-	CHECK(fi_cq_open(x->domain, &cq_attr, &x->cq, NULL));
-	CHECK(fi_av_open(x->domain, &av_attr, &x->av, NULL));
-	CHECK(fi_endpoint(x->domain, x->info, &x->ep, NULL));
-	CHECK(fi_ep_bind(x->ep, &x->av->fid, 0));
-	CHECK(fi_ep_bind(x->ep, &x->cq->fid, FI_TRANSMIT | FI_RECV));
+	xhost_domain_open(FI_TAGGED | FI_RMA | FI_DIRECTED_RECV |
+			  (count_reads ? FI_RMA_EVENT : 0), FI_THREAD_UNSPEC,
+			  &x->info, &x->fabric, &x->domain);
+	xhost_av_open(x->domain, &x->av);
+	xhost_ep_open(x->domain, x->info, x->av, &x->cq, &x->ep);
 	if (count_reads) {
 		struct fi_cntr_attr attr = { .events = FI_CNTR_EVENTS_COMP };
 

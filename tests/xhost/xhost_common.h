@@ -1,6 +1,7 @@
 /*
  * What the cross-host test programs (usb4_xpeer, usb4_xmulti, usb4_xdriver)
- * share: the clock, dying with a message, checking fi_* calls, a watchdog.
+ * share: the clock, dying with a message, checking fi_* calls, opening the
+ * fabric, domain and endpoint, a watchdog.
  * Each program sets xhost_prog (its name) and, if it has one, xhost_role.
  */
 #ifndef XHOST_COMMON_H
@@ -14,6 +15,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <rdma/fabric.h>
+#include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
 #include <rdma/fi_errno.h>
 
 static const char *xhost_prog = "xhost";
@@ -47,6 +51,51 @@ static inline _Noreturn void die(int code, const char *fmt, ...)
 		die(2, "%s:%d %s = %d (%s)", __FILE__, __LINE__, #call,	\
 		    _r, fi_strerror(-_r));				\
 } while (0)
+
+/* The usb4 fabric and a domain for RDM endpoints with these caps;
+ * FI_THREAD_UNSPEC keeps the provider's threading. */
+static inline void xhost_domain_open(uint64_t caps,
+				     enum fi_threading threading,
+				     struct fi_info **info,
+				     struct fid_fabric **fabric,
+				     struct fid_domain **domain)
+{
+	struct fi_info *hints = fi_allocinfo();
+
+	if (!hints)
+		die(2, "fi_allocinfo failed");
+	hints->ep_attr->type = FI_EP_RDM;
+	hints->caps = caps;
+	hints->domain_attr->threading = threading;
+	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
+				      FI_MR_PROV_KEY;
+	hints->fabric_attr->prov_name = strdup("usb4");
+	CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, hints, info));
+	fi_freeinfo(hints);
+	CHECK(fi_fabric((*info)->fabric_attr, fabric, NULL));
+	CHECK(fi_domain(*fabric, *info, domain, NULL));
+}
+
+static inline void xhost_av_open(struct fid_domain *domain, struct fid_av **av)
+{
+	struct fi_av_attr av_attr = { .type = FI_AV_TABLE };
+
+	CHECK(fi_av_open(domain, &av_attr, av, NULL));
+}
+
+/* An endpoint with a tagged CQ of its own, bound to av and the CQ, not
+ * enabled yet (the caller may bind more first). */
+static inline void xhost_ep_open(struct fid_domain *domain,
+				 struct fi_info *info, struct fid_av *av,
+				 struct fid_cq **cq, struct fid_ep **ep)
+{
+	struct fi_cq_attr cq_attr = { .format = FI_CQ_FORMAT_TAGGED };
+
+	CHECK(fi_cq_open(domain, &cq_attr, cq, NULL));
+	CHECK(fi_endpoint(domain, info, ep, NULL));
+	CHECK(fi_ep_bind(*ep, &av->fid, 0));
+	CHECK(fi_ep_bind(*ep, &(*cq)->fid, FI_TRANSMIT | FI_RECV));
+}
 
 static inline void xhost_on_alarm(int sig)
 {
