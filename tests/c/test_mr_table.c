@@ -732,43 +732,8 @@ static void test_core_domain(void)
 /* Our memfds among the open fds and among the mappings. */
 static void count_usb4(int *fds, int *maps)
 {
-	DIR *d = opendir("/proc/self/fd");
-	FILE *f = fopen("/proc/self/maps", "r");
-	struct dirent *e;
-	char line[512];
-
-	*fds = *maps = 0;
-	while (d && (e = readdir(d))) {
-		char path[PATH_MAX], target[PATH_MAX];
-		ssize_t len;
-
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len > 0) {
-			target[len] = '\0';
-			*fds += !!strstr(target, "memfd:usb4-");
-		}
-	}
-	while (f && fgets(line, sizeof(line), f))
-		*maps += !!strstr(line, "memfd:usb4-");
-	if (d)
-		closedir(d);
-	if (f)
-		fclose(f);
-}
-
-static int count_dev_shm_usb4(void)
-{
-	DIR *d = opendir("/dev/shm");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		n += !strncmp(e->d_name, "usb4-", 5);
-	closedir(d);
-	return n;
+	usb4_test_count_fds(fds);
+	*maps = usb4_test_count_usb4_maps();
 }
 
 static void test_no_residue(void)
@@ -784,13 +749,13 @@ static void test_no_residue(void)
 	count_usb4(&fds, &maps);
 	CHECK_MSG(fds == 3 && maps == 3, "3 tables: %d memfds open, %d mapped",
 		  fds, maps);
-	CHECK_EQ_MSG(count_dev_shm_usb4(), 0, "a table shows in /dev/shm");
+	CHECK_EQ_MSG(usb4_test_count_dev_shm_usb4(), 0, "a table shows in /dev/shm");
 	for (int i = 0; i < 3; i++)
 		usb4_mr_table_close(t[i]);
 	count_usb4(&fds, &maps);
 	CHECK_MSG(fds == 0 && maps == 0, "closed tables left %d memfds open "
 		  "and %d mapped", fds, maps);
-	CHECK_EQ(count_dev_shm_usb4(), 0);
+	CHECK_EQ(usb4_test_count_dev_shm_usb4(), 0);
 }
 
 int main(void)

@@ -103,65 +103,6 @@ static bool readable(int fd)
 	return poll(&p, 1, 0) == 1 && (p.revents & POLLIN);
 }
 
-/* Entries of /proc/self/fd, and of those the ones that are our memfds. */
-static int count_fds(int *usb4_memfds)
-{
-	DIR *d = opendir("/proc/self/fd");
-	struct dirent *e;
-	int n = 0;
-
-	*usb4_memfds = 0;
-	if (!d)
-		return -1;
-	while ((e = readdir(d))) {
-		char path[PATH_MAX], target[PATH_MAX];
-		ssize_t len;
-
-		if (e->d_name[0] == '.')
-			continue;
-		n++;
-		snprintf(path, sizeof(path), "/proc/self/fd/%s", e->d_name);
-		len = readlink(path, target, sizeof(target) - 1);
-		if (len > 0) {
-			target[len] = '\0';
-			*usb4_memfds += !!strstr(target, "memfd:usb4-");
-		}
-	}
-	closedir(d);
-	return n;
-}
-
-/* Our memfd mappings still in the address space. */
-static int count_usb4_maps(void)
-{
-	FILE *f = fopen("/proc/self/maps", "r");
-	char line[512];
-	int n = 0;
-
-	if (!f)
-		return -1;
-	while (fgets(line, sizeof(line), f))
-		n += !!strstr(line, "memfd:usb4-");
-	fclose(f);
-	return n;
-}
-
-static int count_dev_shm_usb4(void)
-{
-	DIR *d = opendir("/dev/shm");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return 0;
-	while ((e = readdir(d)))
-		/* Other jobs' files (vader_segment.<host>...) do not count. */
-		if (!strncmp(e->d_name, "usb4-", 5))
-			n++;
-	closedir(d);
-	return n;
-}
-
 /* ---- the ring, owned here and mapped a second time as a peer would ---- */
 
 struct test_ring {
@@ -1264,28 +1205,28 @@ static void test_no_residue(void)
 	static struct sink_log logs[4];
 	struct usb4_link *links[4] = { NULL };
 	struct test_ring r;
-	int memfds, memfds_open, fds = count_fds(&memfds);
+	int memfds, memfds_open, fds = usb4_test_count_fds(&memfds);
 
 	/* Everything the tests above opened is closed again. */
 	CHECK_EQ_MSG(memfds, 0, "memfds of earlier tests still open");
-	CHECK_EQ_MSG(count_usb4_maps(), 0, "memfds of earlier tests still "
+	CHECK_EQ_MSG(usb4_test_count_usb4_maps(), 0, "memfds of earlier tests still "
 		     "mapped");
 	for (int i = 0; i < 4; i++)
 		CHECK_EQ(link_open(i + 1, -1, &logs[i], &links[i]), 0);
 	CHECK_EQ(ring_make(&r, 16, 256, 5), 0);
-	count_fds(&memfds_open);
+	usb4_test_count_fds(&memfds_open);
 	CHECK_EQ_MSG(memfds_open, 5, "4 links and a ring, each one memfd");
-	CHECK_EQ_MSG(count_dev_shm_usb4(), 0, "a memfd shows in /dev/shm");
+	CHECK_EQ_MSG(usb4_test_count_dev_shm_usb4(), 0, "a memfd shows in /dev/shm");
 	for (int i = 0; i < 4; i++)
 		if (links[i])
 			ops->close(links[i]);
 	ring_free(&r);
-	CHECK_EQ_MSG(count_fds(&memfds), fds, "links closed, fds leaked "
+	CHECK_EQ_MSG(usb4_test_count_fds(&memfds), fds, "links closed, fds leaked "
 		     "(inbox or bell)");
 	CHECK_EQ(memfds, 0);
-	CHECK_EQ_MSG(count_usb4_maps(), 0, "links closed, inboxes still "
+	CHECK_EQ_MSG(usb4_test_count_usb4_maps(), 0, "links closed, inboxes still "
 		     "mapped");
-	CHECK_EQ(count_dev_shm_usb4(), 0);
+	CHECK_EQ(usb4_test_count_dev_shm_usb4(), 0);
 }
 
 int main(void)
