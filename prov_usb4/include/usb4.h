@@ -116,6 +116,9 @@ uint64_t usb4_now_ns(void);
  * fork). */
 uint32_t usb4_pid(void);
 
+/* Whether a process of this host has exited (its pid names nobody). */
+bool usb4_pid_gone(uint32_t pid);
+
 /* Same value in every process of one host: boot id and network namespace
  * (namespaces stand in for hosts in multi-host tests). */
 uint64_t usb4_host_id(void);

@@ -1,6 +1,8 @@
-/* Small services every layer uses: randomness, the clock, the host's id. */
+/* Small services every layer uses: randomness, the clock, our pid and
+ * whether another has exited, the host's id. */
 #include <errno.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
@@ -54,6 +56,11 @@ uint32_t usb4_pid(void)
 		atomic_store_explicit(&cached_pid, pid, memory_order_relaxed);
 	}
 	return pid;
+}
+
+bool usb4_pid_gone(uint32_t pid)
+{
+	return kill((pid_t) pid, 0) && errno == ESRCH;
 }
 
 static uint64_t fnv1a(uint64_t h, const void *data, size_t len)

@@ -23,8 +23,6 @@
  * Everything read from a peer's table is untrusted: capacity and slots are
  * checked against the mapping's size before use.
  */
-#include <errno.h>
-#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -101,7 +99,7 @@ int usb4_mr_table_open(struct usb4_mr_table **tablep, size_t capacity)
 	}
 	t->hdr = mem;
 	t->capacity = cap;
-	t->hdr->owner_pid = getpid();
+	t->hdr->owner_pid = usb4_pid();
 	t->hdr->capacity = cap;
 	for (size_t i = 0; i < cap; i++)
 		atomic_init(&t->hdr->entries[i].gen, 1);
@@ -202,11 +200,6 @@ void usb4_mr_table_revoke(struct usb4_mr_table *t, uint32_t slot)
 	atomic_fetch_add(&t->hdr->entries[slot].gen, 1);
 }
 
-static bool pid_dead(uint32_t pid)
-{
-	return kill((pid_t) pid, 0) && errno == ESRCH;
-}
-
 /* Clears the slots of processes that died holding pins; true when every
  * slot is free. */
 static bool drained(struct usb4_mrt_entry *e, bool *self)
@@ -220,7 +213,7 @@ static bool drained(struct usb4_mrt_entry *e, bool *self)
 
 		if (!w)
 			continue;
-		if (pid_dead(pid)) {
+		if (usb4_pid_gone(pid)) {
 			atomic_compare_exchange_strong(&e->pinners[i], &w, 0);
 			continue;
 		}
@@ -362,7 +355,7 @@ void usb4_mr_atomic_lock(struct usb4_mr_table *t)
 			return;
 		if (spins < 64)
 			continue;
-		if (holder && kill(holder, 0) && errno == ESRCH)
+		if (holder && usb4_pid_gone(holder))
 			atomic_compare_exchange_strong(lock, &holder, 0);
 		nanosleep(&pause, NULL);
 	}

@@ -8,7 +8,6 @@
  */
 #include <errno.h>
 #include <fcntl.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -142,20 +141,20 @@ static int dest_map_ring(struct usb4_link_dest *dest, uint32_t pid,
 	return ret;
 }
 
-static int shm_dest_open(const struct usb4_wire_addr *a,
-			 struct usb4_link_dest **destp)
+/* The way to endpoint id's inbox (in process pid, its fd inbox_fd) and,
+ * when reg_fd >= 0, to its registration table. */
+static int dest_new(uint64_t id, uint32_t pid, int inbox_fd, int reg_fd,
+		    struct usb4_link_dest **destp)
 {
 	struct usb4_link_dest *dest = calloc(1, sizeof(*dest));
-	uint32_t pid = le32toh(a->shm_pid);
-	int32_t reg_fd = (int32_t) le32toh(a->shm_reg_fd);
 	int ret;
 
 	if (!dest)
 		return -FI_ENOMEM;
-	dest->id = le64toh(a->ep_id);
+	dest->id = id;
 	dest->pid = pid;
 	dest->bell = -1;
-	ret = dest_map_ring(dest, pid, (int32_t) le32toh(a->shm_inbox_fd));
+	ret = dest_map_ring(dest, pid, inbox_fd);
 	if (ret) {
 		free(dest);
 		return ret;
@@ -167,6 +166,14 @@ static int shm_dest_open(const struct usb4_wire_addr *a,
 		dest->table = NULL;
 	*destp = dest;
 	return 0;
+}
+
+static int shm_dest_open(const struct usb4_wire_addr *a,
+			 struct usb4_link_dest **destp)
+{
+	return dest_new(le64toh(a->ep_id), le32toh(a->shm_pid),
+			(int32_t) le32toh(a->shm_inbox_fd),
+			(int32_t) le32toh(a->shm_reg_fd), destp);
 }
 
 /* ---- the link ---- */
@@ -200,7 +207,7 @@ static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **lin
 	usb4_shm_ring_init(l->ring, usb4_params.ring_slots, frame_max,
 			   cfg->ep_id, l->bell[1]);
 	l->self = (struct usb4_shm_sender) {
-		.id = cfg->ep_id, .pid = getpid(), .inbox_fd = l->fd,
+		.id = cfg->ep_id, .pid = usb4_pid(), .inbox_fd = l->fd,
 	};
 	*linkp = &l->base;
 	return 0;
@@ -239,11 +246,6 @@ static size_t shm_frame_max(const struct usb4_link *link,
 				       shm_of_const(link)->ring);
 }
 
-static bool process_gone(pid_t pid)
-{
-	return kill(pid, 0) && errno == ESRCH;
-}
-
 /* A full inbox nobody drains any more is a dead peer, not backpressure. */
 static int shm_post(struct usb4_link *link, struct usb4_link_dest *dest,
 		    const struct iovec *iov, int count)
@@ -254,7 +256,7 @@ static int shm_post(struct usb4_link *link, struct usb4_link_dest *dest,
 		return -FI_EHOSTUNREACH;
 	ret = usb4_shm_ring_post(dest->ring, dest->bell, &shm_of(link)->self,
 				 iov, count);
-	if (ret == -FI_EAGAIN && process_gone(dest->pid))
+	if (ret == -FI_EAGAIN && usb4_pid_gone(dest->pid))
 		ret = -FI_EHOSTUNREACH;
 	return ret;
 }
@@ -285,7 +287,7 @@ static int shm_poll(struct usb4_link *link, int budget)
 /* A same-host peer is alive while its process and its inbox are. */
 static int shm_peer_state(struct usb4_link *link, struct usb4_link_dest *dest)
 {
-	if (!usb4_shm_ring_live(dest->ring) || process_gone(dest->pid))
+	if (!usb4_shm_ring_live(dest->ring) || usb4_pid_gone(dest->pid))
 		return -FI_EHOSTUNREACH;
 	return 0;
 }
@@ -304,23 +306,13 @@ static struct usb4_link_dest *shm_dest_of(struct usb4_link *link, uint64_t id)
 			return l->hidden[i];
 	if (!id || id != from->id || l->hidden_count >= USB4_SHM_HIDDEN_MAX)
 		return NULL;
-	dest = calloc(1, sizeof(*dest));
 	grown = realloc(l->hidden, (l->hidden_count + 1) * sizeof(*grown));
-	if (!dest || !grown) {
-		free(dest);
-		if (grown)
-			l->hidden = grown;
+	if (!grown)
 		return NULL;
-	}
 	l->hidden = grown;
-	dest->id = id;
-	dest->pid = from->pid;
-	dest->bell = -1;
-	if (dest_map_ring(dest, from->pid, from->inbox_fd)) {
-		free(dest);
+	/* No table: a peer not in the AV is only answered. */
+	if (dest_new(id, from->pid, from->inbox_fd, -1, &dest))
 		return NULL;
-	}
-	dest->bell = open_peer_bell(dest->pid, usb4_shm_ring_bell(dest->ring));
 	l->hidden[l->hidden_count++] = dest;
 	return dest;
 }

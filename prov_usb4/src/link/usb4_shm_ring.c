@@ -121,7 +121,7 @@ void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
 	ring->features = USB4_WIRE_FEATURES;
 	ring->nslots = pow2_at_least(slots);
 	ring->slot_size = slot_size(frame_max);
-	ring->owner_pid = getpid();
+	ring->owner_pid = usb4_pid();
 	ring->bell = bell;
 	ring->nonce = nonce;
 	atomic_init(&ring->tail, 0);
