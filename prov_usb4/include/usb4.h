@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_errno.h>
@@ -105,6 +106,18 @@ static inline void usb4_lock_release(struct usb4_lock *lock)
 	if (lock->enabled)
 		pthread_mutex_unlock(&lock->mutex);
 }
+
+/* ---- iovec arithmetic (usb4_iov.c) ---- */
+
+size_t usb4_iov_len(const struct iovec *iov, size_t count);
+/* Describes bytes [off, off + len) of an iov list in out, skipping empty
+ * entries; returns how many entries (at most max) it used. */
+int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
+		   size_t len, struct iovec *out, int max);
+/* Copies len bytes of src into an iov list (up to USB4_IOV_LIMIT entries),
+ * starting off bytes in. */
+void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
+		      const void *src, size_t len);
 
 /* Random 64-bit value from the kernel's generator (never 0). */
 uint64_t usb4_random64(void);

@@ -68,16 +68,6 @@ size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest);
 /* 0 while dest answers, else why not (negative FI_E*). */
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);
 
-/* ---- usb4_iov.c: iovec arithmetic ---- */
-
-size_t usb4_iov_len(const struct iovec *iov, size_t count);
-/* Describes bytes [off, off + len) of an iov list in out; returns entries. */
-int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
-		   size_t len, struct iovec *out, int max);
-/* Copies len bytes of src into an iov list, starting off bytes in. */
-void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
-		      const void *src, size_t len);
-
 /* ---- usb4_dispatch.c: frames in ---- */
 
 /* The sink every link of an endpoint hands frames to. */

@@ -10,47 +10,6 @@
 
 #define USB4_CMA_IOV_MAX	64
 
-/* Where a copy stands in one iov list. */
-struct cursor {
-	const struct iovec *iov;
-	size_t count;
-	size_t off;		/* bytes of iov[0] already done */
-};
-
-/* Up to USB4_CMA_IOV_MAX entries from the cursor, len bytes at most;
- * returns how many. */
-static unsigned long cursor_fill(const struct cursor *c, struct iovec *out,
-				 size_t len)
-{
-	unsigned long n = 0;
-	size_t off = c->off;
-
-	for (size_t i = 0; i < c->count && len && n < USB4_CMA_IOV_MAX; i++) {
-		size_t avail = c->iov[i].iov_len - off;
-		size_t take = avail < len ? avail : len;
-
-		if (take) {
-			out[n].iov_base = (char *) c->iov[i].iov_base + off;
-			out[n++].iov_len = take;
-			len -= take;
-		}
-		off = 0;
-	}
-	return n;
-}
-
-static void cursor_advance(struct cursor *c, size_t done)
-{
-	while (c->count && done >= c->iov[0].iov_len - c->off) {
-		done -= c->iov[0].iov_len - c->off;
-		c->iov++;
-		c->count--;
-		c->off = 0;
-	}
-	if (c->count)
-		c->off += done;
-}
-
 typedef ssize_t (*cma_fn)(pid_t, const struct iovec *, unsigned long,
 			  const struct iovec *, unsigned long, unsigned long);
 
@@ -60,11 +19,13 @@ static int cma_copy(cma_fn fn, pid_t pid, const struct iovec *local,
 		    size_t remote_count, size_t len)
 {
 	struct iovec lv[USB4_CMA_IOV_MAX], rv[USB4_CMA_IOV_MAX];
-	struct cursor l = { local, local_count, 0 }, r = { remote, remote_count, 0 };
+	size_t done = 0;
 
-	while (len) {
-		unsigned long ln = cursor_fill(&l, lv, len);
-		unsigned long rn = cursor_fill(&r, rv, len);
+	while (done < len) {
+		int ln = usb4_iov_slice(local, local_count, done, len - done, lv,
+					USB4_CMA_IOV_MAX);
+		int rn = usb4_iov_slice(remote, remote_count, done, len - done,
+					rv, USB4_CMA_IOV_MAX);
 		ssize_t got;
 
 		if (!ln || !rn)
@@ -80,9 +41,7 @@ static int cma_copy(cma_fn fn, pid_t pid, const struct iovec *local,
 		}
 		if (got == 0)
 			return -FI_EIO;
-		len -= got;
-		cursor_advance(&l, got);
-		cursor_advance(&r, got);
+		done += got;
 	}
 	return 0;
 }

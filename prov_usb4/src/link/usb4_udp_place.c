@@ -37,37 +37,28 @@ void usb4_udp_zone_open(struct usb4_udp_zones *z, struct usb4_link_zone *zone)
 static bool zone_piece(const struct usb4_link_zone *zone, uint64_t off,
 		       size_t len, char **p)
 {
-	for (size_t i = 0; i < zone->iov_count; i++) {
-		if (off >= zone->iov[i].iov_len) {
-			off -= zone->iov[i].iov_len;
-			continue;
-		}
-		*p = (char *) zone->iov[i].iov_base + off;
-		return zone->iov[i].iov_len - off >= len;
-	}
-	return false;
+	struct iovec one;
+
+	if (usb4_iov_slice(zone->iov, zone->iov_count, off, len, &one, 1) != 1 ||
+	    one.iov_len != len)
+		return false;
+	*p = one.iov_base;
+	return true;
 }
 
-/* Calls fn for each piece of bytes [off, off + len) of a zone. */
+/* Calls fn for each piece of bytes [off, off + len) of a zone, pos bytes
+ * into the range. */
 static void zone_pieces(const struct usb4_link_zone *zone, uint64_t off,
 			size_t len, void (*fn)(void *arg, char *p, size_t n,
 					       size_t pos), void *arg)
 {
-	size_t pos = 0;
+	struct iovec piece;
 
-	for (size_t i = 0; i < zone->iov_count && len; i++) {
-		size_t take;
-
-		if (off >= zone->iov[i].iov_len) {
-			off -= zone->iov[i].iov_len;
-			continue;
-		}
-		take = zone->iov[i].iov_len - off < len ?
-		       zone->iov[i].iov_len - off : len;
-		fn(arg, (char *) zone->iov[i].iov_base + off, take, pos);
-		pos += take;
-		len -= take;
-		off = 0;
+	for (size_t pos = 0; pos < len; pos += piece.iov_len) {
+		if (usb4_iov_slice(zone->iov, zone->iov_count, off + pos,
+				   len - pos, &piece, 1) != 1)
+			return;
+		fn(arg, piece.iov_base, piece.iov_len, pos);
 	}
 }
 

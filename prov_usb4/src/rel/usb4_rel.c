@@ -287,22 +287,12 @@ static void usb4_rel_gather(void *dst, const struct iovec *dgram, int count,
 	}
 }
 
-/* The pieces after the first off bytes (at most count pieces). */
-static int usb4_rel_skip(const struct iovec *dgram, int count, size_t off,
-			 struct iovec *out)
+/* The pieces after rel's header: at most count. */
+static int usb4_rel_skip_hdr(const struct iovec *dgram, int count,
+			     struct iovec *out)
 {
-	int n = 0;
-
-	for (int i = 0; i < count; i++) {
-		if (off >= dgram[i].iov_len) {
-			off -= dgram[i].iov_len;
-			continue;
-		}
-		out[n].iov_base = (char *) dgram[i].iov_base + off;
-		out[n++].iov_len = dgram[i].iov_len - off;
-		off = 0;
-	}
-	return n;
+	return usb4_iov_slice(dgram, (size_t) count, USB4_REL_HDR_LEN, SIZE_MAX,
+			      out, count);
 }
 
 /* ---- datagram format ---------------------------------------------------- */
@@ -341,7 +331,7 @@ static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
 {
 	struct usb4_wire_rel raw;
 	struct iovec payload[USB4_REL_PIECES_MAX];
-	int n = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
+	int n = usb4_rel_skip_hdr(dgram, count, payload);
 	uint32_t crc;
 
 	usb4_rel_gather(&raw, dgram, count, 0, USB4_REL_HDR_LEN);
@@ -1188,7 +1178,7 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		      usb4_rel_on_reject(peer, &hello) :
 		      usb4_rel_on_hello(peer, now, io, &h, &hello);
 	} else {
-		count = usb4_rel_skip(dgram, count, USB4_REL_HDR_LEN, payload);
+		count = usb4_rel_skip_hdr(dgram, count, payload);
 		ret = usb4_rel_on_data(peer, now, io, &h, payload, count);
 	}
 	usb4_rel_trim(peer, now);

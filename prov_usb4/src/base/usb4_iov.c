@@ -1,7 +1,7 @@
-/* iovec arithmetic the core's protocols share: lengths, slices, copies. */
+/* iovec arithmetic every layer shares: lengths, slices, copies. */
 #include <string.h>
 
-#include "usb4_proto.h"
+#include "usb4.h"
 
 size_t usb4_iov_len(const struct iovec *iov, size_t count)
 {
