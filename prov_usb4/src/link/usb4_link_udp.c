@@ -445,16 +445,18 @@ datagram_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
 	struct usb4_rel_head head;
 	struct usb4_udp_session *s = NULL;
 
-	if (usb4_rel_peek(dgram, count, &head) || head.dst_id != l->ep_id ||
-	    !head.src_id)
+	if (usb4_rel_peek_fields(dgram, count, &head) ||
+	    head.dst_id != l->ep_id || !head.src_id)
 		goto foreign;
 	if (head.version != USB4_WIRE_VERSION) {
+		head.crc_ok = usb4_rel_crc_valid(dgram, count);
 		answer_foreign_hello(l, &head, from);
 		foreign_reject(l, &head, from);
 		goto foreign;
 	}
 	s = session_find(l, head.src_id);
-	if (!s && head.type == USB4_REL_HELLO && head.crc_ok)
+	if (!s && head.type == USB4_REL_HELLO &&
+	    usb4_rel_crc_valid(dgram, count))
 		s = session_new(l, head.src_id, from);
 	if (s && usb4_udp_addr_eq(from, &s->dest.addr))
 		return s;

@@ -373,8 +373,8 @@ static void usb4_rel_hello_read(const struct iovec *dgram, int count,
 	hello->datagram_max = le32toh(hello->datagram_max);
 }
 
-int usb4_rel_peek(const struct iovec *dgram, int count,
-		  struct usb4_rel_head *head)
+int usb4_rel_peek_fields(const struct iovec *dgram, int count,
+			 struct usb4_rel_head *head)
 {
 	size_t len = usb4_rel_pieces_len(dgram, count);
 	struct usb4_wire_rel h;
@@ -385,8 +385,6 @@ int usb4_rel_peek(const struct iovec *dgram, int count,
 	*head = (struct usb4_rel_head) {
 		.version = h.version, .type = h.type,
 		.src_id = h.src_id, .dst_id = h.dst_id,
-		.crc_ok = h.len == len - USB4_REL_HDR_LEN &&
-			  usb4_rel_crc_ok(dgram, count, h.crc),
 	};
 	if (usb4_rel_is_hello(h.type) && h.len >= USB4_REL_HELLO_LEN) {
 		usb4_rel_hello_read(dgram, count, &hello);
@@ -394,6 +392,26 @@ int usb4_rel_peek(const struct iovec *dgram, int count,
 		head->features = hello.features;
 	}
 	return 0;
+}
+
+bool usb4_rel_crc_valid(const struct iovec *dgram, int count)
+{
+	size_t len = usb4_rel_pieces_len(dgram, count);
+	struct usb4_wire_rel h;
+
+	return usb4_rel_header_read(dgram, count, len, &h) &&
+	       h.len == len - USB4_REL_HDR_LEN &&
+	       usb4_rel_crc_ok(dgram, count, h.crc);
+}
+
+int usb4_rel_peek(const struct iovec *dgram, int count,
+		  struct usb4_rel_head *head)
+{
+	int ret = usb4_rel_peek_fields(dgram, count, head);
+
+	if (!ret)
+		head->crc_ok = usb4_rel_crc_valid(dgram, count);
+	return ret;
 }
 
 int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,

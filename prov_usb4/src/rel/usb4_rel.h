@@ -208,6 +208,11 @@ struct usb4_rel_head {
  * ours, checks the CRC.  -FI_EINVAL: too short or malformed. */
 int usb4_rel_peek(const struct iovec *dgram, int count,
 		  struct usb4_rel_head *head);
+/* The same without the CRC (crc_ok false), and the CRC alone: a datagram
+ * of a session is checked once, by usb4_rel_input. */
+int usb4_rel_peek_fields(const struct iovec *dgram, int count,
+			 struct usb4_rel_head *head);
+bool usb4_rel_crc_valid(const struct iovec *dgram, int count);
 /* A REJECT of another version (usb4_rel_peek, CRC valid) from this peer's
  * address: during the handshake the peer refused us (-FI_ECONNREFUSED,
  * logged with both versions); after it, ignored (-FI_ENOENT). */
