@@ -326,7 +326,6 @@ struct usb4_core_stats {
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
 	uint64_t unknown_src;		/* frames from peers not in the AV */
 	uint64_t not_ready;		/* frames refused for lack of memory */
-	uint64_t ref_copies;		/* sends by reference the link copied */
 	uint64_t eager_sent, rndv_sent, unexpected;
 };
 
@@ -467,8 +466,6 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a);
 ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 			 const struct usb4_atomic_args *a);
 int usb4_core_cancel(struct usb4_core_ep *ep, void *context);
-/* Whether fi_addr names a peer this endpoint can use. */
-bool usb4_core_ep_knows(struct usb4_core_ep *ep, fi_addr_t fi_addr);
 /* A region is going: operations of this endpoint that move its bytes
  * (frames to or from other hosts) end now with FI_ECANCELED at both ends,
  * and the endpoint lets go of every pin on it. */

@@ -195,11 +195,6 @@ void usb4_core_ep_addr(const struct usb4_core_ep *ep,
 	}
 }
 
-bool usb4_core_ep_knows(struct usb4_core_ep *ep, fi_addr_t fi_addr)
-{
-	return usb4_peer_of(ep, fi_addr) != NULL;
-}
-
 void usb4_core_log_stats(const struct usb4_core_ep *ep)
 {
 	const struct usb4_core_stats *s = &ep->stats;

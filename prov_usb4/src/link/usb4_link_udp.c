@@ -45,7 +45,6 @@ struct usb4_udp_session {
 
 struct usb4_udp_link_stats {
 	uint64_t foreign;		/* not for us, or from the wrong place */
-	uint64_t rejected;		/* datagrams rel refused */
 	uint64_t version_mismatch;	/* HELLOs we answered with REJECT */
 	uint64_t ref_copies;		/* frames copied at early release */
 };
@@ -78,22 +77,22 @@ static const struct usb4_udp_link *udp_of_const(const struct usb4_link *link)
 
 /* ---- sessions ---- */
 
-static size_t slot_of(uint64_t id, size_t cap)
+/* Where id's session is in hash (cap a power of two), or the empty slot
+ * where it would go. */
+static size_t slot_for(struct usb4_udp_session *const *hash, size_t cap,
+		       uint64_t id)
 {
-	return (size_t) (id * 0x9e3779b97f4a7c15ull) & (cap - 1);
+	size_t i = (size_t) (id * 0x9e3779b97f4a7c15ull) & (cap - 1);
+
+	while (hash[i] && hash[i]->dest.id != id)
+		i = (i + 1) & (cap - 1);
+	return i;
 }
 
 static struct usb4_udp_session *session_find(const struct usb4_udp_link *l,
 					     uint64_t id)
 {
-	size_t i;
-
-	if (!l->cap)
-		return NULL;
-	for (i = slot_of(id, l->cap); l->hash[i]; i = (i + 1) & (l->cap - 1))
-		if (l->hash[i]->dest.id == id)
-			return l->hash[i];
-	return NULL;
+	return l->cap ? l->hash[slot_for(l->hash, l->cap, id)] : NULL;
 }
 
 static int hash_grow(struct usb4_udp_link *l)
@@ -103,16 +102,9 @@ static int hash_grow(struct usb4_udp_link *l)
 
 	if (!hash)
 		return -FI_ENOMEM;
-	for (size_t i = 0; i < l->cap; i++) {
-		size_t j;
-
-		if (!l->hash[i])
-			continue;
-		for (j = slot_of(l->hash[i]->dest.id, cap); hash[j];
-		     j = (j + 1) & (cap - 1))
-			;
-		hash[j] = l->hash[i];
-	}
+	for (size_t i = 0; i < l->cap; i++)
+		if (l->hash[i])
+			hash[slot_for(hash, cap, l->hash[i]->dest.id)] = l->hash[i];
 	free(l->hash);
 	l->hash = hash;
 	l->cap = cap;
@@ -141,7 +133,6 @@ static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
 {
 	struct usb4_rel_cfg cfg = rel_cfg(l);
 	struct usb4_udp_session *s;
-	size_t i;
 
 	if (2 * (l->count + 1) > l->cap && hash_grow(l))
 		return NULL;
@@ -155,9 +146,7 @@ static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
 	s->dest.id = id;
 	s->dest.addr = *addr;
 	s->link = l;
-	for (i = slot_of(id, l->cap); l->hash[i]; i = (i + 1) & (l->cap - 1))
-		;
-	l->hash[i] = s;
+	l->hash[slot_for(l->hash, l->cap, id)] = s;
 	l->count++;
 	return s;
 }
@@ -476,8 +465,8 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 		return;
 	io = rel_io(s);
 	l->in_rel = true;
-	if (usb4_rel_input_v(s->rel, usb4_now_ns(), dgram, count, &io))
-		l->stats.rejected++;
+	/* What rel refuses it counts among its drops. */
+	usb4_rel_input_v(s->rel, usb4_now_ns(), dgram, count, &io);
 	l->in_rel = false;
 	session_after(l, s);
 }

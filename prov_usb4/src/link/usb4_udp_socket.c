@@ -31,7 +31,6 @@ struct rx_dgram {
 
 struct usb4_udp_sock {
 	int fd;
-	int family;
 	struct usb4_udp_addr self;
 	size_t datagram_max;
 	struct usb4_udp_faults faults;
