@@ -41,9 +41,9 @@ int usb4_peer_status(uint64_t wire_status)
 static int handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		       fi_addr_t src)
 {
-	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id);
+	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id, src);
 
-	if (!op || !usb4_same_peer(ep, op->dest, src)) {
+	if (!op) {
 		ep->stats.dropped_unknown_op++;
 		return 0;
 	}

@@ -292,13 +292,6 @@ struct usb4_link *usb4_peer_link(struct usb4_core_ep *ep,
 	return peer ? ep->links[peer->kind].link : NULL;
 }
 
-uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr)
-{
-	struct usb4_link *link = usb4_peer_link(ep, usb4_peer_of(ep, fi_addr));
-
-	return link ? link->ops->caps : 0;
-}
-
 /* The entry named by id, of any kind (FI_ADDR_NOTAVAIL: none). */
 static fi_addr_t entry_of(struct usb4_core_ep *ep, uint64_t id)
 {

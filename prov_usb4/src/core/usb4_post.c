@@ -10,6 +10,14 @@ uint32_t usb4_route_caps(const struct usb4_route *r)
 	return r->link ? r->link->ops->caps : 0;
 }
 
+uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr)
+{
+	struct usb4_route r;
+
+	usb4_route(ep, fi_addr, &r);
+	return usb4_route_caps(&r);
+}
+
 static size_t payload_max(const struct usb4_route *r)
 {
 	size_t max = r->link ? r->link->ops->frame_max(r->link, r->peer->dest) :
@@ -72,24 +80,22 @@ int usb4_route_post(const struct usb4_route *r, const struct iovec *iov,
 	return r->link->ops->post(r->link, r->peer->dest, iov, count);
 }
 
-int usb4_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
-		  const struct iovec *iov, int count, int nref, uint64_t owner)
+int usb4_route_post_ref(const struct usb4_route *r, const struct iovec *iov,
+			int count, int nref, uint64_t owner)
 {
-	struct usb4_route r;
-	int ret = usb4_route(ep, dest, &r);
-
-	if (ret)
-		return ret;
-	if (!nref || !r.link->ops->post_ref)
-		return usb4_route_post(&r, iov, count);
-	return r.link->ops->post_ref(r.link, r.peer->dest, iov, count, nref,
-				     owner);
+	if (!nref || !r->link->ops->post_ref)
+		return usb4_route_post(r, iov, count);
+	return r->link->ops->post_ref(r->link, r->peer->dest, iov, count, nref,
+				      owner);
 }
 
 int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	      const struct iovec *iov, int count)
 {
-	return usb4_post_ref(ep, dest, iov, count, 0, 0);
+	struct usb4_route r;
+	int ret = usb4_route(ep, dest, &r);
+
+	return ret ? ret : usb4_route_post(&r, iov, count);
 }
 
 void usb4_release(struct usb4_core_ep *ep, fi_addr_t dest, uint64_t owner)
@@ -116,11 +122,9 @@ bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark)
 	       r.link->ops->settled(r.link, r.peer->dest, mark);
 }
 
-size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest)
+size_t usb4_route_chunk_max(const struct usb4_route *r)
 {
-	struct usb4_route r;
-
-	return usb4_route(ep, dest, &r) ? 0 : payload_max(&r);
+	return payload_max(r);
 }
 
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest)

@@ -23,7 +23,6 @@ struct usb4_peer *usb4_peer_of(struct usb4_core_ep *ep, fi_addr_t fi_addr);
 /* The endpoint's link that reaches peer (NULL: that kind is not open). */
 struct usb4_link *usb4_peer_link(struct usb4_core_ep *ep,
 				 const struct usb4_peer *peer);
-uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr);
 /* The fi_addr of the sender of a frame that came on a link of this kind:
  * its AV entry when it has one of that kind, else a hidden entry (made
  * now).  FI_ADDR_NOTAVAIL when the link cannot say how to reach it back;
@@ -50,21 +49,24 @@ int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
 		    const struct usb4_route **r);
 int usb4_route_post(const struct usb4_route *r, const struct iovec *iov,
 		    int count);
+/* The last nref buffers are sent from where they are (if the link can):
+ * unchanged until the peer has them or usb4_release(dest, owner). */
+int usb4_route_post_ref(const struct usb4_route *r, const struct iovec *iov,
+			int count, int nref, uint64_t owner);
+/* The link's capabilities (USB4_LINK_CAP_*), 0 without a link; the same
+ * for an fi_addr. */
 uint32_t usb4_route_caps(const struct usb4_route *r);
+uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr);
+/* Largest DATA payload towards the peer. */
+size_t usb4_route_chunk_max(const struct usb4_route *r);
 
 int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	      const struct iovec *iov, int count);
-/* The last nref buffers are sent from where they are (if the link can):
- * unchanged until the peer has them or usb4_release(dest, owner). */
-int usb4_post_ref(struct usb4_core_ep *ep, fi_addr_t dest,
-		  const struct iovec *iov, int count, int nref, uint64_t owner);
 void usb4_release(struct usb4_core_ep *ep, fi_addr_t dest, uint64_t owner);
 /* A mark after everything posted to dest so far, and whether dest has
  * acknowledged all of that. */
 uint32_t usb4_mark(struct usb4_core_ep *ep, fi_addr_t dest);
 bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark);
-/* Largest DATA payload towards a peer. */
-size_t usb4_chunk_max(struct usb4_core_ep *ep, fi_addr_t dest);
 /* 0 while dest answers, else why not (negative FI_E*). */
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);
 
@@ -113,7 +115,10 @@ struct usb4_tx_op *usb4_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
 				 struct usb4_counter *cntr, uint64_t *msg_id);
 /* Gives the op back unfinished (its post failed): unreserves. */
 void usb4_op_abort(struct usb4_core_ep *ep, struct usb4_tx_op *op);
-struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id);
+/* The op a frame from src names by msg_id; NULL when the id is stale or
+ * forged or the op is another peer's. */
+struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id,
+				fi_addr_t src);
 /* Completes an op (err: 0 or negative FI_E*) and frees it. */
 void usb4_op_done(struct usb4_core_ep *ep, struct usb4_tx_op *op, int err);
 /* Fails every op waiting for dest. */

@@ -14,14 +14,6 @@
 #include "usb4_atomic.h"
 #include "usb4_proto.h"
 
-/* Whether the peer's link reaches its memory without its CPU. */
-static bool one_sided(struct usb4_core_ep *ep, const struct usb4_peer *peer)
-{
-	struct usb4_link *link = usb4_peer_link(ep, peer);
-
-	return link && (link->ops->caps & USB4_LINK_CAP_ONE_SIDED);
-}
-
 /* Pins every remote segment, or none: a refused access touches nothing. */
 static int pin_all(struct usb4_peer *peer, const struct fi_rma_iov *rma,
 		   size_t count, uint64_t access, struct usb4_pin *pins,
@@ -91,12 +83,13 @@ static void send_write_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 
 ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 {
-	struct usb4_peer *peer = usb4_peer_of(ep, a->dest);
 	size_t len = usb4_iov_len(a->iov, a->iov_count), rlen = 0;
 	struct usb4_ctrl *notice = NULL;
+	struct usb4_route r;
 	int ret;
 
-	if (!peer || a->iov_count > USB4_IOV_LIMIT ||
+	usb4_route(ep, a->dest, &r);
+	if (!r.peer || a->iov_count > USB4_IOV_LIMIT ||
 	    a->rma_count > USB4_IOV_LIMIT || !a->rma_count)
 		return -FI_EINVAL;
 	for (size_t i = 0; i < a->rma_count; i++)
@@ -105,7 +98,8 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
-	if (!one_sided(ep, peer))
+	/* Without the target's CPU when the link reaches its memory. */
+	if (!(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED))
 		return usb4_rma_frames(ep, a, len);
 	if ((a->flags & FI_REMOTE_CQ_DATA) && !(notice = usb4_ctrl_new(0)))
 		return -FI_EAGAIN;
@@ -113,7 +107,7 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		free(notice);
 		return -FI_EAGAIN;
 	}
-	ret = rma_move(usb4_peer_link(ep, peer), peer, a, len);
+	ret = rma_move(r.link, r.peer, a, len);
 	if (notice && !ret)
 		send_write_data(ep, notice, a, len);
 	else
@@ -258,32 +252,32 @@ static int atomic_run(struct usb4_link *link, struct usb4_peer *peer,
 ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 			 const struct usb4_atomic_args *a)
 {
-	struct usb4_peer *peer = usb4_peer_of(ep, a->dest);
 	uint64_t flags = FI_ATOMIC | (a->kind == USB4_ATOMIC_BASE ?
 				      FI_WRITE : FI_READ);
-	struct usb4_link *link;
+	struct usb4_route r;
 	size_t count;
 	int ret;
 
-	if (!peer || a->rma_count > USB4_IOV_LIMIT ||
+	usb4_route(ep, a->dest, &r);
+	if (!r.peer || a->rma_count > USB4_IOV_LIMIT ||
 	    a->src_count > USB4_IOV_LIMIT || a->cmp_count > USB4_IOV_LIMIT ||
 	    a->res_count > USB4_IOV_LIMIT)
 		return -FI_EINVAL;
 	flags |= a->flags & (FI_COMPLETION | FI_INJECT);
 	ret = atomic_check(a, &count);
-	if (!ret && !one_sided(ep, peer))
+	if (!ret && !(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED))
 		return usb4_atomic_frames(ep, a, count, flags);
 	if (usb4_cq_queue_reserve(ep->tx_cq))
 		return -FI_EAGAIN;
-	link = usb4_peer_link(ep, peer);
 	if (!ret)
-		ret = atomic_run(link, peer, a, count);
+		ret = atomic_run(r.link, r.peer, a, count);
 	if (ret == -FI_EAGAIN) {	/* the region is busy: nothing moved */
 		usb4_cq_queue_unreserve(ep->tx_cq);
 		return ret;
 	}
 	if (!ret)
-		link->ops->count_remote(peer->dest, a->kind == USB4_ATOMIC_BASE);
+		r.link->ops->count_remote(r.peer->dest,
+					  a->kind == USB4_ATOMIC_BASE);
 	rma_complete(ep, flags, a->context, count * usb4_atomic_size(a->dt),
 		     ret);
 	return 0;

@@ -371,11 +371,10 @@ int usb4_rma_handle_atomic(struct usb4_core_ep *ep, const struct usb4_frame *f,
 int usb4_rma_handle_atomic_resp(struct usb4_core_ep *ep,
 				const struct usb4_frame *f, fi_addr_t src)
 {
-	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id);
+	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id, src);
 	int status = usb4_peer_status(f->data);
 
-	if (!op || !usb4_same_peer(ep, op->dest, src) ||
-	    !(op->flags & FI_ATOMIC)) {
+	if (!op || !(op->flags & FI_ATOMIC)) {
 		ep->stats.dropped_unknown_op++;
 		return 0;
 	}

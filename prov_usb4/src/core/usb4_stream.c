@@ -75,7 +75,9 @@ static void stream_finish_owned(struct usb4_core_ep *ep, struct usb4_stream *s)
  * data goes by reference: no copy on the way to the cable. */
 static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 {
-	size_t chunk_max = usb4_chunk_max(ep, s->dest);
+	struct usb4_route r;
+	size_t chunk_max = usb4_route(ep, s->dest, &r) ? 0 :
+			   usb4_route_chunk_max(&r);
 
 	while (s->sent < s->limit && chunk_max) {
 		struct iovec iov[USB4_IOV_LIMIT + 1];
@@ -93,7 +95,7 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 		usb4_wire_build(&hdr, &f);
 		iov[0].iov_base = &hdr;
 		iov[0].iov_len = sizeof(hdr);
-		if (usb4_post_ref(ep, s->dest, iov, n + 1, n, s->msg_id))
+		if (usb4_route_post_ref(&r, iov, n + 1, n, s->msg_id))
 			return;
 		s->by_ref = true;
 		s->sent += chunk;
@@ -115,10 +117,9 @@ void usb4_stream_progress(struct usb4_core_ep *ep)
 int usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
 			   fi_addr_t src)
 {
-	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id);
+	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id, src);
 
-	if (!op || !usb4_same_peer(ep, op->dest, src) ||
-	    f->total_len > op->len || (op->flags & FI_READ)) {
+	if (!op || f->total_len > op->len || (op->flags & FI_READ)) {
 		ep->stats.dropped_bad_xfer++;
 		return 0;
 	}

@@ -51,7 +51,8 @@ void usb4_op_abort(struct usb4_core_ep *ep, struct usb4_tx_op *op)
 	op_free(ep, op);
 }
 
-struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id)
+struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id,
+				fi_addr_t src)
 {
 	uint32_t idx = (uint32_t) msg_id;
 	struct usb4_tx_op *op;
@@ -59,7 +60,8 @@ struct usb4_tx_op *usb4_op_find(struct usb4_core_ep *ep, uint64_t msg_id)
 	if (idx >= ep->ops_cap)
 		return NULL;
 	op = &ep->ops[idx];
-	if (!op->busy || op->gen != (uint32_t) (msg_id >> 32))
+	if (!op->busy || op->gen != (uint32_t) (msg_id >> 32) ||
+	    !usb4_same_peer(ep, op->dest, src))
 		return NULL;
 	return op;
 }
