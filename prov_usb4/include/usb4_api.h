@@ -60,8 +60,8 @@ struct usb4_ep_set {
 int usb4_ep_set_add(struct usb4_ep_set *set, struct usb4_core_ep *ep);
 void usb4_ep_set_del(struct usb4_ep_set *set, struct usb4_core_ep *ep);
 void usb4_ep_set_fini(struct usb4_ep_set *set);
-/* Progresses every endpoint; true when any took a frame. */
-bool usb4_ep_set_progress(const struct usb4_ep_set *set);
+/* Progresses every endpoint. */
+void usb4_ep_set_progress(const struct usb4_ep_set *set);
 
 struct usb4_cq {
 	struct fid_cq cq_fid;
@@ -73,9 +73,9 @@ struct usb4_cq {
 	struct usb4_waiter waiter;	/* its own: sread sleeps here */
 	struct usb4_ep_set eps;		/* progressed on read */
 	bool signaled;			/* fi_cq_signal: end one sread */
-	uint64_t empty_since_ns;	/* first of a run of empty reads */
+	uint64_t empty_since_ns;	/* a run of empty reads began, or
+					 * its latest yield */
 	uint64_t last_empty_ns;		/* the latest empty read */
-	uint64_t last_yield_ns;		/* the latest yield of an empty read */
 	atomic_int ref;
 };
 
@@ -161,9 +161,6 @@ ssize_t usb4_ep_inject(struct fid_ep *fid, const void *buf, size_t len,
 		       fi_addr_t dest, uint64_t tag, uint64_t data,
 		       uint64_t flags);
 size_t usb4_ep_inject_limit(struct fid_ep *fid);
-
-int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
-void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep);
 
 /* Deadlines for calls with a timeout in ms (-1: none). */
 uint64_t usb4_deadline(int timeout_ms);

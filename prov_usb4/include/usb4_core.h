@@ -477,11 +477,13 @@ int usb4_core_progress(struct usb4_core_ep *ep);
  * already waiting; otherwise it adds the fds to watch (at most max) and
  * lowers *timeout_ms to the links' next timer.  sleep_end after the sleep.
  * ep->sleepers counts the threads between the two: the endpoint's links
- * must outlive them.
+ * must outlive them.  wait_sleepers returns once none is left (the caller
+ * holds the lock and has woken them; it is released while waiting).
  */
 bool usb4_core_sleep_begin(struct usb4_core_ep *ep, struct pollfd *fds,
 			   int max, int *nfds, int *timeout_ms);
 void usb4_core_sleep_end(struct usb4_core_ep *ep);
+void usb4_core_wait_sleepers(struct usb4_core_ep *ep, struct usb4_lock *lock);
 /* Fds an endpoint watches at most while it sleeps. */
 int usb4_core_wait_fds(const struct usb4_core_ep *ep);
 void usb4_core_log_stats(const struct usb4_core_ep *ep);

@@ -91,12 +91,9 @@ static int cntr_wait(struct fid_cntr *fid, uint64_t threshold, int timeout)
 	usb4_lock_acquire(&cntr->domain->lock);
 	for (;;) {
 		usb4_ep_set_progress(&cntr->eps);
-		if (atomic_load(&cntr->counter.value) >= threshold) {
-			ret = 0;
-			break;
-		}
-		if (atomic_load(&cntr->counter.err) != goal.err0) {
-			ret = -FI_EAVAIL;
+		if (cntr_ready(&goal)) {
+			ret = atomic_load(&cntr->counter.value) >= threshold ?
+			      0 : -FI_EAVAIL;
 			break;
 		}
 		int left = usb4_ms_left(deadline);

@@ -14,16 +14,6 @@ static struct usb4_cq *cq_of(struct fid_cq *fid)
 	return usb4_container_of(fid, struct usb4_cq, cq_fid);
 }
 
-int usb4_cq_bind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
-{
-	return usb4_ep_set_add(&cq->eps, ep);
-}
-
-void usb4_cq_unbind_ep(struct usb4_cq *cq, struct usb4_core_ep *ep)
-{
-	usb4_ep_set_del(&cq->eps, ep);
-}
-
 static void write_entry(const struct usb4_cq *cq, void *dst,
 			const struct usb4_cqe *e)
 {
@@ -71,25 +61,27 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
  * runnable, and a CQ that stays idle beside a busy one costs its loop one
  * system call per yield_us.
  */
-static void yield_if_spinning(struct usb4_cq *cq)
+static bool spun_too_long(struct usb4_cq *cq)
 {
-	uint64_t now = usb4_now_ns(), every = (uint64_t) usb4_params.yield_us * 1000;
+	uint64_t now, every = (uint64_t) usb4_params.yield_us * 1000;
 
 	if (!every)
-		return;
+		return false;
+	now = usb4_now_ns();
 	if (now - cq->last_empty_ns > USB4_TIGHT_LOOP_NS)
 		cq->empty_since_ns = now;
 	cq->last_empty_ns = now;
-	if (now - cq->empty_since_ns < every || now - cq->last_yield_ns < every)
-		return;
-	cq->last_yield_ns = now;
-	sched_yield();
+	if (now - cq->empty_since_ns < every)
+		return false;
+	cq->empty_since_ns = now;	/* the next yield_us from here */
+	return true;
 }
 
 static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 			   fi_addr_t *src_addr)
 {
 	struct usb4_cq *cq = cq_of(fid);
+	bool yield;
 	ssize_t ret;
 
 	usb4_lock_acquire(&cq->domain->lock);
@@ -98,9 +90,11 @@ static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 	 * next empty read starts a new spin. */
 	if (ret != -FI_EAGAIN)
 		cq->last_empty_ns = 0;
+	/* The spin is the CQ's state, kept under its lock; the yield is not. */
+	yield = ret == -FI_EAGAIN && spun_too_long(cq);
 	usb4_lock_release(&cq->domain->lock);
-	if (ret == -FI_EAGAIN)
-		yield_if_spinning(cq);
+	if (yield)
+		sched_yield();
 	return ret;
 }
 

@@ -4,7 +4,6 @@
  */
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "usb4_api.h"
 
@@ -24,7 +23,7 @@ static int bind_cq(struct usb4_ep *ep, struct usb4_cq *cq, uint64_t flags)
 	if (((flags & FI_TRANSMIT) && ep->tx_cq) ||
 	    ((flags & FI_RECV) && ep->rx_cq))
 		return -FI_EINVAL;
-	ret = usb4_cq_bind_ep(cq, &ep->core);
+	ret = usb4_ep_set_add(&cq->eps, &ep->core);
 	if (ret)
 		return ret;
 	if (flags & FI_TRANSMIT) {
@@ -174,7 +173,7 @@ static void unbind_all(struct usb4_ep *ep)
 	for (int i = 0; i < 2; i++) {
 		if (!cqs[i])
 			continue;
-		usb4_cq_unbind_ep(cqs[i], &ep->core);
+		usb4_ep_set_del(&cqs[i]->eps, &ep->core);
 		atomic_fetch_sub(&cqs[i]->ref, 1);
 	}
 	if (ep->av)
@@ -187,8 +186,6 @@ static void unbind_all(struct usb4_ep *ep)
  * their poll wake up and let go of it (they no longer find it bound). */
 static void wake_sleepers(struct usb4_ep *ep)
 {
-	struct timespec pause = { 0, 50 * 1000 };
-
 	if (ep->tx_cq)
 		usb4_waiter_signal(&ep->tx_cq->waiter);
 	if (ep->rx_cq)
@@ -196,11 +193,7 @@ static void wake_sleepers(struct usb4_ep *ep)
 	for (int i = 0; i < USB4_EP_CNTRS; i++)
 		if (ep->cntrs[i])
 			usb4_waiter_signal(&ep->cntrs[i]->waiter);
-	while (ep->core.sleepers) {
-		usb4_lock_release(&ep->domain->lock);
-		nanosleep(&pause, NULL);
-		usb4_lock_acquire(&ep->domain->lock);
-	}
+	usb4_core_wait_sleepers(&ep->core, &ep->domain->lock);
 }
 
 /*

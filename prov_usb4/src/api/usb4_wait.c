@@ -51,13 +51,10 @@ void usb4_ep_set_fini(struct usb4_ep_set *set)
 	set->count = set->cap = 0;
 }
 
-bool usb4_ep_set_progress(const struct usb4_ep_set *set)
+void usb4_ep_set_progress(const struct usb4_ep_set *set)
 {
-	int n = 0;
-
 	for (size_t i = 0; i < set->count; i++)
-		n += usb4_core_progress(set->eps[i]);
-	return n > 0;
+		usb4_core_progress(set->eps[i]);
 }
 
 /* Milliseconds left until deadline_ns (-1 for none). */

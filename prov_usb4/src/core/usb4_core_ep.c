@@ -393,3 +393,14 @@ void usb4_core_sleep_end(struct usb4_core_ep *ep)
 	sleep_undo(ep, USB4_LINKS_MAX);
 	ep->sleepers--;
 }
+
+void usb4_core_wait_sleepers(struct usb4_core_ep *ep, struct usb4_lock *lock)
+{
+	struct timespec pause = { 0, 50 * 1000 };
+
+	while (ep->sleepers) {
+		usb4_lock_release(lock);
+		nanosleep(&pause, NULL);
+		usb4_lock_acquire(lock);
+	}
+}
