@@ -24,6 +24,7 @@
 #define USB4_WIRE_H
 
 #include <endian.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -90,6 +91,14 @@ static inline void usb4_wire_addr_init(struct usb4_wire_addr *a,
 		.shm_inbox_fd = (int32_t) htole32((uint32_t) -1),
 		.shm_reg_fd = (int32_t) htole32((uint32_t) -1),
 	};
+}
+
+/* Whether a is shaped like a usb4 address of this layout (any protocol
+ * version: inserting one of another is refused with a reason). */
+static inline bool usb4_wire_addr_ok(const struct usb4_wire_addr *a)
+{
+	return le32toh(a->magic) == USB4_ADDR_MAGIC &&
+	       a->version == USB4_ADDR_VERSION;
 }
 
 /* ---- core frames -------------------------------------------------------- */

@@ -276,9 +276,7 @@ static int usb4_check_addr(const void *addr, size_t len, const char *what)
 
 	if (!addr && !len)
 		return 0;
-	if (!addr || len != USB4_ADDRLEN ||
-	    le32toh(a->magic) != USB4_ADDR_MAGIC ||
-	    a->version != USB4_ADDR_VERSION)
+	if (!addr || len != USB4_ADDRLEN || !usb4_wire_addr_ok(a))
 		USB4_REFUSE("%s address is not a usb4 address\n", what);
 	return 0;
 }

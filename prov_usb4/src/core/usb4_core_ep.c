@@ -45,18 +45,10 @@ static size_t inject_limit(const struct usb4_core_ep *ep)
 
 	for (size_t k = 0; k < usb4_link_kind_count; k++) {
 		const struct usb4_link *link = ep->links[k].link;
-		size_t frame, limit;
+		size_t eager = link ? usb4_link_eager_max(link, NULL) : max;
 
-		if (!link)
-			continue;
-		frame = link->ops->frame_max(link, NULL) -
-			sizeof(struct usb4_wire_hdr);
-		limit = link->ops->caps & USB4_LINK_CAP_BULK_READ ?
-			usb4_params.eager_size : usb4_params.stream_eager_size;
-		if (frame < max)
-			max = frame;
-		if (limit < max)
-			max = limit;
+		if (eager < max)
+			max = eager;
 	}
 	return max;
 }

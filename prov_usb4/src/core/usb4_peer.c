@@ -145,8 +145,7 @@ void usb4_core_av_fini(struct usb4_core_av *av)
 
 static int addr_check(const struct usb4_wire_addr *a)
 {
-	if (le32toh(a->magic) != USB4_ADDR_MAGIC ||
-	    a->version != USB4_ADDR_VERSION || !a->ep_id)
+	if (!usb4_wire_addr_ok(a) || !a->ep_id)
 		return -FI_EINVAL;
 	if (a->proto != USB4_WIRE_VERSION) {
 		USB4_WARN(FI_LOG_AV, "endpoint %016llx speaks usb4 wire "

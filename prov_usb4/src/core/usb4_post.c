@@ -18,25 +18,36 @@ uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr)
 	return usb4_route_caps(&r);
 }
 
-static size_t payload_max(const struct usb4_route *r)
+static size_t link_payload_max(const struct usb4_link *link,
+			       const struct usb4_link_dest *dest)
 {
-	size_t max = r->link ? r->link->ops->frame_max(r->link, r->peer->dest) :
-			       0;
+	size_t max = link->ops->frame_max(link, dest);
 
 	return max > sizeof(struct usb4_wire_hdr) ?
 	       max - sizeof(struct usb4_wire_hdr) : 0;
 }
 
+static size_t payload_max(const struct usb4_route *r)
+{
+	return r->link ? link_payload_max(r->link, r->peer->dest) : 0;
+}
+
 /* Towards a peer whose link cannot read our memory, a message up to one
  * frame (bounded by stream_eager_size: one frame costs less than a round
  * trip) goes eager; else up to eager_size. */
-static size_t eager_max(const struct usb4_route *r)
+size_t usb4_link_eager_max(const struct usb4_link *link,
+			   const struct usb4_link_dest *dest)
 {
-	size_t max = payload_max(r);
-	size_t limit = usb4_route_caps(r) & USB4_LINK_CAP_BULK_READ ?
+	size_t max = link_payload_max(link, dest);
+	size_t limit = link->ops->caps & USB4_LINK_CAP_BULK_READ ?
 		       usb4_params.eager_size : usb4_params.stream_eager_size;
 
 	return max < limit ? max : limit;
+}
+
+static size_t eager_max(const struct usb4_route *r)
+{
+	return r->link ? usb4_link_eager_max(r->link, r->peer->dest) : 0;
 }
 
 int usb4_route(struct usb4_core_ep *ep, fi_addr_t dest, struct usb4_route *r)

@@ -59,6 +59,10 @@ uint32_t usb4_route_caps(const struct usb4_route *r);
 uint32_t usb4_peer_caps(struct usb4_core_ep *ep, fi_addr_t fi_addr);
 /* Largest DATA payload towards the peer. */
 size_t usb4_route_chunk_max(const struct usb4_route *r);
+/* Largest eager payload over a link towards dest (NULL: the link's own
+ * frames). */
+size_t usb4_link_eager_max(const struct usb4_link *link,
+			   const struct usb4_link_dest *dest);
 
 int usb4_post(struct usb4_core_ep *ep, fi_addr_t dest,
 	      const struct iovec *iov, int count);
