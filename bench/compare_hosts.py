@@ -56,9 +56,10 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
 
 import compare_local as local  # noqa: E402
-from compare_local import (BW_SIZE, LAT_SIZE, RunResult, Stack, fmt, judge,  # noqa: E402
-                           medians, parse_osu, ratio, run_once, write_csv)
+from compare_local import (BW_SIZE, LAT_SIZE, RunResult, Stack, judge,  # noqa: E402
+                           medians, parse_osu, run_once, write_csv)
 import hosts  # noqa: E402  (tests/hosts.py)
+from cprogs import gcc_build  # noqa: E402
 
 IFACE = "tb0"
 SUITES = {
@@ -117,9 +118,7 @@ def make_stacks(cluster: hosts.Cluster, repo: Path) -> list[HostStack]:
                     f"provider library {provider} not found (build it first)")
     return [
         HostStack("usb4", usb4, usb4_missing, launch),
-        HostStack("usb4-osc", usb4 + ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
-                                      "--mca", "btl_ofi_provider_include", "usb4"],
-                  usb4_missing, launch),
+        HostStack("usb4-osc", usb4 + local.USB4_OSC_ARGS, usb4_missing, launch),
         HostStack("btl-tcp-osc", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
                                   "--mca", "osc", "pt2pt"], None, launch),
         HostStack("tcp", ofi("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm",
@@ -130,14 +129,8 @@ def make_stacks(cluster: hosts.Cluster, repo: Path) -> list[HostStack]:
 
 def build_udp_pingpong(outdir: Path) -> tuple[Path | None, str | None]:
     exe = outdir / "udp_pingpong"
-    argv = ["gcc", "-std=c11", "-O2", "-Wall", "-o", str(exe), str(BENCH / "udp_pingpong.c")]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"gcc: {exc}"
-    if proc.returncode != 0:
-        return None, "gcc failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return exe, None
+    why = gcc_build(BENCH / "udp_pingpong.c", exe)
+    return (None, why) if why else (exe, None)
 
 
 def run_udp(cluster: hosts.Cluster, exe: Path, name: str, prog: str, repeat: int,
@@ -189,21 +182,7 @@ def error_line(res: RunResult, outdir: Path) -> str:
 
 
 def table(title, names, data, refs) -> str:
-    """compare_local.format_table, or (while that one is broken) the same layout."""
-    try:
-        return local.format_table(title, "", names, data, refs)
-    except NameError:
-        sizes = sorted({s for rows in data.values() for s in rows})
-        lines = [title, f"{'Size':<10}" + "".join(f"{n:>18}" for n in names)
-                 + "".join(f"{'usb4/' + r:>16}" for r in refs)]
-        for size in sizes:
-            usb4 = data.get("usb4", {}).get(size)
-            lines.append(f"{size:<10}" + "".join(fmt(data.get(n, {}).get(size), 18) for n in names)
-                         + "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), 16, 3)
-                                   for r in refs))
-        if not sizes:
-            lines.append("(no results)")
-        return "\n".join(lines)
+    return local.format_table(title, "", names, data, refs)
 
 
 def parse_args(argv):

@@ -94,6 +94,12 @@ class Stack:
         return MPIRUN + self.mpi_args + [str(program)] + args
 
 
+# One-sided: osc rdma over btl ofi restricted to usb4.  vader is left out
+# of the btl list, so no one-sided byte can take Open MPI's shared memory.
+USB4_OSC_ARGS = ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
+                 "--mca", "btl_ofi_provider_include", "usb4"]
+
+
 def make_stacks(repo: Path) -> list[Stack]:
     """The three stacks. Debian's openmpi-mca-params.conf disables mtl ofi and
     btl ofi, so every component is named explicitly."""
@@ -124,14 +130,7 @@ def make_stacks(repo: Path) -> list[Stack]:
          "--mca", "opal_common_ofi_provider_include", "tcp;ofi_rxm",
          "-x", "FI_PROVIDER=tcp;ofi_rxm", "-x", "FI_TCP_IFACE=lo"],
     )
-    # One-sided: osc rdma over btl ofi restricted to usb4.  vader is left out
-    # of the btl list, so no one-sided byte can take Open MPI's shared memory.
-    usb4_osc = Stack(
-        "usb4-osc",
-        usb4.mpi_args + ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
-                         "--mca", "btl_ofi_provider_include", "usb4"],
-        usb4.missing,
-    )
+    usb4_osc = Stack("usb4-osc", usb4.mpi_args + USB4_OSC_ARGS, usb4.missing)
     vader_osc = Stack("vader-osc", vader.mpi_args + ["--mca", "osc", "rdma"])
     return [usb4, vader, tcp, usb4_osc, vader_osc]
 

@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -41,14 +40,10 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 
 import hosts  # noqa: E402  (tests/hosts.py)
+from cprogs import HostProcess, gcc_build, xmulti_memory  # noqa: E402
 
 IFACE = "tb0"
 SOURCE = REPO / "tests" / "xhost" / "usb4_xmulti.c"
-MEM_LINE = re.compile(
-    r"peers: (?P<role>server|client) (?P<eps>\d+) endpoint\(s\), (?P<peers>\d+) "
-    r"peer\(s\): VmRSS KiB setup (?P<rss0>\d+) idle (?P<rss1>\d+) \(\+-?\d+\) after "
-    r"(?P<rss2>\d+) \(\+-?\d+\); VmData KiB setup (?P<data0>\d+) idle (?P<data1>\d+) "
-    r"\(\+-?\d+\) after (?P<data2>\d+) \(\+-?\d+\)")
 SIDES = (("server", "receiver", 0), ("client", "senders", 1))  # role, label, host
 
 
@@ -70,27 +65,11 @@ class Run:
     error: str | None = None
 
 
-def build(outdir: Path) -> tuple[Path | None, str | None]:
-    exe = outdir / "usb4_xmulti"
-    argv = ["gcc", "-std=c11", "-O2", "-Wall", "-pthread", "-o", str(exe), str(SOURCE),
-            "-lfabric"]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return None, f"gcc: {exc}"
-    if proc.returncode != 0:
-        return None, "gcc failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return exe, None
-
-
-def parse_side(text: str, label: str) -> SideMemory | None:
-    m = MEM_LINE.search(text)
-    if not m:
+def side_memory(text: str, role: str, label: str) -> SideMemory | None:
+    mem = xmulti_memory(text, role)
+    if not mem:
         return None
-    g = {k: int(v) for k, v in m.groupdict().items() if k != "role"}
-    return SideMemory(label, g["eps"], g["peers"], (g["rss0"], g["rss1"], g["rss2"]),
-                      (g["data0"], g["data1"], g["data2"]))
+    return SideMemory(label, mem["endpoints"], mem["peers"], mem["rss"], mem["data"])
 
 
 def run_one(cluster: hosts.Cluster, exe: Path, provider_dir: Path, npeers: int,
@@ -102,12 +81,8 @@ def run_one(cluster: hosts.Cluster, exe: Path, provider_dir: Path, npeers: int,
            "FI_USB4_IFACE": IFACE}
     argv = ["peers", "--dir", str(rundir), "--peers", str(npeers),
             "--timeout", str(int(timeout))]
-    procs = {}
-    for role, label, host in SIDES:
-        with open(rundir / f"{label}.out", "w") as out, \
-                open(rundir / f"{label}.err", "w") as err:
-            procs[label] = cluster.popen(host, [str(exe), role] + argv, env=env,
-                                         stdout=out, stderr=err)
+    procs = {label: HostProcess(cluster, host, [str(exe), role] + argv, env, rundir, label)
+             for role, label, host in SIDES}
     deadline = time.monotonic() + timeout + 5
     try:
         for proc in procs.values():
@@ -119,12 +94,11 @@ def run_one(cluster: hosts.Cluster, exe: Path, provider_dir: Path, npeers: int,
         return Run(npeers, [], f"timed out after {timeout:.0f} s")
     sides = []
     for role, label, host in SIDES:
-        text = (rundir / f"{label}.out").read_text(errors="replace")
-        side = parse_side(text, label)
-        if procs[label].returncode != 0 or side is None:
-            err = (rundir / f"{label}.err").read_text(errors="replace").strip()
-            last = (err.splitlines() or ["no memory line"])[-1]
-            return Run(npeers, [], f"{label} exit {procs[label].returncode}: {last}")
+        proc = procs[label]
+        side = side_memory(proc.out, role, label)
+        if proc.proc.returncode != 0 or side is None:
+            last = (proc.err.strip().splitlines() or ["no memory line"])[-1]
+            return Run(npeers, [], f"{label} exit {proc.proc.returncode}: {last}")
         sides.append(side)
     return Run(npeers, sides)
 
@@ -200,7 +174,8 @@ def main(argv=None) -> int:
     outdir = args.output or Path(tempfile.mkdtemp(prefix="usb4_peer_memory_"))
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
-    exe, missing = build(outdir)
+    exe = outdir / "usb4_xmulti"
+    missing = gcc_build(SOURCE, exe, ("-pthread",))
     if missing:
         print(missing)
         return 1

@@ -1,10 +1,11 @@
-"""C test programs that the tests compile and drive.
+"""C test programs that the tests (and the benchmarks) compile and drive.
 
-``compile_c`` builds one with gcc into a tmp folder (a failed build fails the
-test with gcc's message); ``HostProcess`` runs one inside a host of a
-tests/hosts.py cluster with its output in files (no pipe to fill);
-``wait_all`` waits for several, killing every process of the hosts and
-failing the test on timeout.
+``gcc_build`` builds one with gcc; ``compile_c`` does so into a tmp folder (a
+failed build fails the test with gcc's message); ``HostProcess`` runs one
+inside a host of a tests/hosts.py cluster with its output in files (no pipe
+to fill); ``wait_all`` waits for several, killing every process of the hosts
+and failing the test on timeout; ``xmulti_memory`` reads usb4_xmulti's
+memory line.  pytest is imported only where a test fails.
 """
 
 from __future__ import annotations
@@ -15,21 +16,32 @@ import subprocess
 import time
 from pathlib import Path
 
-import pytest
-
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+
+
+def gcc_build(src: Path, exe: Path, extra: tuple = ()) -> str | None:
+    """src compiled (extra flags, then -lfabric) into exe; None, or why not."""
+    if shutil.which("gcc") is None:
+        return "gcc not found"
+    argv = ["gcc"] + CFLAGS + list(extra) + ["-o", str(exe), str(src), "-lfabric"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "%s: %s" % (" ".join(argv), exc)
+    if proc.returncode != 0:
+        return "%s\n%s" % (" ".join(argv), proc.stderr)
+    return None
 
 
 def compile_c(tmp_path_factory, src: Path, name: str, extra: tuple = ()) -> Path:
     """src compiled with -lfabric (and extra flags) into a tmp folder."""
-    if shutil.which("gcc") is None:
-        pytest.fail("gcc not found", pytrace=False)
+    import pytest
+
     exe = tmp_path_factory.mktemp(name) / name
-    argv = ["gcc"] + CFLAGS + list(extra) + ["-o", str(exe), str(src), "-lfabric"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                          stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        pytest.fail("%s\n%s" % (" ".join(argv), proc.stderr), pytrace=False)
+    why = gcc_build(src, exe, extra)
+    if why:
+        pytest.fail(why, pytrace=False)
     return exe
 
 
@@ -69,6 +81,8 @@ class HostProcess:
 
 def wait_all(cluster, procs, timeout: float) -> None:
     """Waits for every process; on timeout kills the hosts' and fails."""
+    import pytest
+
     deadline = time.monotonic() + timeout
     try:
         for p in procs:
@@ -79,3 +93,20 @@ def wait_all(cluster, procs, timeout: float) -> None:
             p.proc.wait(10)
         pytest.fail("timed out after %d s\n%s" % (timeout, "\n".join(
             p.describe() for p in procs)), pytrace=False)
+
+
+XMULTI_MEM_LINE = (r"peers: %s (\d+) endpoint\(s\), (\d+) peer\(s\): VmRSS KiB setup (\d+) "
+                   r"idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\); VmData KiB setup "
+                   r"(\d+) idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\)")
+
+
+def xmulti_memory(text: str, role: str) -> dict | None:
+    """usb4_xmulti's memory line of role (server or client) in text:
+    {'endpoints', 'peers', 'rss': (setup, idle, after), 'data': (...), 'line'}
+    in KiB, or None."""
+    m = re.search(XMULTI_MEM_LINE % role, text)
+    if not m:
+        return None
+    g = [int(x) for x in m.groups()]
+    return {"endpoints": g[0], "peers": g[1], "rss": (g[2], g[3], g[5]),
+            "data": (g[7], g[8], g[10]), "line": m.group(0)}

@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 
 import cprogs
-from cprogs import HostProcess, compile_c
+from cprogs import HostProcess, compile_c, xmulti_memory
 
 pytestmark = pytest.mark.multihost
 
@@ -217,17 +217,11 @@ def test_endpoint_close_lets_other_endpoints_progress(cluster2, xmulti, provider
         "%.0f ms)\n%s" % (stall, m.group(4), LINGER_MAX_STALL_MS, client.describe()))
 
 
-MEM_LINE = (r"peers: %s (\d+) endpoint\(s\), (\d+) peer\(s\): VmRSS KiB setup (\d+) "
-            r"idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\); VmData KiB setup "
-            r"(\d+) idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\)")
-
-
 def peer_memory(side, who):
     """{'rss': (setup, idle, after), 'data': (...)} in KiB, from side's line."""
-    m = side.figures(MEM_LINE % who)
-    g = [int(x) for x in m.groups()]
-    return {"endpoints": g[0], "peers": g[1], "rss": (g[2], g[3], g[5]),
-            "data": (g[7], g[8], g[10]), "line": m.group(0)}
+    mem = xmulti_memory(side.out, who)
+    assert mem, "no memory line of the %s\n%s" % (who, side.describe())
+    return mem
 
 
 def test_memory_per_remote_peer(cluster2, xmulti, provider_dir, tmp_path):
