@@ -36,6 +36,7 @@ from cprogs import HostProcess, compile_c
 pytestmark = pytest.mark.multihost
 
 XPEER_SRC = Path(__file__).resolve().parents[1] / "xhost" / "usb4_xpeer.c"
+PYDIR = Path(__file__).resolve().parents[2] / "python"  # usb4fabric
 IFACE = "tb0"
 FAULTS = "drop=0.01,dup=0.01,reorder=0.01,corrupt=0.01"
 MIB = 1 << 20
@@ -303,30 +304,21 @@ def test_pending_ops_fail_after_peer_killed(cluster2, xpeer, provider_dir, tmp_p
 # usb4_wire_addr: ep_id u64 at 16, udp_port u16 at 38) and the 48-byte rel
 # header of wire version 2.
 SPRAYER = r'''
-import os, random, socket, struct, sys, time
-rundir, server_ip, per_kind = sys.argv[1], sys.argv[2], int(sys.argv[3])
-
-def crc32c(data):
-    crc = 0xffffffff
-    for b in data:
-        crc ^= b
-        for _ in range(8):
-            crc = (crc >> 1) ^ (0x82f63b78 if crc & 1 else 0)
-    return crc ^ 0xffffffff
+import os, random, socket, sys, time
+rundir, server_ip, per_kind, pydir = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+sys.path.insert(0, pydir)
+from usb4fabric import wire
 
 def info(role):
     path = os.path.join(rundir, role + ".info")
     while not os.path.exists(path):
         time.sleep(0.01)
-    raw = open(path, "rb").read()
-    port, = struct.unpack_from("<H", raw, 38)  # struct usb4_wire_addr
-    ep_id, = struct.unpack_from("<Q", raw, 16)
-    return port, ep_id
+    addr = wire.Address.unpack(open(path, "rb").read()[:wire.ADDR_LEN])
+    return addr.udp_port, addr.ep_id
 
 def rel(kind, src, dst, seq, payload=b""):
-    hdr = struct.pack("<BBHIQQIIQII", 2, kind, 0, 0, src, dst, seq, 0, 0, 64, len(payload))
-    crc = crc32c(hdr + payload)
-    return hdr[:4] + struct.pack("<I", crc) + hdr[8:] + payload
+    return wire.RelDatagram(type=kind, src_id=src, dst_id=dst, seq=seq, window=64,
+                            payload=payload).pack()
 
 port, server_id = info("server")
 _, client_id = info("client")
@@ -384,7 +376,7 @@ def test_foreign_datagrams_dropped_and_counted(cluster2, xpeer, provider_dir, tm
     server, client = start_pair(cluster2, xpeer, "transfer", rundir, env,
                                 ["--bytes", str(256 * MIB)])
     sprayer = cluster2.popen(0, [sys.executable, "-c", SPRAYER, str(rundir),
-                                 cluster2.hosts[1].addr, str(per_kind)],
+                                 cluster2.hosts[1].addr, str(per_kind), str(PYDIR)],
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         spray_out, spray_err = sprayer.communicate(timeout=60)
