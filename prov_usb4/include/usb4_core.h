@@ -339,6 +339,9 @@ struct usb4_ep_link {
 	uint64_t last_id;		/* 0: none */
 	fi_addr_t last_src;
 	uint64_t last_av_gen;
+	/* The link's counts of peers' accesses to our memory, as far as
+	 * they are in the FI_REMOTE_* counters. */
+	uint64_t remote_reads_seen, remote_writes_seen;
 };
 
 /* A peer and the endpoint's link that reaches it; for a send also the
@@ -368,7 +371,6 @@ struct usb4_core_ep {
 	struct usb4_counter *tx_cntr, *rx_cntr;
 	struct usb4_counter *rd_cntr, *wr_cntr;		/* our reads, writes */
 	struct usb4_counter *rem_rd_cntr, *rem_wr_cntr;	/* peers' accesses */
-	uint64_t rem_reads_seen, rem_writes_seen;	/* counted by links */
 	struct usb4_list posted[2];	/* indexed by USB4_Q_* */
 	struct usb4_list unexp[2];
 	struct usb4_list rx_free;	/* recycled usb4_rx_entry */

@@ -284,8 +284,8 @@ _Static_assert(sizeof(struct usb4_wire_rel) == 48, "rel header is 48 bytes");
  *   proto         the sender's USB4_WIRE_VERSION
  *   features      the sender's feature bits (USB4_WIRE_FEATURES)
  *   datagram_max  the largest datagram the sender can receive, header
- *                 included (a peer with a smaller one is logged; acting on
- *                 it, path MTU discovery, is for a later version)
+ *                 included (kept per peer, usb4_rel_peer_datagram_max;
+ *                 acting on it, path MTU discovery, is for a later version)
  */
 struct usb4_wire_hello {
 	uint16_t proto;

@@ -218,6 +218,20 @@ void usb4_core_log_stats(const struct usb4_core_ep *ep)
 
 /* ---- completions ---- */
 
+/* Counts what a link's count gained since *seen (it only grows: peers
+ * add to it) on cntr (NULL: none bound). */
+static void count_news(struct usb4_counter *cntr, uint64_t now,
+		       uint64_t *seen)
+{
+	if (now <= *seen)
+		return;
+	if (cntr) {
+		atomic_fetch_add(&cntr->value, now - *seen);
+		usb4_waiter_signal(cntr->waiter);
+	}
+	*seen = now;
+}
+
 void usb4_count(struct usb4_counter *cntr, bool ok)
 {
 	if (!cntr)
@@ -282,16 +296,14 @@ void usb4_core_complete_err(struct usb4_core_ep *ep, bool tx,
 static void count_remote_access(struct usb4_core_ep *ep)
 {
 	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
-		struct usb4_link *link = ep->links[k].link;
+		struct usb4_ep_link *el = &ep->links[k];
 		uint64_t writes, reads;
 
-		if (!link || !link->ops->remote_counts)
+		if (!el->link || !el->link->ops->remote_counts)
 			continue;
-		link->ops->remote_counts(link, &writes, &reads);
-		for (; ep->rem_writes_seen < writes; ep->rem_writes_seen++)
-			usb4_count(ep->rem_wr_cntr, true);
-		for (; ep->rem_reads_seen < reads; ep->rem_reads_seen++)
-			usb4_count(ep->rem_rd_cntr, true);
+		el->link->ops->remote_counts(el->link, &writes, &reads);
+		count_news(ep->rem_wr_cntr, writes, &el->remote_writes_seen);
+		count_news(ep->rem_rd_cntr, reads, &el->remote_reads_seen);
 	}
 }
 
