@@ -96,7 +96,8 @@ class HostStack(Stack):
         return list(self.launch) + self.mpi_args + [str(program)] + args
 
 
-def make_stacks(cluster: hosts.Cluster, repo: Path) -> list[HostStack]:
+def make_stacks(cluster: hosts.Cluster, repo: Path,
+                portable: bool = False) -> list[HostStack]:
     """The MPI stacks, each with mpirun run in the first host, 1 rank per host.
 
     Debian's openmpi-mca-params.conf disables mtl ofi: every component is named.
@@ -113,7 +114,8 @@ def make_stacks(cluster: hosts.Cluster, repo: Path) -> list[HostStack]:
         return args
 
     usb4 = ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
-                        "FI_USB4_IFACE": IFACE})
+                        "FI_USB4_IFACE": IFACE,
+                        **({"FI_USB4_PORTABLE": 1} if portable else {})})
     usb4_missing = (None if provider.exists() else
                     f"provider library {provider} not found (build it first)")
     return [
@@ -188,6 +190,8 @@ def table(title, names, data, refs) -> str:
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--repeat", type=int, default=3, help="runs per stack and program (default 3)")
+    p.add_argument("--portable", action="store_true",
+                   help="usb4 with its CPU-specific paths off (FI_USB4_PORTABLE=1)")
     p.add_argument("--output", type=Path, default=None, help="folder for raw outputs")
     p.add_argument("--repo", type=Path, default=REPO, help="repository root (.libs, osu_bench)")
     p.add_argument("--osu-dir", type=Path, default=None, help="default <repo>/osu_bench")
@@ -267,6 +271,8 @@ def main(argv=None) -> int:
     outdir = args.output or Path(tempfile.mkdtemp(prefix="usb4_compare_hosts_"))
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
+    if args.portable:
+        print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
     udp_exe, udp_missing = (build_udp_pingpong(outdir) if set(wanted) & set(UDP_STACKS)
                             else (None, None))
 
@@ -274,7 +280,7 @@ def main(argv=None) -> int:
         os.environ[hosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
         a, b = cluster.hosts
         print(f"hosts: {a.name} ({a.addr}) --{IFACE}, mtu {args.mtu}-- {b.name} ({b.addr})")
-        stacks = make_stacks(cluster, args.repo)
+        stacks = make_stacks(cluster, args.repo, args.portable)
         results, data = run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing,
                                 args, osu_dir, outdir)
     write_csv(outdir / "results.csv", results)

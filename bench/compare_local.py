@@ -100,16 +100,18 @@ USB4_OSC_ARGS = ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
                  "--mca", "btl_ofi_provider_include", "usb4"]
 
 
-def make_stacks(repo: Path) -> list[Stack]:
+def make_stacks(repo: Path, portable: bool = False) -> list[Stack]:
     """The three stacks. Debian's openmpi-mca-params.conf disables mtl ofi and
-    btl ofi, so every component is named explicitly."""
+    btl ofi, so every component is named explicitly.  portable: the
+    provider's CPU-specific paths off (FI_USB4_PORTABLE=1)."""
     libdir = repo / ".libs"
     provider = libdir / "libusb4-fi.so"
     usb4 = Stack(
         "usb4",
         ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
          "--mca", "opal_common_ofi_provider_include", "usb4",
-         "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4"],
+         "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4"]
+        + (["-x", "FI_USB4_PORTABLE=1"] if portable else []),
         None if provider.exists() else
         f"provider library {provider} not found (build it with "
         "./autogen.sh && ./configure && make at the repo root)",
@@ -263,6 +265,8 @@ def write_csv(path: Path, results: list[RunResult]) -> None:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--portable", action="store_true",
+                   help="usb4 with its CPU-specific paths off (FI_USB4_PORTABLE=1)")
     p.add_argument("--repeat", type=int, default=3,
                    help="runs per stack and program; medians (default 3)")
     p.add_argument("--output", type=Path, default=None,
@@ -306,10 +310,12 @@ def main(argv: list[str] | None = None) -> int:
     outdir = args.output or Path(tempfile.mkdtemp(prefix="usb4_compare_"))
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
+    if args.portable:
+        print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
 
     wanted = [s.strip() for s in (args.stacks or suite.stacks).split(",")
               if s.strip()]
-    stacks = [s for s in make_stacks(args.repo) if s.name in wanted]
+    stacks = [s for s in make_stacks(args.repo, args.portable) if s.name in wanted]
     results: list[RunResult] = []
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
     for stack in stacks:

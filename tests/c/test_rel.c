@@ -2197,6 +2197,7 @@ static void test_input_in_pieces(void)
 
 int main(void)
 {
+	printf("crc32c path: %s\n", usb4_crc32c_path());
 	test_crc();
 	test_crc_large();
 	test_open_args();

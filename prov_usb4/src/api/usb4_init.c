@@ -51,6 +51,10 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "rel_window", FI_PARAM_SIZE_T,
 			"Datagrams in flight to one peer on another host "
 			"(default: %zu)", usb4_params.rel_window);
+	fi_param_define(&usb4_prov, "portable", FI_PARAM_BOOL,
+			"CPU-specific fast paths (the CRC32C instructions) "
+			"off, as on a CPU without them; read when the provider "
+			"loads (default: 0)");
 	fi_param_define(&usb4_prov, "yield_us", FI_PARAM_INT,
 			"When fi_cq_read is called in a tight loop on an empty "
 			"CQ, after this many microseconds each further empty "

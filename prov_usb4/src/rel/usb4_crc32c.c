@@ -5,13 +5,15 @@
  * carry-less multiplication (VPCLMULQDQ) folding for 1 KiB and more, about
  * 2.5x the three lanes on data in cache.  The path is chosen once at load
  * time with cpuid (an instruction, not a system call, so rel stays free of
- * system calls).
+ * system calls); FI_USB4_PORTABLE=1 in the environment keeps the software
+ * path, so that both can be tested and measured on any machine.
  *
  * Convention: usb4_crc32c(0, buf, len) is the CRC of buf, and feeding the
  * result back as crc continues it: crc(a || b) == crc32c(crc32c(0, a), b).
  */
 #include <endian.h>
 #include <stdbool.h>
+#include <stdlib.h>
 #include <string.h>
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -149,6 +151,14 @@ static void usb4_crc32c_fold_init(void)
 }
 #endif
 
+/* FI_USB4_PORTABLE set to anything but 0: CPU-specific paths stay off. */
+static bool usb4_portable_forced(void)
+{
+	const char *v = getenv("FI_USB4_PORTABLE");
+
+	return v && *v && strcmp(v, "0");
+}
+
 /* Runs at load time so the data path never races on table setup. */
 __attribute__((constructor))
 static void usb4_crc32c_init(void)
@@ -156,6 +166,8 @@ static void usb4_crc32c_init(void)
 	usb4_crc32c_table_init();
 	usb4_crc32c_powers_init();
 #if defined(__x86_64__)
+	if (usb4_portable_forced())
+		return;
 	__builtin_cpu_init();
 	usb4_crc32c_hw = __builtin_cpu_supports("sse4.2");
 	usb4_crc32c_fold512 = usb4_crc32c_hw &&
@@ -332,6 +344,12 @@ uint32_t usb4_crc32c(uint32_t crc, const void *data, size_t len)
 			 usb4_crc32c_sse42(crc, data, len));
 #endif
 	return ~usb4_crc32c_sw(crc, data, len);
+}
+
+const char *usb4_crc32c_path(void)
+{
+	return usb4_crc32c_fold512 ? "vpclmulqdq" :
+	       usb4_crc32c_hw ? "sse4.2" : "portable";
 }
 
 /* The software path alone, so tests can check both against each other. */

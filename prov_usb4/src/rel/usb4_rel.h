@@ -231,6 +231,9 @@ int usb4_rel_datagram_ids_v(const struct iovec *dgram, int count,
 /* CRC32C (Castagnoli) used for the datagram checksum. */
 uint32_t usb4_crc32c(uint32_t crc, const void *data, size_t len);
 /* The portable software path of usb4_crc32c (tests compare the two). */
+/* The path usb4_crc32c takes here: "vpclmulqdq", "sse4.2" or "portable"
+ * (also forced by FI_USB4_PORTABLE=1). */
+const char *usb4_crc32c_path(void);
 uint32_t usb4_crc32c_soft(uint32_t crc, const void *data, size_t len);
 
 #endif /* USB4_REL_H */
