@@ -17,8 +17,10 @@ from pathlib import Path
 # Project headers each layer may include (system headers are free).
 ALLOWED = {
     "base": {"usb4.h", "usb4_list.h"},
-    "rel": {"usb4.h", "usb4_list.h", "usb4_rel.h", "../wire.h"},
+    "rel": {"usb4.h", "usb4_list.h", "usb4_rel.h", "usb4_rel_auth.h",
+            "../wire.h"},
     "link": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_rel.h",
+             "usb4_rel_auth.h",
              "usb4_shm.h", "usb4_udp.h", "../wire.h"},
     "core": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_core.h",
              "usb4_atomic.h", "usb4_proto.h", "../wire.h", "../src/wire.h"},

@@ -244,7 +244,7 @@ def test_peer_status_codes_are_mapped(run_driver, op, status):
 
 # --- another wire version -------------------------------------------------------
 
-OTHER_VERSION = 3  # a version from the future
+OTHER_VERSION = wire.CURRENT_VERSION + 1  # a version from the future
 VERSION_CASES = ("peer_rejects_in_its_header", "peer_rejects_in_our_header",
                  "peer_hello_of_another_version")
 
@@ -253,12 +253,12 @@ VERSION_CASES = ("peer_rejects_in_its_header", "peer_rejects_in_our_header",
 def test_version_mismatch_is_refused_at_connection(run_driver, case):
     """A peer of another wire version is refused when the session starts.
 
-    (a) peer_rejects_*: a peer of version 3 answers every HELLO of ours with
-        REJECT (proto 3).  The pending rendezvous send must fail within 1 s
+    (a) peer_rejects_*: a peer of a later version answers every HELLO of
+        ours with REJECT (its proto), acknowledging the HELLO's seq.  The pending rendezvous send must fail within 1 s
         with FI_ECONNREFUSED (not after FI_USB4_PEER_TIMEOUT with
         FI_EHOSTUNREACH), and the log must name both versions.  The REJECT's
         rel header carries the version its sender speaks (what
-        usb4_rel_reject() of a version 3 build sends; wire.h: version and
+        usb4_rel_reject() of a later build sends; wire.h: version and
         type keep their place in every version) or ours.
     (b) peer_hello_of_another_version: the peer sends a HELLO of another
         version (1 against this provider, with a valid v1 CRC): the answer
@@ -279,7 +279,9 @@ def take_their_reject(run_driver, its_header: bool) -> None:
     try:
         driver.start(fake.address)
         hello = fake.wait_datagram(RelType.HELLO)
-        refusal = wire.reject(fake.ep_id, fake.remote.ep_id, wire_version=OTHER_VERSION)
+        # Acknowledging the HELLO it answers, as usb4_rel_reject_cfg does.
+        refusal = wire.reject(fake.ep_id, fake.remote.ep_id, wire_version=OTHER_VERSION,
+                              ack=hello.seq)
         refusal.version = OTHER_VERSION if its_header else hello.version
         fake.refuse_with = refusal  # this HELLO and every one after it
         fake.handle(hello)

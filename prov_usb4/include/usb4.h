@@ -67,6 +67,9 @@ struct usb4_params {
 	size_t udp_buffers;	/* bytes one udp link may hold in copies of
 				 * frames (resend and reorder buffers) */
 	bool udp_placement;	/* receive DATA payloads in place */
+	char *auth_key;		/* the job key, when the application gives
+				 * none (usb4_auth_key.c) */
+	char *auth_key_file;	/* a file holding it */
 };
 
 extern struct usb4_params usb4_params;

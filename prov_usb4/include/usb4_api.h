@@ -124,6 +124,10 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 /* Checks attributes passed to fi_fabric/fi_domain/fi_endpoint against ours. */
 int usb4_check_fabric_attr(const struct fi_fabric_attr *attr);
 int usb4_check_domain_attr(const struct fi_domain_attr *attr);
+/* The job key: attr_len bytes at attr_key (the auth_key attribute), else
+ * the environment's; key->len 0: none.  -FI_EINVAL: unusable. */
+int usb4_auth_key_resolve(const void *attr_key, size_t attr_len,
+			  struct usb4_core_key *key);
 int usb4_check_ep_info(const struct fi_info *info);
 
 /* Object constructors, one file each. */

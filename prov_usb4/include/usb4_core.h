@@ -128,8 +128,17 @@ void usb4_mr_atomic_lock(struct usb4_mr_table *table);
 void usb4_mr_atomic_unlock(struct usb4_mr_table *table);
 
 /* What the core keeps per domain. */
+/* A job key as the application (auth_key) or the environment
+ * (FI_USB4_AUTH_KEY, FI_USB4_AUTH_KEY_FILE) gave it; len 0: none. */
+#define USB4_CORE_KEY_MAX	1024
+struct usb4_core_key {
+	size_t len;
+	unsigned char bytes[USB4_CORE_KEY_MAX];
+};
+
 struct usb4_core_domain {
 	struct usb4_mr_table *mrs;
+	struct usb4_core_key key;	/* endpoints' unless their own */
 };
 
 /* A region as published for remote access. */
@@ -451,6 +460,10 @@ bool usb4_core_reaches_other_hosts(void);
 
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom);
+/* The same with the endpoint's own job key (NULL: the domain's). */
+int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
+			    struct usb4_core_domain *dom,
+			    const struct usb4_core_key *key);
 /*
  * Closing takes three steps: flush (sends answers still waiting for room;
  * bounded; the caller holds the lock but it is released while sleeping),

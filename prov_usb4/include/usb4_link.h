@@ -84,6 +84,10 @@ struct usb4_link_cfg {
 	int reg_fd;		/* the domain's registration table memfd for
 				 * links that publish it to peers; -1: none */
 	struct usb4_link_sink sink;
+	const void *auth_key;	/* the job key's material, or NULL: links to
+				 * other hosts authenticate every datagram
+				 * with it */
+	size_t auth_key_len;
 };
 
 /* ---- landing zones (receive placement) -------------------------------- */
@@ -211,6 +215,10 @@ struct usb4_link_ops {
 struct usb4_link {
 	const struct usb4_link_ops *ops;
 	struct usb4_link_sink sink;
+	/* Every peer this link hands frames from has proved who it is: a
+	 * same-host process of our user (shm), or a peer that holds the job
+	 * key (udp with a key).  Set by the link at open. */
+	bool authenticated;
 };
 
 /* The kinds this build has, in order of preference: a peer is reached by

@@ -19,6 +19,10 @@
  *      version we do not speak; RTS no longer names a process (the link the
  *      frame came on knows its sender); the address is little-endian and
  *      carries the protocol version.
+ *   3  the handshake carries a nonce; with a job key every datagram ends in
+ *      an authentication trailer (USB4_REL_F_AUTH) and HELLOs offer the
+ *      required feature USB4_WIRE_FEATURE_AUTH; a responder keeps nothing
+ *      for a peer until that peer proves it got our HELLO_ACK.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -28,16 +32,20 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define USB4_WIRE_VERSION	2
+#define USB4_WIRE_VERSION	3
 
 /*
  * Feature bits, exchanged at connection time (HELLO, the shm inbox header).
  * The low 16 bits are optional: a feature is used when both sides offer it.
  * The high 16 bits are required: a peer that lacks one we offer in that half
- * is refused.  None is defined yet.
+ * is refused.
+ *   USB4_WIRE_FEATURE_AUTH  datagrams are authenticated under a job key:
+ *                           required, so a keyed and an unkeyed endpoint
+ *                           never talk.
  */
 #define USB4_WIRE_FEATURES		0u
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
+#define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 
 /* ---- endpoint address -------------------------------------------------- */
 
@@ -245,15 +253,19 @@ void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
  *   version   USB4_WIRE_VERSION.  version and type keep their place in
  *             every version, so a HELLO of any version can be answered.
  *   type      enum usb4_rel_type
- *   flags     0 (reserved)
- *   crc       CRC32C of the whole datagram computed with this field 0
+ *   flags     USB4_REL_F_AUTH or 0
+ *   crc       CRC32C of the whole datagram computed with this field 0;
+ *             0 and unused when the datagram is authenticated
  *   src_id    sender's endpoint id (its incarnation)
  *   dst_id    receiver's endpoint id
  *   seq       DATA: sequence number; HELLO/HELLO_ACK: sender's first seq
  *   ack       next sequence number the sender expects from the receiver
  *   sack      bit i set: seq ack + 1 + i has arrived (selective ack)
  *   window    frames the sender can still take beyond ack
- *   len       payload bytes after the header
+ *   len       payload bytes after the header (the trailer not counted)
+ *
+ * With USB4_REL_F_AUTH the datagram ends in struct usb4_wire_auth after the
+ * payload (usb4_rel_auth.h): its tag covers header and payload.
  */
 enum usb4_rel_type {
 	USB4_REL_HELLO = 1,	/* handshake request */
@@ -263,6 +275,8 @@ enum usb4_rel_type {
 	USB4_REL_REJECT,	/* "I do not speak your version or features" */
 	USB4_REL_TYPE_MAX
 };
+
+#define USB4_REL_F_AUTH		(1u << 0)
 
 struct usb4_wire_rel {
 	uint8_t version;
@@ -280,12 +294,28 @@ struct usb4_wire_rel {
 _Static_assert(sizeof(struct usb4_wire_rel) == 48, "rel header is 48 bytes");
 
 /*
+ * Trailer of an authenticated datagram.
+ *   pn    packet number: 0 on handshake datagrams (tagged under the job
+ *         key), from 1 up per direction of a session (tagged under its key)
+ *   tag   the tag
+ */
+struct usb4_wire_auth {
+	uint64_t pn;
+	uint8_t tag[16];
+};
+_Static_assert(sizeof(struct usb4_wire_auth) == 24, "auth trailer is 24 bytes");
+
+/*
  * Payload of HELLO, HELLO_ACK and REJECT.
  *   proto         the sender's USB4_WIRE_VERSION
  *   features      the sender's feature bits (USB4_WIRE_FEATURES)
  *   datagram_max  the largest datagram the sender can receive, header
  *                 included (kept per peer, usb4_rel_peer_datagram_max;
  *                 acting on it, path MTU discovery, is for a later version)
+ *   nonce         random per session: with a job key, the session's keys
+ *                 are derived from both sides' nonces (usb4_rel_auth.h)
+ * A HELLO_ACK's ack field is the HELLO's seq: the proof that the answer
+ * comes from whoever got the HELLO.
  */
 struct usb4_wire_hello {
 	uint16_t proto;
@@ -293,7 +323,8 @@ struct usb4_wire_hello {
 	uint32_t features;
 	uint32_t datagram_max;
 	uint32_t reserved2;
+	uint8_t nonce[16];
 };
-_Static_assert(sizeof(struct usb4_wire_hello) == 16, "hello is 16 bytes");
+_Static_assert(sizeof(struct usb4_wire_hello) == 32, "hello is 32 bytes");
 
 #endif /* USB4_WIRE_H */

@@ -17,7 +17,7 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       REJECT (rel types 1..4);
     * the RTS payload head is ``pid, iov_count``: the frame names the
       sender's process.
-2 (wire.h today)
+2 (up to commit d6b221b)
     * the address is ``struct usb4_wire_addr``, address layout version 3,
       explicitly little-endian, with ``proto`` (the wire version), ``flags``
       and the udp fields after the shm ones;
@@ -26,12 +26,21 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       version the receiver does not speak;
     * the RTS payload head is ``iov_count, reserved``: the link knows the
       sender, the frame no longer names a process.
+3 (wire.h today)
+    * ``struct usb4_wire_hello`` ends in a 16-byte ``nonce``;
+    * a HELLO_ACK (and a REJECT of our version) acknowledges the HELLO it
+      answers: its ``ack`` is the HELLO's ``seq``;
+    * with a job key every datagram has rel flag ``REL_F_AUTH`` set, ``crc``
+      0, and ends in ``struct usb4_wire_auth`` (packet number, 16-byte tag)
+      after the payload; HELLOs offer the required feature
+      ``FEATURE_AUTH``.  Tags are keyed: without the key nobody (this module
+      included) can make one.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
 bytes, so a datagram of any version can be recognised.  Functions that
-depend on the version take ``wire_version``; a value other than 1 or 2 (a
-peer from the future) is encoded with the newest layout we know.
+depend on the version take ``wire_version``; a value above 3 (a peer from
+the future) is encoded with the newest layout we know.
 
 CRC32C: ``crc32c(data, crc)`` follows the provider's convention
 (usb4_crc32c): ``crc32c(a)`` is the CRC of ``a`` and
@@ -47,8 +56,10 @@ import ipaddress
 import struct
 from typing import Optional
 
-WIRE_VERSIONS = (1, 2)
-CURRENT_VERSION = 2  # USB4_WIRE_VERSION
+WIRE_VERSIONS = (1, 2, 3)
+CURRENT_VERSION = 3  # USB4_WIRE_VERSION
+FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
+REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +134,7 @@ def status_from_wire(value: int) -> int:
 ADDR_LEN = 56
 ADDR_MAGIC = 0x34425355  # "USB4"
 # address layout version (the struct's own ``version`` byte) per wire version
-ADDR_LAYOUT = {1: 2, 2: 3}
+ADDR_LAYOUT = {1: 2, 2: 3, 3: 3}
 
 # struct usb4_addr (wire version 1: include/usb4_core.h of commit 0948737)
 ADDR_V1 = Layout("usb4_addr", (
@@ -407,9 +418,14 @@ REL_LAYOUT = Layout("usb4_wire_rel", (
 HELLO_LAYOUT = Layout("usb4_wire_hello", (
     ("proto", "H"), ("reserved", "H"), ("features", "I"), ("datagram_max", "I"),
     ("reserved2", "I")))
+HELLO_LAYOUT_V3 = Layout("usb4_wire_hello", HELLO_LAYOUT.fields + (("nonce", "16s"),))
+AUTH_LAYOUT = Layout("usb4_wire_auth", (("pn", "Q"), ("tag", "16s")))
 REL_HDR = REL_LAYOUT.codec
 HELLO = HELLO_LAYOUT.codec
-assert REL_HDR.size == 48 and HELLO.size == 16
+HELLO_V3 = HELLO_LAYOUT_V3.codec
+AUTH_TRAILER = AUTH_LAYOUT.codec
+assert REL_HDR.size == 48 and HELLO.size == 16 and HELLO_V3.size == 32
+assert AUTH_TRAILER.size == 24
 _CRC_OFFSET = 4
 
 
@@ -425,21 +441,29 @@ def hello_has_payload(wire_version: int) -> bool:
 
 @dataclasses.dataclass
 class Hello:
-    """struct usb4_wire_hello: the payload of HELLO, HELLO_ACK and REJECT (v2)."""
+    """struct usb4_wire_hello: the payload of HELLO, HELLO_ACK and REJECT
+    (v2; v3 adds the nonce)."""
 
     proto: int = CURRENT_VERSION
     features: int = 0
     datagram_max: int = 0
+    nonce: bytes = bytes(16)
 
-    def pack(self) -> bytes:
-        return HELLO.pack(self.proto, 0, self.features, self.datagram_max, 0)
+    def pack(self, wire_version: int = CURRENT_VERSION) -> bytes:
+        if wire_version == 2:
+            return HELLO.pack(self.proto, 0, self.features, self.datagram_max, 0)
+        return HELLO_V3.pack(self.proto, 0, self.features, self.datagram_max, 0,
+                             self.nonce)
 
     @classmethod
     def unpack(cls, payload: bytes) -> "Hello":
         if len(payload) < HELLO.size:
             raise WireError("hello payload of %d bytes" % len(payload))
         proto, _, features, datagram_max, _ = HELLO.unpack_from(payload)
-        return cls(proto=proto, features=features, datagram_max=datagram_max)
+        nonce = payload[HELLO.size:HELLO_V3.size] if len(payload) >= HELLO_V3.size \
+            else bytes(16)
+        return cls(proto=proto, features=features, datagram_max=datagram_max,
+                   nonce=nonce)
 
 
 @dataclasses.dataclass
@@ -464,16 +488,26 @@ class RelDatagram:
     crc: Optional[int] = None
     crc_ok: bool = True
     raw: bytes = b""  # the bytes unpack() read
+    trailer: bytes = b""  # struct usb4_wire_auth when flags has REL_F_AUTH
 
+
+    @property
+    def authenticated(self) -> bool:
+        return bool(self.flags & REL_F_AUTH)
 
     def pack(self) -> bytes:
+        """The bytes; an authenticated datagram (REL_F_AUTH) gets crc 0 and
+        ``trailer`` (whatever it holds: only a key holder makes a valid one)."""
         length = len(self.payload) if self.len is None else self.len
         head = REL_HDR.pack(self.version, self.type, self.flags, 0, self.src_id,
                             self.dst_id, self.seq & 0xFFFFFFFF, self.ack & 0xFFFFFFFF,
                             self.sack, self.window, length)
-        crc = self.crc if self.crc is not None else crc32c(self.payload, crc32c(head))
+        if self.crc is not None:
+            crc = self.crc
+        else:
+            crc = 0 if self.authenticated else crc32c(self.payload, crc32c(head))
         return head[:_CRC_OFFSET] + struct.pack("<I", crc) + \
-            head[_CRC_OFFSET + 4:] + self.payload
+            head[_CRC_OFFSET + 4:] + self.payload + self.trailer
 
     @classmethod
     def unpack(cls, raw: bytes) -> "RelDatagram":
@@ -481,11 +515,19 @@ class RelDatagram:
             raise WireError("datagram of %d bytes, shorter than rel's header" % len(raw))
         (version, rtype, flags, crc, src_id, dst_id, seq, ack, sack, window,
          length) = REL_HDR.unpack_from(raw)
+        body, trailer = raw[REL_HDR.size:], b""
+        if flags & REL_F_AUTH and len(body) >= AUTH_TRAILER.size:
+            body, trailer = body[:-AUTH_TRAILER.size], body[-AUTH_TRAILER.size:]
         zeroed = raw[:_CRC_OFFSET] + bytes(4) + raw[_CRC_OFFSET + 4:]
         return cls(type=rtype, src_id=src_id, dst_id=dst_id, seq=seq, ack=ack, sack=sack,
-                   window=window, payload=raw[REL_HDR.size:], version=version,
+                   window=window, payload=body, version=version,
                    flags=flags, len=length, crc=crc, crc_ok=crc32c(zeroed) == crc,
-                   raw=bytes(raw))
+                   raw=bytes(raw), trailer=trailer)
+
+    @property
+    def packet_number(self) -> Optional[int]:
+        """The trailer's packet number (authenticated datagrams)."""
+        return AUTH_TRAILER.unpack(self.trailer)[0] if self.trailer else None
 
     @property
     def type_name(self) -> str:
@@ -508,9 +550,11 @@ class RelDatagram:
         return Frame.unpack(self.payload)
 
     def describe(self) -> str:
+        check = " AUTH pn %d" % self.packet_number if self.trailer else \
+            ("" if self.crc_ok else " BAD-CRC")
         text = "%s v%d %016x->%016x seq %d ack %d win %d len %d%s" % (
             self.type_name, self.version, self.src_id, self.dst_id, self.seq, self.ack,
-            self.window, len(self.payload), "" if self.crc_ok else " BAD-CRC")
+            self.window, len(self.payload), check)
         hello = self.hello
         if hello is not None:
             text += " proto %d features %#x dgmax %d" % (hello.proto, hello.features,
@@ -521,7 +565,8 @@ class RelDatagram:
 def handshake(wire_version: int, rel_type: int, src_id: int, dst_id: int, isn: int,
               window: int = 64, ack: int = 0, proto: Optional[int] = None,
               features: int = 0, datagram_max: int = 65507,
-              header_version: Optional[int] = None) -> RelDatagram:
+              header_version: Optional[int] = None,
+              nonce: bytes = bytes(16)) -> RelDatagram:
     """HELLO, HELLO_ACK or REJECT as a peer of ``wire_version`` sends it.
 
     Version 1 has no payload (and no REJECT); later versions carry
@@ -532,18 +577,21 @@ def handshake(wire_version: int, rel_type: int, src_id: int, dst_id: int, isn: i
     payload = b""
     if hello_has_payload(wire_version):
         payload = Hello(proto=wire_version if proto is None else proto,
-                        features=features, datagram_max=datagram_max).pack()
+                        features=features, datagram_max=datagram_max,
+                        nonce=nonce).pack(wire_version)
     return RelDatagram(type=rel_type, src_id=src_id, dst_id=dst_id, seq=isn, ack=ack,
                        window=window, payload=payload,
                        version=wire_version if header_version is None else header_version)
 
 
 def reject(src_id: int, dst_id: int, wire_version: int = CURRENT_VERSION,
-           features: int = 0) -> RelDatagram:
+           features: int = 0, ack: int = 0) -> RelDatagram:
     """The REJECT usb4_rel_reject() builds: our version in header and payload,
-    every other field 0 (no seq, no window, no datagram_max)."""
-    return RelDatagram(type=RelType.REJECT, src_id=src_id, dst_id=dst_id,
-                       payload=Hello(proto=wire_version, features=features).pack(),
+    every other field 0 (no seq, no window, no datagram_max); ``ack`` is the
+    seq of the HELLO it answers (usb4_rel_reject_cfg, from version 3)."""
+    return RelDatagram(type=RelType.REJECT, src_id=src_id, dst_id=dst_id, ack=ack,
+                       payload=Hello(proto=wire_version,
+                                     features=features).pack(wire_version),
                        version=wire_version)
 
 
@@ -554,4 +602,6 @@ LAYOUTS: dict[int, tuple[Layout, ...]] = {
         REL_LAYOUT),
     2: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
         REL_LAYOUT, HELLO_LAYOUT),
+    3: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
+        REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT),
 }

@@ -463,12 +463,14 @@ static void test_handshake_normal(void)
 	      head.features == USB4_WIRE_FEATURES && head.crc_ok);
 	xfer(&a, &b, 0);
 	CHECK_EQ(type_at(&b, 0), USB4_REL_HELLO_ACK);
-	CHECK_EQ(usb4_rel_peer_datagram_max(b.rel), 9000);
+	/* A HELLO teaches nothing until A proves it got the answer. */
+	CHECK_EQ(usb4_rel_peer_datagram_max(b.rel), 0);
 	xfer(&b, &a, 0);
 	CHECK_EQ(usb4_rel_peer_datagram_max(a.rel), HDR + PMAX);  /* default */
 	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
 	CHECK_EQ(hdr_of(&a.out.d[0]).seq, 1000);
 	xfer(&a, &b, 0);
+	CHECK_EQ(usb4_rel_peer_datagram_max(b.rel), 9000);
 	CHECK_EQ(b.expect, 1);
 	CHECK(!b.bad);
 	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, 1);
@@ -527,8 +529,9 @@ static void test_handshake_hello_lost(void)
 	side_close(&b);
 }
 
-/* B's HELLO_ACK is lost; A asks again and B answers again, idempotently,
- * even after B has sent data of its own (dropped by A until it knows B). */
+/* B's HELLO_ACK is lost; B, with nothing proven yet, says HELLO itself
+ * when it has data (A's answer completes B's side); A asks again and B
+ * answers again, idempotently (B's data is dropped by A until A knows B). */
 static void test_handshake_hello_ack_lost(void)
 {
 	struct side a, b;
@@ -539,7 +542,11 @@ static void test_handshake_hello_ack_lost(void)
 	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
 	xfer(&a, &b, 0);
 	q_clear(&b.out);		/* HELLO_ACK lost */
-	CHECK_EQ(send_idx(&b, 2, 0, 0), 0);	/* B is done: sends DATA */
+	CHECK_EQ(send_idx(&b, 2, 0, 0), 0);
+	CHECK_EQ(type_at(&b, 0), USB4_REL_HELLO);
+	xfer(&b, &a, 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_HELLO_ACK);
+	xfer(&a, &b, 0);		/* B knows A now: its DATA goes */
 	CHECK_EQ(type_at(&b, 0), USB4_REL_DATA);
 	xfer(&b, &a, 0);
 	CHECK_EQ(usb4_rel_stats(a.rel)->dropped[USB4_REL_DROP_NO_HANDSHAKE], 1);
@@ -735,22 +742,21 @@ static void hello_saying(uint16_t proto, uint32_t features, bool refused)
 	CHECK_EQ(usb4_rel_input(b.rel, 10, buf, len, &b.io),
 		 refused ? -FI_ECONNREFUSED : 0);
 	CHECK_EQ(b.out.n, 1);
-	if (b.out.n == 1)
+	if (b.out.n == 1) {
 		check_answer(&b.out.d[0], refused ? USB4_REL_REJECT :
 						    USB4_REL_HELLO_ACK);
-	CHECK_EQ(usb4_rel_down(b.rel), refused ? -FI_ECONNREFUSED : 0);
-	CHECK_EQ(usb4_rel_dead(b.rel), refused);
-	CHECK_EQ(send_idx(&b, 2, 0, 20), refused ? -FI_ECONNREFUSED : 0);
+		CHECK_EQ(hdr_of(&b.out.d[0]).ack, 7);	/* answers seq 7 */
+	}
+	/* Anyone can send a HELLO naming A: refusing one ends nothing. */
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	CHECK(!usb4_rel_dead(b.rel));
 	if (refused) {
 		q_clear(&b.out);
-		CHECK(usb4_rel_deadline(b.rel) == UINT64_MAX);
 		len = craft_hello(buf, USB4_WIRE_VERSION, USB4_REL_HELLO, 7,
 				  USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
-		CHECK_EQ(usb4_rel_input(b.rel, 30, buf, len, &b.io),
-			 -FI_ECONNREFUSED);	/* a good HELLO is too late */
-		usb4_rel_timer(b.rel, 10 * cfg.dead_ns, &b.io);
-		CHECK_EQ(b.out.n, 0);
-		CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNREFUSED);
+		CHECK_EQ(usb4_rel_input(b.rel, 30, buf, len, &b.io), 0);
+		CHECK_EQ(type_at(&b, 0), USB4_REL_HELLO_ACK);
+		CHECK_EQ(usb4_rel_down(b.rel), 0);
 	}
 	side_close(&a);
 	side_close(&b);
@@ -878,11 +884,12 @@ static void reject_during_handshake(bool from_link)
 					hello->len, &b.io), -FI_EINVAL);
 		CHECK_EQ(peek_one(hello->buf, hello->len, &head), 0);
 		CHECK(head.crc_ok && head.version == USB4_WIRE_VERSION + 1);
-		len = usb4_rel_reject(buf, ID_B, head.src_id);
+		len = usb4_rel_reject_cfg(buf, &cfg, ID_B, head.src_id,
+					  hdr_of(hello).seq);
 	} else {
 		xfer(&a, &b, 10 * US);
 		CHECK_EQ(type_at(&b, 0), USB4_REL_REJECT);
-		CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNREFUSED);
+		CHECK_EQ(usb4_rel_down(b.rel), 0);	/* B just answers */
 		len = b.out.n ? b.out.d[0].len : 0;
 		memcpy(buf, b.out.n ? b.out.d[0].buf : buf, len);
 	}
@@ -1034,11 +1041,13 @@ static void test_reject_datagram(void)
 	CHECK_EQ(w.flags, 0);
 	CHECK_EQ(le32toh(w.len), HELLO_LEN);
 	CHECK_EQ(le16toh(hello.proto), USB4_WIRE_VERSION);
-	/* A peer that has not met B yet takes it: refused. */
+	/* A peer of our version takes it only as the answer to its HELLO: one
+	 * that acknowledges nothing it sent is dropped, the peer lives on. */
 	CHECK_EQ(usb4_rel_peer_open(&p, &cfg, ID_A, ID_B, 0), 0);
 	s.io = (struct usb4_rel_io) { fake_xmit, &s, fake_deliver, &s };
-	CHECK_EQ(usb4_rel_input(p, 0, buf, len, &s.io), -FI_ECONNREFUSED);
-	CHECK_EQ(usb4_rel_down(p), -FI_ECONNREFUSED);
+	CHECK_EQ(usb4_rel_input(p, 0, buf, len, &s.io), -FI_EACCES);
+	CHECK_EQ(usb4_rel_stats(p)->dropped[USB4_REL_DROP_NO_PROOF], 1);
+	CHECK_EQ(usb4_rel_down(p), 0);
 	CHECK_EQ(s.out.n, 0);
 	usb4_rel_peer_close(p);
 	q_free(&s.out);
@@ -1138,7 +1147,8 @@ static void test_out_of_window(void)
 	cfg.isn = 5;
 	pair_open(&a, &b, &cfg, &cfg, 0);
 	handshake(&a, &b, 0);
-	len = craft(buf, USB4_REL_DATA, ID_A, ID_B, 5 + cfg.window, 0, 0, pl, 8);
+	/* It acknowledges B's ISN (5) as A's first DATA does. */
+	len = craft(buf, USB4_REL_DATA, ID_A, ID_B, 5 + cfg.window, 5, 0, pl, 8);
 	CHECK_EQ(usb4_rel_input(b.rel, 0, buf, len, &b.io), -FI_ENOSPC);
 	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_OUT_OF_WINDOW], 1);
 	CHECK_EQ(type_at(&b, 0), USB4_REL_ACK);
@@ -2195,6 +2205,304 @@ static void test_input_in_pieces(void)
 	side_close(&b);
 }
 
+/* ---- authentication under a job key --------------------------------------- */
+
+#define TRAILER	sizeof(struct usb4_wire_auth)
+
+static struct usb4_auth_job job_one, job_two;
+
+static struct usb4_rel_cfg keyed_cfg(const struct usb4_auth_job *job)
+{
+	struct usb4_rel_cfg cfg = base_cfg();
+
+	cfg.job = job;
+	return cfg;
+}
+
+static uint16_t flags_of(const struct dgram *d)
+{
+	return le16toh(hdr_of(d).flags);
+}
+
+/* Both sides hold the key: the handshake and a transfer complete, every
+ * datagram carries the flag and the trailer, nothing is dropped. */
+static void test_auth_transfer(void)
+{
+	struct usb4_rel_cfg cfg = keyed_cfg(&job_one);
+	struct side a, b;
+	uint64_t now = 0;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	CHECK_EQ(a.out.n, 1);
+	CHECK_EQ(a.out.d[0].len, HDR + HELLO_LEN + TRAILER);
+	CHECK_EQ(flags_of(&a.out.d[0]), USB4_REL_F_AUTH);
+	xfer(&a, &b, 0);
+	CHECK_EQ(type_at(&b, 0), USB4_REL_HELLO_ACK);
+	xfer(&b, &a, 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	CHECK_EQ(flags_of(&a.out.d[0]), USB4_REL_F_AUTH);
+	CHECK_EQ(hdr_of(&a.out.d[0]).crc, 0);
+	transfer_completes(&a, &b, 200, &now);
+	for (int d = 0; d < USB4_REL_DROP_MAX; d++) {
+		CHECK_EQ(usb4_rel_stats(a.rel)->dropped[d], 0);
+		CHECK_EQ(usb4_rel_stats(b.rel)->dropped[d], 0);
+	}
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A HELLO under another key, without one where one is in force, or with
+ * one where none is: dropped and counted, unanswered, nothing learnt. */
+static void auth_hello_refused(const struct usb4_auth_job *ja,
+			       const struct usb4_auth_job *jb,
+			       enum usb4_rel_drop why)
+{
+	struct usb4_rel_cfg ca = keyed_cfg(ja), cb = keyed_cfg(jb);
+	struct side a, b;
+
+	pair_open(&a, &b, &ca, &cb, 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	xfer(&a, &b, 0);
+	CHECK_EQ(b.out.n, 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[why], 1);
+	CHECK_EQ(send_idx(&b, 2, 0, 0), 0);	/* B's own HELLO: the same */
+	xfer(&b, &a, 0);
+	CHECK_EQ(a.out.n, 0);
+	CHECK_EQ(usb4_rel_stats(a.rel)->dropped[why], 1);
+	CHECK_EQ(b.expect, 0);
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_auth_hello_refused(void)
+{
+	auth_hello_refused(&job_one, &job_two, USB4_REL_DROP_BAD_TAG);
+	auth_hello_refused(NULL, &job_one, USB4_REL_DROP_UNAUTHENTICATED);
+	auth_hello_refused(&job_one, NULL, USB4_REL_DROP_UNAUTHENTICATED);
+}
+
+static struct dgram dgram_copy(const struct dgram *d)
+{
+	struct dgram c = *d;
+
+	c.buf = malloc(d->len);
+	memcpy(c.buf, d->buf, d->len);
+	return c;
+}
+
+/* What a host on the cable can do without the key: replay what it saw,
+ * alter it, or make frames with the ids and sequence numbers it saw.  All
+ * dropped and counted; nothing is delivered twice or acknowledged that did
+ * not arrive; the transfer completes. */
+static void test_auth_forgery_and_replay(void)
+{
+	struct usb4_rel_cfg cfg = keyed_cfg(&job_one);
+	struct side a, b;
+	struct dgram seen, ack_seen;
+	struct usb4_wire_rel h;
+	unsigned char buf[HDR + 8 + TRAILER], pl[8] = { 0 };
+	uint64_t now = 0, delivered;
+	uint32_t in_flight;
+	size_t len;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	transfer_completes(&a, &b, 20, &now);
+	CHECK_EQ(send_idx(&a, 1, 20, now), 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	seen = dgram_copy(&a.out.d[0]);
+	xfer(&a, &b, now);
+	CHECK_EQ(b.expect, 21);
+	delivered = usb4_rel_stats(b.rel)->delivered;
+	/* the same datagram again */
+	CHECK(usb4_rel_input(b.rel, now, seen.buf, seen.len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_REPLAYED], 1);
+	/* altered: one payload byte, then the sequence number */
+	seen.buf[HDR + 1] ^= 1;
+	CHECK(usb4_rel_input(b.rel, now, seen.buf, seen.len, &b.io) < 0);
+	seen.buf[HDR + 1] ^= 1;
+	memcpy(&h, seen.buf, HDR);
+	h.seq = htole32(le32toh(h.seq) + 1);
+	memcpy(seen.buf, &h, HDR);
+	CHECK(usb4_rel_input(b.rel, now, seen.buf, seen.len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_TAG], 2);
+	/* made from scratch with the next seq: no tag, or a made-up one */
+	len = craft(buf, USB4_REL_DATA, ID_A, ID_B, le32toh(h.seq), 0, 0, pl, 8);
+	CHECK(usb4_rel_input(b.rel, now, buf, len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_UNAUTHENTICATED],
+		 1);
+	memcpy(&h, buf, HDR);
+	h.flags = htole16(USB4_REL_F_AUTH);
+	h.crc = 0;
+	memcpy(buf, &h, HDR);
+	memset(buf + len, 0x5a, TRAILER);
+	CHECK(usb4_rel_input(b.rel, now, buf, len + TRAILER, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_TAG], 3);
+	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, delivered);
+	CHECK_EQ(b.expect, 21);
+	/* an ACK for what A sent but B never got: A keeps it in flight */
+	CHECK_EQ(send_idx(&a, 1, 21, now), 0);
+	q_clear(&a.out);			/* lost on the way */
+	in_flight = usb4_rel_in_flight(a.rel);
+	CHECK(in_flight >= 1);
+	usb4_rel_ack_now(b.rel, &b.io);		/* nothing owed: no ack */
+	len = craft(buf, USB4_REL_ACK, ID_B, ID_A, 0, le32toh(h.seq) + 1, 0,
+		    NULL, 0);
+	memcpy(&h, buf, HDR);
+	h.flags = htole16(USB4_REL_F_AUTH);
+	h.crc = 0;
+	memcpy(buf, &h, HDR);
+	memset(buf + len, 0xa5, TRAILER);
+	CHECK(usb4_rel_input(a.rel, now, buf, len + TRAILER, &a.io) < 0);
+	CHECK_EQ(usb4_rel_in_flight(a.rel), in_flight);
+	/* B's real acks, replayed, change nothing either */
+	now += 10 * MS;
+	usb4_rel_timer(a.rel, now, &a.io);	/* A resends 21 */
+	xfer(&a, &b, now);
+	CHECK_EQ(b.expect, 22);
+	now += MS;
+	usb4_rel_timer(b.rel, now, &b.io);
+	CHECK(b.out.n >= 1);
+	ack_seen = dgram_copy(&b.out.d[b.out.n - 1]);
+	xfer(&b, &a, now);
+	CHECK_EQ(usb4_rel_in_flight(a.rel), 0);
+	CHECK(usb4_rel_input(a.rel, now, ack_seen.buf, ack_seen.len, &a.io) < 0);
+	CHECK_EQ(usb4_rel_stats(a.rel)->dropped[USB4_REL_DROP_REPLAYED], 1);
+	{
+		uint64_t next = 22;
+
+		settle(&a, &b, &next, 60, &now, 10 * US);
+		CHECK_EQ(b.expect, 60);
+		CHECK(!b.bad);
+	}
+	free(seen.buf);
+	free(ack_seen.buf);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A responder without a peer (the link's offers): the HELLO is read and
+ * answered, the peer's first DATA proves it got the answer, and only then
+ * is a peer made, which takes that DATA and the rest.  A DATA that does
+ * not acknowledge our ISN proves nothing. */
+static void offer_flow(const struct usb4_auth_job *job)
+{
+	struct usb4_rel_cfg ca = keyed_cfg(job), cb = keyed_cfg(job);
+	struct side a, b;
+	struct usb4_rel_offer o;
+	struct iovec one;
+	struct dgram data, wrong;
+	struct usb4_wire_rel h;
+	unsigned char buf[USB4_REL_ANSWER_LEN];
+	uint64_t now = 0, next = 1;
+	size_t len;
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	CHECK_EQ(usb4_rel_peer_open(&a.rel, &ca, ID_A, ID_B, 0), 0);
+	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
+	b.io = (struct usb4_rel_io) { fake_xmit, &b, fake_deliver, &b };
+	a.stream = 2;
+	b.stream = 1;
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	one = (struct iovec) { a.out.d[0].buf, a.out.d[0].len };
+	memset(&o, 0, sizeof(o));
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_B, &one, 1, &o), 0);
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_A, &one, 1, &o), -FI_EINVAL);
+	CHECK_EQ(o.remote_id, ID_A);
+	CHECK_EQ(o.peer_isn, hdr_of(&a.out.d[0]).seq);
+	o.isn = 4242;
+	memset(o.nonce, 0x42, sizeof(o.nonce));
+	q_clear(&a.out);
+	len = usb4_rel_offer_answer(&cb, ID_B, &o, buf);
+	CHECK(len > HDR);
+	CHECK_EQ(usb4_rel_input(a.rel, 0, buf, len, &a.io), 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	CHECK_EQ(hdr_of(&a.out.d[0]).ack, 4242);
+	data = dgram_copy(&a.out.d[0]);
+	q_clear(&a.out);
+	one = (struct iovec) { data.buf, data.len };
+	CHECK(usb4_rel_offer_proven(&cb, ID_B, &o, &one, 1));
+	/* the same DATA acknowledging another ISN */
+	wrong = dgram_copy(&data);
+	memcpy(&h, wrong.buf, HDR);
+	h.ack = htole32(4243);
+	memcpy(wrong.buf, &h, HDR);
+	if (!job)
+		recrc(wrong.buf, wrong.len);
+	one = (struct iovec) { wrong.buf, wrong.len };
+	CHECK(!usb4_rel_offer_proven(&cb, ID_B, &o, &one, 1));
+	CHECK(!usb4_rel_offer_proven(&cb, ID_A, &o, &one, 1));
+	CHECK_EQ(usb4_rel_peer_accept(&b.rel, &cb, ID_B, &o, 0), 0);
+	CHECK_EQ(usb4_rel_input(b.rel, 0, data.buf, data.len, &b.io), 0);
+	CHECK_EQ(b.expect, 1);
+	settle(&a, &b, &next, 40, &now, 10 * US);
+	CHECK_EQ(b.expect, 40);
+	CHECK(!b.bad);
+	free(data.buf);
+	free(wrong.buf);
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_offer_flow(void)
+{
+	offer_flow(NULL);
+	offer_flow(&job_one);
+}
+
+/* offer_read refuses what it must: a HELLO of features we refuse (a job
+ * key on one side only), under another key, or not a HELLO. */
+static void test_offer_read_refuses(void)
+{
+	struct usb4_rel_cfg plain = base_cfg(), k1 = keyed_cfg(&job_one),
+			    k2 = keyed_cfg(&job_two);
+	struct usb4_rel_offer o;
+	struct side a = { 0 };
+	struct iovec one;
+
+	CHECK_EQ(usb4_rel_peer_open(&a.rel, &k1, ID_A, ID_B, 0), 0);
+	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	one = (struct iovec) { a.out.d[0].buf, a.out.d[0].len };
+	CHECK_EQ(usb4_rel_offer_read(&k1, ID_B, &one, 1, &o), 0);
+	CHECK_EQ(usb4_rel_offer_read(&k2, ID_B, &one, 1, &o), -FI_EACCES);
+	CHECK_EQ(usb4_rel_offer_read(&plain, ID_B, &one, 1, &o), -FI_EACCES);
+	side_close(&a);
+	memset(&a, 0, sizeof(a));
+	CHECK_EQ(usb4_rel_peer_open(&a.rel, &plain, ID_A, ID_B, 0), 0);
+	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	one = (struct iovec) { a.out.d[0].buf, a.out.d[0].len };
+	CHECK_EQ(usb4_rel_offer_read(&k1, ID_B, &one, 1, &o), -FI_EACCES);
+	CHECK_EQ(usb4_rel_offer_read(&plain, ID_B, &one, 1, &o), 0);
+	side_close(&a);
+}
+
+/* The replay window: each packet number once, in any order within it,
+ * never one older than it. */
+static void test_auth_replay_window(void)
+{
+	struct usb4_auth_session s;
+	unsigned char n1[USB4_AUTH_NONCE_LEN] = { 1 }, n2[USB4_AUTH_NONCE_LEN] = { 2 };
+
+	usb4_auth_session_init(&s, &job_one, ID_A, ID_B, n1, n2);
+	for (uint64_t pn = 1; pn <= 1000; pn += 2) {
+		CHECK(!usb4_auth_replayed(&s, pn));
+		usb4_auth_accept_pn(&s, pn);
+		CHECK(usb4_auth_replayed(&s, pn));
+	}
+	CHECK(!usb4_auth_replayed(&s, 998));	/* late, inside the window */
+	usb4_auth_accept_pn(&s, 998);
+	CHECK(usb4_auth_replayed(&s, 998));
+	CHECK(usb4_auth_replayed(&s, 999 - USB4_AUTH_REPLAY_BITS));  /* too old */
+	CHECK(!usb4_auth_replayed(&s, 1000 - USB4_AUTH_REPLAY_BITS)); /* even */
+	usb4_auth_accept_pn(&s, 1000 + 5 * USB4_AUTH_REPLAY_BITS);
+	CHECK(usb4_auth_replayed(&s, 999));
+	CHECK(!usb4_auth_replayed(&s, 1000 + 5 * USB4_AUTH_REPLAY_BITS - 1));
+}
+
 int main(void)
 {
 	printf("crc32c path: %s\n", usb4_crc32c_path());
@@ -2236,5 +2544,13 @@ int main(void)
 	test_send_by_reference();
 	test_copy_refs_needs_no_pool();
 	test_input_in_pieces();
+	CHECK_EQ(usb4_auth_job_init(&job_one, "key one", 7), 0);
+	CHECK_EQ(usb4_auth_job_init(&job_two, "key two", 7), 0);
+	test_auth_transfer();
+	test_auth_hello_refused();
+	test_auth_forgery_and_replay();
+	test_offer_flow();
+	test_offer_read_refuses();
+	test_auth_replay_window();
 	return usb4_test_done("test_rel");
 }

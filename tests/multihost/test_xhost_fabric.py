@@ -54,6 +54,12 @@ UDP_COUNTERS = re.compile(
     r"duplicate (?P<d_duplicate>\d+) window (?P<d_window>\d+) "
     r"handshake (?P<d_handshake>\d+) nobuffer (?P<d_nobuffer>\d+); "
     r"foreign datagrams (?P<foreign>\d+)")
+AUTH_COUNTERS = re.compile(
+    r"auth rejected (?P<auth_rejected>\d+) replayed (?P<replayed>\d+) "
+    r"unauthenticated (?P<unauthenticated>\d+) unproven (?P<unproven>\d+); "
+    r"half-open made (?P<offers_made>\d+) evicted (?P<offers_evicted>\d+) "
+    r"expired (?P<offers_expired>\d+) promoted (?P<offers_promoted>\d+); "
+    r"sessions freed (?P<sessions_freed>\d+) refused (?P<sessions_refused>\d+)")
 SUMMARY = re.compile(
     r"^(?P<who>client|server): (?P<verdict>OK|FAIL) bytes (?P<bytes>\d+) "
     r"messages (?P<messages>\d+) rma_bytes (?P<rma_bytes>\d+) "
@@ -75,8 +81,9 @@ class Peer(HostProcess):
     def counters(self):
         """The udp/rel counters the endpoint logged at close."""
         found = [m.groupdict() for m in UDP_COUNTERS.finditer(self.err)]
-        assert len(found) == 1, "want one udp: line\n" + self.describe()
-        return {k: int(v) for k, v in found[0].items()}
+        auth = [m.groupdict() for m in AUTH_COUNTERS.finditer(self.err)]
+        assert len(found) == 1 and len(auth) == 1, "want one udp: line\n" + self.describe()
+        return {k: int(v) for k, v in {**found[0], **auth[0]}.items()}
 
     def summary(self):
         found = [m.groupdict() for m in SUMMARY.finditer(self.out)]
@@ -167,6 +174,62 @@ def test_faulty_transfer_1gib_bit_exact(cluster2, xpeer, provider_dir, tmp_path)
     # Doubled datagrams are recognised, corrupted ones rejected.
     assert c["d_duplicate"] + s["d_duplicate"] > 0, both
     assert c["d_header"] + s["d_header"] > 0, both
+
+
+JOB_KEY = {"FI_USB4_AUTH_KEY": "rogue hosts never hold this"}
+
+
+def test_keyed_transfer_256mib_bit_exact(cluster2, xpeer, provider_dir, tmp_path):
+    """With a job key every datagram is authenticated: the same transfer is
+    bit-exact and nothing is rejected."""
+    server, client, wall = transfer(cluster2, xpeer, provider_dir, tmp_path, 256 * MIB,
+                                    JOB_KEY)
+    report("keyed", server, client, wall)
+    for peer in (client, server):
+        n = peer.counters()
+        for key in ("auth_rejected", "replayed", "unauthenticated", "unproven",
+                    "d_header", "foreign"):
+            assert n[key] == 0, "%s\n%s" % (key, peer.describe())
+    # The responder made its session from a proven offer.
+    assert server.counters()["offers_promoted"] == 1, server.describe()
+
+
+def test_keyed_faulty_transfer_bit_exact(cluster2, xpeer, provider_dir, tmp_path):
+    """Faults under a key: corrupted datagrams fail their tag, doubled ones are
+    replays; the transfer is bit-exact."""
+    server, client, wall = transfer(cluster2, xpeer, provider_dir, tmp_path, 256 * MIB,
+                                    {**JOB_KEY, "FI_USB4_FAULTS": FAULTS})
+    report("keyed faults", server, client, wall)
+    c, s = client.counters(), server.counters()
+    both = client.describe() + "\n" + server.describe()
+    assert c["f_corrupted"] + s["f_corrupted"] > 0, both
+    assert c["auth_rejected"] + s["auth_rejected"] + c["d_header"] + s["d_header"] > 0, both
+    assert c["replayed"] + s["replayed"] > 0, both
+
+
+@pytest.mark.parametrize("server_key", ["another key", None])
+def test_other_key_or_none_is_refused(cluster2, xpeer, provider_dir, tmp_path,
+                                      server_key):
+    """A client whose key the server does not share (another key, or the
+    server has none) gets nowhere: its HELLOs are dropped and counted, its
+    operations fail after the peer timeout, nothing is delivered."""
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    argv = ["transfer", "--dir", str(rundir), "--timeout", "6", "--bytes", str(MIB)]
+    server_env = provider_env(provider_dir, {"FI_USB4_PEER_TIMEOUT": "1500"})
+    if server_key:
+        server_env["FI_USB4_AUTH_KEY"] = server_key
+    client_env = provider_env(provider_dir, {**JOB_KEY, "FI_USB4_PEER_TIMEOUT": "1500"})
+    server = Peer(cluster2, 1, [str(xpeer), "server"] + argv, server_env, rundir, "server")
+    client = Peer(cluster2, 0, [str(xpeer), "client"] + argv, client_env, rundir, "client")
+    cprogs.wait_all(cluster2, [client, server], RUN_TIMEOUT)
+    both = client.describe() + "\n" + server.describe()
+    assert client.proc.returncode != 0, "the client got through\n" + both
+    assert "stopped answering" in client.err, both
+    # The server (ended by its watchdog: no counters at close) said why.
+    why = ("without a valid job key tag" if server_key else
+           "tagged under a job key this endpoint does not have")
+    assert why in server.err, both
 
 
 EVACUATED = re.compile(r"holes evacuated (\d+)")

@@ -88,7 +88,13 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 	domain = calloc(1, sizeof(*domain));
 	if (!domain)
 		return -FI_ENOMEM;
-	ret = usb4_core_domain_open(&domain->core, usb4_params.mr_max);
+	ret = info && info->domain_attr ?
+	      usb4_auth_key_resolve(info->domain_attr->auth_key,
+				    info->domain_attr->auth_key_size,
+				    &domain->core.key) :
+	      usb4_auth_key_resolve(NULL, 0, &domain->core.key);
+	if (!ret)
+		ret = usb4_core_domain_open(&domain->core, usb4_params.mr_max);
 	if (ret) {
 		free(domain);
 		return ret;

@@ -371,6 +371,28 @@ static struct fi_ops_cm ep_cm_ops = {
 	.join = cm_join,
 };
 
+/* The core endpoint, with its own job key when the application gives one. */
+static int ep_open_core(struct usb4_ep *ep, const struct fi_info *info,
+			struct usb4_domain *domain)
+{
+	struct usb4_core_key *key;
+	int ret;
+
+	if (!info->ep_attr || !info->ep_attr->auth_key_size)
+		return usb4_core_ep_open(&ep->core, info->caps, &domain->core);
+	key = malloc(sizeof(*key));
+	if (!key)
+		return -FI_ENOMEM;
+	ret = usb4_auth_key_resolve(info->ep_attr->auth_key,
+				    info->ep_attr->auth_key_size, key);
+	if (!ret)
+		ret = usb4_core_ep_open_keyed(&ep->core, info->caps,
+					      &domain->core, key);
+	memset(key, 0, sizeof(*key));
+	free(key);
+	return ret;
+}
+
 int usb4_ep_open(struct fid_domain *domain_fid, struct fi_info *info,
 		 struct fid_ep **epp, void *context)
 {
@@ -384,7 +406,7 @@ int usb4_ep_open(struct fid_domain *domain_fid, struct fi_info *info,
 	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return -FI_ENOMEM;
-	ret = usb4_core_ep_open(&ep->core, info->caps, &domain->core);
+	ret = ep_open_core(ep, info, domain);
 	if (ret) {
 		free(ep);
 		return ret;

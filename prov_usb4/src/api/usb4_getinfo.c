@@ -149,8 +149,10 @@ static int usb4_check_domain_modes(const struct fi_domain_attr *attr)
 	if (attr->av_type != FI_AV_UNSPEC && attr->av_type != FI_AV_MAP &&
 	    attr->av_type != FI_AV_TABLE)
 		USB4_REFUSE("av_type %d unknown\n", attr->av_type);
-	if (attr->auth_key_size || attr->auth_key)
-		USB4_REFUSE("domain auth_key: none supported\n");
+	if (attr->auth_key_size > USB4_CORE_KEY_MAX ||
+	    (attr->auth_key_size && !attr->auth_key))
+		USB4_REFUSE("domain auth_key of %zu bytes: 1 to %d taken\n",
+			    attr->auth_key_size, USB4_CORE_KEY_MAX);
 	if (attr->caps & ~USB4_DOMAIN_CAPS)
 		USB4_REFUSE("domain caps 0x%llx not offered\n", (unsigned long long)
 			    (attr->caps & ~USB4_DOMAIN_CAPS));
@@ -262,8 +264,10 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 	/* One context each way; FI_SHARED_CONTEXT (SIZE_MAX) fails here too. */
 	USB4_CHECK_MAX(attr, tx_ctx_cnt, 1);
 	USB4_CHECK_MAX(attr, rx_ctx_cnt, 1);
-	if (attr->auth_key_size || attr->auth_key)
-		USB4_REFUSE("ep auth_key: none supported\n");
+	if (attr->auth_key_size > USB4_CORE_KEY_MAX ||
+	    (attr->auth_key_size && !attr->auth_key))
+		USB4_REFUSE("ep auth_key of %zu bytes: 1 to %d taken\n",
+			    attr->auth_key_size, USB4_CORE_KEY_MAX);
 	/* Any mem_tag_format fits in our 64 matched bits. */
 	return 0;
 }

@@ -48,6 +48,14 @@ void usb4_params_define(void)
 			"Milliseconds without an answer after which a peer on "
 			"another host is dead and its operations fail "
 			"(default: %d)", usb4_params.peer_timeout_ms);
+	fi_param_define(&usb4_prov, "auth_key", FI_PARAM_STRING,
+			"Job key: every datagram to and from other hosts is "
+			"authenticated with it; give every endpoint of the job "
+			"the same (default: none; the auth_key attribute "
+			"overrides it)");
+	fi_param_define(&usb4_prov, "auth_key_file", FI_PARAM_STRING,
+			"File holding the job key, when FI_USB4_AUTH_KEY is "
+			"not set (one trailing newline is not part of it)");
 	fi_param_define(&usb4_prov, "rel_window", FI_PARAM_SIZE_T,
 			"Datagrams in flight to one peer on another host "
 			"(default: %zu)", usb4_params.rel_window);
@@ -116,6 +124,8 @@ void usb4_params_init(void)
 	fi_param_get_str(&usb4_prov, "iface", &usb4_params.iface);
 	fi_param_get_str(&usb4_prov, "sysfs_root", &usb4_params.sysfs_root);
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);
+	fi_param_get_str(&usb4_prov, "auth_key", &usb4_params.auth_key);
+	fi_param_get_str(&usb4_prov, "auth_key_file", &usb4_params.auth_key_file);
 }
 
 FI_EXT_INI

@@ -54,11 +54,13 @@ static size_t inject_limit(const struct usb4_core_ep *ep)
 }
 
 /* Every kind that has something to open here gets a link. */
-static int open_links(struct usb4_core_ep *ep)
+static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key)
 {
 	struct usb4_link_cfg cfg = {
 		.ep_id = ep->id,
 		.reg_fd = ep->dom ? usb4_mr_table_fd(ep->dom->mrs) : -1,
+		.auth_key = key && key->len ? key->bytes : NULL,
+		.auth_key_len = key ? key->len : 0,
 	};
 	int opened = 0;
 
@@ -82,6 +84,13 @@ static int open_links(struct usb4_core_ep *ep)
 int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 		      struct usb4_core_domain *dom)
 {
+	return usb4_core_ep_open_keyed(ep, caps, dom, NULL);
+}
+
+int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
+			    struct usb4_core_domain *dom,
+			    const struct usb4_core_key *key)
+{
 	int ret;
 
 	memset(ep, 0, sizeof(*ep));
@@ -99,7 +108,7 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 	ep->rx_max = usb4_params.rx_size;
 	ret = ops_init(ep, usb4_params.tx_size);
 	if (!ret)
-		ret = open_links(ep);
+		ret = open_links(ep, key ? key : dom ? &dom->key : NULL);
 	if (ret) {
 		usb4_core_ep_close(ep);
 		usb4_core_ep_close_links(ep);

@@ -3,11 +3,19 @@
  * with rel per peer (src/rel), for endpoints on other hosts.
  *
  * Sessions: one rel state per remote endpoint, in a hash by its id.  A
- * session is made when we first post to a peer, or when a peer's HELLO
- * arrives intact (a valid CRC) and speaking our version: nothing is kept
- * for datagrams that fail either.  A HELLO of another version is answered
- * with REJECT; a session's datagrams count only from the address its
- * session knows; everything else is counted as foreign and dropped.
+ * session is made when we first post to a peer, or when a peer that sent
+ * us an intact HELLO (CRC, or tag under the job key) proves it got our
+ * answer (usb4_rel_offer_proven): until then the HELLO is only an offer in
+ * a fixed table (usb4_udp_offers.c), so nothing is allocated for a peer
+ * before its handshake completes.  Sessions made so are capped
+ * (USB4_UDP_ACCEPTED_MAX) and freed once their peer is down, after the
+ * core heard so.  A HELLO of another version, or features we refuse, is
+ * answered with REJECT and leaves nothing behind; a session's datagrams
+ * count only from the address its session knows; everything else is
+ * counted as foreign and dropped.
+ *
+ * With a job key (cfg->auth_key) every datagram is authenticated by rel
+ * (usb4_rel_auth.h) and the link says so (usb4_link.authenticated).
  *
  * Frames handed up name their sender by the session they came on.  While
  * rel hands a payload up, posts answer -FI_EAGAIN (rel is not re-entered);
@@ -27,6 +35,7 @@
 #include "../wire.h"
 
 #define USB4_UDP_POLL_BUDGET	32
+#define USB4_UDP_ACCEPTED_MAX	4096	/* sessions made by peers' HELLOs */
 
 /* The way to a peer: its address and endpoint id. */
 struct usb4_link_dest {
@@ -41,12 +50,18 @@ struct usb4_udp_session {
 	struct usb4_rel_peer *rel;
 	struct usb4_udp_link *link;
 	bool down_reported;
+	bool accepted;			/* made by the peer's HELLO */
+	struct usb4_udp_session *reap_next;	/* freed after the poll */
 };
 
 struct usb4_udp_link_stats {
 	uint64_t foreign;		/* not for us, or from the wrong place */
 	uint64_t version_mismatch;	/* HELLOs we answered with REJECT */
 	uint64_t ref_copies;		/* frames copied at early release */
+	uint64_t hello_rejected;	/* HELLOs without a valid tag */
+	uint64_t unproven;		/* DATA/ACK to an offer, without proof */
+	uint64_t sessions_freed;	/* accepted sessions whose peer died */
+	uint64_t sessions_refused;	/* HELLOs beyond USB4_UDP_ACCEPTED_MAX */
 };
 
 struct usb4_udp_link {
@@ -62,7 +77,13 @@ struct usb4_udp_link {
 	size_t place_hdr;		/* zone header bytes of this batch */
 	char *linear;			/* a frame put together from pieces */
 	struct usb4_udp_zones zones;
+	struct usb4_udp_offers *offers;	/* half-open handshakes */
+	size_t accepted;		/* sessions made by peers' HELLOs */
+	struct usb4_udp_session *reap;	/* down, accepted: to be freed */
+	bool keyed;			/* job holds the job key */
+	struct usb4_auth_job job;
 	struct usb4_udp_link_stats stats;
+	struct usb4_rel_stats gone;	/* of the sessions freed */
 };
 
 static struct usb4_udp_link *udp_of(struct usb4_link *link)
@@ -122,24 +143,31 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.rto_max_ns = 1000ull * 1000 * 1000,
 		.ack_delay_ns = 200ull * 1000,
 		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
-		.isn = (uint32_t) usb4_random64(),
 		.pool = l->pool,
+		.job = l->keyed ? &l->job : NULL,
 	};
 }
 
-static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
+/* A session to id at addr: from a completed offer, or a new handshake. */
+static struct usb4_udp_session *session_add(struct usb4_udp_link *l,
 					    uint64_t id,
-					    const struct usb4_udp_addr *addr)
+					    const struct usb4_udp_addr *addr,
+					    const struct usb4_rel_offer *offer)
 {
 	struct usb4_rel_cfg cfg = rel_cfg(l);
 	struct usb4_udp_session *s;
+	uint64_t now = usb4_now_ns();
+	int ret;
 
+	cfg.isn = (uint32_t) usb4_random64();
 	if (2 * (l->count + 1) > l->cap && hash_grow(l))
 		return NULL;
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return NULL;
-	if (usb4_rel_peer_open(&s->rel, &cfg, l->ep_id, id, usb4_now_ns())) {
+	ret = offer ? usb4_rel_peer_accept(&s->rel, &cfg, l->ep_id, offer, now) :
+		      usb4_rel_peer_open(&s->rel, &cfg, l->ep_id, id, now);
+	if (ret) {
 		free(s);
 		return NULL;
 	}
@@ -149,6 +177,75 @@ static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
 	l->hash[slot_for(l->hash, l->cap, id)] = s;
 	l->count++;
 	return s;
+}
+
+/* The session our first post to a peer makes: the peer's pending offer
+ * completes (we asked for this peer ourselves), else a new handshake. */
+static struct usb4_udp_session *session_new(struct usb4_udp_link *l,
+					    uint64_t id,
+					    const struct usb4_udp_addr *addr)
+{
+	struct usb4_udp_offer *o = usb4_udp_offer_find(l->offers, id, addr,
+						       usb4_now_ns());
+	struct usb4_udp_session *s = session_add(l, id, addr,
+						 o ? &o->rel : NULL);
+
+	if (s && o)
+		usb4_udp_offer_done(l->offers, o, true);
+	return s;
+}
+
+/* Takes slot i out of the hash, moving later entries of its probe chain
+ * back so that every entry stays reachable from its home slot. */
+static void hash_remove(struct usb4_udp_link *l, size_t i)
+{
+	size_t mask = l->cap - 1, j = i;
+
+	l->hash[i] = NULL;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & mask;
+		if (!l->hash[j])
+			break;
+		home = (size_t) (l->hash[j]->dest.id * 0x9e3779b97f4a7c15ull) &
+		       mask;
+		/* j may move to i unless its home lies in (i, j]. */
+		if (((j - home) & mask) >= ((j - i) & mask)) {
+			l->hash[i] = l->hash[j];
+			l->hash[j] = NULL;
+			i = j;
+		}
+	}
+	l->count--;
+}
+
+static void stats_add(struct usb4_rel_stats *sum, const struct usb4_rel_stats *r)
+{
+	sum->sent += r->sent;
+	sum->retransmitted += r->retransmitted;
+	sum->delivered += r->delivered;
+	sum->acks_sent += r->acks_sent;
+	sum->not_ready += r->not_ready;
+	for (int d = 0; d < USB4_REL_DROP_MAX; d++)
+		sum->dropped[d] += r->dropped[d];
+}
+
+/* Frees the sessions of peers that died after making them: the core has
+ * heard (peer_down) and keeps nothing of theirs. */
+static void reap_sessions(struct usb4_udp_link *l)
+{
+	while (l->reap) {
+		struct usb4_udp_session *s = l->reap;
+
+		l->reap = s->reap_next;
+		hash_remove(l, slot_for(l->hash, l->cap, s->dest.id));
+		stats_add(&l->gone, usb4_rel_stats(s->rel));
+		usb4_rel_peer_close(s->rel);
+		free(s);
+		l->accepted--;
+		l->stats.sessions_freed++;
+	}
 }
 
 /* ---- rel's callbacks ---- */
@@ -219,6 +316,10 @@ static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 		if (l->base.sink.peer_down)
 			l->base.sink.peer_down(l->base.sink.ctx, &l->base,
 					       s->dest.id, down);
+		if (s->accepted) {
+			s->reap_next = l->reap;
+			l->reap = s;
+		}
 	}
 }
 
@@ -260,6 +361,25 @@ static void udp_dest_close(struct usb4_link_dest *dest)
 
 /* ---- the link ---- */
 
+/* With a job key every datagram is authenticated: the link vouches for
+ * its peers. */
+static int link_key(struct usb4_udp_link *l, const struct usb4_link_cfg *cfg)
+{
+	int ret;
+
+	if (!cfg->auth_key_len)
+		return 0;
+	ret = usb4_auth_job_init(&l->job, cfg->auth_key, cfg->auth_key_len);
+	if (ret) {
+		USB4_WARN(FI_LOG_EP_CTRL, "udp: the crypto library did not "
+			  "start: no authenticated link\n");
+		return ret;
+	}
+	l->keyed = true;
+	l->base.authenticated = true;
+	return 0;
+}
+
 static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 {
 	struct usb4_udp_link *l;
@@ -283,23 +403,32 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 	l->ep_id = cfg->ep_id;
 	l->next_due = UINT64_MAX;
 	usb4_udp_zones_init(&l->zones, usb4_params.udp_placement);
+	ret = link_key(l, cfg);
+	if (ret)
+		goto err_free_link;
 	ret = usb4_udp_sock_open(&l->sock, &iface, &faults);
 	if (ret)
 		goto err_free_link;
 	l->payload_max = usb4_udp_sock_datagram_max(l->sock) -
-			 sizeof(struct usb4_wire_rel);
+			 sizeof(struct usb4_wire_rel) -
+			 (l->keyed ? sizeof(struct usb4_wire_auth) : 0);
 	l->linear = malloc(l->payload_max);
-	ret = l->linear ? usb4_rel_pool_open(&l->pool, usb4_params.udp_buffers) :
-			  -FI_ENOMEM;
+	l->offers = malloc(sizeof(*l->offers));
+	ret = l->linear && l->offers ?
+	      usb4_rel_pool_open(&l->pool, usb4_params.udp_buffers) : -FI_ENOMEM;
 	if (ret)
 		goto err_close_sock;
+	/* An offer lives as long as its peer waits for us before giving up. */
+	usb4_udp_offers_init(l->offers, rel_cfg(l).dead_ns);
 	*linkp = &l->base;
 	return 0;
 
 err_close_sock:
+	free(l->offers);
 	free(l->linear);
 	usb4_udp_sock_close(l->sock);
 err_free_link:
+	usb4_auth_job_clear(&l->job);
 	free(l);
 	return ret;
 }
@@ -410,6 +539,98 @@ static void answer_foreign_hello(struct usb4_udp_link *l,
 	usb4_udp_send(l->sock, from, &iov, 1);
 }
 
+/* A HELLO of our version whose features we refuse (a job key on one side
+ * only, say): REJECT, and nothing kept. */
+static void refuse_hello(struct usb4_udp_link *l, uint64_t id, uint32_t seq,
+			 const struct usb4_udp_addr *from)
+{
+	struct usb4_rel_cfg cfg = rel_cfg(l);
+	char buf[USB4_REL_REJECT_LEN];
+	struct iovec iov = { .iov_base = buf };
+
+	if (!l->stats.version_mismatch++)
+		USB4_WARN(FI_LOG_EP_CTRL, "peer %016llx offers features this "
+			  "endpoint refuses (%s): refused\n",
+			  (unsigned long long) id, l->keyed ?
+			  "it has no job key" : "it requires a job key");
+	iov.iov_len = usb4_rel_reject_cfg(buf, &cfg, l->ep_id, id, seq);
+	usb4_udp_send(l->sock, from, &iov, 1);
+}
+
+/* A HELLO from a peer we have no session with: answered from an offer
+ * (the same answer while the peer repeats the same HELLO). */
+static void offer_hello(struct usb4_udp_link *l, uint64_t id,
+			const struct usb4_udp_addr *from,
+			const struct iovec *dgram, int count)
+{
+	struct usb4_rel_cfg cfg = rel_cfg(l);
+	char buf[USB4_REL_ANSWER_LEN];
+	struct iovec iov = { .iov_base = buf };
+	struct usb4_rel_offer in;
+	struct usb4_udp_offer *o;
+	bool fresh;
+	int ret = usb4_rel_offer_read(&cfg, l->ep_id, dgram, count, &in);
+
+	if (ret == -FI_ECONNREFUSED) {
+		refuse_hello(l, id, in.peer_isn, from);
+		return;
+	}
+	if (ret == -FI_EACCES) {
+		if (!l->stats.hello_rejected++)
+			USB4_WARN(FI_LOG_EP_CTRL, "HELLO from %016llx %s: "
+				  "dropped\n", (unsigned long long) id,
+				  l->keyed ? "without a valid job key tag" :
+				  "tagged under a job key this endpoint "
+				  "does not have");
+		return;
+	}
+	if (ret) {
+		l->stats.foreign++;
+		return;
+	}
+	if (l->accepted >= USB4_UDP_ACCEPTED_MAX) {
+		l->stats.sessions_refused++;
+		return;
+	}
+	o = usb4_udp_offer_make(l->offers, id, from, usb4_now_ns(), &fresh);
+	if (fresh || o->rel.peer_isn != in.peer_isn ||
+	    memcmp(o->rel.peer_nonce, in.peer_nonce, sizeof(in.peer_nonce))) {
+		in.isn = (uint32_t) usb4_random64();
+		if (l->keyed)
+			usb4_auth_nonce(in.nonce);
+		o->rel = in;
+	}
+	iov.iov_len = usb4_rel_offer_answer(&cfg, l->ep_id, &o->rel, buf);
+	if (iov.iov_len)
+		usb4_udp_send(l->sock, from, &iov, 1);
+}
+
+/* A DATA or ACK from a peer we have no session with: if it proves it got
+ * our answer to its HELLO, its session starts here. */
+static struct usb4_udp_session *promote(struct usb4_udp_link *l, uint64_t id,
+					const struct usb4_udp_addr *from,
+					const struct iovec *dgram, int count)
+{
+	struct usb4_udp_offer *o = usb4_udp_offer_find(l->offers, id, from,
+						       usb4_now_ns());
+	struct usb4_rel_cfg cfg = rel_cfg(l);
+	struct usb4_udp_session *s;
+
+	if (!o)
+		return NULL;
+	if (!usb4_rel_offer_proven(&cfg, l->ep_id, &o->rel, dgram, count)) {
+		l->stats.unproven++;
+		return NULL;
+	}
+	s = session_add(l, id, from, &o->rel);
+	if (!s)
+		return NULL;	/* no memory now: the peer sends again */
+	s->accepted = true;
+	l->accepted++;
+	usb4_udp_offer_done(l->offers, o, true);
+	return s;
+}
+
 /* A REJECT in its sender's own version: the peer refused us, if we are
  * in a handshake with it from that address. */
 static void foreign_reject(struct usb4_udp_link *l,
@@ -444,10 +665,18 @@ datagram_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
 		goto foreign;
 	}
 	s = session_find(l, head.src_id);
-	if (!s && head.type == USB4_REL_HELLO &&
-	    usb4_rel_crc_valid(dgram, count))
-		s = session_new(l, head.src_id, from);
-	if (s && usb4_udp_addr_eq(from, &s->dest.addr))
+	if (s) {
+		if (usb4_udp_addr_eq(from, &s->dest.addr))
+			return s;
+		goto foreign;
+	}
+	if (head.type == USB4_REL_HELLO) {
+		offer_hello(l, head.src_id, from, dgram, count);
+		return NULL;
+	}
+	if (head.type == USB4_REL_DATA || head.type == USB4_REL_ACK)
+		s = promote(l, head.src_id, from, dgram, count);
+	if (s)
 		return s;
 foreign:
 	l->stats.foreign++;
@@ -513,6 +742,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 							      USB4_UDP_POLL_BUDGET);
 
 	run_timers(l, usb4_now_ns());
+	reap_sessions(l);
 	return n;
 }
 
@@ -605,22 +835,12 @@ static void linger(struct usb4_udp_link *l)
 static void log_stats(const struct usb4_udp_link *l)
 {
 	const struct usb4_udp_sock_stats *k = usb4_udp_sock_stats(l->sock);
-	struct usb4_rel_stats sum = { 0 };
+	const struct usb4_udp_offers *o = l->offers;
+	struct usb4_rel_stats sum = l->gone;
 
-	for (size_t i = 0; i < l->cap; i++) {
-		const struct usb4_rel_stats *r;
-
-		if (!l->hash[i])
-			continue;
-		r = usb4_rel_stats(l->hash[i]->rel);
-		sum.sent += r->sent;
-		sum.retransmitted += r->retransmitted;
-		sum.delivered += r->delivered;
-		sum.acks_sent += r->acks_sent;
-		sum.not_ready += r->not_ready;
-		for (int d = 0; d < USB4_REL_DROP_MAX; d++)
-			sum.dropped[d] += r->dropped[d];
-	}
+	for (size_t i = 0; i < l->cap; i++)
+		if (l->hash[i])
+			stats_add(&sum, usb4_rel_stats(l->hash[i]->rel));
 	USB4_INFO(FI_LOG_EP_DATA,
 		  "udp: sent %llu received %llu busy %llu; faults dropped %llu "
 		  "duplicated %llu reordered %llu corrupted %llu; rel sent %llu "
@@ -628,7 +848,10 @@ static void log_stats(const struct usb4_udp_link *l)
 		  "%llu dst %llu src %llu duplicate %llu window %llu "
 		  "handshake %llu nobuffer %llu; foreign datagrams %llu; "
 		  "version mismatches %llu; not ready %llu; frames copied at "
-		  "early release %llu; holes evacuated %llu; sessions %zu\n",
+		  "early release %llu; holes evacuated %llu; sessions %zu; "
+		  "auth rejected %llu replayed %llu unauthenticated %llu "
+		  "unproven %llu; half-open made %llu evicted %llu expired "
+		  "%llu promoted %llu; sessions freed %llu refused %llu\n",
 		  (unsigned long long) k->sent, (unsigned long long) k->received,
 		  (unsigned long long) k->send_again,
 		  (unsigned long long) k->faults_dropped,
@@ -650,7 +873,18 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) l->stats.version_mismatch,
 		  (unsigned long long) sum.not_ready,
 		  (unsigned long long) l->stats.ref_copies,
-		  (unsigned long long) k->evacuated, l->count);
+		  (unsigned long long) k->evacuated, l->count,
+		  (unsigned long long) (l->stats.hello_rejected +
+					sum.dropped[USB4_REL_DROP_BAD_TAG]),
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_REPLAYED],
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_UNAUTHENTICATED],
+		  (unsigned long long) (l->stats.unproven +
+					sum.dropped[USB4_REL_DROP_NO_PROOF]),
+		  (unsigned long long) o->made, (unsigned long long) o->evicted,
+		  (unsigned long long) o->expired,
+		  (unsigned long long) o->promoted,
+		  (unsigned long long) l->stats.sessions_freed,
+		  (unsigned long long) l->stats.sessions_refused);
 }
 
 /* Peers that sent us frames linger until they hear we have them. */
@@ -684,6 +918,8 @@ static void udp_close(struct usb4_link *link)
 		free(l->hash[i]);
 	}
 	free(l->hash);
+	free(l->offers);
+	usb4_auth_job_clear(&l->job);
 	usb4_rel_pool_close(l->pool);
 	usb4_udp_sock_close(l->sock);
 	free(l->linear);

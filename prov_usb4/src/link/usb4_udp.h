@@ -17,6 +17,7 @@
 
 #include "usb4.h"
 #include "usb4_link.h"
+#include "usb4_rel.h"
 
 /* ---- interfaces (usb4_link_iface.c) ---- */
 
@@ -142,6 +143,47 @@ void usb4_udp_zone_write(struct usb4_udp_zones *z, struct usb4_udp_sock *sock,
  * link's header and its zone's hdr_len. */
 int usb4_udp_zones_predict(struct usb4_udp_zones *z, size_t link_hdr,
 			   struct usb4_udp_hole *holes, int max);
+
+/* ---- half-open handshakes (usb4_udp_offers.c) ---- */
+
+/*
+ * HELLOs from peers we have no session with, answered and waiting for the
+ * peer's proof (usb4_rel_offer_proven): a fixed table, so a flood of HELLOs
+ * costs no memory.  An offer is found by its peer's id and address in at
+ * most USB4_UDP_OFFER_PROBE slots; a new one takes a free or expired slot
+ * there, else the oldest (a flood shortens every offer's life instead of
+ * growing the table).
+ */
+#define USB4_UDP_OFFERS		256
+#define USB4_UDP_OFFER_PROBE	8
+
+struct usb4_udp_offer {
+	struct usb4_rel_offer rel;
+	struct usb4_udp_addr addr;
+	uint64_t made;			/* ns; 0: the slot is free */
+};
+
+struct usb4_udp_offers {
+	struct usb4_udp_offer slot[USB4_UDP_OFFERS];
+	uint64_t ttl_ns;		/* an offer's life */
+	uint64_t made, evicted, expired, promoted;
+};
+
+void usb4_udp_offers_init(struct usb4_udp_offers *o, uint64_t ttl_ns);
+/* The live offer to id at addr, or NULL. */
+struct usb4_udp_offer *usb4_udp_offer_find(struct usb4_udp_offers *o,
+					   uint64_t id,
+					   const struct usb4_udp_addr *addr,
+					   uint64_t now);
+/* A slot for an offer to id at addr: its live offer, else a new one
+ * (made set, rel zeroed but for remote_id; the caller fills it). */
+struct usb4_udp_offer *usb4_udp_offer_make(struct usb4_udp_offers *o,
+					   uint64_t id,
+					   const struct usb4_udp_addr *addr,
+					   uint64_t now, bool *fresh);
+/* The offer became a session (promoted) or is no longer wanted. */
+void usb4_udp_offer_done(struct usb4_udp_offers *o, struct usb4_udp_offer *offer,
+			 bool promoted);
 
 extern const struct usb4_link_ops usb4_udp_link_ops;
 

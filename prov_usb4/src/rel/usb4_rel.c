@@ -23,6 +23,16 @@
  * converge, including simultaneous open.  A peer whose required features we
  * lack gets REJECT; a REJECT before the handshake completes means the peer
  * refused us (after it, it is ignored: nobody can end a live session so).
+ *
+ * Proof: a HELLO teaches nothing (anyone can send one naming any id); the
+ * peer's ISN is learnt from a HELLO_ACK whose ack is our ISN, the proof
+ * that it answers the HELLO we sent (a REJECT of our version needs the same
+ * proof).  A responder without a session answers from an offer
+ * (usb4_rel_offer_*) and makes the peer only when the peer's first DATA or
+ * ACK acknowledges the ISN of that answer.  With a job key the handshake
+ * datagrams also carry a tag under it, the session's datagrams one under
+ * keys derived from both sides' nonces, and a datagram whose tag does not
+ * verify, or whose packet number was seen, changes nothing.
  */
 #include <endian.h>
 #include <stdlib.h>
@@ -33,6 +43,7 @@
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
 #define USB4_REL_HELLO_LEN	sizeof(struct usb4_wire_hello)
+#define USB4_REL_TRAILER_LEN	sizeof(struct usb4_wire_auth)
 #define USB4_REL_WINDOW_MAX	1024u
 #define USB4_REL_PAYLOAD_MAX	(1u << 20)	/* bytes; bounds a copy */
 #define USB4_REL_SACK_BITS	64u
@@ -100,6 +111,12 @@ struct usb4_rel_peer {
 	uint64_t tx_blocked_at;
 
 	/* handshake */
+	unsigned char nonce[USB4_AUTH_NONCE_LEN];	/* ours, this session */
+	unsigned char peer_nonce[USB4_AUTH_NONCE_LEN];
+	struct usb4_auth_session auth;	/* keys, once peer_known (cfg.job) */
+	struct usb4_rel_offer pending;	/* a HELLO we answered without one of
+					 * our own, until its proof comes */
+	bool pending_set;
 	bool hello_started, peer_known;
 	uint32_t peer_isn;
 	uint32_t peer_datagram_max;
@@ -287,11 +304,11 @@ static void usb4_rel_gather(void *dst, const struct iovec *dgram, int count,
 	}
 }
 
-/* The pieces after rel's header: at most count. */
-static int usb4_rel_skip_hdr(const struct iovec *dgram, int count,
+/* The len payload bytes after rel's header, in at most count pieces. */
+static int usb4_rel_skip_hdr(const struct iovec *dgram, int count, size_t len,
 			     struct iovec *out)
 {
-	return usb4_iov_slice(dgram, (size_t) count, USB4_REL_HDR_LEN, SIZE_MAX,
+	return usb4_iov_slice(dgram, (size_t) count, USB4_REL_HDR_LEN, len,
 			      out, count);
 }
 
@@ -318,20 +335,12 @@ static bool usb4_rel_header_read(const struct iovec *dgram, int count,
 	return true;
 }
 
-/* Our version's fixed fields (no CRC). */
-static bool usb4_rel_header_ok(const struct usb4_wire_rel *h, size_t len)
-{
-	return h->version == USB4_WIRE_VERSION && h->type >= USB4_REL_HELLO &&
-	       h->type < USB4_REL_TYPE_MAX && h->flags == 0 &&
-	       h->len == len - USB4_REL_HDR_LEN;
-}
-
 static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
 			    uint32_t want)
 {
 	struct usb4_wire_rel raw;
 	struct iovec payload[USB4_REL_PIECES_MAX];
-	int n = usb4_rel_skip_hdr(dgram, count, payload);
+	int n = usb4_rel_skip_hdr(dgram, count, SIZE_MAX, payload);
 	uint32_t crc;
 
 	usb4_rel_gather(&raw, dgram, count, 0, USB4_REL_HDR_LEN);
@@ -348,26 +357,126 @@ static bool usb4_rel_is_hello(uint8_t type)
 	       type == USB4_REL_REJECT;
 }
 
-/* Full validation of a datagram for this peer, before any state changes. */
-static bool usb4_rel_parse(const struct usb4_rel_peer *peer,
-			   const struct iovec *dgram, int count, size_t len,
-			   struct usb4_wire_rel *h)
+static uint32_t usb4_rel_features(const struct usb4_rel_cfg *cfg)
 {
-	if (!usb4_rel_header_read(dgram, count, len, h) ||
-	    !usb4_rel_header_ok(h, len) ||
-	    !usb4_rel_crc_ok(dgram, count, h->crc))
-		return false;
-	if (h->type == USB4_REL_DATA)
-		return h->len <= peer->cfg.payload_max;
-	if (usb4_rel_is_hello(h->type))
-		return h->len == USB4_REL_HELLO_LEN;
-	return h->len == 0;
+	return USB4_WIRE_FEATURES | (cfg->job ? USB4_WIRE_FEATURE_AUTH : 0);
 }
 
+/* We refuse a peer that requires features we lack, or lacks ones we
+ * require. */
+static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,
+				const struct usb4_wire_hello *hello)
+{
+	return hello->proto == USB4_WIRE_VERSION &&
+	       !((hello->features ^ usb4_rel_features(cfg)) &
+		 USB4_WIRE_FEATURES_REQUIRED);
+}
+
+/*
+ * Whether a datagram whose header h was read is what this configuration
+ * accepts: flags, lengths, and the CRC or the tag (a session datagram's
+ * under auth, which is NULL until the handshake made keys).  The packet
+ * number of an authenticated one goes to *pn.  USB4_REL_DROP_MAX: it is.
+ */
+static enum usb4_rel_drop usb4_rel_authentic(const struct usb4_rel_cfg *cfg,
+					     const struct usb4_auth_session *auth,
+					     const struct iovec *dgram,
+					     int count, size_t len,
+					     const struct usb4_wire_rel *h,
+					     uint64_t *pn)
+{
+	struct iovec covered[USB4_REL_PIECES_MAX];
+	struct usb4_wire_auth tr;
+	bool tagged = h->flags & USB4_REL_F_AUTH;
+	size_t trailer = tagged ? USB4_REL_TRAILER_LEN : 0;
+	int n;
+
+	*pn = 0;
+	if (h->version != USB4_WIRE_VERSION || h->type < USB4_REL_HELLO ||
+	    h->type >= USB4_REL_TYPE_MAX || (h->flags & ~USB4_REL_F_AUTH) ||
+	    len < USB4_REL_HDR_LEN + trailer ||
+	    h->len != len - USB4_REL_HDR_LEN - trailer)
+		return USB4_REL_DROP_BAD_HEADER;
+	if (tagged != (cfg->job != NULL))
+		return USB4_REL_DROP_UNAUTHENTICATED;
+	if (!tagged)
+		return usb4_rel_crc_ok(dgram, count, h->crc) ?
+		       USB4_REL_DROP_MAX : USB4_REL_DROP_BAD_HEADER;
+	usb4_rel_gather(&tr, dgram, count, len - trailer, trailer);
+	*pn = le64toh(tr.pn);
+	n = usb4_iov_slice(dgram, (size_t) count, 0, len - trailer, covered,
+			   USB4_REL_PIECES_MAX);
+	if (usb4_rel_is_hello(h->type))
+		return !*pn && usb4_auth_hs_check(cfg->job, covered, n, tr.tag) ?
+		       USB4_REL_DROP_MAX : USB4_REL_DROP_BAD_TAG;
+	if (!auth)
+		return USB4_REL_DROP_NO_HANDSHAKE;
+	if (!usb4_auth_verify(auth, covered, n, *pn, tr.tag))
+		return USB4_REL_DROP_BAD_TAG;
+	return usb4_auth_replayed(auth, *pn) ? USB4_REL_DROP_REPLAYED :
+					       USB4_REL_DROP_MAX;
+}
+
+/* Whether a payload of len bytes fits a datagram of type. */
+static bool usb4_rel_len_ok(const struct usb4_rel_cfg *cfg, uint8_t type,
+			    uint32_t len)
+{
+	if (type == USB4_REL_DATA)
+		return len <= cfg->payload_max;
+	if (usb4_rel_is_hello(type))
+		return len == USB4_REL_HELLO_LEN;
+	return len == 0;
+}
+
+/* The keys a session datagram must verify under: the session's, or
+ * before the handshake completed those of the pending answer (in tmp). */
+static const struct usb4_auth_session *
+usb4_rel_keys(const struct usb4_rel_peer *peer, struct usb4_auth_session *tmp)
+{
+	if (peer->peer_known)
+		return &peer->auth;
+	if (!peer->pending_set || !peer->cfg.job)
+		return NULL;
+	usb4_auth_session_init(tmp, peer->cfg.job, peer->local_id,
+			       peer->remote_id, peer->nonce,
+			       peer->pending.peer_nonce);
+	return tmp;
+}
+
+/* Full validation of a datagram for this peer, before any state changes:
+ * the reason to drop it, or USB4_REL_DROP_MAX. */
+static enum usb4_rel_drop usb4_rel_parse(const struct usb4_rel_peer *peer,
+					 const struct iovec *dgram, int count,
+					 size_t len, struct usb4_wire_rel *h,
+					 uint64_t *pn)
+{
+	struct usb4_auth_session auth[1];
+	enum usb4_rel_drop why;
+
+	if (!usb4_rel_header_read(dgram, count, len, h))
+		return USB4_REL_DROP_BAD_HEADER;
+	why = usb4_rel_authentic(&peer->cfg, usb4_rel_keys(peer, auth), dgram,
+				 count, len, h, pn);
+	if (why != USB4_REL_DROP_MAX)
+		return why;
+	if (h->dst_id != peer->local_id)
+		return USB4_REL_DROP_WRONG_DST;
+	if (h->src_id != peer->remote_id)
+		return USB4_REL_DROP_WRONG_SRC;
+	return usb4_rel_len_ok(&peer->cfg, h->type, h->len) ?
+	       USB4_REL_DROP_MAX : USB4_REL_DROP_BAD_HEADER;
+}
+
+/* The handshake payload; a shorter one (another version's) reads as
+ * zeros past its end. */
 static void usb4_rel_hello_read(const struct iovec *dgram, int count,
 				struct usb4_wire_hello *hello)
 {
-	usb4_rel_gather(hello, dgram, count, USB4_REL_HDR_LEN, sizeof(*hello));
+	size_t len = usb4_rel_pieces_len(dgram, count) - USB4_REL_HDR_LEN;
+
+	memset(hello, 0, sizeof(*hello));
+	usb4_rel_gather(hello, dgram, count, USB4_REL_HDR_LEN,
+			len < sizeof(*hello) ? len : sizeof(*hello));
 	hello->proto = le16toh(hello->proto);
 	hello->features = le32toh(hello->features);
 	hello->datagram_max = le32toh(hello->datagram_max);
@@ -383,10 +492,10 @@ int usb4_rel_peek_fields(const struct iovec *dgram, int count,
 	if (!usb4_rel_header_read(dgram, count, len, &h))
 		return -FI_EINVAL;
 	*head = (struct usb4_rel_head) {
-		.version = h.version, .type = h.type,
+		.version = h.version, .type = h.type, .flags = h.flags,
 		.src_id = h.src_id, .dst_id = h.dst_id,
 	};
-	if (usb4_rel_is_hello(h.type) && h.len >= USB4_REL_HELLO_LEN) {
+	if (usb4_rel_is_hello(h.type) && h.len >= 8) {
 		usb4_rel_hello_read(dgram, count, &hello);
 		head->proto = hello.proto;
 		head->features = hello.features;
@@ -452,11 +561,19 @@ static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
 	return sack;
 }
 
-/* Header and CRC around payload pieces iov[0..count); sends them. */
-static int usb4_rel_seal(const struct usb4_rel_io *io, struct usb4_wire_rel *w,
+/*
+ * Header, then CRC or tag around payload pieces iov[0..count); sends them.
+ * A handshake datagram is tagged under the job key, a session datagram
+ * under auth (the peer's keys) with the next packet number.
+ */
+static int usb4_rel_seal(const struct usb4_rel_cfg *cfg,
+			 struct usb4_auth_session *auth,
+			 const struct usb4_rel_io *io, struct usb4_wire_rel *w,
 			 const struct iovec *iov, int count)
 {
-	struct iovec out[USB4_REL_REF_MAX + 2];
+	struct iovec out[USB4_REL_REF_MAX + 3];
+	struct usb4_wire_auth tr;
+	uint64_t pn = 0;
 	uint32_t crc, len = 0;
 	int n = 1;
 
@@ -468,19 +585,79 @@ static int usb4_rel_seal(const struct usb4_rel_io *io, struct usb4_wire_rel *w,
 	}
 	w->len = htole32(len);
 	w->crc = 0;
-	crc = usb4_crc32c(0, w, sizeof(*w));
-	for (int i = 1; i < n; i++)
-		crc = usb4_crc32c(crc, out[i].iov_base, out[i].iov_len);
-	w->crc = htole32(crc);
 	out[0] = (struct iovec) { .iov_base = w, .iov_len = sizeof(*w) };
+	if (!cfg->job) {
+		crc = usb4_crc32c(0, w, sizeof(*w));
+		for (int i = 1; i < n; i++)
+			crc = usb4_crc32c(crc, out[i].iov_base, out[i].iov_len);
+		w->crc = htole32(crc);
+		return io->xmit(io->xmit_ctx, out, n);
+	}
+	w->flags = htole16(USB4_REL_F_AUTH);
+	if (usb4_rel_is_hello(w->type))
+		usb4_auth_hs_tag(cfg->job, out, n, tr.tag);
+	else
+		usb4_auth_seal(auth, out, n, &pn, tr.tag);
+	tr.pn = htole64(pn);
+	out[n++] = (struct iovec) { .iov_base = &tr, .iov_len = sizeof(tr) };
 	return io->xmit(io->xmit_ctx, out, n);
 }
 
-/* Builds the header (acks and window from the receive side) and sends the
- * payload pieces iov[0..count) after it. */
-static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
-			 uint8_t type, uint32_t seq, const struct iovec *iov,
-			 int count)
+/* An xmit that writes the datagram into a caller's buffer (ctx) instead:
+ * how datagrams are built without a peer. */
+struct usb4_rel_buf {
+	unsigned char *buf;
+	size_t len, cap;
+};
+
+static int usb4_rel_xmit_to_buf(void *ctx, const struct iovec *iov, int count)
+{
+	struct usb4_rel_buf *b = ctx;
+
+	b->len = 0;
+	for (int i = 0; i < count; i++) {
+		if (iov[i].iov_len > b->cap - b->len)
+			return -FI_EMSGSIZE;
+		memcpy(b->buf + b->len, iov[i].iov_base, iov[i].iov_len);
+		b->len += iov[i].iov_len;
+	}
+	return 0;
+}
+
+/* A handshake datagram (HELLO, HELLO_ACK, REJECT) of cfg's version,
+ * features and largest datagram, built without a peer into buf. */
+static size_t usb4_rel_build_hello(const struct usb4_rel_cfg *cfg, uint8_t type,
+				   uint64_t local_id, uint64_t remote_id,
+				   uint32_t seq, uint32_t ack,
+				   const unsigned char *nonce, void *buf,
+				   size_t cap)
+{
+	struct usb4_rel_buf out = { .buf = buf, .cap = cap };
+	struct usb4_rel_io io = { .xmit = usb4_rel_xmit_to_buf, .xmit_ctx = &out };
+	struct usb4_wire_rel w = {
+		.version = USB4_WIRE_VERSION, .type = type,
+		.src_id = htole64(local_id), .dst_id = htole64(remote_id),
+		.seq = htole32(seq), .ack = htole32(ack),
+		.window = htole32(cfg->window),
+	};
+	struct usb4_wire_hello hello = {
+		.proto = htole16(USB4_WIRE_VERSION),
+		.features = htole32(usb4_rel_features(cfg)),
+		.datagram_max = htole32(cfg->datagram_max),
+	};
+	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+
+	if (nonce)
+		memcpy(hello.nonce, nonce, sizeof(hello.nonce));
+	return usb4_rel_seal(cfg, NULL, &io, &w, &iov, 1) ? 0 : out.len;
+}
+
+/* Builds the header (acks and window from the receive side, unless ack
+ * is given) and sends the payload pieces iov[0..count) after it. */
+static int usb4_rel_emit_acking(struct usb4_rel_peer *peer,
+				const struct usb4_rel_io *io, uint8_t type,
+				uint32_t seq, uint32_t ack,
+				const struct iovec *iov, int count)
 {
 	uint32_t wnd = usb4_rel_rcv_window(peer);
 	struct usb4_wire_rel w = {
@@ -489,53 +666,56 @@ static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *i
 		.src_id = htole64(peer->local_id),
 		.dst_id = htole64(peer->remote_id),
 		.seq = htole32(seq),
-		.ack = htole32(peer->peer_known ? peer->rcv_nxt : 0),
+		.ack = htole32(ack),
 		.sack = htole64(peer->peer_known && peer->rx ?
 				usb4_rel_sack(peer) : 0),
 		.window = htole32(wnd),
 	};
-	int ret = usb4_rel_seal(io, &w, iov, count);
+	int ret = usb4_rel_seal(&peer->cfg, &peer->auth, io, &w, iov, count);
 
 	if (!ret)
 		peer->wnd_sent = wnd;
 	return ret;
 }
 
-/* A handshake datagram: our version, features and largest datagram. */
+static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
+			 uint8_t type, uint32_t seq, const struct iovec *iov,
+			 int count)
+{
+	return usb4_rel_emit_acking(peer, io, type, seq,
+				    peer->peer_known ? peer->rcv_nxt : 0, iov,
+				    count);
+}
+
+/* A handshake datagram: our version, features, largest datagram and
+ * nonce; a HELLO_ACK or REJECT acknowledges the HELLO whose seq is ack. */
 static int usb4_rel_emit_hello(struct usb4_rel_peer *peer,
-			       const struct usb4_rel_io *io, uint8_t type)
+			       const struct usb4_rel_io *io, uint8_t type,
+			       uint32_t ack)
 {
 	struct usb4_wire_hello hello = {
 		.proto = htole16(USB4_WIRE_VERSION),
-		.features = htole32(USB4_WIRE_FEATURES),
+		.features = htole32(usb4_rel_features(&peer->cfg)),
 		.datagram_max = htole32(peer->cfg.datagram_max),
 	};
 	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
 
-	return usb4_rel_emit(peer, io, type, peer->isn, &iov, 1);
+	memcpy(hello.nonce, peer->nonce, sizeof(hello.nonce));
+	return usb4_rel_emit_acking(peer, io, type, peer->isn, ack, &iov, 1);
+}
+
+size_t usb4_rel_reject_cfg(void *buf, const struct usb4_rel_cfg *cfg,
+			   uint64_t local_id, uint64_t remote_id, uint32_t ack)
+{
+	return usb4_rel_build_hello(cfg, USB4_REL_REJECT, local_id, remote_id,
+				    0, ack, NULL, buf, USB4_REL_REJECT_LEN);
 }
 
 size_t usb4_rel_reject(void *buf, uint64_t local_id, uint64_t remote_id)
 {
-	struct {
-		struct usb4_wire_rel w;
-		struct usb4_wire_hello hello;
-	} d = {
-		.w = {
-			.version = USB4_WIRE_VERSION, .type = USB4_REL_REJECT,
-			.src_id = htole64(local_id), .dst_id = htole64(remote_id),
-			.len = htole32(sizeof(d.hello)),
-		},
-		.hello = {
-			.proto = htole16(USB4_WIRE_VERSION),
-			.features = htole32(USB4_WIRE_FEATURES),
-		},
-	};
-	uint32_t crc = usb4_crc32c(0, &d, sizeof(d));
+	struct usb4_rel_cfg cfg = { .window = 0 };
 
-	d.w.crc = htole32(crc);
-	memcpy(buf, &d, sizeof(d));
-	return sizeof(d);
+	return usb4_rel_reject_cfg(buf, &cfg, local_id, remote_id, 0);
 }
 
 /* ---- acknowledgements ---------------------------------------------------- */
@@ -650,7 +830,7 @@ static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
 static void usb4_rel_hello(struct usb4_rel_peer *peer, uint64_t now,
 			   const struct usb4_rel_io *io)
 {
-	if (usb4_rel_emit_hello(peer, io, USB4_REL_HELLO) == -FI_EAGAIN) {
+	if (usb4_rel_emit_hello(peer, io, USB4_REL_HELLO, 0) == -FI_EAGAIN) {
 		peer->hello_due = now;	/* not sent: no backoff, retry */
 		return;
 	}
@@ -1070,14 +1250,6 @@ static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 
 /* ---- input -------------------------------------------------------------- */
 
-/* We refuse a peer that requires features we lack. */
-static bool usb4_rel_compatible(const struct usb4_wire_hello *hello)
-{
-	return hello->proto == USB4_WIRE_VERSION &&
-	       !((hello->features ^ USB4_WIRE_FEATURES) &
-		 USB4_WIRE_FEATURES_REQUIRED);
-}
-
 static int usb4_rel_on_reject(struct usb4_rel_peer *peer,
 			      const struct usb4_wire_hello *hello)
 {
@@ -1087,9 +1259,30 @@ static int usb4_rel_on_reject(struct usb4_rel_peer *peer,
 	USB4_WARN(FI_LOG_EP_CTRL, "peer %016llx refused us: it speaks usb4 "
 		  "wire version %u (features %#x), we speak %u (features %#x)\n",
 		  (unsigned long long) peer->remote_id, hello->proto,
-		  hello->features, USB4_WIRE_VERSION, USB4_WIRE_FEATURES);
+		  hello->features, USB4_WIRE_VERSION,
+		  usb4_rel_features(&peer->cfg));
 	peer->down = -FI_ECONNREFUSED;
 	return -FI_ECONNREFUSED;
+}
+
+/* What a proven handshake datagram (or an offer) teaches: the peer's ISN,
+ * window, largest datagram and nonce, and with a job key the keys. */
+static void usb4_rel_learn(struct usb4_rel_peer *peer, uint32_t peer_isn,
+			   uint32_t window, uint32_t datagram_max,
+			   const unsigned char *peer_nonce)
+{
+	peer->peer_known = true;
+	peer->pending_set = false;
+	peer->peer_isn = peer_isn;
+	peer->rcv_nxt = peer->rcv_dlv = peer_isn;
+	peer->peer_datagram_max = datagram_max;
+	/* Later handshake datagrams are repeats: their window is old. */
+	peer->peer_wnd = window ? window : 1;
+	memcpy(peer->peer_nonce, peer_nonce, sizeof(peer->peer_nonce));
+	if (peer->cfg.job)
+		usb4_auth_session_init(&peer->auth, peer->cfg.job,
+				       peer->local_id, peer->remote_id,
+				       peer->nonce, peer->peer_nonce);
 }
 
 int usb4_rel_refused(struct usb4_rel_peer *peer,
@@ -1099,6 +1292,11 @@ int usb4_rel_refused(struct usb4_rel_peer *peer,
 		.proto = head->proto, .features = head->features,
 	};
 
+	/* Another version cannot prove anything: believed only without a
+	 * job key, and only while the handshake is pending. */
+	if (peer->cfg.job)
+		return usb4_rel_drop(peer, USB4_REL_DROP_UNAUTHENTICATED,
+				     -FI_EACCES);
 	if (head->type != USB4_REL_REJECT || !head->crc_ok ||
 	    head->src_id != peer->remote_id || head->dst_id != peer->local_id)
 		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
@@ -1106,41 +1304,82 @@ int usb4_rel_refused(struct usb4_rel_peer *peer,
 	return usb4_rel_on_reject(peer, &hello);
 }
 
-static int usb4_rel_on_hello(struct usb4_rel_peer *peer, uint64_t now,
-			     const struct usb4_rel_io *io,
-			     const struct usb4_wire_rel *h,
-			     const struct usb4_wire_hello *hello)
+/* Same ids, another first seq or nonce: not the conversation we are in;
+ * a live session is never ended by a handshake it did not ask for. */
+static bool usb4_rel_other_conversation(const struct usb4_rel_peer *peer,
+					const struct usb4_wire_rel *h,
+					const struct usb4_wire_hello *hello)
 {
-	/* Same ids, other first seq: not the conversation we are in; and a
-	 * live session is never ended by a HELLO it did not ask for. */
-	if (peer->peer_known &&
-	    (h->seq != peer->peer_isn || !usb4_rel_compatible(hello)))
+	return peer->peer_known &&
+	       (h->seq != peer->peer_isn ||
+		memcmp(hello->nonce, peer->peer_nonce, sizeof(hello->nonce)));
+}
+
+/* A peer that has not sent a HELLO of its own answers the peer's and
+ * keeps what it said, to learn it when the peer proves it got the answer. */
+static void usb4_rel_pend(struct usb4_rel_peer *peer,
+			  const struct usb4_wire_rel *h,
+			  const struct usb4_wire_hello *hello)
+{
+	peer->pending = (struct usb4_rel_offer) {
+		.remote_id = peer->remote_id,
+		.peer_isn = h->seq,
+		.peer_window = h->window ? h->window : 1,
+		.peer_datagram_max = hello->datagram_max,
+		.isn = peer->isn,
+	};
+	memcpy(peer->pending.peer_nonce, hello->nonce,
+	       sizeof(peer->pending.peer_nonce));
+	peer->pending_set = true;
+}
+
+/* A HELLO teaches nothing: it is answered with a HELLO_ACK acknowledging
+ * its seq (every HELLO, repeats too: our answer may have been lost; a
+ * failed answer needs no retry, the peer asks again), or with a REJECT. */
+static int usb4_rel_answer_hello(struct usb4_rel_peer *peer,
+				 const struct usb4_rel_io *io,
+				 const struct usb4_wire_rel *h,
+				 const struct usb4_wire_hello *hello)
+{
+	if (usb4_rel_other_conversation(peer, h, hello))
 		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
 				     -FI_ENOENT);
-	if (!usb4_rel_compatible(hello)) {
+	if (!usb4_rel_compatible(&peer->cfg, hello)) {
 		USB4_WARN(FI_LOG_EP_CTRL, "refusing peer %016llx: it speaks "
 			  "usb4 wire version %u (features %#x), we speak %u "
 			  "(features %#x)\n",
 			  (unsigned long long) peer->remote_id, hello->proto,
 			  hello->features, USB4_WIRE_VERSION,
-			  USB4_WIRE_FEATURES);
-		usb4_rel_emit_hello(peer, io, USB4_REL_REJECT);
-		peer->down = -FI_ECONNREFUSED;
+			  usb4_rel_features(&peer->cfg));
+		usb4_rel_emit_hello(peer, io, USB4_REL_REJECT, h->seq);
 		return -FI_ECONNREFUSED;
 	}
+	if (!peer->peer_known && !peer->hello_started)
+		usb4_rel_pend(peer, h, hello);
+	usb4_rel_emit_hello(peer, io, USB4_REL_HELLO_ACK, h->seq);
+	return 0;
+}
+
+/* A HELLO_ACK or REJECT counts only as the answer to our HELLO: its ack
+ * is our ISN. */
+static int usb4_rel_on_answer(struct usb4_rel_peer *peer, uint64_t now,
+			      const struct usb4_rel_io *io,
+			      const struct usb4_wire_rel *h,
+			      const struct usb4_wire_hello *hello)
+{
+	if (h->ack != peer->isn)
+		return usb4_rel_drop(peer, USB4_REL_DROP_NO_PROOF,
+				     -FI_EACCES);
+	if (h->type == USB4_REL_REJECT ||
+	    (!peer->peer_known && !usb4_rel_compatible(&peer->cfg, hello)))
+		return usb4_rel_on_reject(peer, hello);
+	if (usb4_rel_other_conversation(peer, h, hello))
+		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
+				     -FI_ENOENT);
 	peer->last_rx = now;
-	if (!peer->peer_known) {
-		peer->peer_known = true;
-		peer->peer_isn = h->seq;
-		peer->rcv_nxt = peer->rcv_dlv = h->seq;
-		peer->peer_datagram_max = hello->datagram_max;
-		/* Later handshake datagrams are repeats: their window is old. */
-		peer->peer_wnd = h->window ? h->window : 1;
-	}
-	/* Answer every HELLO, also repeats: our earlier answer may have been
-	 * lost.  A failed answer needs no retry: the peer asks again. */
-	if (h->type == USB4_REL_HELLO)
-		usb4_rel_emit_hello(peer, io, USB4_REL_HELLO_ACK);
+	if (!peer->peer_known)
+		usb4_rel_learn(peer, h->seq, h->window, hello->datagram_max,
+			       hello->nonce);
 	if (peer->tx)
 		usb4_rel_flush(peer, now, io);
 	return 0;
@@ -1169,6 +1408,23 @@ static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 	return ret;
 }
 
+/* A session datagram before the handshake completed: the proof that the
+ * peer got our answer to its HELLO (it acknowledges our ISN; its tag was
+ * checked under the pending keys), which completes it. */
+static enum usb4_rel_drop usb4_rel_prove(struct usb4_rel_peer *peer,
+					 const struct usb4_wire_rel *h)
+{
+	const struct usb4_rel_offer *p = &peer->pending;
+
+	if (!peer->pending_set)
+		return USB4_REL_DROP_NO_HANDSHAKE;
+	if (h->ack != peer->isn)
+		return USB4_REL_DROP_NO_PROOF;
+	usb4_rel_learn(peer, p->peer_isn, p->peer_window, p->peer_datagram_max,
+		       p->peer_nonce);
+	return USB4_REL_DROP_MAX;
+}
+
 int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		     const struct iovec *dgram, int count,
 		     const struct usb4_rel_io *io)
@@ -1177,26 +1433,28 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 	struct usb4_wire_hello hello;
 	struct usb4_wire_rel h;
 	size_t len = usb4_rel_pieces_len(dgram, count);
+	enum usb4_rel_drop why;
+	uint64_t pn;
 	int ret;
 
 	if (peer->down)
 		return peer->down;
-	if (!usb4_rel_parse(peer, dgram, count, len, &h))
-		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_HEADER,
-				     -FI_EINVAL);
-	if (h.dst_id != peer->local_id)
-		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_DST,
-				     -FI_ENOENT);
-	if (h.src_id != peer->remote_id)
-		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
-				     -FI_ENOENT);
+	why = usb4_rel_parse(peer, dgram, count, len, &h, &pn);
+	if (why == USB4_REL_DROP_MAX && !usb4_rel_is_hello(h.type) &&
+	    !peer->peer_known)
+		why = usb4_rel_prove(peer, &h);
+	if (why != USB4_REL_DROP_MAX)
+		return usb4_rel_drop(peer, why, why == USB4_REL_DROP_BAD_HEADER ?
+					   -FI_EINVAL : -FI_ENOENT);
+	if (pn)
+		usb4_auth_accept_pn(&peer->auth, pn);
 	if (usb4_rel_is_hello(h.type)) {
 		usb4_rel_hello_read(dgram, count, &hello);
-		ret = h.type == USB4_REL_REJECT ?
-		      usb4_rel_on_reject(peer, &hello) :
-		      usb4_rel_on_hello(peer, now, io, &h, &hello);
+		ret = h.type == USB4_REL_HELLO ?
+		      usb4_rel_answer_hello(peer, io, &h, &hello) :
+		      usb4_rel_on_answer(peer, now, io, &h, &hello);
 	} else {
-		count = usb4_rel_skip_hdr(dgram, count, payload);
+		count = usb4_rel_skip_hdr(dgram, count, h.len, payload);
 		ret = usb4_rel_on_data(peer, now, io, &h, payload, count);
 	}
 	usb4_rel_trim(peer, now);
@@ -1367,6 +1625,90 @@ int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
 	peer->slots = slots;
 	usb4_rel_init(peer, cfg->isn ? cfg->isn :
 		      usb4_rel_derive_isn(local_id, remote_id), now);
+	if (cfg->job)
+		usb4_auth_nonce(peer->nonce);
+	*peerp = peer;
+	return 0;
+}
+
+/* ---- offers: a responder's handshake without a peer ---------------------- */
+
+int usb4_rel_offer_read(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			const struct iovec *dgram, int count,
+			struct usb4_rel_offer *offer)
+{
+	size_t len = usb4_rel_pieces_len(dgram, count);
+	struct usb4_wire_hello hello;
+	struct usb4_wire_rel h;
+	enum usb4_rel_drop why;
+	uint64_t pn;
+
+	if (!usb4_rel_header_read(dgram, count, len, &h) ||
+	    h.type != USB4_REL_HELLO || h.dst_id != local_id || !h.src_id)
+		return -FI_EINVAL;
+	why = usb4_rel_authentic(cfg, NULL, dgram, count, len, &h, &pn);
+	if (why == USB4_REL_DROP_UNAUTHENTICATED || why == USB4_REL_DROP_BAD_TAG)
+		return -FI_EACCES;
+	if (why != USB4_REL_DROP_MAX || h.len != USB4_REL_HELLO_LEN)
+		return -FI_EINVAL;
+	usb4_rel_hello_read(dgram, count, &hello);
+	offer->remote_id = h.src_id;
+	offer->peer_isn = h.seq;
+	if (!usb4_rel_compatible(cfg, &hello))
+		return -FI_ECONNREFUSED;
+	offer->peer_window = h.window ? h.window : 1;
+	offer->peer_datagram_max = hello.datagram_max;
+	memcpy(offer->peer_nonce, hello.nonce, sizeof(offer->peer_nonce));
+	return 0;
+}
+
+size_t usb4_rel_offer_answer(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			     const struct usb4_rel_offer *offer, void *buf)
+{
+	return usb4_rel_build_hello(cfg, USB4_REL_HELLO_ACK, local_id,
+				    offer->remote_id, offer->isn,
+				    offer->peer_isn, offer->nonce, buf,
+				    USB4_REL_ANSWER_LEN);
+}
+
+bool usb4_rel_offer_proven(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			   const struct usb4_rel_offer *offer,
+			   const struct iovec *dgram, int count)
+{
+	size_t len = usb4_rel_pieces_len(dgram, count);
+	struct usb4_auth_session keys;
+	struct usb4_wire_rel h;
+	uint64_t pn;
+
+	if (!usb4_rel_header_read(dgram, count, len, &h) ||
+	    (h.type != USB4_REL_DATA && h.type != USB4_REL_ACK) ||
+	    h.dst_id != local_id || h.src_id != offer->remote_id ||
+	    h.ack != offer->isn)
+		return false;
+	if (cfg->job)
+		usb4_auth_session_init(&keys, cfg->job, local_id,
+				       offer->remote_id, offer->nonce,
+				       offer->peer_nonce);
+	return usb4_rel_authentic(cfg, cfg->job ? &keys : NULL, dgram, count,
+				  len, &h, &pn) ==
+	       USB4_REL_DROP_MAX && usb4_rel_len_ok(cfg, h.type, h.len);
+}
+
+int usb4_rel_peer_accept(struct usb4_rel_peer **peerp,
+			 const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			 const struct usb4_rel_offer *offer, uint64_t now)
+{
+	struct usb4_rel_cfg ours = *cfg;
+	struct usb4_rel_peer *peer;
+	int ret;
+
+	ours.isn = offer->isn;
+	ret = usb4_rel_peer_open(&peer, &ours, local_id, offer->remote_id, now);
+	if (ret)
+		return ret;
+	memcpy(peer->nonce, offer->nonce, sizeof(peer->nonce));
+	usb4_rel_learn(peer, offer->peer_isn, offer->peer_window,
+		       offer->peer_datagram_max, offer->peer_nonce);
 	*peerp = peer;
 	return 0;
 }

@@ -35,6 +35,7 @@
 #include <sys/uio.h>
 
 #include "usb4.h"
+#include "usb4_rel_auth.h"
 
 /* ---- the buffer pool (usb4_rel_pool.c) ---- */
 
@@ -84,6 +85,8 @@ struct usb4_rel_cfg {
 	uint32_t isn;		/* our first sequence number, random per peer
 				 * (usb4_random64); 0: derived from the ids */
 	struct usb4_rel_pool *pool;	/* payload copies; NULL: no budget */
+	const struct usb4_auth_job *job;	/* NULL: datagrams carry a CRC;
+						 * else a tag (usb4_rel_auth.h) */
 };
 
 enum usb4_rel_drop {
@@ -95,6 +98,12 @@ enum usb4_rel_drop {
 	USB4_REL_DROP_NO_HANDSHAKE,	/* DATA before we know the peer's
 					 * first seq (its HELLO was lost) */
 	USB4_REL_DROP_NO_BUFFER,	/* the pool is spent: not acked, resent */
+	USB4_REL_DROP_UNAUTHENTICATED,	/* no tag where a job key is in force,
+					 * or one where none is */
+	USB4_REL_DROP_BAD_TAG,		/* a tag that does not verify */
+	USB4_REL_DROP_REPLAYED,		/* a packet number seen before */
+	USB4_REL_DROP_NO_PROOF,		/* a HELLO_ACK that does not answer our
+					 * HELLO (its ack is not our ISN) */
 	USB4_REL_DROP_MAX
 };
 
@@ -198,6 +207,7 @@ uint32_t usb4_rel_peer_datagram_max(const struct usb4_rel_peer *peer);
 /* What a datagram says of itself, read before any peer state exists. */
 struct usb4_rel_head {
 	uint8_t version, type;
+	uint16_t flags;
 	uint64_t src_id, dst_id;
 	uint16_t proto;		/* HELLO, HELLO_ACK, REJECT: the sender's */
 	uint32_t features;
@@ -219,9 +229,57 @@ bool usb4_rel_crc_valid(const struct iovec *dgram, int count);
 int usb4_rel_refused(struct usb4_rel_peer *peer,
 		     const struct usb4_rel_head *head);
 /* Builds a REJECT answering a HELLO (our version and features) into buf
- * (at least USB4_REL_REJECT_LEN bytes); returns its length. */
-#define USB4_REL_REJECT_LEN	64
+ * (at least USB4_REL_REJECT_LEN bytes); returns its length.  The _cfg form
+ * offers cfg's features, is tagged under its job key, if any, and
+ * acknowledges the HELLO whose seq is ack: the proof a peer of our
+ * version wants before it believes a REJECT. */
+#define USB4_REL_REJECT_LEN	128
 size_t usb4_rel_reject(void *buf, uint64_t local_id, uint64_t remote_id);
+size_t usb4_rel_reject_cfg(void *buf, const struct usb4_rel_cfg *cfg,
+			   uint64_t local_id, uint64_t remote_id, uint32_t ack);
+
+/* ---- a responder's offer: the handshake without a peer ---- */
+
+/*
+ * What a responder keeps of a HELLO from a peer it has no session with:
+ * enough to answer it and to recognise the peer's proof that it got the
+ * answer, so that nothing is allocated for a peer before then.  The caller
+ * keeps offers in a bounded table.
+ */
+struct usb4_rel_offer {
+	uint64_t remote_id;
+	uint32_t peer_isn, peer_window, peer_datagram_max;
+	uint32_t isn;				/* ours */
+	unsigned char nonce[USB4_AUTH_NONCE_LEN];	/* ours */
+	unsigned char peer_nonce[USB4_AUTH_NONCE_LEN];
+};
+
+/*
+ * Reads a HELLO addressed to local_id into offer's peer fields (isn and
+ * nonce are the caller's to fill; remote_id and peer_isn are filled also
+ * when it is refused).  0: a HELLO we would accept;
+ * -FI_ECONNREFUSED: intact but of versions or features we refuse (answer
+ * with REJECT); -FI_EACCES: its tag does not verify or it lacks one where
+ * a job key is in force; -FI_EINVAL: not an intact HELLO.
+ */
+int usb4_rel_offer_read(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			const struct iovec *dgram, int count,
+			struct usb4_rel_offer *offer);
+/* The HELLO_ACK answering an offer, into buf (USB4_REL_ANSWER_LEN bytes);
+ * returns its length. */
+#define USB4_REL_ANSWER_LEN	128
+size_t usb4_rel_offer_answer(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			     const struct usb4_rel_offer *offer, void *buf);
+/* Whether a DATA or ACK datagram proves that the offer's peer got our
+ * answer: it acknowledges our ISN and, with a job key, carries a valid tag
+ * under the session's keys. */
+bool usb4_rel_offer_proven(const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			   const struct usb4_rel_offer *offer,
+			   const struct iovec *dgram, int count);
+/* A peer whose handshake is complete: the offer's. */
+int usb4_rel_peer_accept(struct usb4_rel_peer **peer,
+			 const struct usb4_rel_cfg *cfg, uint64_t local_id,
+			 const struct usb4_rel_offer *offer, uint64_t now);
 /* Peeks at a datagram's ids (version and CRC unchecked). */
 int usb4_rel_datagram_ids(const void *datagram, size_t len, uint64_t *src_id,
 			  uint64_t *dst_id);
