@@ -67,6 +67,10 @@ struct usb4_params {
 	size_t udp_buffers;	/* bytes one udp link may hold in copies of
 				 * frames (resend and reorder buffers) */
 	bool udp_placement;	/* receive DATA payloads in place */
+	size_t unexp_peer_bytes;	/* unexpected messages one sender may
+					 * have queued at an endpoint: payload
+					 * copies + a fixed cost per entry */
+	size_t unexp_bytes;	/* the same for all senders together */
 };
 
 extern struct usb4_params usb4_params;
