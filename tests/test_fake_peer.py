@@ -659,3 +659,41 @@ def test_hidden_entry_freed_when_its_peer_goes(run_driver):
     assert int(events[0]["len"]) == len(kept), why
     assert logged_count(driver.err, "hidden-freed") == 1, \
         "the hidden entry of the peer that went was not freed\n" + why
+
+
+# --- rendezvous segments over a link that cannot read them ----------------------------
+
+RTS_TAG = 0x71
+
+
+def test_rts_segments_over_udp_are_never_used(run_driver):
+    """An RTS over udp that names segments of the sender's memory (only a
+    link that reads a peer's memory may use them) is served by asking for
+    the bytes: CTS, the fake's DATA, then FIN and the receive's completion
+    with exactly those bytes.  The segments are counted as ignored.
+    """
+    driver = run_driver(["--op", "none", "--recv", hex(RTS_TAG), "--wait-ms", "2000",
+                         "--stop-after", "1"])
+    fake = FakePeer.facing(driver.addr)
+    v = fake.wire_version
+    data = bytes((5 * i + 1) & 0xFF for i in range(4096))
+    try:
+        driver.start(fake.address)
+        fake.connect()
+        fake.send_frame(wire.Frame(type=FrameType.RTS, src_id=fake.ep_id,
+                                   flags=int(FrameFlag.TAGGED), tag=RTS_TAG, msg_id=0x201,
+                                   total_len=len(data), version=v,
+                                   payload=wire.Rts(iovs=[(0x10000, len(data))]).pack(v)))
+        cts = fake.next_frame(FrameType.CTS)
+        fake.send_frame(wire.Frame(type=FrameType.DATA, src_id=fake.ep_id, msg_id=cts.msg_id,
+                                   data=0, total_len=len(data), payload=data, version=v))
+        fin = fake.next_frame(FrameType.FIN)
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    assert cts.msg_id == 0x201 and fin.status == 0, why
+    events = [e for e in driver.events() if e["ctx"] == "recv0"]
+    assert events and events[0]["kind"] == "cqe" and int(events[0]["len"]) == len(data), why
+    assert logged_count(driver.err, "rts-iovs-ignored") == 1, why
