@@ -566,12 +566,12 @@ def test_remote_access_only_for_inserted_peers(run_driver, inserted):
 
 # --- a flood of unexpected messages ----------------------------------------------------
 
-FLOOD_S = 2.0
+FLOOD_S = 3.0
 FLOOD_MSG = 16 * 1024
-FLOOD_IN_FLIGHT = 256  # frames the fake keeps unacknowledged: more than rel's window
+FLOOD_IN_FLIGHT = 8  # frames the fake keeps unacknowledged (its socket buffer drops more)
 UNEXP_PEER_BYTES = 1 << 20  # FI_USB4_UNEXP_PEER_BYTES for the driver
 REL_WINDOW = 64  # FI_USB4_REL_WINDOW: frames rel holds beyond what it delivered
-RSS_SLACK = 8 << 20  # bytes the driver may grow by beyond its bounds
+RSS_SLACK = 3 << 20  # bytes the driver may grow by beyond its bounds
 
 
 def rss_bytes(pid: int) -> int:
@@ -611,13 +611,13 @@ def test_unexpected_flood_stays_bounded(run_driver):
         fake.close()
     why = explain(driver, fake) + "\nsent %d, acknowledged %d" % (sent, acked)
     peak = logged_count(driver.err, "unexp-peak-bytes")
-    assert logged_count(driver.err, "unexp-full") > 0, "the bound was never reached\n" + why
-    assert 0 < peak <= UNEXP_PEER_BYTES, "queued at most %d bytes\n%s" % (peak, why)
     assert acked * FLOOD_MSG <= UNEXP_PEER_BYTES + REL_WINDOW * FLOOD_MSG, \
         "the driver took %d messages of %d bytes\n%s" % (acked, FLOOD_MSG, why)
     grown = rss1 - rss0
     assert grown <= UNEXP_PEER_BYTES + REL_WINDOW * FLOOD_MSG + RSS_SLACK, \
         "the driver grew by %d bytes during the flood\n%s" % (grown, why)
+    assert logged_count(driver.err, "unexp-full") > 0, "the bound was never reached\n" + why
+    assert 0 < peak <= UNEXP_PEER_BYTES, "queued at most %d bytes\n%s" % (peak, why)
 
 
 # --- hidden entries of peers that went ----------------------------------------------
