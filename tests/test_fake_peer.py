@@ -449,3 +449,253 @@ def test_close_acknowledges_frames_that_arrived(run_driver):
     assert len(ops) == 1 and ops[0]["kind"] == "cqe", "the send did not succeed\n" + why
     assert not pending, "the FIN that completed the send (seq %d) was never " \
         "acknowledged (%.1f s after the driver exited)\n%s" % (pending[0], late, why)
+
+
+# --- remote access to registered memory -------------------------------------------
+
+FI_EACCES = 13
+MR_LEN = 4096
+RMA_LEN = 64
+WRITE_AT, READ_AT, ATOMIC_AT = 128, 256, 512  # offsets into the driver's region
+ATOMIC_ADD = 5
+FI_SUM, FI_UINT64, ATOMIC_FETCH = 2, 7, 1
+MR_LINE = re.compile(r"^mr addr=0x(?P<addr>[0-9a-f]+) key=0x(?P<key>[0-9a-f]+) len=(?P<len>\d+)$")
+WRITE_ID, READ_ID, ATOMIC_ID = 0x101, 0x102, 0x103
+
+
+def initial_region(length: int) -> bytes:
+    """What usb4_xdriver --mr puts in its region: byte i is (7 i + 3) & 0xff."""
+    return bytes((7 * i + 3) & 0xFF for i in range(length))
+
+
+def region_at_end(driver: Driver) -> bytes | None:
+    for line in driver.lines:
+        if line.startswith("mr bytes "):
+            return bytes.fromhex(line.split()[2])
+    return None
+
+
+def logged_count(log: str, key: str) -> int:
+    """The largest number the provider logged after key, 0 if none."""
+    return max((int(v) for v in re.findall(re.escape(key) + r" (\d+)", log)), default=0)
+
+
+def remote_access_requests(fake: FakePeer, addr: int, key: int) -> list[wire.Frame]:
+    v = fake.wire_version
+    atomic = wire.ATOMIC_HEAD.pack(ATOMIC_FETCH, FI_SUM, FI_UINT64, 1, addr + ATOMIC_AT, key)
+    return [
+        wire.Frame(type=FrameType.WRITE_REQ, src_id=fake.ep_id, msg_id=WRITE_ID,
+                   total_len=RMA_LEN, version=v,
+                   payload=wire.pack_rma_segs([(addr + WRITE_AT, RMA_LEN, key)])),
+        wire.Frame(type=FrameType.READ_REQ, src_id=fake.ep_id, msg_id=READ_ID,
+                   total_len=RMA_LEN, version=v,
+                   payload=wire.pack_rma_segs([(addr + READ_AT, RMA_LEN, key)])),
+        wire.Frame(type=FrameType.ATOMIC_REQ, src_id=fake.ep_id, msg_id=ATOMIC_ID,
+                   total_len=8, version=v,
+                   payload=atomic + ATOMIC_ADD.to_bytes(8, "little")),
+    ]
+
+
+def serve_answers(fake: FakePeer, written: bytes) -> dict:
+    """The driver's answers to the three requests, by msg_id: the final
+    FIN / ATOMIC_RESP frames, the CTSs it sent (each answered with the
+    write's bytes as one DATA frame) and the read response's bytes."""
+    got = {"final": {}, "cts": [], "read": b""}
+    while len(got["final"]) < 3:
+        frame = fake.next_frame()
+        if frame.type == FrameType.CTS:
+            got["cts"].append(frame.msg_id)
+            fake.send_frame(wire.Frame(type=FrameType.DATA, src_id=fake.ep_id,
+                                       msg_id=frame.msg_id, data=0, total_len=len(written),
+                                       payload=written, version=fake.wire_version))
+        elif frame.type == FrameType.DATA and frame.msg_id == READ_ID:
+            got["read"] += frame.payload
+        elif frame.type in (FrameType.FIN, FrameType.ATOMIC_RESP):
+            got["final"][frame.msg_id] = frame
+    return got
+
+
+@pytest.mark.parametrize("inserted", [False, True], ids=["stranger", "inserted"])
+def test_remote_access_only_for_inserted_peers(run_driver, inserted):
+    """RMA write, read and atomic requests with the right key are served
+    only to a peer the driver inserted in its AV.
+
+    The udp link is not authenticated (no job key), so a peer the driver
+    never inserted (it only has a hidden entry, made by its handshake) gets
+    FI_EACCES in the FIN / ATOMIC_RESP of every request: no CTS, no bytes
+    read, the region unchanged, and the log counts three refusals.  The
+    same requests from an inserted peer work: the write lands, the read
+    returns the region's bytes, the atomic adds and returns the old value.
+    """
+    driver = run_driver(["--op", "none", "--mr", str(MR_LEN), "--wait-ms", "2000"])
+    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
+    addr, key = int(region["addr"], 16), int(region["key"], 16)
+    fake = FakePeer.facing(driver.addr)
+    written = bytes(range(0x40, 0x40 + RMA_LEN))
+    try:
+        driver.start(*([fake.address] if inserted else []))
+        fake.connect()
+        for request in remote_access_requests(fake, addr, key):
+            fake.send_frame(request)
+        got = serve_answers(fake, written)
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    before, after = initial_region(MR_LEN), region_at_end(driver)
+    statuses = {hex(i): f.status for i, f in got["final"].items()}
+    refused = logged_count(driver.err, "rma-refused-unknown")
+    assert after is not None, "the driver printed no region\n" + why
+    if not inserted:
+        assert statuses == {hex(i): -FI_EACCES for i in (WRITE_ID, READ_ID, ATOMIC_ID)}, \
+            "want FI_EACCES for every request, got %s\n%s" % (statuses, why)
+        assert not got["cts"] and not got["read"], "a stranger was served\n" + why
+        assert after == before, "a stranger changed the region\n" + why
+        assert refused == 3, "logged rma-refused-unknown %d, want 3\n%s" % (refused, why)
+        return
+    old = int.from_bytes(before[ATOMIC_AT:ATOMIC_AT + 8], "little")
+    want = bytearray(before)
+    want[WRITE_AT:WRITE_AT + RMA_LEN] = written
+    want[ATOMIC_AT:ATOMIC_AT + 8] = ((old + ATOMIC_ADD) % (1 << 64)).to_bytes(8, "little")
+    assert statuses == {hex(i): 0 for i in (WRITE_ID, READ_ID, ATOMIC_ID)}, \
+        "an inserted peer was refused: %s\n%s" % (statuses, why)
+    assert got["read"] == before[READ_AT:READ_AT + RMA_LEN], "read returned other bytes\n" + why
+    assert got["final"][ATOMIC_ID].payload == before[ATOMIC_AT:ATOMIC_AT + 8], why
+    assert after == bytes(want), "the region is not what the peer wrote\n" + why
+    assert refused == 0, why
+
+
+# --- a flood of unexpected messages ----------------------------------------------------
+
+FLOOD_S = 3.0
+FLOOD_MSG = 16 * 1024
+FLOOD_IN_FLIGHT = 8  # frames the fake keeps unacknowledged (its socket buffer drops more)
+UNEXP_PEER_BYTES = 1 << 20  # FI_USB4_UNEXP_PEER_BYTES for the driver
+REL_WINDOW = 64  # FI_USB4_REL_WINDOW: frames rel holds beyond what it delivered
+RSS_SLACK = 3 << 20  # bytes the driver may grow by beyond its bounds
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path("/proc/%d/status" % pid).read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS for pid %d" % pid)
+
+
+def test_unexpected_flood_stays_bounded(run_driver):
+    """A peer that sends 16 KiB messages nobody receives, nonstop, is held
+    back: the driver acknowledges no more than its unexpected bound (plus
+    rel's window) holds, its memory grows by no more than that, and its log
+    shows the bound reached (unexp-full) and never passed (peak).
+    """
+    driver = run_driver(["--op", "none", "--wait-ms", str(int(FLOOD_S * 1000) + 1500)],
+                        env={"FI_USB4_UNEXP_PEER_BYTES": str(UNEXP_PEER_BYTES),
+                             "FI_USB4_REL_WINDOW": str(REL_WINDOW)})
+    fake = FakePeer.facing(driver.addr)
+    payload = bytes(range(256)) * (FLOOD_MSG // 256)
+    sent = 0
+    try:
+        driver.start()
+        fake.connect()
+        rss0 = rss_bytes(driver.proc.pid)
+        end = time.monotonic() + FLOOD_S
+        while time.monotonic() < end:
+            while len(fake.unacked) < FLOOD_IN_FLIGHT:
+                fake.send_frame(wire.eager(fake.ep_id, payload, tag=sent,
+                                           wire_version=fake.wire_version))
+                sent += 1
+            fake.pump(0.01)
+        rss1 = rss_bytes(driver.proc.pid)
+        acked = sent - len(fake.unacked)
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake) + "\nsent %d, acknowledged %d" % (sent, acked)
+    peak = logged_count(driver.err, "unexp-peak-bytes")
+    assert acked * FLOOD_MSG <= UNEXP_PEER_BYTES + REL_WINDOW * FLOOD_MSG, \
+        "the driver took %d messages of %d bytes\n%s" % (acked, FLOOD_MSG, why)
+    grown = rss1 - rss0
+    assert grown <= UNEXP_PEER_BYTES + REL_WINDOW * FLOOD_MSG + RSS_SLACK, \
+        "the driver grew by %d bytes during the flood\n%s" % (grown, why)
+    assert logged_count(driver.err, "unexp-full") > 0, "the bound was never reached\n" + why
+    assert 0 < peak <= UNEXP_PEER_BYTES, "queued at most %d bytes\n%s" % (peak, why)
+
+
+# --- hidden entries of peers that went ----------------------------------------------
+
+KEPT_TAG = 0x61
+
+
+def test_hidden_entry_freed_when_its_peer_goes(run_driver):
+    """A peer the driver never inserted (a hidden entry) that stops answering
+    is reported down by the udp link; the core frees its hidden entry then
+    (the log counts hidden-freed), and the eager message it sent before,
+    still unexpected, stays deliverable: the receive posted after the peer
+    went gets it, bit-exact.
+
+    The fake sends the eager message, then a WRITE_REQ (refused: it is a
+    stranger), and closes its socket at once: the driver's FIN is never
+    acknowledged, and after FI_USB4_PEER_TIMEOUT the driver gives up on it.
+    """
+    recv_after_ms = PEER_TIMEOUT_MS + 1500
+    driver = run_driver(["--op", "none", "--mr", str(MR_LEN), "--recv", hex(KEPT_TAG),
+                         "--recv-after-ms", str(recv_after_ms),
+                         "--wait-ms", str(recv_after_ms + 1000), "--stop-after", "1"])
+    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
+    addr, key = int(region["addr"], 16), int(region["key"], 16)
+    fake = FakePeer.facing(driver.addr)
+    kept = b"sent before its sender went" * 8
+    try:
+        driver.start()
+        fake.connect()
+        fake.send_frame(wire.eager(fake.ep_id, kept, tag=KEPT_TAG, wire_version=fake.wire_version))
+        fake.send_frame(remote_access_requests(fake, addr, key)[0])
+    finally:
+        fake.close()  # silent from now on: the FIN is never acknowledged
+    driver.finish()
+    why = explain(driver, fake)
+    events = [e for e in driver.events() if e["ctx"] == "recv0"]
+    assert events and events[0]["kind"] == "cqe", \
+        "the message of the peer that went was not delivered\n" + why
+    assert int(events[0]["len"]) == len(kept), why
+    assert logged_count(driver.err, "hidden-freed") == 1, \
+        "the hidden entry of the peer that went was not freed\n" + why
+
+
+# --- rendezvous segments over a link that cannot read them ----------------------------
+
+RTS_TAG = 0x71
+
+
+def test_rts_segments_over_udp_are_never_used(run_driver):
+    """An RTS over udp that names segments of the sender's memory (only a
+    link that reads a peer's memory may use them) is served by asking for
+    the bytes: CTS, the fake's DATA, then FIN and the receive's completion
+    with exactly those bytes.  The segments are counted as ignored.
+    """
+    driver = run_driver(["--op", "none", "--recv", hex(RTS_TAG), "--wait-ms", "2000",
+                         "--stop-after", "1"])
+    fake = FakePeer.facing(driver.addr)
+    v = fake.wire_version
+    data = bytes((5 * i + 1) & 0xFF for i in range(4096))
+    try:
+        driver.start(fake.address)
+        fake.connect()
+        fake.send_frame(wire.Frame(type=FrameType.RTS, src_id=fake.ep_id,
+                                   flags=int(FrameFlag.TAGGED), tag=RTS_TAG, msg_id=0x201,
+                                   total_len=len(data), version=v,
+                                   payload=wire.Rts(iovs=[(0x10000, len(data))]).pack(v)))
+        cts = fake.next_frame(FrameType.CTS)
+        fake.send_frame(wire.Frame(type=FrameType.DATA, src_id=fake.ep_id, msg_id=cts.msg_id,
+                                   data=0, total_len=len(data), payload=data, version=v))
+        fin = fake.next_frame(FrameType.FIN)
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    assert cts.msg_id == 0x201 and fin.status == 0, why
+    events = [e for e in driver.events() if e["ctx"] == "recv0"]
+    assert events and events[0]["kind"] == "cqe" and int(events[0]["len"]) == len(data), why
+    assert logged_count(driver.err, "rts-iovs-ignored") == 1, why

@@ -70,6 +70,10 @@ struct usb4_params {
 	char *auth_key;		/* the job key, when the application gives
 				 * none (usb4_auth_key.c) */
 	char *auth_key_file;	/* a file holding it */
+	size_t unexp_peer_bytes;	/* unexpected messages one sender may
+					 * have queued at an endpoint: payload
+					 * copies + a fixed cost per entry */
+	size_t unexp_bytes;	/* the same for all senders together */
 };
 
 extern struct usb4_params usb4_params;

@@ -155,6 +155,26 @@ int usb4_core_mr_publish(struct usb4_core_domain *dom, uint64_t key,
 
 /* ---- peers and the address table --------------------------------------- */
 
+/* ---- a map from endpoint id to a value (usb4_id_map.c) ----------------- */
+
+/* Open addressing with linear probing, id 0 = empty slot; kept at most half
+ * full, so finding, adding and removing are O(1). */
+struct usb4_id_map {
+	uint64_t *keys;
+	uint64_t *vals;
+	size_t cap;		/* power of two */
+	size_t count;
+};
+
+/* Room for at least n ids without growing. */
+int usb4_id_map_init(struct usb4_id_map *m, size_t n);
+void usb4_id_map_fini(struct usb4_id_map *m);
+/* id's value, NULL when id is not there. */
+uint64_t *usb4_id_map_find(const struct usb4_id_map *m, uint64_t id);
+/* Sets id's value (adding id, growing when needed): 0 or -FI_ENOMEM. */
+int usb4_id_map_put(struct usb4_id_map *m, uint64_t id, uint64_t val);
+void usb4_id_map_remove(struct usb4_id_map *m, uint64_t id);
+
 /* A peer: the address it was inserted with, its id, and the way to it over
  * the first link kind that reaches it. */
 struct usb4_peer {
@@ -162,21 +182,24 @@ struct usb4_peer {
 	uint64_t id;			/* its endpoint id, host order */
 	uint8_t kind;			/* index into usb4_link_kinds */
 	bool in_use;
+	uint32_t gen;			/* hidden entries: bumped when freed */
+	uint32_t next_free;		/* hidden entries: free list link */
 	struct usb4_link_dest *dest;
 	struct usb4_mr_table *table;	/* one-sided kinds: its registrations */
 };
 
-/* Peers and a hash from endpoint id to index (open addressing, 0 =
- * empty), as the AV and an endpoint's hidden entries keep them. */
+/* Peers and a map from endpoint id to index, as the AV and an endpoint's
+ * hidden entries keep them. */
 struct usb4_peer_table {
 	struct usb4_peer *peers;
 	size_t count, cap;
 	/* Changes whenever an entry comes or goes or the entries move:
 	 * whoever remembers an entry checks it first. */
 	uint64_t gen;
-	uint64_t *hash_keys;
-	size_t *hash_vals;
-	size_t hash_cap;	/* power of two */
+	struct usb4_id_map index;
+	/* Hidden entries: unused ones to reuse, a list through next_free of
+	 * index + 1 (0: none, so a zeroed table is empty). */
+	uint32_t free_head;
 };
 
 /* The table behind an fi_av: fi_addr_t is an index into its peers; the
@@ -203,6 +226,19 @@ fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id);
  * FI_ADDR_NOTAVAIL, or the inserted entry once there is one).
  */
 #define USB4_HIDDEN_BIT		(1ull << 62)
+/*
+ * A hidden entry is freed when its peer goes down and its index reused by
+ * the next unknown sender.  Its fi_addr carries the entry's generation
+ * next to the index, so whatever still names the old one (an unexpected
+ * message, a queued answer) names nobody: the new peer never gets it.
+ */
+#define USB4_HIDDEN_INDEX_BITS	32
+#define USB4_HIDDEN_GEN_MASK	0x3fffffffu
+/* Hidden entries an endpoint keeps at most: peers on other hosts that
+ * talk to it before the application inserts them (Open MPI's lazy
+ * connections: every remote rank of a large job fits).  A new sender past
+ * it is held back (receiver not ready) until one goes down. */
+#define USB4_HIDDEN_MAX		4096
 
 /* ---- endpoint ----------------------------------------------------------- */
 
@@ -248,6 +284,9 @@ struct usb4_unexp {
 	uint16_t wflags;
 	uint8_t type;		/* USB4_FRAME_EAGER or USB4_FRAME_RTS */
 	bool claimed;		/* FI_CLAIM: reserved for one receive */
+	uint8_t peer_kind;	/* who sent it, should its entry go */
+	uint64_t peer_id;
+	size_t cost;		/* charged to the unexpected budget */
 	void *buf;		/* eager: a copy of the payload */
 	size_t riov_count;
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
@@ -335,7 +374,29 @@ struct usb4_core_stats {
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
 	uint64_t unknown_src;		/* frames from peers not in the AV */
 	uint64_t not_ready;		/* frames refused for lack of memory */
+	uint64_t unexp_full;		/* messages held back: a sender's or
+					 * all senders' unexpected bytes full */
+	uint64_t hidden_full;		/* frames from new senders held back:
+					 * USB4_HIDDEN_MAX reached */
+	uint64_t rma_refused_unknown;	/* remote accesses refused: sender
+					 * not inserted, link not
+					 * authenticated */
+	uint64_t rts_iovs_ignored;	/* RTS naming sender memory over a
+					 * link that cannot read it */
+	uint64_t hidden_freed;		/* hidden entries of peers gone */
 	uint64_t eager_sent, rndv_sent, unexpected;
+};
+
+/*
+ * What unexpected messages may hold at one endpoint (usb4_unexp_budget.c):
+ * bytes charged per sender (by endpoint id) and in total.  A message that
+ * would pass a bound is refused before anything changes; its link holds
+ * it and the sender is slowed down until receives drain the queue.
+ */
+struct usb4_unexp_budget {
+	size_t peer_max, total_max;
+	size_t total, peak;
+	struct usb4_id_map per_peer;	/* id -> bytes charged */
 };
 
 /* One of the endpoint's links, with what its sink callbacks need. */
@@ -348,6 +409,7 @@ struct usb4_ep_link {
 	uint64_t last_id;		/* 0: none */
 	fi_addr_t last_src;
 	uint64_t last_av_gen;
+	uint64_t last_hidden_gen;
 	/* The link's counts of peers' accesses to our memory, as far as
 	 * they are in the FI_REMOTE_* counters. */
 	uint64_t remote_reads_seen, remote_writes_seen;
@@ -375,6 +437,7 @@ struct usb4_core_ep {
 	struct usb4_ep_link links[USB4_LINKS_MAX];
 	struct usb4_core_av *av;
 	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
+	struct usb4_unexp_budget unexp_budget;
 	struct usb4_route_memo tx_route;
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;

@@ -74,7 +74,9 @@ struct usb4_link_sink {
 	int (*frame)(void *ctx, struct usb4_link *link, uint64_t from,
 		     const struct iovec *frame, int count);
 	/* A peer stopped answering (-FI_EHOSTUNREACH) or refused us, e.g. a
-	 * protocol version mismatch (-FI_ECONNREFUSED). */
+	 * protocol version mismatch (-FI_ECONNREFUSED).  Once it returns the
+	 * core holds no dest that dest_of gave for that peer: the link may
+	 * free it (and the session behind it) right after the call. */
 	void (*peer_down)(void *ctx, struct usb4_link *link, uint64_t peer,
 			  int err);
 };
@@ -171,7 +173,11 @@ struct usb4_link_ops {
 	 * -FI_ECONNREFUSED). */
 	int (*peer_state)(struct usb4_link *link, struct usb4_link_dest *dest);
 	/* The way back to a peer the link heard from but the core has no
-	 * address for; owned by the link, valid until the link closes. */
+	 * address for; owned by the link.  Valid until the link closes, or
+	 * until the link reports the peer down through sink->peer_down: the
+	 * core lets go of it before peer_down returns, so the link may free
+	 * it then (a link that frees a dest must report its peer down
+	 * first).  Called again for that peer later, it may give a new one. */
 	struct usb4_link_dest *(*dest_of)(struct usb4_link *link, uint64_t peer);
 
 	/* -- sleeping -- */
@@ -215,9 +221,11 @@ struct usb4_link_ops {
 struct usb4_link {
 	const struct usb4_link_ops *ops;
 	struct usb4_link_sink sink;
-	/* Every peer this link hands frames from has proved who it is: a
-	 * same-host process of our user (shm), or a peer that holds the job
-	 * key (udp with a key).  Set by the link at open. */
+	/* Every peer this link hands frames from has proved who it is:
+	 * same-host same-user processes (shm), or a udp link running with a
+	 * job key.  The core serves remote access to registered memory
+	 * (RMA, atomics) to peers the application never inserted only over
+	 * such a link.  Set by open. */
 	bool authenticated;
 };
 

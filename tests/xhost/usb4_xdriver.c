@@ -4,21 +4,28 @@
  * tests/test_fake_peer.py compiles and runs it.
  *
  *   usb4_xdriver [--op none|tsend|write|read] [--len N] [--recv TAG]...
- *                [--wait-ms MS] [--stop-after K] [--timeout SEC]
+ *                [--wait-ms MS] [--stop-after K] [--timeout SEC] [--mr LEN]
+ *                [--recv-after-ms MS]
  *
  * 1. Opens an FI_EP_RDM endpoint (FI_TAGGED, FI_RMA) of the usb4 provider
  *    (FI_PROVIDER_PATH, FI_USB4_IFACE as usual: with FI_USB4_IFACE=lo the
  *    udp link binds 127.0.0.1) and prints "addr <hex>" (fi_getname).
+ *    With --mr LEN (also FI_ATOMIC) it registers LEN bytes, byte i holding
+ *    (7 * i + 3) & 0xff, for remote reads, writes and atomics and prints
+ *    "mr addr=<hex> key=<hex> len=<n>" (FI_MR_VIRT_ADDR: addr is where
+ *    peers address byte 0).
  * 2. Reads lines from stdin: "peer <hex>" inserts an address into the AV
  *    (fi_addr 0, 1, ... in order; printed as "inserted <i> fi_addr <a>" or
  *    "insert <i> failed <ret>"), "go" ends the list (so does EOF).
- * 3. Posts a tagged receive (4 KiB, tag exact) for every --recv, then the
+ * 3. Posts a tagged receive (4 KiB, tag exact) for every --recv (or only
+ *    --recv-after-ms after the operation, while it reads the CQ), then the
  *    operation towards fi_addr 0: a tagged send of N bytes (tag 0x7; 64 KiB
  *    by default, rendezvous over udp), or an fi_write / fi_read of N bytes
  *    at remote address 0x10000 key 0x1234 (the fake peer accepts anything).
  * 4. Reads the CQ for --wait-ms (1000) after the post, printing every
  *    completion and error completion as it comes; stops early after
- *    --stop-after K of them.  Prints "end", closes everything, exits 0.
+ *    --stop-after K of them.  Prints "end", then "mr bytes <hex>" (the
+ *    registered region as it is now) with --mr, closes everything, exits 0.
  *
  * Output lines (t: seconds since the operation was posted, CLOCK_MONOTONIC):
  *   cqe t=<s> ctx=<name> flags=<hex> <names> len=<n> tag=<hex> data=<hex>
@@ -70,6 +77,8 @@ struct args {
 	long wait_ms;
 	int stop_after;		/* 0: never */
 	unsigned timeout_s;
+	size_t mr_len;		/* 0: no region */
+	long recv_after_ms;	/* -1: receives before the operation */
 };
 
 struct driver {
@@ -82,6 +91,8 @@ struct driver {
 	fi_addr_t peer[PEERS_MAX];
 	int npeers;
 	char *buf;			/* the operation's buffer */
+	unsigned char *mr_buf;		/* --mr: the registered region */
+	struct fid_mr *mr;
 	char recv_buf[RECVS_MAX][RECV_LEN];
 	char ctx_op;			/* contexts: their addresses name them */
 	char ctx_recv[RECVS_MAX];
@@ -104,7 +115,7 @@ static enum op parse_op(const char *s)
 static void parse_args(int argc, char **argv, struct args *a)
 {
 	*a = (struct args) { .op = OP_NONE, .len = 64 * 1024, .wait_ms = 1000,
-			     .timeout_s = 20 };
+			     .timeout_s = 20, .recv_after_ms = -1 };
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -123,6 +134,10 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->stop_after = atoi(val);
 		else if (!strcmp(opt, "--timeout"))
 			a->timeout_s = (unsigned) atoi(val);
+		else if (!strcmp(opt, "--recv-after-ms"))
+			a->recv_after_ms = strtol(val, NULL, 0);
+		else if (!strcmp(opt, "--mr"))
+			a->mr_len = strtoull(val, NULL, 0);
 		else
 			die(2, "unknown option %s", opt);
 	}
@@ -132,17 +147,45 @@ static void parse_args(int argc, char **argv, struct args *a)
 
 /* ---- the endpoint --------------------------------------------------------- */
 
-static void open_endpoint(struct driver *d)
+static void open_endpoint(struct driver *d, const struct args *a)
 {
-	xhost_domain_open(FI_TAGGED | FI_RMA, FI_THREAD_UNSPEC, &d->info,
-			  &d->fabric, &d->domain);
+	xhost_domain_open(FI_TAGGED | FI_RMA | (a->mr_len ? FI_ATOMIC : 0),
+			  FI_THREAD_UNSPEC, &d->info, &d->fabric, &d->domain);
 	xhost_av_open(d->domain, &d->av);
 	xhost_ep_open(d->domain, d->info, d->av, &d->cq, &d->ep);
 	CHECK(fi_enable(d->ep));
 }
 
+/* --mr: the region peers may read, write and update. */
+static void register_region(struct driver *d, const struct args *a)
+{
+	if (!a->mr_len)
+		return;
+	d->mr_buf = malloc(a->mr_len);
+	if (!d->mr_buf)
+		die(2, "out of memory");
+	for (size_t i = 0; i < a->mr_len; i++)
+		d->mr_buf[i] = (unsigned char) (7 * i + 3);
+	CHECK(fi_mr_reg(d->domain, d->mr_buf, a->mr_len,
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &d->mr, NULL));
+	printf("mr addr=0x%" PRIx64 " key=0x%" PRIx64 " len=%zu\n",
+	       (uint64_t) (uintptr_t) d->mr_buf, fi_mr_key(d->mr), a->mr_len);
+}
+
+static void print_region(struct driver *d, const struct args *a)
+{
+	if (!d->mr)
+		return;
+	printf("mr bytes ");
+	for (size_t i = 0; i < a->mr_len; i++)
+		printf("%02x", d->mr_buf[i]);
+	printf("\n");
+}
+
 static void close_endpoint(struct driver *d)
 {
+	if (d->mr)
+		CHECK(fi_close(&d->mr->fid));
 	CHECK(fi_close(&d->ep->fid));
 	CHECK(fi_close(&d->av->fid));
 	CHECK(fi_close(&d->cq->fid));
@@ -244,7 +287,8 @@ static void post(struct driver *d, const struct args *a)
 	if (!d->buf)
 		die(2, "out of memory");
 	memset(d->buf, 0xa5, a->len);
-	post_recvs(d, a);
+	if (a->recv_after_ms < 0)
+		post_recvs(d, a);
 	d->t0 = now_s();
 	if (a->op != OP_NONE && !d->npeers)
 		die(2, "--op %s needs a peer", names[a->op]);
@@ -333,10 +377,17 @@ static void report(struct driver *d, const struct args *a)
 {
 	const struct timespec nap = { .tv_nsec = NAP_NS };
 	double end = d->t0 + a->wait_ms / 1000.0;
+	bool recvs_late = a->recv_after_ms >= 0;
 	int seen = 0;
 
 	while (now_s() < end && (!a->stop_after || seen < a->stop_after)) {
-		int n = report_one(d);
+		int n;
+
+		if (recvs_late && now_s() - d->t0 >= a->recv_after_ms / 1000.0) {
+			post_recvs(d, a);
+			recvs_late = false;
+		}
+		n = report_one(d);
 
 		seen += n;
 		if (!n)
@@ -354,13 +405,16 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	parse_args(argc, argv, &a);
 	xhost_watchdog(a.timeout_s);
-	open_endpoint(&d);
+	open_endpoint(&d, &a);
 	print_addr(&d);
+	register_region(&d, &a);
 	read_peers(&d);
 	post(&d, &a);
 	report(&d, &a);
+	print_region(&d, &a);
 	close_endpoint(&d);
 	free(d.buf);
+	free(d.mr_buf);
 	printf("closed\n");
 	return 0;
 }

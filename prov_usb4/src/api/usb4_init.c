@@ -77,6 +77,16 @@ void usb4_params_define(void)
 			"Receive the payloads of bulk transfers from other "
 			"hosts straight into their destination (default: %d)",
 			(int) usb4_params.udp_placement);
+	fi_param_define(&usb4_prov, "unexp_peer_bytes", FI_PARAM_SIZE_T,
+			"Bytes of unexpected messages one sender may have "
+			"queued at an endpoint (payloads plus a fixed cost per "
+			"message); past it the sender is held back until the "
+			"application receives (default: %zu)",
+			usb4_params.unexp_peer_bytes);
+	fi_param_define(&usb4_prov, "unexp_bytes", FI_PARAM_SIZE_T,
+			"Bytes of unexpected messages all senders together may "
+			"have queued at an endpoint (default: %zu)",
+			usb4_params.unexp_bytes);
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
@@ -110,6 +120,10 @@ void usb4_params_init(void)
 	get_size("cq_size", &usb4_params.cq_size, 16, 1 << 24);
 	get_size("mr_max", &usb4_params.mr_max, 16, 1 << 22);
 	get_size("rel_window", &usb4_params.rel_window, 4, 1024);
+	get_size("unexp_peer_bytes", &usb4_params.unexp_peer_bytes, 4096,
+		 (size_t) 1 << 40);
+	get_size("unexp_bytes", &usb4_params.unexp_bytes, 4096,
+		 (size_t) 1 << 40);
 	if (fi_param_get_int(&usb4_prov, "spin_us", &spin) == FI_SUCCESS &&
 	    spin >= 0)
 		usb4_params.spin_us = spin;

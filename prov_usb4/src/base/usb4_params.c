@@ -22,4 +22,8 @@ struct usb4_params usb4_params = {
 	.rel_window = 64,
 	.udp_buffers = 64u << 20,
 	.udp_placement = true,
+	/* 2048 eager messages of 16 KiB, or ~100k small ones, from one
+	 * sender before it is slowed down; eight such senders in all. */
+	.unexp_peer_bytes = 32u << 20,
+	.unexp_bytes = 256u << 20,
 };

@@ -106,7 +106,11 @@ int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
 	usb4_list_init(&ep->streams);
 	usb4_list_init(&ep->xfers);
 	ep->rx_max = usb4_params.rx_size;
-	ret = ops_init(ep, usb4_params.tx_size);
+	ret = usb4_unexp_budget_init(&ep->unexp_budget,
+				     usb4_params.unexp_peer_bytes,
+				     usb4_params.unexp_bytes);
+	if (!ret)
+		ret = ops_init(ep, usb4_params.tx_size);
 	if (!ret)
 		ret = open_links(ep, key ? key : dom ? &dom->key : NULL);
 	if (ret) {
@@ -167,6 +171,7 @@ void usb4_core_ep_close(struct usb4_core_ep *ep)
 			free(ep->ops[i].bounce);
 		}
 	usb4_hidden_fini(&ep->hidden);
+	usb4_unexp_budget_fini(&ep->unexp_budget);
 	free(ep->ops);
 	free(ep->ops_free);
 	ep->ops = NULL;
@@ -196,14 +201,45 @@ void usb4_core_ep_addr(const struct usb4_core_ep *ep,
 	}
 }
 
-void usb4_core_log_stats(const struct usb4_core_ep *ep)
+/* Frames dropped as malformed or not for us. */
+static uint64_t dropped_total(const struct usb4_core_stats *s)
 {
-	const struct usb4_core_stats *s = &ep->stats;
 	uint64_t dropped = s->dropped_unknown_op + s->dropped_src_mismatch +
 			   s->dropped_not_for_link + s->dropped_bad_xfer;
 
 	for (int i = 1; i < USB4_WIRE_VERDICT_MAX; i++)
 		dropped += s->dropped[i];
+	return dropped;
+}
+
+/* What peers were refused or held back for: a flood, strangers. */
+static void log_guard_stats(const struct usb4_core_ep *ep)
+{
+	const struct usb4_core_stats *s = &ep->stats;
+
+	if (!s->unexp_full && !s->hidden_full && !s->rma_refused_unknown &&
+	    !s->rts_iovs_ignored && !s->hidden_freed)
+		return;
+	USB4_WARN(FI_LOG_EP_DATA,
+		  "endpoint %016llx held back: unexp-full %llu hidden-full "
+		  "%llu; refused: rma-refused-unknown %llu; "
+		  "rts-iovs-ignored %llu; hidden-freed %llu; "
+		  "unexp-peak-bytes %zu\n",
+		  (unsigned long long) ep->id,
+		  (unsigned long long) s->unexp_full,
+		  (unsigned long long) s->hidden_full,
+		  (unsigned long long) s->rma_refused_unknown,
+		  (unsigned long long) s->rts_iovs_ignored,
+		  (unsigned long long) s->hidden_freed,
+		  ep->unexp_budget.peak);
+}
+
+void usb4_core_log_stats(const struct usb4_core_ep *ep)
+{
+	const struct usb4_core_stats *s = &ep->stats;
+	uint64_t dropped = dropped_total(s);
+
+	log_guard_stats(ep);
 	if (!dropped && !s->unknown_src && !s->not_ready)
 		return;
 	USB4_WARN(FI_LOG_EP_DATA,

@@ -51,7 +51,11 @@ static int handle_done(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	return 0;
 }
 
-static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
+/* Where a rendezvous sender's bytes wait.  Only a link that reads a
+ * sender's memory may use them: over any other the receiver asks for the
+ * bytes (CTS), and addresses a peer put in the frame are not kept. */
+static void rts_iovs(struct usb4_core_ep *ep, uint32_t caps,
+		     const struct usb4_frame *f, struct usb4_msg_in *m,
 		     struct iovec *riov)
 {
 	struct usb4_wire_rts rts;
@@ -60,12 +64,16 @@ static void rts_iovs(const struct usb4_frame *f, struct usb4_msg_in *m,
 
 	memcpy(&rts, p, sizeof(rts));
 	m->riov_count = le32toh(rts.iov_count);
+	m->riov = riov;
+	if (m->riov_count && !(caps & USB4_LINK_CAP_BULK_READ)) {
+		ep->stats.rts_iovs_ignored++;
+		m->riov_count = 0;
+	}
 	for (size_t i = 0; i < m->riov_count; i++) {
 		memcpy(&wiov, p + sizeof(rts) + i * sizeof(wiov), sizeof(wiov));
 		riov[i].iov_base = (void *) (uintptr_t) le64toh(wiov.addr);
 		riov[i].iov_len = le64toh(wiov.len);
 	}
-	m->riov = riov;
 }
 
 static int handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
@@ -84,7 +92,7 @@ static int handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	};
 
 	if (f->type == USB4_FRAME_RTS)
-		rts_iovs(f, &m, riov);
+		rts_iovs(ep, usb4_peer_caps(ep, src), f, &m, riov);
 	return usb4_match_arrival(ep, &m);
 }
 
@@ -129,21 +137,24 @@ static enum usb4_wire_verdict parse(const struct iovec *frame, int count,
 }
 
 /* The sender's fi_addr (see usb4_peer_resolve), remembered for the next
- * frame while the AV does not change: hidden entries are only ever added,
- * and an insert may give a hidden sender its AV entry. */
+ * frame while neither table changes: an insert may give a hidden sender
+ * its AV entry, and a hidden entry goes when its peer does. */
 static fi_addr_t sender_of(struct usb4_ep_link *el, uint64_t from, int *err)
 {
 	uint64_t gen = el->ep->av ? el->ep->av->t.gen : 0;
+	uint64_t hgen = el->ep->hidden.gen;
 	fi_addr_t src;
 
 	*err = 0;
-	if (from && from == el->last_id && gen == el->last_av_gen)
+	if (from && from == el->last_id && gen == el->last_av_gen &&
+	    hgen == el->last_hidden_gen)
 		return el->last_src;
 	src = usb4_peer_resolve(el->ep, el->kind, from, err);
 	if (!*err && src != FI_ADDR_NOTAVAIL) {
 		el->last_id = from;
 		el->last_src = src;
 		el->last_av_gen = gen;
+		el->last_hidden_gen = el->ep->hidden.gen;
 	}
 	return src;
 }
@@ -182,14 +193,20 @@ static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
 	return ret;
 }
 
+/* The link is about to forget the peer (and may free the dest it gave
+ * for a hidden entry): everything of it ends, and its hidden entry, one
+ * it may have beside an inserted one, is freed before we return. */
 static void on_peer_down(void *ctx, struct usb4_link *link, uint64_t peer,
 			 int err)
 {
 	struct usb4_ep_link *el = ctx;
 	fi_addr_t a = usb4_peer_find(el->ep, el->kind, peer);
+	fi_addr_t h = usb4_hidden_of(el->ep, el->kind, peer);
 
 	if (a != FI_ADDR_NOTAVAIL)
 		usb4_proto_peer_down(el->ep, a, err);
+	if (h != FI_ADDR_NOTAVAIL && h != a)
+		usb4_proto_peer_down(el->ep, h, err);
 }
 
 struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el)
@@ -207,6 +224,10 @@ void usb4_proto_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err)
 	usb4_ctrl_drop(ep, peer);
 	usb4_stream_peer_down(ep, peer, err);
 	usb4_ops_fail(ep, peer, err);
+	usb4_match_peer_down(ep, peer);
+	/* What still names it (eager messages waiting for a receive) names
+	 * nobody from now on: their answers are dropped. */
+	usb4_hidden_free(ep, peer);
 }
 
 /* The first peer that pending work waits on whose link says it is down,

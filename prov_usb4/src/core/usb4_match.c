@@ -270,21 +270,55 @@ static struct usb4_rx_entry *find_posted(struct usb4_core_ep *ep, int q,
 	return NULL;
 }
 
+/* Who sent m, as the queue remembers it: the id outlives a hidden entry. */
+static int sender_id(struct usb4_core_ep *ep, const struct usb4_msg_in *m,
+		     uint64_t *id, uint8_t *kind)
+{
+	const struct usb4_peer *peer = usb4_peer_of(ep, m->src);
+
+	if (!peer)
+		return -FI_EINVAL;
+	*id = peer->id;
+	*kind = peer->kind;
+	return 0;
+}
+
+/* An entry for m, its cost charged (NULL: over a bound, or no memory). */
+static struct usb4_unexp *unexp_new(struct usb4_core_ep *ep,
+				    const struct usb4_msg_in *m)
+{
+	size_t cost = usb4_unexp_cost(m->type == USB4_FRAME_EAGER ?
+				      m->total_len : 0);
+	struct usb4_unexp *u = calloc(1, sizeof(*u));
+
+	if (!u || sender_id(ep, m, &u->peer_id, &u->peer_kind))
+		goto err_free;
+	if (usb4_unexp_charge(&ep->unexp_budget, u->peer_id, cost)) {
+		ep->stats.unexp_full++;
+		goto err_free;
+	}
+	u->cost = cost;
+	if (m->type == USB4_FRAME_EAGER && m->total_len &&
+	    !(u->buf = malloc(m->total_len)))
+		goto err_uncharge;
+	return u;
+
+err_uncharge:
+	usb4_unexp_uncharge(&ep->unexp_budget, u->peer_id, cost);
+err_free:
+	free(u);
+	return NULL;
+}
+
 static int queue_unexpected(struct usb4_core_ep *ep, int q,
 			    const struct usb4_msg_in *m)
 {
-	struct usb4_unexp *u = calloc(1, sizeof(*u));
+	struct usb4_unexp *u = unexp_new(ep, m);
 
 	if (!u)
 		return -FI_EAGAIN;
-	if (m->type == USB4_FRAME_EAGER && m->total_len) {
-		u->buf = malloc(m->total_len);
-		if (!u->buf) {
-			free(u);
-			return -FI_EAGAIN;
-		}
+	if (u->buf)
 		memcpy(u->buf, m->payload, m->total_len);
-	}
 	usb4_list_init(&u->ctrl.link);
 	u->src = m->src;
 	u->tag = m->tag;
@@ -334,17 +368,48 @@ static void unexp_view(const struct usb4_unexp *u, struct usb4_msg_in *m)
 
 static void unexp_release(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
-	struct usb4_unexp *u = usb4_container_of(ctrl, struct usb4_unexp, ctrl);
-
-	free(u->buf);
-	free(u);
+	free(usb4_container_of(ctrl, struct usb4_unexp, ctrl));
 }
 
-/* The message is consumed; its entry goes once its answer (if any) left. */
+/* The message is consumed: its bytes and its charge go now (held frames
+ * of its sender may come in), its entry once its answer (if any) left. */
 static void unexp_free(struct usb4_core_ep *ep, struct usb4_unexp *u)
 {
 	usb4_list_remove(&u->link);
+	usb4_unexp_uncharge(&ep->unexp_budget, u->peer_id, u->cost);
+	free(u->buf);
+	u->buf = NULL;
 	usb4_ctrl_then(ep, &u->ctrl, unexp_release);
+}
+
+void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer)
+{
+	struct usb4_list *it, *tmp;
+
+	for (int q = 0; q < 2; q++) {
+		usb4_list_foreach_safe(&ep->unexp[q], it, tmp) {
+			struct usb4_unexp *u = usb4_container_of(it,
+					struct usb4_unexp, link);
+			if (u->type == USB4_FRAME_RTS &&
+			    usb4_same_peer(ep, u->src, peer))
+				unexp_free(ep, u);
+		}
+	}
+}
+
+/* Whether a receive naming want may take u: by identity, so a message
+ * from a hidden entry matches the entry the application inserted since,
+ * even once the hidden entry is gone. */
+static bool unexp_from(struct usb4_core_ep *ep, fi_addr_t want,
+		       const struct usb4_unexp *u)
+{
+	const struct usb4_peer *peer;
+
+	if (!(ep->caps & FI_DIRECTED_RECV) || want == FI_ADDR_UNSPEC ||
+	    want == u->src)
+		return true;
+	peer = usb4_peer_of(ep, want);
+	return peer && peer->id == u->peer_id && peer->kind == u->peer_kind;
 }
 
 static struct usb4_unexp *find_unexp(struct usb4_core_ep *ep, int q,
@@ -355,7 +420,7 @@ static struct usb4_unexp *find_unexp(struct usb4_core_ep *ep, int q,
 	usb4_list_foreach(&ep->unexp[q], it) {
 		struct usb4_unexp *u =
 			usb4_container_of(it, struct usb4_unexp, link);
-		if (!u->claimed && src_matches(ep, a->src, u->src) &&
+		if (!u->claimed && unexp_from(ep, a->src, u) &&
 		    tag_matches(q, a->tag, a->ignore, u->tag))
 			return u;
 	}

@@ -2,8 +2,10 @@
  * Peers: the address table behind an fi_av, each endpoint's hidden entries,
  * and who sent a frame.  An fi_addr_t is an index into the AV's table (for
  * FI_AV_MAP and FI_AV_TABLE alike), or USB4_HIDDEN_BIT and an index into an
- * endpoint's hidden table.  A hash from endpoint id to index answers "which
- * entry is this sender" in O(1).
+ * endpoint's hidden table (with the entry's generation, see
+ * USB4_HIDDEN_GEN_MASK).  A map from endpoint id to index answers "which
+ * entry is this sender" in O(1); hidden entries of peers that went down are
+ * freed in O(1) and reused.
  *
  * A frame's sender is what its link says (the session or slot it came
  * on), and only an entry reached over that same kind of link can be it: an
@@ -14,48 +16,20 @@
 
 #include "usb4_proto.h"
 
-/* ---- a peer table: peers and an id -> index hash ---- */
+/* ---- a peer table: peers and an id -> index map ---- */
 
-/* Where key is, or the empty slot where it would go. */
-static size_t hash_find(const uint64_t *keys, size_t cap, uint64_t key)
+/* An index of at least twice the table's capacity, of the entries in use. */
+static int table_reindex(struct usb4_peer_table *t)
 {
-	size_t i = (size_t) (key * 0x9e3779b97f4a7c15ull) & (cap - 1);
+	struct usb4_id_map index;
 
-	while (keys[i] && keys[i] != key)
-		i = (i + 1) & (cap - 1);
-	return i;
-}
-
-/* A hash of at least twice the table's capacity, of the entries in use. */
-static int table_rehash(struct usb4_peer_table *t)
-{
-	size_t cap = 16;
-	uint64_t *keys;
-	size_t *vals;
-
-	while (cap < 2 * t->cap)
-		cap <<= 1;
-	keys = calloc(cap, sizeof(*keys));
-	vals = calloc(cap, sizeof(*vals));
-	if (!keys || !vals) {
-		free(keys);
-		free(vals);
+	if (usb4_id_map_init(&index, t->cap))
 		return -FI_ENOMEM;
-	}
-	for (size_t i = 0; i < t->count; i++) {
-		size_t h;
-
-		if (!t->peers[i].in_use)
-			continue;
-		h = hash_find(keys, cap, t->peers[i].id);
-		keys[h] = t->peers[i].id;
-		vals[h] = i;
-	}
-	free(t->hash_keys);
-	free(t->hash_vals);
-	t->hash_keys = keys;
-	t->hash_vals = vals;
-	t->hash_cap = cap;
+	for (size_t i = 0; i < t->count; i++)
+		if (t->peers[i].in_use)
+			usb4_id_map_put(&index, t->peers[i].id, i);
+	usb4_id_map_fini(&t->index);
+	t->index = index;
 	return 0;
 }
 
@@ -64,18 +38,17 @@ static int table_init(struct usb4_peer_table *t, size_t cap)
 	memset(t, 0, sizeof(*t));
 	t->cap = cap;
 	t->peers = calloc(cap, sizeof(*t->peers));
-	return t->peers ? table_rehash(t) : -FI_ENOMEM;
+	return t->peers ? table_reindex(t) : -FI_ENOMEM;
 }
 
 static void table_fini(struct usb4_peer_table *t)
 {
 	free(t->peers);
-	free(t->hash_keys);
-	free(t->hash_vals);
+	usb4_id_map_fini(&t->index);
 	memset(t, 0, sizeof(*t));
 }
 
-/* Room for one more entry. */
+/* Room for one more entry at peers[count]. */
 static int table_reserve(struct usb4_peer_table *t)
 {
 	struct usb4_peer *peers;
@@ -90,31 +63,24 @@ static int table_reserve(struct usb4_peer_table *t)
 	t->peers = peers;
 	t->cap = cap;
 	t->gen++;
-	return table_rehash(t);
+	return table_reindex(t);
 }
 
-/* Takes the entry filled in at peers[count] (reserved); its index.  An id
- * already there now names the new entry. */
-static size_t table_add(struct usb4_peer_table *t)
+/* Indexes the entry filled in at peers[i]; an id already there now names
+ * it.  Never fails: the index has room for the whole table. */
+static size_t table_add(struct usb4_peer_table *t, size_t i)
 {
-	uint64_t id = t->peers[t->count].id;
-	size_t h = hash_find(t->hash_keys, t->hash_cap, id);
-
-	t->hash_keys[h] = id;
-	t->hash_vals[h] = t->count;
+	usb4_id_map_put(&t->index, t->peers[i].id, i);
 	t->gen++;
-	return t->count++;
+	return i;
 }
 
 /* The index of id's entry, or -1. */
 static ssize_t table_find(const struct usb4_peer_table *t, uint64_t id)
 {
-	size_t h;
+	const uint64_t *i = usb4_id_map_find(&t->index, id);
 
-	if (!t->hash_cap || !id)
-		return -1;
-	h = hash_find(t->hash_keys, t->hash_cap, id);
-	return t->hash_keys[h] ? (ssize_t) t->hash_vals[h] : -1;
+	return i ? (ssize_t) *i : -1;
 }
 
 /* ---- the address vector ---- */
@@ -206,7 +172,7 @@ int usb4_core_av_insert(struct usb4_core_av *av,
 	ret = peer_open(&av->t.peers[av->t.count], addr, kind);
 	if (ret)
 		return ret;
-	*fi_addr = table_add(&av->t);
+	*fi_addr = table_add(&av->t, av->t.count++);
 	return 0;
 }
 
@@ -218,8 +184,8 @@ int usb4_core_av_remove(struct usb4_core_av *av, fi_addr_t fi_addr)
 		return -FI_EINVAL;
 	peer_close(peer);
 	av->t.gen++;
-	/* Indices are never reused, so removal only has to fix the hash. */
-	return table_rehash(&av->t);
+	/* Indices are never reused, so removal only has to fix the index. */
+	return table_reindex(&av->t);
 }
 
 struct usb4_peer *usb4_core_av_peer(struct usb4_core_av *av, fi_addr_t fi_addr)
@@ -238,6 +204,47 @@ fi_addr_t usb4_core_av_reverse(const struct usb4_core_av *av, uint64_t ep_id)
 
 /* ---- hidden entries of one endpoint ---- */
 
+static fi_addr_t hidden_addr(const struct usb4_peer_table *h, size_t i)
+{
+	return USB4_HIDDEN_BIT | i |
+	       (fi_addr_t) (h->peers[i].gen & USB4_HIDDEN_GEN_MASK)
+			<< USB4_HIDDEN_INDEX_BITS;
+}
+
+/* The hidden entry an fi_addr names, if it is still the one it named. */
+static struct usb4_peer *hidden_peer(struct usb4_peer_table *h, fi_addr_t a)
+{
+	size_t i = (size_t) (a & ((1ull << USB4_HIDDEN_INDEX_BITS) - 1));
+	uint32_t gen = (uint32_t) (a >> USB4_HIDDEN_INDEX_BITS) &
+		       USB4_HIDDEN_GEN_MASK;
+
+	if (i >= h->count || !h->peers[i].in_use ||
+	    (h->peers[i].gen & USB4_HIDDEN_GEN_MASK) != gen)
+		return NULL;
+	return &h->peers[i];
+}
+
+/* An unused entry: a freed one, else a new one (-FI_EAGAIN: at the cap or
+ * out of memory). */
+static int hidden_slot(struct usb4_core_ep *ep, size_t *slot)
+{
+	struct usb4_peer_table *h = &ep->hidden;
+
+	if (h->free_head) {
+		*slot = h->free_head - 1;
+		h->free_head = h->peers[*slot].next_free;
+		return 0;
+	}
+	if (h->count >= USB4_HIDDEN_MAX) {
+		ep->stats.hidden_full++;
+		return -FI_EAGAIN;
+	}
+	if (table_reserve(h))
+		return -FI_EAGAIN;
+	*slot = h->count++;
+	return 0;
+}
+
 static fi_addr_t hidden_add(struct usb4_core_ep *ep, uint8_t kind,
 			    uint64_t id, int *err)
 {
@@ -245,24 +252,52 @@ static fi_addr_t hidden_add(struct usb4_core_ep *ep, uint8_t kind,
 	struct usb4_link *link = ep->links[kind].link;
 	struct usb4_link_dest *dest = link->ops->dest_of ?
 				      link->ops->dest_of(link, id) : NULL;
+	size_t i;
 
 	if (!dest)
 		return FI_ADDR_NOTAVAIL;
-	if (table_reserve(h)) {
+	if (hidden_slot(ep, &i)) {
 		*err = -FI_EAGAIN;
 		return FI_ADDR_NOTAVAIL;
 	}
-	h->peers[h->count] = (struct usb4_peer) {
+	h->peers[i] = (struct usb4_peer) {
 		.id = id, .kind = kind, .in_use = true, .dest = dest,
+		.gen = h->peers[i].gen,
 	};
-	return USB4_HIDDEN_BIT | table_add(h);
+	return hidden_addr(h, table_add(h, i));
 }
 
 static fi_addr_t hidden_find(const struct usb4_peer_table *h, uint64_t id)
 {
 	ssize_t i = table_find(h, id);
 
-	return i < 0 ? FI_ADDR_NOTAVAIL : USB4_HIDDEN_BIT | (fi_addr_t) i;
+	return i < 0 ? FI_ADDR_NOTAVAIL : hidden_addr(h, (size_t) i);
+}
+
+fi_addr_t usb4_hidden_of(struct usb4_core_ep *ep, uint8_t kind, uint64_t id)
+{
+	fi_addr_t a = hidden_find(&ep->hidden, id);
+	struct usb4_peer *peer = usb4_peer_of(ep, a);
+
+	return peer && peer->kind == kind ? a : FI_ADDR_NOTAVAIL;
+}
+
+void usb4_hidden_free(struct usb4_core_ep *ep, fi_addr_t a)
+{
+	struct usb4_peer_table *h = &ep->hidden;
+	struct usb4_peer *peer = (a & USB4_HIDDEN_BIT) ? hidden_peer(h, a) :
+							  NULL;
+
+	if (!peer)
+		return;
+	usb4_id_map_remove(&h->index, peer->id);
+	peer->in_use = false;
+	peer->dest = NULL;	/* the link's, and going */
+	peer->gen++;
+	peer->next_free = h->free_head;
+	h->free_head = (uint32_t) (peer - h->peers) + 1;
+	h->gen++;
+	ep->stats.hidden_freed++;
 }
 
 void usb4_hidden_fini(struct usb4_peer_table *hidden)
@@ -277,11 +312,8 @@ struct usb4_peer *usb4_peer_of(struct usb4_core_ep *ep, fi_addr_t fi_addr)
 {
 	if (fi_addr == FI_ADDR_NOTAVAIL || fi_addr == FI_ADDR_UNSPEC)
 		return NULL;
-	if (fi_addr & USB4_HIDDEN_BIT) {
-		fi_addr &= ~USB4_HIDDEN_BIT;
-		return fi_addr < ep->hidden.count ?
-		       &ep->hidden.peers[fi_addr] : NULL;
-	}
+	if (fi_addr & USB4_HIDDEN_BIT)
+		return hidden_peer(&ep->hidden, fi_addr);
 	return usb4_core_av_peer(ep->av, fi_addr);
 }
 
@@ -346,4 +378,14 @@ fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
 	b = peer ? usb4_core_av_reverse(ep->av, peer->id) : FI_ADDR_NOTAVAIL;
 	inserted = usb4_core_av_peer(ep->av, b);
 	return inserted && inserted->kind == peer->kind ? b : FI_ADDR_NOTAVAIL;
+}
+
+bool usb4_peer_may_access(struct usb4_core_ep *ep, fi_addr_t src)
+{
+	struct usb4_link *link;
+
+	if (!(src & USB4_HIDDEN_BIT))
+		return usb4_core_av_peer(ep->av, src) != NULL;
+	link = usb4_peer_link(ep, usb4_peer_of(ep, src));
+	return link && link->authenticated;
 }

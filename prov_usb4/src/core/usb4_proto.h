@@ -37,6 +37,27 @@ bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a, fi_addr_t b);
 /* The source to report for a peer: its inserted fi_addr, if it has one. */
 fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a);
 void usb4_hidden_fini(struct usb4_peer_table *hidden);
+/* The hidden entry of id over this kind of link (FI_ADDR_NOTAVAIL: none). */
+fi_addr_t usb4_hidden_of(struct usb4_core_ep *ep, uint8_t kind, uint64_t id);
+/* Frees a hidden entry (its peer is down): every fi_addr naming it now
+ * names nobody, and its dest, the link's, is forgotten. */
+void usb4_hidden_free(struct usb4_core_ep *ep, fi_addr_t a);
+/* Whether a remote access (RMA, atomics) from src may be served: src was
+ * inserted by the application, or its link proved who it is. */
+bool usb4_peer_may_access(struct usb4_core_ep *ep, fi_addr_t src);
+
+/* ---- usb4_unexp_budget.c: what unexpected messages may hold ---- */
+
+/* Bytes an unexpected message of payload_len costs. */
+size_t usb4_unexp_cost(uint64_t payload_len);
+int usb4_unexp_budget_init(struct usb4_unexp_budget *b, size_t peer_max,
+			   size_t total_max);
+void usb4_unexp_budget_fini(struct usb4_unexp_budget *b);
+/* Charges cost to sender id: 0, or -FI_EAGAIN (nothing charged) when it
+ * would pass a bound or memory ran out. */
+int usb4_unexp_charge(struct usb4_unexp_budget *b, uint64_t id, size_t cost);
+void usb4_unexp_uncharge(struct usb4_unexp_budget *b, uint64_t id,
+			 size_t cost);
 
 /* ---- usb4_post.c: frames to a peer over its link ---- */
 
@@ -176,6 +197,9 @@ void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write);
 
 /* ---- usb4_match.c ---- */
 
+/* Unexpected rendezvous messages from a dead peer can never be fetched:
+ * dropped. */
+void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer);
 /* A message arrived: deliver it or queue it; -FI_EAGAIN: not now. */
 int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
 /* Completes a receive whose bytes arrived (err: 0 or negative FI_E*). */

@@ -3,8 +3,9 @@
  * access.  The target takes part: it checks key, rights and bounds in its
  * own registration table for every request (overflow-safe), pins the
  * regions while bytes move, and executes atomics under the same lock
- * one-sided initiators take.  The initiator's op completes on the target's
- * FIN (RMA) or ATOMIC_RESP (atomics).
+ * one-sided initiators take, and serves only peers that proved who they
+ * are (access_check).  The initiator's op completes on the target's FIN
+ * (RMA) or ATOMIC_RESP (atomics).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -125,6 +126,17 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 
 /* ---- target ---- */
 
+/* Our registered memory is served only to peers the application inserted,
+ * or that their link authenticated: a stranger holding a key gets
+ * FI_EACCES, as for a bad key, and touches nothing. */
+static int access_check(struct usb4_core_ep *ep, fi_addr_t src)
+{
+	if (usb4_peer_may_access(ep, src))
+		return 0;
+	ep->stats.rma_refused_unknown++;
+	return -FI_EACCES;
+}
+
 /* Checks and pins every segment, or none. */
 static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		    uint64_t access, struct usb4_pin *pins, struct iovec *iov,
@@ -165,7 +177,10 @@ int usb4_rma_handle_write(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		usb4_xfer_free(ep, x);
 		return -FI_EAGAIN;
 	}
-	ret = pin_segs(ep, f, FI_REMOTE_WRITE, x->pins, x->iov, &x->npins);
+	ret = access_check(ep, src);
+	if (!ret)
+		ret = pin_segs(ep, f, FI_REMOTE_WRITE, x->pins, x->iov,
+			       &x->npins);
 	x->iov_count = x->npins;
 	x->cq_data = cq_data;
 	x->data = f->data;
@@ -202,7 +217,10 @@ int usb4_rma_handle_read(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	s->msg_id = f->msg_id;
 	s->wflags = USB4_WF_READ_RESP;
 	s->owned = true;
-	ret = pin_segs(ep, f, FI_REMOTE_READ, s->pins, s->iov, &s->npins);
+	ret = access_check(ep, src);
+	if (!ret)
+		ret = pin_segs(ep, f, FI_REMOTE_READ, s->pins, s->iov,
+			       &s->npins);
 	if (ret == -FI_EAGAIN) {	/* the region is busy: later */
 		free(s);
 		return ret;
@@ -354,7 +372,10 @@ int usb4_rma_handle_atomic(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	if (!resp)
 		return -FI_EAGAIN;
 	old = (char *) resp->payload;
-	ret = atomic_check_req(f, &h);
+	memset(&h, 0, sizeof(h));
+	ret = access_check(ep, src);
+	if (!ret)
+		ret = atomic_check_req(f, &h);
 	if (!ret)
 		ret = atomic_execute(ep, &h, (const char *) f->payload + sizeof(h),
 				     old);

@@ -189,8 +189,9 @@ static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **lin
 	if (!l)
 		return -FI_ENOMEM;
 	l->base.ops = &usb4_shm_link_ops;
-	l->base.authenticated = true;	/* same host, same user: the kernel says who */
 	l->base.sink = cfg->sink;
+	/* Only processes of our user on this host can open our inbox. */
+	l->base.authenticated = true;
 	l->reg_fd = cfg->reg_fd;
 	l->map_len = usb4_shm_ring_bytes(usb4_params.ring_slots, frame_max);
 	/* The name only shows in /proc/<pid>/maps. */
