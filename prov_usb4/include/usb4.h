@@ -126,6 +126,20 @@ int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
 void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 		      const void *src, size_t len);
 
+/* Whether the iov list is one the caller may hand us: every entry with bytes
+ * has an address, none wraps the address space, the total fits a size_t.
+ * NULL with length 0 is fine. */
+bool usb4_iov_valid(const struct iovec *iov, size_t count);
+
+/* ---- ranges of this process's memory (usb4_mapped.c) ---- */
+
+/* Whether [start, start + len) runs past the top of a 64-bit space. */
+bool usb4_range_wraps(uint64_t start, uint64_t len);
+/* Whether [buf, buf + len) is memory of this process we may let peers at:
+ * 0, or -FI_EINVAL for NULL, a range that wraps, a range not mapped
+ * throughout or whose first or last byte cannot be read.  Length 0: 0. */
+int usb4_mem_check(const void *buf, size_t len);
+
 /* Random 64-bit value from the kernel's generator (never 0). */
 uint64_t usb4_random64(void);
 

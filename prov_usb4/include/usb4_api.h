@@ -117,6 +117,15 @@ struct usb4_ep {
 	struct usb4_core_ep core;
 };
 
+/*
+ * A closed endpoint's fid stays readable (usb4_ep_closed.c): fi_close keeps
+ * the struct with ops that answer -FI_EBADF, so closing it again or posting
+ * on it is an error, not a use after free.  The last few are kept; the
+ * provider's cleanup frees them.
+ */
+void usb4_ep_bury(struct usb4_ep *ep);
+void usb4_ep_tombstones_free(void);
+
 /* usb4_getinfo.c */
 int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		 uint64_t flags, const struct fi_info *hints,

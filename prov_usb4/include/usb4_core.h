@@ -104,6 +104,7 @@ int usb4_mr_table_open(struct usb4_mr_table **table, size_t capacity);
 void usb4_mr_table_close(struct usb4_mr_table *table);
 int usb4_mr_table_fd(const struct usb4_mr_table *table);
 /* Publishes [base, base + len), addressed by initiators as iova + offset.
+ * -FI_EINVAL for no bytes or a range (base's or iova's) that wraps,
  * -FI_ENOKEY when the key is already published, -FI_ENOSPC when full. */
 int usb4_mr_table_publish(struct usb4_mr_table *table, uint64_t key,
 			  uint64_t base, uint64_t iova, uint64_t len,

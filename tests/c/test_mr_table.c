@@ -758,6 +758,37 @@ static void test_no_residue(void)
 	CHECK_EQ(usb4_test_count_dev_shm_usb4(), 0);
 }
 
+/* A region that is empty or runs past 2^64, by its owner's address or by
+ * the one initiators use, is never published: base + offset would reach
+ * memory outside the buffer. */
+static void test_publish_refuses_bad_ranges(void)
+{
+	static char buf[64];
+	const uint64_t base = (uintptr_t) buf;
+	struct usb4_mr_table *t = NULL;
+	uint32_t slot;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	if (!t)
+		return;
+	CHECK_EQ(usb4_mr_table_publish(t, key_of(1), base, base, 0, RW, &slot),
+		 -FI_EINVAL);
+	CHECK_EQ(usb4_mr_table_publish(t, key_of(2), base, base,
+				       UINT64_MAX - base + 2, RW, &slot),
+		 -FI_EINVAL);
+	CHECK_EQ(usb4_mr_table_publish(t, key_of(3), base, base, UINT64_MAX,
+				       RW, &slot), -FI_EINVAL);
+	CHECK_EQ(usb4_mr_table_publish(t, key_of(4), base, UINT64_MAX - 31,
+				       64, RW, &slot), -FI_EINVAL);
+	/* Nothing was published: every key is still free. */
+	for (int k = 1; k <= 4; k++) {
+		CHECK_EQ(usb4_mr_table_publish(t, key_of(k), base, 0, 64, RW,
+					       &slot), 0);
+		usb4_mr_table_revoke(t, slot);
+	}
+	usb4_mr_table_close(t);
+}
+
 int main(void)
 {
 	void *shared = mmap(NULL, sizeof(*let_go), PROT_READ | PROT_WRITE,
@@ -771,6 +802,7 @@ int main(void)
 	alarm(60);
 	test_views();
 	test_pins();
+	test_publish_refuses_bad_ranges();
 	test_publish_revoke();
 	test_drain_waits_for_child();
 	test_drain_waits_for_a_slow_pinner();

@@ -10,6 +10,26 @@ static struct usb4_ep *ep_of(struct fid_ep *fid)
 	return usb4_container_of(fid, struct usb4_ep, ep_fid);
 }
 
+/* Every entry with elements has an address. */
+static bool iocs_valid(const struct fi_ioc *ioc, size_t count)
+{
+	if (count && !ioc)
+		return false;
+	for (size_t i = 0; i < count; i++)
+		if (ioc[i].count && !ioc[i].addr)
+			return false;
+	return true;
+}
+
+/* The operands the operation reads or writes: FI_ATOMIC_READ has none to
+ * send, so its source may be anything. */
+static bool args_valid(const struct usb4_atomic_args *a)
+{
+	return (a->op == FI_ATOMIC_READ || iocs_valid(a->src, a->src_count)) &&
+	       iocs_valid(a->cmp, a->cmp_count) &&
+	       iocs_valid(a->res, a->res_count) && (!a->rma_count || a->rma);
+}
+
 static ssize_t run(struct fid_ep *fid, struct usb4_atomic_args *a)
 {
 	struct usb4_ep *ep = ep_of(fid);
@@ -17,6 +37,8 @@ static ssize_t run(struct fid_ep *fid, struct usb4_atomic_args *a)
 
 	if (!ep->enabled)
 		return -FI_EOPBADSTATE;
+	if (!args_valid(a))
+		return -FI_EINVAL;
 	if (!(a->flags & FI_INJECT) && !ep->tx_selective)
 		a->flags |= FI_COMPLETION;
 	usb4_lock_acquire(&ep->domain->lock);
@@ -32,8 +54,8 @@ static void single(struct usb4_atomic_args *a, struct fi_ioc *src,
 {
 	*src = (struct fi_ioc) { .addr = (void *) buf, .count = count };
 	*r = (struct fi_rma_ioc) { .addr = addr, .count = count, .key = key };
-	a->src = buf ? src : NULL;
-	a->src_count = buf ? 1 : 0;
+	a->src = src;	/* NULL with a count is refused, unless unused */
+	a->src_count = 1;
 	a->rma = r;
 	a->rma_count = 1;
 	a->dest = dest;

@@ -216,7 +216,7 @@ static int ep_close(struct fid *fid)
 	usb4_lock_release(&domain->lock);
 	usb4_core_ep_close_links(&ep->core);
 	atomic_fetch_sub(&domain->ref, 1);
-	free(ep);
+	usb4_ep_bury(ep);
 	return 0;
 }
 

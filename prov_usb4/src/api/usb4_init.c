@@ -6,6 +6,7 @@
 
 static void usb4_cleanup(void)
 {
+	usb4_ep_tombstones_free();
 }
 
 void usb4_params_define(void)

@@ -11,6 +11,7 @@
  * Every region sits on domain->mrs, guarded by domain->lock, so a key can be
  * looked up and checked for uniqueness.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -115,7 +116,45 @@ static struct fi_ops usb4_mr_fi_ops = {
 	.ops_open = usb4_no_ops_open,
 };
 
-static int usb4_mr_check(const struct fi_mr_attr *attr, uint64_t flags)
+/*
+ * The buffers: fi_mr(3) wants len > 0, so a registration of no bytes is
+ * refused rather than made into a region nobody can reach.  Every entry
+ * with bytes must be mapped here throughout (usb4_mem_check); a range that
+ * wraps, whether the buffer's or, with offset addressing, the one peers
+ * name, is refused before it can turn a bounds check into a way out.
+ */
+static int usb4_mr_check_buffers(const struct fi_mr_attr *attr,
+				 uint64_t mr_mode)
+{
+	size_t total = 0;
+	int ret;
+
+	for (size_t i = 0; i < attr->iov_count; i++) {
+		const struct iovec *v = &attr->mr_iov[i];
+
+		ret = usb4_mem_check(v->iov_base, v->iov_len);
+		if (ret) {
+			USB4_WARN(FI_LOG_MR, "fi_mr_reg: [%p, +%zu) is not "
+				  "memory of this process\n", v->iov_base,
+				  v->iov_len);
+			return ret;
+		}
+		if (v->iov_len > SIZE_MAX - total)
+			return -FI_EINVAL;
+		total += v->iov_len;
+	}
+	if (!total) {
+		USB4_WARN(FI_LOG_MR, "fi_mr_reg: length 0\n");
+		return -FI_EINVAL;
+	}
+	if (!(mr_mode & FI_MR_VIRT_ADDR) &&
+	    usb4_range_wraps(attr->offset, total))
+		return -FI_EINVAL;
+	return 0;
+}
+
+static int usb4_mr_check(const struct fi_mr_attr *attr, uint64_t flags,
+			 uint64_t mr_mode)
 {
 	if (!attr || (attr->iov_count && !attr->mr_iov))
 		return -FI_EINVAL;
@@ -127,7 +166,7 @@ static int usb4_mr_check(const struct fi_mr_attr *attr, uint64_t flags)
 		return -FI_EBADFLAGS;
 	if (attr->auth_key_size || attr->auth_key)
 		return -FI_EINVAL;	/* no authorization keys */
-	return 0;
+	return usb4_mr_check_buffers(attr, mr_mode);
 }
 
 static int usb4_mr_regattr(struct fid *fid, const struct fi_mr_attr *attr,
@@ -138,7 +177,7 @@ static int usb4_mr_regattr(struct fid *fid, const struct fi_mr_attr *attr,
 	struct usb4_mr *mr;
 	int ret;
 
-	ret = usb4_mr_check(attr, flags);
+	ret = usb4_mr_check(attr, flags, domain->mr_mode);
 	if (ret)
 		return ret;
 	if (attr->iface != FI_HMEM_SYSTEM)

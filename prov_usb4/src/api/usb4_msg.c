@@ -34,7 +34,8 @@ static ssize_t send_flags(struct fid_ep *fid, const struct iovec *iov,
 
 	if (!ep->enabled)
 		return -FI_EOPBADSTATE;
-	if (count > USB4_IOV_LIMIT || (count && !iov))
+	if (count > USB4_IOV_LIMIT || (count && !iov) ||
+	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
 	usb4_lock_acquire(&ep->domain->lock);
 	ret = usb4_core_send(&ep->core, &a);
@@ -63,7 +64,8 @@ ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
 
 	if (!ep->enabled)
 		return -FI_EOPBADSTATE;
-	if (count > USB4_IOV_LIMIT || (count && !iov))
+	if (count > USB4_IOV_LIMIT || (count && !iov) ||
+	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
 	usb4_lock_acquire(&ep->domain->lock);
 	/* Under the lock: an insert may move the AV's table. */

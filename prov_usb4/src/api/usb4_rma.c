@@ -26,7 +26,8 @@ static ssize_t rma(struct fid_ep *fid, const struct iovec *iov, size_t count,
 
 	if (!ep->enabled)
 		return -FI_EOPBADSTATE;
-	if ((count && !iov) || (rma_count && !rma_iov))
+	if ((count && !iov) || (rma_count && !rma_iov) ||
+	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
 	usb4_lock_acquire(&ep->domain->lock);
 	ret = usb4_core_rma(&ep->core, &a);

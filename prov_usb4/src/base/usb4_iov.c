@@ -12,6 +12,24 @@ size_t usb4_iov_len(const struct iovec *iov, size_t count)
 	return len;
 }
 
+bool usb4_iov_valid(const struct iovec *iov, size_t count)
+{
+	size_t total = 0;
+
+	for (size_t i = 0; i < count; i++) {
+		size_t len = iov[i].iov_len;
+
+		if (!len)
+			continue;
+		if (!iov[i].iov_base ||
+		    usb4_range_wraps((uintptr_t) iov[i].iov_base, len) ||
+		    len > SIZE_MAX - total)
+			return false;
+		total += len;
+	}
+	return true;
+}
+
 int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
 		   size_t len, struct iovec *out, int max)
 {

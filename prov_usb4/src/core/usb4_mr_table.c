@@ -173,6 +173,10 @@ int usb4_mr_table_publish(struct usb4_mr_table *t, uint64_t key, uint64_t base,
 	struct usb4_mrt_entry *free_e = NULL;
 	uint32_t cap = t->capacity, i = key_slot(key, cap);
 
+	/* Peers trust base + len as the owner's memory: never empty, never
+	 * past the top of the address space, however addressed. */
+	if (!len || usb4_range_wraps(base, len) || usb4_range_wraps(iova, len))
+		return -FI_EINVAL;
 	for (uint32_t n = 0; n < cap; n++, i = (i + 1) & (cap - 1)) {
 		struct usb4_mrt_entry *e = &t->hdr->entries[i];
 		if (entry_live(e) && e->key == key)
