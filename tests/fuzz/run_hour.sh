@@ -1,8 +1,9 @@
 #!/bin/sh
 # The long run the issue asks for (once, by hand; CI runs each target for a
-# bounded FUZZ_SECONDS in tests/test_fuzz.py): one target for an hour, one
-# job, at the lowest priority, with AddressSanitizer, UBSan and LeakSanitizer
-# as build.sh sets them.  The corpus is a copy of the committed one, so the
+# bounded FUZZ_SECONDS in tests/test_fuzz.py): one target for an hour, in
+# one process (no -jobs, so libFuzzer writes to this script's output), at
+# the lowest priority, with AddressSanitizer, UBSan and LeakSanitizer as
+# build.sh sets them.  The corpus is a copy of the committed one, so the
 # repository is untouched; crash inputs land in WORKDIR as crash-<sha1>.
 #
 #   tests/fuzz/run_hour.sh [core|frames] [WORKDIR] [SECONDS]
@@ -32,5 +33,5 @@ cp "$corpus"/* "$work/corpus/"
 cd "$work"	# where any *.btr backtrace lands
 echo "run_hour.sh: $target for ${seconds}s from $(date -u +%FT%TZ)"
 exec nice -n 19 "$work/fuzz_$target" -max_total_time="$seconds" -timeout=5 \
-	-rss_limit_mb=2048 -jobs=1 -workers=1 -print_final_stats=1 \
+	-rss_limit_mb=2048 -print_final_stats=1 \
 	-artifact_prefix="$work/" "$work/corpus"
