@@ -330,6 +330,9 @@ struct usb4_tx_op {
 	fi_addr_t dest;
 	struct usb4_counter *cntr;	/* counts the completion */
 	struct usb4_stream stream;	/* the bytes to send after CTS */
+	bool wants_cts;			/* a CTS may start the stream: a
+					 * rendezvous send or an RMA write as
+					 * frames, nothing else */
 	struct fi_ioc res[USB4_IOV_LIMIT];	/* frame atomics: results */
 	size_t res_count, res_size;
 	void *bounce;			/* inject write: a copy of the bytes */

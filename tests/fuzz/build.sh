@@ -1,19 +1,32 @@
 #!/bin/sh
-# Builds the libFuzzer target tests/fuzz/fuzz_frames.c with clang, outside
-# automake so the gcc build is not disturbed.  The provider sources are the
-# .c files of the base, rel and core layers as Makefile.am lists them
-# (libusb4base_la_SOURCES, libusb4rel_la_SOURCES, libusb4core_la_SOURCES),
-# plus tests/c/link_kinds_none.c: the core needs a link registry, and the
-# fuzz target drives no link.
+# Builds a libFuzzer target with clang, outside automake so the gcc build
+# is not disturbed.  The provider sources are the .c files of the layers as
+# Makefile.am lists them (libusb4base_la_SOURCES, libusb4rel_la_SOURCES,
+# libusb4core_la_SOURCES).
 #
-#   tests/fuzz/build.sh [OUTPUT]     default OUTPUT: tests/fuzz/fuzz_frames
+#   tests/fuzz/build.sh [OUTPUT]         tests/fuzz/fuzz_frames.c (wire parser
+#                                        and rel): base, rel and core, with
+#                                        tests/c/link_kinds_none.c (the core
+#                                        needs a link registry, the target
+#                                        drives no link); default OUTPUT:
+#                                        tests/fuzz/fuzz_frames
+#   tests/fuzz/build.sh --core [OUTPUT]  tests/fuzz/fuzz_core.c (the core's
+#                                        frame handling): base and core, with
+#                                        the fuzz links (fuzz_link.c) as the
+#                                        registry; default OUTPUT:
+#                                        tests/fuzz/fuzz_core
 #
 # CC (default clang) must have libFuzzer: Debian's clang package does.
 # FUZZ_CFLAGS adds compiler flags.
 set -eu
 
 top=$(cd "$(dirname "$0")/../.." && pwd)
-out=${1:-"$top/tests/fuzz/fuzz_frames"}
+target=frames
+if [ "${1:-}" = --core ]; then
+	target=core
+	shift
+fi
+out=${1:-"$top/tests/fuzz/fuzz_$target"}
 cc=${CC:-clang}
 am="$top/Makefile.am"
 
@@ -29,9 +42,15 @@ layer_sources() {
 		sed "s|\$(P)|$p|"
 }
 
-srcs="$top/tests/fuzz/fuzz_frames.c $top/tests/c/link_kinds_none.c"
-for var in libusb4base_la_SOURCES libusb4rel_la_SOURCES \
-	   libusb4core_la_SOURCES; do
+if [ "$target" = core ]; then
+	srcs="$top/tests/fuzz/fuzz_core.c $top/tests/fuzz/fuzz_link.c"
+	layers="libusb4base_la_SOURCES libusb4core_la_SOURCES"
+else
+	srcs="$top/tests/fuzz/fuzz_frames.c $top/tests/c/link_kinds_none.c"
+	layers="libusb4base_la_SOURCES libusb4rel_la_SOURCES
+		libusb4core_la_SOURCES"
+fi
+for var in $layers; do
 	list=$(layer_sources "$var" || true)
 	[ -n "$list" ] || { echo "build.sh: no $var in Makefile.am" >&2; exit 1; }
 	for f in $list; do

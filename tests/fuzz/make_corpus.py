@@ -1,9 +1,13 @@
 #!/usr/bin/env python3
-"""Writes the seed corpus of tests/fuzz/fuzz_frames.c into tests/fuzz/corpus.
+"""Writes the seed corpora of the fuzz targets.
 
-    python3 tests/fuzz/make_corpus.py [OUTDIR]
+    python3 tests/fuzz/make_corpus.py [OUTDIR [CORE_OUTDIR]]
 
-Two kinds of seeds (see the comment at the top of fuzz_frames.c):
+OUTDIR (default tests/fuzz/corpus) gets the seeds of fuzz_frames.c,
+CORE_OUTDIR (default tests/fuzz/corpus-core, or OUTDIR-core when only OUTDIR
+is given) those of fuzz_core.c.
+
+Two kinds of seeds for fuzz_frames.c (see the comment at the top of it):
 
 frame-*   one valid core frame of each type (struct usb4_wire_hdr + payload)
 rel-*     record scripts for the rel pair: valid datagrams (HELLO, HELLO_ACK
@@ -19,6 +23,15 @@ fuzz_frames.c, so the seeds follow both.  Struct layouts are fixed by the
 _Static_asserts in wire.h and repeated here with the same sizes checked.
 Files named regress-* are crash inputs kept as regression seeds: this
 script never touches them.
+
+core-*    record scripts for fuzz_core.c (see the comment at the top of it):
+          frames from the four peers that reach every handler of the core
+          (matching, FIN/ACK, CTS and DATA streams, RMA requests and
+          responses, atomics), with progress, back-pressure, peer deaths,
+          receives, cancels, revoked regions and AV changes between them.
+          The frames are built by python/usb4fabric/wire.py, the project's
+          own encoder; the peers, keys, operations and record layout are
+          read from fuzz_core.c.
 """
 
 import re
@@ -29,6 +42,10 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 WIRE_H = HERE.parents[1] / "prov_usb4" / "src" / "wire.h"
 FUZZ_C = HERE / "fuzz_frames.c"
+FUZZ_CORE_C = HERE / "fuzz_core.c"
+sys.path.insert(0, str(HERE.parents[1] / "python"))
+sys.path.insert(0, str(HERE))
+from usb4fabric import wire  # noqa: E402  (after the path is set)
 
 HDR = struct.Struct("<BBHIQQQQQ")      # struct usb4_wire_hdr
 IOV = struct.Struct("<QQ")             # struct usb4_wire_iov
@@ -392,20 +409,35 @@ def receiver_scripts(fr):
     }
 
 
+def core_scripts():
+    """The seeds of fuzz_core.c (core_seeds.py), with its constants."""
+    import core_seeds  # beside this file; imports usb4fabric.wire
+    assert wire.CURRENT_VERSION == VERSION, "wire.py and wire.h disagree"
+    return core_seeds.scripts(parse_defines(FUZZ_CORE_C.read_text()))
+
+
+def write_seeds(out, seeds, prefixes):
+    """Replaces the seeds of out named by prefixes (never regress-*)."""
+    out.mkdir(parents=True, exist_ok=True)
+    for prefix in prefixes:
+        for old in out.glob(prefix + "*"):
+            old.unlink()
+    for name, data in sorted(seeds.items()):
+        (out / name).write_bytes(data)
+
+
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     out = Path(argv[0]) if argv else HERE / "corpus"
-    out.mkdir(parents=True, exist_ok=True)
+    core_out = (Path(argv[1]) if len(argv) > 1 else
+                out.with_name(out.name + "-core"))
     fr = frames()
     seeds = {"frame-" + k: v for k, v in fr.items()}
     seeds.update({"rel-" + k: v for k, v in rel_scripts(fr).items()})
-    for old in out.glob("frame-*"):
-        old.unlink()
-    for old in out.glob("rel-*"):
-        old.unlink()
-    for name, data in sorted(seeds.items()):
-        (out / name).write_bytes(data)
-    return len(seeds)
+    write_seeds(out, seeds, ("frame-", "rel-"))
+    core = {"core-" + k: v for k, v in core_scripts().items()}
+    write_seeds(core_out, core, ("core-",))
+    return len(seeds) + len(core)
 
 
 if __name__ == "__main__":

@@ -167,14 +167,23 @@ static void res_free(struct usb4_core_ep *ep, struct deliver_res *res)
 	memset(res, 0, sizeof(*res));
 }
 
+/* Whether the bytes of an RTS are asked for (CTS) rather than read: over a
+ * link that cannot read the sender's memory, and whenever the RTS names no
+ * segments (wire.h: its receiver asks for the bytes), whatever the link. */
+static bool streamed(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
+{
+	return m->type == USB4_FRAME_RTS &&
+	       (!m->riov_count ||
+		!(usb4_peer_caps(ep, m->src) & USB4_LINK_CAP_BULK_READ));
+}
+
 static int res_get(struct usb4_core_ep *ep, const struct usb4_rx_entry *rx,
 		   const struct usb4_msg_in *m, struct deliver_res *res)
 {
 	bool multi = rx->flags & FI_MULTI_RECV;
 
 	memset(res, 0, sizeof(*res));
-	if (m->type == USB4_FRAME_RTS &&
-	    !(usb4_peer_caps(ep, m->src) & USB4_LINK_CAP_BULK_READ) &&
+	if (streamed(ep, m) &&
 	    !(res->x = usb4_xfer_new(ep, USB4_XFER_RECV, m->src, m->msg_id)))
 		goto err_free;
 	if (multi && !res->x && wants_answer(m) && !(res->ctrl = usb4_ctrl_new(0)))
@@ -328,7 +337,8 @@ static int queue_unexpected(struct usb4_core_ep *ep, int q,
 	u->wflags = m->wflags;
 	u->type = m->type;
 	u->riov_count = m->riov_count;
-	memcpy(u->riov, m->riov, m->riov_count * sizeof(*m->riov));
+	if (m->riov_count)	/* an eager message has no riov at all */
+		memcpy(u->riov, m->riov, m->riov_count * sizeof(*m->riov));
 	usb4_list_insert_tail(&ep->unexp[q], &u->link);
 	ep->stats.unexpected++;
 	return 0;

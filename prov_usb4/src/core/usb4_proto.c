@@ -128,6 +128,7 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 		return -FI_EAGAIN;
 	memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
 	op->stream.iov_count = a->iov_count;
+	op->wants_cts = true;
 	f.payload_len = sizeof(msg.rts) + n * sizeof(msg.iov[0]);
 	usb4_wire_build(&msg.hdr, &f);
 	msg.rts.iov_count = htole32(n);

@@ -114,6 +114,7 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 		memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
 		op->stream.iov_count = a->iov_count;
 	}
+	op->wants_cts = write;
 	if (!ret)
 		ret = rma_request(ep, a, len, msg_id);
 	if (ret) {

@@ -119,7 +119,10 @@ int usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
 {
 	struct usb4_tx_op *op = usb4_op_find(ep, f->msg_id, src);
 
-	if (!op || f->total_len > op->len || (op->flags & FI_READ)) {
+	/* Only what has bytes to stream: a CTS naming an eager send that
+	 * waits for its ACK, a read or an atomic would send DATA frames
+	 * from no buffer. */
+	if (!op || !op->wants_cts || f->total_len > op->len) {
 		ep->stats.dropped_bad_xfer++;
 		return 0;
 	}

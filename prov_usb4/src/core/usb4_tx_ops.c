@@ -29,6 +29,7 @@ struct usb4_tx_op *usb4_op_start(struct usb4_core_ep *ep, fi_addr_t dest,
 	op->cntr = cntr;
 	op->res_count = 0;
 	op->bounce = NULL;
+	op->wants_cts = false;
 	op->stream = (struct usb4_stream) { .dest = dest };
 	usb4_list_init(&op->stream.link);
 	*msg_id = op->stream.msg_id = ((uint64_t) op->gen << 32) | idx;
