@@ -22,6 +22,10 @@ usb4 ratios, and PASS/MISS against the targets:
   usb4 8 B latency     <= 0.75 x tcp     and   <= 1.3 x udp (raw floor)
   usb4 1 MiB bandwidth >= 1.2 x tcp
 
+--suite auth runs osu_latency and osu_bw over usb4, usb4-keyed (the same
+with FI_USB4_AUTH_KEY: every datagram authenticated) and tcp, so the key's
+cost is a ratio of one run (usb4-keyed / usb4).
+
 --suite onesided runs osu_put_latency and osu_get_latency (MPI_Win_create
 windows, OSU's -w create) over:
 
@@ -71,6 +75,12 @@ SUITES = {
           "tcp"),
          ("usb4 8 B latency <= 1.3x raw UDP floor", "osu_latency", LAT_SIZE, 1.3, "<=", "udp"),
          ("usb4 1 MiB bandwidth >= 1.2x tcp provider", "osu_bw", BW_SIZE, 1.2, ">=", "tcp")]),
+    # What the job key costs: usb4 with and without FI_USB4_AUTH_KEY, same run.
+    "auth": local.Suite(
+        {"osu_latency": ("-m 0:1048576", False),
+         "osu_bw": ("-m 1:1048576", True)},
+        "usb4,usb4-keyed,tcp",
+        []),
     "onesided": local.Suite(
         {"osu_put_latency": ("-w create -s flush -m 1:1048576", False),
          "osu_get_latency": ("-w create -s flush -m 1:1048576", False)},
@@ -84,6 +94,7 @@ STACKS = ",".join(dict.fromkeys(",".join(s.stacks for s in SUITES.values()).spli
 UDP_STACKS = {"udp": {"osu_latency": [], "osu_bw": ["-b"]},
               "udp-poll": {"osu_latency": ["-P"]}}
 UDP_PORT = "18515"
+AUTH_KEY = "usb4bench job key"  # the usb4-keyed stack's FI_USB4_AUTH_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,8 +129,12 @@ def make_stacks(cluster: hosts.Cluster, repo: Path,
                         **({"FI_USB4_PORTABLE": 1} if portable else {})})
     usb4_missing = (None if provider.exists() else
                     f"provider library {provider} not found (build it first)")
+    keyed = ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
+                         "FI_USB4_IFACE": IFACE, "FI_USB4_AUTH_KEY": AUTH_KEY,
+                         **({"FI_USB4_PORTABLE": 1} if portable else {})})
     return [
         HostStack("usb4", usb4, usb4_missing, launch),
+        HostStack("usb4-keyed", keyed, usb4_missing, launch),
         HostStack("usb4-osc", usb4 + local.USB4_OSC_ARGS, usb4_missing, launch),
         HostStack("btl-tcp-osc", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
                                   "--mca", "osc", "pt2pt"], None, launch),
@@ -287,6 +302,8 @@ def main(argv=None) -> int:
 
     names = [n for n in wanted if any(n in d for d in data.values())] or wanted
     refs = [n for n in names if not n.startswith("usb4")]
+    if "usb4-keyed" in names and "usb4" in names:
+        refs.append("usb4")  # the key's cost as a ratio
     for prog, (_, higher_better) in suite.programs.items():
         unit = "MB/s" if higher_better else "us"
         print()

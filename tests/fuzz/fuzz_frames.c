@@ -664,13 +664,16 @@ static void check_head(const unsigned char *d, size_t len,
 		    head->dst_id == le64toh(h.dst_id));
 	FUZZ_ASSERT(head->crc_ok == (le32toh(h.len) == len - sizeof(h) &&
 				     le32toh(h.crc) == dgram_crc(d, len)));
-	if (!hello_type || le32toh(h.len) < sizeof(hello)) {
+	/* proto and features are read from a handshake payload that claims
+	 * at least their 8 bytes (an older version's is shorter than ours):
+	 * what is there, zeros for the rest. */
+	if (!hello_type || le32toh(h.len) < 8) {
 		FUZZ_ASSERT(!head->proto && !head->features);
 		return;
 	}
-	if (len < sizeof(h) + sizeof(hello))
-		return;		/* what is there, zeros for the rest */
-	memcpy(&hello, d + sizeof(h), sizeof(hello));
+	memset(&hello, 0, sizeof(hello));
+	memcpy(&hello, d + sizeof(h), len - sizeof(h) < sizeof(hello) ?
+				      len - sizeof(h) : sizeof(hello));
 	FUZZ_ASSERT(head->proto == le16toh(hello.proto) &&
 		    head->features == le32toh(hello.features));
 }
