@@ -21,6 +21,13 @@ UDP payload is then mtu - 28 = 65494).  Each end knows its peer's MAC from
 the start (a permanent neighbour entry) and IPv6 is off unless asked for.
 A cable may be shaped with tbf (rate, burst, latency) on both ends.
 
+``Cluster(3, hub=True)`` joins every host to ONE L2 segment instead, as a
+USB4 hub or daisy chain does: the first host holds a bridge named ``tb0``
+(10.77.0.1/24) with one veth port (``hubN``) to each other host, whose end
+is that host's ``tb0`` (10.77.0.<N>/24).  The bridge lives and dies with
+the first host's namespace, so cleanup is the same as for cables.  The hub
+is the cluster's only cable: ``cables[0]`` names every host as an end.
+
 ``run(host, argv, timeout=...)`` runs a command inside a host (``ip netns
 exec`` + ``nsenter --uts``); on timeout it kills the command's process group
 and every process inside the hosts.  ``mpirun_argv(slots)`` gives the launch
@@ -88,11 +95,11 @@ class Host:
 
 @dataclasses.dataclass
 class Cable:
-    """A veth pair: the hosts it joins, its subnet and shaping."""
+    """A veth pair (or a hub: every host): the hosts it joins, its subnet."""
 
     index: int
-    ends: tuple[Host, Host]
-    ifnames: tuple[str, str]
+    ends: tuple[Host, ...]
+    ifnames: tuple[str, ...]
     mtu: int
 
     @property
@@ -235,15 +242,21 @@ class Cluster:
     dict of tbf settings applied to every cable (see ``shape()``).  ipv6:
     leave IPv6 on (off by default: no tentative link-local addresses while
     a test starts).  static_neighbours: pin each cable end's peer MAC
-    (default; see ``_static_neighbours``).
+    (default; see ``_static_neighbours``).  hub: one bridge joining every
+    host instead of cables (see the module's docstring).
     """
 
     def __init__(self, n_hosts: int = 2, cables: list[tuple[int, int]] | None = None,
                  mtu: int = DEFAULT_MTU, shape: dict | None = None, ipv6: bool = False,
-                 static_neighbours: bool = True):
+                 static_neighbours: bool = True, hub: bool = False):
         if n_hosts < 1:
             raise ValueError("a cluster needs at least one host")
-        if cables is None:
+        if hub and (cables is not None or n_hosts < 2):
+            raise ValueError("a hub joins two hosts or more, and no cables")
+        self._hub = hub
+        if hub:
+            cables = []
+        elif cables is None:
             cables = [(i, i + 1) for i in range(n_hosts - 1)]
         for i, j in cables:
             if not (0 <= i < n_hosts and 0 <= j < n_hosts) or i == j:
@@ -296,6 +309,9 @@ class Cluster:
                 self._no_ipv6(host)
             _ip("-n", host.name, "link", "set", "lo", "up")
             self._make_uts(host)
+        if self._hub:
+            self._build_hub()
+            return
         ports = [0] * len(self.hosts)
         for k, (i, j) in enumerate(self._cable_pairs):
             a, b = self.hosts[i], self.hosts[j]
@@ -317,9 +333,33 @@ class Cluster:
             if self._shape:
                 self.shape(cable, **self._shape)
 
+    def _build_hub(self) -> None:
+        """A bridge tb0 in the first host, a veth port to every other host."""
+        first = self.hosts[0]
+        mtu = str(self.mtu)
+        _ip("-n", first.name, "link", "add", "tb0", "type", "bridge")
+        for host in self.hosts[1:]:
+            port = "hub%d" % (host.index + 1)
+            _ip("link", "add", "name", port, "netns", first.name, "type", "veth",
+                "peer", "name", "tb0", "netns", host.name)
+            _ip("-n", first.name, "link", "set", port, "mtu", mtu, "master", "tb0")
+            _ip("-n", first.name, "link", "set", port, "up")
+        for host in self.hosts:
+            addr = "10.77.0.%d" % (host.index + 1)
+            _ip("-n", host.name, "link", "set", "tb0", "mtu", mtu)
+            _ip("-n", host.name, "addr", "add", addr + "/24", "dev", "tb0")
+            _ip("-n", host.name, "link", "set", "tb0", "up")
+            host.addrs["tb0"] = addr
+        hub = Cable(0, tuple(self.hosts), ("tb0",) * len(self.hosts), self.mtu)
+        if self._static:
+            self._static_neighbours(hub)
+        self.cables.append(hub)
+        if self._shape:
+            self.shape(hub, **self._shape)
+
     @staticmethod
     def _static_neighbours(cable: Cable) -> None:
-        # A cable has one peer per end: pin its MAC, as nothing else can answer.
+        # A cable (or hub) has known peers: pin their MACs, as nothing else answers.
         # Without this, libfabric's tcp provider (ofi_rxm) failed the first
         # connection of the first job in fresh namespaces (ECONNREFUSED, then
         # EINVAL from connect) 5 times out of 5; with it, 5 out of 5 passed.
@@ -330,11 +370,11 @@ class Cluster:
             if not m:
                 raise HostError("no MAC address on %s in %s" % (ifname, host.name))
             macs.append(m.group(1))
-        for end in (0, 1):
-            host, ifname = cable.ends[end], cable.ifnames[end]
-            peer, mac = cable.ends[1 - end], macs[1 - end]
-            _ip("-n", host.name, "neigh", "replace", peer.addrs[cable.ifnames[1 - end]],
-                "lladdr", mac, "dev", ifname, "nud", "permanent")
+        for end, (host, ifname) in enumerate(zip(cable.ends, cable.ifnames)):
+            for other, (peer, peer_ifname) in enumerate(zip(cable.ends, cable.ifnames)):
+                if other != end:
+                    _ip("-n", host.name, "neigh", "replace", peer.addrs[peer_ifname],
+                        "lladdr", macs[other], "dev", ifname, "nud", "permanent")
 
     @staticmethod
     def _no_ipv6(host: Host) -> None:

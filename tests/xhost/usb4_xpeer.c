@@ -8,6 +8,7 @@
  *   usb4_xpeer server|client mrclose  --dir D
  *   usb4_xpeer server|client mrwrite  --dir D
  *   common: [--window W] [--timeout SEC]
+ *   transfer only: [--rogue]
  *
  * transfer  The client follows a plan both sides derive from (N, seed): a
  *           mix of tagged sends (1 B .. 4 MiB: eager and rendezvous) and
@@ -23,6 +24,23 @@
  *           makes sure no extra message follows, answers RESULT.  The
  *           client creates D/connected when its first write completes (the
  *           server has answered it).
+ *           With --rogue (tests/multihost/test_rogue_host.py: a third host
+ *           attacks the two), the server also registers a guard region
+ *           (GUARD_LEN bytes of guard_byte(), remote read and write) that
+ *           nobody in the job touches and posts a bait receive (tag
+ *           TAG_BAIT from any source) that nobody in the job sends to;
+ *           both are published in D/server.info for the attacker.  The
+ *           client waits for D/go before its first operation (the
+ *           attacker may race the handshake first), and halfway through
+ *           the plan, with nothing in flight, creates D/midway and reads
+ *           the server's region back 64 KiB at a time, checking each read
+ *           against its mirror, until D/attack.done exists: live traffic
+ *           while the attack runs.  At the end the server prints one
+ *           "rogue:" line (guard intact or how many bytes changed, what
+ *           became of the bait, remote-write completions seen), writes
+ *           what the bait received to D/bait.bin, and fails if the guard
+ *           changed or a remote write completed.
+ *
  * pending   The client leaves operations pending on the server (rendezvous
  *           sends the server never matches, a stream of fi_read/fi_write, a
  *           directed fi_trecv), prints "armed" and creates D/armed, then
@@ -90,6 +108,12 @@
 #define TAG_RESULT	0x1002
 #define TAG_STUCK	0x2000		/* pending: the server never receives it */
 #define TAG_NEVER	0x2001		/* pending: nobody ever sends it */
+#define TAG_BAIT	0x3000		/* rogue: only an attacker sends it */
+
+#define GUARD_LEN	(64u << 10)	/* rogue: the region nobody may touch */
+#define BAIT_LEN	(64u << 10)	/* rogue: the bait receive's buffer */
+#define LIVE_READ	(64u << 10)	/* rogue: one read while under attack */
+#define ATTACK_MAX_S	120.0		/* rogue: longest wait for a file */
 
 #define KILL_GRACE_S	1.0	/* pending: allowed beyond the peer timeout */
 #define LANDED_S	0.25	/* pending: an RMA op may still succeed this
@@ -223,6 +247,7 @@ struct info_file {		/* what each side publishes in D/<role>.info */
 	uint64_t addrlen;
 	uint64_t rma_addr, rma_key, rma_len;
 	int64_t pid;
+	uint64_t guard_addr, guard_key, guard_len;	/* rogue: server's guard */
 };
 
 struct xp {
@@ -235,6 +260,9 @@ struct xp {
 	struct fid_mr *mr;
 	struct fid_cntr *rd_cntr;	/* mrclose server: remote reads */
 	char *rma;			/* server: the region others write */
+	bool rogue;			/* transfer --rogue */
+	struct fid_mr *guard_mr;	/* rogue server: the guard region */
+	char *guard;
 	fi_addr_t peer;
 	struct info_file me, them;
 	const char *dir;
@@ -261,6 +289,8 @@ static void fabric_close(struct xp *x)
 	CHECK(fi_close(&x->ep->fid));	/* logs the udp counters */
 	if (x->mr)
 		CHECK(fi_close(&x->mr->fid));
+	if (x->guard_mr)
+		CHECK(fi_close(&x->guard_mr->fid));
 	if (x->rd_cntr)
 		CHECK(fi_close(&x->rd_cntr->fid));
 	CHECK(fi_close(&x->av->fid));
@@ -280,6 +310,34 @@ static void register_rma(struct xp *x)
 	x->me.rma_addr = (uintptr_t) x->rma;
 	x->me.rma_key = fi_mr_key(x->mr);
 	x->me.rma_len = RMA_LEN;
+}
+
+static uint8_t guard_byte(size_t i)
+{
+	return (uint8_t) ((i * 89) ^ (i >> 7) ^ 0x5a);
+}
+
+/* rogue: a region with known bytes that no one in the job touches. */
+static void register_guard(struct xp *x)
+{
+	if (!(x->guard = malloc(GUARD_LEN)))
+		die(2, "out of memory for the guard region");
+	for (size_t i = 0; i < GUARD_LEN; i++)
+		x->guard[i] = (char) guard_byte(i);
+	CHECK(fi_mr_reg(x->domain, x->guard, GUARD_LEN,
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &x->guard_mr, NULL));
+	x->me.guard_addr = (uintptr_t) x->guard;
+	x->me.guard_key = fi_mr_key(x->guard_mr);
+	x->me.guard_len = GUARD_LEN;
+}
+
+static size_t guard_changed(const struct xp *x)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < GUARD_LEN; i++)
+		n += (uint8_t) x->guard[i] != guard_byte(i);
+	return n;
 }
 
 /* Publish D/<me>.info, read D/<them>.info, put the peer in the AV. */
@@ -469,6 +527,57 @@ struct end_msg {
 	uint64_t nsends, msg_bytes, msg_fnv, rma_fnv, status;
 };
 
+static bool dir_has(const struct xp *x, const char *name);
+static bool progress_until_file(struct xp *x, const char *name, double secs);
+
+/* rogue: one 64 KiB read of the server's region, checked against the
+ * mirror; the job's own traffic while the attacker works. */
+static void client_live_read(struct client *c, char *back, uint64_t k)
+{
+	struct xp *x = c->x;
+	size_t off = (size_t) (k % (RMA_LEN / LIVE_READ)) * LIVE_READ;
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	ssize_t rr;
+	int r;
+
+	while ((rr = fi_read(x->ep, back, LIVE_READ, NULL, x->peer,
+			     x->them.rma_addr + off, x->them.rma_key, back)) == -FI_EAGAIN)
+		;
+	if (rr)
+		die(2, "fi_read = %zd (%s)", rr, fi_strerror((int) -rr));
+	while (!(r = next_completion(x, &e, &err)))
+		;
+	if (r < 0)
+		die(1, "read %" PRIu64 " under attack failed: %s", k, fi_strerror(err.err));
+	if (memcmp(back, c->mirror + off, LIVE_READ))
+		die(1, "read %" PRIu64 " under attack: offset %zu differs from the mirror",
+		    k, off);
+}
+
+/* rogue: halfway, nothing in flight: D/midway, then reads until the
+ * attacker says D/attack.done. */
+static void client_under_attack(struct client *c)
+{
+	char *back = malloc(LIVE_READ);
+	double t0 = now_s();
+	uint64_t k = 0;
+
+	if (!back)
+		die(2, "out of memory");
+	while (c->inflight)
+		client_complete(c, true);
+	mark_file(c->x, "midway");
+	while (!dir_has(c->x, "attack.done")) {
+		if (now_s() - t0 > ATTACK_MAX_S)
+			die(2, "no D/attack.done after %.0f s", ATTACK_MAX_S);
+		client_live_read(c, back, k++);
+	}
+	printf("rogue: client read %" PRIu64 " x %u bytes back while attacked, "
+	       "%.2f s\n", k, LIVE_READ, now_s() - t0);
+	free(back);
+}
+
 /* Post recv, then send, wait for both. */
 static void exchange_msgs(struct xp *x, void *out, uint64_t out_tag, void *in,
 			  uint64_t in_tag, size_t len)
@@ -522,9 +631,15 @@ static int client_transfer(struct xp *x, struct plan *pl, uint64_t seed, int win
 			die(2, "out of memory");
 	if (!c.mirror)
 		die(2, "out of memory");
+	if (x->rogue && !progress_until_file(x, "go", ATTACK_MAX_S))
+		die(2, "no D/go after %.0f s", ATTACK_MAX_S);
 	for (size_t i = 0; i < pl->nops; i++) {
 		const struct plan_op *o = &pl->op[i];
-		struct slot *s = free_slot(&c);
+		struct slot *s;
+
+		if (x->rogue && i == pl->nops / 2)
+			client_under_attack(&c);
+		s = free_slot(&c);
 		if (o->kind == OP_WRITE)
 			while (c.region_busy[o->region])
 				client_complete(&c, true);
@@ -575,7 +690,14 @@ struct server {
 	uint64_t msg_fnv;
 	struct end_msg end;
 	bool end_done;
+	char *bait;			/* rogue: the bait receive's buffer */
+	size_t bait_len;		/* what it received */
+	int bait_state;			/* BAIT_* */
+	int bait_err;
+	uint64_t remote_writes;		/* rogue: remote-write completions */
 };
+
+enum { BAIT_POSTED, BAIT_MATCHED, BAIT_FAILED };
 
 static void server_post(struct server *sv)
 {
@@ -612,6 +734,23 @@ static void server_check(struct server *sv, size_t k, const char *got,
 	sv->msg_fnv = fnv(sv->msg_fnv, got, len);
 }
 
+/* rogue: a completion only the attacker can cause; true if it was one. */
+static bool server_rogue_completion(struct server *sv,
+				    const struct fi_cq_tagged_entry *e)
+{
+	if (e->flags & FI_REMOTE_WRITE) {
+		sv->remote_writes++;
+		fprintf(stderr, "xpeer server: remote-write completion, data %#"
+			PRIx64 " len %zu\n", (uint64_t) e->data, e->len);
+		return true;
+	}
+	if (e->op_context != sv->bait)
+		return false;
+	sv->bait_state = BAIT_MATCHED;
+	sv->bait_len = e->len;
+	return true;
+}
+
 static void server_complete(struct server *sv, bool wait)
 {
 	struct fi_cq_tagged_entry e;
@@ -620,11 +759,18 @@ static void server_complete(struct server *sv, bool wait)
 
 	do {
 		r = next_completion(sv->x, &e, &err);
+		if (r < 0 && sv->bait && e.op_context == sv->bait) {
+			sv->bait_state = BAIT_FAILED;
+			sv->bait_err = err.err;
+			return;
+		}
 		if (r < 0)
 			die(1, "receive failed: %s (%d), len %zu", fi_strerror(err.err),
 			    err.err, err.len);
 	} while (wait && r == 0);
 	if (r == 0)
+		return;
+	if (sv->bait && server_rogue_completion(sv, &e))
 		return;
 	if (e.op_context == &sv->end) {
 		if (e.len != sizeof(sv->end))
@@ -647,6 +793,48 @@ static void server_complete(struct server *sv, bool wait)
 		if (sv->posted < sv->pl->nsends)
 			server_post(sv);
 	}
+}
+
+/* rogue: cancels the bait if it is still posted, keeps what it got in
+ * D/bait.bin, prints the verdicts; nonzero if the guard changed or a
+ * remote write completed. */
+static uint64_t server_rogue_end(struct server *sv)
+{
+	struct xp *x = sv->x;
+	struct fi_cq_tagged_entry e;
+	struct fi_cq_err_entry err;
+	size_t changed = guard_changed(x);
+	char text[64], path[4096];
+	FILE *f;
+	int r;
+
+	if (sv->bait_state == BAIT_POSTED) {
+		double t0 = now_s();
+
+		CHECK(fi_cancel(&x->ep->fid, sv->bait));
+		/* A bait an attacker's rendezvous holds may not cancel. */
+		while ((r = next_completion(x, &e, &err)) == 0 && now_s() - t0 < 2.0)
+			;
+		if (r == 0)
+			printf("rogue: the bait did not cancel within 2 s\n");
+		if (r > 0 && !server_rogue_completion(sv, &e))
+			die(1, "unexpected completion while cancelling the bait");
+		if (r < 0 && err.err != FI_ECANCELED)
+			sv->bait_state = BAIT_FAILED, sv->bait_err = err.err;
+	}
+	snprintf(path, sizeof(path), "%s/bait.bin", x->dir);
+	if (!(f = fopen(path, "w")) ||
+	    fwrite(sv->bait, 1, sv->bait_len, f) != sv->bait_len || fclose(f))
+		die(2, "cannot write %s", path);
+	if (sv->bait_state == BAIT_MATCHED)
+		snprintf(text, sizeof(text), "matched %zu bytes", sv->bait_len);
+	else if (sv->bait_state == BAIT_FAILED)
+		snprintf(text, sizeof(text), "failed with error %d", sv->bait_err);
+	else
+		snprintf(text, sizeof(text), "untouched");
+	printf("rogue: guard %zu of %u bytes changed; bait %s; remote writes %"
+	       PRIu64 "\n", changed, GUARD_LEN, text, sv->remote_writes);
+	return changed || sv->remote_writes ? 8 : 0;
 }
 
 /* After END, no message may follow: a doubled one would land here. */
@@ -691,6 +879,12 @@ static int server_transfer(struct xp *x, struct plan *pl, uint64_t seed, int win
 			die(2, "out of memory");
 	CHECK(fi_trecv(x->ep, &sv.end, sizeof(sv.end), NULL, x->peer, TAG_END, 0,
 		       &sv.end));
+	if (x->rogue) {
+		if (!(sv.bait = calloc(1, BAIT_LEN)))
+			die(2, "out of memory");
+		CHECK(fi_trecv(x->ep, sv.bait, BAIT_LEN, NULL, FI_ADDR_UNSPEC,
+			       TAG_BAIT, 0, sv.bait));
+	}
 	while (sv.posted < pl->nsends && sv.posted < (size_t) window)
 		server_post(&sv);
 	while (sv.consumed < pl->nsends || !sv.end_done)
@@ -711,12 +905,15 @@ static int server_transfer(struct xp *x, struct plan *pl, uint64_t seed, int win
 	}
 	if (!no_extra_message(&sv))
 		result.status |= 4;
+	if (x->rogue)
+		result.status |= server_rogue_end(&sv);
 	exchange_msgs(x, &result, TAG_RESULT, NULL, 0, sizeof(result));
 	summary("server", pl->msg_bytes + pl->rma_bytes, sv.consumed, pl->rma_bytes,
 		sv.msg_fnv, rma_fnv, t, result.status == 0);
 	for (int i = 0; i < window; i++)
 		free(sv.buf[i]);
 	free(sv.want);
+	free(sv.bait);
 	return result.status ? 1 : 0;
 }
 
@@ -1196,7 +1393,7 @@ static int client_mrwrite(struct xp *x)
 static void usage(void)
 {
 	die(2, "usage: usb4_xpeer server|client transfer|pending|mrclose|mrwrite --dir D "
-	    "[--bytes N] [--seed S] [--window W] [--timeout SEC]");
+	    "[--bytes N] [--seed S] [--window W] [--timeout SEC] [--rogue]");
 }
 
 int main(int argc, char **argv)
@@ -1217,8 +1414,13 @@ int main(int argc, char **argv)
 		usage();
 	xhost_prog = "xpeer";
 	xhost_role = argv[1];
-	for (int i = 3; i + 1 < argc; i += 2) {
-		if (!strcmp(argv[i], "--dir"))
+	for (int i = 3; i < argc; i += 2) {
+		if (!strcmp(argv[i], "--rogue") && transfer) {
+			x.rogue = true;
+			i--;	/* a flag: no value */
+		} else if (i + 1 == argc) {
+			usage();
+		} else if (!strcmp(argv[i], "--dir"))
 			x.dir = argv[i + 1];
 		else if (!strcmp(argv[i], "--bytes"))
 			bytes = strtoull(argv[i + 1], NULL, 0);
@@ -1231,7 +1433,7 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (!x.dir || window < 1 || window > MAX_WINDOW || timeout < 1 || (argc - 3) % 2)
+	if (!x.dir || window < 1 || window > MAX_WINDOW || timeout < 1)
 		usage();
 	xhost_watchdog((unsigned) timeout);
 	setvbuf(stdout, NULL, _IOLBF, 0);
@@ -1241,6 +1443,8 @@ int main(int argc, char **argv)
 		register_mrwrite(&x);
 	else if (server)
 		register_rma(&x);
+	if (server && x.rogue)
+		register_guard(&x);
 	if (server && mrclose)
 		for (size_t i = 0; i < RMA_LEN; i++)
 			x.rma[i] = (char) region_byte(i);
@@ -1261,5 +1465,6 @@ int main(int argc, char **argv)
 	}
 	fabric_close(&x);
 	free(x.rma);
+	free(x.guard);
 	return rc;
 }
