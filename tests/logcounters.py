@@ -2,13 +2,15 @@
 
 With FI_LOG_LEVEL=info the udp link logs one line starting ``udp: sent``
 and the core, when it dropped anything, one line holding ``dropped
-frames:``; both are runs of ``<words> <number>`` pairs.  ``parse()``
+frames:`` and, when it held a peer back or refused one, one holding
+``guards:``; all are runs of ``<words> <number>`` pairs.  ``parse()``
 collects every pair of those lines, so a counter added to the provider
 needs no change here: its name is its words in lower case with every run
 of other characters made one ``_`` ("foreign datagrams 3" -> foreign_datagrams,
 "src-mismatch 1" -> src_mismatch, "half-open made 2" -> half_open_made,
 "dropped: header 0" -> dropped_header).  What comes before ``udp:`` or
-``dropped frames:`` on the line (log prefixes, the endpoint id) is skipped.
+``dropped frames:`` or ``guards:`` on the line (log prefixes, the endpoint
+id) is skipped.
 A name met twice (two endpoints) is summed.
 """
 
@@ -16,7 +18,7 @@ from __future__ import annotations
 
 import re
 
-STARTS = ("udp: ", "dropped frames: ")
+STARTS = ("udp: ", "dropped frames: ", "guards: ")
 _NUMBER = re.compile(r"^\d+[;,.]?$")
 
 

@@ -79,6 +79,14 @@ struct usb4_link_sink {
 	 * free it (and the session behind it) right after the call. */
 	void (*peer_down)(void *ctx, struct usb4_link *link, uint64_t peer,
 			  int err);
+	/* Peer id, which we have no session with, asks for one as dest
+	 * (optional):
+	 * false when the application inserted that peer's id reached some
+	 * other way (another address): the link then does not answer it, so
+	 * a host that only claims an inserted peer's id cannot take its
+	 * place. */
+	bool (*may_open)(void *ctx, struct usb4_link *link, uint64_t peer,
+			 const struct usb4_link_dest *dest);
 };
 
 struct usb4_link_cfg {
@@ -179,6 +187,10 @@ struct usb4_link_ops {
 	 * it then (a link that frees a dest must report its peer down
 	 * first).  Called again for that peer later, it may give a new one. */
 	struct usb4_link_dest *(*dest_of)(struct usb4_link *link, uint64_t peer);
+	/* Whether two dests of this kind lead to the same peer the same way
+	 * (optional: without it any two of one id are). */
+	bool (*dest_eq)(const struct usb4_link_dest *a,
+			const struct usb4_link_dest *b);
 
 	/* -- sleeping -- */
 	/* An fd that becomes readable when poll may find something. */

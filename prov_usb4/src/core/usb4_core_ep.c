@@ -221,8 +221,8 @@ static void log_guard_stats(const struct usb4_core_ep *ep)
 	    !s->rts_iovs_ignored && !s->hidden_freed)
 		return;
 	USB4_WARN(FI_LOG_EP_DATA,
-		  "endpoint %016llx held back: unexp-full %llu hidden-full "
-		  "%llu; refused: rma-refused-unknown %llu; "
+		  "endpoint %016llx guards: unexp-full %llu hidden-full "
+		  "%llu; rma-refused-unknown %llu; "
 		  "rts-iovs-ignored %llu; hidden-freed %llu; "
 		  "unexp-peak-bytes %zu\n",
 		  (unsigned long long) ep->id,

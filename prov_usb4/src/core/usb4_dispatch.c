@@ -209,10 +209,26 @@ static void on_peer_down(void *ctx, struct usb4_link *link, uint64_t peer,
 		usb4_proto_peer_down(el->ep, h, err);
 }
 
+/* A peer the application inserted is reached only the way its address
+ * says: another host claiming its id gets no session. */
+static bool may_open(void *ctx, struct usb4_link *link, uint64_t id,
+		     const struct usb4_link_dest *dest)
+{
+	struct usb4_ep_link *el = ctx;
+	fi_addr_t a = usb4_core_av_reverse(el->ep->av, id);
+	struct usb4_peer *peer = usb4_core_av_peer(el->ep->av, a);
+
+	if (!peer)
+		return true;
+	return peer->kind == el->kind &&
+	       (!link->ops->dest_eq || link->ops->dest_eq(peer->dest, dest));
+}
+
 struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el)
 {
 	return (struct usb4_link_sink) {
 		.ctx = el, .frame = on_frame, .peer_down = on_peer_down,
+		.may_open = may_open,
 	};
 }
 

@@ -62,6 +62,8 @@ struct usb4_udp_link_stats {
 	uint64_t unproven;		/* DATA/ACK to an offer, without proof */
 	uint64_t sessions_freed;	/* accepted sessions whose peer died */
 	uint64_t sessions_refused;	/* HELLOs beyond USB4_UDP_ACCEPTED_MAX */
+	uint64_t impostors;		/* HELLOs claiming an inserted peer's id
+					 * from another address */
 };
 
 struct usb4_udp_link {
@@ -359,6 +361,26 @@ static void udp_dest_close(struct usb4_link_dest *dest)
 	free(dest);
 }
 
+static bool udp_dest_eq(const struct usb4_link_dest *a,
+			const struct usb4_link_dest *b)
+{
+	return a->id == b->id && usb4_udp_addr_eq(&a->addr, &b->addr);
+}
+
+/* Whether the core lets the peer that claims id from addr have a session
+ * (it did not insert that id at another address). */
+static bool may_open(struct usb4_udp_link *l, uint64_t id,
+		     const struct usb4_udp_addr *addr)
+{
+	struct usb4_link_dest d = { .addr = *addr, .id = id };
+
+	if (!l->base.sink.may_open ||
+	    l->base.sink.may_open(l->base.sink.ctx, &l->base, id, &d))
+		return true;
+	l->stats.impostors++;
+	return false;
+}
+
 /* ---- the link ---- */
 
 /* With a job key every datagram is authenticated: the link vouches for
@@ -592,6 +614,8 @@ static void offer_hello(struct usb4_udp_link *l, uint64_t id,
 		l->stats.sessions_refused++;
 		return;
 	}
+	if (!may_open(l, id, from))
+		return;
 	o = usb4_udp_offer_make(l->offers, id, from, usb4_now_ns(), &fresh);
 	if (fresh || o->rel.peer_isn != in.peer_isn ||
 	    memcmp(o->rel.peer_nonce, in.peer_nonce, sizeof(in.peer_nonce))) {
@@ -851,7 +875,8 @@ static void log_stats(const struct usb4_udp_link *l)
 		  "early release %llu; holes evacuated %llu; sessions %zu; "
 		  "auth rejected %llu replayed %llu unauthenticated %llu "
 		  "unproven %llu; half-open made %llu evicted %llu expired "
-		  "%llu promoted %llu; sessions freed %llu refused %llu\n",
+		  "%llu promoted %llu; sessions freed %llu refused %llu; "
+		  "impostors %llu\n",
 		  (unsigned long long) k->sent, (unsigned long long) k->received,
 		  (unsigned long long) k->send_again,
 		  (unsigned long long) k->faults_dropped,
@@ -884,7 +909,8 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) o->expired,
 		  (unsigned long long) o->promoted,
 		  (unsigned long long) l->stats.sessions_freed,
-		  (unsigned long long) l->stats.sessions_refused);
+		  (unsigned long long) l->stats.sessions_refused,
+		  (unsigned long long) l->stats.impostors);
 }
 
 /* Peers that sent us frames linger until they hear we have them. */
@@ -934,6 +960,7 @@ const struct usb4_link_ops usb4_udp_link_ops = {
 	.reaches = udp_reaches,
 	.dest_open = udp_dest_open,
 	.dest_close = udp_dest_close,
+	.dest_eq = udp_dest_eq,
 	.open = udp_open,
 	.close = udp_close,
 	.addr = udp_addr,
