@@ -211,10 +211,11 @@ def fmt(value: float | None, width: int = 12, prec: int = 2) -> str:
 
 def format_table(title: str, unit: str, stacks: list[str],
                  data: dict[str, dict[int, float]], ratios: list[str]) -> str:
-    """Side-by-side table of medians, with usb4 / reference ratios."""
+    """Side-by-side table of medians, with ratios of the first usb4 stack
+    to each reference."""
     sizes = sorted({s for rows in data.values() for s in rows})
     head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>18}" for n in stacks)
-    head += "".join(f"{'usb4/' + r:>16}" for r in ratios)
+    head += "".join(f"{usb4_name(stacks) + '/' + r:>16}" for r in ratios)
     lines = [title, head]
     for size in sizes:
         line = f"{size:<10}"
