@@ -11,6 +11,7 @@
 
 #include <rdma/fabric.h>
 #include <rdma/fi_domain.h>
+#include <rdma/fi_endpoint.h>
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 
@@ -19,6 +20,8 @@
 #define API_1_5		FI_VERSION(1, 5)
 #define API_1_6		FI_VERSION(1, 6)
 #define MR_BAD_MODES	(FI_MR_LOCAL | FI_MR_ENDPOINT | FI_MR_HMEM)
+
+#define USB4_KEY_MAX_TEST	1024	/* USB4_CORE_KEY_MAX, the longest key taken */
 
 static struct fi_info *new_hints(void)
 {
@@ -437,6 +440,47 @@ static void with_domain(struct fi_info *h, uint32_t version,
 	fi_freeinfo(info);
 }
 
+/* A job key in the hints comes back in the info, and fi_domain and
+ * fi_endpoint take it; one longer than we take is refused. */
+static void test_auth_key(void)
+{
+	static uint8_t key[] = "job key", ep_key[] = "endpoint key";
+	static uint8_t big[USB4_KEY_MAX_TEST + 1];
+	struct fi_info *h = nccl_hints(), *info = NULL;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_ep *ep;
+
+	h->domain_attr->auth_key = key;
+	h->domain_attr->auth_key_size = sizeof(key) - 1;
+	h->ep_attr->auth_key = ep_key;
+	h->ep_attr->auth_key_size = sizeof(ep_key) - 1;
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &info), 0);
+	if (info) {
+		CHECK_EQ(info->domain_attr->auth_key_size, sizeof(key) - 1);
+		CHECK(info->domain_attr->auth_key != key &&
+		      !memcmp(info->domain_attr->auth_key, key, sizeof(key) - 1));
+		CHECK_EQ(info->ep_attr->auth_key_size, sizeof(ep_key) - 1);
+		CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
+		CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
+		CHECK_EQ(fi_endpoint(domain, info, &ep, NULL), 0);
+		CHECK_EQ(fi_close(&ep->fid), 0);
+		CHECK_EQ(fi_close(&domain->fid), 0);
+		CHECK_EQ(fi_close(&fabric->fid), 0);
+	}
+	fi_freeinfo(info);
+	/* The hints' keys are ours to free: fi_freeinfo must not see them. */
+	h->domain_attr->auth_key = big;
+	h->domain_attr->auth_key_size = sizeof(big);
+	h->ep_attr->auth_key = NULL;
+	h->ep_attr->auth_key_size = 0;
+	info = NULL;
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &info), -FI_ENODATA);
+	h->domain_attr->auth_key = NULL;
+	h->domain_attr->auth_key_size = 0;
+	fi_freeinfo(h);
+}
+
 int main(void)
 {
 	test_null_hints();
@@ -445,6 +489,7 @@ int main(void)
 	test_echo();
 	test_old_api();
 	test_remote_only();
+	test_auth_key();
 	with_domain(nccl_hints(), API_1_6, test_mr_prov_key, true);
 	with_domain(mtl_ofi_hints(), API_1_5, test_mr_user_key, false);
 	return usb4_test_done("test_getinfo");

@@ -207,6 +207,25 @@ def test_keyed_faulty_transfer_bit_exact(cluster2, xpeer, provider_dir, tmp_path
     assert c["replayed"] + s["replayed"] > 0, both
 
 
+def test_key_file_holds_the_same_key(cluster2, xpeer, provider_dir, tmp_path):
+    """FI_USB4_AUTH_KEY_FILE (written with a trailing newline, as echo does) on
+    one side and FI_USB4_AUTH_KEY on the other are the same key."""
+    key_file = tmp_path / "job.key"
+    key_file.write_text(JOB_KEY["FI_USB4_AUTH_KEY"] + "\n")
+    rundir = tmp_path / "run"
+    rundir.mkdir()
+    argv = ["transfer", "--dir", str(rundir), "--timeout", str(WATCHDOG),
+            "--bytes", str(16 * MIB)]
+    server = Peer(cluster2, 1, [str(xpeer), "server"] + argv,
+                  provider_env(provider_dir, JOB_KEY), rundir, "server")
+    client = Peer(cluster2, 0, [str(xpeer), "client"] + argv,
+                  provider_env(provider_dir, {"FI_USB4_AUTH_KEY_FILE": str(key_file)}),
+                  rundir, "client")
+    wait_all(cluster2, [client, server])
+    check_transfer(server, client, 16 * MIB)
+    assert server.counters()["auth_rejected"] == 0, server.describe()
+
+
 @pytest.mark.parametrize("server_key", ["another key", None])
 def test_other_key_or_none_is_refused(cluster2, xpeer, provider_dir, tmp_path,
                                       server_key):

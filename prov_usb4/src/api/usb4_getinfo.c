@@ -448,6 +448,38 @@ static void usb4_narrow_ep(struct fi_info *out, const struct fi_info *hint)
 	out->rx_attr->caps &= out->caps;
 }
 
+/* A job key the hints carry goes into the info (fi_domain and fi_endpoint
+ * take it from there); fi_freeinfo frees it. */
+static int usb4_copy_key(uint8_t **out, size_t *out_size, const uint8_t *key,
+			 size_t size)
+{
+	if (!size)
+		return 0;
+	*out = malloc(size);
+	if (!*out)
+		return -FI_ENOMEM;
+	memcpy(*out, key, size);
+	*out_size = size;
+	return 0;
+}
+
+static int usb4_copy_keys(struct fi_info *out, const struct fi_info *hint)
+{
+	int ret = 0;
+
+	if (hint->domain_attr)
+		ret = usb4_copy_key(&out->domain_attr->auth_key,
+				    &out->domain_attr->auth_key_size,
+				    hint->domain_attr->auth_key,
+				    hint->domain_attr->auth_key_size);
+	if (!ret && hint->ep_attr)
+		ret = usb4_copy_key(&out->ep_attr->auth_key,
+				    &out->ep_attr->auth_key_size,
+				    hint->ep_attr->auth_key,
+				    hint->ep_attr->auth_key_size);
+	return ret;
+}
+
 /* Copies a usb4 destination address the hints named (already checked). */
 static int usb4_copy_dest(struct fi_info *out, const struct fi_info *hint)
 {
@@ -480,7 +512,8 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 	if (hint->fabric_attr)
 		out->fabric_attr->fabric = hint->fabric_attr->fabric;
 	usb4_narrow_ep(out, hint);
-	return usb4_copy_dest(out, hint);
+	ret = usb4_copy_keys(out, hint);
+	return ret ? ret : usb4_copy_dest(out, hint);
 }
 
 static int usb4_check_call(uint32_t version, const char *node,
