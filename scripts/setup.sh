@@ -3,7 +3,7 @@
 # apt-get, Python packages with pip.  Idempotent: installs only what is missing.
 set -euo pipefail
 
-SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev
+SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev libssl-dev
 		 autoconf automake libtool pkg-config iproute2 make gcc
 		 clang)	# clang: libFuzzer for the frame-parser fuzz test
 PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest)

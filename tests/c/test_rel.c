@@ -2480,6 +2480,33 @@ static void test_offer_read_refuses(void)
 	side_close(&a);
 }
 
+/* libcrypto's Poly1305 (bulk datagrams) and libsodium's give the same
+ * tag, for every length and however the datagram is cut in pieces. */
+static void test_poly1305_paths_agree(void)
+{
+	static unsigned char buf[70000];
+	static const size_t lens[] = { 0, 1, 15, 16, 17, 100, 4095, 4096,
+				       4097, 65000, 70000 };
+	unsigned char otk[32], a[16], b[16];
+
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (unsigned char) (i * 131 + 7);
+	for (size_t i = 0; i < sizeof(otk); i++)
+		otk[i] = (unsigned char) (i * 29 + 3);
+	for (size_t l = 0; l < sizeof(lens) / sizeof(lens[0]); l++) {
+		size_t len = lens[l], cut = len / 3;
+		struct iovec one = { buf, len };
+		struct iovec three[3] = { { buf, cut }, { buf + cut, len / 2 - cut },
+					  { buf + len / 2, len - len / 2 } };
+
+		usb4_auth_poly1305(otk, &one, 1, false, a);
+		usb4_auth_poly1305(otk, &one, 1, true, b);
+		CHECK(!memcmp(a, b, sizeof(a)));
+		usb4_auth_poly1305(otk, three, 3, true, b);
+		CHECK(!memcmp(a, b, sizeof(a)));
+	}
+}
+
 /* The replay window: each packet number once, in any order within it,
  * never one older than it. */
 static void test_auth_replay_window(void)
@@ -2506,6 +2533,7 @@ static void test_auth_replay_window(void)
 int main(void)
 {
 	printf("crc32c path: %s\n", usb4_crc32c_path());
+	printf("poly1305 path for bulk datagrams: %s\n", usb4_auth_bulk_path());
 	test_crc();
 	test_crc_large();
 	test_open_args();
@@ -2552,5 +2580,6 @@ int main(void)
 	test_offer_flow();
 	test_offer_read_refuses();
 	test_auth_replay_window();
+	test_poly1305_paths_agree();
 	return usb4_test_done("test_rel");
 }

@@ -61,8 +61,9 @@ done
 mkdir -p "$(dirname "$out")"
 fabric_cflags=$(pkg-config --cflags libfabric 2>/dev/null || true)
 fabric_libs=$(pkg-config --libs libfabric 2>/dev/null || echo -lfabric)
-# rel authenticates datagrams with libsodium (usb4_rel_auth.c).
-sodium_libs=$(pkg-config --libs libsodium 2>/dev/null || echo -lsodium)
+# rel authenticates datagrams with libsodium and libcrypto (usb4_rel_auth.c).
+crypto_libs="$(pkg-config --libs libsodium 2>/dev/null || echo -lsodium) \
+	$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)"
 
 # shellcheck disable=SC2086  # word splitting of the flag lists is wanted
 exec "$cc" -std=gnu11 -g -O1 -fno-omit-frame-pointer \
@@ -70,4 +71,4 @@ exec "$cc" -std=gnu11 -g -O1 -fno-omit-frame-pointer \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
 	-D_GNU_SOURCE -I"$top/$p/include" -I"$top/$p/src/rel" $fabric_cflags \
 	${FUZZ_CFLAGS:-} \
-	-o "$out" $srcs $fabric_libs $sodium_libs -lpthread
+	-o "$out" $srcs $fabric_libs $crypto_libs -lpthread

@@ -299,7 +299,7 @@ def rel_output(tmp_path_factory):
     out = compile_and_run(tmp, "rel", REL_PROGRAM,
                           ["-I", str(PROV / "include"), "-I", str(PROV / "src" / "rel"),
                            "-I", str(PROV / "src")] + sources
-                          + ["-lfabric", "-lsodium", "-lpthread"])
+                          + ["-lfabric", "-lsodium", "-lcrypto", "-lpthread"])
     found = {"crc": []}
     for line in out.splitlines():
         key, *values = line.split()

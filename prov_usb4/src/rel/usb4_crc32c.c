@@ -151,8 +151,7 @@ static void usb4_crc32c_fold_init(void)
 }
 #endif
 
-/* FI_USB4_PORTABLE set to anything but 0: CPU-specific paths stay off. */
-static bool usb4_portable_forced(void)
+bool usb4_portable_forced(void)
 {
 	const char *v = getenv("FI_USB4_PORTABLE");
 

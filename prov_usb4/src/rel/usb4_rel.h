@@ -293,5 +293,8 @@ uint32_t usb4_crc32c(uint32_t crc, const void *data, size_t len);
  * (also forced by FI_USB4_PORTABLE=1). */
 const char *usb4_crc32c_path(void);
 uint32_t usb4_crc32c_soft(uint32_t crc, const void *data, size_t len);
+/* FI_USB4_PORTABLE set to anything but 0: rel's CPU-specific paths (the
+ * CRC32C instructions, libcrypto's vector Poly1305) stay off. */
+bool usb4_portable_forced(void);
 
 #endif /* USB4_REL_H */

@@ -86,4 +86,13 @@ bool usb4_auth_verify(const struct usb4_auth_session *s,
 bool usb4_auth_replayed(const struct usb4_auth_session *s, uint64_t pn);
 void usb4_auth_accept_pn(struct usb4_auth_session *s, uint64_t pn);
 
+/* Poly1305 of pieces under a one-time key: by libcrypto when bulk (and
+ * it is available), else by libsodium; the same tag either way (tests
+ * compare the two). */
+void usb4_auth_poly1305(const unsigned char *otk, const struct iovec *pieces,
+			int count, bool bulk, unsigned char *tag);
+/* Who tags bulk datagrams here: "libcrypto", or "libsodium" (libcrypto's
+ * Poly1305 missing, or FI_USB4_PORTABLE=1). */
+const char *usb4_auth_bulk_path(void);
+
 #endif /* USB4_REL_AUTH_H */
