@@ -592,9 +592,15 @@ static void rec_recv(struct world *w, const uint8_t *body, size_t len)
 	memcpy(r, body, len < sizeof(r) ? len : sizeof(r));
 	memcpy(&tag, r + 3, 8);
 	memcpy(&ignore, r + 11, 8);
-	rx->buf = w->arena + w->pool_off + (k % FUZZ_POOL_SLOTS) * FUZZ_POOL_SLOT;
-	rx->len = (size_t) r[2] * 16 < FUZZ_POOL_SLOT ? (size_t) r[2] * 16 :
-		  FUZZ_POOL_SLOT;
+	/* A context keeps the buffer of its first receive: one posted again
+	 * while an earlier one may still complete must not change what that
+	 * completion is checked against. */
+	if (!rx->posted) {
+		rx->buf = w->arena + w->pool_off +
+			  (k % FUZZ_POOL_SLOTS) * FUZZ_POOL_SLOT;
+		rx->len = (size_t) r[2] * 16 < FUZZ_POOL_SLOT ?
+			  (size_t) r[2] * 16 : FUZZ_POOL_SLOT;
+	}
 	rx->multi |= !!(r[0] & FUZZ_RECV_MULTI);
 	iov = (struct iovec) { rx->buf, rx->len };
 	a = (struct usb4_recv_args) {
