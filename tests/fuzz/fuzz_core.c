@@ -160,6 +160,9 @@ struct part {
 
 /* What a receive context stands for: the buffer it was posted with. */
 struct rx_ctx {
+	/* Provider scratch: FI_PEEK | FI_CLAIM keeps the claimed message in
+	 * the context (man fi_msg: the context is a struct fi_context). */
+	struct fi_context fi_ctx;
 	unsigned char *buf;
 	size_t len;
 	bool multi;
