@@ -2282,6 +2282,21 @@ static void test_auth_hello_refused(void)
 	auth_hello_refused(&job_one, NULL, USB4_REL_DROP_UNAUTHENTICATED);
 }
 
+/* A crafted datagram of len bytes made to look authenticated: the flag,
+ * no CRC, and a trailer of fill bytes (what a host without the key can
+ * do); returns its new length. */
+static size_t made_up_tag(unsigned char *buf, size_t len, unsigned char fill)
+{
+	struct usb4_wire_rel h;
+
+	memcpy(&h, buf, HDR);
+	h.flags = htole16(USB4_REL_F_AUTH);
+	h.crc = 0;
+	memcpy(buf, &h, HDR);
+	memset(buf + len, fill, TRAILER);
+	return len + TRAILER;
+}
+
 static struct dgram dgram_copy(const struct dgram *d)
 {
 	struct dgram c = *d;
@@ -2332,12 +2347,8 @@ static void test_auth_forgery_and_replay(void)
 	CHECK(usb4_rel_input(b.rel, now, buf, len, &b.io) < 0);
 	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_UNAUTHENTICATED],
 		 1);
-	memcpy(&h, buf, HDR);
-	h.flags = htole16(USB4_REL_F_AUTH);
-	h.crc = 0;
-	memcpy(buf, &h, HDR);
-	memset(buf + len, 0x5a, TRAILER);
-	CHECK(usb4_rel_input(b.rel, now, buf, len + TRAILER, &b.io) < 0);
+	len = made_up_tag(buf, len, 0x5a);
+	CHECK(usb4_rel_input(b.rel, now, buf, len, &b.io) < 0);
 	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_TAG], 3);
 	CHECK_EQ(usb4_rel_stats(b.rel)->delivered, delivered);
 	CHECK_EQ(b.expect, 21);
@@ -2349,12 +2360,8 @@ static void test_auth_forgery_and_replay(void)
 	usb4_rel_ack_now(b.rel, &b.io);		/* nothing owed: no ack */
 	len = craft(buf, USB4_REL_ACK, ID_B, ID_A, 0, le32toh(h.seq) + 1, 0,
 		    NULL, 0);
-	memcpy(&h, buf, HDR);
-	h.flags = htole16(USB4_REL_F_AUTH);
-	h.crc = 0;
-	memcpy(buf, &h, HDR);
-	memset(buf + len, 0xa5, TRAILER);
-	CHECK(usb4_rel_input(a.rel, now, buf, len + TRAILER, &a.io) < 0);
+	len = made_up_tag(buf, len, 0xa5);
+	CHECK(usb4_rel_input(a.rel, now, buf, len, &a.io) < 0);
 	CHECK_EQ(usb4_rel_in_flight(a.rel), in_flight);
 	/* B's real acks, replayed, change nothing either */
 	now += 10 * MS;

@@ -1,5 +1,5 @@
 /*
- * Invariants of the core fuzz target: a broken one stops the run with a
+ * Invariants of the fuzz targets: a broken one stops the run with a
  * crash libFuzzer reports (a trap: some libraries libfabric loads turn
  * SIGILL into exit(), which libFuzzer reports as "fuzz target exited",
  * with the line printed here above it).
@@ -7,6 +7,7 @@
 #ifndef FUZZ_ASSERT_H
 #define FUZZ_ASSERT_H
 
+#include <stdbool.h>
 #include <stdio.h>
 
 #define FUZZ_ASSERT(cond) \

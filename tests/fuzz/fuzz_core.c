@@ -66,6 +66,7 @@
 
 #include "fuzz_assert.h"
 #include "fuzz_link.h"
+#include "fuzz_records.h"
 #include "usb4_atomic.h"
 #include "usb4_core.h"
 
@@ -146,7 +147,6 @@
 #define FUZZ_POOL_SLOT		1024u
 #define FUZZ_RX_CONTEXTS	16u	/* RECV records cycle through them */
 
-#define REC_HDR		3u
 #define HDR_LEN		sizeof(struct usb4_wire_hdr)
 #define CANARY		64u	/* gap bytes around every part of the arena */
 #define DRAIN_PROGRESS	4u
@@ -710,20 +710,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	static struct world w;
+	const uint8_t *body;
+	unsigned ctl;
+	size_t len;
 
 	world_open(&w);
-	while (size >= REC_HDR) {
-		unsigned ctl = data[0];
-		size_t len = data[1] | (size_t) data[2] << 8;
-		const uint8_t *body = data + REC_HDR;
-
-		size -= REC_HDR;
-		if (len > size)
-			len = size;
-		data = body + len;
-		size -= len;
+	while (fuzz_next_record(&data, &size, &ctl, &body, &len))
 		record(&w, ctl, body, len);
-	}
 	world_close(&w);
 	return 0;
 }

@@ -65,11 +65,14 @@
  * Build: tests/fuzz/build.sh; run: tests/test_fuzz.py or by hand (see there).
  */
 #include <endian.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz_assert.h"
+#include "fuzz_records.h"
 #include "usb4_atomic.h"
 #include "usb4_rel.h"
 #include "../../prov_usb4/src/wire.h"
@@ -122,25 +125,12 @@
 #define MS		1000000ull
 #define QUEUE_MAX	16u	/* datagrams one direction holds; then EAGAIN */
 #define PUMP_MAX	256u	/* datagrams one pump moves at most */
-#define REC_HDR		3u
 /* The drain gives up after DRAIN_TICKS steps of the clock, or after
  * DRAIN_TICKS_INJECTED when a datagram was injected (a forged one may keep
  * the pair busy for good). */
 #define DRAIN_TICKS	64u
 #define DRAIN_TICKS_INJECTED 4u
 #define DRAIN_STEP_NS	(40 * MS)
-
-/* Stops the run with a crash libFuzzer reports, when an invariant breaks
- * (a trap: some libraries libfabric loads turn SIGILL into exit(), which
- * libFuzzer reports as "fuzz target exited", with this line above it). */
-#define FUZZ_ASSERT(cond) \
-	do { if (!(cond)) fuzz_fail(__LINE__, #cond); } while (0)
-
-static _Noreturn void fuzz_fail(int line, const char *what)
-{
-	fprintf(stderr, "fuzz_frames.c:%d: invariant broken: %s\n", line, what);
-	__builtin_trap();
-}
 
 /* Folds bytes into a value the compiler cannot drop, so reads happen. */
 static volatile uint64_t sink;
@@ -912,20 +902,13 @@ static void record(struct pair *p, unsigned ctl, const uint8_t *body,
 static void fuzz_rel(const uint8_t *data, size_t size)
 {
 	struct pair p;
+	const uint8_t *body;
+	unsigned ctl;
+	size_t len;
 
 	pair_open(&p, hash_input(data, size));
-	while (size >= REC_HDR) {
-		unsigned ctl = data[0];
-		size_t len = data[1] | (size_t) data[2] << 8;
-		const uint8_t *body = data + REC_HDR;
-
-		size -= REC_HDR;
-		if (len > size)
-			len = size;
-		data = body + len;
-		size -= len;
+	while (fuzz_next_record(&data, &size, &ctl, &body, &len))
 		record(&p, ctl, body, len);
-	}
 	pair_drain(&p);
 	pair_close(&p);
 }

@@ -100,12 +100,17 @@ static const struct usb4_udp_link *udp_of_const(const struct usb4_link *link)
 
 /* ---- sessions ---- */
 
-/* Where id's session is in hash (cap a power of two), or the empty slot
- * where it would go. */
+/* The slot id's probe chain starts at (cap a power of two). */
+static size_t home_of(uint64_t id, size_t cap)
+{
+	return (size_t) (id * 0x9e3779b97f4a7c15ull) & (cap - 1);
+}
+
+/* Where id's session is in hash, or the empty slot where it would go. */
 static size_t slot_for(struct usb4_udp_session *const *hash, size_t cap,
 		       uint64_t id)
 {
-	size_t i = (size_t) (id * 0x9e3779b97f4a7c15ull) & (cap - 1);
+	size_t i = home_of(id, cap);
 
 	while (hash[i] && hash[i]->dest.id != id)
 		i = (i + 1) & (cap - 1);
@@ -210,8 +215,7 @@ static void hash_remove(struct usb4_udp_link *l, size_t i)
 		j = (j + 1) & mask;
 		if (!l->hash[j])
 			break;
-		home = (size_t) (l->hash[j]->dest.id * 0x9e3779b97f4a7c15ull) &
-		       mask;
+		home = home_of(l->hash[j]->dest.id, l->cap);
 		/* j may move to i unless its home lies in (i, j]. */
 		if (((j - home) & mask) >= ((j - i) & mask)) {
 			l->hash[i] = l->hash[j];

@@ -1265,20 +1265,32 @@ static int usb4_rel_on_reject(struct usb4_rel_peer *peer,
 	return -FI_ECONNREFUSED;
 }
 
+/* What a peer's handshake datagram says of it, as an offer's peer fields
+ * (our isn and nonce are not touched). */
+static void usb4_rel_offer_fill(struct usb4_rel_offer *o,
+				const struct usb4_wire_rel *h,
+				const struct usb4_wire_hello *hello)
+{
+	o->remote_id = h->src_id;
+	o->peer_isn = h->seq;
+	o->peer_window = h->window ? h->window : 1;
+	o->peer_datagram_max = hello->datagram_max;
+	memcpy(o->peer_nonce, hello->nonce, sizeof(o->peer_nonce));
+}
+
 /* What a proven handshake datagram (or an offer) teaches: the peer's ISN,
  * window, largest datagram and nonce, and with a job key the keys. */
-static void usb4_rel_learn(struct usb4_rel_peer *peer, uint32_t peer_isn,
-			   uint32_t window, uint32_t datagram_max,
-			   const unsigned char *peer_nonce)
+static void usb4_rel_learn(struct usb4_rel_peer *peer,
+			   const struct usb4_rel_offer *o)
 {
 	peer->peer_known = true;
 	peer->pending_set = false;
-	peer->peer_isn = peer_isn;
-	peer->rcv_nxt = peer->rcv_dlv = peer_isn;
-	peer->peer_datagram_max = datagram_max;
+	peer->peer_isn = o->peer_isn;
+	peer->rcv_nxt = peer->rcv_dlv = o->peer_isn;
+	peer->peer_datagram_max = o->peer_datagram_max;
 	/* Later handshake datagrams are repeats: their window is old. */
-	peer->peer_wnd = window ? window : 1;
-	memcpy(peer->peer_nonce, peer_nonce, sizeof(peer->peer_nonce));
+	peer->peer_wnd = o->peer_window;
+	memcpy(peer->peer_nonce, o->peer_nonce, sizeof(peer->peer_nonce));
 	if (peer->cfg.job)
 		usb4_auth_session_init(&peer->auth, peer->cfg.job,
 				       peer->local_id, peer->remote_id,
@@ -1321,15 +1333,8 @@ static void usb4_rel_pend(struct usb4_rel_peer *peer,
 			  const struct usb4_wire_rel *h,
 			  const struct usb4_wire_hello *hello)
 {
-	peer->pending = (struct usb4_rel_offer) {
-		.remote_id = peer->remote_id,
-		.peer_isn = h->seq,
-		.peer_window = h->window ? h->window : 1,
-		.peer_datagram_max = hello->datagram_max,
-		.isn = peer->isn,
-	};
-	memcpy(peer->pending.peer_nonce, hello->nonce,
-	       sizeof(peer->pending.peer_nonce));
+	usb4_rel_offer_fill(&peer->pending, h, hello);
+	peer->pending.isn = peer->isn;
 	peer->pending_set = true;
 }
 
@@ -1377,9 +1382,12 @@ static int usb4_rel_on_answer(struct usb4_rel_peer *peer, uint64_t now,
 		return usb4_rel_drop(peer, USB4_REL_DROP_WRONG_SRC,
 				     -FI_ENOENT);
 	peer->last_rx = now;
-	if (!peer->peer_known)
-		usb4_rel_learn(peer, h->seq, h->window, hello->datagram_max,
-			       hello->nonce);
+	if (!peer->peer_known) {
+		struct usb4_rel_offer o;
+
+		usb4_rel_offer_fill(&o, h, hello);
+		usb4_rel_learn(peer, &o);
+	}
 	if (peer->tx)
 		usb4_rel_flush(peer, now, io);
 	return 0;
@@ -1414,14 +1422,11 @@ static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 static enum usb4_rel_drop usb4_rel_prove(struct usb4_rel_peer *peer,
 					 const struct usb4_wire_rel *h)
 {
-	const struct usb4_rel_offer *p = &peer->pending;
-
 	if (!peer->pending_set)
 		return USB4_REL_DROP_NO_HANDSHAKE;
 	if (h->ack != peer->isn)
 		return USB4_REL_DROP_NO_PROOF;
-	usb4_rel_learn(peer, p->peer_isn, p->peer_window, p->peer_datagram_max,
-		       p->peer_nonce);
+	usb4_rel_learn(peer, &peer->pending);
 	return USB4_REL_DROP_MAX;
 }
 
@@ -1652,14 +1657,8 @@ int usb4_rel_offer_read(const struct usb4_rel_cfg *cfg, uint64_t local_id,
 	if (why != USB4_REL_DROP_MAX || h.len != USB4_REL_HELLO_LEN)
 		return -FI_EINVAL;
 	usb4_rel_hello_read(dgram, count, &hello);
-	offer->remote_id = h.src_id;
-	offer->peer_isn = h.seq;
-	if (!usb4_rel_compatible(cfg, &hello))
-		return -FI_ECONNREFUSED;
-	offer->peer_window = h.window ? h.window : 1;
-	offer->peer_datagram_max = hello.datagram_max;
-	memcpy(offer->peer_nonce, hello.nonce, sizeof(offer->peer_nonce));
-	return 0;
+	usb4_rel_offer_fill(offer, &h, &hello);
+	return usb4_rel_compatible(cfg, &hello) ? 0 : -FI_ECONNREFUSED;
 }
 
 size_t usb4_rel_offer_answer(const struct usb4_rel_cfg *cfg, uint64_t local_id,
@@ -1707,8 +1706,7 @@ int usb4_rel_peer_accept(struct usb4_rel_peer **peerp,
 	if (ret)
 		return ret;
 	memcpy(peer->nonce, offer->nonce, sizeof(peer->nonce));
-	usb4_rel_learn(peer, offer->peer_isn, offer->peer_window,
-		       offer->peer_datagram_max, offer->peer_nonce);
+	usb4_rel_learn(peer, offer);
 	*peerp = peer;
 	return 0;
 }

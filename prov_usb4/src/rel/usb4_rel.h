@@ -256,8 +256,8 @@ struct usb4_rel_offer {
 
 /*
  * Reads a HELLO addressed to local_id into offer's peer fields (isn and
- * nonce are the caller's to fill; remote_id and peer_isn are filled also
- * when it is refused).  0: a HELLO we would accept;
+ * nonce are the caller's to fill; the peer fields are filled also when it
+ * is refused).  0: a HELLO we would accept;
  * -FI_ECONNREFUSED: intact but of versions or features we refuse (answer
  * with REJECT); -FI_EACCES: its tag does not verify or it lacks one where
  * a job key is in force; -FI_EINVAL: not an intact HELLO.
