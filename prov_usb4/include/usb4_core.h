@@ -389,6 +389,7 @@ struct usb4_core_stats {
 					 * link that cannot read it */
 	uint64_t hidden_freed;		/* hidden entries of peers gone */
 	uint64_t eager_sent, rndv_sent, unexpected;
+	uint64_t rma_ops, atomic_ops;	/* issued and accepted */
 };
 
 /*
@@ -417,6 +418,9 @@ struct usb4_ep_link {
 	/* The link's counts of peers' accesses to our memory, as far as
 	 * they are in the FI_REMOTE_* counters. */
 	uint64_t remote_reads_seen, remote_writes_seen;
+	/* Frames of this link the endpoint handled: logged at close, the
+	 * proof any consumer's test can read that usb4 carried its traffic. */
+	uint64_t frames_taken;
 };
 
 /* A peer and the endpoint's link that reaches it; for a send also the

@@ -190,6 +190,8 @@ static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
 		ret = handlers[f.type](ep, &f, src);
 	if (ret == -FI_EAGAIN)
 		ep->stats.not_ready++;
+	else if (!ret)
+		el->frames_taken++;
 	return ret;
 }
 

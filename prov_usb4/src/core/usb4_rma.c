@@ -99,8 +99,12 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
 	/* Without the target's CPU when the link reaches its memory. */
-	if (!(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED))
-		return usb4_rma_frames(ep, a, len);
+	if (!(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED)) {
+		ssize_t sent = usb4_rma_frames(ep, a, len);
+
+		ep->stats.rma_ops += !sent;
+		return sent;
+	}
 	if ((a->flags & FI_REMOTE_CQ_DATA) && !(notice = usb4_ctrl_new(0)))
 		return -FI_EAGAIN;
 	if (usb4_cq_queue_reserve(ep->tx_cq)) {
@@ -116,6 +120,7 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		usb4_cq_queue_unreserve(ep->tx_cq);
 		return ret;
 	}
+	ep->stats.rma_ops += !ret;
 	rma_complete(ep, a->flags | FI_RMA, a->context, len, ret);
 	return 0;
 }
@@ -265,8 +270,12 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 		return -FI_EINVAL;
 	flags |= a->flags & (FI_COMPLETION | FI_INJECT);
 	ret = atomic_check(a, &count);
-	if (!ret && !(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED))
-		return usb4_atomic_frames(ep, a, count, flags);
+	if (!ret && !(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED)) {
+		ssize_t sent = usb4_atomic_frames(ep, a, count, flags);
+
+		ep->stats.atomic_ops += !sent;
+		return sent;
+	}
 	if (usb4_cq_queue_reserve(ep->tx_cq))
 		return -FI_EAGAIN;
 	if (!ret)
@@ -275,9 +284,11 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 		usb4_cq_queue_unreserve(ep->tx_cq);
 		return ret;
 	}
-	if (!ret)
+	if (!ret) {
 		r.link->ops->count_remote(r.peer->dest,
 					  a->kind == USB4_ATOMIC_BASE);
+		ep->stats.atomic_ops++;
+	}
 	rma_complete(ep, flags, a->context, count * usb4_atomic_size(a->dt),
 		     ret);
 	return 0;
