@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Installs what usb4 needs on a fresh Debian 12 machine: system packages with
 # apt-get, Python packages with pip.  Idempotent: installs only what is missing.
+#   scripts/setup.sh [--stacks]    --stacks: also the other MPI stacks
+#                                  (scripts/stacks.sh, /var/lib/usb4-stacks)
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev libssl-dev
@@ -69,8 +71,19 @@ install_usb4fabric() {
 	python3 -m pip install -q -e python/
 }
 
+with_stacks=no
+for arg in "$@"; do
+	case "$arg" in
+	--stacks) with_stacks=yes ;;
+	*) echo "usage: $0 [--stacks]" >&2; exit 2 ;;
+	esac
+done
+
 cd "$(dirname "$0")/.."
 install_system_packages
 install_python_packages
 install_usb4fabric
 say "libfabric $(pkg-config --modversion libfabric), $(mpirun --version 2>/dev/null | head -n1)"
+if [ "$with_stacks" = yes ]; then
+	scripts/stacks.sh
+fi
