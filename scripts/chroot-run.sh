@@ -36,6 +36,9 @@ bind() {	# bind FOLDER: the machine's FOLDER at the same path under root
 	mkdir -p "$root$1"
 	mount --rbind "$1" "$root$1"
 }
+# The root a mount point of its own: `ip netns exec` inside (the launch
+# agent's) remounts / as a slave, which needs one.
+mount --bind "$root" "$root"
 bind /proc
 bind /sys
 bind /dev

@@ -15,6 +15,14 @@ vader
 ofi-tcp
     the usb4 command line with libfabric's ``tcp;ofi_rxm`` in place of usb4:
     checks the programs and the provenance check against ``mtl ofi``.
+
+MPI stacks (``--mpi-stack=NAME[,NAME...]`` or ``all``, default
+``ompi41-deb12``; python/usb4fabric/stacks.py says how each is launched):
+tests taking the ``mpi_stack`` fixture run once per stack named; a stack
+that is not installed skips with the reason.  ``--mpi-matrix=lean`` keeps,
+for stacks other than the default, only the combinations in ``LEAN`` (CI's
+subset; ``full``, the default, runs everything).  The development fabrics
+above exist for the default stack only.
 """
 
 import os
@@ -34,6 +42,9 @@ if str(REPO_ROOT / "python") not in sys.path:
 
 # The harness's own process-tree killer: one implementation for both.
 from usb4fabric.launch import kill_tree  # noqa: E402
+from usb4fabric import stacks  # noqa: E402
+
+import stackrun  # noqa: E402  (tests/stackrun.py)
 
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
 PROVIDER_LIB = "libusb4-fi.so"
@@ -213,7 +224,132 @@ def leftovers(pytestconfig):
 
 
 def pytest_collection_modifyitems(session, config, items):
-    """Run the leftover check after everything else."""
+    """Deselect what --mpi-matrix=lean leaves out; run the leftover check last."""
+    deselect_lean(config, items)
     last = [item for item in items
             if getattr(getattr(item, "module", None), "__name__", "").endswith("test_no_leftovers")]
     items[:] = [item for item in items if item not in last] + last
+
+
+# --- MPI stacks -------------------------------------------------------------
+
+# (test function, program or None, ranks) kept for non-default stacks under
+# --mpi-matrix=lean: one two-sided program at 2 and 4 ranks, mpi4py, one-sided
+# and the provenance checks, on one host and across hosts.
+LEAN = {
+    ("test_program", "pt2pt", 2), ("test_program", "collectives", 4),
+    ("test_program", "pingpong_mpi4py", 2),
+    ("test_onesided", None, 2),
+    ("test_usb4_carried_the_traffic", None, None), ("test_usb4_carried_onesided", None, None),
+    ("test_usb4_crossed_the_cable", None, None), ("test_ranks_start_on_every_host", None, None),
+    ("test_imb", None, None),
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--mpi-stack", default=stacks.DEFAULT_STACK,
+                     help="MPI stacks for the MPI tests: NAME[,NAME...] or all, of %s "
+                     "(default %%(default)s)" % ", ".join(stacks.NAMES))
+    parser.addoption("--mpi-matrix", default="full", choices=("full", "lean"),
+                     help="full: every MPI test under every stack; lean: for stacks "
+                     "other than %s only CI's subset (default %%(default)s)"
+                     % stacks.DEFAULT_STACK)
+
+
+def pytest_configure(config):
+    selected_stacks(config)  # a bad --mpi-stack is a usage error before collection
+
+
+def selected_stacks(config):
+    try:
+        return stacks.named(config.getoption("--mpi-stack"))
+    except ValueError as exc:
+        raise pytest.UsageError("--mpi-stack: %s" % exc)
+
+
+def pytest_generate_tests(metafunc):
+    if "mpi_stack" in metafunc.fixturenames:
+        chosen = selected_stacks(metafunc.config)
+        metafunc.parametrize("mpi_stack", chosen, ids=[s.name for s in chosen])
+
+
+def _lean_keeps(item):
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    stack = params.get("mpi_stack")
+    if stack is None or stack.name == stacks.DEFAULT_STACK:
+        return True
+    func = item.originalname or item.name
+    name = params.get("name")
+    np = params.get("np")
+    np = int(str(np).lstrip("np")) if np is not None else None
+    return any(f == func and (p is None or p == name) and (n is None or n == np)
+               for f, p, n in LEAN)
+
+
+def deselect_lean(config, items):
+    """--mpi-matrix=lean: deselect the full matrix's extra combinations."""
+    if config.getoption("--mpi-matrix") != "lean":
+        return
+    kept = [item for item in items if _lean_keeps(item)]
+    dropped = [item for item in items if item not in kept]
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+@pytest.fixture
+def mpi_stack(request):
+    """The MPI stack of this test (parametrized by --mpi-stack); skips when missing."""
+    stack = request.param
+    why = stack.missing()
+    if why:
+        pytest.skip(why)
+    return stack
+
+
+
+
+@pytest.fixture(scope="session")
+def stack_programs(tmp_path_factory):
+    """programs(stack) -> {name: argv}: tests/mpi built with the stack's mpicc, once."""
+    built = {}
+
+    def programs(stack):
+        if stack.name not in built:
+            out = tmp_path_factory.mktemp("mpi_programs_" + stack.name)
+            env = dict(os.environ)
+            env.update(stack.env())
+            try:
+                built[stack.name] = stackrun.compile_programs(stack, out, env)
+            except (stackrun.CompileError, subprocess.TimeoutExpired) as exc:
+                built[stack.name] = exc
+        if isinstance(built[stack.name], Exception):
+            pytest.fail(str(built[stack.name]), pytrace=False)
+        return built[stack.name]
+
+    return programs
+
+
+@pytest.fixture
+def stack_mpirun(request, fabric, mpi_stack, stack_programs):
+    """run(name, np, env=None, one_sided=False, extra=(), timeout=120).
+
+    Runs tests/mpi program ``name`` (or an argv list) on np ranks under the test's MPI stack
+    over usb4 (stacks.py's command line).  Under a development fabric (the
+    default stack only) the program runs through ``mpirun_argv`` instead,
+    with ``extra`` as its additional mpirun arguments.
+    """
+    stackrun.skip_dev_fabric_of_other_stack(fabric, mpi_stack)
+    programs = stack_programs(mpi_stack)
+    provider = request.getfixturevalue("provider_dir") if fabric == "usb4" else None
+
+    def run(name, np, env=None, one_sided=False, extra=(), timeout=MPIRUN_TIMEOUT):
+        program = programs[name] if isinstance(name, str) else list(name)
+        if fabric == "usb4":
+            argv = mpi_stack.argv(np, program, "usb4", one_sided=one_sided,
+                                  provider_dir=provider, env=env, extra=list(extra))
+        else:
+            argv = mpirun_argv(fabric, np, program, env=env, mca=extra)
+        return run_command(argv, timeout=timeout, env=mpi_stack.env())
+
+    return run

@@ -28,6 +28,8 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import hosts  # noqa: E402  (tests/hosts.py)
+import stackrun  # noqa: E402  (tests/stackrun.py)
+from usb4fabric import stacks  # noqa: E402
 
 MULTIHOST_TIMEOUT = 90  # seconds, for every mpirun across hosts
 IFACE = "tb0"
@@ -117,3 +119,38 @@ def mpirun_hosts(request, cluster2, multihost_fabric):
 
     return run
 
+
+def cluster_hosts(cluster, slots):
+    """stacks.Hosts of the cluster: slots ranks on each host, over its tb0 cable."""
+    return stacks.Hosts(tuple((h.addr, slots) for h in cluster.hosts),
+                        cluster.cables[0].subnet, IFACE, hosts.AGENT)
+
+
+@pytest.fixture
+def stack_mpirun_hosts(request, cluster2, multihost_fabric, mpi_stack, stack_programs):
+    """run(program, slots, env=None, one_sided=False, extra=(), timeout=90).
+
+    Runs a tests/mpi program (by name) or an argv list across the two hosts
+    under the test's MPI stack (stacks.py's command line, launcher in the
+    first host), over usb4 with FI_USB4_IFACE=tb0.  Under a development
+    fabric (the default stack only) the run goes through fabric_args().
+    """
+    stackrun.skip_dev_fabric_of_other_stack(multihost_fabric, mpi_stack)
+    programs = stack_programs(mpi_stack)
+    provider = (request.getfixturevalue("provider_dir")
+                if multihost_fabric == "usb4" else None)
+
+    def run(program, slots, env=None, one_sided=False, extra=(), timeout=MULTIHOST_TIMEOUT):
+        argv_of = programs[program] if isinstance(program, str) else list(program)
+        if multihost_fabric == "usb4":
+            argv = mpi_stack.argv(len(cluster2.hosts) * slots, argv_of, "usb4",
+                                  one_sided=one_sided, provider_dir=provider, env=env,
+                                  extra=list(extra), hosts=cluster_hosts(cluster2, slots))
+        else:
+            argv = cluster2.mpirun_argv(slots) + fabric_args(multihost_fabric) + list(extra)
+            for name, value in (env or {}).items():
+                argv += ["-x", "%s=%s" % (name, value)]
+            argv += argv_of
+        return cluster2.run(0, argv, env=mpi_stack.env(), timeout=timeout)
+
+    return run

