@@ -19,7 +19,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import osu_locate, profiles, runner, sysinfo
+from . import osu_build, osu_locate, profiles, runner, stacks, sysinfo
 from .results import ResultsFileError, ResultsWriter
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,9 +59,15 @@ def _add_run(sub) -> None:
                        "--output.  Without --bench: the default set "
                        f"({', '.join(runner.DEFAULT_BENCHMARKS)}).")
     p.add_argument("--fabric", "--fabrics", dest="fabrics", type=_csv_list,
-                   default=list(profiles.DEFAULT_PROFILES),
                    help=f"profiles, comma-separated, of {', '.join(profiles.ALL_PROFILES)}"
-                   " (default %(default)s)")
+                   f" (default {','.join(profiles.DEFAULT_PROFILES)}); with --mpi, of "
+                   f"{', '.join(stacks.FABRICS)} (default all three)")
+    p.add_argument("--mpi", dest="mpi_stack", choices=stacks.NAMES,
+                   help="run under this MPI stack (python/usb4fabric/stacks.py; "
+                   "scripts/stacks.sh installs them), with osu_bench built by its mpicc; "
+                   "default: Debian 12's Open MPI and the profiles above")
+    p.add_argument("--iface", help="with --mpi and --hosts: the interface usb4 and tcp "
+                   "use towards the other hosts (FI_USB4_IFACE)")
     p.add_argument("--bench", dest="benchmarks", type=_csv_list, action="extend",
                    help=f"benchmarks, comma-separated or repeated, of "
                    f"{', '.join(osu_locate.BENCHMARKS)}")
@@ -116,23 +122,60 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
+def _stack_hosts(args) -> stacks.Hosts | None:
+    """--hosts as the stack's hosts: the ranks spread evenly over them."""
+    if not args.hosts:
+        return None
+    if args.ranks % len(args.hosts):
+        raise ValueError(f"--np {args.ranks} does not spread evenly over "
+                         f"{len(args.hosts)} hosts")
+    per_host = args.ranks // len(args.hosts)
+    return stacks.Hosts(tuple((h, per_host) for h in args.hosts), iface=args.iface)
+
+
+def _stack_plan_parts(args):
+    """(stack, its hosts, profiles, suite) for --mpi; ValueError on bad usage."""
+    if args.hostfile:
+        raise ValueError("--hostfile is Open MPI's: with --mpi give --hosts")
+    stack = stacks.STACKS[args.mpi_stack]
+    missing = stack.missing()
+    if missing:
+        raise ValueError(missing)
+    hosts = _stack_hosts(args)
+    chosen = profiles.for_stack(stack, profiles.provider_dir(args.provider_dir), hosts,
+                                tuple(args.fabrics or stacks.FABRICS))
+    if args.osu_dir:
+        suite = osu_locate.locate(args.osu_dir)
+    else:
+        try:
+            suite = osu_locate.Suite("osu_bench", osu_build.build(stack), f"--mpi {stack.name}")
+        except osu_build.BuildError as exc:
+            raise ValueError(f"building osu_bench for {stack.name}: {exc}")
+    return stack, hosts, chosen, suite
+
+
 def cmd_run(args, argv: list[str]) -> int:
+    stack = stack_hosts = None
     try:
         benchmarks = runner.benchmarks_named(args.benchmarks or list(runner.DEFAULT_BENCHMARKS))
-        chosen = profiles.build(profiles.provider_dir(args.provider_dir),
-                                bool(args.hosts or args.hostfile), tuple(args.fabrics))
+        if args.mpi_stack:
+            stack, stack_hosts, chosen, suite = _stack_plan_parts(args)
+        else:
+            chosen = profiles.build(profiles.provider_dir(args.provider_dir),
+                                    bool(args.hosts or args.hostfile),
+                                    tuple(args.fabrics or profiles.DEFAULT_PROFILES))
+            suite = osu_locate.locate(args.osu_dir)
     except ValueError as exc:
         print(f"usb4bench run: {exc}", file=sys.stderr)
         return 2
     if args.repeat < 1 or args.ranks < 1:
         print("usb4bench run: --repeat and --np must be at least 1", file=sys.stderr)
         return 2
-    suite = osu_locate.locate(args.osu_dir)
     output = args.output or REPO_ROOT / "reports" / \
         f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
                        args.hostfile, args.mpirun, args.timeout, args.sizes,
-                       args.iterations, args.warmup)
+                       args.iterations, args.warmup, stack=stack, stack_hosts=stack_hosts)
     print(f"usb4bench: benchmarks from {suite.kind} ({suite.root}, found by {suite.how})")
     for p in chosen:
         if p.skip:

@@ -32,7 +32,7 @@ import dataclasses
 import os
 from pathlib import Path
 
-from . import launch
+from . import launch, stacks
 
 PROVIDER_LIB = "libusb4-fi.so"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -55,12 +55,23 @@ class Profile:
     one_sided_is_fabric: bool = True  # False: one-sided rows are not this fabric
     skip: str | None = None  # why it cannot run here, or None
     one_sided_skip: str | None = None  # why one-sided benchmarks cannot run
+    stack: stacks.Stack | None = None  # another MPI stack (--mpi): its own arguments
+    stack_hosts: stacks.Hosts | None = None  # its ranks' hosts, None: this one
 
     def mpi_args(self, one_sided: bool) -> list[str]:
+        if self.stack is not None:
+            args, env = self.stack.fabric(self.name, one_sided=one_sided,
+                                          provider_dir=self._provider_dir(),
+                                          hosts=self.stack_hosts)
+            return args + self.stack.env_args(env)
         args = list(self.mca) + (list(self.one_sided_mca) if one_sided else [])
         for name, value in self.env.items():
             args += ["-x", f"{name}={value}"]
         return args
+
+    def _provider_dir(self) -> Path | None:
+        path = self.env.get("FI_PROVIDER_PATH")
+        return Path(path) if path else None
 
     def carrier_for(self, one_sided: bool) -> str:
         return self.one_sided_carrier if one_sided else self.carrier
@@ -151,4 +162,34 @@ def build(provider_path: Path, multihost: bool = False,
         else:
             raise ValueError(f"unknown fabric profile {name!r}: choose from "
                              f"{', '.join(ALL_PROFILES)}")
+    return profiles
+
+
+# What each fabric of an MPI stack is, for reports (stacks.py has the arguments).
+STACK_FABRICS = {
+    "usb4": ("usb4 provider", "usb4 (RMA and atomics through it)"),
+    "shm": ("the stack's own shared memory", "the stack's own shared memory"),
+    "tcp": ("the stack's own TCP", "the stack's one-sided path over TCP"),
+}
+
+
+def for_stack(stack: stacks.Stack, provider_path: Path, hosts: stacks.Hosts | None = None,
+              names: tuple[str, ...] = stacks.FABRICS) -> list[Profile]:
+    """Profiles of another MPI stack: its usb4, shared memory and tcp fabrics."""
+    profiles = []
+    for name in names:
+        if name not in STACK_FABRICS:
+            raise ValueError(f"unknown fabric {name!r} for --mpi {stack.name}: choose from "
+                             f"{', '.join(stacks.FABRICS)}")
+        carrier, one_sided_carrier = STACK_FABRICS[name]
+        env = {"FI_PROVIDER_PATH": str(provider_path)} if name == "usb4" else {}
+        skip = stack.missing()
+        if skip is None and name == "usb4" and not (provider_path / PROVIDER_LIB).is_file():
+            skip = f"{provider_path / PROVIDER_LIB} not found (build the provider)"
+        if skip is None and name == "shm" and hosts:
+            skip = "shared memory reaches only ranks of one host"
+        profiles.append(Profile(name, f"{stack.title}: {carrier}", [], env,
+                                f"{stack.name} / {carrier}",
+                                one_sided_carrier=f"{stack.name} / {one_sided_carrier}",
+                                skip=skip, stack=stack, stack_hosts=hosts))
     return profiles

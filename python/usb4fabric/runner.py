@@ -21,6 +21,7 @@ from typing import Callable
 from . import launch, osu_parse, sysinfo
 from .osu_locate import BENCHMARKS, Benchmark, Suite
 from .profiles import Profile
+from .stacks import Hosts, Stack
 from .results import ResultsWriter
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # python/
@@ -65,6 +66,8 @@ class Plan:
     iterations: int | None = None  # OSU -i
     warmup: int | None = None  # OSU -x
     extra_mpirun: list[str] = dataclasses.field(default_factory=list)
+    stack: Stack | None = None  # --mpi: another MPI stack's launcher (stacks.py)
+    stack_hosts: Hosts | None = None  # its hosts (from --hosts)
 
     @property
     def multihost(self) -> bool:
@@ -82,7 +85,30 @@ class Plan:
                 args += [flag, str(value)]
         return list(bench.args) + args
 
+    def launch_env(self) -> dict[str, str] | None:
+        """Environment of the launcher: the stack's (PATH to its venv), else ours."""
+        if self.stack is None:
+            return None
+        env = dict(os.environ)
+        env.update(self.stack.env())
+        return env
+
+    def program(self, bench: Benchmark) -> list[str] | None:
+        program = self.suite.program(bench)
+        if program and self.stack is not None and bench.category == "mpi4py":
+            program = self.stack.python() + program[1:]  # its mpi4py loads its MPI
+        return program
+
+    def stack_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
+        argv = self.stack.launch_args(self.ranks, self.stack_hosts)
+        argv += profile.mpi_args(bench.one_sided)
+        if bench.category == "mpi4py":
+            argv += self.stack.env_args({"PYTHONPATH": str(PACKAGE_PARENT)})
+        return argv + self.extra_mpirun + program + self.bench_args(bench)
+
     def mpirun_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
+        if self.stack is not None:
+            return self.stack_argv(profile, bench, program)
         argv = [self.mpirun]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.append("--allow-run-as-root")
@@ -120,7 +146,8 @@ def collect_metadata(plan: Plan, command: list[str]) -> dict:
         "machine": sysinfo.machine(),
         "git_commit": sysinfo.git_commit(),
         "libfabric": sysinfo.libfabric_version(),
-        "mpi": sysinfo.mpi_version(plan.mpirun),
+        "mpi": plan.stack.describe() if plan.stack else sysinfo.mpi_version(plan.mpirun),
+        "mpi_stack": plan.stack.name if plan.stack else None,
         "environment": sysinfo.relevant_env(),
         "osu_suite": {"kind": plan.suite.kind, "root": str(plan.suite.root),
                       "found_by": plan.suite.how},
@@ -175,7 +202,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
             writer: ResultsWriter, origin: str, hosts: str) -> dict:
     """One repetition of one benchmark over one profile, written at once."""
     start = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-    program = plan.suite.program(bench)
+    program = plan.program(bench)
     if program is None:
         run = _record(profile, bench, rep, "missing",
                       f"{bench.program} not found in {plan.suite.root} ({plan.suite.how})",
@@ -186,7 +213,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     stem = writer.raw_stem(profile.name, bench.name, rep)
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
     try:
-        done = launch.run(argv, plan.timeout)
+        done = launch.run(argv, plan.timeout, env=plan.launch_env())
     except KeyboardInterrupt:
         writer.add_run(_record(profile, bench, rep, "failed", "interrupted (Ctrl-C)",
                                start=start, argv=shlex.join(argv)), [])

@@ -62,9 +62,9 @@ class Hosts:
     the interface name every host has on it, and the program playing ssh."""
 
     slots: tuple[tuple[str, int], ...]
-    subnet: str  # "10.77.0.0/24"
-    iface: str  # "tb0"
-    agent: Path  # tests/multihost/launch_agent.sh or another ssh stand-in
+    subnet: str | None = None  # "10.77.0.0/24": out-of-band traffic kept to it
+    iface: str | None = None  # "tb0"
+    agent: Path | None = None  # plays ssh (tests/multihost/launch_agent.sh); None: ssh
 
     @property
     def np(self) -> int:
@@ -195,8 +195,7 @@ class Stack:
             # vader's single copy writes past a truncated receive: copy in/out.
             return _mca("pml", "ob1", "btl", "vader,self",
                         "btl_vader_single_copy_mechanism", "none"), {}
-        return _mca("pml", "ob1", "btl", "tcp,self",
-                    "btl_tcp_if_include", hosts.subnet if hosts else "lo"), {}
+        return _mca("pml", "ob1", "btl", "tcp,self") + _tcp_where(hosts), {}
 
     def _ompi5(self, fabric, one_sided, hosts):
         if fabric == "usb4":
@@ -208,8 +207,7 @@ class Stack:
                         "opal_common_ofi_provider_include", "usb4"), {}
         if fabric == "shm":
             return _mca("pml", "ob1", "btl", "sm,self"), {}
-        return _mca("pml", "ob1", "btl", "tcp,self",
-                    "btl_tcp_if_include", hosts.subnet if hosts else "lo"), {}
+        return _mca("pml", "ob1", "btl", "tcp,self") + _tcp_where(hosts), {}
 
     def _mpich(self, fabric, one_sided, hosts):
         env = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
@@ -249,19 +247,25 @@ class Stack:
             else:
                 argv += ["-bind-to", "none"]
             if hosts:
-                argv += ["-hosts", ",".join("%s:%d" % s for s in hosts.slots),
-                         "-launcher", "ssh", "-launcher-exec", str(hosts.agent),
-                         "-iface", hosts.iface]
+                argv += ["-hosts", ",".join("%s:%d" % s for s in hosts.slots)]
+                if hosts.agent:
+                    argv += ["-launcher", "ssh", "-launcher-exec", str(hosts.agent)]
+                if hosts.iface:
+                    argv += ["-iface", hosts.iface]
             return argv
         argv += ["--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", str(np)]
         if hosts:
             argv += ["-H", ",".join("%s:%d" % s for s in hosts.slots)]
             if self.family == "ompi41":
-                argv += _mca("plm_rsh_agent", str(hosts.agent),
-                             "oob_tcp_if_include", hosts.subnet)
+                if hosts.agent:
+                    argv += _mca("plm_rsh_agent", str(hosts.agent))
+                if hosts.subnet:
+                    argv += _mca("oob_tcp_if_include", hosts.subnet)
             else:
-                argv += ["--prtemca", "plm_ssh_agent", str(hosts.agent),
-                         "--prtemca", "oob_tcp_if_include", hosts.subnet]
+                if hosts.agent:
+                    argv += ["--prtemca", "plm_ssh_agent", str(hosts.agent)]
+                if hosts.subnet:
+                    argv += ["--prtemca", "oob_tcp_if_include", hosts.subnet]
                 counts = {n for _, n in hosts.slots}
                 if len(counts) == 1:
                     # PRRTE 3.0 (Open MPI 5.0.7) put 1 rank on the first of
@@ -282,6 +286,13 @@ class Stack:
 
     def describe(self) -> str:
         return "%s: %s (libfabric %s)" % (self.name, self.title, self.libfabric)
+
+
+def _tcp_where(hosts: Hosts | None) -> list[str]:
+    """What Open MPI's btl tcp may use: loopback on one host, else the hosts'
+    subnet or interface (nothing said: its own choice)."""
+    where = (hosts.subnet or hosts.iface) if hosts else "lo"
+    return _mca("btl_tcp_if_include", where) if where else []
 
 
 def _mca(*pairs: str) -> list[str]:
