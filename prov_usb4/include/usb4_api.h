@@ -126,6 +126,16 @@ struct usb4_ep {
 void usb4_ep_bury(struct usb4_ep *ep);
 void usb4_ep_tombstones_free(void);
 
+/*
+ * usb4_libfabric.c: the running libfabric.  init (from fi_prov_ini) takes its
+ * API version as ours and finds its fi_dupinfo/fi_freeinfo; every fi_info
+ * we hand to libfabric is made and freed by these, never by fi_allocinfo().
+ */
+int usb4_libfabric_init(void);
+uint32_t usb4_api_version(void);
+struct fi_info *usb4_allocinfo(void);
+void usb4_freeinfo(struct fi_info *info);
+
 /* usb4_getinfo.c */
 int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		 uint64_t flags, const struct fi_info *hints,

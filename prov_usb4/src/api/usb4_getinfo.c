@@ -114,7 +114,7 @@ int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
 	if (ret)
 		return ret;
 	if (attr->api_version &&
-	    FI_VERSION_LT(USB4_API_VERSION, attr->api_version))
+	    FI_VERSION_LT(usb4_api_version(), attr->api_version))
 		USB4_REFUSE("api_version %u.%u newer than ours\n",
 			    FI_MAJOR(attr->api_version),
 			    FI_MINOR(attr->api_version));
@@ -519,7 +519,7 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 static int usb4_check_call(uint32_t version, const char *node,
 			   const char *service)
 {
-	if (FI_VERSION_LT(USB4_API_VERSION, version))
+	if (FI_VERSION_LT(usb4_api_version(), version))
 		USB4_REFUSE("api %u.%u newer than ours\n", FI_MAJOR(version),
 			    FI_MINOR(version));
 	/* No name service: there is nothing node/service could resolve to. */
@@ -562,7 +562,7 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		ret = usb4_check_ep_info(hints);
 	if (ret)
 		return ret;
-	out = fi_allocinfo();
+	out = usb4_allocinfo();
 	if (!out)
 		return -FI_ENOMEM;
 	usb4_fill_domain_template(out->domain_attr);
@@ -572,7 +572,7 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 	if (!ret)
 		ret = usb4_limit_to_host(out, hints);
 	if (ret) {
-		fi_freeinfo(out);
+		usb4_freeinfo(out);
 		return ret;
 	}
 	*info = out;
