@@ -185,3 +185,41 @@ def test_served_inside_the_debian13_chroot(tmp_path, provider_dir):
         shutil.rmtree(target, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert re.search(r"api_version: 2\.\d+", done.stdout), done.stdout[-2000:]
+
+
+def test_builds_against_2x_headers_without_a_warning(tmp_path):
+    """The sources built inside the Debian 13 chroot (libfabric 2.1 headers)
+    with -Werror; that binary, too, imports only FABRIC_1.0 symbols and is
+    served at the chroot's API."""
+    root = libfabrics.chroot_root()
+    if not (root / "usr/include/rdma/fabric.h").is_file():
+        pytest.skip(f"no Debian 13 chroot at {root}: scripts/setup.sh --stacks")
+    inside = Path("/tmp") / f"usb4-build21-{os.getpid()}"
+    target = root / inside.relative_to("/")
+    shutil.rmtree(target, ignore_errors=True)
+    target.mkdir(parents=True)
+    try:
+        archive = subprocess.run(["git", "-C", str(REPO), "ls-files", "-z"],
+                                 capture_output=True, check=True).stdout
+        for name in filter(None, archive.decode().split("\0")):
+            src = REPO / name
+            if src.is_file():
+                (target / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(src, target / name)
+        script = ("./autogen.sh >/dev/null 2>&1 && "
+                  "./configure CFLAGS='-O2 -Werror' >configure.out 2>&1 && "
+                  "make -j2 >make.out 2>&1; rc=$?; tail -n 40 make.out; exit $rc")
+        done = subprocess.run(["chroot", str(root), "sh", "-c",
+                               f"cd {inside} && {script}"],
+                              capture_output=True, text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-2000:]
+        built = target / ".libs" / PROVIDER
+        assert {ver for sym, ver in _imports(built)
+                if ver.startswith("FABRIC_")} == {"FABRIC_1.0"}
+        served = subprocess.run(
+            ["chroot", str(root), "env", f"FI_PROVIDER_PATH={inside}/.libs",
+             "fi_info", "-p", "usb4", "-v"], capture_output=True, text=True,
+            timeout=60)
+        assert re.search(r"api_version: 2\.\d+", served.stdout), served.stderr
+    finally:
+        shutil.rmtree(target, ignore_errors=True)
