@@ -109,3 +109,49 @@ def test_fi_info_node_service(provider_dir):
                           timeout=TIMEOUT)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "provider: usb4" in done.stdout, done.stdout
+
+
+def test_resolve_answer_no_larger_than_query(nodesvc, provider_dir, tmp_path):
+    """A RESOLVE query (wire.py's mirror of wire.h) to a bound server: the
+    answer is exactly as long as the query, echoes its nonce and carries the
+    server's whole address; a query of another length gets no answer."""
+    import sys
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    from usb4fabric import wire
+
+    port = free_port()
+    with open(tmp_path / "server.out", "w") as out:
+        server = subprocess.Popen([str(nodesvc), "server", "127.0.0.1", str(port)],
+                                  env=env_for(provider_dir), stdout=out,
+                                  stderr=subprocess.STDOUT)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(0.5)
+            nonce = os.urandom(16)
+            query = wire.resolve_query(nonce)
+            answer = None
+            for _ in range(20):  # until the server is up
+                s.sendto(query, ("127.0.0.1", port))
+                try:
+                    answer = s.recv(4096)
+                    break
+                except socket.timeout:
+                    continue
+            assert answer is not None, (tmp_path / "server.out").read_text()
+            assert len(answer) == len(query) == 96
+            got = wire.Resolve.unpack(answer)
+            assert got.type == wire.ResolveType.ANSWER and got.nonce == nonce
+            assert got.addr.ep_id and not got.addr.flags & wire.ADDR_F_UNRESOLVED
+            assert (got.addr.ip, got.addr.udp_port) == ("127.0.0.1", port)
+            s.sendto(query + b"x", ("127.0.0.1", port))
+            with pytest.raises(socket.timeout):
+                s.recv(4096)
+        # the server still serves a real client
+        client = subprocess.run([str(nodesvc), "client", "127.0.0.1", str(port)],
+                                env=env_for(provider_dir), capture_output=True,
+                                text=True, timeout=TIMEOUT)
+        assert client.returncode == 0, client.stdout + client.stderr
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(TIMEOUT)
