@@ -274,6 +274,19 @@ out:
 	box_close(&b);
 }
 
+/* An IP no interface here holds cannot be bound: fi_endpoint says so. */
+static void test_bind_elsewhere(void)
+{
+	struct box b;
+	struct fid_ep *ep = NULL;
+
+	CHECK_EQ(box_open(&b, "192.0.2.1", "9511", FI_SOURCE, false), 0);
+	if (b.domain)
+		CHECK_EQ(fi_endpoint(b.domain, b.info, &ep, NULL),
+			 -FI_EADDRNOTAVAIL);
+	box_close(&b);
+}
+
 /* Malformed strings: -FI_EINVAL per entry, nothing inserted. */
 static void test_malformed_strings(void)
 {
@@ -348,6 +361,7 @@ int main(void)
 	test_addr_str_info();
 	test_addr_hints();
 	test_bound_and_resolved();
+	test_bind_elsewhere();
 	test_malformed_strings();
 	test_straddr_round_trip();
 	return usb4_test_done("test_addr");
