@@ -218,7 +218,9 @@ struct usb4_core_av {
  * answered within the peer timeout) or another -FI_E* code.  key: the job
  * key answers must be tagged with (NULL or len 0: none).  progress(arg),
  * when given, runs between waits, so that endpoints of this process can
- * answer too.  Blocks until every entry is settled.
+ * answer too.  Blocks until every entry is settled (up to the peer
+ * timeout), touching nothing of any domain: call it without the domain
+ * lock, and let progress take the lock for each pass it makes.
  */
 void usb4_core_resolve(struct usb4_wire_addr *addrs, int *errs, size_t count,
 		       const struct usb4_core_key *key,

@@ -59,22 +59,30 @@ static void read_addrs(struct usb4_av *av, const void *addr, size_t count,
 }
 
 /* While an insert waits for answers: endpoints of this domain may be the
- * ones asked (called with the domain lock held). */
+ * ones asked.  One pass under the domain lock, taken for the pass only, so
+ * that the domain's other threads post and progress between passes. */
 static void progress_domain(void *arg)
 {
 	struct usb4_domain *domain = arg;
 	struct usb4_list *it;
 
+	usb4_lock_acquire(&domain->lock);
 	usb4_list_foreach(&domain->eps, it) {
 		struct usb4_ep *ep = usb4_container_of(it, struct usb4_ep,
 						       dom_link);
 		if (ep->enabled)
 			usb4_core_progress(&ep->core);
 	}
+	usb4_lock_release(&domain->lock);
 }
 
-/* Inserts count addresses: unresolved ones are resolved first, all at
- * once; an entry that fails gets FI_ADDR_NOTAVAIL and its error. */
+/*
+ * Inserts count addresses: unresolved ones are resolved first, all at
+ * once; an entry that fails gets FI_ADDR_NOTAVAIL and its error.  Called
+ * without the domain lock: resolving waits up to the peer timeout and
+ * touches only its own sockets (the domain's key is fixed at fi_domain),
+ * so the lock is taken for the progress passes and the table only.
+ */
 static int insert_addrs(struct usb4_av *av, struct usb4_wire_addr *a,
 			int *errs, size_t count, fi_addr_t *fi_addr,
 			uint64_t flags, void *context)
@@ -83,6 +91,7 @@ static int insert_addrs(struct usb4_av *av, struct usb4_wire_addr *a,
 
 	usb4_core_resolve(a, errs, count, &av->domain->core.key,
 			  progress_domain, av->domain);
+	usb4_lock_acquire(&av->domain->lock);
 	for (size_t i = 0; i < count; i++) {
 		fi_addr_t out = FI_ADDR_NOTAVAIL;
 		int ret = errs[i];
@@ -98,6 +107,7 @@ static int insert_addrs(struct usb4_av *av, struct usb4_wire_addr *a,
 		if (fi_addr)
 			fi_addr[i] = out;
 	}
+	usb4_lock_release(&av->domain->lock);
 	return inserted;
 }
 
@@ -127,10 +137,8 @@ static int av_insert(struct fid_av *fid, const void *addr, size_t count,
 	ret = scratch(count, &a, &errs);
 	if (ret)
 		return ret;
-	usb4_lock_acquire(&av->domain->lock);
 	read_addrs(av, addr, count, a, errs);
 	ret = insert_addrs(av, a, errs, count, fi_addr, flags, context);
-	usb4_lock_release(&av->domain->lock);
 	free(a);
 	free(errs);
 	return ret;
@@ -143,7 +151,7 @@ static int av_insertsvc(struct fid_av *fid, const char *node,
 {
 	struct usb4_av *av = av_of(fid);
 	struct usb4_wire_addr a;
-	int err, ret;
+	int err;
 
 	if (flags & ~(FI_MORE | FI_SYNC_ERR))
 		return -FI_EINVAL;
@@ -155,10 +163,7 @@ static int av_insertsvc(struct fid_av *fid, const char *node,
 	else
 		err = usb4_name_lookup(node, service, false, &a) ?
 		      -FI_EINVAL : 0;
-	usb4_lock_acquire(&av->domain->lock);
-	ret = insert_addrs(av, &a, &err, 1, fi_addr, flags, context);
-	usb4_lock_release(&av->domain->lock);
-	return ret;
+	return insert_addrs(av, &a, &err, 1, fi_addr, flags, context);
 }
 
 /* Entry n of a symmetric insert: node + n / svccnt, port + n % svccnt. */
@@ -202,9 +207,7 @@ static int av_insertsym(struct fid_av *fid, const char *node, size_t nodecnt,
 		return ret;
 	for (size_t n = 0; n < count; n++)
 		sym_entry(&first, n, svccnt, &a[n]);
-	usb4_lock_acquire(&av->domain->lock);
 	ret = insert_addrs(av, a, errs, count, fi_addr, flags, context);
-	usb4_lock_release(&av->domain->lock);
 	free(a);
 	free(errs);
 	return ret;
