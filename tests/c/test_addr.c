@@ -4,15 +4,20 @@
  * trip, strings into fi_av_insert, malformed ones refused per entry),
  * fi_av_insertsvc and fi_av_insertsym, and resolution of an unresolved
  * address by the endpoint bound there (in this process: the AV progresses
- * its domain's endpoints while it waits).
+ * its domain's endpoints while it waits), and other threads posting and
+ * progressing on the domain while an insert waits for an answer.
  */
 #include <arpa/inet.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <string.h>
+#include <time.h>
 
 #include <rdma/fabric.h>
 #include <rdma/fi_cm.h>
 #include <rdma/fi_domain.h>
 #include <rdma/fi_endpoint.h>
+#include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 
 #include "usb4_test.h"
@@ -28,6 +33,8 @@ static struct fi_info *hints(bool str)
 	h->ep_attr->type = FI_EP_RDM;
 	h->caps = FI_MSG | FI_TAGGED;
 	h->fabric_attr->prov_name = strdup("usb4");
+	/* several threads use one domain (test_insert_waits_unlocked) */
+	h->domain_attr->threading = FI_THREAD_SAFE;
 	if (str)
 		h->addr_format = FI_ADDR_STR;
 	return h;
@@ -353,6 +360,111 @@ out:
 	box_close(&s);
 }
 
+/* ---- an insert that waits does not stop its domain ---- */
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000 + (uint64_t) ts.tv_nsec / 1000000;
+}
+
+/* A thread inserting an address nobody answers: it waits the peer timeout. */
+struct unanswered_insert {
+	struct fid_av *av;
+	char service[16];
+	atomic_bool started, done;
+	int ret;
+	uint64_t took_ms;
+};
+
+static void *unanswered_insert_main(void *arg)
+{
+	struct unanswered_insert *u = arg;
+	fi_addr_t fa;
+	uint64_t t0 = now_ms();
+
+	atomic_store(&u->started, true);
+	u->ret = fi_av_insertsvc(u->av, "127.0.0.1", u->service, &fa, 0, NULL);
+	u->took_ms = now_ms() - t0;
+	atomic_store(&u->done, true);
+	return NULL;
+}
+
+/* Reads n completions off cq, sleeping a millisecond between empty reads;
+ * returns how many came before deadline_ms. */
+static int reap(struct fid_cq *cq, int n, uint64_t deadline_ms)
+{
+	struct fi_cq_tagged_entry e;
+	struct timespec ms = { 0, 1000000 };
+	int got = 0;
+
+	while (got < n && now_ms() < deadline_ms) {
+		ssize_t r = fi_cq_read(cq, &e, 1);
+
+		if (r == 1)
+			got++;
+		else
+			nanosleep(&ms, NULL);
+	}
+	return got;
+}
+
+/*
+ * While one thread's fi_av_insertsvc waits (up to FI_USB4_PEER_TIMEOUT) for
+ * a RESOLVE answer that never comes, another thread posts a receive and a
+ * send between two endpoints of the same domain and reaps both completions:
+ * all of it before the insert gives up.  An insert holding the domain lock
+ * while it waits would hold every post and CQ read of the domain with it.
+ */
+static void test_insert_waits_unlocked(void)
+{
+	struct unanswered_insert u = { .ret = -1 };
+	struct timespec settle = { 0, 100 * 1000000L };
+	char name[64], out[8] = "ping", in[8] = { 0 };
+	size_t len = sizeof(name);
+	struct fid_ep *peer = NULL;
+	fi_addr_t fa_peer = FI_ADDR_NOTAVAIL;
+	pthread_t thread;
+	struct box b;
+	int got = 0;
+	bool during = false;
+
+	snprintf(u.service, sizeof(u.service), "%u", free_port());
+	CHECK_EQ(box_open(&b, NULL, NULL, 0, false), 0);
+	if (!b.domain || box_ep(&b, &b.ep) || box_ep(&b, &peer))
+		goto out;
+	CHECK_EQ(fi_getname(&peer->fid, name, &len), 0);
+	CHECK_EQ(fi_av_insert(b.av, name, 1, &fa_peer, 0, NULL), 1);
+	u.av = b.av;
+	if (pthread_create(&thread, NULL, unanswered_insert_main, &u)) {
+		CHECK(!"pthread_create");
+		goto out;
+	}
+	while (!atomic_load(&u.started))
+		nanosleep(&settle, NULL);
+	nanosleep(&settle, NULL);	/* the insert is waiting by now */
+	CHECK_EQ(fi_recv(peer, in, sizeof(in), NULL, FI_ADDR_UNSPEC, NULL),
+		 0);
+	CHECK_EQ(fi_send(b.ep, out, sizeof(out), NULL, fa_peer, NULL), 0);
+	got = reap(b.cq, 2, now_ms() + 5000);
+	during = !atomic_load(&u.done);
+	pthread_join(thread, NULL);
+	CHECK_EQ(got, 2);
+	CHECK(!memcmp(in, out, sizeof(out)));
+	CHECK_MSG(during, "the send/recv pair completed only after the insert "
+		  "(%llu ms) gave up", (unsigned long long) u.took_ms);
+	/* nobody answered: not inserted, after about the peer timeout */
+	CHECK_EQ(u.ret, 0);
+	CHECK_MSG(u.took_ms >= 900, "insert gave up after %llu ms",
+		  (unsigned long long) u.took_ms);
+out:
+	if (peer)
+		fi_close(&peer->fid);
+	box_close(&b);
+}
+
 int main(void)
 {
 	/* Unanswered questions give up after a second. */
@@ -364,5 +476,6 @@ int main(void)
 	test_bind_elsewhere();
 	test_malformed_strings();
 	test_straddr_round_trip();
+	test_insert_waits_unlocked();
 	return usb4_test_done("test_addr");
 }
