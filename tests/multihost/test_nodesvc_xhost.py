@@ -6,6 +6,7 @@ and the client in host 1 naming that address and port: the RESOLVE query
 and everything after it cross the udp link, with and without a job key.
 """
 
+import time
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,34 @@ def test_nodesvc_two_hosts(cluster2, nodesvc, provider_dir, tmp_path, bound):
 def test_nodesvc_two_hosts_job_key(cluster2, nodesvc, provider_dir, tmp_path):
     run_pair(cluster2, nodesvc, provider_dir, tmp_path, cluster2.host(1).addr,
              {"FI_USB4_AUTH_KEY": "the job's key"})
+
+
+def test_keyed_server_unkeyed_client(cluster2, nodesvc, provider_dir, tmp_path):
+    """A keyed server answers an unkeyed client's RESOLVE (a query carries
+    no tag, and the client has no key to check the answer's), so the insert
+    succeeds; then the server drops the client's untagged HELLOs and the
+    client declares it dead after the peer timeout: nothing gets through."""
+    base = {"FI_PROVIDER_PATH": str(provider_dir), "FI_PROVIDER": "usb4",
+            "FI_USB4_IFACE": IFACE, "FI_LOG_LEVEL": "warn",
+            "FI_USB4_PEER_TIMEOUT": "1000"}
+    target = cluster2.host(1).addr
+    server = HostProcess(cluster2, 1, [str(nodesvc), "server", target, PORT],
+                         {**base, "FI_USB4_AUTH_KEY": "the job's key"}, tmp_path, "server")
+    client = HostProcess(cluster2, 0, [str(nodesvc), "client", target, PORT],
+                         base, tmp_path, "client")
+    deadline = time.monotonic() + 20
+    try:
+        # The client then waits for an answer that never comes: stop it
+        # once it has declared the server dead.
+        while (time.monotonic() < deadline and client.proc.poll() is None
+               and "stopped answering" not in client.err):
+            time.sleep(0.2)
+    finally:
+        cluster2.kill_all()
+        client.wait(RUN_TIMEOUT)
+        server.wait(RUN_TIMEOUT)
+    both = client.describe() + "\n" + server.describe()
+    assert "client: resolved in" in client.out, both
+    assert "client: OK" not in client.out, "the client got through\n" + both
+    assert "stopped answering" in client.err, both
+    assert "without a valid job key tag: dropped" in server.err, both
