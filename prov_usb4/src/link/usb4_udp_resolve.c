@@ -214,8 +214,8 @@ int usb4_udp_resolve_poll(struct usb4_link_resolver *r,
 	if (!take_answers(r, out))
 		return 0;
 	now = usb4_now_ns();
-	if (now < r->next_ns)
-		return -FI_EAGAIN;
+	/* The deadline first: a retry due after it must not stretch the wait
+	 * past the peer timeout. */
 	if (now >= r->deadline) {
 		USB4_WARN(FI_LOG_AV, "nobody at the address answered %llu "
 			  "RESOLVE queries (%llu answers without a valid job "
@@ -225,6 +225,8 @@ int usb4_udp_resolve_poll(struct usb4_link_resolver *r,
 			  (unsigned long long) r->malformed);
 		return -FI_EHOSTUNREACH;
 	}
+	if (now < r->next_ns)
+		return -FI_EAGAIN;
 	/* A full socket buffer or an unreachable route: asked again later. */
 	if (sendto(r->fd, &r->query, sizeof(r->query), 0, (void *) &r->to,
 		   r->to_len) == (ssize_t) sizeof(r->query))
