@@ -365,9 +365,11 @@ _Static_assert(sizeof(struct usb4_wire_hello) == 32, "hello is 32 bytes");
  * Who is bound at IP:port?  A datagram of its own, told from rel datagrams
  * by its type byte (rel types stay below 0x40), sent to an unresolved
  * address (USB4_ADDR_F_UNRESOLVED); the udp link bound there answers with
- * its endpoint's full address.  96 bytes both ways: the answer is never
- * larger than the query, so a forged source address gains an attacker
- * nothing, and the responder keeps no state.
+ * its endpoint's full address, to anyone (a query carries no tag: asking
+ * proves nothing, and the address grants nothing).  96 bytes both ways, one
+ * answer per query, none to a datagram of another length: a forged source
+ * address gets a reflection of the same size at most, never an
+ * amplification, and the responder keeps no state.
  *   version  USB4_WIRE_VERSION (the first byte, as in every datagram)
  *   type     USB4_RESOLVE_QUERY or USB4_RESOLVE_ANSWER
  *   flags    USB4_REL_F_AUTH: tag is set (the responder has a job key)
@@ -378,7 +380,9 @@ _Static_assert(sizeof(struct usb4_wire_hello) == 32, "hello is 32 bytes");
  *   tag      with a job key, the keyed BLAKE2b (usb4_auth_hs_tag) of the
  *            answer's first 80 bytes (nonce included) under the job key;
  *            zero otherwise.  An asker with a job key drops an answer
- *            without a valid tag.
+ *            without a valid tag; one without a key cannot check it and
+ *            takes the answer (its HELLOs are then dropped by the keyed
+ *            responder: see USB4_WIRE_FEATURE_AUTH).
  */
 enum usb4_resolve_type {
 	USB4_RESOLVE_QUERY = 0x51,	/* 'Q' */
