@@ -16,5 +16,18 @@ if ! make check -j"$(nproc)" --no-print-directory; then
 	cat tests/c/*.log 2>/dev/null | tail -n 80
 	exit 1
 fi
+# The same binary under libfabric 2.x (the newest an installed MPI stack
+# brings): the C tests and the binding's, with that library in front.
+lf2=$(PYTHONPATH=python python3 -m usb4fabric.libfabrics --dir 2 || true)
+if [ -n "$lf2" ]; then
+	say "C unit tests and binding tests again under libfabric 2.x: $lf2"
+	if ! LD_LIBRARY_PATH="$lf2" make check --no-print-directory; then
+		cat tests/c/*.log 2>/dev/null | tail -n 80
+		exit 1
+	fi
+	LD_LIBRARY_PATH="$lf2" python3 -m pytest -q tests/binding
+else
+	say "no libfabric 2.x installed (scripts/setup.sh --stacks): 1.17 only"
+fi
 say "pytest"
 python3 -m pytest "$@"

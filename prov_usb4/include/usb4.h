@@ -25,8 +25,9 @@
 #define USB4_DOMAIN_NAME	"usb4"
 /* Provider version: major.minor of this project, reported by fi_info. */
 #define USB4_PROV_VERSION	FI_VERSION(0, 1)
-/* Highest libfabric API we implement: the headers we were built against. */
-#define USB4_API_VERSION	FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION)
+/* The libfabric headers we were built against: the oldest API we serve.
+ * The API we report is the running library's (api/usb4_libfabric.c). */
+#define USB4_API_BUILT		FI_VERSION(FI_MAJOR_VERSION, FI_MINOR_VERSION)
 
 #define USB4_IOV_LIMIT		4
 /* Largest message, enforced by every send: 4 GiB - 1. */

@@ -30,6 +30,9 @@ struct usb4_domain {
 	enum fi_threading threading;
 	uint64_t mr_mode;
 	uint64_t caps;
+	uint32_t addr_format;		/* FI_FORMAT_UNSPEC or FI_ADDR_STR: how
+					 * its AVs and endpoints take and give
+					 * addresses */
 	atomic_int ref;
 	struct usb4_list mrs;		/* usb4_mr, for user-key lookups */
 	struct usb4_list eps;		/* usb4_ep: their pins go before a
@@ -126,6 +129,16 @@ struct usb4_ep {
 void usb4_ep_bury(struct usb4_ep *ep);
 void usb4_ep_tombstones_free(void);
 
+/*
+ * usb4_libfabric.c: the running libfabric.  init (from fi_prov_ini) takes its
+ * API version as ours and finds its fi_dupinfo/fi_freeinfo; every fi_info
+ * we hand to libfabric is made and freed by these, never by fi_allocinfo().
+ */
+int usb4_libfabric_init(void);
+uint32_t usb4_api_version(void);
+struct fi_info *usb4_allocinfo(void);
+void usb4_freeinfo(struct fi_info *info);
+
 /* usb4_getinfo.c */
 int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		 uint64_t flags, const struct fi_info *hints,
@@ -138,6 +151,32 @@ int usb4_check_domain_attr(const struct fi_domain_attr *attr);
 int usb4_auth_key_resolve(const void *attr_key, size_t attr_len,
 			  struct usb4_core_key *key);
 int usb4_check_ep_info(const struct fi_info *info);
+
+/* Addresses in fi_getinfo (usb4_getinfo_addr.c): node and service into
+ * the info's src_addr or dest_addr, and its addr_format. */
+int usb4_getinfo_addr(const char *node, const char *service, uint64_t flags,
+		      const struct fi_info *hints, struct fi_info *out);
+/* addr_format, src_addr and dest_addr of hints or of an info handed back:
+ * 0 or -FI_ENODATA (logged). */
+int usb4_check_info_addrs(const struct fi_info *info);
+/* Where an info asks the endpoint to bind (its src_addr): false if none. */
+bool usb4_info_bind(const struct fi_info *info, struct usb4_wire_addr *bind);
+/* node and service as an unresolved address: a peer's, or with source a
+ * place to bind (node NULL: any IP; service NULL: any port).
+ * -FI_ENODATA (logged) when they name nothing. */
+int usb4_name_lookup(const char *node, const char *service, bool source,
+		     struct usb4_wire_addr *a);
+/* An address as format carries it: 56 bytes, or a NUL-terminated
+ * FI_ADDR_STR string within len.  0 or -FI_EINVAL. */
+int usb4_addr_read(uint32_t format, const void *addr, size_t len,
+		   struct usb4_wire_addr *a);
+
+/* FI_ADDR_STR (usb4_addr_str.c): "fi_addr_usb4://..." and back. */
+#define USB4_ADDR_STR_PREFIX	"fi_addr_usb4://"
+#define USB4_ADDR_STR_MAX	160	/* the longest string, NUL included */
+/* Like snprintf: the length of the whole string. */
+int usb4_addr_to_str(const struct usb4_wire_addr *a, char *buf, size_t len);
+int usb4_addr_from_str(const char *s, struct usb4_wire_addr *a);
 
 /* Object constructors, one file each. */
 int usb4_fabric_open(struct fi_fabric_attr *attr, struct fid_fabric **fabric,

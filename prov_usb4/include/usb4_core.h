@@ -210,6 +210,22 @@ struct usb4_core_av {
 	uint64_t host_id;
 };
 
+/*
+ * Unresolved addresses (USB4_ADDR_F_UNRESOLVED: a node and service) become
+ * whole ones by asking whoever is bound there (usb4_resolve.c), all of
+ * them at once.  Entries of addrs that are unresolved and whose errs[i] is
+ * 0 are resolved in place, or get errs[i] = -FI_EHOSTUNREACH (nobody
+ * answered within the peer timeout) or another -FI_E* code.  key: the job
+ * key answers must be tagged with (NULL or len 0: none).  progress(arg),
+ * when given, runs between waits, so that endpoints of this process can
+ * answer too.  Blocks until every entry is settled (up to the peer
+ * timeout), touching nothing of any domain: call it without the domain
+ * lock, and let progress take the lock for each pass it makes.
+ */
+void usb4_core_resolve(struct usb4_wire_addr *addrs, int *errs, size_t count,
+		       const struct usb4_core_key *key,
+		       void (*progress)(void *arg), void *arg);
+
 int usb4_core_av_init(struct usb4_core_av *av, size_t count_hint);
 void usb4_core_av_fini(struct usb4_core_av *av);
 int usb4_core_av_insert(struct usb4_core_av *av,
@@ -535,6 +551,13 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
 			    struct usb4_core_domain *dom,
 			    const struct usb4_core_key *key);
+/* The same bound where the application asked (an unresolved address:
+ * FI_SOURCE with node and service; NULL: anywhere).  -FI_EADDRINUSE,
+ * -FI_EADDRNOTAVAIL when it cannot be there. */
+int usb4_core_ep_open_at(struct usb4_core_ep *ep, uint64_t caps,
+			 struct usb4_core_domain *dom,
+			 const struct usb4_core_key *key,
+			 const struct usb4_wire_addr *bind);
 /*
  * Closing takes three steps: flush (sends answers still waiting for room;
  * bounded; the caller holds the lock but it is released while sleeping),

@@ -87,6 +87,10 @@ struct usb4_link_sink {
 	 * place. */
 	bool (*may_open)(void *ctx, struct usb4_link *link, uint64_t peer,
 			 const struct usb4_link_dest *dest);
+	/* The endpoint's whole address, as fi_getname gives it (optional):
+	 * what a link answers a peer that asks who is bound there (the udp
+	 * link's RESOLVE). */
+	void (*self_addr)(void *ctx, struct usb4_wire_addr *addr);
 };
 
 struct usb4_link_cfg {
@@ -98,7 +102,18 @@ struct usb4_link_cfg {
 				 * other hosts authenticate every datagram
 				 * with it */
 	size_t auth_key_len;
+	/* Where the application asked the endpoint to be (FI_SOURCE, node
+	 * and service): an unresolved address whose udp part links to other
+	 * hosts bind to (any IP: the interface's, else loopback; port 0: any).
+	 * It makes such a link open even without an interface to other
+	 * hosts, on the IP it names (loopback included).  NULL: the link
+	 * chooses. */
+	const struct usb4_wire_addr *bind;
 };
+
+/* One question to whoever is bound at an unresolved address (the udp
+ * link's RESOLVE), asked without any endpoint. */
+struct usb4_link_resolver;
 
 /* ---- landing zones (receive placement) -------------------------------- */
 
@@ -138,6 +153,22 @@ struct usb4_link_ops {
 	int (*dest_open)(const struct usb4_wire_addr *addr,
 			 struct usb4_link_dest **dest);
 	void (*dest_close)(struct usb4_link_dest *dest);
+
+	/* -- resolving an unresolved address (optional) -- */
+	/* Starts asking the endpoint bound at addr's udp part for its whole
+	 * address; with key material (as in usb4_link_cfg) only an answer
+	 * tagged under that job key counts. */
+	int (*resolve_start)(const struct usb4_wire_addr *addr,
+			     const void *auth_key, size_t auth_key_len,
+			     struct usb4_link_resolver **r);
+	/* Takes answers and asks again when due (backing off): 0 with *out
+	 * set once answered, -FI_EAGAIN while waiting, -FI_EHOSTUNREACH once
+	 * the peer timeout passed without an answer. */
+	int (*resolve_poll)(struct usb4_link_resolver *r,
+			    struct usb4_wire_addr *out);
+	/* Readable when an answer may have come. */
+	int (*resolve_fd)(const struct usb4_link_resolver *r);
+	void (*resolve_close)(struct usb4_link_resolver *r);
 
 	/* -- one link per endpoint -- */
 	/* -FI_ENODEV: nothing to open here (no interface): not an error. */

@@ -23,6 +23,11 @@
  *      an authentication trailer (USB4_REL_F_AUTH) and HELLOs offer the
  *      required feature USB4_WIRE_FEATURE_AUTH; a responder keeps nothing
  *      for a peer until that peer proves it got our HELLO_ACK.
+ *      Later, without a new number (older endpoints drop what they do not
+ *      know): an address may be unresolved (USB4_ADDR_F_UNRESOLVED: only
+ *      the udp part is known, from a node and service); the udp link
+ *      answers RESOLVE queries (struct usb4_wire_resolve) with its
+ *      endpoint's full address.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -58,7 +63,7 @@
  * same-host peers the shm fields, others the udp ones.
  *   magic, version  USB4_ADDR_MAGIC, USB4_ADDR_VERSION
  *   proto           the endpoint's USB4_WIRE_VERSION
- *   flags           reserved, 0
+ *   flags           USB4_ADDR_F_*; 0 in an address fi_getname returns
  *   host_id         same value on every endpoint of one host (boot id and
  *                   network namespace)
  *   ep_id           random per endpoint: its incarnation, never 0
@@ -69,6 +74,13 @@
  *   udp_port        the udp link's port
  *   udp_ip          its address, network byte order (IPv4 in the first 4)
  */
+#define USB4_ADDR_F_UNRESOLVED	(1u << 0)	/* only udp_* is known: the
+						 * endpoint bound there (node
+						 * and service); host_id and
+						 * ep_id are 0 until a RESOLVE
+						 * answer names them */
+#define USB4_ADDR_F_KNOWN	USB4_ADDR_F_UNRESOLVED
+
 struct usb4_wire_addr {
 	uint32_t magic;
 	uint8_t version;
@@ -107,6 +119,26 @@ static inline bool usb4_wire_addr_ok(const struct usb4_wire_addr *a)
 {
 	return le32toh(a->magic) == USB4_ADDR_MAGIC &&
 	       a->version == USB4_ADDR_VERSION;
+}
+
+/* An address that names only where an endpoint is bound: family 4 or 6,
+ * ip (network byte order, IPv4 in the first 4), port (host order). */
+static inline void usb4_wire_addr_init_unresolved(struct usb4_wire_addr *a,
+						  uint8_t family,
+						  const uint8_t ip[16],
+						  uint16_t port)
+{
+	usb4_wire_addr_init(a, 0, 0);
+	a->flags = htole16(USB4_ADDR_F_UNRESOLVED);
+	a->udp_family = family;
+	a->udp_port = htole16(port);
+	for (int i = 0; i < 16; i++)
+		a->udp_ip[i] = ip[i];
+}
+
+static inline bool usb4_wire_addr_unresolved(const struct usb4_wire_addr *a)
+{
+	return le16toh(a->flags) & USB4_ADDR_F_UNRESOLVED;
 }
 
 /* ---- core frames -------------------------------------------------------- */
@@ -326,5 +358,47 @@ struct usb4_wire_hello {
 	uint8_t nonce[16];
 };
 _Static_assert(sizeof(struct usb4_wire_hello) == 32, "hello is 32 bytes");
+
+/* ---- resolving an address (the udp link) -------------------------------- */
+
+/*
+ * Who is bound at IP:port?  A datagram of its own, told from rel datagrams
+ * by its type byte (rel types stay below 0x40), sent to an unresolved
+ * address (USB4_ADDR_F_UNRESOLVED); the udp link bound there answers with
+ * its endpoint's full address, to anyone (a query carries no tag: asking
+ * proves nothing, and the address grants nothing).  96 bytes both ways, one
+ * answer per query, none to a datagram of another length: a forged source
+ * address gets a reflection of the same size at most, never an
+ * amplification, and the responder keeps no state.
+ *   version  USB4_WIRE_VERSION (the first byte, as in every datagram)
+ *   type     USB4_RESOLVE_QUERY or USB4_RESOLVE_ANSWER
+ *   flags    USB4_REL_F_AUTH: tag is set (the responder has a job key)
+ *   reserved 0
+ *   nonce    random per query; the answer echoes it
+ *   addr     query: zero; answer: the responder's address as fi_getname
+ *            returns it
+ *   tag      with a job key, the keyed BLAKE2b (usb4_auth_hs_tag) of the
+ *            answer's first 80 bytes (nonce included) under the job key;
+ *            zero otherwise.  An asker with a job key drops an answer
+ *            without a valid tag; one without a key cannot check it and
+ *            takes the answer (its HELLOs are then dropped by the keyed
+ *            responder: see USB4_WIRE_FEATURE_AUTH).
+ */
+enum usb4_resolve_type {
+	USB4_RESOLVE_QUERY = 0x51,	/* 'Q' */
+	USB4_RESOLVE_ANSWER = 0x41,	/* 'A' */
+};
+
+struct usb4_wire_resolve {
+	uint8_t version;
+	uint8_t type;
+	uint16_t flags;
+	uint32_t reserved;
+	uint8_t nonce[16];
+	struct usb4_wire_addr addr;
+	uint8_t tag[16];
+};
+_Static_assert(sizeof(struct usb4_wire_resolve) == 96, "resolve is 96 bytes");
+#define USB4_RESOLVE_TAGGED_LEN	offsetof(struct usb4_wire_resolve, tag)
 
 #endif /* USB4_WIRE_H */

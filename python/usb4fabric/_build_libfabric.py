@@ -10,6 +10,7 @@ Needs the libfabric headers (<rdma/fabric.h>, Debian: libfabric-dev) and a C com
 import os
 import shutil
 import subprocess
+import sys
 
 from cffi import FFI
 
@@ -25,6 +26,18 @@ SOURCE = r"""
 #include <rdma/fi_tagged.h>
 #include <rdma/fi_rma.h>
 #include <rdma/fi_cm.h>
+
+/* Mode bits of libfabric 1.x that 2.x headers no longer define (the bits
+ * stay reserved): spelled here so one binding builds against either. */
+#ifndef FI_BUFFERED_RECV
+#define FI_BUFFERED_RECV	(1ULL << 51)
+#endif
+#ifndef FI_NOTIFY_FLAGS_ONLY
+#define FI_NOTIFY_FLAGS_ONLY	(1ULL << 54)
+#endif
+#ifndef FI_RESTRICTED_COMP
+#define FI_RESTRICTED_COMP	(1ULL << 53)
+#endif
 
 /* Whether an endpoint has an ops table: 0 msg, 1 tagged, 2 rma.
  * libfabric's inline calls jump through these without checking. */
@@ -60,10 +73,11 @@ def _read_cdefs():
     return "\n".join(parts)
 
 
-def make_ffi():
+def make_ffi(include_dirs=()):
+    """The builder; include_dirs come before pkg-config's (other headers)."""
     ffi = FFI()
     ffi.cdef(_read_cdefs())
-    cflags = _pkg_config("--cflags")
+    cflags = [f"-I{d}" for d in include_dirs] + _pkg_config("--cflags")
     libs = _pkg_config("--libs")
     ffi.set_source(
         "usb4fabric._libfabric",
@@ -78,4 +92,9 @@ def make_ffi():
 ffi = make_ffi()
 
 if __name__ == "__main__":
-    ffi.compile(tmpdir=os.path.dirname(HERE), verbose=True)
+    # python3 _build_libfabric.py [HEADERS_DIR OUT_DIR]: in place, or against
+    # other libfabric headers (HEADERS_DIR holds rdma/) into OUT_DIR.
+    if len(sys.argv) == 3:
+        make_ffi([sys.argv[1]]).compile(tmpdir=sys.argv[2], verbose=True)
+    else:
+        ffi.compile(tmpdir=os.path.dirname(HERE), verbose=True)

@@ -41,7 +41,8 @@ _ORDER_NAMES = (
 )
 
 CAPS = {n: getattr(lib, n) for n in _CAP_NAMES}
-MODES = {n: getattr(lib, n) for n in _MODE_NAMES}
+# libfabric 2.x headers define some retired mode bits as 0: not listed.
+MODES = {n: getattr(lib, n) for n in _MODE_NAMES if getattr(lib, n)}
 MR_MODES = {n: getattr(lib, n) for n in _MR_MODE_NAMES}
 ORDERS = {n: getattr(lib, n) for n in _ORDER_NAMES}
 

@@ -35,6 +35,11 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       after the payload; HELLOs offer the required feature
       ``FEATURE_AUTH``.  Tags are keyed: without the key nobody (this module
       included) can make one.
+    * later, without a new number: an address may be unresolved (flag
+      ``ADDR_F_UNRESOLVED``: only the udp part, from a node and service), and
+      the udp link answers a RESOLVE query (``struct usb4_wire_resolve``, 96
+      bytes both ways: type ``RESOLVE_QUERY``/``RESOLVE_ANSWER`` in the rel
+      type's byte) with its endpoint's whole address.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -60,6 +65,7 @@ WIRE_VERSIONS = (1, 2, 3)
 CURRENT_VERSION = 3  # USB4_WIRE_VERSION
 FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
+ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +191,14 @@ class Address:
         raw = addr.packed.ljust(16, b"\0")
         return cls(host_id=host_id, ep_id=ep_id, wire_version=wire_version,
                    udp_family=addr.version, udp_port=port, udp_ip=raw)
+
+    @classmethod
+    def unresolved(cls, ip: str, port: int) -> "Address":
+        """What node and service name: IP and port only
+        (usb4_wire_addr_init_unresolved)."""
+        addr = cls.udp(0, 0, ip, port)
+        addr.flags = ADDR_F_UNRESOLVED
+        return addr
 
     @property
     def ip(self) -> str:
@@ -595,6 +609,55 @@ def reject(src_id: int, dst_id: int, wire_version: int = CURRENT_VERSION,
                        version=wire_version)
 
 
+# ---- who is bound at IP:port (RESOLVE, the udp link) -----------------------
+
+class ResolveType(enum.IntEnum):
+    """enum usb4_resolve_type: in the byte where rel datagrams have their type."""
+    QUERY = 0x51
+    ANSWER = 0x41
+
+
+RESOLVE_LAYOUT = Layout("usb4_wire_resolve", (
+    ("version", "B"), ("type", "B"), ("flags", "H"), ("reserved", "I"),
+    ("nonce", "16s"), ("addr", "56s"), ("tag", "16s")))
+RESOLVE = RESOLVE_LAYOUT.codec
+RESOLVE_TAGGED_LEN = RESOLVE_LAYOUT.offsets()["tag"][0]
+assert RESOLVE.size == 96
+
+
+@dataclasses.dataclass
+class Resolve:
+    """A RESOLVE query (``addr`` None) or answer; ``tag`` is the keyed
+    BLAKE2b of the first RESOLVE_TAGGED_LEN bytes under the job key when
+    ``flags`` has REL_F_AUTH."""
+
+    type: ResolveType
+    nonce: bytes
+    addr: Optional[Address] = None
+    flags: int = 0
+    tag: bytes = bytes(16)
+    version: int = CURRENT_VERSION
+
+    def pack(self) -> bytes:
+        raw = self.addr.pack() if self.addr else bytes(ADDR_LEN)
+        return RESOLVE.pack(self.version, self.type, self.flags, 0, self.nonce, raw,
+                            self.tag)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> "Resolve":
+        if len(raw) != RESOLVE.size:
+            raise WireError("resolve is %d bytes, want %d" % (len(raw), RESOLVE.size))
+        version, type_, flags, _, nonce, addr, tag = RESOLVE.unpack(raw)
+        return cls(type=ResolveType(type_), nonce=nonce, flags=flags, tag=tag,
+                   version=version,
+                   addr=Address.unpack(addr) if type_ == ResolveType.ANSWER else None)
+
+
+def resolve_query(nonce: bytes) -> bytes:
+    """The 96 bytes of a RESOLVE query with this 16-byte nonce."""
+    return Resolve(type=ResolveType.QUERY, nonce=nonce).pack()
+
+
 # ---- every layout of a version, for tools and the tests that check them ----
 
 LAYOUTS: dict[int, tuple[Layout, ...]] = {
@@ -603,5 +666,5 @@ LAYOUTS: dict[int, tuple[Layout, ...]] = {
     2: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
         REL_LAYOUT, HELLO_LAYOUT),
     3: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
-        REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT),
+        REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT, RESOLVE_LAYOUT),
 }

@@ -1167,7 +1167,7 @@ static void test_av(enum fi_av_type av_type)
 
 	len = sizeof(str);
 	CHECK(fi_av_straddr(p.av, p.name[0], str, &len) == str);
-	CHECK(!strncmp(str, "usb4://", 7));
+	CHECK(!strncmp(str, "fi_addr_usb4://", 15));
 	CHECK_EQ(len, strlen(str) + 1);
 
 	/* A malformed address is refused, its slot marked. */

@@ -20,21 +20,84 @@ static void note_error(uint64_t flags, void *context, size_t i, int err)
 		((int *) context)[i] = -err;
 }
 
-static int av_insert(struct fid_av *fid, const void *addr, size_t count,
-		     fi_addr_t *fi_addr, uint64_t flags, void *context)
+/*
+ * FI_ADDR_STR addresses come as an array of strings (char **, man fi_av)
+ * or, as info->dest_addr holds one, as NUL-terminated strings back to
+ * back.  Told apart by the first bytes: no pointer a process can hold
+ * spells "fi_addr_" (its top bytes would make it non-canonical).
+ */
+static const char *str_at(const void *addr, size_t i, const char **next)
 {
-	struct usb4_av *av = av_of(fid);
+	if (memcmp(addr, USB4_ADDR_STR_PREFIX, 8))
+		return ((const char *const *) addr)[i];
+	if (!i)
+		*next = addr;
+	else
+		*next += strlen(*next) + 1;
+	return *next;
+}
+
+/* The addresses an insert names, in the domain's format; errs[i] says
+ * why entry i cannot be read. */
+static void read_addrs(struct usb4_av *av, const void *addr, size_t count,
+		       struct usb4_wire_addr *out, int *errs)
+{
 	const struct usb4_wire_addr *a = addr;
+	const char *next = NULL;
+
+	for (size_t i = 0; i < count; i++) {
+		if (av->domain->addr_format != FI_ADDR_STR) {
+			out[i] = a[i];
+			errs[i] = 0;
+			continue;
+		}
+		errs[i] = usb4_addr_from_str(str_at(addr, i, &next), &out[i]);
+		if (errs[i])
+			USB4_WARN(FI_LOG_AV, "address %zu is not a usb4 address "
+				  "string (" USB4_ADDR_STR_PREFIX "...)\n", i);
+	}
+}
+
+/* While an insert waits for answers: endpoints of this domain may be the
+ * ones asked.  One pass under the domain lock, taken for the pass only, so
+ * that the domain's other threads post and progress between passes. */
+static void progress_domain(void *arg)
+{
+	struct usb4_domain *domain = arg;
+	struct usb4_list *it;
+
+	usb4_lock_acquire(&domain->lock);
+	usb4_list_foreach(&domain->eps, it) {
+		struct usb4_ep *ep = usb4_container_of(it, struct usb4_ep,
+						       dom_link);
+		if (ep->enabled)
+			usb4_core_progress(&ep->core);
+	}
+	usb4_lock_release(&domain->lock);
+}
+
+/*
+ * Inserts count addresses: unresolved ones are resolved first, all at
+ * once; an entry that fails gets FI_ADDR_NOTAVAIL and its error.  Called
+ * without the domain lock: resolving waits up to the peer timeout and
+ * touches only its own sockets (the domain's key is fixed at fi_domain),
+ * so the lock is taken for the progress passes and the table only.
+ */
+static int insert_addrs(struct usb4_av *av, struct usb4_wire_addr *a,
+			int *errs, size_t count, fi_addr_t *fi_addr,
+			uint64_t flags, void *context)
+{
 	int inserted = 0;
 
-	if (flags & ~(FI_MORE | FI_SYNC_ERR))
-		return -FI_EINVAL;
-	if (count && !addr)
-		return -FI_EINVAL;
+	usb4_core_resolve(a, errs, count, &av->domain->core.key,
+			  progress_domain, av->domain);
 	usb4_lock_acquire(&av->domain->lock);
 	for (size_t i = 0; i < count; i++) {
 		fi_addr_t out = FI_ADDR_NOTAVAIL;
-		int ret = usb4_core_av_insert(&av->core, &a[i], &out);
+		int ret = errs[i];
+
+		if (!ret)
+			ret = usb4_core_av_insert(&av->core, &a[i], &out);
 		if (ret)
 			USB4_WARN(FI_LOG_AV, "address %zu not inserted: %s\n",
 				  i, fi_strerror(-ret));
@@ -48,18 +111,106 @@ static int av_insert(struct fid_av *fid, const void *addr, size_t count,
 	return inserted;
 }
 
+/* Room for count addresses and their verdicts. */
+static int scratch(size_t count, struct usb4_wire_addr **a, int **errs)
+{
+	*a = calloc(count ? count : 1, sizeof(**a));
+	*errs = calloc(count ? count : 1, sizeof(**errs));
+	if (*a && *errs)
+		return 0;
+	free(*a);
+	free(*errs);
+	return -FI_ENOMEM;
+}
+
+static int av_insert(struct fid_av *fid, const void *addr, size_t count,
+		     fi_addr_t *fi_addr, uint64_t flags, void *context)
+{
+	struct usb4_av *av = av_of(fid);
+	struct usb4_wire_addr *a;
+	int *errs, ret;
+
+	if (flags & ~(FI_MORE | FI_SYNC_ERR))
+		return -FI_EINVAL;
+	if (count && !addr)
+		return -FI_EINVAL;
+	ret = scratch(count, &a, &errs);
+	if (ret)
+		return ret;
+	read_addrs(av, addr, count, a, errs);
+	ret = insert_addrs(av, a, errs, count, fi_addr, flags, context);
+	free(a);
+	free(errs);
+	return ret;
+}
+
+/* node and service, or an FI_ADDR_STR string as node with service NULL. */
 static int av_insertsvc(struct fid_av *fid, const char *node,
 			const char *service, fi_addr_t *fi_addr,
 			uint64_t flags, void *context)
 {
-	return -FI_ENOSYS;
+	struct usb4_av *av = av_of(fid);
+	struct usb4_wire_addr a;
+	int err;
+
+	if (flags & ~(FI_MORE | FI_SYNC_ERR))
+		return -FI_EINVAL;
+	if (!node)
+		return -FI_EINVAL;
+	if (!service && !strncmp(node, USB4_ADDR_STR_PREFIX,
+				 strlen(USB4_ADDR_STR_PREFIX)))
+		err = usb4_addr_from_str(node, &a);
+	else
+		err = usb4_name_lookup(node, service, false, &a) ?
+		      -FI_EINVAL : 0;
+	return insert_addrs(av, &a, &err, 1, fi_addr, flags, context);
 }
 
+/* Entry n of a symmetric insert: node + n / svccnt, port + n % svccnt. */
+static void sym_entry(const struct usb4_wire_addr *first, size_t n,
+		      size_t svccnt, struct usb4_wire_addr *a)
+{
+	uint64_t step = n / svccnt;
+	int last = first->udp_family == 4 ? 3 : 15;
+
+	*a = *first;
+	a->udp_port = htole16((uint16_t) (le16toh(first->udp_port) +
+					  n % svccnt));
+	/* big-endian add with carry */
+	for (int i = last; i >= 0 && step; i--) {
+		uint64_t sum = a->udp_ip[i] + (step & 0xff);
+		a->udp_ip[i] = (uint8_t) sum;
+		step = (step >> 8) + (sum >> 8);
+	}
+}
+
+/* Numeric IPs only: a host name with a numeric suffix is not supported. */
 static int av_insertsym(struct fid_av *fid, const char *node, size_t nodecnt,
 			const char *service, size_t svccnt, fi_addr_t *fi_addr,
 			uint64_t flags, void *context)
 {
-	return -FI_ENOSYS;
+	struct usb4_av *av = av_of(fid);
+	size_t count = nodecnt * svccnt;
+	struct usb4_wire_addr first, *a;
+	unsigned char probe[16];
+	int *errs, ret;
+
+	if ((flags & ~(FI_MORE | FI_SYNC_ERR)) || !node || !service ||
+	    !nodecnt || !svccnt || count / svccnt != nodecnt ||
+	    (inet_pton(AF_INET, node, probe) != 1 &&
+	     inet_pton(AF_INET6, node, probe) != 1) ||
+	    usb4_name_lookup(node, service, false, &first) ||
+	    le16toh(first.udp_port) + svccnt - 1 > UINT16_MAX)
+		return -FI_EINVAL;
+	ret = scratch(count, &a, &errs);
+	if (ret)
+		return ret;
+	for (size_t n = 0; n < count; n++)
+		sym_entry(&first, n, svccnt, &a[n]);
+	ret = insert_addrs(av, a, errs, count, fi_addr, flags, context);
+	free(a);
+	free(errs);
+	return ret;
 }
 
 static int av_remove(struct fid_av *fid, fi_addr_t *fi_addr, size_t count,
@@ -80,6 +231,22 @@ static int av_remove(struct fid_av *fid, fi_addr_t *fi_addr, size_t count,
 	return ret;
 }
 
+/* Copies an address out in the domain's format, as much as fits. */
+static void addr_out(uint32_t format, const struct usb4_wire_addr *a,
+		     void *addr, size_t *addrlen)
+{
+	char str[USB4_ADDR_STR_MAX];
+	const void *src = a;
+	size_t len = sizeof(*a);
+
+	if (format == FI_ADDR_STR) {
+		len = (size_t) usb4_addr_to_str(a, str, sizeof(str)) + 1;
+		src = str;
+	}
+	memcpy(addr, src, *addrlen < len ? *addrlen : len);
+	*addrlen = len;
+}
+
 static int av_lookup(struct fid_av *fid, fi_addr_t fi_addr, void *addr,
 		     size_t *addrlen)
 {
@@ -89,37 +256,34 @@ static int av_lookup(struct fid_av *fid, fi_addr_t fi_addr, void *addr,
 
 	usb4_lock_acquire(&av->domain->lock);
 	peer = usb4_core_av_peer(&av->core, fi_addr);
-	if (!peer) {
+	if (!peer)
 		ret = -FI_EINVAL;
-	} else {
-		memcpy(addr, &peer->addr, *addrlen < sizeof(peer->addr) ?
-		       *addrlen : sizeof(peer->addr));
-		*addrlen = sizeof(peer->addr);
-	}
+	else
+		addr_out(av->domain->addr_format, &peer->addr, addr, addrlen);
 	usb4_lock_release(&av->domain->lock);
 	return ret;
 }
 
+/* "fi_addr_usb4://...", which fi_av_insert takes back under FI_ADDR_STR;
+ * an address that is neither a usb4 address nor such a string reads
+ * "fi_addr_usb4://invalid". */
 static const char *av_straddr(struct fid_av *fid, const void *addr, char *buf,
 			      size_t *len)
 {
-	const struct usb4_wire_addr *a = addr;
-	char ip[INET6_ADDRSTRLEN] = "-", tmp[160];
+	struct usb4_av *av = av_of(fid);
+	struct usb4_wire_addr a;
+	char tmp[USB4_ADDR_STR_MAX];
 	int n;
 
-	if (a->udp_family)
-		inet_ntop(a->udp_family == 4 ? AF_INET : AF_INET6, a->udp_ip,
-			  ip, sizeof(ip));
-	n = snprintf(tmp, sizeof(tmp), "usb4://%016llx/%u/%d/%016llx;udp=%s:%u",
-		     (unsigned long long) le64toh(a->host_id),
-		     le32toh(a->shm_pid), (int32_t) le32toh(a->shm_inbox_fd),
-		     (unsigned long long) le64toh(a->ep_id), ip,
-		     le16toh(a->udp_port));
-
-	if (*len > 0) {
+	if (av->domain->addr_format == FI_ADDR_STR ?
+	    usb4_addr_from_str(addr, &a) : !usb4_wire_addr_ok(addr))
+		n = snprintf(tmp, sizeof(tmp), USB4_ADDR_STR_PREFIX "invalid");
+	else
+		n = usb4_addr_to_str(av->domain->addr_format == FI_ADDR_STR ?
+				     &a : addr, tmp, sizeof(tmp));
+	if (*len > 0)
 		snprintf(buf, *len, "%s", tmp);
-	}
-	*len = n + 1;
+	*len = (size_t) n + 1;
 	return buf;
 }
 

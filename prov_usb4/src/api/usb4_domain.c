@@ -104,6 +104,8 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 	domain->mr_mode = info && info->domain_attr ?
 			  info->domain_attr->mr_mode : 0;
 	domain->caps = info ? info->caps : 0;
+	domain->addr_format = info && info->addr_format == FI_ADDR_STR ?
+			      FI_ADDR_STR : FI_FORMAT_UNSPEC;
 	/* Only FI_THREAD_DOMAIN promises that nothing runs concurrently. */
 	usb4_lock_init(&domain->lock, domain->threading != FI_THREAD_DOMAIN);
 	usb4_list_init(&domain->mrs);

@@ -301,17 +301,26 @@ static struct fi_ops_ep ep_ops = {
 
 /* ---- fi_ops_cm: an RDM endpoint only has a name ---- */
 
+/* The address in the domain's format: 56 bytes, or FI_ADDR_STR text. */
 static int ep_getname(fid_t fid, void *addr, size_t *addrlen)
 {
 	struct usb4_ep *ep = ep_of_fid(fid);
 	struct usb4_wire_addr a;
+	char str[USB4_ADDR_STR_MAX];
 	size_t have = *addrlen;
 
 	usb4_core_ep_addr(&ep->core, &a);
-	*addrlen = sizeof(a);
-	if (have < sizeof(a))
+	if (ep->domain->addr_format != FI_ADDR_STR) {
+		*addrlen = sizeof(a);
+		if (have < sizeof(a))
+			return -FI_ETOOSMALL;
+		memcpy(addr, &a, sizeof(a));
+		return 0;
+	}
+	*addrlen = (size_t) usb4_addr_to_str(&a, str, sizeof(str)) + 1;
+	if (have < *addrlen)
 		return -FI_ETOOSMALL;
-	memcpy(addr, &a, sizeof(a));
+	memcpy(addr, str, *addrlen);
 	return 0;
 }
 
@@ -371,23 +380,28 @@ static struct fi_ops_cm ep_cm_ops = {
 	.join = cm_join,
 };
 
-/* The core endpoint, with its own job key when the application gives one. */
+/* The core endpoint, with its own job key when the application gives one,
+ * bound where its src_addr says (FI_SOURCE with node and service). */
 static int ep_open_core(struct usb4_ep *ep, const struct fi_info *info,
 			struct usb4_domain *domain)
 {
+	struct usb4_wire_addr where;
+	const struct usb4_wire_addr *bind =
+		usb4_info_bind(info, &where) ? &where : NULL;
 	struct usb4_core_key *key;
 	int ret;
 
 	if (!info->ep_attr || !info->ep_attr->auth_key_size)
-		return usb4_core_ep_open(&ep->core, info->caps, &domain->core);
+		return usb4_core_ep_open_at(&ep->core, info->caps,
+					    &domain->core, NULL, bind);
 	key = malloc(sizeof(*key));
 	if (!key)
 		return -FI_ENOMEM;
 	ret = usb4_auth_key_resolve(info->ep_attr->auth_key,
 				    info->ep_attr->auth_key_size, key);
 	if (!ret)
-		ret = usb4_core_ep_open_keyed(&ep->core, info->caps,
-					      &domain->core, key);
+		ret = usb4_core_ep_open_at(&ep->core, info->caps,
+					   &domain->core, key, bind);
 	memset(key, 0, sizeof(*key));
 	free(key);
 	return ret;

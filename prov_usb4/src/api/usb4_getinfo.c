@@ -84,8 +84,6 @@
 /* All 64 tag bits are matched; Open MPI counts usable bits from bit 63. */
 #define USB4_MEM_TAG_FORMAT	UINT64_MAX
 
-#define USB4_ADDRLEN		sizeof(struct usb4_wire_addr)
-
 /* Every check logs why it refused, so FI_LOG_LEVEL=info explains -FI_ENODATA. */
 #define USB4_REFUSE(...) do { \
 	USB4_INFO(FI_LOG_CORE, __VA_ARGS__); \
@@ -114,7 +112,7 @@ int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
 	if (ret)
 		return ret;
 	if (attr->api_version &&
-	    FI_VERSION_LT(USB4_API_VERSION, attr->api_version))
+	    FI_VERSION_LT(usb4_api_version(), attr->api_version))
 		USB4_REFUSE("api_version %u.%u newer than ours\n",
 			    FI_MAJOR(attr->api_version),
 			    FI_MINOR(attr->api_version));
@@ -272,31 +270,12 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 	return 0;
 }
 
-/* Addresses are struct usb4_wire_addr under FI_FORMAT_UNSPEC; nothing
- * else. */
-static int usb4_check_addr(const void *addr, size_t len, const char *what)
-{
-	const struct usb4_wire_addr *a = addr;
-
-	if (!addr && !len)
-		return 0;
-	if (!addr || len != USB4_ADDRLEN || !usb4_wire_addr_ok(a))
-		USB4_REFUSE("%s address is not a usb4 address\n", what);
-	return 0;
-}
-
 static int usb4_check_info_top(const struct fi_info *info)
 {
 	if (info->caps & ~USB4_CAPS)
 		USB4_REFUSE("caps 0x%llx not offered\n", (unsigned long long)
 			    (info->caps & ~USB4_CAPS));
-	if (info->addr_format != FI_FORMAT_UNSPEC)
-		USB4_REFUSE("addr_format %u: only FI_FORMAT_UNSPEC\n",
-			    info->addr_format);
-	/* An RDM endpoint is not bound to a chosen source address. */
-	if (info->src_addr || info->src_addrlen)
-		USB4_REFUSE("src_addr given: endpoints pick their own\n");
-	if (usb4_check_addr(info->dest_addr, info->dest_addrlen, "dest"))
+	if (usb4_check_info_addrs(info))
 		return -FI_ENODATA;
 	/* No passive endpoints or connection requests on RDM. */
 	if (info->handle)
@@ -480,19 +459,6 @@ static int usb4_copy_keys(struct fi_info *out, const struct fi_info *hint)
 	return ret;
 }
 
-/* Copies a usb4 destination address the hints named (already checked). */
-static int usb4_copy_dest(struct fi_info *out, const struct fi_info *hint)
-{
-	if (!hint->dest_addr)
-		return 0;
-	out->dest_addr = malloc(hint->dest_addrlen);
-	if (!out->dest_addr)
-		return -FI_ENOMEM;
-	memcpy(out->dest_addr, hint->dest_addr, hint->dest_addrlen);
-	out->dest_addrlen = hint->dest_addrlen;
-	return 0;
-}
-
 static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 		       uint32_t version)
 {
@@ -512,19 +478,15 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 	if (hint->fabric_attr)
 		out->fabric_attr->fabric = hint->fabric_attr->fabric;
 	usb4_narrow_ep(out, hint);
-	ret = usb4_copy_keys(out, hint);
-	return ret ? ret : usb4_copy_dest(out, hint);
+	return usb4_copy_keys(out, hint);
 }
 
 static int usb4_check_call(uint32_t version, const char *node,
 			   const char *service)
 {
-	if (FI_VERSION_LT(USB4_API_VERSION, version))
+	if (FI_VERSION_LT(usb4_api_version(), version))
 		USB4_REFUSE("api %u.%u newer than ours\n", FI_MAJOR(version),
 			    FI_MINOR(version));
-	/* No name service: there is nothing node/service could resolve to. */
-	if (node || service)
-		USB4_REFUSE("node/service given: usb4 has no names to resolve\n");
 	return 0;
 }
 
@@ -562,7 +524,7 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		ret = usb4_check_ep_info(hints);
 	if (ret)
 		return ret;
-	out = fi_allocinfo();
+	out = usb4_allocinfo();
 	if (!out)
 		return -FI_ENOMEM;
 	usb4_fill_domain_template(out->domain_attr);
@@ -570,9 +532,11 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 	if (!ret && hints)
 		ret = usb4_narrow(out, hints, version);
 	if (!ret)
+		ret = usb4_getinfo_addr(node, service, flags, hints, out);
+	if (!ret)
 		ret = usb4_limit_to_host(out, hints);
 	if (ret) {
-		fi_freeinfo(out);
+		usb4_freeinfo(out);
 		return ret;
 	}
 	*info = out;

@@ -145,6 +145,8 @@ void usb4_params_init(void)
 
 FI_EXT_INI
 {
+	if (usb4_libfabric_init())
+		return NULL;
 	usb4_prov.getinfo = usb4_getinfo;
 	usb4_prov.fabric = usb4_fabric_open;
 	usb4_prov.cleanup = usb4_cleanup;

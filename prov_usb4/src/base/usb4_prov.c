@@ -9,5 +9,5 @@
 struct fi_provider usb4_prov = {
 	.name = USB4_PROV_NAME,
 	.version = USB4_PROV_VERSION,
-	.fi_version = USB4_API_VERSION,
+	.fi_version = USB4_API_BUILT,
 };

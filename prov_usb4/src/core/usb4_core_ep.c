@@ -54,14 +54,17 @@ static size_t inject_limit(const struct usb4_core_ep *ep)
 	return max;
 }
 
-/* Every kind that has something to open here gets a link. */
-static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key)
+/* Every kind that has something to open here gets a link; an endpoint
+ * asked to bind somewhere (bind) must get a link to other hosts there. */
+static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key,
+		      const struct usb4_wire_addr *bind)
 {
 	struct usb4_link_cfg cfg = {
 		.ep_id = ep->id,
 		.reg_fd = ep->dom ? usb4_mr_table_fd(ep->dom->mrs) : -1,
 		.auth_key = key && key->len ? key->bytes : NULL,
 		.auth_key_len = key ? key->len : 0,
+		.bind = bind,
 	};
 	int opened = 0;
 
@@ -73,6 +76,8 @@ static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key)
 		el->kind = (uint8_t) k;
 		cfg.sink = usb4_dispatch_sink(el);
 		ret = usb4_link_kinds[k]->open(&cfg, &el->link);
+		if (ret == -FI_ENODEV && bind && usb4_link_kinds[k]->other_hosts)
+			return -FI_EADDRNOTAVAIL;
 		if (ret == -FI_ENODEV)
 			continue;
 		if (ret)
@@ -91,6 +96,14 @@ int usb4_core_ep_open(struct usb4_core_ep *ep, uint64_t caps,
 int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
 			    struct usb4_core_domain *dom,
 			    const struct usb4_core_key *key)
+{
+	return usb4_core_ep_open_at(ep, caps, dom, key, NULL);
+}
+
+int usb4_core_ep_open_at(struct usb4_core_ep *ep, uint64_t caps,
+			 struct usb4_core_domain *dom,
+			 const struct usb4_core_key *key,
+			 const struct usb4_wire_addr *bind)
 {
 	int ret;
 
@@ -113,7 +126,7 @@ int usb4_core_ep_open_keyed(struct usb4_core_ep *ep, uint64_t caps,
 	if (!ret)
 		ret = ops_init(ep, usb4_params.tx_size);
 	if (!ret)
-		ret = open_links(ep, key ? key : dom ? &dom->key : NULL);
+		ret = open_links(ep, key ? key : dom ? &dom->key : NULL, bind);
 	if (ret) {
 		usb4_core_ep_close(ep);
 		usb4_core_ep_close_links(ep);

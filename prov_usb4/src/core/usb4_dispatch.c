@@ -226,11 +226,19 @@ static bool may_open(void *ctx, struct usb4_link *link, uint64_t id,
 	       (!link->ops->dest_eq || link->ops->dest_eq(peer->dest, dest));
 }
 
+/* Who is bound here, for a link asked (RESOLVE). */
+static void self_addr(void *ctx, struct usb4_wire_addr *addr)
+{
+	struct usb4_ep_link *el = ctx;
+
+	usb4_core_ep_addr(el->ep, addr);
+}
+
 struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el)
 {
 	return (struct usb4_link_sink) {
 		.ctx = el, .frame = on_frame, .peer_down = on_peer_down,
-		.may_open = may_open,
+		.may_open = may_open, .self_addr = self_addr,
 	};
 }
 

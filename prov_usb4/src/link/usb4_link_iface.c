@@ -152,3 +152,34 @@ int usb4_iface_find(const char *names, const char *sysfs_root,
 	freeifaddrs(list);
 	return count;
 }
+
+static bool holds_ip(const struct ifaddrs *ifa, int family, const uint8_t *ip)
+{
+	if (!ifa->ifa_addr || ifa->ifa_addr->sa_family != family)
+		return false;
+	if (family == AF_INET)
+		return !memcmp(&((const struct sockaddr_in *) (const void *)
+				 ifa->ifa_addr)->sin_addr, ip, 4);
+	return !memcmp(&((const struct sockaddr_in6 *) (const void *)
+			 ifa->ifa_addr)->sin6_addr, ip, 16);
+}
+
+/* The interface that holds ip, whatever its driver or FI_USB4_IFACE say:
+ * an endpoint asked to bind there (loopback included). */
+int usb4_iface_of_ip(int family, const uint8_t ip[16], const char *sysfs_root,
+		     struct usb4_iface *out)
+{
+	struct ifaddrs *list, *ifa;
+	int found = 0;
+
+	if (getifaddrs(&list))
+		return 0;
+	for (ifa = list; ifa && !found; ifa = ifa->ifa_next) {
+		if (!(ifa->ifa_flags & IFF_UP) || !holds_ip(ifa, family, ip))
+			continue;
+		fill(sysfs_root, ifa, out);
+		found = 1;
+	}
+	freeifaddrs(list);
+	return found;
+}

@@ -26,6 +26,7 @@
  * linger, so a send that completed is not lost with the endpoint.
  */
 #include <poll.h>
+#include <sys/socket.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -64,6 +65,7 @@ struct usb4_udp_link_stats {
 	uint64_t sessions_refused;	/* HELLOs beyond USB4_UDP_ACCEPTED_MAX */
 	uint64_t impostors;		/* HELLOs claiming an inserted peer's id
 					 * from another address */
+	uint64_t resolves;		/* RESOLVE queries answered */
 };
 
 struct usb4_udp_link {
@@ -406,16 +408,60 @@ static int link_key(struct usb4_udp_link *l, const struct usb4_link_cfg *cfg)
 	return 0;
 }
 
+static bool ip_is_any(const uint8_t ip[16])
+{
+	static const uint8_t zero[16];
+
+	return !memcmp(ip, zero, sizeof(zero));
+}
+
+/*
+ * Where the link binds: the interface to other hosts on a port the kernel
+ * picks, or where the application asked (cfg->bind): its IP on whatever
+ * interface holds it (loopback too), or for any IP the interface to other
+ * hosts, else loopback.
+ */
+static int bind_place(const struct usb4_link_cfg *cfg, struct usb4_iface *iface,
+		      uint16_t *port)
+{
+	static const uint8_t loop4[16] = { 127, 0, 0, 1 };
+	static const uint8_t loop6[16] = { [15] = 1 };
+	const struct usb4_wire_addr *b = cfg->bind;
+	int family;
+
+	*port = 0;
+	if (!b || (b->udp_family != 4 && b->udp_family != 6))
+		return usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
+				       iface, 1) < 1 ? -FI_ENODEV : 0;
+	*port = le16toh(b->udp_port);
+	family = b->udp_family == 4 ? AF_INET : AF_INET6;
+	if (!ip_is_any(b->udp_ip)) {
+		if (usb4_iface_of_ip(family, b->udp_ip, usb4_params.sysfs_root,
+				     iface))
+			return 0;
+		USB4_WARN(FI_LOG_EP_CTRL, "udp: no interface holds the address "
+			  "the endpoint was asked to bind\n");
+		return -FI_EADDRNOTAVAIL;
+	}
+	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root, iface,
+			    1) == 1 && iface->family == family)
+		return 0;
+	return usb4_iface_of_ip(family, family == AF_INET ? loop4 : loop6,
+				usb4_params.sysfs_root, iface) ?
+	       0 : -FI_EADDRNOTAVAIL;
+}
+
 static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 {
 	struct usb4_udp_link *l;
 	struct usb4_udp_faults faults;
 	struct usb4_iface iface;
+	uint16_t port;
 	int ret;
 
-	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
-			    &iface, 1) < 1)
-		return -FI_ENODEV;
+	ret = bind_place(cfg, &iface, &port);
+	if (ret)
+		return ret;
 	if (usb4_udp_faults_parse(usb4_params.faults, &faults)) {
 		USB4_WARN(FI_LOG_EP_CTRL, "FI_USB4_FAULTS=%s not understood\n",
 			  usb4_params.faults);
@@ -432,7 +478,7 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 	ret = link_key(l, cfg);
 	if (ret)
 		goto err_free_link;
-	ret = usb4_udp_sock_open(&l->sock, &iface, &faults);
+	ret = usb4_udp_sock_open_at(&l->sock, &iface, port, &faults);
 	if (ret)
 		goto err_free_link;
 	l->payload_max = usb4_udp_sock_datagram_max(l->sock) -
@@ -711,13 +757,35 @@ foreign:
 	return NULL;
 }
 
+/* A RESOLVE query: who is bound here?  Answered with the endpoint's
+ * whole address; nothing kept. */
+static bool answer_resolve(struct usb4_udp_link *l,
+			   const struct usb4_udp_addr *from,
+			   const struct iovec *dgram, int count)
+{
+	struct usb4_wire_addr self;
+	const struct usb4_link_sink *sink = &l->base.sink;
+
+	if (!sink->self_addr || !sink->frame)
+		return false;
+	sink->self_addr(sink->ctx, &self);
+	if (!usb4_udp_resolve_answer(l->sock, l->keyed ? &l->job : NULL, &self,
+				     from, dgram, count))
+		return false;
+	l->stats.resolves++;
+	return true;
+}
+
 static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 			const struct iovec *dgram, int count)
 {
 	struct usb4_udp_link *l = arg;
-	struct usb4_udp_session *s = datagram_session(l, from, dgram, count);
+	struct usb4_udp_session *s;
 	struct usb4_rel_io io;
 
+	if (answer_resolve(l, from, dgram, count))
+		return;
+	s = datagram_session(l, from, dgram, count);
 	if (!s)
 		return;
 	io = rel_io(s);
@@ -880,7 +948,7 @@ static void log_stats(const struct usb4_udp_link *l)
 		  "auth rejected %llu replayed %llu unauthenticated %llu "
 		  "unproven %llu; half-open made %llu evicted %llu expired "
 		  "%llu promoted %llu; sessions freed %llu refused %llu; "
-		  "impostors %llu\n",
+		  "impostors %llu; resolves answered %llu\n",
 		  (unsigned long long) k->sent, (unsigned long long) k->received,
 		  (unsigned long long) k->send_again,
 		  (unsigned long long) k->faults_dropped,
@@ -914,7 +982,8 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) o->promoted,
 		  (unsigned long long) l->stats.sessions_freed,
 		  (unsigned long long) l->stats.sessions_refused,
-		  (unsigned long long) l->stats.impostors);
+		  (unsigned long long) l->stats.impostors,
+		  (unsigned long long) l->stats.resolves);
 }
 
 /* Peers that sent us frames linger until they hear we have them. */
@@ -965,6 +1034,10 @@ const struct usb4_link_ops usb4_udp_link_ops = {
 	.dest_open = udp_dest_open,
 	.dest_close = udp_dest_close,
 	.dest_eq = udp_dest_eq,
+	.resolve_start = usb4_udp_resolve_start,
+	.resolve_poll = usb4_udp_resolve_poll,
+	.resolve_fd = usb4_udp_resolve_fd,
+	.resolve_close = usb4_udp_resolve_close,
 	.open = udp_open,
 	.close = udp_close,
 	.addr = udp_addr,

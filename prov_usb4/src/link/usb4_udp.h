@@ -40,6 +40,10 @@ struct usb4_iface {
  */
 int usb4_iface_find(const char *names, const char *sysfs_root,
 		    struct usb4_iface *out, int max);
+/* The interface that is up and holds ip (family AF_INET or AF_INET6, ip
+ * in network byte order), whatever names it: 1 when found, else 0. */
+int usb4_iface_of_ip(int family, const uint8_t ip[16], const char *sysfs_root,
+		     struct usb4_iface *out);
 
 /* ---- the socket (usb4_udp_socket.c) ---- */
 
@@ -87,6 +91,11 @@ typedef int (*usb4_udp_place_fn)(void *arg, struct usb4_udp_hole *holes,
 int usb4_udp_sock_open(struct usb4_udp_sock **sock,
 		       const struct usb4_iface *iface,
 		       const struct usb4_udp_faults *faults);
+/* The same on a chosen port (0: the kernel picks); -FI_EADDRINUSE when
+ * another socket has it. */
+int usb4_udp_sock_open_at(struct usb4_udp_sock **sock,
+			  const struct usb4_iface *iface, uint16_t port,
+			  const struct usb4_udp_faults *faults);
 void usb4_udp_sock_close(struct usb4_udp_sock *sock);
 void usb4_udp_sock_addr(const struct usb4_udp_sock *sock,
 			struct usb4_udp_addr *addr);
@@ -184,6 +193,25 @@ struct usb4_udp_offer *usb4_udp_offer_make(struct usb4_udp_offers *o,
 /* The offer became a session (promoted) or is no longer wanted. */
 void usb4_udp_offer_done(struct usb4_udp_offers *o, struct usb4_udp_offer *offer,
 			 bool promoted);
+
+/* ---- who is bound here (usb4_udp_resolve.c) ---- */
+
+/* Whether dgram is a RESOLVE query (wire.h); if so, answers it from sock
+ * with self, tagged under job when there is one (NULL: none), and keeps
+ * nothing.  Returns whether dgram was a query. */
+bool usb4_udp_resolve_answer(struct usb4_udp_sock *sock,
+			     const struct usb4_auth_job *job,
+			     const struct usb4_wire_addr *self,
+			     const struct usb4_udp_addr *from,
+			     const struct iovec *dgram, int count);
+/* The asking side, as the link ops resolve_* (usb4_link.h). */
+int usb4_udp_resolve_start(const struct usb4_wire_addr *addr,
+			   const void *auth_key, size_t auth_key_len,
+			   struct usb4_link_resolver **r);
+int usb4_udp_resolve_poll(struct usb4_link_resolver *r,
+			  struct usb4_wire_addr *out);
+int usb4_udp_resolve_fd(const struct usb4_link_resolver *r);
+void usb4_udp_resolve_close(struct usb4_link_resolver *r);
 
 extern const struct usb4_link_ops usb4_udp_link_ops;
 

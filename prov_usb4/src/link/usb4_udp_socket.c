@@ -137,7 +137,8 @@ static double chance(struct usb4_udp_sock *sock)
 
 /* ---- open and close ---- */
 
-static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *iface)
+static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *iface,
+		       uint16_t port)
 {
 	struct sockaddr_storage ss;
 	socklen_t len = sizeof(ss);
@@ -145,6 +146,7 @@ static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *ifac
 
 	sock->self.family = iface->family == AF_INET ? 4 : 6;
 	memcpy(sock->self.ip, iface->ip, 16);
+	sock->self.port = port;
 	sock->fd = socket(iface->family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
 			  0);
 	if (sock->fd < 0)
@@ -157,7 +159,8 @@ static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *ifac
 		setsockopt(sock->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
 	if (bind(sock->fd, (void *) &ss, to_sockaddr(&sock->self, &ss)) ||
 	    getsockname(sock->fd, (void *) &ss, &len))
-		return -errno;
+		return errno == EADDRINUSE ? -FI_EADDRINUSE :
+		       errno == EADDRNOTAVAIL ? -FI_EADDRNOTAVAIL : -errno;
 	from_sockaddr(&ss, &sock->self);
 	return 0;
 }
@@ -174,6 +177,13 @@ int usb4_udp_sock_open(struct usb4_udp_sock **sockp,
 		       const struct usb4_iface *iface,
 		       const struct usb4_udp_faults *faults)
 {
+	return usb4_udp_sock_open_at(sockp, iface, 0, faults);
+}
+
+int usb4_udp_sock_open_at(struct usb4_udp_sock **sockp,
+			  const struct usb4_iface *iface, uint16_t port,
+			  const struct usb4_udp_faults *faults)
+{
 	struct usb4_udp_sock *sock = calloc(1, sizeof(*sock));
 	int ret;
 
@@ -186,7 +196,8 @@ int usb4_udp_sock_open(struct usb4_udp_sock **sockp,
 		ret = -FI_ENOMEM;
 		goto err_free_link;
 	}
-	ret = bind_socket(sock, iface);
+	sock->fd = -1;
+	ret = bind_socket(sock, iface, port);
 	if (ret)
 		goto err_close_fd;
 	if (faults) {
@@ -199,8 +210,8 @@ int usb4_udp_sock_open(struct usb4_udp_sock **sockp,
 	return 0;
 
 err_close_fd:
-	USB4_WARN(FI_LOG_EP_CTRL, "udp socket on %s: %s\n", iface->name,
-		  fi_strerror(-ret));
+	USB4_WARN(FI_LOG_EP_CTRL, "udp socket on %s port %u: %s\n",
+		  iface->name, port, fi_strerror(-ret));
 	if (sock->fd >= 0)
 		close(sock->fd);
 err_free_link:
