@@ -29,5 +29,5 @@ if [ -n "$lf2" ]; then
 else
 	say "no libfabric 2.x installed (scripts/setup.sh --stacks): 1.17 only"
 fi
-say "pytest"
-python3 -m pytest "$@"
+say "pytest (MPI suites under every installed stack; the default one in full)"
+python3 -m pytest --mpi-stack=all --mpi-matrix=lean "$@"

@@ -162,7 +162,7 @@ class Stack:
         """(launcher arguments, environment for the ranks) selecting fabric.
 
         iface: the interface usb4 (and tcp) use towards other hosts; the
-        multi-host default is ``hosts.iface``.
+        multi-host default is ``hosts.iface``, on one host ``lo``.
         """
         if fabric not in FABRICS:
             raise ValueError("unknown fabric %r: choose from %s" % (fabric, ", ".join(FABRICS)))
@@ -170,9 +170,11 @@ class Stack:
         if fabric == "usb4":
             if provider_dir is None:
                 raise ValueError("the usb4 fabric needs provider_dir")
-            env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_dir)}
-            if iface:
-                env["FI_USB4_IFACE"] = iface
+            # MPIs ask for FI_REMOTE_COMM, which usb4 grants only with an
+            # interface to other hosts; on one host loopback is that
+            # interface (same-host peers still go over the shm link).
+            env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_dir),
+                   "FI_USB4_IFACE": iface or "lo"}
         elif fabric == "tcp":
             env = {"FI_TCP_IFACE": iface or "lo"}
         else:
