@@ -63,6 +63,22 @@ def compile_programs(stack, out_dir: Path, env: dict) -> dict[str, list[str]]:
     return programs
 
 
+def stderr_to_files(program: list[str], folder: Path) -> list[str]:
+    """argv running program with each rank's stderr in folder/rank.<pid>.
+
+    The provider's close line is among a rank's last output, and an MPI's
+    output forwarding may drop a rank's last lines at exit (seen with Open
+    MPI 5.0.7: one rank's line missing in 3 runs of 5); a file keeps them.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    return ["/bin/sh", "-c", 'exec "$0" "$@" 2>"%s/rank.$$"' % folder] + list(program)
+
+
+def logs_in(folder: Path) -> str:
+    """Every rank's stderr written by stderr_to_files()."""
+    return "".join(p.read_text(errors="replace") for p in sorted(folder.glob("rank.*")))
+
+
 def usb4_traffic(log: str) -> dict[int, dict[str, int]]:
     """{pid: counters summed over its endpoints} from the provider's close lines."""
     by_pid: dict[int, dict[str, int]] = {}

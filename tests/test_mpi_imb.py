@@ -39,7 +39,7 @@ def imb_tables(stdout):
 
 
 @pytest.mark.parametrize("program", sorted(IMB_RUNS))
-def test_imb(program, fabric, mpi_stack, stack_mpirun):
+def test_imb(program, fabric, mpi_stack, stack_mpirun, tmp_path):
     imb = mpi_stack.tool(program)
     if imb is None:
         pytest.skip("%s does not ship %s" % (mpi_stack.name, program))
@@ -48,14 +48,16 @@ def test_imb(program, fabric, mpi_stack, stack_mpirun):
     benchmarks, args, one_sided = IMB_RUNS[program]
     np = 2
     try:
-        result = stack_mpirun(imb + args + benchmarks, np, one_sided=one_sided,
+        result = stack_mpirun(stackrun.stderr_to_files(imb + args + benchmarks, tmp_path), np,
+                              one_sided=one_sided,
                               env=stackrun.TRAFFIC_LOG_ENV, timeout=IMB_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail("timed out after %ss\n$ %s\n--- stdout\n%s\n--- stderr\n%s"
                     % (exc.timeout, " ".join(exc.cmd), exc.output or "", exc.stderr or ""),
                     pytrace=False)
-    assert result.returncode == 0, describe(result)
+    logs = stackrun.logs_in(tmp_path)
+    assert result.returncode == 0, describe(result) + logs[-8000:]
     assert sorted(set(imb_tables(result.stdout))) == sorted(benchmarks), describe(result)
-    problems = stackrun.traffic_problems(result.stdout + result.stderr, np, link="shm",
+    problems = stackrun.traffic_problems(logs, np, link="shm",
                                          one_sided=one_sided)
     assert not problems, "\n".join(problems) + "\n" + describe(result)

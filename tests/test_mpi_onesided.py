@@ -45,10 +45,10 @@ def describe(result):
         result.stderr[-8000:])
 
 
-def run_onesided(stack_mpirun, fabric, np, env=None):
+def run_onesided(stack_mpirun, fabric, np, env=None, program=PROGRAM):
     """Run the one-sided program; a timeout becomes a failure showing the output."""
     try:
-        return stack_mpirun(PROGRAM, np, env=env, one_sided=True,
+        return stack_mpirun(program, np, env=env, one_sided=True,
                             extra=DEV_ONESIDED_MCA.get(fabric, []), timeout=ONESIDED_TIMEOUT)
     except subprocess.TimeoutExpired as exc:
         pytest.fail("timed out after %ss (process tree killed)\n$ %s\n--- stdout\n%s\n--- stderr\n%s"
@@ -68,13 +68,15 @@ def test_onesided(np, fabric, mpi_stack, stack_mpirun):
     assert_ok(run_onesided(stack_mpirun, fabric, np))
 
 
-def test_usb4_carried_onesided(fabric, mpi_stack, stack_mpirun):
+def test_usb4_carried_onesided(fabric, mpi_stack, stack_mpirun, stack_programs, tmp_path):
     """Every rank moved frames over usb4 and RMA/atomics went through it."""
     if fabric != "usb4":
         pytest.skip("fabric %s does not run one-sided over usb4" % fabric)
     np = 2
-    result = run_onesided(stack_mpirun, fabric, np, env=stackrun.TRAFFIC_LOG_ENV)
+    program = stackrun.stderr_to_files(stack_programs(mpi_stack)[PROGRAM], tmp_path)
+    result = run_onesided(stack_mpirun, fabric, np, env=stackrun.TRAFFIC_LOG_ENV,
+                          program=program)
     assert_ok(result)
-    problems = stackrun.traffic_problems(result.stdout + result.stderr, np, link="shm",
+    problems = stackrun.traffic_problems(stackrun.logs_in(tmp_path), np, link="shm",
                                          one_sided=True)
     assert not problems, "\n".join(problems) + "\n" + describe(result)

@@ -59,7 +59,7 @@ def test_program(name, np, fabric, mpi_stack, stack_mpirun, request):
     assert len(ok_lines) == 1, "want one 'OK %s' line\n%s" % (name, describe(result))
 
 
-def test_usb4_carried_the_traffic(fabric, mpi_stack, stack_mpirun):
+def test_usb4_carried_the_traffic(fabric, mpi_stack, stack_mpirun, stack_programs, tmp_path):
     """Every rank's usb4 endpoint took frames over the same-host link.
 
     The proof is the provider's own line at endpoint close (FI_LOG_LEVEL=info),
@@ -70,7 +70,8 @@ def test_usb4_carried_the_traffic(fabric, mpi_stack, stack_mpirun):
     if fabric != "usb4":
         pytest.skip("fabric %s does not go through usb4" % fabric)
     np = 2
-    result = run_checked(stack_mpirun, "probe", np, env=stackrun.TRAFFIC_LOG_ENV)
-    assert result.returncode == 0, describe(result)
-    problems = stackrun.traffic_problems(result.stdout + result.stderr, np, link="shm")
+    program = stackrun.stderr_to_files(stack_programs(mpi_stack)["probe"], tmp_path)
+    result = run_checked(stack_mpirun, program, np, env=stackrun.TRAFFIC_LOG_ENV)
+    assert result.returncode == 0, describe(result) + stackrun.logs_in(tmp_path)[-8000:]
+    problems = stackrun.traffic_problems(stackrun.logs_in(tmp_path), np, link="shm")
     assert not problems, "\n".join(problems) + "\n" + describe(result)

@@ -95,7 +95,8 @@ def udp_datagrams(cluster, host):
     return row["InDatagrams"], row["OutDatagrams"]
 
 
-def test_usb4_crossed_the_cable(multihost_fabric, mpi_stack, cluster2, stack_mpirun_hosts):
+def test_usb4_crossed_the_cable(multihost_fabric, mpi_stack, cluster2, stack_mpirun_hosts,
+                                stack_programs, tmp_path):
     """usb4's udp link carried every rank's traffic, and its datagrams crossed tb0.
 
     The MPI's own out-of-band traffic is TCP, so UDP datagrams counted in
@@ -106,14 +107,15 @@ def test_usb4_crossed_the_cable(multihost_fabric, mpi_stack, cluster2, stack_mpi
     if multihost_fabric != "usb4":
         pytest.skip("checks the usb4 provider only")
     before = [udp_datagrams(cluster2, h) for h in cluster2.hosts]
-    result = run_checked(stack_mpirun_hosts, "pt2pt", 1, env=stackrun.TRAFFIC_LOG_ENV)
+    program = stackrun.stderr_to_files(stack_programs(mpi_stack)["pt2pt"], tmp_path)
+    result = run_checked(stack_mpirun_hosts, program, 1, env=stackrun.TRAFFIC_LOG_ENV)
     assert_ok(result, "pt2pt")
     after = [udp_datagrams(cluster2, h) for h in cluster2.hosts]
     for host, b, a in zip(cluster2.hosts, before, after):
         assert a[0] - b[0] >= 100 and a[1] - b[1] >= 100, \
             "%s: UDP datagrams in/out only grew by %d/%d\n%s" % (
                 host.name, a[0] - b[0], a[1] - b[1], describe(result))
-    problems = stackrun.traffic_problems(result.stdout + result.stderr, 2, link="udp")
+    problems = stackrun.traffic_problems(stackrun.logs_in(tmp_path), 2, link="udp")
     assert not problems, "\n".join(problems) + "\n" + describe(result)
 
 
