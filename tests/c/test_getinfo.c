@@ -35,8 +35,9 @@ static struct fi_info *new_hints(void)
 	return h;
 }
 
-/* make check sets no FI_USB4_IFACE and CI machines have no thunderbolt-net
- * interface: other hosts are out of reach unless the caller names one. */
+/* main() names loopback (FI_USB4_IFACE=lo) unless the caller named an
+ * interface: the profiles ask FI_REMOTE_COMM, refused without one
+ * (test_getinfo_consumers covers that case). */
 static bool remote_expected(void)
 {
 	const char *iface = getenv("FI_USB4_IFACE");
@@ -323,7 +324,8 @@ static void test_echo(void)
 	fi_freeinfo(h);
 }
 
-/* Before API 1.5 mr_mode was an enum: we answer 2 (scalable), refuse 1. */
+/* Before API 1.5 mr_mode was an enum: no preference gets 2 (scalable),
+ * basic (1) is answered as asked, anything else refused. */
 static void test_old_api(void)
 {
 	struct fi_info *h = mtl_ofi_hints(), *info = NULL;
@@ -334,9 +336,38 @@ static void test_old_api(void)
 	fi_freeinfo(info);
 	info = NULL;
 	h->domain_attr->mr_mode = 1;
+	CHECK_EQ(fi_getinfo(FI_VERSION(1, 4), NULL, NULL, 0, h, &info), 0);
+	if (info)
+		CHECK_EQ(info->domain_attr->mr_mode, 1);
+	fi_freeinfo(info);
+	info = NULL;
+	h->domain_attr->mr_mode = 3;
 	CHECK_EQ(fi_getinfo(FI_VERSION(1, 4), NULL, NULL, 0, h, &info),
 		 -FI_ENODATA);
 	fi_freeinfo(h);
+}
+
+/* A domain opened in basic mode (API 1.0's value 1) works as its bits say:
+ * provider keys, virtual addresses. */
+static void test_mr_basic(struct fid_domain *domain)
+{
+	static char buf[4096];
+	struct fid_mr *mr[2];
+
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(fi_mr_reg(domain, buf, sizeof(buf), FI_REMOTE_READ, 0,
+				   42, 0, &mr[i], NULL), 0);
+	CHECK(fi_mr_key(mr[0]) != 42 || fi_mr_key(mr[1]) != 42);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(fi_close(&mr[i]->fid), 0);
+}
+
+static struct fi_info *basic_hints(void)
+{
+	struct fi_info *h = mtl_ofi_hints();
+
+	h->domain_attr->mr_mode = 1;
+	return h;
 }
 
 static double now_s(clockid_t clock)
@@ -497,6 +528,7 @@ static void test_auth_key(void)
 
 int main(void)
 {
+	setenv("FI_USB4_IFACE", "lo", 0);
 	test_null_hints();
 	test_profiles();
 	test_impossible();
@@ -506,5 +538,6 @@ int main(void)
 	test_auth_key();
 	with_domain(nccl_hints(), API_1_6, test_mr_prov_key, true);
 	with_domain(mtl_ofi_hints(), API_1_5, test_mr_user_key, false);
+	with_domain(basic_hints(), FI_VERSION(1, 4), test_mr_basic, false);
 	return usb4_test_done("test_getinfo");
 }
