@@ -53,6 +53,27 @@
 				 FI_MULTI_RECV | FI_SOURCE)
 #define USB4_DOMAIN_CAPS	(FI_LOCAL_COMM | FI_REMOTE_COMM)
 
+/*
+ * Caps libfabric 2.0 put on bits that 1.x used for other things
+ * (FI_HMEM_HOST_ALLOC, FI_VARIABLE_MSG), so they mean these only to a
+ * caller of API 2.0 or later; spelled because 1.17 headers lack them.
+ * FI_TAGGED_DIRECTED_RECV: directed receive for tagged messages, which we
+ * match by source like any directed receive; FI_EXACT_DIRECTED_RECV: the
+ * caller promises never to receive from FI_ADDR_UNSPEC, which asks nothing
+ * of us.  FI_TAGGED_MULTI_RECV (bit 46) is not offered.
+ */
+#define USB4_CAP_TAGGED_DIRECTED_RECV	(1ULL << 45)
+#define USB4_CAP_EXACT_DIRECTED_RECV	(1ULL << 48)
+#define USB4_API2_CAPS		(USB4_CAP_TAGGED_DIRECTED_RECV | \
+				 USB4_CAP_EXACT_DIRECTED_RECV)
+
+/* The caps we offer a caller of API version. */
+static uint64_t usb4_caps_at(uint32_t version)
+{
+	return USB4_CAPS | (FI_VERSION_GE(version, FI_VERSION(2, 0)) ?
+			    USB4_API2_CAPS : 0);
+}
+
 /* Default operation flags an endpoint accepts (man fi_endpoint). */
 #define USB4_TX_OP_FLAGS	(FI_COMPLETION | FI_INJECT | \
 				 FI_INJECT_COMPLETE | FI_TRANSMIT_COMPLETE | \
@@ -255,13 +276,15 @@ static int usb4_check_tx_attr(const struct fi_tx_attr *attr)
 	return 0;
 }
 
-static int usb4_check_rx_attr(const struct fi_rx_attr *attr)
+static int usb4_check_rx_attr(const struct fi_rx_attr *attr, uint64_t offered)
 {
+	uint64_t rx_caps = USB4_RX_CAPS | (offered & USB4_API2_CAPS);
+
 	if (!attr)
 		return 0;
-	if (attr->caps & ~USB4_RX_CAPS)
+	if (attr->caps & ~rx_caps)
 		USB4_REFUSE("rx caps 0x%llx not offered\n", (unsigned long long)
-			    (attr->caps & ~USB4_RX_CAPS));
+			    (attr->caps & ~rx_caps));
 	if (attr->op_flags & ~USB4_RX_OP_FLAGS)
 		USB4_REFUSE("rx op_flags 0x%llx not supported\n",
 			    (unsigned long long)
@@ -303,11 +326,11 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 	return 0;
 }
 
-static int usb4_check_info_top(const struct fi_info *info)
+static int usb4_check_info_top(const struct fi_info *info, uint64_t offered)
 {
-	if (info->caps & ~USB4_CAPS)
+	if (info->caps & ~offered)
 		USB4_REFUSE("caps 0x%llx not offered\n", (unsigned long long)
-			    (info->caps & ~USB4_CAPS));
+			    (info->caps & ~offered));
 	if (usb4_check_info_addrs(info))
 		return -FI_ENODATA;
 	/* No passive endpoints or connection requests on RDM. */
@@ -325,14 +348,17 @@ static int usb4_check_caps_lacking(const struct fi_info *info)
 	return 0;
 }
 
-int usb4_check_ep_info(const struct fi_info *info)
+/* Hints of a caller of API version. */
+static int usb4_check_ep_info_at(const struct fi_info *info, uint32_t version)
 {
+	uint64_t offered = usb4_caps_at(version);
+
 	if (!info)
 		return 0;
 	if (usb4_check_caps_lacking(info) ||
-	    usb4_check_info_top(info) ||
+	    usb4_check_info_top(info, offered) ||
 	    usb4_check_tx_attr(info->tx_attr) ||
-	    usb4_check_rx_attr(info->rx_attr) ||
+	    usb4_check_rx_attr(info->rx_attr, offered) ||
 	    usb4_check_ep_attr(info->ep_attr) ||
 	    usb4_check_domain_attr(info->domain_attr) ||
 	    usb4_check_fabric_attr(info->fabric_attr))
@@ -340,12 +366,21 @@ int usb4_check_ep_info(const struct fi_info *info)
 	return 0;
 }
 
+/* An info handed to fi_domain/fi_endpoint: read at the running API. */
+int usb4_check_ep_info(const struct fi_info *info)
+{
+	return usb4_check_ep_info_at(info, usb4_api_version());
+}
+
 /* ---- the answer ---------------------------------------------------------- */
 
 /* What fi_getinfo returns for NULL hints. */
 static int usb4_fill_template(struct fi_info *info, uint32_t version)
 {
-	info->caps = USB4_CAPS;
+	uint64_t tagged_directed = usb4_caps_at(version) &
+				   USB4_CAP_TAGGED_DIRECTED_RECV;
+
+	info->caps = USB4_CAPS | tagged_directed;
 	info->mode = 0;
 	info->addr_format = FI_FORMAT_UNSPEC;
 	*info->tx_attr = (struct fi_tx_attr) {
@@ -356,7 +391,7 @@ static int usb4_fill_template(struct fi_info *info, uint32_t version)
 		.rma_iov_limit = USB4_IOV_LIMIT,
 	};
 	*info->rx_attr = (struct fi_rx_attr) {
-		.caps = USB4_RX_CAPS, .msg_order = USB4_MSG_ORDER,
+		.caps = USB4_RX_CAPS | tagged_directed, .msg_order = USB4_MSG_ORDER,
 		.comp_order = USB4_COMP_ORDER,
 		.size = usb4_params.rx_size, .iov_limit = USB4_IOV_LIMIT,
 	};
@@ -405,16 +440,21 @@ static void usb4_fill_domain_template(struct fi_domain_attr *attr)
  * Granted caps: the primary caps asked for (all of ours if none named), the
  * modifiers asked for (both if none named), and every secondary cap.
  */
-static uint64_t usb4_narrow_caps(uint64_t want)
+static uint64_t usb4_narrow_caps(uint64_t want, uint32_t version)
 {
-	uint64_t primary = want & USB4_PRIMARY_CAPS;
+	uint64_t offered = usb4_caps_at(version);
+	uint64_t all_primary = USB4_PRIMARY_CAPS |
+			       (offered & USB4_CAP_TAGGED_DIRECTED_RECV);
+	uint64_t primary = want & all_primary;
 	uint64_t modifiers = want & USB4_MODIFIER_CAPS;
 
 	if (!primary)
-		primary = USB4_PRIMARY_CAPS;
+		primary = all_primary;
 	if (!modifiers)
 		modifiers = USB4_MODIFIER_CAPS;
-	return primary | modifiers | USB4_SECONDARY_CAPS;
+	/* A promise, granted only to whoever makes it. */
+	return primary | modifiers | USB4_SECONDARY_CAPS |
+	       (want & offered & USB4_CAP_EXACT_DIRECTED_RECV);
 }
 
 /* A 1.0 mode (basic or scalable) named alone, or 0 before 1.5. */
@@ -518,7 +558,7 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 	int ret;
 
 	if (hint->caps)
-		out->caps = usb4_narrow_caps(hint->caps);
+		out->caps = usb4_narrow_caps(hint->caps, version);
 	if (hint->domain_attr) {
 		ret = usb4_narrow_mr_mode(version, hint->domain_attr->mr_mode,
 					  &out->domain_attr->mr_mode);
@@ -585,7 +625,7 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 	*info = NULL;
 	ret = usb4_check_call(version, node, service);
 	if (!ret && hints)
-		ret = usb4_check_ep_info(hints);
+		ret = usb4_check_ep_info_at(hints, version);
 	if (ret)
 		return ret;
 	out = usb4_allocinfo();
