@@ -110,7 +110,10 @@ def make_stacks(repo: Path, portable: bool = False) -> list[Stack]:
         "usb4",
         ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
          "--mca", "opal_common_ofi_provider_include", "usb4",
-         "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4"]
+         "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4",
+         # mtl ofi asks FI_REMOTE_COMM: refused without an interface to
+         # other hosts; loopback stands in (the ranks still meet over shm).
+         "-x", "FI_USB4_IFACE=lo"]
         + (["-x", "FI_USB4_PORTABLE=1"] if portable else []),
         None if provider.exists() else
         f"provider library {provider} not found (build it with "

@@ -63,7 +63,10 @@ def _ofi_mca(provider):
 
 # fabric -> (mca arguments, environment for the ranks, libfabric core provider)
 FABRICS = {
-    "usb4": (_ofi_mca("usb4"), {"FI_PROVIDER": "usb4"}, "usb4"),
+    # mtl ofi asks FI_REMOTE_COMM, which usb4 refuses unless an interface
+    # reaches other hosts: loopback stands in (same-host peers stay on shm).
+    "usb4": (_ofi_mca("usb4"), {"FI_PROVIDER": "usb4", "FI_USB4_IFACE": "lo"},
+             "usb4"),
     "ofi-tcp": (_ofi_mca("tcp;ofi_rxm"), {"FI_PROVIDER": "tcp;ofi_rxm"}, "tcp"),
     # ob1 + vader's CMA single-copy writes past a receive buffer on truncation
     # (an Open MPI bug that semantics.c catches): copy in/out instead.

@@ -23,16 +23,42 @@ struct usb4_fabric {
 	atomic_int ref;
 };
 
+/*
+ * mr_mode values of API 1.0, still taken alone from later callers; the names
+ * (FI_MR_BASIC, FI_MR_SCALABLE) are gone from libfabric 2.x headers.  Basic
+ * means provider keys, virtual addresses and allocated memory; scalable
+ * means none of those bits.
+ */
+#define USB4_MR_BASIC		1
+#define USB4_MR_SCALABLE	2
+#define USB4_MR_OLD_API		FI_VERSION(1, 5)	/* the first with bits */
+#define USB4_MR_BASIC_BITS	(FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | \
+				 FI_MR_PROV_KEY)
+/* The mode bits an mr_mode value stands for. */
+uint64_t usb4_mr_mode_bits(uint64_t mr_mode);
+
+/* What a domain was opened with: a later fi_getinfo naming the domain in
+ * its hints is answered with these (usb4_getinfo_shared.c). */
+struct usb4_domain_opened {
+	enum fi_threading threading;
+	uint64_t mr_mode;		/* as fi_domain got it (1.0 values too) */
+	uint64_t caps;			/* the info's */
+	uint64_t domain_caps;		/* domain_attr's */
+	enum fi_resource_mgmt resource_mgmt;
+	enum fi_av_type av_type;
+};
+
 struct usb4_domain {
 	struct fid_domain domain_fid;
 	struct usb4_fabric *fabric;
 	struct usb4_lock lock;		/* guards everything opened from here */
 	enum fi_threading threading;
-	uint64_t mr_mode;
+	uint64_t mr_mode;		/* mode bits (usb4_mr_mode_bits) */
 	uint64_t caps;
 	uint32_t addr_format;		/* FI_FORMAT_UNSPEC or FI_ADDR_STR: how
 					 * its AVs and endpoints take and give
 					 * addresses */
+	struct usb4_domain_opened opened;
 	atomic_int ref;
 	struct usb4_list mrs;		/* usb4_mr, for user-key lookups */
 	struct usb4_list eps;		/* usb4_ep: their pins go before a
@@ -138,6 +164,15 @@ int usb4_libfabric_init(void);
 uint32_t usb4_api_version(void);
 struct fi_info *usb4_allocinfo(void);
 void usb4_freeinfo(struct fi_info *info);
+/* Our own fabric and domain objects, or NULL for another provider's (or
+ * nothing): hints may name either. */
+struct usb4_fabric *usb4_fabric_of(struct fid_fabric *fid);
+struct usb4_domain *usb4_domain_of(struct fid_domain *fid);
+/* usb4_getinfo_shared.c: an answer to hints naming a domain or fabric
+ * states that object's real attributes, or -FI_ENODATA when the hints need
+ * something it was not opened with. */
+int usb4_narrow_shared(struct fi_info *out, const struct fi_info *hints,
+		       uint32_t version);
 
 /* usb4_getinfo.c */
 int usb4_getinfo(uint32_t version, const char *node, const char *service,

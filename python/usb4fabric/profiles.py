@@ -114,13 +114,17 @@ def build(provider_path: Path, multihost: bool = False,
     btl_tcp = _mca("pml", "ob1", "btl", "tcp,self")
     if not multihost:
         btl_tcp += _mca("btl_tcp_if_include", "lo")
+    usb4_env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path)}
+    if not multihost:
+        # mtl ofi asks FI_REMOTE_COMM, refused without an interface to other
+        # hosts: loopback stands in (same-host peers stay on shm).
+        usb4_env["FI_USB4_IFACE"] = "lo"
     lib = provider_path / PROVIDER_LIB
     made = {
         "usb4": Profile(
             "usb4", "usb4 provider: pml cm + mtl ofi",
             _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4"),
-            {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path)},
-            "mtl ofi / usb4",
+            usb4_env, "mtl ofi / usb4",
             _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4"),
             "osc rdma over btl ofi / usb4 (RMA and atomics)", True,
             None if lib.is_file() else f"{lib} not found (build the provider, or "

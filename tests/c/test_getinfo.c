@@ -35,8 +35,9 @@ static struct fi_info *new_hints(void)
 	return h;
 }
 
-/* make check sets no FI_USB4_IFACE and CI machines have no thunderbolt-net
- * interface: other hosts are out of reach unless the caller names one. */
+/* main() names loopback (FI_USB4_IFACE=lo) unless the caller named an
+ * interface: the profiles ask FI_REMOTE_COMM, refused without one
+ * (test_getinfo_consumers covers that case). */
 static bool remote_expected(void)
 {
 	const char *iface = getenv("FI_USB4_IFACE");
@@ -323,7 +324,8 @@ static void test_echo(void)
 	fi_freeinfo(h);
 }
 
-/* Before API 1.5 mr_mode was an enum: we answer 2 (scalable), refuse 1. */
+/* Before API 1.5 mr_mode was an enum: no preference gets 2 (scalable),
+ * basic (1) is answered as asked, anything else refused. */
 static void test_old_api(void)
 {
 	struct fi_info *h = mtl_ofi_hints(), *info = NULL;
@@ -334,9 +336,38 @@ static void test_old_api(void)
 	fi_freeinfo(info);
 	info = NULL;
 	h->domain_attr->mr_mode = 1;
+	CHECK_EQ(fi_getinfo(FI_VERSION(1, 4), NULL, NULL, 0, h, &info), 0);
+	if (info)
+		CHECK_EQ(info->domain_attr->mr_mode, 1);
+	fi_freeinfo(info);
+	info = NULL;
+	h->domain_attr->mr_mode = 3;
 	CHECK_EQ(fi_getinfo(FI_VERSION(1, 4), NULL, NULL, 0, h, &info),
 		 -FI_ENODATA);
 	fi_freeinfo(h);
+}
+
+/* A domain opened in basic mode (API 1.0's value 1) works as its bits say:
+ * provider keys, virtual addresses. */
+static void test_mr_basic(struct fid_domain *domain)
+{
+	static char buf[4096];
+	struct fid_mr *mr[2];
+
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(fi_mr_reg(domain, buf, sizeof(buf), FI_REMOTE_READ, 0,
+				   42, 0, &mr[i], NULL), 0);
+	CHECK(fi_mr_key(mr[0]) != 42 || fi_mr_key(mr[1]) != 42);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(fi_close(&mr[i]->fid), 0);
+}
+
+static struct fi_info *basic_hints(void)
+{
+	struct fi_info *h = mtl_ofi_hints();
+
+	h->domain_attr->mr_mode = 1;
+	return h;
 }
 
 static double now_s(clockid_t clock)
@@ -495,8 +526,60 @@ static void test_auth_key(void)
 	fi_freeinfo(h);
 }
 
+/*
+ * Caps of API 2.0 that sit on bits 1.x used for other things: a 2.x caller
+ * gets FI_TAGGED_DIRECTED_RECV (bit 45) and FI_EXACT_DIRECTED_RECV (bit 48),
+ * and an endpoint opens with them; FI_TAGGED_MULTI_RECV (bit 46) is refused;
+ * a 1.x caller naming bit 48 (FI_VARIABLE_MSG there) is refused.  Runs its
+ * 2.x half only under a libfabric 2.x (scripts/test.sh runs make check
+ * under one too).
+ */
+#define CAP2_TAGGED_DIRECTED_RECV	(1ULL << 45)
+#define CAP2_TAGGED_MULTI_RECV		(1ULL << 46)
+#define CAP2_EXACT_DIRECTED_RECV	(1ULL << 48)
+
+static void test_api2_caps(void)
+{
+	const uint32_t running = fi_version();
+	struct fi_info *h = new_hints(), *info = NULL;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_ep *ep;
+
+	h->caps = FI_TAGGED | CAP2_EXACT_DIRECTED_RECV;
+	CHECK_EQ(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, h, &info),
+		 -FI_ENODATA);
+	fi_freeinfo(h);
+	if (FI_MAJOR(running) < 2) {
+		printf("# test_api2_caps: libfabric %u.%u, 2.x half not run\n",
+		       FI_MAJOR(running), FI_MINOR(running));
+		return;
+	}
+	h = new_hints();
+	h->caps = FI_TAGGED | CAP2_TAGGED_MULTI_RECV;
+	CHECK_EQ(fi_getinfo(running, NULL, NULL, 0, h, &info), -FI_ENODATA);
+	h->caps = FI_TAGGED | CAP2_TAGGED_DIRECTED_RECV |
+		  CAP2_EXACT_DIRECTED_RECV;
+	info = NULL;
+	CHECK_EQ(fi_getinfo(running, NULL, NULL, 0, h, &info), 0);
+	fi_freeinfo(h);
+	if (!info)
+		return;
+	CHECK(info->caps & CAP2_TAGGED_DIRECTED_RECV);
+	CHECK(info->caps & CAP2_EXACT_DIRECTED_RECV);
+	CHECK(info->rx_attr->caps & CAP2_TAGGED_DIRECTED_RECV);
+	CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
+	CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
+	CHECK_EQ(fi_endpoint(domain, info, &ep, NULL), 0);
+	CHECK_EQ(fi_close(&ep->fid), 0);
+	CHECK_EQ(fi_close(&domain->fid), 0);
+	CHECK_EQ(fi_close(&fabric->fid), 0);
+	fi_freeinfo(info);
+}
+
 int main(void)
 {
+	setenv("FI_USB4_IFACE", "lo", 0);
 	test_null_hints();
 	test_profiles();
 	test_impossible();
@@ -504,7 +587,9 @@ int main(void)
 	test_old_api();
 	test_remote_only();
 	test_auth_key();
+	test_api2_caps();
 	with_domain(nccl_hints(), API_1_6, test_mr_prov_key, true);
 	with_domain(mtl_ofi_hints(), API_1_5, test_mr_user_key, false);
+	with_domain(basic_hints(), FI_VERSION(1, 4), test_mr_basic, false);
 	return usb4_test_done("test_getinfo");
 }

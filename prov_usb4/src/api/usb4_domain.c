@@ -73,6 +73,43 @@ static struct fi_ops_domain domain_ops = {
 	.query_collective = no_query_collective,
 };
 
+struct usb4_domain *usb4_domain_of(struct fid_domain *fid)
+{
+	if (!fid || fid->fid.fclass != FI_CLASS_DOMAIN ||
+	    fid->fid.ops != &domain_fi_ops)
+		return NULL;
+	return usb4_container_of(fid, struct usb4_domain, domain_fid);
+}
+
+uint64_t usb4_mr_mode_bits(uint64_t mr_mode)
+{
+	if (mr_mode == USB4_MR_BASIC)
+		return USB4_MR_BASIC_BITS;
+	if (mr_mode == USB4_MR_SCALABLE)
+		return 0;
+	return mr_mode;
+}
+
+/* Keeps what the domain is opened with (NULL info: our defaults). */
+static void domain_remember(struct usb4_domain *domain,
+			    const struct fi_info *info)
+{
+	const struct fi_domain_attr *attr = info ? info->domain_attr : NULL;
+
+	domain->opened = (struct usb4_domain_opened) {
+		.threading = attr && attr->threading ? attr->threading :
+						       FI_THREAD_SAFE,
+		.mr_mode = attr ? (uint64_t) attr->mr_mode : 0,
+		.caps = info ? info->caps : 0,
+		.domain_caps = attr ? attr->caps : 0,
+		.resource_mgmt = attr ? attr->resource_mgmt : FI_RM_UNSPEC,
+		.av_type = attr ? attr->av_type : FI_AV_UNSPEC,
+	};
+	domain->threading = domain->opened.threading;
+	domain->mr_mode = usb4_mr_mode_bits(domain->opened.mr_mode);
+	domain->caps = domain->opened.caps;
+}
+
 int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 		     struct fid_domain **domainp, void *context)
 {
@@ -99,11 +136,7 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 		free(domain);
 		return ret;
 	}
-	domain->threading = info && info->domain_attr ?
-			    info->domain_attr->threading : FI_THREAD_SAFE;
-	domain->mr_mode = info && info->domain_attr ?
-			  info->domain_attr->mr_mode : 0;
-	domain->caps = info ? info->caps : 0;
+	domain_remember(domain, info);
 	domain->addr_format = info && info->addr_format == FI_ADDR_STR ?
 			      FI_ADDR_STR : FI_FORMAT_UNSPEC;
 	/* Only FI_THREAD_DOMAIN promises that nothing runs concurrently. */

@@ -31,6 +31,14 @@ static struct fi_ops_fabric fabric_ops = {
 	.trywait = usb4_no_trywait,
 };
 
+struct usb4_fabric *usb4_fabric_of(struct fid_fabric *fid)
+{
+	if (!fid || fid->fid.fclass != FI_CLASS_FABRIC ||
+	    fid->fid.ops != &fabric_fi_ops)
+		return NULL;
+	return usb4_container_of(fid, struct usb4_fabric, fabric_fid);
+}
+
 int usb4_fabric_open(struct fi_fabric_attr *attr, struct fid_fabric **fabricp,
 		     void *context)
 {

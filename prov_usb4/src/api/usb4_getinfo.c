@@ -19,6 +19,7 @@
 #include <strings.h>
 
 #include "usb4_api.h"
+#include "usb4_atomic.h"
 
 
 /* Limits of a domain.  Nothing is preallocated per count; they are caps we
@@ -52,6 +53,27 @@
 				 FI_MULTI_RECV | FI_SOURCE)
 #define USB4_DOMAIN_CAPS	(FI_LOCAL_COMM | FI_REMOTE_COMM)
 
+/*
+ * Caps libfabric 2.0 put on bits that 1.x used for other things
+ * (FI_HMEM_HOST_ALLOC, FI_VARIABLE_MSG), so they mean these only to a
+ * caller of API 2.0 or later; spelled because 1.17 headers lack them.
+ * FI_TAGGED_DIRECTED_RECV: directed receive for tagged messages, which we
+ * match by source like any directed receive; FI_EXACT_DIRECTED_RECV: the
+ * caller promises never to receive from FI_ADDR_UNSPEC, which asks nothing
+ * of us.  FI_TAGGED_MULTI_RECV (bit 46) is not offered.
+ */
+#define USB4_CAP_TAGGED_DIRECTED_RECV	(1ULL << 45)
+#define USB4_CAP_EXACT_DIRECTED_RECV	(1ULL << 48)
+#define USB4_API2_CAPS		(USB4_CAP_TAGGED_DIRECTED_RECV | \
+				 USB4_CAP_EXACT_DIRECTED_RECV)
+
+/* The caps we offer a caller of API version. */
+static uint64_t usb4_caps_at(uint32_t version)
+{
+	return USB4_CAPS | (FI_VERSION_GE(version, FI_VERSION(2, 0)) ?
+			    USB4_API2_CAPS : 0);
+}
+
 /* Default operation flags an endpoint accepts (man fi_endpoint). */
 #define USB4_TX_OP_FLAGS	(FI_COMPLETION | FI_INJECT | \
 				 FI_INJECT_COMPLETE | FI_TRANSMIT_COMPLETE | \
@@ -59,27 +81,55 @@
 #define USB4_RX_OP_FLAGS	(FI_COMPLETION | FI_MULTI_RECV)
 
 /*
- * Ordering: one sender's messages reach the receiver's matching in the order
- * sent (the shm inbox is FIFO per sender, rendezvous requests included).  We
- * promise nothing about completion order, nor any RMA ordering.
+ * Ordering between two endpoints, kept over every link (a peer is reached
+ * by one link, chosen at fi_av_insert, so we offer what all of them keep):
+ *   - sends: one sender's messages reach the receiver's matching in the
+ *     order sent (the shm inbox is FIFO per sender; the udp link hands a
+ *     peer's frames up in sequence and holds back all of them behind one
+ *     the core cannot take yet), rendezvous requests included: FI_ORDER_SAS;
+ *   - atomics: over shm the initiator executes each one under the target's
+ *     atomics lock before the call returns; over udp each is one request
+ *     frame, executed by the target as it is handed up, in that same
+ *     sequence.  Either way atomics to one peer run in issue order:
+ *     FI_ORDER_ATOMIC_RAR/RAW/WAR/WAW (what MPICH and Intel MPI ask for).
+ * Not kept: RMA over udp is a rendezvous (request, CTS, data), so a read or
+ * an atomic issued after a write is served before the write's bytes land
+ * (no RAR/RAW/WAR/WAW, no RMA_*), and a send is matched before those bytes
+ * land (no SAW/SAR).  Over shm an RMA lands before an earlier send is
+ * matched (no WAS/RAS).  No completion order is promised.
  */
-#define USB4_MSG_ORDER		FI_ORDER_SAS
+#ifdef FI_ORDER_ATOMIC_RAR
+#define USB4_ATOMIC_ORDER	(FI_ORDER_ATOMIC_RAR | FI_ORDER_ATOMIC_RAW | \
+				 FI_ORDER_ATOMIC_WAR | FI_ORDER_ATOMIC_WAW)
+#else
+#define USB4_ATOMIC_ORDER	0ULL
+#endif
+#define USB4_MSG_ORDER		(FI_ORDER_SAS | USB4_ATOMIC_ORDER)
 #define USB4_COMP_ORDER		0ULL
+/*
+ * max_order_raw/war/waw_size: the largest operations whose data ordering
+ * holds.  It holds for atomics of every size we take, and atomics are the
+ * only operations the order bits above cover; consumers read the sizes for
+ * exactly that (MPICH bounds its native accumulates by them, and asserts on
+ * 0 when it asked for ordered accumulates).
+ */
+#define USB4_ORDER_SIZE		USB4_ATOMIC_MAX_BYTES
 
-/* Memory registration modes we can honour if the application offers them;
- * we never need FI_MR_LOCAL, FI_MR_ENDPOINT or FI_MR_HMEM. */
+/* Memory registration modes we can honour if the application offers them.
+ * We never need any mode: FI_MR_LOCAL, FI_MR_ENDPOINT, FI_MR_RAW, FI_MR_HMEM
+ * and the rest an application offers are left out of the answer (Open MPI's
+ * btl ofi rejects an answer holding LOCAL, ENDPOINT or HMEM). */
 #define USB4_MR_MODE_OFFERED	(FI_MR_VIRT_ADDR | FI_MR_ALLOCATED | \
 				 FI_MR_PROV_KEY)
 /*
- * Before API 1.5 mr_mode was an enum: 0 unspecified, 1 basic, 2 scalable.
- * The names are gone in libfabric 2.x, so the values are spelled here.  We
- * answer old callers with scalable (user keys, offsets from 0): that is what
- * a mr_mode of 0 means in the 1.5 bit encoding too, so the domain and MR code
- * need no version test.  Basic would read as a bit to the domain: refused.
+ * Before API 1.5 mr_mode was an enum: 0 unspecified, 1 basic, 2 scalable
+ * (USB4_MR_BASIC, USB4_MR_SCALABLE: the names are gone in libfabric 2.x).
+ * From 1.5 on the same two values may still be passed, each alone, meaning
+ * the same thing.  As libfabric's own providers answer: an old caller with
+ * no preference gets scalable (we need no mode bit), a named basic or
+ * scalable is echoed, and fi_domain maps basic to its bits
+ * (usb4_mr_mode_bits).
  */
-#define USB4_MR_OLD_API		FI_VERSION(1, 5)
-#define USB4_MR_OLD_UNSPEC	0
-#define USB4_MR_OLD_SCALABLE	2
 
 /* All 64 tag bits are matched; Open MPI counts usable bits from bit 63. */
 #define USB4_MEM_TAG_FORMAT	UINT64_MAX
@@ -119,11 +169,15 @@ int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
 	return 0;
 }
 
+/* Progress happens only inside the caller's calls (CQ, counter and data
+ * calls): nothing runs while the application computes. */
 static int usb4_check_progress(enum fi_progress progress, const char *what)
 {
+	if (progress == FI_PROGRESS_AUTO)
+		USB4_REFUSE("%s progress FI_PROGRESS_AUTO: usb4 makes progress "
+			    "only inside the caller's calls (manual)\n", what);
 	if (progress != FI_PROGRESS_UNSPEC && progress != FI_PROGRESS_MANUAL)
-		USB4_REFUSE("%s progress %d: only manual progress\n", what,
-			    progress);
+		USB4_REFUSE("%s progress %d unknown\n", what, progress);
 	return 0;
 }
 
@@ -222,13 +276,15 @@ static int usb4_check_tx_attr(const struct fi_tx_attr *attr)
 	return 0;
 }
 
-static int usb4_check_rx_attr(const struct fi_rx_attr *attr)
+static int usb4_check_rx_attr(const struct fi_rx_attr *attr, uint64_t offered)
 {
+	uint64_t rx_caps = USB4_RX_CAPS | (offered & USB4_API2_CAPS);
+
 	if (!attr)
 		return 0;
-	if (attr->caps & ~USB4_RX_CAPS)
+	if (attr->caps & ~rx_caps)
 		USB4_REFUSE("rx caps 0x%llx not offered\n", (unsigned long long)
-			    (attr->caps & ~USB4_RX_CAPS));
+			    (attr->caps & ~rx_caps));
 	if (attr->op_flags & ~USB4_RX_OP_FLAGS)
 		USB4_REFUSE("rx op_flags 0x%llx not supported\n",
 			    (unsigned long long)
@@ -256,9 +312,9 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 		USB4_REFUSE("protocol %u not ours\n", attr->protocol);
 	USB4_CHECK_MAX(attr, max_msg_size, USB4_MAX_MSG_SIZE);
 	USB4_CHECK_MAX(attr, msg_prefix_size, 0);
-	USB4_CHECK_MAX(attr, max_order_raw_size, 0);
-	USB4_CHECK_MAX(attr, max_order_war_size, 0);
-	USB4_CHECK_MAX(attr, max_order_waw_size, 0);
+	USB4_CHECK_MAX(attr, max_order_raw_size, USB4_ORDER_SIZE);
+	USB4_CHECK_MAX(attr, max_order_war_size, USB4_ORDER_SIZE);
+	USB4_CHECK_MAX(attr, max_order_waw_size, USB4_ORDER_SIZE);
 	/* One context each way; FI_SHARED_CONTEXT (SIZE_MAX) fails here too. */
 	USB4_CHECK_MAX(attr, tx_ctx_cnt, 1);
 	USB4_CHECK_MAX(attr, rx_ctx_cnt, 1);
@@ -270,11 +326,11 @@ static int usb4_check_ep_attr(const struct fi_ep_attr *attr)
 	return 0;
 }
 
-static int usb4_check_info_top(const struct fi_info *info)
+static int usb4_check_info_top(const struct fi_info *info, uint64_t offered)
 {
-	if (info->caps & ~USB4_CAPS)
+	if (info->caps & ~offered)
 		USB4_REFUSE("caps 0x%llx not offered\n", (unsigned long long)
-			    (info->caps & ~USB4_CAPS));
+			    (info->caps & ~offered));
 	if (usb4_check_info_addrs(info))
 		return -FI_ENODATA;
 	/* No passive endpoints or connection requests on RDM. */
@@ -283,13 +339,26 @@ static int usb4_check_info_top(const struct fi_info *info)
 	return 0;
 }
 
-int usb4_check_ep_info(const struct fi_info *info)
+/* Capabilities asked for that we lack, refused with the reason a user can
+ * act on (the generic caps check would only say "not offered"). */
+static int usb4_check_caps_lacking(const struct fi_info *info)
 {
+	if (info->caps & FI_HMEM)
+		USB4_REFUSE("FI_HMEM asked: usb4 moves host memory only\n");
+	return 0;
+}
+
+/* Hints of a caller of API version. */
+static int usb4_check_ep_info_at(const struct fi_info *info, uint32_t version)
+{
+	uint64_t offered = usb4_caps_at(version);
+
 	if (!info)
 		return 0;
-	if (usb4_check_info_top(info) ||
+	if (usb4_check_caps_lacking(info) ||
+	    usb4_check_info_top(info, offered) ||
 	    usb4_check_tx_attr(info->tx_attr) ||
-	    usb4_check_rx_attr(info->rx_attr) ||
+	    usb4_check_rx_attr(info->rx_attr, offered) ||
 	    usb4_check_ep_attr(info->ep_attr) ||
 	    usb4_check_domain_attr(info->domain_attr) ||
 	    usb4_check_fabric_attr(info->fabric_attr))
@@ -297,12 +366,21 @@ int usb4_check_ep_info(const struct fi_info *info)
 	return 0;
 }
 
+/* An info handed to fi_domain/fi_endpoint: read at the running API. */
+int usb4_check_ep_info(const struct fi_info *info)
+{
+	return usb4_check_ep_info_at(info, usb4_api_version());
+}
+
 /* ---- the answer ---------------------------------------------------------- */
 
 /* What fi_getinfo returns for NULL hints. */
 static int usb4_fill_template(struct fi_info *info, uint32_t version)
 {
-	info->caps = USB4_CAPS;
+	uint64_t tagged_directed = usb4_caps_at(version) &
+				   USB4_CAP_TAGGED_DIRECTED_RECV;
+
+	info->caps = USB4_CAPS | tagged_directed;
 	info->mode = 0;
 	info->addr_format = FI_FORMAT_UNSPEC;
 	*info->tx_attr = (struct fi_tx_attr) {
@@ -313,7 +391,7 @@ static int usb4_fill_template(struct fi_info *info, uint32_t version)
 		.rma_iov_limit = USB4_IOV_LIMIT,
 	};
 	*info->rx_attr = (struct fi_rx_attr) {
-		.caps = USB4_RX_CAPS, .msg_order = USB4_MSG_ORDER,
+		.caps = USB4_RX_CAPS | tagged_directed, .msg_order = USB4_MSG_ORDER,
 		.comp_order = USB4_COMP_ORDER,
 		.size = usb4_params.rx_size, .iov_limit = USB4_IOV_LIMIT,
 	};
@@ -321,6 +399,9 @@ static int usb4_fill_template(struct fi_info *info, uint32_t version)
 		.type = FI_EP_RDM, .protocol = FI_PROTO_UNSPEC,
 		.protocol_version = USB4_WIRE_VERSION,
 		.max_msg_size = USB4_MAX_MSG_SIZE,
+		.max_order_raw_size = USB4_ORDER_SIZE,
+		.max_order_war_size = USB4_ORDER_SIZE,
+		.max_order_waw_size = USB4_ORDER_SIZE,
 		.mem_tag_format = USB4_MEM_TAG_FORMAT,
 		.tx_ctx_cnt = 1, .rx_ctx_cnt = 1,
 	};
@@ -359,31 +440,44 @@ static void usb4_fill_domain_template(struct fi_domain_attr *attr)
  * Granted caps: the primary caps asked for (all of ours if none named), the
  * modifiers asked for (both if none named), and every secondary cap.
  */
-static uint64_t usb4_narrow_caps(uint64_t want)
+static uint64_t usb4_narrow_caps(uint64_t want, uint32_t version)
 {
-	uint64_t primary = want & USB4_PRIMARY_CAPS;
+	uint64_t offered = usb4_caps_at(version);
+	uint64_t all_primary = USB4_PRIMARY_CAPS |
+			       (offered & USB4_CAP_TAGGED_DIRECTED_RECV);
+	uint64_t primary = want & all_primary;
 	uint64_t modifiers = want & USB4_MODIFIER_CAPS;
 
 	if (!primary)
-		primary = USB4_PRIMARY_CAPS;
+		primary = all_primary;
 	if (!modifiers)
 		modifiers = USB4_MODIFIER_CAPS;
-	return primary | modifiers | USB4_SECONDARY_CAPS;
+	/* A promise, granted only to whoever makes it. */
+	return primary | modifiers | USB4_SECONDARY_CAPS |
+	       (want & offered & USB4_CAP_EXACT_DIRECTED_RECV);
+}
+
+/* A 1.0 mode (basic or scalable) named alone, or 0 before 1.5. */
+static int usb4_narrow_mr_mode_old(uint32_t version, int want,
+				   int *mr_mode)
+{
+	if (want != 0 && want != USB4_MR_BASIC && want != USB4_MR_SCALABLE)
+		USB4_REFUSE("mr_mode 0x%x at api %u.%u: basic (1) and scalable "
+			    "(2) are named alone\n", want, FI_MAJOR(version),
+			    FI_MINOR(version));
+	*mr_mode = want ? want : USB4_MR_SCALABLE;
+	return 0;
 }
 
 /*
  * mr_mode for hints.  From 1.5 on: what the caller offers among the modes we
- * can honour, 0 if none.  Before 1.5: see USB4_MR_OLD_*.
+ * can honour, 0 if none.  The 1.0 values: see USB4_MR_OLD_API.
  */
 static int usb4_narrow_mr_mode(uint32_t version, int want, int *mr_mode)
 {
-	if (FI_VERSION_LT(version, USB4_MR_OLD_API)) {
-		if (want != USB4_MR_OLD_UNSPEC && want != USB4_MR_OLD_SCALABLE)
-			USB4_REFUSE("pre-1.5 mr_mode %d: only scalable\n",
-				    want);
-		*mr_mode = USB4_MR_OLD_SCALABLE;
-		return 0;
-	}
+	if (FI_VERSION_LT(version, USB4_MR_OLD_API) ||
+	    (want & (USB4_MR_BASIC | USB4_MR_SCALABLE)))
+		return usb4_narrow_mr_mode_old(version, want, mr_mode);
 	*mr_mode = want & USB4_MR_MODE_OFFERED;
 	return 0;
 }
@@ -397,7 +491,6 @@ static int usb4_narrow_mr_mode(uint32_t version, int want, int *mr_mode)
 static void usb4_narrow_domain(struct fi_domain_attr *out,
 			       const struct fi_domain_attr *hint)
 {
-	out->domain = hint->domain;
 	USB4_PICK(out, hint, threading);
 	USB4_PICK(out, hint, resource_mgmt);
 	USB4_PICK(out, hint, av_type);
@@ -465,7 +558,7 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 	int ret;
 
 	if (hint->caps)
-		out->caps = usb4_narrow_caps(hint->caps);
+		out->caps = usb4_narrow_caps(hint->caps, version);
 	if (hint->domain_attr) {
 		ret = usb4_narrow_mr_mode(version, hint->domain_attr->mr_mode,
 					  &out->domain_attr->mr_mode);
@@ -473,12 +566,12 @@ static int usb4_narrow(struct fi_info *out, const struct fi_info *hint,
 			return ret;
 		usb4_narrow_domain(out->domain_attr, hint->domain_attr);
 	} else if (FI_VERSION_LT(version, USB4_MR_OLD_API)) {
-		out->domain_attr->mr_mode = USB4_MR_OLD_SCALABLE;
+		out->domain_attr->mr_mode = USB4_MR_SCALABLE;
 	}
-	if (hint->fabric_attr)
-		out->fabric_attr->fabric = hint->fabric_attr->fabric;
 	usb4_narrow_ep(out, hint);
-	return usb4_copy_keys(out, hint);
+	/* A domain or fabric the hints name answers with what it really is. */
+	ret = usb4_narrow_shared(out, hint, version);
+	return ret ? ret : usb4_copy_keys(out, hint);
 }
 
 static int usb4_check_call(uint32_t version, const char *node,
@@ -490,22 +583,33 @@ static int usb4_check_call(uint32_t version, const char *node,
 	return 0;
 }
 
+/* FI_REMOTE_COMM asked for, in the info's or the domain's caps. */
+static bool usb4_wants_remote(const struct fi_info *hints)
+{
+	if (!hints)
+		return false;
+	return (hints->caps & FI_REMOTE_COMM) ||
+	       (hints->domain_attr && (hints->domain_attr->caps & FI_REMOTE_COMM));
+}
+
 /*
  * Without an interface to other hosts (FI_USB4_IFACE, or a thunderbolt-net
- * interface that is up) only same-host peers are reachable: say so, refuse
- * hints that want remote peers only, and drop FI_REMOTE_COMM otherwise.
+ * interface that is up) only same-host peers are reachable: hints asking for
+ * remote peers are refused (an info lacking the bit they asked for would be
+ * a different answer than they asked), and FI_REMOTE_COMM is dropped from
+ * an answer to hints that did not ask.
  */
 static int usb4_limit_to_host(struct fi_info *info, const struct fi_info *hints)
 {
-	uint64_t want = hints ? hints->caps & (FI_LOCAL_COMM | FI_REMOTE_COMM) : 0;
-
 	if (usb4_core_reaches_other_hosts())
 		return 0;
+	if (usb4_wants_remote(hints))
+		USB4_REFUSE("FI_REMOTE_COMM asked, but no interface reaches "
+			    "other hosts: set FI_USB4_IFACE or connect a "
+			    "thunderbolt-net link\n");
 	USB4_INFO(FI_LOG_CORE, "no interface reaches other hosts (set "
 		  "FI_USB4_IFACE, or connect a thunderbolt-net link): same-host "
 		  "peers only\n");
-	if (want == FI_REMOTE_COMM)
-		USB4_REFUSE("FI_REMOTE_COMM alone: no interface to other hosts\n");
 	info->caps &= ~FI_REMOTE_COMM;
 	info->domain_attr->caps &= ~FI_REMOTE_COMM;
 	return 0;
@@ -521,7 +625,7 @@ int usb4_getinfo(uint32_t version, const char *node, const char *service,
 	*info = NULL;
 	ret = usb4_check_call(version, node, service);
 	if (!ret && hints)
-		ret = usb4_check_ep_info(hints);
+		ret = usb4_check_ep_info_at(hints, version);
 	if (ret)
 		return ret;
 	out = usb4_allocinfo();
