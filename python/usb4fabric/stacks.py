@@ -249,7 +249,14 @@ class Stack:
             else:
                 argv += ["-bind-to", "none"]
             if hosts:
-                argv += ["-hosts", ",".join("%s:%d" % s for s in hosts.slots)]
+                counts = {n for _, n in hosts.slots}
+                if self.family == "impi" and len(counts) == 1:
+                    # Intel's hydra ignores "host:N" (both ranks of
+                    # "-hosts a:1,b:1" started on a): ranks per host by -ppn.
+                    argv += ["-hosts", ",".join(h for h, _ in hosts.slots),
+                             "-ppn", str(counts.pop())]
+                else:
+                    argv += ["-hosts", ",".join("%s:%d" % s for s in hosts.slots)]
                 if hosts.agent:
                     argv += ["-launcher", "ssh", "-launcher-exec", str(hosts.agent)]
                 if hosts.iface:

@@ -95,6 +95,9 @@ def test_launch_across_hosts_per_launcher():
     assert hydra[hydra.index("-hosts") + 1] == "10.77.0.1:2,10.77.0.2:2"
     assert hydra[hydra.index("-launcher-exec") + 1] == str(AGENT)
     assert hydra[hydra.index("-iface") + 1] == "tb0"
+    impi = stacks.STACKS["impi2021-pypi"].launch_args(4, HOSTS)
+    assert impi[impi.index("-hosts") + 1] == "10.77.0.1,10.77.0.2"
+    assert impi[impi.index("-ppn") + 1] == "2"
 
 
 def test_usb4_across_hosts_names_the_interface():
