@@ -515,10 +515,16 @@ def serve_answers(fake: FakePeer, written: bytes) -> dict:
     return got
 
 
-@pytest.mark.parametrize("inserted", [False, True], ids=["stranger", "inserted"])
+UNKNOWN_WAIT_MS = 1500  # FI_USB4_UNKNOWN_ACCESS_WAIT for the driver
+LATE_INSERT_MS = 400  # the "late" driver inserts the peer this long after go
+
+
+@pytest.mark.parametrize("inserted", [False, True, "late"],
+                         ids=["stranger", "inserted", "inserted-late"])
 def test_remote_access_only_for_inserted_peers(run_driver, inserted):
-    """RMA write, read and atomic requests with the right key are served
-    only to a peer the driver inserted in its AV.
+    """RMA write, read and atomic requests with the right key, in a domain
+    whose keys the application chose (guessable), are served only to a peer
+    the driver inserted in its AV.
 
     The udp link is not authenticated (no job key), so a peer the driver
     never inserted (it only has a hidden entry, made by its handshake) gets
@@ -527,7 +533,14 @@ def test_remote_access_only_for_inserted_peers(run_driver, inserted):
     same requests from an inserted peer work: the write lands, the read
     returns the region's bytes, the atomic adds and returns the old value.
     """
-    driver = run_driver(["--op", "none", "--mr", str(MR_LEN), "--wait-ms", "2000"])
+    # A stranger's requests wait UNKNOWN_WAIT_MS for an insert, then are
+    # refused; "late": the driver inserts the peer after they arrived, as an
+    # MPI rank inserts a peer whose first access raced ahead of it.
+    args = ["--op", "none", "--mr", str(MR_LEN), "--wait-ms", "3000"]
+    if inserted == "late":
+        args += ["--insert-after-ms", str(LATE_INSERT_MS)]
+    driver = run_driver(args, env={"FI_USB4_UNKNOWN_ACCESS_WAIT": str(UNKNOWN_WAIT_MS),
+                                   "XHOST_USER_KEYS": "1"})
     region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
     addr, key = int(region["addr"], 16), int(region["key"], 16)
     fake = FakePeer.facing(driver.addr)
@@ -546,13 +559,18 @@ def test_remote_access_only_for_inserted_peers(run_driver, inserted):
     before, after = initial_region(MR_LEN), region_at_end(driver)
     statuses = {hex(i): f.status for i, f in got["final"].items()}
     refused = logged_count(driver.err, "rma-refused-unknown")
+    waited = logged_count(driver.err, "rma-waited-unknown")
     assert after is not None, "the driver printed no region\n" + why
+    if inserted:
+        assert waited if inserted == "late" else not waited, \
+            "logged rma-waited-unknown %d\n%s" % (waited, why)
     if not inserted:
         assert statuses == {hex(i): -FI_EACCES for i in (WRITE_ID, READ_ID, ATOMIC_ID)}, \
             "want FI_EACCES for every request, got %s\n%s" % (statuses, why)
         assert not got["cts"] and not got["read"], "a stranger was served\n" + why
         assert after == before, "a stranger changed the region\n" + why
         assert refused == 3, "logged rma-refused-unknown %d, want 3\n%s" % (refused, why)
+        assert waited, "refused without waiting for an insert\n" + why
         return
     old = int.from_bytes(before[ATOMIC_AT:ATOMIC_AT + 8], "little")
     want = bytearray(before)
@@ -564,6 +582,36 @@ def test_remote_access_only_for_inserted_peers(run_driver, inserted):
     assert got["final"][ATOMIC_ID].payload == before[ATOMIC_AT:ATOMIC_AT + 8], why
     assert after == bytes(want), "the region is not what the peer wrote\n" + why
     assert refused == 0, why
+
+
+def test_remote_access_on_drawn_keys_needs_no_insert(run_driver):
+    """In a domain whose keys the provider drew (FI_MR_PROV_KEY: 64 random
+    bits), holding a key is the right to its region, as libfabric means it:
+    a peer the driver never inserted is served at once (Open MPI 5's
+    one-sided never inserts the ranks that only target it), and the log
+    counts it as rma-by-key-unknown."""
+    driver = run_driver(["--op", "none", "--mr", str(MR_LEN), "--wait-ms", "2000"])
+    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
+    addr, key = int(region["addr"], 16), int(region["key"], 16)
+    fake = FakePeer.facing(driver.addr)
+    written = bytes(range(0x40, 0x40 + RMA_LEN))
+    try:
+        driver.start()
+        fake.connect()
+        for request in remote_access_requests(fake, addr, key):
+            fake.send_frame(request)
+        got = serve_answers(fake, written)
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    why = explain(driver, fake)
+    statuses = {hex(i): f.status for i, f in got["final"].items()}
+    assert statuses == {hex(i): 0 for i in (WRITE_ID, READ_ID, ATOMIC_ID)}, \
+        "a key holder was refused: %s\n%s" % (statuses, why)
+    assert region_at_end(driver)[WRITE_AT:WRITE_AT + RMA_LEN] == written, why
+    assert logged_count(driver.err, "rma-by-key-unknown") == 3, why
+    assert logged_count(driver.err, "rma-refused-unknown") == 0, why
 
 
 # --- a flood of unexpected messages ----------------------------------------------------

@@ -64,6 +64,9 @@ struct usb4_params {
 	char *sysfs_root;	/* where to look for thunderbolt-net */
 	char *faults;		/* udp fault injection for tests */
 	int peer_timeout_ms;	/* silence after which a udp peer is dead */
+	int unknown_access_wait_ms;	/* a remote access from a sender not
+					 * yet inserted waits this long for
+					 * the insert before it is refused */
 	size_t rel_window;	/* datagrams in flight per udp peer */
 	size_t udp_buffers;	/* bytes one udp link may hold in copies of
 				 * frames (resend and reorder buffers) */

@@ -140,6 +140,9 @@ struct usb4_core_key {
 struct usb4_core_domain {
 	struct usb4_mr_table *mrs;
 	struct usb4_core_key key;	/* endpoints' unless their own */
+	/* Every key is one we drew at random (FI_MR_PROV_KEY): holding one
+	 * is the right to use its region, as libfabric means keys. */
+	bool keys_drawn;
 };
 
 /* A region as published for remote access. */
@@ -187,6 +190,9 @@ struct usb4_peer {
 	uint32_t next_free;		/* hidden entries: free list link */
 	struct usb4_link_dest *dest;
 	struct usb4_mr_table *table;	/* one-sided kinds: its registrations */
+	/* hidden entries: when its first remote access began to wait for the
+	 * application to insert it (0: none waiting) */
+	uint64_t access_wait_ns;
 };
 
 /* Peers and a map from endpoint id to index, as the AV and an endpoint's
@@ -401,6 +407,10 @@ struct usb4_core_stats {
 	uint64_t rma_refused_unknown;	/* remote accesses refused: sender
 					 * not inserted, link not
 					 * authenticated */
+	uint64_t rma_waited_unknown;	/* offers of a remote access held
+					 * back for its sender's insert */
+	uint64_t rma_by_key_unknown;	/* remote accesses served to a sender
+					 * not inserted, on a drawn key */
 	uint64_t rts_iovs_ignored;	/* RTS naming sender memory over a
 					 * link that cannot read it */
 	uint64_t hidden_freed;		/* hidden entries of peers gone */

@@ -5,7 +5,7 @@
  *
  *   usb4_xdriver [--op none|tsend|write|read] [--len N] [--recv TAG]...
  *                [--wait-ms MS] [--stop-after K] [--timeout SEC] [--mr LEN]
- *                [--recv-after-ms MS]
+ *                [--recv-after-ms MS] [--insert-after-ms MS]
  *
  * 1. Opens an FI_EP_RDM endpoint (FI_TAGGED, FI_RMA) of the usb4 provider
  *    (FI_PROVIDER_PATH, FI_USB4_IFACE as usual: with FI_USB4_IFACE=lo the
@@ -16,7 +16,9 @@
  *    peers address byte 0).
  * 2. Reads lines from stdin: "peer <hex>" inserts an address into the AV
  *    (fi_addr 0, 1, ... in order; printed as "inserted <i> fi_addr <a>" or
- *    "insert <i> failed <ret>"), "go" ends the list (so does EOF).
+ *    "insert <i> failed <ret>"), "go" ends the list (so does EOF).  With
+ *    --insert-after-ms the inserts happen that long after the operation,
+ *    while it reads the CQ (a target that inserts its initiator late).
  * 3. Posts a tagged receive (4 KiB, tag exact) for every --recv (or only
  *    --recv-after-ms after the operation, while it reads the CQ), then the
  *    operation towards fi_addr 0: a tagged send of N bytes (tag 0x7; 64 KiB
@@ -79,6 +81,7 @@ struct args {
 	unsigned timeout_s;
 	size_t mr_len;		/* 0: no region */
 	long recv_after_ms;	/* -1: receives before the operation */
+	long insert_after_ms;	/* -1: peers inserted before it */
 };
 
 struct driver {
@@ -90,6 +93,8 @@ struct driver {
 	struct fid_ep *ep;
 	fi_addr_t peer[PEERS_MAX];
 	int npeers;
+	unsigned char late_addr[PEERS_MAX][ADDR_MAX];	/* --insert-after-ms */
+	int late_len[PEERS_MAX];
 	char *buf;			/* the operation's buffer */
 	unsigned char *mr_buf;		/* --mr: the registered region */
 	struct fid_mr *mr;
@@ -115,7 +120,8 @@ static enum op parse_op(const char *s)
 static void parse_args(int argc, char **argv, struct args *a)
 {
 	*a = (struct args) { .op = OP_NONE, .len = 64 * 1024, .wait_ms = 1000,
-			     .timeout_s = 20, .recv_after_ms = -1 };
+			     .timeout_s = 20, .recv_after_ms = -1,
+			     .insert_after_ms = -1 };
 	for (int i = 1; i < argc; i++) {
 		const char *opt = argv[i], *val = i + 1 < argc ? argv[i + 1] : NULL;
 
@@ -136,6 +142,8 @@ static void parse_args(int argc, char **argv, struct args *a)
 			a->timeout_s = (unsigned) atoi(val);
 		else if (!strcmp(opt, "--recv-after-ms"))
 			a->recv_after_ms = strtol(val, NULL, 0);
+		else if (!strcmp(opt, "--insert-after-ms"))
+			a->insert_after_ms = strtol(val, NULL, 0);
 		else if (!strcmp(opt, "--mr"))
 			a->mr_len = strtoull(val, NULL, 0);
 		else
@@ -167,7 +175,8 @@ static void register_region(struct driver *d, const struct args *a)
 	for (size_t i = 0; i < a->mr_len; i++)
 		d->mr_buf[i] = (unsigned char) (7 * i + 3);
 	CHECK(fi_mr_reg(d->domain, d->mr_buf, a->mr_len,
-			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &d->mr, NULL));
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, xhost_next_key(), 0,
+			&d->mr, NULL));
 	printf("mr addr=0x%" PRIx64 " key=0x%" PRIx64 " len=%zu\n",
 	       (uint64_t) (uintptr_t) d->mr_buf, fi_mr_key(d->mr), a->mr_len);
 }
@@ -220,26 +229,37 @@ static int unhex(const char *s, unsigned char *out, size_t max)
 	return (int) n;
 }
 
+static void insert_peer(struct driver *d, int i, const unsigned char *addr)
+{
+	int ret = fi_av_insert(d->av, addr, 1, &d->peer[i], 0, NULL);
+
+	if (ret == 1)
+		printf("inserted %d fi_addr %" PRIu64 "\n", i,
+		       (uint64_t) d->peer[i]);
+	else
+		printf("insert %d failed %d\n", i, ret);
+}
+
 /* "peer <hex>" lines until "go" or EOF. */
-static void read_peers(struct driver *d)
+static void read_peers(struct driver *d, const struct args *a)
 {
 	char line[512];
 	unsigned char addr[ADDR_MAX];
 
 	while (fgets(line, sizeof(line), stdin)) {
-		int len, ret;
+		int len;
 
 		if (!strncmp(line, "go", 2))
 			break;
 		if (strncmp(line, "peer ", 5) || d->npeers == PEERS_MAX ||
 		    (len = unhex(line + 5, addr, sizeof(addr))) <= 0)
 			die(2, "bad input line: %s", line);
-		ret = fi_av_insert(d->av, addr, 1, &d->peer[d->npeers], 0, NULL);
-		if (ret == 1)
-			printf("inserted %d fi_addr %" PRIu64 "\n", d->npeers,
-			       (uint64_t) d->peer[d->npeers]);
-		else
-			printf("insert %d failed %d\n", d->npeers, ret);
+		if (a->insert_after_ms >= 0) {
+			memcpy(d->late_addr[d->npeers], addr, (size_t) len);
+			d->late_len[d->npeers] = len;
+		} else {
+			insert_peer(d, d->npeers, addr);
+		}
 		d->npeers++;
 	}
 	printf("ready\n");
@@ -378,10 +398,18 @@ static void report(struct driver *d, const struct args *a)
 	const struct timespec nap = { .tv_nsec = NAP_NS };
 	double end = d->t0 + a->wait_ms / 1000.0;
 	bool recvs_late = a->recv_after_ms >= 0;
+	bool inserts_late = a->insert_after_ms >= 0;
 	int seen = 0;
 
 	while (now_s() < end && (!a->stop_after || seen < a->stop_after)) {
 		int n;
+
+		if (inserts_late &&
+		    now_s() - d->t0 >= a->insert_after_ms / 1000.0) {
+			for (int i = 0; i < d->npeers; i++)
+				insert_peer(d, i, d->late_addr[i]);
+			inserts_late = false;
+		}
 
 		if (recvs_late && now_s() - d->t0 >= a->recv_after_ms / 1000.0) {
 			post_recvs(d, a);
@@ -408,7 +436,7 @@ int main(int argc, char **argv)
 	open_endpoint(&d, &a);
 	print_addr(&d);
 	register_region(&d, &a);
-	read_peers(&d);
+	read_peers(&d, &a);
 	post(&d, &a);
 	report(&d, &a);
 	print_region(&d, &a);

@@ -306,7 +306,8 @@ static void register_rma(struct xp *x)
 	if (!x->rma)
 		die(2, "out of memory for the RMA region");
 	CHECK(fi_mr_reg(x->domain, x->rma, RMA_LEN,
-			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &x->mr, NULL));
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, xhost_next_key(), 0,
+			&x->mr, NULL));
 	x->me.rma_addr = (uintptr_t) x->rma;
 	x->me.rma_key = fi_mr_key(x->mr);
 	x->me.rma_len = RMA_LEN;
@@ -325,7 +326,8 @@ static void register_guard(struct xp *x)
 	for (size_t i = 0; i < GUARD_LEN; i++)
 		x->guard[i] = (char) guard_byte(i);
 	CHECK(fi_mr_reg(x->domain, x->guard, GUARD_LEN,
-			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, 0, 0, &x->guard_mr, NULL));
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, xhost_next_key(), 0,
+			&x->guard_mr, NULL));
 	x->me.guard_addr = (uintptr_t) x->guard;
 	x->me.guard_key = fi_mr_key(x->guard_mr);
 	x->me.guard_len = GUARD_LEN;
@@ -1234,8 +1236,8 @@ static void register_mrwrite(struct xp *x)
 	if (!x->rma)
 		die(2, "out of memory for the region");
 	memset(x->rma, 0, MRW_LEN);	/* resident, as a reused buffer is */
-	CHECK(fi_mr_reg(x->domain, x->rma, MRW_LEN, FI_REMOTE_WRITE, 0, 0, 0,
-			&x->mr, NULL));
+	CHECK(fi_mr_reg(x->domain, x->rma, MRW_LEN, FI_REMOTE_WRITE, 0,
+			xhost_next_key(), 0, &x->mr, NULL));
 	x->me.rma_addr = (uintptr_t) x->rma;
 	x->me.rma_key = fi_mr_key(x->mr);
 	x->me.rma_len = MRW_LEN;

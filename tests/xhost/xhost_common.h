@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -52,6 +53,27 @@ static inline _Noreturn void die(int code, const char *fmt, ...)
 		    _r, fi_strerror(-_r));				\
 } while (0)
 
+/*
+ * Keys: drawn by the provider (FI_MR_PROV_KEY), or, with XHOST_USER_KEYS=1
+ * in the environment, chosen here (1, 2, ...): the provider serves a peer
+ * it has not inserted only on keys it drew, so tests of that refusal use
+ * chosen keys.
+ */
+static inline bool xhost_user_keys(void)
+{
+	const char *v = getenv("XHOST_USER_KEYS");
+
+	return v && *v == '1';
+}
+
+/* The requested_key of the next fi_mr_reg (ignored with drawn keys). */
+static inline uint64_t xhost_next_key(void)
+{
+	static uint64_t next = 0x1000;
+
+	return next++;
+}
+
 /* The usb4 fabric and a domain for RDM endpoints with these caps;
  * FI_THREAD_UNSPEC keeps the provider's threading. */
 static inline void xhost_domain_open(uint64_t caps,
@@ -68,7 +90,7 @@ static inline void xhost_domain_open(uint64_t caps,
 	hints->caps = caps;
 	hints->domain_attr->threading = threading;
 	hints->domain_attr->mr_mode = FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
-				      FI_MR_PROV_KEY;
+				      (xhost_user_keys() ? 0 : FI_MR_PROV_KEY);
 	hints->fabric_attr->prov_name = strdup("usb4");
 	CHECK(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, hints, info));
 	fi_freeinfo(hints);

@@ -137,6 +137,7 @@ int usb4_domain_open(struct fid_fabric *fabric_fid, struct fi_info *info,
 		return ret;
 	}
 	domain_remember(domain, info);
+	domain->core.keys_drawn = domain->mr_mode & FI_MR_PROV_KEY;
 	domain->addr_format = info && info->addr_format == FI_ADDR_STR ?
 			      FI_ADDR_STR : FI_FORMAT_UNSPEC;
 	/* Only FI_THREAD_DOMAIN promises that nothing runs concurrently. */

@@ -49,6 +49,12 @@ void usb4_params_define(void)
 			"Milliseconds without an answer after which a peer on "
 			"another host is dead and its operations fail "
 			"(default: %d)", usb4_params.peer_timeout_ms);
+	fi_param_define(&usb4_prov, "unknown_access_wait", FI_PARAM_INT,
+			"Milliseconds a remote write, read or atomic from a "
+			"peer the application has not inserted (over a link "
+			"without a job key) waits for that insert before it is "
+			"refused with FI_EACCES (default: %d)",
+			usb4_params.unknown_access_wait_ms);
 	fi_param_define(&usb4_prov, "auth_key", FI_PARAM_STRING,
 			"Job key: every datagram to and from other hosts is "
 			"authenticated with it; give every endpoint of the job "
@@ -136,6 +142,9 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "peer_timeout", &spin) == FI_SUCCESS &&
 	    spin > 0)
 		usb4_params.peer_timeout_ms = spin;
+	if (fi_param_get_int(&usb4_prov, "unknown_access_wait", &spin) ==
+	    FI_SUCCESS && spin >= 0)
+		usb4_params.unknown_access_wait_ms = spin;
 	fi_param_get_str(&usb4_prov, "iface", &usb4_params.iface);
 	fi_param_get_str(&usb4_prov, "sysfs_root", &usb4_params.sysfs_root);
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);

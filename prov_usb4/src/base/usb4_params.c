@@ -19,6 +19,7 @@ struct usb4_params usb4_params = {
 	.sysfs_root = "/sys",
 	.faults = NULL,
 	.peer_timeout_ms = 5000,
+	.unknown_access_wait_ms = 2000,
 	.rel_window = 64,
 	.udp_buffers = 64u << 20,
 	.udp_placement = true,

@@ -232,17 +232,21 @@ static void log_guard_stats(const struct usb4_core_ep *ep)
 	const struct usb4_core_stats *s = &ep->stats;
 
 	if (!s->unexp_full && !s->hidden_full && !s->rma_refused_unknown &&
+	    !s->rma_waited_unknown && !s->rma_by_key_unknown &&
 	    !s->rts_iovs_ignored && !s->hidden_freed)
 		return;
 	USB4_WARN(FI_LOG_EP_DATA,
 		  "endpoint %016llx guards: unexp-full %llu hidden-full "
-		  "%llu; rma-refused-unknown %llu; "
+		  "%llu; rma-refused-unknown %llu rma-waited-unknown %llu "
+		  "rma-by-key-unknown %llu; "
 		  "rts-iovs-ignored %llu; hidden-freed %llu; "
 		  "unexp-peak-bytes %zu\n",
 		  (unsigned long long) ep->id,
 		  (unsigned long long) s->unexp_full,
 		  (unsigned long long) s->hidden_full,
 		  (unsigned long long) s->rma_refused_unknown,
+		  (unsigned long long) s->rma_waited_unknown,
+		  (unsigned long long) s->rma_by_key_unknown,
 		  (unsigned long long) s->rts_iovs_ignored,
 		  (unsigned long long) s->hidden_freed,
 		  ep->unexp_budget.peak);

@@ -127,13 +127,46 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 
 /* ---- target ---- */
 
-/* Our registered memory is served only to peers the application inserted,
- * or that their link authenticated: a stranger holding a key gets
- * FI_EACCES, as for a bad key, and touches nothing. */
+/*
+ * Who may use our registered memory.  An RDM target need not insert its
+ * initiators: Open MPI 5's one-sided never inserts the ranks that only
+ * target it (4 ranks across hosts: each AV held 3 of the 4).  So:
+ *   - peers the application inserted, and peers whose link authenticated
+ *     them (one on the same host; one with a job key), are served;
+ *   - in a domain whose keys we drew at random (FI_MR_PROV_KEY: 64 bits
+ *     from getrandom), holding a key is the right to its region, as
+ *     libfabric means keys: a sender not inserted is served and counted;
+ *   - with keys the application chose (guessable), a stranger holding one
+ *     gets FI_EACCES, as for a bad key, and touches nothing.
+ * In the last case a peer's first access may still race the target's
+ * fi_av_insert of it, so a not-yet-inserted sender's request waits: refusing it with
+ * -FI_EAGAIN holds it, and the frames behind it from the same peer, at the
+ * link, which offers it again; each offer looks the sender up afresh, so
+ * once the application inserts it the request is served.  A sender still
+ * unknown FI_USB4_UNKNOWN_ACCESS_WAIT ms after its first request is refused,
+ * and so is every later request of its session until it is inserted.
+ */
 static int access_check(struct usb4_core_ep *ep, fi_addr_t src)
 {
+	struct usb4_peer *peer;
+	uint64_t now;
+
 	if (usb4_peer_may_access(ep, src))
 		return 0;
+	if (ep->dom->keys_drawn) {
+		ep->stats.rma_by_key_unknown++;
+		return 0;
+	}
+	peer = usb4_peer_of(ep, src);
+	now = usb4_now_ns();
+	if (peer && !peer->access_wait_ns)
+		peer->access_wait_ns = now;
+	if (peer && now - peer->access_wait_ns <
+		    (uint64_t) usb4_params.unknown_access_wait_ms * 1000000) {
+		ep->stats.rma_waited_unknown++;
+		return -FI_EAGAIN;
+	}
+	/* The wait is once per peer: later requests are refused at once. */
 	ep->stats.rma_refused_unknown++;
 	return -FI_EACCES;
 }
