@@ -7,6 +7,13 @@
  * cross in the fabric.  Odd threads use synchronous sends, and every
  * thread finishes with a Probe/Recv pair to exercise the matching queues
  * under concurrency.  Every byte is verified.
+ *
+ * The main thread reaches every peer once before the workers start: Open
+ * MPI 5 sets a peer up on first contact (mtl ofi fetches its address with
+ * PMIx_Get), and when several threads make first contact at once, some of
+ * those gets never return, whatever the provider (see connect_all_peers).
+ * What this program tests is traffic, so first contact is made before the
+ * threads exist.
  */
 #include "mpitest.h"
 
@@ -86,6 +93,31 @@ static void probe_round(const struct worker *w, uint8_t **sbuf, uint8_t *rbuf)
 	MT_MPI(MPI_Waitall(n, req, MPI_STATUSES_IGNORE));
 }
 
+/*
+ * One message to and from every peer, from the main thread alone, so that
+ * the workers never make first contact.  Open MPI 5 (5.0.7 of Debian 13 and
+ * 5.0.11 of PyPI) hung here one run in three or so at 4 ranks on 2 hosts,
+ * over usb4 and over libfabric's own tcp provider alike: every remaining
+ * worker of one rank waited in PMIx_Get (called from ompi_mtl_ofi_add_procs)
+ * while that rank's PMIx progress thread sat idle in epoll_wait, and the
+ * other ranks polled for the messages that rank never sent.
+ * Shifted pairs (send k ahead, receive k behind) cannot deadlock.
+ */
+static void connect_all_peers(int rank, int nranks)
+{
+	const int tag = TAG_BASE - 1;
+
+	for (int k = 1; k < nranks; k++) {
+		int to = (rank + k) % nranks, from = (rank - k + nranks) % nranks;
+		int out = rank, in = -1;
+		MPI_Status st;
+
+		MT_MPI(MPI_Sendrecv(&out, 1, MPI_INT, to, tag, &in, 1, MPI_INT, from, tag,
+				    MPI_COMM_WORLD, &st));
+		MT_CHECK(in == from, "connect: got %d from rank %d", in, from);
+	}
+}
+
 static void *worker_main(void *arg)
 {
 	const struct worker *w = arg;
@@ -116,6 +148,7 @@ int main(int argc, char **argv)
 		 "MPI_Init_thread provided %d, want MPI_THREAD_MULTIPLE (%d)",
 		 provided, MPI_THREAD_MULTIPLE);
 	MT_CHECK(mt_size() <= MAX_RANKS, "at most %d ranks", MAX_RANKS);
+	connect_all_peers(mt_rank(), mt_size());
 
 	for (int t = 0; t < NTHREADS; t++) {
 		workers[t] = (struct worker){ .id = t, .rank = mt_rank(), .nranks = mt_size() };
