@@ -37,6 +37,13 @@ struct usb4_fabric {
 /* The mode bits an mr_mode value stands for. */
 uint64_t usb4_mr_mode_bits(uint64_t mr_mode);
 
+/* Whether a hint's mr_mode is in the 1.0 encoding (a value, not bits). */
+static inline bool usb4_mr_mode_is_old(uint32_t version, int want)
+{
+	return FI_VERSION_LT(version, USB4_MR_OLD_API) ||
+	       (want & (USB4_MR_BASIC | USB4_MR_SCALABLE));
+}
+
 /* What a domain was opened with: a later fi_getinfo naming the domain in
  * its hints is answered with these (usb4_getinfo_shared.c). */
 struct usb4_domain_opened {
@@ -174,6 +181,9 @@ struct usb4_domain *usb4_domain_of(struct fid_domain *fid);
 int usb4_narrow_shared(struct fi_info *out, const struct fi_info *hints,
 		       uint32_t version);
 
+/* A copy of len bytes at src for an fi_info field that fi_freeinfo frees,
+ * in *out and *out_len; nothing when len is 0.  -FI_ENOMEM. */
+int usb4_info_dup(const void *src, size_t len, void **out, size_t *out_len);
 /* usb4_getinfo.c */
 int usb4_getinfo(uint32_t version, const char *node, const char *service,
 		 uint64_t flags, const struct fi_info *hints,

@@ -475,8 +475,7 @@ static int usb4_narrow_mr_mode_old(uint32_t version, int want,
  */
 static int usb4_narrow_mr_mode(uint32_t version, int want, int *mr_mode)
 {
-	if (FI_VERSION_LT(version, USB4_MR_OLD_API) ||
-	    (want & (USB4_MR_BASIC | USB4_MR_SCALABLE)))
+	if (usb4_mr_mode_is_old(version, want))
 		return usb4_narrow_mr_mode_old(version, want, mr_mode);
 	*mr_mode = want & USB4_MR_MODE_OFFERED;
 	return 0;
@@ -520,19 +519,28 @@ static void usb4_narrow_ep(struct fi_info *out, const struct fi_info *hint)
 	out->rx_attr->caps &= out->caps;
 }
 
+int usb4_info_dup(const void *src, size_t len, void **out, size_t *out_len)
+{
+	if (!len)
+		return 0;
+	*out = malloc(len);
+	if (!*out)
+		return -FI_ENOMEM;
+	memcpy(*out, src, len);
+	*out_len = len;
+	return 0;
+}
+
 /* A job key the hints carry goes into the info (fi_domain and fi_endpoint
- * take it from there); fi_freeinfo frees it. */
+ * take it from there). */
 static int usb4_copy_key(uint8_t **out, size_t *out_size, const uint8_t *key,
 			 size_t size)
 {
-	if (!size)
-		return 0;
-	*out = malloc(size);
-	if (!*out)
-		return -FI_ENOMEM;
-	memcpy(*out, key, size);
-	*out_size = size;
-	return 0;
+	void *copy = NULL;
+	int ret = usb4_info_dup(key, size, &copy, out_size);
+
+	*out = copy;
+	return ret;
 }
 
 static int usb4_copy_keys(struct fi_info *out, const struct fi_info *hint)

@@ -18,7 +18,6 @@
  */
 #include <arpa/inet.h>
 #include <netdb.h>
-#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -154,25 +153,7 @@ static int addr_dup(uint32_t format, const struct usb4_wire_addr *a,
 		n = (size_t) usb4_addr_to_str(a, buf, sizeof(buf)) + 1;
 		src = buf;
 	}
-	*out = malloc(n);
-	if (!*out)
-		return -FI_ENOMEM;
-	memcpy(*out, src, n);
-	*len = n;
-	return 0;
-}
-
-/* An address of the hints, in their format (checked already). */
-static int hint_dup(const void *addr, size_t len, void **out, size_t *out_len)
-{
-	if (!addr)
-		return 0;
-	*out = malloc(len);
-	if (!*out)
-		return -FI_ENOMEM;
-	memcpy(*out, addr, len);
-	*out_len = len;
-	return 0;
+	return usb4_info_dup(src, n, out, len);
 }
 
 int usb4_getinfo_addr(const char *node, const char *service, uint64_t flags,
@@ -196,11 +177,13 @@ int usb4_getinfo_addr(const char *node, const char *service, uint64_t flags,
 	}
 	if (ret || !hints)
 		return ret;
+	/* The hints' addresses, checked already: present exactly when their
+	 * length is not 0. */
 	if (!out->src_addr)
-		ret = hint_dup(hints->src_addr, hints->src_addrlen,
-			       &out->src_addr, &out->src_addrlen);
+		ret = usb4_info_dup(hints->src_addr, hints->src_addrlen,
+				    &out->src_addr, &out->src_addrlen);
 	if (!ret && !out->dest_addr)
-		ret = hint_dup(hints->dest_addr, hints->dest_addrlen,
-			       &out->dest_addr, &out->dest_addrlen);
+		ret = usb4_info_dup(hints->dest_addr, hints->dest_addrlen,
+				    &out->dest_addr, &out->dest_addrlen);
 	return ret;
 }

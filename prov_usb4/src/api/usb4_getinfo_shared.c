@@ -38,13 +38,6 @@ static int thread_rank(enum fi_threading t)
 	}
 }
 
-/* Whether the hints' mr_mode is in the 1.0 encoding (a value, not bits). */
-static bool mr_mode_old(uint32_t version, int want)
-{
-	return FI_VERSION_LT(version, USB4_MR_OLD_API) ||
-	       (want & (USB4_MR_BASIC | USB4_MR_SCALABLE));
-}
-
 /* The mode bits the hints let us require. */
 static uint64_t mr_mode_offered(uint32_t version, int want)
 {
@@ -62,7 +55,7 @@ static int shared_mr_mode(const struct usb4_domain *d, uint32_t version,
 	if (needs & ~offered)
 		USB4_SHARED_REFUSE("opened with mr_mode 0x%llx; the hints offer "
 				   "0x%x\n", (unsigned long long) needs, want);
-	if (mr_mode_old(version, want))
+	if (usb4_mr_mode_is_old(version, want))
 		*answer = needs ? USB4_MR_BASIC : USB4_MR_SCALABLE;
 	else
 		*answer = (int) needs;

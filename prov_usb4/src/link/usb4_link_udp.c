@@ -348,6 +348,14 @@ static bool udp_reaches(const struct usb4_wire_addr *a, uint64_t host_id)
 	       (a->udp_family == 4 || a->udp_family == 6);
 }
 
+void usb4_udp_addr_of(const struct usb4_wire_addr *a,
+		      struct usb4_udp_addr *out)
+{
+	out->family = a->udp_family;
+	out->port = le16toh(a->udp_port);
+	memcpy(out->ip, a->udp_ip, sizeof(out->ip));
+}
+
 static int udp_dest_open(const struct usb4_wire_addr *a,
 			 struct usb4_link_dest **destp)
 {
@@ -356,9 +364,7 @@ static int udp_dest_open(const struct usb4_wire_addr *a,
 	if (!dest)
 		return -FI_ENOMEM;
 	dest->id = le64toh(a->ep_id);
-	dest->addr.family = a->udp_family;
-	dest->addr.port = le16toh(a->udp_port);
-	memcpy(dest->addr.ip, a->udp_ip, sizeof(dest->addr.ip));
+	usb4_udp_addr_of(a, &dest->addr);
 	*destp = dest;
 	return 0;
 }
@@ -844,10 +850,11 @@ static void run_timers(struct usb4_udp_link *l, uint64_t now)
 static int udp_poll(struct usb4_link *link, int budget)
 {
 	struct usb4_udp_link *l = udp_of(link);
-	uint64_t now = usb4_now_ns();
 	int n;
 
 	if (!l->count) {
+		uint64_t now = usb4_now_ns();
+
 		if (now - l->idle_polled_ns < USB4_UDP_IDLE_POLL_NS)
 			return 0;
 		l->idle_polled_ns = now;

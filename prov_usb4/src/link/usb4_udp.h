@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "usb4.h"
@@ -56,6 +57,13 @@ struct usb4_udp_addr {
 
 bool usb4_udp_addr_eq(const struct usb4_udp_addr *a,
 		      const struct usb4_udp_addr *b);
+/* a as a socket address in *ss; its length. */
+socklen_t usb4_udp_sockaddr(const struct usb4_udp_addr *a,
+			    struct sockaddr_storage *ss);
+struct usb4_wire_addr;
+/* The udp part of an endpoint address (usb4_link_udp.c). */
+void usb4_udp_addr_of(const struct usb4_wire_addr *a,
+		      struct usb4_udp_addr *out);
 
 /* Fault injection rates for tests, each in [0, 1]. */
 struct usb4_udp_faults {

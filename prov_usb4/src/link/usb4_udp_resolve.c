@@ -38,15 +38,11 @@ struct usb4_link_resolver {
 	uint64_t sent, unauthenticated, malformed;
 };
 
-/* The tag of an answer: its bytes before the tag field. */
-static void answer_tag(const struct usb4_auth_job *job,
-		       const struct usb4_wire_resolve *m,
-		       unsigned char tag[USB4_AUTH_TAG_LEN])
+/* What an answer's tag covers: its bytes before the tag field. */
+static struct iovec tagged_part(const struct usb4_wire_resolve *m)
 {
-	struct iovec iov = { .iov_base = (void *) m,
-			     .iov_len = USB4_RESOLVE_TAGGED_LEN };
-
-	usb4_auth_hs_tag(job, &iov, 1, tag);
+	return (struct iovec) { .iov_base = (void *) m,
+				.iov_len = USB4_RESOLVE_TAGGED_LEN };
 }
 
 /* A datagram of exactly one resolve message, put together from pieces. */
@@ -89,37 +85,23 @@ bool usb4_udp_resolve_answer(struct usb4_udp_sock *sock,
 	m.reserved = 0;
 	m.addr = *self;
 	memset(m.tag, 0, sizeof(m.tag));
-	if (job)
-		answer_tag(job, &m, m.tag);
+	if (job) {
+		struct iovec tagged = tagged_part(&m);
+
+		usb4_auth_hs_tag(job, &tagged, 1, m.tag);
+	}
 	usb4_udp_send(sock, from, &iov, 1);
 	return true;
 }
 
 /* ---- the asker ---- */
 
-static socklen_t target_of(const struct usb4_wire_addr *a,
-			   struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (a->udp_family == 4) {
-		struct sockaddr_in *in = (void *) ss;
-		in->sin_family = AF_INET;
-		in->sin_port = htons(le16toh(a->udp_port));
-		memcpy(&in->sin_addr, a->udp_ip, 4);
-		return sizeof(*in);
-	}
-	struct sockaddr_in6 *in6 = (void *) ss;
-	in6->sin6_family = AF_INET6;
-	in6->sin6_port = htons(le16toh(a->udp_port));
-	memcpy(&in6->sin6_addr, a->udp_ip, 16);
-	return sizeof(*in6);
-}
-
 int usb4_udp_resolve_start(const struct usb4_wire_addr *addr,
 			   const void *auth_key, size_t auth_key_len,
 			   struct usb4_link_resolver **rp)
 {
 	struct usb4_link_resolver *r;
+	struct usb4_udp_addr to;
 	int ret;
 
 	if ((addr->udp_family != 4 && addr->udp_family != 6) ||
@@ -134,7 +116,8 @@ int usb4_udp_resolve_start(const struct usb4_wire_addr *addr,
 			goto err_free;
 		r->keyed = true;
 	}
-	r->to_len = target_of(addr, &r->to);
+	usb4_udp_addr_of(addr, &to);
+	r->to_len = usb4_udp_sockaddr(&to, &r->to);
 	r->fd = socket(r->to.ss_family, SOCK_DGRAM | SOCK_NONBLOCK |
 		       SOCK_CLOEXEC, 0);
 	if (r->fd < 0) {
@@ -143,10 +126,9 @@ int usb4_udp_resolve_start(const struct usb4_wire_addr *addr,
 	}
 	r->query.version = USB4_WIRE_VERSION;
 	r->query.type = USB4_RESOLVE_QUERY;
-	for (size_t i = 0; i < sizeof(r->query.nonce); i += 8) {
-		uint64_t v = usb4_random64();
-		memcpy(r->query.nonce + i, &v, 8);
-	}
+	_Static_assert(sizeof(r->query.nonce) == USB4_AUTH_NONCE_LEN,
+		       "a RESOLVE nonce is a handshake nonce");
+	usb4_auth_nonce(r->query.nonce);
 	r->deadline = usb4_now_ns() +
 		      (uint64_t) usb4_params.peer_timeout_ms * 1000000;
 	r->interval_ns = USB4_RESOLVE_FIRST_NS;
@@ -164,7 +146,7 @@ err_free:
 static bool answer_ok(struct usb4_link_resolver *r,
 		      const struct usb4_wire_resolve *m)
 {
-	unsigned char tag[USB4_AUTH_TAG_LEN];
+	struct iovec tagged = tagged_part(m);
 
 	if (m->version != USB4_WIRE_VERSION || m->type != USB4_RESOLVE_ANSWER ||
 	    memcmp(m->nonce, r->query.nonce, sizeof(m->nonce)) ||
@@ -179,8 +161,7 @@ static bool answer_ok(struct usb4_link_resolver *r,
 		r->unauthenticated++;
 		return false;
 	}
-	answer_tag(&r->job, m, tag);
-	if (memcmp(tag, m->tag, sizeof(tag))) {
+	if (!usb4_auth_hs_check(&r->job, &tagged, 1, m->tag)) {
 		r->unauthenticated++;
 		return false;
 	}

@@ -49,8 +49,8 @@ struct usb4_udp_sock {
 
 /* ---- addresses ---- */
 
-static socklen_t to_sockaddr(const struct usb4_udp_addr *a,
-			     struct sockaddr_storage *ss)
+socklen_t usb4_udp_sockaddr(const struct usb4_udp_addr *a,
+			    struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
 	if (a->family == 4) {
@@ -157,7 +157,7 @@ static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *ifac
 		setsockopt(sock->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	if (setsockopt(sock->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
 		setsockopt(sock->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
-	if (bind(sock->fd, (void *) &ss, to_sockaddr(&sock->self, &ss)) ||
+	if (bind(sock->fd, (void *) &ss, usb4_udp_sockaddr(&sock->self, &ss)) ||
 	    getsockname(sock->fd, (void *) &ss, &len))
 		return errno == EADDRINUSE ? -FI_EADDRINUSE :
 		       errno == EADDRNOTAVAIL ? -FI_EADDRNOTAVAIL : -errno;
@@ -261,7 +261,7 @@ int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 	struct sockaddr_storage ss;
 	struct msghdr msg = {
 		.msg_name = &ss,
-		.msg_namelen = to_sockaddr(to, &ss),
+		.msg_namelen = usb4_udp_sockaddr(to, &ss),
 		.msg_iov = (struct iovec *) iov,
 		.msg_iovlen = count,
 	};
