@@ -515,6 +515,26 @@ def serve_answers(fake: FakePeer, written: bytes) -> dict:
     return got
 
 
+def request_remote_access(driver: Driver, inserted: bool, written: bytes) -> tuple[dict, str]:
+    """A fake peer (inserted by the driver, or not) sends the write, read and
+    atomic requests for the driver's region and serves what comes back
+    (serve_answers); the answers and the explanation for failures."""
+    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
+    addr, key = int(region["addr"], 16), int(region["key"], 16)
+    fake = FakePeer.facing(driver.addr)
+    try:
+        driver.start(*([fake.address] if inserted else []))
+        fake.connect()
+        for request in remote_access_requests(fake, addr, key):
+            fake.send_frame(request)
+        got = serve_answers(fake, written)
+        fake.wait_acked()
+        driver.finish(fake)
+    finally:
+        fake.close()
+    return got, explain(driver, fake)
+
+
 UNKNOWN_WAIT_MS = 1500  # FI_USB4_UNKNOWN_ACCESS_WAIT for the driver
 LATE_INSERT_MS = 400  # the "late" driver inserts the peer this long after go
 
@@ -541,21 +561,8 @@ def test_remote_access_only_for_inserted_peers(run_driver, inserted):
         args += ["--insert-after-ms", str(LATE_INSERT_MS)]
     driver = run_driver(args, env={"FI_USB4_UNKNOWN_ACCESS_WAIT": str(UNKNOWN_WAIT_MS),
                                    "XHOST_USER_KEYS": "1"})
-    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
-    addr, key = int(region["addr"], 16), int(region["key"], 16)
-    fake = FakePeer.facing(driver.addr)
     written = bytes(range(0x40, 0x40 + RMA_LEN))
-    try:
-        driver.start(*([fake.address] if inserted else []))
-        fake.connect()
-        for request in remote_access_requests(fake, addr, key):
-            fake.send_frame(request)
-        got = serve_answers(fake, written)
-        fake.wait_acked()
-        driver.finish(fake)
-    finally:
-        fake.close()
-    why = explain(driver, fake)
+    got, why = request_remote_access(driver, bool(inserted), written)
     before, after = initial_region(MR_LEN), region_at_end(driver)
     statuses = {hex(i): f.status for i, f in got["final"].items()}
     refused = logged_count(driver.err, "rma-refused-unknown")
@@ -591,21 +598,8 @@ def test_remote_access_on_drawn_keys_needs_no_insert(run_driver):
     one-sided never inserts the ranks that only target it), and the log
     counts it as rma-by-key-unknown."""
     driver = run_driver(["--op", "none", "--mr", str(MR_LEN), "--wait-ms", "2000"])
-    region = MR_LINE.match(driver.wait_line("mr addr=", START_TIMEOUT))
-    addr, key = int(region["addr"], 16), int(region["key"], 16)
-    fake = FakePeer.facing(driver.addr)
     written = bytes(range(0x40, 0x40 + RMA_LEN))
-    try:
-        driver.start()
-        fake.connect()
-        for request in remote_access_requests(fake, addr, key):
-            fake.send_frame(request)
-        got = serve_answers(fake, written)
-        fake.wait_acked()
-        driver.finish(fake)
-    finally:
-        fake.close()
-    why = explain(driver, fake)
+    got, why = request_remote_access(driver, False, written)
     statuses = {hex(i): f.status for i, f in got["final"].items()}
     assert statuses == {hex(i): 0 for i in (WRITE_ID, READ_ID, ATOMIC_ID)}, \
         "a key holder was refused: %s\n%s" % (statuses, why)

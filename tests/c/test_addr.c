@@ -21,6 +21,7 @@
 #include <rdma/fi_errno.h>
 
 #include "usb4_test.h"
+#include "usb4_fixture.h"
 #include "../../prov_usb4/src/wire.h"
 
 #define API		FI_VERSION(1, 17)
@@ -147,16 +148,9 @@ static void test_addr_hints(void)
 
 /* ---- objects ---- */
 
-struct box {
-	struct fi_info *info;
-	struct fid_fabric *fabric;
-	struct fid_domain *domain;
-	struct fid_av *av;
-	struct fid_cq *cq;
-	struct fid_ep *ep;
-};
-
-static int box_open(struct box *b, const char *node, const char *service,
+/* The objects of one domain: struct fx of usb4_fixture.h (fx_close), opened
+ * here from node and service. */
+static int box_open(struct fx *b, const char *node, const char *service,
 		    uint64_t flags, bool str)
 {
 	struct fi_av_attr av_attr = { .type = FI_AV_MAP };
@@ -175,7 +169,7 @@ static int box_open(struct box *b, const char *node, const char *service,
 	return 0;
 }
 
-static int box_ep(struct box *b, struct fid_ep **ep)
+static int box_ep(struct fx *b, struct fid_ep **ep)
 {
 	int ret = fi_endpoint(b->domain, b->info, ep, NULL);
 
@@ -186,21 +180,6 @@ static int box_ep(struct box *b, struct fid_ep **ep)
 	    fi_enable(*ep))
 		return -FI_EOTHER;
 	return 0;
-}
-
-static void box_close(struct box *b)
-{
-	if (b->ep)
-		fi_close(&b->ep->fid);
-	if (b->av)
-		fi_close(&b->av->fid);
-	if (b->cq)
-		fi_close(&b->cq->fid);
-	if (b->domain)
-		fi_close(&b->domain->fid);
-	if (b->fabric)
-		fi_close(&b->fabric->fid);
-	fi_freeinfo(b->info);
 }
 
 /* An endpoint asked to bind 127.0.0.1:port is there (a port the test
@@ -223,7 +202,7 @@ static uint16_t free_port(void)
 static void test_bound_and_resolved(void)
 {
 	char service[16], str[200], str2[200], name[200], bad_svc[16];
-	struct box b;
+	struct fx b;
 	struct fid_ep *twin = NULL;
 	size_t len = sizeof(name);
 	fi_addr_t fa[4] = { 0 };
@@ -278,20 +257,20 @@ static void test_bound_and_resolved(void)
 	CHECK(fi_av_insertsym(b.av, "127.0.0.1", 1, "65535", 2, fa, 0, NULL) < 0);
 	CHECK(fi_av_insertsym(b.av, "localhost", 1, service, 1, fa, 0, NULL) < 0);
 out:
-	box_close(&b);
+	fx_close(&b);
 }
 
 /* An IP no interface here holds cannot be bound: fi_endpoint says so. */
 static void test_bind_elsewhere(void)
 {
-	struct box b;
+	struct fx b;
 	struct fid_ep *ep = NULL;
 
 	CHECK_EQ(box_open(&b, "192.0.2.1", "9511", FI_SOURCE, false), 0);
 	if (b.domain)
 		CHECK_EQ(fi_endpoint(b.domain, b.info, &ep, NULL),
 			 -FI_EADDRNOTAVAIL);
-	box_close(&b);
+	fx_close(&b);
 }
 
 /* Malformed strings: -FI_EINVAL per entry, nothing inserted. */
@@ -311,7 +290,7 @@ static void test_malformed_strings(void)
 	const size_t n = sizeof(bad) / sizeof(bad[0]);
 	fi_addr_t fa[sizeof(bad) / sizeof(bad[0])];
 	int errs[sizeof(bad) / sizeof(bad[0])];
-	struct box b;
+	struct fx b;
 
 	CHECK_EQ(box_open(&b, NULL, NULL, 0, true), 0);
 	if (!b.av)
@@ -325,13 +304,13 @@ static void test_malformed_strings(void)
 	CHECK_EQ(fi_av_insertsvc(b.av, "no-such-host.invalid", "5", fa, 0,
 				 NULL), 0);
 out:
-	box_close(&b);
+	fx_close(&b);
 }
 
 /* The 56-byte format prints as a string that the string format takes. */
 static void test_straddr_round_trip(void)
 {
-	struct box u, s;
+	struct fx u, s;
 	char name[56], str[200], back[200];
 	size_t len = sizeof(name), slen = sizeof(str), blen = sizeof(back);
 	fi_addr_t fa;
@@ -356,8 +335,8 @@ static void test_straddr_round_trip(void)
 		CHECK(!memcmp(again, name, sizeof(name)));
 	}
 out:
-	box_close(&u);
-	box_close(&s);
+	fx_close(&u);
+	fx_close(&s);
 }
 
 /* ---- an insert that waits does not stop its domain ---- */
@@ -427,7 +406,7 @@ static void test_insert_waits_unlocked(void)
 	struct fid_ep *peer = NULL;
 	fi_addr_t fa_peer = FI_ADDR_NOTAVAIL;
 	pthread_t thread;
-	struct box b;
+	struct fx b;
 	int got = 0;
 	bool during = false;
 
@@ -463,7 +442,7 @@ static void test_insert_waits_unlocked(void)
 out:
 	if (peer)
 		fi_close(&peer->fid);
-	box_close(&b);
+	fx_close(&b);
 }
 
 int main(void)

@@ -485,6 +485,21 @@ static void with_domain(struct fi_info *h, uint32_t version,
 	fi_freeinfo(info);
 }
 
+/* fi_fabric, fi_domain and fi_endpoint take info, and close again. */
+static void opens_endpoint(struct fi_info *info)
+{
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+	struct fid_ep *ep;
+
+	CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
+	CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
+	CHECK_EQ(fi_endpoint(domain, info, &ep, NULL), 0);
+	CHECK_EQ(fi_close(&ep->fid), 0);
+	CHECK_EQ(fi_close(&domain->fid), 0);
+	CHECK_EQ(fi_close(&fabric->fid), 0);
+}
+
 /* A job key in the hints comes back in the info, and fi_domain and
  * fi_endpoint take it; one longer than we take is refused. */
 static void test_auth_key(void)
@@ -492,9 +507,6 @@ static void test_auth_key(void)
 	static uint8_t key[] = "job key", ep_key[] = "endpoint key";
 	static uint8_t big[USB4_KEY_MAX_TEST + 1];
 	struct fi_info *h = nccl_hints(), *info = NULL;
-	struct fid_fabric *fabric;
-	struct fid_domain *domain;
-	struct fid_ep *ep;
 
 	h->domain_attr->auth_key = key;
 	h->domain_attr->auth_key_size = sizeof(key) - 1;
@@ -506,12 +518,7 @@ static void test_auth_key(void)
 		CHECK(info->domain_attr->auth_key != key &&
 		      !memcmp(info->domain_attr->auth_key, key, sizeof(key) - 1));
 		CHECK_EQ(info->ep_attr->auth_key_size, sizeof(ep_key) - 1);
-		CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
-		CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
-		CHECK_EQ(fi_endpoint(domain, info, &ep, NULL), 0);
-		CHECK_EQ(fi_close(&ep->fid), 0);
-		CHECK_EQ(fi_close(&domain->fid), 0);
-		CHECK_EQ(fi_close(&fabric->fid), 0);
+		opens_endpoint(info);
 	}
 	fi_freeinfo(info);
 	/* The hints' keys are ours to free: fi_freeinfo must not see them. */
@@ -542,9 +549,6 @@ static void test_api2_caps(void)
 {
 	const uint32_t running = fi_version();
 	struct fi_info *h = new_hints(), *info = NULL;
-	struct fid_fabric *fabric;
-	struct fid_domain *domain;
-	struct fid_ep *ep;
 
 	h->caps = FI_TAGGED | CAP2_EXACT_DIRECTED_RECV;
 	CHECK_EQ(fi_getinfo(FI_VERSION(1, 17), NULL, NULL, 0, h, &info),
@@ -568,12 +572,7 @@ static void test_api2_caps(void)
 	CHECK(info->caps & CAP2_TAGGED_DIRECTED_RECV);
 	CHECK(info->caps & CAP2_EXACT_DIRECTED_RECV);
 	CHECK(info->rx_attr->caps & CAP2_TAGGED_DIRECTED_RECV);
-	CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
-	CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
-	CHECK_EQ(fi_endpoint(domain, info, &ep, NULL), 0);
-	CHECK_EQ(fi_close(&ep->fid), 0);
-	CHECK_EQ(fi_close(&domain->fid), 0);
-	CHECK_EQ(fi_close(&fabric->fid), 0);
+	opens_endpoint(info);
 	fi_freeinfo(info);
 }
 
