@@ -61,6 +61,8 @@ def parse_args(argv):
                    help="raw outputs and CSV (default reports/stacks-<time>)")
     p.add_argument("--provider-dir", help="folder of libusb4-fi.so (default <repo>/.libs)")
     p.add_argument("--local-only", action="store_true", help="skip the two-host runs")
+    p.add_argument("--portable", action="store_true",
+                   help="usb4 with its CPU-specific paths off (FI_USB4_PORTABLE=1)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("-n must be at least 1")
@@ -70,9 +72,11 @@ def parse_args(argv):
 class Runner:
     """Runs one stack's benchmarks and keeps every output under folder."""
 
-    def __init__(self, stack, programs: Path, provider: Path, folder: Path, iterations: int):
+    def __init__(self, stack, programs: Path, provider: Path, folder: Path, iterations: int,
+                 portable: bool = False):
         self.stack, self.programs, self.provider = stack, programs, provider
         self.folder, self.iterations = folder, iterations
+        self.usb4_env = {"FI_USB4_PORTABLE": "1"} if portable else {}
         self.env = dict(os.environ)
         self.env.update(stack.env())
 
@@ -81,7 +85,8 @@ class Runner:
         program = [str(self.programs / bench), "-m", sizes, "-i", str(iters),
                    "-x", str(max(iters // 10, 5))]
         np = hosts_.np if hosts_ else 2
-        return self.stack.argv(np, program, fabric, provider_dir=self.provider, hosts=hosts_)
+        return self.stack.argv(np, program, fabric, provider_dir=self.provider, hosts=hosts_,
+                               env=self.usb4_env if fabric == "usb4" else None)
 
     def once(self, argv, label, cluster=None):
         """(value or None, error) of one run; its output saved as label.*."""
@@ -185,6 +190,8 @@ def main(argv=None):
         return 2
     output = args.output or REPO / "reports" / time.strftime("stacks-%Y%m%d-%H%M%S")
     output.mkdir(parents=True, exist_ok=True)
+    if args.portable:
+        print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
     table = {}
     for stack in chosen:
         missing = stack.missing()
@@ -198,7 +205,7 @@ def main(argv=None):
             continue
         folder = output / stack.name
         folder.mkdir(exist_ok=True)
-        runner = Runner(stack, programs, provider, folder, args.iterations)
+        runner = Runner(stack, programs, provider, folder, args.iterations, args.portable)
         results = {"one host": measure(runner, "one host", PLACES["one host"][0], args.repeat)}
         if not args.local_only:
             with hosts.Cluster(2) as cluster:
