@@ -78,6 +78,9 @@ struct usb4_params {
 					 * have queued at an endpoint: payload
 					 * copies + a fixed cost per entry */
 	size_t unexp_bytes;	/* the same for all senders together */
+	int progress_idle_ms;	/* the application away this long, a
+				 * domain's progress thread serves its
+				 * endpoints; 0: no thread */
 };
 
 extern struct usb4_params usb4_params;
@@ -116,6 +119,20 @@ static inline void usb4_lock_release(struct usb4_lock *lock)
 {
 	if (lock->enabled)
 		pthread_mutex_unlock(&lock->mutex);
+}
+
+/* Takes the lock only if nobody holds it: true when taken. */
+static inline bool usb4_lock_try(struct usb4_lock *lock)
+{
+	return !lock->enabled || pthread_mutex_trylock(&lock->mutex) == 0;
+}
+
+/* Makes a no-op lock a mutex, for a thread of our own that shares the
+ * domain.  Only while no thread holds it (the application serialises its
+ * calls, and none is inside one). */
+static inline void usb4_lock_make_real(struct usb4_lock *lock)
+{
+	lock->enabled = true;
 }
 
 /* ---- iovec arithmetic (usb4_iov.c) ---- */

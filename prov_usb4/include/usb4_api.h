@@ -53,7 +53,10 @@ struct usb4_domain_opened {
 	uint64_t domain_caps;		/* domain_attr's */
 	enum fi_resource_mgmt resource_mgmt;
 	enum fi_av_type av_type;
+	bool auto_progress;		/* FI_PROGRESS_AUTO asked for */
 };
+
+struct usb4_progress;	/* usb4_progress.c */
 
 struct usb4_domain {
 	struct fid_domain domain_fid;
@@ -71,6 +74,8 @@ struct usb4_domain {
 	struct usb4_list eps;		/* usb4_ep: their pins go before a
 					 * region's revocation */
 	struct usb4_core_domain core;	/* published regions */
+	struct usb4_progress *progress;	/* its thread, once started (set
+					 * under the lock) */
 };
 
 struct usb4_eq;	/* usb4_eq.c */
@@ -150,8 +155,25 @@ struct usb4_ep {
 	bool tx_selective, rx_selective;
 	bool enabled;
 	struct usb4_list dom_link;	/* in domain->eps */
+	/* What the progress thread last saw of the application's calls
+	 * (usb4_progress.c); guarded by the domain lock. */
+	uint64_t app_calls;		/* core.progress_calls then */
+	uint64_t app_seen_ns;		/* when they last changed */
 	struct usb4_core_ep core;
 };
+
+/*
+ * The domain's progress thread (usb4_progress.c).  start: at fi_enable of
+ * an endpoint that reaches other hosts, or of any endpoint of a domain
+ * opened with FI_PROGRESS_AUTO (nothing when FI_USB4_PROGRESS_IDLE_MS is
+ * 0); called without the lock, by the application, which serialises its
+ * calls on a FI_THREAD_DOMAIN domain.  let_go: an endpoint left
+ * domain->eps (caller holds the lock); the thread stops watching its
+ * links.  stop: at domain close, joins the thread.
+ */
+int usb4_progress_start(struct usb4_domain *domain, struct usb4_ep *ep);
+void usb4_progress_let_go(struct usb4_domain *domain);
+void usb4_progress_stop(struct usb4_domain *domain);
 
 /*
  * A closed endpoint's fid stays readable (usb4_ep_closed.c): fi_close keeps

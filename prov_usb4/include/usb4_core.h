@@ -493,6 +493,9 @@ struct usb4_core_ep {
 					 * limit of any open link */
 	uint64_t liveness_ns;		/* last check that pending peers live */
 	unsigned sleepers;		/* threads asleep on its links */
+	/* Calls of usb4_core_progress so far: whoever watches it sees
+	 * whether somebody progressed the endpoint meanwhile. */
+	uint64_t progress_calls;
 	struct usb4_core_stats stats;
 };
 
@@ -591,6 +594,9 @@ int usb4_core_cancel(struct usb4_core_ep *ep, void *context);
 void usb4_core_ep_forget_region(struct usb4_core_ep *ep, uint32_t slot);
 
 int usb4_core_progress(struct usb4_core_ep *ep);
+/* Whether one of the endpoint's links reaches other hosts: their peers
+ * time it out when nothing answers for it. */
+bool usb4_core_ep_other_hosts(const struct usb4_core_ep *ep);
 /*
  * Sleeping until a link has news: sleep_begin returns false when a frame is
  * already waiting; otherwise it adds the fds to watch (at most max) and

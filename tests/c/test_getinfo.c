@@ -244,31 +244,30 @@ static bool make_impossible(struct fi_info *h, int i)
 	case 1: h->ep_attr->type = FI_EP_DGRAM; break;
 	case 2: h->caps = FI_MSG | FI_COLLECTIVE; break;
 	case 3: h->caps = FI_TAGGED | FI_TRIGGER; break;
-	case 4: h->domain_attr->data_progress = FI_PROGRESS_AUTO; break;
-	case 5: h->domain_attr->cq_data_size = 16; break;
-	case 6: h->tx_attr->inject_size = (size_t) 1 << 30; break;
-	case 7: h->ep_attr->max_msg_size = (size_t) 1 << 40; break;
-	case 8: h->tx_attr->iov_limit = 1024; break;
-	case 9: h->tx_attr->size = (size_t) 1 << 30; break;
-	case 10: free(h->fabric_attr->name);
+	case 4: h->domain_attr->cq_data_size = 16; break;
+	case 5: h->tx_attr->inject_size = (size_t) 1 << 30; break;
+	case 6: h->ep_attr->max_msg_size = (size_t) 1 << 40; break;
+	case 7: h->tx_attr->iov_limit = 1024; break;
+	case 8: h->tx_attr->size = (size_t) 1 << 30; break;
+	case 9: free(h->fabric_attr->name);
 		h->fabric_attr->name = strdup("other"); break;
-	case 11: free(h->domain_attr->name);
+	case 10: free(h->domain_attr->name);
 		h->domain_attr->name = strdup("other"); break;
-	case 12: free(h->fabric_attr->prov_name);
+	case 11: free(h->fabric_attr->prov_name);
 		h->fabric_attr->prov_name = strdup("tcp"); break;
-	case 13: h->addr_format = FI_SOCKADDR_IN; break;
-	case 14: h->ep_attr->msg_prefix_size = 8; break;
-	case 15: h->ep_attr->auth_key_size = 4; break;
-	case 16: h->ep_attr->tx_ctx_cnt = 2; break;
-	case 17: h->ep_attr->rx_ctx_cnt = FI_SHARED_CONTEXT; break;
-	case 18: h->domain_attr->av_type = (enum fi_av_type) 99; break;
-	case 19: h->domain_attr->control_progress = FI_PROGRESS_AUTO; break;
-	case 20: h->domain_attr->max_ep_tx_ctx = 2; break;
-	case 21: h->tx_attr->rma_iov_limit = 1024; break;
-	case 22: h->rx_attr->iov_limit = 1024; break;
-	case 23: h->caps = FI_TAGGED | FI_HMEM; break;
-	case 24: h->tx_attr->msg_order = FI_ORDER_SAS | FI_ORDER_RAW; break;
-	case 25: h->domain_attr->auth_key_size = 4; break;
+	case 12: h->addr_format = FI_SOCKADDR_IN; break;
+	case 13: h->ep_attr->msg_prefix_size = 8; break;
+	case 14: h->ep_attr->auth_key_size = 4; break;
+	case 15: h->ep_attr->tx_ctx_cnt = 2; break;
+	case 16: h->ep_attr->rx_ctx_cnt = FI_SHARED_CONTEXT; break;
+	case 17: h->domain_attr->av_type = (enum fi_av_type) 99; break;
+	case 18: h->domain_attr->max_ep_tx_ctx = 2; break;
+	case 19: h->tx_attr->rma_iov_limit = 1024; break;
+	case 20: h->rx_attr->iov_limit = 1024; break;
+	case 21: h->caps = FI_TAGGED | FI_HMEM; break;
+	case 22: h->tx_attr->msg_order = FI_ORDER_SAS | FI_ORDER_RAW; break;
+	case 23: h->domain_attr->auth_key_size = 4; break;
+	case 24: h->domain_attr->data_progress = (enum fi_progress) 99; break;
 	default: return false;
 	}
 	return true;
@@ -299,6 +298,55 @@ static void test_impossible(void)
 	/* A node that names nothing (node and service are looked up). */
 	CHECK_EQ(fi_getinfo(API_1_6, "no-such-host.invalid", "1234", 0, h,
 			    &info), -FI_ENODATA);
+	fi_freeinfo(h);
+}
+
+static void opens_endpoint(struct fi_info *info);
+
+/* Progress: manual unless the hints ask for FI_PROGRESS_AUTO (the
+ * domain's progress thread then serves every endpoint); a domain opened
+ * manual is not offered as auto. */
+static void test_progress(void)
+{
+	struct fi_info *h = nccl_hints(), *info = NULL, *again = NULL;
+	struct fid_fabric *fabric;
+	struct fid_domain *domain;
+
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &info), 0);
+	if (info) {
+		CHECK_EQ(info->domain_attr->data_progress, FI_PROGRESS_MANUAL);
+		CHECK_EQ(info->domain_attr->control_progress,
+			 FI_PROGRESS_MANUAL);
+		fi_freeinfo(info);
+		info = NULL;
+	}
+	h->domain_attr->data_progress = FI_PROGRESS_AUTO;
+	h->domain_attr->control_progress = FI_PROGRESS_AUTO;
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &info), 0);
+	if (!info) {
+		fi_freeinfo(h);
+		return;
+	}
+	CHECK_EQ(info->domain_attr->data_progress, FI_PROGRESS_AUTO);
+	CHECK_EQ(info->domain_attr->control_progress, FI_PROGRESS_AUTO);
+	opens_endpoint(info);
+	/* A domain opened manual, named in hints asking auto: refused. */
+	info->domain_attr->data_progress = FI_PROGRESS_MANUAL;
+	info->domain_attr->control_progress = FI_PROGRESS_MANUAL;
+	CHECK_EQ(fi_fabric(info->fabric_attr, &fabric, NULL), 0);
+	CHECK_EQ(fi_domain(fabric, info, &domain, NULL), 0);
+	h->domain_attr->domain = domain;
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &again), -FI_ENODATA);
+	h->domain_attr->data_progress = FI_PROGRESS_UNSPEC;
+	h->domain_attr->control_progress = FI_PROGRESS_UNSPEC;
+	CHECK_EQ(fi_getinfo(API_1_6, NULL, NULL, 0, h, &again), 0);
+	if (again)
+		CHECK_EQ(again->domain_attr->data_progress, FI_PROGRESS_MANUAL);
+	h->domain_attr->domain = NULL;
+	fi_freeinfo(again);
+	fi_close(&domain->fid);
+	fi_close(&fabric->fid);
+	fi_freeinfo(info);
 	fi_freeinfo(h);
 }
 
@@ -583,6 +631,7 @@ int main(void)
 	test_profiles();
 	test_impossible();
 	test_echo();
+	test_progress();
 	test_old_api();
 	test_remote_only();
 	test_auth_key();

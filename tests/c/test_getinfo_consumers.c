@@ -620,10 +620,17 @@ static void row_mr_old(void)
 	h->domain_attr->mr_mode = 1 | FI_MR_LOCAL;
 	expect_refused("basic with a bit", FI_VERSION(1, 17), h,
 		       "named alone");
+	/* Auto progress (the domain's progress thread) is offered when
+	 * asked; an unknown model is refused with its reason. */
 	h->domain_attr->data_progress = FI_PROGRESS_AUTO;
 	h->domain_attr->mr_mode = 0;
-	expect_refused("auto progress", FI_VERSION(1, 17), h,
-		       "FI_PROGRESS_AUTO");
+	info = expect_answer("auto progress", FI_VERSION(1, 17), h);
+	if (info)
+		CHECK_EQ(info->domain_attr->data_progress, FI_PROGRESS_AUTO);
+	fi_freeinfo(info);
+	h->domain_attr->data_progress = (enum fi_progress) 7;
+	expect_refused("unknown progress", FI_VERSION(1, 17), h,
+		       "progress 7 unknown");
 	fi_freeinfo(h);
 }
 

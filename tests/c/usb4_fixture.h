@@ -93,12 +93,13 @@ static inline int fx_bind_cntrs(struct fx *f)
 	return 0;
 }
 
-/* Opens everything; returns 0 or the first failing call's code. */
-static inline int fx_open(struct fx *f, uint64_t caps, uint64_t mr_mode)
+/* Opens everything for hints (fx_hints, edited; freed here); returns 0 or
+ * the first failing call's code. */
+static inline int fx_open_hints(struct fx *f, struct fi_info *hints)
 {
-	struct fi_info *hints = fx_hints(caps, mr_mode);
 	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = 256 };
 	struct fi_av_attr ava = { .type = FI_AV_MAP };
+	uint64_t caps = hints ? hints->caps : 0;
 	int ret;
 
 	memset(f, 0, sizeof(*f));
@@ -123,6 +124,12 @@ static inline int fx_open(struct fx *f, uint64_t caps, uint64_t mr_mode)
 		return ret;
 	f->addrlen = sizeof(f->addr);
 	return fi_getname(&f->ep->fid, f->addr, &f->addrlen);
+}
+
+/* Opens everything; returns 0 or the first failing call's code. */
+static inline int fx_open(struct fx *f, uint64_t caps, uint64_t mr_mode)
+{
+	return fx_open_hints(f, fx_hints(caps, mr_mode));
 }
 
 static inline void fx_close(struct fx *f)

@@ -13,6 +13,7 @@ static int domain_close(struct fid *fid)
 
 	if (atomic_load(&domain->ref))
 		return -FI_EBUSY;
+	usb4_progress_stop(domain);
 	atomic_fetch_sub(&domain->fabric->ref, 1);
 	usb4_core_domain_close(&domain->core);
 	usb4_lock_destroy(&domain->lock);
@@ -104,6 +105,9 @@ static void domain_remember(struct usb4_domain *domain,
 		.domain_caps = attr ? attr->caps : 0,
 		.resource_mgmt = attr ? attr->resource_mgmt : FI_RM_UNSPEC,
 		.av_type = attr ? attr->av_type : FI_AV_UNSPEC,
+		.auto_progress = attr &&
+				 (attr->data_progress == FI_PROGRESS_AUTO ||
+				  attr->control_progress == FI_PROGRESS_AUTO),
 	};
 	domain->threading = domain->opened.threading;
 	domain->mr_mode = usb4_mr_mode_bits(domain->opened.mr_mode);

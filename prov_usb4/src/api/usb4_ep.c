@@ -123,12 +123,16 @@ static int ep_bind(struct fid *fid, struct fid *bfid, uint64_t flags)
 
 static int ep_enable(struct usb4_ep *ep)
 {
+	int ret;
+
 	if (!ep->av)
 		return -FI_ENOAV;
 	if ((!ep->tx_cq && !ep->cntrs[0]) || (!ep->rx_cq && !ep->cntrs[1]))
 		return -FI_ENOCQ;
 	ep->enabled = true;
-	return 0;
+	ret = usb4_progress_start(ep->domain, ep);
+	/* Without the thread only a domain that promised progress fails. */
+	return ep->domain->opened.auto_progress ? ret : 0;
 }
 
 static int ep_control(struct fid *fid, int command, void *arg)
@@ -183,9 +187,12 @@ static void unbind_all(struct usb4_ep *ep)
 }
 
 /* Threads asleep in sread or fi_cntr_wait with this endpoint's links in
- * their poll wake up and let go of it (they no longer find it bound). */
+ * their poll wake up and let go of it (they no longer find it bound), and
+ * so does the domain's progress thread (it no longer finds it in the
+ * domain). */
 static void wake_sleepers(struct usb4_ep *ep)
 {
+	usb4_progress_let_go(ep->domain);
 	if (ep->tx_cq)
 		usb4_waiter_signal(&ep->tx_cq->waiter);
 	if (ep->rx_cq)

@@ -169,14 +169,13 @@ int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
 	return 0;
 }
 
-/* Progress happens only inside the caller's calls (CQ, counter and data
- * calls): nothing runs while the application computes. */
+/* Manual unless asked: progress inside the caller's calls, and the
+ * domain's progress thread (usb4_progress.c) for endpoints that reach
+ * other hosts.  FI_PROGRESS_AUTO gives every endpoint the thread. */
 static int usb4_check_progress(enum fi_progress progress, const char *what)
 {
-	if (progress == FI_PROGRESS_AUTO)
-		USB4_REFUSE("%s progress FI_PROGRESS_AUTO: usb4 makes progress "
-			    "only inside the caller's calls (manual)\n", what);
-	if (progress != FI_PROGRESS_UNSPEC && progress != FI_PROGRESS_MANUAL)
+	if (progress != FI_PROGRESS_UNSPEC && progress != FI_PROGRESS_MANUAL &&
+	    progress != FI_PROGRESS_AUTO)
 		USB4_REFUSE("%s progress %d unknown\n", what, progress);
 	return 0;
 }
@@ -491,6 +490,8 @@ static void usb4_narrow_domain(struct fi_domain_attr *out,
 			       const struct fi_domain_attr *hint)
 {
 	USB4_PICK(out, hint, threading);
+	USB4_PICK(out, hint, control_progress);
+	USB4_PICK(out, hint, data_progress);
 	USB4_PICK(out, hint, resource_mgmt);
 	USB4_PICK(out, hint, av_type);
 	/* cq_data_size and the counts stay ours: they are capabilities. */

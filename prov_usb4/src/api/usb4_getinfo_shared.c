@@ -11,7 +11,8 @@
  * Rules: the named objects must be usb4's; the domain's mode bits must all
  * be offered by the hints (the caller must do what the domain needs); its
  * threading must be at least as safe as the hints ask; its domain caps must
- * cover the hints'.  Endpoint caps are not the domain's business: every
+ * cover the hints'; FI_PROGRESS_AUTO only of a domain opened with it.
+ * Endpoint caps are not the domain's business: every
  * endpoint of a usb4 domain may do RMA and atomics.
  */
 #include "usb4_api.h"
@@ -77,6 +78,11 @@ static int shared_check(const struct usb4_domain *d,
 	    thread_rank(hint->threading) < thread_rank(d->opened.threading))
 		USB4_SHARED_REFUSE("opened with threading %d, hints ask %d\n",
 				   d->opened.threading, hint->threading);
+	if (!d->opened.auto_progress &&
+	    (hint->data_progress == FI_PROGRESS_AUTO ||
+	     hint->control_progress == FI_PROGRESS_AUTO))
+		USB4_SHARED_REFUSE("opened with manual progress, hints ask "
+				   "FI_PROGRESS_AUTO\n");
 	if (hint->caps & ~caps)
 		USB4_SHARED_REFUSE("domain caps 0x%llx not opened with\n",
 				   (unsigned long long) (hint->caps & ~caps));
@@ -89,6 +95,8 @@ static void shared_answer(struct fi_domain_attr *out,
 {
 	out->domain = (struct fid_domain *) &d->domain_fid;
 	out->threading = d->opened.threading;
+	out->control_progress = out->data_progress =
+		d->opened.auto_progress ? FI_PROGRESS_AUTO : FI_PROGRESS_MANUAL;
 	out->caps = domain_caps_of(d);
 	if (d->opened.resource_mgmt)
 		out->resource_mgmt = d->opened.resource_mgmt;

@@ -97,6 +97,15 @@ void usb4_params_define(void)
 	fi_param_define(&usb4_prov, "spin_us", FI_PARAM_INT,
 			"Microseconds a blocking call polls before it sleeps "
 			"in the kernel (default: %d)", usb4_params.spin_us);
+	fi_param_define(&usb4_prov, "progress_idle_ms", FI_PARAM_INT,
+			"Each domain with an endpoint that reaches other hosts "
+			"(or opened with FI_PROGRESS_AUTO) has a progress "
+			"thread: once the application has not called into an "
+			"endpoint for this many milliseconds, the thread "
+			"acknowledges, answers and delivers for it, so that a "
+			"busy application is not taken for dead; 0: no thread, "
+			"progress only inside the application's calls "
+			"(default: %d)", usb4_params.progress_idle_ms);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -142,6 +151,9 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "peer_timeout", &spin) == FI_SUCCESS &&
 	    spin > 0)
 		usb4_params.peer_timeout_ms = spin;
+	if (fi_param_get_int(&usb4_prov, "progress_idle_ms", &spin) ==
+	    FI_SUCCESS && spin >= 0)
+		usb4_params.progress_idle_ms = spin;
 	if (fi_param_get_int(&usb4_prov, "unknown_access_wait", &spin) ==
 	    FI_SUCCESS && spin >= 0)
 		usb4_params.unknown_access_wait_ms = spin;

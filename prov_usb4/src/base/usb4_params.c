@@ -27,4 +27,5 @@ struct usb4_params usb4_params = {
 	 * sender before it is slowed down; eight such senders in all. */
 	.unexp_peer_bytes = 32u << 20,
 	.unexp_bytes = 256u << 20,
+	.progress_idle_ms = 10,
 };

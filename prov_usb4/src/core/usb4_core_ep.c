@@ -418,6 +418,7 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 {
 	int n = 0;
 
+	ep->progress_calls++;
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_ctrl_flush(ep);
 	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
@@ -438,6 +439,14 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 		   !usb4_list_empty(&ep->streams)))
 		check_liveness(ep);
 	return n;
+}
+
+bool usb4_core_ep_other_hosts(const struct usb4_core_ep *ep)
+{
+	for (size_t k = 0; k < USB4_LINKS_MAX; k++)
+		if (ep->links[k].link && ep->links[k].link->ops->other_hosts)
+			return true;
+	return false;
 }
 
 /* ---- sleeping ---- */
