@@ -81,6 +81,7 @@ struct usb4_params {
 	int progress_idle_ms;	/* the application away this long, a
 				 * domain's progress thread serves its
 				 * endpoints; 0: no thread */
+	bool cc;		/* congestion control towards other hosts */
 };
 
 extern struct usb4_params usb4_params;

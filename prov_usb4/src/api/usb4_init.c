@@ -106,6 +106,12 @@ void usb4_params_define(void)
 			"busy application is not taken for dead; 0: no thread, "
 			"progress only inside the application's calls "
 			"(default: %d)", usb4_params.progress_idle_ms);
+	fi_param_define(&usb4_prov, "cc", FI_PARAM_BOOL,
+			"Congestion control towards other hosts: the bytes in "
+			"flight to a peer adapt to loss and queueing delay; "
+			"off (0) sends up to FI_USB4_REL_WINDOW datagrams "
+			"whatever the path takes (default: %d)",
+			(int) usb4_params.cc);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -157,6 +163,8 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "unknown_access_wait", &spin) ==
 	    FI_SUCCESS && spin >= 0)
 		usb4_params.unknown_access_wait_ms = spin;
+	if (fi_param_get_bool(&usb4_prov, "cc", &spin) == FI_SUCCESS)
+		usb4_params.cc = spin != 0;
 	fi_param_get_str(&usb4_prov, "iface", &usb4_params.iface);
 	fi_param_get_str(&usb4_prov, "sysfs_root", &usb4_params.sysfs_root);
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);

@@ -28,4 +28,5 @@ struct usb4_params usb4_params = {
 	.unexp_peer_bytes = 32u << 20,
 	.unexp_bytes = 256u << 20,
 	.progress_idle_ms = 10,
+	.cc = true,
 };

@@ -155,6 +155,7 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
 		.pool = l->pool,
 		.job = l->keyed ? &l->job : NULL,
+		.cc = usb4_params.cc,
 	};
 }
 
@@ -238,6 +239,9 @@ static void stats_add(struct usb4_rel_stats *sum, const struct usb4_rel_stats *r
 	sum->not_ready += r->not_ready;
 	for (int d = 0; d < USB4_REL_DROP_MAX; d++)
 		sum->dropped[d] += r->dropped[d];
+	sum->cc_cuts_loss += r->cc_cuts_loss;
+	sum->cc_cuts_timeout += r->cc_cuts_timeout;
+	sum->cc_cuts_delay += r->cc_cuts_delay;
 }
 
 /* Frees the sessions of peers that died after making them: the core has
@@ -1009,6 +1013,13 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) l->stats.sessions_refused,
 		  (unsigned long long) l->stats.impostors,
 		  (unsigned long long) l->stats.resolves);
+	/* A line of its own: what congestion control did (rel_cc). */
+	USB4_INFO(FI_LOG_EP_DATA, "udp: cc_loss_cuts %llu cc_timeout_cuts "
+		  "%llu cc_delay_cuts %llu (congestion control %s)\n",
+		  (unsigned long long) sum.cc_cuts_loss,
+		  (unsigned long long) sum.cc_cuts_timeout,
+		  (unsigned long long) sum.cc_cuts_delay,
+		  usb4_params.cc ? "on" : "off");
 }
 
 /* Peers that sent us frames linger until they hear we have them. */

@@ -39,6 +39,7 @@
 #include <string.h>
 
 #include "usb4_rel.h"
+#include "usb4_rel_cc.h"
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
@@ -109,6 +110,7 @@ struct usb4_rel_peer {
 	uint64_t srtt;			/* smoothed round trip, 0: no sample */
 	bool tx_blocked;		/* xmit said -FI_EAGAIN: retry at once */
 	uint64_t tx_blocked_at;
+	struct usb4_rel_cc cc;		/* bytes in flight (usb4_rel_cc.h) */
 
 	/* handshake */
 	unsigned char nonce[USB4_AUTH_NONCE_LEN];	/* ours, this session */
@@ -153,7 +155,7 @@ static inline uint64_t usb4_rel_min(uint64_t a, uint64_t b)
 /* The timeout after `level` doublings, capped without overflowing. */
 static uint64_t usb4_rel_rto(const struct usb4_rel_peer *peer, unsigned level)
 {
-	uint64_t rto = peer->cfg.rto_initial_ns;
+	uint64_t rto = usb4_rel_cc_rto(&peer->cc, peer->cfg.rto_initial_ns);
 
 	while (level-- && rto < peer->cfg.rto_max_ns)
 		rto = rto > UINT64_MAX / 2 ? UINT64_MAX : rto * 2;
@@ -810,7 +812,8 @@ static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
 	uint32_t limit = usb4_rel_send_limit(peer);
 
 	while (peer->peer_known && peer->snd_tx != peer->snd_nxt &&
-	       peer->snd_tx - peer->snd_una < limit) {
+	       peer->snd_tx - peer->snd_una < limit &&
+	       usb4_rel_cc_allows(&peer->cc)) {
 		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_tx);
 
 		if (usb4_rel_xmit_data(peer, now, io, peer->snd_tx)) {
@@ -820,6 +823,7 @@ static void usb4_rel_flush(struct usb4_rel_peer *peer, uint64_t now,
 		tx->state = USB4_REL_TX_INFLIGHT;
 		tx->level = 0;
 		tx->epoch = peer->epoch;
+		usb4_rel_cc_sent(&peer->cc, tx->len);
 		peer->snd_tx++;
 		peer->stats.sent++;
 		peer->rtx_due = usb4_rel_min(peer->rtx_due,
@@ -986,25 +990,36 @@ bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
 
 /* The reordering allowance follows the round trip (a hole is lost when it
  * is 5/4 of a round trip old), never more than a quarter of the timeout. */
-static void usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
-				const struct usb4_rel_tx *tx, uint64_t now)
+static uint64_t usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
+				    const struct usb4_rel_tx *tx, uint64_t now)
 {
 	uint64_t rtt = now - tx->tx_time;
 
 	if (tx->resent || now < tx->tx_time)
-		return;
+		return 0;	/* no sample */
 	peer->srtt = peer->srtt ? peer->srtt - peer->srtt / 8 + rtt / 8 : rtt;
 	peer->reo_ns = usb4_rel_min(peer->srtt + peer->srtt / 4,
 				    peer->cfg.rto_initial_ns / 4);
+	return rtt ? rtt : 1;
 }
 
 /* Cumulative ack: frees [snd_una, ack); progress resets the backoff. */
 static void usb4_rel_advance(struct usb4_rel_peer *peer, uint32_t ack,
 			     uint64_t now)
 {
-	usb4_rel_rtt_sample(peer, usb4_rel_tx_slot(peer, ack - 1), now);
-	for (; peer->snd_una != ack; peer->snd_una++)
-		usb4_rel_tx_free(peer, usb4_rel_tx_slot(peer, peer->snd_una));
+	uint64_t rtt = usb4_rel_rtt_sample(peer, usb4_rel_tx_slot(peer, ack - 1),
+					   now), bytes = 0;
+
+	for (; peer->snd_una != ack; peer->snd_una++) {
+		struct usb4_rel_tx *tx = usb4_rel_tx_slot(peer, peer->snd_una);
+
+		if (tx->state == USB4_REL_TX_INFLIGHT)
+			usb4_rel_cc_left(&peer->cc, tx->len);
+		bytes += tx->len;
+		usb4_rel_tx_free(peer, tx);
+	}
+	peer->stats.cc_cuts_delay += usb4_rel_cc_acked(&peer->cc, now, ack,
+						       bytes, rtt, peer->snd_tx);
 	peer->epoch++;
 	if (!usb4_rel_seq_lt(peer->snd_una, peer->lost_top))
 		peer->lost_before = 0;	/* every hole below lost_top is acked */
@@ -1048,8 +1063,10 @@ static uint64_t usb4_rel_mark_sacked(struct usb4_rel_peer *peer, uint64_t sack,
 		if (seq - peer->snd_una >= flight)
 			break;	/* never sent: a bogus bit */
 		tx = usb4_rel_tx_slot(peer, seq);
-		if (tx->state == USB4_REL_TX_INFLIGHT)
+		if (tx->state == USB4_REL_TX_INFLIGHT) {
 			tx->state = USB4_REL_TX_SACKED;
+			usb4_rel_cc_left(&peer->cc, tx->len);
+		}
 		usb4_rel_keep_newest(newest, tx->tx_serial);
 		*top = seq;
 	}
@@ -1092,6 +1109,8 @@ static void usb4_rel_fast_retransmit(struct usb4_rel_peer *peer, uint64_t now,
 			return;
 		}
 		peer->stats.retransmitted++;
+		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc,
+							     peer->snd_tx);
 		peer->rtx_due = usb4_rel_min(peer->rtx_due,
 					     usb4_rel_tx_due(peer, seq, tx));
 	}
@@ -1488,6 +1507,17 @@ static void usb4_rel_backoff(struct usb4_rel_peer *peer,
 	peer->stats.retransmitted++;
 }
 
+/* What a frame going again tells the congestion controller. */
+static void usb4_rel_cc_resent(struct usb4_rel_peer *peer, bool timeout)
+{
+	if (timeout)
+		peer->stats.cc_cuts_timeout +=
+			usb4_rel_cc_timeout(&peer->cc, peer->snd_tx);
+	else
+		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc,
+							     peer->snd_tx);
+}
+
 /* Retransmits the frames that are due, recomputes the exact next time.
  * Only a timeout doubles a frame's timeout; a hole going again does not. */
 static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
@@ -1513,6 +1543,7 @@ static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
 				break;
 			}
 			usb4_rel_backoff(peer, tx, level + timeout);
+			usb4_rel_cc_resent(peer, timeout);
 		}
 		next = usb4_rel_min(next, usb4_rel_tx_due(peer, seq, tx));
 	}
@@ -1605,6 +1636,8 @@ static void usb4_rel_init(struct usb4_rel_peer *peer, uint32_t isn,
 	peer->ack_every = peer->cfg.window / 4 ? peer->cfg.window / 4 : 1;
 	peer->wnd_sent = peer->cfg.window;
 	peer->last_rx = peer->wait_since = now;
+	usb4_rel_cc_init(&peer->cc, peer->cfg.cc, peer->cfg.payload_max,
+			 peer->cfg.window, isn, now);
 }
 
 int usb4_rel_peer_open(struct usb4_rel_peer **peerp,

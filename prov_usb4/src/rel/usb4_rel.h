@@ -87,6 +87,9 @@ struct usb4_rel_cfg {
 	struct usb4_rel_pool *pool;	/* payload copies; NULL: no budget */
 	const struct usb4_auth_job *job;	/* NULL: datagrams carry a CRC;
 						 * else a tag (usb4_rel_auth.h) */
+	bool cc;		/* congestion control: a window in bytes that
+				 * adapts (usb4_rel_cc.h); off: the fixed
+				 * window alone */
 };
 
 enum usb4_rel_drop {
@@ -111,6 +114,9 @@ struct usb4_rel_stats {
 	uint64_t sent, retransmitted, delivered, acks_sent;
 	uint64_t not_ready;		/* deliveries the receiver refused */
 	uint64_t dropped[USB4_REL_DROP_MAX];
+	/* congestion control: window cuts for loss (once per window of
+	 * data), for a retransmission timeout, for queueing delay */
+	uint64_t cc_cuts_loss, cc_cuts_timeout, cc_cuts_delay;
 };
 
 struct usb4_rel_peer;	/* opaque; usb4_rel.c */
