@@ -21,6 +21,17 @@ UDP payload is then mtu - 28 = 65494).  Each end knows its peer's MAC from
 the start (a permanent neighbour entry) and IPv6 is off unless asked for.
 A cable may be shaped with tbf (rate, burst, latency) on both ends.
 
+``Cluster(3, cables=[(0, 1), (1, 2)], routed=True)`` is a small routed
+cluster, as its admin would set one up: every host forwards IPv4 and has a
+route to every cable's subnet it is not on, via the neighbour on a
+shortest path (fewest hops; ties go to the lower-numbered cable), so h1
+reaches h3's addresses through h2.  Reverse-path filtering is loose
+(``rp_filter=2``) in every host: in a ring the way back may differ from the
+way there (h4 -> h1 -> h2 but h2 -> h3 -> h4), and strict filtering would
+drop such datagrams.  ``ALL_SUBNETS`` covers every cable: a routed
+cluster's jobs keep their out-of-band traffic to it
+(``mpirun_argv(cable=None)``).
+
 ``Cluster(3, hub=True)`` joins every host to ONE L2 segment instead, as a
 USB4 hub or daisy chain does: the first host holds a bridge named ``tb0``
 (10.77.0.1/24) with one veth port (``hubN``) to each other host, whose end
@@ -57,6 +68,8 @@ NS_PREFIX = "usb4t-"
 NETNS_DIR = Path("/run/netns")
 UTS_DIR = Path("/run/usb4t")
 SUBNET = "10.77.%d.0/24"  # cable k's subnet; it exists only inside the hosts
+ALL_SUBNETS = "10.77.0.0/16"  # every cable's subnet
+RP_FILTER_LOOSE = 2  # net.ipv4.conf.*.rp_filter: a source must be routable at all
 DEFAULT_MTU = 65522  # thunderbolt-net's MTU
 IP_UDP_HEADERS = 28  # IPv4 + UDP header bytes: largest datagram = mtu - 28
 RUN_TIMEOUT = 120  # seconds, for run() unless told
@@ -243,17 +256,22 @@ class Cluster:
     leave IPv6 on (off by default: no tentative link-local addresses while
     a test starts).  static_neighbours: pin each cable end's peer MAC
     (default; see ``_static_neighbours``).  hub: one bridge joining every
-    host instead of cables (see the module's docstring).
+    host instead of cables (see the module's docstring).  routed: every host
+    forwards and routes to every cable's subnet (see ``next_hops()``).
     """
 
     def __init__(self, n_hosts: int = 2, cables: list[tuple[int, int]] | None = None,
                  mtu: int = DEFAULT_MTU, shape: dict | None = None, ipv6: bool = False,
-                 static_neighbours: bool = True, hub: bool = False):
+                 static_neighbours: bool = True, hub: bool = False,
+                 routed: bool = False):
         if n_hosts < 1:
             raise ValueError("a cluster needs at least one host")
         if hub and (cables is not None or n_hosts < 2):
             raise ValueError("a hub joins two hosts or more, and no cables")
+        if hub and routed:
+            raise ValueError("a hub is one subnet: there is nothing to route")
         self._hub = hub
+        self.routed = routed
         if hub:
             cables = []
         elif cables is None:
@@ -332,6 +350,9 @@ class Cluster:
             self.cables.append(cable)
             if self._shape:
                 self.shape(cable, **self._shape)
+        if self.routed:
+            for host in self.hosts:
+                self._route(host)
 
     def _build_hub(self) -> None:
         """A bridge tb0 in the first host, a veth port to every other host."""
@@ -377,15 +398,65 @@ class Cluster:
                         "lladdr", macs[other], "dev", ifname, "nud", "permanent")
 
     @staticmethod
-    def _no_ipv6(host: Host) -> None:
+    def _sysctl(host: Host, *settings: str) -> None:
+        argv = ["ip", "netns", "exec", host.name, "sysctl", "-qw", *settings]
+        proc = subprocess.run(argv, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=30)
+        if proc.returncode != 0:
+            raise HostError("%s: %s" % (" ".join(argv), proc.stderr.strip()))
+
+    def _no_ipv6(self, host: Host) -> None:
         # Before any cable exists, so no interface gets a tentative link-local address.
-        for key in ("all", "default"):
-            argv = ["ip", "netns", "exec", host.name, "sysctl", "-qw",
-                    "net.ipv6.conf.%s.disable_ipv6=1" % key]
-            proc = subprocess.run(argv, capture_output=True, text=True,
-                                  stdin=subprocess.DEVNULL, timeout=30)
-            if proc.returncode != 0:
-                raise HostError("%s: %s" % (" ".join(argv), proc.stderr.strip()))
+        self._sysctl(host, "net.ipv6.conf.all.disable_ipv6=1",
+                     "net.ipv6.conf.default.disable_ipv6=1")
+
+    def _route(self, host: Host) -> None:
+        """host forwards, and routes every cable's subnet it is not on."""
+        # The larger of "all" and an interface's own rp_filter applies, so
+        # "all" = loose covers every interface, whatever the namespace
+        # inherited (a new namespace copies the machine's IPv4 settings,
+        # often strict).
+        self._sysctl(host, "net.ipv4.ip_forward=1",
+                     "net.ipv4.conf.all.rp_filter=%d" % RP_FILTER_LOOSE)
+        for k, (via, ifname) in self.next_hops(host).items():
+            _ip("-n", host.name, "route", "replace", self.cables[k].subnet,
+                "via", via, "dev", ifname)
+
+    def next_hops(self, host) -> dict[int, tuple[str, str]]:
+        """{cable index: (neighbour address to send through, host's interface
+        towards it)} for each cable host is not on but can reach, along a
+        shortest path (fewest hops) to the nearer end of the cable."""
+        host = self.host(host)
+        # Breadth first from host: a host found inherits the first hop of the
+        # host that found it.  Cables in index order: ties go to the
+        # lower-numbered cable.
+        first_hop: dict[int, tuple[str, str]] = {}
+        hops = {host.index: 0}
+        frontier = [host]
+        while frontier:
+            found = []
+            for here in frontier:
+                for cable in self.cables:
+                    ends = [e.index for e in cable.ends]
+                    if here.index not in ends:
+                        continue
+                    for there, ifname in zip(cable.ends, cable.ifnames):
+                        if there.index in hops:
+                            continue
+                        hops[there.index] = hops[here.index] + 1
+                        first_hop[there.index] = (
+                            (there.addrs[ifname], cable.ifnames[ends.index(host.index)])
+                            if here is host else first_hop[here.index])
+                        found.append(there)
+            frontier = found
+        routes = {}
+        for cable in self.cables:
+            ends = [e.index for e in cable.ends if e.index in hops]
+            if host.index in ends or not ends:
+                continue
+            nearest = min(ends, key=lambda i: (hops[i], i))
+            routes[cable.index] = first_hop[nearest]
+        return routes
 
     def _make_uts(self, host: Host) -> None:
         UTS_DIR.mkdir(parents=True, exist_ok=True)
@@ -499,17 +570,24 @@ class Cluster:
         return pids_in([p for h in self._made for p in (NETNS_DIR / h.name, h.uts_file)])
 
     # --- MPI across the hosts ----------------------------------------
-    def mpirun_argv(self, slots: int | list[int] = 1, cable: int = 0) -> list[str]:
+    def mpirun_argv(self, slots: int | list[int] = 1, cable: int | None = 0) -> list[str]:
         """mpirun's launch arguments over cable's subnet (np = sum of slots).
 
         mpirun runs in the first host (run it with run(0, ...)); the launch
         agent plays ssh; out-of-band and btl tcp traffic keep to the subnet.
+        cable None: each host by its first address, traffic kept to
+        ALL_SUBNETS (a routed cluster, whose hosts share no one cable).
         """
         if isinstance(slots, int):
             slots = [slots] * len(self.hosts)
-        subnet = self.cables[cable].subnet
-        hosts = ",".join("%s:%d" % (self.hosts[i].addrs[self._ifname(i, cable)], n)
-                         for i, n in enumerate(slots) if n > 0)
+        if cable is None:
+            subnet = ALL_SUBNETS
+            addrs = [h.addr for h in self.hosts]
+        else:
+            subnet = self.cables[cable].subnet
+            addrs = [self.hosts[i].addrs[self._ifname(i, cable)] if n > 0 else None
+                     for i, n in enumerate(slots)]
+        hosts = ",".join("%s:%d" % (addrs[i], n) for i, n in enumerate(slots) if n > 0)
         return ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                 "-np", str(sum(slots)), "-H", hosts,
                 "--mca", "plm_rsh_agent", str(AGENT),
