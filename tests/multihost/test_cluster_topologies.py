@@ -69,6 +69,7 @@ OSU_COLLECTIVES = {
     "osu_allreduce": ["-c", "-m", "4:1048576", "-i", "10", "-x", "2"],
     "osu_alltoall": ["-c", "-m", "1:262144", "-i", "10", "-x", "2"],
 }
+OSU_ROUNDS = 2  # osu_latency and osu_bw per pair, alternating; the best counts
 OSU_ROW = re.compile(r"^(\d+)\s+([\d.]+)(?:\s+(Pass|Fail))?\s*$", re.M)
 
 
@@ -271,25 +272,35 @@ def osu(name):
 
 def test_osu_one_hop_and_two_hops(chain3, default_stack, provider_dir):
     """osu_latency (8 B) and osu_bw (1 MiB) between A and B (one cable) and
-    between A and C (through B), data checked: the figures side by side."""
-    figures = {}
-    for label, pair in (("A-B, one hop", (0, 1)), ("A-C, two hops", (0, 2))):
-        before = forwarded(chain3, 1)
-        lat = osu_rows(mpirun(chain3, default_stack, provider_dir, pair, 1,
-                              [osu("osu_latency"), "-c", "-m", "8:8", "-i", "2000",
-                               "-x", "200"]))
-        bw = osu_rows(mpirun(chain3, default_stack, provider_dir, pair, 1,
-                             [osu("osu_bw"), "-c", "-m", "1048576:1048576", "-i", "20",
-                              "-x", "3"]))
-        through_b = forwarded(chain3, 1) - before
-        assert lat[8][1] == "Pass" and bw[1048576][1] == "Pass", (lat, bw)
-        figures[label] = (lat[8][0], bw[1048576][0], through_b)
-    for label, (lat, bw, through_b) in figures.items():
+    between A and C (through B), data checked: the figures side by side,
+    the best of OSU_ROUNDS alternating rounds (the machine is shared)."""
+    pairs = {"A-B, one hop": (0, 1), "A-C, two hops": (0, 2)}
+    lat = {label: [] for label in pairs}
+    bw = {label: [] for label in pairs}
+    through_b = dict.fromkeys(pairs, 0)
+    for _ in range(OSU_ROUNDS):
+        for label, pair in pairs.items():
+            before = forwarded(chain3, 1)
+            rows = osu_rows(mpirun(chain3, default_stack, provider_dir, pair, 1,
+                                   [osu("osu_latency"), "-c", "-m", "8:8", "-i", "1000",
+                                    "-x", "100"]))
+            assert rows[8][1] == "Pass", rows
+            lat[label].append(rows[8][0])
+            rows = osu_rows(mpirun(chain3, default_stack, provider_dir, pair, 1,
+                                   [osu("osu_bw"), "-c", "-m", "1048576:1048576", "-i",
+                                    "20", "-x", "3"]))
+            assert rows[1048576][1] == "Pass", rows
+            bw[label].append(rows[1048576][0])
+            through_b[label] += forwarded(chain3, 1) - before
+    for label in pairs:
         print("\n%-14s 8 B latency %8.2f us   1 MiB bandwidth %9.2f MB/s   "
-              "datagrams B forwarded %d" % (label, lat, bw, through_b), end="")
+              "datagrams B forwarded %d" % (label, min(lat[label]), max(bw[label]),
+                                            through_b[label]), end="")
     print()
-    # Only the two-hop pair's traffic crosses B's forwarding.
-    assert figures["A-C, two hops"][2] >= MIN_FORWARDED, figures
+    # B forwards the two-hop pair's datagrams and none of the one-hop pair's
+    # (B is that pair's far end).
+    assert through_b["A-C, two hops"] >= MIN_FORWARDED, through_b
+    assert through_b["A-B, one hop"] < MIN_FORWARDED // 10, through_b
 
 
 @pytest.fixture(params=sorted(JOBS))
