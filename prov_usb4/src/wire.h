@@ -28,6 +28,9 @@
  *      the udp part is known, from a node and service); the udp link
  *      answers RESOLVE queries (struct usb4_wire_resolve) with its
  *      endpoint's full address.
+ *      Optional feature USB4_WIRE_FEATURE_PROBE: an ACK may carry
+ *      USB4_REL_F_PROBE ("answer now": keepalive probes of an idle
+ *      session) or USB4_REL_F_FIN ("this endpoint is closed").
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -47,8 +50,13 @@
  *   USB4_WIRE_FEATURE_AUTH  datagrams are authenticated under a job key:
  *                           required, so a keyed and an unkeyed endpoint
  *                           never talk.
+ *   USB4_WIRE_FEATURE_PROBE the peer answers an ACK flagged
+ *                           USB4_REL_F_PROBE at once and understands
+ *                           USB4_REL_F_FIN (keepalives, close handshake):
+ *                           only such a peer is sent those flags.
  */
-#define USB4_WIRE_FEATURES		0u
+#define USB4_WIRE_FEATURE_PROBE		(1u << 0)
+#define USB4_WIRE_FEATURES		(USB4_WIRE_FEATURE_PROBE)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 
@@ -285,7 +293,10 @@ void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
  *   version   USB4_WIRE_VERSION.  version and type keep their place in
  *             every version, so a HELLO of any version can be answered.
  *   type      enum usb4_rel_type
- *   flags     USB4_REL_F_AUTH or 0
+ *   flags     USB4_REL_F_AUTH or 0; an ACK to a peer that offered
+ *             USB4_WIRE_FEATURE_PROBE may also carry USB4_REL_F_PROBE
+ *             (answer with an ACK at once, never with a PROBE) or
+ *             USB4_REL_F_FIN (the sender closed its endpoint)
  *   crc       CRC32C of the whole datagram computed with this field 0;
  *             0 and unused when the datagram is authenticated
  *   src_id    sender's endpoint id (its incarnation)
@@ -309,6 +320,8 @@ enum usb4_rel_type {
 };
 
 #define USB4_REL_F_AUTH		(1u << 0)
+#define USB4_REL_F_PROBE	(1u << 1)	/* ACK only: "answer now" */
+#define USB4_REL_F_FIN		(1u << 2)	/* ACK only: "closed" */
 
 struct usb4_wire_rel {
 	uint8_t version;

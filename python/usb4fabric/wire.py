@@ -64,7 +64,10 @@ from typing import Optional
 WIRE_VERSIONS = (1, 2, 3)
 CURRENT_VERSION = 3  # USB4_WIRE_VERSION
 FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
+FEATURE_PROBE = 1 << 0  # USB4_WIRE_FEATURE_PROBE: keepalives, close handshake
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
+REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
+REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "usb4_rel.h"
+#include "../../prov_usb4/src/rel/usb4_rel_keepalive.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_test.h"
 
@@ -2537,6 +2538,290 @@ static void test_auth_replay_window(void)
 	CHECK(!usb4_auth_replayed(&s, 1000 + 5 * USB4_AUTH_REPLAY_BITS - 1));
 }
 
+/* ---- keepalive probes, the close handshake, unreachable hints ---------- */
+
+#define KA_IDLE	(10 * MS)
+
+static struct usb4_rel_cfg ka_cfg(void)
+{
+	struct usb4_rel_cfg cfg = base_cfg();
+
+	cfg.keepalive_ns = KA_IDLE;
+	cfg.dead_ns = 60 * MS;
+	return cfg;
+}
+
+/* A pair whose handshake is done and whose first payload arrived: both
+ * idle from `*now` on, nothing outstanding either way. */
+static void ka_pair(struct side *a, struct side *b,
+		    const struct usb4_rel_cfg *cfg, uint64_t *now)
+{
+	uint64_t next = 1;
+
+	pair_open(a, b, cfg, cfg, 0);
+	handshake(a, b, 0);
+	settle(a, b, &next, 4, now, 10 * US);
+	CHECK_EQ(b->expect, 4);
+}
+
+/* How many of s's datagrams carry flag, and whether all of them are ACKs. */
+static size_t flagged(const struct side *s, uint16_t flag, bool *acks_only)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < s->out.n; i++) {
+		struct usb4_wire_rel h = hdr_of(&s->out.d[i]);
+
+		if (!(le16toh(h.flags) & flag))
+			continue;
+		n++;
+		*acks_only &= h.type == USB4_REL_ACK && h.len == 0;
+	}
+	return n;
+}
+
+/* B falls silent (its host is gone) while neither side owes the other
+ * anything: A, which only waits, probes after the idle time and declares
+ * B dead dead_ns after its first probe (before probes, such a side waited
+ * forever). */
+static void test_keepalive_silent_peer_dies(void)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct side a, b;
+	uint64_t now = 0, quiet, died = 0, probes = 0;
+	bool acks_only = true;
+
+	ka_pair(&a, &b, &cfg, &now);
+	quiet = now;
+	for (uint64_t t = now; t < now + 1000 * MS && !died; t += MS / 2) {
+		if (usb4_rel_deadline(a.rel) <= t)
+			usb4_rel_timer(a.rel, t, &a.io);
+		probes += flagged(&a, USB4_REL_F_PROBE, &acks_only);
+		q_clear(&a.out);	/* B hears nothing, says nothing */
+		if (usb4_rel_dead(a.rel))
+			died = t;
+	}
+	CHECK(died);
+	CHECK_EQ(usb4_rel_down(a.rel), -FI_EHOSTUNREACH);
+	/* idle time, then dead_ns after the first probe (one step late at
+	 * most, and the ack the last payload was owed may shift it) */
+	CHECK(died >= quiet + KA_IDLE + cfg.dead_ns - MS);
+	CHECK(died <= quiet + KA_IDLE + cfg.dead_ns + 2 * MS);
+	CHECK(probes >= USB4_REL_KA_PROBES);
+	CHECK(acks_only);
+	CHECK_EQ(usb4_rel_stats(a.rel)->ka.probes_sent, probes);
+	CHECK_EQ(usb4_rel_stats(a.rel)->ka.probes_answered, 0);
+	CHECK_EQ(usb4_rel_deadline(a.rel), UINT64_MAX);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* Both idle for a long time, both answering: probes go both ways, each
+ * answered by a plain ACK (never a probe: no loops), nobody dies, and the
+ * traffic is a few datagrams per idle period. */
+static void test_keepalive_answered(void)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct side a, b;
+	uint64_t now = 0, sent = 0, probes = 0;
+	bool acks_only = true;
+	const uint64_t span = 1000 * MS;
+
+	ka_pair(&a, &b, &cfg, &now);
+	for (uint64_t t = now; t < now + span; t += MS / 2) {
+		if (usb4_rel_deadline(a.rel) <= t)
+			usb4_rel_timer(a.rel, t, &a.io);
+		if (usb4_rel_deadline(b.rel) <= t)
+			usb4_rel_timer(b.rel, t, &b.io);
+		for (int round = 0; round < 3; round++) {
+			probes += flagged(&a, USB4_REL_F_PROBE, &acks_only) +
+				  flagged(&b, USB4_REL_F_PROBE, &acks_only);
+			sent += a.out.n + b.out.n;
+			xfer(&a, &b, t);
+			xfer(&b, &a, t);
+		}
+	}
+	CHECK(!usb4_rel_dead(a.rel) && !usb4_rel_dead(b.rel));
+	CHECK(probes >= span / KA_IDLE / 2);
+	CHECK(acks_only);
+	/* a probe and its answer per idle period (each side's timer may
+	 * fire first), never a storm */
+	CHECK(sent <= 4 * (span / KA_IDLE + 2));
+	CHECK_EQ(usb4_rel_stats(a.rel)->ka.probes_answered +
+		 usb4_rel_stats(b.rel)->ka.probes_answered, probes);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A peer whose HELLO did not offer USB4_WIRE_FEATURE_PROBE (an older
+ * provider) is never sent PROBE or FIN, which it would drop: silence from
+ * it proves nothing, so it is never judged by it. */
+static void test_keepalive_needs_feature(void)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct usb4_rel_offer o = { 0 };
+	unsigned char buf[HDR + HELLO_LEN];
+	struct iovec one = { buf, craft_hello(buf, USB4_WIRE_VERSION,
+					      USB4_REL_HELLO, 77,
+					      USB4_WIRE_VERSION, 0) };
+	struct side b = { 0 };
+
+	CHECK_EQ(usb4_rel_offer_read(&cfg, ID_B, &one, 1, &o), 0);
+	CHECK_EQ(o.peer_features, 0);
+	o.isn = 4242;
+	CHECK_EQ(usb4_rel_peer_accept(&b.rel, &cfg, ID_B, &o, 0), 0);
+	b.io = (struct usb4_rel_io) { fake_xmit, &b, fake_deliver, &b };
+	for (uint64_t t = 0; t < 1000 * MS; t += MS)
+		if (usb4_rel_deadline(b.rel) <= t)
+			usb4_rel_timer(b.rel, t, &b.io);
+	usb4_rel_hint_unreachable(b.rel, 1000 * MS, 5 * MS, &b.io);
+	usb4_rel_timer(b.rel, 2000 * MS, &b.io);
+	CHECK(!usb4_rel_fin(b.rel, &b.io));
+	CHECK_EQ(b.out.n, 0);
+	CHECK(!usb4_rel_dead(b.rel));
+	CHECK_EQ(usb4_rel_stats(b.rel)->ka.hints, 0);
+	side_close(&b);
+}
+
+/* A closes: its FIN is an ACK flagged FIN; B, which holds payloads its
+ * receiver has not taken yet, hands them up first and only then is down
+ * with -FI_ECONNRESET; B never answers a FIN. */
+static void test_fin_closes_after_delivery(void)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct side a, b;
+	uint64_t now = 0;
+	bool acks_only = true;
+
+	ka_pair(&a, &b, &cfg, &now);
+	b.not_ready = true;
+	for (uint64_t i = 4; i < 8; i++)
+		CHECK_EQ(send_idx(&a, 1, i, now), 0);
+	xfer(&a, &b, now);
+	CHECK_EQ(usb4_rel_undelivered(b.rel), 4);
+	CHECK(usb4_rel_fin(a.rel, &a.io));
+	CHECK_EQ(flagged(&a, USB4_REL_F_FIN, &acks_only), 1);
+	CHECK(acks_only);
+	CHECK_EQ(usb4_rel_stats(a.rel)->fins_sent, 1);
+	xfer(&a, &b, now);
+	CHECK_EQ(usb4_rel_stats(b.rel)->fins_received, 1);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);	/* four payloads still held */
+	b.not_ready = false;
+	now += cfg.ack_delay_ns;
+	usb4_rel_timer(b.rel, now, &b.io);
+	CHECK_EQ(b.expect, 8);
+	CHECK(!b.bad);
+	CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNRESET);
+	CHECK_EQ(flagged(&b, USB4_REL_F_FIN | USB4_REL_F_PROBE, &acks_only), 0);
+	CHECK_EQ(send_idx(&b, 2, 0, now), -FI_ECONNRESET);
+	CHECK(!usb4_rel_fin(b.rel, &b.io));	/* not to a closed peer */
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A FIN under a job key is tagged like every session datagram; one with a
+ * made-up tag (a forger's) changes nothing. */
+static void test_fin_authenticated(void)
+{
+	struct usb4_rel_cfg cfg = keyed_cfg(&job_one);
+	struct side a, b;
+	struct dgram fin;
+	uint64_t now = 0;
+	bool acks_only = true;
+
+	cfg.keepalive_ns = KA_IDLE;
+	ka_pair(&a, &b, &cfg, &now);
+	CHECK(usb4_rel_fin(a.rel, &a.io));
+	CHECK_EQ(flagged(&a, USB4_REL_F_FIN, &acks_only), 1);
+	CHECK_EQ(flags_of(&a.out.d[0]), USB4_REL_F_AUTH | USB4_REL_F_FIN);
+	fin = dgram_copy(&a.out.d[0]);
+	q_clear(&a.out);
+	made_up_tag(fin.buf, fin.len, 0x5a);
+	CHECK(usb4_rel_input(b.rel, now, fin.buf, fin.len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	CHECK(usb4_rel_fin(a.rel, &a.io));
+	xfer(&a, &b, now);
+	CHECK_EQ(usb4_rel_down(b.rel), -FI_ECONNRESET);
+	free(fin.buf);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* An unreachable hint (an ICMP anyone could forge) against a peer that
+ * answers changes nothing; against a silent one it is confirmed within the
+ * short confirmation time, long before the peer timeout. */
+static void hint_against(bool answers)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct side a, b;
+	uint64_t now = 0, start, died = 0;
+	const uint64_t confirm = 6 * MS;
+	bool acks_only = true;
+
+	cfg.keepalive_ns = 1000 * MS;	/* the idle probes stay out of it */
+	cfg.dead_ns = 5000 * MS;
+	ka_pair(&a, &b, &cfg, &now);
+	start = now;
+	usb4_rel_hint_unreachable(a.rel, now, confirm, &a.io);
+	CHECK_EQ(flagged(&a, USB4_REL_F_PROBE, &acks_only), 1);
+	for (uint64_t t = now; t < now + 100 * MS; t += MS / 4) {
+		if (usb4_rel_deadline(a.rel) <= t)
+			usb4_rel_timer(a.rel, t, &a.io);
+		if (answers) {
+			xfer(&a, &b, t);
+			xfer(&b, &a, t);
+		} else {
+			q_clear(&a.out);
+		}
+		if (!died && usb4_rel_dead(a.rel))
+			died = t;
+	}
+	CHECK(acks_only);
+	CHECK_EQ(usb4_rel_stats(a.rel)->ka.hints, 1);
+	if (answers) {
+		CHECK(!usb4_rel_dead(a.rel));
+		CHECK_EQ(usb4_rel_stats(a.rel)->ka.hints_refuted, 1);
+		CHECK_EQ(usb4_rel_stats(a.rel)->ka.hints_confirmed, 0);
+	} else {
+		CHECK_EQ(usb4_rel_down(a.rel), -FI_EHOSTUNREACH);
+		CHECK(died >= start + confirm && died <= start + confirm + MS);
+		CHECK_EQ(usb4_rel_stats(a.rel)->ka.hints_confirmed, 1);
+		CHECK(usb4_rel_stats(a.rel)->ka.probes_sent >=
+		      USB4_REL_KA_PROBES);
+	}
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_unreachable_hint(void)
+{
+	hint_against(true);
+	hint_against(false);
+}
+
+/* PROBE and FIN ride on ACKs only: a DATA that carries one is malformed. */
+static void test_probe_flag_on_data_dropped(void)
+{
+	struct usb4_rel_cfg cfg = ka_cfg();
+	struct side a, b;
+	struct usb4_wire_rel h;
+	uint64_t now = 0;
+
+	ka_pair(&a, &b, &cfg, &now);
+	CHECK_EQ(send_idx(&a, 1, 4, now), 0);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	memcpy(&h, a.out.d[0].buf, HDR);
+	h.flags = htole16(USB4_REL_F_FIN);
+	memcpy(a.out.d[0].buf, &h, HDR);
+	recrc(a.out.d[0].buf, a.out.d[0].len);
+	xfer(&a, &b, now);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_HEADER], 1);
+	CHECK_EQ(usb4_rel_down(b.rel), 0);
+	CHECK_EQ(b.expect, 4);
+	side_close(&a);
+	side_close(&b);
+}
+
 int main(void)
 {
 	printf("crc32c path: %s\n", usb4_crc32c_path());
@@ -2588,5 +2873,12 @@ int main(void)
 	test_offer_read_refuses();
 	test_auth_replay_window();
 	test_poly1305_paths_agree();
+	test_keepalive_silent_peer_dies();
+	test_keepalive_answered();
+	test_keepalive_needs_feature();
+	test_fin_closes_after_delivery();
+	test_fin_authenticated();
+	test_unreachable_hint();
+	test_probe_flag_on_data_dropped();
 	return usb4_test_done("test_rel");
 }

@@ -40,6 +40,7 @@
 
 #include "usb4_rel.h"
 #include "usb4_rel_cc.h"
+#include "usb4_rel_keepalive.h"
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
@@ -134,6 +135,9 @@ struct usb4_rel_peer {
 	uint64_t retry_at;		/* when to offer refused payloads */
 
 	/* liveness and memory */
+	uint32_t peer_features;		/* its HELLO's, once peer_known */
+	struct usb4_rel_ka ka;		/* keepalive probes */
+	bool fin_rcvd;			/* it closed: down once delivered */
 	uint64_t last_rx, wait_since;
 	uint64_t idle_since;		/* rings allocated and nothing in them */
 
@@ -374,6 +378,13 @@ static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,
 		 USB4_WIRE_FEATURES_REQUIRED);
 }
 
+/* Flags a datagram of type may carry: PROBE and FIN ride on ACKs only. */
+static uint16_t usb4_rel_flags_allowed(uint8_t type)
+{
+	return USB4_REL_F_AUTH |
+	       (type == USB4_REL_ACK ? USB4_REL_F_PROBE | USB4_REL_F_FIN : 0);
+}
+
 /*
  * Whether a datagram whose header h was read is what this configuration
  * accepts: flags, lengths, and the CRC or the tag (a session datagram's
@@ -395,7 +406,8 @@ static enum usb4_rel_drop usb4_rel_authentic(const struct usb4_rel_cfg *cfg,
 
 	*pn = 0;
 	if (h->version != USB4_WIRE_VERSION || h->type < USB4_REL_HELLO ||
-	    h->type >= USB4_REL_TYPE_MAX || (h->flags & ~USB4_REL_F_AUTH) ||
+	    h->type >= USB4_REL_TYPE_MAX ||
+	    (h->flags & ~usb4_rel_flags_allowed(h->type)) ||
 	    len < USB4_REL_HDR_LEN + trailer ||
 	    h->len != len - USB4_REL_HDR_LEN - trailer)
 		return USB4_REL_DROP_BAD_HEADER;
@@ -595,7 +607,7 @@ static int usb4_rel_seal(const struct usb4_rel_cfg *cfg,
 		w->crc = htole32(crc);
 		return io->xmit(io->xmit_ctx, out, n);
 	}
-	w->flags = htole16(USB4_REL_F_AUTH);
+	w->flags |= htole16(USB4_REL_F_AUTH);
 	if (usb4_rel_is_hello(w->type))
 		usb4_auth_hs_tag(cfg->job, out, n, tr.tag);
 	else
@@ -655,16 +667,18 @@ static size_t usb4_rel_build_hello(const struct usb4_rel_cfg *cfg, uint8_t type,
 }
 
 /* Builds the header (acks and window from the receive side, unless ack
- * is given) and sends the payload pieces iov[0..count) after it. */
-static int usb4_rel_emit_acking(struct usb4_rel_peer *peer,
-				const struct usb4_rel_io *io, uint8_t type,
-				uint32_t seq, uint32_t ack,
-				const struct iovec *iov, int count)
+ * is given; flags as given) and sends the payload pieces iov[0..count)
+ * after it. */
+static int usb4_rel_emit_flagged(struct usb4_rel_peer *peer,
+				 const struct usb4_rel_io *io, uint8_t type,
+				 uint16_t flags, uint32_t seq, uint32_t ack,
+				 const struct iovec *iov, int count)
 {
 	uint32_t wnd = usb4_rel_rcv_window(peer);
 	struct usb4_wire_rel w = {
 		.version = USB4_WIRE_VERSION,
 		.type = type,
+		.flags = htole16(flags),
 		.src_id = htole64(peer->local_id),
 		.dst_id = htole64(peer->remote_id),
 		.seq = htole32(seq),
@@ -678,6 +692,14 @@ static int usb4_rel_emit_acking(struct usb4_rel_peer *peer,
 	if (!ret)
 		peer->wnd_sent = wnd;
 	return ret;
+}
+
+static int usb4_rel_emit_acking(struct usb4_rel_peer *peer,
+				const struct usb4_rel_io *io, uint8_t type,
+				uint32_t seq, uint32_t ack,
+				const struct iovec *iov, int count)
+{
+	return usb4_rel_emit_flagged(peer, io, type, 0, seq, ack, iov, count);
 }
 
 static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *io,
@@ -849,8 +871,10 @@ static bool usb4_rel_check_dead(struct usb4_rel_peer *peer, uint64_t now)
 			 peer->last_rx : peer->wait_since;
 
 	if (!peer->down && usb4_rel_outstanding(peer) &&
-	    now - since >= peer->cfg.dead_ns && now >= since)
+	    now - since >= peer->cfg.dead_ns && now >= since) {
 		peer->down = -FI_EHOSTUNREACH;
+		usb4_rel_ka_dead(&peer->ka);
+	}
 	return peer->down != 0;
 }
 
@@ -1294,6 +1318,7 @@ static void usb4_rel_offer_fill(struct usb4_rel_offer *o,
 	o->peer_isn = h->seq;
 	o->peer_window = h->window ? h->window : 1;
 	o->peer_datagram_max = hello->datagram_max;
+	o->peer_features = hello->features;
 	memcpy(o->peer_nonce, hello->nonce, sizeof(o->peer_nonce));
 }
 
@@ -1307,6 +1332,7 @@ static void usb4_rel_learn(struct usb4_rel_peer *peer,
 	peer->peer_isn = o->peer_isn;
 	peer->rcv_nxt = peer->rcv_dlv = o->peer_isn;
 	peer->peer_datagram_max = o->peer_datagram_max;
+	peer->peer_features = o->peer_features;
 	/* Later handshake datagrams are repeats: their window is old. */
 	peer->peer_wnd = o->peer_window;
 	memcpy(peer->peer_nonce, o->peer_nonce, sizeof(peer->peer_nonce));
@@ -1412,6 +1438,21 @@ static int usb4_rel_on_answer(struct usb4_rel_peer *peer, uint64_t now,
 	return 0;
 }
 
+/* The peer closed its endpoint: what it sent us before is still handed
+ * up; then the session is down (usb4_rel_closed_check). */
+static void usb4_rel_on_fin(struct usb4_rel_peer *peer)
+{
+	if (!peer->fin_rcvd)
+		peer->stats.fins_received++;
+	peer->fin_rcvd = true;
+}
+
+static void usb4_rel_closed_check(struct usb4_rel_peer *peer)
+{
+	if (peer->fin_rcvd && !peer->down && peer->rcv_dlv == peer->rcv_nxt)
+		peer->down = -FI_ECONNRESET;
+}
+
 static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 			    const struct usb4_rel_io *io,
 			    const struct usb4_wire_rel *h,
@@ -1427,6 +1468,10 @@ static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 	 * this very datagram acknowledges, and acked data is no longer
 	 * referenced (usb4_rel_send_ref). */
 	usb4_rel_on_ack(peer, now, io, h);
+	if (h->type == USB4_REL_ACK && (h->flags & USB4_REL_F_PROBE))
+		usb4_rel_ack_later(peer, now, true);	/* answered below */
+	if (h->type == USB4_REL_ACK && (h->flags & USB4_REL_F_FIN))
+		usb4_rel_on_fin(peer);
 	if (h->type == USB4_REL_DATA)
 		ret = usb4_rel_receive(peer, now, io, h->seq, payload, count,
 				       h->len);
@@ -1472,6 +1517,8 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 					   -FI_EINVAL : -FI_ENOENT);
 	if (pn)
 		usb4_auth_accept_pn(&peer->auth, pn);
+	if (peer->peer_known)	/* anything authentic answers a probe */
+		usb4_rel_ka_heard(&peer->ka);
 	if (usb4_rel_is_hello(h.type)) {
 		usb4_rel_hello_read(dgram, count, &hello);
 		ret = h.type == USB4_REL_HELLO ?
@@ -1481,6 +1528,7 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		count = usb4_rel_skip_hdr(dgram, count, h.len, payload);
 		ret = usb4_rel_on_data(peer, now, io, &h, payload, count);
 	}
+	usb4_rel_closed_check(peer);
 	usb4_rel_trim(peer, now);
 	return ret;
 }
@@ -1550,10 +1598,68 @@ static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
 	peer->rtx_due = next;
 }
 
+/* Whether the peer can be probed: it said it answers probes. */
+static bool usb4_rel_probeable(const struct usb4_rel_peer *peer)
+{
+	return peer->peer_known && !peer->down &&
+	       (peer->peer_features & USB4_WIRE_FEATURE_PROBE);
+}
+
+static void usb4_rel_send_probe(struct usb4_rel_peer *peer, uint64_t now,
+				const struct usb4_rel_io *io)
+{
+	/* A probe that could not go (busy link) goes on the next call. */
+	if (usb4_rel_emit_flagged(peer, io, USB4_REL_ACK, USB4_REL_F_PROBE,
+				  peer->snd_tx, peer->rcv_nxt, NULL, 0))
+		return;
+	usb4_rel_acked(peer);
+	usb4_rel_ka_sent(&peer->ka, now);
+}
+
+/* Probes an idle peer; true when the peer is found dead. */
+static bool usb4_rel_keepalive(struct usb4_rel_peer *peer, uint64_t now,
+			       const struct usb4_rel_io *io)
+{
+	if (!usb4_rel_probeable(peer))
+		return false;
+	switch (usb4_rel_ka_due(&peer->ka, now, peer->last_rx)) {
+	case USB4_REL_KA_PROBE:
+		usb4_rel_send_probe(peer, now, io);
+		return false;
+	case USB4_REL_KA_DEAD:
+		peer->down = -FI_EHOSTUNREACH;
+		usb4_rel_ka_dead(&peer->ka);
+		return true;
+	default:
+		return false;
+	}
+}
+
+bool usb4_rel_fin(struct usb4_rel_peer *peer, const struct usb4_rel_io *io)
+{
+	if (!usb4_rel_probeable(peer) ||
+	    usb4_rel_emit_flagged(peer, io, USB4_REL_ACK, USB4_REL_F_FIN,
+				  peer->snd_tx, peer->rcv_nxt, NULL, 0))
+		return false;
+	usb4_rel_acked(peer);
+	peer->stats.fins_sent++;
+	return true;
+}
+
+void usb4_rel_hint_unreachable(struct usb4_rel_peer *peer, uint64_t now,
+			       uint64_t confirm_ns,
+			       const struct usb4_rel_io *io)
+{
+	if (!usb4_rel_probeable(peer))
+		return;
+	usb4_rel_ka_hint(&peer->ka, now, confirm_ns);
+	usb4_rel_keepalive(peer, now, io);
+}
+
 void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
 		    const struct usb4_rel_io *io)
 {
-	if (usb4_rel_check_dead(peer, now))
+	if (usb4_rel_check_dead(peer, now) || usb4_rel_keepalive(peer, now, io))
 		return;
 	if (peer->hello_started && !peer->peer_known && now >= peer->hello_due)
 		usb4_rel_hello(peer, now, io);
@@ -1565,6 +1671,7 @@ void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
 		usb4_rel_deliver_held(peer, now, io);
 	if (peer->ack_pending && now >= peer->ack_due)
 		usb4_rel_send_ack(peer, io);
+	usb4_rel_closed_check(peer);
 	usb4_rel_trim(peer, now);
 }
 
@@ -1592,6 +1699,9 @@ uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer)
 		due = usb4_rel_min(due, peer->retry_at);
 	if (peer->idle_since)
 		due = usb4_rel_min(due, peer->idle_since + USB4_REL_TRIM_NS);
+	if (usb4_rel_probeable(peer))
+		due = usb4_rel_min(due, usb4_rel_ka_deadline(&peer->ka,
+							     peer->last_rx));
 	if (usb4_rel_outstanding(peer)) {
 		uint64_t since = peer->last_rx > peer->wait_since ?
 				 peer->last_rx : peer->wait_since;
@@ -1663,6 +1773,8 @@ int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
 	peer->slots = slots;
 	usb4_rel_init(peer, cfg->isn ? cfg->isn :
 		      usb4_rel_derive_isn(local_id, remote_id), now);
+	usb4_rel_ka_init(&peer->ka, cfg->keepalive_ns, cfg->dead_ns,
+			 &peer->stats.ka);
 	if (cfg->job)
 		usb4_auth_nonce(peer->nonce);
 	*peerp = peer;

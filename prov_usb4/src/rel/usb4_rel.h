@@ -90,6 +90,10 @@ struct usb4_rel_cfg {
 	bool cc;		/* congestion control: a window in bytes that
 				 * adapts (usb4_rel_cc.h); off: the fixed
 				 * window alone */
+	uint64_t keepalive_ns;	/* a peer that offered FEATURE_PROBE and was
+				 * silent this long is probed; silence for
+				 * dead_ns after the first probe is death
+				 * (usb4_rel_keepalive.h); 0: never probe */
 };
 
 enum usb4_rel_drop {
@@ -110,6 +114,14 @@ enum usb4_rel_drop {
 	USB4_REL_DROP_MAX
 };
 
+/* Liveness: keepalive probes and the hints that start them early. */
+struct usb4_rel_ka_stats {
+	uint64_t probes_sent, probes_answered;
+	uint64_t hints;			/* usb4_rel_hint_unreachable calls */
+	uint64_t hints_confirmed;	/* the peer did not answer: dead */
+	uint64_t hints_refuted;		/* it answered: the hint was wrong */
+};
+
 struct usb4_rel_stats {
 	uint64_t sent, retransmitted, delivered, acks_sent;
 	uint64_t not_ready;		/* deliveries the receiver refused */
@@ -117,6 +129,8 @@ struct usb4_rel_stats {
 	/* congestion control: window cuts for loss (once per window of
 	 * data), for a retransmission timeout, for queueing delay */
 	uint64_t cc_cuts_loss, cc_cuts_timeout, cc_cuts_delay;
+	struct usb4_rel_ka_stats ka;
+	uint64_t fins_sent, fins_received;
 };
 
 struct usb4_rel_peer;	/* opaque; usb4_rel.c */
@@ -194,9 +208,32 @@ void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);
 /* When usb4_rel_timer next has something to do (UINT64_MAX: nothing). */
 uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer);
 
+/*
+ * Close handshake: tells a peer that offered USB4_WIRE_FEATURE_PROBE that
+ * this endpoint is closed (an ACK flagged USB4_REL_F_FIN, as authenticated
+ * as any datagram of the session).  Returns whether one was sent (not to
+ * a peer that is down, not known yet or does not understand it).  A peer
+ * that gets it is down with -FI_ECONNRESET once it has handed up what it
+ * received before.
+ */
+bool usb4_rel_fin(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);
+
+/*
+ * A hint that the peer may be gone (an ICMP port-unreachable for its
+ * address): unauthenticated, so it only makes rel probe at once and
+ * declare the peer dead if nothing authenticated comes back within
+ * confirm_ns.  Ignored for a peer that cannot be probed (it did not offer
+ * USB4_WIRE_FEATURE_PROBE, or is not known yet): silence would prove
+ * nothing there.
+ */
+void usb4_rel_hint_unreachable(struct usb4_rel_peer *peer, uint64_t now,
+			       uint64_t confirm_ns,
+			       const struct usb4_rel_io *io);
+
 bool usb4_rel_dead(const struct usb4_rel_peer *peer);
 /* Why the peer is down: 0 (it is not), -FI_EHOSTUNREACH (silent),
- * -FI_ECONNREFUSED (it refused our version or features). */
+ * -FI_ECONNREFUSED (it refused our version or features), -FI_ECONNRESET
+ * (it closed its endpoint: usb4_rel_fin). */
 int usb4_rel_down(const struct usb4_rel_peer *peer);
 /* Frames sent and not yet acknowledged. */
 uint32_t usb4_rel_in_flight(const struct usb4_rel_peer *peer);
@@ -255,6 +292,7 @@ size_t usb4_rel_reject_cfg(void *buf, const struct usb4_rel_cfg *cfg,
 struct usb4_rel_offer {
 	uint64_t remote_id;
 	uint32_t peer_isn, peer_window, peer_datagram_max;
+	uint32_t peer_features;			/* what its HELLO offered */
 	uint32_t isn;				/* ours */
 	unsigned char nonce[USB4_AUTH_NONCE_LEN];	/* ours */
 	unsigned char peer_nonce[USB4_AUTH_NONCE_LEN];
