@@ -82,6 +82,10 @@ struct usb4_params {
 				 * domain's progress thread serves its
 				 * endpoints; 0: no thread */
 	bool cc;		/* congestion control towards other hosts */
+	int keepalive_ms;	/* an idle udp peer is probed after this */
+	int unreachable_confirm_ms;	/* a peer whose address the kernel
+					 * reports unreachable (ICMP) is dead
+					 * unless it answers within this */
 };
 
 extern struct usb4_params usb4_params;

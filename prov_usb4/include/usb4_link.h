@@ -73,8 +73,9 @@ struct usb4_link_sink {
 	void *ctx;
 	int (*frame)(void *ctx, struct usb4_link *link, uint64_t from,
 		     const struct iovec *frame, int count);
-	/* A peer stopped answering (-FI_EHOSTUNREACH) or refused us, e.g. a
-	 * protocol version mismatch (-FI_ECONNREFUSED).  Once it returns the
+	/* A peer stopped answering (-FI_EHOSTUNREACH), refused us, e.g. a
+	 * protocol version mismatch (-FI_ECONNREFUSED), or closed its
+	 * endpoint (-FI_ECONNRESET: it said so).  Once it returns the
 	 * core holds no dest that dest_of gave for that peer: the link may
 	 * free it (and the session behind it) right after the call. */
 	void (*peer_down)(void *ctx, struct usb4_link *link, uint64_t peer,

@@ -64,12 +64,19 @@ struct kind {
 	 * the frames held behind it, up to the reliability window, beyond its
 	 * budget (usb4_link.h, poll). */
 	bool holds_for_order;
+	/* What a peer that closed its end is down with: -FI_ECONNRESET where
+	 * closing tells peers (the udp link's close handshake), else
+	 * -FI_EHOSTUNREACH (noticed as gone). */
+	int closed_err;
 };
 
 static const struct kind kinds[] = {
-	{ "shm", &usb4_shm_link_ops, false, false, true, false, false },
-	{ "udp", &usb4_udp_link_ops, true, true, true, true, true },
-	{ "fake", &usb4_fake_link_ops, false, false, false, true, false },
+	{ "shm", &usb4_shm_link_ops, false, false, true, false, false,
+	  -FI_EHOSTUNREACH },
+	{ "udp", &usb4_udp_link_ops, true, true, true, true, true,
+	  -FI_ECONNRESET },
+	{ "fake", &usb4_fake_link_ops, false, false, false, true, false,
+	  -FI_EHOSTUNREACH },
 };
 
 static void skip(const struct kind *k, const char *what, const char *why)
@@ -652,7 +659,7 @@ static int wait_peer_state(struct ep *a, struct usb4_link_dest *d, int ms)
 	return state;
 }
 
-/* Closing B: A's peer_state for B turns -FI_EHOSTUNREACH in bounded time,
+/* Closing B: A's peer_state for B turns k->closed_err in bounded time,
  * A's sink hears peer_down(B) once, and posts to B fail. */
 static void peer_death_reported_once(const struct kind *k)
 {
@@ -672,22 +679,22 @@ static void peer_death_reported_once(const struct kind *k)
 	t0 = now_ms();
 	/* outstanding frames: the way a silent peer is noticed */
 	ret = post_once(&a, d, 10, HEAD_LEN);
-	CHECK(ret == 0 || ret == -FI_EAGAIN || ret == -FI_EHOSTUNREACH);
+	CHECK(ret == 0 || ret == -FI_EAGAIN || ret == k->closed_err);
 	state = wait_peer_state(&a, d, death_bound_ms(k));
 	took = now_ms() - t0;
 	printf("  %s: peer_state %d after %llu ms (bound %d)\n", k->name, state,
 	       (unsigned long long) took, death_bound_ms(k));
-	CHECK_EQ(state, -FI_EHOSTUNREACH);
+	CHECK_EQ(state, k->closed_err);
 	for (int i = 0; i < 10; i++)	/* reported on the next polls */
 		progress(one, 1, BUDGET);
 	CHECK(a.downs <= 1);		/* never twice */
 	if (k->reports_down) {
 		CHECK_EQ(a.downs, 1);
 		CHECK(a.down_id == b_id);
-		CHECK_EQ(a.down_err, -FI_EHOSTUNREACH);
+		CHECK_EQ(a.down_err, k->closed_err);
 	}
 	ret = post_once(&a, d, 11, HEAD_LEN);
-	CHECK_EQ(ret, -FI_EHOSTUNREACH);
+	CHECK_EQ(ret, k->closed_err);
 	k->ops->dest_close(d);
 out_close:
 	settle(both, 2);

@@ -112,6 +112,16 @@ void usb4_params_define(void)
 			"off (0) sends up to FI_USB4_REL_WINDOW datagrams "
 			"whatever the path takes (default: %d)",
 			(int) usb4_params.cc);
+	fi_param_define(&usb4_prov, "keepalive", FI_PARAM_INT,
+			"Milliseconds a peer on another host may be silent "
+			"before it is probed; unanswered for the peer timeout "
+			"after that, it is dead (0: no probes; default: %d)",
+			usb4_params.keepalive_ms);
+	fi_param_define(&usb4_prov, "unreachable_confirm", FI_PARAM_INT,
+			"When the kernel reports a peer's port unreachable "
+			"(ICMP, which anyone can forge), milliseconds the peer "
+			"has to answer probes before it is dead (default: %d)",
+			usb4_params.unreachable_confirm_ms);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -165,6 +175,12 @@ void usb4_params_init(void)
 		usb4_params.unknown_access_wait_ms = spin;
 	if (fi_param_get_bool(&usb4_prov, "cc", &spin) == FI_SUCCESS)
 		usb4_params.cc = spin != 0;
+	if (fi_param_get_int(&usb4_prov, "keepalive", &spin) == FI_SUCCESS &&
+	    spin >= 0)
+		usb4_params.keepalive_ms = spin;
+	if (fi_param_get_int(&usb4_prov, "unreachable_confirm", &spin) ==
+	    FI_SUCCESS && spin > 0)
+		usb4_params.unreachable_confirm_ms = spin;
 	fi_param_get_str(&usb4_prov, "iface", &usb4_params.iface);
 	fi_param_get_str(&usb4_prov, "sysfs_root", &usb4_params.sysfs_root);
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);

@@ -29,4 +29,6 @@ struct usb4_params usb4_params = {
 	.unexp_bytes = 256u << 20,
 	.progress_idle_ms = 10,
 	.cc = true,
+	.keepalive_ms = 1000,
+	.unreachable_confirm_ms = 300,
 };

@@ -37,6 +37,7 @@
 
 #define USB4_UDP_POLL_BUDGET	32
 #define USB4_UDP_ACCEPTED_MAX	4096	/* sessions made by peers' HELLOs */
+#define USB4_UDP_UNREACH_MAX	8	/* unreachable reports kept per poll */
 
 /* The way to a peer: its address and endpoint id. */
 struct usb4_link_dest {
@@ -66,6 +67,8 @@ struct usb4_udp_link_stats {
 	uint64_t impostors;		/* HELLOs claiming an inserted peer's id
 					 * from another address */
 	uint64_t resolves;		/* RESOLVE queries answered */
+	uint64_t unreachable;		/* ICMP port unreachable reports */
+	uint64_t unreachable_lost;	/* more at once than we keep */
 };
 
 struct usb4_udp_link {
@@ -89,6 +92,10 @@ struct usb4_udp_link {
 	struct usb4_auth_job job;
 	struct usb4_udp_link_stats stats;
 	struct usb4_rel_stats gone;	/* of the sessions freed */
+	/* Addresses the kernel said nobody is bound at, to hint their
+	 * sessions after the poll (it may say so inside rel's xmit). */
+	struct usb4_udp_addr unreach[USB4_UDP_UNREACH_MAX];
+	unsigned unreach_count;
 };
 
 static struct usb4_udp_link *udp_of(struct usb4_link *link)
@@ -153,6 +160,7 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.rto_max_ns = 1000ull * 1000 * 1000,
 		.ack_delay_ns = 200ull * 1000,
 		.dead_ns = (uint64_t) usb4_params.peer_timeout_ms * 1000 * 1000,
+		.keepalive_ns = (uint64_t) usb4_params.keepalive_ms * 1000 * 1000,
 		.pool = l->pool,
 		.job = l->keyed ? &l->job : NULL,
 		.cc = usb4_params.cc,
@@ -242,6 +250,13 @@ static void stats_add(struct usb4_rel_stats *sum, const struct usb4_rel_stats *r
 	sum->cc_cuts_loss += r->cc_cuts_loss;
 	sum->cc_cuts_timeout += r->cc_cuts_timeout;
 	sum->cc_cuts_delay += r->cc_cuts_delay;
+	sum->ka.probes_sent += r->ka.probes_sent;
+	sum->ka.probes_answered += r->ka.probes_answered;
+	sum->ka.hints += r->ka.hints;
+	sum->ka.hints_confirmed += r->ka.hints_confirmed;
+	sum->ka.hints_refuted += r->ka.hints_refuted;
+	sum->fins_sent += r->fins_sent;
+	sum->fins_received += r->fins_received;
 }
 
 /* Frees the sessions of peers that died after making them: the core has
@@ -462,6 +477,23 @@ static int bind_place(const struct usb4_link_cfg *cfg, struct usb4_iface *iface,
 	       0 : -FI_EADDRNOTAVAIL;
 }
 
+/* The kernel says nobody is bound at addr any more: kept until the poll
+ * is done (this may run inside rel's xmit, which must not be re-entered). */
+static void note_unreachable(void *arg, const struct usb4_udp_addr *addr)
+{
+	struct usb4_udp_link *l = arg;
+
+	l->stats.unreachable++;
+	for (unsigned i = 0; i < l->unreach_count; i++)
+		if (usb4_udp_addr_eq(&l->unreach[i], addr))
+			return;
+	if (l->unreach_count == USB4_UDP_UNREACH_MAX) {
+		l->stats.unreachable_lost++;	/* probes find them anyway */
+		return;
+	}
+	l->unreach[l->unreach_count++] = *addr;
+}
+
 static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 {
 	struct usb4_udp_link *l;
@@ -503,6 +535,7 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 		goto err_close_sock;
 	/* An offer lives as long as its peer waits for us before giving up. */
 	usb4_udp_offers_init(l->offers, rel_cfg(l).dead_ns);
+	usb4_udp_sock_on_unreachable(l->sock, note_unreachable, l);
 	*linkp = &l->base;
 	return 0;
 
@@ -841,6 +874,34 @@ static void run_timers(struct usb4_udp_link *l, uint64_t now)
 	}
 }
 
+/* Sessions at an address the kernel reported unreachable probe their
+ * peer now: dead unless it answers within FI_USB4_UNREACHABLE_CONFIRM (an
+ * ICMP anyone can forge never kills a peer that answers). */
+static void hint_unreachable(struct usb4_udp_link *l)
+{
+	uint64_t now, confirm_ns =
+		(uint64_t) usb4_params.unreachable_confirm_ms * 1000000;
+
+	if (!l->unreach_count)
+		return;
+	now = usb4_now_ns();
+	for (size_t i = 0; i < l->cap; i++) {
+		struct usb4_udp_session *s = l->hash[i];
+		struct usb4_rel_io io;
+
+		for (unsigned k = 0; s && k < l->unreach_count; k++) {
+			if (!usb4_udp_addr_eq(&s->dest.addr, &l->unreach[k]))
+				continue;
+			io = rel_io(s);
+			l->in_rel = true;
+			usb4_rel_hint_unreachable(s->rel, now, confirm_ns, &io);
+			l->in_rel = false;
+			session_after(l, s);
+		}
+	}
+	l->unreach_count = 0;
+}
+
 /*
  * With no session the socket carries only strangers' first words (HELLO,
  * RESOLVE), yet a look at it is a system call on every progress call: on a
@@ -866,6 +927,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 	n = usb4_udp_poll(l->sock, place, on_datagram, l,
 			  budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
+	hint_unreachable(l);
 	run_timers(l, usb4_now_ns());
 	reap_sessions(l);
 	return n;
@@ -977,7 +1039,10 @@ static void log_stats(const struct usb4_udp_link *l)
 		  "auth rejected %llu replayed %llu unauthenticated %llu "
 		  "unproven %llu; half-open made %llu evicted %llu expired "
 		  "%llu promoted %llu; sessions freed %llu refused %llu; "
-		  "impostors %llu; resolves answered %llu\n",
+		  "impostors %llu; resolves answered %llu; probes sent %llu "
+		  "probes answered %llu fins sent %llu fins received %llu; "
+		  "unreachable reports %llu hints %llu hints confirmed %llu "
+		  "hints refuted %llu\n",
 		  (unsigned long long) k->sent, (unsigned long long) k->received,
 		  (unsigned long long) k->send_again,
 		  (unsigned long long) k->faults_dropped,
@@ -1012,7 +1077,15 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) l->stats.sessions_freed,
 		  (unsigned long long) l->stats.sessions_refused,
 		  (unsigned long long) l->stats.impostors,
-		  (unsigned long long) l->stats.resolves);
+		  (unsigned long long) l->stats.resolves,
+		  (unsigned long long) sum.ka.probes_sent,
+		  (unsigned long long) sum.ka.probes_answered,
+		  (unsigned long long) sum.fins_sent,
+		  (unsigned long long) sum.fins_received,
+		  (unsigned long long) l->stats.unreachable,
+		  (unsigned long long) sum.ka.hints,
+		  (unsigned long long) sum.ka.hints_confirmed,
+		  (unsigned long long) sum.ka.hints_refuted);
 	/* A line of its own: what congestion control did (rel_cc). */
 	USB4_INFO(FI_LOG_EP_DATA, "udp: cc_loss_cuts %llu cc_timeout_cuts "
 		  "%llu cc_delay_cuts %llu (congestion control %s)\n",
@@ -1020,6 +1093,24 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) sum.cc_cuts_timeout,
 		  (unsigned long long) sum.cc_cuts_delay,
 		  usb4_params.cc ? "on" : "off");
+}
+
+/* Close handshake: live peers that understand it hear that we are gone
+ * (twice, against a loss; a FIN lost both times is found by their probes
+ * or our kernel's port unreachable), so none waits for us. */
+static void send_fins(struct usb4_udp_link *l)
+{
+	for (int round = 0; round < 2; round++) {
+		for (size_t i = 0; i < l->cap; i++) {
+			struct usb4_udp_session *s = l->hash[i];
+			struct usb4_rel_io io;
+
+			if (!s)
+				continue;
+			io = rel_io(s);
+			usb4_rel_fin(s->rel, &io);
+		}
+	}
 }
 
 /* Peers that sent us frames linger until they hear we have them. */
@@ -1045,6 +1136,7 @@ static void udp_close(struct usb4_link *link)
 	link->sink.peer_down = NULL;
 	ack_all(l);
 	linger(l);
+	send_fins(l);
 	log_stats(l);
 	for (size_t i = 0; i < l->cap; i++) {
 		if (!l->hash[i])

@@ -126,8 +126,27 @@ int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
 void usb4_udp_evacuate(struct usb4_udp_sock *sock, const void *dest,
 		       size_t len);
 
+/* The kernel reports that nobody is bound at addr (an ICMP port
+ * unreachable answered a datagram we sent there): unauthenticated, a hint. */
+typedef void (*usb4_udp_unreach_fn)(void *arg, const struct usb4_udp_addr *addr);
+/* Who hears of unreachable ports (fn NULL: nobody; they are counted). */
+void usb4_udp_sock_on_unreachable(struct usb4_udp_sock *sock,
+				  usb4_udp_unreach_fn fn, void *arg);
+
+/* ---- the error queue (usb4_udp_errqueue.c) ---- */
+
+/* Asks the kernel to queue ICMP errors on fd (IP_RECVERR / IPV6_RECVERR). */
+int usb4_udp_errqueue_on(int fd, int family);
+/* Takes what is queued, calls fn for each port unreachable (the address
+ * the failed datagram went to, converted by addr_of); returns how many
+ * errors it took. */
+int usb4_udp_errqueue_drain(int fd, usb4_udp_unreach_fn fn, void *arg,
+			    void (*addr_of)(const struct sockaddr_storage *,
+					    struct usb4_udp_addr *));
+
 struct usb4_udp_sock_stats {
 	uint64_t sent, received, send_again;
+	uint64_t icmp_errors;		/* error-queue entries taken */
 	uint64_t evacuated;		/* hole bytes moved out of a write's way */
 	uint64_t faults_dropped, faults_duplicated, faults_reordered,
 		 faults_corrupted;

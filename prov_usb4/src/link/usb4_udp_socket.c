@@ -44,6 +44,8 @@ struct usb4_udp_sock {
 	 * still to go (usb4_udp_evacuate). */
 	struct rx_dgram batch[USB4_UDP_BATCH];
 	int batch_count, batch_next;
+	usb4_udp_unreach_fn unreach;	/* hears of ICMP port unreachable */
+	void *unreach_arg;
 	struct usb4_udp_sock_stats stats;
 };
 
@@ -157,6 +159,11 @@ static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *ifac
 		setsockopt(sock->fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
 	if (setsockopt(sock->fd, SOL_SOCKET, SO_SNDBUFFORCE, &size, sizeof(size)))
 		setsockopt(sock->fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	/* ICMP errors (a peer's port unreachable) are queued for us. */
+	if (usb4_udp_errqueue_on(sock->fd, iface->family))
+		USB4_WARN(FI_LOG_EP_CTRL, "udp: no ICMP errors on this socket "
+			  "(%s): a peer that exits is found by probes only\n",
+			  strerror(errno));
 	if (bind(sock->fd, (void *) &ss, usb4_udp_sockaddr(&sock->self, &ss)) ||
 	    getsockname(sock->fd, (void *) &ss, &len))
 		return errno == EADDRINUSE ? -FI_EADDRINUSE :
@@ -247,6 +254,29 @@ int usb4_udp_sock_fd(const struct usb4_udp_sock *sock)
 	return sock->fd;
 }
 
+void usb4_udp_sock_on_unreachable(struct usb4_udp_sock *sock,
+				  usb4_udp_unreach_fn fn, void *arg)
+{
+	sock->unreach = fn;
+	sock->unreach_arg = arg;
+}
+
+/* The socket's pending error was an ICMP error: what the error queue
+ * holds goes to whoever listens.  Whether it was (errno after a failed
+ * receive or send). */
+static bool took_errors(struct usb4_udp_sock *sock, int err)
+{
+	int n;
+
+	if (err != ECONNREFUSED && err != EHOSTUNREACH && err != ENETUNREACH &&
+	    err != EHOSTDOWN && err != ENETDOWN && err != EPROTO)
+		return false;
+	n = usb4_udp_errqueue_drain(sock->fd, sock->unreach, sock->unreach_arg,
+				    from_sockaddr);
+	sock->stats.icmp_errors += (uint64_t) n;
+	return true;
+}
+
 const struct usb4_udp_sock_stats *
 usb4_udp_sock_stats(const struct usb4_udp_sock *sock)
 {
@@ -266,7 +296,9 @@ int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 		.msg_iovlen = count,
 	};
 
-	if (sendmsg(sock->fd, &msg, 0) >= 0) {
+	/* A pending ICMP error fails the send once, unsent: report, retry. */
+	if (sendmsg(sock->fd, &msg, 0) >= 0 ||
+	    (took_errors(sock, errno) && sendmsg(sock->fd, &msg, 0) >= 0)) {
 		sock->stats.sent++;
 		return 0;
 	}
@@ -441,6 +473,9 @@ int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
 		};
 	}
 	got = recvmmsg(sock->fd, msgs, want, MSG_DONTWAIT, NULL);
+	/* A pending ICMP error fails the receive once; the datagrams wait. */
+	if (got < 0 && took_errors(sock, errno))
+		got = recvmmsg(sock->fd, msgs, want, MSG_DONTWAIT, NULL);
 	if (got <= 0)
 		return 0;
 	for (int i = 0; i < got; i++) {
