@@ -193,6 +193,10 @@ struct usb4_peer {
 	/* hidden entries: when its first remote access began to wait for the
 	 * application to insert it (0: none waiting) */
 	uint64_t access_wait_ns;
+	/* Why the endpoint it names is gone, once a link said so (0: it may
+	 * be alive): an endpoint id is one incarnation, so that is final and
+	 * every later operation naming it fails at once with this code. */
+	int down;
 };
 
 /* Peers and a map from endpoint id to index, as the AV and an endpoint's

@@ -31,6 +31,7 @@ int usb4_peer_status(uint64_t wire_status)
 	case -FI_ENOMEM:
 	case -FI_EHOSTUNREACH:
 	case -FI_ECONNREFUSED:
+	case -FI_ECONNRESET:
 	case -FI_EIO:
 		return (int) s;
 	default:
@@ -242,15 +243,32 @@ struct usb4_link_sink usb4_dispatch_sink(struct usb4_ep_link *el)
 	};
 }
 
+/* Why a peer went down, for the log: a peer that closed its endpoint
+ * (-FI_ECONNRESET, the close handshake) is the normal end of a job. */
+static void log_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err)
+{
+	unsigned long long who = usb4_report_src(ep, peer);
+
+	if (err == -FI_ECONNRESET)
+		USB4_INFO(FI_LOG_EP_DATA, "peer %llu closed its endpoint: "
+			  "failing its operations\n", who);
+	else
+		USB4_WARN(FI_LOG_EP_DATA, "peer %llu %s: failing its "
+			  "operations\n", who, err == -FI_ECONNREFUSED ?
+			  "refused us" : "stopped answering");
+}
+
 void usb4_proto_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err)
 {
-	USB4_WARN(FI_LOG_EP_DATA, "peer %llu %s: failing its operations\n",
-		  (unsigned long long) usb4_report_src(ep, peer),
-		  err == -FI_ECONNREFUSED ? "refused us" : "stopped answering");
+	struct usb4_peer *p = usb4_peer_of(ep, peer);
+
+	log_peer_down(ep, peer, err);
+	if (p)
+		p->down = err;	/* later operations naming it fail at once */
 	usb4_ctrl_drop(ep, peer);
 	usb4_stream_peer_down(ep, peer, err);
 	usb4_ops_fail(ep, peer, err);
-	usb4_match_peer_down(ep, peer);
+	usb4_match_peer_down(ep, peer, err);
 	/* What still names it (eager messages waiting for a receive) names
 	 * nobody from now on: their answers are dropped. */
 	usb4_hidden_free(ep, peer);

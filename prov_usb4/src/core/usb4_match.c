@@ -392,10 +392,51 @@ static void unexp_free(struct usb4_core_ep *ep, struct usb4_unexp *u)
 	usb4_ctrl_then(ep, &u->ctrl, unexp_release);
 }
 
-void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer)
+/* A posted receive ends unfilled with err (cancel, a dead peer). */
+static void rx_fail(struct usb4_core_ep *ep, int q, struct usb4_rx_entry *rx,
+		    int err)
+{
+	struct usb4_cqe e = {
+		.op_context = rx->context,
+		.flags = recv_cqe_flags(q, 0) | (rx->flags & FI_MULTI_RECV),
+		.buf = rx->iov_count ? rx->iov[0].iov_base : NULL,
+		.tag = rx->tag,
+		.src = FI_ADDR_NOTAVAIL,
+	};
+
+	rx_release(ep, rx);
+	usb4_core_complete_err(ep, false, &e, err, 0);
+}
+
+/* Whether a receive only the peer named by src can fill. */
+static bool directed(const struct usb4_core_ep *ep, fi_addr_t src)
+{
+	return (ep->caps & FI_DIRECTED_RECV) && src != FI_ADDR_UNSPEC;
+}
+
+/* Receives directed at a dead peer will never be filled: they end with
+ * its error (unexpected eager messages it sent before stay: a receive
+ * may still take them). */
+static void fail_directed(struct usb4_core_ep *ep, fi_addr_t peer, int err)
 {
 	struct usb4_list *it, *tmp;
 
+	for (int q = 0; q < 2; q++) {
+		usb4_list_foreach_safe(&ep->posted[q], it, tmp) {
+			struct usb4_rx_entry *rx = usb4_container_of(it,
+					struct usb4_rx_entry, link);
+			if (directed(ep, rx->src) &&
+			    usb4_same_peer(ep, rx->src, peer))
+				rx_fail(ep, q, rx, err);
+		}
+	}
+}
+
+void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err)
+{
+	struct usb4_list *it, *tmp;
+
+	fail_directed(ep, peer, err);
 	for (int q = 0; q < 2; q++) {
 		usb4_list_foreach_safe(&ep->unexp[q], it, tmp) {
 			struct usb4_unexp *u = usb4_container_of(it,
@@ -494,6 +535,14 @@ static void drain_into_multi(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 	}
 }
 
+/* Why the peer src names is gone, or 0. */
+static int peer_down(struct usb4_core_ep *ep, fi_addr_t src)
+{
+	const struct usb4_peer *peer = usb4_peer_of(ep, src);
+
+	return peer ? peer->down : 0;
+}
+
 static ssize_t post(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 {
 	int q = queue_of(a->flags);
@@ -512,6 +561,8 @@ static ssize_t post(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 	usb4_list_insert_tail(&ep->posted[q], &rx->link);
 	if (a->flags & FI_MULTI_RECV)
 		drain_into_multi(ep, rx, a);
+	else if (directed(ep, a->src) && peer_down(ep, a->src))
+		rx_fail(ep, q, rx, peer_down(ep, a->src));	/* never filled */
 	return 0;
 }
 
@@ -635,16 +686,7 @@ int usb4_core_cancel(struct usb4_core_ep *ep, void *context)
 					struct usb4_rx_entry, link);
 			if (rx->context != context)
 				continue;
-			struct usb4_cqe e = {
-				.op_context = context,
-				.flags = recv_cqe_flags(q, 0) |
-					 (rx->flags & FI_MULTI_RECV),
-				.buf = rx->iov_count ? rx->iov[0].iov_base : NULL,
-				.tag = rx->tag,
-				.src = FI_ADDR_NOTAVAIL,
-			};
-			rx_release(ep, rx);
-			usb4_core_complete_err(ep, false, &e, -FI_ECANCELED, 0);
+			rx_fail(ep, q, rx, -FI_ECANCELED);
 			return 0;
 		}
 	}

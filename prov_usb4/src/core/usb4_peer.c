@@ -145,6 +145,7 @@ static int peer_open(struct usb4_peer *peer, const struct usb4_wire_addr *a,
 	if (ret)
 		return ret;
 	peer->kind = (uint8_t) kind;
+	peer->down = 0;
 	peer->addr = *a;
 	peer->id = le64toh(a->ep_id);
 	if (ops->caps & USB4_LINK_CAP_ONE_SIDED) {

@@ -57,7 +57,9 @@ int usb4_route(struct usb4_core_ep *ep, fi_addr_t dest, struct usb4_route *r)
 	r->eager_max = 0;	/* usb4_route_send's */
 	if (!r->peer)
 		return -FI_EINVAL;
-	return r->link ? 0 : -FI_EHOSTUNREACH;
+	if (!r->link)
+		return -FI_EHOSTUNREACH;
+	return r->peer->down;
 }
 
 /* A link's frame size towards a dest is fixed while the dest is open, and
@@ -73,7 +75,7 @@ int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
 	*r = &m->route;
 	if (m->route.peer && m->dest == dest && m->av_gen == av_gen &&
 	    m->hidden_gen == ep->hidden.gen)
-		return 0;
+		return m->route.peer->down;
 	ret = usb4_route(ep, dest, &m->route);
 	if (ret)
 		m->route.peer = NULL;

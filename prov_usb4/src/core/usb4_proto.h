@@ -199,7 +199,7 @@ void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write);
 
 /* Unexpected rendezvous messages from a dead peer can never be fetched:
  * dropped. */
-void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer);
+void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err);
 /* A message arrived: deliver it or queue it; -FI_EAGAIN: not now. */
 int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
 /* Completes a receive whose bytes arrived (err: 0 or negative FI_E*). */

@@ -98,6 +98,8 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		return -FI_EINVAL;
 	if (len > USB4_MAX_MSG_SIZE)
 		return -FI_EMSGSIZE;
+	if (r.peer->down)
+		return r.peer->down;
 	/* Without the target's CPU when the link reaches its memory. */
 	if (!(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED)) {
 		ssize_t sent = usb4_rma_frames(ep, a, len);
@@ -268,6 +270,8 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 	    a->src_count > USB4_IOV_LIMIT || a->cmp_count > USB4_IOV_LIMIT ||
 	    a->res_count > USB4_IOV_LIMIT)
 		return -FI_EINVAL;
+	if (r.peer->down)
+		return r.peer->down;
 	flags |= a->flags & (FI_COMPLETION | FI_INJECT);
 	ret = atomic_check(a, &count);
 	if (!ret && !(usb4_route_caps(&r) & USB4_LINK_CAP_ONE_SIDED)) {

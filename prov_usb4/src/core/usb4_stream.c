@@ -195,7 +195,8 @@ void usb4_xfer_free(struct usb4_core_ep *ep, struct usb4_xfer *x)
 /* Whether the peer can still hear an answer. */
 static bool peer_gone(int err)
 {
-	return err == -FI_EHOSTUNREACH || err == -FI_ECONNREFUSED;
+	return err == -FI_EHOSTUNREACH || err == -FI_ECONNREFUSED ||
+	       err == -FI_ECONNRESET;
 }
 
 static void recv_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err)
