@@ -68,6 +68,7 @@ FEATURE_PROBE = 1 << 0  # USB4_WIRE_FEATURE_PROBE: keepalives, close handshake
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
 REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
+FEATURES = FEATURE_PROBE  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
@@ -602,10 +603,14 @@ def handshake(wire_version: int, rel_type: int, src_id: int, dst_id: int, isn: i
 
 
 def reject(src_id: int, dst_id: int, wire_version: int = CURRENT_VERSION,
-           features: int = 0, ack: int = 0) -> RelDatagram:
+           features: Optional[int] = None, ack: int = 0) -> RelDatagram:
     """The REJECT usb4_rel_reject() builds: our version in header and payload,
-    every other field 0 (no seq, no window, no datagram_max); ``ack`` is the
-    seq of the HELLO it answers (usb4_rel_reject_cfg, from version 3)."""
+    our optional features (``FEATURES``; none for another version unless
+    given), every other field 0 (no seq, no window, no datagram_max); ``ack``
+    is the seq of the HELLO it answers (usb4_rel_reject_cfg, from version
+    3)."""
+    if features is None:
+        features = FEATURES if wire_version == CURRENT_VERSION else 0
     return RelDatagram(type=RelType.REJECT, src_id=src_id, dst_id=dst_id, ack=ack,
                        payload=Hello(proto=wire_version,
                                      features=features).pack(wire_version),

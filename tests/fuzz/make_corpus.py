@@ -76,13 +76,23 @@ def parse_enum(text, name):
 
 
 def parse_defines(text):
-    """Simple numeric #defines: plain numbers and (1u << n)."""
+    """Simple numeric #defines: plain numbers, (1u << n) and (A | B) of
+    those."""
     out = {}
     pattern = (r"#define\s+(\w+)\s+"
                r"(?:\((\d+)u? << (\d+)\)|(0x[0-9a-fA-F]+|\d+)u?(?:ll)?\b)")
     for m in re.finditer(pattern, text):
         out[m.group(1)] = (int(m.group(2)) << int(m.group(3)) if m.group(2)
                            else int(m.group(4), 0))
+    # and unions of those: (NAME | NAME ...)
+    for m in re.finditer(r"#define\s+(\w+)\s+\(\s*(\w+(?:\s*\|\s*\w+)*)\s*\)",
+                         text):
+        names = [n.strip() for n in m.group(2).split("|")]
+        if m.group(1) not in out and all(n in out for n in names):
+            value = 0
+            for n in names:
+                value |= out[n]
+            out[m.group(1)] = value
     return out
 
 
