@@ -25,7 +25,8 @@ routing table, as any UDP socket does; B forwards A's datagrams to C.
   data checked by the programs.  Ranks go round the hosts
   in the order A, C, B(, D), so the pairs of the pairwise programs (0-1,
   2-3, ...) are hosts two hops apart; ranks of one host talk over the
-  shm link, of two hosts over udp.
+  shm link, of two hosts over udp (the provider's close lines show every
+  rank took frames over both).
 
 Run with ``-s`` to see the figures.
 """
@@ -38,6 +39,7 @@ from pathlib import Path
 import pytest
 
 import hosts
+import stackrun
 from test_multihost_mpi import ONESIDED, PROGRAMS
 from test_xhost_fabric import XPEER_SRC, Peer, check_transfer
 from cprogs import HostProcess, compile_c, wait_all
@@ -230,13 +232,14 @@ def default_stack():
 
 
 def mpirun(cluster, stack, provider_dir, order, slots, program, one_sided=False,
-           timeout=MPI_TIMEOUT):
+           env=None, timeout=MPI_TIMEOUT):
     """program on slots ranks per host of order (host indices), placed round
     the hosts in that order, over usb4; mpirun runs in the first host."""
     where = stacks.Hosts(tuple((cluster.hosts[i].addr, slots) for i in order),
                          hosts.ALL_SUBNETS, IFACE, hosts.AGENT)
     argv = stack.argv(where.np, list(program), "usb4", one_sided=one_sided,
-                      provider_dir=provider_dir, hosts=where, extra=["--map-by", "node"])
+                      provider_dir=provider_dir, env=env, hosts=where,
+                      extra=["--map-by", "node"])
     try:
         return cluster.run(order[0], argv, env=stack.env(), timeout=timeout)
     except subprocess.TimeoutExpired as exc:
@@ -330,3 +333,21 @@ def test_osu_collective(name, job, default_stack, provider_dir):
     assert all(v == "Pass" for _, v in rows.values()), rows
     print("\n%s at %d hosts x %d: %s" % (name, len(order), slots, " ".join(
         "%d:%.1fus" % (size, value) for size, (value, _) in sorted(rows.items()))))
+
+
+def test_ranks_use_udp_across_hosts_and_shm_within(job, default_stack, stack_programs,
+                                                   provider_dir, tmp_path):
+    """collectives with the provider's close lines kept: every rank took
+    frames over the udp link, and with two ranks per host over shm too."""
+    cluster, order, slots = job
+    program = stackrun.stderr_to_files(stack_programs(default_stack)["collectives"],
+                                       tmp_path)
+    result = mpirun(cluster, default_stack, provider_dir, order, slots, program,
+                    env=stackrun.TRAFFIC_LOG_ENV)
+    assert result.returncode == 0, describe(result)
+    logs = stackrun.logs_in(tmp_path)
+    assert "FAIL" not in logs, logs[-4000:]
+    links = ("udp", "shm") if slots > 1 else ("udp",)
+    for link in links:
+        problems = stackrun.traffic_problems(logs, len(order) * slots, link=link)
+        assert not problems, "\n".join(problems) + "\n" + describe(result)
