@@ -16,7 +16,8 @@
  *
  * Also FI_PROGRESS_AUTO on a same-host (shm) pair: a rendezvous send to a
  * busy receiver completes while the receiver computes, where manual
- * progress leaves it waiting until the receiver calls in.
+ * progress leaves it waiting until the receiver calls in; and with the
+ * thread off, FI_PROGRESS_AUTO is not offered.
  */
 #include <stdlib.h>
 
@@ -308,6 +309,35 @@ static void check_served(const struct variant *v)
 	CHECK_EQ(b.bad_data, 0);
 }
 
+/* With the thread off, FI_PROGRESS_AUTO is not offered (nothing would
+ * keep the promise); manual still is.  In a child: the variable is read
+ * when the provider loads. */
+static void check_auto_needs_thread(void)
+{
+	int status = -1;
+	pid_t pid = usb4_test_fork();
+
+	if (pid == 0) {
+		struct fi_info *h = fx_hints(FI_TAGGED, 0), *info = NULL;
+		int refused, manual;
+
+		setenv("FI_USB4_PROGRESS_IDLE_MS", "0", 1);
+		h->domain_attr->data_progress = FI_PROGRESS_AUTO;
+		refused = fi_getinfo(FX_API, NULL, NULL, 0, h, &info);
+		fi_freeinfo(info);
+		info = NULL;
+		h->domain_attr->data_progress = FI_PROGRESS_MANUAL;
+		manual = fi_getinfo(FX_API, NULL, NULL, 0, h, &info);
+		fi_freeinfo(info);
+		fi_freeinfo(h);
+		usb4_test_child_exit(refused == -FI_ENODATA && manual == 0 ?
+				     0 : 1);
+	}
+	CHECK(pid > 0 && waitpid(pid, &status, 0) == pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "FI_PROGRESS_AUTO offered without a progress thread");
+}
+
 int main(void)
 {
 	const struct variant udp_before = {
@@ -341,5 +371,6 @@ int main(void)
 	CHECK_EQ(b.received, MSGS);
 	CHECK_MSG(d.done_while_busy < MSGS / 2, "%d", d.done_while_busy);
 	check_served(&shm_auto);
+	check_auto_needs_thread();
 	return usb4_test_done("test_busy_peer");
 }

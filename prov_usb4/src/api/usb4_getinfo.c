@@ -174,6 +174,9 @@ int usb4_check_fabric_attr(const struct fi_fabric_attr *attr)
  * other hosts.  FI_PROGRESS_AUTO gives every endpoint the thread. */
 static int usb4_check_progress(enum fi_progress progress, const char *what)
 {
+	if (progress == FI_PROGRESS_AUTO && !usb4_params.progress_idle_ms)
+		USB4_REFUSE("%s progress FI_PROGRESS_AUTO: no progress thread "
+			    "(FI_USB4_PROGRESS_IDLE_MS=0)\n", what);
 	if (progress != FI_PROGRESS_UNSPEC && progress != FI_PROGRESS_MANUAL &&
 	    progress != FI_PROGRESS_AUTO)
 		USB4_REFUSE("%s progress %d unknown\n", what, progress);

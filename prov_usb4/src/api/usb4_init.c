@@ -104,8 +104,9 @@ void usb4_params_define(void)
 			"endpoint for this many milliseconds, the thread "
 			"acknowledges, answers and delivers for it, so that a "
 			"busy application is not taken for dead; 0: no thread, "
-			"progress only inside the application's calls "
-			"(default: %d)", usb4_params.progress_idle_ms);
+			"progress only inside the application's calls, and "
+			"FI_PROGRESS_AUTO is not offered (default: %d)",
+			usb4_params.progress_idle_ms);
 	fi_param_define(&usb4_prov, "cc", FI_PARAM_BOOL,
 			"Congestion control towards other hosts: the bytes in "
 			"flight to a peer adapt to loss and queueing delay; "
