@@ -20,6 +20,17 @@ void usb4_rel_ka_init(struct usb4_rel_ka *ka, uint64_t idle_ns,
 	};
 }
 
+/* How long after the first probe silence is death: the rest of the peer
+ * timeout when probing starts on time, but at least half of it. */
+static uint64_t ka_verdict_after(const struct usb4_rel_ka *ka)
+{
+	uint64_t half = ka->dead_ns / 2;
+
+	if (ka->dead_ns > ka->idle_ns && ka->dead_ns - ka->idle_ns > half)
+		return ka->dead_ns - ka->idle_ns;
+	return half;
+}
+
 /* Probing starts at now and ends in a verdict after period. */
 static void ka_start(struct usb4_rel_ka *ka, uint64_t now, uint64_t period)
 {
@@ -36,7 +47,7 @@ enum usb4_rel_ka_action usb4_rel_ka_due(struct usb4_rel_ka *ka, uint64_t now,
 	if (!ka->since) {
 		if (!ka->idle_ns || now < last_rx || now - last_rx < ka->idle_ns)
 			return USB4_REL_KA_NONE;
-		ka_start(ka, now, ka->dead_ns);
+		ka_start(ka, now, ka_verdict_after(ka));
 	}
 	if (now >= ka->verdict)
 		return USB4_REL_KA_DEAD;

@@ -2,16 +2,19 @@
  * Keepalive probes of one rel session (private to src/rel): when a peer that
  * offered USB4_WIRE_FEATURE_PROBE has been silent for idle_ns, rel sends it
  * ACKs flagged USB4_REL_F_PROBE, which it answers at once; if nothing
- * authenticated comes back within dead_ns of the first probe, the peer is
- * dead.  A hint that the peer may be gone (an ICMP port-unreachable for its
+ * authenticated comes back, the peer is dead dead_ns after it was last
+ * heard (so a pulled cable fails a side that only receives as soon as one
+ * that waits for acks), yet never sooner than half of dead_ns after the
+ * first probe.  A hint that the peer may be gone (an ICMP port-unreachable for its
  * address: unauthenticated, anyone can forge one) starts probing at once
  * with a short verdict time, so a forged hint kills only a peer that does
  * not answer.
  *
  * Pure logic on the caller's clock: usb4_rel.c asks what is due, sends the
- * probes and says when the peer was heard.  Silence counts from the first
- * probe, never from before it: a process that was itself not running (not
- * calling in) probes first and judges after.
+ * probes and says when the peer was heard.  The verdict is timed from the
+ * first probe (dead_ns - idle_ns after it, at least dead_ns / 2), never
+ * from before it: a process that was itself not running (not calling in)
+ * probes first and judges after.
  */
 #ifndef USB4_REL_KEEPALIVE_H
 #define USB4_REL_KEEPALIVE_H
@@ -26,7 +29,7 @@
 
 struct usb4_rel_ka {
 	uint64_t idle_ns;	/* silence before probing; 0: never probe */
-	uint64_t dead_ns;	/* silence after the first probe: dead */
+	uint64_t dead_ns;	/* the peer timeout (see above) */
 	uint64_t since;		/* probing since (0: not probing) */
 	uint64_t next;		/* the next probe goes then */
 	uint64_t verdict;	/* dead if still silent then */
