@@ -46,8 +46,17 @@
  *           directed fi_trecv), prints "armed" and creates D/armed, then
  *           watches the server's pid.  When the test SIGKILLs the server the
  *           client measures how long each pending op takes to complete
- *           with an error; it passes if every pending send and RMA op fails
+ *           with an error; it passes if every pending send, RMA op and the
+ *           directed receive fails
  *           (FI_EHOSTUNREACH or FI_EIO) within FI_USB4_PEER_TIMEOUT + 1 s.
+ *
+ * pulled    The same ops pending, but the cable is pulled (the test takes the
+ *           interfaces down and writes the time it did, CLOCK_REALTIME
+ *           seconds, into D/pulled): every op the client has pending fails
+ *           within FI_USB4_PEER_TIMEOUT + 1 s of the pull, and so does the
+ *           server's receive directed at the client (the side that only
+ *           receives: it learns of the dead peer by its probes).  Each side
+ *           prints "pulled: OK" or "pulled: FAIL" and exits 0 or 1.
  *
  * mrclose  The client reads the server's whole region (8 MiB) in one fi_read.
  *           The server watches its remote-read counter (FI_RMA_EVENT) and,
@@ -935,6 +944,27 @@ struct pend {
 	bool posted;		/* false: waiting to be (re)posted */
 };
 
+/* D/pulled, once the test wrote it: the time of the pull, as now_s()
+ * would have said then; else -1. */
+static double pulled_at(struct xp *x)
+{
+	char path[4096];
+	struct timespec ts;
+	double wall = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/pulled", x->dir);
+	if (!(f = fopen(path, "r")))
+		return -1;
+	if (fscanf(f, "%lf", &wall) != 1)
+		wall = 0;
+	fclose(f);
+	if (wall <= 0)
+		return -1;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return now_s() - ((double) ts.tv_sec + ts.tv_nsec / 1e9 - wall);
+}
+
 static bool pid_gone(int64_t pid)
 {
 	char path[64], stat[512], *p;
@@ -1009,12 +1039,21 @@ static void pend_complete(struct pend *p, int err, double since_kill)
 	p->done_at = since_kill;
 }
 
-/*
- * Arms the pending ops, then waits for the server to die; returns the
- * number of pending ops that broke the rule.
- */
-static int client_pending(struct xp *x)
+/* When the server went away (killed, or the cable pulled), or -1. */
+static double server_gone_at(struct xp *x, bool pulled, double t)
 {
+	if (pulled)
+		return pulled_at(x);
+	return pid_gone(x->them.pid) ? t : -1;
+}
+
+/*
+ * Arms the pending ops, then waits for the server to die (or the cable to
+ * be pulled); returns the number of pending ops that broke the rule.
+ */
+static int client_pending(struct xp *x, bool pulled)
+{
+	const char *what = pulled ? "pulled" : "pending";
 	const char *env = getenv("FI_USB4_PEER_TIMEOUT");
 	double limit = (env ? atof(env) : 5000.0) / 1000.0 + KILL_GRACE_S;
 	struct pend p[] = {
@@ -1072,12 +1111,11 @@ static int client_pending(struct xp *x)
 		}
 		if (t_kill < 0 && t - last > 0.001) {
 			last = t;
-			if (pid_gone(x->them.pid)) {
-				t_kill = t;
+			if ((t_kill = server_gone_at(x, pulled, t)) >= 0) {
 				for (int i = 0; i < n; i++)
 					p[i].at_kill = p[i].busy;
-				printf("pending: server pid %" PRId64 " gone after %.3f s armed\n",
-				       x->them.pid, t - t0);
+				printf("pending: server %s after %.3f s armed\n",
+				       pulled ? "cable pulled" : "pid gone", t - t0);
 				fflush(stdout);
 			}
 		}
@@ -1085,7 +1123,7 @@ static int client_pending(struct xp *x)
 			continue;
 		left = 0;
 		for (int i = 0; i < n; i++)
-			left += p[i].busy && p[i].kind != P_RECV;
+			left += p[i].busy;
 		if (!left || t - t_kill > limit + 2.0)
 			break;
 	}
@@ -1094,7 +1132,7 @@ static int client_pending(struct xp *x)
 	for (int i = 0; i < n; i++) {
 		struct pend *q = &p[i];
 		bool ok_err = q->err == FI_EHOSTUNREACH || q->err == FI_EIO;
-		if (q->kind == P_RECV || !q->at_kill)
+		if (!q->at_kill)
 			continue;
 		npend++;
 		if (q->busy) {
@@ -1106,48 +1144,60 @@ static int client_pending(struct xp *x)
 		if (q->done_at > worst)
 			worst = q->done_at;
 		if (q->done_at > limit || (q->err && !ok_err) ||
-		    (!q->err && (q->kind == P_STUCK_SEND || q->done_at > LANDED_S))) {
+		    (!q->err && (q->kind == P_STUCK_SEND || q->kind == P_RECV ||
+				 q->done_at > LANDED_S))) {
 			printf("pending: %s %zu B: BAD (err %d, %.3f s)\n",
 			       pend_name[q->kind], q->len, q->err, q->done_at);
 			bad++;
 		}
 	}
-	/* The directed receive: the provider may fail it or leave it posted. */
+	/* The directed receive must have failed too (checked above). */
 	struct pend *rv = &p[n - 1];
-	if (rv->busy) {
-		CHECK(fi_cancel(&x->ep->fid, rv));
-		int r;
-		while ((r = next_completion(x, &e, &err)) == 0)
-			;
-		printf("pending: recv from the dead peer: still posted; fi_cancel -> %s\n",
-		       r < 0 ? fi_strerror(err.err) : "completed OK");
-	} else {
+	if (!rv->busy)
 		printf("pending: recv from the dead peer: completed by the provider "
 		       "with %s\n", rv->err ? fi_strerror(rv->err) : "success");
-	}
 	send_after_death(x, p[0].buf);
-	printf("pending: %s: %d ops pending at the kill, slowest failed %.3f s after "
-	       "it, limit %.3f s, %d bad\n", bad || !npend ? "FAIL" : "OK", npend, worst, limit, bad);
+	printf("%s: %s: %d ops pending at the kill, slowest failed %.3f s after "
+	       "it, limit %.3f s, %d bad\n", what, bad || !npend ? "FAIL" : "OK",
+	       npend, worst, limit, bad);
 	for (int i = 0; i < n; i++)
 		free(p[i].buf);
 	return bad || !npend ? 1 : 0;
 }
 
-/* Keeps the peer's ops pending: serves RMA, never receives TAG_STUCK. */
-static int server_pending(struct xp *x)
+/* Keeps the peer's ops pending: serves RMA, never receives TAG_STUCK.
+ * Pulled: its receive directed at the client must fail within the peer
+ * timeout + 1 s of the pull. */
+static int server_pending(struct xp *x, bool pulled)
 {
 	static char never[16];
+	const char *env = getenv("FI_USB4_PEER_TIMEOUT");
+	double limit = (env ? atof(env) : 5000.0) / 1000.0 + KILL_GRACE_S;
+	double t_pull = -1, took;
 	struct fi_cq_tagged_entry e;
 	struct fi_cq_err_entry err;
+	int r;
 
 	CHECK(fi_trecv(x->ep, never, sizeof(never), NULL, x->peer, TAG_NEVER, 0, never));
 	printf("pending: server serving, pid %d\n", (int) getpid());
 	fflush(stdout);
-	while (!next_completion(x, &e, &err))
-		;
-	fprintf(stderr, "xpeer server: unexpected completion (%s)\n",
-		fi_strerror(err.err));
-	return 1;
+	while (!(r = next_completion(x, &e, &err)))
+		if (pulled && t_pull < 0)
+			t_pull = pulled_at(x);
+	if (!pulled || r > 0 || e.op_context != never) {
+		fprintf(stderr, "xpeer server: unexpected completion (%s)\n",
+			r < 0 ? fi_strerror(err.err) : "OK");
+		return 1;
+	}
+	if (t_pull < 0)
+		t_pull = pulled_at(x);
+	took = t_pull < 0 ? -1 : now_s() - t_pull;
+	printf("pulled: server recv from the client: error %d (%s) %.3f s after "
+	       "the pull, limit %.3f s\n", err.err, fi_strerror(err.err), took,
+	       limit);
+	r = t_pull >= 0 && took <= limit && err.err == FI_EHOSTUNREACH;
+	printf("pulled: %s\n", r ? "OK" : "FAIL");
+	return r ? 0 : 1;
 }
 
 /* ---- mrclose: a region closed while its read response is unacknowledged -- */
@@ -1394,7 +1444,7 @@ static int client_mrwrite(struct xp *x)
 
 static void usage(void)
 {
-	die(2, "usage: usb4_xpeer server|client transfer|pending|mrclose|mrwrite --dir D "
+	die(2, "usage: usb4_xpeer server|client transfer|pending|pulled|mrclose|mrwrite --dir D "
 	    "[--bytes N] [--seed S] [--window W] [--timeout SEC] [--rogue]");
 }
 
@@ -1403,7 +1453,7 @@ int main(int argc, char **argv)
 	struct xp x = { 0 };
 	uint64_t bytes = 64u << 20, seed = 1;
 	int window = 8, timeout = 300, rc;
-	bool server, transfer, mrclose, mrwrite;
+	bool server, transfer, mrclose, mrwrite, pulled;
 
 	if (argc < 3)
 		usage();
@@ -1411,8 +1461,10 @@ int main(int argc, char **argv)
 	transfer = !strcmp(argv[2], "transfer");
 	mrclose = !strcmp(argv[2], "mrclose");
 	mrwrite = !strcmp(argv[2], "mrwrite");
+	pulled = !strcmp(argv[2], "pulled");
 	if ((!server && strcmp(argv[1], "client")) ||
-	    (!transfer && !mrclose && !mrwrite && strcmp(argv[2], "pending")))
+	    (!transfer && !mrclose && !mrwrite && !pulled &&
+	     strcmp(argv[2], "pending")))
 		usage();
 	xhost_prog = "xpeer";
 	xhost_role = argv[1];
@@ -1463,7 +1515,8 @@ int main(int argc, char **argv)
 		free(pl.op);
 		free(pl.send_op);
 	} else {
-		rc = server ? server_pending(&x) : client_pending(&x);
+		rc = server ? server_pending(&x, pulled) :
+			      client_pending(&x, pulled);
 	}
 	fabric_close(&x);
 	free(x.rma);
