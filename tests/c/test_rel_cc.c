@@ -190,6 +190,8 @@ struct bottleneck {
 	uint64_t burst;		/* tbf's, bytes */
 	uint64_t latency_ns;	/* tbf's: its limit is rate x this + burst */
 	unsigned small_every;	/* every n-th payload is 64 B (0: none) */
+	uint64_t stall_every;	/* B stops taking datagrams this often ... */
+	uint64_t stall_ns;	/* ... for this long (a busy host) */
 };
 
 struct outcome {
@@ -256,11 +258,16 @@ static struct outcome run(const struct bottleneck *b, bool cc,
 	CHECK_EQ(usb4_rel_peer_open(&a, &cfg, ID_A, ID_B, 0), 0);
 	CHECK_EQ(usb4_rel_peer_open(&bp, &cfg, ID_B, ID_A, 0), 0);
 	for (now = 0; now < duration; now += STEP_NS) {
+		bool stalled = b->stall_every &&
+			       now % b->stall_every < b->stall_ns;
+
 		ab.now = ba.now = now;
-		arrive(&ab, bp, now, &io_b);
+		if (!stalled) {
+			arrive(&ab, bp, now, &io_b);
+			usb4_rel_timer(bp, now, &io_b);
+		}
 		arrive(&ba, a, now, &io_a);
 		usb4_rel_timer(a, now, &io_a);
-		usb4_rel_timer(bp, now, &io_b);
 		feed(a, b, &next, now, &io_a);
 	}
 	st = usb4_rel_stats(a);
@@ -321,7 +328,7 @@ static void test_shaped(const struct bottleneck *b)
 static void test_unshaped_no_slower(void)
 {
 	struct bottleneck fast = { "10 Gbit/s, 16 MiB queue", 10000000000ull,
-				   64u << 10, 1600 * MS, 0 };
+				   64u << 10, 1600 * MS, 0, 0, 0 };
 	struct outcome off = run(&fast, false, SEC / 2);
 	struct outcome on = run(&fast, true, SEC / 2);
 
@@ -331,25 +338,60 @@ static void test_unshaped_no_slower(void)
 	CHECK_EQ(on.retransmitted, 0);
 }
 
+/* A receiver slower than the cable (4 Gbit/s of datagrams taken, 8 MiB of
+ * socket buffer: the udp link's) that also stops for 6 ms every 50 ms (a
+ * process descheduled on a busy host): samples wait as behind a queue, but
+ * nothing is lost, so delay must not shrink the window. */
+static void test_stalls_no_slower(void)
+{
+	struct bottleneck stalls = { "4 Gbit/s receiver, stalls", 4000000000ull,
+				     64u << 10, 16 * MS, 0, 50 * MS, 6 * MS };
+	struct outcome off = run(&stalls, false, SEC);
+	struct outcome on = run(&stalls, true, SEC);
+
+	CHECK(on.intact);
+	CHECK_EQ(on.cuts_delay, 0);
+	CHECK_MSG(on.of_rate >= 0.97 * off.of_rate, "cc on %.1f%%, off %.1f%%",
+		  100 * on.of_rate, 100 * off.of_rate);
+}
+
+/* The same receiver with a buffer the fixed window overflows (2 MiB): the
+ * first loss arms the delay signal, and after each stall the window must
+ * regain its size (slow start back to where the queue first showed). */
+static void test_stalls_after_loss(void)
+{
+	struct bottleneck stalls = { "4 Gbit/s, 2 MiB, stalls", 4000000000ull,
+				     64u << 10, 4 * MS, 0, 50 * MS, 6 * MS };
+	struct outcome on = run(&stalls, true, SEC);
+
+	CHECK(on.intact);
+	CHECK(on.cuts_loss + on.cuts_timeout > 0);
+	CHECK_MSG(on.of_rate >= 0.85 && on.rtx_ratio < 0.05,
+		  "%.1f%% of the rate, %.1f%% retransmitted", 100 * on.of_rate,
+		  100 * on.rtx_ratio);
+}
+
 int main(void)
 {
 	/* The bucket must hold a 64 KiB datagram or tbf drops every one; with
 	 * 128 KiB and 5 ms the queue holds two and a half. */
 	struct bottleneck shallow = { "50 Mbit/s, tbf 5 ms, 128 KiB",
-				      50000000ull, 128u << 10, 5 * MS, 0 };
+				      50000000ull, 128u << 10, 5 * MS, 0, 0, 0 };
 	struct bottleneck faster = { "500 Mbit/s, tbf 5 ms, 128 KiB",
-				     500000000ull, 128u << 10, 5 * MS, 0 };
+				     500000000ull, 128u << 10, 5 * MS, 0, 0, 0 };
 	struct bottleneck mixed = { "50 Mbit/s, 1 in 4 tiny", 50000000ull,
-				    128u << 10, 5 * MS, 4 };
+				    128u << 10, 5 * MS, 4, 0, 0 };
 	/* Cluster.shape's default bucket: 4 MB pass at once, then a queue of
 	 * 4 MB (640 ms at this rate) delays frames past rel's timeout. */
 	struct bottleneck deep = { "50 Mbit/s, tbf 5 ms, 4 MiB", 50000000ull,
-				   4u << 20, 5 * MS, 0 };
+				   4u << 20, 5 * MS, 0, 0, 0 };
 
 	test_shaped(&shallow);
 	test_shaped(&faster);
 	test_shaped(&mixed);
 	test_shaped(&deep);
 	test_unshaped_no_slower();
+	test_stalls_no_slower();
+	test_stalls_after_loss();
 	return usb4_test_done("test_rel_cc");
 }

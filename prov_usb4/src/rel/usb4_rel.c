@@ -1133,7 +1133,7 @@ static void usb4_rel_fast_retransmit(struct usb4_rel_peer *peer, uint64_t now,
 			return;
 		}
 		peer->stats.retransmitted++;
-		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc,
+		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc, now,
 							     peer->snd_tx);
 		peer->rtx_due = usb4_rel_min(peer->rtx_due,
 					     usb4_rel_tx_due(peer, seq, tx));
@@ -1556,13 +1556,14 @@ static void usb4_rel_backoff(struct usb4_rel_peer *peer,
 }
 
 /* What a frame going again tells the congestion controller. */
-static void usb4_rel_cc_resent(struct usb4_rel_peer *peer, bool timeout)
+static void usb4_rel_cc_resent(struct usb4_rel_peer *peer, uint64_t now,
+			       bool timeout)
 {
 	if (timeout)
 		peer->stats.cc_cuts_timeout +=
-			usb4_rel_cc_timeout(&peer->cc, peer->snd_tx);
+			usb4_rel_cc_timeout(&peer->cc, now, peer->snd_tx);
 	else
-		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc,
+		peer->stats.cc_cuts_loss += usb4_rel_cc_lost(&peer->cc, now,
 							     peer->snd_tx);
 }
 
@@ -1591,7 +1592,7 @@ static void usb4_rel_retransmit_due(struct usb4_rel_peer *peer, uint64_t now,
 				break;
 			}
 			usb4_rel_backoff(peer, tx, level + timeout);
-			usb4_rel_cc_resent(peer, timeout);
+			usb4_rel_cc_resent(peer, now, timeout);
 		}
 		next = usb4_rel_min(next, usb4_rel_tx_due(peer, seq, tx));
 	}

@@ -94,25 +94,31 @@ uint64_t usb4_rel_cc_rto(const struct usb4_rel_cc *cc, uint64_t floor)
 	return cc->on && cc->srtt && rto > floor ? rto : floor;
 }
 
+/* Whether queueing delay counts on this path now (see the header). */
+static bool usb4_cc_armed(const struct usb4_rel_cc *cc, uint64_t now)
+{
+	return cc->lost_at && now - cc->lost_at < USB4_CC_DELAY_ARMED_NS;
+}
+
 static bool usb4_cc_queued(uint64_t rtt, uint64_t base)
 {
 	return rtt && base && rtt - base > USB4_CC_QDELAY_NS;
 }
 
-/* A round whose smallest sample still waited in a queue: leave slow start
- * and shrink by an eighth, once per round. */
-static bool usb4_cc_end_round(struct usb4_rel_cc *cc, uint64_t base,
-			      uint32_t snd_tx)
+/* A round whose smallest sample still waited in a queue: shrink by an
+ * eighth, once per round. */
+static bool usb4_cc_end_round(struct usb4_rel_cc *cc, uint64_t base)
 {
 	bool cut = usb4_cc_queued(cc->round_min, base);
 
 	if (cut) {
+		/* The threshold stays where the queue first showed: after a
+		 * passing stall (a busy host) the window regains it in a few
+		 * round trips; while the queue stands, delayed acks hold
+		 * growth anyway. */
 		cc->cwnd = usb4_cc_max(cc->cwnd - cc->cwnd / 8, cc->mss);
-		cc->ssthresh = cc->cwnd;
 		cc->ai_acc = 0;
 	}
-	cc->round_end = snd_tx;
-	cc->round_min = 0;
 	return cut;
 }
 
@@ -136,7 +142,8 @@ bool usb4_rel_cc_acked(struct usb4_rel_cc *cc, uint64_t now, uint32_t ack,
 		       uint64_t bytes, uint64_t rtt, uint32_t snd_tx)
 {
 	uint64_t base = usb4_cc_base(cc, now, rtt);
-	bool delayed = usb4_cc_queued(rtt, base), cut = false;
+	bool armed = usb4_cc_armed(cc, now), cut = false;
+	bool delayed = armed && usb4_cc_queued(rtt, base);
 
 	if (!cc->on)
 		return false;
@@ -147,13 +154,15 @@ bool usb4_rel_cc_acked(struct usb4_rel_cc *cc, uint64_t now, uint32_t ack,
 	if (rtt && (!cc->round_min || rtt < cc->round_min))
 		cc->round_min = rtt;
 	if (!usb4_cc_seq_lt(ack, cc->round_end)) {
-		cut = usb4_cc_end_round(cc, base, snd_tx);
+		cut = armed && usb4_cc_end_round(cc, base);
+		cc->round_end = snd_tx;
+		cc->round_min = 0;
 		delayed |= cut;
 	}
 	/* No growth while repairing a loss or while this ack waited in a
 	 * queue: the window is already as large as the path takes; slow
 	 * start ends at the first such ack, not a round later. */
-	if (delayed && cc->cwnd < cc->ssthresh)
+	if (delayed && cc->ssthresh == cc->cwnd_max)
 		cc->ssthresh = cc->cwnd;
 	if (!cc->fast && !delayed)
 		usb4_cc_grow(cc, bytes);
@@ -170,10 +179,11 @@ static void usb4_cc_decrease(struct usb4_rel_cc *cc, uint32_t snd_tx)
 	cc->recover = snd_tx;
 }
 
-bool usb4_rel_cc_lost(struct usb4_rel_cc *cc, uint32_t snd_tx)
+bool usb4_rel_cc_lost(struct usb4_rel_cc *cc, uint64_t now, uint32_t snd_tx)
 {
 	if (!cc->on || cc->recovering)
 		return false;
+	cc->lost_at = now ? now : 1;
 	usb4_cc_decrease(cc, snd_tx);
 	cc->fast = true;
 	return true;
@@ -181,12 +191,14 @@ bool usb4_rel_cc_lost(struct usb4_rel_cc *cc, uint32_t snd_tx)
 
 /* Nothing came back for a whole timeout: the path may hold far less than
  * the window; start again from one datagram (slow start to half of it). */
-bool usb4_rel_cc_timeout(struct usb4_rel_cc *cc, uint32_t snd_tx)
+bool usb4_rel_cc_timeout(struct usb4_rel_cc *cc, uint64_t now,
+			 uint32_t snd_tx)
 {
 	bool first = !cc->recovering;
 
 	if (!cc->on)
 		return false;
+	cc->lost_at = now ? now : 1;
 	if (first)
 		usb4_cc_decrease(cc, snd_tx);
 	cc->cwnd = cc->mss;

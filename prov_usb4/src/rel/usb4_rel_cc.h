@@ -19,9 +19,19 @@
  * against the smallest round trip seen lately.  A round whose every sample
  * waited more than USB4_CC_QDELAY_NS in a queue ends slow start and takes
  * an eighth off the window: the queue stays short and no datagram is lost.
+ * Such a cut leaves the threshold where the queue first showed, so after a
+ * passing stall (the receiving process descheduled on a busy host looks the
+ * same) the window regains its size in slow start; acks that waited in a
+ * queue never grow it.
  * The round's minimum, not the smoothed round trip, is the signal because a
  * busy host stalls single samples by milliseconds; a standing queue delays
- * all of them.  No pacing: the window's datagrams go back to back.
+ * all of them.  Still, two processes time-sliced on one busy core delay
+ * whole rounds by more than that with no queue in the path: delay is
+ * trusted only on a path that lost a datagram within USB4_CC_DELAY_ARMED_NS
+ * (one whose queue overflows: a shaper, a shared link).  Elsewhere (a
+ * cable whose only queue is the receiver's 8 MiB socket buffer) the window
+ * follows loss alone, and a deep queue costs no spurious resends because
+ * the retransmission timeout follows the round trip (usb4_rel_cc_rto).  No pacing: the window's datagrams go back to back.
  *
  * One controller per rel peer today; it knows nothing of rel's peer, only
  * sequence numbers, bytes and times, so a peer striped over several paths
@@ -39,6 +49,10 @@
 /* How long a minimum round trip stands for the path's (it may change):
  * the base is the smaller of this period's and the last one's. */
 #define USB4_CC_BASE_PERIOD_NS	(10ull * 1000 * 1000 * 1000)
+/* How long after a loss queueing delay counts: a path that kept its queue
+ * short this long without loss probes with loss again (then 1 loss event
+ * per this period, a few datagrams). */
+#define USB4_CC_DELAY_ARMED_NS	(10ull * 1000 * 1000 * 1000)
 
 struct usb4_rel_cc {
 	bool on;		/* off: no limit in bytes (the fixed window) */
@@ -56,6 +70,7 @@ struct usb4_rel_cc {
 	uint64_t base_now, base_prev;	/* smallest samples, 0: none */
 	uint64_t base_since;	/* when base_now's period began */
 	uint64_t srtt, rttvar;	/* smoothed round trip and its deviation */
+	uint64_t lost_at;	/* the last loss or timeout, 0: none yet */
 };
 
 /* mss: the largest payload; window: rel's bound in datagrams. */
@@ -75,9 +90,10 @@ bool usb4_rel_cc_acked(struct usb4_rel_cc *cc, uint64_t now, uint32_t ack,
 		       uint64_t bytes, uint64_t rtt, uint32_t snd_tx);
 /* A datagram was found lost (sacks) and goes again; snd_tx as above.
  * True when that cut the window (once per window of data). */
-bool usb4_rel_cc_lost(struct usb4_rel_cc *cc, uint32_t snd_tx);
+bool usb4_rel_cc_lost(struct usb4_rel_cc *cc, uint64_t now, uint32_t snd_tx);
 /* A retransmission timeout fired; true when it cut the window. */
-bool usb4_rel_cc_timeout(struct usb4_rel_cc *cc, uint32_t snd_tx);
+bool usb4_rel_cc_timeout(struct usb4_rel_cc *cc, uint64_t now,
+			 uint32_t snd_tx);
 /* The retransmission timeout before backoff: at least floor, and with
  * control on at least the smoothed round trip plus four deviations, so a
  * queue that delays datagrams past floor does not make them all go again
