@@ -15,6 +15,9 @@ routing table, as any UDP socket does; B forwards A's datagrams to C.
   does one from A to D in a chain A-B-C-D whose middle cable has the
   Ethernet MTU (1500): the path's MTU is the smallest on the way, smaller
   than either end's interface;
+- in the ring with both cables of every host named (FI_USB4_IFACE=tb0,tb1),
+  B and D (no shared subnet, one way through C, the other through A)
+  transfer bit-exact;
 - A names C by address and port (tests/xhost/usb4_nodesvc.c): the RESOLVE
   query and the job after it go through B;
 - osu_latency and osu_bw between A-B (one cable) and A-C (through B):
@@ -154,26 +157,29 @@ def provider_env(provider_dir, level="info"):
             "FI_USB4_IFACE": IFACE, "FI_LOG_LEVEL": level}
 
 
-def xpeer_transfer(cluster, xpeer, provider_dir, rundir, client_host, server_host):
+def xpeer_transfer(cluster, xpeer, provider_dir, rundir, client_host, server_host,
+                   iface=IFACE):
     """usb4_xpeer transfer of XPEER_BYTES, checked bit-exact; the client's
-    summary and B's forwarded datagrams."""
+    summary and the datagrams each host forwarded meanwhile."""
     argv = ["transfer", "--dir", str(rundir), "--timeout", str(XPEER_WATCHDOG),
             "--bytes", str(XPEER_BYTES)]
     env = provider_env(provider_dir)
-    before = forwarded(cluster, 1)
+    env["FI_USB4_IFACE"] = iface
+    before = [forwarded(cluster, h) for h in cluster.hosts]
     server = Peer(cluster, server_host, [str(xpeer), "server"] + argv, env, rundir, "server")
     client = Peer(cluster, client_host, [str(xpeer), "client"] + argv, env, rundir, "client")
     wait_all(cluster, [client, server], XPEER_WATCHDOG + 10)
     check_transfer(server, client, XPEER_BYTES)
     for peer in (client, server):
         assert peer.counters()["d_header"] == 0, peer.describe()
-    return client.summary(), forwarded(cluster, 1) - before
+    return client.summary(), [forwarded(cluster, h) - b for h, b in zip(cluster.hosts, before)]
 
 
 def test_libfabric_transfer_a_to_c_through_b(chain3, xpeer, provider_dir, tmp_path):
     """64 MiB of tagged messages and RMA writes from A to C, read back:
     bit-exact, and B forwarded the datagrams."""
-    c, through_b = xpeer_transfer(chain3, xpeer, provider_dir, tmp_path, 0, 2)
+    c, through = xpeer_transfer(chain3, xpeer, provider_dir, tmp_path, 0, 2)
+    through_b = through[1]
     print("\nA -> C through B: %s bytes (%s messages, %s RMA bytes) in %s s, %s MB/s; "
           "B forwarded %d datagrams" % (c["bytes"], c["messages"], c["rma_bytes"],
                                         c["elapsed"], c["rate"], through_b))
@@ -190,7 +196,8 @@ def test_libfabric_transfer_over_a_narrower_middle_cable(namespaces_usable, xpee
         for host, ifname in zip(middle.ends, middle.ifnames):
             cluster.run(host, ["ip", "link", "set", ifname, "mtu", str(NARROW_MTU)],
                         timeout=10, check=True)
-        c, through_b = xpeer_transfer(cluster, xpeer, provider_dir, tmp_path, 0, 3)
+        c, through = xpeer_transfer(cluster, xpeer, provider_dir, tmp_path, 0, 3)
+        through_b = through[1]
         path = cluster.run(0, ["ip", "route", "get", cluster.hosts[3].addr],
                            timeout=10, check=True).stdout
     print("\nA -> D over a %d-byte middle cable: %s bytes in %s s, %s MB/s; B forwarded "
@@ -199,6 +206,20 @@ def test_libfabric_transfer_over_a_narrower_middle_cable(namespaces_usable, xpee
     assert through_b >= MIN_FORWARDED, "B forwarded only %d datagrams" % through_b
     # A learnt the path's MTU from B: the narrower cable was on the way.
     assert "mtu %d" % NARROW_MTU in path, path
+
+
+def test_libfabric_transfer_b_to_d_both_cables_named(namespaces_usable, xpeer,
+                                                     provider_dir, tmp_path):
+    """The ring with FI_USB4_IFACE=tb0,tb1 (every cable named, as discovery
+    finds them): B and D share no subnet; each link binds its first cable's
+    address and the transfer goes B -> C -> D, the way back D -> A -> B."""
+    with routed_cluster("ring4") as cluster:
+        c, through = xpeer_transfer(cluster, xpeer, provider_dir, tmp_path, 1, 3,
+                                    iface="tb0,tb1")
+    print("\nB -> D, both cables named: %s bytes in %s s, %s MB/s; forwarded by A %d, "
+          "C %d" % (c["bytes"], c["elapsed"], c["rate"], through[0], through[2]))
+    assert through[2] >= MIN_FORWARDED, through
+    assert through[0] >= MIN_FORWARDED // 10, through
 
 
 @pytest.fixture(scope="module")
