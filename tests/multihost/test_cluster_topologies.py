@@ -48,7 +48,7 @@ from test_xhost_fabric import XPEER_SRC, Peer, check_transfer
 from cprogs import HostProcess, compile_c, wait_all
 from usb4fabric import stacks
 
-pytestmark = [pytest.mark.multihost, pytest.mark.mpi]
+pytestmark = pytest.mark.multihost
 
 IFACE = "tb0"
 REACH = Path(__file__).resolve().parent / "udp_reach.py"
@@ -294,6 +294,7 @@ def osu(name):
     return str(exe)
 
 
+@pytest.mark.mpi
 def test_osu_one_hop_and_two_hops(chain3, default_stack, provider_dir):
     """osu_latency (8 B) and osu_bw (1 MiB) between A and B (one cable) and
     between A and C (through B), data checked: the figures side by side,
@@ -335,6 +336,7 @@ def job(request, namespaces_usable):
         yield cluster, RANK_ORDER[topology], slots
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("name", PROGRAMS + ONESIDED)
 def test_mpi_program(name, job, default_stack, stack_programs, provider_dir):
     cluster, order, slots = job
@@ -346,6 +348,7 @@ def test_mpi_program(name, job, default_stack, stack_programs, provider_dir):
     assert len(ok) == 1, "want one 'OK %s' line\n%s" % (name, describe(result))
 
 
+@pytest.mark.mpi
 @pytest.mark.parametrize("name", sorted(OSU_COLLECTIVES))
 def test_osu_collective(name, job, default_stack, provider_dir):
     cluster, order, slots = job
@@ -356,6 +359,7 @@ def test_osu_collective(name, job, default_stack, provider_dir):
         "%d:%.1fus" % (size, value) for size, (value, _) in sorted(rows.items()))))
 
 
+@pytest.mark.mpi
 def test_ranks_use_udp_across_hosts_and_shm_within(job, default_stack, stack_programs,
                                                    provider_dir, tmp_path):
     """collectives with the provider's close lines kept: every rank took
