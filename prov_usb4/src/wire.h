@@ -31,6 +31,9 @@
  *      Optional feature USB4_WIRE_FEATURE_PROBE: an ACK may carry
  *      USB4_REL_F_PROBE ("answer now": keepalive probes of an idle
  *      session) or USB4_REL_F_FIN ("this endpoint is closed").
+ *      Rails (feature USB4_WIRE_FEATURE_RAILS): a HELLO or HELLO_ACK of an
+ *      endpoint with several udp sockets carries its rail list (struct
+ *      usb4_wire_rails) after struct usb4_wire_hello.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -59,6 +62,9 @@
 #define USB4_WIRE_FEATURES		(USB4_WIRE_FEATURE_PROBE)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
+/*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
+ *                           list (struct usb4_wire_rails): optional. */
+#define USB4_WIRE_FEATURE_RAILS		(1u << 2)
 
 /* ---- endpoint address -------------------------------------------------- */
 
@@ -371,6 +377,33 @@ struct usb4_wire_hello {
 	uint8_t nonce[16];
 };
 _Static_assert(sizeof(struct usb4_wire_hello) == 32, "hello is 32 bytes");
+
+/*
+ * After struct usb4_wire_hello, when the sender offers
+ * USB4_WIRE_FEATURE_RAILS: the udp sockets (rails) it receives on, one per
+ * interface, the first being the one its endpoint address names.  Only
+ * count rails are sent: 4 + 20 * count bytes.
+ *   count     1..USB4_WIRE_RAILS_MAX
+ *   family    4 or 6
+ *   port      the socket's port
+ *   ip        its address, network byte order (IPv4 in the first 4)
+ */
+#define USB4_WIRE_RAILS_MAX	4
+
+struct usb4_wire_rail {
+	uint8_t family;
+	uint8_t reserved;
+	uint16_t port;
+	uint8_t ip[16];
+};
+_Static_assert(sizeof(struct usb4_wire_rail) == 20, "rail is 20 bytes");
+
+struct usb4_wire_rails {
+	uint8_t count;
+	uint8_t reserved[3];
+	struct usb4_wire_rail rail[USB4_WIRE_RAILS_MAX];
+};
+_Static_assert(sizeof(struct usb4_wire_rails) == 84, "rail list is 84 bytes");
 
 /* ---- resolving an address (the udp link) -------------------------------- */
 

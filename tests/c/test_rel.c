@@ -634,12 +634,15 @@ static void test_corruption(void)
 	side_close(&b);
 }
 
-/* Handshake types carry exactly a struct usb4_wire_hello, ACK nothing:
- * other lengths are dropped.  Returns how many were. */
+/* Handshake types carry a struct usb4_wire_hello and at most
+ * USB4_REL_HELLO_EXT_MAX bytes of the link's, ACK nothing: other lengths
+ * are dropped.  Returns how many were. */
 static size_t bad_control_lengths(struct side *b)
 {
-	static const uint32_t bad[] = { 0, 4, HELLO_LEN - 1, HELLO_LEN + 1 };
-	unsigned char buf[HDR + 2 * HELLO_LEN], pl[2 * HELLO_LEN] = { 0 };
+	static const uint32_t bad[] = { 0, 4, HELLO_LEN - 1,
+					HELLO_LEN + USB4_REL_HELLO_EXT_MAX + 1 };
+	unsigned char buf[HDR + 2 * HELLO_LEN + USB4_REL_HELLO_EXT_MAX],
+		      pl[2 * HELLO_LEN + USB4_REL_HELLO_EXT_MAX] = { 0 };
 	size_t len, drops = 0;
 
 	for (int type = USB4_REL_HELLO; type <= USB4_REL_REJECT; type++) {
@@ -2822,6 +2825,141 @@ static void test_probe_flag_on_data_dropped(void)
 	side_close(&b);
 }
 
+/* ---- the link's handshake extension (rails) ----------------------------- */
+
+static struct usb4_rel_hello_ext ext_of(size_t len, unsigned char seed)
+{
+	struct usb4_rel_hello_ext e = { .len = (uint16_t) len };
+
+	for (size_t i = 0; i < len; i++)
+		e.data[i] = (unsigned char) (seed + 7 * i);
+	return e;
+}
+
+static bool ext_eq(const struct usb4_rel_hello_ext *a,
+		   const struct usb4_rel_hello_ext *b)
+{
+	return a->len == b->len && !memcmp(a->data, b->data, a->len);
+}
+
+/* Each side's extension rides on its HELLO or HELLO_ACK (the feature bit
+ * says so) and the other side keeps it once the handshake is proven; a
+ * side without one sends the plain hello and is known to have none. */
+static void test_hello_ext_exchanged(void)
+{
+	struct usb4_rel_hello_ext xa = ext_of(24, 1), xb = ext_of(44, 2);
+	struct usb4_rel_cfg ca = base_cfg(), cb = base_cfg(), cc = base_cfg();
+	struct usb4_rel_head head;
+	struct side a, b;
+
+	ca.hello_ext = &xa;
+	cb.hello_ext = &xb;
+	pair_open(&a, &b, &ca, &cb, 0);
+	CHECK_EQ(usb4_rel_peer_hello_ext(b.rel)->len, 0);
+	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
+	CHECK_EQ(a.out.d[0].len, HDR + HELLO_LEN + 24);
+	CHECK_EQ(peek_one(a.out.d[0].buf, a.out.d[0].len, &head), 0);
+	CHECK(head.features & USB4_WIRE_FEATURE_RAILS);
+	CHECK(head.crc_ok);
+	xfer(&a, &b, 0);
+	CHECK_EQ(b.out.d[0].len, HDR + HELLO_LEN + 44);
+	xfer(&b, &a, 0);
+	CHECK(ext_eq(usb4_rel_peer_hello_ext(a.rel), &xb));
+	CHECK_EQ(usb4_rel_peer_hello_ext(b.rel)->len, 0);  /* not proven yet */
+	xfer(&a, &b, 0);
+	CHECK(ext_eq(usb4_rel_peer_hello_ext(b.rel), &xa));
+	CHECK_EQ(b.expect, 1);
+	side_close(&a);
+	side_close(&b);
+
+	/* B without one: A still sends its own, and learns B has none. */
+	pair_open(&a, &b, &ca, &cc, 0);
+	handshake(&a, &b, 0);
+	xfer(&a, &b, 0);
+	CHECK_EQ(usb4_rel_peer_hello_ext(a.rel)->len, 0);
+	CHECK(ext_eq(usb4_rel_peer_hello_ext(b.rel), &xa));
+	CHECK_EQ(b.expect, 1);
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A crafted HELLO carrying extra bytes after its hello, with or without
+ * the feature bit: kept only with it; longer than the most a handshake may
+ * carry: not a HELLO at all (offer_read and a peer both drop it). */
+static void test_hello_ext_bounds(void)
+{
+	struct usb4_rel_cfg cb = base_cfg();
+	unsigned char buf[HDR + HELLO_LEN + USB4_REL_HELLO_EXT_MAX + 8];
+	unsigned char payload[HELLO_LEN + USB4_REL_HELLO_EXT_MAX + 8];
+	struct usb4_wire_hello hello = {
+		.proto = htole16(USB4_WIRE_VERSION),
+		.features = htole32(USB4_WIRE_FEATURE_RAILS),
+	};
+	struct usb4_rel_offer o;
+	struct iovec one = { .iov_base = buf };
+	struct side a, b;
+
+	memset(payload, 0x5c, sizeof(payload));
+	memcpy(payload, &hello, sizeof(hello));
+	one.iov_len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 77, 0, 0, payload,
+			    HELLO_LEN + 10);
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_B, &one, 1, &o), 0);
+	CHECK_EQ(o.peer_ext.len, 10);
+	CHECK_EQ(o.peer_ext.data[9], 0x5c);
+	hello.features = 0;
+	memcpy(payload, &hello, sizeof(hello));
+	one.iov_len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 77, 0, 0, payload,
+			    HELLO_LEN + 10);
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_B, &one, 1, &o), 0);
+	CHECK_EQ(o.peer_ext.len, 0);
+	one.iov_len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 77, 0, 0, payload,
+			    HELLO_LEN + USB4_REL_HELLO_EXT_MAX);
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_B, &one, 1, &o), 0);
+	one.iov_len = craft(buf, USB4_REL_HELLO, ID_A, ID_B, 77, 0, 0, payload,
+			    HELLO_LEN + USB4_REL_HELLO_EXT_MAX + 1);
+	CHECK_EQ(usb4_rel_offer_read(&cb, ID_B, &one, 1, &o), -FI_EINVAL);
+	pair_open(&a, &b, &cb, &cb, 0);
+	CHECK(usb4_rel_input(b.rel, 0, buf, one.iov_len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_HEADER], 1);
+	CHECK_EQ(b.out.n, 0);	/* not answered */
+	side_close(&a);
+	side_close(&b);
+}
+
+/* A lost path: everything in flight goes again at once, not at its
+ * timeout; an ack can be sent unowed (a path's sign of life), but not
+ * before the handshake. */
+static void test_resend_in_flight_and_ack_send(void)
+{
+	struct usb4_rel_cfg cfg = base_cfg();
+	struct side a, b;
+	uint64_t now = 0, next = 1;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	usb4_rel_ack_send(a.rel, &a.io);
+	CHECK_EQ(a.out.n, 0);
+	handshake(&a, &b, 0);
+	q_clear(&a.out);		/* payload 0: lost */
+	CHECK_EQ(send_idx(&a, 1, 1, 0), 0);
+	CHECK_EQ(send_idx(&a, 1, 2, 0), 0);
+	q_clear(&a.out);		/* 1 and 2: lost */
+	usb4_rel_resend_in_flight(a.rel, 10, &a.io);
+	CHECK_EQ(a.out.n, 3);
+	CHECK_EQ(type_at(&a, 0), USB4_REL_DATA);
+	CHECK_EQ(usb4_rel_stats(a.rel)->retransmitted, 3);
+	xfer(&a, &b, 20);
+	CHECK_EQ(b.expect, 3);
+	CHECK(!b.bad);
+	next = 3;
+	settle(&a, &b, &next, 3, &now, 10 * US);
+	q_clear(&b.out);
+	usb4_rel_ack_send(b.rel, &b.io);
+	CHECK_EQ(b.out.n, 1);
+	CHECK_EQ(type_at(&b, 0), USB4_REL_ACK);
+	side_close(&a);
+	side_close(&b);
+}
+
 int main(void)
 {
 	printf("crc32c path: %s\n", usb4_crc32c_path());
@@ -2864,6 +3002,9 @@ int main(void)
 	test_send_by_reference();
 	test_copy_refs_needs_no_pool();
 	test_input_in_pieces();
+	test_hello_ext_exchanged();
+	test_hello_ext_bounds();
+	test_resend_in_flight_and_ack_send();
 	CHECK_EQ(usb4_auth_job_init(&job_one, "key one", 7), 0);
 	CHECK_EQ(usb4_auth_job_init(&job_two, "key two", 7), 0);
 	test_auth_transfer();

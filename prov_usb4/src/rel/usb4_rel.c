@@ -123,6 +123,9 @@ struct usb4_rel_peer {
 	bool hello_started, peer_known;
 	uint32_t peer_isn;
 	uint32_t peer_datagram_max;
+	struct usb4_rel_hello_ext peer_ext;	/* the link's, from the peer */
+	struct usb4_rel_hello_ext ext_in;	/* of the handshake datagram
+						 * being read */
 	uint8_t hello_level;
 	uint64_t hello_due;
 
@@ -363,9 +366,16 @@ static bool usb4_rel_is_hello(uint8_t type)
 	       type == USB4_REL_REJECT;
 }
 
+static bool usb4_rel_has_ext(const struct usb4_rel_cfg *cfg)
+{
+	return cfg->hello_ext && cfg->hello_ext->len &&
+	       cfg->hello_ext->len <= USB4_REL_HELLO_EXT_MAX;
+}
+
 static uint32_t usb4_rel_features(const struct usb4_rel_cfg *cfg)
 {
-	return USB4_WIRE_FEATURES | (cfg->job ? USB4_WIRE_FEATURE_AUTH : 0);
+	return USB4_WIRE_FEATURES | (cfg->job ? USB4_WIRE_FEATURE_AUTH : 0) |
+	       (usb4_rel_has_ext(cfg) ? USB4_WIRE_FEATURE_RAILS : 0);
 }
 
 /* We refuse a peer that requires features we lack, or lacks ones we
@@ -438,7 +448,8 @@ static bool usb4_rel_len_ok(const struct usb4_rel_cfg *cfg, uint8_t type,
 	if (type == USB4_REL_DATA)
 		return len <= cfg->payload_max;
 	if (usb4_rel_is_hello(type))
-		return len == USB4_REL_HELLO_LEN;
+		return len >= USB4_REL_HELLO_LEN &&
+		       len - USB4_REL_HELLO_LEN <= USB4_REL_HELLO_EXT_MAX;
 	return len == 0;
 }
 
@@ -494,6 +505,23 @@ static void usb4_rel_hello_read(const struct iovec *dgram, int count,
 	hello->proto = le16toh(hello->proto);
 	hello->features = le32toh(hello->features);
 	hello->datagram_max = le32toh(hello->datagram_max);
+}
+
+/* The link's bytes after a handshake payload whose length len_ok passed,
+ * kept when the sender offers them. */
+static void usb4_rel_ext_read(const struct iovec *dgram, int count,
+			      const struct usb4_wire_rel *h,
+			      const struct usb4_wire_hello *hello,
+			      struct usb4_rel_hello_ext *ext)
+{
+	ext->len = 0;
+	if (!(hello->features & USB4_WIRE_FEATURE_RAILS) ||
+	    h->len <= USB4_REL_HELLO_LEN ||
+	    h->len - USB4_REL_HELLO_LEN > USB4_REL_HELLO_EXT_MAX)
+		return;
+	ext->len = (uint16_t) (h->len - USB4_REL_HELLO_LEN);
+	usb4_rel_gather(ext->data, dgram, count,
+			USB4_REL_HDR_LEN + USB4_REL_HELLO_LEN, ext->len);
 }
 
 int usb4_rel_peek_fields(const struct iovec *dgram, int count,
@@ -638,6 +666,17 @@ static int usb4_rel_xmit_to_buf(void *ctx, const struct iovec *iov, int count)
 	return 0;
 }
 
+/* The link's bytes a handshake datagram of type carries (none in a
+ * REJECT: nothing follows from it). */
+static struct iovec usb4_rel_ext_iov(const struct usb4_rel_cfg *cfg,
+				     uint8_t type)
+{
+	if (type == USB4_REL_REJECT || !usb4_rel_has_ext(cfg))
+		return (struct iovec) { 0 };
+	return (struct iovec) { .iov_base = (void *) cfg->hello_ext->data,
+				.iov_len = cfg->hello_ext->len };
+}
+
 /* A handshake datagram (HELLO, HELLO_ACK, REJECT) of cfg's version,
  * features and largest datagram, built without a peer into buf. */
 static size_t usb4_rel_build_hello(const struct usb4_rel_cfg *cfg, uint8_t type,
@@ -659,11 +698,14 @@ static size_t usb4_rel_build_hello(const struct usb4_rel_cfg *cfg, uint8_t type,
 		.features = htole32(usb4_rel_features(cfg)),
 		.datagram_max = htole32(cfg->datagram_max),
 	};
-	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+	struct iovec iov[2] = {
+		{ .iov_base = &hello, .iov_len = sizeof(hello) },
+		usb4_rel_ext_iov(cfg, type),
+	};
 
 	if (nonce)
 		memcpy(hello.nonce, nonce, sizeof(hello.nonce));
-	return usb4_rel_seal(cfg, NULL, &io, &w, &iov, 1) ? 0 : out.len;
+	return usb4_rel_seal(cfg, NULL, &io, &w, iov, 2) ? 0 : out.len;
 }
 
 /* Builds the header (acks and window from the receive side, unless ack
@@ -722,10 +764,13 @@ static int usb4_rel_emit_hello(struct usb4_rel_peer *peer,
 		.features = htole32(usb4_rel_features(&peer->cfg)),
 		.datagram_max = htole32(peer->cfg.datagram_max),
 	};
-	struct iovec iov = { .iov_base = &hello, .iov_len = sizeof(hello) };
+	struct iovec iov[2] = {
+		{ .iov_base = &hello, .iov_len = sizeof(hello) },
+		usb4_rel_ext_iov(&peer->cfg, type),
+	};
 
 	memcpy(hello.nonce, peer->nonce, sizeof(hello.nonce));
-	return usb4_rel_emit_acking(peer, io, type, peer->isn, ack, &iov, 1);
+	return usb4_rel_emit_acking(peer, io, type, peer->isn, ack, iov, 2);
 }
 
 size_t usb4_rel_reject_cfg(void *buf, const struct usb4_rel_cfg *cfg,
@@ -1333,6 +1378,7 @@ static void usb4_rel_learn(struct usb4_rel_peer *peer,
 	peer->rcv_nxt = peer->rcv_dlv = o->peer_isn;
 	peer->peer_datagram_max = o->peer_datagram_max;
 	peer->peer_features = o->peer_features;
+	peer->peer_ext = o->peer_ext;
 	/* Later handshake datagrams are repeats: their window is old. */
 	peer->peer_wnd = o->peer_window;
 	memcpy(peer->peer_nonce, o->peer_nonce, sizeof(peer->peer_nonce));
@@ -1379,6 +1425,7 @@ static void usb4_rel_pend(struct usb4_rel_peer *peer,
 			  const struct usb4_wire_hello *hello)
 {
 	usb4_rel_offer_fill(&peer->pending, h, hello);
+	peer->pending.peer_ext = peer->ext_in;
 	peer->pending.isn = peer->isn;
 	peer->pending_set = true;
 }
@@ -1431,6 +1478,7 @@ static int usb4_rel_on_answer(struct usb4_rel_peer *peer, uint64_t now,
 		struct usb4_rel_offer o;
 
 		usb4_rel_offer_fill(&o, h, hello);
+		o.peer_ext = peer->ext_in;
 		usb4_rel_learn(peer, &o);
 	}
 	if (peer->tx)
@@ -1521,6 +1569,7 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		usb4_rel_ka_heard(&peer->ka);
 	if (usb4_rel_is_hello(h.type)) {
 		usb4_rel_hello_read(dgram, count, &hello);
+		usb4_rel_ext_read(dgram, count, &h, &hello, &peer->ext_in);
 		ret = h.type == USB4_REL_HELLO ?
 		      usb4_rel_answer_hello(peer, io, &h, &hello) :
 		      usb4_rel_on_answer(peer, now, io, &h, &hello);
@@ -1682,6 +1731,34 @@ void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io)
 		usb4_rel_send_ack(peer, io);
 }
 
+void usb4_rel_ack_send(struct usb4_rel_peer *peer, const struct usb4_rel_io *io)
+{
+	if (peer->peer_known && !peer->down)
+		usb4_rel_send_ack(peer, io);
+}
+
+void usb4_rel_resend_in_flight(struct usb4_rel_peer *peer, uint64_t now,
+			       const struct usb4_rel_io *io)
+{
+	if (peer->down || !peer->tx)
+		return;
+	for (uint32_t seq = peer->snd_una; seq != peer->snd_tx; seq++) {
+		if (usb4_rel_tx_slot(peer, seq)->state != USB4_REL_TX_INFLIGHT)
+			continue;
+		if (usb4_rel_xmit_data(peer, now, io, seq)) {
+			usb4_rel_blocked(peer, now);
+			return;	/* the rest go when their time comes */
+		}
+		peer->stats.retransmitted++;
+	}
+}
+
+const struct usb4_rel_hello_ext *
+usb4_rel_peer_hello_ext(const struct usb4_rel_peer *peer)
+{
+	return &peer->peer_ext;
+}
+
 uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer)
 {
 	uint64_t due = UINT64_MAX;
@@ -1800,10 +1877,11 @@ int usb4_rel_offer_read(const struct usb4_rel_cfg *cfg, uint64_t local_id,
 	why = usb4_rel_authentic(cfg, NULL, dgram, count, len, &h, &pn);
 	if (why == USB4_REL_DROP_UNAUTHENTICATED || why == USB4_REL_DROP_BAD_TAG)
 		return -FI_EACCES;
-	if (why != USB4_REL_DROP_MAX || h.len != USB4_REL_HELLO_LEN)
+	if (why != USB4_REL_DROP_MAX || !usb4_rel_len_ok(cfg, h.type, h.len))
 		return -FI_EINVAL;
 	usb4_rel_hello_read(dgram, count, &hello);
 	usb4_rel_offer_fill(offer, &h, &hello);
+	usb4_rel_ext_read(dgram, count, &h, &hello, &offer->peer_ext);
 	return usb4_rel_compatible(cfg, &hello) ? 0 : -FI_ECONNREFUSED;
 }
 

@@ -72,6 +72,19 @@ struct usb4_rel_io {
 	void *deliver_ctx;
 };
 
+/*
+ * Bytes a link adds to its handshake datagrams (HELLO, HELLO_ACK), opaque
+ * to rel: the udp link's rail list (usb4_udp_rails.c).  Sent when the
+ * link gives one (offering USB4_WIRE_FEATURE_RAILS), kept from a peer
+ * that offers that feature, at most USB4_REL_HELLO_EXT_MAX bytes.
+ */
+#define USB4_REL_HELLO_EXT_MAX	96
+
+struct usb4_rel_hello_ext {
+	uint16_t len;
+	unsigned char data[USB4_REL_HELLO_EXT_MAX];
+};
+
 struct usb4_rel_cfg {
 	uint32_t window;	/* frames in flight, and receive buffer, <= 1024 */
 	size_t payload_max;	/* largest payload of one datagram */
@@ -94,6 +107,7 @@ struct usb4_rel_cfg {
 				 * silent this long is probed; silence for
 				 * dead_ns after the first probe is death
 				 * (usb4_rel_keepalive.h); 0: never probe */
+	const struct usb4_rel_hello_ext *hello_ext;	/* ours, or NULL */
 };
 
 enum usb4_rel_drop {
@@ -205,6 +219,19 @@ void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
  * (before closing: the peer lingers until it hears). */
 void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);
 
+/* Sends an acknowledgement now, owed or not (once the handshake is done):
+ * a sign of life on the path the link picks. */
+void usb4_rel_ack_send(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);
+
+/* Sends again, now, every frame in flight (the link lost a path they may
+ * have taken: usb4_udp_rails.c). */
+void usb4_rel_resend_in_flight(struct usb4_rel_peer *peer, uint64_t now,
+			       const struct usb4_rel_io *io);
+
+/* What the peer's handshake carried after its hello (len 0: nothing). */
+const struct usb4_rel_hello_ext *
+usb4_rel_peer_hello_ext(const struct usb4_rel_peer *peer);
+
 /* When usb4_rel_timer next has something to do (UINT64_MAX: nothing). */
 uint64_t usb4_rel_deadline(const struct usb4_rel_peer *peer);
 
@@ -296,6 +323,7 @@ struct usb4_rel_offer {
 	uint32_t isn;				/* ours */
 	unsigned char nonce[USB4_AUTH_NONCE_LEN];	/* ours */
 	unsigned char peer_nonce[USB4_AUTH_NONCE_LEN];
+	struct usb4_rel_hello_ext peer_ext;	/* after the peer's hello */
 };
 
 /*
@@ -311,7 +339,7 @@ int usb4_rel_offer_read(const struct usb4_rel_cfg *cfg, uint64_t local_id,
 			struct usb4_rel_offer *offer);
 /* The HELLO_ACK answering an offer, into buf (USB4_REL_ANSWER_LEN bytes);
  * returns its length. */
-#define USB4_REL_ANSWER_LEN	128
+#define USB4_REL_ANSWER_LEN	256
 size_t usb4_rel_offer_answer(const struct usb4_rel_cfg *cfg, uint64_t local_id,
 			     const struct usb4_rel_offer *offer, void *buf);
 /* Whether a DATA or ACK datagram proves that the offer's peer got our
