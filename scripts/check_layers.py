@@ -21,7 +21,7 @@ ALLOWED = {
             "usb4_rel_cc.h", "usb4_rel_keepalive.h", "../wire.h"},
     "link": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_rel.h",
              "usb4_rel_auth.h",
-             "usb4_shm.h", "usb4_udp.h", "../wire.h"},
+             "usb4_shm.h", "usb4_udp.h", "usb4_udp_rails.h", "../wire.h"},
     "core": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_core.h",
              "usb4_atomic.h", "usb4_proto.h", "../wire.h", "../src/wire.h"},
     "api": {"usb4.h", "usb4_list.h", "usb4_core.h", "usb4_api.h",

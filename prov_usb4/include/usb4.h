@@ -86,6 +86,8 @@ struct usb4_params {
 	int unreachable_confirm_ms;	/* a peer whose address the kernel
 					 * reports unreachable (ICMP) is dead
 					 * unless it answers within this */
+	int rail_timeout_ms;	/* silence that retires one of several rails
+				 * to a udp peer */
 };
 
 extern struct usb4_params usb4_params;

@@ -123,6 +123,12 @@ void usb4_params_define(void)
 			"(ICMP, which anyone can forge), milliseconds the peer "
 			"has to answer probes before it is dead (default: %d)",
 			usb4_params.unreachable_confirm_ms);
+	fi_param_define(&usb4_prov, "rail_timeout_ms", FI_PARAM_INT,
+			"Milliseconds of silence after which one of several "
+			"rails (cables) to a peer on another host is retired "
+			"and its frames go on the others; keep it well below "
+			"FI_USB4_PEER_TIMEOUT (default: %d)",
+			usb4_params.rail_timeout_ms);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -187,6 +193,9 @@ void usb4_params_init(void)
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);
 	fi_param_get_str(&usb4_prov, "auth_key", &usb4_params.auth_key);
 	fi_param_get_str(&usb4_prov, "auth_key_file", &usb4_params.auth_key_file);
+	if (fi_param_get_int(&usb4_prov, "rail_timeout_ms", &spin) ==
+	    FI_SUCCESS && spin > 0)
+		usb4_params.rail_timeout_ms = spin;
 }
 
 FI_EXT_INI

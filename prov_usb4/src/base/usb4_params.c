@@ -31,4 +31,5 @@ struct usb4_params usb4_params = {
 	.cc = true,
 	.keepalive_ms = 1000,
 	.unreachable_confirm_ms = 300,
+	.rail_timeout_ms = 500,
 };

@@ -104,6 +104,22 @@ static bool usable_addr(const struct ifaddrs *ifa)
 	return !IN6_IS_ADDR_LINKLOCAL(&a->sin6_addr);
 }
 
+/* The netmask of the interface's subnet: which peers it reaches directly
+ * (rails pair up by it). */
+static void fill_mask(const struct ifaddrs *ifa, struct usb4_iface *iface)
+{
+	const struct sockaddr *m = ifa->ifa_netmask;
+
+	if (!m || m->sa_family != iface->family)
+		return;
+	if (iface->family == AF_INET)
+		memcpy(iface->mask, &((const struct sockaddr_in *)
+				      (const void *) m)->sin_addr, 4);
+	else
+		memcpy(iface->mask, &((const struct sockaddr_in6 *)
+				      (const void *) m)->sin6_addr, 16);
+}
+
 static void fill(const char *root, const struct ifaddrs *ifa,
 		 struct usb4_iface *iface)
 {
@@ -118,6 +134,7 @@ static void fill(const char *root, const struct ifaddrs *ifa,
 	else
 		memcpy(iface->ip, &((const struct sockaddr_in6 *)
 				    (const void *) ifa->ifa_addr)->sin6_addr, 16);
+	fill_mask(ifa, iface);
 	snprintf(path, sizeof(path), "%s/class/net/%s/mtu", root, iface->name);
 	iface->mtu = read_uint(path);
 	if (!iface->mtu)

@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "usb4_udp.h"
+#include "usb4_udp_rails.h"
 #include "usb4_rel.h"
 #include "../wire.h"
 
@@ -53,6 +54,7 @@ struct usb4_udp_session {
 	struct usb4_udp_link *link;
 	bool down_reported;
 	bool accepted;			/* made by the peer's HELLO */
+	struct usb4_udp_paths paths;	/* over our rails to the peer's */
 	struct usb4_udp_session *reap_next;	/* freed after the poll */
 };
 
@@ -73,7 +75,10 @@ struct usb4_udp_link_stats {
 
 struct usb4_udp_link {
 	struct usb4_link base;
-	struct usb4_udp_sock *sock;
+	struct usb4_udp_sock *sock;	/* the primary rail's */
+	struct usb4_udp_rails rails;	/* usb4_udp_rails.h */
+	struct usb4_udp_sock *rx_sock;	/* the rail being polled */
+	int rx_rail;
 	uint64_t ep_id;
 	size_t payload_max;		/* rel payload: one core frame */
 	struct usb4_rel_pool *pool;
@@ -164,6 +169,7 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.pool = l->pool,
 		.job = l->keyed ? &l->job : NULL,
 		.cc = usb4_params.cc,
+		.hello_ext = usb4_udp_rails_ext(&l->rails),
 	};
 }
 
@@ -192,6 +198,7 @@ static struct usb4_udp_session *session_add(struct usb4_udp_link *l,
 	}
 	s->dest.id = id;
 	s->dest.addr = *addr;
+	usb4_udp_paths_init(&s->paths, addr);
 	s->link = l;
 	l->hash[slot_for(l->hash, l->cap, id)] = s;
 	l->count++;
@@ -282,7 +289,8 @@ static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 {
 	struct usb4_udp_session *s = ctx;
 
-	return usb4_udp_send(s->link->sock, &s->dest.addr, iov, count);
+	return usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count,
+				   usb4_now_ns());
 }
 
 /* A frame as the core takes it: one piece, or the zone's header and the
@@ -330,13 +338,55 @@ static struct usb4_rel_io rel_io(struct usb4_udp_session *s)
 	};
 }
 
+/* Rails after a rel call: the peer's rail list once it came, and the
+ * frames in flight sent again when a path was retired. */
+static void rails_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
+{
+	struct usb4_rel_io io;
+
+	usb4_udp_paths_pair(&l->rails, &s->paths,
+			    usb4_rel_peer_hello_ext(s->rel));
+	if (!s->paths.resend)
+		return;
+	s->paths.resend = false;
+	io = rel_io(s);
+	usb4_rel_resend_in_flight(s->rel, usb4_now_ns(), &io);
+}
+
+/* An ack on path i of s alone: an answer or a probe. */
+static void rails_ack(struct usb4_udp_session *s, int i)
+{
+	struct usb4_rel_io io = rel_io(s);
+
+	s->paths.forced = i;
+	usb4_rel_ack_send(s->rel, &io);
+	s->paths.forced = -1;
+}
+
+/* Retired paths probed, silent ones retired. */
+static void rails_timer(struct usb4_udp_link *l, struct usb4_udp_session *s,
+			uint64_t now)
+{
+	unsigned probe = usb4_udp_paths_due(&l->rails, &s->paths, now);
+
+	for (int i = 0; probe; i++, probe >>= 1)
+		if (probe & 1)
+			rails_ack(s, i);
+}
+
 /* After every rel call on s: its timer may be due sooner; a peer that
  * went down is reported once. */
 static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 {
-	uint64_t due = usb4_rel_deadline(s->rel);
-	int down = usb4_rel_down(s->rel);
+	uint64_t due, rails_due;
+	int down;
 
+	rails_after(l, s);
+	due = usb4_rel_deadline(s->rel);
+	rails_due = usb4_udp_paths_deadline(&l->rails, &s->paths);
+	down = usb4_rel_down(s->rel);
+	if (rails_due < due)
+		due = rails_due;
 	if (due < l->next_due)
 		l->next_due = due;
 	if (down && !s->down_reported) {
@@ -448,7 +498,7 @@ static bool ip_is_any(const uint8_t ip[16])
  * hosts, else loopback.
  */
 static int bind_place(const struct usb4_link_cfg *cfg, struct usb4_iface *iface,
-		      uint16_t *port)
+		      uint16_t *port, bool *more)
 {
 	static const uint8_t loop4[16] = { 127, 0, 0, 1 };
 	static const uint8_t loop6[16] = { [15] = 1 };
@@ -456,10 +506,12 @@ static int bind_place(const struct usb4_link_cfg *cfg, struct usb4_iface *iface,
 	int family;
 
 	*port = 0;
+	*more = true;	/* rails on the other interfaces to other hosts */
 	if (!b || (b->udp_family != 4 && b->udp_family != 6))
 		return usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root,
 				       iface, 1) < 1 ? -FI_ENODEV : 0;
 	*port = le16toh(b->udp_port);
+	*more = false;
 	family = b->udp_family == 4 ? AF_INET : AF_INET6;
 	if (!ip_is_any(b->udp_ip)) {
 		if (usb4_iface_of_ip(family, b->udp_ip, usb4_params.sysfs_root,
@@ -470,8 +522,10 @@ static int bind_place(const struct usb4_link_cfg *cfg, struct usb4_iface *iface,
 		return -FI_EADDRNOTAVAIL;
 	}
 	if (usb4_iface_find(usb4_params.iface, usb4_params.sysfs_root, iface,
-			    1) == 1 && iface->family == family)
+			    1) == 1 && iface->family == family) {
+		*more = true;
 		return 0;
+	}
 	return usb4_iface_of_ip(family, family == AF_INET ? loop4 : loop6,
 				usb4_params.sysfs_root, iface) ?
 	       0 : -FI_EADDRNOTAVAIL;
@@ -500,9 +554,10 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 	struct usb4_udp_faults faults;
 	struct usb4_iface iface;
 	uint16_t port;
+	bool more;
 	int ret;
 
-	ret = bind_place(cfg, &iface, &port);
+	ret = bind_place(cfg, &iface, &port, &more);
 	if (ret)
 		return ret;
 	if (usb4_udp_faults_parse(usb4_params.faults, &faults)) {
@@ -521,9 +576,10 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 	ret = link_key(l, cfg);
 	if (ret)
 		goto err_free_link;
-	ret = usb4_udp_sock_open_at(&l->sock, &iface, port, &faults);
+	ret = usb4_udp_rails_open(&l->rails, &iface, port, more, &faults);
 	if (ret)
 		goto err_free_link;
+	l->sock = l->rx_sock = l->rails.rail[0].sock;
 	l->payload_max = usb4_udp_sock_datagram_max(l->sock) -
 			 sizeof(struct usb4_wire_rel) -
 			 (l->keyed ? sizeof(struct usb4_wire_auth) : 0);
@@ -542,7 +598,7 @@ static int udp_open(const struct usb4_link_cfg *cfg, struct usb4_link **linkp)
 err_close_sock:
 	free(l->offers);
 	free(l->linear);
-	usb4_udp_sock_close(l->sock);
+	usb4_udp_rails_close(&l->rails);
 err_free_link:
 	usb4_auth_job_clear(&l->job);
 	free(l);
@@ -652,7 +708,7 @@ static void answer_foreign_hello(struct usb4_udp_link *l,
 			  (unsigned long long) head->src_id, head->version,
 			  USB4_WIRE_VERSION);
 	iov.iov_len = usb4_rel_reject(buf, l->ep_id, head->src_id);
-	usb4_udp_send(l->sock, from, &iov, 1);
+	usb4_udp_send(l->rx_sock, from, &iov, 1);
 }
 
 /* A HELLO of our version whose features we refuse (a job key on one side
@@ -670,7 +726,7 @@ static void refuse_hello(struct usb4_udp_link *l, uint64_t id, uint32_t seq,
 			  (unsigned long long) id, l->keyed ?
 			  "it has no job key" : "it requires a job key");
 	iov.iov_len = usb4_rel_reject_cfg(buf, &cfg, l->ep_id, id, seq);
-	usb4_udp_send(l->sock, from, &iov, 1);
+	usb4_udp_send(l->rx_sock, from, &iov, 1);
 }
 
 /* A HELLO from a peer we have no session with: answered from an offer
@@ -720,7 +776,7 @@ static void offer_hello(struct usb4_udp_link *l, uint64_t id,
 	}
 	iov.iov_len = usb4_rel_offer_answer(&cfg, l->ep_id, &o->rel, buf);
 	if (iov.iov_len)
-		usb4_udp_send(l->sock, from, &iov, 1);
+		usb4_udp_send(l->rx_sock, from, &iov, 1);
 }
 
 /* A DATA or ACK from a peer we have no session with: if it proves it got
@@ -764,15 +820,18 @@ static void foreign_reject(struct usb4_udp_link *l,
 	session_after(l, s);
 }
 
-/* The session a datagram belongs to, or NULL (counted) when it belongs to
- * none: not for us, another version, no valid HELLO, the wrong address. */
+/* The session a datagram belongs to and its path (*path), or NULL
+ * (counted) when it belongs to none: not for us, another version, no valid
+ * HELLO, an address that is not one of the session's paths on this rail.
+ * Handshakes come on the primary rail. */
 static struct usb4_udp_session *
 datagram_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
-		 const struct iovec *dgram, int count)
+		 const struct iovec *dgram, int count, int *path)
 {
 	struct usb4_rel_head head;
 	struct usb4_udp_session *s = NULL;
 
+	*path = 0;
 	if (usb4_rel_peek_fields(dgram, count, &head) ||
 	    head.dst_id != l->ep_id || !head.src_id)
 		goto foreign;
@@ -784,10 +843,13 @@ datagram_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
 	}
 	s = session_find(l, head.src_id);
 	if (s) {
-		if (usb4_udp_addr_eq(from, &s->dest.addr))
+		*path = usb4_udp_paths_find(&s->paths, l->rx_rail, from);
+		if (*path >= 0)
 			return s;
 		goto foreign;
 	}
+	if (l->rx_rail)
+		goto foreign;
 	if (head.type == USB4_REL_HELLO) {
 		offer_hello(l, head.src_id, from, dgram, count);
 		return NULL;
@@ -813,7 +875,7 @@ static bool answer_resolve(struct usb4_udp_link *l,
 	if (!sink->self_addr || !sink->frame)
 		return false;
 	sink->self_addr(sink->ctx, &self);
-	if (!usb4_udp_resolve_answer(l->sock, l->keyed ? &l->job : NULL, &self,
+	if (!usb4_udp_resolve_answer(l->rx_sock, l->keyed ? &l->job : NULL, &self,
 				     from, dgram, count))
 		return false;
 	l->stats.resolves++;
@@ -826,17 +888,25 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	struct usb4_udp_link *l = arg;
 	struct usb4_udp_session *s;
 	struct usb4_rel_io io;
+	uint64_t now;
+	int path, ret;
 
+	usb4_udp_rail_received(&l->rails, l->rx_rail,
+			       usb4_iov_len(dgram, (size_t) count));
 	if (answer_resolve(l, from, dgram, count))
 		return;
-	s = datagram_session(l, from, dgram, count);
+	s = datagram_session(l, from, dgram, count, &path);
 	if (!s)
 		return;
 	io = rel_io(s);
+	now = usb4_now_ns();
 	l->in_rel = true;
 	/* What rel refuses it counts among its drops. */
-	usb4_rel_input_v(s->rel, usb4_now_ns(), dgram, count, &io);
+	ret = usb4_rel_input_v(s->rel, now, dgram, count, &io);
 	l->in_rel = false;
+	/* Only what rel authenticated tells that a path lives. */
+	if (!ret && usb4_udp_path_heard(&l->rails, &s->paths, path, now))
+		rails_ack(s, path);
 	session_after(l, s);
 }
 
@@ -870,6 +940,7 @@ static void run_timers(struct usb4_udp_link *l, uint64_t now)
 			usb4_rel_timer(s->rel, now, &io);
 			l->in_rel = false;
 		}
+		rails_timer(l, s, now);
 		session_after(l, s);
 	}
 }
@@ -912,6 +983,22 @@ static void hint_unreachable(struct usb4_udp_link *l)
  */
 #define USB4_UDP_IDLE_POLL_NS	50000
 
+/* Each rail's socket in turn; zone writes move datagrams of the batch of
+ * the one being polled (rx_sock) out of their way. */
+static int poll_rails(struct usb4_udp_link *l, int budget)
+{
+	int n = 0;
+
+	for (int i = 0; i < l->rails.count; i++) {
+		l->rx_rail = i;
+		l->rx_sock = l->rails.rail[i].sock;
+		n += usb4_udp_poll(l->rx_sock, place, on_datagram, l, budget);
+	}
+	l->rx_rail = 0;
+	l->rx_sock = l->sock;
+	return n;
+}
+
 static int udp_poll(struct usb4_link *link, int budget)
 {
 	struct usb4_udp_link *l = udp_of(link);
@@ -924,8 +1011,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 			return 0;
 		l->idle_polled_ns = now;
 	}
-	n = usb4_udp_poll(l->sock, place, on_datagram, l,
-			  budget < USB4_UDP_POLL_BUDGET ? budget :
+	n = poll_rails(l, budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
 	hint_unreachable(l);
 	run_timers(l, usb4_now_ns());
@@ -937,7 +1023,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 
 static int udp_wait_fd(const struct usb4_link *link)
 {
-	return usb4_udp_sock_fd(udp_of_const(link)->sock);
+	return usb4_udp_rails_fd(&udp_of_const(link)->rails);
 }
 
 static int64_t udp_timer_us(const struct usb4_link *link)
@@ -972,7 +1058,7 @@ static void udp_zone_close(struct usb4_link *link, struct usb4_link_zone *zone)
 {
 	struct usb4_udp_link *l = udp_of(link);
 
-	usb4_udp_zone_close(&l->zones, l->sock, zone);
+	usb4_udp_zone_close(&l->zones, l->rx_sock, zone);
 }
 
 static void udp_zone_write(struct usb4_link *link, struct usb4_link_zone *zone,
@@ -980,7 +1066,7 @@ static void udp_zone_write(struct usb4_link *link, struct usb4_link_zone *zone,
 {
 	struct usb4_udp_link *l = udp_of(link);
 
-	usb4_udp_zone_write(&l->zones, l->sock, zone, off, src, len);
+	usb4_udp_zone_write(&l->zones, l->rx_sock, zone, off, src, len);
 }
 
 /* ---- closing ---- */
@@ -998,7 +1084,8 @@ static bool unacked(const struct usb4_udp_link *l)
 /* Sleeps until a datagram, the next timer or 1 ms. */
 static void linger_wait(struct usb4_udp_link *l)
 {
-	struct pollfd pfd = { .fd = usb4_udp_sock_fd(l->sock), .events = POLLIN };
+	struct pollfd pfd = { .fd = usb4_udp_rails_fd(&l->rails),
+			      .events = POLLIN };
 	int64_t us = udp_timer_us(&l->base);
 	int ms = us < 0 || us > 1000 ? 1 : (int) ((us + 999) / 1000);
 
@@ -1018,13 +1105,54 @@ static void linger(struct usb4_udp_link *l)
 	}
 }
 
+/* The sockets' counters, summed over the rails. */
+static void sock_stats_sum(const struct usb4_udp_link *l,
+			   struct usb4_udp_sock_stats *k)
+{
+	memset(k, 0, sizeof(*k));
+	for (int i = 0; i < l->rails.count; i++) {
+		const struct usb4_udp_sock_stats *r =
+			usb4_udp_sock_stats(l->rails.rail[i].sock);
+
+		k->sent += r->sent;
+		k->received += r->received;
+		k->send_again += r->send_again;
+		k->evacuated += r->evacuated;
+		k->faults_dropped += r->faults_dropped;
+		k->faults_duplicated += r->faults_duplicated;
+		k->faults_reordered += r->faults_reordered;
+		k->faults_corrupted += r->faults_corrupted;
+	}
+}
+
+/* One line per rail when there are several: a rail is retired when some
+ * session's path on it is. */
+static void log_rails(const struct usb4_udp_link *l)
+{
+	bool live[USB4_UDP_RAILS_MAX] = { true, true, true, true };
+
+	if (l->rails.count < 2)
+		return;
+	for (size_t i = 0; i < l->cap; i++) {
+		const struct usb4_udp_paths *p = l->hash[i] ?
+						 &l->hash[i]->paths : NULL;
+
+		for (int j = 0; p && j < p->count; j++)
+			if (!p->path[j].live)
+				live[p->path[j].rail] = false;
+	}
+	usb4_udp_rails_log(&l->rails, live);
+}
+
 /* What the socket and rel saw, logged at close. */
 static void log_stats(const struct usb4_udp_link *l)
 {
-	const struct usb4_udp_sock_stats *k = usb4_udp_sock_stats(l->sock);
+	struct usb4_udp_sock_stats ks, *k = &ks;
 	const struct usb4_udp_offers *o = l->offers;
 	struct usb4_rel_stats sum = l->gone;
 
+	sock_stats_sum(l, k);
+	log_rails(l);
 	for (size_t i = 0; i < l->cap; i++)
 		if (l->hash[i])
 			stats_add(&sum, usb4_rel_stats(l->hash[i]->rel));
@@ -1148,7 +1276,7 @@ static void udp_close(struct usb4_link *link)
 	free(l->offers);
 	usb4_auth_job_clear(&l->job);
 	usb4_rel_pool_close(l->pool);
-	usb4_udp_sock_close(l->sock);
+	usb4_udp_rails_close(&l->rails);
 	free(l->linear);
 	free(l);
 }

@@ -29,6 +29,7 @@ struct usb4_iface {
 	char name[USB4_IFACE_NAME_MAX];
 	int family;			/* AF_INET or AF_INET6 */
 	uint8_t ip[16];			/* network byte order */
+	uint8_t mask[16];		/* its subnet's netmask, likewise */
 	unsigned mtu;
 	bool thunderbolt;		/* driven by thunderbolt-net */
 	unsigned speed_gbps, lanes;	/* of the USB4 link, 0 if unknown */
