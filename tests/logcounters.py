@@ -55,3 +55,23 @@ def parse(log: str) -> dict[str, int]:
 def total(counters: dict[str, int], *names: str) -> int:
     """Sum of the named counters (a name not logged counts 0)."""
     return sum(counters.get(name, 0) for name in names)
+
+
+_RAIL = re.compile(r"udp rail (\S+): (live|retired); (.*)$")
+
+
+def rails(log: str) -> dict[str, dict]:
+    """The per-rail lines of a log (``udp rail tb1: live; datagrams sent 3
+    ...``), one dict per rail name: ``state`` ("live" or "retired"; retired
+    if any endpoint logged it so) and its counters, summed over endpoints."""
+    found: dict[str, dict] = {}
+    for line in log.splitlines():
+        m = _RAIL.search(line)
+        if not m:
+            continue
+        rail = found.setdefault(m.group(1), {"state": "live"})
+        if m.group(2) == "retired":
+            rail["state"] = "retired"
+        for name, value in pairs(m.group(3)):
+            rail[name] = rail.get(name, 0) + value
+    return found

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import launch, osu_parse, sysinfo
+from . import launch, osu_parse, rails, sysinfo
 from .osu_locate import BENCHMARKS, Benchmark, Suite
 from .profiles import Profile
 from .stacks import Hosts, Stack
@@ -230,6 +230,11 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
              "repetition": rep, "validation": r.validation, "origin": origin,
              "hosts": hosts, "carrier": profile.carrier_for(bench.one_sided), "note": note}
             for r in parsed.rows]
+    # what each rail carried, when the run asked for the provider's log
+    rail_rows = rails.result_rows(rails.parse(done.stderr), {
+        "fabric": profile.name, "benchmark": bench.name, "program": bench.program,
+        "repetition": rep, "origin": origin, "hosts": hosts,
+        "carrier": profile.carrier_for(bench.one_sided), "note": note})
     rel = lambda p: str(p.relative_to(writer.folder))  # noqa: E731
     run = _record(profile, bench, rep, status, error, returncode=done.returncode,
                   elapsed_s=round(done.elapsed, 3), start=start, rows=len(rows),
@@ -238,7 +243,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
                   cmd_file=rel(stem.with_suffix(".cmd")),
                   stdout_file=rel(stem.with_suffix(".out")),
                   stderr_file=rel(stem.with_suffix(".err")))
-    writer.add_run(run, rows)
+    writer.add_run(run, rows + rail_rows)
     return run
 
 

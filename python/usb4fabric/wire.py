@@ -40,6 +40,10 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       the udp link answers a RESOLVE query (``struct usb4_wire_resolve``, 96
       bytes both ways: type ``RESOLVE_QUERY``/``RESOLVE_ANSWER`` in the rel
       type's byte) with its endpoint's whole address.
+    * later, without a new number: an endpoint with several udp sockets
+      (rails, one per cable) offers ``FEATURE_RAILS`` and its HELLO and
+      HELLO_ACK carry its rail list (``struct usb4_wire_rails``: a count
+      and 20 bytes per rail: family, port, ip) after the hello.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -65,6 +69,8 @@ WIRE_VERSIONS = (1, 2, 3)
 CURRENT_VERSION = 3  # USB4_WIRE_VERSION
 FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
 FEATURE_PROBE = 1 << 0  # USB4_WIRE_FEATURE_PROBE: keepalives, close handshake
+FEATURE_RAILS = 1 << 2  # USB4_WIRE_FEATURE_RAILS
+RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
 REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
@@ -668,11 +674,48 @@ def resolve_query(nonce: bytes) -> bytes:
 
 # ---- every layout of a version, for tools and the tests that check them ----
 
+# ---- rails: the rail list after a hello ------------------------------------
+
+RAIL_LAYOUT = Layout("usb4_wire_rail", (
+    ("family", "B"), ("reserved", "B"), ("port", "H"), ("ip", "16s")))
+RAILS_LAYOUT = Layout("usb4_wire_rails", (
+    ("count", "B"), ("reserved", "3s"), ("rail", "%ds" % (20 * RAILS_MAX))))
+RAIL = RAIL_LAYOUT.codec
+assert RAIL.size == 20 and RAILS_LAYOUT.codec.size == 84
+
+
+def pack_rails(rails: list[tuple[str, int]]) -> bytes:
+    """The rail list of (ip, port) pairs as a HELLO carries it."""
+    if not 1 <= len(rails) <= RAILS_MAX:
+        raise WireError("%d rails" % len(rails))
+    out = bytes([len(rails)]) + bytes(3)
+    for ip, port in rails:
+        a = ipaddress.ip_address(ip)
+        out += RAIL.pack(a.version, 0, port, a.packed.ljust(16, b"\0"))
+    return out
+
+
+def unpack_rails(data: bytes) -> list[tuple[str, int]]:
+    """(ip, port) pairs of a rail list; WireError when malformed (the
+    provider pairs nothing then)."""
+    if len(data) < 4 or not 1 <= data[0] <= RAILS_MAX or len(data) != 4 + 20 * data[0]:
+        raise WireError("rail list of %d bytes" % len(data))
+    rails = []
+    for i in range(data[0]):
+        family, _, port, ip = RAIL.unpack_from(data, 4 + 20 * i)
+        if family not in (4, 6) or not port:
+            raise WireError("rail %d: family %d port %d" % (i, family, port))
+        raw = ip[:4] if family == 4 else ip
+        rails.append((str(ipaddress.ip_address(raw)), port))
+    return rails
+
+
 LAYOUTS: dict[int, tuple[Layout, ...]] = {
     1: (ADDR_V1, HDR_LAYOUT, IOV_LAYOUT, RTS_V1, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
         REL_LAYOUT),
     2: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
         REL_LAYOUT, HELLO_LAYOUT),
     3: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
-        REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT, RESOLVE_LAYOUT),
+        REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT, RESOLVE_LAYOUT, RAIL_LAYOUT,
+        RAILS_LAYOUT),
 }

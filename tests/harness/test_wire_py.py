@@ -162,6 +162,19 @@ def test_rel_datagram_round_trip_and_crc():
     assert not RelDatagram.unpack(bytes(spoiled)).crc_ok
 
 
+def test_rail_list_round_trip_and_errors():
+    rails = [("10.77.1.1", 4000), ("10.77.2.1", 4001)]
+    data = wire.pack_rails(rails)
+    assert len(data) == 4 + 20 * 2 and data[0] == 2
+    assert wire.unpack_rails(data) == rails
+    for bad in (data[:-1], bytes([5]) + data[1:], bytes([0]) + data[1:],
+                data[:4 + 20] + bytes([7]) + data[25:]):
+        with pytest.raises(wire.WireError):
+            wire.unpack_rails(bad)
+    with pytest.raises(wire.WireError):
+        wire.pack_rails([])
+
+
 def test_handshake_payload_per_version():
     v1 = RelDatagram.unpack(wire.handshake(1, RelType.HELLO, 1, 2, isn=77).pack())
     v2 = RelDatagram.unpack(wire.handshake(2, RelType.HELLO, 1, 2, isn=77,
