@@ -326,6 +326,12 @@ static void test_silence_retires_probe_revives(void)
 	CHECK_EQ(send_rel(&t.r, &t.p, USB4_REL_DATA, 0, 9000, t0), 0);
 	CHECK_EQ(send_rel(&t.r, &t.p, USB4_REL_DATA, 1, 9000, t0), 0);
 	CHECK_EQ(usb4_udp_paths_deadline(&t.r, &t.p), t0 + timeout);
+	/* A timer that read the clock before the send (its rel timer sent
+	 * it) sees the send in its future: no silence, nothing owed. */
+	CHECK_EQ(usb4_udp_paths_due(&t.r, &t.p, t0 - 1), 0);
+	CHECK(t.p.path[0].live && t.p.path[1].live);
+	CHECK(!usb4_udp_path_heard(&t.r, &t.p, 1, t0 - 1));
+	t.p.path[1].waiting = t0;
 	/* Path 0 hears an answer, path 1 does not. */
 	CHECK(!usb4_udp_path_heard(&t.r, &t.p, 0, t0 + 1));
 	CHECK_EQ(usb4_udp_paths_due(&t.r, &t.p, t0 + timeout - 1), 0);

@@ -388,6 +388,13 @@ int usb4_udp_paths_send(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 
 /* ---- liveness ---- */
 
+/* Whether span has passed since `since`.  A timer may have read the clock
+ * (now) before a send it made stamped a later time: not passed. */
+static bool passed(uint64_t now, uint64_t since, uint64_t span)
+{
+	return now >= since && now - since >= span;
+}
+
 bool usb4_udp_path_heard(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 			 int i, uint64_t now)
 {
@@ -400,7 +407,7 @@ bool usb4_udp_path_heard(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 		USB4_INFO(FI_LOG_EP_DATA, "udp: rail %s live again for a "
 			  "peer\n", r->rail[path->rail].name);
 	}
-	return p->count > 1 && now - path->said >= r->answer_ns;
+	return p->count > 1 && passed(now, path->said, r->answer_ns);
 }
 
 unsigned usb4_udp_paths_due(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
@@ -414,7 +421,7 @@ unsigned usb4_udp_paths_due(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 		struct usb4_udp_path *path = &p->path[i];
 
 		if (path->live && path->waiting &&
-		    now - path->waiting >= r->timeout_ns)
+		    passed(now, path->waiting, r->timeout_ns))
 			path_retire(r, p, i, now);
 		else if (!path->live && path->probe_due <= now) {
 			probe |= 1u << i;
