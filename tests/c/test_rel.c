@@ -2960,6 +2960,39 @@ static void test_resend_in_flight_and_ack_send(void)
 	side_close(&b);
 }
 
+/* Sacks past a hole make it lost at once when it is older than the
+ * reordering allowance; with reorder_max_ns (several paths) a hole may be
+ * late by that much before it is sent again. */
+static void reorder_hole(uint64_t reorder_max_ns, bool resent_at_once)
+{
+	struct usb4_rel_cfg cfg = base_cfg();
+	struct side a, b;
+	size_t data = 0;
+
+	cfg.reorder_max_ns = reorder_max_ns;
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	q_clear(&a.out);			/* payload 0: late, or lost */
+	for (uint64_t i = 1; i < 5; i++)
+		CHECK_EQ(send_idx(&a, 1, i, 0), 0);
+	xfer(&a, &b, 500 * US);		/* 1..4 arrive, before the RTO */
+	CHECK(b.out.n > 0);
+	xfer(&b, &a, 500 * US);		/* sacks past the hole */
+	for (size_t i = 0; i < a.out.n; i++)
+		data += type_at(&a, i) == USB4_REL_DATA;
+	CHECK_MSG((data > 0) == resent_at_once,
+		  "reorder_max_ns %llu: %zu DATA sent again at once",
+		  (unsigned long long) reorder_max_ns, data);
+	side_close(&a);
+	side_close(&b);
+}
+
+static void test_reorder_allowance(void)
+{
+	reorder_hole(0, true);
+	reorder_hole(100 * MS, false);
+}
+
 int main(void)
 {
 	printf("crc32c path: %s\n", usb4_crc32c_path());
@@ -3005,6 +3038,7 @@ int main(void)
 	test_hello_ext_exchanged();
 	test_hello_ext_bounds();
 	test_resend_in_flight_and_ack_send();
+	test_reorder_allowance();
 	CHECK_EQ(usb4_auth_job_init(&job_one, "key one", 7), 0);
 	CHECK_EQ(usb4_auth_job_init(&job_two, "key two", 7), 0);
 	test_auth_transfer();

@@ -170,6 +170,9 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.job = l->keyed ? &l->job : NULL,
 		.cc = usb4_params.cc,
 		.hello_ext = usb4_udp_rails_ext(&l->rails),
+		/* Striped frames pass each other by as much as the rails'
+		 * queues differ: a hole waits up to 5/4 of a round trip. */
+		.reorder_max_ns = l->rails.count > 1 ? 250ull * 1000 * 1000 : 0,
 	};
 }
 

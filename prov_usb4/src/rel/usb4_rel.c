@@ -1057,8 +1057,15 @@ bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
 
 /* ---- acks arriving ------------------------------------------------------ */
 
+static uint64_t usb4_rel_reo_max(const struct usb4_rel_cfg *cfg)
+{
+	return cfg->reorder_max_ns ? cfg->reorder_max_ns :
+				     cfg->rto_initial_ns / 4;
+}
+
 /* The reordering allowance follows the round trip (a hole is lost when it
- * is 5/4 of a round trip old), never more than a quarter of the timeout. */
+ * is 5/4 of a round trip old), never more than a quarter of the timeout
+ * (or cfg's reorder_max_ns). */
 static uint64_t usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
 				    const struct usb4_rel_tx *tx, uint64_t now)
 {
@@ -1068,7 +1075,7 @@ static uint64_t usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
 		return 0;	/* no sample */
 	peer->srtt = peer->srtt ? peer->srtt - peer->srtt / 8 + rtt / 8 : rtt;
 	peer->reo_ns = usb4_rel_min(peer->srtt + peer->srtt / 4,
-				    peer->cfg.rto_initial_ns / 4);
+				    usb4_rel_reo_max(&peer->cfg));
 	return rtt ? rtt : 1;
 }
 
@@ -1820,7 +1827,7 @@ static void usb4_rel_init(struct usb4_rel_peer *peer, uint32_t isn,
 	peer->peer_wnd = peer->cfg.window;	/* until the peer says */
 	peer->rtx_due = UINT64_MAX;
 	peer->lost_top = isn;
-	peer->reo_ns = peer->cfg.rto_initial_ns / 4;
+	peer->reo_ns = usb4_rel_reo_max(&peer->cfg);
 	peer->ack_every = peer->cfg.window / 4 ? peer->cfg.window / 4 : 1;
 	peer->wnd_sent = peer->cfg.window;
 	peer->last_rx = peer->wait_since = now;

@@ -108,6 +108,9 @@ struct usb4_rel_cfg {
 				 * dead_ns after the first probe is death
 				 * (usb4_rel_keepalive.h); 0: never probe */
 	const struct usb4_rel_hello_ext *hello_ext;	/* ours, or NULL */
+	uint64_t reorder_max_ns;	/* most a hole may be late and not lost
+					 * (several paths reorder by their
+					 * queues); 0: rto_initial_ns / 4 */
 };
 
 enum usb4_rel_drop {
