@@ -2961,36 +2961,51 @@ static void test_resend_in_flight_and_ack_send(void)
 }
 
 /* Sacks past a hole make it lost at once when it is older than the
- * reordering allowance; with reorder_max_ns (several paths) a hole may be
- * late by that much before it is sent again. */
-static void reorder_hole(uint64_t reorder_max_ns, bool resent_at_once)
+ * reordering allowance: 5/4 of the round trip, within rto_initial_ns / 4
+ * or cfg's reorder_max_ns, and at least cfg's reorder_min_ns (several
+ * paths reorder by their queues).  With `sampled`, a round trip of 10 us
+ * is measured first. */
+static void reorder_hole(uint64_t max_ns, uint64_t min_ns, bool sampled,
+			 bool resent_at_once)
 {
 	struct usb4_rel_cfg cfg = base_cfg();
 	struct side a, b;
+	uint64_t now = 0, next = 1;
 	size_t data = 0;
 
-	cfg.reorder_max_ns = reorder_max_ns;
+	cfg.reorder_max_ns = max_ns;
+	cfg.reorder_min_ns = min_ns;
 	pair_open(&a, &b, &cfg, &cfg, 0);
 	handshake(&a, &b, 0);
-	q_clear(&a.out);			/* payload 0: late, or lost */
-	for (uint64_t i = 1; i < 5; i++)
-		CHECK_EQ(send_idx(&a, 1, i, 0), 0);
-	xfer(&a, &b, 500 * US);		/* 1..4 arrive, before the RTO */
+	if (sampled) {
+		settle(&a, &b, &next, 4, &now, 10 * US);
+		CHECK_EQ(b.expect, 4);
+	}
+	q_clear(&a.out);
+	CHECK_EQ(send_idx(&a, 1, next++, now), 0);
+	q_clear(&a.out);			/* this one: late, or lost */
+	for (int i = 0; i < 4; i++)
+		CHECK_EQ(send_idx(&a, 1, next++, now), 0);
+	xfer(&a, &b, now + 500 * US);		/* the rest arrive, before the
+						 * RTO */
 	CHECK(b.out.n > 0);
-	xfer(&b, &a, 500 * US);		/* sacks past the hole */
+	xfer(&b, &a, now + 500 * US);		/* sacks past the hole */
 	for (size_t i = 0; i < a.out.n; i++)
 		data += type_at(&a, i) == USB4_REL_DATA;
 	CHECK_MSG((data > 0) == resent_at_once,
-		  "reorder_max_ns %llu: %zu DATA sent again at once",
-		  (unsigned long long) reorder_max_ns, data);
+		  "reorder max %llu min %llu%s: %zu DATA sent again at once",
+		  (unsigned long long) max_ns, (unsigned long long) min_ns,
+		  sampled ? " sampled" : "", data);
 	side_close(&a);
 	side_close(&b);
 }
 
 static void test_reorder_allowance(void)
 {
-	reorder_hole(0, true);
-	reorder_hole(100 * MS, false);
+	reorder_hole(0, 0, false, true);
+	reorder_hole(100 * MS, 0, false, false);
+	reorder_hole(100 * MS, 0, true, true);	/* follows the round trip */
+	reorder_hole(0, 100 * MS, true, false);	/* however short it is */
 }
 
 int main(void)

@@ -171,8 +171,11 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		.cc = usb4_params.cc,
 		.hello_ext = usb4_udp_rails_ext(&l->rails),
 		/* Striped frames pass each other by as much as the rails'
-		 * queues differ: a hole waits up to 5/4 of a round trip. */
+		 * queues differ, which may be the whole of a short round
+		 * trip: a hole waits 5/4 of one, and at least 20 ms (a rail
+		 * lost is handled apart: usb4_udp_rails.c). */
 		.reorder_max_ns = l->rails.count > 1 ? 250ull * 1000 * 1000 : 0,
+		.reorder_min_ns = l->rails.count > 1 ? 20ull * 1000 * 1000 : 0,
 	};
 }
 

@@ -1059,13 +1059,25 @@ bool usb4_rel_can_send(const struct usb4_rel_peer *peer)
 
 static uint64_t usb4_rel_reo_max(const struct usb4_rel_cfg *cfg)
 {
-	return cfg->reorder_max_ns ? cfg->reorder_max_ns :
-				     cfg->rto_initial_ns / 4;
+	uint64_t max = cfg->reorder_max_ns ? cfg->reorder_max_ns :
+					     cfg->rto_initial_ns / 4;
+
+	return max > cfg->reorder_min_ns ? max : cfg->reorder_min_ns;
+}
+
+/* The allowance for a round trip of srtt: 5/4 of it, within cfg's bounds. */
+static uint64_t usb4_rel_reo(const struct usb4_rel_cfg *cfg, uint64_t srtt)
+{
+	uint64_t reo = srtt + srtt / 4;
+
+	if (reo < cfg->reorder_min_ns)
+		reo = cfg->reorder_min_ns;
+	return usb4_rel_min(reo, usb4_rel_reo_max(cfg));
 }
 
 /* The reordering allowance follows the round trip (a hole is lost when it
  * is 5/4 of a round trip old), never more than a quarter of the timeout
- * (or cfg's reorder_max_ns). */
+ * (or within cfg's reorder_min_ns and reorder_max_ns). */
 static uint64_t usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
 				    const struct usb4_rel_tx *tx, uint64_t now)
 {
@@ -1074,8 +1086,7 @@ static uint64_t usb4_rel_rtt_sample(struct usb4_rel_peer *peer,
 	if (tx->resent || now < tx->tx_time)
 		return 0;	/* no sample */
 	peer->srtt = peer->srtt ? peer->srtt - peer->srtt / 8 + rtt / 8 : rtt;
-	peer->reo_ns = usb4_rel_min(peer->srtt + peer->srtt / 4,
-				    usb4_rel_reo_max(&peer->cfg));
+	peer->reo_ns = usb4_rel_reo(&peer->cfg, peer->srtt);
 	return rtt ? rtt : 1;
 }
 

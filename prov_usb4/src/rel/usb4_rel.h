@@ -111,6 +111,8 @@ struct usb4_rel_cfg {
 	uint64_t reorder_max_ns;	/* most a hole may be late and not lost
 					 * (several paths reorder by their
 					 * queues); 0: rto_initial_ns / 4 */
+	uint64_t reorder_min_ns;	/* and how late it may always be, however
+					 * short the round trip; 0: no floor */
 };
 
 enum usb4_rel_drop {
