@@ -11,7 +11,7 @@ checks every byte and prints the rate per interval:
   that over one (``tb0``), both measured in the same test; both rails carry
   a fair share of the bytes (per-rail counters at close);
 - one rail taken down (``ip link set tb1 down``, in the receiving host, then
-  in the sending one) in the middle of a 1 GiB transfer: it completes
+  in the sending one under a job key) in the middle of a 1 GiB transfer: it completes
   bit-exact without any error completion; the rail is retired, the rate
   dips to one rail's, and once the rail is up again it is used again
   (revived in the counters, the rate back to two rails').
@@ -73,10 +73,10 @@ class Side(HostProcess):
         return found[-1][1] if found else 0
 
 
-def start(cluster, xrails, provider_dir, rundir, iface, nbytes):
+def start(cluster, xrails, provider_dir, rundir, iface, nbytes, extra_env=None):
     rundir.mkdir()
     env = {"FI_PROVIDER_PATH": str(provider_dir), "FI_PROVIDER": "usb4",
-           "FI_USB4_IFACE": iface, "FI_LOG_LEVEL": "info"}
+           "FI_USB4_IFACE": iface, "FI_LOG_LEVEL": "info", **(extra_env or {})}
     argv = ["--dir", str(rundir), "--bytes", str(nbytes), "--timeout", str(WATCHDOG)]
     server = Side(cluster, 1, [str(xrails), "server"] + argv, env, rundir, "server")
     client = Side(cluster, 0, [str(xrails), "client"] + argv, env, rundir, "client")
@@ -140,12 +140,14 @@ def mean_rate(intervals, lo, hi):
     return (picked[-1][1][1] - picked[0][0][1]) / (picked[-1][1][0] - picked[0][0][0]) / 1e6
 
 
-@pytest.mark.parametrize("down_host", [1, 0], ids=["receiver", "sender"])
+@pytest.mark.parametrize("down_host", [1, 0], ids=["receiver", "sender-keyed"])
 def test_rail_down_mid_transfer(cluster2x2, xrails, provider_dir, tmp_path, down_host):
     """1 GiB over two rails, tb1 down for 1.5 s in the middle: bit-exact, no
-    error completion; the rail is retired, then used again."""
+    error completion; the rail is retired, then used again (with a job key
+    when the sender's is downed: only authenticated datagrams revive it)."""
+    key = {"FI_USB4_AUTH_KEY": "rails job key"} if down_host == 0 else None
     server, client = start(cluster2x2, xrails, provider_dir, tmp_path / "run", "tb0,tb1",
-                           1024 * MIB)
+                           1024 * MIB, key)
     try:
         at_down = wait_for_bytes(server, 160 * MIB)
         link(cluster2x2, down_host, "down")
