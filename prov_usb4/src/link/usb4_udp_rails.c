@@ -2,9 +2,11 @@
  * Rails: several sockets of one udp link, one per cable, and each session's
  * paths over them (see usb4_udp_rails.h for the rules).
  */
+#include <linux/sockios.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <unistd.h>
 
 #include "usb4_udp_rails.h"
@@ -328,6 +330,41 @@ static int live_from(const struct usb4_udp_paths *p, int from)
 	return -1;
 }
 
+/* Bytes a rail's socket has handed down and its interface not yet sent:
+ * datagrams in the qdisc and the driver's ring still count against the
+ * socket (SIOCOUTQ), so a slower cable shows a longer backlog. */
+static int backlog(const struct usb4_udp_rails *r, int rail)
+{
+	int n = 0;
+
+	return ioctl(usb4_udp_sock_fd(r->rail[rail].sock), SIOCOUTQ, &n) ? 0 : n;
+}
+
+/*
+ * The live path for the next large datagram: the one whose rail has the
+ * shortest backlog, so that each cable gets datagrams as fast as it sends
+ * them (unequal cables are not held to the slowest); ties go round-robin
+ * from p->next.  -1 when every path is retired.
+ */
+static int stripe_path(const struct usb4_udp_rails *r,
+		       const struct usb4_udp_paths *p)
+{
+	int best = -1, best_backlog = 0;
+
+	for (int k = 0; k < p->count; k++) {
+		int i = (p->next + k) % p->count, b;
+
+		if (!p->path[i].live)
+			continue;
+		b = backlog(r, p->path[i].rail);
+		if (best < 0 || b < best_backlog) {
+			best = i;
+			best_backlog = b;
+		}
+	}
+	return best;
+}
+
 static int path_send(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 		     int i, const struct iovec *iov, int count, size_t len,
 		     bool data, bool again, uint64_t now)
@@ -364,7 +401,7 @@ int usb4_udp_paths_send(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 	if (p->forced >= 0)
 		return path_send(r, p, p->forced, iov, count, len, data, again,
 				 now);
-	first = live_from(p, stripe ? p->next : 0);
+	first = stripe && p->count > 1 ? stripe_path(r, p) : live_from(p, 0);
 	if (first < 0)	/* every path retired: the primary, while rel waits */
 		return path_send(r, p, 0, iov, count, len, data, again, now);
 	for (int k = 0; k < p->count; k++) {

@@ -11,9 +11,11 @@
  * ignored, and a peer whose primary address is not on our primary rail's
  * subnet (reached through routing) keeps the primary path alone.
  *
- * Sending: large DATA datagrams go round-robin over the live paths, the
- * next one taking over when a socket is full; small ones and acks take the
- * first live path.  A path whose socket refuses to send (the interface went
+ * Sending: each large DATA datagram goes to the live path whose socket has
+ * the fewest bytes not yet sent by its interface (round-robin on ties), so
+ * each cable is fed as fast as it drains and a slower one does not hold a
+ * faster one back; the next takes over when a socket is full.  Small ones
+ * and acks take the first live path.  A path whose socket refuses to send (the interface went
  * down) is retired at once; one that carried DATA and heard nothing for
  * FI_USB4_RAIL_TIMEOUT_MS is retired then.  Either way the frames in flight
  * are sent again on the others (usb4_rel_resend_in_flight).  A peer that
