@@ -20,6 +20,11 @@ checks every byte and prints the rate per interval:
   dips to one rail's, and once the rail is up again it is used again
   (revived in the counters, the rate back to two rails').
 
+- a routed ring of four hosts, each with ``tb0`` and ``tb1`` to different
+  neighbours and ``FI_USB4_IFACE=tb0,tb1``: a neighbour and a host two hops
+  away are reached on the primary path alone (no rail of another subnet is
+  paired: each endpoint's ``tb1`` socket carries nothing), bit-exact.
+
 Run with ``-s`` to see the figures.
 """
 
@@ -79,13 +84,14 @@ class Side(HostProcess):
         return found[-1][1] if found else 0
 
 
-def start(cluster, xrails, provider_dir, rundir, iface, nbytes, extra_env=None):
+def start(cluster, xrails, provider_dir, rundir, iface, nbytes, extra_env=None,
+          hosts_=(1, 0)):
     rundir.mkdir()
     env = {"FI_PROVIDER_PATH": str(provider_dir), "FI_PROVIDER": "usb4",
            "FI_USB4_IFACE": iface, "FI_LOG_LEVEL": "info", **(extra_env or {})}
     argv = ["--dir", str(rundir), "--bytes", str(nbytes), "--timeout", str(WATCHDOG)]
-    server = Side(cluster, 1, [str(xrails), "server"] + argv, env, rundir, "server")
-    client = Side(cluster, 0, [str(xrails), "client"] + argv, env, rundir, "client")
+    server = Side(cluster, hosts_[0], [str(xrails), "server"] + argv, env, rundir, "server")
+    client = Side(cluster, hosts_[1], [str(xrails), "client"] + argv, env, rundir, "client")
     return server, client
 
 
@@ -214,3 +220,24 @@ def test_rail_down_mid_transfer(cluster2x2, xrails, provider_dir, tmp_path, down
         assert sender["tb1"]["send_errors"] >= 1, "a downed interface refuses at once"
     assert during is not None and after is not None, intervals
     assert after > 1.3 * during, "the rail is used again once up"
+
+
+@pytest.mark.parametrize("server_host", [1, 2], ids=["neighbour", "two-hops"])
+def test_ring_pairs_no_rail(namespaces_usable, xrails, provider_dir, tmp_path, server_host):
+    """h1-h2-h3-h4-h1, every host's tb0 and tb1 on different subnets: from
+    h1 to a neighbour (h2) and to h3 through h2's forwarding, both sides
+    with two rails, nothing pairs: all goes by the primary sockets."""
+    with hosts.Cluster(4, cables=[(0, 1), (1, 2), (2, 3), (3, 0)], routed=True) as ring:
+        server, client = start(ring, xrails, provider_dir, tmp_path / "run", "tb0,tb1",
+                               64 * MIB, hosts_=(server_host, 0))
+        finish(ring, server, client)
+    for side in (server, client):
+        rails = logcounters.rails(side.err)
+        counters = logcounters.parse(side.err)
+        print("\n%s in h%d:" % (side.name, (server_host if side is server else 0) + 1),
+              rails, "foreign", counters.get("foreign_datagrams"))
+        assert set(rails) == {"tb0", "tb1"}, side.describe()
+        assert rails["tb0"]["bytes_sent"] > 0 and rails["tb0"]["bytes_received"] > 0
+        assert rails["tb1"]["datagrams_sent"] == 0, rails
+        assert rails["tb1"]["datagrams_received"] == 0, rails
+        assert counters.get("foreign_datagrams") == 0, counters
