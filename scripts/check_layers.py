@@ -18,7 +18,8 @@ from pathlib import Path
 ALLOWED = {
     "base": {"usb4.h", "usb4_list.h"},
     "rel": {"usb4.h", "usb4_list.h", "usb4_rel.h", "usb4_rel_auth.h",
-            "usb4_rel_cc.h", "usb4_rel_keepalive.h", "../wire.h"},
+            "usb4_rel_cc.h", "usb4_rel_keepalive.h", "usb4_rel_frag.h",
+            "../wire.h"},
     "link": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_rel.h",
              "usb4_rel_auth.h",
              "usb4_shm.h", "usb4_udp.h", "usb4_udp_rails.h", "../wire.h"},

@@ -34,6 +34,10 @@
  *      Rails (feature USB4_WIRE_FEATURE_RAILS): a HELLO or HELLO_ACK of an
  *      endpoint with several udp sockets carries its rail list (struct
  *      usb4_wire_rails) after struct usb4_wire_hello.
+ *      Issue 12, negotiated: USB4_WIRE_FEATURE_FRAG: a session sends
+ *      datagrams of at most the smaller side's HELLO datagram_max, and a
+ *      frame that no longer fits goes as fragments of its seq
+ *      (USB4_REL_F_FRAG, struct usb4_wire_frag).
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -57,9 +61,13 @@
  *                           USB4_REL_F_PROBE at once and understands
  *                           USB4_REL_F_FIN (keepalives, close handshake):
  *                           only such a peer is sent those flags.
+ *   USB4_WIRE_FEATURE_FRAG  optional: we reassemble a seq sent as fragments
+ *                           (USB4_REL_F_FRAG), so a frame queued before the
+ *                           path was known to be smaller still gets through.
  */
 #define USB4_WIRE_FEATURE_PROBE		(1u << 0)
-#define USB4_WIRE_FEATURES		(USB4_WIRE_FEATURE_PROBE)
+#define USB4_WIRE_FEATURE_FRAG		(1u << 1)
+#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 /*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
@@ -328,6 +336,9 @@ enum usb4_rel_type {
 #define USB4_REL_F_AUTH		(1u << 0)
 #define USB4_REL_F_PROBE	(1u << 1)	/* ACK only: "answer now" */
 #define USB4_REL_F_FIN		(1u << 2)	/* ACK only: "closed" */
+#define USB4_REL_F_FRAG		(1u << 3)	/* DATA: a fragment of seq;
+						 * struct usb4_wire_frag leads
+						 * the payload */
 
 struct usb4_wire_rel {
 	uint8_t version;
@@ -343,6 +354,22 @@ struct usb4_wire_rel {
 	uint32_t len;
 };
 _Static_assert(sizeof(struct usb4_wire_rel) == 48, "rel header is 48 bytes");
+
+/*
+ * Leads the payload of a DATA datagram flagged USB4_REL_F_FRAG: bytes
+ * [offset, offset + len - 8) of the seq's payload of total bytes.  offset is
+ * a multiple of USB4_WIRE_FRAG_UNIT, and so is every fragment's length but
+ * the one that ends at total; every fragment of a seq names the same total
+ * (1 .. the receiver's largest payload).  The receiver acknowledges the seq
+ * once it holds every byte; the sender resends all of it until then.
+ */
+#define USB4_WIRE_FRAG_UNIT	64u
+
+struct usb4_wire_frag {
+	uint32_t offset;
+	uint32_t total;
+};
+_Static_assert(sizeof(struct usb4_wire_frag) == 8, "fragment header is 8 bytes");
 
 /*
  * Trailer of an authenticated datagram.
@@ -361,8 +388,8 @@ _Static_assert(sizeof(struct usb4_wire_auth) == 24, "auth trailer is 24 bytes");
  *   proto         the sender's USB4_WIRE_VERSION
  *   features      the sender's feature bits (USB4_WIRE_FEATURES)
  *   datagram_max  the largest datagram the sender can receive, header
- *                 included (kept per peer, usb4_rel_peer_datagram_max;
- *                 acting on it, path MTU discovery, is for a later version)
+ *                 included: a session's datagrams are at most the smaller
+ *                 of both sides' (usb4_rel_path_payload_max)
  *   nonce         random per session: with a job key, the session's keys
  *                 are derived from both sides' nonces (usb4_rel_auth.h)
  * A HELLO_ACK's ack field is the HELLO's seq: the proof that the answer

@@ -44,6 +44,11 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       (rails, one per cable) offers ``FEATURE_RAILS`` and its HELLO and
       HELLO_ACK carry its rail list (``struct usb4_wire_rails``: a count
       and 20 bytes per rail: family, port, ip) after the hello.
+    * later, negotiated (``FEATURE_FRAG``): a session's datagrams are at
+      most the smaller side's HELLO ``datagram_max``; a DATA flagged
+      ``REL_F_FRAG`` carries bytes ``[offset, offset + len - 8)`` of its
+      seq's payload of ``total`` bytes after ``struct usb4_wire_frag``
+      (offsets and every length but the last in ``FRAG_UNIT``s).
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -69,12 +74,15 @@ WIRE_VERSIONS = (1, 2, 3)
 CURRENT_VERSION = 3  # USB4_WIRE_VERSION
 FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
 FEATURE_PROBE = 1 << 0  # USB4_WIRE_FEATURE_PROBE: keepalives, close handshake
+FEATURE_FRAG = 1 << 1  # USB4_WIRE_FEATURE_FRAG: fragments of a seq
 FEATURE_RAILS = 1 << 2  # USB4_WIRE_FEATURE_RAILS
 RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
 REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
-FEATURES = FEATURE_PROBE  # USB4_WIRE_FEATURES: the optional ones we offer
+REL_F_FRAG = 1 << 3  # USB4_REL_F_FRAG: DATA carrying a fragment of its seq
+FRAG_UNIT = 64  # USB4_WIRE_FRAG_UNIT
+FEATURES = FEATURE_PROBE | FEATURE_FRAG  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
@@ -444,6 +452,7 @@ HELLO_LAYOUT = Layout("usb4_wire_hello", (
     ("reserved2", "I")))
 HELLO_LAYOUT_V3 = Layout("usb4_wire_hello", HELLO_LAYOUT.fields + (("nonce", "16s"),))
 AUTH_LAYOUT = Layout("usb4_wire_auth", (("pn", "Q"), ("tag", "16s")))
+FRAG_LAYOUT = Layout("usb4_wire_frag", (("offset", "I"), ("total", "I")))
 REL_HDR = REL_LAYOUT.codec
 HELLO = HELLO_LAYOUT.codec
 HELLO_V3 = HELLO_LAYOUT_V3.codec
@@ -717,5 +726,5 @@ LAYOUTS: dict[int, tuple[Layout, ...]] = {
         REL_LAYOUT, HELLO_LAYOUT),
     3: (ADDR_V2, HDR_LAYOUT, IOV_LAYOUT, RTS_V2, RMA_SEG_LAYOUT, ATOMIC_LAYOUT,
         REL_LAYOUT, HELLO_LAYOUT_V3, AUTH_LAYOUT, RESOLVE_LAYOUT, RAIL_LAYOUT,
-        RAILS_LAYOUT),
+        RAILS_LAYOUT, FRAG_LAYOUT),
 }

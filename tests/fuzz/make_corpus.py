@@ -225,11 +225,11 @@ def hello(proto=VERSION, features=FEATURES, datagram_max=PAYLOAD_MAX + 48):
 
 
 def dgram(rtype, src, dst, seq, ack=0, sack=0, window=WINDOW, payload=None,
-          bad_crc=False):
+          bad_crc=False, flags=0):
     if payload is None:
         payload = hello() if rtype in HELLO_TYPES else b""
-    fields = [VERSION, RT[rtype], 0, 0, src, dst, seq & M32, ack & M32, sack,
-              window, len(payload)]
+    fields = [VERSION, RT[rtype], flags, 0, src, dst, seq & M32, ack & M32,
+              sack, window, len(payload)]
     crc = crc32c(REL.pack(*fields) + payload)
     fields[3] = crc ^ 1 if bad_crc else crc
     return REL.pack(*fields) + payload
@@ -282,6 +282,14 @@ def a_to_b(rtype, seq, ctl=KEEP_CRC | KEEP_IDS, **kw):
 
 def b_to_a(rtype, seq, ctl=KEEP_CRC | KEEP_IDS, **kw):
     return rec(TO_A | ctl, dgram(rtype, ID_B, ID_A, seq, **kw))
+
+
+def frag(seq, whole, off, n, total=None):
+    """A DATA from A to B carrying whole[off:off + n] as a fragment of seq
+    (USB4_REL_F_FRAG, struct usb4_wire_frag first)."""
+    head = struct.pack("<II", off, len(whole) if total is None else total)
+    return a_to_b("USB4_REL_DATA", seq, ack=ISN_B, flags=D["USB4_REL_F_FRAG"],
+                  payload=head + whole[off:off + n])
 
 
 def rel_scripts(fr):
@@ -366,6 +374,17 @@ def data_scripts(fr):
                                       dgram("USB4_REL_DATA", ID_A ^ 0xff,
                                             ID_B, nxt, ack=ISN_B,
                                             payload=fr["eager"])),
+        "frag-in-two-reversed": (frag(nxt, fr["eager-tagged-cq-ackreq"], 64,
+                                      1 << 10) +
+                                 frag(nxt, fr["eager-tagged-cq-ackreq"], 0,
+                                      64) + tick(2)),
+        "frag-malformed": (frag(nxt, fr["eager-tagged-cq-ackreq"], 3, 64) +
+                           frag(nxt, fr["eager-tagged-cq-ackreq"], 0, 65) +
+                           frag(nxt, fr["eager-tagged-cq-ackreq"], 0, 64,
+                                total=M32) +
+                           frag(nxt, fr["eager-tagged-cq-ackreq"], 0, 64) +
+                           frag(nxt, fr["eager-tagged-cq-ackreq"], 64, 64,
+                                total=200) + tick(2)),
         "data-pieces": a_to_b("USB4_REL_DATA", nxt, ack=ISN_B,
                               payload=fr["rts-0iov"],
                               ctl=KEEP_CRC | KEEP_IDS | PIECES | 3 << 5),

@@ -62,9 +62,10 @@ int usb4_route(struct usb4_core_ep *ep, fi_addr_t dest, struct usb4_route *r)
 	return r->peer->down;
 }
 
-/* A link's frame size towards a dest is fixed while the dest is open, and
- * an entry keeps its place and its dest while its table's generation
- * stays: the memo holds until either table changes. */
+/* An entry keeps its place and its dest while its table's generation
+ * stays: the memo holds until either table changes.  The eager limit is
+ * read again every time: a lossy link's frame size towards a dest
+ * changes (after its handshake, or when the path shrinks). */
 int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
 		    const struct usb4_route **r)
 {
@@ -74,8 +75,10 @@ int usb4_route_send(struct usb4_core_ep *ep, fi_addr_t dest,
 
 	*r = &m->route;
 	if (m->route.peer && m->dest == dest && m->av_gen == av_gen &&
-	    m->hidden_gen == ep->hidden.gen)
+	    m->hidden_gen == ep->hidden.gen) {
+		m->route.eager_max = eager_max(&m->route);
 		return m->route.peer->down;
+	}
 	ret = usb4_route(ep, dest, &m->route);
 	if (ret)
 		m->route.peer = NULL;

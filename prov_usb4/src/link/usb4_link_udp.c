@@ -258,6 +258,9 @@ static void stats_add(struct usb4_rel_stats *sum, const struct usb4_rel_stats *r
 	sum->delivered += r->delivered;
 	sum->acks_sent += r->acks_sent;
 	sum->not_ready += r->not_ready;
+	sum->frag_sent += r->frag_sent;
+	sum->frag_received += r->frag_received;
+	sum->path_shrinks += r->path_shrinks;
 	for (int d = 0; d < USB4_REL_DROP_MAX; d++)
 		sum->dropped[d] += r->dropped[d];
 	sum->cc_cuts_loss += r->cc_cuts_loss;
@@ -297,6 +300,13 @@ static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 
 	return usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count,
 				   usb4_now_ns());
+}
+
+static uint32_t rel_path_max(void *ctx)
+{
+	struct usb4_udp_session *s = ctx;
+
+	return (uint32_t) usb4_udp_sock_path_max(s->link->sock);
 }
 
 /* A frame as the core takes it: one piece, or the zone's header and the
@@ -341,6 +351,7 @@ static struct usb4_rel_io rel_io(struct usb4_udp_session *s)
 	return (struct usb4_rel_io) {
 		.xmit = rel_xmit, .xmit_ctx = s,
 		.deliver = rel_deliver, .deliver_ctx = s,
+		.path_max = rel_path_max,
 	};
 }
 
@@ -621,10 +632,17 @@ static void udp_addr(const struct usb4_link *link, struct usb4_wire_addr *a)
 	memcpy(a->udp_ip, self.ip, sizeof(a->udp_ip));
 }
 
+/* What one datagram of dest's session carries (usb4_rel_path_payload_max:
+ * smaller once the handshake or a shrink said so); ours without one. */
 static size_t udp_frame_max(const struct usb4_link *link,
 			    const struct usb4_link_dest *dest)
 {
-	return udp_of_const(link)->payload_max;
+	const struct usb4_udp_link *l = udp_of_const(link);
+	const struct usb4_udp_session *s = dest ? session_find(l, dest->id) :
+						  NULL;
+	size_t path = s ? usb4_rel_path_payload_max(s->rel) : l->payload_max;
+
+	return path < l->payload_max ? path : l->payload_max;
 }
 
 static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
@@ -1227,6 +1245,12 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) sum.cc_cuts_timeout,
 		  (unsigned long long) sum.cc_cuts_delay,
 		  usb4_params.cc ? "on" : "off");
+	USB4_INFO(FI_LOG_EP_DATA, "udp: fragments sent %llu fragments "
+		  "received %llu bad fragments %llu; path shrinks %llu\n",
+		  (unsigned long long) sum.frag_sent,
+		  (unsigned long long) sum.frag_received,
+		  (unsigned long long) sum.dropped[USB4_REL_DROP_BAD_FRAGMENT],
+		  (unsigned long long) sum.path_shrinks);
 }
 
 /* Close handshake: live peers that understand it hear that we are gone

@@ -110,6 +110,9 @@ void usb4_udp_sock_addr(const struct usb4_udp_sock *sock,
 			struct usb4_udp_addr *addr);
 /* Largest datagram payload this interface carries without fragments. */
 size_t usb4_udp_sock_datagram_max(const struct usb4_udp_sock *sock);
+/* The same read again from the interface now (its MTU may have been
+ * lowered), at most the size at open; 0: unknown. */
+size_t usb4_udp_sock_path_max(const struct usb4_udp_sock *sock);
 int usb4_udp_sock_fd(const struct usb4_udp_sock *sock);
 /* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
 int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
@@ -154,6 +157,14 @@ struct usb4_udp_sock_stats {
 };
 const struct usb4_udp_sock_stats *
 usb4_udp_sock_stats(const struct usb4_udp_sock *sock);
+
+/* ---- the interface's MTU (usb4_udp_mtu.c) ---- */
+
+/* The socket's datagrams are never split into IP fragments: one larger
+ * than the interface carries fails with EMSGSIZE.  0 or -errno. */
+int usb4_udp_mtu_no_fragments(int fd, int family);
+/* The largest UDP payload interface ifname carries now; 0: unknown. */
+size_t usb4_udp_mtu_datagram_max(int fd, const char *ifname, int family);
 
 /* ---- receive placement (usb4_udp_place.c) ---- */
 

@@ -33,6 +33,8 @@ struct usb4_udp_sock {
 	int fd;
 	struct usb4_udp_addr self;
 	size_t datagram_max;
+	int family;			/* AF_INET or AF_INET6 */
+	char ifname[USB4_IFACE_NAME_MAX];	/* re-read on EMSGSIZE */
 	struct usb4_udp_faults faults;
 	bool faulty;
 	uint64_t rng;
@@ -164,6 +166,9 @@ static int bind_socket(struct usb4_udp_sock *sock, const struct usb4_iface *ifac
 		USB4_WARN(FI_LOG_EP_CTRL, "udp: no ICMP errors on this socket "
 			  "(%s): a peer that exits is found by probes only\n",
 			  strerror(errno));
+	if (usb4_udp_mtu_no_fragments(sock->fd, iface->family))
+		USB4_WARN(FI_LOG_EP_CTRL, "udp socket on %s: datagrams may be "
+			  "split into IP fragments\n", iface->name);
 	if (bind(sock->fd, (void *) &ss, usb4_udp_sockaddr(&sock->self, &ss)) ||
 	    getsockname(sock->fd, (void *) &ss, &len))
 		return errno == EADDRINUSE ? -FI_EADDRINUSE :
@@ -197,6 +202,9 @@ int usb4_udp_sock_open_at(struct usb4_udp_sock **sockp,
 	if (!sock)
 		return -FI_ENOMEM;
 	sock->datagram_max = datagram_max(iface);
+	sock->family = iface->family;
+	memcpy(sock->ifname, iface->name, sizeof(sock->ifname));
+	sock->ifname[sizeof(sock->ifname) - 1] = '\0';
 	sock->bufs = malloc(USB4_UDP_BATCH * sock->datagram_max);
 	sock->held = malloc(sock->datagram_max);
 	if (!sock->bufs || !sock->held) {
@@ -247,6 +255,14 @@ void usb4_udp_sock_addr(const struct usb4_udp_sock *sock,
 size_t usb4_udp_sock_datagram_max(const struct usb4_udp_sock *sock)
 {
 	return sock->datagram_max;
+}
+
+size_t usb4_udp_sock_path_max(const struct usb4_udp_sock *sock)
+{
+	size_t now = usb4_udp_mtu_datagram_max(sock->fd, sock->ifname,
+					       sock->family);
+
+	return now < sock->datagram_max ? now : sock->datagram_max;
 }
 
 int usb4_udp_sock_fd(const struct usb4_udp_sock *sock)

@@ -41,6 +41,7 @@
 #include "usb4_rel.h"
 #include "usb4_rel_cc.h"
 #include "usb4_rel_keepalive.h"
+#include "usb4_rel_frag.h"
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
@@ -53,6 +54,8 @@
 #define USB4_REL_DUPTHRESH	3u	/* later arrivals that make a hole lost */
 #define USB4_REL_INLINE		64u	/* copies this small live in the slot */
 #define USB4_REL_TRIM_NS	(100ull * 1000 * 1000)	/* quiet: rings go */
+#define USB4_REL_SHRINK_AFTER	3u	/* resends of a large datagram before
+					 * the path is suspected */
 
 enum usb4_rel_tx_state {
 	USB4_REL_TX_FREE,
@@ -77,6 +80,8 @@ struct usb4_rel_tx {
 	uint8_t state;		/* enum usb4_rel_tx_state */
 	uint8_t nref;
 	bool resent;		/* its ack times no round trip (Karn) */
+	uint8_t resends;	/* retransmissions (usb4_rel_path_watch) */
+	uint32_t dgram;		/* datagram size it last went in */
 	unsigned char *data;	/* pool buffer, or NULL */
 	struct iovec ref[USB4_REL_REF_MAX];
 	unsigned char inline_data[USB4_REL_INLINE];
@@ -143,6 +148,9 @@ struct usb4_rel_peer {
 	bool fin_rcvd;			/* it closed: down once delivered */
 	uint64_t last_rx, wait_since;
 	uint64_t idle_since;		/* rings allocated and nothing in them */
+
+	struct usb4_rel_path path;	/* datagram size (usb4_rel_frag.c) */
+	struct usb4_rel_frags frags;	/* seqs partly arrived as fragments */
 
 	struct usb4_rel_stats stats;
 	struct usb4_rel_tx *tx;		/* NULL while idle */
@@ -252,7 +260,7 @@ static int usb4_rel_rings(struct usb4_rel_peer *peer)
 static bool usb4_rel_quiet(const struct usb4_rel_peer *peer)
 {
 	return peer->snd_una == peer->snd_nxt && !peer->rcv_ooo &&
-	       peer->rcv_dlv == peer->rcv_nxt;
+	       peer->rcv_dlv == peer->rcv_nxt && !peer->frags.busy;
 }
 
 /* Rings that stayed empty for USB4_REL_TRIM_NS go: an idle peer costs
@@ -274,6 +282,7 @@ static void usb4_rel_trim(struct usb4_rel_peer *peer, uint64_t now)
 	peer->tx = NULL;
 	peer->rx = NULL;
 	peer->idle_since = 0;
+	usb4_rel_frags_trim(&peer->frags);
 }
 
 /* ---- datagrams in pieces ------------------------------------------------ */
@@ -388,11 +397,13 @@ static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,
 		 USB4_WIRE_FEATURES_REQUIRED);
 }
 
-/* Flags a datagram of type may carry: PROBE and FIN ride on ACKs only. */
+/* Flags a datagram of type may carry: PROBE and FIN ride on ACKs only,
+ * FRAG on DATA only. */
 static uint16_t usb4_rel_flags_allowed(uint8_t type)
 {
 	return USB4_REL_F_AUTH |
-	       (type == USB4_REL_ACK ? USB4_REL_F_PROBE | USB4_REL_F_FIN : 0);
+	       (type == USB4_REL_ACK ? USB4_REL_F_PROBE | USB4_REL_F_FIN : 0) |
+	       (type == USB4_REL_DATA ? USB4_REL_F_FRAG : 0);
 }
 
 /*
@@ -613,7 +624,8 @@ static int usb4_rel_seal(const struct usb4_rel_cfg *cfg,
 			 const struct usb4_rel_io *io, struct usb4_wire_rel *w,
 			 const struct iovec *iov, int count)
 {
-	struct iovec out[USB4_REL_REF_MAX + 3];
+	struct iovec out[USB4_REL_REF_MAX + 4];	/* header, fragment header,
+						 * payload, trailer */
 	struct usb4_wire_auth tr;
 	uint64_t pn = 0;
 	uint32_t crc, len = 0;
@@ -753,6 +765,22 @@ static int usb4_rel_emit(struct usb4_rel_peer *peer, const struct usb4_rel_io *i
 				    count);
 }
 
+/* One fragment of the seq in ctx (usb4_rel_frag_send's emit). */
+struct usb4_rel_frag_ctx {
+	struct usb4_rel_peer *peer;
+	const struct usb4_rel_io *io;
+	uint32_t seq;
+};
+
+static int usb4_rel_emit_frag(void *ctx, const struct iovec *iov, int count)
+{
+	struct usb4_rel_frag_ctx *c = ctx;
+
+	return usb4_rel_emit_flagged(c->peer, c->io, USB4_REL_DATA,
+				     USB4_REL_F_FRAG, c->seq, c->peer->rcv_nxt,
+				     iov, count);
+}
+
 /* A handshake datagram: our version, features, largest datagram and
  * nonce; a HELLO_ACK or REJECT acknowledges the HELLO whose seq is ack. */
 static int usb4_rel_emit_hello(struct usb4_rel_peer *peer,
@@ -842,6 +870,69 @@ static void usb4_rel_tx_free(struct usb4_rel_peer *peer, struct usb4_rel_tx *tx)
 	tx->data = NULL;
 }
 
+/* One transmission of frame seq: whole, or as fragments when it no
+ * longer fits the path. */
+static int usb4_rel_xmit_payload(struct usb4_rel_peer *peer,
+				 const struct usb4_rel_io *io, uint32_t seq,
+				 const struct iovec *iov, int count, size_t len)
+{
+	struct usb4_rel_frag_ctx c = { .peer = peer, .io = io, .seq = seq };
+
+	if (usb4_rel_path_frags(&peer->path, len))
+		return usb4_rel_frag_send(&peer->path, iov, count, len,
+					  usb4_rel_emit_frag, &c, &peer->stats);
+	return usb4_rel_emit(peer, io, USB4_REL_DATA, seq, iov, count);
+}
+
+/* Our interface refused a datagram of a payload of len bytes: the path
+ * is what the link reads now, or a step smaller. */
+static bool usb4_rel_path_refused(struct usb4_rel_peer *peer,
+				  const struct usb4_rel_io *io, size_t len)
+{
+	uint32_t limit = io->path_max ? io->path_max(io->xmit_ctx) : 0;
+
+	return usb4_rel_path_shrink(&peer->path,
+				    usb4_rel_path_dgram(&peer->path, len),
+				    limit, peer->remote_id,
+				    "the interface refused a datagram (EMSGSIZE)",
+				    &peer->stats);
+}
+
+/*
+ * Before a retransmission: a large datagram that went USB4_REL_SHRINK_AFTER
+ * times rides with a probe the peer answers at once (an empty DATA of a
+ * seq it has, a duplicate); a peer that answered since the last time is
+ * alive, so the path, not the peer, lost the datagram: it shrinks.  Only a
+ * loss at the path's present size counts (frames sent before a shrink
+ * were lost at the old one).
+ */
+static void usb4_rel_path_watch(struct usb4_rel_peer *peer, uint64_t now,
+				const struct usb4_rel_io *io,
+				struct usb4_rel_tx *tx)
+{
+	uint32_t dgram = usb4_rel_path_dgram(&peer->path, tx->len);
+
+	if (tx->state == USB4_REL_TX_QUEUED) {
+		tx->resends = 0;
+		tx->dgram = dgram;
+		return;
+	}
+	if (tx->resends < UINT8_MAX)
+		tx->resends++;
+	if (tx->resends >= USB4_REL_SHRINK_AFTER &&
+	    dgram > USB4_REL_PATH_FLOOR) {
+		if (tx->resends > USB4_REL_SHRINK_AFTER && tx->dgram == dgram &&
+		    peer->last_rx >= tx->tx_time)
+			usb4_rel_path_shrink(&peer->path, dgram, 0,
+					     peer->remote_id, "large datagrams "
+					     "lost while the peer answers small "
+					     "ones", &peer->stats);
+		usb4_rel_emit(peer, io, USB4_REL_DATA, peer->snd_una - 1,
+			      NULL, 0);
+	}
+	tx->dgram = usb4_rel_path_dgram(&peer->path, tx->len);
+}
+
 /* Sends frame seq (first time or again); 0 or xmit's error. */
 static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 			      const struct usb4_rel_io *io, uint32_t seq)
@@ -854,7 +945,11 @@ static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 				  .iov_len = tx->copied };
 	for (unsigned i = 0; i < tx->nref; i++)
 		iov[i + 1] = tx->ref[i];
-	ret = usb4_rel_emit(peer, io, USB4_REL_DATA, seq, iov, tx->nref + 1);
+	usb4_rel_path_watch(peer, now, io, tx);
+	ret = usb4_rel_xmit_payload(peer, io, seq, iov, tx->nref + 1, tx->len);
+	if (ret == -FI_EMSGSIZE && usb4_rel_path_refused(peer, io, tx->len))
+		ret = usb4_rel_xmit_payload(peer, io, seq, iov, tx->nref + 1,
+					    tx->len);
 	if (ret == -FI_EAGAIN)
 		return ret;
 	/* Any other failure is a datagram lost on the way: retransmitted. */
@@ -1277,16 +1372,19 @@ static void usb4_rel_fill_gap(struct usb4_rel_peer *peer)
  * sender hears from us at once: a receiver short of memory is alive. */
 static int usb4_rel_hold(struct usb4_rel_peer *peer, uint64_t now,
 			 uint32_t seq, const struct iovec *payload, int count,
-			 uint32_t len)
+			 uint32_t len, unsigned char *owned)
 {
 	struct usb4_rel_rx *rx = usb4_rel_rx_slot(peer, seq);
 
-	rx->data = usb4_rel_pool_get(peer->cfg.pool, len ? len : 1);
+	rx->data = owned ? owned :
+		   usb4_rel_pool_get(peer->cfg.pool, len ? len : 1);
 	if (!rx->data) {
+		usb4_rel_frags_yield(&peer->frags, seq);	/* room next time */
 		usb4_rel_ack_later(peer, now, true);
 		return usb4_rel_drop(peer, USB4_REL_DROP_NO_BUFFER, -FI_EAGAIN);
 	}
-	usb4_rel_gather(rx->data, payload, count, 0, len);
+	if (!owned)
+		usb4_rel_gather(rx->data, payload, count, 0, len);
 	rx->seq = seq;
 	rx->len = len;
 	rx->present = true;
@@ -1294,16 +1392,18 @@ static int usb4_rel_hold(struct usb4_rel_peer *peer, uint64_t now,
 }
 
 /* The next payload in order: straight to the receiver when nothing waits
- * before it (no copy), else (or when it is refused) held. */
+ * before it (no copy), else (or when it is refused) held.  owned: the
+ * payload is a pool buffer that is ours (a seq put together). */
 static int usb4_rel_in_order(struct usb4_rel_peer *peer, uint64_t now,
 			     const struct usb4_rel_io *io,
 			     const struct iovec *payload, int count,
-			     uint32_t len)
+			     uint32_t len, unsigned char *owned)
 {
 	bool filled_gap = peer->rcv_ooo != 0;
 
 	if (peer->rcv_dlv == peer->rcv_nxt &&
 	    !io->deliver(io->deliver_ctx, payload, count)) {
+		usb4_rel_pool_put(peer->cfg.pool, owned);
 		peer->rcv_dlv++;
 		peer->stats.delivered++;
 	} else {
@@ -1311,7 +1411,8 @@ static int usb4_rel_in_order(struct usb4_rel_peer *peer, uint64_t now,
 			peer->stats.not_ready++;
 			peer->retry_at = now + peer->cfg.ack_delay_ns;
 		}
-		if (usb4_rel_hold(peer, now, peer->rcv_nxt, payload, count, len))
+		if (usb4_rel_hold(peer, now, peer->rcv_nxt, payload, count, len,
+				  owned))
 			return -FI_EAGAIN;
 	}
 	peer->rcv_nxt++;
@@ -1321,9 +1422,10 @@ static int usb4_rel_in_order(struct usb4_rel_peer *peer, uint64_t now,
 	return 0;
 }
 
-static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
-			    const struct usb4_rel_io *io, uint32_t seq,
-			    const struct iovec *payload, int count, uint32_t len)
+/* Whether a payload of seq is one we take: not had, within the window,
+ * rings there; else the drop (counted). */
+static int usb4_rel_admit(struct usb4_rel_peer *peer, uint64_t now,
+			  uint32_t seq)
 {
 	struct usb4_rel_rx *rx;
 
@@ -1345,13 +1447,58 @@ static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
 		return usb4_rel_drop(peer, USB4_REL_DROP_DUPLICATE,
 				     -FI_EALREADY);
 	}
+	return 0;
+}
+
+/* An admitted payload: delivered or held (owned as in usb4_rel_in_order). */
+static int usb4_rel_accept(struct usb4_rel_peer *peer, uint64_t now,
+			   const struct usb4_rel_io *io, uint32_t seq,
+			   const struct iovec *payload, int count, uint32_t len,
+			   unsigned char *owned)
+{
 	if (seq == peer->rcv_nxt)
-		return usb4_rel_in_order(peer, now, io, payload, count, len);
-	if (usb4_rel_hold(peer, now, seq, payload, count, len))
+		return usb4_rel_in_order(peer, now, io, payload, count, len,
+					 owned);
+	if (usb4_rel_hold(peer, now, seq, payload, count, len, owned))
 		return -FI_EAGAIN;
 	peer->rcv_ooo++;
 	usb4_rel_ack_later(peer, now, true);	/* a gap: tell the sender */
 	return 0;
+}
+
+static int usb4_rel_receive(struct usb4_rel_peer *peer, uint64_t now,
+			    const struct usb4_rel_io *io, uint32_t seq,
+			    const struct iovec *payload, int count, uint32_t len)
+{
+	int ret = usb4_rel_admit(peer, now, seq);
+
+	return ret ? ret : usb4_rel_accept(peer, now, io, seq, payload, count,
+					   len, NULL);
+}
+
+/* A fragment of seq: taken once whole (usb4_rel_frag.c). */
+static int usb4_rel_receive_frag(struct usb4_rel_peer *peer, uint64_t now,
+				 const struct usb4_rel_io *io, uint32_t seq,
+				 const struct iovec *payload, int count,
+				 uint32_t len)
+{
+	struct iovec whole;
+	int ret = usb4_rel_admit(peer, now, seq);
+
+	if (ret)
+		return ret;
+	ret = usb4_rel_frag_take(&peer->frags, seq, payload, count, len,
+				 &whole, &peer->stats);
+	if (ret == -FI_EINPROGRESS)
+		return 0;
+	if (ret == -FI_EAGAIN) {
+		usb4_rel_ack_later(peer, now, true);
+		return usb4_rel_drop(peer, USB4_REL_DROP_NO_BUFFER, ret);
+	}
+	if (ret)
+		return usb4_rel_drop(peer, USB4_REL_DROP_BAD_FRAGMENT, ret);
+	return usb4_rel_accept(peer, now, io, seq, &whole, 1,
+			       (uint32_t) whole.iov_len, whole.iov_base);
 }
 
 /* ---- input -------------------------------------------------------------- */
@@ -1397,6 +1544,8 @@ static void usb4_rel_learn(struct usb4_rel_peer *peer,
 	peer->peer_datagram_max = o->peer_datagram_max;
 	peer->peer_features = o->peer_features;
 	peer->peer_ext = o->peer_ext;
+	usb4_rel_path_learn(&peer->path, o->peer_datagram_max,
+			    o->peer_features);
 	/* Later handshake datagrams are repeats: their window is old. */
 	peer->peer_wnd = o->peer_window;
 	memcpy(peer->peer_nonce, o->peer_nonce, sizeof(peer->peer_nonce));
@@ -1538,7 +1687,10 @@ static int usb4_rel_on_data(struct usb4_rel_peer *peer, uint64_t now,
 		usb4_rel_ack_later(peer, now, true);	/* answered below */
 	if (h->type == USB4_REL_ACK && (h->flags & USB4_REL_F_FIN))
 		usb4_rel_on_fin(peer);
-	if (h->type == USB4_REL_DATA)
+	if (h->type == USB4_REL_DATA && (h->flags & USB4_REL_F_FRAG))
+		ret = usb4_rel_receive_frag(peer, now, io, h->seq, payload,
+					    count, h->len);
+	else if (h->type == USB4_REL_DATA)
 		ret = usb4_rel_receive(peer, now, io, h->seq, payload, count,
 				       h->len);
 	if (peer->ack_pending && peer->ack_due <= now)
@@ -1867,6 +2019,10 @@ int usb4_rel_peer_open(struct usb4_rel_peer **peerp,
 	while (slots < cfg->window)
 		slots <<= 1;
 	peer->slots = slots;
+	usb4_rel_path_init(&peer->path, peer->cfg.datagram_max,
+			   (uint32_t) (USB4_REL_HDR_LEN +
+				       (cfg->job ? USB4_REL_TRAILER_LEN : 0)));
+	usb4_rel_frags_init(&peer->frags, cfg->pool, cfg->payload_max, slots);
 	usb4_rel_init(peer, cfg->isn ? cfg->isn :
 		      usb4_rel_derive_isn(local_id, remote_id), now);
 	usb4_rel_ka_init(&peer->ka, cfg->keepalive_ns, cfg->dead_ns,
@@ -1963,6 +2119,7 @@ void usb4_rel_peer_close(struct usb4_rel_peer *peer)
 			usb4_rel_pool_put(peer->cfg.pool, peer->rx[i].data);
 		}
 	}
+	usb4_rel_frags_close(&peer->frags);
 	free(peer->rx);
 	free(peer->tx);
 	free(peer);
@@ -2001,4 +2158,11 @@ const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer)
 uint32_t usb4_rel_peer_datagram_max(const struct usb4_rel_peer *peer)
 {
 	return peer->peer_datagram_max;
+}
+
+size_t usb4_rel_path_payload_max(const struct usb4_rel_peer *peer)
+{
+	size_t room = usb4_rel_path_room(&peer->path);
+
+	return room < peer->cfg.payload_max ? room : peer->cfg.payload_max;
 }

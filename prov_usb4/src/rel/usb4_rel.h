@@ -70,6 +70,9 @@ struct usb4_rel_io {
 	void *xmit_ctx;
 	usb4_rel_deliver_fn deliver;
 	void *deliver_ctx;
+	/* Optional: the largest datagram the link can send now (re-read
+	 * when xmit said -FI_EMSGSIZE); NULL, or 0: rel steps down itself. */
+	uint32_t (*path_max)(void *xmit_ctx);
 };
 
 /*
@@ -130,6 +133,8 @@ enum usb4_rel_drop {
 	USB4_REL_DROP_REPLAYED,		/* a packet number seen before */
 	USB4_REL_DROP_NO_PROOF,		/* a HELLO_ACK that does not answer our
 					 * HELLO (its ack is not our ISN) */
+	USB4_REL_DROP_BAD_FRAGMENT,	/* out of bounds, misaligned, or naming
+					 * another total than its seq's */
 	USB4_REL_DROP_MAX
 };
 
@@ -150,6 +155,8 @@ struct usb4_rel_stats {
 	uint64_t cc_cuts_loss, cc_cuts_timeout, cc_cuts_delay;
 	struct usb4_rel_ka_stats ka;
 	uint64_t fins_sent, fins_received;
+	uint64_t frag_sent, frag_received;	/* fragment datagrams */
+	uint64_t path_shrinks;		/* the session's datagram size fell */
 };
 
 struct usb4_rel_peer;	/* opaque; usb4_rel.c */
@@ -276,6 +283,11 @@ uint32_t usb4_rel_undelivered(const struct usb4_rel_peer *peer);
 const struct usb4_rel_stats *usb4_rel_stats(const struct usb4_rel_peer *peer);
 /* What the peer said in its handshake (0 until then). */
 uint32_t usb4_rel_peer_datagram_max(const struct usb4_rel_peer *peer);
+/* The largest payload one datagram of this session carries whole: ours
+ * until the handshake, then the smaller side's, lower once the path shrank
+ * (usb4_rel_frag.c).  Larger payloads, up to payload_max, go as fragments
+ * to a peer that offered USB4_WIRE_FEATURE_FRAG. */
+size_t usb4_rel_path_payload_max(const struct usb4_rel_peer *peer);
 
 /* ---- datagrams before a peer is known ---- */
 
