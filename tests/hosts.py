@@ -479,6 +479,13 @@ class Cluster:
             if proc.returncode != 0:
                 raise HostError("%s: %s" % (" ".join(_ip_tc), proc.stderr.strip()))
 
+    def set_mtu(self, cable: Cable, end: int, mtu: int) -> None:
+        """MTU of one end of cable (0 or 1), e.g. 1500 against the other's
+        65522: a veth drops, silently, what exceeds its receiving end's MTU.
+        Works while programs run (a path that shrinks)."""
+        host, ifname = cable.ends[end], cable.ifnames[end]
+        _ip("-n", host.name, "link", "set", ifname, "mtu", str(mtu))
+
     # --- removing -----------------------------------------------------
     def close(self) -> None:
         """Kill everything inside the hosts, remove them.  Idempotent."""

@@ -8,7 +8,7 @@
  *   usb4_xpeer server|client mrclose  --dir D
  *   usb4_xpeer server|client mrwrite  --dir D
  *   common: [--window W] [--timeout SEC]
- *   transfer only: [--rogue]
+ *   transfer only: [--rogue] [--max-msg N] [--fixed-len N]
  *
  * transfer  The client follows a plan both sides derive from (N, seed): a
  *           mix of tagged sends (1 B .. 4 MiB: eager and rendezvous) and
@@ -23,7 +23,9 @@
  *           sends END (counts and checksums); the server checks its region,
  *           makes sure no extra message follows, answers RESULT.  The
  *           client creates D/connected when its first write completes (the
- *           server has answered it).
+ *           server has answered it).  --max-msg N: messages up to N bytes
+ *           (4 MiB by default; the second op is one of N); --fixed-len N:
+ *           only tagged sends of N bytes (a bandwidth figure at that size).
  *           With --rogue (tests/multihost/test_rogue_host.py: a third host
  *           attacks the two), the server also registers a guard region
  *           (GUARD_LEN bytes of guard_byte(), remote read and write) that
@@ -105,7 +107,8 @@
 
 #include "xhost_common.h"
 
-#define MAX_MSG		(4u << 20)	/* largest tagged message, bytes */
+#define MAX_MSG_DEFAULT	(4u << 20)	/* largest tagged message, bytes */
+#define MAX_MSG_LIMIT	(64u << 20)	/* --max-msg at most */
 #define EAGER_MAX	8192u		/* provider's default eager limit */
 #define REGION		(1u << 20)	/* one RMA write region, bytes */
 #define NREGIONS	8		/* server's RMA buffer = NREGIONS * REGION */
@@ -182,6 +185,12 @@ static void fill(void *buf, size_t len, uint64_t seed, uint64_t op, int64_t seq)
 
 enum op_kind { OP_SEND, OP_WRITE };
 
+/* transfer --max-msg: the largest tagged message (and the first op);
+ * --fixed-len: every op a tagged send of that many bytes (a bandwidth
+ * figure at one size), 0: the mix. */
+static size_t max_msg = MAX_MSG_DEFAULT;
+static size_t fixed_len;
+
 struct plan_op {
 	enum op_kind kind;
 	size_t len;
@@ -207,13 +216,13 @@ static size_t send_len(uint64_t *s)
 	}
 	if (r < 7)		/* rendezvous, medium */
 		return EAGER_MAX + 1 + mix(s) % (256 * 1024 - EAGER_MAX);
-	return 256 * 1024 + 1 + mix(s) % (MAX_MSG - 256 * 1024);
+	return 256 * 1024 + 1 + mix(s) % (max_msg - 256 * 1024);
 }
 
 /* Ops until bytes are planned; the first three are 1 B, 4 MiB, eager max. */
 static void make_plan(struct plan *pl, uint64_t bytes, uint64_t seed)
 {
-	static const size_t first[] = { 1, MAX_MSG, EAGER_MAX, EAGER_MAX + 1 };
+	static const size_t first[] = { 1, 0, EAGER_MAX, EAGER_MAX + 1 };
 	uint64_t s = seed, total = 0;
 	size_t cap = 1024;
 
@@ -230,9 +239,11 @@ static void make_plan(struct plan *pl, uint64_t bytes, uint64_t seed)
 		if (!pl->op || !pl->send_op)
 			die(2, "out of memory for the plan");
 		o = &pl->op[pl->nops];
-		if (pl->nops < 4 || mix(&s) % 4) {
+		if (fixed_len || pl->nops < 4 || mix(&s) % 4) {
 			o->kind = OP_SEND;
-			o->len = pl->nops < 4 ? first[pl->nops] : send_len(&s);
+			o->len = fixed_len ? fixed_len :
+				 pl->nops == 1 ? max_msg :
+				 pl->nops < 4 ? first[pl->nops] : send_len(&s);
 			o->seq = (int64_t) pl->nsends;
 			pl->send_op[pl->nsends++] = pl->nops;
 			pl->msg_bytes += o->len;
@@ -638,7 +649,7 @@ static int client_transfer(struct xp *x, struct plan *pl, uint64_t seed, int win
 
 	c.mirror = calloc(1, RMA_LEN);
 	for (int i = 0; i < window; i++)
-		if (!(c.slot[i].buf = malloc(MAX_MSG)))
+		if (!(c.slot[i].buf = malloc(max_msg)))
 			die(2, "out of memory");
 	if (!c.mirror)
 		die(2, "out of memory");
@@ -715,7 +726,7 @@ static void server_post(struct server *sv)
 	int i = (int) (sv->posted % sv->window);
 
 	sv->done[i] = false;
-	CHECK(fi_trecv(sv->x->ep, sv->buf[i], MAX_MSG, NULL, sv->x->peer,
+	CHECK(fi_trecv(sv->x->ep, sv->buf[i], max_msg, NULL, sv->x->peer,
 		       TAG_DATA, 0, &sv->buf[i]));
 	sv->posted++;
 }
@@ -856,7 +867,7 @@ static bool no_extra_message(struct server *sv)
 	double t0 = now_s();
 	int r;
 
-	CHECK(fi_trecv(sv->x->ep, sv->buf[0], MAX_MSG, NULL, sv->x->peer,
+	CHECK(fi_trecv(sv->x->ep, sv->buf[0], max_msg, NULL, sv->x->peer,
 		       TAG_DATA, 0, sv->buf));
 	while (now_s() - t0 < 0.2)
 		if ((r = next_completion(sv->x, &e, &err)) > 0) {
@@ -883,10 +894,10 @@ static int server_transfer(struct xp *x, struct plan *pl, uint64_t seed, int win
 	double t0 = now_s(), t;
 	uint64_t rma_fnv;
 
-	if (!(sv.want = malloc(MAX_MSG)))
+	if (!(sv.want = malloc(max_msg)))
 		die(2, "out of memory");
 	for (int i = 0; i < window; i++)
-		if (!(sv.buf[i] = malloc(MAX_MSG)))
+		if (!(sv.buf[i] = malloc(max_msg)))
 			die(2, "out of memory");
 	CHECK(fi_trecv(x->ep, &sv.end, sizeof(sv.end), NULL, x->peer, TAG_END, 0,
 		       &sv.end));
@@ -1058,10 +1069,10 @@ static int client_pending(struct xp *x, bool pulled)
 	double limit = (env ? atof(env) : 5000.0) / 1000.0 + KILL_GRACE_S;
 	struct pend p[] = {
 		{ .kind = P_STUCK_SEND, .len = 1u << 20 },
-		{ .kind = P_STUCK_SEND, .len = MAX_MSG },
+		{ .kind = P_STUCK_SEND, .len = max_msg },
 		{ .kind = P_STUCK_SEND, .len = 64 * 1024 },
-		{ .kind = P_READ, .len = MAX_MSG }, { .kind = P_READ, .len = MAX_MSG },
-		{ .kind = P_WRITE, .len = MAX_MSG }, { .kind = P_WRITE, .len = MAX_MSG },
+		{ .kind = P_READ, .len = max_msg }, { .kind = P_READ, .len = max_msg },
+		{ .kind = P_WRITE, .len = max_msg }, { .kind = P_WRITE, .len = max_msg },
 		{ .kind = P_RECV, .len = 4096 },
 	};
 	const int n = (int) (sizeof(p) / sizeof(p[0]));
@@ -1445,7 +1456,8 @@ static int client_mrwrite(struct xp *x)
 static void usage(void)
 {
 	die(2, "usage: usb4_xpeer server|client transfer|pending|pulled|mrclose|mrwrite --dir D "
-	    "[--bytes N] [--seed S] [--window W] [--timeout SEC] [--rogue]");
+	    "[--bytes N] [--seed S] [--window W] [--timeout SEC] [--rogue] "
+	    "[--max-msg N] [--fixed-len N]");
 }
 
 int main(int argc, char **argv)
@@ -1478,6 +1490,10 @@ int main(int argc, char **argv)
 			x.dir = argv[i + 1];
 		else if (!strcmp(argv[i], "--bytes"))
 			bytes = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--max-msg"))
+			max_msg = strtoull(argv[i + 1], NULL, 0);
+		else if (!strcmp(argv[i], "--fixed-len"))
+			fixed_len = strtoull(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--seed"))
 			seed = strtoull(argv[i + 1], NULL, 0);
 		else if (!strcmp(argv[i], "--window"))
@@ -1487,7 +1503,9 @@ int main(int argc, char **argv)
 		else
 			usage();
 	}
-	if (!x.dir || window < 1 || window > MAX_WINDOW || timeout < 1)
+	if (!x.dir || window < 1 || window > MAX_WINDOW || timeout < 1 ||
+	    max_msg < 256 * 1024 + 1 || max_msg > MAX_MSG_LIMIT ||
+	    fixed_len > max_msg)
 		usage();
 	xhost_watchdog((unsigned) timeout);
 	setvbuf(stdout, NULL, _IOLBF, 0);
