@@ -193,8 +193,12 @@ static void pair_open(struct side *a, struct side *b,
 	memset(b, 0, sizeof(*b));
 	CHECK_EQ(usb4_rel_peer_open(&a->rel, ca, ID_A, ID_B, now), 0);
 	CHECK_EQ(usb4_rel_peer_open(&b->rel, cb, ID_B, ID_A, now), 0);
-	a->io = (struct usb4_rel_io) { fake_xmit, a, fake_deliver, a };
-	b->io = (struct usb4_rel_io) { fake_xmit, b, fake_deliver, b };
+	a->io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = a,
+		.deliver = fake_deliver, .deliver_ctx = a };
+	b->io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = b,
+		.deliver = fake_deliver, .deliver_ctx = b };
 	a->pool = ca->pool;
 	b->pool = cb->pool;
 	a->stream = 2;	/* B sends stream 2 to A */
@@ -581,10 +585,12 @@ static void test_wrong_ids(void)
 	memset(&new_b, 0, sizeof(new_b));
 	CHECK_EQ(usb4_rel_peer_open(&old_a.rel, &cfg, ID_A ^ 1, ID_B, 0), 0);
 	CHECK_EQ(usb4_rel_peer_open(&new_b.rel, &cfg, ID_B ^ 1, ID_A, 0), 0);
-	old_a.io = (struct usb4_rel_io) { fake_xmit, &old_a, fake_deliver,
-					  &old_a };
-	new_b.io = (struct usb4_rel_io) { fake_xmit, &new_b, fake_deliver,
-					  &new_b };
+	old_a.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &old_a,
+		.deliver = fake_deliver, .deliver_ctx = &old_a };
+	new_b.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &new_b,
+		.deliver = fake_deliver, .deliver_ctx = &new_b };
 
 	CHECK_EQ(send_idx(&old_a, 1, 0, 0), 0);
 	CHECK_EQ(usb4_rel_datagram_ids(old_a.out.d[0].buf, old_a.out.d[0].len,
@@ -1048,7 +1054,9 @@ static void test_reject_datagram(void)
 	/* A peer of our version takes it only as the answer to its HELLO: one
 	 * that acknowledges nothing it sent is dropped, the peer lives on. */
 	CHECK_EQ(usb4_rel_peer_open(&p, &cfg, ID_A, ID_B, 0), 0);
-	s.io = (struct usb4_rel_io) { fake_xmit, &s, fake_deliver, &s };
+	s.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &s,
+		.deliver = fake_deliver, .deliver_ctx = &s };
 	CHECK_EQ(usb4_rel_input(p, 0, buf, len, &s.io), -FI_EACCES);
 	CHECK_EQ(usb4_rel_stats(p)->dropped[USB4_REL_DROP_NO_PROOF], 1);
 	CHECK_EQ(usb4_rel_down(p), 0);
@@ -2412,8 +2420,12 @@ static void offer_flow(const struct usb4_auth_job *job)
 	memset(&a, 0, sizeof(a));
 	memset(&b, 0, sizeof(b));
 	CHECK_EQ(usb4_rel_peer_open(&a.rel, &ca, ID_A, ID_B, 0), 0);
-	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
-	b.io = (struct usb4_rel_io) { fake_xmit, &b, fake_deliver, &b };
+	a.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &a,
+		.deliver = fake_deliver, .deliver_ctx = &a };
+	b.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &b,
+		.deliver = fake_deliver, .deliver_ctx = &b };
 	a.stream = 2;
 	b.stream = 1;
 	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
@@ -2474,7 +2486,9 @@ static void test_offer_read_refuses(void)
 	struct iovec one;
 
 	CHECK_EQ(usb4_rel_peer_open(&a.rel, &k1, ID_A, ID_B, 0), 0);
-	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
+	a.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &a,
+		.deliver = fake_deliver, .deliver_ctx = &a };
 	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
 	one = (struct iovec) { a.out.d[0].buf, a.out.d[0].len };
 	CHECK_EQ(usb4_rel_offer_read(&k1, ID_B, &one, 1, &o), 0);
@@ -2483,7 +2497,9 @@ static void test_offer_read_refuses(void)
 	side_close(&a);
 	memset(&a, 0, sizeof(a));
 	CHECK_EQ(usb4_rel_peer_open(&a.rel, &plain, ID_A, ID_B, 0), 0);
-	a.io = (struct usb4_rel_io) { fake_xmit, &a, fake_deliver, &a };
+	a.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &a,
+		.deliver = fake_deliver, .deliver_ctx = &a };
 	CHECK_EQ(send_idx(&a, 1, 0, 0), 0);
 	one = (struct iovec) { a.out.d[0].buf, a.out.d[0].len };
 	CHECK_EQ(usb4_rel_offer_read(&k1, ID_B, &one, 1, &o), -FI_EACCES);
@@ -2673,7 +2689,9 @@ static void test_keepalive_needs_feature(void)
 	CHECK_EQ(o.peer_features, 0);
 	o.isn = 4242;
 	CHECK_EQ(usb4_rel_peer_accept(&b.rel, &cfg, ID_B, &o, 0), 0);
-	b.io = (struct usb4_rel_io) { fake_xmit, &b, fake_deliver, &b };
+	b.io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = &b,
+		.deliver = fake_deliver, .deliver_ctx = &b };
 	for (uint64_t t = 0; t < 1000 * MS; t += MS)
 		if (usb4_rel_deadline(b.rel) <= t)
 			usb4_rel_timer(b.rel, t, &b.io);

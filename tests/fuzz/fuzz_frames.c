@@ -511,7 +511,9 @@ static void side_open(struct pair *p, struct side *s)
 
 	FUZZ_ASSERT(!usb4_rel_peer_open(&s->rel, &cfg, s->id, s->peer_id,
 					p->now));
-	s->io = (struct usb4_rel_io) { fake_xmit, s, fake_deliver, s };
+	s->io = (struct usb4_rel_io) {
+		.xmit = fake_xmit, .xmit_ctx = s,
+		.deliver = fake_deliver, .deliver_ctx = s };
 	s->n_out = 0;
 	s->sent = 0;
 	s->taken = 0;

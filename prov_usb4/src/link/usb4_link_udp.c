@@ -55,6 +55,7 @@ struct usb4_udp_session {
 	bool down_reported;
 	bool accepted;			/* made by the peer's HELLO */
 	struct usb4_udp_paths paths;	/* over our rails to the peer's */
+	struct usb4_udp_mtu_watch mtu;	/* large datagrams dropped going out */
 	struct usb4_udp_session *reap_next;	/* freed after the poll */
 };
 
@@ -294,12 +295,27 @@ static void reap_sessions(struct usb4_udp_link *l)
 
 /* ---- rel's callbacks ---- */
 
+/* Datagrams our rails' devices dropped on their way out (ENOBUFS). */
+static uint64_t rails_nobufs(const struct usb4_udp_rails *r)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < r->count; i++)
+		n += usb4_udp_sock_stats(r->rail[i].sock)->nobufs;
+	return n;
+}
+
 static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 {
 	struct usb4_udp_session *s = ctx;
+	uint64_t nobufs = rails_nobufs(&s->link->rails);
+	int ret;
 
-	return usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count,
-				   usb4_now_ns());
+	ret = usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count,
+				  usb4_now_ns());
+	return usb4_udp_mtu_judge(&s->mtu, usb4_iov_len(iov, (size_t) count),
+				  ret, rails_nobufs(&s->link->rails) != nobufs,
+				  usb4_now_ns());
 }
 
 static uint32_t rel_path_max(void *ctx)

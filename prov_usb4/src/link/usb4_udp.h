@@ -150,6 +150,9 @@ int usb4_udp_errqueue_drain(int fd, usb4_udp_unreach_fn fn, void *arg,
 
 struct usb4_udp_sock_stats {
 	uint64_t sent, received, send_again;
+	uint64_t nobufs;		/* of send_again: ENOBUFS, the datagram
+					 * dropped on its way out (the device,
+					 * or a veth peer's MTU) */
 	uint64_t icmp_errors;		/* error-queue entries taken */
 	uint64_t evacuated;		/* hole bytes moved out of a write's way */
 	uint64_t faults_dropped, faults_duplicated, faults_reordered,
@@ -165,6 +168,25 @@ usb4_udp_sock_stats(const struct usb4_udp_sock *sock);
 int usb4_udp_mtu_no_fragments(int fd, int family);
 /* The largest UDP payload interface ifname carries now; 0: unknown. */
 size_t usb4_udp_mtu_datagram_max(int fd, const char *ifname, int family);
+
+/*
+ * Large datagrams to one peer that the device keeps dropping on their way
+ * out (ENOBUFS: with IP_RECVERR, a full queue or, on a veth, a peer end
+ * whose MTU is smaller) while smaller ones go: after
+ * USB4_UDP_MTU_BLOCKED_NS of nothing but that, a send answers -FI_EMSGSIZE
+ * instead of -FI_EAGAIN, so rel sends smaller datagrams.  A queue that is
+ * only full lets a large datagram through well within that time.
+ */
+#define USB4_UDP_MTU_BLOCKED_NS	(100ull * 1000 * 1000)
+
+struct usb4_udp_mtu_watch {
+	uint64_t blocked_since;		/* 0: a large datagram went last */
+};
+
+/* ret: what usb4_udp_send answered for a datagram of len bytes, nobufs
+ * whether that was ENOBUFS; what the sender is told. */
+int usb4_udp_mtu_judge(struct usb4_udp_mtu_watch *w, size_t len, int ret,
+		       bool nobufs, uint64_t now);
 
 /* ---- receive placement (usb4_udp_place.c) ---- */
 

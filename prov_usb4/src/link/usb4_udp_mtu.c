@@ -4,7 +4,8 @@
  * fragments (one lost fragment would lose the whole datagram, and a far
  * end with a smaller MTU drops them anyway), so a datagram larger than the
  * interface carries fails with EMSGSIZE; the interface's MTU is then read
- * again and rel sends smaller datagrams (usb4_rel_io.path_max).
+ * again and rel sends smaller datagrams (usb4_rel_io.path_max).  Large
+ * datagrams the device keeps dropping (ENOBUFS) count as refused too.
  */
 #include <errno.h>
 #include <net/if.h>
@@ -38,4 +39,27 @@ size_t usb4_udp_mtu_datagram_max(int fd, const char *ifname, int family)
 	if (ioctl(fd, SIOCGIFMTU, &ifr) || ifr.ifr_mtu <= (int) headers)
 		return 0;
 	return (size_t) ifr.ifr_mtu - headers;
+}
+
+/* Datagrams this small are never suspected (rel's floor, IPv6's minimum
+ * MTU less headers). */
+#define USB4_UDP_MTU_SMALL	1232u
+
+int usb4_udp_mtu_judge(struct usb4_udp_mtu_watch *w, size_t len, int ret,
+		       bool nobufs, uint64_t now)
+{
+	if (len <= USB4_UDP_MTU_SMALL)
+		return ret;
+	if (ret != -FI_EAGAIN || !nobufs) {
+		w->blocked_since = 0;
+		return ret;
+	}
+	if (!w->blocked_since) {
+		w->blocked_since = now ? now : 1;
+		return ret;
+	}
+	if (now - w->blocked_since < USB4_UDP_MTU_BLOCKED_NS)
+		return ret;
+	w->blocked_since = 0;
+	return -FI_EMSGSIZE;
 }

@@ -320,6 +320,7 @@ int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 	}
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
 		sock->stats.send_again++;
+		sock->stats.nobufs += errno == ENOBUFS;
 		return -FI_EAGAIN;
 	}
 	return errno == EMSGSIZE ? -FI_EMSGSIZE : -FI_EIO;

@@ -894,7 +894,8 @@ static bool usb4_rel_path_refused(struct usb4_rel_peer *peer,
 	return usb4_rel_path_shrink(&peer->path,
 				    usb4_rel_path_dgram(&peer->path, len),
 				    limit, peer->remote_id,
-				    "the interface refused a datagram (EMSGSIZE)",
+				    "our side refused a datagram (EMSGSIZE, or "
+				    "dropped on its way out)",
 				    &peer->stats);
 }
 
