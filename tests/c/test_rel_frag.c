@@ -139,7 +139,7 @@ static struct usb4_rel_cfg cfg_of(uint32_t datagram_max,
 		.datagram_max = datagram_max,
 		.rto_initial_ns = 10 * MS, .rto_max_ns = 100 * MS,
 		.ack_delay_ns = 0, .dead_ns = 5000 * MS,
-		.isn = isn, .pool = pool,
+		.isn = isn, .pool = pool, .path_guess = true,
 	};
 }
 
@@ -555,6 +555,39 @@ static void test_silent_drops_shrink_once(void)
 	side_free(b);
 }
 
+/* Without path_guess (the udp link with rails: a rail going down loses
+ * large datagrams too) silent drops shrink nothing. */
+static void test_no_guess_no_shrink(void)
+{
+	struct side *a, *b;
+	static unsigned char p[4000], small[32];
+	struct usb4_rel_cfg ca = cfg_of(BIG, NULL, 0);
+	uint64_t now = 0;
+
+	pair_accept(&a, &b, BIG, BIG, USB4_WIRE_FEATURE_FRAG, NULL);
+	usb4_rel_peer_close(a->rel);
+	ca.path_guess = false;
+	CHECK_EQ(usb4_rel_peer_accept(&a->rel, &ca, ID_A, &(struct usb4_rel_offer) {
+		.remote_id = ID_B, .peer_isn = ISN_B, .peer_window = 16,
+		.peer_datagram_max = BIG, .peer_features = USB4_WIRE_FEATURE_FRAG,
+		.isn = ISN_A }, 0), 0);
+	b->recv_mtu = 1500;
+	fill(p, sizeof(p), 11);
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	CHECK_EQ(send_bytes(a, now, small, sizeof(small)), 0);
+	for (int i = 0; i < 100; i++) {
+		now += 5 * MS;
+		usb4_rel_timer(a->rel, now, &a->io);
+		usb4_rel_timer(b->rel, now, &b->io);
+		settle(a, b, now);
+	}
+	CHECK(usb4_rel_stats(a->rel)->retransmitted >= 4);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 0);
+	CHECK_EQ(b->n_got, 0);
+	side_free(a);
+	side_free(b);
+}
+
 /* A peer that answers nothing is dead, not a small path: no shrink. */
 static void test_dead_peer_no_shrink(void)
 {
@@ -588,6 +621,7 @@ int main(void)
 	test_emsgsize_shrinks();
 	test_silent_drops_shrink();
 	test_silent_drops_shrink_once();
+	test_no_guess_no_shrink();
 	test_dead_peer_no_shrink();
 	return usb4_test_done("test_rel_frag");
 }

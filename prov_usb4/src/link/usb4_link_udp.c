@@ -177,6 +177,9 @@ static struct usb4_rel_cfg rel_cfg(const struct usb4_udp_link *l)
 		 * lost is handled apart: usb4_udp_rails.c). */
 		.reorder_max_ns = l->rails.count > 1 ? 250ull * 1000 * 1000 : 0,
 		.reorder_min_ns = l->rails.count > 1 ? 20ull * 1000 * 1000 : 0,
+		/* With rails a large datagram lost is a rail going down far
+		 * more likely than a path that shrank: rails handle it. */
+		.path_guess = l->rails.count <= 1,
 	};
 }
 

@@ -920,7 +920,7 @@ static void usb4_rel_path_watch(struct usb4_rel_peer *peer, uint64_t now,
 	}
 	if (tx->resends < UINT8_MAX)
 		tx->resends++;
-	if (tx->resends >= USB4_REL_SHRINK_AFTER &&
+	if (peer->cfg.path_guess && tx->resends >= USB4_REL_SHRINK_AFTER &&
 	    dgram > USB4_REL_PATH_FLOOR) {
 		if (tx->resends > USB4_REL_SHRINK_AFTER && tx->dgram == dgram &&
 		    peer->last_rx >= tx->tx_time)

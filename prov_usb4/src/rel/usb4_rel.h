@@ -116,6 +116,10 @@ struct usb4_rel_cfg {
 					 * queues); 0: rto_initial_ns / 4 */
 	uint64_t reorder_min_ns;	/* and how late it may always be, however
 					 * short the round trip; 0: no floor */
+	bool path_guess;	/* large datagrams lost while the peer answers
+				 * a probe shrink the path (usb4_rel_frag.h);
+				 * off where losses have other causes (a rail
+				 * going down) */
 };
 
 enum usb4_rel_drop {
