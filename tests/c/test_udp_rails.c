@@ -239,6 +239,10 @@ static void two_rails_open(struct two_rails *t)
 	usb4_udp_paths_init(&t->p, &theirs[0]);
 	usb4_udp_paths_pair(&t->r, &t->p, &ext);
 	CHECK_EQ(t->p.count, 2);
+	CHECK(!t->p.path[1].live);	/* until the session is heard on it */
+	usb4_udp_path_heard(&t->r, &t->p, 1, 1);
+	CHECK(t->p.path[1].live);
+	CHECK_EQ(t->r.rail[1].stats.revived, 0);
 }
 
 static void two_rails_close(struct two_rails *t)
@@ -364,6 +368,34 @@ static void test_silence_retires_probe_revives(void)
 }
 
 /* One rail: one path, no list in the handshake, nothing to time. */
+/* A rail the peer's list names is its word only: nothing large goes
+ * there before the session is heard on it, only the probe asking it to
+ * answer (due at once); then it stripes. */
+static void test_listed_rail_verified_first(void)
+{
+	struct two_rails t;
+	struct usb4_udp_rails *r = &t.r;
+	struct usb4_udp_paths *p = &t.p;
+
+	two_rails_open(&t);
+	p->path[1].live = false;	/* as pairing leaves it */
+	p->path[1].verified = false;
+	for (uint32_t seq = 0; seq < 4; seq++)
+		CHECK_EQ(send_rel(r, p, USB4_REL_DATA, seq, 9000, 1), 0);
+	CHECK_EQ(drain(t.peer[0]), 4);
+	CHECK_EQ(drain(t.peer[1]), 0);
+	CHECK_EQ(usb4_udp_paths_deadline(r, p), 0);
+	CHECK_EQ(usb4_udp_paths_due(r, p, 2), 1u << 1);
+	usb4_udp_path_heard(r, p, 1, 3);
+	for (uint32_t seq = 4; seq < 8; seq++)
+		CHECK_EQ(send_rel(r, p, USB4_REL_DATA, seq, 9000, 4), 0);
+	CHECK_EQ(drain(t.peer[0]), 2);
+	CHECK_EQ(drain(t.peer[1]), 2);
+	CHECK_EQ(r->rail[1].stats.retired, 0);
+	CHECK_EQ(r->rail[1].stats.revived, 0);
+	two_rails_close(&t);
+}
+
 static void test_single_rail(void)
 {
 	struct usb4_iface a = lo_iface("lo", "127.0.0.1");
@@ -392,6 +424,7 @@ int main(void)
 	test_striping();
 	test_send_error_retires();
 	test_silence_retires_probe_revives();
+	test_listed_rail_verified_first();
 	test_single_rail();
 	return usb4_test_done("test_udp_rails");
 }

@@ -220,11 +220,13 @@ static bool on_subnet(const struct usb4_udp_rail *rail,
 	return masked;
 }
 
+/* A verified path is live at once; any other is probed at once. */
 static void path_add(struct usb4_udp_paths *p, int rail,
-		     const struct usb4_udp_addr *to)
+		     const struct usb4_udp_addr *to, bool verified)
 {
 	p->path[p->count++] = (struct usb4_udp_path) {
-		.to = *to, .rail = (uint8_t) rail, .live = true };
+		.to = *to, .rail = (uint8_t) rail, .live = verified,
+		.verified = verified };
 }
 
 void usb4_udp_paths_init(struct usb4_udp_paths *p,
@@ -232,7 +234,7 @@ void usb4_udp_paths_init(struct usb4_udp_paths *p,
 {
 	memset(p, 0, sizeof(*p));
 	p->forced = -1;
-	path_add(p, 0, addr);
+	path_add(p, 0, addr, true);	/* the handshake's */
 }
 
 void usb4_udp_paths_pair(const struct usb4_udp_rails *r,
@@ -257,7 +259,7 @@ void usb4_udp_paths_pair(const struct usb4_udp_rails *r,
 			if (taken[j] || !on_subnet(&r->rail[i], &theirs[j]))
 				continue;
 			taken[j] = true;
-			path_add(p, i, &theirs[j]);
+			path_add(p, i, &theirs[j], false);
 			break;
 		}
 	}
@@ -438,7 +440,12 @@ bool usb4_udp_path_heard(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 	struct usb4_udp_path *path = &p->path[i];
 
 	path->waiting = 0;
-	if (!path->live) {
+	if (!path->verified) {
+		path->verified = true;
+		path->live = true;
+		USB4_INFO(FI_LOG_EP_DATA, "udp: rail %s verified for a peer\n",
+			  r->rail[path->rail].name);
+	} else if (!path->live) {
 		path->live = true;
 		r->rail[path->rail].stats.revived++;
 		USB4_INFO(FI_LOG_EP_DATA, "udp: rail %s live again for a "

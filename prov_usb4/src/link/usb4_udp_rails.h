@@ -23,6 +23,9 @@
  * timeout / 5 while it does), so silence means a dead path, not a quiet
  * peer.  A retired path gets an ack every 2 * timeout / 5 (its probe) and is
  * live again once an authenticated datagram of the session comes on it.
+ * A path the peer's rail list adds starts out the same way, probed at once
+ * and used only once the session was heard on it: the list is the peer's
+ * word, and a peer could name a third host's address to aim our data at it.
  *
  * Receiving: a session's datagrams count only from a paired peer address
  * on the socket of its rail; the link checks that (usb4_udp_paths_find)
@@ -75,6 +78,8 @@ struct usb4_udp_path {
 	struct usb4_udp_addr to;
 	uint8_t rail;
 	bool live;
+	bool verified;			/* an authenticated datagram of the
+					 * session came on it */
 	uint64_t said;			/* our last datagram on it (ns) */
 	uint64_t waiting;		/* first DATA since we last heard on
 					 * it; 0: none */
