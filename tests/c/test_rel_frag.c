@@ -555,6 +555,71 @@ static void test_silent_drops_shrink_once(void)
 	side_free(b);
 }
 
+/* Runs both sides' timers until a has nothing unacknowledged. */
+static uint64_t run_until_acked(struct side *a, struct side *b, uint64_t now)
+{
+	settle(a, b, now);
+	for (int i = 0; i < 400 && usb4_rel_unacked(a->rel); i++) {
+		now += 1 * MS;
+		usb4_rel_timer(a->rel, now, &a->io);
+		usb4_rel_timer(b->rel, now, &b->io);
+		settle(a, b, now);
+	}
+	CHECK_EQ(usb4_rel_unacked(a->rel), 0);
+	return now;
+}
+
+/* A full queue drops large datagrams before small ones, as a narrow path
+ * does: a shrink guessed from that is tried again after
+ * USB4_REL_PATH_RAISE_FIRST_NS (the queue drained: the path is whole
+ * again); a path that really is narrow shrinks again, and its next try
+ * waits twice as long. */
+static void test_guess_tried_again(void)
+{
+	struct side *a, *b;
+	static unsigned char p[4000];
+	const uint64_t first = USB4_REL_PATH_RAISE_FIRST_NS;
+	uint64_t now = 0;
+	size_t whole;
+
+	pair_accept(&a, &b, BIG, BIG, USB4_WIRE_FEATURE_FRAG, NULL);
+	whole = usb4_rel_path_payload_max(a->rel);
+	b->recv_mtu = 1500;		/* a queue full of large datagrams */
+	fill(p, sizeof(p), 41);
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 1);
+	CHECK_EQ(usb4_rel_path_payload_max(a->rel) + HDR, 1452);
+	b->recv_mtu = 0;		/* it drained */
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_path_payload_max(a->rel) + HDR, 1452);	/* not yet */
+	now += first;
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 1);
+	CHECK_EQ(usb4_rel_path_payload_max(a->rel), whole);
+	/* Now narrow for good: shrinks again, tried again after 2 * first. */
+	b->recv_mtu = 1500;
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 2);
+	now += first + first / 2;
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 1);
+	now += first;
+	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
+	now = run_until_acked(a, b, now);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 2);
+	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 3);
+	CHECK_EQ(b->n_got, 6);
+	for (int i = 0; i < b->n_got; i++)
+		CHECK(!memcmp(b->got[i], p, sizeof(p)));
+	side_free(a);
+	side_free(b);
+}
+
 /* Without path_guess (the udp link with rails: a rail going down loses
  * large datagrams too) silent drops shrink nothing. */
 static void test_no_guess_no_shrink(void)
@@ -621,6 +686,7 @@ int main(void)
 	test_emsgsize_shrinks();
 	test_silent_drops_shrink();
 	test_silent_drops_shrink_once();
+	test_guess_tried_again();
 	test_no_guess_no_shrink();
 	test_dead_peer_no_shrink();
 	return usb4_test_done("test_rel_frag");

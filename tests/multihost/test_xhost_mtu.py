@@ -9,7 +9,7 @@ writes, the region read back at the end):
 - one end at 1500, the other at 65522 (either way round): the handshake
   settles on the smaller datagram, every transfer is bit-exact, in normal
   time, and nobody is declared dead;
-- the server's end lowered from 65522 to 1500 in the middle of a 256 MiB
+- the server's end lowered from 65522 to 1500 in the middle of a 1 GiB
   transfer: the client's large datagrams vanish (it detects it: resends,
   a probe the server answers, the path shrinks), the server's own large
   ones are refused by its interface (EMSGSIZE); the transfer completes
@@ -124,26 +124,28 @@ def test_smaller_mtu_on_one_end(namespaces_usable, xpeer, provider_dir, tmp_path
 
 
 def test_mtu_lowered_mid_transfer(namespaces_usable, xpeer, provider_dir, tmp_path):
-    """The server's end goes from 65522 to 1500 while 256 MiB stream to it:
+    """The server's end goes from 65522 to 1500 while 1 GiB streams to it:
     bit-exact, the shrink logged, the 1 MiB bandwidth before and after."""
     with hosts.Cluster(2) as cluster:
         cable = cluster.cables[0]
         before = bandwidth_1mib(cluster, xpeer, provider_dir, tmp_path / "before")
         server, client = start(cluster, xpeer, provider_dir, tmp_path / "mid",
-                               ["--bytes", str(256 * MIB), "--max-msg", str(16 * MIB)])
+                               ["--bytes", str(1024 * MIB), "--max-msg", str(16 * MIB)])
         connected = tmp_path / "mid" / "connected"
         deadline = time.monotonic() + 30
         while not connected.exists() and time.monotonic() < deadline:
             assert client.proc.poll() is None, client.describe()
             time.sleep(0.01)
         assert connected.exists(), client.describe() + server.describe()
-        time.sleep(0.3)  # well into the stream: 256 MiB take seconds
+        # Early in the stream: on a quiet host 1 GiB takes about a second at
+        # full size (256 MiB were nearly sent 0.3 s in, and nothing shrank).
+        time.sleep(0.1)
         running = client.proc.poll() is None
         cluster.set_mtu(cable, 1, SMALL_MTU)
         c = finish(cluster, server, client)
         after = bandwidth_1mib(cluster, xpeer, provider_dir, tmp_path / "after")
         nc, ns = counters(client), counters(server)
-        print("\nMTU lowered mid-transfer: 256 MiB in %s s (%s MB/s); 1 MiB "
+        print("\nMTU lowered mid-transfer: 1 GiB in %s s (%s MB/s); 1 MiB "
               "bandwidth before %.0f MB/s, after %.0f MB/s" % (
                   c["elapsed"], c["rate"], before, after))
         for name, n in (("client", nc), ("server", ns)):

@@ -265,6 +265,7 @@ static void stats_add(struct usb4_rel_stats *sum, const struct usb4_rel_stats *r
 	sum->frag_sent += r->frag_sent;
 	sum->frag_received += r->frag_received;
 	sum->path_shrinks += r->path_shrinks;
+	sum->path_raises += r->path_raises;
 	for (int d = 0; d < USB4_REL_DROP_MAX; d++)
 		sum->dropped[d] += r->dropped[d];
 	sum->cc_cuts_loss += r->cc_cuts_loss;
@@ -1265,11 +1266,13 @@ static void log_stats(const struct usb4_udp_link *l)
 		  (unsigned long long) sum.cc_cuts_delay,
 		  usb4_params.cc ? "on" : "off");
 	USB4_INFO(FI_LOG_EP_DATA, "udp: fragments sent %llu fragments "
-		  "received %llu bad fragments %llu; path shrinks %llu\n",
+		  "received %llu bad fragments %llu; path shrinks %llu "
+		  "raises %llu\n",
 		  (unsigned long long) sum.frag_sent,
 		  (unsigned long long) sum.frag_received,
 		  (unsigned long long) sum.dropped[USB4_REL_DROP_BAD_FRAGMENT],
-		  (unsigned long long) sum.path_shrinks);
+		  (unsigned long long) sum.path_shrinks,
+		  (unsigned long long) sum.path_raises);
 }
 
 /* Close handshake: live peers that understand it hear that we are gone

@@ -886,17 +886,20 @@ static int usb4_rel_xmit_payload(struct usb4_rel_peer *peer,
 
 /* Our interface refused a datagram of a payload of len bytes: the path
  * is what the link reads now, or a step smaller. */
-static bool usb4_rel_path_refused(struct usb4_rel_peer *peer,
+static bool usb4_rel_path_refused(struct usb4_rel_peer *peer, uint64_t now,
 				  const struct usb4_rel_io *io, size_t len)
 {
 	uint32_t limit = io->path_max ? io->path_max(io->xmit_ctx) : 0;
 
-	return usb4_rel_path_shrink(&peer->path,
-				    usb4_rel_path_dgram(&peer->path, len),
-				    limit, peer->remote_id,
-				    "our side refused a datagram (EMSGSIZE, or "
-				    "dropped on its way out)",
-				    &peer->stats);
+	if (!usb4_rel_path_shrink(&peer->path,
+				  usb4_rel_path_dgram(&peer->path, len),
+				  limit, peer->remote_id,
+				  "our side refused a datagram (EMSGSIZE, or "
+				  "dropped on its way out)", &peer->stats))
+		return false;
+	if (peer->path.max < peer->path.known)	/* no smaller MTU read */
+		usb4_rel_path_guessed(&peer->path, now);
+	return true;
 }
 
 /*
@@ -923,11 +926,12 @@ static void usb4_rel_path_watch(struct usb4_rel_peer *peer, uint64_t now,
 	if (peer->cfg.path_guess && tx->resends >= USB4_REL_SHRINK_AFTER &&
 	    dgram > USB4_REL_PATH_FLOOR) {
 		if (tx->resends > USB4_REL_SHRINK_AFTER && tx->dgram == dgram &&
-		    peer->last_rx >= tx->tx_time)
-			usb4_rel_path_shrink(&peer->path, dgram, 0,
-					     peer->remote_id, "large datagrams "
-					     "lost while the peer answers small "
-					     "ones", &peer->stats);
+		    peer->last_rx >= tx->tx_time &&
+		    usb4_rel_path_shrink(&peer->path, dgram, 0,
+					 peer->remote_id, "large datagrams "
+					 "lost while the peer answers small "
+					 "ones", &peer->stats))
+			usb4_rel_path_guessed(&peer->path, now);
 		usb4_rel_emit(peer, io, USB4_REL_DATA, peer->snd_una - 1,
 			      NULL, 0);
 	}
@@ -948,7 +952,7 @@ static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 		iov[i + 1] = tx->ref[i];
 	usb4_rel_path_watch(peer, now, io, tx);
 	ret = usb4_rel_xmit_payload(peer, io, seq, iov, tx->nref + 1, tx->len);
-	if (ret == -FI_EMSGSIZE && usb4_rel_path_refused(peer, io, tx->len))
+	if (ret == -FI_EMSGSIZE && usb4_rel_path_refused(peer, now, io, tx->len))
 		ret = usb4_rel_xmit_payload(peer, io, seq, iov, tx->nref + 1,
 					    tx->len);
 	if (ret == -FI_EAGAIN)
@@ -1070,6 +1074,8 @@ int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
 		return -FI_EINVAL;
 	if (usb4_rel_check_dead(peer, now))
 		return peer->down;
+	/* The frame after this one may be as large as the path was. */
+	usb4_rel_path_raise(&peer->path, now, peer->remote_id, &peer->stats);
 	for (int i = 0; i < count; i++) {
 		if (iov[i].iov_len > peer->cfg.payload_max - len)
 			return -FI_EMSGSIZE;

@@ -161,6 +161,7 @@ struct usb4_rel_stats {
 	uint64_t fins_sent, fins_received;
 	uint64_t frag_sent, frag_received;	/* fragment datagrams */
 	uint64_t path_shrinks;		/* the session's datagram size fell */
+	uint64_t path_raises;		/* ... and a guessed fall was undone */
 };
 
 struct usb4_rel_peer;	/* opaque; usb4_rel.c */

@@ -30,7 +30,8 @@ static const uint32_t usb4_rel_plateaus[] = {
 void usb4_rel_path_init(struct usb4_rel_path *p, uint32_t local_max,
 			uint32_t overhead)
 {
-	*p = (struct usb4_rel_path) { .max = local_max, .overhead = overhead };
+	*p = (struct usb4_rel_path) { .max = local_max, .known = local_max,
+				      .overhead = overhead };
 }
 
 void usb4_rel_path_learn(struct usb4_rel_path *p, uint32_t peer_max,
@@ -40,6 +41,7 @@ void usb4_rel_path_learn(struct usb4_rel_path *p, uint32_t peer_max,
 	 * datagrams are then bounded by ours alone. */
 	if (peer_max > p->overhead + FRAG_HDR + FRAG_UNIT && peer_max < p->max)
 		p->max = peer_max;
+	p->known = p->max;
 	p->frag = peer_features & USB4_WIRE_FEATURE_FRAG;
 }
 
@@ -94,7 +96,36 @@ bool usb4_rel_path_shrink(struct usb4_rel_path *p, uint32_t dgram,
 		  "most %u bytes from now (were %u): %s\n",
 		  (unsigned long long) remote_id, next, p->max, why);
 	p->max = next;
+	if (limit && limit < cur)	/* the interface says so: known */
+		p->known = next;
 	st->path_shrinks++;
+	return true;
+}
+
+void usb4_rel_path_guessed(struct usb4_rel_path *p, uint64_t now)
+{
+	if (!p->raise_ns)
+		p->raise_ns = USB4_REL_PATH_RAISE_FIRST_NS;
+	else if (p->raised && p->raise_ns < USB4_REL_PATH_RAISE_MAX_NS)
+		p->raise_ns *= 2;
+	p->raised = false;
+	p->raise_at = now + p->raise_ns;
+}
+
+bool usb4_rel_path_raise(struct usb4_rel_path *p, uint64_t now,
+			 uint64_t remote_id, struct usb4_rel_stats *st)
+{
+	if (!p->raise_at || now < p->raise_at)
+		return false;
+	p->raise_at = 0;
+	if (p->max >= p->known)
+		return false;
+	USB4_INFO(FI_LOG_EP_DATA, "peer %016llx: path tried at %u bytes again "
+		  "(shrank to %u by a guess)\n", (unsigned long long) remote_id,
+		  p->known, p->max);
+	p->max = p->known;
+	p->raised = true;
+	st->path_raises++;
 	return true;
 }
 

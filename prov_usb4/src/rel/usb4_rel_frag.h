@@ -28,8 +28,14 @@
 
 struct usb4_rel_path {
 	uint32_t max;		/* datagram bytes the path carries now */
+	uint32_t known;		/* what both sides and our interface allow:
+				 * max falls below it only by a guess */
 	uint32_t overhead;	/* rel header and trailer of each datagram */
 	bool frag;		/* the peer reassembles fragments */
+	uint64_t raise_at;	/* a guess is tried again then (0: none) */
+	uint64_t raise_ns;	/* and after how long the next one */
+	bool raised;		/* since the last guess: a guess after a
+				 * try doubles raise_ns */
 };
 
 void usb4_rel_path_init(struct usb4_rel_path *p, uint32_t local_max,
@@ -56,6 +62,23 @@ uint32_t usb4_rel_path_dgram(const struct usb4_rel_path *p, size_t len);
 bool usb4_rel_path_shrink(struct usb4_rel_path *p, uint32_t dgram,
 			  uint32_t limit, uint64_t remote_id, const char *why,
 			  struct usb4_rel_stats *st);
+
+/*
+ * The path shrank by a guess (large datagrams lost while the peer answered
+ * small ones) at now.  A full queue on the way loses large datagrams before
+ * small ones too, so a guess is not kept for good: at raise_at the path
+ * goes back to `known` (usb4_rel_path_raise); a path that really is
+ * narrower shrinks again (the steps down after a try count as one) and
+ * its next try waits twice as long
+ * (USB4_REL_PATH_RAISE_FIRST_NS doubling up to USB4_REL_PATH_RAISE_MAX_NS).
+ */
+#define USB4_REL_PATH_RAISE_FIRST_NS	(2ull * 1000 * 1000 * 1000)
+#define USB4_REL_PATH_RAISE_MAX_NS	(128ull * 1000 * 1000 * 1000)
+void usb4_rel_path_guessed(struct usb4_rel_path *p, uint64_t now);
+/* Whether a guess is due to be tried again at now: if so the path is back
+ * at `known` (logged, counted in path_raises). */
+bool usb4_rel_path_raise(struct usb4_rel_path *p, uint64_t now,
+			 uint64_t remote_id, struct usb4_rel_stats *st);
 
 /* ---- sending a seq as fragments ---- */
 
