@@ -481,6 +481,23 @@ static void test_emsgsize_shrinks(void)
 	side_free(b);
 }
 
+/* Carries what is in flight, then runs both sides' timers every step ns,
+ * at most steps times, until a has nothing unacknowledged; the clock
+ * then. */
+static uint64_t run_until_acked(struct side *a, struct side *b, uint64_t now,
+				uint64_t step, int steps)
+{
+	settle(a, b, now);
+	for (int i = 0; i < steps && usb4_rel_unacked(a->rel); i++) {
+		now += step;
+		usb4_rel_timer(a->rel, now, &a->io);
+		usb4_rel_timer(b->rel, now, &b->io);
+		settle(a, b, now);
+	}
+	CHECK_EQ(usb4_rel_unacked(a->rel), 0);
+	return now;
+}
+
 /* The far end's MTU fell: large datagrams vanish while small ones pass.
  * A resends, probes, sees the peer answer, and steps the path down until
  * the frame gets through: delivered once, the peer never declared dead. */
@@ -500,13 +517,7 @@ static void test_silent_drops_shrink(void)
 	CHECK_EQ(send_bytes(a, now, small, sizeof(small)), 0);
 	settle(a, b, now);
 	CHECK_EQ(b->n_got, 0);	/* the small one waits behind the gap */
-	for (int i = 0; i < 200 && usb4_rel_unacked(a->rel); i++) {
-		now += 5 * MS;
-		usb4_rel_timer(a->rel, now, &a->io);
-		usb4_rel_timer(b->rel, now, &b->io);
-		settle(a, b, now);
-	}
-	CHECK_EQ(usb4_rel_unacked(a->rel), 0);
+	now = run_until_acked(a, b, now, 5 * MS, 200);
 	CHECK(!usb4_rel_dead(a->rel));
 	CHECK_EQ(b->n_got, 2);
 	CHECK(!memcmp(b->got[0], p, sizeof(p)));
@@ -538,14 +549,7 @@ static void test_silent_drops_shrink_once(void)
 		fill(p[i], sizeof(p[i]), 20 + i);
 		CHECK_EQ(send_bytes(a, now, p[i], sizeof(p[i])), 0);
 	}
-	settle(a, b, now);
-	for (int i = 0; i < 400 && usb4_rel_unacked(a->rel); i++) {
-		now += 1 * MS;
-		usb4_rel_timer(a->rel, now, &a->io);
-		usb4_rel_timer(b->rel, now, &b->io);
-		settle(a, b, now);
-	}
-	CHECK_EQ(usb4_rel_unacked(a->rel), 0);
+	run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(b->n_got, 6);
 	for (int i = 0; i < 6 && i < b->n_got; i++)
 		CHECK(!memcmp(b->got[i], p[i], sizeof(p[i])));
@@ -553,20 +557,6 @@ static void test_silent_drops_shrink_once(void)
 	CHECK_EQ(usb4_rel_path_payload_max(a->rel) + HDR, 1452);
 	side_free(a);
 	side_free(b);
-}
-
-/* Runs both sides' timers until a has nothing unacknowledged. */
-static uint64_t run_until_acked(struct side *a, struct side *b, uint64_t now)
-{
-	settle(a, b, now);
-	for (int i = 0; i < 400 && usb4_rel_unacked(a->rel); i++) {
-		now += 1 * MS;
-		usb4_rel_timer(a->rel, now, &a->io);
-		usb4_rel_timer(b->rel, now, &b->io);
-		settle(a, b, now);
-	}
-	CHECK_EQ(usb4_rel_unacked(a->rel), 0);
-	return now;
 }
 
 /* A full queue drops large datagrams before small ones, as a narrow path
@@ -587,30 +577,30 @@ static void test_guess_tried_again(void)
 	b->recv_mtu = 1500;		/* a queue full of large datagrams */
 	fill(p, sizeof(p), 41);
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 1);
 	CHECK_EQ(usb4_rel_path_payload_max(a->rel) + HDR, 1452);
 	b->recv_mtu = 0;		/* it drained */
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_path_payload_max(a->rel) + HDR, 1452);	/* not yet */
 	now += first;
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 1);
 	CHECK_EQ(usb4_rel_path_payload_max(a->rel), whole);
 	/* Now narrow for good: shrinks again, tried again after 2 * first. */
 	b->recv_mtu = 1500;
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 2);
 	now += first + first / 2;
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 1);
 	now += first;
 	CHECK_EQ(send_bytes(a, now, p, sizeof(p)), 0);
-	now = run_until_acked(a, b, now);
+	now = run_until_acked(a, b, now, 1 * MS, 400);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_raises, 2);
 	CHECK_EQ(usb4_rel_stats(a->rel)->path_shrinks, 3);
 	CHECK_EQ(b->n_got, 6);
