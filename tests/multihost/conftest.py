@@ -93,6 +93,16 @@ def namespaces_usable():
     return True
 
 
+@pytest.fixture(scope="session")
+def default_stack():
+    """The MPI stack the lean matrix runs everything under (skips without it)."""
+    stack = stacks.named(stacks.DEFAULT_STACK)[0]
+    why = stack.missing()
+    if why:
+        pytest.skip(why)
+    return stack
+
+
 @pytest.fixture
 def cluster2(namespaces_usable):
     """Two fresh hosts joined by tb0; everything removed after the test."""

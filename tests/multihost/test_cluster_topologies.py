@@ -243,15 +243,6 @@ def test_a_names_c_by_address_and_port(chain3, nodesvc, provider_dir, tmp_path):
 
 # --- MPI across the hosts -------------------------------------------------
 
-@pytest.fixture(scope="module")
-def default_stack():
-    stack = stacks.named(stacks.DEFAULT_STACK)[0]
-    why = stack.missing()
-    if why:
-        pytest.skip(why)
-    return stack
-
-
 def mpirun(cluster, stack, provider_dir, order, slots, program, one_sided=False,
            env=None, timeout=MPI_TIMEOUT):
     """program on slots ranks per host of order (host indices), placed round

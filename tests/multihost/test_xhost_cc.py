@@ -122,15 +122,6 @@ def osu_bw_a_to_c(cluster, stack, provider_dir, size, window, iterations, env):
 
 
 @pytest.fixture
-def default_stack():
-    stack = stacks.named(stacks.DEFAULT_STACK)[0]
-    why = stack.missing()
-    if why:
-        pytest.skip(why)
-    return stack
-
-
-@pytest.fixture
 def chain3(namespaces_usable):
     with hosts.Cluster(3, cables=[(0, 1), (1, 2)], routed=True) as cluster:
         yield cluster
