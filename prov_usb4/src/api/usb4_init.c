@@ -115,8 +115,9 @@ void usb4_params_define(void)
 			(int) usb4_params.cc);
 	fi_param_define(&usb4_prov, "keepalive", FI_PARAM_INT,
 			"Milliseconds a peer on another host may be silent "
-			"before it is probed; unanswered for the peer timeout "
-			"after that, it is dead (0: no probes; default: %d)",
+			"before it is probed; unanswered, it is dead "
+			"FI_USB4_PEER_TIMEOUT after it was last heard (0: no "
+			"probes; default: %d)",
 			usb4_params.keepalive_ms);
 	fi_param_define(&usb4_prov, "unreachable_confirm", FI_PARAM_INT,
 			"When the kernel reports a peer's port unreachable "
