@@ -101,6 +101,11 @@ static void usage(const struct osu_spec *spec)
 				printf("%s ", sync_args[s]);
 		printf("(default %s)\n", sync_args[spec->sync_default]);
 	}
+	if (spec->cpu_usage)
+		printf("  -C, --cpu-usage             after each row a '# cpu' "
+		       "line: CPU s of each rank\n"
+		       "                              and of the machine over "
+		       "the timed loop\n");
 	if (is_coll(spec->kind))
 		printf("  -f, --full                  print min, max and "
 		       "iterations\n");
@@ -195,6 +200,7 @@ static const char *optstring(enum osu_kind kind)
 	case OSU_KIND_LATENCY:
 		return ":hm:i:x:c";
 	case OSU_KIND_BW:
+		return ":hm:i:x:cW:C";
 	case OSU_KIND_MBW_MR:
 		return ":hm:i:x:cW:";
 	case OSU_KIND_RMA_LAT:
@@ -222,13 +228,17 @@ static const struct option long_options[] = {
 	{"full", no_argument, NULL, 'f'},
 	{"win-option", required_argument, NULL, 'w'},
 	{"sync-option", required_argument, NULL, 's'},
+	{"cpu-usage", no_argument, NULL, 'C'},
 	{NULL, 0, NULL, 0},
 };
 
-/* Whether a long option maps to a letter this program takes. */
-static int option_allowed(int opt, enum osu_kind kind)
+/* Whether a long option maps to a letter this program takes (-C only
+ * where the program measures CPU time). */
+static int option_allowed(int opt, const struct osu_spec *spec)
 {
-	return opt != ':' && strchr(optstring(kind), opt) != NULL;
+	if (opt == 'C' && !spec->cpu_usage)
+		return 0;
+	return opt != ':' && strchr(optstring(spec->kind), opt) != NULL;
 }
 
 /* One option; returns 0, or -1 on a bad value. */
@@ -260,6 +270,9 @@ static int apply_option(int opt, const char *arg, struct osu_opts *o)
 	case 'f':
 		o->full = 1;
 		return 0;
+	case 'C':
+		o->cpu = 1;
+		return 0;
 	case 'w':
 		return parse_win(arg, o);
 	case 's':
@@ -277,7 +290,7 @@ static enum osu_start_result parse(int argc, char **argv, struct osu_opts *o)
 	optind = 1;
 	while ((opt = getopt_long(argc, argv, optstring(o->spec->kind),
 				  long_options, NULL)) != -1) {
-		if (!option_allowed(opt, o->spec->kind))
+		if (!option_allowed(opt, o->spec))
 			opt = '?';
 		if (opt == 'h') {
 			if (o->rank == 0)

@@ -77,6 +77,7 @@ struct osu_spec {
 	int skip, skip_large;    /* default warm-up iterations */
 	unsigned sync_allowed;   /* OSU_SYNC_BIT mask, one-sided only */
 	enum osu_sync sync_default;
+	int cpu_usage;           /* takes -C (osu_cpu.h) */
 };
 
 /* The options of one run, after parsing; the same on every rank. */
@@ -91,6 +92,7 @@ struct osu_opts {
 	int full;                /* -f, collectives */
 	enum osu_win_type win;   /* -w */
 	enum osu_sync sync;      /* -s */
+	int cpu;                 /* -C: print '# cpu' lines (osu_cpu.h) */
 };
 
 /* Outcome of osu_start(): run the benchmark, or leave with an exit code. */
