@@ -12,34 +12,54 @@ ssh), over:
   btl-tcp   pml ob1 + Open MPI's btl tcp on 10.77.0.0/24
   udp       bench/udp_pingpong.c (compiled here with gcc): raw UDP
             ping-pong with blocking recvfrom, the floor, and windowed
-            streaming bandwidth with datagrams of at most mtu - 28 bytes
-  udp-poll  the same ping-pong spinning on non-blocking receives (latency
-            only; shown beside, no target)
+            streaming bandwidth with datagrams of mtu - 28 bytes: the
+            datagram_max usb4's udp link takes from the same cable
+            (usb4_udp_socket.c), printed above the tables
+  udp-poll  the same ping-pong spinning on non-blocking receives
 
 takes the median of --repeat runs per size, prints side-by-side tables with
-usb4 ratios, and PASS/MISS against the targets:
+the ratio of usb4 to every other stack at every size, and PASS/MISS against
+the targets of issue 13 (a range is decided by its worst size, named):
 
-  usb4 8 B latency     <= 0.75 x tcp     and   <= 1.3 x udp (raw floor)
-  usb4 1 MiB bandwidth >= 1.2 x tcp
+  usb4 8 B latency                    <= 1.25 x udp-poll (raw floor)
+  usb4 latency at every 32 KiB-4 MiB  <= 1.0 x tcp
+  usb4 1 MiB bandwidth                >= 1.2 x tcp   and  >= 1.0 x udp
+  (osu_bw runs with -C: CPU s per GB of both ranks beside MB/s)
 
 --suite auth runs osu_latency and osu_bw over usb4, usb4-keyed (the same
 with FI_USB4_AUTH_KEY: every datagram authenticated) and tcp, so the key's
 cost is a ratio of one run (the usb4-keyed/usb4 column).
 
---suite onesided runs osu_put_latency and osu_get_latency (MPI_Win_create
-windows, OSU's -w create) over:
+--suite onesided runs osu_put_latency, osu_get_latency, osu_acc_latency,
+osu_put_bw and osu_get_bw (MPI_Win_create windows, OSU's -w create) over:
 
   usb4-osc     osc rdma on btl ofi restricted to usb4 (two-sided on mtl ofi)
   btl-tcp-osc  Open MPI's own one-sided: osc pt2pt over btl tcp
 
-with ratios and no targets.
+  usb4 put and get latency at 8 B               <= 1.0 x btl-tcp-osc
+  usb4 accumulate latency at 8 B, every 8-128 B  <= 2 x btl-tcp-osc
+  usb4 put and get bandwidth at 1 MiB           >= 1.0 x btl-tcp-osc
+
+--suite shaped runs osu_bw around 1 MiB over two cables shaped with tbf on
+both ends (bench_shaped.py): 10 Gbit/s at MTU 65522 (one NHI ring's
+ceiling) and 10 Gbit/s at MTU 4084 (thunderbolt-net's payload per DMA
+frame), over usb4, tcp, btl-tcp and the raw udp stream (datagrams of the
+cable's size), and per cable prints MB/s, the share of the shaped rate and
+CPU s per GB; targets at 1 MiB: usb4 >= 95% of the shaped rate, CPU s/GB
+<= tcp's.  The raw stream also runs unshaped, and the shaper check says how
+close udp and tcp come to the shaped rate.
+
+--base-provider DIR adds usb4-base (and usb4-osc-base, usb4-keyed-base):
+the same stack with FI_PROVIDER_PATH=DIR in the same run, a usb4/usb4-base
+column and the sizes where usb4 is worse than it beyond the repeats' spread.
 
 It never asserts: a stack that cannot run is reported with its error line
 and left out.  Raw outputs, command lines and a CSV go to --output.  The
 hosts are removed on exit, also on failure or Ctrl-C.
 
-    python3 bench/compare_hosts.py [--suite pt2pt|onesided] [--repeat 3] [--output DIR]
-                                   [--stacks usb4,tcp,btl-tcp,udp]
+    python3 bench/compare_hosts.py [--suite pt2pt|onesided|auth|shaped] [--repeat 3]
+                                   [--output DIR] [--stacks usb4,tcp,btl-tcp,udp]
+                                   [--portable] [--base-provider DIR]
 """
 
 from __future__ import annotations
@@ -59,22 +79,29 @@ REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
 
+import bench_machine  # noqa: E402
+import bench_shaped  # noqa: E402
 import compare_local as local  # noqa: E402
-from compare_local import (BW_SIZE, LAT_SIZE, RunResult, Stack, judge,  # noqa: E402
+from bench_judge import Target, at  # noqa: E402
+from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack, judge,  # noqa: E402,F401
                            medians, parse_osu, run_once, write_csv)
 import hosts  # noqa: E402  (tests/hosts.py)
 from cprogs import gcc_build  # noqa: E402
 
 IFACE = "tb0"
+KIB, MIB = 1 << 10, 1 << 20
 SUITES = {
     "pt2pt": local.Suite(
-        {"osu_latency": ("-m 0:1048576", False),
-         "osu_bw": ("-m 1:1048576", True)},
+        {"osu_latency": ("-m 0:4194304", False),
+         "osu_bw": ("-m 0:4194304", True)},
         "usb4,tcp,btl-tcp,udp,udp-poll",
-        [("usb4 8 B latency <= 0.75x tcp provider", "osu_latency", LAT_SIZE, 0.75, "<=",
-          "tcp"),
-         ("usb4 8 B latency <= 1.3x raw UDP floor", "osu_latency", LAT_SIZE, 1.3, "<=", "udp"),
-         ("usb4 1 MiB bandwidth >= 1.2x tcp provider", "osu_bw", BW_SIZE, 1.2, ">=", "tcp")]),
+        [at("usb4 8 B latency <= 1.25x raw UDP floor (polling)", "osu_latency", LAT_SIZE,
+            1.25, "<=", "udp-poll"),
+         Target("usb4 latency at every 32 KiB-4 MiB <= 1.0x tcp provider", "osu_latency",
+                32 * KIB, 4 * MIB, 1.0, "<=", "tcp"),
+         at("usb4 1 MiB bandwidth >= 1.2x tcp provider", "osu_bw", BW_SIZE, 1.2, ">=", "tcp"),
+         at("usb4 1 MiB bandwidth >= 1.0x raw UDP stream (same datagram size)", "osu_bw",
+            BW_SIZE, 1.0, ">=", "udp")]),
     # What the job key costs: usb4 with and without FI_USB4_AUTH_KEY, same run.
     "auth": local.Suite(
         {"osu_latency": ("-m 0:1048576", False),
@@ -83,8 +110,27 @@ SUITES = {
         []),
     "onesided": local.Suite(
         {"osu_put_latency": ("-w create -s flush -m 1:1048576", False),
-         "osu_get_latency": ("-w create -s flush -m 1:1048576", False)},
+         "osu_get_latency": ("-w create -s flush -m 1:1048576", False),
+         "osu_acc_latency": ("-w create -s fence -m 4:65536", False),
+         "osu_put_bw": ("-w create -m 1:1048576", True),
+         "osu_get_bw": ("-w create -m 1:1048576", True)},
         "usb4-osc,btl-tcp-osc",
+        [at("usb4 8 B put latency <= 1.0x btl-tcp-osc", "osu_put_latency", LAT_SIZE, 1.0,
+            "<=", "btl-tcp-osc"),
+         at("usb4 8 B get latency <= 1.0x btl-tcp-osc", "osu_get_latency", LAT_SIZE, 1.0,
+            "<=", "btl-tcp-osc"),
+         at("usb4 8 B accumulate latency <= 2x btl-tcp-osc", "osu_acc_latency", LAT_SIZE,
+            2.0, "<=", "btl-tcp-osc"),
+         Target("usb4 accumulate latency at every 8-128 B <= 2x btl-tcp-osc",
+                "osu_acc_latency", 8, 128, 2.0, "<=", "btl-tcp-osc"),
+         at("usb4 1 MiB put bandwidth >= 1.0x btl-tcp-osc", "osu_put_bw", BW_SIZE, 1.0,
+            ">=", "btl-tcp-osc"),
+         at("usb4 1 MiB get bandwidth >= 1.0x btl-tcp-osc", "osu_get_bw", BW_SIZE, 1.0,
+            ">=", "btl-tcp-osc")]),
+    # Targets per cable: bench_shaped.targets().
+    "shaped": local.Suite(
+        {"osu_bw": ("-m 262144:4194304", True)},
+        "usb4,tcp,btl-tcp,udp",
         []),
 }
 STACKS = ",".join(dict.fromkeys(",".join(s.stacks for s in SUITES.values()).split(",")))
@@ -107,39 +153,44 @@ class HostStack(Stack):
         return list(self.launch) + self.mpi_args + [str(program)] + args
 
 
-def make_stacks(cluster: hosts.Cluster, repo: Path,
-                portable: bool = False) -> list[HostStack]:
-    """The MPI stacks, each with mpirun run in the first host, 1 rank per host.
+def ofi_args(name: str, env: dict) -> list[str]:
+    """pml cm + mtl ofi over provider name, with env exported to the ranks.
 
     Debian's openmpi-mca-params.conf disables mtl ofi: every component is named.
     """
+    args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
+            "--mca", "opal_common_ofi_provider_include", name]
+    for key, value in env.items():
+        args += ["-x", f"{key}={value}"]
+    return args
+
+
+def usb4_host_stacks(launch: tuple, libdir: Path, portable: bool,
+                     suffix: str = "") -> list[HostStack]:
+    """usb4, usb4-keyed and usb4-osc with the provider of libdir; suffix BASE
+    names an older build's (usb4-base ...)."""
+    env = {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4", "FI_USB4_IFACE": IFACE,
+           **({"FI_USB4_PORTABLE": 1} if portable else {})}
+    usb4 = ofi_args("usb4", env)
+    keyed = ofi_args("usb4", {**env, "FI_USB4_AUTH_KEY": AUTH_KEY})
+    missing = local.provider_missing(libdir)
+    return [HostStack("usb4" + suffix, usb4, missing, launch),
+            HostStack("usb4-keyed" + suffix, keyed, missing, launch),
+            HostStack("usb4-osc" + suffix, usb4 + local.USB4_OSC_ARGS, missing, launch)]
+
+
+def make_stacks(cluster: hosts.Cluster, repo: Path, portable: bool = False,
+                base_dir: Path | None = None) -> list[HostStack]:
+    """The MPI stacks, each with mpirun run in the first host, 1 rank per host."""
     launch = tuple(cluster.prefix_argv(0) + cluster.mpirun_argv(1))
-    libdir = repo / ".libs"
-    provider = libdir / "libusb4-fi.so"
-
-    def ofi(name, env):
-        args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-                "--mca", "opal_common_ofi_provider_include", name]
-        for key, value in env.items():
-            args += ["-x", f"{key}={value}"]
-        return args
-
-    usb4 = ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
-                        "FI_USB4_IFACE": IFACE,
-                        **({"FI_USB4_PORTABLE": 1} if portable else {})})
-    usb4_missing = (None if provider.exists() else
-                    f"provider library {provider} not found (build it first)")
-    keyed = ofi("usb4", {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4",
-                         "FI_USB4_IFACE": IFACE, "FI_USB4_AUTH_KEY": AUTH_KEY,
-                         **({"FI_USB4_PORTABLE": 1} if portable else {})})
-    return [
-        HostStack("usb4", usb4, usb4_missing, launch),
-        HostStack("usb4-keyed", keyed, usb4_missing, launch),
-        HostStack("usb4-osc", usb4 + local.USB4_OSC_ARGS, usb4_missing, launch),
+    stacks = usb4_host_stacks(launch, repo / ".libs", portable)
+    if base_dir is not None:
+        stacks += usb4_host_stacks(launch, base_dir, portable, BASE)
+    return stacks + [
         HostStack("btl-tcp-osc", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
                                   "--mca", "osc", "pt2pt"], None, launch),
-        HostStack("tcp", ofi("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm",
-                                              "FI_TCP_IFACE": IFACE}), None, launch),
+        HostStack("tcp", ofi_args("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm",
+                                                   "FI_TCP_IFACE": IFACE}), None, launch),
         HostStack("btl-tcp", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"], None, launch),
     ]
 
@@ -150,14 +201,38 @@ def build_udp_pingpong(outdir: Path) -> tuple[Path | None, str | None]:
     return (None, why) if why else (exe, None)
 
 
+def max_size(prog_args: list[str]) -> int | None:
+    """The largest size of an OSU '-m [MIN:]MAX' argument, or None."""
+    for flag, value in zip(prog_args, prog_args[1:]):
+        if flag == "-m":
+            try:
+                return int(value.rpartition(":")[2])
+            except ValueError:
+                return None
+    return None
+
+
+def udp_argv(exe: Path, name: str, prog: str, server_addr: str, dgram: int,
+             prog_args: list[str], extra: tuple = ()) -> list[str]:
+    """The raw UDP client for one stack and program: datagrams of dgram
+    bytes, and for the stream osu_bw's largest size."""
+    argv = [str(exe), "-c", server_addr, "-p", UDP_PORT, "-M", str(dgram)]
+    argv += UDP_STACKS[name][prog] + list(extra)
+    top = max_size(prog_args)
+    if prog == "osu_bw" and top:
+        argv += ["-m", str(max(top, 8))]
+    return argv
+
+
 def run_udp(cluster: hosts.Cluster, exe: Path, name: str, prog: str, repeat: int,
-            outdir: Path, timeout: float) -> RunResult:
+            outdir: Path, timeout: float, prog_args: list[str] = (),
+            extra: tuple = (), tag: str = "") -> RunResult:
     """One raw UDP run (server in host 2, client in host 1); OSU-format rows."""
     mode = UDP_STACKS[name][prog]
     server_addr = cluster.hosts[1].addr
-    client = [str(exe), "-c", server_addr, "-p", UDP_PORT,
-              "-M", str(cluster.cables[0].max_datagram)] + mode
-    stem = outdir / f"{name}_{prog}_{repeat}"
+    client = udp_argv(exe, name, prog, server_addr, cluster.cables[0].max_datagram,
+                      list(prog_args), extra)
+    stem = outdir / f"{name}{tag}_{prog}_{repeat}"
     stem.with_suffix(".cmd").write_text(shlex.join(client) + "\n")
     server = cluster.popen(1, [str(exe), "-s", "-B", server_addr, "-p", UDP_PORT, "-t", "30"]
                            + mode, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
@@ -182,9 +257,9 @@ def run_udp(cluster: hosts.Cluster, exe: Path, name: str, prog: str, repeat: int
     return RunResult(name, prog, repeat, rows, None)
 
 
-def error_line(res: RunResult, outdir: Path) -> str:
+def error_line(res: RunResult, outdir: Path, tag: str = "") -> str:
     """The first telling line of a failed run's stderr, for the summary."""
-    err = outdir / f"{res.stack}_{res.program}_{res.repeat}.err"
+    err = outdir / f"{res.stack}{tag}_{res.program}_{res.repeat}.err"
     try:
         lines = [line.strip() for line in err.read_text().splitlines() if line.strip()]
     except OSError:
@@ -217,18 +292,26 @@ def parse_args(argv):
     p.add_argument("--args", action="append", default=[], metavar="PROG=ARGS",
                    help="arguments of one program, e.g. 'osu_latency=-m 0:4096'")
     p.add_argument("--mtu", type=int, default=hosts.DEFAULT_MTU,
-                   help="MTU of the cable (default %(default)s, thunderbolt-net's)")
+                   help="MTU of the cable (default %(default)s, thunderbolt-net's; "
+                        "the shaped suite sets its own)")
+    p.add_argument("--base-provider", type=Path, default=None, metavar="DIR",
+                   help="folder with an older libusb4-fi.so: adds usb4-base in the same run")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds allowed to each run (default 300)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.base_provider is not None:
+        args.base_provider = args.base_provider.resolve()
     return args
 
 
-def run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args, osu_dir, outdir):
-    """Every stack and program --repeat times: (all RunResults, medians by program)."""
+def run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args, osu_dir, outdir,
+            tag="", udp_extra=()):
+    """Every stack and program --repeat times: (all RunResults, the good runs
+    by program and stack, medians by program and stack)."""
     results: list[RunResult] = []
+    runs: dict[str, dict[str, list[RunResult]]] = {p: {} for p in programs}
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
     for name in wanted:
         stack = next((s for s in stacks if s.name == name), None)
@@ -239,25 +322,37 @@ def run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args, osu_d
         for prog, prog_args in programs.items():
             if not stack and prog not in UDP_STACKS[name]:
                 continue
-            runs = []
+            stack_runs = []
             for rep in range(args.repeat):
                 if stack:
-                    res = run_once(stack, osu_dir / prog, prog_args, rep, outdir, args.timeout)
+                    res = run_once(stack, osu_dir / prog, prog_args, rep, outdir, args.timeout,
+                                   tag)
                 else:
-                    res = run_udp(cluster, udp_exe, name, prog, rep, outdir, args.timeout)
+                    res = run_udp(cluster, udp_exe, name, prog, rep, outdir, args.timeout,
+                                  prog_args, udp_extra, tag)
                 if res.error:
                     cluster.kill_all()  # daemons and ranks a failed mpirun left in the hosts
                     print(f"{name} {prog} run {rep}: {res.error}")
-                    line = error_line(res, outdir)
+                    line = error_line(res, outdir, tag)
                     if line:
                         print(f"    {line}")
-                runs.append(res)
-            good = [r for r in runs if not r.error]
-            print(f"{name} {prog}: {len(good)}/{len(runs)} runs ok", flush=True)
-            results.extend(runs)
+                stack_runs.append(res)
+            good = [r for r in stack_runs if not r.error]
+            print(f"{name} {prog}: {len(good)}/{len(stack_runs)} runs ok", flush=True)
+            results.extend(stack_runs)
             if good:
+                runs[prog][name] = good
                 data[prog][name] = medians(good)
-    return results, data
+    return results, runs, data
+
+
+def check_stacks(wanted: list[str]) -> str | None:
+    known = set(STACKS.split(",")) | {n + BASE for n in STACKS.split(",")
+                                      if n.startswith("usb4")}
+    unknown = set(wanted) - known
+    if unknown:
+        return f"unknown stacks: {', '.join(sorted(unknown))} (choose from {STACKS})"
+    return None
 
 
 def main(argv=None) -> int:
@@ -267,52 +362,47 @@ def main(argv=None) -> int:
         return 1
     osu_dir = args.osu_dir or args.repo / "osu_bench"
     suite = SUITES[args.suite]
-    programs = {p: shlex.split(a) for p, (a, _) in suite.programs.items()}
-    for item in args.args:
-        prog, _, prog_args = item.partition("=")
-        if prog not in programs:
-            print(f"--args names {prog!r}, not one of {', '.join(programs)}")
-            return 1
-        programs[prog] = shlex.split(prog_args)
+    programs = local.program_args(suite, args.args)
+    if isinstance(programs, str):
+        print(programs)
+        return 1
     missing = [p for p in programs if not os.access(osu_dir / p, os.X_OK)]
     if missing:
         print(f"osu_bench programs not built in {osu_dir}: {', '.join(missing)}")
         return 1
-    wanted = [s.strip() for s in (args.stacks or suite.stacks).split(",") if s.strip()]
-    unknown = set(wanted) - set(STACKS.split(","))
-    if unknown:
-        print(f"unknown stacks: {', '.join(sorted(unknown))} (choose from {STACKS})")
+    wanted = local.with_base([s.strip() for s in (args.stacks or suite.stacks).split(",")
+                              if s.strip()], args.base_provider)
+    why = check_stacks(wanted)
+    if why:
+        print(why)
         return 1
     outdir = args.output or Path(tempfile.mkdtemp(prefix="usb4_compare_hosts_"))
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
+    for line in bench_machine.banner(args.repo / ".libs", args.portable):
+        print(line)
     if args.portable:
         print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
     udp_exe, udp_missing = (build_udp_pingpong(outdir) if set(wanted) & set(UDP_STACKS)
                             else (None, None))
+    if args.suite == "shaped":
+        return bench_shaped.run(args, suite, wanted, programs, udp_exe, udp_missing,
+                                osu_dir, outdir)
 
     with hosts.Cluster(2, mtu=args.mtu) as cluster:
         os.environ[hosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
         a, b = cluster.hosts
         print(f"hosts: {a.name} ({a.addr}) --{IFACE}, mtu {args.mtu}-- {b.name} ({b.addr})")
-        stacks = make_stacks(cluster, args.repo, args.portable)
-        results, data = run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing,
-                                args, osu_dir, outdir)
+        if set(wanted) & set(UDP_STACKS):
+            print(f"raw udp: datagrams of {cluster.cables[0].max_datagram} B (mtu - 28), "
+                  "the datagram size usb4's udp link uses on this cable")
+        stacks = make_stacks(cluster, args.repo, args.portable, args.base_provider)
+        results, runs, data = run_all(cluster, stacks, wanted, programs, udp_exe,
+                                      udp_missing, args, osu_dir, outdir)
     write_csv(outdir / "results.csv", results)
 
     names = [n for n in wanted if any(n in d for d in data.values())] or wanted
-    refs = [n for n in names if not n.startswith("usb4")]
-    if names[0] == "usb4-keyed" and "usb4" in names:
-        refs.append("usb4")  # the key's cost: usb4-keyed / usb4
-    for prog, (_, higher_better) in suite.programs.items():
-        unit = "MB/s" if higher_better else "us"
-        print()
-        print(table(f"{prog}, median of {args.repeat} ({unit}), 1 rank per host",
-                    names, data[prog], refs))
-    print()
-    print("Targets:")
-    for line in judge(data, suite.targets) or ["(none in this suite)"]:
-        print("  " + line)
+    local.print_reports(suite, names, runs, data, args, ", 1 rank per host")
     return 0
 
 

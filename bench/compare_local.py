@@ -3,25 +3,37 @@
 
 A benchmark, not a test: it runs the project's own OSU-method programs
 (osu_bench/) under several MPI stacks, takes the median of --repeat runs per
-message size, prints one side-by-side table per program with usb4 ratios, and
-says PASS or MISS against the targets of the issues.
+message size, prints one side-by-side table per program with the ratio of
+usb4 to every other stack at every size, and says PASS or MISS against the
+targets of issue 13 (bench_judge.py: a target over a range of sizes is
+decided by its worst size, which the line names):
 
   --suite pt2pt (default): osu_latency and osu_bw over usb4 (pml cm + mtl ofi),
       vader (pml ob1) and libfabric tcp (pml cm + mtl ofi):
-          usb4 8-byte latency   <= 1.5 x vader   and   <= 0.1 x tcp
-          usb4 1 MiB bandwidth  >= 0.8 x vader
+          usb4 8-byte latency          <= 1.2 x vader   and   <= 0.1 x tcp
+          usb4 osu_bw at every 1-64 B  >= 0.8 x vader   (the message rate
+                                          ratio: same size, same count)
+          usb4 1 MiB bandwidth         >= 0.8 x vader
+      osu_bw runs with -C: CPU seconds per GB (both ranks) beside MB/s.
   --suite onesided: put/get latency, put bandwidth and accumulate latency with
       MPI_Win_create windows (OSU's -w create) over osc rdma on btl ofi
       restricted to usb4 (no vader, so usb4 carries every byte) and over osc
       rdma on vader:
-          usb4 8-byte put and get latency  <= 2 x vader
-          usb4 1 MiB put bandwidth         >= 0.8 x vader
+          usb4 8-byte put and get latency        <= 2 x vader
+          usb4 accumulate latency at every 8-128 B <= 2 x vader
+          usb4 1 MiB put bandwidth               >= 0.8 x vader
+
+--base-provider DIR adds the stack usb4-base (usb4-osc-base): the same
+stack with FI_PROVIDER_PATH=DIR (a build of an older commit), in the same
+run, a usb4/usb4-base column and the sizes where usb4 is worse than the
+base by more than the repeats' spread (bench_judge.regressions).
 
 It never asserts; a stack that is missing or fails is reported and skipped.
 Raw stdout/stderr of every run, the command lines and a CSV of all parsed
 rows are kept in --output (default: a new temporary directory).
 
     python3 bench/compare_local.py [--suite pt2pt|onesided] [--repeat 3] [--output DIR]
+                                   [--portable] [--base-provider DIR]
 """
 
 from __future__ import annotations
@@ -37,7 +49,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+BENCH = Path(__file__).resolve().parent
+REPO = BENCH.parent
+sys.path.insert(0, str(BENCH))
+
+import bench_judge  # noqa: E402
+import bench_machine  # noqa: E402
+from bench_judge import Target, at, ratio, usb4_name  # noqa: E402,F401
 
 MPIRUN = ["mpirun", "--allow-run-as-root", "-np", "2"]
 
@@ -48,12 +66,19 @@ BW_SIZE = 1 << 20
 @dataclasses.dataclass(frozen=True)
 class Suite:
     """Programs (name -> default arguments, and whether higher is better),
-    the stacks they run on, and the targets: (description, program, size,
-    limit of the usb4 / reference ratio, comparison, reference stack)."""
+    the stacks they run on, and the targets (bench_judge.Target)."""
 
     programs: dict[str, tuple[str, bool]]
     stacks: str
-    targets: list[tuple[str, str, int, float, str, str]]
+    targets: list[Target]
+
+
+# The suffix of a usb4 stack run with --base-provider's older provider.
+BASE = "-base"
+
+# Options the scripts add to a program whatever --args says: osu_bw's CPU
+# seconds per GB.
+ALWAYS = {"osu_bw": ["-C"]}
 
 
 SUITES = {
@@ -61,24 +86,28 @@ SUITES = {
         {"osu_latency": ("-m 0:1048576", False),
          "osu_bw": ("-m 1:1048576", True)},
         "usb4,vader,tcp",
-        [("usb4 8 B latency <= 1.5x vader", "osu_latency", LAT_SIZE, 1.5,
-          "<=", "vader"),
-         ("usb4 8 B latency <= 0.1x tcp", "osu_latency", LAT_SIZE, 0.1,
-          "<=", "tcp"),
-         ("usb4 1 MiB bandwidth >= 0.8x vader", "osu_bw", BW_SIZE, 0.8,
-          ">=", "vader")]),
+        [at("usb4 8 B latency <= 1.2x vader", "osu_latency", LAT_SIZE, 1.2,
+            "<=", "vader"),
+         Target("usb4 message rate at every 1-64 B >= 0.8x vader", "osu_bw",
+                1, 64, 0.8, ">=", "vader"),
+         at("usb4 8 B latency <= 0.1x tcp", "osu_latency", LAT_SIZE, 0.1,
+            "<=", "tcp"),
+         at("usb4 1 MiB bandwidth >= 0.8x vader", "osu_bw", BW_SIZE, 0.8,
+            ">=", "vader")]),
     "onesided": Suite(
         {"osu_put_latency": ("-w create -s flush -m 1:1048576", False),
          "osu_get_latency": ("-w create -s flush -m 1:1048576", False),
          "osu_put_bw": ("-w create -s flush -m 1:1048576", True),
          "osu_acc_latency": ("-w create -s fence -m 4:65536", False)},
         "usb4-osc,vader-osc",
-        [("usb4 8 B put latency <= 2x vader", "osu_put_latency", LAT_SIZE,
-          2.0, "<=", "vader-osc"),
-         ("usb4 8 B get latency <= 2x vader", "osu_get_latency", LAT_SIZE,
-          2.0, "<=", "vader-osc"),
-         ("usb4 1 MiB put bandwidth >= 0.8x vader", "osu_put_bw", BW_SIZE,
-          0.8, ">=", "vader-osc")]),
+        [at("usb4 8 B put latency <= 2x vader", "osu_put_latency", LAT_SIZE,
+            2.0, "<=", "vader-osc"),
+         at("usb4 8 B get latency <= 2x vader", "osu_get_latency", LAT_SIZE,
+            2.0, "<=", "vader-osc"),
+         Target("usb4 accumulate latency at every 8-128 B <= 2x vader",
+                "osu_acc_latency", 8, 128, 2.0, "<=", "vader-osc"),
+         at("usb4 1 MiB put bandwidth >= 0.8x vader", "osu_put_bw", BW_SIZE,
+            0.8, ">=", "vader-osc")]),
 }
 
 
@@ -100,14 +129,30 @@ USB4_OSC_ARGS = ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
                  "--mca", "btl_ofi_provider_include", "usb4"]
 
 
-def make_stacks(repo: Path, portable: bool = False) -> list[Stack]:
-    """The three stacks. Debian's openmpi-mca-params.conf disables mtl ofi and
-    btl ofi, so every component is named explicitly.  portable: the
-    provider's CPU-specific paths off (FI_USB4_PORTABLE=1)."""
-    libdir = repo / ".libs"
+def provider_missing(libdir: Path) -> str | None:
     provider = libdir / "libusb4-fi.so"
+    return None if provider.exists() else (
+        f"provider library {provider} not found (build it with "
+        "scripts/build.sh at the repo root)")
+
+
+def make_stacks(repo: Path, portable: bool = False,
+                base_dir: Path | None = None) -> list[Stack]:
+    """The stacks. Debian's openmpi-mca-params.conf disables mtl ofi and
+    btl ofi, so every component is named explicitly.  portable: the
+    provider's CPU-specific paths off (FI_USB4_PORTABLE=1).  base_dir: a
+    folder holding an older libusb4-fi.so for usb4-base and usb4-osc-base."""
+    stacks = usb4_stacks("", repo / ".libs", portable)
+    if base_dir is not None:
+        stacks += usb4_stacks(BASE, base_dir, portable)
+    return stacks + other_stacks()
+
+
+def usb4_stacks(suffix: str, libdir: Path, portable: bool) -> list[Stack]:
+    """usb4 (two-sided over mtl ofi) and its one-sided twin usb4-osc, the
+    provider taken from libdir; suffix BASE names an older build's."""
     usb4 = Stack(
-        "usb4",
+        "usb4" + suffix,
         ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
          "--mca", "opal_common_ofi_provider_include", "usb4",
          "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4",
@@ -115,10 +160,13 @@ def make_stacks(repo: Path, portable: bool = False) -> list[Stack]:
          # other hosts; loopback stands in (the ranks still meet over shm).
          "-x", "FI_USB4_IFACE=lo"]
         + (["-x", "FI_USB4_PORTABLE=1"] if portable else []),
-        None if provider.exists() else
-        f"provider library {provider} not found (build it with "
-        "./autogen.sh && ./configure && make at the repo root)",
+        provider_missing(libdir),
     )
+    return [usb4, Stack("usb4-osc" + suffix, usb4.mpi_args + USB4_OSC_ARGS, usb4.missing)]
+
+
+def other_stacks() -> list[Stack]:
+    """vader, libfabric tcp and vader's one-sided."""
     vader = Stack("vader", ["--mca", "pml", "ob1", "--mca", "btl", "vader,self"])
     # libfabric 1.17's tcp provider offers only FI_EP_MSG; mtl ofi needs
     # FI_EP_RDM, which comes from the ofi_rxm utility provider layered on it,
@@ -135,9 +183,8 @@ def make_stacks(repo: Path, portable: bool = False) -> list[Stack]:
          "--mca", "opal_common_ofi_provider_include", "tcp;ofi_rxm",
          "-x", "FI_PROVIDER=tcp;ofi_rxm", "-x", "FI_TCP_IFACE=lo"],
     )
-    usb4_osc = Stack("usb4-osc", usb4.mpi_args + USB4_OSC_ARGS, usb4.missing)
     vader_osc = Stack("vader-osc", vader.mpi_args + ["--mca", "osc", "rdma"])
-    return [usb4, vader, tcp, usb4_osc, vader_osc]
+    return [vader, tcp, vader_osc]
 
 
 @dataclasses.dataclass
@@ -147,6 +194,7 @@ class RunResult:
     repeat: int
     rows: dict[int, float]  # message size -> latency (us) or bandwidth (MB/s)
     error: str | None  # why the run gave no usable rows, or None
+    cpu: dict[int, dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
 def parse_osu(text: str) -> dict[int, float]:
@@ -164,10 +212,11 @@ def parse_osu(text: str) -> dict[int, float]:
 
 
 def run_once(stack: Stack, program: Path, args: list[str], repeat: int,
-             outdir: Path, timeout: float) -> RunResult:
-    """Run one benchmark once, keep its raw output, return its rows."""
+             outdir: Path, timeout: float, tag: str = "") -> RunResult:
+    """Run one benchmark once, keep its raw output (files named with tag
+    too, e.g. a cable's), return its rows."""
     argv = stack.argv(program, args)
-    stem = outdir / f"{stack.name}_{program.name}_{repeat}"
+    stem = outdir / f"{stack.name}{tag}_{program.name}_{repeat}"
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
     try:
         proc = subprocess.run(argv, capture_output=True, text=True,
@@ -189,23 +238,40 @@ def run_once(stack: Stack, program: Path, args: list[str], repeat: int,
         error = f"exit status {proc.returncode} (see {stem}.err)"
     elif not rows:
         error = f"no result rows (see {stem}.out)"
-    return RunResult(stack.name, program.name, repeat, rows if not error else {},
-                     error)
+    if error:
+        return RunResult(stack.name, program.name, repeat, {}, error)
+    return RunResult(stack.name, program.name, repeat, rows, None,
+                     bench_judge.parse_cpu(proc.stdout))
 
 
-def medians(results: list[RunResult]) -> dict[int, float]:
-    """Median per size over the runs that produced rows."""
+def repeats(results: list[RunResult]) -> dict[int, list[float]]:
+    """Every run's value per size, over the runs that produced rows."""
     by_size: dict[int, list[float]] = {}
     for res in results:
         for size, value in res.rows.items():
             by_size.setdefault(size, []).append(value)
-    return {size: statistics.median(v) for size, v in sorted(by_size.items())}
+    return dict(sorted(by_size.items()))
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    if a is None or b is None or b == 0:
-        return None
-    return a / b
+def medians(results: list[RunResult]) -> dict[int, float]:
+    """Median per size over the runs that produced rows."""
+    return {size: statistics.median(v) for size, v in repeats(results).items()}
+
+
+def cpu_medians(results: list[RunResult]) -> dict[int, tuple[float | None, float | None]]:
+    """Median CPU s/GB per size: (both ranks, the machine's busy time)."""
+    per: dict[int, list[tuple]] = {}
+    for res in results:
+        for size, row in res.cpu.items():
+            per.setdefault(size, []).append(bench_judge.cpu_per_gb(row))
+    out = {}
+    for size, pairs in sorted(per.items()):
+        cols = []
+        for i in (0, 1):
+            vals = [p[i] for p in pairs if p[i] is not None]
+            cols.append(statistics.median(vals) if vals else None)
+        out[size] = (cols[0], cols[1])
+    return out
 
 
 def fmt(value: float | None, width: int = 12, prec: int = 2) -> str:
@@ -214,17 +280,19 @@ def fmt(value: float | None, width: int = 12, prec: int = 2) -> str:
 
 def format_table(title: str, unit: str, stacks: list[str],
                  data: dict[str, dict[int, float]], ratios: list[str]) -> str:
-    """Side-by-side table of medians, with ratios of the first usb4 stack
-    to each reference."""
+    """Side-by-side table of medians, with the ratio of the first usb4
+    stack to each other stack in ratios, at every size."""
     sizes = sorted({s for rows in data.values() for s in rows})
+    name = usb4_name(stacks)
+    width = max([16] + [len(f"{name}/{r}") + 2 for r in ratios])
     head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>18}" for n in stacks)
-    head += "".join(f"{usb4_name(stacks) + '/' + r:>16}" for r in ratios)
+    head += "".join(f"{name + '/' + r:>{width}}" for r in ratios)
     lines = [title, head]
     for size in sizes:
         line = f"{size:<10}"
         line += "".join(fmt(data.get(n, {}).get(size), 18) for n in stacks)
-        usb4 = data.get(usb4_name(stacks), {}).get(size)
-        line += "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), 16, 3)
+        usb4 = data.get(name, {}).get(size)
+        line += "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), width, 3)
                         for r in ratios)
         lines.append(line)
     if not sizes:
@@ -232,26 +300,45 @@ def format_table(title: str, unit: str, stacks: list[str],
     return "\n".join(lines)
 
 
+def format_cpu_table(title: str, mbps: dict[str, dict[int, float]],
+                     cpu: dict[str, dict[int, tuple]]) -> str:
+    """MB/s and CPU s per GB (both ranks; the machine's busy time) per stack."""
+    stacks = [n for n in mbps if cpu.get(n)]
+    sizes = sorted({s for n in stacks for s in cpu[n]})
+    lines = [title, f"{'Size':<10}" + "".join(
+        f"{n + ' MB/s':>16}{n + ' ranks':>16}{n + ' machine':>18}" for n in stacks)]
+    for size in sizes:
+        line = f"{size:<10}"
+        for n in stacks:
+            ranks, busy = cpu[n].get(size, (None, None))
+            line += (fmt(mbps[n].get(size), 16) + fmt(ranks, 16, 3) + fmt(busy, 18, 3))
+        lines.append(line)
+    if not stacks:
+        lines.append("(no '# cpu' lines: osu_bw without -C?)")
+    return "\n".join(lines)
+
+
 def judge(data: dict[str, dict[str, dict[int, float]]], targets) -> list[str]:
     """One PASS/MISS line per target of the issue."""
+    return bench_judge.judge(data, targets)
+
+
+def base_report(runs: dict[str, dict[str, list[RunResult]]], programs,
+                higher: dict[str, bool], repeat: int) -> list[str]:
+    """Per program: the sizes where the usb4 stack is worse than its -base."""
     lines = []
-    for text, prog, size, limit, op, ref in targets:
-        usb4 = data.get(prog, {}).get(usb4_name(data.get(prog, {})), {}).get(size)
-        other = data.get(prog, {}).get(ref, {}).get(size)
-        r = ratio(usb4, other)
-        if r is None:
-            missing = "usb4" if usb4 is None else ref
-            lines.append(f"n/a   {text}: no {missing} result at {size} B")
+    for prog in programs:
+        stacks = runs.get(prog, {})
+        name = usb4_name(stacks)
+        base = name + BASE
+        if name not in stacks or base not in stacks:
+            lines.append(f"{prog}: no {name} or {base} results")
             continue
-        ok = r <= limit if op == "<=" else r >= limit
-        lines.append(f"{'PASS' if ok else 'MISS'}  {text}: usb4 {usb4:.2f}, "
-                     f"{ref} {other:.2f}, ratio {r:.3f}")
+        found = bench_judge.regressions(repeats(stacks[name]), repeats(stacks[base]),
+                                        higher[prog])
+        lines.append(f"{prog}: "
+                     + bench_judge.format_regressions(name, base, found, repeat))
     return lines
-
-
-def usb4_name(names) -> str:
-    """The usb4 stack of a suite: 'usb4' or 'usb4-osc'."""
-    return next((n for n in names if n.startswith("usb4")), "usb4")
 
 
 def write_csv(path: Path, results: list[RunResult]) -> None:
@@ -265,6 +352,68 @@ def write_csv(path: Path, results: list[RunResult]) -> None:
             for size, value in sorted(res.rows.items()):
                 out.writerow([res.stack, res.program, res.repeat, size, value,
                               ""])
+
+
+def program_args(suite: Suite, overrides: list[str]) -> dict[str, list[str]] | str:
+    """Each program's arguments: the suite's, or --args PROG=ARGS, plus
+    ALWAYS's; a string says which --args is wrong."""
+    programs = {p: shlex.split(a) for p, (a, _) in suite.programs.items()}
+    for item in overrides:
+        prog, _, prog_args = item.partition("=")
+        if prog not in programs:
+            return f"--args names {prog!r}, not one of {', '.join(programs)}"
+        programs[prog] = shlex.split(prog_args)
+    for prog, extra in ALWAYS.items():
+        if prog in programs:
+            programs[prog] += [a for a in extra if a not in programs[prog]]
+    return programs
+
+
+def with_base(wanted: list[str], base_dir: Path | None) -> list[str]:
+    """The stacks, with each usb4 stack's -base twin after it under
+    --base-provider."""
+    if base_dir is None:
+        return wanted
+    out = []
+    for name in wanted:
+        out.append(name)
+        if name.startswith("usb4") and not name.endswith(BASE):
+            out.append(name + BASE)
+    return out
+
+
+def print_reports(suite: Suite, names: list[str], runs, data, args, where: str,
+                  extra: list[str] = ()) -> None:
+    """Every program's table (ratios to every stack), osu_bw's CPU per GB,
+    the base comparison, extra lines and the targets."""
+    main_usb4 = usb4_name(names)
+    refs = [n for n in names if n != main_usb4]
+    for prog, (_, higher_better) in suite.programs.items():
+        unit = "MB/s" if higher_better else "us"
+        print()
+        print(format_table(f"{prog}, median of {args.repeat} ({unit}){where}", unit,
+                           names, data[prog], refs))
+        cpu = {n: cpu_medians(runs[prog].get(n, [])) for n in names}
+        if any(cpu.values()):
+            print()
+            print(format_cpu_table(
+                f"{prog}: CPU s per GB moved, median of {args.repeat}: ranks = both "
+                "ranks' user+sys (getrusage), machine = /proc/stat busy time of "
+                "every CPU over the timed loop (other processes too; '-' under "
+                f"{bench_judge.MACHINE_MIN_WALL_S} s)", data[prog], cpu))
+    if args.base_provider is not None:
+        print()
+        print(f"Against usb4-base ({args.base_provider}); spread = the larger of "
+              "the two stacks' (max - min) / median over the repeats at that size:")
+        higher = {p: hb for p, (_, hb) in suite.programs.items()}
+        for line in base_report(runs, suite.programs, higher, args.repeat):
+            print("  " + line)
+    for line in extra:
+        print(line)
+    print()
+    print("Targets:")
+    for line in judge(data, suite.targets) or ["(none in this suite)"]:
+        print("  " + line)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -287,11 +436,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--args", action="append", default=[], metavar="PROG=ARGS",
                    help="arguments of one program, e.g. "
                         "'osu_latency=-m 0:4096' (default: the suite's)")
+    p.add_argument("--base-provider", type=Path, default=None, metavar="DIR",
+                   help="folder with an older libusb4-fi.so: adds usb4-base "
+                        "in the same run")
     p.add_argument("--timeout", type=float, default=300.0,
                    help="seconds allowed to each mpirun (default 300)")
     args = p.parse_args(argv)
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
+    if args.base_provider is not None:
+        args.base_provider = args.base_provider.resolve()
     return args
 
 
@@ -299,13 +453,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     osu_dir = args.osu_dir or args.repo / "osu_bench"
     suite = SUITES[args.suite]
-    programs = {p: shlex.split(a) for p, (a, _) in suite.programs.items()}
-    for item in args.args:
-        prog, _, prog_args = item.partition("=")
-        if prog not in programs:
-            print(f"--args names {prog!r}, not a program of this suite")
-            return 1
-        programs[prog] = shlex.split(prog_args)
+    programs = program_args(suite, args.args)
+    if isinstance(programs, str):
+        print(programs)
+        return 1
     missing = [p for p in programs if not os.access(osu_dir / p, os.X_OK)]
     if missing:
         print(f"osu_bench programs not built in {osu_dir}: "
@@ -314,46 +465,38 @@ def main(argv: list[str] | None = None) -> int:
     outdir = args.output or Path(tempfile.mkdtemp(prefix="usb4_compare_"))
     outdir.mkdir(parents=True, exist_ok=True)
     print(f"raw outputs: {outdir}")
+    for line in bench_machine.banner(args.repo / ".libs", args.portable):
+        print(line)
     if args.portable:
         print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
 
-    wanted = [s.strip() for s in (args.stacks or suite.stacks).split(",")
-              if s.strip()]
-    stacks = [s for s in make_stacks(args.repo, args.portable) if s.name in wanted]
+    wanted = with_base([s.strip() for s in (args.stacks or suite.stacks).split(",")
+                        if s.strip()], args.base_provider)
+    by_name = {s.name: s for s in make_stacks(args.repo, args.portable, args.base_provider)}
+    stacks = [by_name[n] for n in wanted if n in by_name]
     results: list[RunResult] = []
+    runs: dict[str, dict[str, list[RunResult]]] = {p: {} for p in programs}
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
     for stack in stacks:
         if stack.missing:
             print(f"skipping stack {stack.name}: {stack.missing}")
             continue
         for prog, prog_args in programs.items():
-            runs = []
+            stack_runs = []
             for rep in range(args.repeat):
                 res = run_once(stack, osu_dir / prog, prog_args, rep, outdir,
                                args.timeout)
-                runs.append(res)
+                stack_runs.append(res)
                 if res.error:
                     print(f"{stack.name} {prog} run {rep}: {res.error}")
-            results.extend(runs)
-            good = [r for r in runs if not r.error]
-            print(f"{stack.name} {prog}: {len(good)}/{len(runs)} runs ok")
+            results.extend(stack_runs)
+            good = [r for r in stack_runs if not r.error]
+            print(f"{stack.name} {prog}: {len(good)}/{len(stack_runs)} runs ok")
             if good:
+                runs[prog][stack.name] = good
                 data[prog][stack.name] = medians(good)
     write_csv(outdir / "results.csv", results)
-
-    names = [s.name for s in stacks]
-    refs = [n for n in names if not n.startswith("usb4")]
-    for prog, (_, higher_better) in suite.programs.items():
-        unit = "MB/s" if higher_better else "us"
-        # Bandwidth is compared with shared memory only: tcp is no target.
-        prog_refs = [r for r in refs if "vader" in r] if higher_better else refs
-        print()
-        print(format_table(f"{prog}, median of {args.repeat} ({unit})", unit,
-                           names, data[prog], prog_refs))
-    print()
-    print("Targets:")
-    for line in judge(data, suite.targets):
-        print("  " + line)
+    print_reports(suite, [s.name for s in stacks], runs, data, args, "")
     return 0
 
 
