@@ -201,15 +201,27 @@ def build_udp_pingpong(outdir: Path) -> tuple[Path | None, str | None]:
     return (None, why) if why else (exe, None)
 
 
-def max_size(prog_args: list[str]) -> int | None:
-    """The largest size of an OSU '-m [MIN:]MAX' argument, or None."""
+def size_range(prog_args: list[str]) -> tuple[int, int | None]:
+    """(MIN, MAX) of an OSU '-m [MIN:]MAX' argument: (0, None) if none."""
     for flag, value in zip(prog_args, prog_args[1:]):
         if flag == "-m":
+            low, _, high = value.rpartition(":")
             try:
-                return int(value.rpartition(":")[2])
+                return int(low or 0), int(high) if high else None
             except ValueError:
-                return None
-    return None
+                return 0, None
+    return 0, None
+
+
+def max_size(prog_args: list[str]) -> int | None:
+    """The largest size of an OSU '-m [MIN:]MAX' argument, or None."""
+    return size_range(prog_args)[1]
+
+
+def in_range(rows: dict[int, float], prog_args: list[str]) -> dict[int, float]:
+    """The raw UDP rows within the MPI program's sizes, so tables line up."""
+    low, high = size_range(prog_args)
+    return {s: v for s, v in rows.items() if s >= low and (high is None or s <= high)}
 
 
 def udp_argv(exe: Path, name: str, prog: str, server_addr: str, dgram: int,
@@ -250,7 +262,7 @@ def run_udp(cluster: hosts.Cluster, exe: Path, name: str, prog: str, repeat: int
         server.wait()
     stem.with_suffix(".out").write_text(proc.stdout)
     stem.with_suffix(".err").write_text(proc.stderr)
-    rows = parse_osu(proc.stdout)
+    rows = in_range(parse_osu(proc.stdout), list(prog_args))
     if proc.returncode != 0 or not rows:
         last = (proc.stderr.strip().splitlines() or ["no result rows"])[-1]
         return RunResult(name, prog, repeat, {}, f"exit {proc.returncode}: {last}")

@@ -239,6 +239,15 @@ def test_udp_stream_uses_the_cables_datagram_and_osu_bws_largest_size():
     assert "-P" in lat and "-m" not in lat
 
 
+def test_udp_rows_keep_to_the_mpi_programs_sizes():
+    rows = {8: 1.0, 262144: 2.0, 1 << 20: 3.0, 4 << 20: 4.0}
+    assert compare_hosts.in_range(rows, ["-m", "262144:1048576", "-C"]) == {
+        262144: 2.0, 1 << 20: 3.0}
+    assert compare_hosts.in_range(rows, ["-m", "1048576"]) == {8: 1.0, 262144: 2.0,
+                                                               1 << 20: 3.0}
+    assert compare_hosts.in_range(rows, []) == rows
+
+
 def test_shaped_cables_are_the_issues():
     ring, small = bench_shaped.CABLES
     assert (ring.mtu, ring.rate_bit_s) == (65522, 10e9)
