@@ -10,19 +10,28 @@ the veth (tests/hosts.py shape()):
 
 tbf's rate counts whole frames (IP + UDP + the 14-byte Ethernet header of
 the veth), so payload can reach at most max_datagram / (mtu + 14) of it: the
-"payload ceiling" printed per cable.  burst 1 MB and a 10 ms queue: a
-burst above the 64 KiB frame, small beside the bytes one measurement moves
-(osu_bw moves 1.3 GB at 1 MiB; the raw stream 100 windows, after 10 warm-up
-windows that drain the bucket first).  The raw UDP stream also runs
-unshaped once per cable: how far this machine's CPU carries it without
-the shaper, so a stack below the shaped rate can be told from a shaper
-that does not deliver it.
+"payload ceiling" printed per cable.  tbf: burst 4 MB, a 50 ms queue
+(tests/hosts.py's defaults): a kernel TCP stream reached 95-99% of 10
+Gbit/s with them and with 1 MB / 10 ms, 1 MB / 100 ms at both MTUs, no
+drops; the burst is drained by every program's warm-up (osu_bw: 2
+windows, 134 MB at 1 MiB; the raw UDP stream: 10 windows, then 100
+measured) before it could flatter a measurement.
+
+The shaper check, per cable: the raw UDP stream and a raw kernel TCP stream
+(tcp_stream.py, no MPI) unshaped and shaped, tbf's drop count, and how
+close the tcp provider gets: a stack below the shaped rate is told apart
+from a shaper that does not deliver it, or a CPU that cannot.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import bench_judge
 import compare_hosts as ch
@@ -31,8 +40,10 @@ import hosts
 from bench_judge import at
 
 ETHERNET_HEADER = 14  # bytes tbf counts on a veth beyond the IP packet
-TBF_BURST = "1mb"
-TBF_LATENCY = "10ms"
+TBF_BURST = "4mb"
+TBF_LATENCY = "50ms"
+TCP_STREAM = Path(__file__).resolve().parent / "tcp_stream.py"
+TCP_STREAM_BYTES = 1500 << 20
 # Raw stream windows per size: 100 MB at 1 MiB, against tbf's 1 MB burst.
 UDP_EXTRA = ("-i", "100")
 SHARE = "shaped share"  # pseudo program: MB/s / shaped rate
@@ -103,18 +114,54 @@ def shaped_table(cable: ShapedCable, mbps, cpu, unshaped: dict[int, float]) -> l
     return lines
 
 
-def shaper_check(cable: ShapedCable, mbps, unshaped: dict[int, float]) -> list[str]:
-    """How close the raw stream and tcp come to the shaped rate at 1 MiB."""
-    size = local.BW_SIZE
+def tcp_stream(cluster: hosts.Cluster, timeout: float = 60.0) -> float | None:
+    """MB/s of a raw kernel TCP stream from host 1 to host 2, or None."""
+    addr = cluster.hosts[1].addr
+    server = cluster.popen(1, [sys.executable, str(TCP_STREAM), "server", addr],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.3)  # let it listen
+        proc = cluster.run(0, [sys.executable, str(TCP_STREAM), "client", addr,
+                               str(TCP_STREAM_BYTES)], timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None
+    finally:
+        server.kill()
+        server.wait()
+    rows = local.parse_osu(proc.stdout)
+    return next(iter(rows.values()), None) if proc.returncode == 0 else None
+
+
+def tbf_drops(cluster: hosts.Cluster) -> int | None:
+    """Packets tbf dropped on the sending end (host 1) so far."""
+    host, ifname = cluster.cables[0].ends[0], cluster.cables[0].ifnames[0]
+    proc = subprocess.run(["tc", "-n", host.name, "-s", "qdisc", "show", "dev", ifname],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL, timeout=30)
+    found = re.search(r"dropped (\d+)", proc.stdout)
+    return int(found.group(1)) if found else None
+
+
+def percent(mbps: float | None, rate_bit_s: float) -> str:
+    share = bench_judge.shaped_share(mbps, rate_bit_s)
+    return "-" if share is None else f"{mbps:.0f} MB/s = {100 * share:.1f}%"
+
+
+def shaper_check(cable: ShapedCable, mbps, unshaped: dict[int, float],
+                 raw_tcp: dict[str, float | None], drops: int | None) -> list[str]:
+    """How close the raw streams and the MPI tcp stacks come to the shaped
+    rate at 1 MiB, and what the same raw streams do unshaped."""
+    size, rate = local.BW_SIZE, cable.rate_bit_s
     out = [f"shaper check ({cable.what}; tbf rate {cable.rate} burst {TBF_BURST} latency "
-           f"{TBF_LATENCY}; payload ceiling {100 * cable.payload_ceiling:.1f}% of the rate):"]
-    for name in ("udp", "tcp", "btl-tcp"):
-        share = bench_judge.shaped_share(mbps.get(name, {}).get(size), cable.rate_bit_s)
-        out.append(f"  {name:8} at 1 MiB: " + ("-" if share is None else f"{100 * share:.1f}%"))
-    free = unshaped.get(size)
-    out.append("  udp unshaped at 1 MiB: " + ("-" if free is None else
-               f"{free:.0f} MB/s = {100 * bench_judge.shaped_share(free, cable.rate_bit_s):.0f}%"
-               " of the shaped rate (below 100%: this CPU, not tbf, is the limit)"))
+           f"{TBF_LATENCY}; payload ceiling {100 * cable.payload_ceiling:.1f}% of the rate; "
+           f"tbf drops {'-' if drops is None else drops}), at 1 MiB, % of the shaped rate:",
+           f"  raw TCP stream (kernel, no MPI): shaped {percent(raw_tcp.get('shaped'), rate)}, "
+           f"unshaped {percent(raw_tcp.get('unshaped'), rate)}",
+           f"  raw UDP stream ({cable.max_datagram} B datagrams): shaped "
+           f"{percent(mbps.get('udp', {}).get(size), rate)}, unshaped "
+           f"{percent(unshaped.get(size), rate)}"]
+    for name in ("tcp", "btl-tcp"):
+        out.append(f"  {name} (MPI): shaped {percent(mbps.get(name, {}).get(size), rate)}")
+    out.append("  (unshaped below 100%: this CPU, not tbf, is the limit of that stream)")
     return out
 
 
@@ -129,17 +176,20 @@ def run_cable(cable, args, suite, wanted, programs, udp_exe, udp_missing, osu_di
             res = ch.run_udp(cluster, udp_exe, "udp", "osu_bw", 0, outdir, args.timeout,
                              programs["osu_bw"], UDP_EXTRA, f"-{cable.tag}-unshaped")
             unshaped = res.rows
+        raw_tcp = {"unshaped": tcp_stream(cluster)}
         cluster.shape(cluster.cables[0], rate=cable.rate, burst=TBF_BURST, latency=TBF_LATENCY)
+        raw_tcp["shaped"] = tcp_stream(cluster)
         stacks = ch.make_stacks(cluster, args.repo, args.portable, args.base_provider)
-        return ch.run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args,
-                          osu_dir, outdir, f"-{cable.tag}", UDP_EXTRA) + (unshaped,)
+        results = ch.run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args,
+                             osu_dir, outdir, f"-{cable.tag}", UDP_EXTRA)
+        return results + (unshaped, raw_tcp, tbf_drops(cluster))
 
 
 def run(args, suite, wanted, programs, udp_exe, udp_missing, osu_dir, outdir) -> int:
     all_results = []
     for cable in CABLES:
-        results, runs, data, unshaped = run_cable(cable, args, suite, wanted, programs,
-                                                  udp_exe, udp_missing, osu_dir, outdir)
+        results, runs, data, unshaped, raw_tcp, drops = run_cable(
+            cable, args, suite, wanted, programs, udp_exe, udp_missing, osu_dir, outdir)
         all_results += results
         names = [n for n in wanted if n in data["osu_bw"]] or wanted
         mbps = {n: data["osu_bw"][n] for n in names if n in data["osu_bw"]}
@@ -147,7 +197,7 @@ def run(args, suite, wanted, programs, udp_exe, udp_missing, osu_dir, outdir) ->
         data.update(derived(mbps, cpu, cable.rate_bit_s))
         cable_suite = local.Suite(suite.programs, suite.stacks, targets())
         extra = [""] + shaped_table(cable, mbps, cpu, unshaped) + [""]
-        extra += shaper_check(cable, mbps, unshaped)
+        extra += shaper_check(cable, mbps, unshaped, raw_tcp, drops)
         print(f"\n--- {cable.what} ---")
         local.print_reports(cable_suite, names, runs, data, args,
                             f", 1 rank per host, {cable.what}", extra)

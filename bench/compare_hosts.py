@@ -83,7 +83,7 @@ import bench_machine  # noqa: E402
 import bench_shaped  # noqa: E402
 import compare_local as local  # noqa: E402
 from bench_judge import Target, at  # noqa: E402
-from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack, judge,  # noqa: E402,F401
+from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack,  # noqa: E402,F401
                            medians, parse_osu, run_once, write_csv)
 import hosts  # noqa: E402  (tests/hosts.py)
 from cprogs import gcc_build  # noqa: E402
@@ -129,7 +129,7 @@ SUITES = {
             ">=", "btl-tcp-osc")]),
     # Targets per cable: bench_shaped.targets().
     "shaped": local.Suite(
-        {"osu_bw": ("-m 262144:4194304", True)},
+        {"osu_bw": ("-m 262144:2097152", True)},
         "usb4,tcp,btl-tcp,udp",
         []),
 }
