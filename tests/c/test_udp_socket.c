@@ -3,7 +3,8 @@
  * over loopback: datagrams received whole, or with a hole steered into
  * another buffer (receive placement), handed up as the pieces they landed
  * in, with the sender's address; holes moved out of a write's way
- * (evacuate); and the fault injector striking whole batches.
+ * (evacuate); the batch a receive asks for (one at a time until a
+ * receive fills its ask); and the fault injector striking whole batches.
  */
 #include <arpa/inet.h>
 #include <stdint.h>
@@ -26,8 +27,9 @@ struct got {
 	unsigned char data[8][BIG];
 };
 
-/* Holes the next poll gets, for up to `count` datagrams: hole i is `hole`
- * moved i * stride bytes on. */
+/* Holes for the first `count` datagrams a struct got takes in: datagram i's
+ * is `hole` moved i * stride bytes on (a poll is asked for the holes of the
+ * datagrams it may take next, as the link's zones predict them). */
 struct plan {
 	struct usb4_udp_hole hole;
 	size_t stride;
@@ -38,12 +40,14 @@ static struct plan plan;
 
 static int place(void *arg, struct usb4_udp_hole *holes, int max)
 {
-	int n = plan.count < max ? plan.count : max;
+	const struct got *g = arg;
+	int left = plan.count > g->n ? plan.count - g->n : 0;
+	int n = left < max ? left : max;
 
-	(void) arg;
 	for (int i = 0; i < n; i++) {
 		holes[i] = plan.hole;
-		holes[i].dest = (char *) plan.hole.dest + i * plan.stride;
+		holes[i].dest = (char *) plan.hole.dest +
+				(size_t) (g->n + i) * plan.stride;
 	}
 	return n;
 }
@@ -107,6 +111,20 @@ static void poll_for(struct usb4_udp_sock *sock, struct got *g, int want)
 		usb4_udp_poll(sock, place, on_rx, g, 8);
 	CHECK_EQ_MSG(g->n, want, "datagrams sent over loopback did not all "
 		     "arrive");
+}
+
+/* Sends one datagram and polls until it came: a receive that got all it
+ * asked for, so the next asks for a whole batch (usb4_udp_batch_next). */
+static void batch_mode(struct usb4_udp_sock *a, struct usb4_udp_sock *b)
+{
+	static struct got g;
+	int saved = plan.count;
+
+	memset(&g, 0, sizeof(g));
+	plan.count = 0;
+	send_pattern(a, b, 10, 99);
+	poll_for(b, &g, 1);
+	plan.count = saved;
 }
 
 /* Every datagram of g came from sock. */
@@ -202,6 +220,7 @@ static void test_evacuate(struct usb4_udp_sock *a, struct usb4_udp_sock *b)
 			  .dest = evac_dest },
 		.stride = sizeof(evac_dest[0]), .count = 2,
 	};
+	batch_mode(a, b);	/* both in one receive */
 	send_pattern(a, b, BIG, 5);
 	send_pattern(a, b, BIG, 6);
 	for (int tries = 0; polled < 2 && tries < 1000; tries++)
@@ -246,6 +265,7 @@ static void test_evacuate_misses(struct usb4_udp_sock *a,
 			  .dest = evac_dest },
 		.stride = sizeof(evac_dest[0]), .count = 2,
 	};
+	batch_mode(a, b);
 	send_pattern(a, b, BIG, 7);
 	send_pattern(a, b, BIG, 8);
 	for (int tries = 0; polled < 2 && tries < 1000; tries++)
@@ -255,6 +275,45 @@ static void test_evacuate_misses(struct usb4_udp_sock *a,
 	CHECK_EQ_MSG(usb4_udp_sock_stats(b)->evacuated, before,
 		     "evacuated a hole the write did not touch (the handed-up "
 		     "datagram's own, or one just past the range)");
+}
+
+/*
+ * How many a receive asks for: one at a time after a receive that found
+ * none (a ping-pong: asking for more costs the kernel an empty look at the
+ * queue per datagram), a whole batch once a receive got all it asked for,
+ * and one again after a receive that drained the queue.
+ */
+static void test_batch(struct usb4_udp_sock *a, struct usb4_udp_sock *b)
+{
+	static struct got g;
+	int polled;
+
+	memset(&g, 0, sizeof(g));
+	plan.count = 0;
+	CHECK_EQ_MSG(usb4_udp_poll(b, place, on_rx, &g, 8), 0,
+		     "an idle socket handed something up");
+	for (int i = 0; i < 5; i++)
+		send_pattern(a, b, 100, (unsigned) (20 + i));
+	CHECK_EQ_MSG(usb4_udp_poll(b, place, on_rx, &g, 8), 1,
+		     "after an empty receive, one asks for one datagram");
+	CHECK_EQ_MSG(usb4_udp_poll(b, place, on_rx, &g, 8), 4,
+		     "after a receive that got all it asked for, one asks for "
+		     "a batch (and takes the 4 queued)");
+	for (int i = 0; i < 3; i++)
+		send_pattern(a, b, 100, (unsigned) (30 + i));
+	polled = usb4_udp_poll(b, place, on_rx, &g, 8);
+	CHECK_EQ_MSG(polled, 1, "after a receive that drained the queue (4 of "
+		     "8), one asks for one datagram again");
+	polled += usb4_udp_poll(b, place, on_rx, &g, 2);
+	CHECK_EQ_MSG(polled, 3, "a batch is bounded by the budget");
+	CHECK_EQ(g.n, 8);
+	for (int i = 0; i < 8; i++)
+		CHECK_MSG(is_pattern(g.data[i], 100, i < 5 ? 20 + i : 25 + i),
+			  "datagram %d arrives wrong or out of order", i);
+	CHECK_EQ(usb4_udp_batch_next(1, -1, 8), 1);
+	CHECK_EQ(usb4_udp_batch_next(1, 0, 8), 1);
+	CHECK_EQ(usb4_udp_batch_next(8, 8, 8), 8);
+	CHECK_EQ(usb4_udp_batch_next(8, 7, 8), 1);
 }
 
 /* Addresses, sizes, budgets, counters, and what the socket refuses. */
@@ -455,6 +514,7 @@ int main(void)
 	test_holes(a, b);
 	test_evacuate(a, b);
 	test_evacuate_misses(a, b);
+	test_batch(a, b);
 	usb4_udp_sock_close(a);
 	usb4_udp_sock_close(b);
 	test_datagram_max();

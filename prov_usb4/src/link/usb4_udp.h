@@ -118,9 +118,20 @@ int usb4_udp_sock_fd(const struct usb4_udp_sock *sock);
 int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 		  const struct iovec *iov, int count);
 /* Takes up to budget datagrams without blocking; returns how many.  place
- * (may be NULL) is asked for holes first. */
+ * (may be NULL) is asked for holes first.  It asks the kernel for as many
+ * as usb4_udp_batch_next says. */
 int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
 		  usb4_udp_rx_fn fn, void *arg, int budget);
+/* How many datagrams a receive asks for after one that asked for want and
+ * got got (negative: an error): one while they come one at a time (a
+ * ping-pong), since every datagram a receive asks for beyond those queued
+ * costs the kernel one more, empty, look at the queue; the whole batch
+ * once a receive filled what it asked for (a stream). */
+static inline int usb4_udp_batch_next(int want, int got, int batch)
+{
+	return got > 0 && got >= want ? batch : 1;
+}
+
 /*
  * From inside usb4_udp_poll's rx callback: the caller is about to write
  * [dest, dest + len), or to forget it.  Datagrams of the batch not handed up

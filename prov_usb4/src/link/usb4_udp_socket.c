@@ -46,6 +46,7 @@ struct usb4_udp_sock {
 	 * still to go (usb4_udp_evacuate). */
 	struct rx_dgram batch[USB4_UDP_BATCH];
 	int batch_count, batch_next;
+	int rx_want;			/* datagrams the next recvmmsg asks for */
 	usb4_udp_unreach_fn unreach;	/* hears of ICMP port unreachable */
 	void *unreach_arg;
 	struct usb4_udp_sock_stats stats;
@@ -206,6 +207,7 @@ int usb4_udp_sock_open_at(struct usb4_udp_sock **sockp,
 	memcpy(sock->ifname, iface->name, sizeof(sock->ifname));
 	sock->ifname[sizeof(sock->ifname) - 1] = '\0';
 	sock->bufs = malloc(USB4_UDP_BATCH * sock->datagram_max);
+	sock->rx_want = 1;
 	sock->held = malloc(sock->datagram_max);
 	if (!sock->bufs || !sock->held) {
 		ret = -FI_ENOMEM;
@@ -477,7 +479,7 @@ int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
 	struct usb4_udp_hole holes[USB4_UDP_BATCH];
 	struct sockaddr_storage from[USB4_UDP_BATCH];
 	struct rx_dgram *d = sock->batch;
-	int want = budget < USB4_UDP_BATCH ? budget : USB4_UDP_BATCH;
+	int want = budget < sock->rx_want ? budget : sock->rx_want;
 	int nholes = place ? place(arg, holes, want) : 0;
 	int got;
 
@@ -493,6 +495,7 @@ int usb4_udp_poll(struct usb4_udp_sock *sock, usb4_udp_place_fn place,
 	/* A pending ICMP error fails the receive once; the datagrams wait. */
 	if (got < 0 && took_errors(sock, errno))
 		got = recvmmsg(sock->fd, msgs, want, MSG_DONTWAIT, NULL);
+	sock->rx_want = usb4_udp_batch_next(want, got, USB4_UDP_BATCH);
 	if (got <= 0)
 		return 0;
 	for (int i = 0; i < got; i++) {
