@@ -117,6 +117,7 @@ struct usb4_cq {
 	uint64_t empty_since_ns;	/* a run of empty reads began, or
 					 * its latest yield */
 	uint64_t last_empty_ns;		/* the latest empty read */
+	bool handed_out;		/* the latest read returned entries */
 	atomic_int ref;
 };
 

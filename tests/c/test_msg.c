@@ -1140,6 +1140,38 @@ static void test_cq_formats(void)
 	}
 }
 
+/*
+ * A read right after one that returned entries answers from the CQ alone
+ * (MPI reads until empty before acting: polling the links again would only
+ * delay it); the read after that progresses, so nothing is left behind.
+ */
+static void test_read_after_entries(void)
+{
+	struct pair p;
+	struct fi_cq_tagged_entry e;
+	char rctx[2];
+
+	CHECK_EQ(pair_open(&p, &DEFAULT_OPTS), 0);
+	if (!p.ep[1])
+		goto out;
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(fi_trecv(p.ep[1], rbuf + 64 * i, 64, NULL,
+				  FI_ADDR_UNSPEC, 10 + i, 0, &rctx[i]), 0);
+	CHECK_EQ(fi_tinject(p.ep[0], sbuf, 8, p.addr[1], 10), 0);
+	CHECK_EQ(read_tagged(p.cq[1], &e), 1);
+	CHECK(e.op_context == &rctx[0]);
+	CHECK_EQ(fi_tinject(p.ep[0], sbuf, 8, p.addr[1], 11), 0);
+	CHECK_EQ_MSG(fi_cq_read(p.cq[1], &e, 1), -FI_EAGAIN,
+		     "the read right after one that returned an entry "
+		     "progressed the endpoint");
+	CHECK_EQ_MSG(fi_cq_read(p.cq[1], &e, 1), 1,
+		     "the read after that did not progress the endpoint");
+	CHECK(e.op_context == &rctx[1]);
+	CHECK(cq_empty(p.cq[1]));
+out:
+	pair_close(&p);
+}
+
 /* ---- AV ----------------------------------------------------------------- */
 
 static void test_av(enum fi_av_type av_type)
@@ -1643,6 +1675,7 @@ int main(void)
 	test_selective_counters();
 	test_delivery_complete();
 	test_cq_formats();
+	test_read_after_entries();
 	test_av(FI_AV_MAP);
 	test_av(FI_AV_TABLE);
 	test_bad_input();

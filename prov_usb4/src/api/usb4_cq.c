@@ -29,13 +29,30 @@ static void write_entry(const struct usb4_cq *cq, void *dst,
 	memcpy(dst, &t, cq->entry_size);
 }
 
+/*
+ * Whether a read progresses the endpoints first.  Not right after a read
+ * that returned entries: MPI's progress loop reads until the CQ is empty
+ * before it acts on what it got, and that read polled every link an
+ * instant ago, so polling them again (a system call on the udp link) only
+ * delays the answer a ping-pong waits for.  The read after that one
+ * progresses, as does every read of a caller that finds nothing.
+ */
+static bool read_progresses(struct usb4_cq *cq)
+{
+	bool skip = cq->handed_out;
+
+	cq->handed_out = false;
+	return !skip;
+}
+
 static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 				  fi_addr_t *src_addr)
 {
 	const struct usb4_cqe *e;
 	size_t n = 0;
 
-	usb4_ep_set_progress(&cq->eps);
+	if (read_progresses(cq))
+		usb4_ep_set_progress(&cq->eps);
 	if (usb4_cq_queue_peek_err(&cq->queue))
 		return -FI_EAVAIL;
 	while (n < count && (e = usb4_cq_queue_peek(&cq->queue))) {
@@ -45,6 +62,7 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 		usb4_cq_queue_pop(&cq->queue);
 		n++;
 	}
+	cq->handed_out = n > 0;
 	return n ? (ssize_t) n : -FI_EAGAIN;
 }
 
