@@ -88,6 +88,7 @@ struct usb4_params {
 					 * unless it answers within this */
 	int rail_timeout_ms;	/* silence that retires one of several rails
 				 * to a udp peer */
+	bool udp_gso;		/* batch small datagrams with UDP GSO */
 };
 
 extern struct usb4_params usb4_params;

@@ -130,6 +130,11 @@ void usb4_params_define(void)
 			"and its frames go on the others; keep it well below "
 			"FI_USB4_PEER_TIMEOUT (default: %d)",
 			usb4_params.rail_timeout_ms);
+	fi_param_define(&usb4_prov, "udp_gso", FI_PARAM_BOOL,
+			"On interfaces of small frames (MTU up to 16 KiB), "
+			"send runs of datagrams to a peer on another host in "
+			"one system call with UDP GSO where the kernel offers "
+			"it (default: %d)", (int) usb4_params.udp_gso);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -194,6 +199,8 @@ void usb4_params_init(void)
 	fi_param_get_str(&usb4_prov, "faults", &usb4_params.faults);
 	fi_param_get_str(&usb4_prov, "auth_key", &usb4_params.auth_key);
 	fi_param_get_str(&usb4_prov, "auth_key_file", &usb4_params.auth_key_file);
+	if (fi_param_get_bool(&usb4_prov, "udp_gso", &spin) == FI_SUCCESS)
+		usb4_params.udp_gso = spin != 0;
 	if (fi_param_get_int(&usb4_prov, "rail_timeout_ms", &spin) ==
 	    FI_SUCCESS && spin > 0)
 		usb4_params.rail_timeout_ms = spin;

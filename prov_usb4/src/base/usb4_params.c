@@ -32,4 +32,5 @@ struct usb4_params usb4_params = {
 	.keepalive_ms = 1000,
 	.unreachable_confirm_ms = 300,
 	.rail_timeout_ms = 500,
+	.udp_gso = true,
 };

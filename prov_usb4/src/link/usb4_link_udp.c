@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "usb4_udp.h"
+#include "usb4_udp_gso.h"
 #include "usb4_udp_rails.h"
 #include "usb4_rel.h"
 #include "../wire.h"
@@ -312,14 +313,15 @@ static uint64_t rails_nobufs(const struct usb4_udp_rails *r)
 static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 {
 	struct usb4_udp_session *s = ctx;
-	uint64_t nobufs = rails_nobufs(&s->link->rails);
+	uint64_t nobufs = rails_nobufs(&s->link->rails), now = usb4_now_ns();
 	int ret;
 
-	ret = usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count,
-				  usb4_now_ns());
+	/* One clock read per datagram: the send takes microseconds at most,
+	 * the judge counts in 100 ms. */
+	ret = usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count, now);
 	return usb4_udp_mtu_judge(&s->mtu, usb4_iov_len(iov, (size_t) count),
 				  ret, rails_nobufs(&s->link->rails) != nobufs,
-				  usb4_now_ns());
+				  now);
 }
 
 static uint32_t rel_path_max(void *ctx)
@@ -409,6 +411,16 @@ static void rails_timer(struct usb4_udp_link *l, struct usb4_udp_session *s,
 	for (int i = 0; probe; i++, probe >>= 1)
 		if (probe & 1)
 			rails_ack(s, i);
+}
+
+/* Datagrams rel's sends left batched on the rails' sockets go now (all,
+ * or only_ended: batches a shorter datagram closed, the end of a message
+ * or a lone frame; a stream of full ones goes when 64 KiB of it are there
+ * or at the end of the poll). */
+static void flush_sends(struct usb4_udp_link *l, bool only_ended)
+{
+	for (int i = 0; i < l->rails.count; i++)
+		usb4_udp_sock_flush(l->rails.rail[i].sock, only_ended);
 }
 
 /* After every rel call on s: its timer may be due sooner; a peer that
@@ -683,6 +695,7 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	ret = usb4_rel_send_ref(s->rel, usb4_now_ns(), iov, count, nref, owner,
 				&io);
 	session_after(l, s);
+	flush_sends(l, true);
 	return ret;
 }
 
@@ -698,6 +711,7 @@ static void udp_release(struct usb4_link *link, struct usb4_link_dest *dest,
 	struct usb4_udp_link *l = udp_of(link);
 	struct usb4_udp_session *s = session_find(l, dest->id);
 
+	flush_sends(l, false);	/* a batch may still point at those buffers */
 	if (s)
 		l->stats.ref_copies += usb4_rel_copy_refs(s->rel, owner);
 }
@@ -944,6 +958,8 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 		return;
 	io = rel_io(s);
 	now = usb4_now_ns();
+	/* An ack frees what it covers: nothing batched may point there. */
+	flush_sends(l, false);
 	l->in_rel = true;
 	/* What rel refuses it counts among its drops. */
 	ret = usb4_rel_input_v(s->rel, now, dgram, count, &io);
@@ -971,6 +987,7 @@ static void run_timers(struct usb4_udp_link *l, uint64_t now)
 {
 	if (now < l->next_due)
 		return;
+	flush_sends(l, false);	/* as before an ack (on_datagram) */
 	l->next_due = UINT64_MAX;
 	for (size_t i = 0; i < l->cap; i++) {
 		struct usb4_udp_session *s = l->hash[i];
@@ -1059,6 +1076,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 							  USB4_UDP_POLL_BUDGET);
 	hint_unreachable(l);
 	run_timers(l, usb4_now_ns());
+	flush_sends(l, false);
 	reap_sessions(l);
 	return n;
 }
@@ -1084,6 +1102,7 @@ static int64_t udp_timer_us(const struct usb4_link *link)
 /* The socket is level-triggered: nothing to arm. */
 static bool udp_sleep_begin(struct usb4_link *link)
 {
+	flush_sends(udp_of(link), false);
 	return true;
 }
 
@@ -1188,6 +1207,26 @@ static void log_rails(const struct usb4_udp_link *l)
 	usb4_udp_rails_log(&l->rails, live);
 }
 
+/* Send batching (usb4_udp_gso.h), one line per rail that batched. */
+static void log_gso(const struct usb4_udp_link *l)
+{
+	for (int i = 0; i < l->rails.count; i++) {
+		const struct usb4_udp_gso_stats *g =
+			usb4_udp_sock_gso_stats(l->rails.rail[i].sock);
+
+		if (!g->sends && !g->refused && !g->piecemeal)
+			continue;
+		USB4_INFO(FI_LOG_EP_DATA, "udp: gso rail %d; gso sends %llu "
+			  "gso datagrams %llu gso waits %llu gso piecemeal %llu "
+			  "gso lost %llu gso refused %d\n", i,
+			  (unsigned long long) g->sends,
+			  (unsigned long long) g->datagrams,
+			  (unsigned long long) g->waits,
+			  (unsigned long long) g->piecemeal,
+			  (unsigned long long) g->lost, (int) g->refused);
+	}
+}
+
 /* What the socket and rel saw, logged at close. */
 static void log_stats(const struct usb4_udp_link *l)
 {
@@ -1197,6 +1236,7 @@ static void log_stats(const struct usb4_udp_link *l)
 
 	sock_stats_sum(l, k);
 	log_rails(l);
+	log_gso(l);
 	for (size_t i = 0; i < l->cap; i++)
 		if (l->hash[i])
 			stats_add(&sum, usb4_rel_stats(l->hash[i]->rel));
@@ -1291,6 +1331,7 @@ static void send_fins(struct usb4_udp_link *l)
 			usb4_rel_fin(s->rel, &io);
 		}
 	}
+	flush_sends(l, false);
 }
 
 /* Peers that sent us frames linger until they hear we have them. */
@@ -1305,6 +1346,7 @@ static void ack_all(struct usb4_udp_link *l)
 		io = rel_io(s);
 		usb4_rel_ack_now(s->rel, &io);
 	}
+	flush_sends(l, false);
 }
 
 static void udp_close(struct usb4_link *link)

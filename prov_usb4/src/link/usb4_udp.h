@@ -117,6 +117,22 @@ int usb4_udp_sock_fd(const struct usb4_udp_sock *sock);
 /* Sends one datagram; -FI_EAGAIN when the socket buffer is full. */
 int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 		  const struct iovec *iov, int count);
+/* The same, but the datagram may wait in the socket's batch (UDP GSO on an
+ * interface of small frames, usb4_udp_gso.h) until usb4_udp_sock_flush,
+ * which the caller owes before the pieces' buffers may change (rel's
+ * payloads stay until acked: the link flushes before each datagram it
+ * hands rel, before rel's timers, and at the end of a poll):
+ * 0 then says only that it was taken; a batch the kernel refuses is a
+ * loss. */
+int usb4_udp_send_more(struct usb4_udp_sock *sock,
+		       const struct usb4_udp_addr *to, const struct iovec *iov,
+		       int count);
+/* Sends what usb4_udp_send_more batched (only_ended: only a batch that a
+ * shorter datagram closed, which nothing can extend). */
+void usb4_udp_sock_flush(struct usb4_udp_sock *sock, bool only_ended);
+struct usb4_udp_gso_stats;
+const struct usb4_udp_gso_stats *
+usb4_udp_sock_gso_stats(const struct usb4_udp_sock *sock);
 /* Takes up to budget datagrams without blocking; returns how many.  place
  * (may be NULL) is asked for holes first.  It asks the kernel for as many
  * as usb4_udp_batch_next says. */

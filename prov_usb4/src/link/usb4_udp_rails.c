@@ -373,8 +373,8 @@ static int path_send(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 {
 	struct usb4_udp_path *path = &p->path[i];
 	struct usb4_udp_rail_stats *st = &r->rail[path->rail].stats;
-	int ret = usb4_udp_send(r->rail[path->rail].sock, &path->to, iov,
-				count);
+	int ret = usb4_udp_send_more(r->rail[path->rail].sock, &path->to,
+				     iov, count);
 
 	if (ret) {
 		if (ret != -FI_EAGAIN)

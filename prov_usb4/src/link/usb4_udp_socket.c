@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "usb4_udp.h"
+#include "usb4_udp_gso.h"
 
 #define USB4_UDP_BATCH		8	/* datagrams per recvmmsg */
 #define USB4_UDP_MAX		65507	/* largest UDP payload over IPv4 */
@@ -50,6 +51,7 @@ struct usb4_udp_sock {
 	usb4_udp_unreach_fn unreach;	/* hears of ICMP port unreachable */
 	void *unreach_arg;
 	struct usb4_udp_sock_stats stats;
+	struct usb4_udp_gso gso;	/* datagrams batched for one send */
 };
 
 /* ---- addresses ---- */
@@ -215,6 +217,9 @@ int usb4_udp_sock_open_at(struct usb4_udp_sock **sockp,
 	}
 	sock->fd = -1;
 	ret = bind_socket(sock, iface, port);
+	if (!ret)
+		ret = usb4_udp_gso_init(&sock->gso, sock->fd,
+					sock->datagram_max, usb4_params.udp_gso);
 	if (ret)
 		goto err_close_fd;
 	if (faults) {
@@ -242,6 +247,8 @@ void usb4_udp_sock_close(struct usb4_udp_sock *sock)
 {
 	if (!sock)
 		return;
+	usb4_udp_sock_flush(sock, false);
+	usb4_udp_gso_fini(&sock->gso);
 	close(sock->fd);
 	free(sock->bufs);
 	free(sock->held);
@@ -314,6 +321,7 @@ int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 		.msg_iovlen = count,
 	};
 
+	usb4_udp_sock_flush(sock, false);	/* what was batched goes first */
 	/* A pending ICMP error fails the send once, unsent: report, retry. */
 	if (sendmsg(sock->fd, &msg, 0) >= 0 ||
 	    (took_errors(sock, errno) && sendmsg(sock->fd, &msg, 0) >= 0)) {
@@ -326,6 +334,44 @@ int usb4_udp_send(struct usb4_udp_sock *sock, const struct usb4_udp_addr *to,
 		return -FI_EAGAIN;
 	}
 	return errno == EMSGSIZE ? -FI_EMSGSIZE : -FI_EIO;
+}
+
+int usb4_udp_send_more(struct usb4_udp_sock *sock,
+		       const struct usb4_udp_addr *to, const struct iovec *iov,
+		       int count)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	if (!sock->gso.on)
+		return usb4_udp_send(sock, to, iov, count);
+	len = usb4_udp_sockaddr(to, &ss);
+	if (!usb4_udp_gso_add(&sock->gso, sock->fd, &ss, len, iov, count))
+		return usb4_udp_send(sock, to, iov, count);
+	sock->stats.sent++;
+	return 0;
+}
+
+void usb4_udp_sock_flush(struct usb4_udp_sock *sock, bool only_ended)
+{
+	int ret;
+
+	if (!usb4_udp_gso_pending(&sock->gso) ||
+	    (only_ended && !sock->gso.closed))
+		return;
+	ret = usb4_udp_gso_flush(&sock->gso, sock->fd);
+	if (ret && took_errors(sock, -ret))
+		ret = usb4_udp_gso_flush(&sock->gso, sock->fd);
+	if (ret) {
+		sock->stats.send_again += ret == -EAGAIN || ret == -ENOBUFS;
+		usb4_udp_gso_piecemeal(&sock->gso, sock->fd);
+	}
+}
+
+const struct usb4_udp_gso_stats *
+usb4_udp_sock_gso_stats(const struct usb4_udp_sock *sock)
+{
+	return &sock->gso.stats;
 }
 
 /* ---- receiving, in pieces ---- */
