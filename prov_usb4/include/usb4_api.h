@@ -116,7 +116,9 @@ struct usb4_cq {
 	bool signaled;			/* fi_cq_signal: end one sread */
 	uint64_t empty_since_ns;	/* a run of empty reads began, or
 					 * its latest yield */
-	uint64_t last_empty_ns;		/* the latest empty read */
+	uint64_t last_empty_ns;		/* the latest empty read that read
+					 * the clock */
+	unsigned empty_reads;		/* in the run, to sample the clock */
 	bool handed_out;		/* the latest read returned entries */
 	atomic_int ref;
 };

@@ -68,6 +68,9 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 
 /* Empty reads closer together than this are a caller spinning on the CQ. */
 #define USB4_TIGHT_LOOP_NS	(20 * 1000)
+/* Empty reads per look at the clock: a look costs as much as the rest of an
+ * empty read, which a caller spinning on the CQ repeats back to back. */
+#define USB4_SPIN_CLOCK_EVERY	16
 
 /*
  * MPI's progress loop calls fi_cq_read back to back.  With as many busy
@@ -77,16 +80,18 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
  * caller has spun on an empty CQ for yield_us, an empty read yields the
  * CPU, at most once per yield_us: at once back when nothing else is
  * runnable, and a CQ that stays idle beside a busy one costs its loop one
- * system call per yield_us.
+ * system call per yield_us.  The clock is read on one empty read in
+ * USB4_SPIN_CLOCK_EVERY: a run whose samples lie closer together than that
+ * many tight-loop gaps is a spin.
  */
 static bool spun_too_long(struct usb4_cq *cq)
 {
 	uint64_t now, every = (uint64_t) usb4_params.yield_us * 1000;
 
-	if (!every)
+	if (!every || ++cq->empty_reads % USB4_SPIN_CLOCK_EVERY)
 		return false;
 	now = usb4_now_ns();
-	if (now - cq->last_empty_ns > USB4_TIGHT_LOOP_NS)
+	if (now - cq->last_empty_ns > USB4_SPIN_CLOCK_EVERY * USB4_TIGHT_LOOP_NS)
 		cq->empty_since_ns = now;
 	cq->last_empty_ns = now;
 	if (now - cq->empty_since_ns < every)
@@ -106,8 +111,10 @@ static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 	ret = cq_readfrom_locked(cq, buf, count, src_addr);
 	/* Something came: the caller acts on it before it reads again, so the
 	 * next empty read starts a new spin. */
-	if (ret != -FI_EAGAIN)
+	if (ret != -FI_EAGAIN) {
 		cq->last_empty_ns = 0;
+		cq->empty_reads = 0;
+	}
 	/* The spin is the CQ's state, kept under its lock; the yield is not. */
 	yield = ret == -FI_EAGAIN && spun_too_long(cq);
 	usb4_lock_release(&cq->domain->lock);

@@ -1,0 +1,108 @@
+/*
+ * A caller spinning on an empty CQ pays for no clock reads, yet still
+ * yields the CPU: an MPI rank waits for a same-host message by calling
+ * fi_cq_read back to back, and every cycle of an empty read delays the
+ * moment it sees the message.  Reading the clock cost as much as the rest of
+ * an empty read (the CQ's spin detection and the idle udp link each read it
+ * on every call).  The endpoint has an idle udp link (FI_USB4_IFACE=lo, as
+ * MPI jobs on one host run) beside its shm link.
+ *
+ * This program counts clock_gettime and sched_yield calls by defining them
+ * itself (the provider's calls bind to the executable's definitions first)
+ * and passing them on to the C library's.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+#include <time.h>
+
+#include <rdma/fi_tagged.h>
+
+#include "usb4_test.h"
+#include "usb4_fixture.h"
+
+#define READS		200000
+/* FI_USB4_YIELD_US, set below: an empty read yields once per period of
+ * spinning. */
+#define YIELD_US	20
+
+static atomic_bool counting;
+static atomic_ulong clock_reads, yields;
+
+__attribute__((visibility("default")))
+int clock_gettime(clockid_t id, struct timespec *ts)
+{
+	static int (*real)(clockid_t, struct timespec *);
+
+	if (!real)
+		real = (int (*)(clockid_t, struct timespec *))
+			dlsym(RTLD_NEXT, "clock_gettime");
+	if (atomic_load_explicit(&counting, memory_order_relaxed))
+		atomic_fetch_add(&clock_reads, 1);
+	return real(id, ts);
+}
+
+__attribute__((visibility("default")))
+int sched_yield(void)
+{
+	static int (*real)(void);
+
+	if (!real)
+		real = (int (*)(void)) dlsym(RTLD_NEXT, "sched_yield");
+	if (atomic_load_explicit(&counting, memory_order_relaxed))
+		atomic_fetch_add(&yields, 1);
+	return real();
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+int main(void)
+{
+	struct fx a = { 0 }, b = { 0 };
+	struct fi_cq_data_entry e;
+	uint64_t t0, ns, periods;
+	unsigned long reads, yielded;
+	int bad = 0;
+
+	setenv("FI_USB4_IFACE", "lo", 1);
+	setenv("FI_USB4_YIELD_US", "20", 1);
+	CHECK_EQ(fx_open(&a, FI_TAGGED, 0), 0);
+	CHECK_EQ(fx_open(&b, FI_TAGGED, 0), 0);
+	CHECK(fx_insert(&a, b.addr) != FI_ADDR_NOTAVAIL);
+	t0 = now_ns();
+	atomic_store(&counting, true);
+	for (int i = 0; i < READS; i++)
+		bad += fi_cq_read(a.cq, &e, 1) != -FI_EAGAIN;
+	atomic_store(&counting, false);
+	ns = now_ns() - t0;
+	reads = atomic_load(&clock_reads);
+	yielded = atomic_load(&yields);
+	periods = ns / (YIELD_US * 1000);
+	printf("# %d empty reads in %llu us: %lu clock reads, %lu yields "
+	       "(%llu yield periods)\n", READS, (unsigned long long) (ns / 1000),
+	       reads, yielded, (unsigned long long) periods);
+	CHECK_EQ(bad, 0);
+	/* Before: two per read.  The progress thread may read it a few
+	 * times meanwhile. */
+	CHECK_MSG(reads <= READS / 4, "%lu clock reads for %d empty reads",
+		  reads, READS);
+	/* Still one yield per period of spinning (give or take a sampling
+	 * step and the time the yields themselves took). */
+	CHECK_MSG(yielded >= periods / 4 && yielded <= periods + 1,
+		  "%lu yields in %llu periods of %d us", yielded,
+		  (unsigned long long) periods, YIELD_US);
+	fx_close(&a);
+	fx_close(&b);
+	return usb4_test_done("test_spin_clock");
+}
