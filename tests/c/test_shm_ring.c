@@ -49,7 +49,7 @@
 struct ring_head {
 	uint64_t magic;
 	uint16_t proto;
-	uint16_t reserved;
+	uint16_t flags;
 	uint32_t features;
 	uint32_t nslots;
 	uint32_t slot_size;
@@ -114,6 +114,10 @@ struct test_ring {
 	uint64_t nonce;
 };
 
+/* Rings made say their sleepers fence for registered producers
+ * (membarrier); the bell's tests run both ways. */
+static bool expedited_rings;
+
 static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
 		     uint64_t nonce)
 {
@@ -127,7 +131,8 @@ static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
 	r->own = mem;
 	if (pipe2(r->bell, O_NONBLOCK | O_CLOEXEC))
 		return -1;
-	usb4_shm_ring_init(r->own, slots, frame_max, nonce, r->bell[1]);
+	usb4_shm_ring_init(r->own, slots, frame_max, nonce, r->bell[1],
+			   expedited_rings);
 	r->peer = usb4_test_map_proc_fd(getpid(), r->fd, &r->peer_len);
 	return r->peer ? 0 : -1;
 }
@@ -171,11 +176,12 @@ static bool ring_layout_known(struct test_ring *r)
 {
 	struct ring_head *h = (struct ring_head *) r->peer;
 
-	CHECK_MSG(h->proto == USB4_WIRE_VERSION && h->reserved == 0 &&
+	CHECK_MSG(h->proto == USB4_WIRE_VERSION &&
+		  h->flags == (expedited_rings ? 1 : 0) &&
 		  h->owner_pid == (uint32_t) getpid() &&
 		  h->nonce == r->nonce && h->bell == r->bell[1],
 		  "the inbox head no longer starts with magic, proto, "
-		  "reserved, features, nslots, slot_size, owner_pid, bell, "
+		  "flags, features, nslots, slot_size, owner_pid, bell, "
 		  "nonce: a peer of another version cannot read its version "
 		  "(or struct ring_head here is stale)");
 	return h->proto == USB4_WIRE_VERSION && h->nonce == r->nonce;
@@ -621,6 +627,105 @@ static void test_child_producer(void)
 		  "the producer failed (status %#x: 2 ring refused, 3 bell "
 		  "not opened, 4 no go)", status);
 	close(pipefd[1]);
+	ring_free(&r);
+}
+
+/* ---- no lost wakeup: an owner that sleeps between a producer's frames ---- */
+
+#define RACE_FRAMES	4000
+
+/* Spins for about us microseconds: gaps short enough that the owner goes
+ * to sleep just as the next frame comes. */
+static void spin_us(unsigned us)
+{
+	double end = now_s() + us * 1e-6;
+
+	while (now_s() < end)
+		;
+}
+
+static void child_race(pid_t owner, int ring_fd, int bell_fd, uint64_t nonce)
+{
+	struct usb4_shm_sender self = { .id = CHILD_ID, .pid = getpid() };
+	struct usb4_shm_ring *ring;
+	char path[64];
+	size_t len;
+	int bell;
+
+	ring = usb4_test_map_proc_fd(owner, ring_fd, &len);
+	if (!ring || usb4_shm_ring_check(ring, len, nonce, owner))
+		usb4_test_child_exit(2);
+	snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int) owner, bell_fd);
+	bell = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+	if (bell < 0)
+		usb4_test_child_exit(3);
+	for (uint64_t seq = 0; seq < RACE_FRAMES; seq++) {
+		struct iovec iov = { &seq, sizeof(seq) };
+
+		spin_us((unsigned) (seq * 7919) % 40);
+		while (usb4_shm_ring_post(ring, bell, &self, &iov, 1) ==
+		       -FI_EAGAIN)
+			sched_yield();
+	}
+	usb4_test_child_exit(0);
+}
+
+/*
+ * Every frame posted while the owner sleeps wakes it: the owner sleeps on
+ * the bell whenever its ring is empty, with a timeout far beyond the
+ * producer's gaps; a sleep that times out with a frame in the ring is a
+ * lost wakeup (a producer that missed the sleeper, or a sleeper that
+ * missed the frame).  Frames arrive in order.
+ */
+static void test_no_lost_wakeup(void)
+{
+	struct test_ring r;
+	struct usb4_shm_sender from;
+	uint64_t next = 0, bad = 0, lost = 0, sleeps = 0;
+	int status;
+	double t0;
+	pid_t pid;
+
+	CHECK_EQ(ring_make(&r, 8, 64, usb4_random64()), 0);
+	if (!r.peer) {
+		ring_free(&r);
+		return;
+	}
+	pid = usb4_test_fork();
+	if (pid == 0)
+		child_race(getppid(), r.fd, r.bell[1], r.nonce);
+	t0 = now_s();
+	while (next < RACE_FRAMES && now_s() - t0 < 30.0) {
+		struct pollfd p = { .fd = r.bell[0], .events = POLLIN };
+		uint64_t seq;
+		size_t len;
+		const void *f = peek_from(r.own, &len, &from);
+
+		if (f) {
+			memcpy(&seq, f, sizeof(seq));
+			bad += len != sizeof(seq) || seq != next;
+			next++;
+			usb4_shm_ring_pop(r.own);
+			continue;
+		}
+		if (!usb4_shm_ring_sleep_begin(r.own, r.bell[0]))
+			continue;
+		sleeps++;
+		if (poll(&p, 1, 500) == 0 && peek_from(r.own, &len, &from))
+			lost++;
+		usb4_shm_ring_sleep_end(r.own);
+	}
+	printf("# %s ring: %llu frames, %llu sleeps, %llu lost wakeups\n",
+	       expedited_rings ? "expedited" : "fencing",
+	       (unsigned long long) next, (unsigned long long) sleeps,
+	       (unsigned long long) lost);
+	CHECK_EQ_MSG(next, RACE_FRAMES, "frames received");
+	CHECK_EQ_MSG(bad, 0, "frames out of order or damaged");
+	CHECK_EQ_MSG(lost, 0, "sleeps a posted frame did not end");
+	CHECK_MSG(sleeps > 0, "the owner never slept: the race was not run");
+	CHECK_EQ(waitpid(pid, &status, 0), pid);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the producer failed (status %#x)", status);
 	ring_free(&r);
 }
 
@@ -1231,11 +1336,21 @@ static void test_no_residue(void)
 
 int main(void)
 {
-	alarm(60);
+	alarm(120);
 	test_ring_check();
 	test_ring_frames();
-	test_ring_bell();
-	test_child_producer();
+	for (int expedited = 0; expedited < 2; expedited++) {
+		expedited_rings = expedited;
+		test_ring_bell();
+		test_child_producer();
+		test_no_lost_wakeup();
+		if (!usb4_shm_fence_can_expedite()) {
+			printf("# no membarrier here: expedited rings not "
+			       "tested\n");
+			break;
+		}
+	}
+	expedited_rings = usb4_shm_fence_can_expedite();
 	test_cma();
 	test_link_ops();
 	test_no_residue();

@@ -207,7 +207,8 @@ static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **lin
 	if (pipe2(l->bell, O_NONBLOCK | O_CLOEXEC))
 		l->bell[0] = l->bell[1] = -1;
 	usb4_shm_ring_init(l->ring, usb4_params.ring_slots, frame_max,
-			   cfg->ep_id, l->bell[1]);
+			   cfg->ep_id, l->bell[1],
+			   usb4_shm_fence_can_expedite());
 	l->self = (struct usb4_shm_sender) {
 		.id = cfg->ep_id, .pid = usb4_pid(), .inbox_fd = l->fd,
 	};

@@ -35,8 +35,11 @@ struct usb4_shm_sender {
 };
 
 size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max);
+/* expedited: the owner's sleepers fence for registered producers
+ * (usb4_shm_fence.c); say so only when usb4_shm_fence_can_expedite(). */
 void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
-			size_t frame_max, uint64_t nonce, int bell);
+			size_t frame_max, uint64_t nonce, int bell,
+			bool expedited);
 /* Checks a mapped ring of another process before trusting it: 0,
  * -FI_EADDRNOTAVAIL (not the inbox addressed), -FI_ECONNREFUSED (another
  * protocol version: logged with both), -FI_EINVAL (malformed). */
@@ -65,9 +68,10 @@ const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
 void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
 			       struct usb4_shm_sender *from);
 void usb4_shm_ring_pop(struct usb4_shm_ring *ring);
-/* Sleeping: begin returns false when a frame waits; otherwise producers
- * ring the bell (bell: its read end) until end.  Any number of threads
- * may sleep at once. */
+/* Sleeping: begin returns false when a frame waits (or, on an expedited
+ * ring, when the barrier for producers failed); otherwise producers ring
+ * the bell (bell: its read end) until end.  Any number of threads may
+ * sleep at once. */
 bool usb4_shm_ring_sleep_begin(struct usb4_shm_ring *ring, int bell);
 void usb4_shm_ring_sleep_end(struct usb4_shm_ring *ring);
 
@@ -75,6 +79,16 @@ void usb4_shm_ring_sleep_end(struct usb4_shm_ring *ring);
 void usb4_shm_ring_count_rma(struct usb4_shm_ring *ring, bool write);
 void usb4_shm_ring_rma_counts(const struct usb4_shm_ring *ring,
 			      uint64_t *writes, uint64_t *reads);
+
+/* ---- the asymmetric fence (usb4_shm_fence.c) ---- */
+
+/* The kernel offers membarrier's global expedited barrier. */
+bool usb4_shm_fence_can_expedite(void);
+/* This process is registered for it (registers on first call). */
+bool usb4_shm_fence_registered(void);
+/* A full barrier on every running thread of every registered process:
+ * 0 or -errno. */
+int usb4_shm_fence_expedite(void);
 
 /* ---- cross memory attach (usb4_link_cma.c) ---- */
 

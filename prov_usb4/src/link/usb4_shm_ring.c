@@ -24,6 +24,9 @@
  *     is non-zero writes a byte to the bell.  Either the sleeper sees the frame or
  *     the producer sees the sleeper; a sleeper that drained a signal meant
  *     for another has seen the frame itself and handles it.
+ *   - On an expedited ring (USB4_SHM_EXPEDITED in flags) the sleeper's
+ *     fence is membarrier's, which fences every registered producer too: a
+ *     registered producer needs only a compiler barrier (usb4_shm_fence.c).
  */
 #include <errno.h>
 #include <pthread.h>
@@ -38,11 +41,13 @@
 
 #define USB4_SHM_MAGIC		0x314d485334425355ull	/* "USB4SHM1" */
 #define USB4_SHM_CACHELINE	64
+/* flags: the owner's sleepers fence for registered producers. */
+#define USB4_SHM_EXPEDITED	(1u << 0)
 
 struct usb4_shm_ring {
 	uint64_t magic;		/* 0 once the owner closed the inbox */
 	uint16_t proto;		/* USB4_WIRE_VERSION of the owner */
-	uint16_t reserved;
+	uint16_t flags;		/* USB4_SHM_*; 0 from owners before them */
 	uint32_t features;	/* USB4_WIRE_FEATURES of the owner */
 	uint32_t nslots;	/* power of two */
 	uint32_t slot_size;	/* bytes per slot, slot header included */
@@ -115,9 +120,11 @@ size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max)
 }
 
 void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
-			size_t frame_max, uint64_t nonce, int bell)
+			size_t frame_max, uint64_t nonce, int bell,
+			bool expedited)
 {
 	ring->proto = USB4_WIRE_VERSION;
+	ring->flags = expedited ? USB4_SHM_EXPEDITED : 0;
 	ring->features = USB4_WIRE_FEATURES;
 	ring->nslots = pow2_at_least(slots);
 	ring->slot_size = slot_size(frame_max);
@@ -221,7 +228,10 @@ static int ring_bell(struct usb4_shm_ring *ring, int bell)
 	char one = 1;
 	int ret = 0;
 
-	atomic_thread_fence(memory_order_seq_cst);
+	if ((ring->flags & USB4_SHM_EXPEDITED) && usb4_shm_fence_registered())
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
 	if (bell < 0 || !atomic_load_explicit(&ring->sleepers,
 					      memory_order_relaxed))
 		return 0;
@@ -330,6 +340,12 @@ bool usb4_shm_ring_sleep_begin(struct usb4_shm_ring *ring, int bell)
 {
 	atomic_fetch_add(&ring->sleepers, 1);
 	atomic_thread_fence(memory_order_seq_cst);
+	/* Without the producers' barrier a frame may hide in a store buffer
+	 * while we sleep: poll instead. */
+	if ((ring->flags & USB4_SHM_EXPEDITED) && usb4_shm_fence_expedite()) {
+		atomic_fetch_sub(&ring->sleepers, 1);
+		return false;
+	}
 	bell_drain(bell);
 	if (!ring_has_frame(ring))
 		return true;
