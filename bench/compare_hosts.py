@@ -84,7 +84,7 @@ import bench_shaped  # noqa: E402
 import compare_local as local  # noqa: E402
 from bench_judge import Target, at  # noqa: E402
 from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack,  # noqa: E402,F401
-                           medians, parse_osu, run_once, write_csv)
+                           parse_osu, run_once, write_csv)
 import hosts  # noqa: E402  (tests/hosts.py)
 from cprogs import gcc_build  # noqa: E402
 
@@ -320,41 +320,42 @@ def parse_args(argv):
 
 def run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args, osu_dir, outdir,
             tag="", udp_extra=()):
-    """Every stack and program --repeat times: (all RunResults, the good runs
-    by program and stack, medians by program and stack)."""
-    results: list[RunResult] = []
+    """Every stack and program --repeat times, repeat by repeat
+    (compare_local.interleaved): (all RunResults, the good runs by program
+    and stack, medians by program and stack)."""
     runs: dict[str, dict[str, list[RunResult]]] = {p: {} for p in programs}
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
+    ready = []
     for name in wanted:
         stack = next((s for s in stacks if s.name == name), None)
         missing = stack.missing if stack else udp_missing
         if missing:
             print(f"skipping {name}: {missing}")
-            continue
-        for prog, prog_args in programs.items():
-            if not stack and prog not in UDP_STACKS[name]:
-                continue
-            stack_runs = []
-            for rep in range(args.repeat):
-                if stack:
-                    res = run_once(stack, osu_dir / prog, prog_args, rep, outdir, args.timeout,
-                                   tag)
-                else:
-                    res = run_udp(cluster, udp_exe, name, prog, rep, outdir, args.timeout,
-                                  prog_args, udp_extra, tag)
-                if res.error:
-                    cluster.kill_all()  # daemons and ranks a failed mpirun left in the hosts
-                    print(f"{name} {prog} run {rep}: {res.error}")
-                    line = error_line(res, outdir, tag)
-                    if line:
-                        print(f"    {line}")
-                stack_runs.append(res)
-            good = [r for r in stack_runs if not r.error]
-            print(f"{name} {prog}: {len(good)}/{len(stack_runs)} runs ok", flush=True)
-            results.extend(stack_runs)
-            if good:
-                runs[prog][name] = good
-                data[prog][name] = medians(good)
+        else:
+            ready.append((name, stack))
+    progs = {name: [p for p in programs if stack or p in UDP_STACKS[name]]
+             for name, stack in ready}
+
+    def one(entry, prog, rep):
+        name, stack = entry
+        if prog not in progs[name]:
+            return None
+        if stack:
+            res = run_once(stack, osu_dir / prog, programs[prog], rep, outdir, args.timeout,
+                           tag)
+        else:
+            res = run_udp(cluster, udp_exe, name, prog, rep, outdir, args.timeout,
+                          programs[prog], udp_extra, tag)
+        if res.error:
+            cluster.kill_all()  # daemons and ranks a failed mpirun left in the hosts
+            print(f"{name} {prog} run {rep}: {res.error}")
+            line = error_line(res, outdir, tag)
+            if line:
+                print(f"    {line}")
+        return res
+
+    results = [r for r in local.interleaved(ready, programs, args.repeat, one) if r]
+    local.collect(results, runs, data)
     return results, runs, data
 
 

@@ -416,6 +416,31 @@ def print_reports(suite: Suite, names: list[str], runs, data, args, where: str,
         print("  " + line)
 
 
+def interleaved(stacks, programs, repeat: int, run_one) -> list[RunResult]:
+    """Every stack and program repeat times, repeat by repeat: repeat 1 of
+    every stack, then repeat 2 ..., so a machine that drifts (other load,
+    clocks) shifts every stack's median alike instead of the later ones'."""
+    results = []
+    for rep in range(repeat):
+        for stack in stacks:
+            for prog in programs:
+                results.append(run_one(stack, prog, rep))
+    return results
+
+
+def collect(results: list[RunResult], runs, data) -> None:
+    """Each stack's good runs and medians per program, and a count line."""
+    by_key: dict[tuple[str, str], list[RunResult]] = {}
+    for res in results:
+        by_key.setdefault((res.stack, res.program), []).append(res)
+    for (stack, prog), all_runs in by_key.items():
+        good = [r for r in all_runs if not r.error]
+        print(f"{stack} {prog}: {len(good)}/{len(all_runs)} runs ok", flush=True)
+        if good:
+            runs[prog][stack] = good
+            data[prog][stack] = medians(good)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--portable", action="store_true",
@@ -474,27 +499,21 @@ def main(argv: list[str] | None = None) -> int:
                         if s.strip()], args.base_provider)
     by_name = {s.name: s for s in make_stacks(args.repo, args.portable, args.base_provider)}
     stacks = [by_name[n] for n in wanted if n in by_name]
-    results: list[RunResult] = []
     runs: dict[str, dict[str, list[RunResult]]] = {p: {} for p in programs}
     data: dict[str, dict[str, dict[int, float]]] = {p: {} for p in programs}
     for stack in stacks:
         if stack.missing:
             print(f"skipping stack {stack.name}: {stack.missing}")
-            continue
-        for prog, prog_args in programs.items():
-            stack_runs = []
-            for rep in range(args.repeat):
-                res = run_once(stack, osu_dir / prog, prog_args, rep, outdir,
-                               args.timeout)
-                stack_runs.append(res)
-                if res.error:
-                    print(f"{stack.name} {prog} run {rep}: {res.error}")
-            results.extend(stack_runs)
-            good = [r for r in stack_runs if not r.error]
-            print(f"{stack.name} {prog}: {len(good)}/{len(stack_runs)} runs ok")
-            if good:
-                runs[prog][stack.name] = good
-                data[prog][stack.name] = medians(good)
+    ready = [s for s in stacks if not s.missing]
+
+    def one(stack, prog, rep):
+        res = run_once(stack, osu_dir / prog, programs[prog], rep, outdir, args.timeout)
+        if res.error:
+            print(f"{stack.name} {prog} run {rep}: {res.error}")
+        return res
+
+    results = interleaved(ready, programs, args.repeat, one)
+    collect(results, runs, data)
     write_csv(outdir / "results.csv", results)
     print_reports(suite, [s.name for s in stacks], runs, data, args, "")
     return 0

@@ -301,3 +301,21 @@ def test_cpu_usage_is_an_option_of_osu_bw_only():
     proc = subprocess.run([str(OSU / "osu_bw"), "-h"], capture_output=True, text=True,
                           timeout=30)
     assert "--cpu-usage" in proc.stdout
+
+
+def test_repeats_interleave_stacks_so_drift_hits_all_alike():
+    order = []
+    compare_local.interleaved(["a", "b"], {"lat": [], "bw": []}, 2,
+                              lambda s, p, r: order.append((r, s, p)))
+    assert order == [(0, "a", "lat"), (0, "a", "bw"), (0, "b", "lat"), (0, "b", "bw"),
+                     (1, "a", "lat"), (1, "a", "bw"), (1, "b", "lat"), (1, "b", "bw")]
+
+
+def test_collect_keeps_good_runs_and_medians_per_stack():
+    results = [RunResult("usb4", "lat", 0, {8: 1.0}, None),
+               RunResult("usb4", "lat", 1, {}, "exit status 1"),
+               RunResult("usb4", "lat", 2, {8: 3.0}, None),
+               RunResult("vader", "lat", 0, {}, "exit status 1")]
+    runs, data = {"lat": {}}, {"lat": {}}
+    compare_local.collect(results, runs, data)
+    assert data == {"lat": {"usb4": {8: 2.0}}} and len(runs["lat"]["usb4"]) == 2
