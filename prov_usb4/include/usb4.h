@@ -175,6 +175,10 @@ uint64_t usb4_random64(void);
 /* Monotonic clock in nanoseconds. */
 uint64_t usb4_now_ns(void);
 
+/* The same clock as the kernel last ticked it (a few ms behind, never a
+ * system call): for checks counted in hundreds of ms on hot paths. */
+uint64_t usb4_coarse_now_ns(void);
+
 /* This process's id, without a system call each time (kept right across
  * fork). */
 uint32_t usb4_pid(void);

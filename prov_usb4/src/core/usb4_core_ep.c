@@ -403,10 +403,12 @@ static void count_remote_access(struct usb4_core_ep *ep)
 	}
 }
 
-/* Idle with work pending on peers: now and then make sure they live. */
+/* Idle with work pending on peers: now and then make sure they live.  Asked
+ * on every idle progress call while an op waits: the coarse clock (a
+ * system call there would cost every wait loop one). */
 static void check_liveness(struct usb4_core_ep *ep)
 {
-	uint64_t now = usb4_now_ns();
+	uint64_t now = usb4_coarse_now_ns();
 
 	if (now - ep->liveness_ns < USB4_LIVENESS_NS)
 		return;

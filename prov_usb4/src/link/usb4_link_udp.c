@@ -88,6 +88,8 @@ struct usb4_udp_link {
 	size_t count, cap;		/* cap: power of two */
 	uint64_t idle_polled_ns;	/* last look at the socket, no session */
 	unsigned idle_clock_skips;	/* idle polls left before the clock */
+	unsigned timer_skips;		/* polls with sessions left before the
+					 * timers look at the clock */
 	uint64_t next_due;		/* no session's timer is due before */
 	bool in_rel;			/* inside rel's delivery */
 	size_t place_hdr;		/* zone header bytes of this batch */
@@ -1052,6 +1054,15 @@ static void hint_unreachable(struct usb4_udp_link *l)
  * looked at as soon as before.
  */
 #define USB4_UDP_IDLE_CLOCK_EVERY	16
+/*
+ * Polls with sessions where nothing arrived per look at the timers (and the
+ * clock).  They run at most this many polls late (acks due in 200 us,
+ * retransmissions in 50 ms); input and a woken sleeper run them at once.
+ * Where the clock is a system call (a VM whose clocksource has no vDSO
+ * mode), a look on every poll of a waiting rank took two-host put latency
+ * from 18 to 150-250 us (issue 13).
+ */
+#define USB4_UDP_TIMER_CLOCK_EVERY	8
 
 /* Each rail's socket in turn; zone writes move datagrams of the batch of
  * the one being polled (rx_sock) out of their way. */
@@ -1090,7 +1101,12 @@ static int udp_poll(struct usb4_link *link, int budget)
 	n = poll_rails(l, budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
 	hint_unreachable(l);
-	run_timers(l, usb4_now_ns());
+	if (n || !l->timer_skips) {	/* input may owe an ack now */
+		l->timer_skips = USB4_UDP_TIMER_CLOCK_EVERY - 1;
+		run_timers(l, usb4_now_ns());
+	} else {
+		l->timer_skips--;
+	}
 	flush_sends(l, false);
 	reap_sessions(l);
 	return n;
@@ -1124,6 +1140,7 @@ static bool udp_sleep_begin(struct usb4_link *link)
 static void udp_sleep_end(struct usb4_link *link)
 {
 	udp_of(link)->idle_clock_skips = 0;
+	udp_of(link)->timer_skips = 0;	/* a timer may have woken it */
 }
 
 /* ---- landing zones ---- */
