@@ -285,12 +285,13 @@ def format_table(title: str, unit: str, stacks: list[str],
     sizes = sorted({s for rows in data.values() for s in rows})
     name = usb4_name(stacks)
     width = max([16] + [len(f"{name}/{r}") + 2 for r in ratios])
-    head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>18}" for n in stacks)
+    col = max([18] + [len(f"{n} {unit}") + 2 for n in stacks])
+    head = f"{'Size':<10}" + "".join(f"{n + ' ' + unit:>{col}}" for n in stacks)
     head += "".join(f"{name + '/' + r:>{width}}" for r in ratios)
     lines = [title, head]
     for size in sizes:
         line = f"{size:<10}"
-        line += "".join(fmt(data.get(n, {}).get(size), 18) for n in stacks)
+        line += "".join(fmt(data.get(n, {}).get(size), col) for n in stacks)
         usb4 = data.get(name, {}).get(size)
         line += "".join(fmt(ratio(usb4, data.get(r, {}).get(size)), width, 3)
                         for r in ratios)
@@ -305,13 +306,14 @@ def format_cpu_table(title: str, mbps: dict[str, dict[int, float]],
     """MB/s and CPU s per GB (both ranks; the machine's busy time) per stack."""
     stacks = [n for n in mbps if cpu.get(n)]
     sizes = sorted({s for n in stacks for s in cpu[n]})
+    col = max([18] + [len(f"{n} machine") + 2 for n in stacks])
     lines = [title, f"{'Size':<10}" + "".join(
-        f"{n + ' MB/s':>16}{n + ' ranks':>16}{n + ' machine':>18}" for n in stacks)]
+        f"{n + ' MB/s':>{col}}{n + ' ranks':>{col}}{n + ' machine':>{col}}" for n in stacks)]
     for size in sizes:
         line = f"{size:<10}"
         for n in stacks:
             ranks, busy = cpu[n].get(size, (None, None))
-            line += (fmt(mbps[n].get(size), 16) + fmt(ranks, 16, 3) + fmt(busy, 18, 3))
+            line += (fmt(mbps[n].get(size), col) + fmt(ranks, col, 3) + fmt(busy, col, 3))
         lines.append(line)
     if not stacks:
         lines.append("(no '# cpu' lines: osu_bw without -C?)")

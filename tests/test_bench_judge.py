@@ -319,3 +319,14 @@ def test_collect_keeps_good_runs_and_medians_per_stack():
     runs, data = {"lat": {}}, {"lat": {}}
     compare_local.collect(results, runs, data)
     assert data == {"lat": {"usb4": {8: 2.0}}} and len(runs["lat"]["usb4"]) == 2
+
+
+def test_long_stack_names_keep_their_columns_apart():
+    data = {"usb4-keyed": {8: 1.0}, "usb4-keyed-base": {8: 2.0}}
+    text = compare_local.format_table("t", "MB/s", list(data), data, ["usb4-keyed-base"])
+    head = text.splitlines()[1]
+    assert "usb4-keyed MB/s usb4-keyed-base MB/s" in " ".join(head.split())
+    assert len(text.splitlines()[2].split()) == 4
+    cpu = {n: {8: (1.0, 2.0)} for n in data}
+    table = compare_local.format_cpu_table("t", data, cpu)
+    assert all(len(f) < 30 for f in table.splitlines()[1].split())
