@@ -316,15 +316,21 @@ static uint64_t rails_nobufs(const struct usb4_udp_rails *r)
 static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 {
 	struct usb4_udp_session *s = ctx;
-	uint64_t nobufs = rails_nobufs(&s->link->rails), now = usb4_now_ns();
+	size_t len = usb4_iov_len(iov, (size_t) count);
+	uint64_t nobufs, now = usb4_now_ns();
 	int ret;
 
+	/* A small datagram (a ping-pong's) goes without the MTU watch's
+	 * bookkeeping: the judge would pass its answer on as it is. */
+	if (len <= USB4_UDP_MTU_SMALL)
+		return usb4_udp_paths_send(&s->link->rails, &s->paths, iov,
+					   count, now);
 	/* One clock read per datagram: the send takes microseconds at most,
 	 * the judge counts in 100 ms. */
+	nobufs = rails_nobufs(&s->link->rails);
 	ret = usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count, now);
-	return usb4_udp_mtu_judge(&s->mtu, usb4_iov_len(iov, (size_t) count),
-				  ret, rails_nobufs(&s->link->rails) != nobufs,
-				  now);
+	return usb4_udp_mtu_judge(&s->mtu, len, ret,
+				  rails_nobufs(&s->link->rails) != nobufs, now);
 }
 
 static uint32_t rel_path_max(void *ctx)

@@ -210,6 +210,10 @@ struct usb4_udp_mtu_watch {
 	uint64_t blocked_since;		/* 0: a large datagram went last */
 };
 
+/* Datagrams this small are never suspected (rel's floor, IPv6's minimum
+ * MTU less headers): the judge passes their answer on as it is. */
+#define USB4_UDP_MTU_SMALL	1232u
+
 /* ret: what usb4_udp_send answered for a datagram of len bytes, nobufs
  * whether that was ENOBUFS; what the sender is told. */
 int usb4_udp_mtu_judge(struct usb4_udp_mtu_watch *w, size_t len, int ret,

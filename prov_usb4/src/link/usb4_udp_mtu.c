@@ -41,10 +41,6 @@ size_t usb4_udp_mtu_datagram_max(int fd, const char *ifname, int family)
 	return (size_t) ifr.ifr_mtu - headers;
 }
 
-/* Datagrams this small are never suspected (rel's floor, IPv6's minimum
- * MTU less headers). */
-#define USB4_UDP_MTU_SMALL	1232u
-
 int usb4_udp_mtu_judge(struct usb4_udp_mtu_watch *w, size_t len, int ret,
 		       bool nobufs, uint64_t now)
 {
