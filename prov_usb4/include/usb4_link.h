@@ -219,6 +219,10 @@ struct usb4_link_ops {
 	 * it then (a link that frees a dest must report its peer down
 	 * first).  Called again for that peer later, it may give a new one. */
 	struct usb4_link_dest *(*dest_of)(struct usb4_link *link, uint64_t peer);
+	/* The optional wire features (USB4_WIRE_FEATURE_*) both sides of the
+	 * way to dest offered; 0 while unknown (optional). */
+	uint32_t (*dest_features)(struct usb4_link *link,
+				  const struct usb4_link_dest *dest);
 	/* Whether two dests of this kind lead to the same peer the same way
 	 * (optional: without it any two of one id are). */
 	bool (*dest_eq)(const struct usb4_link_dest *a,

@@ -38,6 +38,10 @@
  *      datagrams of at most the smaller side's HELLO datagram_max, and a
  *      frame that no longer fits goes as fragments of its seq
  *      (USB4_REL_F_FRAG, struct usb4_wire_frag).
+ *      Issue 13, negotiated: USB4_WIRE_FEATURE_WRITE_INLINE: a WRITE_REQ
+ *      whose tag is not 0 carries the write's tag (= total_len, at most
+ *      USB4_WIRE_WRITE_INLINE_MAX) bytes after its segments; the target
+ *      places them and answers FIN: one round trip, no CTS and DATA.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -67,12 +71,20 @@
  */
 #define USB4_WIRE_FEATURE_PROBE		(1u << 0)
 #define USB4_WIRE_FEATURE_FRAG		(1u << 1)
-#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG)
+/* One line: tests/fuzz/make_corpus.py reads unions of names off one line. */
+#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 /*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
  *                           list (struct usb4_wire_rails): optional. */
 #define USB4_WIRE_FEATURE_RAILS		(1u << 2)
+/*   USB4_WIRE_FEATURE_WRITE_INLINE  optional: we take a WRITE_REQ whose
+ *                           tag is not 0 with its bytes inline; only a peer
+ *                           that offered it is sent one (an older target
+ *                           would drop it as malformed). */
+#define USB4_WIRE_FEATURE_WRITE_INLINE	(1u << 5)
+/* Most bytes of an inline write: small enough for any path's datagram. */
+#define USB4_WIRE_WRITE_INLINE_MAX	256
 
 /* ---- endpoint address -------------------------------------------------- */
 
@@ -175,7 +187,8 @@ enum usb4_frame_type {
 	USB4_FRAME_CTS,		/* receiver ready: send total_len bytes of msg_id */
 	USB4_FRAME_DATA,	/* bytes of msg_id at offset data */
 	USB4_FRAME_WRITE_REQ,	/* RMA write of total_len bytes: segments follow,
-				 * CQ data in data when flagged */
+				 * then the bytes when tag (inline length) is
+				 * not 0; CQ data in data when flagged */
 	USB4_FRAME_READ_REQ,	/* RMA read of total_len bytes: segments follow */
 	USB4_FRAME_ATOMIC_REQ,	/* struct usb4_wire_atomic, operands, compares */
 	USB4_FRAME_ATOMIC_RESP,	/* status in data, previous values follow */

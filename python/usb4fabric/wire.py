@@ -76,13 +76,15 @@ FEATURE_AUTH = 1 << 16  # USB4_WIRE_FEATURE_AUTH
 FEATURE_PROBE = 1 << 0  # USB4_WIRE_FEATURE_PROBE: keepalives, close handshake
 FEATURE_FRAG = 1 << 1  # USB4_WIRE_FEATURE_FRAG: fragments of a seq
 FEATURE_RAILS = 1 << 2  # USB4_WIRE_FEATURE_RAILS
+FEATURE_WRITE_INLINE = 1 << 5  # USB4_WIRE_FEATURE_WRITE_INLINE: small writes in their WRITE_REQ
+WRITE_INLINE_MAX = 256  # USB4_WIRE_WRITE_INLINE_MAX
 RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
 REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
 REL_F_FRAG = 1 << 3  # USB4_REL_F_FRAG: DATA carrying a fragment of its seq
 FRAG_UNIT = 64  # USB4_WIRE_FRAG_UNIT
-FEATURES = FEATURE_PROBE | FEATURE_FRAG  # USB4_WIRE_FEATURES: the optional ones we offer
+FEATURES = FEATURE_PROBE | FEATURE_FRAG | FEATURE_WRITE_INLINE  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
@@ -407,7 +409,13 @@ def pack_rma_segs(segs: list[tuple[int, int, int]]) -> bytes:
     return b"".join(RMA_SEG.pack(a, n, k) for a, n, k in segs)
 
 
-def unpack_rma_segs(payload: bytes) -> list[tuple[int, int, int]]:
+def unpack_rma_segs(payload: bytes, inline: int = 0) -> list[tuple[int, int, int]]:
+    """The segments of a request; inline: a WRITE_REQ's tag, the bytes of
+    the write that follow them (FEATURE_WRITE_INLINE)."""
+    if inline:
+        if inline > WRITE_INLINE_MAX or inline >= len(payload):
+            raise WireError("inline write of %d bytes in %d" % (inline, len(payload)))
+        payload = payload[:-inline]
     if len(payload) % RMA_SEG.size or not payload or \
             len(payload) // RMA_SEG.size > RMA_MAX_SEG:
         raise WireError("RMA request payload of %d bytes" % len(payload))

@@ -341,6 +341,40 @@ static void test_ctrl_rejects(void)
 }
 
 /* The rest of the frame kinds (links that cannot read a peer's memory). */
+/* A WRITE_REQ with its bytes inline (USB4_WIRE_FEATURE_WRITE_INLINE): tag =
+ * total_len = the bytes after the segments, at most
+ * USB4_WIRE_WRITE_INLINE_MAX; anything else is malformed. */
+static void check_inline_write(void)
+{
+	struct usb4_frame in = base(USB4_FRAME_WRITE_REQ), out;
+	struct {
+		struct usb4_wire_rma_seg seg;
+		char data[USB4_WIRE_WRITE_INLINE_MAX + 1];
+	} p = { .seg = { .addr = htole64(0x1000), .key = htole64(0xabc) } };
+	struct { uint64_t tag, total; size_t data; bool ok; } c[] = {
+		{ 8, 8, 8, true },
+		{ USB4_WIRE_WRITE_INLINE_MAX, USB4_WIRE_WRITE_INLINE_MAX,
+		  USB4_WIRE_WRITE_INLINE_MAX, true },
+		{ 8, 9, 8, false },		/* tag is not total_len */
+		{ 8, 8, 7, false },		/* fewer bytes than the tag */
+		{ 8, 8, 9, false },		/* more */
+		{ USB4_WIRE_WRITE_INLINE_MAX + 1, USB4_WIRE_WRITE_INLINE_MAX + 1,
+		  USB4_WIRE_WRITE_INLINE_MAX + 1, false },
+	};
+
+	in.flags = 0;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		in.tag = c[i].tag;
+		in.total_len = c[i].total;
+		p.seg.len = htole64(c[i].total);
+		in.payload_len = sizeof(p.seg) + c[i].data;
+		size_t len = make(&in, &p, in.payload_len);
+		CHECK_EQ_MSG(usb4_wire_parse(buf, len, &out),
+			     c[i].ok ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD,
+			     "inline write case %zu", i);
+	}
+}
+
 static void test_stream_frames(void)
 {
 	struct usb4_frame in, out;
@@ -381,6 +415,7 @@ static void test_stream_frames(void)
 	for (int k = 0; k < 2; k++) {
 		in = base(k ? USB4_FRAME_READ_REQ : USB4_FRAME_WRITE_REQ);
 		in.flags = 0;
+		in.tag = 0;	/* a WRITE_REQ's tag: its inline bytes */
 		for (int i = 0; i <= USB4_WIRE_RMA_MAX_SEG; i++)
 			segs[i] = (struct usb4_wire_rma_seg) {
 				.addr = htole64(0x1000 * i), .len = htole64(10),
@@ -413,6 +448,8 @@ static void test_stream_frames(void)
 		CHECK_EQ_MSG(usb4_wire_parse(buf, len, &out), USB4_WIRE_LEN_BAD,
 			     "RMA segment lengths wrapping 64 bits accepted");
 	}
+
+	check_inline_write();
 
 	/* ATOMIC_REQ: at least its head; operands are the core's to check. */
 	in = base(USB4_FRAME_ATOMIC_REQ);

@@ -144,6 +144,18 @@ def test_rma_segments_round_trip():
             wire.unpack_rma_segs(bad)
 
 
+def test_inline_write_segments():
+    """A WRITE_REQ with its bytes inline (FEATURE_WRITE_INLINE): the tag
+    is their count, the segments come first."""
+    segs = [(0x10000, 8, 0x1234)]
+    raw = wire.pack_rma_segs(segs) + b"12345678"
+    assert wire.unpack_rma_segs(raw, inline=8) == segs
+    assert wire.FEATURES & wire.FEATURE_WRITE_INLINE
+    for bad, inline in ((raw, 9), (raw[:8], 8), (raw + bytes(300), 308)):
+        with pytest.raises(wire.WireError):
+            wire.unpack_rma_segs(bad, inline=inline)
+
+
 def test_rel_datagram_round_trip_and_crc():
     frame = wire.eager(7, b"x" * 100, tag=3).pack()
     dgram = RelDatagram(type=RelType.DATA, src_id=7, dst_id=8, seq=0xFFFFFFFF, ack=12,

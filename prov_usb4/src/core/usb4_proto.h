@@ -195,6 +195,16 @@ int usb4_rma_handle_atomic_resp(struct usb4_core_ep *ep,
 /* A remote access to our memory that arrived as frames, for FI_RMA_EVENT. */
 void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write);
 
+/* ---- usb4_rma_inline.c: small writes in their request ---- */
+
+/* Whether a write of len bytes to dest may go inline (the peer offered it). */
+bool usb4_rma_inline_ok(struct usb4_core_ep *ep, fi_addr_t dest, size_t len);
+/* Bytes a request carries inline (0: a rendezvous write, or a read). */
+size_t usb4_rma_inline_len(const struct usb4_frame *f);
+/* Places an inline write's bytes in x's pinned segments and answers FIN. */
+void usb4_rma_inline_place(struct usb4_core_ep *ep, struct usb4_xfer *x,
+			   const struct usb4_frame *f);
+
 /* ---- usb4_match.c ---- */
 
 /* Unexpected rendezvous messages from a dead peer can never be fetched:

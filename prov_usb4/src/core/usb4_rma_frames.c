@@ -49,8 +49,9 @@ static int bounce(struct usb4_tx_op *op, const struct iovec *iov, size_t count,
 	return 0;
 }
 
+/* inl: the write's bytes follow the segments (usb4_rma_inline.c). */
 static int rma_request(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
-		       size_t len, uint64_t msg_id)
+		       size_t len, uint64_t msg_id, bool inl)
 {
 	struct {
 		struct usb4_wire_hdr hdr;
@@ -65,14 +66,19 @@ static int rma_request(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 		.data = a->data,
 		.msg_id = msg_id,
 		.total_len = len,
+		.tag = inl ? len : 0,
 	};
-	struct iovec iov;
+	struct iovec iov[1 + USB4_IOV_LIMIT];
 
+	iov[0].iov_base = &req;
+	iov[0].iov_len = sizeof(req.hdr) + f.payload_len;
+	if (inl) {
+		memcpy(&iov[1], a->iov, a->iov_count * sizeof(*a->iov));
+		f.payload_len += len;
+	}
 	usb4_wire_build(&req.hdr, &f);
 	fill_segs(req.seg, a->rma_iov, a->rma_count);
-	iov.iov_base = &req;
-	iov.iov_len = sizeof(req.hdr) + f.payload_len;
-	return usb4_post(ep, a->dest, &iov, 1);
+	return usb4_post(ep, a->dest, iov, 1 + (inl ? (int) a->iov_count : 0));
 }
 
 /* The initiator of a read receives the response into its buffer. */
@@ -94,6 +100,7 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 			size_t len)
 {
 	bool write = a->flags & FI_WRITE;
+	bool inl = write && usb4_rma_inline_ok(ep, a->dest, len);
 	uint64_t msg_id;
 	struct usb4_tx_op *op;
 	int ret;
@@ -106,17 +113,19 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 			   write ? ep->wr_cntr : ep->rd_cntr, &msg_id);
 	if (!op)
 		return -FI_EAGAIN;
-	if (write && (a->flags & FI_INJECT))
+	if (inl)	/* the bytes go in the request, copied as it is posted */
+		ret = 0;
+	else if (write && (a->flags & FI_INJECT))
 		ret = bounce(op, a->iov, a->iov_count, len);
 	else
 		ret = write ? 0 : read_target(ep, a, len, msg_id);
-	if (!ret && write && !op->bounce) {
+	if (!ret && write && !inl && !op->bounce) {
 		memcpy(op->stream.iov, a->iov, a->iov_count * sizeof(*a->iov));
 		op->stream.iov_count = a->iov_count;
 	}
-	op->wants_cts = write;
+	op->wants_cts = write && !inl;
 	if (!ret)
-		ret = rma_request(ep, a, len, msg_id);
+		ret = rma_request(ep, a, len, msg_id, inl);
 	if (ret) {
 		if (!write)
 			usb4_xfer_drop_read(ep, a->dest, msg_id);
@@ -177,7 +186,7 @@ static int pin_segs(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		    size_t *count)
 {
 	struct usb4_wire_rma_seg seg;
-	size_t n = f->payload_len / sizeof(seg);
+	size_t n = (f->payload_len - usb4_rma_inline_len(f)) / sizeof(seg);
 
 	for (size_t i = 0; i < n; i++) {
 		memcpy(&seg, (const char *) f->payload + i * sizeof(seg),
@@ -226,6 +235,10 @@ int usb4_rma_handle_write(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	}
 	if (ret) {
 		usb4_xfer_done(ep, x, ret);
+		return 0;
+	}
+	if (usb4_rma_inline_len(f)) {
+		usb4_rma_inline_place(ep, x, f);
 		return 0;
 	}
 	usb4_xfer_arm(ep, x, f->total_len);

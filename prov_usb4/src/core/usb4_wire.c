@@ -42,14 +42,23 @@ static enum usb4_wire_verdict check_rts(const struct usb4_frame *frame)
 	       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 }
 
-/* RMA requests: 1..MAX_SEG segments whose lengths sum to total_len. */
+/* RMA requests: 1..MAX_SEG segments whose lengths sum to total_len; an
+ * inline write (tag, USB4_WIRE_FEATURE_WRITE_INLINE) is followed by all of
+ * its bytes. */
 static enum usb4_wire_verdict check_rma(const struct usb4_frame *frame)
 {
 	struct usb4_wire_rma_seg seg;
-	size_t n = frame->payload_len / sizeof(seg);
+	uint64_t inl = frame->type == USB4_FRAME_WRITE_REQ ? frame->tag : 0;
+	size_t n;
 	uint64_t sum = 0;
 
-	if (frame->payload_len % sizeof(seg) || !n || n > USB4_WIRE_RMA_MAX_SEG)
+	if (inl && (inl != frame->total_len ||
+		    inl > USB4_WIRE_WRITE_INLINE_MAX ||
+		    inl >= frame->payload_len))
+		return USB4_WIRE_LEN_BAD;
+	n = (frame->payload_len - inl) / sizeof(seg);
+	if ((frame->payload_len - inl) % sizeof(seg) || !n ||
+	    n > USB4_WIRE_RMA_MAX_SEG)
 		return USB4_WIRE_LEN_BAD;
 	for (size_t i = 0; i < n; i++) {
 		memcpy(&seg, (const char *) frame->payload + i * sizeof(seg),

@@ -749,6 +749,14 @@ static int udp_peer_state(struct usb4_link *link, struct usb4_link_dest *dest)
 	return s ? usb4_rel_down(s->rel) : 0;
 }
 
+static uint32_t udp_dest_features(struct usb4_link *link,
+				  const struct usb4_link_dest *dest)
+{
+	const struct usb4_udp_session *s = session_find(udp_of(link), dest->id);
+
+	return s ? usb4_rel_shared_features(s->rel) : 0;
+}
+
 static struct usb4_link_dest *udp_dest_of(struct usb4_link *link, uint64_t id)
 {
 	struct usb4_udp_session *s = session_find(udp_of(link), id);
@@ -1439,6 +1447,7 @@ const struct usb4_link_ops usb4_udp_link_ops = {
 	.poll = udp_poll,
 	.peer_state = udp_peer_state,
 	.dest_of = udp_dest_of,
+	.dest_features = udp_dest_features,
 	.wait_fd = udp_wait_fd,
 	.timer_us = udp_timer_us,
 	.sleep_begin = udp_sleep_begin,

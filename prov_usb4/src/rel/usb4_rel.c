@@ -387,6 +387,14 @@ static uint32_t usb4_rel_features(const struct usb4_rel_cfg *cfg)
 	       (usb4_rel_has_ext(cfg) ? USB4_WIRE_FEATURE_RAILS : 0);
 }
 
+uint32_t usb4_rel_shared_features(const struct usb4_rel_peer *peer)
+{
+	if (!peer->peer_known)
+		return 0;
+	return peer->peer_features & usb4_rel_features(&peer->cfg) &
+	       ~USB4_WIRE_FEATURES_REQUIRED;
+}
+
 /* We refuse a peer that requires features we lack, or lacks ones we
  * require. */
 static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,

@@ -232,6 +232,10 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
 		    const struct usb4_rel_io *io);
 
+/* The optional features both we and the peer offered; 0 before its HELLO
+ * (or HELLO_ACK) was heard. */
+uint32_t usb4_rel_shared_features(const struct usb4_rel_peer *peer);
+
 /* Sends the acknowledgement the peer is owed now, not after ack_delay_ns
  * (before closing: the peer lingers until it hears). */
 void usb4_rel_ack_now(struct usb4_rel_peer *peer, const struct usb4_rel_io *io);

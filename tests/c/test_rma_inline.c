@@ -1,0 +1,177 @@
+/*
+ * Small RMA writes to a peer on another host travel in their request
+ * (USB4_WIRE_FEATURE_WRITE_INLINE): one round trip (WRITE_REQ, FIN), not
+ * two (WRITE_REQ, CTS, DATA, FIN).  Two endpoints of this process over the
+ * udp link on loopback (both addresses given another host's id); the
+ * datagrams are counted by defining sendmsg here (the provider's call
+ * binds to the executable's definition first).
+ *
+ *   - WRITES 8-byte writes, each awaited: every one lands, and they take
+ *     fewer than 3 datagrams each (a rendezvous write takes 4);
+ *   - fi_inject_write: the buffer is reused at once, the target holds what
+ *     it held at the call;
+ *   - a bad key, and a range past the region: an error completion
+ *     (FI_EACCES) and the target's memory untouched;
+ *   - a write above USB4_WIRE_WRITE_INLINE_MAX still lands (rendezvous).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <rdma/fi_rma.h>
+
+#include "usb4_test.h"
+#include "usb4_fixture.h"
+
+#define WRITES		100
+#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
+#define REGION		8192
+#define LARGE		4096	/* above USB4_WIRE_WRITE_INLINE_MAX */
+
+static atomic_ulong datagrams;
+
+/* Default visibility (the build hides symbols) and exported (LDFLAGS). */
+__attribute__((visibility("default")))
+ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
+{
+	static ssize_t (*real)(int, const struct msghdr *, int);
+
+	if (!real)
+		real = (ssize_t (*)(int, const struct msghdr *, int))
+		       dlsym(RTLD_NEXT, "sendmsg");
+	atomic_fetch_add(&datagrams, 1);
+	return real(fd, msg, flags);
+}
+
+static void other_host(char *addr)
+{
+	for (int i = 0; i < 8; i++)
+		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
+}
+
+/* Reads both CQs until A's op completes: 1 done, 0 an error (err set),
+ * -1 a timeout. */
+static int wait_both(struct fx *a, struct fx *b, struct fi_cq_err_entry *err)
+{
+	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
+	struct fi_cq_data_entry e;
+	ssize_t ret;
+
+	do {
+		fi_cq_read(b->cq, NULL, 0);
+		ret = fi_cq_read(a->cq, &e, 1);
+	} while (ret == -FI_EAGAIN && fx_now_ms() < end);
+	if (ret == -FI_EAVAIL) {
+		memset(err, 0, sizeof(*err));
+		return fi_cq_readerr(a->cq, err, 0) == 1 ? 0 : -1;
+	}
+	return ret == 1 ? 1 : -1;
+}
+
+struct pair {
+	struct fx a, b;
+	struct fid_mr *mr;
+	char *region;
+	fi_addr_t peer;
+	uint64_t base, key;
+};
+
+static void write_ok(struct pair *p, const void *buf, size_t len,
+		     uint64_t off)
+{
+	struct fi_cq_err_entry err;
+
+	CHECK_EQ(fi_write(p->a.ep, buf, len, NULL, p->peer, p->base + off,
+			  p->key, NULL), 0);
+	CHECK_EQ(wait_both(&p->a, &p->b, &err), 1);
+	CHECK_EQ(memcmp(p->region + off, buf, len), 0);
+}
+
+/* A refused write: an error completion, the region as it was. */
+static void write_refused(struct pair *p, uint64_t addr, uint64_t key,
+			  const char *what)
+{
+	char *before = malloc(REGION), v[8] = "refused";
+	struct fi_cq_err_entry err;
+
+	memcpy(before, p->region, REGION);
+	CHECK_EQ(fi_write(p->a.ep, v, sizeof(v), NULL, p->peer, addr, key,
+			  NULL), 0);
+	CHECK_EQ_MSG(wait_both(&p->a, &p->b, &err), 0, "%s: no error", what);
+	CHECK_EQ_MSG(err.err, FI_EACCES, "%s: error %d", what, err.err);
+	CHECK_EQ_MSG(memcmp(before, p->region, REGION), 0,
+		     "%s: the target's memory changed", what);
+	free(before);
+}
+
+static void open_pair(struct pair *p)
+{
+	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
+
+	p->region = calloc(1, REGION);
+	CHECK_EQ(fx_open(&p->a, FI_RMA, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_open(&p->b, FI_RMA, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_reg(&p->b, p->region, REGION,
+			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, &p->mr), 0);
+	memcpy(addr_a, p->a.addr, sizeof(addr_a));
+	memcpy(addr_b, p->b.addr, sizeof(addr_b));
+	other_host(addr_a);
+	other_host(addr_b);
+	p->peer = fx_insert(&p->a, addr_b);
+	CHECK(p->peer != FI_ADDR_NOTAVAIL &&
+	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);
+	p->base = fx_rma_base(&p->b, p->region);
+	p->key = fi_mr_key(p->mr);
+}
+
+int main(void)
+{
+	struct pair p = { 0 };
+	uint64_t v, first = 1;
+	unsigned long sent;
+	char *large = malloc(LARGE);
+	struct fi_cq_err_entry err;
+
+	alarm(60);
+	setenv("FI_USB4_IFACE", "lo", 1);
+	setenv("FI_USB4_PROGRESS_IDLE_MS", "0", 1);
+	open_pair(&p);
+	write_ok(&p, &first, sizeof(first), 0);	/* the handshake is done */
+
+	sent = atomic_load(&datagrams);
+	for (v = 2; v < WRITES + 2 && !usb4_test_failures; v++)
+		write_ok(&p, &v, sizeof(v), 8 * (v % 16));
+	sent = atomic_load(&datagrams) - sent;
+	printf("# %d 8-byte writes: %lu datagrams\n", WRITES, sent);
+	CHECK_MSG(sent < 3 * WRITES, "%lu datagrams for %d writes", sent,
+		  WRITES);
+
+	v = 0x1122334455667788ull;
+	CHECK_EQ(fi_inject_write(p.a.ep, &v, sizeof(v), p.peer, p.base + 256,
+				 p.key), 0);
+	v = 0;		/* reused at once */
+	CHECK_EQ(fi_write(p.a.ep, &first, sizeof(first), NULL, p.peer,
+			  p.base + 264, p.key, NULL), 0);
+	CHECK_EQ(wait_both(&p.a, &p.b, &err), 1);
+	memcpy(&v, p.region + 256, sizeof(v));
+	CHECK_EQ(v, 0x1122334455667788ull);
+
+	write_refused(&p, p.base, p.key ^ 0x40, "bad key");
+	write_refused(&p, p.base + REGION - 4, p.key, "past the region");
+
+	for (size_t i = 0; i < LARGE; i++)
+		large[i] = (char) (i * 7 + 3);
+	write_ok(&p, large, LARGE, REGION - LARGE);
+
+	fi_close(&p.mr->fid);
+	fx_close(&p.a);
+	fx_close(&p.b);
+	free(p.region);
+	free(large);
+	return usb4_test_done("test_rma_inline");
+}
