@@ -99,17 +99,33 @@ void usb4_params_init(void);
 /*
  * The lock of a domain and everything opened from it.  With FI_THREAD_SAFE it
  * is a mutex; with FI_THREAD_DOMAIN (and stricter) the application serialises
- * calls for us and the lock is a no-op.
+ * calls for us and the lock is a no-op, until a thread of our own (the
+ * progress thread) shares the domain: then it is biased to the application
+ * (usb4_lock_biased.c), whose calls take it without a locked instruction,
+ * and the thread takes it with the _aside functions.  A mutex where the
+ * bias is not possible.
  */
 struct usb4_lock {
 	pthread_mutex_t mutex;
 	bool enabled;
+	bool biased;
+	_Atomic int app_in;		/* biased: an application call is in */
+	_Atomic int aside_wants;	/* biased: the thread wants or holds it */
 };
+
+void usb4_lock_app_wait(struct usb4_lock *lock);
+bool usb4_lock_bias(struct usb4_lock *lock);
+bool usb4_lock_aside_try(struct usb4_lock *lock);
+void usb4_lock_aside_acquire(struct usb4_lock *lock);
+void usb4_lock_aside_release(struct usb4_lock *lock);
 
 static inline void usb4_lock_init(struct usb4_lock *lock, bool enabled)
 {
 	pthread_mutex_init(&lock->mutex, NULL);
 	lock->enabled = enabled;
+	lock->biased = false;
+	atomic_init(&lock->app_in, 0);
+	atomic_init(&lock->aside_wants, 0);
 }
 
 static inline void usb4_lock_destroy(struct usb4_lock *lock)
@@ -119,27 +135,49 @@ static inline void usb4_lock_destroy(struct usb4_lock *lock)
 
 static inline void usb4_lock_acquire(struct usb4_lock *lock)
 {
-	if (lock->enabled)
+	if (!lock->enabled)
+		return;
+	if (!lock->biased) {
 		pthread_mutex_lock(&lock->mutex);
+		return;
+	}
+	/* Dekker's half without the fence: the thread's membarrier is it. */
+	atomic_store_explicit(&lock->app_in, 1, memory_order_relaxed);
+	atomic_signal_fence(memory_order_seq_cst);
+	if (atomic_load_explicit(&lock->aside_wants, memory_order_acquire))
+		usb4_lock_app_wait(lock);
 }
 
 static inline void usb4_lock_release(struct usb4_lock *lock)
 {
-	if (lock->enabled)
+	if (!lock->enabled)
+		return;
+	if (lock->biased)
+		atomic_store_explicit(&lock->app_in, 0, memory_order_release);
+	else
 		pthread_mutex_unlock(&lock->mutex);
 }
 
-/* Takes the lock only if nobody holds it: true when taken. */
+/* Takes the lock only if nobody holds it: true when taken.  The
+ * application's side. */
 static inline bool usb4_lock_try(struct usb4_lock *lock)
 {
-	return !lock->enabled || pthread_mutex_trylock(&lock->mutex) == 0;
+	if (!lock->enabled)
+		return true;
+	if (lock->biased) {
+		usb4_lock_acquire(lock);
+		return true;
+	}
+	return pthread_mutex_trylock(&lock->mutex) == 0;
 }
 
-/* Makes a no-op lock a mutex, for a thread of our own that shares the
- * domain.  Only while no thread holds it (the application serialises its
- * calls, and none is inside one). */
+/* Makes a no-op lock real, for a thread of our own that shares the
+ * domain: biased when the kernel allows, else a mutex.  Only while no
+ * thread holds it (the application serialises its calls, and none is
+ * inside one). */
 static inline void usb4_lock_make_real(struct usb4_lock *lock)
 {
+	lock->biased = usb4_lock_bias(lock);
 	lock->enabled = true;
 }
 

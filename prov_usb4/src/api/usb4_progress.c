@@ -19,8 +19,9 @@
  *            sleeps in poll() on the endpoint's links (woken by a datagram
  *            or a peer's bell) and their next timer, and progresses again.
  *
- * The domain lock is taken with trylock, so the thread never makes the
- * application wait; a thread that finds it held 10 times in a row (the
+ * The domain lock is taken with the thread's side of it (usb4.h: _aside)
+ * and with trylock, so the thread never makes the application wait; a
+ * thread that finds it held 10 times in a row (the
  * application is in a call on another endpoint, say) takes it anyway, so
  * an endpoint the application ignores is still served.  After a sleep on
  * links it must take the lock to let go of them.  One thread per domain,
@@ -162,13 +163,13 @@ static bool take_lock(struct usb4_progress *p)
 {
 	struct usb4_lock *lock = &p->domain->lock;
 
-	if (usb4_lock_try(lock)) {
+	if (usb4_lock_aside_try(lock)) {
 		p->misses = 0;
 		return true;
 	}
 	if (!p->narmed && ++p->misses < USB4_PROGRESS_TRY_MAX)
 		return false;
-	usb4_lock_acquire(lock);
+	usb4_lock_aside_acquire(lock);
 	p->misses = 0;
 	return true;
 }
@@ -191,7 +192,7 @@ static void *progress_main(void *arg)
 		if (take_lock(p)) {
 			disarm(p);
 			timeout_ms = sweep(p);
-			usb4_lock_release(&p->domain->lock);
+			usb4_lock_aside_release(&p->domain->lock);
 		} else {
 			p->nfds = 1;
 			timeout_ms = usb4_params.progress_idle_ms;
@@ -201,9 +202,9 @@ static void *progress_main(void *arg)
 			drain_kicks(p->kick_fd);
 	}
 	if (p->narmed) {
-		usb4_lock_acquire(&p->domain->lock);
+		usb4_lock_aside_acquire(&p->domain->lock);
 		disarm(p);
-		usb4_lock_release(&p->domain->lock);
+		usb4_lock_aside_release(&p->domain->lock);
 	}
 	return NULL;
 }
