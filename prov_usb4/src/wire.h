@@ -42,6 +42,11 @@
  *      whose tag is not 0 carries the write's tag (= total_len, at most
  *      USB4_WIRE_WRITE_INLINE_MAX) bytes after its segments; the target
  *      places them and answers FIN: one round trip, no CTS and DATA.
+ *      Issue 13, negotiated: USB4_WIRE_FEATURE_XXH3: a session's DATA and
+ *      ACK datagrams carry USB4_REL_F_XXH3 and the low 32 bits of XXH3
+ *      (64-bit, seed 0) in the crc field instead of CRC32C; handshake
+ *      datagrams and sessions with a peer that did not offer it keep
+ *      CRC32C.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -72,7 +77,7 @@
 #define USB4_WIRE_FEATURE_PROBE		(1u << 0)
 #define USB4_WIRE_FEATURE_FRAG		(1u << 1)
 /* One line: tests/fuzz/make_corpus.py reads unions of names off one line. */
-#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE)
+#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE | USB4_WIRE_FEATURE_XXH3)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 /*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
@@ -85,6 +90,13 @@
 #define USB4_WIRE_FEATURE_WRITE_INLINE	(1u << 5)
 /* Most bytes of an inline write: small enough for any path's datagram. */
 #define USB4_WIRE_WRITE_INLINE_MAX	256
+/*   USB4_WIRE_FEATURE_XXH3  optional: we check a datagram flagged
+ *                           USB4_REL_F_XXH3 with XXH3 (a check that is fast
+ *                           without CRC instructions, usb4_rel_check.c);
+ *                           when both sides offer it, a session's datagrams
+ *                           past the handshake carry it.  Unused with a job
+ *                           key: the tag replaces the check. */
+#define USB4_WIRE_FEATURE_XXH3		(1u << 3)
 
 /* ---- endpoint address -------------------------------------------------- */
 
@@ -324,7 +336,9 @@ void usb4_wire_build(struct usb4_wire_hdr *hdr, const struct usb4_frame *frame);
  *             USB4_WIRE_FEATURE_PROBE may also carry USB4_REL_F_PROBE
  *             (answer with an ACK at once, never with a PROBE) or
  *             USB4_REL_F_FIN (the sender closed its endpoint)
- *   crc       CRC32C of the whole datagram computed with this field 0;
+ *   crc       CRC32C of the whole datagram computed with this field 0
+ *             (trailer-less: header and payload); with USB4_REL_F_XXH3
+ *             the low 32 bits of XXH3_64bits of the same bytes instead;
  *             0 and unused when the datagram is authenticated
  *   src_id    sender's endpoint id (its incarnation)
  *   dst_id    receiver's endpoint id
@@ -352,6 +366,8 @@ enum usb4_rel_type {
 #define USB4_REL_F_FRAG		(1u << 3)	/* DATA: a fragment of seq;
 						 * struct usb4_wire_frag leads
 						 * the payload */
+#define USB4_REL_F_XXH3		(1u << 4)	/* DATA, ACK: crc is XXH3's
+						 * (USB4_WIRE_FEATURE_XXH3) */
 
 struct usb4_wire_rel {
 	uint8_t version;

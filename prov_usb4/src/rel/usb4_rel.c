@@ -42,6 +42,7 @@
 #include "usb4_rel_cc.h"
 #include "usb4_rel_keepalive.h"
 #include "usb4_rel_frag.h"
+#include "usb4_rel_check.h"
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
@@ -353,22 +354,6 @@ static bool usb4_rel_header_read(const struct iovec *dgram, int count,
 	return true;
 }
 
-static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
-			    uint32_t want)
-{
-	struct usb4_wire_rel raw;
-	struct iovec payload[USB4_REL_PIECES_MAX];
-	int n = usb4_rel_skip_hdr(dgram, count, SIZE_MAX, payload);
-	uint32_t crc;
-
-	usb4_rel_gather(&raw, dgram, count, 0, USB4_REL_HDR_LEN);
-	raw.crc = 0;
-	crc = usb4_crc32c(0, &raw, USB4_REL_HDR_LEN);
-	for (int i = 0; i < n; i++)
-		crc = usb4_crc32c(crc, payload[i].iov_base, payload[i].iov_len);
-	return crc == want;
-}
-
 static bool usb4_rel_is_hello(uint8_t type)
 {
 	return type == USB4_REL_HELLO || type == USB4_REL_HELLO_ACK ||
@@ -405,13 +390,40 @@ static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,
 		 USB4_WIRE_FEATURES_REQUIRED);
 }
 
+/* Whether this session's datagrams past the handshake are checked with
+ * XXH3: both sides offered it (an older peer did not: CRC32C). */
+static bool usb4_rel_xxh3_agreed(const struct usb4_rel_peer *peer)
+{
+	return peer->peer_known &&
+	       (usb4_rel_features(&peer->cfg) & peer->peer_features &
+		USB4_WIRE_FEATURE_XXH3);
+}
+
 /* Flags a datagram of type may carry: PROBE and FIN ride on ACKs only,
- * FRAG on DATA only. */
+ * FRAG on DATA only, XXH3 on both (a handshake datagram is read before
+ * the features are known: it keeps CRC32C). */
 static uint16_t usb4_rel_flags_allowed(uint8_t type)
 {
 	return USB4_REL_F_AUTH |
+	       (type == USB4_REL_ACK || type == USB4_REL_DATA ?
+		USB4_REL_F_XXH3 : 0) |
 	       (type == USB4_REL_ACK ? USB4_REL_F_PROBE | USB4_REL_F_FIN : 0) |
 	       (type == USB4_REL_DATA ? USB4_REL_F_FRAG : 0);
+}
+
+/* The check the header h (host order) names: XXH3 when flagged so on a
+ * type that may be, else CRC32C. */
+static bool usb4_rel_crc_ok(const struct iovec *dgram, int count,
+			    const struct usb4_wire_rel *h)
+{
+	struct usb4_wire_rel raw;
+	struct iovec payload[USB4_REL_PIECES_MAX];
+	int n = usb4_rel_skip_hdr(dgram, count, SIZE_MAX, payload);
+
+	usb4_rel_gather(&raw, dgram, count, 0, USB4_REL_HDR_LEN);
+	raw.crc = 0;
+	return usb4_rel_check(h->flags & usb4_rel_flags_allowed(h->type) &
+			      USB4_REL_F_XXH3, &raw, payload, n) == h->crc;
 }
 
 /*
@@ -443,7 +455,7 @@ static enum usb4_rel_drop usb4_rel_authentic(const struct usb4_rel_cfg *cfg,
 	if (tagged != (cfg->job != NULL))
 		return USB4_REL_DROP_UNAUTHENTICATED;
 	if (!tagged)
-		return usb4_rel_crc_ok(dgram, count, h->crc) ?
+		return usb4_rel_crc_ok(dgram, count, h) ?
 		       USB4_REL_DROP_MAX : USB4_REL_DROP_BAD_HEADER;
 	usb4_rel_gather(&tr, dgram, count, len - trailer, trailer);
 	*pn = le64toh(tr.pn);
@@ -571,7 +583,7 @@ bool usb4_rel_crc_valid(const struct iovec *dgram, int count)
 
 	return usb4_rel_header_read(dgram, count, len, &h) &&
 	       h.len == len - USB4_REL_HDR_LEN &&
-	       usb4_rel_crc_ok(dgram, count, h.crc);
+	       usb4_rel_crc_ok(dgram, count, &h);
 }
 
 int usb4_rel_peek(const struct iovec *dgram, int count,
@@ -623,20 +635,21 @@ static uint64_t usb4_rel_sack(const struct usb4_rel_peer *peer)
 }
 
 /*
- * Header, then CRC or tag around payload pieces iov[0..count); sends them.
- * A handshake datagram is tagged under the job key, a session datagram
- * under auth (the peer's keys) with the next packet number.
+ * Header, then check or tag around payload pieces iov[0..count); sends
+ * them.  The check is XXH3 when xxh3 (the session agreed on it), else
+ * CRC32C.  A handshake datagram is tagged under the job key, a session
+ * datagram under auth (the peer's keys) with the next packet number.
  */
 static int usb4_rel_seal(const struct usb4_rel_cfg *cfg,
 			 struct usb4_auth_session *auth,
 			 const struct usb4_rel_io *io, struct usb4_wire_rel *w,
-			 const struct iovec *iov, int count)
+			 const struct iovec *iov, int count, bool xxh3)
 {
 	struct iovec out[USB4_REL_REF_MAX + 4];	/* header, fragment header,
 						 * payload, trailer */
 	struct usb4_wire_auth tr;
 	uint64_t pn = 0;
-	uint32_t crc, len = 0;
+	uint32_t len = 0;
 	int n = 1;
 
 	for (int i = 0; i < count; i++) {
@@ -649,10 +662,9 @@ static int usb4_rel_seal(const struct usb4_rel_cfg *cfg,
 	w->crc = 0;
 	out[0] = (struct iovec) { .iov_base = w, .iov_len = sizeof(*w) };
 	if (!cfg->job) {
-		crc = usb4_crc32c(0, w, sizeof(*w));
-		for (int i = 1; i < n; i++)
-			crc = usb4_crc32c(crc, out[i].iov_base, out[i].iov_len);
-		w->crc = htole32(crc);
+		if (xxh3)
+			w->flags |= htole16(USB4_REL_F_XXH3);
+		w->crc = htole32(usb4_rel_check(xxh3, w, out + 1, n - 1));
 		return io->xmit(io->xmit_ctx, out, n);
 	}
 	w->flags |= htole16(USB4_REL_F_AUTH);
@@ -725,7 +737,7 @@ static size_t usb4_rel_build_hello(const struct usb4_rel_cfg *cfg, uint8_t type,
 
 	if (nonce)
 		memcpy(hello.nonce, nonce, sizeof(hello.nonce));
-	return usb4_rel_seal(cfg, NULL, &io, &w, iov, 2) ? 0 : out.len;
+	return usb4_rel_seal(cfg, NULL, &io, &w, iov, 2, false) ? 0 : out.len;
 }
 
 /* Builds the header (acks and window from the receive side, unless ack
@@ -749,7 +761,9 @@ static int usb4_rel_emit_flagged(struct usb4_rel_peer *peer,
 				usb4_rel_sack(peer) : 0),
 		.window = htole32(wnd),
 	};
-	int ret = usb4_rel_seal(&peer->cfg, &peer->auth, io, &w, iov, count);
+	int ret = usb4_rel_seal(&peer->cfg, &peer->auth, io, &w, iov, count,
+				usb4_rel_xxh3_agreed(peer) &&
+				!usb4_rel_is_hello(type));
 
 	if (!ret)
 		peer->wnd_sent = wnd;

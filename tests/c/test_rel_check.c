@@ -1,0 +1,385 @@
+/*
+ * Unit tests of the datagram check (prov_usb4/src/rel/usb4_rel_check.c and
+ * its hooks in usb4_rel.c): two rel peers A and B joined by a fake link
+ * that holds every datagram, so the test reads, rewrites and corrupts them.
+ *   - Two peers of this version agree on XXH3: every DATA and ACK past the
+ *     handshake carries USB4_REL_F_XXH3 and the low 32 bits of XXH3 of the
+ *     datagram with its check field 0 (computed here with libxxhash in one
+ *     call over the contiguous bytes), the handshake keeps CRC32C.
+ *   - A corrupted bit anywhere in such a datagram gets it dropped and
+ *     counted, nothing delivered; the intact one is then taken.
+ *   - A peer that did not offer USB4_WIRE_FEATURE_XXH3 (an older one: its
+ *     HELLO's bit cleared in flight, CRC fixed) gets CRC32C, no flag.
+ */
+#include <endian.h>
+#include <stdint.h>
+#include <string.h>
+#include <xxhash.h>
+
+#include "usb4_rel.h"
+#include "../../prov_usb4/src/wire.h"
+#include "usb4_test.h"
+
+#define HDR	sizeof(struct usb4_wire_rel)
+#define MS	1000000ull
+#define ID_A	0xa1a1a1a1a1a1a1a1ull
+#define ID_B	0xb2b2b2b2b2b2b2b2ull
+#define PAYLOAD_MAX	8192u
+#define BIG	(PAYLOAD_MAX + 256)
+#define QUEUE_MAX	64
+#define CRC_OFF	4	/* offsetof(struct usb4_wire_rel, crc) */
+
+_Static_assert(CRC_OFF == offsetof(struct usb4_wire_rel, crc), "crc at 4");
+
+/* ---- fake link ---------------------------------------------------------- */
+
+struct dgram {
+	unsigned char buf[BIG];
+	size_t len;
+};
+
+struct side {
+	struct usb4_rel_peer *rel;
+	struct usb4_rel_io io;
+	struct side *other;
+	struct dgram out[QUEUE_MAX];	/* sent, not yet carried */
+	size_t n_out;
+	bool old_peer;		/* strip FEATURE_XXH3 from our handshakes */
+	size_t n_got;		/* deliveries */
+	size_t got_len;		/* and the last one's bytes */
+	unsigned char got[PAYLOAD_MAX];
+};
+
+static int fake_xmit(void *ctx, const struct iovec *iov, int count)
+{
+	struct side *s = ctx;
+	struct dgram *d;
+	size_t len = 0;
+
+	for (int i = 0; i < count; i++)
+		len += iov[i].iov_len;
+	if (len > BIG || s->n_out == QUEUE_MAX)
+		return -FI_EAGAIN;
+	d = &s->out[s->n_out++];
+	d->len = 0;
+	for (int i = 0; i < count; i++) {
+		memcpy(d->buf + d->len, iov[i].iov_base, iov[i].iov_len);
+		d->len += iov[i].iov_len;
+	}
+	return 0;
+}
+
+static int fake_deliver(void *ctx, const struct iovec *payload, int count)
+{
+	struct side *s = ctx;
+
+	s->got_len = 0;
+	for (int i = 0; i < count; i++) {
+		memcpy(s->got + s->got_len, payload[i].iov_base,
+		       payload[i].iov_len);
+		s->got_len += payload[i].iov_len;
+	}
+	s->n_got++;
+	return 0;
+}
+
+static struct usb4_wire_rel hdr_of(const struct dgram *d)
+{
+	struct usb4_wire_rel h;
+
+	memcpy(&h, d->buf, HDR);
+	return h;
+}
+
+static uint32_t crc32c_of(const struct dgram *d)
+{
+	unsigned char copy[BIG];
+
+	memcpy(copy, d->buf, d->len);
+	memset(copy + CRC_OFF, 0, 4);
+	return usb4_crc32c(0, copy, d->len);
+}
+
+/* What the check must be under XXH3: the low half of XXH3_64bits of the
+ * whole datagram, field 0, in one call. */
+static uint32_t xxh3_of(const struct dgram *d)
+{
+	unsigned char copy[BIG];
+
+	memcpy(copy, d->buf, d->len);
+	memset(copy + CRC_OFF, 0, 4);
+	return (uint32_t) XXH3_64bits(copy, d->len);
+}
+
+/* An older peer's HELLO/HELLO_ACK: FEATURE_XXH3 cleared, CRC32C redone. */
+static void strip_xxh3(struct dgram *d)
+{
+	struct usb4_wire_rel h = hdr_of(d);
+	struct usb4_wire_hello hello;
+	uint32_t crc;
+
+	if (h.type != USB4_REL_HELLO && h.type != USB4_REL_HELLO_ACK)
+		return;
+	memcpy(&hello, d->buf + HDR, sizeof(hello));
+	hello.features = htole32(le32toh(hello.features) &
+				 ~USB4_WIRE_FEATURE_XXH3);
+	memcpy(d->buf + HDR, &hello, sizeof(hello));
+	crc = htole32(crc32c_of(d));
+	memcpy(d->buf + CRC_OFF, &crc, 4);
+}
+
+/* Carries what from sent to its peer. */
+static void carry(struct side *from, uint64_t now)
+{
+	size_t n = from->n_out;
+
+	from->n_out = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (from->old_peer)
+			strip_xxh3(&from->out[i]);
+		usb4_rel_input(from->other->rel, now, from->out[i].buf,
+			       from->out[i].len, &from->other->io);
+	}
+}
+
+static void settle(struct side *a, struct side *b, uint64_t now)
+{
+	for (int round = 0; round < 16 && (a->n_out || b->n_out); round++) {
+		carry(a, now);
+		carry(b, now);
+	}
+}
+
+static struct usb4_rel_cfg cfg_of(uint32_t isn)
+{
+	return (struct usb4_rel_cfg) {
+		.window = 16, .payload_max = PAYLOAD_MAX,
+		.datagram_max = PAYLOAD_MAX + HDR,
+		.rto_initial_ns = 10 * MS, .rto_max_ns = 100 * MS,
+		.ack_delay_ns = 0, .dead_ns = 5000 * MS, .isn = isn,
+	};
+}
+
+static void pair_open(struct side *a, struct side *b)
+{
+	struct usb4_rel_cfg ca = cfg_of(1000), cb = cfg_of(5000);
+
+	memset(a, 0, sizeof(*a));
+	memset(b, 0, sizeof(*b));
+	a->io = (struct usb4_rel_io) { .xmit = fake_xmit, .xmit_ctx = a,
+				       .deliver = fake_deliver,
+				       .deliver_ctx = a };
+	b->io = (struct usb4_rel_io) { .xmit = fake_xmit, .xmit_ctx = b,
+				       .deliver = fake_deliver,
+				       .deliver_ctx = b };
+	CHECK_EQ(usb4_rel_peer_open(&a->rel, &ca, ID_A, ID_B, 0), 0);
+	CHECK_EQ(usb4_rel_peer_open(&b->rel, &cb, ID_B, ID_A, 0), 0);
+	a->other = b;
+	b->other = a;
+}
+
+static void pair_close(struct side *a, struct side *b)
+{
+	usb4_rel_peer_close(a->rel);
+	usb4_rel_peer_close(b->rel);
+}
+
+static void fill(unsigned char *p, size_t len, unsigned salt)
+{
+	for (size_t i = 0; i < len; i++)
+		p[i] = (unsigned char) (i * 131u + salt);
+}
+
+static int send_len(struct side *s, size_t len, unsigned salt)
+{
+	static unsigned char buf[PAYLOAD_MAX];
+	struct iovec iov = { .iov_base = buf, .iov_len = len };
+
+	fill(buf, len, salt);
+	return usb4_rel_send(s->rel, 0, &iov, 1, &s->io);
+}
+
+/* The handshake, A first; what each sent is checked on the way. */
+static void handshake(struct side *a, struct side *b)
+{
+	CHECK_EQ(send_len(a, 10, 1), 0);	/* queued: starts the HELLO */
+	CHECK_EQ(a->n_out, 1);
+	CHECK_EQ(hdr_of(&a->out[0]).type, USB4_REL_HELLO);
+	CHECK_EQ(le16toh(hdr_of(&a->out[0]).flags), 0);
+	CHECK_EQ(le32toh(hdr_of(&a->out[0]).crc), crc32c_of(&a->out[0]));
+	carry(a, 0);
+	CHECK_EQ(b->n_out, 1);
+	CHECK_EQ(hdr_of(&b->out[0]).type, USB4_REL_HELLO_ACK);
+	CHECK_EQ(le16toh(hdr_of(&b->out[0]).flags), 0);
+	CHECK_EQ(le32toh(hdr_of(&b->out[0]).crc), crc32c_of(&b->out[0]));
+	carry(b, 0);
+}
+
+/* Every datagram s holds is checked as expected: XXH3 and flagged when
+ * xxh3, else CRC32C and unflagged. */
+static void check_out(const struct side *s, bool xxh3, const char *what)
+{
+	for (size_t i = 0; i < s->n_out; i++) {
+		const struct dgram *d = &s->out[i];
+		struct usb4_wire_rel h = hdr_of(d);
+		uint16_t flags = le16toh(h.flags);
+
+		CHECK_MSG(h.type == USB4_REL_DATA || h.type == USB4_REL_ACK,
+			  "%s: type %u", what, h.type);
+		CHECK_EQ_MSG(!!(flags & USB4_REL_F_XXH3), xxh3,
+			     "%s: datagram %zu of %zu B", what, i, d->len);
+		CHECK_EQ_MSG(le32toh(h.crc), xxh3 ? xxh3_of(d) : crc32c_of(d),
+			     "%s: datagram %zu of %zu B", what, i, d->len);
+	}
+}
+
+/* Payload sizes around the check's one-call/streamed boundary (512 B with
+ * the header) and past it. */
+static const size_t sizes[] = { 0, 1, 100, 463, 464, 465, 1000, 4096,
+				PAYLOAD_MAX };
+
+static void transfer_checked(struct side *a, struct side *b, bool xxh3,
+			     const char *what)
+{
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		size_t got = b->n_got;
+
+		CHECK_EQ(send_len(a, sizes[i], (unsigned) i), 0);
+		CHECK_EQ(a->n_out, 1);
+		check_out(a, xxh3, what);
+		carry(a, 0);
+		CHECK_EQ_MSG(b->n_got, got + 1, "%s: %zu B", what, sizes[i]);
+		check_out(b, xxh3, what);	/* B's ack */
+		settle(a, b, 0);
+	}
+}
+
+static void no_drops(const struct side *s, const char *what)
+{
+	for (int d = 0; d < USB4_REL_DROP_MAX; d++)
+		CHECK_EQ_MSG(usb4_rel_stats(s->rel)->dropped[d], 0,
+			     "%s: drop reason %d", what, d);
+}
+
+/* Two peers of this version: XXH3 past the handshake, both ways. */
+static void test_xxh3_agreed(void)
+{
+	static struct side a, b;
+
+	pair_open(&a, &b);
+	handshake(&a, &b);
+	check_out(&a, true, "A's first data");
+	settle(&a, &b, 0);
+	CHECK_EQ(b.n_got, 1);
+	transfer_checked(&a, &b, true, "A to B");
+	transfer_checked(&b, &a, true, "B to A");
+	no_drops(&a, "A");
+	no_drops(&b, "B");
+	pair_close(&a, &b);
+}
+
+/* B without the feature (an older peer): CRC32C both ways, nothing
+ * flagged, all delivered. */
+static void test_old_peer_crc32c(void)
+{
+	static struct side a, b;
+
+	pair_open(&a, &b);
+	a.old_peer = b.old_peer = true;
+	handshake(&a, &b);
+	check_out(&a, false, "A's first data");
+	settle(&a, &b, 0);
+	CHECK_EQ(b.n_got, 1);
+	transfer_checked(&a, &b, false, "A to old B");
+	transfer_checked(&b, &a, false, "old B to A");
+	no_drops(&a, "A");
+	no_drops(&b, "B");
+	pair_close(&a, &b);
+}
+
+/* Each of the bits of d, flipped alone, gets the datagram dropped as
+ * BAD_HEADER and counted, nothing delivered; step: every step-th byte. */
+static void corrupt_each_bit(struct side *b, const struct dgram *d,
+			     size_t step)
+{
+	static struct dgram bad;
+	const struct usb4_rel_stats *st = usb4_rel_stats(b->rel);
+	size_t got = b->n_got;
+
+	for (size_t i = 0; i < d->len; i += step) {
+		for (unsigned bit = 0; bit < 8; bit++) {
+			uint64_t before = st->dropped[USB4_REL_DROP_BAD_HEADER];
+
+			bad = *d;
+			bad.buf[i] ^= (unsigned char) (1u << bit);
+			CHECK(usb4_rel_input(b->rel, 0, bad.buf, bad.len,
+					     &b->io) < 0);
+			CHECK_EQ_MSG(st->dropped[USB4_REL_DROP_BAD_HEADER],
+				     before + 1, "byte %zu bit %u of %zu B", i,
+				     bit, d->len);
+		}
+	}
+	CHECK_EQ(b->n_got, got);
+}
+
+/* Corruption anywhere in an XXH3 datagram, header or payload: dropped and
+ * counted; the intact datagram is then delivered, bit-exact. */
+static void test_xxh3_corruption_dropped(void)
+{
+	static struct side a, b;
+	static struct dgram d;
+	static const size_t lens[] = { 300, PAYLOAD_MAX };
+	unsigned char want[PAYLOAD_MAX];
+
+	pair_open(&a, &b);
+	handshake(&a, &b);
+	settle(&a, &b, 0);
+	for (size_t k = 0; k < 2; k++) {
+		size_t got = b.n_got;
+
+		CHECK_EQ(send_len(&a, lens[k], 7), 0);
+		CHECK_EQ(a.n_out, 1);
+		d = a.out[0];
+		a.n_out = 0;
+		CHECK(le16toh(hdr_of(&d).flags) & USB4_REL_F_XXH3);
+		corrupt_each_bit(&b, &d, k ? 61 : 1);
+		CHECK_EQ(usb4_rel_input(b.rel, 0, d.buf, d.len, &b.io), 0);
+		CHECK_EQ(b.n_got, got + 1);
+		fill(want, lens[k], 7);
+		CHECK(b.got_len == lens[k] && !memcmp(b.got, want, lens[k]));
+		settle(&a, &b, 0);
+	}
+	pair_close(&a, &b);
+}
+
+/* A handshake datagram flagged XXH3 is malformed (only DATA and ACK may
+ * be: a HELLO is read before features are known), even with a right
+ * XXH3 check. */
+static void test_hello_never_xxh3(void)
+{
+	static struct side a, b;
+	struct dgram *d;
+	uint16_t flags = htole16(USB4_REL_F_XXH3);
+	uint32_t check;
+
+	pair_open(&a, &b);
+	CHECK_EQ(send_len(&a, 10, 1), 0);
+	CHECK_EQ(a.n_out, 1);
+	d = &a.out[0];
+	memcpy(d->buf + 2, &flags, 2);
+	check = htole32(xxh3_of(d));
+	memcpy(d->buf + CRC_OFF, &check, 4);
+	CHECK(usb4_rel_input(b.rel, 0, d->buf, d->len, &b.io) < 0);
+	CHECK_EQ(usb4_rel_stats(b.rel)->dropped[USB4_REL_DROP_BAD_HEADER], 1);
+	CHECK_EQ(b.n_out, 0);
+	pair_close(&a, &b);
+}
+
+int main(void)
+{
+	test_xxh3_agreed();
+	test_old_peer_crc32c();
+	test_xxh3_corruption_dropped();
+	test_hello_never_xxh3();
+	return usb4_test_done("test_rel_check");
+}
