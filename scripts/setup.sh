@@ -6,9 +6,11 @@
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev libssl-dev
+		 libxxhash-dev	# XXH3, the datagram check (src/rel/usb4_rel_check.c)
 		 autoconf automake libtool pkg-config iproute2 make gcc
 		 clang)	# clang: libFuzzer for the frame-parser fuzz test
-PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest)
+# xxhash: python/usb4fabric/wire.py checks XXH3 datagrams as the provider does
+PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash)
 
 say() { printf '[setup] %s\n' "$*"; }
 

@@ -49,6 +49,11 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       ``REL_F_FRAG`` carries bytes ``[offset, offset + len - 8)`` of its
       seq's payload of ``total`` bytes after ``struct usb4_wire_frag``
       (offsets and every length but the last in ``FRAG_UNIT``s).
+    * later, negotiated (``FEATURE_XXH3``): when both HELLOs offer it, a
+      session's DATA and ACK datagrams carry ``REL_F_XXH3`` and in ``crc``
+      the low 32 bits of XXH3 (64-bit, seed 0) instead of CRC32C;
+      handshakes, and sessions with a peer that did not offer it, keep
+      CRC32C.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -59,7 +64,8 @@ the future) is encoded with the newest layout we know.
 CRC32C: ``crc32c(data, crc)`` follows the provider's convention
 (usb4_crc32c): ``crc32c(a)`` is the CRC of ``a`` and
 ``crc32c(b, crc32c(a)) == crc32c(a + b)``.  A rel datagram's ``crc`` field
-is the CRC of the whole datagram computed with that field 0.
+is the CRC of the whole datagram computed with that field 0 (XXH3's low 32
+bits when flagged ``REL_F_XXH3``: ``datagram_check``).
 """
 
 from __future__ import annotations
@@ -78,13 +84,16 @@ FEATURE_FRAG = 1 << 1  # USB4_WIRE_FEATURE_FRAG: fragments of a seq
 FEATURE_RAILS = 1 << 2  # USB4_WIRE_FEATURE_RAILS
 FEATURE_WRITE_INLINE = 1 << 5  # USB4_WIRE_FEATURE_WRITE_INLINE: small writes in their WRITE_REQ
 WRITE_INLINE_MAX = 256  # USB4_WIRE_WRITE_INLINE_MAX
+FEATURE_XXH3 = 1 << 3  # USB4_WIRE_FEATURE_XXH3: DATA/ACK checked with XXH3
 RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
 REL_F_FIN = 1 << 2  # USB4_REL_F_FIN: an ACK saying "my endpoint closed"
 REL_F_FRAG = 1 << 3  # USB4_REL_F_FRAG: DATA carrying a fragment of its seq
+REL_F_XXH3 = 1 << 4  # USB4_REL_F_XXH3: DATA/ACK whose crc is XXH3's
 FRAG_UNIT = 64  # USB4_WIRE_FRAG_UNIT
-FEATURES = FEATURE_PROBE | FEATURE_FRAG | FEATURE_WRITE_INLINE  # USB4_WIRE_FEATURES: the optional ones we offer
+FEATURES = (FEATURE_PROBE | FEATURE_FRAG | FEATURE_WRITE_INLINE
+            | FEATURE_XXH3)  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
@@ -141,6 +150,26 @@ def crc32c(data: bytes, crc: int = 0) -> int:
     for byte in data:
         crc = table[(crc ^ byte) & 0xFF] ^ (crc >> 8)
     return crc ^ 0xFFFFFFFF
+
+
+# ---- XXH3 (sessions that agreed on FEATURE_XXH3) ---------------------------
+
+def xxh3_32(data: bytes) -> int:
+    """The low 32 bits of XXH3_64bits(data) (seed 0): the check of a
+    datagram flagged REL_F_XXH3.  python3-xxhash (or pip's xxhash) binds
+    the same library the provider links; imported on first use, so
+    decoding CRC32C datagrams needs no more than the standard library."""
+    import xxhash  # pylint: disable=import-outside-toplevel
+
+    return xxhash.xxh3_64_intdigest(data) & 0xFFFFFFFF
+
+
+def datagram_check(zeroed: bytes, rel_type: int, flags: int) -> int:
+    """The check a datagram's header names, over the datagram with its check
+    field 0: XXH3 for a DATA or ACK flagged REL_F_XXH3, else CRC32C."""
+    if flags & REL_F_XXH3 and rel_type in (RelType.DATA, RelType.ACK):
+        return xxh3_32(zeroed)
+    return crc32c(zeroed)
 
 
 # ---- status values (FIN, ACK, ATOMIC_RESP ``data``) ------------------------
@@ -546,7 +575,8 @@ class RelDatagram:
         if self.crc is not None:
             crc = self.crc
         else:
-            crc = 0 if self.authenticated else crc32c(self.payload, crc32c(head))
+            crc = 0 if self.authenticated else \
+                datagram_check(head + self.payload, self.type, self.flags)
         return head[:_CRC_OFFSET] + struct.pack("<I", crc) + \
             head[_CRC_OFFSET + 4:] + self.payload + self.trailer
 
@@ -562,7 +592,8 @@ class RelDatagram:
         zeroed = raw[:_CRC_OFFSET] + bytes(4) + raw[_CRC_OFFSET + 4:]
         return cls(type=rtype, src_id=src_id, dst_id=dst_id, seq=seq, ack=ack, sack=sack,
                    window=window, payload=body, version=version,
-                   flags=flags, len=length, crc=crc, crc_ok=crc32c(zeroed) == crc,
+                   flags=flags, len=length, crc=crc,
+                   crc_ok=datagram_check(zeroed, rtype, flags) == crc,
                    raw=bytes(raw), trailer=trailer)
 
     @property

@@ -61,9 +61,11 @@ done
 mkdir -p "$(dirname "$out")"
 fabric_cflags=$(pkg-config --cflags libfabric 2>/dev/null || true)
 fabric_libs=$(pkg-config --libs libfabric 2>/dev/null || echo -lfabric)
-# rel authenticates datagrams with libsodium and libcrypto (usb4_rel_auth.c).
+# rel authenticates datagrams with libsodium and libcrypto (usb4_rel_auth.c)
+# and checks them with libxxhash (usb4_rel_check.c).
 crypto_libs="$(pkg-config --libs libsodium 2>/dev/null || echo -lsodium) \
-	$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)"
+	$(pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto) \
+	$(pkg-config --libs libxxhash 2>/dev/null || echo -lxxhash)"
 
 # shellcheck disable=SC2086  # word splitting of the flag lists is wanted
 exec "$cc" -std=gnu11 -g -O1 -fno-omit-frame-pointer \

@@ -70,6 +70,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <xxhash.h>
 
 #include "fuzz_assert.h"
 #include "fuzz_records.h"
@@ -629,12 +630,24 @@ static void pair_drain(struct pair *p)
 
 /* ---- injected datagrams ---- */
 
+/* The check the datagram's header names: the low half of XXH3 when a
+ * DATA or ACK is flagged USB4_REL_F_XXH3 (usb4_rel_check.c), else CRC32C;
+ * over the datagram with the field 0, in one call here. */
 static uint32_t dgram_crc(const unsigned char *d, size_t len)
 {
 	struct usb4_wire_rel h;
+	unsigned char *copy;
 	uint32_t crc;
 
 	memcpy(&h, d, sizeof(h));
+	if ((le16toh(h.flags) & USB4_REL_F_XXH3) &&
+	    (h.type == USB4_REL_DATA || h.type == USB4_REL_ACK)) {
+		copy = dup_exact(d, len);
+		memset(copy + offsetof(struct usb4_wire_rel, crc), 0, 4);
+		crc = (uint32_t) XXH3_64bits(copy, len);
+		free(copy);
+		return crc;
+	}
 	h.crc = 0;
 	crc = usb4_crc32c(0, &h, sizeof(h));
 	return usb4_crc32c(crc, d + sizeof(h), len - sizeof(h));

@@ -282,6 +282,7 @@ REL_PROGRAM = r"""
 #include <stdio.h>
 #include <string.h>
 #include "usb4_rel.h"
+#include "usb4_rel_check.h"
 #include "wire.h"
 
 static void hex(const void *p, size_t n)
@@ -294,7 +295,7 @@ static void hex(const void *p, size_t n)
 int main(void)
 {
 	static const size_t sizes[] = { 0, 1, 7, 8, 63, 64, 255, 1023, 1024, 4096, 65000 };
-	static unsigned char data[65000];
+	static unsigned char data[65000 + 48];
 	struct usb4_wire_addr a;
 	unsigned char reject[USB4_REL_REJECT_LEN];
 	size_t n;
@@ -303,6 +304,16 @@ int main(void)
 		data[i] = (unsigned char) (i * 131 + 7);
 	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++)
 		printf("crc %zu %08x\n", sizes[i], usb4_crc32c(0, data, sizes[i]));
+	for (size_t i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+		/* the header: the first 48 bytes of data, its check field 0 */
+		struct usb4_wire_rel h;
+		struct iovec iov = { data + sizeof(h), sizes[i] };
+
+		memcpy(&h, data, sizeof(h));
+		h.crc = 0;
+		printf("xxh3 %zu %08x\n", sizes[i],
+		       usb4_rel_check(true, &h, &iov, sizes[i] ? 1 : 0));
+	}
 	usb4_wire_addr_init(&a, 0x1122334455667788ull, 0x0102030405060708ull);
 	printf("addr ");
 	hex(&a, sizeof(a));
@@ -324,12 +335,13 @@ def rel_output(tmp_path_factory):
     out = compile_and_run(tmp, "rel", REL_PROGRAM,
                           ["-I", str(PROV / "include"), "-I", str(PROV / "src" / "rel"),
                            "-I", str(PROV / "src")] + sources
-                          + ["-lfabric", "-lsodium", "-lcrypto", "-lpthread"])
-    found = {"crc": []}
+                          + ["-lfabric", "-lsodium", "-lcrypto", "-lxxhash",
+                             "-lpthread"])
+    found = {"crc": [], "xxh3": []}
     for line in out.splitlines():
         key, *values = line.split()
-        if key == "crc":
-            found["crc"].append((int(values[0]), int(values[1], 16)))
+        if key in ("crc", "xxh3"):
+            found[key].append((int(values[0]), int(values[1], 16)))
         else:
             found[key] = bytes.fromhex(values[0])
     return found
@@ -341,6 +353,44 @@ def test_crc32c_matches_usb4_crc32c(rel_output):
     assert rel_output["crc"]
     for size, crc in rel_output["crc"]:
         assert wire.crc32c(data[:size]) == crc, "size %d" % size
+
+
+def test_xxh3_check_matches_usb4_rel_check(rel_output):
+    """A 48-byte header (check field 0) and a payload of each size: the
+    provider's check (gathered or streamed) is the low half of one XXH3
+    over the bytes, as wire.xxh3_32 computes it."""
+    data = bytes((i * 131 + 7) & 0xFF for i in range(65000 + 48))
+    assert rel_output["xxh3"]
+    for size, check in rel_output["xxh3"]:
+        zeroed = data[:4] + bytes(4) + data[8:48 + size]
+        assert wire.xxh3_32(zeroed) == check, "size %d" % size
+
+
+def test_xxh3_known_answers():
+    """XXH3_64bits of the reference vectors (xxHash's own, seed 0)."""
+    assert wire.xxh3_32(b"") == 0x2D06800538D394C2 & 0xFFFFFFFF
+
+
+def test_rel_datagram_xxh3():
+    """A DATA or ACK flagged REL_F_XXH3 carries XXH3's low half over the
+    datagram with the field 0; a flipped bit anywhere fails it; a HELLO so
+    flagged is still read as CRC32C (handshakes never use XXH3)."""
+    frame = wire.eager(7, bytes(range(256)) * 3, tag=3).pack()
+    for rtype, payload in ((RelType.DATA, frame), (RelType.ACK, b"")):
+        raw = RelDatagram(type=rtype, src_id=7, dst_id=8, seq=5, ack=9, window=64,
+                          flags=wire.REL_F_XXH3, payload=payload).pack()
+        zeroed = raw[:4] + bytes(4) + raw[8:]
+        assert int.from_bytes(raw[4:8], "little") == wire.xxh3_32(zeroed)
+        assert int.from_bytes(raw[4:8], "little") != wire.crc32c(zeroed)
+        assert RelDatagram.unpack(raw).crc_ok
+        for i in range(0, len(raw), 7):
+            spoiled = bytearray(raw)
+            spoiled[i] ^= 0x10
+            assert not RelDatagram.unpack(bytes(spoiled)).crc_ok, "byte %d" % i
+    hello = wire.handshake(3, RelType.HELLO, 7, 8, 1)
+    hello.flags = wire.REL_F_XXH3
+    raw = hello.pack()
+    assert int.from_bytes(raw[4:8], "little") == wire.crc32c(raw[:4] + bytes(4) + raw[8:])
 
 
 def test_address_matches_usb4_wire_addr_init(rel_output):
