@@ -79,6 +79,7 @@ def parse_defines(text):
     """Simple numeric #defines: plain numbers, (1u << n) and (A | B) of
     those."""
     out = {}
+    text = text.replace("\\\n", " ")  # continued lines are one
     pattern = (r"#define\s+(\w+)\s+"
                r"(?:\((\d+)u? << (\d+)\)|(0x[0-9a-fA-F]+|\d+)u?(?:ll)?\b)")
     for m in re.finditer(pattern, text):
