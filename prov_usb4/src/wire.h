@@ -42,11 +42,11 @@
  *      whose tag is not 0 carries the write's tag (= total_len, at most
  *      USB4_WIRE_WRITE_INLINE_MAX) bytes after its segments; the target
  *      places them and answers FIN: one round trip, no CTS and DATA.
- *      Issue 13, negotiated: USB4_WIRE_FEATURE_XXH3: a session's DATA and
- *      ACK datagrams carry USB4_REL_F_XXH3 and the low 32 bits of XXH3
- *      (64-bit, seed 0) in the crc field instead of CRC32C; handshake
- *      datagrams and sessions with a peer that did not offer it keep
- *      CRC32C.
+ *      Issue 13, negotiated: USB4_WIRE_FEATURE_XXH3: a DATA or ACK
+ *      flagged USB4_REL_F_XXH3 carries the low 32 bits of XXH3 (64-bit,
+ *      seed 0) in the crc field instead of CRC32C.  Sent only to a peer
+ *      that offered the feature, by a sender without CRC instructions (or
+ *      with FI_USB4_PORTABLE=1); handshake datagrams keep CRC32C.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -93,9 +93,10 @@
 /*   USB4_WIRE_FEATURE_XXH3  optional: we check a datagram flagged
  *                           USB4_REL_F_XXH3 with XXH3 (a check that is fast
  *                           without CRC instructions, usb4_rel_check.c);
- *                           when both sides offer it, a session's datagrams
- *                           past the handshake carry it.  Unused with a job
- *                           key: the tag replaces the check. */
+ *                           when both sides offer it, a sender without
+ *                           those instructions uses it for DATA and ACK.
+ *                           Unused with a job key: the tag replaces the
+ *                           check. */
 #define USB4_WIRE_FEATURE_XXH3		(1u << 3)
 
 /* ---- endpoint address -------------------------------------------------- */

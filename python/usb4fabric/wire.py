@@ -49,11 +49,10 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       ``REL_F_FRAG`` carries bytes ``[offset, offset + len - 8)`` of its
       seq's payload of ``total`` bytes after ``struct usb4_wire_frag``
       (offsets and every length but the last in ``FRAG_UNIT``s).
-    * later, negotiated (``FEATURE_XXH3``): when both HELLOs offer it, a
-      session's DATA and ACK datagrams carry ``REL_F_XXH3`` and in ``crc``
-      the low 32 bits of XXH3 (64-bit, seed 0) instead of CRC32C;
-      handshakes, and sessions with a peer that did not offer it, keep
-      CRC32C.
+    * later, negotiated (``FEATURE_XXH3``): a DATA or ACK flagged
+      ``REL_F_XXH3`` carries in ``crc`` the low 32 bits of XXH3 (64-bit,
+      seed 0) instead of CRC32C, sent to a peer that offered the feature
+      by a sender without CRC instructions; handshakes keep CRC32C.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two

@@ -2,6 +2,9 @@
  * Unit tests of the datagram check (prov_usb4/src/rel/usb4_rel_check.c and
  * its hooks in usb4_rel.c): two rel peers A and B joined by a fake link
  * that holds every datagram, so the test reads, rewrites and corrupts them.
+ * The XXH3 cases run with FI_USB4_PORTABLE=1 (the test runs itself again
+ * so, when it was not): senders use XXH3 only without CRC instructions.
+ * With them (the first pass, where the CPU has them), CRC32C stays.
  *   - Two peers of this version agree on XXH3: every DATA and ACK past the
  *     handshake carries USB4_REL_F_XXH3 and the low 32 bits of XXH3 of the
  *     datagram with its check field 0 (computed here with libxxhash in one
@@ -13,7 +16,9 @@
  */
 #include <endian.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <xxhash.h>
 
 #include "usb4_rel.h"
@@ -375,8 +380,36 @@ static void test_hello_never_xxh3(void)
 	pair_close(&a, &b);
 }
 
-int main(void)
+/* With the CPU's CRC instructions the sender keeps CRC32C (cheaper than
+ * XXH3 there), though both sides offer XXH3. */
+static void test_fast_crc_keeps_crc32c(void)
 {
+	static struct side a, b;
+
+	pair_open(&a, &b);
+	handshake(&a, &b);
+	check_out(&a, false, "A's first data, CRC instructions");
+	settle(&a, &b, 0);
+	CHECK_EQ(b.n_got, 1);
+	transfer_checked(&a, &b, false, "A to B, CRC instructions");
+	no_drops(&b, "B");
+	pair_close(&a, &b);
+}
+
+int main(int argc, char **argv)
+{
+	if (usb4_crc32c_fast()) {
+		test_fast_crc_keeps_crc32c();
+		if (usb4_test_failures)
+			return usb4_test_done("test_rel_check (CRC instructions)");
+		fflush(NULL);
+		setenv("FI_USB4_PORTABLE", "1", 1);
+		execv("/proc/self/exe", argv);
+		CHECK(!"exec of the portable pass");
+		return usb4_test_done("test_rel_check");
+	}
+	printf("test_rel_check: portable pass (crc32c path %s)\n",
+	       usb4_crc32c_path());
 	test_xxh3_agreed();
 	test_old_peer_crc32c();
 	test_xxh3_corruption_dropped();

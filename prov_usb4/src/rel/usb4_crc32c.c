@@ -351,6 +351,11 @@ const char *usb4_crc32c_path(void)
 	       usb4_crc32c_hw ? "sse4.2" : "portable";
 }
 
+bool usb4_crc32c_fast(void)
+{
+	return usb4_crc32c_hw;
+}
+
 /* The software path alone, so tests can check both against each other. */
 uint32_t usb4_crc32c_soft(uint32_t crc, const void *data, size_t len)
 {

@@ -390,11 +390,14 @@ static bool usb4_rel_compatible(const struct usb4_rel_cfg *cfg,
 		 USB4_WIRE_FEATURES_REQUIRED);
 }
 
-/* Whether this session's datagrams past the handshake are checked with
- * XXH3: both sides offered it (an older peer did not: CRC32C). */
+/* Whether the datagrams we send in this session past the handshake are
+ * checked with XXH3: both sides offered it (an older peer did not: CRC32C)
+ * and this CPU has no CRC instructions, or FI_USB4_PORTABLE=1 keeps them
+ * off (with them CRC32C is the cheaper of the two; see usb4_rel_check.c).
+ * A receiver takes either, as the datagram's flag says. */
 static bool usb4_rel_xxh3_agreed(const struct usb4_rel_peer *peer)
 {
-	return peer->peer_known &&
+	return peer->peer_known && !usb4_crc32c_fast() &&
 	       (usb4_rel_features(&peer->cfg) & peer->peer_features &
 		USB4_WIRE_FEATURE_XXH3);
 }

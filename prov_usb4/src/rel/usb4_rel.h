@@ -390,6 +390,9 @@ uint32_t usb4_crc32c(uint32_t crc, const void *data, size_t len);
 /* The path usb4_crc32c takes here: "vpclmulqdq", "sse4.2" or "portable"
  * (also forced by FI_USB4_PORTABLE=1). */
 const char *usb4_crc32c_path(void);
+/* Whether that path is one of the CPU's CRC instructions (not
+ * "portable"): then CRC32C costs less than XXH3 (usb4_rel_check.h). */
+bool usb4_crc32c_fast(void);
 uint32_t usb4_crc32c_soft(uint32_t crc, const void *data, size_t len);
 /* FI_USB4_PORTABLE set to anything but 0: rel's CPU-specific paths (the
  * CRC32C instructions, libcrypto's vector Poly1305) stay off. */
