@@ -47,6 +47,9 @@
  *      seed 0) in the crc field instead of CRC32C.  Sent only to a peer
  *      that offered the feature, by a sender without CRC instructions (or
  *      with FI_USB4_PORTABLE=1); handshake datagrams keep CRC32C.
+ *      Issue 13, shm inbox flag USB4_SHM_LANES (usb4_shm_lane.c): behind
+ *      the shared slots, single-producer lanes; the shared slots stay
+ *      where they were, so producers and owners without lanes still talk.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H

@@ -32,6 +32,7 @@
 
 #include "usb4.h"
 #include "usb4_shm.h"
+#include "usb4_shm_layout.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_test.h"
 #include "usb4_test_proc.h"
@@ -39,6 +40,10 @@
 #define FRAME_MAX	1000
 #define SLOTS		8
 #define CHILD_FRAMES	20000
+/* Rings made have lanes; producers that pass no usb4_shm_producer post as
+ * producers before lanes did, into the shared slots. */
+#define LANES		2
+#define LANE_SLOTS	4
 
 /*
  * The head of an inbox as every protocol version lays it out (the v1 ring
@@ -124,7 +129,7 @@ static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
 	void *mem;
 
 	memset(r, 0, sizeof(*r));
-	r->len = usb4_shm_ring_bytes(slots, frame_max);
+	r->len = usb4_shm_ring_bytes(slots, frame_max, LANES, LANE_SLOTS);
 	r->nonce = nonce;
 	if (usb4_shared_create("usb4-test-ring", r->len, &mem, &r->fd))
 		return -1;
@@ -132,7 +137,7 @@ static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
 	if (pipe2(r->bell, O_NONBLOCK | O_CLOEXEC))
 		return -1;
 	usb4_shm_ring_init(r->own, slots, frame_max, nonce, r->bell[1],
-			   expedited_rings);
+			   expedited_rings, LANES, LANE_SLOTS);
 	r->peer = usb4_test_map_proc_fd(getpid(), r->fd, &r->peer_len);
 	return r->peer ? 0 : -1;
 }
@@ -157,7 +162,7 @@ static int post_fill(struct test_ring *r, int bell,
 	};
 
 	fill(out, len, seed);
-	return usb4_shm_ring_post(r->peer, bell, from, iov, 2);
+	return usb4_shm_ring_post(r->peer, NULL, bell, from, iov, 2);
 }
 
 /* The frame at the head and everything its producer said about itself. */
@@ -177,7 +182,7 @@ static bool ring_layout_known(struct test_ring *r)
 	struct ring_head *h = (struct ring_head *) r->peer;
 
 	CHECK_MSG(h->proto == USB4_WIRE_VERSION &&
-		  h->flags == (expedited_rings ? 1 : 0) &&
+		  h->flags == ((expedited_rings ? 1 : 0) | 2) &&
 		  h->owner_pid == (uint32_t) getpid() &&
 		  h->nonce == r->nonce && h->bell == r->bell[1],
 		  "the inbox head no longer starts with magic, proto, "
@@ -379,10 +384,10 @@ static void test_ring_frames(void)
 	{
 		struct iovec iov[2] = { { big, fmax }, { big, 1 } };
 
-		CHECK_EQ_MSG(usb4_shm_ring_post(r.peer, -1, &from, iov, 2),
+		CHECK_EQ_MSG(usb4_shm_ring_post(r.peer, NULL, -1, &from, iov, 2),
 			     -FI_EMSGSIZE, "frame_max + 1 bytes accepted");
 		CHECK(peek_from(r.own, &len, &got) == NULL);
-		CHECK_EQ(usb4_shm_ring_post(r.peer, -1, &from, iov, 1), 0);
+		CHECK_EQ(usb4_shm_ring_post(r.peer, NULL, -1, &from, iov, 1), 0);
 		p = peek_from(r.own, &len, &got);
 		CHECK_EQ_MSG(len, fmax, "a frame of frame_max bytes");
 	}
@@ -501,6 +506,7 @@ static void child_produce(pid_t owner, int ring_fd, int bell_fd,
 	struct usb4_shm_sender self = {
 		.id = CHILD_ID, .pid = getpid(), .inbox_fd = 99,
 	};
+	struct usb4_shm_producer prod = { 0 };	/* a lane */
 	struct usb4_shm_ring *ring;
 	char path[64], go;
 	size_t len;
@@ -521,11 +527,11 @@ static void child_produce(pid_t owner, int ring_fd, int bell_fd,
 
 		memcpy(out, &seq, 8);
 		fill(out + 8, iov.iov_len - 8, (unsigned) seq);
-		while (usb4_shm_ring_post(ring, bell, &self, &iov, 1) ==
+		while (usb4_shm_ring_post(ring, &prod, bell, &self, &iov, 1) ==
 		       -FI_EAGAIN)
 			sched_yield();
 	}
-	usb4_test_child_exit(0);
+	usb4_test_child_exit(prod.state == USB4_SHM_PRODUCER_LANE ? 0 : 5);
 }
 
 struct seq_log {
@@ -647,6 +653,7 @@ static void spin_us(unsigned us)
 static void child_race(pid_t owner, int ring_fd, int bell_fd, uint64_t nonce)
 {
 	struct usb4_shm_sender self = { .id = CHILD_ID, .pid = getpid() };
+	struct usb4_shm_producer prod = { 0 };	/* a lane */
 	struct usb4_shm_ring *ring;
 	char path[64];
 	size_t len;
@@ -663,7 +670,7 @@ static void child_race(pid_t owner, int ring_fd, int bell_fd, uint64_t nonce)
 		struct iovec iov = { &seq, sizeof(seq) };
 
 		spin_us((unsigned) (seq * 7919) % 40);
-		while (usb4_shm_ring_post(ring, bell, &self, &iov, 1) ==
+		while (usb4_shm_ring_post(ring, &prod, bell, &self, &iov, 1) ==
 		       -FI_EAGAIN)
 			sched_yield();
 	}
@@ -1023,7 +1030,9 @@ static void link_frames(struct usb4_link *a, struct usb4_link *b,
 		     "a frame of frame_max + 1 bytes");
 	for (n = 1; n < 1000 && post_bytes(a, db, 8, 40 + n) == 0; n++)
 		;
-	CHECK_EQ_MSG(n, SLOTS, "frames an inbox of %d slots took", SLOTS);
+	/* A's frames go into its lane of B's inbox. */
+	CHECK_EQ_MSG(n, USB4_SHM_LANE_SLOTS, "frames a lane of %d slots took",
+		     USB4_SHM_LANE_SLOTS);
 	CHECK_EQ(post_bytes(a, db, 8, 0), -FI_EAGAIN);
 
 	/* The sink cannot take one now: the link keeps it and offers it
@@ -1037,12 +1046,50 @@ static void link_frames(struct usb4_link *a, struct usb4_link *b,
 	CHECK_EQ(lb->n, 0);
 	CHECK_EQ_MSG(post_bytes(a, db, 8, 0), -FI_EAGAIN,
 		     "a refused frame gave its slot back");
-	CHECK_EQ(ops->poll(b, 64), SLOTS);
+	CHECK_EQ(ops->poll(b, 64), USB4_SHM_LANE_SLOTS);
 	CHECK_EQ_MSG(lb->len[0], fmax, "the refused frame is not offered "
 		     "first again");
 	for (int i = 1; i < lb->n; i++)
 		CHECK_MSG(lb->len[i] == 8 && check_fill(lb->data[i], 8, 40 + i),
 			  "frame %d after a refusal arrives wrong", i);
+}
+
+/*
+ * The endpoints of one AV share its dests: A and B (to itself, as a
+ * message to oneself goes) post through the same dest of B, interleaved.
+ * Each frame is handed up as its poster's (one of them has the dest's
+ * lane, the other the shared slots; a lane that named the first poster
+ * carried B's frames as A's), each poster's frames in order.
+ */
+static void link_shared_dest(struct usb4_link *a, struct usb4_link *b,
+			     struct usb4_link_dest *db, struct sink_log *lb)
+{
+	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
+	int next_a = 0, next_b = 0;
+
+	CHECK_EQ(ops->poll(b, 64), 0);
+	lb->n = 0;
+	lb->refuse = 0;
+	for (int i = 0; i < 10; i++)
+		CHECK_EQ_MSG(post_bytes(i % 2 ? b : a, db, 16, 200 + i), 0,
+			     "post %d through the shared dest", i);
+	CHECK_EQ(ops->poll(b, 64), 10);
+	for (int i = 0; i < lb->n; i++) {
+		unsigned seed = (unsigned) -1;
+
+		if (lb->from[i] == ID_A) {
+			seed = 200 + 2 * next_a++;
+		} else if (lb->from[i] == ID_B) {
+			seed = 201 + 2 * next_b++;
+		}
+		CHECK_MSG(seed != (unsigned) -1 && lb->len[i] == 16 &&
+			  check_fill(lb->data[i], 16, seed),
+			  "frame %d handed up as %llx is not that poster's "
+			  "next", i, (unsigned long long) lb->from[i]);
+	}
+	CHECK_EQ(next_a, 5);
+	CHECK_EQ(next_b, 5);
+	lb->n = 0;
 }
 
 /* The way back to a sender B heard from; sleeping; bulk; counters; table. */
@@ -1276,6 +1323,7 @@ static void test_link_ops(void)
 	link_dest_refusals(&ba);
 	link_frames(a, b, db, &lb, fmax);
 	link_services(a, b, da, db, &la, &lb, reg);
+	link_shared_dest(a, b, db, &lb);
 	link_child(a, &aa, &la);
 
 	/* B's owner closes: A sees it down, and posts fail. */
@@ -1334,11 +1382,251 @@ static void test_no_residue(void)
 	CHECK_EQ(usb4_test_count_dev_shm_usb4(), 0);
 }
 
+/* ---- single-producer lanes (usb4_shm_lane.c) ---------------------------- */
+
+/* A frame carrying (producer, seq), posted through prod (NULL: shared). */
+static int post_seq(struct usb4_shm_ring *ring, struct usb4_shm_producer *prod,
+		    const struct usb4_shm_sender *from, uint32_t seq)
+{
+	uint32_t msg[2] = { (uint32_t) from->id, seq };
+	struct iovec iov = { msg, sizeof(msg) };
+
+	return usb4_shm_ring_post(ring, prod, -1, from, &iov, 1);
+}
+
+/* Drains the ring: each producer's frames in order, senders named right;
+ * returns how many frames were taken. */
+static size_t drain_in_order(struct usb4_shm_ring *ring, uint32_t *next,
+			     size_t producers)
+{
+	struct usb4_shm_sender from;
+	const uint32_t *msg;
+	size_t len, taken = 0;
+
+	while ((msg = peek_from(ring, &len, &from))) {
+		CHECK_EQ(len, 8);
+		CHECK(msg[0] < producers && from.id == msg[0]);
+		CHECK_EQ(from.pid, 1000 + msg[0]);
+		CHECK_EQ(from.inbox_fd, (int32_t) (10 + msg[0]));
+		if (msg[0] < producers) {
+			CHECK_EQ_MSG(msg[1], next[msg[0]], "producer %u out of "
+				     "order", msg[0]);
+			next[msg[0]] = msg[1] + 1;
+		}
+		usb4_shm_ring_pop(ring);
+		taken++;
+	}
+	return taken;
+}
+
+static struct usb4_shm_sender lane_sender(uint32_t i)
+{
+	return (struct usb4_shm_sender) {
+		.id = i, .pid = 1000 + i, .inbox_fd = (int32_t) (10 + i),
+	};
+}
+
+/*
+ * Five producers, two lanes: the first two to post get lanes, the others
+ * (and one posting as producers before lanes did) use the shared slots;
+ * interleaved posts come out in each producer's order, none lost.
+ */
+static void test_lanes_order(void)
+{
+	struct usb4_shm_producer prod[5] = { 0 };
+	uint32_t next[6] = { 0 }, sent[6] = { 0 };
+	struct test_ring r;
+	size_t taken = 0;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1a1e), 0);
+	for (int round = 0; round < 200; round++) {
+		for (uint32_t i = 0; i < 6; i++) {
+			struct usb4_shm_sender from = lane_sender(i);
+			int ret = post_seq(r.peer, i < 5 ? &prod[i] : NULL,
+					   &from, sent[i]);
+
+			if (!ret)
+				sent[i]++;
+			else
+				CHECK_EQ(ret, -FI_EAGAIN);
+		}
+		if (round % 3 == 2)
+			taken += drain_in_order(r.own, next, 6);
+	}
+	taken += drain_in_order(r.own, next, 6);
+	for (uint32_t i = 0; i < 6; i++)
+		CHECK_EQ_MSG(next[i], sent[i], "producer %u lost frames", i);
+	CHECK_EQ(taken, (size_t) sent[0] + sent[1] + sent[2] + sent[3] +
+			sent[4] + sent[5]);
+	CHECK(sent[0] > 0 && sent[4] > 0 && sent[5] > 0);
+	CHECK_EQ(prod[0].state, USB4_SHM_PRODUCER_LANE);
+	CHECK_EQ(prod[1].state, USB4_SHM_PRODUCER_LANE);
+	CHECK(prod[0].lane != prod[1].lane);
+	for (int i = 2; i < 5; i++)
+		CHECK_EQ_MSG(prod[i].state, USB4_SHM_PRODUCER_SHARED,
+			     "producer %d beyond the lanes", i);
+	ring_free(&r);
+}
+
+/* A full lane refuses (-FI_EAGAIN) and keeps every frame it took; the
+ * producer never spills into the shared slots (that would reorder). */
+static void test_lane_backpressure(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(0);
+	uint32_t next[1] = { 0 }, seq = 0;
+	struct test_ring r;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xf011), 0);
+	while (post_seq(r.peer, &prod, &from, seq) == 0)
+		seq++;
+	CHECK_EQ(seq, LANE_SLOTS);
+	CHECK_EQ(post_seq(r.peer, &prod, &from, seq), -FI_EAGAIN);
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
+	/* One taken: one more fits. */
+	{
+		struct usb4_shm_sender f;
+		size_t len;
+		const uint32_t *msg = peek_from(r.own, &len, &f);
+
+		CHECK(msg && msg[1] == 0);
+		usb4_shm_ring_pop(r.own);
+		next[0] = 1;
+	}
+	CHECK_EQ(post_seq(r.peer, &prod, &from, seq), 0);
+	seq++;
+	CHECK_EQ(post_seq(r.peer, &prod, &from, seq), -FI_EAGAIN);
+	CHECK_EQ(drain_in_order(r.own, next, 1), LANE_SLOTS);
+	CHECK_EQ(next[0], seq);
+	ring_free(&r);
+}
+
+/* An owner before lanes (no USB4_SHM_LANES): a producer uses the shared
+ * slots; frames of the 8-byte kind fill one line in a lane. */
+static void test_lanes_old_owner(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(0);
+	uint32_t next[1] = { 0 };
+	struct test_ring r;
+	void *mem;
+
+	memset(&r, 0, sizeof(r));
+	r.len = usb4_shm_ring_bytes(SLOTS, FRAME_MAX, 0, 0);
+	CHECK_EQ(usb4_shared_create("usb4-test-ring", r.len, &mem, &r.fd), 0);
+	r.own = mem;
+	CHECK_EQ(pipe2(r.bell, O_NONBLOCK | O_CLOEXEC), 0);
+	usb4_shm_ring_init(r.own, SLOTS, FRAME_MAX, 7, r.bell[1], false, 0, 0);
+	r.peer = usb4_test_map_proc_fd(getpid(), r.fd, &r.peer_len);
+	CHECK(r.peer && usb4_shm_ring_check(r.peer, r.peer_len, 7,
+					    getpid()) == 0);
+	for (uint32_t seq = 0; seq < 3; seq++)
+		CHECK_EQ(post_seq(r.peer, &prod, &from, seq), 0);
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_SHARED);
+	CHECK_EQ(drain_in_order(r.own, next, 1), 3);
+	ring_free(&r);
+
+	/* With lanes: an 8-byte message's frame ends in its slot's line. */
+	{
+		struct usb4_shm_producer p2 = { 0 };
+		unsigned char msg[sizeof(struct usb4_wire_hdr) + 8];
+		struct iovec iov = { msg, sizeof(msg) };
+		struct usb4_shm_sender f;
+		const unsigned char *got;
+		size_t len;
+
+		CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 8), 0);
+		fill(msg, sizeof(msg), 3);
+		CHECK_EQ(usb4_shm_ring_post(r.peer, &p2, -1, &from, &iov, 1), 0);
+		got = peek_from(r.own, &len, &f);
+		CHECK(got && len == sizeof(msg) && check_fill(got, len, 3));
+		CHECK_EQ_MSG(((uintptr_t) got + len - 1) / 64,
+			     ((uintptr_t) got - 8) / 64,
+			     "an 8-byte message's frame spans two lines");
+		ring_free(&r);
+	}
+}
+
+/*
+ * A peer writes what it likes into the inbox: a claimed-lanes count far
+ * beyond the lanes neither makes the owner read past them nor hands a
+ * producer a lane that is not there; lane geometry that does not fit the
+ * mapping or the frames is refused by producers' checks; a lane slot's
+ * length beyond the slot reads as a short frame.
+ */
+static void test_lanes_malicious(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(0);
+	uint32_t next[1] = { 0 };
+	struct usb4_shm_ring *ring;
+	struct test_ring r;
+	struct usb4_shm_sender f;
+	uint32_t saved;
+	size_t len;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbad), 0);
+	ring = r.peer;
+	atomic_store(&ring->lanes_claimed, 0xfffffff0u);
+	CHECK(!usb4_shm_ring_peek(r.own, &len, &f.id));
+	CHECK_EQ(usb4_shm_lanes_active(r.own), LANES);
+	CHECK_EQ(post_seq(r.peer, &prod, &from, 0), 0);
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_SHARED);
+	CHECK_EQ(atomic_load(&ring->lanes_claimed), 0xfffffff0u);
+	CHECK_EQ(drain_in_order(r.own, next, 1), 1);
+
+	/* Geometry. */
+	saved = ring->nlanes;
+	ring->nlanes = USB4_SHM_LANES_MAX + 1;
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()),
+		 -FI_EINVAL);
+	ring->nlanes = LANES + 1;	/* one more than the mapping holds */
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()),
+		 -FI_EINVAL);
+	ring->nlanes = saved;
+	saved = ring->lane_slots;
+	ring->lane_slots = 3;
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()),
+		 -FI_EINVAL);
+	ring->lane_slots = 1u << 30;
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()),
+		 -FI_EINVAL);
+	ring->lane_slots = saved;
+	saved = ring->lane_slot_size;
+	ring->lane_slot_size = 64;	/* smaller than the shared slots' frames */
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()),
+		 -FI_EINVAL);
+	ring->lane_slot_size = saved;
+	CHECK_EQ(usb4_shm_ring_check(r.peer, r.peer_len, 0xbad, getpid()), 0);
+
+	/* A lane slot's length beyond the slot. */
+	atomic_store(&ring->lanes_claimed, 0);
+	memset(&prod, 0, sizeof(prod));
+	CHECK_EQ(post_seq(r.peer, &prod, &from, 0), 0);
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
+	{
+		const char *p = usb4_shm_ring_peek(r.own, &len, &f.id);
+
+		CHECK(p);
+		if (p) {
+			((uint32_t *) (void *) (p - 4))[0] = 0xffffff;
+			CHECK(usb4_shm_ring_peek(r.own, &len, &f.id) == p);
+			CHECK_EQ(len, 0);
+			usb4_shm_ring_pop(r.own);
+		}
+	}
+	ring_free(&r);
+}
+
 int main(void)
 {
 	alarm(120);
 	test_ring_check();
 	test_ring_frames();
+	test_lanes_order();
+	test_lane_backpressure();
+	test_lanes_old_owner();
+	test_lanes_malicious();
 	for (int expedited = 0; expedited < 2; expedited++) {
 		expedited_rings = expedited;
 		test_ring_bell();

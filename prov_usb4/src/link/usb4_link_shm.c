@@ -28,6 +28,11 @@ struct usb4_link_dest {
 	uint64_t id;
 	pid_t pid;
 	int bell;		/* the owner's bell, or -1 */
+	/* A lane into it is a sender's: the first link (endpoint) to post
+	 * through this dest, which the endpoints of an AV share, has it;
+	 * the others post into the shared slots. */
+	const struct usb4_link *lane_link;
+	struct usb4_shm_producer producer;
 	void *table;		/* its registration table, mapped, or NULL */
 	size_t table_len;
 };
@@ -193,7 +198,9 @@ static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **lin
 	/* Only processes of our user on this host can open our inbox. */
 	l->base.authenticated = true;
 	l->reg_fd = cfg->reg_fd;
-	l->map_len = usb4_shm_ring_bytes(usb4_params.ring_slots, frame_max);
+	l->map_len = usb4_shm_ring_bytes(usb4_params.ring_slots, frame_max,
+					 USB4_SHM_LANES_PER_INBOX,
+					 USB4_SHM_LANE_SLOTS);
 	/* The name only shows in /proc/<pid>/maps. */
 	snprintf(name, sizeof(name), "usb4-inbox-%016llx",
 		 (unsigned long long) cfg->ep_id);
@@ -208,7 +215,8 @@ static int shm_link_open(const struct usb4_link_cfg *cfg, struct usb4_link **lin
 		l->bell[0] = l->bell[1] = -1;
 	usb4_shm_ring_init(l->ring, usb4_params.ring_slots, frame_max,
 			   cfg->ep_id, l->bell[1],
-			   usb4_shm_fence_can_expedite());
+			   usb4_shm_fence_can_expedite(),
+			   USB4_SHM_LANES_PER_INBOX, USB4_SHM_LANE_SLOTS);
 	l->self = (struct usb4_shm_sender) {
 		.id = cfg->ep_id, .pid = usb4_pid(), .inbox_fd = l->fd,
 	};
@@ -257,8 +265,11 @@ static int shm_post(struct usb4_link *link, struct usb4_link_dest *dest,
 
 	if (!usb4_shm_ring_live(dest->ring))
 		return -FI_EHOSTUNREACH;
-	ret = usb4_shm_ring_post(dest->ring, dest->bell, &shm_of(link)->self,
-				 iov, count);
+	if (!dest->lane_link)
+		dest->lane_link = link;
+	ret = usb4_shm_ring_post(dest->ring, dest->lane_link == link ?
+				 &dest->producer : NULL, dest->bell,
+				 &shm_of(link)->self, iov, count);
 	if (ret == -FI_EAGAIN && usb4_pid_gone(dest->pid))
 		ret = -FI_EHOSTUNREACH;
 	return ret;

@@ -4,7 +4,8 @@
  * Every endpoint owns an inbox, a ring of fixed-size frame slots in a memfd.
  * Same-host peers map the owner's memfd through /proc/<pid>/fd/<fd> and
  * post frames into it (many producers, one consumer); each slot names its
- * producer.  Bulk data and one-sided access move by one cross-memory-attach
+ * producer.  Behind the shared slots, the first peers to post each get a
+ * lane of their own (one producer, one consumer).  Bulk data and one-sided access move by one cross-memory-attach
  * copy (process_vm_readv/writev) straight between the two processes'
  * buffers, so RMA needs no target CPU.  A memfd has no name in any file
  * system, so two jobs never collide and a crashed process leaves nothing
@@ -34,12 +35,38 @@ struct usb4_shm_sender {
 	int32_t inbox_fd;
 };
 
-size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max);
+/*
+ * A producer's way into one inbox: the first post claims a single-producer
+ * lane when the owner offers one and one is free (no locked instruction per
+ * frame after that), else it posts into the shared slots for good, so its
+ * frames keep their order.  Zeroed before the first post; one thread posts
+ * through it at a time.
+ */
+enum usb4_shm_producer_state {
+	USB4_SHM_PRODUCER_NEW = 0,
+	USB4_SHM_PRODUCER_SHARED,
+	USB4_SHM_PRODUCER_LANE,
+};
+
+struct usb4_shm_producer {
+	enum usb4_shm_producer_state state;
+	uint32_t lane;
+	uint64_t pos;		/* the lane's next position */
+};
+
+/* Single-producer lanes of a link's inbox, for its first peers: a lane
+ * holds an osu_bw window of 64 small messages. */
+#define USB4_SHM_LANES_PER_INBOX	8
+#define USB4_SHM_LANE_SLOTS		64
+
+/* lanes: single-producer lanes of lane_slots slots each (0: none). */
+size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max, size_t lanes,
+			   size_t lane_slots);
 /* expedited: the owner's sleepers fence for registered producers
  * (usb4_shm_fence.c); say so only when usb4_shm_fence_can_expedite(). */
 void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
 			size_t frame_max, uint64_t nonce, int bell,
-			bool expedited);
+			bool expedited, size_t lanes, size_t lane_slots);
 /* Checks a mapped ring of another process before trusting it: 0,
  * -FI_EADDRNOTAVAIL (not the inbox addressed), -FI_ECONNREFUSED (another
  * protocol version: logged with both), -FI_EINVAL (malformed). */
@@ -51,11 +78,13 @@ int usb4_shm_ring_bell(const struct usb4_shm_ring *ring);
 void usb4_shm_ring_retire(struct usb4_shm_ring *ring);
 bool usb4_shm_ring_live(const struct usb4_shm_ring *ring);
 
-/* Producer: one frame gathered from iov; -FI_EAGAIN when full,
- * -FI_EMSGSIZE when too large.  Rings the owner's bell if it sleeps;
- * -FI_EHOSTUNREACH (the frame is posted, to nobody) when the owner died
- * asleep. */
-int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
+/* Producer: one frame gathered from iov; -FI_EAGAIN when full (its lane or
+ * the shared slots), -FI_EMSGSIZE when too large.  Rings the owner's bell
+ * if it sleeps; -FI_EHOSTUNREACH (the frame is posted, to nobody) when the
+ * owner died asleep.  prod NULL: the shared slots, as producers before
+ * lanes post. */
+int usb4_shm_ring_post(struct usb4_shm_ring *ring,
+		       struct usb4_shm_producer *prod, int bell,
 		       const struct usb4_shm_sender *from,
 		       const struct iovec *iov, int count);
 

@@ -36,54 +36,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "usb4_shm.h"
-#include "../wire.h"
+#include "usb4_shm_layout.h"
 
-#define USB4_SHM_MAGIC		0x314d485334425355ull	/* "USB4SHM1" */
-#define USB4_SHM_CACHELINE	64
-/* flags: the owner's sleepers fence for registered producers. */
-#define USB4_SHM_EXPEDITED	(1u << 0)
-
-struct usb4_shm_ring {
-	uint64_t magic;		/* 0 once the owner closed the inbox */
-	uint16_t proto;		/* USB4_WIRE_VERSION of the owner */
-	uint16_t flags;		/* USB4_SHM_*; 0 from owners before them */
-	uint32_t features;	/* USB4_WIRE_FEATURES of the owner */
-	uint32_t nslots;	/* power of two */
-	uint32_t slot_size;	/* bytes per slot, slot header included */
-	uint32_t owner_pid;
-	int32_t bell;		/* owner's bell (a pipe's write end), opened by
-				 * producers via /proc */
-	uint64_t nonce;		/* the owner's endpoint id */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t tail;	/* producers */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t sleepers;
-	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
-	/* Remote accesses to the owner's memory, counted by initiators. */
-	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t rma_writes;
-	_Atomic uint64_t rma_reads;
-	_Alignas(USB4_SHM_CACHELINE) char slots[];
-};
-
-/* Written by a peer: everything in it is untrusted. */
-struct usb4_shm_slot {
-	_Atomic uint32_t seq;
-	uint32_t len;		/* frame bytes */
-	uint64_t sender_id;
-	char frame[];
-};
-_Static_assert((sizeof(struct usb4_shm_slot) + sizeof(struct usb4_wire_hdr)) %
-	       USB4_SHM_CACHELINE == 0, "a slot's payload starts a cache line");
-
-/* Behind a frame, 8-byte aligned. */
-struct usb4_shm_trailer {
-	uint32_t sender_pid;
-	int32_t sender_fd;	/* the sender's inbox memfd */
-};
-
-static size_t round_up(size_t v, size_t to)
-{
-	return (v + to - 1) / to * to;
-}
+#define round_up usb4_shm_round_up
+#define slot_at usb4_shm_slot_at
 
 static size_t pow2_at_least(size_t v)
 {
@@ -100,28 +56,31 @@ static size_t slot_size(size_t frame_max)
 			sizeof(struct usb4_shm_trailer), USB4_SHM_CACHELINE);
 }
 
+/* What a slot of slot_size bytes holds: its header and trailer apart. */
+static size_t slot_frame_max(size_t size)
+{
+	return (size - sizeof(struct usb4_shm_slot) -
+		sizeof(struct usb4_shm_trailer)) & ~(size_t) 7;
+}
+
 static struct usb4_shm_trailer *trailer_of(struct usb4_shm_slot *slot,
 					   size_t len)
 {
 	return (struct usb4_shm_trailer *) (slot->frame + round_up(len, 8));
 }
 
-static struct usb4_shm_slot *slot_at(struct usb4_shm_ring *ring, uint64_t pos)
-{
-	size_t idx = pos & (ring->nslots - 1);
-
-	return (struct usb4_shm_slot *) (ring->slots + idx * ring->slot_size);
-}
-
-size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max)
+size_t usb4_shm_ring_bytes(size_t slots, size_t frame_max, size_t lanes,
+			   size_t lane_slots)
 {
 	return sizeof(struct usb4_shm_ring) +
-	       pow2_at_least(slots) * slot_size(frame_max);
+	       pow2_at_least(slots) * slot_size(frame_max) +
+	       usb4_shm_lanes_bytes(lanes, lane_slots,
+				    slot_frame_max(slot_size(frame_max)));
 }
 
 void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
 			size_t frame_max, uint64_t nonce, int bell,
-			bool expedited)
+			bool expedited, size_t lanes, size_t lane_slots)
 {
 	ring->proto = USB4_WIRE_VERSION;
 	ring->flags = expedited ? USB4_SHM_EXPEDITED : 0;
@@ -138,6 +97,10 @@ void usb4_shm_ring_init(struct usb4_shm_ring *ring, size_t slots,
 	atomic_init(&ring->rma_reads, 0);
 	for (size_t i = 0; i < ring->nslots; i++)
 		atomic_init(&slot_at(ring, i)->seq, (uint32_t) i);
+	ring->cur = ring->streak = 0;
+	/* A lane takes every frame the shared slots take. */
+	usb4_shm_lanes_init(ring, lanes, lane_slots,
+			    usb4_shm_ring_frame_max(ring));
 	atomic_thread_fence(memory_order_release);
 	ring->magic = USB4_SHM_MAGIC;
 }
@@ -163,13 +126,12 @@ int usb4_shm_ring_check(const struct usb4_shm_ring *ring, size_t map_len,
 	    ring->slot_size % USB4_SHM_CACHELINE ||
 	    ring->nslots > (map_len - sizeof(*ring)) / ring->slot_size)
 		return -FI_EINVAL;
-	return 0;
+	return usb4_shm_lanes_check(ring, map_len);
 }
 
 size_t usb4_shm_ring_frame_max(const struct usb4_shm_ring *ring)
 {
-	return (ring->slot_size - sizeof(struct usb4_shm_slot) -
-		sizeof(struct usb4_shm_trailer)) & ~(size_t) 7;
+	return slot_frame_max(ring->slot_size);
 }
 
 int usb4_shm_ring_bell(const struct usb4_shm_ring *ring)
@@ -246,7 +208,8 @@ static int ring_bell(struct usb4_shm_ring *ring, int bell)
 	return ret;	/* a full pipe is readable anyway */
 }
 
-int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
+int usb4_shm_ring_post(struct usb4_shm_ring *ring,
+		       struct usb4_shm_producer *prod, int bell,
 		       const struct usb4_shm_sender *from,
 		       const struct iovec *iov, int count)
 {
@@ -254,11 +217,17 @@ int usb4_shm_ring_post(struct usb4_shm_ring *ring, int bell,
 	size_t len = 0;
 	uint64_t pos;
 	char *dst;
+	int ret;
 
 	for (int i = 0; i < count; i++)
 		len += iov[i].iov_len;
 	if (len > usb4_shm_ring_frame_max(ring))
 		return -FI_EMSGSIZE;
+	if (prod && prod->state != USB4_SHM_PRODUCER_SHARED) {
+		ret = usb4_shm_lane_post(ring, prod, from, iov, count, len);
+		if (ret <= 0)
+			return ret ? ret : ring_bell(ring, bell);
+	}
 	slot = slot_claim(ring, &pos);
 	if (!slot)
 		return -FI_EAGAIN;
@@ -286,7 +255,7 @@ static size_t slot_len(const struct usb4_shm_ring *ring,
 	return len > usb4_shm_ring_frame_max(ring) ? 0 : len;
 }
 
-const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+static const void *shared_peek(struct usb4_shm_ring *ring, size_t *len,
 			       uint64_t *sender_id)
 {
 	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
@@ -299,13 +268,51 @@ const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
 	return slot->frame;
 }
 
+/* Queue q: 0 the shared slots, 1 + i lane i. */
+static const void *queue_peek(struct usb4_shm_ring *ring, uint32_t q,
+			      size_t *len, uint64_t *sender_id)
+{
+	return q ? usb4_shm_lane_peek(ring, q - 1, len, sender_id) :
+		   shared_peek(ring, len, sender_id);
+}
+
+/*
+ * Stays on the queue it read last while it has frames (a stream's next
+ * frame is the line after), else looks at the others in turn; a queue
+ * that gave 64 frames in a row yields to the next.
+ */
+const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
+			       uint64_t *sender_id)
+{
+	uint32_t queues = 1 + usb4_shm_lanes_active(ring);
+	uint32_t q = ring->cur < queues ? ring->cur : 0;
+
+	for (uint32_t k = 0; k < queues; k++) {
+		const void *p = queue_peek(ring, q, len, sender_id);
+
+		if (p) {
+			if (q != ring->cur)
+				ring->streak = 0;
+			ring->cur = q;
+			return p;
+		}
+		if (++q == queues)
+			q = 0;
+	}
+	return NULL;
+}
+
 void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
 			       struct usb4_shm_sender *from)
 {
 	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
-	const struct usb4_shm_trailer *t = trailer_of(slot,
-						      slot_len(ring, slot));
+	const struct usb4_shm_trailer *t;
 
+	if (ring->cur) {
+		usb4_shm_lane_sender(ring, ring->cur - 1, from);
+		return;
+	}
+	t = trailer_of(slot, slot_len(ring, slot));
 	from->id = slot->sender_id;
 	from->pid = t->sender_pid;
 	from->inbox_fd = t->sender_fd;
@@ -313,18 +320,30 @@ void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
 
 void usb4_shm_ring_pop(struct usb4_shm_ring *ring)
 {
-	atomic_store_explicit(&slot_at(ring, ring->head)->seq,
-			      (uint32_t) (ring->head + ring->nslots),
-			      memory_order_release);
-	ring->head++;
+	if (ring->cur) {
+		usb4_shm_lane_pop(ring, ring->cur - 1);
+	} else {
+		atomic_store_explicit(&slot_at(ring, ring->head)->seq,
+				      (uint32_t) (ring->head + ring->nslots),
+				      memory_order_release);
+		ring->head++;
+	}
+	if (++ring->streak >= 64) {
+		ring->streak = 0;
+		ring->cur++;	/* peek wraps it */
+	}
 }
 
 static bool ring_has_frame(struct usb4_shm_ring *ring)
 {
-	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
+	uint32_t queues = 1 + usb4_shm_lanes_active(ring);
+	size_t len;
+	uint64_t id;
 
-	return atomic_load_explicit(&slot->seq, memory_order_acquire) ==
-	       (uint32_t) (ring->head + 1);
+	for (uint32_t q = 0; q < queues; q++)
+		if (queue_peek(ring, q, &len, &id))
+			return true;
+	return false;
 }
 
 /* Empties the bell: rings meant for an earlier sleep are stale. */

@@ -1,0 +1,243 @@
+/*
+ * Single-producer lanes of the shm inbox: behind the shared slots, nlanes
+ * lanes of lane_slots slots each.  A producer claims a lane once (one CAS
+ * on lanes_claimed) and from then on posts into it with plain stores and
+ * one release store: no locked instruction per frame, and no cache line
+ * that every producer fights over (the shared ring's tail).
+ *
+ * A lane is a 64-byte header written once by its producer (who it is: the
+ * way back that the shared ring keeps in every slot's trailer) and read by
+ * the consumer, then the slots.  A lane slot is an 8-byte header (sequence
+ * and length) and the frame: a frame of the 48-byte wire header and up to
+ * 8 payload bytes moves between the cores in one cache line.
+ *
+ * Ordering is the shared ring's per slot: slot i starts with seq = i; the
+ * producer, at its private position pos, waits for seq == pos, fills the
+ * slot and stores seq = pos + 1 with release; the consumer takes it at
+ * seq == head + 1 and gives it back with seq = head + lane_slots.  The
+ * lane header's stores come before the first slot's release.
+ *
+ * Owners before lanes leave USB4_SHM_LANES clear: their producers use the
+ * shared slots.  Producers before lanes never look at them: the owner
+ * reads its shared slots too.  Lanes of a producer that died stay claimed
+ * (at most nlanes of them): later producers use the shared slots.
+ */
+#include <string.h>
+
+#include "usb4_shm_layout.h"
+
+#define LANE_SLOTS_MAX		(1u << 16)
+#define LANE_SLOT_SIZE_MAX	(1u << 24)
+
+/* Written by its producer: untrusted. */
+struct usb4_shm_lane {
+	uint64_t sender_id;
+	uint32_t sender_pid;
+	int32_t sender_fd;
+	uint64_t head;		/* owner only */
+	_Alignas(USB4_SHM_CACHELINE) char slots[];
+};
+
+struct usb4_shm_lane_slot {
+	_Atomic uint32_t seq;
+	uint32_t len;		/* frame bytes */
+	char frame[];
+};
+_Static_assert(sizeof(struct usb4_shm_lane_slot) +
+	       sizeof(struct usb4_wire_hdr) + 8 == USB4_SHM_CACHELINE,
+	       "an 8-byte message fills one cache line");
+
+static size_t lane_slot_size(size_t frame_max)
+{
+	return usb4_shm_round_up(sizeof(struct usb4_shm_lane_slot) + frame_max,
+				 USB4_SHM_CACHELINE);
+}
+
+static size_t lane_bytes(size_t lane_slots, size_t slot_size)
+{
+	return sizeof(struct usb4_shm_lane) + lane_slots * slot_size;
+}
+
+static size_t pow2_at_least(size_t v)
+{
+	size_t p = 2;
+
+	while (p < v)
+		p <<= 1;
+	return p;
+}
+
+size_t usb4_shm_lanes_bytes(size_t lanes, size_t lane_slots, size_t frame_max)
+{
+	if (!lanes)
+		return 0;
+	if (lanes > USB4_SHM_LANES_MAX)
+		lanes = USB4_SHM_LANES_MAX;
+	return lanes * lane_bytes(pow2_at_least(lane_slots),
+				  lane_slot_size(frame_max));
+}
+
+static char *lanes_base(struct usb4_shm_ring *ring)
+{
+	return ring->slots + (size_t) ring->nslots * ring->slot_size;
+}
+
+static struct usb4_shm_lane *lane_at(struct usb4_shm_ring *ring, uint32_t i)
+{
+	return (struct usb4_shm_lane *) (lanes_base(ring) +
+		i * lane_bytes(ring->lane_slots, ring->lane_slot_size));
+}
+
+static struct usb4_shm_lane_slot *lane_slot(struct usb4_shm_ring *ring,
+					    struct usb4_shm_lane *lane,
+					    uint64_t pos)
+{
+	size_t idx = pos & (ring->lane_slots - 1);
+
+	return (struct usb4_shm_lane_slot *) (lane->slots +
+					      idx * ring->lane_slot_size);
+}
+
+void usb4_shm_lanes_init(struct usb4_shm_ring *ring, size_t lanes,
+			 size_t lane_slots, size_t frame_max)
+{
+	ring->nlanes = 0;
+	atomic_init(&ring->lanes_claimed, 0);
+	if (!lanes)
+		return;
+	ring->nlanes = lanes > USB4_SHM_LANES_MAX ? USB4_SHM_LANES_MAX : lanes;
+	ring->lane_slots = pow2_at_least(lane_slots);
+	ring->lane_slot_size = lane_slot_size(frame_max);
+	for (uint32_t i = 0; i < ring->nlanes; i++) {
+		struct usb4_shm_lane *lane = lane_at(ring, i);
+
+		memset(lane, 0, sizeof(*lane));
+		for (uint32_t s = 0; s < ring->lane_slots; s++)
+			atomic_init(&lane_slot(ring, lane, s)->seq, s);
+	}
+	ring->flags |= USB4_SHM_LANES;
+}
+
+int usb4_shm_lanes_check(const struct usb4_shm_ring *ring, size_t map_len)
+{
+	size_t end;
+
+	if (!(ring->flags & USB4_SHM_LANES))
+		return 0;
+	if (!ring->nlanes || ring->nlanes > USB4_SHM_LANES_MAX ||
+	    ring->lane_slots < 2 || ring->lane_slots > LANE_SLOTS_MAX ||
+	    (ring->lane_slots & (ring->lane_slots - 1)) ||
+	    ring->lane_slot_size % USB4_SHM_CACHELINE ||
+	    ring->lane_slot_size > LANE_SLOT_SIZE_MAX ||
+	    ring->lane_slot_size < sizeof(struct usb4_shm_lane_slot) +
+				   usb4_shm_ring_frame_max(ring))
+		return -FI_EINVAL;
+	/* Bounded above: no overflow. */
+	end = offsetof(struct usb4_shm_ring, slots) +
+	      (size_t) ring->nslots * ring->slot_size +
+	      ring->nlanes * lane_bytes(ring->lane_slots,
+					ring->lane_slot_size);
+	return end > map_len ? -FI_EINVAL : 0;
+}
+
+/* Claims a free lane, once: the producer uses it, or the shared slots
+ * when the owner has no lanes or they are taken. */
+static void lane_claim(struct usb4_shm_ring *ring,
+		       struct usb4_shm_producer *prod,
+		       const struct usb4_shm_sender *from)
+{
+	uint32_t n = (ring->flags & USB4_SHM_LANES) ? ring->nlanes : 0;
+	uint32_t c = atomic_load_explicit(&ring->lanes_claimed,
+					  memory_order_relaxed);
+	struct usb4_shm_lane *lane;
+
+	prod->state = USB4_SHM_PRODUCER_SHARED;
+	for (;;) {
+		if (c >= n)
+			return;
+		if (atomic_compare_exchange_weak_explicit(&ring->lanes_claimed,
+				&c, c + 1, memory_order_relaxed,
+				memory_order_relaxed))
+			break;
+	}
+	lane = lane_at(ring, c);
+	lane->sender_id = from->id;
+	lane->sender_pid = from->pid;
+	lane->sender_fd = from->inbox_fd;
+	prod->state = USB4_SHM_PRODUCER_LANE;
+	prod->lane = c;
+	prod->pos = 0;
+}
+
+int usb4_shm_lane_post(struct usb4_shm_ring *ring,
+		       struct usb4_shm_producer *prod,
+		       const struct usb4_shm_sender *from,
+		       const struct iovec *iov, int count, size_t len)
+{
+	struct usb4_shm_lane_slot *slot;
+	char *dst;
+
+	if (prod->state == USB4_SHM_PRODUCER_NEW)
+		lane_claim(ring, prod, from);
+	if (prod->state != USB4_SHM_PRODUCER_LANE)
+		return 1;
+	slot = lane_slot(ring, lane_at(ring, prod->lane), prod->pos);
+	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
+	    (uint32_t) prod->pos)
+		return -FI_EAGAIN;	/* its frames wait: no other way */
+	dst = slot->frame;
+	for (int i = 0; i < count; i++) {
+		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+	slot->len = len;
+	atomic_store_explicit(&slot->seq, (uint32_t) (prod->pos + 1),
+			      memory_order_release);
+	prod->pos++;
+	return 0;
+}
+
+uint32_t usb4_shm_lanes_active(struct usb4_shm_ring *ring)
+{
+	uint32_t c;
+
+	if (!ring->nlanes)
+		return 0;
+	c = atomic_load_explicit(&ring->lanes_claimed, memory_order_relaxed);
+	return c < ring->nlanes ? c : ring->nlanes;
+}
+
+const void *usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t i,
+			       size_t *len, uint64_t *sender_id)
+{
+	struct usb4_shm_lane *lane = lane_at(ring, i);
+	struct usb4_shm_lane_slot *slot = lane_slot(ring, lane, lane->head);
+	size_t max = ring->lane_slot_size - sizeof(*slot);
+
+	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
+	    (uint32_t) (lane->head + 1))
+		return NULL;
+	*len = slot->len > max ? 0 : slot->len;	/* 0: counted short */
+	*sender_id = lane->sender_id;
+	return slot->frame;
+}
+
+void usb4_shm_lane_sender(struct usb4_shm_ring *ring, uint32_t i,
+			  struct usb4_shm_sender *from)
+{
+	const struct usb4_shm_lane *lane = lane_at(ring, i);
+
+	from->id = lane->sender_id;
+	from->pid = lane->sender_pid;
+	from->inbox_fd = lane->sender_fd;
+}
+
+void usb4_shm_lane_pop(struct usb4_shm_ring *ring, uint32_t i)
+{
+	struct usb4_shm_lane *lane = lane_at(ring, i);
+
+	atomic_store_explicit(&lane_slot(ring, lane, lane->head)->seq,
+			      (uint32_t) (lane->head + ring->lane_slots),
+			      memory_order_release);
+	lane->head++;
+}
