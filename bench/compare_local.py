@@ -373,7 +373,7 @@ def program_args(suite: Suite, overrides: list[str]) -> dict[str, list[str]] | s
 
 def with_base(wanted: list[str], base_dir: Path | None) -> list[str]:
     """The stacks, with each usb4 stack's -base twin after it under
-    --base-provider."""
+    --base-provider; a twin named in wanted too runs once."""
     if base_dir is None:
         return wanted
     out = []
@@ -381,7 +381,7 @@ def with_base(wanted: list[str], base_dir: Path | None) -> list[str]:
         out.append(name)
         if name.startswith("usb4") and not name.endswith(BASE):
             out.append(name + BASE)
-    return out
+    return list(dict.fromkeys(out))
 
 
 def print_reports(suite: Suite, names: list[str], runs, data, args, where: str,

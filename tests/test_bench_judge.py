@@ -173,6 +173,9 @@ def test_base_stacks_follow_their_usb4_stack():
     assert compare_local.with_base(["usb4", "vader"], None) == ["usb4", "vader"]
     assert compare_local.with_base(["usb4-osc", "vader-osc"], Path("/x")) == [
         "usb4-osc", "usb4-osc-base", "vader-osc"]
+    # Named explicitly as well (--stacks usb4,usb4-base): run once, not twice.
+    assert compare_local.with_base(["usb4", "usb4-base", "vader"], Path("/x")) == [
+        "usb4", "usb4-base", "vader"]
     names = [s.name for s in compare_local.make_stacks(REPO, base_dir=Path("/old"))]
     assert {"usb4-base", "usb4-osc-base"} <= set(names)
     base = next(s for s in compare_local.make_stacks(REPO, base_dir=Path("/old"))
