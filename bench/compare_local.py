@@ -125,8 +125,14 @@ class Stack:
 
 # One-sided: osc rdma over btl ofi restricted to usb4.  vader is left out
 # of the btl list, so no one-sided byte can take Open MPI's shared memory.
+# osc_rdma_network_max_amo 1: osc rdma 4.1 sends an accumulate of up to
+# that many elements as one blocking network atomic per element (default
+# 32), longer ones as get, op, put under its accumulate lock.  Over usb4
+# each atomic costs a round trip, so from 2 elements on get/op/put (two data
+# operations, whatever the count) is faster: README "Benchmarks with targets".
 USB4_OSC_ARGS = ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
-                 "--mca", "btl_ofi_provider_include", "usb4"]
+                 "--mca", "btl_ofi_provider_include", "usb4",
+                 "--mca", "osc_rdma_network_max_amo", "1"]
 
 
 def provider_missing(libdir: Path) -> str | None:
