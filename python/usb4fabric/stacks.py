@@ -191,7 +191,8 @@ class Stack:
         if fabric == "usb4":
             args = _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4")
             if one_sided:
-                args += _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4")
+                args += _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4",
+                             "osc_rdma_network_max_amo", "1")
             return args, {}
         if fabric == "shm":
             # vader's single copy writes past a truncated receive: copy in/out.

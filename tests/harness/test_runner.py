@@ -134,6 +134,7 @@ def test_mpirun_argv(tmp_path):
     put = " ".join(plan.mpirun_argv(usb4, BENCHMARKS["put_latency"], ["osu_put_latency"]))
     assert ("--mca osc rdma --mca btl ofi,self --mca btl_ofi_provider_include usb4" in put
             and "-w create" in put)
+    assert "--mca osc_rdma_network_max_amo 1" in put  # accumulates whole
     assert "FI_TCP_IFACE=lo" in " ".join(eth.mpi_args(False))
     multi = runner.Plan([eth], [], suite, hosts=["a", "b"])
     eth_multi = profiles.build(Path("/x"), multihost=True, names=("ethernet", "shm"))

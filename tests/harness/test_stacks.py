@@ -35,6 +35,7 @@ def test_open_mpi_41_usb4_keeps_pml_cm_for_one_sided():
     mca = pairs(argv, "--mca")
     assert mca["pml"] == "cm" and mca["mtl"] == "ofi" and mca["btl"] == "ofi,self"
     assert mca["osc"] == "rdma" and mca["opal_common_ofi_provider_include"] == "usb4"
+    assert mca["osc_rdma_network_max_amo"] == "1"  # accumulates whole, not per element
     assert "-x" in argv and "FI_PROVIDER_PATH=%s" % PROVIDER in argv
     assert argv[-1] == "prog"
 
