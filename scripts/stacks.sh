@@ -28,7 +28,7 @@ DEBIAN_SUITE=trixie
 DEBIAN_MIRROR=${USB4_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_PACKAGES=openmpi-bin,libopenmpi-dev,libfabric-dev,libfabric-bin,python3-mpi4py,python3,libsodium-dev,libssl-dev,gcc,make,autoconf,automake,libtool,pkg-config,iproute2,procps
 # Added after the first roots were made: installed into an existing root too.
-DEBIAN_LATER_PACKAGES=(python3-numpy)
+DEBIAN_LATER_PACKAGES=(python3-numpy libxxhash-dev)
 STAMP=.usb4-stack-complete
 
 say() { printf '[stacks] %s\n' "$*"; }
@@ -103,6 +103,8 @@ check_root() {
 	done
 	ls "$root"/usr/lib/x86_64-linux-gnu/libsodium.so.* >/dev/null 2>&1 ||
 		{ say "$root: no libsodium"; return 1; }
+	# The provider's configure needs it (the datagram check, XXH3).
+	[ -f "$root/usr/include/xxhash.h" ] || { say "$root: no libxxhash-dev"; return 1; }
 }
 
 install_debian13() {
