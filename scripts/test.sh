@@ -6,7 +6,9 @@ cd "$(dirname "$0")/.."
 
 say() { printf '[test] %s\n' "$*"; }
 
-scripts/setup.sh
+# --ccl: the collective library's venv (about 3 GB), made on the first run
+# and reused after: the collective benchmark and tests need it.
+scripts/setup.sh --ccl
 scripts/build.sh
 # The other MPI stacks (reused when present); after the build, so it checks
 # that the provider loads in each.
