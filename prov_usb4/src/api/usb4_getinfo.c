@@ -345,7 +345,12 @@ static int usb4_check_info_top(const struct fi_info *info, uint64_t offered)
  * act on (the generic caps check would only say "not offered"). */
 static int usb4_check_caps_lacking(const struct fi_info *info)
 {
-	if (info->caps & FI_HMEM)
+	uint64_t caps = info->caps |
+			(info->tx_attr ? info->tx_attr->caps : 0) |
+			(info->rx_attr ? info->rx_attr->caps : 0) |
+			(info->domain_attr ? info->domain_attr->caps : 0);
+
+	if (caps & FI_HMEM)
 		USB4_REFUSE("FI_HMEM asked: usb4 moves host memory only\n");
 	return 0;
 }
