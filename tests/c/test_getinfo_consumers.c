@@ -321,18 +321,20 @@ static struct fi_info *oneccl(void)
 	return h;
 }
 
-/* aws-ofi-nccl, src/nccl_ofi_sendrecv.cpp (sendrecv_get_hints and
- * nccl_net_ofi_sendrecv_init, the C++ copy; the 1.21 tag could not be
- * pinned): caps LOCAL_COMM | REMOTE_COMM | TAGGED | MSG; mr_mode LOCAL |
- * ENDPOINT, then VIRT_ADDR | ALLOCATED | PROV_KEY; mr_key_size from
- * OFI_NCCL_MR_KEY_SIZE (2 by default, src/nccl_ofi_param.h); CONTEXT |
- * CONTEXT2; RDM; FI_THREAD_SAFE; progress from OFI_NCCL_PROGRESS_MODEL
- * (left UNSPEC here: its default is not in the index); SAS both ways.
- * Tries: req_gdr at 1.20 (with DMA-BUF) and 1.18 (both -FI_ENOSYS from
- * libfabric 1.17 before any provider is asked), req_gdr at 1.6 (adds
- * FI_HMEM, FI_RMA | FI_READ when cuda_flush is off, FI_MR_HMEM), then
- * host-only at 1.6. */
-static struct fi_info *nccl_sendrecv_gdr(bool gdr)
+/* aws-ofi-nccl (aws/aws-ofi-nccl), SENDRECV protocol: src/nccl_ofi_sendrecv.cpp
+ * at 0b8bc0fa0b7ad26e31e15f0533e0f52028fad62a, sendrecv_get_hints and
+ * nccl_net_ofi_sendrecv_init.  caps LOCAL_COMM | REMOTE_COMM | TAGGED |
+ * MSG; mr_mode LOCAL | ENDPOINT, then VIRT_ADDR | ALLOCATED | PROV_KEY;
+ * mr_key_size from OFI_NCCL_MR_KEY_SIZE (2 by default: include/
+ * nccl_ofi_param.h at 2e5dfba97571ab784b9d967dc6a75c012407d149);
+ * CONTEXT | CONTEXT2; RDM; FI_THREAD_SAFE; control and data progress from
+ * OFI_NCCL_PROGRESS_MODEL (unset: FI_PROGRESS_UNSPEC, "the provider's
+ * default", as the earlier copies of the function said outright; AUTO and
+ * MANUAL when set); SAS both ways.  With req_gdr it adds FI_HMEM, FI_RMA |
+ * FI_READ (cuda_flush off, the default) and FI_MR_HMEM.  Tries in order:
+ * req_gdr at 1.20 (only when DMA-BUF is viable: a GPU), req_gdr at 1.18,
+ * req_gdr at 1.6, then host-only at 1.6. */
+static struct fi_info *nccl_sendrecv_gdr(bool gdr, enum fi_progress progress)
 {
 	struct fi_info *h = hints_new();
 
@@ -346,6 +348,8 @@ static struct fi_info *nccl_sendrecv_gdr(bool gdr)
 	h->mode = FI_CONTEXT | FI_CONTEXT2;
 	h->ep_attr->type = FI_EP_RDM;
 	h->domain_attr->threading = FI_THREAD_SAFE;
+	h->domain_attr->control_progress = progress;
+	h->domain_attr->data_progress = progress;
 	h->domain_attr->mr_mode |= FI_MR_VIRT_ADDR | FI_MR_ALLOCATED |
 				   FI_MR_PROV_KEY;
 	h->tx_attr->msg_order = FI_ORDER_SAS;
@@ -353,22 +357,39 @@ static struct fi_info *nccl_sendrecv_gdr(bool gdr)
 	return h;
 }
 
-static struct fi_info *nccl_sendrecv(void)
+/* aws-ofi-nccl, RDMA protocol: src/nccl_ofi_rdma.cpp at
+ * 8d3c29554fdb120cdb6efc49cb202d17bd025c3f, get_hints and
+ * nccl_net_ofi_rdma_init.  caps MSG | RMA | HMEM, LOCAL_COMM |
+ * REMOTE_COMM; CONTEXT | CONTEXT2; RDM; mr_mode LOCAL | HMEM | VIRT_ADDR |
+ * ALLOCATED | PROV_KEY; mr_key_size as above; FI_THREAD_COMPLETION;
+ * progress as above; cq_data_size 4 (fi_writedata's immediate data).  One
+ * try only, FI_HMEM always, at API 1.20 with DMA-BUF viable, else 1.18;
+ * no host-only fallback.  hmem false: the same set without FI_HMEM and
+ * FI_MR_HMEM, what a host-memory build of the protocol would ask. */
+static struct fi_info *nccl_rdma_hmem(bool hmem, enum fi_progress progress)
 {
-	return nccl_sendrecv_gdr(false);
+	struct fi_info *h = hints_new();
+
+	h->caps = FI_MSG | FI_RMA | FI_LOCAL_COMM | FI_REMOTE_COMM;
+	h->mode = FI_CONTEXT | FI_CONTEXT2;
+	h->ep_attr->type = FI_EP_RDM;
+	h->domain_attr->mr_mode = FI_MR_LOCAL | FI_MR_VIRT_ADDR |
+				  FI_MR_ALLOCATED | FI_MR_PROV_KEY;
+	if (hmem) {
+		h->caps |= FI_HMEM;
+		h->domain_attr->mr_mode |= FI_MR_HMEM;
+	}
+	h->domain_attr->mr_key_size = 2;
+	h->domain_attr->threading = FI_THREAD_COMPLETION;
+	h->domain_attr->control_progress = progress;
+	h->domain_attr->data_progress = progress;
+	h->domain_attr->cq_data_size = 4;
+	return h;
 }
 
-/* aws-ofi-nccl 1.21, src/nccl_ofi_rdma.cpp (get_hints, RDMA protocol):
- * fi_writedata into device memory, so FI_HMEM with FI_MR_HMEM, API 1.18.
- * NOT read from the source (not found in the index): CONSUMERS.md. */
 static struct fi_info *nccl_rdma(void)
 {
-	struct fi_info *h = nccl_sendrecv();
-
-	h->caps = FI_MSG | FI_RMA | FI_READ | FI_WRITE | FI_REMOTE_WRITE |
-		  FI_LOCAL_COMM | FI_REMOTE_COMM | FI_HMEM;
-	h->domain_attr->mr_mode |= FI_MR_HMEM;
-	return h;
+	return nccl_rdma_hmem(true, FI_PROGRESS_UNSPEC);
 }
 
 /* ---- the table ---------------------------------------------------------- */
@@ -532,6 +553,98 @@ static void check_av_table_opens(struct fi_info *info)
 	fi_close(&fabric->fid);
 }
 
+/* A request above the running libfabric's API never reaches a provider:
+ * libfabric 1.17 answers -FI_ENOSYS itself; a newer one asks us, and the
+ * answer must be the refusal named. */
+static void expect_newer_api(const char *who, uint32_t version,
+			     const struct fi_info *h, const char *reason)
+{
+	struct fi_info *info;
+	const char *log;
+
+	if (FI_VERSION_LT(fi_version(), version)) {
+		CHECK_EQ_MSG(getinfo_logged(version, h, &info, &log),
+			     -FI_ENOSYS, "%s: libfabric %u.%u", who,
+			     FI_MAJOR(fi_version()), FI_MINOR(fi_version()));
+		fi_freeinfo(info);
+	} else {
+		expect_refused(who, version, h, reason);
+	}
+}
+
+/* The SENDRECV protocol's four tries: the three with FI_HMEM are refused
+ * (usb4 moves host memory only: a GPU build would pass device buffers),
+ * the host-only one is answered, whatever OFI_NCCL_PROGRESS_MODEL says. */
+static void row_nccl_sendrecv(void)
+{
+	static const enum fi_progress progress[] = {
+		FI_PROGRESS_UNSPEC, FI_PROGRESS_AUTO, FI_PROGRESS_MANUAL,
+	};
+	struct fi_info *h, *info;
+
+	h = nccl_sendrecv_gdr(true, FI_PROGRESS_UNSPEC);
+	expect_newer_api("aws-ofi-nccl sendrecv, gdr, 1.20", FI_VERSION(1, 20),
+			 h, "FI_HMEM asked");
+	expect_newer_api("aws-ofi-nccl sendrecv, gdr, 1.18", FI_VERSION(1, 18),
+			 h, "FI_HMEM asked");
+	expect_refused("aws-ofi-nccl sendrecv, gdr", FI_VERSION(1, 6), h,
+		       "FI_HMEM asked");
+	fi_freeinfo(h);
+
+	for (size_t i = 0; i < sizeof(progress) / sizeof(progress[0]); i++) {
+		h = nccl_sendrecv_gdr(false, progress[i]);
+		info = expect_answer("aws-ofi-nccl sendrecv", FI_VERSION(1, 6),
+				     h);
+		if (info) {
+			CHECK_EQ(info->domain_attr->mr_mode, MR_BASIC_BITS);
+			CHECK_EQ(info->domain_attr->threading, FI_THREAD_SAFE);
+			CHECK_EQ(info->caps & (FI_TAGGED | FI_MSG |
+					       FI_REMOTE_COMM | FI_HMEM),
+				 FI_TAGGED | FI_MSG | FI_REMOTE_COMM);
+			CHECK(info->domain_attr->mr_key_size >= 2);
+			if (progress[i] != FI_PROGRESS_UNSPEC)
+				CHECK_EQ(info->domain_attr->data_progress,
+					 progress[i]);
+			CHECK(64 - __builtin_clzll(
+				info->ep_attr->mem_tag_format) >= 33);
+			CHECK(info->src_addrlen <= 56);
+			fi_freeinfo(info);
+		}
+		fi_freeinfo(h);
+	}
+}
+
+/* The RDMA protocol asks FI_HMEM, once, with no host-only try: refused
+ * (the plugin then says "No eligible providers" and NCCL falls back to
+ * the SENDRECV protocol when OFI_NCCL_PROTOCOL is not forced).  Without
+ * FI_HMEM the same set is answered: RMA with 4 bytes of immediate data,
+ * FI_THREAD_COMPLETION, no FI_MR_ENDPOINT (which the protocol refuses). */
+static void row_nccl_rdma(void)
+{
+	struct fi_info *h = nccl_rdma(), *info;
+
+	expect_newer_api("aws-ofi-nccl rdma, 1.20", FI_VERSION(1, 20), h,
+			 "FI_HMEM asked");
+	expect_newer_api("aws-ofi-nccl rdma, 1.18", FI_VERSION(1, 18), h,
+			 "FI_HMEM asked");
+	expect_refused("aws-ofi-nccl rdma at 1.17", FI_VERSION(1, 17), h,
+		       "FI_HMEM asked");
+	fi_freeinfo(h);
+
+	h = nccl_rdma_hmem(false, FI_PROGRESS_UNSPEC);
+	info = expect_answer("aws-ofi-nccl rdma, host memory",
+			     FI_VERSION(1, 17), h);
+	if (info) {
+		CHECK_EQ(info->caps & (FI_MSG | FI_RMA | FI_HMEM),
+			 FI_MSG | FI_RMA);
+		CHECK(info->domain_attr->cq_data_size >= 4);
+		CHECK_EQ(info->domain_attr->threading, FI_THREAD_COMPLETION);
+		CHECK_EQ(info->domain_attr->mr_mode, MR_BASIC_BITS);
+		fi_freeinfo(info);
+	}
+	fi_freeinfo(h);
+}
+
 static void row_oneccl_nccl(void)
 {
 	struct fi_info *h = oneccl(), *info;
@@ -547,26 +660,8 @@ static void row_oneccl_nccl(void)
 	}
 	fi_freeinfo(h);
 
-	h = nccl_sendrecv();
-	info = expect_answer("aws-ofi-nccl sendrecv", FI_VERSION(1, 6), h);
-	if (info) {
-		CHECK_EQ(info->domain_attr->mr_mode, MR_BASIC_BITS);
-		CHECK_EQ(info->domain_attr->threading, FI_THREAD_SAFE);
-		CHECK(64 - __builtin_clzll(info->ep_attr->mem_tag_format) >= 33);
-		CHECK(info->src_addrlen <= 56);
-		fi_freeinfo(info);
-	}
-	fi_freeinfo(h);
-
-	h = nccl_sendrecv_gdr(true);
-	expect_refused("aws-ofi-nccl sendrecv, gdr", FI_VERSION(1, 6), h,
-		       "FI_HMEM asked");
-	fi_freeinfo(h);
-
-	h = nccl_rdma();
-	expect_refused("aws-ofi-nccl rdma", FI_VERSION(1, 17), h,
-		       "FI_HMEM asked");
-	fi_freeinfo(h);
+	row_nccl_sendrecv();
+	row_nccl_rdma();
 }
 
 /* Every mode bit libfabric 1.17 defines, alone and together: we need none,
