@@ -75,11 +75,20 @@ def check_results(folder: Path, inputs: list[np.ndarray]) -> None:
 
 
 def argv(rank: int, nranks: int, folder: Path, count: int, *, chunk: int, window: int,
-         threads: int, iters: int, timeout: int) -> list[str]:
+         threads: int, iters: int, timeout: int, late_recv_ms: int = 0) -> list[str]:
     return [str(program()), "--rank", str(rank), "--nranks", str(nranks),
             "--dir", str(folder), "--count", str(count), "--chunk", str(chunk),
             "--window", str(window), "--threads", str(threads),
-            "--iters", str(iters), "--timeout", str(timeout)]
+            "--iters", str(iters), "--timeout", str(timeout),
+            "--late-recv-ms", str(late_recv_ms)]
+
+
+# Receives held back this long while the senders go on, with a per-sender
+# unexpected budget far below what they send meanwhile: the provider must
+# hold the senders back (its guards line counts unexp-full) and deliver
+# everything once the receives come.
+LATE_RECV_MS = 300
+LATE_RECV_ENV = {"FI_USB4_UNEXP_PEER_BYTES": "65536"}
 
 
 FIGURES = (r"ring: rank (\d+) of (\d+), .*most in flight: sends (\d+), receives (\d+); "

@@ -23,6 +23,7 @@ import time
 import pytest
 
 import collective_ring as ring
+import logcounters
 
 RUN_TIMEOUT = 60  # seconds for all ranks; each case takes a few
 WATCHDOG = 50  # the program's own --timeout
@@ -39,7 +40,7 @@ CASES = {
 }
 
 
-def run_ring(tmp_path, provider_dir, case, extra_env=None):
+def run_ring(tmp_path, provider_dir, case, extra_env=None, late_recv_ms=0):
     nranks, count, chunk, window, threads, iters = case
     folder = tmp_path / "ring"
     folder.mkdir()
@@ -53,7 +54,8 @@ def run_ring(tmp_path, provider_dir, case, extra_env=None):
     procs = []
     for rank in range(nranks):
         argv = ring.argv(rank, nranks, folder, count, chunk=chunk, window=window,
-                         threads=threads, iters=iters, timeout=WATCHDOG)
+                         threads=threads, iters=iters, timeout=WATCHDOG,
+                         late_recv_ms=late_recv_ms)
         out = open(folder / ("out.%d" % rank), "w")
         err = open(folder / ("err.%d" % rank), "w")
         procs.append((subprocess.Popen(argv, env=env, stdout=out, stderr=err,
@@ -88,6 +90,7 @@ def run_ring(tmp_path, provider_dir, case, extra_env=None):
         assert int(m.group(3)) <= window, m.group(0)
         per_thread = [int(x) for x in m.group(5).split()]
         assert len(per_thread) == threads and sum(per_thread) == 2 * ops, m.group(0)
+    return [(folder / ("err.%d" % r)).read_text() for r in range(nranks)]
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
@@ -98,3 +101,14 @@ def test_ring_allreduce_shm(tmp_path, provider_dir, case):
 def test_ring_allreduce_shm_portable(tmp_path, provider_dir):
     """The same at 8 ranks on the provider's portable paths."""
     run_ring(tmp_path, provider_dir, CASES["8 ranks"], {"FI_USB4_PORTABLE": "1"})
+
+
+def test_ring_allreduce_shm_receives_late(tmp_path, provider_dir):
+    """4 ranks, 1 MiB each, 8 iterations whose first steps all go before
+    any receive is posted, against a 64 KiB unexpected budget per sender:
+    every rank's senders are held back, nothing is lost or failed."""
+    errs = run_ring(tmp_path, provider_dir, (4, 262144, 1024, 32, 3, 8),
+                    ring.LATE_RECV_ENV, late_recv_ms=ring.LATE_RECV_MS)
+    for rank, err in enumerate(errs):
+        assert logcounters.parse(err).get("unexp_full", 0) > 0, (
+            "rank %d: no sender held back\n%s" % (rank, err[-2000:]))

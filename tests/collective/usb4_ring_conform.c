@@ -25,12 +25,15 @@
  *
  *   usb4_ring_conform --rank R --nranks N --dir D --count F
  *                     [--chunk C] [--window W] [--threads T] [--iters I]
- *                     [--timeout S]
+ *                     [--timeout S] [--late-recv-ms MS]
  *
  * Reads D/input.R (F float32, F a multiple of N), writes its endpoint name
  * to D/addr.R and reads the others' (the launcher provides the folder),
  * runs I allreduces (each on its own copy of the input; every result must
  * be the same), writes D/result.R and prints one line of figures.
+ * --late-recv-ms: no receive is posted for MS after the start, so every
+ * chunk sent meanwhile is unexpected (past the provider's unexpected
+ * budget its sender is held back until the receives come).
  * Exit: 0 done; 1 a check failed; 2 usage or setup; 124 the watchdog fired.
  * Provider: FI_PROVIDER_PATH, FI_PROVIDER, FI_USB4_IFACE as usual.
  * tests/test_collective_conform.py and tests/multihost/test_xhost_collective.py
@@ -83,6 +86,7 @@ struct op {
 
 struct opts {
 	int rank, nranks, count, chunk, window, threads, iters, timeout;
+	int late_recv_ms;
 	const char *dir;
 };
 
@@ -114,6 +118,7 @@ static int next_send, next_recv;	/* linear (iter, step, chunk) index */
 static int sends_out, recvs_out, max_sends_out, max_recvs_out;
 static int sends_done, recvs_done, total_ops;
 static long thread_completions[MAX_THREADS];
+static double recv_from;		/* no receive posted before (late-recv) */
 static volatile int failed;
 
 static _Noreturn void die(int code, const char *fmt, ...)
@@ -347,7 +352,8 @@ static void advance(int self)
 		if (++sends_out > max_sends_out)
 			max_sends_out = sends_out;
 	}
-	while (n < 2 * max && next_recv < total_ops && recvs_out < o.window) {
+	while (n < 2 * max && next_recv < total_ops && recvs_out < o.window &&
+	       now_s() >= recv_from) {
 		todo[n++] = &recvs[next_recv++];
 		if (++recvs_out > max_recvs_out)
 			max_recvs_out = recvs_out;
@@ -590,7 +596,7 @@ static void usage(void)
 {
 	die(2, "usage: usb4_ring_conform --rank R --nranks N --dir D "
 	    "--count F [--chunk C] [--window W] [--threads T] [--iters I] "
-	    "[--timeout S]");
+	    "[--timeout S] [--late-recv-ms MS]");
 }
 
 static void parse(int argc, char **argv)
@@ -619,6 +625,8 @@ static void parse(int argc, char **argv)
 			o.iters = atoi(v);
 		else if (!strcmp(a, "--timeout"))
 			o.timeout = atoi(v);
+		else if (!strcmp(a, "--late-recv-ms"))
+			o.late_recv_ms = atoi(v);
 		else
 			usage();
 	}
@@ -626,7 +634,7 @@ static void parse(int argc, char **argv)
 	    o.rank >= o.nranks || o.count <= 0 || o.count % o.nranks ||
 	    o.chunk <= 0 || o.window <= 0 || o.threads < 1 ||
 	    o.threads > MAX_THREADS || o.iters < 1 || o.iters >= 1 << 15 ||
-	    o.timeout <= 0)
+	    o.timeout <= 0 || o.late_recv_ms < 0)
 		usage();
 }
 
@@ -657,6 +665,7 @@ int main(int argc, char **argv)
 	(void) left_addr;	/* receives name no source: FI_ADDR_UNSPEC */
 
 	t0 = now_s();
+	recv_from = t0 + o.late_recv_ms * 1e-3;
 	for (int i = 1; i < o.threads; i++)
 		if (pthread_create(&threads[i], NULL, worker,
 				   (void *) (intptr_t) i))

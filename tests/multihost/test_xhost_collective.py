@@ -17,6 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import collective_ring as ring  # noqa: E402
 import cprogs  # noqa: E402
 import hosts  # noqa: E402
+import logcounters  # noqa: E402
 from cprogs import HostProcess  # noqa: E402
 
 pytestmark = pytest.mark.multihost
@@ -43,7 +44,8 @@ def cluster_for(n_hosts):
     return hosts.Cluster(n_hosts, hub=True)
 
 
-def run_ring(namespaces_usable, provider_dir, tmp_path, case, extra_env=None):
+def run_ring(namespaces_usable, provider_dir, tmp_path, case, extra_env=None,
+             late_recv_ms=0):
     n_hosts, nranks, count, chunk, window, threads, iters = case
     folder = tmp_path / "ring"
     folder.mkdir()
@@ -56,7 +58,8 @@ def run_ring(namespaces_usable, provider_dir, tmp_path, case, extra_env=None):
         ranks = []
         for rank in range(nranks):
             argv = ring.argv(rank, nranks, folder, count, chunk=chunk, window=window,
-                             threads=threads, iters=iters, timeout=WATCHDOG)
+                             threads=threads, iters=iters, timeout=WATCHDOG,
+                             late_recv_ms=late_recv_ms)
             ranks.append(HostProcess(cluster, rank // per_host, argv, env, folder,
                                      "rank%d" % rank))
         cprogs.wait_all(cluster, ranks, RUN_TIMEOUT)
@@ -68,6 +71,7 @@ def run_ring(namespaces_usable, provider_dir, tmp_path, case, extra_env=None):
         m = re.search(ring.FIGURES, r.out)
         assert m, report
         assert int(m.group(3)) <= window and int(m.group(4)) <= window, m.group(0)
+    return ranks
 
 
 @pytest.mark.parametrize("case", list(CASES), ids=list(CASES))
@@ -79,3 +83,15 @@ def test_ring_allreduce_across_hosts_portable(namespaces_usable, provider_dir, t
     """2 hosts, 4 ranks on the provider's portable paths."""
     run_ring(namespaces_usable, provider_dir, tmp_path, CASES["2 hosts, 4 ranks"],
              {"FI_USB4_PORTABLE": "1"})
+
+
+def test_ring_allreduce_across_hosts_receives_late(namespaces_usable, provider_dir, tmp_path):
+    """2 hosts, 4 ranks (two ring edges over the cable), receives posted
+    late against a 64 KiB unexpected budget per sender: the senders over
+    udp and over shm are held back, and everything arrives."""
+    ranks = run_ring(namespaces_usable, provider_dir, tmp_path,
+                     (2, 4, 262144, 1024, 32, 3, 6), ring.LATE_RECV_ENV,
+                     late_recv_ms=ring.LATE_RECV_MS)
+    for r in ranks:
+        assert logcounters.parse(r.err).get("unexp_full", 0) > 0, (
+            "%s: no sender held back\n%s" % (r.name, r.err[-2000:]))
