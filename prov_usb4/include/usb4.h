@@ -89,6 +89,9 @@ struct usb4_params {
 	int rail_timeout_ms;	/* silence that retires one of several rails
 				 * to a udp peer */
 	bool udp_gso;		/* batch small datagrams with UDP GSO */
+	int idle_block_us;	/* fi_cq_read called back to back finding
+				 * nothing this long blocks (briefly) in the
+				 * kernel; 0: never */
 };
 
 extern struct usb4_params usb4_params;

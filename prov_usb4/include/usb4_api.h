@@ -101,8 +101,46 @@ struct usb4_ep_set {
 int usb4_ep_set_add(struct usb4_ep_set *set, struct usb4_core_ep *ep);
 void usb4_ep_set_del(struct usb4_ep_set *set, struct usb4_core_ep *ep);
 void usb4_ep_set_fini(struct usb4_ep_set *set);
-/* Progresses every endpoint. */
-void usb4_ep_set_progress(const struct usb4_ep_set *set);
+/* Progresses every endpoint; the frames their links took in. */
+int usb4_ep_set_progress(const struct usb4_ep_set *set);
+
+/*
+ * How a CQ read back to back waits (usb4_cq_idle.c): spin, yield, or block
+ * in the kernel once nothing came for FI_USB4_IDLE_BLOCK_US.  Guarded by
+ * the domain lock.
+ */
+struct usb4_cq_idle {
+	uint64_t spin_since_ns;		/* a run of tight empty reads began,
+					 * or its latest yield */
+	uint64_t quiet_since_ns;	/* ... with no frame either (0: not
+					 * in such a run) */
+	uint64_t last_sample_ns;	/* the latest read that read the
+					 * clock */
+	uint64_t armed_ns;		/* a block is due if the next read
+					 * comes at once after this (0: not) */
+	unsigned empty_reads;		/* in the run, to sample the clock */
+};
+
+enum usb4_cq_idle_act {
+	USB4_CQ_IDLE_SPIN,
+	USB4_CQ_IDLE_YIELD,		/* sched_yield, without the lock */
+	USB4_CQ_IDLE_BLOCK,		/* sleep on the links (usb4_wait_block) */
+};
+
+/* A read of obj (a CQ or counter) by this thread begins: whether this
+ * thread's previous read was of obj too (it polls nothing else). */
+bool usb4_cq_idle_enter(const void *obj);
+/* A read handed out entries: the next empty one starts a new run. */
+void usb4_cq_idle_busy(struct usb4_cq_idle *s);
+/* When the caller must read the clock on entering a read (0: needn't). */
+bool usb4_cq_idle_armed(const struct usb4_cq_idle *s);
+/* An empty read whose progress took in `frames`; alone: the thread's
+ * previous read was of this CQ; entry_ns: the clock on entering it when
+ * armed.  What it does before it returns. */
+enum usb4_cq_idle_act usb4_cq_idle_empty(struct usb4_cq_idle *s, int frames,
+					 bool alone, uint64_t entry_ns);
+/* A block ended at now_ns: the next read, if at once, blocks again. */
+void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns);
 
 struct usb4_cq {
 	struct fid_cq cq_fid;
@@ -114,11 +152,7 @@ struct usb4_cq {
 	struct usb4_waiter waiter;	/* its own: sread sleeps here */
 	struct usb4_ep_set eps;		/* progressed on read */
 	bool signaled;			/* fi_cq_signal: end one sread */
-	uint64_t empty_since_ns;	/* a run of empty reads began, or
-					 * its latest yield */
-	uint64_t last_empty_ns;		/* the latest empty read that read
-					 * the clock */
-	unsigned empty_reads;		/* in the run, to sample the clock */
+	struct usb4_cq_idle idle;	/* how an empty read waits */
 	bool handed_out;		/* the latest read returned entries */
 	atomic_int ref;
 };
@@ -298,6 +332,11 @@ int usb4_ms_left(uint64_t deadline_ns);
 void usb4_wait(struct usb4_domain *domain, struct usb4_waiter *waiter,
 	       const struct usb4_ep_set *eps, int timeout_ms,
 	       bool (*ready)(void *arg), void *arg);
+/* The same without the spin: sleeps at once (unless ready or a link has
+ * news), at most timeout_ms and until the links' next timer. */
+void usb4_wait_block(struct usb4_domain *domain, struct usb4_waiter *waiter,
+		     const struct usb4_ep_set *eps, int timeout_ms,
+		     bool (*ready)(void *arg), void *arg);
 
 /* Not-supported stubs for ops table slots. */
 int usb4_no_bind(struct fid *fid, struct fid *bfid, uint64_t flags);

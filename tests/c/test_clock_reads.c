@@ -101,6 +101,9 @@ int main(void)
 	setenv("FI_USB4_IFACE", "lo", 1);
 	/* Only this thread reads the clock (and progresses). */
 	setenv("FI_USB4_PROGRESS_IDLE_MS", "0", 1);
+	/* The clock reads of a spinning wait: a read that sleeps instead
+	 * (test_idle_block.c) reads it a few times per sleep of up to 1 ms. */
+	setenv("FI_USB4_IDLE_BLOCK_US", "0", 1);
 	CHECK_EQ(fx_open(&a, FI_RMA, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_open(&b, FI_RMA, FX_MR_OMPI), 0);
 	memset(src, 0x5c, LEN);

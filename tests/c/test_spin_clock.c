@@ -93,6 +93,8 @@ int main(void)
 
 	setenv("FI_USB4_IFACE", "lo", 1);
 	setenv("FI_USB4_YIELD_US", "20", 1);
+	/* The yields of a spin: without a sleep (test_idle_block.c). */
+	setenv("FI_USB4_IDLE_BLOCK_US", "0", 1);
 	CHECK_EQ(fx_open(&a, FI_TAGGED, 0), 0);
 	CHECK_EQ(fx_open(&b, FI_TAGGED, 0), 0);
 	CHECK(fx_insert(&a, b.addr) != FI_ADDR_NOTAVAIL);

@@ -4,9 +4,11 @@ Two hosts (network namespaces, tests/hosts.py, fixture ``cluster2``) joined
 by ``tb0``; tests/xhost/usb4_xmulti.c runs on both sides over the provider's
 udp link and prints its figures; the tests judge them:
 
-- an empty fi_cq_read never blocks: after talking to the other host,
-  20000 empty reads cost (almost) no voluntary context switch and no read
-  takes more than a few ms;
+- an empty fi_cq_read never blocks with FI_USB4_IDLE_BLOCK_US=0: after
+  talking to the other host, 20000 empty reads cost (almost) no voluntary
+  context switch and no read takes more than a few ms; with the default, a
+  caller reading back to back sleeps on the udp link, never for more than a
+  few ms per read;
 - a process polling two CQs in one progress loop (as Open MPI polls mtl
   ofi's and btl ofi's) keeps the round trip of a ping-pong on one of them
   within 2x of the one it has with every pause of an empty read turned off
@@ -104,20 +106,29 @@ def stopped(pid):
 
 # --- the tests -----------------------------------------------------------------
 
-def test_empty_cq_read_never_blocks(cluster2, xmulti, provider_dir, tmp_path):
-    """20000 fi_cq_read on an empty CQ after one exchange with another host.
-
-    fi_cq_read is a non-blocking call: it may progress, never sleep.  The
-    calling thread's voluntary context switches (getrusage RUSAGE_THREAD)
-    count the times it gave up the CPU; a nap in the kernel is one each.
-    """
-    server, client = start(cluster2, xmulti, "cqpoll", tmp_path / "run",
-                           provider_env(provider_dir), ["--calls", str(CQPOLL_CALLS)])
-    finish(cluster2, [client, server])
+def cqpoll(cluster, xmulti, provider_dir, rundir, extra):
+    """One cqpoll run: its figures line (a match)."""
+    server, client = start(cluster, xmulti, "cqpoll", rundir,
+                           provider_env(provider_dir, extra),
+                           ["--calls", str(CQPOLL_CALLS)])
+    finish(cluster, [client, server])
     m = client.figures(r"cqpoll: (\d+) empty fi_cq_read calls in ([\d.]+) s .*"
                        r"voluntary context switches (\d+), involuntary (\d+), "
                        r"longest call ([\d.]+) us, calls over 100 us (\d+)")
     print("\n" + m.group(0))
+    return m, client
+
+
+def test_empty_cq_read_never_blocks(cluster2, xmulti, provider_dir, tmp_path):
+    """20000 fi_cq_read on an empty CQ after one exchange with another host.
+
+    With FI_USB4_IDLE_BLOCK_US=0 fi_cq_read is a non-blocking call: it may
+    progress, never sleep.  The calling thread's voluntary context switches
+    (getrusage RUSAGE_THREAD) count the times it gave up the CPU; a nap in
+    the kernel is one each.
+    """
+    m, client = cqpoll(cluster2, xmulti, provider_dir, tmp_path / "run",
+                       {"FI_USB4_IDLE_BLOCK_US": "0"})
     calls, vcsw, longest = int(m.group(1)), int(m.group(3)), float(m.group(5))
     ivcsw = int(m.group(4))
     failures = []
@@ -135,10 +146,28 @@ def test_empty_cq_read_never_blocks(cluster2, xmulti, provider_dir, tmp_path):
     assert not failures, "; ".join(failures) + "\n" + client.describe()
 
 
+def test_tight_empty_reads_sleep_briefly(cluster2, xmulti, provider_dir, tmp_path):
+    """The same loop with the default FI_USB4_IDLE_BLOCK_US: it sleeps.
+
+    Read back to back on an empty CQ whose endpoint has a udp session, each
+    read past the first 50 us sleeps on the socket until the link's next
+    timer or 1 ms (usb4_cq_idle.c): voluntary context switches, and no read
+    longer than a few ms (a sleep never outlasts its bound).
+    """
+    m, client = cqpoll(cluster2, xmulti, provider_dir, tmp_path / "run", {})
+    vcsw, longest, ivcsw = int(m.group(3)), float(m.group(5)), int(m.group(4))
+    failures = []
+    if vcsw <= CQPOLL_MAX_VCSW:
+        failures.append("%d voluntary context switches: the loop never slept" % vcsw)
+    if longest > CQPOLL_MAX_CALL_US and ivcsw == 0:
+        failures.append("a read took %.0f us (limit %d us)" % (longest, CQPOLL_MAX_CALL_US))
+    assert not failures, "; ".join(failures) + "\n" + client.describe()
+
+
 # What turns off every pause an empty fi_cq_read may take, in any version
 # of the provider (each ignores the variables it does not define).
 NO_PAUSES = {"FI_USB4_YIELD_US": "0", "FI_USB4_IDLE_NAP_US": "0",
-             "USB4_XMULTI_PAUSES": "off"}
+             "FI_USB4_IDLE_BLOCK_US": "0", "USB4_XMULTI_PAUSES": "off"}
 
 
 def pingpong_median(cluster, xmulti, provider_dir, rundir, pauses):

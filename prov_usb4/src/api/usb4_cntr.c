@@ -17,6 +17,7 @@ static uint64_t cntr_read(struct fid_cntr *fid)
 {
 	struct usb4_cntr *cntr = cntr_of(fid);
 
+	usb4_cq_idle_enter(cntr);	/* a loop polling it and a CQ spins */
 	usb4_lock_acquire(&cntr->domain->lock);
 	usb4_ep_set_progress(&cntr->eps);
 	usb4_lock_release(&cntr->domain->lock);

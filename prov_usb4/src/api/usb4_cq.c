@@ -1,7 +1,9 @@
 /*
  * fi_cq: reads progress the bound endpoints, then copy entries out in the
- * format the CQ was opened with.  A read never blocks; sread sleeps on the
- * CQ's own waiter and its endpoints' links.
+ * format the CQ was opened with.  A read called back to back on an empty
+ * CQ may block briefly once nothing came for FI_USB4_IDLE_BLOCK_US
+ * (usb4_cq_idle.c); sread sleeps on the CQ's own waiter and its endpoints'
+ * links.
  */
 #include <sched.h>
 #include <stdlib.h>
@@ -46,13 +48,12 @@ static bool read_progresses(struct usb4_cq *cq)
 }
 
 static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
-				  fi_addr_t *src_addr)
+				  fi_addr_t *src_addr, int *frames)
 {
 	const struct usb4_cqe *e;
 	size_t n = 0;
 
-	if (read_progresses(cq))
-		usb4_ep_set_progress(&cq->eps);
+	*frames = read_progresses(cq) ? usb4_ep_set_progress(&cq->eps) : 0;
 	if (usb4_cq_queue_peek_err(&cq->queue))
 		return -FI_EAVAIL;
 	while (n < count && (e = usb4_cq_queue_peek(&cq->queue))) {
@@ -66,59 +67,63 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 	return n ? (ssize_t) n : -FI_EAGAIN;
 }
 
-/* Empty reads closer together than this are a caller spinning on the CQ. */
-#define USB4_TIGHT_LOOP_NS	(20 * 1000)
-/* Empty reads per look at the clock: a look costs as much as the rest of an
- * empty read, which a caller spinning on the CQ repeats back to back. */
-#define USB4_SPIN_CLOCK_EVERY	16
+/* Longest an empty read sleeps: what the CQ's links cannot wake (another
+ * domain, the application's other transports) waits no longer. */
+#define USB4_CQ_BLOCK_MS	1
+
+/* What ends an empty read's block: an entry or an error to hand out. */
+static bool cq_has_entry(void *arg)
+{
+	struct usb4_cq *cq = arg;
+
+	return usb4_cq_queue_peek(&cq->queue) ||
+	       usb4_cq_queue_peek_err(&cq->queue);
+}
 
 /*
- * MPI's progress loop calls fi_cq_read back to back.  With as many busy
- * ranks as cores, that spinning starves the kernel's network processing
- * and whoever else needs the core.  A read never sleeps (a caller polling
- * two CQs in one loop must never be stalled by one of them), so once a
- * caller has spun on an empty CQ for yield_us, an empty read yields the
- * CPU, at most once per yield_us: at once back when nothing else is
- * runnable, and a CQ that stays idle beside a busy one costs its loop one
- * system call per yield_us.  The clock is read on one empty read in
- * USB4_SPIN_CLOCK_EVERY: a run whose samples lie closer together than that
- * many tight-loop gaps is a spin.
+ * A caller spinning on the empty CQ (usb4_cq_idle.c) sleeps on its links,
+ * its waiter (entries queued by another thread, fi_cq_signal) and their
+ * timers, the domain lock let go meanwhile; then reads once more, so what
+ * woke it is handed out by this call.
  */
-static bool spun_too_long(struct usb4_cq *cq)
+static ssize_t cq_block(struct usb4_cq *cq, void *buf, size_t count,
+			fi_addr_t *src_addr, int *frames)
 {
-	uint64_t now, every = (uint64_t) usb4_params.yield_us * 1000;
-
-	if (!every || ++cq->empty_reads % USB4_SPIN_CLOCK_EVERY)
-		return false;
-	now = usb4_now_ns();
-	if (now - cq->last_empty_ns > USB4_SPIN_CLOCK_EVERY * USB4_TIGHT_LOOP_NS)
-		cq->empty_since_ns = now;
-	cq->last_empty_ns = now;
-	if (now - cq->empty_since_ns < every)
-		return false;
-	cq->empty_since_ns = now;	/* the next yield_us from here */
-	return true;
+	usb4_wait_block(cq->domain, &cq->waiter, &cq->eps, USB4_CQ_BLOCK_MS,
+			cq_has_entry, cq);
+	usb4_cq_idle_blocked(&cq->idle, usb4_now_ns());
+	cq->handed_out = false;		/* progress again */
+	return cq_readfrom_locked(cq, buf, count, src_addr, frames);
 }
 
 static ssize_t cq_readfrom(struct fid_cq *fid, void *buf, size_t count,
 			   fi_addr_t *src_addr)
 {
 	struct usb4_cq *cq = cq_of(fid);
-	bool yield;
+	enum usb4_cq_idle_act act = USB4_CQ_IDLE_SPIN;
+	bool alone = usb4_cq_idle_enter(cq);
+	uint64_t entry_ns = 0;
 	ssize_t ret;
+	int frames;
 
 	usb4_lock_acquire(&cq->domain->lock);
-	ret = cq_readfrom_locked(cq, buf, count, src_addr);
+	if (usb4_cq_idle_armed(&cq->idle))
+		entry_ns = usb4_now_ns();
+	ret = cq_readfrom_locked(cq, buf, count, src_addr, &frames);
+	if (ret == -FI_EAGAIN)
+		act = usb4_cq_idle_empty(&cq->idle, frames, alone, entry_ns);
+	if (act == USB4_CQ_IDLE_BLOCK)
+		ret = cq_block(cq, buf, count, src_addr, &frames);
 	/* Something came: the caller acts on it before it reads again, so the
-	 * next empty read starts a new spin. */
-	if (ret != -FI_EAGAIN) {
-		cq->last_empty_ns = 0;
-		cq->empty_reads = 0;
-	}
-	/* The spin is the CQ's state, kept under its lock; the yield is not. */
-	yield = ret == -FI_EAGAIN && spun_too_long(cq);
+	 * next empty read starts a new run. */
+	if (ret != -FI_EAGAIN)
+		usb4_cq_idle_busy(&cq->idle);
+	else if (frames && act == USB4_CQ_IDLE_BLOCK)	/* woken by frames:
+							 * a new quiet run */
+		usb4_cq_idle_empty(&cq->idle, frames, true, 0);
 	usb4_lock_release(&cq->domain->lock);
-	if (yield)
+	/* The spin is the CQ's state, kept under its lock; the yield is not. */
+	if (act == USB4_CQ_IDLE_YIELD)
 		sched_yield();
 	return ret;
 }
@@ -171,7 +176,9 @@ static ssize_t cq_sreadfrom(struct fid_cq *fid, void *buf, size_t count,
 		return -FI_ENOSYS;
 	usb4_lock_acquire(&cq->domain->lock);
 	for (;;) {
-		ret = cq_readfrom_locked(cq, buf, count, src_addr);
+		int frames;
+
+		ret = cq_readfrom_locked(cq, buf, count, src_addr, &frames);
 		if (ret != -FI_EAGAIN || cq->signaled)
 			break;
 		int left = usb4_ms_left(deadline);

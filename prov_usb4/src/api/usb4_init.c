@@ -135,6 +135,13 @@ void usb4_params_define(void)
 			"send runs of datagrams to a peer on another host in "
 			"one system call with UDP GSO where the kernel offers "
 			"it (default: %d)", (int) usb4_params.udp_gso);
+	fi_param_define(&usb4_prov, "idle_block_us", FI_PARAM_INT,
+			"When fi_cq_read is called back to back on an empty "
+			"CQ and nothing (no entry, no frame) came for this "
+			"many microseconds, each further empty read sleeps in "
+			"the kernel until news, a timer or 1 ms; a caller "
+			"that works between reads never sleeps; 0 never "
+			"sleeps (default: %d)", usb4_params.idle_block_us);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -204,6 +211,9 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "rail_timeout_ms", &spin) ==
 	    FI_SUCCESS && spin > 0)
 		usb4_params.rail_timeout_ms = spin;
+	if (fi_param_get_int(&usb4_prov, "idle_block_us", &spin) ==
+	    FI_SUCCESS && spin >= 0)
+		usb4_params.idle_block_us = spin;
 }
 
 FI_EXT_INI

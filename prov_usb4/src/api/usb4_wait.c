@@ -51,10 +51,13 @@ void usb4_ep_set_fini(struct usb4_ep_set *set)
 	set->count = set->cap = 0;
 }
 
-void usb4_ep_set_progress(const struct usb4_ep_set *set)
+int usb4_ep_set_progress(const struct usb4_ep_set *set)
 {
+	int frames = 0;
+
 	for (size_t i = 0; i < set->count; i++)
-		usb4_core_progress(set->eps[i]);
+		frames += usb4_core_progress(set->eps[i]);
+	return frames;
 }
 
 /* Milliseconds left until deadline_ns (-1 for none). */
@@ -149,12 +152,18 @@ void usb4_wait(struct usb4_domain *domain, struct usb4_waiter *waiter,
 	       const struct usb4_ep_set *eps, int timeout_ms,
 	       bool (*ready)(void *arg), void *arg)
 {
+	if (!spin(domain, eps, ready, arg))
+		usb4_wait_block(domain, waiter, eps, timeout_ms, ready, arg);
+}
+
+void usb4_wait_block(struct usb4_domain *domain, struct usb4_waiter *waiter,
+		     const struct usb4_ep_set *eps, int timeout_ms,
+		     bool (*ready)(void *arg), void *arg)
+{
 	struct pollfd stack_fds[USB4_WAIT_FDS_STACK];
 	struct usb4_core_ep *stack_eps[USB4_WAIT_FDS_STACK];
 	struct sleep_plan p = { .fds = stack_fds, .armed = stack_eps, .max = 1 };
 
-	if (spin(domain, eps, ready, arg))
-		return;
 	for (size_t i = 0; i < eps->count; i++)
 		p.max += usb4_core_wait_fds(eps->eps[i]);
 	if (p.max > USB4_WAIT_FDS_STACK || eps->count > USB4_WAIT_FDS_STACK) {

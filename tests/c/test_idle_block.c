@@ -1,0 +1,356 @@
+/*
+ * fi_cq_read called back to back on an empty CQ sleeps in the kernel once
+ * nothing came for FI_USB4_IDLE_BLOCK_US (api/usb4_cq_idle.c), and only
+ * then:
+ *
+ *   tight    a loop of empty reads waiting ~200 ms for a message uses far
+ *            less CPU than wall time, and the message is handed out soon
+ *            after it is sent (the shm bell wakes the reader);
+ *   spaced   a loop that works ~10 us between reads (MPI_Test in a compute
+ *            loop) never sleeps in a read, though its reads are close
+ *            enough for the spin detection: the gap check stops it;
+ *   two CQs  a loop reading two CQs back to back (Open MPI's mtl and btl
+ *            ofi) never sleeps in either: a sleep on one would leave the
+ *            other's news waiting;
+ *   threads  two threads reading one CQ of an FI_THREAD_SAFE domain both
+ *            sleep and are both served, and another thread posting sends
+ *            on the same domain meanwhile is not held up by a sleeper (the
+ *            domain lock is let go while it sleeps);
+ *   off      with FI_USB4_IDLE_BLOCK_US=0 the tight loop never sleeps.
+ *
+ * A sleep is a poll() called inside fi_cq_read: this program defines poll
+ * itself (the provider's call binds to the executable's definition first)
+ * and counts the calls made while the counting thread is in a read.  Each
+ * setting runs in a child process (the provider reads its variables once).
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+#include <dlfcn.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+
+#include "usb4_test.h"
+#include "usb4_fixture.h"
+
+#define CAPS		FI_MSG
+#define DELAY_MS	200	/* when the message waited for is sent */
+#define PROMPT_MS	20	/* it is handed out within this of its send
+				 * (a block lasts 1 ms at most; a loaded
+				 * host may hold the reader off longer) */
+#define SPACED_MS	100	/* the spaced loop runs this long */
+#define SPACED_WORK_NS	10000	/* work between its reads */
+#define POSTS		40	/* sends posted while a reader sleeps */
+#define POST_SLOW_NS	500000	/* a post this slow waited for a sleeper */
+#define MSG_LEN		8
+
+static _Thread_local bool reading;
+static _Thread_local unsigned long polls;	/* in this thread's reads */
+
+__attribute__((visibility("default")))
+int poll(struct pollfd *fds, nfds_t nfds, int timeout)
+{
+	static int (*real)(struct pollfd *, nfds_t, int);
+
+	if (!real)
+		real = (int (*)(struct pollfd *, nfds_t, int))
+			dlsym(RTLD_NEXT, "poll");
+	if (reading)
+		polls++;
+	return real(fds, nfds, timeout);
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t) ts.tv_sec * 1000000000u + (uint64_t) ts.tv_nsec;
+}
+
+static uint64_t thread_cpu_ns(void)
+{
+	struct rusage ru;
+
+	getrusage(RUSAGE_THREAD, &ru);
+	return (uint64_t) (ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) *
+	       1000000000u + (uint64_t) (ru.ru_utime.tv_usec +
+					 ru.ru_stime.tv_usec) * 1000u;
+}
+
+/* The receiver a and the sender b, each in a domain of its own. */
+static struct fx a, b;
+static fi_addr_t a_to_b, b_to_a;
+static char sbuf[MSG_LEN], rbuf[2][MSG_LEN];
+
+/* Sends n messages to a at start_ns + DELAY_MS; stamps the send. */
+struct delayed_send {
+	uint64_t start_ns, sent_ns;
+	int n;
+};
+
+static void *send_later(void *arg)
+{
+	struct delayed_send *d = arg;
+	struct fi_cq_data_entry e;
+	uint64_t at = d->start_ns + DELAY_MS * 1000000ull;
+
+	while (now_ns() < at)
+		usleep(1000);
+	d->sent_ns = now_ns();
+	for (int i = 0; i < d->n; i++) {
+		CHECK_EQ(fi_send(b.ep, sbuf, MSG_LEN, NULL, b_to_a, NULL), 0);
+		CHECK_EQ(fx_wait(b.cq, &e, NULL), 1);
+	}
+	return NULL;
+}
+
+/* Reads a's CQ back to back until `want` entries came (by all readers);
+ * what one reader saw. */
+struct reader {
+	atomic_int *got;
+	int want;
+	unsigned long reads, polls;
+	uint64_t done_ns, cpu_ns;
+};
+
+static void *read_tight(void *arg)
+{
+	struct reader *r = arg;
+	struct fi_cq_data_entry e;
+	uint64_t cpu0 = thread_cpu_ns(), deadline = now_ns() + 5000000000ull;
+	unsigned long polls0 = polls;
+
+	reading = true;
+	while (atomic_load(r->got) < r->want && now_ns() < deadline) {
+		ssize_t ret = fi_cq_read(a.cq, &e, 1);
+
+		r->reads++;
+		if (ret == 1)
+			atomic_fetch_add(r->got, 1);
+		else
+			CHECK_EQ(ret, -FI_EAGAIN);
+	}
+	reading = false;
+	r->done_ns = now_ns();
+	r->cpu_ns = thread_cpu_ns() - cpu0;
+	r->polls = polls - polls0;
+	return NULL;
+}
+
+static void post_recvs(int n)
+{
+	for (int i = 0; i < n; i++)
+		CHECK_EQ(fi_recv(a.ep, rbuf[i], MSG_LEN, NULL, a_to_b, NULL), 0);
+}
+
+/* One reader waits for one delayed message; blocking says whether its
+ * reads must have slept. */
+static void case_tight(bool blocking)
+{
+	atomic_int got = 0;
+	struct delayed_send d = { .start_ns = now_ns(), .n = 1 };
+	struct reader r = { .got = &got, .want = 1 };
+	pthread_t t;
+	uint64_t wall;
+
+	post_recvs(1);
+	CHECK_EQ(pthread_create(&t, NULL, send_later, &d), 0);
+	read_tight(&r);
+	pthread_join(t, NULL);
+	wall = r.done_ns - d.start_ns;
+	printf("# tight%s: %lu reads, %lu sleeps, cpu %.1f ms of %.1f ms wall, "
+	       "handed out %.2f ms after the send\n", blocking ? "" : " (off)",
+	       r.reads, r.polls, r.cpu_ns / 1e6, wall / 1e6,
+	       ((int64_t) r.done_ns - (int64_t) d.sent_ns) / 1e6);
+	CHECK_EQ(atomic_load(&got), 1);
+	CHECK_MSG(r.done_ns - d.sent_ns < PROMPT_MS * 1000000ull,
+		  "handed out %.1f ms after its send",
+		  (r.done_ns - d.sent_ns) / 1e6);
+	if (blocking) {
+		CHECK_MSG(r.polls > 0, "a tight loop of %lu reads never slept",
+			  r.reads);
+		CHECK_MSG(r.cpu_ns < wall / 4, "cpu %.1f ms in %.1f ms",
+			  r.cpu_ns / 1e6, wall / 1e6);
+	} else {
+		CHECK_MSG(r.polls == 0, "%lu sleeps with blocking off",
+			  r.polls);
+	}
+}
+
+/* Reads with SPACED_WORK_NS of work between them for SPACED_MS: never a
+ * sleep. */
+static void case_spaced(void)
+{
+	struct fi_cq_data_entry e;
+	uint64_t end = now_ns() + SPACED_MS * 1000000ull, slowest = 0;
+	unsigned long reads = 0, polls0 = polls;
+
+	while (now_ns() < end) {
+		uint64_t t0 = now_ns(), t1;
+
+		reading = true;
+		CHECK_EQ(fi_cq_read(a.cq, &e, 1), -FI_EAGAIN);
+		reading = false;
+		t1 = now_ns();
+		if (t1 - t0 > slowest)
+			slowest = t1 - t0;
+		reads++;
+		while (now_ns() - t1 < SPACED_WORK_NS)
+			;	/* the application's work */
+	}
+	printf("# spaced: %lu reads %d us apart, %lu sleeps, slowest read "
+	       "%.1f us\n", reads, SPACED_WORK_NS / 1000,
+	       polls - polls0, slowest / 1e3);
+	CHECK_EQ(polls - polls0, 0);
+}
+
+/* Reads a's and b's CQs in turn for SPACED_MS: never a sleep. */
+static void case_two_cqs(void)
+{
+	struct fi_cq_data_entry e;
+	uint64_t end = now_ns() + SPACED_MS * 1000000ull;
+	unsigned long reads = 0, polls0 = polls;
+
+	reading = true;
+	while (now_ns() < end) {
+		CHECK_EQ(fi_cq_read(a.cq, &e, 1), -FI_EAGAIN);
+		CHECK_EQ(fi_cq_read(b.cq, &e, 1), -FI_EAGAIN);
+		reads += 2;
+	}
+	reading = false;
+	printf("# two CQs: %lu reads, %lu sleeps\n", reads, polls - polls0);
+	CHECK_EQ(polls - polls0, 0);
+}
+
+/* A thread of a's domain posting sends to b while readers sleep: no post
+ * waits for a sleeper's lock.  b's receives are posted first. */
+static void *post_sends(void *arg)
+{
+	uint64_t *slow = arg;
+	static char brbuf[POSTS][MSG_LEN];
+
+	for (int i = 0; i < POSTS; i++)
+		CHECK_EQ(fi_recv(b.ep, brbuf[i], MSG_LEN, NULL, b_to_a, NULL),
+			 0);
+	usleep(50000);		/* the readers are asleep by now */
+	for (int i = 0; i < POSTS; i++) {
+		uint64_t t0 = now_ns();
+		ssize_t ret = fi_inject(a.ep, sbuf, MSG_LEN, a_to_b);
+
+		CHECK_EQ(ret, 0);
+		if (now_ns() - t0 > POST_SLOW_NS)
+			(*slow)++;
+		usleep(2000);
+	}
+	return NULL;
+}
+
+static void case_threads(void)
+{
+	atomic_int got = 0;
+	struct delayed_send d = { .start_ns = now_ns(), .n = 2 };
+	struct reader r[2] = { { .got = &got, .want = 2 },
+			       { .got = &got, .want = 2 } };
+	pthread_t t[4];
+	uint64_t slow = 0;
+
+	post_recvs(2);
+	CHECK_EQ(pthread_create(&t[0], NULL, read_tight, &r[0]), 0);
+	CHECK_EQ(pthread_create(&t[1], NULL, read_tight, &r[1]), 0);
+	CHECK_EQ(pthread_create(&t[2], NULL, post_sends, &slow), 0);
+	CHECK_EQ(pthread_create(&t[3], NULL, send_later, &d), 0);
+	for (int i = 0; i < 4; i++)
+		pthread_join(t[i], NULL);
+	printf("# threads: sleeps %lu + %lu, handed out %.2f / %.2f ms after "
+	       "the send; %lu of %d posts slow\n", r[0].polls, r[1].polls,
+	       ((int64_t) r[0].done_ns - (int64_t) d.sent_ns) / 1e6,
+	       ((int64_t) r[1].done_ns - (int64_t) d.sent_ns) / 1e6,
+	       (unsigned long) slow, POSTS);
+	CHECK_EQ(atomic_load(&got), 2);
+	CHECK(r[0].polls > 0 && r[1].polls > 0);
+	for (int i = 0; i < 2; i++)
+		CHECK_MSG(r[i].done_ns - d.sent_ns < PROMPT_MS * 1000000ull,
+			  "reader %d done %.1f ms after the send", i,
+			  (r[i].done_ns - d.sent_ns) / 1e6);
+	/* A post that met a sleeper holding the lock would wait ~1 ms: all
+	 * would be slow.  A loaded host makes a few slow. */
+	CHECK_MSG(slow < POSTS / 2, "%lu of %d posts slow", (unsigned long) slow,
+		  POSTS);
+	/* b drains what a's thread sent. */
+	for (int i = 0; i < POSTS; i++) {
+		struct fi_cq_data_entry e;
+
+		CHECK_EQ(fx_wait(b.cq, &e, NULL), 1);
+	}
+}
+
+/* One message first: the link between a and b is set up before the cases
+ * time anything. */
+static void warm_up(void)
+{
+	struct fi_cq_data_entry e;
+
+	post_recvs(1);
+	CHECK_EQ(fi_send(b.ep, sbuf, MSG_LEN, NULL, b_to_a, NULL), 0);
+	CHECK_EQ(fx_wait(a.cq, &e, NULL), 1);
+	CHECK_EQ(fx_wait(b.cq, &e, NULL), 1);
+}
+
+static int run(bool blocking)
+{
+	CHECK_EQ(fx_open(&a, CAPS, 0), 0);
+	CHECK_EQ(fx_open(&b, CAPS, 0), 0);
+	a_to_b = fx_insert(&a, b.addr);
+	b_to_a = fx_insert(&b, a.addr);
+	CHECK(a_to_b != FI_ADDR_NOTAVAIL && b_to_a != FI_ADDR_NOTAVAIL);
+	if (usb4_test_failures)
+		return usb4_test_done("test_idle_block (set-up)");
+	warm_up();
+	case_tight(blocking);
+	if (blocking) {
+		case_spaced();
+		case_two_cqs();
+		case_threads();
+	}
+	fx_close(&a);
+	fx_close(&b);
+	return usb4_test_done(blocking ? "test_idle_block" :
+					 "test_idle_block (off)");
+}
+
+/* Runs one setting in a child: the provider reads FI_USB4_* once. */
+static int in_child(const char *idle_block_us)
+{
+	int status;
+	pid_t pid = fork();
+
+	if (pid == 0) {
+		int ret;
+
+		if (idle_block_us)
+			setenv("FI_USB4_IDLE_BLOCK_US", idle_block_us, 1);
+		ret = run(idle_block_us == NULL);
+		fflush(stdout);
+		_exit(ret);
+	}
+	if (pid < 0 || waitpid(pid, &status, 0) != pid)
+		return 1;
+	return !WIFEXITED(status) || WEXITSTATUS(status);
+}
+
+int main(void)
+{
+	int failed;
+
+	unsetenv("FI_USB4_IDLE_BLOCK_US");	/* the default blocks */
+	failed = in_child(NULL);
+	failed |= in_child("0");
+	return failed;
+}
