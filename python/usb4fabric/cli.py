@@ -66,8 +66,11 @@ def _add_run(sub) -> None:
                    help="run under this MPI stack (python/usb4fabric/stacks.py; "
                    "scripts/stacks.sh installs them), with osu_bench built by its mpicc; "
                    "default: Debian 12's Open MPI and the profiles above")
-    p.add_argument("--iface", help="with --mpi and --hosts: the interface usb4 and tcp "
-                   "use towards the other hosts (FI_USB4_IFACE)")
+    p.add_argument("--iface", help="with --hosts (--mpi or ccl benchmarks): the interface "
+                   "usb4 and tcp use towards the other hosts (FI_USB4_IFACE)")
+    p.add_argument("--launch-agent", type=Path, help="with --hosts, ccl benchmarks: the "
+                   "program playing ssh for hydra (tests/multihost/launch_agent.sh for "
+                   "namespace hosts; default ssh)")
     p.add_argument("--bench", dest="benchmarks", type=_csv_list, action="extend",
                    help=f"benchmarks, comma-separated or repeated, of "
                    f"{', '.join(osu_locate.BENCHMARKS)}")
@@ -175,7 +178,8 @@ def cmd_run(args, argv: list[str]) -> int:
         f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
                        args.hostfile, args.mpirun, args.timeout, args.sizes,
-                       args.iterations, args.warmup, stack=stack, stack_hosts=stack_hosts)
+                       args.iterations, args.warmup, stack=stack, stack_hosts=stack_hosts,
+                       agent=args.launch_agent, iface=args.iface)
     print(f"usb4bench: benchmarks from {suite.kind} ({suite.root}, found by {suite.how})")
     for p in chosen:
         if p.skip:

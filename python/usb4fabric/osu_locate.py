@@ -13,7 +13,9 @@ and 7.x adds a level below the category (``pt2pt/standard``,
 the project's own ``osu_bench/`` programs are used.  Which one was used is
 recorded in ``Suite.kind`` ("osu" or "osu_bench").
 
-The mpi4py benchmarks are always this package's ``mpi4py_bench`` module.
+The mpi4py benchmarks are always this package's ``mpi4py_bench`` module, the
+collective-library benchmarks (``ccl_*``) this project's ``ccl_bench/ccl_bench``
+(built when configure finds oneCCL; ccl_launch.py starts it).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OSU_BENCH_DIR = REPO_ROOT / "osu_bench"
+CCL_BENCH = REPO_ROOT / "ccl_bench" / "ccl_bench"
 # 7.x puts a variant folder under the category; the blocking/standard one first
 VARIANTS = ("", "standard", "blocking")
 LAYOUTS = (
@@ -74,6 +77,11 @@ BENCHMARKS = {b.name: b for b in [
     _b("barrier", "osu_barrier", "collective", "latency", ["-f"], max_ranks=None),
     _b("mpi4py_latency", "latency", "mpi4py", "latency"),
     _b("mpi4py_bw", "bw", "mpi4py", "bandwidth"),
+    # oneCCL over libfabric (ccl_bench, nccl-tests' bus bandwidth), 1 rank per host
+    *[_b(f"ccl_{c}", "ccl_bench", "ccl", "busbw", ["-C", c], max_ranks=None, min_ranks=1)
+      for c in ("allreduce", "allgather", "reduce_scatter", "broadcast", "alltoall")],
+    _b("ccl_allreduce_bf16", "ccl_bench", "ccl", "busbw", ["-C", "allreduce", "-d", "bfloat16"],
+       max_ranks=None, min_ranks=1),
 ]}
 
 
@@ -89,6 +97,8 @@ class Suite:
         """argv prefix running the benchmark, or None when the program is missing."""
         if bench.category == "mpi4py":
             return [sys.executable, "-m", "usb4fabric.mpi4py_bench", bench.program]
+        if bench.category == "ccl":
+            return [str(CCL_BENCH)] if CCL_BENCH.is_file() else None
         if self.root is None:
             return None
         path = find_program(self.root, bench)

@@ -15,9 +15,10 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-UNITS = {"latency": "latency (us)", "bandwidth": "bandwidth (MB/s)"}
+UNITS = {"latency": "latency (us)", "bandwidth": "bandwidth (MB/s)",
+         "busbw": "bus bandwidth (GB/s, nccl-tests' definition)"}
 COLORS = {"usb4": "tab:red", "ethernet": "tab:blue", "ethernet-btl": "tab:cyan",
-          "shm": "tab:green", "roce": "tab:purple"}
+          "tcp": "tab:blue", "shm": "tab:green", "roce": "tab:purple"}
 REF_MARKERS = "osD^v<>ph"
 
 

@@ -23,6 +23,7 @@ RATIO_SIZES = (8, 4096, 65536, 1 << 20)
 NUMERATOR = "usb4"
 # the metric plotted and compared for each benchmark
 MAIN_METRIC = {name: b.metric for name, b in BENCHMARKS.items()}
+METRIC_UNITS = {"latency": "us", "bandwidth": "MB/s", "busbw": "GB/s"}
 # which reference figures go on which benchmark's plot
 REFERENCE_FOR = {"latency": "latency", "bw": "bandwidth"}
 
@@ -134,7 +135,7 @@ def ratio_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         for size in RATIO_SIZES if sized else (None,):
             one_sided = " (one-sided: see notes)" if BENCHMARKS.get(bench) and \
                 BENCHMARKS[bench].one_sided else ""
-            row = [bench + one_sided, f"{metric} ({'us' if metric == 'latency' else 'MB/s'})",
+            row = [bench + one_sided, f"{metric} ({METRIC_UNITS.get(metric, 'MB/s')})",
                    plots.size_label(size) if size is not None else "no size"]
             for num in nums:
                 a = _median(report, num, bench, size)

@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Callable
 
-from . import launch, osu_parse, rails, sysinfo
+from . import ccl_launch, ccl_parse, launch, osu_parse, rails, sysinfo
 from .osu_locate import BENCHMARKS, Benchmark, Suite
 from .profiles import Profile
 from .stacks import Hosts, Stack
@@ -41,7 +41,11 @@ DEFAULT_ARGS = {
     "collective-latency": ["-m", "4:1048576", "-i", "500", "-x", "50"],
     "mpi4py-latency": ["-m", "0:1048576", "-i", "500", "-x", "50"],
     "mpi4py-bandwidth": ["-m", "1:1048576", "-i", "50", "-x", "5"],
+    # ccl_bench: OSU's letters, turned into nccl-tests' (-b/-e, -n, -w) by
+    # ccl_args; 8 B - 16 MiB by 2x (iterations shrink with size): seconds each
+    "ccl-busbw": ["-m", "8:16777216", "-i", "20", "-x", "5"],
 }
+CCL_STEP_FACTOR = 2
 
 
 def default_args(bench: Benchmark) -> list[str]:
@@ -68,6 +72,23 @@ class Plan:
     extra_mpirun: list[str] = dataclasses.field(default_factory=list)
     stack: Stack | None = None  # --mpi: another MPI stack's launcher (stacks.py)
     stack_hosts: Hosts | None = None  # its hosts (from --hosts)
+    agent: Path | None = None  # plays ssh for hydra across --hosts (ccl benchmarks)
+    iface: str | None = None  # the interface towards the other --hosts
+
+    def ccl_where(self) -> ccl_launch.Where:
+        """One host, or --hosts with one rank each (ccl_bench: one rank per host)."""
+        if not self.hosts:
+            return ccl_launch.Where()
+        return ccl_launch.Where(Hosts(tuple((h, 1) for h in self.hosts), iface=self.iface,
+                                      agent=self.agent), self.iface)
+
+    def ccl_args(self, bench: Benchmark) -> list[str]:
+        """ccl_bench's arguments from the OSU-style defaults and overrides."""
+        args = self.bench_args(bench)
+        opts = dict(zip(args[len(bench.args)::2], args[len(bench.args) + 1::2]))
+        low, _, high = opts["-m"].rpartition(":")
+        return list(bench.args) + ["-b", low or high, "-e", high, "-f", str(CCL_STEP_FACTOR),
+                                   "-n", opts["-i"], "-w", opts["-x"]]
 
     @property
     def multihost(self) -> bool:
@@ -173,7 +194,8 @@ def _note(profile: Profile, bench: Benchmark) -> str:
     return ""
 
 
-def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str, str]:
+def _exit_status(done: launch.Completed) -> tuple[str, str]:
+    """Did the command run to a clean end: ("ok", "") or why not."""
     if done.timed_out:
         return "timeout", done.error or "timed out"
     if done.error:
@@ -181,6 +203,13 @@ def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str
     if done.returncode != 0:
         tail = " | ".join(done.stderr.strip().splitlines()[-3:])
         return "failed", f"exit status {done.returncode}" + (f": {tail}" if tail else "")
+    return "ok", ""
+
+
+def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str, str]:
+    status = _exit_status(done)
+    if status[0] != "ok":
+        return status
     if not parsed.rows:
         first = next((t for _, t in parsed.unparsed), "")
         return "no-data", f"no OSU rows in the output ({len(parsed.unparsed)} "\
@@ -198,6 +227,75 @@ def _record(profile, bench, rep, status, error, **extra) -> dict:
     return run
 
 
+def ccl_skip(plan: Plan, profile: Profile) -> str | None:
+    """Why a ccl benchmark cannot run over profile, or None."""
+    if profile.name not in ccl_launch.PROFILE_FABRIC:
+        return (f"no oneCCL path over {profile.name}: ccl benchmarks run over "
+                f"{', '.join(ccl_launch.PROFILE_FABRIC)}")
+    if plan.hosts and plan.ranks != len(plan.hosts):
+        return f"ccl_bench runs one rank per host: --np {plan.ranks} on {len(plan.hosts)} hosts"
+    return ccl_launch.missing()
+
+
+def _ccl_rows(parsed: ccl_parse.CclOutput, base: dict) -> list[dict]:
+    rows = []
+    for r in parsed.rows:
+        for metric, value, unit in (("busbw", r.busbw, "GB/s"), ("algbw", r.algbw, "GB/s"),
+                                    ("time", r.time_us, "us")):
+            rows.append(base | {"size": r.size, "metric": metric, "value": value,
+                                "unit": unit, "validation": "Pass"})
+    return rows
+
+
+def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
+            writer: ResultsWriter, origin: str, hosts: str) -> dict:
+    """One repetition of a ccl benchmark: hydra of the ccl venv, rows checked
+    by ccl_parse (a wrong element or a malformed line makes the run invalid)."""
+    start = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    stem = writer.raw_stem(profile.name, bench.name, rep)
+    where = plan.ccl_where()
+    env = ccl_launch.rank_env(ccl_launch.PROFILE_FABRIC[profile.name],
+                              profile._provider_dir() or profile_provider(plan), where,
+                              stem.with_suffix(".id"))
+    argv = ccl_launch.hydra_argv(plan.ranks, env, plan.program(bench) + plan.ccl_args(bench),
+                                 where)
+    stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
+    done = launch.run(argv, plan.timeout, env=ccl_launch.launcher_env())
+    stem.with_suffix(".out").write_text(done.stdout)
+    stem.with_suffix(".err").write_text(done.stderr)
+    try:
+        parsed, problem = ccl_parse.parse(done.stdout), ""
+    except ccl_parse.CclParseError as exc:
+        parsed, problem = None, str(exc)
+    status, error = _exit_status(done)
+    if status == "ok" and problem:
+        status, error = "invalid", problem
+    elif status != "ok" and problem:
+        error = f"{error}; {problem}"
+    carrier = f"oneCCL ofi / {ccl_launch.PROFILE_FABRIC[profile.name]}"
+    base = {"fabric": profile.name, "benchmark": bench.name, "program": bench.program,
+            "repetition": rep, "origin": origin, "hosts": hosts, "carrier": carrier,
+            "note": f"{parsed.dtype}, {parsed.ranks} ranks, {parsed.library}" if parsed else ""}
+    rows = _ccl_rows(parsed, base) if parsed and status == "ok" else []
+    rel = lambda p: str(p.relative_to(writer.folder))  # noqa: E731
+    run = _record(profile, bench, rep, status, error, returncode=done.returncode,
+                  elapsed_s=round(done.elapsed, 3), start=start, rows=len(rows),
+                  unparsed_lines=len(parsed.log) if parsed else 0,
+                  osu_title="ccl_bench" if parsed else None,
+                  osu_version=parsed.library if parsed else None, carrier=carrier,
+                  argv=shlex.join(argv), cmd_file=rel(stem.with_suffix(".cmd")),
+                  stdout_file=rel(stem.with_suffix(".out")),
+                  stderr_file=rel(stem.with_suffix(".err")))
+    writer.add_run(run, rows)
+    return run
+
+
+def profile_provider(plan: Plan) -> Path | None:
+    """The usb4 provider's folder of any profile of the plan."""
+    return next((Path(p.env["FI_PROVIDER_PATH"]) for p in plan.profiles
+                 if "FI_PROVIDER_PATH" in p.env), None)
+
+
 def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
             writer: ResultsWriter, origin: str, hosts: str) -> dict:
     """One repetition of one benchmark over one profile, written at once."""
@@ -209,6 +307,8 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
                       start=start)
         writer.add_run(run, [])
         return run
+    if bench.category == "ccl":
+        return run_ccl(plan, profile, bench, rep, writer, origin, hosts)
     argv = plan.mpirun_argv(profile, bench, program)
     stem = writer.raw_stem(profile.name, bench.name, rep)
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
@@ -263,6 +363,8 @@ def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
         for profile in plan.profiles:
             for bench in plan.benchmarks:
                 skip = profile.skip or (profile.one_sided_skip if bench.one_sided else None)
+                if skip is None and bench.category == "ccl":
+                    skip = ccl_skip(plan, profile)
                 if skip is None and bench.max_ranks and plan.ranks > bench.max_ranks:
                     skip = f"{bench.program} runs on exactly {bench.max_ranks} ranks"
                 for rep in range(1, plan.repeat + 1):
