@@ -10,8 +10,8 @@ import subprocess
 
 import pytest
 
-from conftest import REPO_ROOT, SESSION_MARK, kill_tree, run_command
-from usb4fabric import ccl_launch, ccl_parse
+from usb4fabric import ccl_launch, ccl_parse, launch
+from usb4fabric.launch import kill_tree
 from usb4fabric.cli import main as usb4bench
 
 TIMEOUT = 60
@@ -28,8 +28,7 @@ def ccl_program():
 
 def start_ranks(program, args, env, ranks=2):
     """ranks processes of ccl_bench started by hand (--rank/--nranks)."""
-    name, value = SESSION_MARK.split("=", 1)
-    full = dict(os.environ, **env, **{name: value})
+    full = dict(os.environ, **env)
     return [subprocess.Popen(ccl_launch.direct_argv(r, ranks, program) + args, env=full,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                              start_new_session=True) for r in range(ranks)]
@@ -46,6 +45,13 @@ def finish(procs):
             if p.poll() is None:
                 kill_tree(p)
     return outs
+
+
+def run_command(argv, env=None, timeout=TIMEOUT):
+    """argv run to its end with env added (its whole tree killed on timeout)."""
+    done = launch.run(argv, timeout, env=dict(os.environ, **(env or {})))
+    assert not done.timed_out, done.stdout[-2000:] + done.stderr[-2000:]
+    return done
 
 
 def checked_table(outs, collective):
@@ -79,8 +85,7 @@ def test_socket_bootstrap_every_collective(ccl_program, provider_dir, tmp_path, 
 def test_rank_without_rank0_gives_up(ccl_program, provider_dir, tmp_path):
     env = ccl_launch.rank_env("usb4", provider_dir, ccl_launch.Where(), tmp_path / "never")
     env["USB4_CCL_ID_TIMEOUT"] = "1"
-    done = run_command(ccl_launch.direct_argv(1, 2, ccl_program) + SMALL, env=env,
-                       timeout=TIMEOUT)
+    done = run_command(ccl_launch.direct_argv(1, 2, ccl_program) + SMALL, env=env)
     assert done.returncode != 0 and "unique id not shared" in done.stderr
 
 
@@ -92,7 +97,7 @@ def test_under_hydra(ccl_program, provider_dir, tmp_path, bootstrap):
         env["USB4_CCL_ID_ADDR"] = "127.0.0.1:%d" % random.randrange(*ccl_launch.ID_PORTS)
     argv = ccl_launch.hydra_argv(2, env, ccl_program + ["-C", "alltoall"] + SMALL,
                                  ccl_launch.Where())
-    done = run_command(argv, env=ccl_launch.launcher_env(), timeout=TIMEOUT)
+    done = run_command(argv, env=ccl_launch.launcher_env())
     checked_table([(done.returncode, done.stdout, done.stderr)], "alltoall")
 
 
@@ -101,7 +106,7 @@ def test_under_open_mpi_mpirun(ccl_program, provider_dir, tmp_path):
     argv = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none", "-np", "2"]
     for name, value in env.items():
         argv += ["-x", "%s=%s" % (name, value)]
-    done = run_command(argv + ccl_program + ["-C", "broadcast"] + SMALL, timeout=TIMEOUT)
+    done = run_command(argv + ccl_program + ["-C", "broadcast"] + SMALL)
     checked_table([(done.returncode, done.stdout, done.stderr)], "broadcast")
 
 

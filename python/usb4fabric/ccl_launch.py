@@ -80,6 +80,9 @@ def fabric_env(fabric: str, provider_dir: Path | None, where: Where) -> dict[str
         if provider_dir is None:
             raise ValueError("the usb4 fabric needs the provider's folder")
         env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_dir)}
+        # the provider's tunables set here (FI_USB4_PORTABLE=1...) reach every
+        # rank, on every host, and are written in the command line kept
+        env.update({k: v for k, v in os.environ.items() if k.startswith("FI_USB4_")})
         if where.multihost:
             env["FI_USB4_IFACE"] = iface
         return env

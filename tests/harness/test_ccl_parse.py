@@ -1,12 +1,14 @@
 """ccl_bench's output: a real table parses; a malformed line, a wrong element
 (error count), a missing footer or header fail the parse, naming the line."""
 
+from pathlib import Path
+
 import pytest
 
 from usb4fabric import ccl_parse
 from usb4fabric.ccl_parse import CclParseError
 
-from conftest import FIXTURES
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 GOOD = (FIXTURES / "ccl_bench_allreduce_usb4.txt").read_text()
 

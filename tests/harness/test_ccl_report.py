@@ -1,11 +1,13 @@
 """The report of ccl benchmarks: a bus bandwidth plot per collective with usb4
 beside tcp (and the two-host series), and the ratio table in GB/s."""
 
+from pathlib import Path
+
 from usb4fabric import ccl_parse
 from usb4fabric.cli import main
 from usb4fabric.results import ResultsWriter
 
-from conftest import FIXTURES
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
 ROWS = ccl_parse.parse((FIXTURES / "ccl_bench_allreduce_usb4.txt").read_text()).rows
 

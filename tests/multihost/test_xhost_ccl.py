@@ -4,7 +4,6 @@ the first host, and by usb4bench under the ccl venv's hydra (--hosts,
 --launch-agent) beside libfabric tcp over the same cable.  Skips without the
 ccl venv or the program (CI has both)."""
 
-import random
 import subprocess
 import sys
 from pathlib import Path
@@ -12,13 +11,13 @@ from pathlib import Path
 import pytest
 
 import hosts
-from conftest import IFACE
 from usb4fabric import ccl_launch, ccl_parse
 
 pytestmark = pytest.mark.multihost
 
 PYDIR = Path(__file__).resolve().parents[2] / "python"
 TIMEOUT = 90
+IFACE = "tb0"
 SMALL = ["-b", "8", "-e", "256K", "-f", "8", "-n", "3", "-w", "1"]
 
 
