@@ -13,6 +13,9 @@
  *     counted, nothing delivered; the intact one is then taken.
  *   - A peer that did not offer USB4_WIRE_FEATURE_XXH3 (an older one: its
  *     HELLO's bit cleared in flight, CRC fixed) gets CRC32C, no flag.
+ *   - usb4_rel_check's own XXH3 (compiled inline, at -O3) gives libxxhash's
+ *     one-call value for datagrams of up to 64 KiB in pieces split at odd
+ *     places, and CRC32C the one-call usb4_crc32c.
  */
 #include <endian.h>
 #include <stdint.h>
@@ -22,6 +25,7 @@
 #include <xxhash.h>
 
 #include "usb4_rel.h"
+#include "usb4_rel_check.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_test.h"
 
@@ -396,6 +400,47 @@ static void test_fast_crc_keeps_crc32c(void)
 	pair_close(&a, &b);
 }
 
+/* Payload sizes around XXH3's thresholds (240 B, its 256 B stream buffer,
+ * 1 KiB blocks) and up to a 64 KiB datagram, split into up to three
+ * pieces at odd offsets; the check must not depend on the split. */
+static void test_check_pieces_match_one_call(void)
+{
+	static const size_t sizes[] = { 0, 1, 7, 200, 208, 209, 463, 1000,
+					1024, 4095, 8191, 65535 - 48, 65536 };
+	static unsigned char data[HDR + 65536];
+	struct usb4_wire_rel h;
+	unsigned seed = 13;
+
+	for (size_t i = 0; i < sizeof(data); i++) {
+		seed = seed * 1103515245u + 12345u;
+		data[i] = (unsigned char) (seed >> 16);
+	}
+	memset(data + CRC_OFF, 0, 4);
+	memcpy(&h, data, HDR);
+	for (size_t s = 0; s < sizeof(sizes) / sizeof(sizes[0]); s++) {
+		size_t len = sizes[s];
+		uint32_t want_x = (uint32_t) XXH3_64bits(data, HDR + len);
+		uint32_t want_c = usb4_crc32c(0, data, HDR + len);
+		/* cut points a <= b (clamped to len) */
+		size_t cuts[][2] = { { len, len }, { 0, len }, { 1, 1 },
+				     { len / 3, len / 3 + 1 },
+				     { len / 2 + 5, len } };
+
+		for (size_t c = 0; c < sizeof(cuts) / sizeof(cuts[0]); c++) {
+			size_t a = cuts[c][0] < len ? cuts[c][0] : len;
+			size_t b = cuts[c][1] < len ? cuts[c][1] : len;
+			struct iovec iov[3] = {
+				{ data + HDR, a },
+				{ data + HDR + a, b - a },
+				{ data + HDR + b, len - b },
+			};
+
+			CHECK_EQ(usb4_rel_check(true, &h, iov, 3), want_x);
+			CHECK_EQ(usb4_rel_check(false, &h, iov, 3), want_c);
+		}
+	}
+}
+
 int main(int argc, char **argv)
 {
 	if (usb4_crc32c_fast()) {
@@ -414,5 +459,6 @@ int main(int argc, char **argv)
 	test_old_peer_crc32c();
 	test_xxh3_corruption_dropped();
 	test_hello_never_xxh3();
+	test_check_pieces_match_one_call();
 	return usb4_test_done("test_rel_check");
 }

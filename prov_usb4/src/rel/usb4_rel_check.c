@@ -25,8 +25,18 @@
  * then the payload pieces.  A short datagram is gathered and hashed in one
  * call (XXH3's streaming state costs more than the hash itself below a
  * few hundred bytes); a longer one streams its pieces.
+ *
+ * XXH3 is compiled here, from the system's xxhash.h (XXH_INLINE_ALL: the
+ * same code as libxxhash, the same values), at -O3 for GCC.  Debian's
+ * libxxhash keeps the eight accumulators in memory inside the stripe loop:
+ * a load and a store per 16 bytes were its hottest instructions in a
+ * FI_USB4_PORTABLE=1 two-host osu_bw profile, where XXH3 cost each side
+ * as much as the kernel's copy.  At -O3 they stay in SSE registers.
  */
-#define XXH_STATIC_LINKING_ONLY	/* XXH3_state_t on the stack */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC optimize("O3")
+#endif
+#define XXH_INLINE_ALL		/* XXH3_state_t on the stack, code inline */
 #include <xxhash.h>
 #include <string.h>
 
