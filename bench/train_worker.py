@@ -15,13 +15,19 @@ backend gloo
     torch.distributed's gloo, initialised over TCP at --master (host 0's
     cable address), over the interface GLOO_SOCKET_IFNAME names.
 
+With ``--backends ccl,gloo`` both are opened and the steps alternate
+between them (even steps oneCCL, odd steps gloo): on a shared machine the
+two then run under the same load, so their ratio holds where absolute
+times drift.  At the end the last gradients are allreduced through each
+backend once more and the sums compared bit for bit.
+
 The task is learnable on purpose (a Gaussian mixture, one centre per
 class), so a falling loss shows the averaged gradients are right.  The
 loss is measured on one held-out batch, the same on both ranks, before and
 after training.  At the end the rank prints one line, ``TRAIN_RESULT {json}``:
-per measured step its time and its allreduce time, the losses, and a
-SHA-256 of every parameter's bytes (identical on both ranks, or the ranks
-drifted apart).
+per backend and measured step its time and its allreduce time, the
+losses, whether the backends' sums agree, and a SHA-256 of every
+parameter's bytes (identical on both ranks, or the ranks drifted apart).
 """
 
 from __future__ import annotations
@@ -48,7 +54,8 @@ RESULT_PREFIX = "TRAIN_RESULT "
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--rank", type=int, required=True)
-    ap.add_argument("--backend", choices=("ccl", "gloo"), required=True)
+    ap.add_argument("--backends", required=True, type=lambda text: text.split(","),
+                    help="ccl, gloo or ccl,gloo (steps alternate between them)")
     ap.add_argument("--rundir", type=Path, required=True, help="shared by both ranks")
     ap.add_argument("--master", help="gloo: host 0's address:port")
     ap.add_argument("--steps", type=int, default=20, help="measured steps")
@@ -60,7 +67,13 @@ def parse_args(argv=None):
     ap.add_argument("--lr", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=14)
     ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    if not args.backends or set(args.backends) - {"ccl", "gloo"} \
+            or len(set(args.backends)) != len(args.backends):
+        ap.error("--backends: ccl, gloo or ccl,gloo")
+    if "gloo" in args.backends and not args.master:
+        ap.error("gloo needs --master")
+    return args
 
 
 def build_model(args) -> nn.Module:
@@ -124,6 +137,9 @@ class GlooAllreduce:
         self.dist.destroy_process_group()
 
 
+OPENERS = {"ccl": CclAllreduce, "gloo": GlooAllreduce}
+
+
 def weights_digest(model: nn.Module) -> str:
     h = hashlib.sha256()
     for p in model.parameters():
@@ -157,6 +173,16 @@ def train_step(model, params, flat, data, loss_fn, opt, allreduce) -> tuple[floa
     return time.perf_counter() - t0, t2 - t1, loss.item()
 
 
+def backends_agree(allreduces: dict, flat: torch.Tensor) -> bool:
+    """Allreduces the last gradients through every backend: bit-identical sums?"""
+    sums = []
+    for allreduce in allreduces.values():
+        buf = flat.clone()
+        allreduce(buf)
+        sums.append(buf)
+    return all(torch.equal(sums[0], other) for other in sums[1:])
+
+
 def run(args) -> dict:
     torch.set_num_threads(args.threads)
     model = build_model(args)
@@ -167,23 +193,28 @@ def run(args) -> dict:
     data = Data(args, args.rank)
     loss_fn = nn.CrossEntropyLoss()
     opt = torch.optim.SGD(params, lr=args.lr, momentum=0.9)
-    allreduce = CclAllreduce(args) if args.backend == "ccl" else GlooAllreduce(args)
+    allreduces = {name: OPENERS[name](args) for name in args.backends}
+    names = list(allreduces)
     loss_before = held_out_loss(model, data, loss_fn)
-    steps, reduces, losses = [], [], []
-    for i in range(args.warmup + args.steps):
-        step_s, reduce_s, loss = train_step(model, params, flat, data, loss_fn, opt, allreduce)
+    timed = {name: {"step_s": [], "allreduce_s": []} for name in names}
+    losses = []
+    for i in range(len(names) * (args.warmup + args.steps)):
+        name = names[i % len(names)]  # step by step, so every backend sees the same load
+        step_s, reduce_s, loss = train_step(model, params, flat, data, loss_fn, opt,
+                                            allreduces[name])
         losses.append(loss)
-        if i >= args.warmup:
-            steps.append(step_s)
-            reduces.append(reduce_s)
+        if i >= len(names) * args.warmup:
+            timed[name]["step_s"].append(step_s)
+            timed[name]["allreduce_s"].append(reduce_s)
     result = {
-        "rank": args.rank, "backend": args.backend, "params": flat.numel(),
-        "allreduce_bytes": flat.numel() * flat.element_size(),
-        "step_s": steps, "allreduce_s": reduces, "train_loss": losses,
+        "rank": args.rank, "backends": timed, "params": flat.numel(),
+        "allreduce_bytes": flat.numel() * flat.element_size(), "train_loss": losses,
         "loss_before": loss_before, "loss_after": held_out_loss(model, data, loss_fn),
         "weights_sha256": weights_digest(model),
+        "backends_agree": backends_agree(allreduces, flat),
     }
-    allreduce.close()
+    for allreduce in allreduces.values():
+        allreduce.close()
     return result
 
 

@@ -2,14 +2,16 @@
 
 bench/train_step.py's two ranks (bench/train_worker.py, one per host, under
 the collective library's venv python) train a small seeded MLP for a few
-steps with the gradients allreduced by oneCCL over usb4 (normal and
-FI_USB4_PORTABLE=1) and by torch's gloo over the same cable:
+steps, the steps alternating between oneCCL over usb4 (normal, then
+FI_USB4_PORTABLE=1 in a second pair of processes) and torch's gloo over the
+same cable:
 
 - both ranks finish and print their result;
 - the weights are bit-identical on both ranks (SHA-256 of every parameter);
 - the held-out loss went down;
-- oneCCL over usb4 ends with the very weights gloo ends with: summing two
-  float32 gradients is exact-order-free, so any difference is data damage.
+- oneCCL's sum of the last gradients is gloo's, bit for bit (summing two
+  float32 values does not depend on the order), and the normal and the
+  portable run end with the same weights: any difference is data damage.
 
 usb4fabric.ccl refuses misuse with an exception, never a crash or a hang:
 errors the library reports (an unsupported reduction or datatype) raise
@@ -37,7 +39,7 @@ import train_step  # noqa: E402  (bench/train_step.py)
 from usb4fabric import ccl  # noqa: E402
 
 SMALL = train_step.Model(steps=4, warmup=1, inputs=128, hidden=256, layers=2, batch=32)
-BACKENDS = ("ccl-usb4", "ccl-usb4-portable", "gloo")
+RUNS = ("ccl-usb4", "ccl-usb4-portable")  # each with gloo stepping alongside
 BINDING_TIMEOUT = 60
 
 
@@ -51,52 +53,59 @@ def venv():
 
 @pytest.fixture(scope="module")
 def trained(venv, namespaces_usable, provider_dir, tmp_path_factory):
-    """{backend: [rank 0 result, rank 1 result]}, all backends on one cluster."""
+    """{run: [rank 0 result, rank 1 result] or the BackendFailed}, one cluster."""
     out = tmp_path_factory.mktemp("train")
     results = {}
     with hosts.Cluster(2) as cluster:
-        for backend in BACKENDS:
+        for run in RUNS:
             try:
-                results[backend] = train_step.run_backend(
-                    cluster, backend, out / backend, provider_dir, SMALL, venv)
+                results[run] = train_step.run_pair(cluster, run, out / run, provider_dir,
+                                                   SMALL, venv)
             except train_step.BackendFailed as exc:
-                results[backend] = exc
+                results[run] = exc
     return results
 
 
-def _ranks(trained, backend):
-    got = trained[backend]
+def _ranks(trained, run):
+    got = trained[run]
     if isinstance(got, Exception):
         pytest.fail(str(got), pytrace=False)
     return got
 
 
 @pytest.mark.multihost
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_both_ranks_finish_with_identical_weights(trained, backend):
-    r0, r1 = _ranks(trained, backend)
+@pytest.mark.parametrize("run", RUNS)
+def test_both_ranks_finish_with_identical_weights(trained, run):
+    r0, r1 = _ranks(trained, run)
     assert (r0["rank"], r1["rank"]) == (0, 1)
-    assert len(r0["step_s"]) == len(r1["step_s"]) == SMALL.steps
+    for backend in ("ccl", "gloo"):
+        assert len(r0["backends"][backend]["step_s"]) == SMALL.steps
+        assert len(r1["backends"][backend]["step_s"]) == SMALL.steps
     assert r0["weights_sha256"] == r1["weights_sha256"]
-    s = train_step.summarize(backend, [[r0, r1]])
-    assert s.identical and 0 < s.share[0] < 1 and 0 < s.share[1] < 1
+    for s in train_step.summaries_of(run, [[r0, r1]]):
+        assert s.identical and 0 < s.share[0] < 1 and 0 < s.share[1] < 1, s
 
 
 @pytest.mark.multihost
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_loss_goes_down(trained, backend):
-    r0, r1 = _ranks(trained, backend)
+@pytest.mark.parametrize("run", RUNS)
+def test_loss_goes_down(trained, run):
+    r0, r1 = _ranks(trained, run)
     assert r0["loss_after"] < r0["loss_before"], r0
     assert r0["loss_before"] == r1["loss_before"] and r0["loss_after"] == r1["loss_after"]
 
 
 @pytest.mark.multihost
-@pytest.mark.parametrize("backend", ("ccl-usb4", "ccl-usb4-portable"))
-def test_ccl_over_usb4_ends_with_the_weights_gloo_ends_with(trained, backend):
-    ccl_r0, _ = _ranks(trained, backend)
-    gloo_r0, _ = _ranks(trained, "gloo")
-    assert ccl_r0["weights_sha256"] == gloo_r0["weights_sha256"]
-    assert ccl_r0["train_loss"] == gloo_r0["train_loss"]
+@pytest.mark.parametrize("run", RUNS)
+def test_ccl_over_usb4_sums_what_gloo_sums(trained, run):
+    r0, r1 = _ranks(trained, run)
+    assert r0["backends_agree"] and r1["backends_agree"]
+
+
+@pytest.mark.multihost
+def test_portable_run_ends_with_the_same_weights(trained):
+    normal, portable = (_ranks(trained, run)[0] for run in RUNS)
+    assert normal["weights_sha256"] == portable["weights_sha256"]
+    assert normal["train_loss"] == portable["train_loss"]
 
 
 # --- the binding's errors (one rank, this host) ---------------------------
