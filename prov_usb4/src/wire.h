@@ -50,6 +50,10 @@
  *      Issue 13, shm inbox flag USB4_SHM_LANES (usb4_shm_lane.c): behind
  *      the shared slots, single-producer lanes; the shared slots stay
  *      where they were, so producers and owners without lanes still talk.
+ *      Issue 13, shm inbox flag USB4_SHM_SMALL (usb4_shm_small.c): the
+ *      owner reads small frames in its lanes (an eager message of up to
+ *      40 bytes: tag, data and payload, the wire header rebuilt by the
+ *      owner); producers write them only to owners that set it.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H

@@ -165,11 +165,26 @@ static int post_fill(struct test_ring *r, int bell,
 	return usb4_shm_ring_post(r->peer, NULL, bell, from, iov, 2);
 }
 
+/* The frame at the head, posted whole (not a small frame), or NULL. */
+static const void *peek_one(struct usb4_shm_ring *ring, size_t *len,
+			    uint64_t *id)
+{
+	struct usb4_wire_hdr hdr;
+	struct iovec frame[2];
+	int n = usb4_shm_ring_peek(ring, frame, &hdr, id);
+
+	CHECK(n < 2);
+	if (n != 1)
+		return NULL;
+	*len = frame[0].iov_len;
+	return frame[0].iov_base;
+}
+
 /* The frame at the head and everything its producer said about itself. */
 static const void *peek_from(struct usb4_shm_ring *ring, size_t *len,
 			     struct usb4_shm_sender *from)
 {
-	const void *p = usb4_shm_ring_peek(ring, len, &from->id);
+	const void *p = peek_one(ring, len, &from->id);
 
 	if (p)
 		usb4_shm_ring_head_sender(ring, from);
@@ -182,7 +197,7 @@ static bool ring_layout_known(struct test_ring *r)
 	struct ring_head *h = (struct ring_head *) r->peer;
 
 	CHECK_MSG(h->proto == USB4_WIRE_VERSION &&
-		  h->flags == ((expedited_rings ? 1 : 0) | 2) &&
+		  h->flags == ((expedited_rings ? 1 : 0) | 2 | 4) &&
 		  h->owner_pid == (uint32_t) getpid() &&
 		  h->nonce == r->nonce && h->bell == r->bell[1],
 		  "the inbox head no longer starts with magic, proto, "
@@ -1568,7 +1583,7 @@ static void test_lanes_malicious(void)
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbad), 0);
 	ring = r.peer;
 	atomic_store(&ring->lanes_claimed, 0xfffffff0u);
-	CHECK(!usb4_shm_ring_peek(r.own, &len, &f.id));
+	CHECK(!peek_one(r.own, &len, &f.id));
 	CHECK_EQ(usb4_shm_lanes_active(r.own), LANES);
 	CHECK_EQ(post_seq(r.peer, &prod, &from, 0), 0);
 	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_SHARED);
@@ -1605,16 +1620,257 @@ static void test_lanes_malicious(void)
 	CHECK_EQ(post_seq(r.peer, &prod, &from, 0), 0);
 	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
 	{
-		const char *p = usb4_shm_ring_peek(r.own, &len, &f.id);
+		const char *p = peek_one(r.own, &len, &f.id);
 
 		CHECK(p);
 		if (p) {
 			((uint32_t *) (void *) (p - 4))[0] = 0xffffff;
-			CHECK(usb4_shm_ring_peek(r.own, &len, &f.id) == p);
+			CHECK(peek_one(r.own, &len, &f.id) == p);
 			CHECK_EQ(len, 0);
 			usb4_shm_ring_pop(r.own);
 		}
 	}
+	ring_free(&r);
+}
+
+/* ---- small frames of a lane (usb4_shm_small.c) -------------------------- */
+
+/* An eager frame's wire header as the core builds it (little-endian). */
+static struct usb4_wire_hdr small_hdr(uint64_t src, uint16_t wflags,
+				      uint64_t tag, uint64_t data, size_t plen)
+{
+	return (struct usb4_wire_hdr) {
+		.version = USB4_WIRE_VERSION, .type = USB4_FRAME_EAGER,
+		.flags = htole16(wflags), .payload_len = htole32((uint32_t) plen),
+		.src_id = htole64(src), .tag = htole64(tag),
+		.data = htole64(data), .total_len = htole64(plen),
+	};
+}
+
+static int post_hdr(struct usb4_shm_ring *ring, struct usb4_shm_producer *prod,
+		    const struct usb4_shm_sender *from,
+		    const struct usb4_wire_hdr *h, const void *payload,
+		    size_t plen)
+{
+	struct iovec iov[2] = {
+		{ (void *) h, sizeof(*h) }, { (void *) payload, plen },
+	};
+
+	return usb4_shm_ring_post(ring, prod, -1, from, iov, 2);
+}
+
+/* The frame at the head is h and payload, as the core would parse it;
+ * small: it came as a small frame (in one cache line with its headers). */
+static void check_head(struct usb4_shm_ring *own, const struct usb4_wire_hdr *h,
+		       const unsigned char *payload, size_t plen, bool small,
+		       uint64_t from)
+{
+	struct usb4_wire_hdr rebuilt;
+	struct iovec frame[2];
+	uint64_t id = 0;
+	int n = usb4_shm_ring_peek(own, frame, &rebuilt, &id);
+
+	CHECK_EQ(id, from);
+	CHECK_EQ_MSG(n, small ? 2 : 1, "a frame of %zu bytes %s", plen,
+		     small ? "went whole" : "went small");
+	if (n == 2) {
+		const char *p = frame[1].iov_base;
+
+		CHECK(frame[0].iov_base == &rebuilt &&
+		      frame[0].iov_len == sizeof(*h));
+		CHECK_MSG(!memcmp(&rebuilt, h, sizeof(*h)),
+			  "the rebuilt header differs (%zu bytes)", plen);
+		CHECK_EQ(frame[1].iov_len, plen);
+		CHECK(!memcmp(p, payload, plen));
+		/* The slot's header starts 24 bytes before the payload. */
+		CHECK_EQ_MSG(((uintptr_t) p + plen - 1) / 64,
+			     ((uintptr_t) p - 24) / 64,
+			     "a small frame of %zu bytes spans two lines", plen);
+	} else if (n == 1) {
+		CHECK_EQ(frame[0].iov_len, sizeof(*h) + plen);
+		CHECK(!memcmp(frame[0].iov_base, h, sizeof(*h)) &&
+		      !memcmp((const char *) frame[0].iov_base + sizeof(*h),
+			      payload, plen));
+	}
+	if (n)
+		usb4_shm_ring_pop(own);
+}
+
+/* Eager frames of up to USB4_SHM_SMALL_MAX bytes go small, with any tag,
+ * data and the flags they may carry; larger ones go whole. */
+static void test_small_frames(void)
+{
+	static const uint16_t flags[] = {
+		0, USB4_WF_TAGGED, USB4_WF_CQ_DATA,
+		USB4_WF_TAGGED | USB4_WF_CQ_DATA,
+	};
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(5);
+	unsigned char payload[FRAME_MAX];
+	struct test_ring r;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x5a11), 0);
+	CHECK(r.own->flags & USB4_SHM_SMALL);
+	for (size_t plen = 0; plen <= 64; plen++)
+		for (size_t k = 0; k < 4; k++) {
+			struct usb4_wire_hdr h = small_hdr(5, flags[k],
+				0x0123456789abcdefull ^ plen,
+				0xfedcba9876543210ull + k, plen);
+
+			fill(payload, plen, (unsigned) (plen * 4 + k));
+			CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload,
+					  plen), 0);
+			check_head(r.own, &h, payload, plen,
+				   plen <= USB4_SHM_SMALL_MAX, 5);
+		}
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
+	ring_free(&r);
+}
+
+/* What a small frame cannot say goes whole: a delivery ACK request (it
+ * needs msg_id), a msg_id, another type or version, a sender id not the
+ * lane's, a total length that is not the payload's, a header split
+ * across iovecs; so does any frame into the shared slots. */
+static void test_small_ineligible(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(6);
+	unsigned char payload[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	struct usb4_wire_hdr h[8];
+	struct test_ring r;
+
+	for (int i = 0; i < 8; i++)
+		h[i] = small_hdr(6, USB4_WF_TAGGED, 77, 0, 8);
+	h[0].flags = htole16(USB4_WF_TAGGED | USB4_WF_ACK_REQ);
+	h[1].msg_id = htole64(9);
+	h[2].type = USB4_FRAME_RTS;
+	h[3].version = USB4_WIRE_VERSION + 1;
+	h[4].src_id = htole64(7);
+	h[5].total_len = htole64(4096);
+	h[6].flags = htole16(USB4_WF_READ_RESP);
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1e1), 0);
+	for (int i = 0; i < 7; i++) {
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h[i], payload, 8), 0);
+		check_head(r.own, &h[i], payload, 8, false, 6);
+	}
+	/* Header and payload in one iovec, or the header in two. */
+	{
+		unsigned char whole[sizeof(h[7]) + 8];
+		struct iovec one = { whole, sizeof(whole) };
+		struct iovec two[3] = {
+			{ whole, 20 }, { whole + 20, sizeof(h[7]) - 20 },
+			{ payload, 8 },
+		};
+
+		memcpy(whole, &h[7], sizeof(h[7]));
+		memcpy(whole + sizeof(h[7]), payload, 8);
+		CHECK_EQ(usb4_shm_ring_post(r.peer, &prod, -1, &from, &one, 1),
+			 0);
+		check_head(r.own, &h[7], payload, 8, false, 6);
+		CHECK_EQ(usb4_shm_ring_post(r.peer, &prod, -1, &from, two, 3),
+			 0);
+		check_head(r.own, &h[7], payload, 8, false, 6);
+	}
+	/* The shared slots name no sender per lane: whole frames there. */
+	CHECK_EQ(post_hdr(r.peer, NULL, &from, &h[7], payload, 8), 0);
+	check_head(r.own, &h[7], payload, 8, false, 6);
+	ring_free(&r);
+}
+
+/*
+ * Old and new side by side: an owner that does not read small frames
+ * (USB4_SHM_SMALL clear, as owners before them) gets whole frames from a
+ * producer of today, in order with the small ones it took before; a full
+ * lane of small frames refuses (-FI_EAGAIN) and gives them in order.
+ */
+static void test_small_mixed_and_full(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(3);
+	unsigned char payload[16];
+	struct usb4_wire_hdr h[LANE_SLOTS];
+	struct test_ring r;
+	uint32_t posted = 0;
+
+	fill(payload, sizeof(payload), 9);
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x01d), 0);
+	for (;;) {
+		struct usb4_wire_hdr hh = small_hdr(3, USB4_WF_TAGGED,
+						    posted, 0, 16);
+		int ret;
+
+		/* The owner stops reading small frames half way. */
+		if (posted == LANE_SLOTS / 2)
+			r.peer->flags &= ~USB4_SHM_SMALL;
+		ret = post_hdr(r.peer, &prod, &from, &hh, payload, 16);
+		if (ret) {
+			CHECK_EQ(ret, -FI_EAGAIN);
+			break;
+		}
+		CHECK(posted < LANE_SLOTS);
+		if (posted < LANE_SLOTS)
+			h[posted] = hh;
+		posted++;
+	}
+	CHECK_EQ(posted, LANE_SLOTS);
+	for (uint32_t i = 0; i < posted && i < LANE_SLOTS; i++)
+		check_head(r.own, &h[i], payload, 16, i < LANE_SLOTS / 2, 3);
+	/* Taken: room again, whole frames while the flag stays clear. */
+	{
+		struct usb4_wire_hdr hh = small_hdr(3, 0, 1, 2, 16);
+
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &hh, payload, 16), 0);
+		check_head(r.own, &hh, payload, 16, false, 3);
+		r.peer->flags |= USB4_SHM_SMALL;
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &hh, payload, 16), 0);
+		check_head(r.own, &hh, payload, 16, true, 3);
+	}
+	ring_free(&r);
+}
+
+/* A small frame is written by another process: a length beyond its slot
+ * or flags it may not carry come up as an empty frame (the core counts
+ * it short and drops it), whatever else the slot says. */
+static void test_small_malicious(void)
+{
+	static const uint32_t bad[] = {
+		USB4_SHM_SMALL_BIT | 0xffffu,
+		USB4_SHM_SMALL_BIT | (1000u - 16),	/* fits the slot, not a line */
+		USB4_SHM_SMALL_BIT | (USB4_SHM_SMALL_MAX + 1),
+		USB4_SHM_SMALL_BIT | ((uint32_t) USB4_WF_ACK_REQ << 16) | 8,
+		USB4_SHM_SMALL_BIT | ((uint32_t) USB4_WF_READ_RESP << 16) | 8,
+		USB4_SHM_SMALL_BIT | (0x4000u << 16) | 8,
+		0x7fffffffu,				/* a whole frame, too long */
+	};
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(4);
+	unsigned char payload[8] = { 0 };
+	struct usb4_wire_hdr h = small_hdr(4, USB4_WF_TAGGED, 1, 0, 8);
+	struct test_ring r;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbadf), 0);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct usb4_wire_hdr rebuilt;
+		struct iovec frame[2];
+		uint64_t id;
+		int n;
+
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 8), 0);
+		n = usb4_shm_ring_peek(r.own, frame, &rebuilt, &id);
+		CHECK_EQ(n, 2);
+		if (n != 2)
+			continue;
+		/* The len word: 20 bytes before a small frame's payload. */
+		((uint32_t *) (void *) ((char *) frame[1].iov_base - 20))[0] =
+			bad[i];
+		n = usb4_shm_ring_peek(r.own, frame, &rebuilt, &id);
+		CHECK_EQ_MSG(n, 1, "len word %#x", bad[i]);
+		CHECK_EQ_MSG(frame[0].iov_len, 0, "len word %#x", bad[i]);
+		usb4_shm_ring_pop(r.own);
+	}
+	/* The lane still works. */
+	CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 8), 0);
+	check_head(r.own, &h, payload, 8, true, 4);
 	ring_free(&r);
 }
 
@@ -1627,6 +1883,10 @@ int main(void)
 	test_lane_backpressure();
 	test_lanes_old_owner();
 	test_lanes_malicious();
+	test_small_frames();
+	test_small_ineligible();
+	test_small_mixed_and_full();
+	test_small_malicious();
 	for (int expedited = 0; expedited < 2; expedited++) {
 		expedited_rings = expedited;
 		test_ring_bell();

@@ -281,16 +281,16 @@ static int shm_poll(struct usb4_link *link, int budget)
 	int taken;
 
 	for (taken = 0; taken < budget; taken++) {
-		struct iovec frame;
+		struct usb4_wire_hdr hdr;
+		struct iovec frame[2];
 		uint64_t id;
-		const void *p = usb4_shm_ring_peek(l->ring, &frame.iov_len, &id);
+		int n = usb4_shm_ring_peek(l->ring, frame, &hdr, &id);
 
-		if (!p)
+		if (!n)
 			break;
 		if (id != l->current.id)
 			usb4_shm_ring_head_sender(l->ring, &l->current);
-		frame.iov_base = (void *) p;
-		if (link->sink.frame(link->sink.ctx, link, id, &frame, 1) ==
+		if (link->sink.frame(link->sink.ctx, link, id, frame, n) ==
 		    -FI_EAGAIN)
 			break;	/* offered again on the next poll */
 		usb4_shm_ring_pop(l->ring);

@@ -88,10 +88,13 @@ int usb4_shm_ring_post(struct usb4_shm_ring *ring,
 		       const struct usb4_shm_sender *from,
 		       const struct iovec *iov, int count);
 
-/* Consumer: the frame at the head, if complete (len clamped to the slot:
- * the producer is another process), and the id its producer gave. */
-const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
-			       uint64_t *sender_id);
+/* Consumer: the frame at the head, if complete, and the id its producer
+ * gave: 0 (none), 1 (frame[0] as posted, its length clamped to the slot:
+ * the producer is another process) or 2 (a lane's small frame: its wire
+ * header rebuilt in *hdr as frame[0], its payload frame[1]). */
+struct usb4_wire_hdr;
+int usb4_shm_ring_peek(struct usb4_shm_ring *ring, struct iovec *frame,
+		       struct usb4_wire_hdr *hdr, uint64_t *sender_id);
 /* Who posted the frame at the head, with the way back to it: read only
  * for a sender not met before (it costs the consumer a cache line). */
 void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,

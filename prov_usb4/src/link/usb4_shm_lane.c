@@ -17,6 +17,9 @@
  * seq == head + 1 and gives it back with seq = head + lane_slots.  The
  * lane header's stores come before the first slot's release.
  *
+ * A slot may hold a small frame instead (usb4_shm_small.c): an eager
+ * message of up to 40 bytes in one line with its headers.
+ *
  * Owners before lanes leave USB4_SHM_LANES clear: their producers use the
  * shared slots.  Producers before lanes never look at them: the owner
  * reads its shared slots too.  Lanes of a producer that died stay claimed
@@ -115,7 +118,7 @@ void usb4_shm_lanes_init(struct usb4_shm_ring *ring, size_t lanes,
 		for (uint32_t s = 0; s < ring->lane_slots; s++)
 			atomic_init(&lane_slot(ring, lane, s)->seq, s);
 	}
-	ring->flags |= USB4_SHM_LANES;
+	ring->flags |= USB4_SHM_LANES | USB4_SHM_SMALL;
 }
 
 int usb4_shm_lanes_check(const struct usb4_shm_ring *ring, size_t map_len)
@@ -185,12 +188,16 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
 	    (uint32_t) prod->pos)
 		return -FI_EAGAIN;	/* its frames wait: no other way */
-	dst = slot->frame;
-	for (int i = 0; i < count; i++) {
-		memcpy(dst, iov[i].iov_base, iov[i].iov_len);
-		dst += iov[i].iov_len;
+	if (!(ring->flags & USB4_SHM_SMALL) ||
+	    !usb4_shm_small_encode(slot->frame, &slot->len, iov, count, len,
+				   from->id)) {
+		dst = slot->frame;
+		for (int i = 0; i < count; i++) {
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+			dst += iov[i].iov_len;
+		}
+		slot->len = len;
 	}
-	slot->len = len;
 	atomic_store_explicit(&slot->seq, (uint32_t) (prod->pos + 1),
 			      memory_order_release);
 	prod->pos++;
@@ -207,19 +214,26 @@ uint32_t usb4_shm_lanes_active(struct usb4_shm_ring *ring)
 	return c < ring->nlanes ? c : ring->nlanes;
 }
 
-const void *usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t i,
-			       size_t *len, uint64_t *sender_id)
+int usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t i,
+		       struct iovec *frame, struct usb4_wire_hdr *hdr,
+		       uint64_t *sender_id)
 {
 	struct usb4_shm_lane *lane = lane_at(ring, i);
 	struct usb4_shm_lane_slot *slot = lane_slot(ring, lane, lane->head);
 	size_t max = ring->lane_slot_size - sizeof(*slot);
+	uint32_t len;
 
 	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
 	    (uint32_t) (lane->head + 1))
-		return NULL;
-	*len = slot->len > max ? 0 : slot->len;	/* 0: counted short */
+		return 0;
 	*sender_id = lane->sender_id;
-	return slot->frame;
+	len = slot->len;	/* once: the producer is another process */
+	if (len & USB4_SHM_SMALL_BIT)
+		return usb4_shm_small_decode(slot->frame, len, max,
+					     *sender_id, hdr, frame);
+	frame->iov_base = slot->frame;
+	frame->iov_len = len > max ? 0 : len;	/* 0: counted short */
+	return 1;
 }
 
 void usb4_shm_lane_sender(struct usb4_shm_ring *ring, uint32_t i,

@@ -20,6 +20,8 @@
 #define USB4_SHM_EXPEDITED	(1u << 0)
 /* flags: single-producer lanes follow the shared slots (usb4_shm_lane.c). */
 #define USB4_SHM_LANES		(1u << 1)
+/* flags: the owner reads small frames in its lanes (usb4_shm_small.c). */
+#define USB4_SHM_SMALL		(1u << 2)
 
 struct usb4_shm_ring {
 	uint64_t magic;		/* 0 once the owner closed the inbox */
@@ -99,10 +101,36 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 		       const struct iovec *iov, int count, size_t len);
 /* Consumer: lanes that may hold frames (claimed ones, at most nlanes). */
 uint32_t usb4_shm_lanes_active(struct usb4_shm_ring *ring);
-const void *usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t lane,
-			       size_t *len, uint64_t *sender_id);
+/* As usb4_shm_ring_peek, for lane lane. */
+int usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t lane,
+		       struct iovec *frame, struct usb4_wire_hdr *hdr,
+		       uint64_t *sender_id);
 void usb4_shm_lane_sender(struct usb4_shm_ring *ring, uint32_t lane,
 			  struct usb4_shm_sender *from);
 void usb4_shm_lane_pop(struct usb4_shm_ring *ring, uint32_t lane);
+
+/* ---- small frames of a lane (usb4_shm_small.c) ---- */
+
+/* The largest payload a small frame carries: it and its headers fill one
+ * cache line. */
+#define USB4_SHM_SMALL_MAX	40
+/* In a lane slot's len word: the slot holds a small frame. */
+#define USB4_SHM_SMALL_BIT	(1u << 31)
+/* The wire flags a small frame may carry. */
+#define USB4_SHM_SMALL_FLAGS	(USB4_WF_TAGGED | USB4_WF_CQ_DATA)
+
+/* Producer: writes the frame gathered from iov (len bytes, its wire header
+ * in iov[0]) to dst as a small frame when it is one (a plain eager message
+ * of from_id of at most USB4_SHM_SMALL_MAX bytes), with the slot's len
+ * word; false (nothing written) for any other. */
+bool usb4_shm_small_encode(void *dst, uint32_t *len_word,
+			   const struct iovec *iov, int count, size_t len,
+			   uint64_t from_id);
+/* Consumer: the small frame at src (room bytes of slot behind its header)
+ * as the core's frame: its wire header rebuilt in *hdr, then its payload
+ * (2 iovecs); a frame whose length or flags are bad as one empty iovec. */
+int usb4_shm_small_decode(const void *src, uint32_t len_word, size_t room,
+			  uint64_t sender_id, struct usb4_wire_hdr *hdr,
+			  struct iovec *frame);
 
 #endif /* USB4_SHM_LAYOUT_H */

@@ -255,25 +255,27 @@ static size_t slot_len(const struct usb4_shm_ring *ring,
 	return len > usb4_shm_ring_frame_max(ring) ? 0 : len;
 }
 
-static const void *shared_peek(struct usb4_shm_ring *ring, size_t *len,
-			       uint64_t *sender_id)
+static int shared_peek(struct usb4_shm_ring *ring, struct iovec *frame,
+		       uint64_t *sender_id)
 {
 	struct usb4_shm_slot *slot = slot_at(ring, ring->head);
 	uint32_t seq = atomic_load_explicit(&slot->seq, memory_order_acquire);
 
 	if (seq != (uint32_t) (ring->head + 1))
-		return NULL;
-	*len = slot_len(ring, slot);	/* 0: the core counts a short frame */
+		return 0;
+	frame->iov_base = slot->frame;
+	frame->iov_len = slot_len(ring, slot);	/* 0: the core counts it short */
 	*sender_id = slot->sender_id;
-	return slot->frame;
+	return 1;
 }
 
 /* Queue q: 0 the shared slots, 1 + i lane i. */
-static const void *queue_peek(struct usb4_shm_ring *ring, uint32_t q,
-			      size_t *len, uint64_t *sender_id)
+static int queue_peek(struct usb4_shm_ring *ring, uint32_t q,
+		      struct iovec *frame, struct usb4_wire_hdr *hdr,
+		      uint64_t *sender_id)
 {
-	return q ? usb4_shm_lane_peek(ring, q - 1, len, sender_id) :
-		   shared_peek(ring, len, sender_id);
+	return q ? usb4_shm_lane_peek(ring, q - 1, frame, hdr, sender_id) :
+		   shared_peek(ring, frame, sender_id);
 }
 
 /*
@@ -281,25 +283,25 @@ static const void *queue_peek(struct usb4_shm_ring *ring, uint32_t q,
  * frame is the line after), else looks at the others in turn; a queue
  * that gave 64 frames in a row yields to the next.
  */
-const void *usb4_shm_ring_peek(struct usb4_shm_ring *ring, size_t *len,
-			       uint64_t *sender_id)
+int usb4_shm_ring_peek(struct usb4_shm_ring *ring, struct iovec *frame,
+		       struct usb4_wire_hdr *hdr, uint64_t *sender_id)
 {
 	uint32_t queues = 1 + usb4_shm_lanes_active(ring);
 	uint32_t q = ring->cur < queues ? ring->cur : 0;
 
 	for (uint32_t k = 0; k < queues; k++) {
-		const void *p = queue_peek(ring, q, len, sender_id);
+		int n = queue_peek(ring, q, frame, hdr, sender_id);
 
-		if (p) {
+		if (n) {
 			if (q != ring->cur)
 				ring->streak = 0;
 			ring->cur = q;
-			return p;
+			return n;
 		}
 		if (++q == queues)
 			q = 0;
 	}
-	return NULL;
+	return 0;
 }
 
 void usb4_shm_ring_head_sender(struct usb4_shm_ring *ring,
@@ -337,11 +339,12 @@ void usb4_shm_ring_pop(struct usb4_shm_ring *ring)
 static bool ring_has_frame(struct usb4_shm_ring *ring)
 {
 	uint32_t queues = 1 + usb4_shm_lanes_active(ring);
-	size_t len;
+	struct usb4_wire_hdr hdr;
+	struct iovec frame[2];
 	uint64_t id;
 
 	for (uint32_t q = 0; q < queues; q++)
-		if (queue_peek(ring, q, &len, &id))
+		if (queue_peek(ring, q, frame, &hdr, &id))
 			return true;
 	return false;
 }
