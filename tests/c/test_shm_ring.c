@@ -1696,8 +1696,9 @@ static void check_head(struct usb4_shm_ring *own, const struct usb4_wire_hdr *h,
 		usb4_shm_ring_pop(own);
 }
 
-/* Eager frames of up to USB4_SHM_SMALL_MAX bytes go small, with any tag,
- * data and the flags they may carry; larger ones go whole. */
+/* Eager frames of 9 to USB4_SHM_SMALL_MAX bytes go small, with any tag,
+ * data and the flags they may carry; larger ones go whole, and so do
+ * those of up to 8 bytes (whole, they fill one line already). */
 static void test_small_frames(void)
 {
 	static const uint16_t flags[] = {
@@ -1721,7 +1722,7 @@ static void test_small_frames(void)
 			CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload,
 					  plen), 0);
 			check_head(r.own, &h, payload, plen,
-				   plen <= USB4_SHM_SMALL_MAX, 5);
+				   plen > 8 && plen <= USB4_SHM_SMALL_MAX, 5);
 		}
 	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
 	ring_free(&r);
@@ -1735,12 +1736,12 @@ static void test_small_ineligible(void)
 {
 	struct usb4_shm_producer prod = { 0 };
 	struct usb4_shm_sender from = lane_sender(6);
-	unsigned char payload[8] = { 1, 2, 3, 4, 5, 6, 7, 8 };
+	unsigned char payload[16] = { 1, 2, 3, 4, 5, 6, 7, 8, 9 };
 	struct usb4_wire_hdr h[8];
 	struct test_ring r;
 
 	for (int i = 0; i < 8; i++)
-		h[i] = small_hdr(6, USB4_WF_TAGGED, 77, 0, 8);
+		h[i] = small_hdr(6, USB4_WF_TAGGED, 77, 0, 16);
 	h[0].flags = htole16(USB4_WF_TAGGED | USB4_WF_ACK_REQ);
 	h[1].msg_id = htole64(9);
 	h[2].type = USB4_FRAME_RTS;
@@ -1750,30 +1751,30 @@ static void test_small_ineligible(void)
 	h[6].flags = htole16(USB4_WF_READ_RESP);
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1e1), 0);
 	for (int i = 0; i < 7; i++) {
-		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h[i], payload, 8), 0);
-		check_head(r.own, &h[i], payload, 8, false, 6);
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h[i], payload, 16), 0);
+		check_head(r.own, &h[i], payload, 16, false, 6);
 	}
 	/* Header and payload in one iovec, or the header in two. */
 	{
-		unsigned char whole[sizeof(h[7]) + 8];
+		unsigned char whole[sizeof(h[7]) + 16];
 		struct iovec one = { whole, sizeof(whole) };
 		struct iovec two[3] = {
 			{ whole, 20 }, { whole + 20, sizeof(h[7]) - 20 },
-			{ payload, 8 },
+			{ payload, 16 },
 		};
 
 		memcpy(whole, &h[7], sizeof(h[7]));
-		memcpy(whole + sizeof(h[7]), payload, 8);
+		memcpy(whole + sizeof(h[7]), payload, 16);
 		CHECK_EQ(usb4_shm_ring_post(r.peer, &prod, -1, &from, &one, 1),
 			 0);
-		check_head(r.own, &h[7], payload, 8, false, 6);
+		check_head(r.own, &h[7], payload, 16, false, 6);
 		CHECK_EQ(usb4_shm_ring_post(r.peer, &prod, -1, &from, two, 3),
 			 0);
-		check_head(r.own, &h[7], payload, 8, false, 6);
+		check_head(r.own, &h[7], payload, 16, false, 6);
 	}
 	/* The shared slots name no sender per lane: whole frames there. */
-	CHECK_EQ(post_hdr(r.peer, NULL, &from, &h[7], payload, 8), 0);
-	check_head(r.own, &h[7], payload, 8, false, 6);
+	CHECK_EQ(post_hdr(r.peer, NULL, &from, &h[7], payload, 16), 0);
+	check_head(r.own, &h[7], payload, 16, false, 6);
 	ring_free(&r);
 }
 
@@ -1844,8 +1845,8 @@ static void test_small_malicious(void)
 	};
 	struct usb4_shm_producer prod = { 0 };
 	struct usb4_shm_sender from = lane_sender(4);
-	unsigned char payload[8] = { 0 };
-	struct usb4_wire_hdr h = small_hdr(4, USB4_WF_TAGGED, 1, 0, 8);
+	unsigned char payload[16] = { 0 };
+	struct usb4_wire_hdr h = small_hdr(4, USB4_WF_TAGGED, 1, 0, 16);
 	struct test_ring r;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbadf), 0);
@@ -1855,7 +1856,7 @@ static void test_small_malicious(void)
 		uint64_t id;
 		int n;
 
-		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 8), 0);
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 16), 0);
 		n = usb4_shm_ring_peek(r.own, frame, &rebuilt, &id);
 		CHECK_EQ(n, 2);
 		if (n != 2)
@@ -1869,8 +1870,8 @@ static void test_small_malicious(void)
 		usb4_shm_ring_pop(r.own);
 	}
 	/* The lane still works. */
-	CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 8), 0);
-	check_head(r.own, &h, payload, 8, true, 4);
+	CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload, 16), 0);
+	check_head(r.own, &h, payload, 16, true, 4);
 	ring_free(&r);
 }
 

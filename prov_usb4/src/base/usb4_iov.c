@@ -16,6 +16,12 @@ bool usb4_iov_valid(const struct iovec *iov, size_t count)
 {
 	size_t total = 0;
 
+	/* One buffer, the common case (the wrap test inlined). */
+	if (count == 1)
+		return !iov[0].iov_len ||
+		       (iov[0].iov_base &&
+			(uintptr_t) iov[0].iov_base + (iov[0].iov_len - 1) >=
+			(uintptr_t) iov[0].iov_base);
 	for (size_t i = 0; i < count; i++) {
 		size_t len = iov[i].iov_len;
 
@@ -54,8 +60,18 @@ void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 		      const void *src, size_t len)
 {
 	struct iovec parts[USB4_IOV_LIMIT];
-	int n = usb4_iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
 	const char *p = src;
+	int n;
+
+	/* A whole message into one buffer, the common case: no slicing. */
+	if (count == 1 && off == 0) {
+		if (len > iov[0].iov_len)
+			len = iov[0].iov_len;
+		if (iov[0].iov_base != src)
+			memmove(iov[0].iov_base, src, len);
+		return;
+	}
+	n = usb4_iov_slice(iov, count, off, len, parts, USB4_IOV_LIMIT);
 
 	/* src may lie in one of the parts already (a receive placed it), or
 	 * in another part of the same buffer. */

@@ -18,7 +18,7 @@
  * lane header's stores come before the first slot's release.
  *
  * A slot may hold a small frame instead (usb4_shm_small.c): an eager
- * message of up to 40 bytes in one line with its headers.
+ * message of 9 to 40 bytes in one line with its headers.
  *
  * Owners before lanes leave USB4_SHM_LANES clear: their producers use the
  * shared slots.  Producers before lanes never look at them: the owner
@@ -188,7 +188,10 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
 	    (uint32_t) prod->pos)
 		return -FI_EAGAIN;	/* its frames wait: no other way */
-	if (!(ring->flags & USB4_SHM_SMALL) ||
+	/* A frame that fits the slot's first line whole goes whole: a small
+	 * frame would save no line there. */
+	if (len <= USB4_SHM_CACHELINE - sizeof(*slot) ||
+	    !(ring->flags & USB4_SHM_SMALL) ||
 	    !usb4_shm_small_encode(slot->frame, &slot->len, iov, count, len,
 				   from->id)) {
 		dst = slot->frame;

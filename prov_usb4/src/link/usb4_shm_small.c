@@ -13,7 +13,8 @@
  * The consumer rebuilds the wire header in its own memory and hands the
  * core header and payload apart, which the core parses as any frame.
  *
- * A producer writes small frames only into an inbox whose owner says it
+ * A frame of up to 8 payload bytes fits the first line whole and goes
+ * whole.  A producer writes small frames only into an inbox whose owner says it
  * reads them (USB4_SHM_SMALL in the ring's flags); owners before them
  * leave it clear and get full frames.  A small frame is written by
  * another process: its length and flags are checked against the slot and
