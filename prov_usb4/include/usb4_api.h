@@ -206,11 +206,14 @@ struct usb4_ep {
  * 0); called without the lock, by the application, which serialises its
  * calls on a FI_THREAD_DOMAIN domain.  let_go: an endpoint left
  * domain->eps (caller holds the lock); the thread stops watching its
- * links.  stop: at domain close, joins the thread.
+ * links.  stop: at domain close, joins the thread.  halt_all: at the
+ * provider's cleanup (before libfabric unloads it), joins every thread of
+ * domains the application left open.
  */
 int usb4_progress_start(struct usb4_domain *domain, struct usb4_ep *ep);
 void usb4_progress_let_go(struct usb4_domain *domain);
 void usb4_progress_stop(struct usb4_domain *domain);
+void usb4_progress_halt_all(void);
 
 /*
  * A closed endpoint's fid stays readable (usb4_ep_closed.c): fi_close keeps

@@ -6,6 +6,8 @@
 
 static void usb4_cleanup(void)
 {
+	/* Before anything they use goes, and before the unload. */
+	usb4_progress_halt_all();
 	usb4_ep_tombstones_free();
 }
 

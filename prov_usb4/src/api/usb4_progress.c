@@ -30,6 +30,12 @@
  * endpoint takes it out of domain->eps under the lock, kicks the thread
  * and waits until the thread let go of its links (core.sleepers), before
  * the links close.
+ *
+ * A process may exit with its domains open.  libfabric then calls the
+ * provider's cleanup and unloads it; a thread still in provider code
+ * would run unmapped code at its next wake (a peer's datagram): SIGSEGV in
+ * place of the application's exit code.  So every running thread is in a
+ * list, and the cleanup halts them all first (usb4_progress_halt_all).
  */
 #include <poll.h>
 #include <signal.h>
@@ -38,9 +44,13 @@
 #include <unistd.h>
 
 #include "usb4_api.h"
+#include "usb4_list.h"
 
 /* Failed trylocks in a row after which the thread waits for the lock. */
 #define USB4_PROGRESS_TRY_MAX	10
+/* Longest wait for one thread to stop at unload: it may have to take a
+ * domain lock another application thread holds for a moment. */
+#define USB4_PROGRESS_HALT_S	2
 
 struct usb4_progress {
 	struct usb4_domain *domain;
@@ -49,6 +59,9 @@ struct usb4_progress {
 	int kick_fd;			/* eventfd: stop, an endpoint came or
 					 * went */
 	atomic_bool stop;
+	struct usb4_list live;		/* in live_threads while listed */
+	bool listed;
+	bool halted;			/* joined by usb4_progress_halt_all */
 	/* The thread's own. */
 	struct pollfd *fds;		/* [0]: kick_fd, then armed links */
 	int nfds, fds_cap;
@@ -56,6 +69,10 @@ struct usb4_progress {
 	size_t narmed, armed_cap;
 	unsigned misses;		/* failed trylocks in a row */
 };
+
+/* Every thread started and not yet joined, of this process. */
+static pthread_mutex_t live_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct usb4_list live_threads = { &live_threads, &live_threads };
 
 static uint64_t idle_ns(void)
 {
@@ -266,6 +283,10 @@ static int progress_open(struct usb4_domain *domain)
 		progress_free(p);
 		return ret;
 	}
+	pthread_mutex_lock(&live_lock);
+	usb4_list_insert_tail(&live_threads, &p->live);
+	p->listed = true;
+	pthread_mutex_unlock(&live_lock);
 	domain->progress = p;
 	return 0;
 }
@@ -305,15 +326,55 @@ void usb4_progress_let_go(struct usb4_domain *domain)
 void usb4_progress_stop(struct usb4_domain *domain)
 {
 	struct usb4_progress *p = domain->progress;
+	bool mine;
 
 	if (!p)
 		return;
 	domain->progress = NULL;
-	/* A child of fork has the domain but not the thread. */
-	if (p->pid == usb4_pid()) {
+	/* A child of fork has the domain but not the thread; a halted thread
+	 * was joined already. */
+	pthread_mutex_lock(&live_lock);
+	mine = p->pid == usb4_pid() && !p->halted;
+	if (p->listed) {
+		usb4_list_remove(&p->live);
+		p->listed = false;
+	}
+	pthread_mutex_unlock(&live_lock);
+	if (mine) {
 		atomic_store(&p->stop, true);
 		kick(p);
 		pthread_join(p->thread, NULL);
 	}
 	progress_free(p);
+}
+
+/* Stops and joins every thread of this process, its domain left as it is
+ * (the application never closed it): called before the provider is
+ * unloaded.  A thread that does not stop in time is left, detached. */
+void usb4_progress_halt_all(void)
+{
+	struct usb4_list *it, *tmp;
+	struct timespec until;
+
+	pthread_mutex_lock(&live_lock);
+	usb4_list_foreach_safe(&live_threads, it, tmp) {
+		struct usb4_progress *p = usb4_container_of(it,
+				struct usb4_progress, live);
+
+		usb4_list_remove(&p->live);
+		p->listed = false;
+		if (p->pid != usb4_pid())
+			continue;	/* a child of fork: not its thread */
+		p->halted = true;
+		atomic_store(&p->stop, true);
+		kick(p);
+		clock_gettime(CLOCK_REALTIME, &until);
+		until.tv_sec += USB4_PROGRESS_HALT_S;
+		if (pthread_timedjoin_np(p->thread, NULL, &until)) {
+			USB4_WARN(FI_LOG_DOMAIN, "progress thread did not stop "
+				  "at unload\n");
+			pthread_detach(p->thread);
+		}
+	}
+	pthread_mutex_unlock(&live_lock);
 }
