@@ -510,6 +510,9 @@ def serve_answers(fake: FakePeer, written: bytes) -> dict:
                                        payload=written, version=fake.wire_version))
         elif frame.type == FrameType.DATA and frame.msg_id == READ_ID:
             got["read"] += frame.payload
+        elif frame.type == FrameType.READ_INLINE and frame.msg_id == READ_ID:
+            got["read"] += frame.payload  # the bytes and the end (FEATURE_READ_INLINE)
+            got["final"][frame.msg_id] = frame
         elif frame.type in (FrameType.FIN, FrameType.ATOMIC_RESP):
             got["final"][frame.msg_id] = frame
     return got

@@ -47,6 +47,11 @@
  *      seed 0) in the crc field instead of CRC32C.  Sent only to a peer
  *      that offered the feature, by a sender without CRC instructions (or
  *      with FI_USB4_PORTABLE=1); handshake datagrams keep CRC32C.
+ *      Issue 13, negotiated: USB4_WIRE_FEATURE_READ_INLINE: a READ_REQ of
+ *      at most USB4_WIRE_READ_INLINE_MAX bytes is answered, when it
+ *      succeeds, by one READ_INLINE frame holding the bytes instead of
+ *      DATA and FIN: the two datagrams of a small MPI_Get's answer become
+ *      one.  Errors still answer FIN.
  *      Issue 13, shm inbox flag USB4_SHM_LANES (usb4_shm_lane.c): behind
  *      the shared slots, single-producer lanes; the shared slots stay
  *      where they were, so producers and owners without lanes still talk.
@@ -84,7 +89,7 @@
 #define USB4_WIRE_FEATURE_PROBE		(1u << 0)
 #define USB4_WIRE_FEATURE_FRAG		(1u << 1)
 /* One line: tests/fuzz/make_corpus.py reads unions of names off one line. */
-#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE | USB4_WIRE_FEATURE_XXH3)
+#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE | USB4_WIRE_FEATURE_XXH3 | USB4_WIRE_FEATURE_READ_INLINE)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 /*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
@@ -97,6 +102,13 @@
 #define USB4_WIRE_FEATURE_WRITE_INLINE	(1u << 5)
 /* Most bytes of an inline write: small enough for any path's datagram. */
 #define USB4_WIRE_WRITE_INLINE_MAX	256
+/*   USB4_WIRE_FEATURE_READ_INLINE  optional: we take a READ_INLINE frame
+ *                           as the whole answer to our READ_REQ; only a
+ *                           peer that offered it is sent one (an older
+ *                           initiator would drop the frame type). */
+#define USB4_WIRE_FEATURE_READ_INLINE	(1u << 6)
+/* Most bytes of a read answered inline: one datagram on any path. */
+#define USB4_WIRE_READ_INLINE_MAX	256
 /*   USB4_WIRE_FEATURE_XXH3  optional: we check a datagram flagged
  *                           USB4_REL_F_XXH3 with XXH3 (a check that is fast
  *                           without CRC instructions, usb4_rel_check.c);
@@ -212,6 +224,8 @@ enum usb4_frame_type {
 	USB4_FRAME_READ_REQ,	/* RMA read of total_len bytes: segments follow */
 	USB4_FRAME_ATOMIC_REQ,	/* struct usb4_wire_atomic, operands, compares */
 	USB4_FRAME_ATOMIC_RESP,	/* status in data, previous values follow */
+	USB4_FRAME_READ_INLINE,	/* a small read's bytes: answers READ_REQ
+				 * whole (USB4_WIRE_FEATURE_READ_INLINE) */
 	USB4_FRAME_TYPE_MAX
 };
 

@@ -53,6 +53,10 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       ``REL_F_XXH3`` carries in ``crc`` the low 32 bits of XXH3 (64-bit,
       seed 0) instead of CRC32C, sent to a peer that offered the feature
       by a sender without CRC instructions; handshakes keep CRC32C.
+    * later, negotiated (``FEATURE_READ_INLINE``): a READ_REQ of at most
+      ``READ_INLINE_MAX`` bytes that succeeds is answered by one
+      ``READ_INLINE`` frame holding the bytes (total_len = payload_len)
+      instead of DATA and FIN; a refused one still by FIN.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -84,6 +88,8 @@ FEATURE_RAILS = 1 << 2  # USB4_WIRE_FEATURE_RAILS
 FEATURE_WRITE_INLINE = 1 << 5  # USB4_WIRE_FEATURE_WRITE_INLINE: small writes in their WRITE_REQ
 WRITE_INLINE_MAX = 256  # USB4_WIRE_WRITE_INLINE_MAX
 FEATURE_XXH3 = 1 << 3  # USB4_WIRE_FEATURE_XXH3: DATA/ACK checked with XXH3
+FEATURE_READ_INLINE = 1 << 6  # USB4_WIRE_FEATURE_READ_INLINE: small reads answered by READ_INLINE
+READ_INLINE_MAX = 256  # USB4_WIRE_READ_INLINE_MAX
 RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
@@ -92,7 +98,7 @@ REL_F_FRAG = 1 << 3  # USB4_REL_F_FRAG: DATA carrying a fragment of its seq
 REL_F_XXH3 = 1 << 4  # USB4_REL_F_XXH3: DATA/ACK whose crc is XXH3's
 FRAG_UNIT = 64  # USB4_WIRE_FRAG_UNIT
 FEATURES = (FEATURE_PROBE | FEATURE_FRAG | FEATURE_WRITE_INLINE
-            | FEATURE_XXH3)  # USB4_WIRE_FEATURES: the optional ones we offer
+            | FEATURE_XXH3 | FEATURE_READ_INLINE)  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 
@@ -311,6 +317,7 @@ class FrameType(enum.IntEnum):
     READ_REQ = 9
     ATOMIC_REQ = 10
     ATOMIC_RESP = 11
+    READ_INLINE = 12  # a small read's bytes, its whole answer (FEATURE_READ_INLINE)
 
 
 class FrameFlag(enum.IntFlag):

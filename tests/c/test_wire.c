@@ -375,6 +375,38 @@ static void check_inline_write(void)
 	}
 }
 
+/* A READ_INLINE (USB4_WIRE_FEATURE_READ_INLINE): the whole answer to a read,
+ * total_len = its bytes, 1 to USB4_WIRE_READ_INLINE_MAX; anything else is
+ * malformed. */
+static void check_inline_read(void)
+{
+	struct usb4_frame in = base(USB4_FRAME_READ_INLINE), out;
+	char data[USB4_WIRE_READ_INLINE_MAX + 1] = "read";
+	struct { uint64_t total; size_t data; bool ok; } c[] = {
+		{ 8, 8, true },
+		{ 1, 1, true },
+		{ USB4_WIRE_READ_INLINE_MAX, USB4_WIRE_READ_INLINE_MAX, true },
+		{ 0, 0, false },		/* no bytes: a FIN's job */
+		{ 9, 8, false },		/* fewer bytes than total_len */
+		{ 8, 9, false },		/* more */
+		{ USB4_WIRE_READ_INLINE_MAX + 1, USB4_WIRE_READ_INLINE_MAX + 1,
+		  false },
+	};
+
+	in.flags = 0;
+	in.tag = 0;
+	for (size_t i = 0; i < sizeof(c) / sizeof(c[0]); i++) {
+		in.total_len = c[i].total;
+		in.payload_len = c[i].data;
+		size_t len = make(&in, data, in.payload_len);
+		CHECK_EQ_MSG(usb4_wire_parse(buf, len, &out),
+			     c[i].ok ? USB4_WIRE_OK : USB4_WIRE_LEN_BAD,
+			     "inline read case %zu", i);
+		if (c[i].ok)
+			CHECK_EQ(memcmp(out.payload, data, c[i].data), 0);
+	}
+}
+
 static void test_stream_frames(void)
 {
 	struct usb4_frame in, out;
@@ -450,6 +482,7 @@ static void test_stream_frames(void)
 	}
 
 	check_inline_write();
+	check_inline_read();
 
 	/* ATOMIC_REQ: at least its head; operands are the core's to check. */
 	in = base(USB4_FRAME_ATOMIC_REQ);

@@ -156,6 +156,19 @@ def test_inline_write_segments():
             wire.unpack_rma_segs(bad, inline=inline)
 
 
+def test_inline_read_answer():
+    """A small read's whole answer (FEATURE_READ_INLINE): one READ_INLINE
+    frame whose total_len is its bytes; offered by the current version."""
+    assert wire.FEATURES & wire.FEATURE_READ_INLINE == 1 << 6
+    frame = wire.Frame(type=FrameType.READ_INLINE, msg_id=5, total_len=8, data=0,
+                       payload=b"12345678")
+    back = wire.Frame.unpack(frame.pack())
+    back.check()
+    assert (back.type, back.total_len, back.payload, back.status) == (
+        FrameType.READ_INLINE, 8, b"12345678", 0)
+    assert wire.READ_INLINE_MAX == 256
+
+
 def test_rel_datagram_round_trip_and_crc():
     frame = wire.eager(7, b"x" * 100, tag=3).pack()
     dgram = RelDatagram(type=RelType.DATA, src_id=7, dst_id=8, seq=0xFFFFFFFF, ack=12,

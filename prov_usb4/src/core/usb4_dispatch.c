@@ -123,6 +123,7 @@ static const handler_fn handlers[USB4_FRAME_TYPE_MAX] = {
 	[USB4_FRAME_READ_REQ] = usb4_rma_handle_read,
 	[USB4_FRAME_ATOMIC_REQ] = usb4_rma_handle_atomic,
 	[USB4_FRAME_ATOMIC_RESP] = usb4_rma_handle_atomic_resp,
+	[USB4_FRAME_READ_INLINE] = usb4_rma_handle_read_inline,
 };
 
 static enum usb4_wire_verdict parse(const struct iovec *frame, int count,

@@ -176,6 +176,9 @@ void usb4_xfer_free(struct usb4_core_ep *ep, struct usb4_xfer *x);
 void usb4_xfer_done(struct usb4_core_ep *ep, struct usb4_xfer *x, int err);
 void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 			 uint64_t msg_id);
+/* Our read of msg_id from src that waits for its bytes, or NULL. */
+struct usb4_xfer *usb4_xfer_find_read(struct usb4_core_ep *ep, fi_addr_t src,
+				      uint64_t msg_id);
 
 /* ---- usb4_rma_frames.c: RMA and atomics as frames ---- */
 
@@ -195,7 +198,8 @@ int usb4_rma_handle_atomic_resp(struct usb4_core_ep *ep,
 /* A remote access to our memory that arrived as frames, for FI_RMA_EVENT. */
 void usb4_rma_count_remote(struct usb4_core_ep *ep, bool write);
 
-/* ---- usb4_rma_inline.c: small writes in their request ---- */
+/* ---- usb4_rma_inline.c: small writes in their request, small reads in
+ * their answer ---- */
 
 /* Whether a write of len bytes to dest may go inline (the peer offered it). */
 bool usb4_rma_inline_ok(struct usb4_core_ep *ep, fi_addr_t dest, size_t len);
@@ -204,6 +208,15 @@ size_t usb4_rma_inline_len(const struct usb4_frame *f);
 /* Places an inline write's bytes in x's pinned segments and answers FIN. */
 void usb4_rma_inline_place(struct usb4_core_ep *ep, struct usb4_xfer *x,
 			   const struct usb4_frame *f);
+/* Answers a checked read of len bytes whose pinned segments are iov with
+ * one READ_INLINE frame, when src offered it and len is small: 0 if sent
+ * (the segments may be unpinned at once), else the caller streams. */
+int usb4_rma_read_inline_answer(struct usb4_core_ep *ep, fi_addr_t src,
+				uint64_t msg_id, const struct iovec *iov,
+				size_t iov_count, size_t len);
+/* The initiator's part: a READ_INLINE frame completes its read. */
+int usb4_rma_handle_read_inline(struct usb4_core_ep *ep,
+				const struct usb4_frame *f, fi_addr_t src);
 
 /* ---- usb4_match.c ---- */
 

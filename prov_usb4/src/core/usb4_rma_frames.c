@@ -277,6 +277,12 @@ int usb4_rma_handle_read(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		return 0;
 	}
 	s->iov_count = s->npins;
+	if (!usb4_rma_read_inline_answer(ep, src, f->msg_id, s->iov,
+					 s->iov_count, f->total_len)) {
+		usb4_mr_unpin_all(s->pins, s->npins);	/* the bytes are copied */
+		free(s);
+		return 0;
+	}
 	usb4_stream_start(ep, s, f->total_len);
 	return 0;
 }

@@ -290,6 +290,12 @@ int usb4_stream_handle_data(struct usb4_core_ep *ep,
 	return 0;
 }
 
+struct usb4_xfer *usb4_xfer_find_read(struct usb4_core_ep *ep, fi_addr_t src,
+				      uint64_t msg_id)
+{
+	return xfer_find(ep, src, msg_id, true);
+}
+
 /* The initiator of a read learns the outcome: drop what waits for data. */
 void usb4_xfer_drop_read(struct usb4_core_ep *ep, fi_addr_t src,
 			 uint64_t msg_id)

@@ -90,6 +90,11 @@ static enum usb4_wire_verdict check_payload(const struct usb4_frame *frame)
 	case USB4_FRAME_EAGER:
 		return frame->total_len == frame->payload_len ?
 		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
+	case USB4_FRAME_READ_INLINE:
+		return frame->total_len == frame->payload_len &&
+		       frame->payload_len && frame->payload_len <=
+		       USB4_WIRE_READ_INLINE_MAX ? USB4_WIRE_OK :
+						   USB4_WIRE_LEN_BAD;
 	case USB4_FRAME_RTS:
 		return check_rts(frame);
 	case USB4_FRAME_FIN:
