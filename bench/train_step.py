@@ -19,12 +19,15 @@ TCP on the same cable (init at host 0's cable address, GLOO_SOCKET_IFNAME=
 tb0): the steps alternate, oneCCL then gloo, so both see the same load and
 their ratio holds on a shared machine where absolute times drift (--no-pair
 turns it off).  Printed per backend: the median time per step, the median
-allreduce time and the allreduce's share of the step (time in allreduce /
-step time, over the measured steps), steps/s, the allreduce's rate, whether
+allreduce time (and the least disturbed one) and the allreduce's share of
+the step (time in allreduce / step time, over the measured steps), steps/s,
+the allreduce's rate, whether
 the weights are bit-identical on both ranks (a SHA-256 of every parameter,
 gathered from both), whether oneCCL and gloo summed the last gradients bit
 for bit alike and whether the held-out loss went down; then each oneCCL
-run over the gloo beside it, and over ccl-tcp through their gloo.  With
+run over the gloo beside it (the ratio of the medians, and the median and
+quartiles of the step-by-step ratios: their spread is the machine's noise),
+and over ccl-tcp through their gloo.  With
 --repeat N each run is made N times, interleaved, the medians over all.
 
 It never asserts: a run that fails is reported with its error and left out
@@ -174,6 +177,9 @@ class Summary:
     allreduce_bytes: int
     step_s: float  # median over the measured steps, rank 0
     allreduce_s: float  # median, rank 0
+    allreduce_min_s: float  # the least disturbed allreduce, rank 0
+    step_list: list[float]  # rank 0's measured steps, in order (for paired ratios)
+    allreduce_list: list[float]
     share: tuple[float, float]  # time in allreduce / step time, per rank
     identical: bool  # weights bit-identical on both ranks, every repeat
     agree: bool  # the run's backends summed the same gradients bit for bit
@@ -213,6 +219,7 @@ def summarize(run: str, backend: str, repeats: list[list[dict]]) -> Summary:
         run=run, backend=backend, steps=len(step[0]), params=last["params"],
         allreduce_bytes=last["allreduce_bytes"],
         step_s=statistics.median(step[0]), allreduce_s=statistics.median(reduce[0]),
+        allreduce_min_s=min(reduce[0]), step_list=step[0], allreduce_list=reduce[0],
         share=tuple(sum(reduce[i]) / sum(step[i]) for i in (0, 1)),
         identical=all(a["weights_sha256"] == b["weights_sha256"]
                       for a, b in zip(per_rank[0], per_rank[1])),
@@ -224,31 +231,50 @@ def summaries_of(run: str, repeats: list[list[dict]]) -> list[Summary]:
     return [summarize(run, backend, repeats) for backend in repeats[0][0]["backends"]]
 
 
+def paired_ratio(mine: list[float], theirs: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of mine[k] / theirs[k]: step k of
+    one backend over the step of the other next to it in time."""
+    ratios = [a / b for a, b in zip(mine, theirs)]
+    if len(ratios) < 2:
+        return ratios[0], ratios[0], ratios[0]
+    q1, q2, q3 = statistics.quantiles(ratios, n=4)
+    return q1, q2, q3
+
+
 def _ratio_lines(summaries: list[Summary]) -> list[str]:
     """Each oneCCL run over the gloo that stepped beside it (same processes,
-    same load), then over the other runs through their own gloo."""
+    same load): ratio of the medians, and the median (quartiles) of the
+    step-by-step ratios; then over ccl-tcp through their own gloo."""
     paired = {}
+    lines = []
     for s in summaries:
         gloo = [g for g in summaries if g.run == s.run and g.backend == "gloo"]
-        if s.backend == "ccl" and gloo:
-            paired[s.run] = (s.step_s / gloo[0].step_s, s.allreduce_s / gloo[0].allreduce_s)
-    lines = ["%-18s / gloo beside it: step %.3fx  allreduce %.3fx" % (run, st, ar)
-             for run, (st, ar) in paired.items()]
+        if s.backend != "ccl" or not gloo:
+            continue
+        g = gloo[0]
+        paired[s.run] = (s.step_s / g.step_s, s.allreduce_s / g.allreduce_s)
+        st = paired_ratio(s.step_list, g.step_list)
+        ar = paired_ratio(s.allreduce_list, g.allreduce_list)
+        lines.append("%-18s / gloo beside it: step %.3fx  allreduce %.3fx   step by step: "
+                     "step %.3fx (%.2f-%.2f)  allreduce %.3fx (%.2f-%.2f)" % (
+                         s.run, paired[s.run][0], paired[s.run][1], st[1], st[0], st[2],
+                         ar[1], ar[0], ar[2]))
     for run, (st, ar) in paired.items():
-        for base in ("ccl-tcp",):
-            if base in paired and run != base:
-                lines.append("%-18s / %s (each over its gloo): step %.3fx  allreduce %.3fx"
-                             % (run, base, st / paired[base][0], ar / paired[base][1]))
+        if "ccl-tcp" in paired and run != "ccl-tcp":
+            base = paired["ccl-tcp"]
+            lines.append("%-18s / ccl-tcp (each over its gloo): step %.3fx  allreduce %.3fx"
+                         % (run, st / base[0], ar / base[1]))
     return lines
 
 
 def format_table(summaries: list[Summary]) -> str:
-    lines = ["%-28s %9s %12s %13s %8s %8s %-10s %s"
-             % ("backend", "ms/step", "allreduce ms", "share r0/r1", "steps/s",
+    lines = ["%-28s %9s %12s %9s %13s %8s %8s %-10s %s"
+             % ("backend", "ms/step", "allreduce ms", "(min ms)", "share r0/r1", "steps/s",
                 "AR GB/s", "weights", "held-out loss")]
     for s in summaries:
-        lines.append("%-28s %9.2f %12.2f %6.1f%%/%4.1f%% %8.2f %8.3f %-10s %.3f -> %.3f%s" % (
-            s.label, s.step_s * 1e3, s.allreduce_s * 1e3, 100 * s.share[0],
+        lines.append("%-28s %9.2f %12.2f %9.2f %6.1f%%/%4.1f%% %8.2f %8.3f %-10s %.3f -> %.3f%s" % (
+            s.label, s.step_s * 1e3, s.allreduce_s * 1e3, s.allreduce_min_s * 1e3,
+            100 * s.share[0],
             100 * s.share[1], s.steps_per_s, s.allreduce_gbs,
             "identical" if s.identical else "DIFFER", s.loss_before, s.loss_after,
             "" if s.ok else "  CHECK FAILED (sums agree: %s)" % s.agree))

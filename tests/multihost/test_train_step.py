@@ -82,8 +82,11 @@ def test_both_ranks_finish_with_identical_weights(trained, run):
         assert len(r0["backends"][backend]["step_s"]) == SMALL.steps
         assert len(r1["backends"][backend]["step_s"]) == SMALL.steps
     assert r0["weights_sha256"] == r1["weights_sha256"]
-    for s in train_step.summaries_of(run, [[r0, r1]]):
+    summaries = train_step.summaries_of(run, [[r0, r1]])
+    for s in summaries:
         assert s.identical and 0 < s.share[0] < 1 and 0 < s.share[1] < 1, s
+    table = train_step.format_table(summaries)
+    assert "/ gloo beside it" in table and "CHECK FAILED" not in table, table
 
 
 @pytest.mark.multihost
