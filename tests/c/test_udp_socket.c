@@ -15,6 +15,7 @@
 
 #include "usb4_udp.h"
 #include "usb4_test.h"
+#include "../../prov_usb4/src/wire.h"
 
 #define BIG	5000
 
@@ -502,6 +503,30 @@ static void test_ipv6(void)
 	usb4_udp_sock_close(b);
 }
 
+/* The responder's two-byte test: a RESOLVE query, and nothing else (a
+ * DATA datagram, an answer, another version, a datagram of one byte). */
+static void test_resolve_is_query(void)
+{
+	struct usb4_wire_resolve q = { .version = USB4_WIRE_VERSION,
+				       .type = USB4_RESOLVE_QUERY };
+	struct usb4_wire_rel data = { .version = USB4_WIRE_VERSION,
+				      .type = USB4_REL_DATA };
+	struct iovec iov = { .iov_base = &q, .iov_len = sizeof(q) };
+	struct iovec head = { .iov_base = &q, .iov_len = 2 };
+
+	CHECK(usb4_udp_resolve_is_query(&iov));
+	CHECK(usb4_udp_resolve_is_query(&head));	/* the rest may lie apart */
+	head.iov_len = 1;
+	CHECK(!usb4_udp_resolve_is_query(&head));
+	q.type = USB4_RESOLVE_ANSWER;
+	CHECK(!usb4_udp_resolve_is_query(&iov));
+	q.type = USB4_RESOLVE_QUERY;
+	q.version = USB4_WIRE_VERSION + 1;
+	CHECK(!usb4_udp_resolve_is_query(&iov));
+	iov = (struct iovec) { .iov_base = &data, .iov_len = sizeof(data) };
+	CHECK(!usb4_udp_resolve_is_query(&iov));
+}
+
 int main(void)
 {
 	struct usb4_iface lo = loopback();
@@ -521,5 +546,6 @@ int main(void)
 	test_corrupt_in_holes();
 	test_drop_all();
 	test_ipv6();
+	test_resolve_is_query();
 	return usb4_test_done("test_udp_socket");
 }

@@ -947,7 +947,8 @@ static bool answer_resolve(struct usb4_udp_link *l,
 	struct usb4_wire_addr self;
 	const struct usb4_link_sink *sink = &l->base.sink;
 
-	if (!sink->self_addr || !sink->frame)
+	/* The address is built for a query only: every datagram comes here. */
+	if (!sink->self_addr || !sink->frame || !usb4_udp_resolve_is_query(dgram))
 		return false;
 	sink->self_addr(sink->ctx, &self);
 	if (!usb4_udp_resolve_answer(l->rx_sock, l->keyed ? &l->job : NULL, &self,

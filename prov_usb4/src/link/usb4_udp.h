@@ -288,6 +288,10 @@ void usb4_udp_offer_done(struct usb4_udp_offers *o, struct usb4_udp_offer *offer
 
 /* ---- who is bound here (usb4_udp_resolve.c) ---- */
 
+/* Whether dgram's first bytes name a RESOLVE query: a test of two bytes,
+ * so that other datagrams cost the responder nothing more. */
+bool usb4_udp_resolve_is_query(const struct iovec *dgram);
+
 /* Whether dgram is a RESOLVE query (wire.h); if so, answers it from sock
  * with self, tagged under job when there is one (NULL: none), and keeps
  * nothing.  Returns whether dgram was a query. */

@@ -62,6 +62,13 @@ static bool gather(const struct iovec *dgram, int count,
 
 /* ---- the responder ---- */
 
+bool usb4_udp_resolve_is_query(const struct iovec *dgram)
+{
+	return dgram[0].iov_len >= 2 &&
+	       ((const uint8_t *) dgram[0].iov_base)[0] == USB4_WIRE_VERSION &&
+	       ((const uint8_t *) dgram[0].iov_base)[1] == USB4_RESOLVE_QUERY;
+}
+
 bool usb4_udp_resolve_answer(struct usb4_udp_sock *sock,
 			     const struct usb4_auth_job *job,
 			     const struct usb4_wire_addr *self,
@@ -71,10 +78,7 @@ bool usb4_udp_resolve_answer(struct usb4_udp_sock *sock,
 	struct usb4_wire_resolve m;
 	struct iovec iov = { .iov_base = &m, .iov_len = sizeof(m) };
 
-	if (!dgram[0].iov_len ||
-	    ((const uint8_t *) dgram[0].iov_base)[0] != USB4_WIRE_VERSION ||
-	    dgram[0].iov_len < 2 ||
-	    ((const uint8_t *) dgram[0].iov_base)[1] != USB4_RESOLVE_QUERY)
+	if (!usb4_udp_resolve_is_query(dgram))
 		return false;
 	/* A query of another length is not answered: the answer would not
 	 * be the same size. */
