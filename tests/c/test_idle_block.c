@@ -16,6 +16,10 @@
  *            sleep and are both served, and another thread posting sends
  *            on the same domain meanwhile is not held up by a sleeper (the
  *            domain lock is let go while it sleeps);
+ *   room     a sender whose sends wait for room in the peer's full shm
+ *            inbox never sleeps: the inbox's owner rings no bell when it
+ *            makes room (a sleeper waited 1 ms per refill: same-host
+ *            osu_bw at 8-32 KiB fell to a third);
  *   off      with FI_USB4_IDLE_BLOCK_US=0 the tight loop never sleeps.
  *
  * A sleep is a poll() called inside fi_cq_read: this program defines poll
@@ -49,6 +53,8 @@
 #define POSTS		40	/* sends posted while a reader sleeps */
 #define POST_SLOW_NS	500000	/* a post this slow waited for a sleeper */
 #define MSG_LEN		8
+#define ROOM_SENDS	1024	/* 4 KiB sends: four times b's inbox */
+#define ROOM_LEN	4096
 
 static _Thread_local bool reading;
 static _Thread_local unsigned long polls;	/* in this thread's reads */
@@ -229,6 +235,49 @@ static void case_two_cqs(void)
 	CHECK_EQ(polls - polls0, 0);
 }
 
+/* a sends more than b's inbox holds while b is away, reading its CQ back
+ * to back for SPACED_MS: never a sleep; then b drains and all complete. */
+static void case_room(void)
+{
+	static char big[ROOM_LEN], bbuf[ROOM_SENDS][ROOM_LEN];
+	struct fi_cq_data_entry e;
+	uint64_t end;
+	unsigned long polls0, reads = 0;
+	int posted = 0, sent = 0, got = 0;
+
+	for (int i = 0; i < ROOM_SENDS; i++)
+		CHECK_EQ(fi_recv(b.ep, bbuf[i], ROOM_LEN, NULL, b_to_a, NULL), 0);
+	while (posted < ROOM_SENDS) {
+		ssize_t ret = fi_send(a.ep, big, ROOM_LEN, NULL, a_to_b, NULL);
+
+		if (ret == -FI_EAGAIN)
+			break;
+		CHECK_EQ(ret, 0);
+		posted++;
+	}
+	polls0 = polls;
+	end = now_ns() + SPACED_MS * 1000000ull;
+	reading = true;
+	while (now_ns() < end) {
+		sent += fi_cq_read(a.cq, &e, 1) == 1;
+		reads++;
+	}
+	reading = false;
+	printf("# room: %d sends posted, %lu reads while b was away, %lu "
+	       "sleeps\n", posted, reads, polls - polls0);
+	CHECK_EQ(polls - polls0, 0);
+	end = now_ns() + FX_TIMEOUT_MS * 1000000ull;
+	while ((sent < posted || got < posted) && now_ns() < end) {
+		if (posted < ROOM_SENDS &&
+		    fi_send(a.ep, big, ROOM_LEN, NULL, a_to_b, NULL) == 0)
+			posted++;
+		sent += fi_cq_read(a.cq, &e, 1) == 1;
+		got += fi_cq_read(b.cq, &e, 1) == 1;
+	}
+	CHECK_EQ(sent, ROOM_SENDS);
+	CHECK_EQ(got, ROOM_SENDS);
+}
+
 /* A thread of a's domain posting sends to b while readers sleep: no post
  * waits for a sleeper's lock.  b's receives are posted first. */
 static void *post_sends(void *arg)
@@ -317,6 +366,7 @@ static int run(bool blocking)
 	if (blocking) {
 		case_spaced();
 		case_two_cqs();
+		case_room();
 		case_threads();
 	}
 	fx_close(&a);

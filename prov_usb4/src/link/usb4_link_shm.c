@@ -54,6 +54,9 @@ struct usb4_shm_link {
 	struct usb4_shm_sender current;
 	struct usb4_link_dest **hidden;
 	size_t hidden_count;
+	/* The latest post found a peer's inbox full.  Its owner rings no bell
+	 * when it makes room, so we must not sleep on it (sleep_begin). */
+	bool waits_for_room;
 };
 
 static struct usb4_shm_link *shm_of(struct usb4_link *link)
@@ -270,6 +273,7 @@ static int shm_post(struct usb4_link *link, struct usb4_link_dest *dest,
 	ret = usb4_shm_ring_post(dest->ring, dest->lane_link == link ?
 				 &dest->producer : NULL, dest->bell,
 				 &shm_of(link)->self, iov, count);
+	shm_of(link)->waits_for_room = ret == -FI_EAGAIN;
 	if (ret == -FI_EAGAIN && usb4_pid_gone(dest->pid))
 		ret = -FI_EHOSTUNREACH;
 	return ret;
@@ -341,10 +345,14 @@ static int64_t shm_timer_us(const struct usb4_link *link)
 	return -1;
 }
 
+/* Not while a send waits for room in a peer's inbox: nothing would wake
+ * us when it frees (a sleeper would wait for its timeout). */
 static bool shm_sleep_begin(struct usb4_link *link)
 {
 	struct usb4_shm_link *l = shm_of(link);
 
+	if (l->waits_for_room)
+		return false;
 	return usb4_shm_ring_sleep_begin(l->ring, l->bell[0]);
 }
 
