@@ -1723,6 +1723,19 @@ static void test_small_frames(void)
 					  plen), 0);
 			check_head(r.own, &h, payload, plen,
 				   plen > 8 && plen <= USB4_SHM_SMALL_MAX, 5);
+			/* The payload in two pieces of every split. */
+			for (size_t cut = 0; cut <= plen; cut += 1 + plen / 7) {
+				struct iovec iov[3] = {
+					{ &h, sizeof(h) }, { payload, cut },
+					{ payload + cut, plen - cut },
+				};
+
+				CHECK_EQ(usb4_shm_ring_post(r.peer, &prod, -1,
+							    &from, iov, 3), 0);
+				check_head(r.own, &h, payload, plen,
+					   plen > 8 &&
+					   plen <= USB4_SHM_SMALL_MAX, 5);
+			}
 		}
 	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_LANE);
 	ring_free(&r);
