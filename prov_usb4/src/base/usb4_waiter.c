@@ -57,13 +57,11 @@ void usb4_waiter_fini(struct usb4_waiter *w)
 	pthread_mutex_destroy(&w->lock);
 }
 
-void usb4_waiter_signal(struct usb4_waiter *w)
+static void __attribute__((noinline)) wake_sleepers(struct usb4_waiter *w)
 {
 	struct usb4_list *it;
 	uint64_t one = 1;
 
-	if (!w || !atomic_load(&w->count))
-		return;
 	pthread_mutex_lock(&w->lock);
 	usb4_list_foreach(&w->sleepers, it) {
 		struct usb4_sleeper *s = usb4_container_of(it,
@@ -73,6 +71,14 @@ void usb4_waiter_signal(struct usb4_waiter *w)
 			continue;
 	}
 	pthread_mutex_unlock(&w->lock);
+}
+
+/* Every completion calls this: the test without a sleeper stays a few
+ * instructions (the wake-up's stack frame lives in wake_sleepers). */
+void usb4_waiter_signal(struct usb4_waiter *w)
+{
+	if (w && atomic_load(&w->count))
+		wake_sleepers(w);
 }
 
 int usb4_waiter_sleep_begin(struct usb4_waiter *w, struct usb4_sleeper *s)

@@ -124,18 +124,19 @@ static void answer_sender(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 
 /* The region a message lands in: the whole iov, or the free tail of a
  * multi-receive buffer. */
-static size_t target_region(const struct usb4_rx_entry *rx, struct iovec *iov,
-			    size_t *count)
+static size_t target_region(const struct usb4_rx_entry *rx, struct iovec *tail,
+			    const struct iovec **iov, size_t *count)
 {
 	if (!(rx->flags & FI_MULTI_RECV)) {
-		memcpy(iov, rx->iov, rx->iov_count * sizeof(*iov));
+		*iov = rx->iov;
 		*count = rx->iov_count;
 		return rx->len;
 	}
-	iov[0].iov_base = (char *) rx->iov[0].iov_base + rx->multi_used;
-	iov[0].iov_len = rx->len - rx->multi_used;
+	tail->iov_base = (char *) rx->iov[0].iov_base + rx->multi_used;
+	tail->iov_len = rx->len - rx->multi_used;
+	*iov = tail;
 	*count = 1;
-	return iov[0].iov_len;
+	return tail->iov_len;
 }
 
 void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
@@ -226,8 +227,9 @@ static void start_xfer(struct usb4_core_ep *ep, struct usb4_xfer *x,
 static bool deliver(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 		    const struct usb4_msg_in *m, struct deliver_res *res)
 {
-	struct iovec iov[USB4_IOV_LIMIT];
-	size_t count, room = target_region(rx, iov, &count);
+	struct iovec tail;
+	const struct iovec *iov;
+	size_t count, room = target_region(rx, &tail, &iov, &count);
 	size_t n = m->total_len < room ? m->total_len : room;
 	bool want_cqe = rx->flags & FI_COMPLETION, done = true;
 	struct usb4_ctrl *ctrl = res->ctrl ? res->ctrl : &rx->ctrl;

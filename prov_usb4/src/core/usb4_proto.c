@@ -87,7 +87,10 @@ static ssize_t send_eager(struct usb4_core_ep *ep,
 	usb4_wire_build(&hdr, &f);
 	iov[0].iov_base = &hdr;
 	iov[0].iov_len = sizeof(hdr);
-	memcpy(&iov[1], a->iov, a->iov_count * sizeof(*iov));
+	if (a->iov_count == 1)
+		iov[1] = a->iov[0];	/* the common case: no memcpy call */
+	else
+		memcpy(&iov[1], a->iov, a->iov_count * sizeof(*iov));
 	ret = usb4_route_post(r, iov, a->iov_count + 1);
 	if (ret) {
 		if (op)
