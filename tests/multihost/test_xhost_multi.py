@@ -150,7 +150,7 @@ def test_tight_empty_reads_sleep_briefly(cluster2, xmulti, provider_dir, tmp_pat
     """The same loop with the default FI_USB4_IDLE_BLOCK_US: it sleeps.
 
     Read back to back on an empty CQ whose endpoint has a udp session, each
-    read past the first 50 us sleeps on the socket until the link's next
+    read past the first 20 us sleeps on the socket until the link's next
     timer or 1 ms (usb4_cq_idle.c): voluntary context switches, and no read
     longer than a few ms (a sleep never outlasts its bound).
     """
