@@ -6,7 +6,7 @@ udp link and prints its figures; the tests judge them:
 
 - an empty fi_cq_read never blocks with FI_USB4_IDLE_BLOCK_US=0: after
   talking to the other host, 20000 empty reads cost (almost) no voluntary
-  context switch and no read takes more than a few ms; with the default, a
+  context switch and no read takes more than a few ms; with it set (20), a
   caller reading back to back sleeps on the udp link, never for more than a
   few ms per read;
 - a process polling two CQs in one progress loop (as Open MPI polls mtl
@@ -147,14 +147,15 @@ def test_empty_cq_read_never_blocks(cluster2, xmulti, provider_dir, tmp_path):
 
 
 def test_tight_empty_reads_sleep_briefly(cluster2, xmulti, provider_dir, tmp_path):
-    """The same loop with the default FI_USB4_IDLE_BLOCK_US: it sleeps.
+    """The same loop with FI_USB4_IDLE_BLOCK_US=20: it sleeps.
 
     Read back to back on an empty CQ whose endpoint has a udp session, each
     read past the first 20 us sleeps on the socket until the link's next
     timer or 1 ms (usb4_cq_idle.c): voluntary context switches, and no read
     longer than a few ms (a sleep never outlasts its bound).
     """
-    m, client = cqpoll(cluster2, xmulti, provider_dir, tmp_path / "run", {})
+    m, client = cqpoll(cluster2, xmulti, provider_dir, tmp_path / "run",
+                       {"FI_USB4_IDLE_BLOCK_US": "20"})
     vcsw, longest, ivcsw = int(m.group(3)), float(m.group(5)), int(m.group(4))
     failures = []
     if vcsw <= CQPOLL_MAX_VCSW:

@@ -6,9 +6,9 @@
  * computes): on the hardware that core is the job's.  So a run of empty
  * reads goes through three stages:
  *
- *   spin   the first FI_USB4_IDLE_BLOCK_US (20 us) of a run in which no
- *          entry was handed out and the links took in no frame: a reply
- *          that comes within it (a ping-pong) is seen as soon as before;
+ *   spin   the first FI_USB4_IDLE_BLOCK_US (20 us when set) of a run: no
+ *          entry handed out, no frame taken in by the links: a reply that
+ *          comes within it (a ping-pong) is seen as soon as before;
  *   block  after that, an empty read sleeps in the kernel on the CQ's
  *          waiter and its endpoints' links (usb4_wait_block: a datagram,
  *          the shm bell, a completion by another thread, fi_cq_signal),
