@@ -119,6 +119,14 @@ struct usb4_cq_idle {
 	uint64_t armed_ns;		/* a block is due if the next read
 					 * comes at once after this (0: not) */
 	unsigned empty_reads;		/* in the run, to sample the clock */
+	uint64_t block_after_ns;	/* quiet this long arms a block: from
+					 * FI_USB4_IDLE_BLOCK_US up to
+					 * USB4_IDLE_BLOCK_MAX_US (0: not yet
+					 * set) */
+	unsigned long posts_at_wake;	/* this thread's posts when its
+					 * latest block ended */
+	bool woke;			/* a block ended since the last
+					 * quiet run began */
 };
 
 enum usb4_cq_idle_act {
@@ -141,6 +149,17 @@ enum usb4_cq_idle_act usb4_cq_idle_empty(struct usb4_cq_idle *s, int frames,
 					 bool alone, uint64_t entry_ns);
 /* A block ended at now_ns: the next read, if at once, blocks again. */
 void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns);
+/* How long a quiet run lasts before a read arms a block, now. */
+uint64_t usb4_cq_idle_block_after_ns(const struct usb4_cq_idle *s);
+
+/* Sends, writes, reads and atomics this thread posted (usb4_cq_idle.c):
+ * a block that the thread's next post follows sat on an exchange's path. */
+extern __thread unsigned long usb4_cq_idle_posts;
+
+static inline void usb4_cq_idle_note_post(void)
+{
+	usb4_cq_idle_posts++;
+}
 
 struct usb4_cq {
 	struct fid_cq cq_fid;

@@ -26,6 +26,18 @@
  * After a block the next read, if at once, blocks again; any frame ends
  * the quiet run, so the next block waits for the threshold again.
  *
+ * A block costs the waker's latency (a sleeping CPU wakes in tens of us; in
+ * a VM more): harmless while the peer streams at the cable's rate, ruinous
+ * in an exchange, where the woken rank's reply is what its peer waits for:
+ * the peer then waits past the threshold too, sleeps, and every step of a
+ * collective pays both wake-ups (oneCCL's 8 B allreduce across two hosts
+ * took 117 us instead of 16).  So the threshold adapts per CQ: a block
+ * after which this thread posted (a send, write, read or atomic) before
+ * its next quiet run sat on an exchange's path, and doubles it, up to
+ * USB4_IDLE_BLOCK_MAX_US; a block followed by no post (a wait for a
+ * stream, for acks, for a slow peer) halves it, down to
+ * FI_USB4_IDLE_BLOCK_US.  Waits longer than the maximum still sleep.
+ *
  * A thread that polls several CQs or counters in one loop (Open MPI polls
  * mtl ofi's and btl ofi's CQs) never blocks in any of them: a sleep on one
  * CQ's links would leave the others' news waiting.  Each thread remembers
@@ -44,6 +56,11 @@
  * wait.  An empty read with a udp link costs ~1-2 us; MPI's progress loop
  * adds its other components' polls. */
 #define USB4_TIGHT_GAP_NS	(5 * 1000)
+/* The threshold an exchange drives a CQ to: past a millisecond of waiting
+ * a wake-up's cost is small beside the wait. */
+#define USB4_IDLE_BLOCK_MAX_US	1000
+
+__thread unsigned long usb4_cq_idle_posts;
 
 /* The CQ or counter this thread read last. */
 static __thread const void *last_read;
@@ -72,6 +89,33 @@ bool usb4_cq_idle_armed(const struct usb4_cq_idle *s)
 void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns)
 {
 	s->armed_ns = now_ns;
+	s->posts_at_wake = usb4_cq_idle_posts;
+	s->woke = true;
+}
+
+uint64_t usb4_cq_idle_block_after_ns(const struct usb4_cq_idle *s)
+{
+	uint64_t base = (uint64_t) usb4_params.idle_block_us * 1000;
+
+	return s->block_after_ns ? s->block_after_ns : base;
+}
+
+/* A quiet run begins: learn from the block before it, if one ended since
+ * the previous run began. */
+static void adapt(struct usb4_cq_idle *s)
+{
+	uint64_t base = (uint64_t) usb4_params.idle_block_us * 1000;
+	uint64_t max = (uint64_t) USB4_IDLE_BLOCK_MAX_US * 1000;
+	uint64_t t = usb4_cq_idle_block_after_ns(s);
+
+	if (!s->woke)
+		return;
+	s->woke = false;
+	if (usb4_cq_idle_posts != s->posts_at_wake)
+		t = t * 2 < max ? t * 2 : (max > base ? max : base);
+	else
+		t = t / 2 > base ? t / 2 : base;
+	s->block_after_ns = t;
 }
 
 /* An armed read: blocks if it came at once. */
@@ -93,7 +137,8 @@ static enum usb4_cq_idle_act armed_read(struct usb4_cq_idle *s,
 static enum usb4_cq_idle_act sampled_read(struct usb4_cq_idle *s, int frames,
 					  uint64_t now)
 {
-	uint64_t block = (uint64_t) usb4_params.idle_block_us * 1000;
+	uint64_t block = usb4_params.idle_block_us ?
+			 usb4_cq_idle_block_after_ns(s) : 0;
 	uint64_t yield = (uint64_t) usb4_params.yield_us * 1000;
 
 	if (now - s->last_sample_ns >
@@ -102,8 +147,12 @@ static enum usb4_cq_idle_act sampled_read(struct usb4_cq_idle *s, int frames,
 		s->quiet_since_ns = 0;
 	}
 	s->last_sample_ns = now;
-	if (!frames && !s->quiet_since_ns)
+	if (!frames && !s->quiet_since_ns) {
+		adapt(s);
+		block = usb4_params.idle_block_us ?
+			usb4_cq_idle_block_after_ns(s) : 0;
 		s->quiet_since_ns = now;
+	}
 	if (block && s->quiet_since_ns && now - s->quiet_since_ns >= block) {
 		s->armed_ns = now;
 		return USB4_CQ_IDLE_SPIN;
