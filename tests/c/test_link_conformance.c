@@ -185,6 +185,8 @@ struct ep {
 	int downs;
 	uint64_t down_id;
 	int down_err;
+	bool in_post;		/* a post of this endpoint is under way */
+	int downs_in_post;	/* peer_down heard from inside one */
 };
 
 static struct sender *sender_of(struct ep *e, uint64_t id)
@@ -295,6 +297,8 @@ static void sink_peer_down(void *ctx, struct usb4_link *link, uint64_t peer,
 	e->downs++;
 	e->down_id = peer;
 	e->down_err = err;
+	if (e->in_post)
+		e->downs_in_post++;
 }
 
 #define BUF_LEN		(1u << 17)	/* above any kind's frame_max */
@@ -461,9 +465,14 @@ static int post_once(struct ep *from, struct usb4_link_dest *d, uint32_t seq,
 	struct iovec iov[3];
 	int count;
 
+	int ret;
+
 	frame_build(from->txbuf, from->id, seq, len);
 	count = frame_iov(from->txbuf, len, seq, iov);
-	return from->k->ops->post(from->link, d, iov, count);
+	from->in_post = true;
+	ret = from->k->ops->post(from->link, d, iov, count);
+	from->in_post = false;
+	return ret;
 }
 
 /* Posts frames [first, first + count) of a stream; the number posted. */
@@ -695,6 +704,49 @@ static void peer_death_reported_once(const struct kind *k)
 	}
 	ret = post_once(&a, d, 11, HEAD_LEN);
 	CHECK_EQ(ret, k->closed_err);
+	k->ops->dest_close(d);
+out_close:
+	settle(both, 2);
+	ep_close(&b);
+	ep_close(&a);
+}
+
+/*
+ * B gone, A only posts to it (no progress) until its peer_state turns: the
+ * verdict a post reaches is reported on A's next poll, never from inside
+ * the post.  The core posts while it walks its lists (a stream pumping a
+ * read response); a report inside the post freed the stream under it
+ * (heap use after free in usb4_stream_progress, seen under ASan in
+ * test_liveness's pulled-cable case).
+ */
+static void peer_down_not_inside_post(const struct kind *k)
+{
+	struct ep a = { 0 }, b = { 0 }, *both[] = { &a, &b }, *one[] = { &a };
+	struct usb4_link_dest *d;
+	uint64_t deadline;
+	uint32_t seq = 10;
+	int state = 0;
+
+	if (ep_open(&a, k) || ep_open(&b, k))
+		goto out_close;
+	if (!(d = dest_to(&a, &b)))
+		goto out_close;
+	CHECK_EQ(post_stream(&a, d, 0, 10, HEAD_LEN + 100, both, 2), 10);
+	CHECK(wait_frames(both, 2, &b, a.id, 10, 5000, BUDGET));
+	ep_close(&b);
+	deadline = now_ms() + death_bound_ms(k);
+	while (!state && now_ms() < deadline) {
+		post_once(&a, d, seq++, HEAD_LEN);
+		state = k->ops->peer_state(a.link, d);
+		usleep(1000);
+	}
+	printf("  %s: peer_state %d after %u posts, %d peer_down inside a "
+	       "post\n", k->name, state, seq - 10, a.downs_in_post);
+	for (int i = 0; i < 10; i++)	/* reported on the next polls */
+		progress(one, 1, BUDGET);
+	CHECK_EQ(a.downs_in_post, 0);
+	if (k->reports_down && state)
+		CHECK_EQ(a.downs, 1);
 	k->ops->dest_close(d);
 out_close:
 	settle(both, 2);
@@ -1109,6 +1161,7 @@ static const struct test_case cases[] = {
 	CASE(frame_max_fits_one_more_refused, 0),
 	CASE(receiver_not_ready_loses_nothing, 0),
 	CASE(peer_death_reported_once, FAST),
+	CASE(peer_down_not_inside_post, FAST),
 	CASE(close_receiver_with_frames_queued, FAST),
 	CASE(close_sender_with_frames_in_flight, FAST),
 	CASE(receiver_close_lets_sender_close_promptly, 2000),

@@ -433,8 +433,12 @@ static void flush_sends(struct usb4_udp_link *l, bool only_ended)
 }
 
 /* After every rel call on s: its timer may be due sooner; a peer that
- * went down is reported once. */
-static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
+ * went down is reported once, from a poll (session_after) and never from
+ * inside a post (session_after_post): the core posts while it walks its
+ * lists, and its peer_down handler frees what they hold (a stream
+ * pumping a read response was freed under usb4_stream_progress). */
+static void session_note(struct usb4_udp_link *l, struct usb4_udp_session *s,
+			 bool may_report)
 {
 	uint64_t due, rails_due;
 	int down;
@@ -447,6 +451,11 @@ static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 		due = rails_due;
 	if (due < l->next_due)
 		l->next_due = due;
+	if (down && !s->down_reported && !may_report) {
+		l->next_due = 0;	/* reported by the next poll's timers */
+		l->timer_skips = 0;
+		return;
+	}
 	if (down && !s->down_reported) {
 		s->down_reported = true;
 		if (l->base.sink.peer_down)
@@ -457,6 +466,17 @@ static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 			l->reap = s;
 		}
 	}
+}
+
+static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
+{
+	session_note(l, s, true);
+}
+
+static void session_after_post(struct usb4_udp_link *l,
+			       struct usb4_udp_session *s)
+{
+	session_note(l, s, false);
 }
 
 /* ---- a kind of link ---- */
@@ -703,7 +723,7 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	io = rel_io(s);
 	ret = usb4_rel_send_ref(s->rel, usb4_now_ns(), iov, count, nref, owner,
 				&io);
-	session_after(l, s);
+	session_after_post(l, s);
 	flush_sends(l, true);
 	return ret;
 }
