@@ -33,5 +33,5 @@ struct usb4_params usb4_params = {
 	.unreachable_confirm_ms = 300,
 	.rail_timeout_ms = 500,
 	.udp_gso = true,
-	.idle_block_us = 0,
+	.idle_block_us = 20,
 };
