@@ -136,8 +136,14 @@ def hydra_argv(ranks: int, env: dict[str, str], program: list[str], where: Where
 
 
 def launcher_env(stack: Stack = STACK) -> dict[str, str]:
-    """The environment mpiexec.hydra itself needs (its venv's bin on PATH)."""
-    env = dict(os.environ)
+    """The environment mpiexec.hydra itself needs (its venv's bin on PATH).
+
+    Without the caller's libfabric variables: hydra hands its environment
+    to the ranks, and an inherited ``FI_PROVIDER_PATH`` (usb4bench sets it
+    for itself) replaces the venv's provider folder, so the tcp ranks found
+    no provider (-FI_ENODATA).  Each rank's fabric comes from rank_env alone.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FI_")}
     env.update(stack.env())
     return env
 
