@@ -42,7 +42,7 @@ if str(REPO_ROOT / "python") not in sys.path:
 
 # The harness's own process-tree killer: one implementation for both.
 from usb4fabric.launch import kill_tree  # noqa: E402
-from usb4fabric import stacks  # noqa: E402
+from usb4fabric import ccl_launch, stacks  # noqa: E402
 
 import stackrun  # noqa: E402  (tests/stackrun.py)
 
@@ -359,3 +359,13 @@ def stack_mpirun(request, fabric, mpi_stack, stack_programs):
         return run_command(argv, timeout=timeout, env=mpi_stack.env())
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ccl_program():
+    """ccl_bench's argv, or a skip saying why it cannot run here (no ccl venv,
+    not built)."""
+    why = ccl_launch.missing()
+    if why:
+        pytest.skip(why)
+    return [str(ccl_launch.PROGRAM)]

@@ -18,14 +18,6 @@ TIMEOUT = 60
 SMALL = ["-b", "8", "-e", "64K", "-f", "8", "-n", "3", "-w", "1"]
 
 
-@pytest.fixture(scope="module")
-def ccl_program():
-    why = ccl_launch.missing()
-    if why:
-        pytest.skip(why)
-    return [str(ccl_launch.PROGRAM)]
-
-
 def start_ranks(program, args, env, ranks=2):
     """ranks processes of ccl_bench started by hand (--rank/--nranks)."""
     full = dict(os.environ, **env)

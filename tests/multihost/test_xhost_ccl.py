@@ -21,14 +21,6 @@ IFACE = "tb0"
 SMALL = ["-b", "8", "-e", "256K", "-f", "8", "-n", "3", "-w", "1"]
 
 
-@pytest.fixture(scope="module")
-def ccl_program():
-    why = ccl_launch.missing()
-    if why:
-        pytest.skip(why)
-    return [str(ccl_launch.PROGRAM)]
-
-
 def where(cluster):
     slots = tuple((h.addr, 1) for h in cluster.hosts)
     return ccl_launch.Where(ccl_launch.Hosts(slots, cluster.cables[0].subnet, IFACE,
