@@ -1,7 +1,7 @@
 """compare_hosts.py --suite shaped: osu_bw over cables shaped like USB4's.
 
 Two cables, each a fresh pair of namespace hosts with tbf on both ends of
-the veth (tests/hosts.py shape()):
+the veth (usb4fabric/nshosts.py shape()):
 
   ring     10 Gbit/s at MTU 65522: one NHI DMA ring's ceiling
            (/work/shared/USB4-FACTS.md), thunderbolt-net's largest MTU
@@ -11,7 +11,7 @@ the veth (tests/hosts.py shape()):
 tbf's rate counts whole frames (IP + UDP + the 14-byte Ethernet header of
 the veth), so payload can reach at most max_datagram / (mtu + 14) of it: the
 "payload ceiling" printed per cable.  tbf: burst 4 MB, a 50 ms queue
-(tests/hosts.py's defaults): a kernel TCP stream reached 95-99% of 10
+(usb4fabric/nshosts.py's defaults): a kernel TCP stream reached 95-99% of 10
 Gbit/s with them and with 1 MB / 10 ms, 1 MB / 100 ms at both MTUs, no
 drops; the burst is drained by every program's warm-up (osu_bw: 2
 windows, 134 MB at 1 MiB; the raw UDP stream: 10 windows, then 100
@@ -36,7 +36,7 @@ from pathlib import Path
 import bench_judge
 import compare_hosts as ch
 import compare_local as local
-import hosts
+from usb4fabric import nshosts
 from bench_judge import at
 
 ETHERNET_HEADER = 14  # bytes tbf counts on a veth beyond the IP packet
@@ -61,7 +61,7 @@ class ShapedCable:
 
     @property
     def max_datagram(self) -> int:
-        return min(self.mtu, 65535) - hosts.IP_UDP_HEADERS
+        return min(self.mtu, 65535) - nshosts.IP_UDP_HEADERS
 
     @property
     def payload_ceiling(self) -> float:
@@ -114,7 +114,7 @@ def shaped_table(cable: ShapedCable, mbps, cpu, unshaped: dict[int, float]) -> l
     return lines
 
 
-def tcp_stream(cluster: hosts.Cluster, timeout: float = 60.0) -> float | None:
+def tcp_stream(cluster: nshosts.Cluster, timeout: float = 60.0) -> float | None:
     """MB/s of a raw kernel TCP stream from host 1 to host 2, or None."""
     addr = cluster.hosts[1].addr
     server = cluster.popen(1, [sys.executable, str(TCP_STREAM), "server", addr],
@@ -132,7 +132,7 @@ def tcp_stream(cluster: hosts.Cluster, timeout: float = 60.0) -> float | None:
     return next(iter(rows.values()), None) if proc.returncode == 0 else None
 
 
-def tbf_drops(cluster: hosts.Cluster) -> int | None:
+def tbf_drops(cluster: nshosts.Cluster) -> int | None:
     """Packets tbf dropped on the sending end (host 1) so far."""
     host, ifname = cluster.cables[0].ends[0], cluster.cables[0].ifnames[0]
     proc = subprocess.run(["tc", "-n", host.name, "-s", "qdisc", "show", "dev", ifname],
@@ -167,8 +167,8 @@ def shaper_check(cable: ShapedCable, mbps, unshaped: dict[int, float],
 
 def run_cable(cable, args, suite, wanted, programs, udp_exe, udp_missing, osu_dir, outdir):
     """One cable: its hosts, the unshaped raw stream, tbf, every stack."""
-    with hosts.Cluster(2, mtu=cable.mtu) as cluster:
-        os.environ[hosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
+    with nshosts.Cluster(2, mtu=cable.mtu) as cluster:
+        os.environ[nshosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
         print(f"\n=== cable {cable.tag}: {cable.what}; raw udp datagrams of "
               f"{cluster.cables[0].max_datagram} B (mtu - 28, as usb4's udp link)", flush=True)
         unshaped = {}

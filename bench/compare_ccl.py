@@ -6,8 +6,8 @@
 
 Runs ``usb4bench run`` with the ccl benchmarks on this host (usb4, ethernet =
 libfabric tcp, shm) and then inside the first of two namespace hosts joined by
-a veth cable (tests/hosts.py; usb4 and tcp over tb0, hydra reaching the second
-host through tests/multihost/launch_agent.sh), writes one report over both
+a veth cable (usb4fabric/nshosts.py; usb4 and tcp over tb0, hydra reaching the second
+host through usb4fabric/launch_agent.sh), writes one report over both
 result folders (bus bandwidth vs size per collective) and prints, per
 collective and size, the median busbw of each fabric and usb4/tcp.  Run it
 under the bench lock: ``flock /work/bench.lock bench/compare_ccl.py ...``.
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 from usb4fabric.cli import main as usb4bench  # noqa: E402
 
 
@@ -48,10 +48,10 @@ def run_args(args, out: Path) -> list[str]:
 
 
 def two_hosts(args, out: Path) -> int:
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         argv = [sys.executable, "-m", "usb4fabric.cli"] + run_args(args, out) + [
             "--fabric", "usb4,ethernet", "--hosts", ",".join(h.addr for h in cluster.hosts),
-            "--iface", "tb0", "--launch-agent", str(hosts.AGENT)]
+            "--iface", "tb0", "--launch-agent", str(nshosts.agent_path())]
         done = cluster.run(0, argv, env={"PYTHONPATH": str(REPO / "python")}, timeout=900)
         sys.stdout.write(done.stdout)
         sys.stderr.write(done.stderr)

@@ -2,9 +2,9 @@
 """Compare usb4's udp link with Ethernet stacks between two namespace hosts.
 
 A benchmark, not a test (root needed).  It builds two hosts joined by one
-veth cable ``tb0`` (tests/hosts.py: network + UTS namespaces, MTU 65522 as
+veth cable ``tb0`` (usb4fabric/nshosts.py: network + UTS namespaces, MTU 65522 as
 thunderbolt-net), runs the project's osu_latency and osu_bw with 2 ranks, one
-per host (mpirun in the first host, tests/multihost/launch_agent.sh playing
+per host (mpirun in the first host, usb4fabric/launch_agent.sh playing
 ssh), over:
 
   usb4      pml cm + mtl ofi, FI_PROVIDER=usb4, FI_USB4_IFACE=tb0 (udp link)
@@ -78,6 +78,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
 import bench_machine  # noqa: E402
 import bench_shaped  # noqa: E402
@@ -85,7 +86,7 @@ import compare_local as local  # noqa: E402
 from bench_judge import Target, at  # noqa: E402
 from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack,  # noqa: E402,F401
                            parse_osu, run_once, write_csv)
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 from cprogs import gcc_build  # noqa: E402
 
 IFACE = "tb0"
@@ -179,7 +180,7 @@ def usb4_host_stacks(launch: tuple, libdir: Path, portable: bool,
             HostStack("usb4-osc" + suffix, usb4 + local.USB4_OSC_ARGS, missing, launch)]
 
 
-def make_stacks(cluster: hosts.Cluster, repo: Path, portable: bool = False,
+def make_stacks(cluster: nshosts.Cluster, repo: Path, portable: bool = False,
                 base_dir: Path | None = None) -> list[HostStack]:
     """The MPI stacks, each with mpirun run in the first host, 1 rank per host."""
     launch = tuple(cluster.prefix_argv(0) + cluster.mpirun_argv(1))
@@ -236,7 +237,7 @@ def udp_argv(exe: Path, name: str, prog: str, server_addr: str, dgram: int,
     return argv
 
 
-def run_udp(cluster: hosts.Cluster, exe: Path, name: str, prog: str, repeat: int,
+def run_udp(cluster: nshosts.Cluster, exe: Path, name: str, prog: str, repeat: int,
             outdir: Path, timeout: float, prog_args: list[str] = (),
             extra: tuple = (), tag: str = "") -> RunResult:
     """One raw UDP run (server in host 2, client in host 1); OSU-format rows."""
@@ -303,7 +304,7 @@ def parse_args(argv):
                    help="subset of the suite's stacks (all: %s)" % STACKS)
     p.add_argument("--args", action="append", default=[], metavar="PROG=ARGS",
                    help="arguments of one program, e.g. 'osu_latency=-m 0:4096'")
-    p.add_argument("--mtu", type=int, default=hosts.DEFAULT_MTU,
+    p.add_argument("--mtu", type=int, default=nshosts.DEFAULT_MTU,
                    help="MTU of the cable (default %(default)s, thunderbolt-net's; "
                         "the shaped suite sets its own)")
     p.add_argument("--base-provider", type=Path, default=None, metavar="DIR",
@@ -402,8 +403,8 @@ def main(argv=None) -> int:
         return bench_shaped.run(args, suite, wanted, programs, udp_exe, udp_missing,
                                 osu_dir, outdir)
 
-    with hosts.Cluster(2, mtu=args.mtu) as cluster:
-        os.environ[hosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
+    with nshosts.Cluster(2, mtu=args.mtu) as cluster:
+        os.environ[nshosts.CLUSTER_ENV] = cluster.prefix  # for the launch agent
         a, b = cluster.hosts
         print(f"hosts: {a.name} ({a.addr}) --{IFACE}, mtu {args.mtu}-- {b.name} ({b.addr})")
         if set(wanted) & set(UDP_STACKS):

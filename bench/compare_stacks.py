@@ -9,7 +9,7 @@ in one run of this script:
   one host, 2 ranks      usb4 (its shm link)   and the stack's own shared memory
   two hosts, 1 rank each usb4 (its udp link)   and the stack's own TCP
                          (hosts: network namespaces joined by the veth cable
-                         tb0, tests/hosts.py; the launcher in the first host)
+                         tb0, usb4fabric/nshosts.py; the launcher in the first host)
 
 osu_latency at 8 B and osu_bw at 1 MiB, each the median of -n runs, and
 prints per stack the figures with usb4's ratio to the other transport.
@@ -38,7 +38,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 from usb4fabric import launch, osu_build, osu_parse, profiles, stacks  # noqa: E402
 
 LAT_SIZE, BW_SIZE = 8, 1 << 20
@@ -118,7 +118,7 @@ def measure(runner, place, fabrics, repeat, cluster=None):
     hosts_ = None
     if cluster is not None:
         hosts_ = stacks.Hosts(tuple((h.addr, PLACES[place][1]) for h in cluster.hosts),
-                              cluster.cables[0].subnet, IFACE, hosts.AGENT)
+                              cluster.cables[0].subnet, IFACE, nshosts.agent_path())
     values = {(f, b): [] for f in fabrics for b, _, _ in BENCHMARKS}
     errors = {}
     for rep in range(1, repeat + 1):
@@ -208,7 +208,7 @@ def main(argv=None):
         runner = Runner(stack, programs, provider, folder, args.iterations, args.portable)
         results = {"one host": measure(runner, "one host", PLACES["one host"][0], args.repeat)}
         if not args.local_only:
-            with hosts.Cluster(2) as cluster:
+            with nshosts.Cluster(2) as cluster:
                 results["two hosts"] = measure(runner, "two hosts", PLACES["two hosts"][0],
                                                args.repeat, cluster)
         table[stack.name] = results

@@ -2,7 +2,7 @@
 """Memory each side spends per remote peer, over usb4's udp link.
 
 A benchmark, not a test (root needed).  It builds two hosts joined by one
-veth cable ``tb0`` (tests/hosts.py: network + UTS namespaces, MTU 65522 as
+veth cable ``tb0`` (usb4fabric/nshosts.py: network + UTS namespaces, MTU 65522 as
 thunderbolt-net) and, for each number of peers N (default 1, 8, 32), runs
 tests/xhost/usb4_xmulti.c's ``peers`` workload (compiled here with gcc):
 
@@ -38,8 +38,9 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 from cprogs import HostProcess, gcc_build, xmulti_memory  # noqa: E402
 
 IFACE = "tb0"
@@ -72,7 +73,7 @@ def side_memory(text: str, role: str, label: str) -> SideMemory | None:
     return SideMemory(label, mem["endpoints"], mem["peers"], mem["rss"], mem["data"])
 
 
-def run_one(cluster: hosts.Cluster, exe: Path, provider_dir: Path, npeers: int,
+def run_one(cluster: nshosts.Cluster, exe: Path, provider_dir: Path, npeers: int,
             outdir: Path, timeout: float) -> Run:
     """One peers run with npeers sender endpoints; raw outputs kept in outdir."""
     rundir = outdir / f"peers{npeers}"
@@ -180,7 +181,7 @@ def main(argv=None) -> int:
         print(missing)
         return 1
     runs = []
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         a, b = cluster.hosts
         print(f"hosts: {a.name} ({a.addr}) --{IFACE}-- {b.name} ({b.addr})")
         for n in args.peer_counts:

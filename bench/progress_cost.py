@@ -31,10 +31,11 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(REPO / "tests"))
+sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
 import compare_hosts  # noqa: E402
 import compare_local  # noqa: E402
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 
 NO_THREAD = ["-x", "FI_USB4_PROGRESS_IDLE_MS=0"]
 
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
                                 args.timeout))
     if args.no_hosts:
         return 0
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         remote = pair(usb4_of(compare_hosts.make_stacks(cluster, REPO)))
         (outdir / "hosts").mkdir()
         report("two hosts", measure(remote, program, osu_args, args.repeat,

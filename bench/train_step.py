@@ -2,7 +2,7 @@
 """A training step across two hosts: gradients allreduced by oneCCL over usb4.
 
 A benchmark, not a test (root needed).  It builds two hosts joined by one
-veth cable ``tb0`` (tests/hosts.py), and for each run starts one rank per
+veth cable ``tb0`` (usb4fabric/nshosts.py), and for each run starts one rank per
 host (bench/train_worker.py under the collective library's venv python)
 training the same seeded MLP (about 5.5 M parameters by default: a 22 MB
 gradient buffer allreduced every step).  Runs:
@@ -53,7 +53,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 from usb4fabric import ccl  # noqa: E402
 from usb4fabric.stacks import STACKS_DIR  # noqa: E402
 
@@ -312,7 +312,7 @@ def main(argv=None) -> int:
     out = args.output or Path(tempfile.mkdtemp(prefix="train_step-"))
     results: dict[str, list[list[dict]]] = {r: [] for r in args.runs}
     failed: dict[str, str] = {}
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         for rep in range(args.repeat):
             for run in args.runs:
                 if run in failed:

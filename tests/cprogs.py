@@ -2,7 +2,7 @@
 
 ``gcc_build`` builds one with gcc; ``compile_c`` does so into a tmp folder (a
 failed build fails the test with gcc's message); ``HostProcess`` runs one
-inside a host of a tests/hosts.py cluster with its output in files (no pipe
+inside a host of a usb4fabric/nshosts.py cluster with its output in files (no pipe
 to fill); ``wait_all`` waits for several, killing every process of the hosts
 and failing the test on timeout; ``xmulti_memory`` reads usb4_xmulti's
 memory line.  pytest is imported only where a test fails.

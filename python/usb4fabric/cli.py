@@ -69,7 +69,7 @@ def _add_run(sub) -> None:
     p.add_argument("--iface", help="with --hosts (--mpi or ccl benchmarks): the interface "
                    "usb4 and tcp use towards the other hosts (FI_USB4_IFACE)")
     p.add_argument("--launch-agent", type=Path, help="with --hosts, ccl benchmarks: the "
-                   "program playing ssh for hydra (tests/multihost/launch_agent.sh for "
+                   "program playing ssh for hydra (usb4fabric/launch_agent.sh for "
                    "namespace hosts; default ssh)")
     p.add_argument("--bench", dest="benchmarks", type=_csv_list, action="extend",
                    help=f"benchmarks, comma-separated or repeated, of "

@@ -64,7 +64,7 @@ class Hosts:
     slots: tuple[tuple[str, int], ...]
     subnet: str | None = None  # "10.77.0.0/24": out-of-band traffic kept to it
     iface: str | None = None  # "tb0"
-    agent: Path | None = None  # plays ssh (tests/multihost/launch_agent.sh); None: ssh
+    agent: Path | None = None  # plays ssh (usb4fabric/launch_agent.sh); None: ssh
 
     @property
     def np(self) -> int:

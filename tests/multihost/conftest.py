@@ -1,10 +1,10 @@
 """Fixtures for the multi-host suites: hosts are network namespaces.
 
-Every test that asks for ``cluster2`` gets two fresh hosts (tests/hosts.py)
+Every test that asks for ``cluster2`` gets two fresh hosts (usb4fabric/nshosts.py)
 joined by one veth cable ``tb0`` (10.77.0.0/24) and removed after the test,
 whatever happened.  ``mpirun_hosts`` runs a program on ranks spread over them:
 ``mpirun`` inside the first host, its daemons started in the others by
-tests/multihost/launch_agent.sh.
+usb4fabric/launch_agent.sh.
 
 Fabrics (``USB4_MULTIHOST_FABRIC``, default ``usb4``):
 
@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 import stackrun  # noqa: E402  (tests/stackrun.py)
 from usb4fabric import stacks  # noqa: E402
 
@@ -106,7 +106,7 @@ def default_stack():
 @pytest.fixture
 def cluster2(namespaces_usable):
     """Two fresh hosts joined by tb0; everything removed after the test."""
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         yield cluster
 
 
@@ -133,7 +133,7 @@ def mpirun_hosts(request, cluster2, multihost_fabric):
 def cluster_hosts(cluster, slots):
     """stacks.Hosts of the cluster: slots ranks on each host, over its tb0 cable."""
     return stacks.Hosts(tuple((h.addr, slots) for h in cluster.hosts),
-                        cluster.cables[0].subnet, IFACE, hosts.AGENT)
+                        cluster.cables[0].subnet, IFACE, nshosts.agent_path())
 
 
 @pytest.fixture

@@ -1,6 +1,6 @@
 """The third host of test_rogue_host.py: an attacker, a wire observer, a victim.
 
-Run as a program inside a host of the hub cluster (tests/hosts.py)::
+Run as a program inside a host of the hub cluster (usb4fabric/nshosts.py)::
 
     rogue.py attack NAME --dir D [--spoof] [--keyed]   in host C
     rogue.py observe --dir D                           in host A (sees the wire)

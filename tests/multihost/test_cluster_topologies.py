@@ -1,7 +1,7 @@
 """A small cluster: three hosts in a chain, four in a ring, over usb4.
 
 Hosts A-B-C (cables A-B and B-C, each its own subnet) and A-B-C-D-A, set
-up as their admin would (tests/hosts.py ``routed=True``): every host
+up as their admin would (usb4fabric/nshosts.py ``routed=True``): every host
 forwards IPv4 and routes to the subnets it is not on via a neighbour, with
 loose reverse-path filtering.  The provider's udp link binds one address
 per host (``FI_USB4_IFACE=tb0``: in a host with two cables, its first
@@ -41,7 +41,7 @@ from pathlib import Path
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 import stackrun
 from test_multihost_mpi import ONESIDED, PROGRAMS
 from test_xhost_fabric import XPEER_SRC, Peer, check_transfer
@@ -81,7 +81,7 @@ OSU_ROW = re.compile(r"^(\d+)\s+([\d.]+)(?:\s+(Pass|Fail))?\s*$", re.M)
 # --- the hosts ------------------------------------------------------------
 
 def routed_cluster(topology):
-    return hosts.Cluster(len({h for c in TOPOLOGIES[topology] for h in c}),
+    return nshosts.Cluster(len({h for c in TOPOLOGIES[topology] for h in c}),
                          cables=TOPOLOGIES[topology], routed=True)
 
 
@@ -139,7 +139,7 @@ def test_every_host_reaches_every_address(topology):
 
 def test_unrouted_chain_does_not_reach(namespaces_usable):
     """Without the routes A cannot reach C: what the routed cluster adds."""
-    with hosts.Cluster(3, cables=TOPOLOGIES["chain3"]) as cluster:
+    with nshosts.Cluster(3, cables=TOPOLOGIES["chain3"]) as cluster:
         lost = lost_addresses(cluster)
     a, c = "%s-h1" % cluster.prefix, "%s-h3" % cluster.prefix
     assert (a, "10.77.1.3") in lost and (c, "10.77.0.1") in lost, lost
@@ -191,7 +191,7 @@ def test_libfabric_transfer_over_a_narrower_middle_cable(namespaces_usable, xpee
     """A-B-C-D with B-C at MTU 1500: A and D both have 65522, the path
     1500.  The first large datagrams die at B (which tells A the path's
     MTU); the transfer still arrives bit-exact."""
-    with hosts.Cluster(4, cables=[(0, 1), (1, 2), (2, 3)], routed=True) as cluster:
+    with nshosts.Cluster(4, cables=[(0, 1), (1, 2), (2, 3)], routed=True) as cluster:
         middle = cluster.cables[1]
         for host, ifname in zip(middle.ends, middle.ifnames):
             cluster.run(host, ["ip", "link", "set", ifname, "mtu", str(NARROW_MTU)],
@@ -248,7 +248,7 @@ def mpirun(cluster, stack, provider_dir, order, slots, program, one_sided=False,
     """program on slots ranks per host of order (host indices), placed round
     the hosts in that order, over usb4; mpirun runs in the first host."""
     where = stacks.Hosts(tuple((cluster.hosts[i].addr, slots) for i in order),
-                         hosts.ALL_SUBNETS, IFACE, hosts.AGENT)
+                         nshosts.ALL_SUBNETS, IFACE, nshosts.agent_path())
     argv = stack.argv(where.np, list(program), "usb4", one_sided=one_sided,
                       provider_dir=provider_dir, env=env, hosts=where,
                       extra=["--map-by", "node"])

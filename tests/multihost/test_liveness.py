@@ -22,7 +22,7 @@ import time
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 from test_xhost_fabric import (MIB, Peer, check_transfer, provider_env,  # noqa: F401
                                start_pair, wait_all, xpeer)
 
@@ -132,9 +132,9 @@ def test_clean_exit_as_fast_as_tcp(cluster2, hello_barrier, provider_dir):
 def set_cable(cluster, state):
     """tb0 down or up on both ends, as a cable pulled or plugged back."""
     for host in cluster.hosts:
-        hosts._ip("-n", host.name, "link", "set", IFACE, state)
+        nshosts._ip("-n", host.name, "link", "set", IFACE, state)
     if state == "up":  # the pinned neighbours went with the link
-        hosts.Cluster._static_neighbours(cluster.cables[0])
+        nshosts.Cluster._static_neighbours(cluster.cables[0])
 
 
 def wait_file(path, procs, timeout):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-import hosts  # tests/hosts.py (tests/multihost/conftest.py puts tests/ on the path)
+from usb4fabric import nshosts  # noqa: E402
 
 pytestmark = pytest.mark.multihost
 
@@ -31,27 +31,27 @@ def settle(probe):
 
 
 def ours_or_stale(names):
-    mine = "%s%d-" % (hosts.NS_PREFIX, os.getpid())
+    mine = "%s%d-" % (nshosts.NS_PREFIX, os.getpid())
     bad = []
     for name in names:
         m = re.match(r"^usb4t-(\d+)-h\d+$", name)
-        if name.startswith(mine) or (m and not hosts._pid_alive(int(m.group(1)))):
+        if name.startswith(mine) or (m and not nshosts._pid_alive(int(m.group(1)))):
             bad.append(name)
     return sorted(bad)
 
 
 def test_no_namespaces_left():
-    left = settle(lambda: ours_or_stale(hosts.list_namespaces()))
+    left = settle(lambda: ours_or_stale(nshosts.list_namespaces()))
     assert not left, "ip netns list still holds %s" % left
 
 
 def test_no_uts_files_left():
-    files = [p.stem for p in hosts.UTS_DIR.glob("usb4t-*.uts")] if hosts.UTS_DIR.is_dir() else []
-    assert not ours_or_stale(files), "left in %s: %s" % (hosts.UTS_DIR, ours_or_stale(files))
+    files = [p.stem for p in nshosts.UTS_DIR.glob("usb4t-*.uts")] if nshosts.UTS_DIR.is_dir() else []
+    assert not ours_or_stale(files), "left in %s: %s" % (nshosts.UTS_DIR, ours_or_stale(files))
 
 
 def test_no_host_processes_left():
-    mark = ("%s=%s%d" % (hosts.CLUSTER_ENV, hosts.NS_PREFIX, os.getpid())).encode()
+    mark = ("%s=%s%d" % (nshosts.CLUSTER_ENV, nshosts.NS_PREFIX, os.getpid())).encode()
 
     def probe():
         found = {}

@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 
 import cprogs
-import hosts
+from usb4fabric import nshosts
 import logcounters
 from cprogs import HostProcess, compile_c
 
@@ -63,7 +63,7 @@ def xrails(tmp_path_factory):
 @pytest.fixture
 def cluster2x2(namespaces_usable):
     """Two hosts joined by two cables, each shaped to RAIL_RATE."""
-    with hosts.Cluster(2, cables=[(0, 1), (0, 1)]) as cluster:
+    with nshosts.Cluster(2, cables=[(0, 1), (0, 1)]) as cluster:
         for cable in cluster.cables:
             cluster.shape(cable, rate=RAIL_RATE, burst="1mb", latency="100ms")
         yield cluster
@@ -142,7 +142,7 @@ def test_two_rails_twice_one(cluster2x2, xrails, provider_dir, tmp_path):
 def test_unequal_rails_not_held_to_slowest(namespaces_usable, xrails, provider_dir,
                                            tmp_path):
     """tb0 at RAIL_RATE, tb1 at half: both together beat tb0 alone by > 1.3x."""
-    with hosts.Cluster(2, cables=[(0, 1), (0, 1)]) as cluster:
+    with nshosts.Cluster(2, cables=[(0, 1), (0, 1)]) as cluster:
         cluster.shape(cluster.cables[0], rate=RAIL_RATE, burst="1mb", latency="100ms")
         cluster.shape(cluster.cables[1], rate=SLOW_RATE, burst="1mb", latency="100ms")
         rates, rails = best_rates(cluster, xrails, provider_dir, tmp_path, 256 * MIB)
@@ -227,7 +227,7 @@ def test_ring_pairs_no_rail(namespaces_usable, xrails, provider_dir, tmp_path, s
     """h1-h2-h3-h4-h1, every host's tb0 and tb1 on different subnets: from
     h1 to a neighbour (h2) and to h3 through h2's forwarding, both sides
     with two rails, nothing pairs: all goes by the primary sockets."""
-    with hosts.Cluster(4, cables=[(0, 1), (1, 2), (2, 3), (3, 0)], routed=True) as ring:
+    with nshosts.Cluster(4, cables=[(0, 1), (1, 2), (2, 3), (3, 0)], routed=True) as ring:
         server, client = start(ring, xrails, provider_dir, tmp_path / "run", "tb0,tb1",
                                64 * MIB, hosts_=(server_host, 0))
         finish(ring, server, client)

@@ -2,7 +2,7 @@
 
 Issue 10: anything that can put a datagram on the interface is outside the
 job.  Hosts are network namespaces on ONE L2 segment (``Cluster(3,
-hub=True)``, tests/hosts.py): A (10.77.0.1, the hub itself), B and C.
+hub=True)``, usb4fabric/nshosts.py): A (10.77.0.1, the hub itself), B and C.
 tests/xhost/usb4_xpeer.c ``transfer --rogue`` runs client in A, server in
 B: tagged messages into directed receives, RMA writes and reads, all
 checked bit-exact, plus a guard region on B nobody in the job touches and a
@@ -46,7 +46,7 @@ from pathlib import Path
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 import logcounters
 from cprogs import HostProcess, compile_c
 
@@ -78,7 +78,7 @@ def guard_bytes() -> bytes:
 @pytest.fixture
 def cluster3_hub(namespaces_usable):
     """A, B, C on one hub (a bridge in A); everything removed after."""
-    with hosts.Cluster(3, hub=True) as cluster:
+    with nshosts.Cluster(3, hub=True) as cluster:
         yield cluster
 
 

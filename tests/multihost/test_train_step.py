@@ -33,7 +33,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-import hosts  # noqa: E402  (tests/hosts.py)
+from usb4fabric import nshosts  # noqa: E402
 import train_step  # noqa: E402  (bench/train_step.py)
 
 from usb4fabric import ccl  # noqa: E402
@@ -56,7 +56,7 @@ def trained(venv, namespaces_usable, provider_dir, tmp_path_factory):
     """{run: [rank 0 result, rank 1 result] or the BackendFailed}, one cluster."""
     out = tmp_path_factory.mktemp("train")
     results = {}
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         for run in RUNS:
             try:
                 results[run] = train_step.run_pair(cluster, run, out / run, provider_dir,

@@ -1,6 +1,6 @@
 """Congestion control across hosts (issue 12): a shaped path and an unshaped cable.
 
-- Shaped: three hosts in a routed chain A - B - C (tests/hosts.py
+- Shaped: three hosts in a routed chain A - B - C (usb4fabric/nshosts.py
   ``routed=True``); B's cable to C is shaped with tbf at 50 Mbit/s and at
   500 Mbit/s, a 5 ms queue and a 128 KiB bucket (tbf drops any datagram
   larger than its bucket: it must hold a 64 KiB one).  osu_bw (osu_bench,
@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 import logcounters
 from usb4fabric import stacks
 
@@ -110,7 +110,7 @@ def osu_bw(mpirun_hosts, size, window, iterations, env=None):
 def osu_bw_a_to_c(cluster, stack, provider_dir, size, window, iterations, env):
     """The same from host A to host C of a chain (one rank each)."""
     where = stacks.Hosts(tuple((cluster.hosts[i].addr, 1) for i in (0, 2)),
-                         hosts.ALL_SUBNETS, IFACE, hosts.AGENT)
+                         nshosts.ALL_SUBNETS, IFACE, nshosts.agent_path())
     argv = stack.argv(where.np, osu_argv(size, window, iterations), "usb4",
                       provider_dir=provider_dir, hosts=where, extra=["--map-by", "node"],
                       env={**LOG_ENV, **env})
@@ -123,7 +123,7 @@ def osu_bw_a_to_c(cluster, stack, provider_dir, size, window, iterations, env):
 
 @pytest.fixture
 def chain3(namespaces_usable):
-    with hosts.Cluster(3, cables=[(0, 1), (1, 2)], routed=True) as cluster:
+    with nshosts.Cluster(3, cables=[(0, 1), (1, 2)], routed=True) as cluster:
         yield cluster
 
 

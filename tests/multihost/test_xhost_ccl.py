@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 from usb4fabric import ccl_launch, ccl_parse
 
 pytestmark = pytest.mark.multihost
@@ -24,7 +24,7 @@ SMALL = ["-b", "8", "-e", "256K", "-f", "8", "-n", "3", "-w", "1"]
 def where(cluster):
     slots = tuple((h.addr, 1) for h in cluster.hosts)
     return ccl_launch.Where(ccl_launch.Hosts(slots, cluster.cables[0].subnet, IFACE,
-                                             hosts.AGENT), IFACE)
+                                             nshosts.agent_path()), IFACE)
 
 
 @pytest.mark.parametrize("collective", ["allreduce", "reduce_scatter"])
@@ -48,7 +48,7 @@ def test_usb4bench_two_hosts_under_hydra(cluster2, provider_dir, ccl_program, tm
     argv = [sys.executable, "-m", "usb4fabric.cli", "run", "--bench", "ccl_allreduce",
             "--fabric", "usb4,ethernet", "--repeat", "1", "-m", "8:65536", "-i", "3",
             "-x", "1", "--hosts", ",".join(h.addr for h in cluster2.hosts),
-            "--iface", IFACE, "--launch-agent", str(hosts.AGENT),
+            "--iface", IFACE, "--launch-agent", str(nshosts.agent_path()),
             "--provider-dir", str(provider_dir), "--output", str(out)]
     done = cluster2.run(0, argv, env={"PYTHONPATH": str(PYDIR)}, timeout=2 * TIMEOUT)
     runs = (out / "runs.csv").read_text()

@@ -1,5 +1,5 @@
 """The collective-engine conformance test across hosts (network namespaces,
-tests/hosts.py): tests/collective/usb4_ring_conform.c's ring allreduce with
+usb4fabric/nshosts.py): tests/collective/usb4_ring_conform.c's ring allreduce with
 ranks spread over 2 and 4 hosts, two ranks a host where ranks outnumber
 hosts (placed in blocks, so some ring edges stay in a host on shm and the
 others cross a cable over udp).  Addresses are exchanged through files in a
@@ -16,7 +16,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import collective_ring as ring  # noqa: E402
 import cprogs  # noqa: E402
-import hosts  # noqa: E402
+from usb4fabric import nshosts  # noqa: E402
 import logcounters  # noqa: E402
 from cprogs import HostProcess  # noqa: E402
 
@@ -40,8 +40,8 @@ def cluster_for(n_hosts):
     # Four hosts on one segment (a hub, tb0 in each): every rank reaches
     # its ring neighbour whichever host it is on.
     if n_hosts == 2:
-        return hosts.Cluster(2)
-    return hosts.Cluster(n_hosts, hub=True)
+        return nshosts.Cluster(2)
+    return nshosts.Cluster(n_hosts, hub=True)
 
 
 def run_ring(namespaces_usable, provider_dir, tmp_path, case, extra_env=None,

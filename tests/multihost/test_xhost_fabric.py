@@ -1,6 +1,6 @@
 """Cross-host robustness of the usb4 provider at the libfabric level.
 
-Two hosts (network namespaces, tests/hosts.py, fixture ``cluster2``) joined
+Two hosts (network namespaces, usb4fabric/nshosts.py, fixture ``cluster2``) joined
 by ``tb0``; tests/xhost/usb4_xpeer.c runs as server in host 2 and client in
 host 1, over the provider's udp link under rel:
 

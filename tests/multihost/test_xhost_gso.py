@@ -16,7 +16,7 @@ between two hosts:
 
 import pytest
 
-import hosts
+from usb4fabric import nshosts
 import logcounters
 from test_xhost_fabric import (FAULTS, MIB, provider_env, start_pair,  # noqa: F401
                                check_transfer, wait_all, xpeer)
@@ -28,7 +28,7 @@ FRAME_MTU = 4084
 
 def small_frame_transfer(xpeer, provider_dir, tmp_path, nbytes, extra_env=None):
     """nbytes over a 4084-MTU cable shaped to 10 Gbit/s: (server, client)."""
-    with hosts.Cluster(2, mtu=FRAME_MTU) as cluster:
+    with nshosts.Cluster(2, mtu=FRAME_MTU) as cluster:
         cluster.shape(cluster.cables[0], rate="10gbit")
         rundir = tmp_path / "run"
         rundir.mkdir()

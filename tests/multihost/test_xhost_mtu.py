@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 import cprogs
-import hosts
+from usb4fabric import nshosts
 import logcounters
 from cprogs import HostProcess, compile_c
 
@@ -97,7 +97,7 @@ def test_smaller_mtu_on_one_end(namespaces_usable, xpeer, provider_dir, tmp_path
                                 small_end):
     """1500 against 65522: 1 B .. 16 MiB messages and RMA, bit-exact, no
     dead peer; the handshake's smaller datagram is used from the start."""
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         cluster.set_mtu(cluster.cables[0], small_end, SMALL_MTU)
         t0 = time.monotonic()
         c, server, client = transfer(cluster, xpeer, provider_dir, tmp_path / "run",
@@ -126,7 +126,7 @@ def test_smaller_mtu_on_one_end(namespaces_usable, xpeer, provider_dir, tmp_path
 def test_mtu_lowered_mid_transfer(namespaces_usable, xpeer, provider_dir, tmp_path):
     """The server's end goes from 65522 to 1500 while 1 GiB streams to it:
     bit-exact, the shrink logged, the 1 MiB bandwidth before and after."""
-    with hosts.Cluster(2) as cluster:
+    with nshosts.Cluster(2) as cluster:
         cable = cluster.cables[0]
         before = bandwidth_1mib(cluster, xpeer, provider_dir, tmp_path / "before")
         server, client = start(cluster, xpeer, provider_dir, tmp_path / "mid",

@@ -1,6 +1,6 @@
 """Cross-host behaviour with several endpoints, CQs or threads in one process.
 
-Two hosts (network namespaces, tests/hosts.py, fixture ``cluster2``) joined
+Two hosts (network namespaces, usb4fabric/nshosts.py, fixture ``cluster2``) joined
 by ``tb0``; tests/xhost/usb4_xmulti.c runs on both sides over the provider's
 udp link and prints its figures; the tests judge them:
 

@@ -1,6 +1,6 @@
 """Which addresses a host reaches over UDP from one source address, and back.
 
-Run inside hosts of a tests/hosts.py cluster::
+Run inside hosts of a usb4fabric/nshosts.py cluster::
 
     udp_reach.py echo PORT                    every host: answers what comes
     udp_reach.py ask SRC PORT DST [DST...]    prints "DST reached|lost"

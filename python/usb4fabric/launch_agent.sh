@@ -1,6 +1,6 @@
 #!/bin/sh
 # Plays ssh for Open MPI's rsh launcher (--mca plm_rsh_agent <this file>)
-# between the namespace hosts of tests/hosts.py.
+# between the namespace hosts of usb4fabric/nshosts.py.
 #
 #   launch_agent.sh [ssh options] <host> <command words...>
 #

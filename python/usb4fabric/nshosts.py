@@ -42,8 +42,8 @@ is the cluster's only cable: ``cables[0]`` names every host as an end.
 ``run(host, argv, timeout=...)`` runs a command inside a host (``ip netns
 exec`` + ``nsenter --uts``); on timeout it kills the command's process group
 and every process inside the hosts.  ``mpirun_argv(slots)`` gives the launch
-arguments of an MPI job across the hosts (tests/multihost/launch_agent.sh
-plays ssh), to be run in the first host.
+arguments of an MPI job across the hosts (``agent_path()``, the package's
+launch_agent.sh, plays ssh), to be run in the first host.
 
 Leaving the ``with`` block, on success, failure, KeyboardInterrupt or
 SIGTERM, kills every process inside the hosts, deletes the namespaces (the
@@ -51,12 +51,20 @@ veths go with them) and removes the ns files.  ``sweep()`` (run at every
 Cluster start) removes what a killed run (SIGKILL) left: ``usb4t-*``
 namespaces whose creator pid is dead, and the processes inside them.
 
-Only the standard library is used, so bench/ scripts import this too.
+Only the standard library is used: tests, bench/ scripts and the harness
+(``usb4bench run`` between namespace hosts) import this module alike.
+
+launch_agent.sh ships beside this module as package data.  A wheel install
+drops its executable bit (setuptools copies package data without the mode),
+and mpirun execs the agent, so ``agent_path()`` then hands out an executable
+copy under ``UTS_DIR`` (root-only, like the hosts themselves); from a source
+checkout it is the file itself.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import re
 import signal
@@ -74,7 +82,7 @@ DEFAULT_MTU = 65522  # thunderbolt-net's MTU
 IP_UDP_HEADERS = 28  # IPv4 + UDP header bytes: largest datagram = mtu - 28
 RUN_TIMEOUT = 120  # seconds, for run() unless told
 KILL_GRACE = 3  # seconds between SIGTERM and SIGKILL
-AGENT = Path(__file__).resolve().parent / "multihost" / "launch_agent.sh"
+AGENT = Path(__file__).resolve().parent / "launch_agent.sh"  # may lack its x bit
 CLUSTER_ENV = "USB4T_CLUSTER"  # tells the launch agent which cluster it serves
 
 _NAME_RE = re.compile(r"^usb4t-(\d+)-h(\d+)$")
@@ -82,6 +90,27 @@ _NAME_RE = re.compile(r"^usb4t-(\d+)-h(\d+)$")
 
 class HostError(RuntimeError):
     """A command that builds or removes the cluster failed."""
+
+
+def agent_path(agent: Path = AGENT, runtime_dir: Path = UTS_DIR) -> Path:
+    """An executable launch agent: agent itself, or a copy in runtime_dir.
+
+    The copy is named after its content, written whole and renamed into
+    place, so parallel clusters (and an mpirun already exec'ing an older
+    one) never see a half-written or rewritten file.
+    """
+    if os.access(agent, os.X_OK):
+        return agent
+    text = agent.read_bytes()
+    copy = runtime_dir / ("launch_agent-%s.sh" % hashlib.sha256(text).hexdigest()[:12])
+    if os.access(copy, os.X_OK):
+        return copy
+    runtime_dir.mkdir(parents=True, exist_ok=True)
+    tmp = copy.with_name("%s.%d" % (copy.name, os.getpid()))
+    tmp.write_bytes(text)
+    tmp.chmod(0o755)
+    os.replace(tmp, copy)
+    return copy
 
 
 @dataclasses.dataclass
@@ -597,7 +626,7 @@ class Cluster:
         hosts = ",".join("%s:%d" % (addrs[i], n) for i, n in enumerate(slots) if n > 0)
         return ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
                 "-np", str(sum(slots)), "-H", hosts,
-                "--mca", "plm_rsh_agent", str(AGENT),
+                "--mca", "plm_rsh_agent", str(agent_path()),
                 "--mca", "oob_tcp_if_include", subnet,
                 "--mca", "btl_tcp_if_include", subnet]
 
