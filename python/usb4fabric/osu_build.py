@@ -3,9 +3,15 @@
 A program built against one MPI does not run under another (Open MPI's
 libmpi.so.40 is not MPICH's libmpi.so.12), so ``usb4bench run --mpi NAME``
 and bench/compare_stacks.py use a build per stack, kept in
-``<repo>/.stacks/<NAME>/osu_bench/`` (or ``out_root/<NAME>``) and rebuilt
-only when a source is newer than its program.  The Debian 12 stack uses the
+``<checkout>/.stacks/<NAME>/osu_bench/`` (outside a checkout the user's
+cache folder, locations.build_cache; or ``out_root/<NAME>``) and rebuilt
+only when a source is newer than its program.  The sources are the
+checkout's osu_bench/ or, installed, the package's copy of them
+(locations.osu_sources).  From a checkout the Debian 12 stack uses the
 tree's own build (scripts/build.sh).
+
+The helpers (osu_common.c, osu_cpu.c) are linked into every program, as
+osu_bench/Makefile.am does.
 """
 
 from __future__ import annotations
@@ -13,12 +19,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from . import launch
+from . import launch, locations
 from .stacks import Stack
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OSU_SRC = REPO_ROOT / "osu_bench"
-BUILD_ROOT = REPO_ROOT / ".stacks"
+HELPERS = ("osu_common", "osu_cpu")  # linked into every program, not programs
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
 COMPILE_TIMEOUT = 120.0  # seconds per program
 
@@ -27,28 +31,42 @@ class BuildError(RuntimeError):
     """mpicc failed: the message holds its command and output."""
 
 
-def programs() -> list[Path]:
+def sources() -> Path:
+    """The osu_bench sources' folder; BuildError when there is none."""
+    found = locations.osu_sources()
+    if found is None:
+        raise BuildError("no osu_bench sources: not run from a checkout of the project, "
+                         "and the package holds none (built without them)")
+    return found
+
+
+def programs(src: Path | None = None) -> list[Path]:
     """The benchmark sources (every osu_*.c but the shared helpers)."""
-    return sorted(p for p in OSU_SRC.glob("osu_*.c") if p.name != "osu_common.c")
+    src = sources() if src is None else src
+    return sorted(p for p in src.glob("osu_*.c") if p.stem not in HELPERS)
 
 
 def _stale(exe: Path, sources: list[Path]) -> bool:
     return not exe.exists() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources)
 
 
-def build(stack: Stack, out_root: Path = BUILD_ROOT) -> Path:
-    """Folder holding every osu_bench program built with stack's mpicc."""
-    out = out_root / stack.name / "osu_bench"
+def build(stack: Stack, out_root: Path | None = None,
+          names: tuple[str, ...] | None = None) -> Path:
+    """Folder holding the osu_bench programs built with stack's mpicc: those
+    named ("osu_latency", ...), or every one."""
+    src = sources()
+    out = (out_root or locations.build_cache()) / stack.name / "osu_bench"
     out.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     env.update(stack.env())
-    common = [OSU_SRC / "osu_common.c", OSU_SRC / "osu_common.h"]
-    for source in programs():
+    helpers = [src / f"{h}.c" for h in HELPERS]
+    common = helpers + [src / f"{h}.h" for h in HELPERS]
+    for source in programs(src):
         exe = out / source.stem
-        if not _stale(exe, [source] + common):
+        if (names is not None and source.stem not in names) or not _stale(exe, [source] + common):
             continue
         argv = stack.mpicc() + CFLAGS + ["-o", str(exe), str(source),
-                                         str(OSU_SRC / "osu_common.c"), "-lm"]
+                                         *map(str, helpers), "-lm"]
         done = launch.run(argv, COMPILE_TIMEOUT, env=env)
         if not done.ok:
             raise BuildError("%s: %s: %s\n%s%s" % (stack.name, " ".join(argv),
