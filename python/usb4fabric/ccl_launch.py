@@ -47,10 +47,12 @@ COLLECTIVES = ("allreduce", "allgather", "reduce_scatter", "broadcast", "alltoal
 ID_PORTS = (29600, 29900)  # the socket bootstrap's port is drawn from this range
 
 
-def missing(program: Path = PROGRAM, venv: Path = VENV) -> str | None:
+def missing(program: Path | None = PROGRAM, venv: Path = VENV) -> str | None:
     """Why ccl_bench cannot run here, or None."""
     if not (venv / "lib" / "libccl.so.2").is_file():
         return f"oneCCL not installed: no {venv}/lib/libccl.so.2 (scripts/setup.sh --ccl)"
+    if program is None:
+        return "ccl_bench not found: not run from a checkout, and not on PATH"
     if not program.is_file():
         return f"{program} not built (configure finds oneCCL in {venv}; then make)"
     return None

@@ -19,10 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from . import osu_build, osu_locate, profiles, runner, stacks, sysinfo
+from . import locations, osu_build, osu_locate, profiles, runner, stacks, sysinfo
 from .results import ResultsFileError, ResultsWriter
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _csv_list(text: str) -> list[str]:
@@ -157,6 +155,21 @@ def _stack_plan_parts(args):
     return stack, hosts, chosen, suite
 
 
+def _built_if_missing(suite: osu_locate.Suite, benchmarks) -> osu_locate.Suite:
+    """suite, or, with no OSU suite and no checkout's build (installed, run
+    elsewhere), the osu_bench programs wanted built from the package's sources
+    with the default stack's mpicc; ValueError when that fails."""
+    if suite.root is not None:
+        return suite
+    names = tuple(b.program for b in benchmarks if b.category not in ("mpi4py", "ccl"))
+    stack = stacks.STACKS[stacks.DEFAULT_STACK]
+    try:
+        built = osu_build.build(stack, names=names)
+    except osu_build.BuildError as exc:
+        raise ValueError(f"building osu_bench for {stack.name}: {exc}")
+    return osu_locate.Suite("osu_bench", built, "built from the package's osu_bench sources")
+
+
 def cmd_run(args, argv: list[str]) -> int:
     stack = stack_hosts = None
     try:
@@ -167,14 +180,14 @@ def cmd_run(args, argv: list[str]) -> int:
             chosen = profiles.build(profiles.provider_dir(args.provider_dir),
                                     bool(args.hosts or args.hostfile),
                                     tuple(args.fabrics or profiles.DEFAULT_PROFILES))
-            suite = osu_locate.locate(args.osu_dir)
+            suite = _built_if_missing(osu_locate.locate(args.osu_dir), benchmarks)
     except ValueError as exc:
         print(f"usb4bench run: {exc}", file=sys.stderr)
         return 2
     if args.repeat < 1 or args.ranks < 1:
         print("usb4bench run: --repeat and --np must be at least 1", file=sys.stderr)
         return 2
-    output = args.output or REPO_ROOT / "reports" / \
+    output = args.output or locations.output_root() / \
         f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
                        args.hostfile, args.mpirun, args.timeout, args.sizes,
@@ -213,7 +226,7 @@ def cmd_report(args) -> int:
     from . import report  # matplotlib is loaded only for reports
 
     name = args.name or args.results[0].resolve().name
-    output = args.output or REPO_ROOT / "reports" / name
+    output = args.output or locations.output_root() / name
     try:
         rep = report.build(args.results, args.reference, name)
         paths = report.write(rep, output)
@@ -225,9 +238,9 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _providers(provider_dir: Path) -> tuple[str, list[dict]]:
+def _providers(provider_dir: Path | None) -> tuple[str, list[dict]]:
     """(how, providers) from the binding, else from fi_info -l."""
-    if (provider_dir / profiles.PROVIDER_LIB).is_file():
+    if provider_dir is not None and (provider_dir / profiles.PROVIDER_LIB).is_file():
         os.environ.setdefault("FI_PROVIDER_PATH", str(provider_dir))
     try:
         from .info import describe_providers  # the cffi binding, another module
@@ -243,17 +256,19 @@ def _providers(provider_dir: Path) -> tuple[str, list[dict]]:
 
 
 def cmd_info(args) -> int:
-    provider_dir = profiles.provider_dir(args.provider_dir)
+    provider_dir, found_by = locations.provider_dir(args.provider_dir)
     how, providers = _providers(provider_dir)
     links = sysinfo.usb4_links(args.sysfs_root)
     devices = sysinfo.thunderbolt_devices(Path(args.sysfs_root))
     suite = osu_locate.locate(args.osu_dir)
     info = {"providers_from": how, "providers": providers,
-            "provider_dir": str(provider_dir),
+            "provider_dir": str(provider_dir) if provider_dir else None,
+            "provider_dir_found_by": found_by,
             "usb4_links": [vars(link) for link in links],
             "thunderbolt_devices": [vars(d) for d in devices],
             "mpi": sysinfo.mpi_version(), "libfabric": sysinfo.libfabric_version(),
-            "osu": {"kind": suite.kind, "root": str(suite.root), "found_by": suite.how,
+            "osu": {"kind": suite.kind, "root": str(suite.root) if suite.root else None,
+                    "found_by": suite.how,
                     "latency_program": str(osu_locate.find_program(
                         suite.root, osu_locate.BENCHMARKS["latency"])) if suite.root else None}}
     if args.json:
@@ -265,7 +280,7 @@ def cmd_info(args) -> int:
         print(f"  {p['name']:<16} version {p.get('version', '?')}{extra}")
     if not providers:
         print("  none found")
-    print(f"usb4 provider folder: {provider_dir}")
+    print(f"usb4 provider folder: {provider_dir or 'not found'} ({found_by})")
     print("usb4 links (thunderbolt-net interfaces):")
     for link in links:
         print(f"  {link.interface}: driver {link.driver}, device {link.device or '?'}, "
@@ -279,7 +294,8 @@ def cmd_info(args) -> int:
           f"{lf['fi_info'] or 'fi_info not found'}")
     print(f"MPI: {info['mpi'] or 'mpirun not found'}")
     osu = info["osu"]
-    print(f"OSU: {osu['kind']} in {osu['root']} (found by {osu['found_by']}); "
+    where = osu["root"] or "no build here (a run builds them from the package's sources)"
+    print(f"OSU: {osu['kind']} in {where} (found by {osu['found_by']}); "
           f"osu_latency: {osu['latency_program'] or 'not found'}")
     return 0
 

@@ -10,12 +10,15 @@ The real OSU suite is preferred: ``--osu-dir``, then ``$OSU_DIR``, then
 
 and 7.x adds a level below the category (``pt2pt/standard``,
 ``collective/blocking``), which is searched too.  When no OSU suite is found
-the project's own ``osu_bench/`` programs are used.  Which one was used is
+the project's own ``osu_bench/`` programs are used: the checkout's build when
+run from a checkout (locations.py), else none here (``Suite.root`` None: the
+CLI builds them from the package's sources, osu_build.py).  Which one was used is
 recorded in ``Suite.kind`` ("osu" or "osu_bench").
 
 The mpi4py benchmarks are always this package's ``mpi4py_bench`` module, the
 collective-library benchmarks (``ccl_*``) this project's ``ccl_bench/ccl_bench``
-(built when configure finds oneCCL; ccl_launch.py starts it).
+(built when configure finds oneCCL; ccl_launch.py starts it), or ``ccl_bench``
+on PATH outside a checkout.
 """
 
 from __future__ import annotations
@@ -26,9 +29,11 @@ import shutil
 import sys
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-OSU_BENCH_DIR = REPO_ROOT / "osu_bench"
-CCL_BENCH = REPO_ROOT / "ccl_bench" / "ccl_bench"
+from . import locations
+
+# Found from the working directory when the harness is imported.
+OSU_BENCH_DIR = locations.osu_programs()
+CCL_BENCH = locations.ccl_bench()
 # 7.x puts a variant folder under the category; the blocking/standard one first
 VARIANTS = ("", "standard", "blocking")
 LAYOUTS = (
@@ -98,7 +103,7 @@ class Suite:
         if bench.category == "mpi4py":
             return [sys.executable, "-m", "usb4fabric.mpi4py_bench", bench.program]
         if bench.category == "ccl":
-            return [str(CCL_BENCH)] if CCL_BENCH.is_file() else None
+            return [str(CCL_BENCH)] if CCL_BENCH and CCL_BENCH.is_file() else None
         if self.root is None:
             return None
         path = find_program(self.root, bench)
@@ -125,8 +130,9 @@ def _looks_like_osu(root: Path) -> bool:
 
 
 def locate(osu_dir: str | Path | None = None, env: dict[str, str] | None = None,
-           path: str | None = None, fallback: Path = OSU_BENCH_DIR) -> Suite:
-    """The suite to use: --osu-dir, $OSU_DIR, PATH, else osu_bench/.
+           path: str | None = None, fallback: Path | None = OSU_BENCH_DIR) -> Suite:
+    """The suite to use: --osu-dir, $OSU_DIR, PATH, else osu_bench/ (root
+    None when there is no checkout's build to fall back on).
 
     An --osu-dir or $OSU_DIR that holds no osu_latency is still used (its
     missing programs are reported per run), so a typo is never silently
@@ -136,12 +142,12 @@ def locate(osu_dir: str | Path | None = None, env: dict[str, str] | None = None,
     given = (osu_dir, "--osu-dir") if osu_dir else (env.get("OSU_DIR"), "OSU_DIR")
     if given[0]:
         root = Path(given[0])
-        kind = "osu_bench" if root.resolve() == fallback.resolve() else "osu"
+        kind = "osu_bench" if fallback and root.resolve() == fallback.resolve() else "osu"
         return Suite(kind, root, given[1])
     found = shutil.which("osu_latency", path=path if path is not None else env.get("PATH"))
     if found:
         folder = Path(found).resolve().parent
-        if folder != fallback.resolve():
+        if fallback is None or folder != fallback.resolve():
             # an installed suite: climb to its prefix when it has the usual layout
             for parent in folder.parents:
                 if (parent / "libexec" / "osu-micro-benchmarks").is_dir():

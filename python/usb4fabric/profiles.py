@@ -29,13 +29,11 @@ the record says exactly what carried the rows, and marks them in
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
-from . import launch, stacks
+from . import launch, locations, stacks
 
-PROVIDER_LIB = "libusb4-fi.so"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+PROVIDER_LIB = locations.PROVIDER_LIB
 NO_ONE_SIDED_BETWEEN_HOSTS = (
     "no one-sided path between hosts: with pml cm, osc rdma would need btl tcp, "
     "which cannot carry it (MPI_ERR_WIN), and btl ofi refuses ofi_rxm")
@@ -84,10 +82,22 @@ def _mca(*pairs: str) -> list[str]:
     return args
 
 
-def provider_dir(option: str | None = None, env: dict[str, str] | None = None) -> Path:
-    """--provider-dir, else $USB4_PROVIDER_DIR, else <repo>/.libs."""
-    env = os.environ if env is None else env
-    return Path(option or env.get("USB4_PROVIDER_DIR") or REPO_ROOT / ".libs").resolve()
+def provider_dir(option: str | None = None, env: dict[str, str] | None = None) -> Path | None:
+    """--provider-dir, $USB4_PROVIDER_DIR, $FI_PROVIDER_PATH or the checkout's
+    .libs (locations.provider_dir); None when none of them says."""
+    return locations.provider_dir(option, env)[0]
+
+
+def provider_missing(provider_path: Path | None) -> str | None:
+    """Why libusb4-fi.so cannot be loaded from provider_path, or None."""
+    if provider_path is None:
+        return (f"{PROVIDER_LIB} not found: give --provider-dir, USB4_PROVIDER_DIR or "
+                "FI_PROVIDER_PATH, or run from a built checkout of the project")
+    lib = provider_path / PROVIDER_LIB
+    if not lib.is_file():
+        return (f"{lib} not found (build the provider, or give --provider-dir / "
+                "USB4_PROVIDER_DIR)")
+    return None
 
 
 def verbs_device(timeout: float = 20.0) -> str | None:
@@ -101,7 +111,7 @@ def verbs_device(timeout: float = 20.0) -> str | None:
     return "verbs" if "provider: verbs" in done.stdout else None
 
 
-def build(provider_path: Path, multihost: bool = False,
+def build(provider_path: Path | None, multihost: bool = False,
           names: tuple[str, ...] = ALL_PROFILES, probe_verbs=verbs_device) -> list[Profile]:
     """The profiles named, in that order, each with skip set when it cannot run."""
     btl_local = "self,vader,tcp" if multihost else "self,vader"
@@ -114,12 +124,11 @@ def build(provider_path: Path, multihost: bool = False,
     btl_tcp = _mca("pml", "ob1", "btl", "tcp,self")
     if not multihost:
         btl_tcp += _mca("btl_tcp_if_include", "lo")
-    usb4_env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path)}
+    usb4_env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path or "")}
     if not multihost:
         # mtl ofi asks FI_REMOTE_COMM, refused without an interface to other
         # hosts: loopback stands in (same-host peers stay on shm).
         usb4_env["FI_USB4_IFACE"] = "lo"
-    lib = provider_path / PROVIDER_LIB
     made = {
         "usb4": Profile(
             "usb4", "usb4 provider: pml cm + mtl ofi",
@@ -130,8 +139,7 @@ def build(provider_path: Path, multihost: bool = False,
             _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4",
                  "osc_rdma_network_max_amo", "1"),
             "osc rdma over btl ofi / usb4 (RMA and atomics)", True,
-            None if lib.is_file() else f"{lib} not found (build the provider, or "
-            "give --provider-dir / USB4_PROVIDER_DIR)"),
+            provider_missing(provider_path)),
         "ethernet": Profile(
             "ethernet", "libfabric tcp;ofi_rxm: pml cm + mtl ofi",
             _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "tcp;ofi_rxm"),
@@ -180,7 +188,7 @@ STACK_FABRICS = {
 }
 
 
-def for_stack(stack: stacks.Stack, provider_path: Path, hosts: stacks.Hosts | None = None,
+def for_stack(stack: stacks.Stack, provider_path: Path | None, hosts: stacks.Hosts | None = None,
               names: tuple[str, ...] = stacks.FABRICS) -> list[Profile]:
     """Profiles of another MPI stack: its usb4, shared memory and tcp fabrics."""
     profiles = []
@@ -189,10 +197,10 @@ def for_stack(stack: stacks.Stack, provider_path: Path, hosts: stacks.Hosts | No
             raise ValueError(f"unknown fabric {name!r} for --mpi {stack.name}: choose from "
                              f"{', '.join(stacks.FABRICS)}")
         carrier, one_sided_carrier = STACK_FABRICS[name]
-        env = {"FI_PROVIDER_PATH": str(provider_path)} if name == "usb4" else {}
+        env = {"FI_PROVIDER_PATH": str(provider_path or "")} if name == "usb4" else {}
         skip = stack.missing()
-        if skip is None and name == "usb4" and not (provider_path / PROVIDER_LIB).is_file():
-            skip = f"{provider_path / PROVIDER_LIB} not found (build the provider)"
+        if skip is None and name == "usb4":
+            skip = provider_missing(provider_path)
         if skip is None and name == "shm" and hosts:
             skip = "shared memory reaches only ranks of one host"
         profiles.append(Profile(name, f"{stack.title}: {carrier}", [], env,

@@ -25,11 +25,13 @@ from pathlib import Path
 
 import pandas as pd
 
+from . import locations
 from .results import ResultsFileError
 
 COLUMNS = ["fabric", "system", "benchmark", "metric", "msg_size_bytes", "value", "unit",
            "hardware", "source_url", "note"]
-REFERENCE_DIR = Path(__file__).resolve().parents[2] / "reports" / "reference"
+# The checkout's reports/reference, else the package's copy (locations.py).
+REFERENCE_DIR = locations.reference_dir()
 UNIT_TO_MBPS = {"Gb/s": 125.0, "MB/s": 1.0, "GB/s": 1000.0, "Mb/s": 0.125}
 UNIT_TO_US = {"us": 1.0, "ms": 1000.0, "ns": 0.001}
 NO_SIZE = ("", "na", "n/a", "small")
@@ -132,9 +134,13 @@ def _normalise(row: dict, path: Path, line: int) -> dict:
     return row
 
 
-def load(paths: list[Path] | None = None, folder: Path = REFERENCE_DIR) -> pd.DataFrame:
-    """All reference rows (of the files given, else of folder/*.csv)."""
-    files = paths if paths is not None else sorted(folder.glob("*.csv"))
+def load(paths: list[Path] | None = None, folder: Path | None = REFERENCE_DIR) -> pd.DataFrame:
+    """All reference rows (of the files given, else of folder/*.csv; none
+    when there is no folder)."""
+    if paths is not None:
+        files = list(paths)
+    else:
+        files = sorted(folder.glob("*.csv")) if folder is not None else []
     rows = [r for p in files for r in load_file(Path(p))]
     for n, row in enumerate(rows, start=1):
         row["ref_id"] = f"P{n}"

@@ -47,8 +47,10 @@ import os
 import shutil
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-CHROOT_RUN = REPO_ROOT / "scripts" / "chroot-run.sh"
+from . import locations
+
+# The checkout's scripts/chroot-run.sh, else the package's copy (locations.py).
+CHROOT_RUN = locations.chroot_run()
 STACKS_DIR = Path(os.environ.get("USB4_STACKS_DIR", "/var/lib/usb4-stacks"))
 STAMP = ".usb4-stack-complete"  # written by scripts/stacks.sh once a stack is checked
 DEFAULT_STACK = "ompi41-deb12"
@@ -87,7 +89,12 @@ class Stack:
 
     def wrap(self) -> list[str]:
         """argv prefix that runs a command in the stack's system (chroot)."""
-        return [str(CHROOT_RUN), str(self.root)] if self.root else []
+        if not self.root:
+            return []
+        if CHROOT_RUN is None:
+            raise ValueError("%s runs in a chroot: scripts/chroot-run.sh not found "
+                             "(run from a checkout of the project)" % self.name)
+        return [str(CHROOT_RUN), str(self.root)]
 
     def _bin(self, name: str) -> str:
         if self.venv:

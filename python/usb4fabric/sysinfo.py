@@ -14,9 +14,8 @@ import re
 import socket
 from pathlib import Path
 
-from . import launch
+from . import launch, locations
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 THUNDERBOLT_NET_DRIVER = "thunderbolt-net"
 ENV_PREFIXES = ("FI_", "OMPI_", "USB4_", "OSU_", "PMIX_")
 
@@ -109,8 +108,12 @@ def mpi_version(mpirun: str = "mpirun") -> str | None:
     return out.strip().splitlines()[0] if out and out.strip() else None
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str | None:
-    """HEAD of the repository, with "-dirty" when the tree has changes."""
+def git_commit(repo: Path | None = None) -> str | None:
+    """HEAD of the repository (default: the checkout usb4bench runs from), with
+    "-dirty" when the tree has changes; None outside a checkout."""
+    repo = repo or locations.checkout()
+    if repo is None:
+        return None
     head = launch.output_of(["git", "-C", str(repo), "rev-parse", "HEAD"])
     if not head:
         return None
