@@ -184,9 +184,9 @@ def main(argv=None):
         print("compare_stacks: %s" % exc, file=sys.stderr)
         return 2
     provider = profiles.provider_dir(args.provider_dir)
-    if not (provider / profiles.PROVIDER_LIB).is_file():
-        print("compare_stacks: %s not found: build the provider" % (
-            provider / profiles.PROVIDER_LIB), file=sys.stderr)
+    missing = profiles.provider_missing(provider)
+    if missing:
+        print("compare_stacks: %s" % missing, file=sys.stderr)
         return 2
     output = args.output or REPO / "reports" / time.strftime("stacks-%Y%m%d-%H%M%S")
     output.mkdir(parents=True, exist_ok=True)
