@@ -13,7 +13,7 @@ SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodiu
 		 autoconf automake libtool pkg-config iproute2 make gcc
 		 clang)	# clang: libFuzzer for the frame-parser fuzz test
 # xxhash: python/usb4fabric/wire.py checks XXH3 datagrams as the provider does
-PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash)
+PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil)
 
 say() { printf '[setup] %s\n' "$*"; }
 

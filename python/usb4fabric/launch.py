@@ -3,7 +3,7 @@
 Every command runs in its own session (so in its own process group) with a
 timeout.  On timeout, or when the caller is interrupted (Ctrl-C raises
 KeyboardInterrupt while we wait), the whole tree is terminated: SIGTERM to
-the group and to every descendant found in /proc (mpirun's ranks may sit in
+the group and to every descendant psutil finds (mpirun's ranks may sit in
 groups of their own), then SIGKILL to whatever is still there after a grace
 period.  The output captured so far is kept.
 
@@ -18,6 +18,8 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+
+import psutil
 
 KILL_GRACE = 3.0  # seconds between SIGTERM and SIGKILL
 DEFAULT_TIMEOUT = 30.0  # seconds, for the small helper commands
@@ -40,48 +42,31 @@ class Completed:
         return self.error is None and self.returncode == 0
 
 
-def descendants(pid: int) -> list[int]:
-    """Every descendant of pid, read from /proc (empty where there is none)."""
-    parents: dict[int, list[int]] = {}
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of pid (empty where there is none, or pid is gone)."""
     try:
-        entries = list(Path("/proc").iterdir())
-    except OSError:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
         return []
-    for entry in entries:
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        parents.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
-def _signal(pids: list[int], pgid: int, sig: int) -> None:
+def _signal(tree: list[psutil.Process], pgid: int, sig: int) -> None:
     try:
         os.killpg(pgid, sig)
     except (ProcessLookupError, PermissionError):
         pass
-    for pid in pids:
+    for process in tree:
         try:
-            os.kill(pid, sig)
-        except (ProcessLookupError, PermissionError):
+            process.send_signal(sig)  # checks the pid was not reused since
+        except psutil.Error:
             pass
 
 
-def _alive(pid: int) -> bool:
+def _alive(process: psutil.Process) -> bool:
     try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False
-    return state != "Z"
 
 
 def kill_tree(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
@@ -95,6 +80,7 @@ def kill_tree(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
         time.sleep(0.05)
     tree += [p for p in descendants(proc.pid) if p not in tree]
     _signal(tree, proc.pid, signal.SIGKILL)
+    # Not psutil.wait_procs: a zombie not ours to reap counts as gone here.
     deadline = time.monotonic() + grace
     while time.monotonic() < deadline and any(_alive(p) for p in tree):
         time.sleep(0.05)
