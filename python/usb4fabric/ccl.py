@@ -204,7 +204,7 @@ class Communicator:
         handle = _Comm()
         _check("onecclCommInitRank",
                library().onecclCommInitRank(ctypes.byref(handle), nranks, cuid, rank))
-        self._handle = handle
+        self._handle: _Comm | None = handle
 
     def _live(self, call: str) -> _Comm:
         if self._handle is None:

@@ -99,7 +99,7 @@ def fabric_env(fabric: str, provider_dir: Path | None, where: Where) -> dict[str
 
 def id_env(where: Where, id_file: Path) -> dict[str, str]:
     """How rank 0 hands the unique id over: a file here, a socket across hosts."""
-    if not where.multihost:
+    if where.hosts is None:  # one host
         return {"USB4_CCL_ID_FILE": str(id_file)}
     first = where.hosts.slots[0][0]
     return {"USB4_CCL_ID_ADDR": f"{first}:{random.randrange(*ID_PORTS)}",

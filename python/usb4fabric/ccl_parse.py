@@ -111,7 +111,8 @@ def _data_line(state: _State, rows: list[CclRow], number: int, text: str) -> Non
 
 def parse(text: str) -> CclOutput:
     """The table of one ccl_bench run; CclParseError when it is not clean."""
-    state, rows, log = _State(), [], []
+    state, log = _State(), []
+    rows: list[CclRow] = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue

@@ -18,6 +18,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from . import locations, osu_build, osu_locate, profiles, runner, stacks, sysinfo
 from .results import ResultsFileError, ResultsWriter
@@ -261,7 +262,7 @@ def cmd_info(args) -> int:
     links = sysinfo.usb4_links(args.sysfs_root)
     devices = sysinfo.thunderbolt_devices(Path(args.sysfs_root))
     suite = osu_locate.locate(args.osu_dir)
-    info = {"providers_from": how, "providers": providers,
+    info: dict[str, Any] = {"providers_from": how, "providers": providers,
             "provider_dir": str(provider_dir) if provider_dir else None,
             "provider_dir_found_by": found_by,
             "usb4_links": [vars(link) for link in links],

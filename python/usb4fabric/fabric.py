@@ -37,7 +37,7 @@ _POST_RETRY_SECONDS = 10.0  # how long a data call retries on FI_EAGAIN by defau
 class _Resource:
     """A libfabric fid with the objects that must close before it."""
 
-    _ptr = None
+    _ptr: Any = None  # the cffi pointer to the libfabric object
 
     def __init__(self, parent=None):
         self._parent = parent  # keeps the parent open while we live
@@ -325,7 +325,7 @@ class CompletionQueue(_Resource):
         return self._poll(lib.fi_cq_read(self._ptr, self._entries, self._batch))
 
     def _drain_backlog(self, raise_errors):
-        out = []
+        out: list[Completion] = []
         while self._backlog:
             item = self._backlog[0]
             if isinstance(item, CqError) and raise_errors:
@@ -355,7 +355,7 @@ class CompletionQueue(_Resource):
         """Poll until count completions have been read; also progresses the CQs
         in progress (e.g. the peer's, when both endpoints live in this process).
         Raises TimedOut (FI_ETIMEDOUT) on timeout."""
-        out = []
+        out: list[Completion] = []
         deadline = time.monotonic() + timeout
         while len(out) < count:
             out.extend(self.read(raise_errors))

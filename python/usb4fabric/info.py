@@ -7,6 +7,7 @@ tests and for ``usb4bench info``. Nothing here prints.
 """
 
 import os
+from typing import Any
 
 from ._libfabric import ffi, lib
 from .errors import check
@@ -227,7 +228,7 @@ def get_info(provider=None, *, ep_type="rdm", caps=("FI_MSG", "FI_TAGGED"),
     provider is a prov_name ("usb4", "tcp;ofi_rxm"); caps, mode and mr_mode take
     an int or names. hints=False passes NULL hints (everything libfabric has).
     """
-    keep = []
+    keep: list[Any] = []
     c_hints = ffi.NULL
     if hints:
         c_hints = _make_hints(keep, provider, ep_type, caps, mode, mr_mode, fabric,
@@ -268,7 +269,7 @@ def providers(provider=None, ep_type=None):
 def describe_providers():
     """What ``usb4bench info`` shows: libfabric's versions, the provider search
     path, and per provider its version and its fi_info entries. Plain data."""
-    by_name = {}
+    by_name: dict[str, dict[str, Any]] = {}
     for row in providers():
         entry = by_name.setdefault(row["provider"], {
             "name": row["provider"], "version": row["version"], "entries": []})

@@ -23,6 +23,8 @@ on PATH outside a checkout.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dataclasses
 import os
 import shutil
@@ -129,7 +131,7 @@ def _looks_like_osu(root: Path) -> bool:
     return find_program(root, BENCHMARKS["latency"]) is not None
 
 
-def locate(osu_dir: str | Path | None = None, env: dict[str, str] | None = None,
+def locate(osu_dir: str | Path | None = None, env: Mapping[str, str] | None = None,
            path: str | None = None, fallback: Path | None = OSU_BENCH_DIR) -> Suite:
     """The suite to use: --osu-dir, $OSU_DIR, PATH, else osu_bench/ (root
     None when there is no checkout's build to fall back on).

@@ -100,7 +100,7 @@ def make_figures(report: Report, folder: Path) -> list[Figure]:
     return figures
 
 
-def _median(report: Report, series: str, bench: str, size: int) -> float | None:
+def _median(report: Report, series: str, bench: str, size: int | None) -> float | None:
     s = report.summary
     at = s["size"].isna() if size is None else (s["size"] == size).fillna(False)
     hit = s[(s["series"] == series) & (s["benchmark"] == bench) & at

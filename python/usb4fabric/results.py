@@ -104,9 +104,10 @@ def _read_csv_checked(path: Path, required: list[str], numeric: dict[str, bool])
                 if len(row) != len(header):
                     raise ResultsFileError(path, line, f"{len(row)} fields, the header "
                                            f"has {len(header)}")
-                record = dict(zip(header, row))
+                text = dict(zip(header, row))
+                record: dict[str, str | float] = dict(text)
                 for column, may_be_empty in numeric.items():
-                    cell = record.get(column, "").strip()
+                    cell = text.get(column, "").strip()
                     if not cell and may_be_empty:
                         record[column] = math.nan
                         continue

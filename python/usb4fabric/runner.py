@@ -120,16 +120,17 @@ class Plan:
             program = self.stack.python() + program[1:]  # its mpi4py loads its MPI
         return program
 
-    def stack_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
-        argv = self.stack.launch_args(self.ranks, self.stack_hosts)
+    def stack_argv(self, stack: Stack, profile: Profile, bench: Benchmark,
+                   program: list[str]) -> list[str]:
+        argv = stack.launch_args(self.ranks, self.stack_hosts)
         argv += profile.mpi_args(bench.one_sided)
         if bench.category == "mpi4py":
-            argv += self.stack.env_args({"PYTHONPATH": str(PACKAGE_PARENT)})
+            argv += stack.env_args({"PYTHONPATH": str(PACKAGE_PARENT)})
         return argv + self.extra_mpirun + program + self.bench_args(bench)
 
     def mpirun_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
         if self.stack is not None:
-            return self.stack_argv(profile, bench, program)
+            return self.stack_argv(self.stack, profile, bench, program)
         argv = [self.mpirun]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.append("--allow-run-as-root")
@@ -247,7 +248,7 @@ def _ccl_rows(parsed: ccl_parse.CclOutput, base: dict) -> list[dict]:
     return rows
 
 
-def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
+def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, program: list[str], rep: int,
             writer: ResultsWriter, origin: str, hosts: str) -> dict:
     """One repetition of a ccl benchmark: hydra of the ccl venv, rows checked
     by ccl_parse (a wrong element or a malformed line makes the run invalid)."""
@@ -257,7 +258,7 @@ def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     env = ccl_launch.rank_env(ccl_launch.PROFILE_FABRIC[profile.name],
                               profile._provider_dir() or profile_provider(plan), where,
                               stem.with_suffix(".id"))
-    argv = ccl_launch.hydra_argv(plan.ranks, env, plan.program(bench) + plan.ccl_args(bench),
+    argv = ccl_launch.hydra_argv(plan.ranks, env, program + plan.ccl_args(bench),
                                  where)
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
     done = launch.run(argv, plan.timeout, env=ccl_launch.launcher_env())
@@ -308,7 +309,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
         writer.add_run(run, [])
         return run
     if bench.category == "ccl":
-        return run_ccl(plan, profile, bench, rep, writer, origin, hosts)
+        return run_ccl(plan, profile, bench, program, rep, writer, origin, hosts)
     argv = plan.mpirun_argv(profile, bench, program)
     stem = writer.raw_stem(profile.name, bench.name, rep)
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")

@@ -42,6 +42,8 @@ callers (tests, usb4bench, bench/compare_stacks.py) run the argv lists.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import dataclasses
 import os
 import shutil
@@ -292,7 +294,7 @@ class Stack:
 
     def argv(self, np: int, program: list[str], fabric: str = "usb4", *,
              one_sided: bool = False, provider_dir: Path | None = None,
-             env: dict[str, str] | None = None, extra: list[str] = (),
+             env: dict[str, str] | None = None, extra: Sequence[str] = (),
              hosts: Hosts | None = None, iface: str | None = None) -> list[str]:
         """The whole command running program on np ranks over fabric."""
         args, rank_env = self.fabric(fabric, one_sided=one_sided, provider_dir=provider_dir,

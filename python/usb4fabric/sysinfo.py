@@ -7,6 +7,8 @@ missing tool, and nothing prints.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import dataclasses
 import os
 import platform
@@ -122,7 +124,7 @@ def git_commit(repo: Path | None = None) -> str | None:
     return head.strip() + ("-dirty" if status else "")
 
 
-def relevant_env(env: dict[str, str] | None = None) -> dict[str, str]:
+def relevant_env(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The environment that changes what MPI and libfabric do."""
     env = os.environ if env is None else env
     return {k: v for k, v in sorted(env.items()) if k.startswith(ENV_PREFIXES)}

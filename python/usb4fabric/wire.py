@@ -628,7 +628,8 @@ class RelDatagram:
         return Frame.unpack(self.payload)
 
     def describe(self) -> str:
-        check = " AUTH pn %d" % self.packet_number if self.trailer else \
+        pn = self.packet_number
+        check = " AUTH pn %d" % pn if pn is not None else \
             ("" if self.crc_ok else " BAD-CRC")
         text = "%s v%d %016x->%016x seq %d ack %d win %d len %d%s" % (
             self.type_name, self.version, self.src_id, self.dst_id, self.seq, self.ack,
