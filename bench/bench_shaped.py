@@ -36,8 +36,8 @@ from pathlib import Path
 import bench_judge
 import compare_hosts as ch
 import compare_local as local
-from usb4fabric import nshosts
 from bench_judge import at
+from usb4fabric import nshosts
 
 ETHERNET_HEADER = 14  # bytes tbf counts on a veth beyond the IP packet
 TBF_BURST = "4mb"

@@ -84,10 +84,9 @@ import bench_machine  # noqa: E402
 import bench_shaped  # noqa: E402
 import compare_local as local  # noqa: E402
 from bench_judge import Target, at  # noqa: E402
-from compare_local import (BASE, BW_SIZE, LAT_SIZE, RunResult, Stack,  # noqa: E402,F401
-                           parse_osu, run_once, write_csv)
-from usb4fabric import nshosts  # noqa: E402
+from compare_local import BASE, BW_SIZE, LAT_SIZE, RunResult, Stack, parse_osu, run_once, write_csv  # noqa: E402,F401
 from cprogs import gcc_build  # noqa: E402
+from usb4fabric import nshosts  # noqa: E402
 
 IFACE = "tb0"
 KIB, MIB = 1 << 10, 1 << 20

@@ -38,8 +38,7 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "python"))
 sys.path.insert(0, str(REPO / "tests"))
 
-from usb4fabric import nshosts  # noqa: E402
-from usb4fabric import launch, osu_build, osu_parse, profiles, stacks  # noqa: E402
+from usb4fabric import launch, nshosts, osu_build, osu_parse, profiles, stacks  # noqa: E402
 
 LAT_SIZE, BW_SIZE = 8, 1 << 20
 RUN_TIMEOUT = 180.0  # seconds per mpirun

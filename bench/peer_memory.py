@@ -40,8 +40,8 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
-from usb4fabric import nshosts  # noqa: E402
 from cprogs import HostProcess, gcc_build, xmulti_memory  # noqa: E402
+from usb4fabric import nshosts  # noqa: E402
 
 IFACE = "tb0"
 SOURCE = REPO / "tests" / "xhost" / "usb4_xmulti.c"
@@ -94,7 +94,7 @@ def run_one(cluster: nshosts.Cluster, exe: Path, provider_dir: Path, npeers: int
             proc.wait(10)
         return Run(npeers, [], f"timed out after {timeout:.0f} s")
     sides = []
-    for role, label, host in SIDES:
+    for role, label, _host in SIDES:
         proc = procs[label]
         side = side_memory(proc.out, role, label)
         if proc.proc.returncode != 0 or side is None:

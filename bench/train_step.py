@@ -53,8 +53,7 @@ BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))
-from usb4fabric import nshosts  # noqa: E402
-from usb4fabric import ccl  # noqa: E402
+from usb4fabric import ccl, nshosts  # noqa: E402
 from usb4fabric.stacks import STACKS_DIR  # noqa: E402
 
 WORKER = BENCH / "train_worker.py"

@@ -41,10 +41,9 @@ if str(REPO_ROOT / "python") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 # The harness's own process-tree killer: one implementation for both.
-from usb4fabric.launch import kill_tree  # noqa: E402
-from usb4fabric import ccl_launch, stacks  # noqa: E402
-
 import stackrun  # noqa: E402  (tests/stackrun.py)
+from usb4fabric import ccl_launch, stacks  # noqa: E402
+from usb4fabric.launch import kill_tree  # noqa: E402
 
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
 PROVIDER_LIB = "libusb4-fi.so"
@@ -113,7 +112,7 @@ def run_command(argv, *, timeout=MPIRUN_TIMEOUT, env=None, cwd=None):
     except subprocess.TimeoutExpired:
         kill_tree(proc, KILL_GRACE)
         out, err = proc.communicate()
-        raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err)
+        raise subprocess.TimeoutExpired(argv, timeout, output=out, stderr=err) from None
     return subprocess.CompletedProcess(argv, proc.returncode, out, err)
 
 
@@ -270,7 +269,7 @@ def selected_stacks(config):
     try:
         return stacks.named(config.getoption("--mpi-stack"))
     except ValueError as exc:
-        raise pytest.UsageError("--mpi-stack: %s" % exc)
+        raise pytest.UsageError("--mpi-stack: %s" % exc) from exc
 
 
 def pytest_generate_tests(metafunc):

@@ -36,7 +36,7 @@ import os
 import select
 import socket
 import time
-from typing import Callable, Optional
+from typing import Callable
 
 from usb4fabric import wire
 from usb4fabric.wire import Address, Frame, RelDatagram, RelType
@@ -68,8 +68,8 @@ class FakePeerTimeout(AssertionError):
 class FakePeer:
     """One fake endpoint: its own id, host id, socket, and rel state."""
 
-    def __init__(self, remote: Address, wire_version: Optional[int] = None,
-                 host_id: Optional[int] = None, ep_id: Optional[int] = None,
+    def __init__(self, remote: Address, wire_version: int | None = None,
+                 host_id: int | None = None, ep_id: int | None = None,
                  ip: str = "127.0.0.1") -> None:
         self.remote = remote
         self.remote_sockaddr = (remote.ip, remote.udp_port)
@@ -84,11 +84,11 @@ class FakePeer:
         self.answer_hello = True
         # When set, every HELLO is answered with this (a peer that refuses us:
         # it refuses every HELLO again) and the handshake never completes.
-        self.refuse_with: Optional[RelDatagram] = None
+        self.refuse_with: RelDatagram | None = None
         self.isn = int.from_bytes(os.urandom(4), "little")
         self.snd_una = self.snd_nxt = self.isn
         self.unacked: dict[int, tuple[bytes, float]] = {}  # seq -> (payload, sent)
-        self.remote_isn: Optional[int] = None
+        self.remote_isn: int | None = None
         self.rcv_nxt = 0
         self.held: dict[int, bytes] = {}  # out of order DATA payloads
         self.frames: collections.deque[Frame] = collections.deque()
@@ -98,14 +98,14 @@ class FakePeer:
         self.trace: list[str] = []
 
     @classmethod
-    def facing(cls, driver_addr: bytes, **kwargs) -> "FakePeer":
+    def facing(cls, driver_addr: bytes, **kwargs) -> FakePeer:
         """A fake peer for the endpoint whose fi_getname bytes these are,
         speaking its wire version unless told otherwise."""
         return cls(Address.unpack(driver_addr), **kwargs)
 
     # ---- identity ----
 
-    def address_of(self, ep_id: Optional[int] = None) -> bytes:
+    def address_of(self, ep_id: int | None = None) -> bytes:
         """Our 56-byte address (or one with another ep_id at our socket)."""
         return Address.udp(self.host_id, self.ep_id if ep_id is None else ep_id,
                            self.ip, self.port, wire_version=self.wire_version).pack()
@@ -143,7 +143,7 @@ class FakePeer:
         self.send_raw(data, dgram.describe())
         return data
 
-    def recv_datagram(self, timeout: float) -> Optional[RelDatagram]:
+    def recv_datagram(self, timeout: float) -> RelDatagram | None:
         """The next datagram from anywhere, unhandled; None after timeout."""
         ready, _, _ = select.select([self.sock], [], [], max(0.0, timeout))
         if not ready:
@@ -190,7 +190,7 @@ class FakePeer:
     def _ack_now(self) -> None:
         self.send(self._header(RelType.ACK, self.snd_nxt))
 
-    def _from_driver(self, dgram: RelDatagram) -> Optional[str]:
+    def _from_driver(self, dgram: RelDatagram) -> str | None:
         """Why a datagram is not the driver's rel talking to us, or None."""
         if not dgram.crc_ok:
             return "bad CRC"
@@ -262,7 +262,7 @@ class FakePeer:
                 self.send(self._header(RelType.DATA, seq, payload))
                 self.unacked[seq] = (payload, now)
 
-    def pump(self, timeout: float, until: Optional[Callable[[], bool]] = None) -> bool:
+    def pump(self, timeout: float, until: Callable[[], bool] | None = None) -> bool:
         """Handles datagrams for up to timeout seconds or until until() holds;
         returns whether it does."""
         deadline = time.monotonic() + timeout
@@ -310,7 +310,7 @@ class FakePeer:
         self.send(self._header(RelType.DATA, seq, payload))
         return seq
 
-    def next_frame(self, frame_type: Optional[int] = None,
+    def next_frame(self, frame_type: int | None = None,
                    timeout: float = DEFAULT_TIMEOUT) -> Frame:
         """The next core frame the driver sent (of frame_type: others are
         skipped), in order."""

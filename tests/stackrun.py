@@ -22,9 +22,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from usb4fabric import stacks
 
 import logcounters
+from usb4fabric import stacks
 
 MPI_SRC_DIR = Path(__file__).resolve().parent / "mpi"
 CFLAGS = ["-std=c11", "-O2", "-g", "-Wall", "-Wextra", "-pthread"]

@@ -11,8 +11,8 @@ import subprocess
 import pytest
 
 from usb4fabric import ccl_launch, ccl_parse, launch
-from usb4fabric.launch import kill_tree
 from usb4fabric.cli import main as usb4bench
+from usb4fabric.launch import kill_tree
 
 TIMEOUT = 60
 SMALL = ["-b", "8", "-e", "64K", "-f", "8", "-n", "3", "-w", "1"]
@@ -110,6 +110,6 @@ def test_usb4bench_runs_ccl_over_usb4_and_tcp(ccl_program, provider_dir, tmp_pat
     assert rc == 0, (out / "runs.csv").read_text()
     results = (out / "results.csv").read_text().splitlines()
     for fabric in ("usb4", "ethernet"):
-        busbw = [l for l in results if l.startswith(f"{fabric},ccl_allreduce,ccl_bench,")
-                 and ",busbw," in l]
+        busbw = [line for line in results if line.startswith(f"{fabric},ccl_allreduce,ccl_bench,")
+                 and ",busbw," in line]
         assert len(busbw) == 10, results[:5]  # 8 B .. 4 KiB by 2x

@@ -248,7 +248,7 @@ class Communicator:
     def destroyed(self) -> bool:
         return self._handle is None
 
-    def __enter__(self) -> "Communicator":
+    def __enter__(self) -> Communicator:
         return self
 
     def __exit__(self, *exc) -> None:

@@ -152,7 +152,7 @@ def _stack_plan_parts(args):
         try:
             suite = osu_locate.Suite("osu_bench", osu_build.build(stack), f"--mpi {stack.name}")
         except osu_build.BuildError as exc:
-            raise ValueError(f"building osu_bench for {stack.name}: {exc}")
+            raise ValueError(f"building osu_bench for {stack.name}: {exc}") from exc
     return stack, hosts, chosen, suite
 
 
@@ -167,7 +167,7 @@ def _built_if_missing(suite: osu_locate.Suite, benchmarks) -> osu_locate.Suite:
     try:
         built = osu_build.build(stack, names=names)
     except osu_build.BuildError as exc:
-        raise ValueError(f"building osu_bench for {stack.name}: {exc}")
+        raise ValueError(f"building osu_bench for {stack.name}: {exc}") from exc
     return osu_locate.Suite("osu_bench", built, "built from the package's osu_bench sources")
 
 

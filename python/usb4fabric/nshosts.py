@@ -322,7 +322,7 @@ class Cluster:
         self._made: list[Host] = []
 
     # --- building -----------------------------------------------------
-    def __enter__(self) -> "Cluster":
+    def __enter__(self) -> Cluster:
         sweep()
         self._catch_sigterm()
         try:

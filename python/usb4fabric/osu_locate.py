@@ -23,12 +23,11 @@ on PATH outside a checkout.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import dataclasses
 import os
 import shutil
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import locations

@@ -21,8 +21,8 @@ from typing import Callable
 from . import ccl_launch, ccl_parse, launch, osu_parse, rails, sysinfo
 from .osu_locate import BENCHMARKS, Benchmark, Suite
 from .profiles import Profile
-from .stacks import Hosts, Stack
 from .results import ResultsWriter
+from .stacks import Hosts, Stack
 
 PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # python/
 DEFAULT_BENCHMARKS = ("latency", "bw", "put_latency", "allreduce")

@@ -42,11 +42,10 @@ callers (tests, usb4bench, bench/compare_stacks.py) run the argv lists.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import dataclasses
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from . import locations

@@ -7,13 +7,12 @@ missing tool, and nothing prints.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import dataclasses
 import os
 import platform
 import re
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import launch, locations

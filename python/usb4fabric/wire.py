@@ -77,7 +77,6 @@ import dataclasses
 import enum
 import ipaddress
 import struct
-from typing import Optional
 
 WIRE_VERSIONS = (1, 2, 3)
 CURRENT_VERSION = 3  # USB4_WIRE_VERSION
@@ -235,11 +234,11 @@ class Address:
     shm_reg_fd: int = -1
     flags: int = 0
     magic: int = ADDR_MAGIC
-    layout: Optional[int] = None  # the struct's version byte; None: per wire_version
+    layout: int | None = None  # the struct's version byte; None: per wire_version
 
     @classmethod
     def udp(cls, host_id: int, ep_id: int, ip: str, port: int,
-            wire_version: int = CURRENT_VERSION) -> "Address":
+            wire_version: int = CURRENT_VERSION) -> Address:
         """An address reachable only through the udp link at ip:port."""
         addr = ipaddress.ip_address(ip)
         raw = addr.packed.ljust(16, b"\0")
@@ -247,7 +246,7 @@ class Address:
                    udp_family=addr.version, udp_port=port, udp_ip=raw)
 
     @classmethod
-    def unresolved(cls, ip: str, port: int) -> "Address":
+    def unresolved(cls, ip: str, port: int) -> Address:
         """What node and service name: IP and port only
         (usb4_wire_addr_init_unresolved)."""
         addr = cls.udp(0, 0, ip, port)
@@ -278,7 +277,7 @@ class Address:
                              self.udp_port, ip)
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "Address":
+    def unpack(cls, raw: bytes) -> Address:
         """Parses 56 bytes of either layout, told apart by the version byte."""
         if len(raw) != ADDR_LEN:
             raise WireError("address is %d bytes, want %d" % (len(raw), ADDR_LEN))
@@ -368,7 +367,7 @@ class Frame:
     total_len: int = 0
     payload: bytes = b""
     version: int = CURRENT_VERSION
-    payload_len: Optional[int] = None
+    payload_len: int | None = None
 
     def pack(self) -> bytes:
         length = len(self.payload) if self.payload_len is None else self.payload_len
@@ -377,7 +376,7 @@ class Frame:
                               self.total_len) + self.payload
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "Frame":
+    def unpack(cls, raw: bytes) -> Frame:
         """Header fields and payload; the caller judges them (see check())."""
         if len(raw) < FRAME_HDR.size:
             raise WireError("frame is %d bytes, shorter than its header" % len(raw))
@@ -427,7 +426,7 @@ class Rts:
         return head + b"".join(WIRE_IOV.pack(a, n) for a, n in self.iovs)
 
     @classmethod
-    def unpack(cls, payload: bytes, wire_version: int = CURRENT_VERSION) -> "Rts":
+    def unpack(cls, payload: bytes, wire_version: int = CURRENT_VERSION) -> Rts:
         if len(payload) < RTS_HEAD.size:
             raise WireError("RTS payload of %d bytes" % len(payload))
         first, second = RTS_HEAD.unpack_from(payload)
@@ -532,7 +531,7 @@ class Hello:
                              self.nonce)
 
     @classmethod
-    def unpack(cls, payload: bytes) -> "Hello":
+    def unpack(cls, payload: bytes) -> Hello:
         if len(payload) < HELLO.size:
             raise WireError("hello payload of %d bytes" % len(payload))
         proto, _, features, datagram_max, _ = HELLO.unpack_from(payload)
@@ -560,8 +559,8 @@ class RelDatagram:
     payload: bytes = b""
     version: int = CURRENT_VERSION
     flags: int = 0
-    len: Optional[int] = None
-    crc: Optional[int] = None
+    len: int | None = None
+    crc: int | None = None
     crc_ok: bool = True
     raw: bytes = b""  # the bytes unpack() read
     trailer: bytes = b""  # struct usb4_wire_auth when flags has REL_F_AUTH
@@ -587,7 +586,7 @@ class RelDatagram:
             head[_CRC_OFFSET + 4:] + self.payload + self.trailer
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "RelDatagram":
+    def unpack(cls, raw: bytes) -> RelDatagram:
         if len(raw) < REL_HDR.size:
             raise WireError("datagram of %d bytes, shorter than rel's header" % len(raw))
         (version, rtype, flags, crc, src_id, dst_id, seq, ack, sack, window,
@@ -603,7 +602,7 @@ class RelDatagram:
                    raw=bytes(raw), trailer=trailer)
 
     @property
-    def packet_number(self) -> Optional[int]:
+    def packet_number(self) -> int | None:
         """The trailer's packet number (authenticated datagrams)."""
         return AUTH_TRAILER.unpack(self.trailer)[0] if self.trailer else None
 
@@ -615,7 +614,7 @@ class RelDatagram:
             return "type%d" % self.type
 
     @property
-    def hello(self) -> Optional[Hello]:
+    def hello(self) -> Hello | None:
         """The handshake payload, when the datagram carries one."""
         if self.type in (RelType.HELLO, RelType.HELLO_ACK, RelType.REJECT) and \
                 len(self.payload) >= HELLO.size:
@@ -642,9 +641,9 @@ class RelDatagram:
 
 
 def handshake(wire_version: int, rel_type: int, src_id: int, dst_id: int, isn: int,
-              window: int = 64, ack: int = 0, proto: Optional[int] = None,
+              window: int = 64, ack: int = 0, proto: int | None = None,
               features: int = 0, datagram_max: int = 65507,
-              header_version: Optional[int] = None,
+              header_version: int | None = None,
               nonce: bytes = bytes(16)) -> RelDatagram:
     """HELLO, HELLO_ACK or REJECT as a peer of ``wire_version`` sends it.
 
@@ -664,7 +663,7 @@ def handshake(wire_version: int, rel_type: int, src_id: int, dst_id: int, isn: i
 
 
 def reject(src_id: int, dst_id: int, wire_version: int = CURRENT_VERSION,
-           features: Optional[int] = None, ack: int = 0) -> RelDatagram:
+           features: int | None = None, ack: int = 0) -> RelDatagram:
     """The REJECT usb4_rel_reject() builds: our version in header and payload,
     our optional features (``FEATURES``; none for another version unless
     given), every other field 0 (no seq, no window, no datagram_max); ``ack``
@@ -702,7 +701,7 @@ class Resolve:
 
     type: ResolveType
     nonce: bytes
-    addr: Optional[Address] = None
+    addr: Address | None = None
     flags: int = 0
     tag: bytes = bytes(16)
     version: int = CURRENT_VERSION
@@ -713,7 +712,7 @@ class Resolve:
                             self.tag)
 
     @classmethod
-    def unpack(cls, raw: bytes) -> "Resolve":
+    def unpack(cls, raw: bytes) -> Resolve:
         if len(raw) != RESOLVE.size:
             raise WireError("resolve is %d bytes, want %d" % (len(raw), RESOLVE.size))
         version, type_, flags, _, nonce, addr, tag = RESOLVE.unpack(raw)

@@ -28,13 +28,13 @@ def test_real_output_parses():
 
 def _replace_row(text, size, new):
     lines = text.splitlines()
-    i = next(i for i, l in enumerate(lines) if l.split() and l.split()[0] == str(size))
+    i = next(i for i, line in enumerate(lines) if line.split() and line.split()[0] == str(size))
     lines[i] = new
     return "\n".join(lines) + "\n"
 
 
 def test_error_count_fails_the_parse():
-    row = next(l for l in GOOD.splitlines() if l.split() and l.split()[0] == "4096")
+    row = next(line for line in GOOD.splitlines() if line.split() and line.split()[0] == "4096")
     bad = _replace_row(GOOD, 4096, row.rsplit(" ", 1)[0] + " 3")
     with pytest.raises(CclParseError, match="3 wrong element.*size 4096"):
         ccl_parse.parse(bad)
@@ -58,7 +58,7 @@ def test_truncated_output_fails_the_parse():
 
 
 def test_no_header_or_wrong_columns_fail_the_parse():
-    no_header = "\n".join(l for l in GOOD.splitlines() if "ccl_bench:" not in l)
+    no_header = "\n".join(line for line in GOOD.splitlines() if "ccl_bench:" not in line)
     with pytest.raises(CclParseError):
         ccl_parse.parse(no_header)
     with pytest.raises(CclParseError, match="column header"):
@@ -70,7 +70,7 @@ def test_no_header_or_wrong_columns_fail_the_parse():
 def test_footer_must_agree_and_sizes_must_grow():
     with pytest.raises(CclParseError, match="footer says 5 errors"):
         ccl_parse.parse(GOOD.replace("errors: 0", "errors: 5"))
-    rows = [l for l in GOOD.splitlines() if l.strip() and l.strip()[0].isdigit()]
+    rows = [line for line in GOOD.splitlines() if line.strip() and line.strip()[0].isdigit()]
     swapped = GOOD.replace(rows[3], "@@").replace(rows[4], rows[3]).replace("@@", rows[4])
     with pytest.raises(CclParseError, match="size .* after"):
         ccl_parse.parse(swapped)

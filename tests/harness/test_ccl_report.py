@@ -38,8 +38,8 @@ def test_report_plots_ccl_bus_bandwidth(tmp_path):
     assert "ccl_allreduce: busbw vs message size" in md
     svg = (out / "ccl_allreduce.svg").read_text()
     assert "bus bandwidth (GB/s" in svg and "usb4 @ 10.77.0.1,10.77.0.2" in svg
-    header = next(l for l in md.splitlines() if l.startswith("| benchmark | metric | size"))
+    header = next(line for line in md.splitlines() if line.startswith("| benchmark | metric | size"))
     cols = [c.strip() for c in header.split("|")[1:-1]]
-    row = next(l for l in md.splitlines() if l.startswith("| ccl_allreduce | busbw (GB/s) | 1 MiB"))
+    row = next(line for line in md.splitlines() if line.startswith("| ccl_allreduce | busbw (GB/s) | 1 MiB"))
     cells = [c.strip() for c in row.split("|")[1:-1]]
     assert cells[cols.index("usb4 / ethernet")] == "2.000"

@@ -35,8 +35,8 @@ def fake_sysfs(root: Path) -> Path:
 
 def test_links_from_fake_sysfs(tmp_path):
     links = sysinfo.usb4_links(fake_sysfs(tmp_path))
-    assert [(l.interface, l.driver, l.device, l.rx_speed, l.tx_lanes, l.operstate)
-            for l in links] == [("thunderbolt0", "thunderbolt-net", "0-1", "20.0 Gb/s", "2", "up")]
+    assert [(link.interface, link.driver, link.device, link.rx_speed, link.tx_lanes, link.operstate)
+            for link in links] == [("thunderbolt0", "thunderbolt-net", "0-1", "20.0 Gb/s", "2", "up")]
 
 
 def test_info_prints_links(tmp_path, capsys):

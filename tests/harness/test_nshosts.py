@@ -7,6 +7,7 @@ hand out an executable copy then.
 
 import os
 import stat
+
 import tomllib
 
 from conftest import PYTHON_DIR

@@ -51,7 +51,7 @@ def test_report_files_ratios_and_provenance(tmp_path):
     # ratio table: usb4 / shm = 2.0 for latency, 0.5 for bandwidth, at every size
     lines = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in md.splitlines()
              if line.startswith("| latency") or line.startswith("| bw")}
-    header = next(l for l in md.splitlines() if l.startswith("| benchmark | metric | size"))
+    header = next(line for line in md.splitlines() if line.startswith("| benchmark | metric | size"))
     cols = [c.strip() for c in header.split("|")[1:-1]]
     for size in ("8 B", "4 KiB", "64 KiB", "1 MiB"):
         lat = [c.strip() for c in lines[("latency", "latency (us)", size)].split("|")[1:-1]]
@@ -65,10 +65,10 @@ def test_report_files_ratios_and_provenance(tmp_path):
     assert "timed out after 9 s" in md and "raw/ethernet-btl/latency/rep1.out" in md
     # provenance: measured here; published rows with their links; verbs-level said
     assert "measured here" in md
-    pub = [l for l in md.splitlines() if "| published |" in l]
+    pub = [line for line in md.splitlines() if "| published |" in line]
     assert len(pub) == len(list(csv.DictReader(REFERENCE.open())))
-    assert any("[github.com/ggml-org" in l or "(https://github.com/ggml-org/llama.cpp/pull/26610)"
-               in l for l in pub)
+    assert any("[github.com/ggml-org" in line or "(https://github.com/ggml-org/llama.cpp/pull/26610)"
+               in line for line in pub)
     assert "verbs-level" in md and "RTT/2" in md
     html = (out / "report.html").read_text()
     assert "<svg" in html and 'href="https://github.com/openucx/ucx/issues/10049"' in html

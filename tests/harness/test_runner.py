@@ -7,7 +7,6 @@ scripts standing in for the OSU programs.
 
 from pathlib import Path
 
-
 from conftest import write_script
 from usb4fabric import profiles, runner
 from usb4fabric.osu_locate import BENCHMARKS, Suite

@@ -18,8 +18,7 @@ from pathlib import Path
 import pytest
 
 from usb4fabric import wire
-from usb4fabric.wire import (Address, Frame, FrameFlag, FrameType, RelDatagram, RelType,
-                             Rts)
+from usb4fabric.wire import Address, Frame, FrameFlag, FrameType, RelDatagram, RelType, Rts
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROV = REPO_ROOT / "prov_usb4"

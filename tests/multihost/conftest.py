@@ -27,9 +27,8 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from usb4fabric import nshosts  # noqa: E402
 import stackrun  # noqa: E402  (tests/stackrun.py)
-from usb4fabric import stacks  # noqa: E402
+from usb4fabric import nshosts, stacks  # noqa: E402
 
 MULTIHOST_TIMEOUT = 90  # seconds, for every mpirun across hosts
 IFACE = "tb0"

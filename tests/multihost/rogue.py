@@ -96,7 +96,7 @@ class Endpoint:
         return self.addr.ip, self.addr.udp_port
 
     @classmethod
-    def read(cls, rundir: Path, role: str) -> "Endpoint":
+    def read(cls, rundir: Path, role: str) -> Endpoint:
         raw = wait_file(rundir / (role + ".info")).read_bytes()
         (addr, _, rma_addr, rma_key, _, _, guard_addr, guard_key,
          guard_len) = INFO.unpack(raw[:INFO.size])

@@ -41,12 +41,11 @@ from pathlib import Path
 
 import pytest
 
-from usb4fabric import nshosts
 import stackrun
+from cprogs import HostProcess, compile_c, wait_all
 from test_multihost_mpi import ONESIDED, PROGRAMS
 from test_xhost_fabric import XPEER_SRC, Peer, check_transfer
-from cprogs import HostProcess, compile_c, wait_all
-from usb4fabric import stacks
+from usb4fabric import nshosts, stacks
 
 pytestmark = pytest.mark.multihost
 

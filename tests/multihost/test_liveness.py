@@ -22,9 +22,8 @@ import time
 
 import pytest
 
+from test_xhost_fabric import MIB, Peer, check_transfer, provider_env, start_pair, wait_all, xpeer  # noqa: F401
 from usb4fabric import nshosts
-from test_xhost_fabric import (MIB, Peer, check_transfer, provider_env,  # noqa: F401
-                               start_pair, wait_all, xpeer)
 
 pytestmark = pytest.mark.multihost
 

@@ -35,9 +35,9 @@ from pathlib import Path
 import pytest
 
 import cprogs
-from usb4fabric import nshosts
 import logcounters
 from cprogs import HostProcess, compile_c
+from usb4fabric import nshosts
 
 pytestmark = [pytest.mark.multihost, pytest.mark.slow]
 

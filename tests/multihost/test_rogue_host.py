@@ -46,9 +46,9 @@ from pathlib import Path
 
 import pytest
 
-from usb4fabric import nshosts
 import logcounters
 from cprogs import HostProcess, compile_c
+from usb4fabric import nshosts
 
 pytestmark = pytest.mark.multihost
 

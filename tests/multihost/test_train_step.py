@@ -33,10 +33,8 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO / "bench"))
-from usb4fabric import nshosts  # noqa: E402
 import train_step  # noqa: E402  (bench/train_step.py)
-
-from usb4fabric import ccl  # noqa: E402
+from usb4fabric import ccl, nshosts  # noqa: E402
 
 SMALL = train_step.Model(steps=4, warmup=1, inputs=128, hidden=256, layers=2, batch=32)
 RUNS = ("ccl-usb4", "ccl-usb4-portable")  # each with gloo stepping alongside
@@ -150,7 +148,7 @@ def misuse(venv, provider_dir):
     env = dict(ccl.rank_env(venv, "usb4", provider_dir), PYTHONPATH=str(REPO / "python"))
     proc = subprocess.run([str(venv / "bin" / "python"), "-c", MISUSE], env=env,
                           capture_output=True, text=True, timeout=BINDING_TIMEOUT)
-    lines = [l for l in proc.stdout.splitlines() if l.startswith("MISUSE ")]
+    lines = [line for line in proc.stdout.splitlines() if line.startswith("MISUSE ")]
     assert proc.returncode == 0 and lines, "exit %d\n%s\n%s" % (
         proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
     return json.loads(lines[-1][len("MISUSE "):])

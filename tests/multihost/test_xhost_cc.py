@@ -27,9 +27,8 @@ from pathlib import Path
 
 import pytest
 
-from usb4fabric import nshosts
 import logcounters
-from usb4fabric import stacks
+from usb4fabric import nshosts, stacks
 
 pytestmark = [pytest.mark.multihost, pytest.mark.slow]
 

@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from usb4fabric import nshosts
-from usb4fabric import ccl_launch, ccl_parse
+from usb4fabric import ccl_launch, ccl_parse, nshosts
 
 pytestmark = pytest.mark.multihost
 
@@ -56,5 +55,5 @@ def test_usb4bench_two_hosts_under_hydra(cluster2, provider_dir, ccl_program, tm
     assert "-launcher-exec" in runs and "USB4_CCL_ID_ADDR" in runs
     results = (out / "results.csv").read_text().splitlines()
     for fabric in ("usb4", "ethernet"):
-        rows = [l for l in results if l.startswith(f"{fabric},ccl_allreduce,") and ",busbw," in l]
-        assert len(rows) == 14 and all(",hosts," in l for l in rows)  # 8 B .. 64 KiB
+        rows = [line for line in results if line.startswith(f"{fabric},ccl_allreduce,") and ",busbw," in line]
+        assert len(rows) == 14 and all(",hosts," in line for line in rows)  # 8 B .. 64 KiB

@@ -16,9 +16,9 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import collective_ring as ring  # noqa: E402
 import cprogs  # noqa: E402
-from usb4fabric import nshosts  # noqa: E402
 import logcounters  # noqa: E402
 from cprogs import HostProcess  # noqa: E402
+from usb4fabric import nshosts  # noqa: E402
 
 pytestmark = pytest.mark.multihost
 

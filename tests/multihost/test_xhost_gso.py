@@ -16,10 +16,9 @@ between two hosts:
 
 import pytest
 
-from usb4fabric import nshosts
 import logcounters
-from test_xhost_fabric import (FAULTS, MIB, provider_env, start_pair,  # noqa: F401
-                               check_transfer, wait_all, xpeer)
+from test_xhost_fabric import FAULTS, MIB, check_transfer, provider_env, start_pair, wait_all, xpeer  # noqa: F401
+from usb4fabric import nshosts
 
 pytestmark = pytest.mark.multihost
 
