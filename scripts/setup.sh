@@ -17,6 +17,10 @@ PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil)
 
 say() { printf '[setup] %s\n' "$*"; }
 
+# The checkers scripts/lint.sh runs, pinned: a new release's new rules must
+# not fail the suite unasked.  Same pins as python/pyproject.toml's [dev].
+LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1)
+
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
 }
@@ -61,6 +65,21 @@ install_python_packages() {
 	python3 -m pip install -q $missing
 }
 
+install_lint_tools() {
+	local pin name want have missing=()
+	for pin in "${LINT_TOOLS[@]}"; do
+		name=${pin%%==*} want=${pin#*==}
+		have=$(python3 -m "$name" --version 2>/dev/null | awk '{print $2}' || true)
+		[ "$have" = "$want" ] || missing+=("$pin")
+	done
+	if [ ${#missing[@]} -eq 0 ]; then
+		say "lint tools present: ${LINT_TOOLS[*]}"
+		return
+	fi
+	say "installing lint tools: ${missing[*]}"
+	python3 -m pip install -q "${missing[@]}"
+}
+
 # The usb4fabric package (cffi binding + usb4bench), editable so that the
 # tree's sources are what runs; its C extension compiles against libfabric.
 install_usb4fabric() {
@@ -89,6 +108,7 @@ done
 cd "$(dirname "$0")/.."
 install_system_packages
 install_python_packages
+install_lint_tools
 install_usb4fabric
 say "libfabric $(pkg-config --modversion libfabric), $(mpirun --version 2>/dev/null | head -n1)"
 if [ "$with_stacks" = yes ]; then

@@ -9,6 +9,9 @@ say() { printf '[test] %s\n' "$*"; }
 # --ccl: the collective library's venv (about 3 GB), made on the first run
 # and reused after: the collective benchmark and tests need it.
 scripts/setup.sh --ccl
+# ruff and mypy (scripts/lint.sh) before the build: a finding fails at once.
+say "python lint: ruff over python/ bench/ tests/, mypy over usb4fabric"
+scripts/lint.sh
 scripts/build.sh
 # The other MPI stacks (reused when present); after the build, so it checks
 # that the provider loads in each.
