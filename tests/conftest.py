@@ -40,10 +40,9 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 if str(REPO_ROOT / "python") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
-# The harness's own process-tree killer: one implementation for both.
 import stackrun  # noqa: E402  (tests/stackrun.py)
 from usb4fabric import ccl_launch, stacks  # noqa: E402
-from usb4fabric.launch import kill_tree  # noqa: E402
+from usb4fabric.launch import kill_tree  # noqa: E402  (the harness's, for both)
 
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
 PROVIDER_LIB = "libusb4-fi.so"
