@@ -189,7 +189,7 @@ def _ns_inode(path: Path) -> int | None:
 def pids_in(ns_files: list[Path]) -> list[int]:
     """Processes whose net or uts namespace is one of ns_files."""
     inodes = {i for i in map(_ns_inode, ns_files) if i is not None}
-    found = []
+    found: list[int] = []
     if not inodes:
         return found
     me = os.getpid()
@@ -618,7 +618,7 @@ class Cluster:
             slots = [slots] * len(self.hosts)
         if cable is None:
             subnet = ALL_SUBNETS
-            addrs = [h.addr for h in self.hosts]
+            addrs: list[str | None] = [h.addr for h in self.hosts]
         else:
             subnet = self.cables[cable].subnet
             addrs = [self.hosts[i].addrs[self._ifname(i, cable)] if n > 0 else None
