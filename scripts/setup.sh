@@ -19,7 +19,7 @@ say() { printf '[setup] %s\n' "$*"; }
 
 # The checkers scripts/lint.sh runs, pinned: a new release's new rules must
 # not fail the suite unasked.  Same pins as python/pyproject.toml's [dev].
-LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1)
+LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1 types-psutil==7.2.2.20261111)
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
@@ -69,7 +69,8 @@ install_lint_tools() {
 	local pin name want have missing=()
 	for pin in "${LINT_TOOLS[@]}"; do
 		name=${pin%%==*} want=${pin#*==}
-		have=$(python3 -m "$name" --version 2>/dev/null | awk '{print $2}' || true)
+		have=$(python3 -c "import importlib.metadata as m; print(m.version('$name'))" \
+			2>/dev/null || true)
 		[ "$have" = "$want" ] || missing+=("$pin")
 	done
 	if [ ${#missing[@]} -eq 0 ]; then
