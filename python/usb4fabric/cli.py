@@ -20,35 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import locations, osu_build, osu_locate, profiles, runner, stacks, sysinfo
+from . import locations, osu_build, osu_locate, profiles, progress, runner, stacks, sysinfo
 from .results import ResultsFileError, ResultsWriter
 
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
-
-
-class ProgressBar:
-    """A one-line progress bar on stderr, drawn only when stderr is a terminal."""
-
-    def __init__(self, stream=sys.stderr, width: int = 30):
-        self.stream, self.width = stream, width
-        self.enabled = hasattr(stream, "isatty") and stream.isatty()
-        self.start = time.monotonic()
-
-    def __call__(self, done: int, total: int, label: str) -> None:
-        if not self.enabled:
-            return
-        filled = self.width * (done - 1) // max(total, 1)
-        elapsed = time.monotonic() - self.start
-        bar = "#" * filled + "." * (self.width - filled)
-        self.stream.write(f"\r[{bar}] {done}/{total} {elapsed:5.0f}s {label[:40]:<40}")
-        self.stream.flush()
-
-    def close(self) -> None:
-        if self.enabled:
-            self.stream.write("\n")
-            self.stream.flush()
 
 
 def _add_run(sub) -> None:
@@ -199,18 +176,18 @@ def cmd_run(args, argv: list[str]) -> int:
         if p.skip:
             print(f"usb4bench: skipping profile {p.name}: {p.skip}")
     print(f"usb4bench: results in {output}")
-    bar = ProgressBar()
+    shown = progress.for_stream(sys.stderr)
     start = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
-        runs = runner.execute(plan, ResultsWriter(output), ["usb4bench"] + argv, bar)
+        runs = runner.execute(plan, ResultsWriter(output), ["usb4bench"] + argv, shown)
     except KeyboardInterrupt:
-        bar.close()
+        shown.close()
         print(f"usb4bench: interrupted; what was measured is in {output}", file=sys.stderr)
         return 130
     finally:
         signal.signal(signal.SIGTERM, previous)
-    bar.close()
+    shown.close()
     for r in runs:
         if r["status"] not in ("ok", "skipped"):
             print(f"usb4bench: {r['fabric']} {r['benchmark']} rep {r['repetition']}: "

@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Protocol
 
 from . import ccl_launch, ccl_parse, launch, osu_parse, rails, sysinfo
 from .osu_locate import BENCHMARKS, Benchmark, Suite
@@ -348,7 +348,12 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     return run
 
 
-Progress = Callable[[int, int, str], None]
+class Progress(Protocol):
+    """Told of every run (index from 1 of total), before and after it."""
+
+    def run_started(self, index: int, total: int, label: str) -> None: ...
+
+    def run_finished(self, index: int, total: int, label: str, status: str) -> None: ...
 
 
 def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
@@ -370,15 +375,20 @@ def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
                     skip = f"{bench.program} runs on exactly {bench.max_ranks} ranks"
                 for rep in range(1, plan.repeat + 1):
                     count += 1
+                    label = f"{profile.name} {bench.name} {rep}/{plan.repeat}"
                     if progress:
-                        progress(count, total, f"{profile.name} {bench.name} {rep}/{plan.repeat}")
+                        progress.run_started(count, total, label)
                     if skip:
+                        status = "skipped"
                         if rep == 1:
-                            run = _record(profile, bench, rep, "skipped", skip)
+                            run = _record(profile, bench, rep, status, skip)
                             writer.add_run(run, [])
                             runs.append(run)
-                        continue
-                    runs.append(run_one(plan, profile, bench, rep, writer, origin, hosts))
+                    else:
+                        runs.append(run_one(plan, profile, bench, rep, writer, origin, hosts))
+                        status = runs[-1]["status"]
+                    if progress:
+                        progress.run_finished(count, total, label, status)
     except KeyboardInterrupt:
         metadata["interrupted"] = True
         raise

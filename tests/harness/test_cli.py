@@ -12,7 +12,7 @@ import pytest
 from conftest import PYTHON_DIR, write_script
 from test_launch import pids_with, wait_gone
 from usb4fabric import runner
-from usb4fabric.cli import ProgressBar, main
+from usb4fabric.cli import main
 
 
 def test_default_set_is_the_issue_set():
@@ -24,28 +24,6 @@ def test_unknown_benchmark_and_fabric_are_usage_errors(tmp_path, capsys):
     assert main(["run", "--fabric", "infiniband", "--output", str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert "unknown benchmark(s) nope" in err and "unknown fabric profile 'infiniband'" in err
-
-
-def test_progress_bar_only_on_a_terminal(tmp_path):
-    class Tty:
-        def __init__(self, tty):
-            self.tty, self.text = tty, ""
-
-        def isatty(self):
-            return self.tty
-
-        def write(self, text):
-            self.text += text
-
-        def flush(self):
-            pass
-
-    for tty in (True, False):
-        stream = Tty(tty)
-        bar = ProgressBar(stream)
-        bar(1, 4, "usb4 latency 1/3")
-        bar.close()
-        assert ("[" in stream.text and "1/4" in stream.text) is tty
 
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])

@@ -92,15 +92,16 @@ def test_results_are_written_after_every_run(tmp_path, fixtures_dir, fake_mpirun
     plan = runner.Plan(shm_profile(), [BENCHMARKS["latency"]] * 2, suite,
                        mpirun=str(fake_mpirun))
     out = tmp_path / "results"
-    calls = []
+    class InterruptSecond:
+        def run_started(self, index, total, label):
+            if index == 2:
+                raise KeyboardInterrupt
 
-    def interrupt_second(done, total, label):
-        calls.append(label)
-        if done == 2:
-            raise KeyboardInterrupt
+        def run_finished(self, index, total, label, status):
+            pass
 
     try:
-        runner.execute(plan, ResultsWriter(out), [], interrupt_second)
+        runner.execute(plan, ResultsWriter(out), [], InterruptSecond())
     except KeyboardInterrupt:
         pass
     results, runs, meta = load_results(out)
