@@ -13,13 +13,14 @@ SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodiu
 		 autoconf automake libtool pkg-config iproute2 make gcc
 		 clang)	# clang: libFuzzer for the frame-parser fuzz test
 # xxhash: python/usb4fabric/wire.py checks XXH3 datagrams as the provider does
-PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil)
+PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil tqdm)
 
 say() { printf '[setup] %s\n' "$*"; }
 
 # The checkers scripts/lint.sh runs, pinned: a new release's new rules must
 # not fail the suite unasked.  Same pins as python/pyproject.toml's [dev].
-LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1 types-psutil==7.2.2.20261111)
+LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1 types-psutil==7.2.2.20261111
+	    types-tqdm==4.70.0.20261106)
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
