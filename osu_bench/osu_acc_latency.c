@@ -25,7 +25,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_acc_latency",
-	.title = "OSU MPI_Accumulate latency Test",
+	.title = "MPI_Accumulate latency Test",
 	.kind = OSU_KIND_RMA_LAT,
 	.procs = OSU_PROCS_TWO,
 	.min_size = ELEM_SIZE,

@@ -17,7 +17,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_allreduce",
-	.title = "OSU MPI Allreduce Latency Test",
+	.title = "MPI Allreduce Latency Test",
 	.kind = OSU_KIND_COLL,
 	.procs = OSU_PROCS_ANY,
 	.min_size = ELEM_SIZE,

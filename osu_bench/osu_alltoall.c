@@ -12,7 +12,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_alltoall",
-	.title = "OSU MPI All-to-All Personalized Exchange Latency Test",
+	.title = "MPI All-to-All Personalized Exchange Latency Test",
 	.kind = OSU_KIND_COLL,
 	.procs = OSU_PROCS_ANY,
 	.min_size = 1,

@@ -9,7 +9,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_barrier",
-	.title = "OSU MPI Barrier Latency Test",
+	.title = "MPI Barrier Latency Test",
 	.kind = OSU_KIND_BARRIER,
 	.procs = OSU_PROCS_ANY,
 	.min_size = 0,

@@ -10,7 +10,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_bcast",
-	.title = "OSU MPI Broadcast Latency Test",
+	.title = "MPI Broadcast Latency Test",
 	.kind = OSU_KIND_COLL,
 	.procs = OSU_PROCS_ANY,
 	.min_size = 1,

@@ -13,7 +13,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_bibw",
-	.title = "OSU MPI Bi-Directional Bandwidth Test",
+	.title = "MPI Bi-Directional Bandwidth Test",
 	.kind = OSU_KIND_BW,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 1,

@@ -17,7 +17,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_bw",
-	.title = "OSU MPI Bandwidth Test",
+	.title = "MPI Bandwidth Test",
 	.kind = OSU_KIND_BW,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 1,

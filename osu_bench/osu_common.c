@@ -520,7 +520,8 @@ void osu_print_header(const struct osu_opts *opts)
 {
 	if (opts->rank != 0)
 		return;
-	printf("# %s v%s\n", opts->spec->title, OSU_VERSION);
+	printf("# %s %s, usb4 %s\n", OSU_BENCH_BANNER, opts->spec->title,
+	       USB4_VERSION);
 	if (is_rma(opts->spec->kind)) {
 		printf("# Window creation: %s\n", win_names[opts->win]);
 		printf("# Synchronization: %s\n", sync_names[opts->sync]);

@@ -4,9 +4,11 @@
  * Every program in osu_bench/ follows the method of the OSU Micro-Benchmarks
  * (latency = half round trip of a ping-pong, bandwidth = a window of
  * non-blocking operations closed by a reply, MB = 1e6 bytes) and prints the
- * OSU v7.4 output format, so that parsers written for OSU read ours unchanged:
+ * OSU v7.4 output format, so that parsers written for OSU read ours unchanged,
+ * but under a banner of its own: they are not the OSU suite, and a reader of
+ * the output (or of a report made from it) must be able to tell which ran:
  *
- *   # OSU MPI Latency Test v7.4
+ *   # usb4 osu_bench (OSU method) MPI Latency Test, usb4 0.1.0
  *   # Size          Latency (us)
  *   0                       0.21
  *
@@ -24,7 +26,14 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define OSU_VERSION "7.4"
+/* The banner's prefix, which python/usb4fabric/osu_parse.py recognises. */
+#define OSU_BENCH_BANNER "usb4 osu_bench (OSU method)"
+
+/* The project's version (configure's PACKAGE_VERSION, passed by Makefile.am
+ * and by python/usb4fabric/osu_build.py). */
+#ifndef USB4_VERSION
+#define USB4_VERSION "unknown"
+#endif
 
 /* Column width of every value after the 10-character size column. */
 #define OSU_FIELD_WIDTH 18
@@ -68,7 +77,7 @@ enum osu_procs { OSU_PROCS_TWO, OSU_PROCS_EVEN, OSU_PROCS_ANY };
 /* The fixed description of one program, given by its main(). */
 struct osu_spec {
 	const char *name;        /* "osu_latency" */
-	const char *title;       /* "OSU MPI Latency Test" */
+	const char *title;       /* "MPI Latency Test" (after the banner) */
 	enum osu_kind kind;
 	enum osu_procs procs;
 	size_t min_size;         /* default first message size */

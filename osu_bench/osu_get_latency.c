@@ -12,7 +12,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_get_latency",
-	.title = "OSU MPI_Get latency Test",
+	.title = "MPI_Get latency Test",
 	.kind = OSU_KIND_RMA_LAT,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 0,

@@ -13,7 +13,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_latency",
-	.title = "OSU MPI Latency Test",
+	.title = "MPI Latency Test",
 	.kind = OSU_KIND_LATENCY,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 0,

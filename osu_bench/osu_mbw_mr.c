@@ -16,7 +16,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_mbw_mr",
-	.title = "OSU MPI Multiple Bandwidth / Message Rate Test",
+	.title = "MPI Multiple Bandwidth / Message Rate Test",
 	.kind = OSU_KIND_MBW_MR,
 	.procs = OSU_PROCS_EVEN,
 	.min_size = 1,

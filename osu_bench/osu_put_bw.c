@@ -12,7 +12,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_put_bw",
-	.title = "OSU MPI_Put Bandwidth Test",
+	.title = "MPI_Put Bandwidth Test",
 	.kind = OSU_KIND_RMA_BW,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 1,

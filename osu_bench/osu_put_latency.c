@@ -12,7 +12,7 @@
 
 static const struct osu_spec spec = {
 	.name = "osu_put_latency",
-	.title = "OSU MPI_Put Latency Test",
+	.title = "MPI_Put Latency Test",
 	.kind = OSU_KIND_RMA_LAT,
 	.procs = OSU_PROCS_TWO,
 	.min_size = 0,

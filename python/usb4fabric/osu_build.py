@@ -16,7 +16,9 @@ osu_bench/Makefile.am does.
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
+import re
 from pathlib import Path
 
 from . import launch, locations
@@ -24,6 +26,7 @@ from .stacks import Stack
 
 HELPERS = ("osu_common", "osu_cpu")  # linked into every program, not programs
 CFLAGS = ["-std=c11", "-O2", "-Wall", "-Wextra"]
+AC_INIT_RE = re.compile(r"AC_INIT\(\[[^]]*\],\s*\[([^]]+)\]")
 COMPILE_TIMEOUT = 120.0  # seconds per program
 
 
@@ -46,6 +49,23 @@ def programs(src: Path | None = None) -> list[Path]:
     return sorted(p for p in src.glob("osu_*.c") if p.stem not in HELPERS)
 
 
+def version_define(src: Path) -> str:
+    """-DUSB4_VERSION for the programs' banner: configure.ac's AC_INIT in a
+    checkout (automake's PACKAGE_VERSION in the tree's own build), else the
+    installed package's version."""
+    try:
+        found = AC_INIT_RE.search((src.parent / "configure.ac").read_text())
+        version = found.group(1) if found else None
+    except OSError:
+        version = None
+    if version is None:
+        try:
+            version = importlib.metadata.version("usb4fabric")
+        except importlib.metadata.PackageNotFoundError:
+            version = "unknown"
+    return f'-DUSB4_VERSION="{version}"'
+
+
 def _stale(exe: Path, sources: list[Path]) -> bool:
     return not exe.exists() or any(s.stat().st_mtime > exe.stat().st_mtime for s in sources)
 
@@ -65,7 +85,7 @@ def build(stack: Stack, out_root: Path | None = None,
         exe = out / source.stem
         if (names is not None and source.stem not in names) or not _stale(exe, [source] + common):
             continue
-        argv = stack.mpicc() + CFLAGS + ["-o", str(exe), str(source),
+        argv = stack.mpicc() + CFLAGS + [version_define(src), "-o", str(exe), str(source),
                                          *map(str, helpers), "-lm"]
         done = launch.run(argv, COMPILE_TIMEOUT, env=env)
         if not done.ok:

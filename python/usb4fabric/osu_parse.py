@@ -1,8 +1,12 @@
-"""Parsing the output of OSU micro-benchmarks, versions 5.x to 7.x.
+"""Parsing the output of OSU micro-benchmarks, versions 5.x to 7.x, and of
+this project's OSU-method programs (osu_bench/), which print the same format
+under their own banner.
 
-OSU prints '#' header lines, then one row per message size:
+Both print '#' header lines, then one row per message size:
 
-    # OSU MPI Latency Test v7.4          title and version
+    # OSU MPI Latency Test v7.4          title and version (the OSU suite)
+    # usb4 osu_bench (OSU method) MPI Latency Test, usb4 0.1.0
+                                          the same, of this project's programs
     # Datatype: MPI_CHAR.                 "key: value" lines (7.x; one-sided)
     # Size       Avg Latency(us)          the column header
     0                       0.21          rows: size, then the columns
@@ -38,6 +42,14 @@ COLUMNS = {
 SIZE_COLUMN = "size"
 VALIDATION_COLUMN = "validation"
 
+OSU_BENCH_BANNER = "usb4 osu_bench (OSU method)"  # osu_bench/osu_common.h
+OSU_BENCH_RE = re.compile(r"^#\s*(?P<title>" + re.escape(OSU_BENCH_BANNER)
+                          + r"\s+.*?\bTest\b.*?),\s*usb4\s+(?P<version>\S+)\s*$")
+SUITE_OSU = "OSU Micro-Benchmarks"
+SUITE_OSU_BENCH = "usb4 osu_bench"
+# title prefix -> the suite of programs that prints it
+SUITES = ((OSU_BENCH_BANNER, SUITE_OSU_BENCH), ("OSU ", SUITE_OSU),
+          ("mpi4py ", "usb4fabric mpi4py_bench"), ("ccl_bench", "usb4 ccl_bench"))
 TITLE_RE = re.compile(r"^#\s*(?P<title>.*?\bTest\b.*?)\s*(?:v(?P<version>\d+(?:\.\d+)*))?\s*$")
 KEYVAL_RE = re.compile(r"^#\s*(?P<key>[A-Za-z][A-Za-z ]*?)\s*:\s*(?P<value>.*?)\.?\s*$")
 KNOWN_HEADER_RE = re.compile(
@@ -60,16 +72,38 @@ class Row:
 
 @dataclasses.dataclass
 class ParsedOutput:
-    title: str = ""
-    version: str = ""
+    title: str = ""  # "OSU MPI Latency Test", "usb4 osu_bench (OSU method) MPI Latency Test"
+    version: str = ""  # OSU's "7.4", or the usb4 project's "0.1.0" after our banner
     meta: dict[str, str] = dataclasses.field(default_factory=dict)
     columns: list[str] = dataclasses.field(default_factory=list)
     rows: list[Row] = dataclasses.field(default_factory=list)
     unparsed: list[tuple[int, str]] = dataclasses.field(default_factory=list)
 
     @property
+    def suite(self) -> str:
+        return suite_of(self.title)
+
+    @property
     def validation_failed(self) -> bool:
         return any(r.validation.lower() == "fail" for r in self.rows)
+
+
+def suite_of(title: str) -> str:
+    """The suite whose banner a title is (SUITE_OSU, SUITE_OSU_BENCH, ...), or ""."""
+    return next((suite for prefix, suite in SUITES if title.startswith(prefix)), "")
+
+
+def suite_label(title: str, version: str) -> str:
+    """What a reader is told ran, from a banner's title and version:
+    "usb4 osu_bench 0.1.0 (this project's OSU-method programs, not the OSU
+    suite)", "OSU Micro-Benchmarks 7.4", ..."""
+    suite = suite_of(title)
+    if suite == SUITE_OSU_BENCH:
+        return (f"{SUITE_OSU_BENCH} {version} (this project's OSU-method programs, "
+                "not the OSU suite)")
+    if suite:
+        return f"{suite} {version}".strip()
+    return f"unknown suite (banner {title!r})" if title else "unknown suite (no banner)"
 
 
 def _norm(column: str) -> str:
@@ -143,7 +177,7 @@ def parse(text: str) -> ParsedOutput:
             if _is_header(body):
                 out.columns = split_header(body)
                 continue
-            title = TITLE_RE.match(stripped)
+            title = OSU_BENCH_RE.match(stripped) or TITLE_RE.match(stripped)
             if title and not out.title:
                 out.title = title.group("title")
                 out.version = title.group("version") or ""

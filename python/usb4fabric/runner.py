@@ -397,6 +397,9 @@ def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
             timespec="seconds")
         metadata["osu_versions"] = sorted({f"{r.get('osu_title')} v{r.get('osu_version')}"
                                            for r in runs if r.get("osu_title")})
+        metadata["benchmark_suites"] = sorted({osu_parse.suite_label(
+            r.get("osu_title") or "", r.get("osu_version") or "") for r in runs
+            if r.get("osu_title")})
         metadata["status_counts"] = {s: sum(1 for r in runs if r["status"] == s)
                                      for s in sorted({r["status"] for r in runs})}
         writer.write_metadata(metadata)

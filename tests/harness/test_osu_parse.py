@@ -1,5 +1,7 @@
 """The OSU output parser on every fixture: hand-made 5.x/7.x and recorded real."""
 
+from pathlib import Path
+
 import pytest
 
 from usb4fabric import osu_parse
@@ -95,3 +97,33 @@ def test_recorded_real_output(fixtures_dir, name):
     assert out.unparsed == []
     assert all(r.value >= 0 for r in out.rows)
     assert not out.validation_failed
+
+
+@pytest.mark.parametrize("name, title, meta", [
+    ("osu_bench_banner_latency.txt", "usb4 osu_bench (OSU method) MPI Latency Test", {}),
+    ("osu_bench_banner_put_latency.txt", "usb4 osu_bench (OSU method) MPI_Put Latency Test",
+     {"Window creation": "MPI_Win_create", "Synchronization": "MPI_Win_flush"})])
+def test_project_banner_is_not_taken_for_osu(fixtures_dir, name, title, meta):
+    out = osu_parse.parse((fixtures_dir / name).read_text())
+    assert (out.title, out.version, out.meta) == (title, "0.1.0", meta)
+    assert out.suite == osu_parse.SUITE_OSU_BENCH and out.unparsed == []
+    assert [r.size for r in out.rows][:3] == [1, 2, 4]
+    assert "not the OSU suite" in osu_parse.suite_label(out.title, out.version)
+
+
+@pytest.mark.parametrize("name, suite", [
+    ("osu5_latency.txt", "OSU Micro-Benchmarks 5.3"), ("osu7_bw_validation.txt",
+                                                     "OSU Micro-Benchmarks 7.4"),
+    ("mpi4py_latency.txt", "usb4fabric mpi4py_bench 1.0")])
+def test_suite_of_other_banners(fixtures_dir, name, suite):
+    out = osu_parse.parse((fixtures_dir / name).read_text())
+    assert osu_parse.suite_label(out.title, out.version) == suite
+
+
+def test_osu_bench_programs_print_their_own_banner():
+    """No program of osu_bench/ claims to be the OSU suite."""
+    src = Path(__file__).resolve().parents[2] / "osu_bench"
+    for path in src.glob("osu_*.[ch]"):
+        code = path.read_text()
+        assert '"OSU MPI' not in code and 'OSU_VERSION' not in code, path.name
+    assert f'"{osu_parse.OSU_BENCH_BANNER}"' in (src / "osu_common.h").read_text()

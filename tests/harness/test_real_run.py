@@ -28,6 +28,10 @@ def test_short_run_over_usb4_and_shm_then_report(tmp_path, provider_dir, capsys)
     assert set(put["carrier"]) == {meta["profiles"]["usb4"]["one_sided_carrier"]}
     assert "btl ofi / usb4" in put["carrier"].iloc[0]
     assert meta["osu_suite"]["kind"] == "osu_bench" and "Open MPI" in meta["mpi"]
+    # the programs say they are this project's, not the OSU suite
+    assert any(s.startswith("usb4 osu_bench ") and "not the OSU suite" in s
+               for s in meta["benchmark_suites"]), meta["benchmark_suites"]
+    assert not any(s.startswith("OSU Micro-Benchmarks") for s in meta["benchmark_suites"])
     assert meta["environment"] is not None and meta["git_commit"]
     assert main(["report", str(out), "--output", str(tmp_path / "rep")]) == 0
     assert (tmp_path / "rep" / "report.html").is_file()
