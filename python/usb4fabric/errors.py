@@ -7,7 +7,14 @@ non-negative values through and raises the FabricError subclass registered for
 is reported.
 """
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
 from ._libfabric import ffi, lib
+
+if TYPE_CHECKING:  # fabric.py imports this module
+    from .fabric import CqError
 
 __all__ = [
     "FabricError", "Again", "NoData", "InvalidArgument", "NotSupported",
@@ -23,13 +30,13 @@ class FabricError(Exception):
     """A libfabric error: errno (positive FI_E* value), message, and for errors
     read from a completion queue the CqError entry (err, olen, len, tag, ...)."""
 
-    def __init__(self, errno, message=None, entry=None):
+    def __init__(self, errno: int, message: str | None = None, entry: CqError | None = None):
         self.errno = int(errno)
         self.strerror = message if message is not None else strerror(self.errno)
         self.entry = entry
         super().__init__(self.errno, self.strerror)
 
-    def __str__(self):
+    def __str__(self) -> str:
         return f"[{self.errno}] {self.strerror}"
 
 
@@ -133,7 +140,7 @@ class Overrun(FabricError):
     """FI_EOVERRUN: a queue overflowed."""
 
 
-_CLASSES = {
+_CLASSES: dict[int, type[FabricError]] = {
     lib.FI_EAGAIN: Again,
     lib.FI_ENODATA: NoData,
     lib.FI_EINVAL: InvalidArgument,
@@ -175,17 +182,17 @@ _CLASSES = {
 }
 
 
-def strerror(errno):
+def strerror(errno: int) -> str:
     """libfabric's text for a (positive or negative) FI_E* code."""
     return ffi.string(lib.fi_strerror(abs(int(errno)))).decode(errors="replace")
 
 
-def error_class(errno):
+def error_class(errno: int) -> type[FabricError]:
     """The FabricError subclass for a positive or negative FI_E* code."""
     return _CLASSES.get(abs(int(errno)), FabricError)
 
 
-def check(ret, what=None):
+def check(ret: int, what: str | None = None) -> int:
     """Return ret if it is >= 0, else raise the exception class for -ret.
 
     what names the call in the message (e.g. "fi_getinfo")."""

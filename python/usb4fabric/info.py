@@ -6,14 +6,24 @@ providers() and describe_providers() give plain data (dicts and lists) for
 tests and for ``usb4bench info``. Nothing here prints.
 """
 
+from __future__ import annotations
+
 import os
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypedDict, Union
 
 from ._libfabric import ffi, lib
 from .errors import check
 
+# A cffi pointer or array into libfabric's C structs: opaque to the type
+# checker (the fields are C's), handled only inside the binding.
+CData = Any
+# Flags as the callers give them: an int, or names ("FI_RMA" or "rma").
+Flags = Union[int, Iterable[str], None]
+
 __all__ = [
-    "Info", "get_info", "providers", "describe_providers", "api_version",
+    "Info", "InfoDict", "ProviderEntry", "ProvidersDescription", "CData", "Flags",
+    "get_info", "providers", "describe_providers", "api_version",
     "header_version", "flag_names", "flags_from", "CAPS", "MODES", "MR_MODES",
     "DEFAULT_MODE", "DEFAULT_MR_MODE",
 ]
@@ -41,54 +51,102 @@ _ORDER_NAMES = (
     "FI_ORDER_WAS", "FI_ORDER_SAR", "FI_ORDER_SAW", "FI_ORDER_SAS",
 )
 
-CAPS = {n: getattr(lib, n) for n in _CAP_NAMES}
+CAPS: dict[str, int] = {n: getattr(lib, n) for n in _CAP_NAMES}
 # libfabric 2.x headers define some retired mode bits as 0: not listed.
-MODES = {n: getattr(lib, n) for n in _MODE_NAMES if getattr(lib, n)}
-MR_MODES = {n: getattr(lib, n) for n in _MR_MODE_NAMES}
-ORDERS = {n: getattr(lib, n) for n in _ORDER_NAMES}
+MODES: dict[str, int] = {n: getattr(lib, n) for n in _MODE_NAMES if getattr(lib, n)}
+MR_MODES: dict[str, int] = {n: getattr(lib, n) for n in _MR_MODE_NAMES}
+ORDERS: dict[str, int] = {n: getattr(lib, n) for n in _ORDER_NAMES}
 
-_EP_TYPES = {lib.FI_EP_UNSPEC: "FI_EP_UNSPEC", lib.FI_EP_MSG: "FI_EP_MSG",
+_EP_TYPES: dict[int, str] = {lib.FI_EP_UNSPEC: "FI_EP_UNSPEC", lib.FI_EP_MSG: "FI_EP_MSG",
              lib.FI_EP_DGRAM: "FI_EP_DGRAM", lib.FI_EP_RDM: "FI_EP_RDM"}
-_THREADING = {lib.FI_THREAD_UNSPEC: "FI_THREAD_UNSPEC", lib.FI_THREAD_SAFE: "FI_THREAD_SAFE",
+_THREADING: dict[int, str] = {lib.FI_THREAD_UNSPEC: "FI_THREAD_UNSPEC", lib.FI_THREAD_SAFE: "FI_THREAD_SAFE",
               lib.FI_THREAD_FID: "FI_THREAD_FID", lib.FI_THREAD_DOMAIN: "FI_THREAD_DOMAIN",
               lib.FI_THREAD_COMPLETION: "FI_THREAD_COMPLETION",
               lib.FI_THREAD_ENDPOINT: "FI_THREAD_ENDPOINT"}
-_PROGRESS = {lib.FI_PROGRESS_UNSPEC: "FI_PROGRESS_UNSPEC", lib.FI_PROGRESS_AUTO: "FI_PROGRESS_AUTO",
+_PROGRESS: dict[int, str] = {lib.FI_PROGRESS_UNSPEC: "FI_PROGRESS_UNSPEC", lib.FI_PROGRESS_AUTO: "FI_PROGRESS_AUTO",
              lib.FI_PROGRESS_MANUAL: "FI_PROGRESS_MANUAL"}
-_AV_TYPES = {lib.FI_AV_UNSPEC: "FI_AV_UNSPEC", lib.FI_AV_MAP: "FI_AV_MAP",
+_AV_TYPES: dict[int, str] = {lib.FI_AV_UNSPEC: "FI_AV_UNSPEC", lib.FI_AV_MAP: "FI_AV_MAP",
              lib.FI_AV_TABLE: "FI_AV_TABLE"}
-_ADDR_FORMATS = {lib.FI_FORMAT_UNSPEC: "FI_FORMAT_UNSPEC", lib.FI_SOCKADDR: "FI_SOCKADDR",
+_ADDR_FORMATS: dict[int, str] = {lib.FI_FORMAT_UNSPEC: "FI_FORMAT_UNSPEC", lib.FI_SOCKADDR: "FI_SOCKADDR",
                  lib.FI_SOCKADDR_IN: "FI_SOCKADDR_IN", lib.FI_SOCKADDR_IN6: "FI_SOCKADDR_IN6",
                  lib.FI_SOCKADDR_IB: "FI_SOCKADDR_IB", lib.FI_ADDR_PSMX: "FI_ADDR_PSMX",
                  lib.FI_ADDR_STR: "FI_ADDR_STR", lib.FI_ADDR_PSMX2: "FI_ADDR_PSMX2",
                  lib.FI_ADDR_EFA: "FI_ADDR_EFA"}
-_EP_TYPE_BY_NAME = {"rdm": lib.FI_EP_RDM, "msg": lib.FI_EP_MSG, "dgram": lib.FI_EP_DGRAM,
+_EP_TYPE_BY_NAME: dict[str, int] = {"rdm": lib.FI_EP_RDM, "msg": lib.FI_EP_MSG, "dgram": lib.FI_EP_DGRAM,
                     "unspec": lib.FI_EP_UNSPEC}
 
 # modes the binding honours: every operation gets its own fi_context2
-DEFAULT_MODE = lib.FI_CONTEXT | lib.FI_CONTEXT2
+DEFAULT_MODE: int = lib.FI_CONTEXT | lib.FI_CONTEXT2
 # mr modes the binding honours (FI_MR_LOCAL: it registers, FI_MR_ENDPOINT: it binds)
-DEFAULT_MR_MODE = (lib.FI_MR_LOCAL | lib.FI_MR_VIRT_ADDR | lib.FI_MR_ALLOCATED
+DEFAULT_MR_MODE: int = (lib.FI_MR_LOCAL | lib.FI_MR_VIRT_ADDR | lib.FI_MR_ALLOCATED
                    | lib.FI_MR_PROV_KEY | lib.FI_MR_ENDPOINT)
 
 
-def _version_str(v):
+class InfoDict(TypedDict):
+    """Info.as_dict(): one fi_info's attributes as plain data."""
+    provider: str | None
+    version: str
+    api_version: str
+    fabric: str | None
+    domain: str | None
+    ep_type: str
+    protocol: int
+    caps: list[str]
+    mode: list[str]
+    mr_mode: list[str]
+    mr_key_size: int
+    max_msg_size: int
+    inject_size: int
+    mem_tag_format: int
+    cq_data_size: int
+    addr_format: str
+    src_addrlen: int
+    threading: str
+    control_progress: str
+    data_progress: str
+    av_type: str
+    tx_size: int
+    rx_size: int
+    tx_iov_limit: int
+    rx_iov_limit: int
+    rma_iov_limit: int
+    msg_order: list[str]
+
+
+class ProviderEntry(TypedDict):
+    """One provider in describe_providers(): its fi_info entries."""
+    name: str | None
+    version: str
+    entries: list[InfoDict]
+
+
+class ProvidersDescription(TypedDict):
+    """describe_providers(): what ``usb4bench info`` shows."""
+    api_version: str
+    header_version: str
+    provider_path: str | None
+    provider_filter: str | None
+    providers: list[ProviderEntry]
+
+
+def _version_str(v: int) -> str:
     return f"{v >> 16}.{v & 0xffff}"
 
 
-def api_version():
+def api_version() -> str:
     """The libfabric API version of the library loaded at run time ("1.17")."""
     return _version_str(lib.fi_version())
 
 
-def header_version():
+def header_version() -> str:
     """The libfabric API version of the headers the binding was built against."""
     return f"{lib.FI_MAJOR_VERSION}.{lib.FI_MINOR_VERSION}"
 
 
-def flag_names(value, table):
+def flag_names(value: int, table: dict[str, int]) -> list[str]:
     """Names (in table order) of the bits of value; leftover bits as hex."""
-    names, rest = [], int(value)
+    names: list[str] = []
+    rest = int(value)
     for name, bit in table.items():
         if value & bit == bit and bit:
             names.append(name)
@@ -98,7 +156,7 @@ def flag_names(value, table):
     return names
 
 
-def flags_from(value, table):
+def flags_from(value: Flags, table: dict[str, int]) -> int:
     """An int from an int or an iterable of names ("FI_RMA" or "rma")."""
     if value is None:
         return 0
@@ -114,14 +172,14 @@ def flags_from(value, table):
     return bits
 
 
-def _str(p):
+def _str(p: CData) -> str | None:
     return ffi.string(p).decode(errors="replace") if p != ffi.NULL else None
 
 
 class Info:
     """One fi_info: read its attributes here, open objects with it (fabric.py)."""
 
-    def __init__(self, ptr):
+    def __init__(self, ptr: CData):
         """Take a copy of the fi_info at ptr (the caller keeps ownership of ptr)."""
         dup = lib.fi_dupinfo(ptr)
         if dup == ffi.NULL:
@@ -129,19 +187,51 @@ class Info:
         dup.next = ffi.NULL
         self.ptr = ffi.gc(dup, lib.fi_freeinfo)
 
-    provider = property(lambda self: _str(self.ptr.fabric_attr.prov_name))
-    fabric = property(lambda self: _str(self.ptr.fabric_attr.name))
-    domain = property(lambda self: _str(self.ptr.domain_attr.name))
-    caps = property(lambda self: self.ptr.caps)
-    mode = property(lambda self: self.ptr.mode)
-    mr_mode = property(lambda self: self.ptr.domain_attr.mr_mode)
-    ep_type = property(lambda self: _EP_TYPES.get(self.ptr.ep_attr.type, str(self.ptr.ep_attr.type)))
-    mem_tag_format = property(lambda self: self.ptr.ep_attr.mem_tag_format)
-    cq_data_size = property(lambda self: self.ptr.domain_attr.cq_data_size)
-    inject_size = property(lambda self: self.ptr.tx_attr.inject_size)
-    max_msg_size = property(lambda self: self.ptr.ep_attr.max_msg_size)
+    @property
+    def provider(self) -> str | None:
+        return _str(self.ptr.fabric_attr.prov_name)
 
-    def as_dict(self):
+    @property
+    def fabric(self) -> str | None:
+        return _str(self.ptr.fabric_attr.name)
+
+    @property
+    def domain(self) -> str | None:
+        return _str(self.ptr.domain_attr.name)
+
+    @property
+    def caps(self) -> int:
+        return int(self.ptr.caps)
+
+    @property
+    def mode(self) -> int:
+        return int(self.ptr.mode)
+
+    @property
+    def mr_mode(self) -> int:
+        return int(self.ptr.domain_attr.mr_mode)
+
+    @property
+    def ep_type(self) -> str:
+        return _EP_TYPES.get(self.ptr.ep_attr.type, str(self.ptr.ep_attr.type))
+
+    @property
+    def mem_tag_format(self) -> int:
+        return int(self.ptr.ep_attr.mem_tag_format)
+
+    @property
+    def cq_data_size(self) -> int:
+        return int(self.ptr.domain_attr.cq_data_size)
+
+    @property
+    def inject_size(self) -> int:
+        return int(self.ptr.tx_attr.inject_size)
+
+    @property
+    def max_msg_size(self) -> int:
+        return int(self.ptr.ep_attr.max_msg_size)
+
+    def as_dict(self) -> InfoDict:
         """The attributes usb4bench and the tests look at, as plain data."""
         i = self.ptr
         fa, da, ea, tx, rx = i.fabric_attr, i.domain_attr, i.ep_attr, i.tx_attr, i.rx_attr
@@ -175,18 +265,19 @@ class Info:
             "msg_order": flag_names(tx.msg_order, ORDERS),
         }
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Info {self.provider} {self.fabric}/{self.domain} {self.ep_type}>"
 
 
-def _make_hints(keep, provider, ep_type, caps, mode, mr_mode, fabric, domain,
-                threading, progress, av_type):
+def _make_hints(keep: list[CData], provider: str | None, ep_type: str | int, caps: Flags,
+                mode: Flags, mr_mode: Flags, fabric: str | None, domain: str | None,
+                threading: int | None, progress: int | None, av_type: int | None) -> CData:
     """An fi_allocinfo'd hints struct; strings it points to are held in keep."""
     hints = lib.fi_allocinfo()
     if hints == ffi.NULL:
         raise MemoryError("fi_allocinfo")
 
-    def cstr(s):
+    def cstr(s: str) -> CData:
         p = ffi.new("char[]", s.encode())
         keep.append(p)
         return p
@@ -211,7 +302,7 @@ def _make_hints(keep, provider, ep_type, caps, mode, mr_mode, fabric, domain,
     return hints
 
 
-def _free_hints(hints):
+def _free_hints(hints: CData) -> None:
     # the strings belong to Python: unhook them before libfabric frees the rest
     hints.fabric_attr.prov_name = ffi.NULL
     hints.fabric_attr.name = ffi.NULL
@@ -219,16 +310,19 @@ def _free_hints(hints):
     lib.fi_freeinfo(hints)
 
 
-def get_info(provider=None, *, ep_type="rdm", caps=("FI_MSG", "FI_TAGGED"),
-             mode=DEFAULT_MODE, mr_mode=DEFAULT_MR_MODE, fabric=None, domain=None,
-             threading=None, progress=None, av_type=None, node=None, service=None,
-             flags=0, hints=True):
+def get_info(provider: str | None = None, *, ep_type: str | int = "rdm",
+             caps: Flags = ("FI_MSG", "FI_TAGGED"), mode: Flags = DEFAULT_MODE,
+             mr_mode: Flags = DEFAULT_MR_MODE, fabric: str | None = None,
+             domain: str | None = None, threading: int | None = None,
+             progress: int | None = None, av_type: int | None = None,
+             node: str | None = None, service: str | None = None, flags: int = 0,
+             hints: bool = True) -> list[Info]:
     """fi_getinfo: the list of Info matching the hints (NoData when none match).
 
     provider is a prov_name ("usb4", "tcp;ofi_rxm"); caps, mode and mr_mode take
     an int or names. hints=False passes NULL hints (everything libfabric has).
     """
-    keep: list[Any] = []
+    keep: list[CData] = []
     c_hints = ffi.NULL
     if hints:
         c_hints = _make_hints(keep, provider, ep_type, caps, mode, mr_mode, fabric,
@@ -242,7 +336,7 @@ def get_info(provider=None, *, ep_type="rdm", caps=("FI_MSG", "FI_TAGGED"),
     finally:
         if c_hints != ffi.NULL:
             _free_hints(c_hints)
-    infos = []
+    infos: list[Info] = []
     p = out[0]
     try:
         while p != ffi.NULL:
@@ -253,7 +347,7 @@ def get_info(provider=None, *, ep_type="rdm", caps=("FI_MSG", "FI_TAGGED"),
     return infos
 
 
-def providers(provider=None, ep_type=None):
+def providers(provider: str | None = None, ep_type: str | None = None) -> list[InfoDict]:
     """Every fi_info libfabric offers (no hints), as dicts; optionally filtered
     by prov_name and endpoint type ("rdm", "msg", "dgram")."""
     infos = get_info(hints=False)
@@ -266,10 +360,10 @@ def providers(provider=None, ep_type=None):
     return rows
 
 
-def describe_providers():
+def describe_providers() -> ProvidersDescription:
     """What ``usb4bench info`` shows: libfabric's versions, the provider search
     path, and per provider its version and its fi_info entries. Plain data."""
-    by_name: dict[str, dict[str, Any]] = {}
+    by_name: dict[str | None, ProviderEntry] = {}
     for row in providers():
         entry = by_name.setdefault(row["provider"], {
             "name": row["provider"], "version": row["version"], "entries": []})
