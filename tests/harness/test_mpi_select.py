@@ -1,7 +1,7 @@
 """One place selects each stack's fabric (usb4fabric/mpi_select.py): the
 mpirun command lines of the harness's profiles, the MPI stacks, the tests'
-development fabrics and the bench scripts' stacks are those they were before
-the four copies became one.
+fabrics (one host, multihost, liveness) and the bench scripts' stacks are
+those they were before the copies became one.
 
 fixtures/mpi_select_argv.json holds what each produced at ca583c2 (before):
 ``python3 tests/harness/test_mpi_select.py > tests/harness/fixtures/mpi_select_argv.json``
@@ -42,9 +42,9 @@ class FakeCluster:
         return ["mpirun", "-H", "a:1,b:1"]
 
 
-def _tests_conftest():
-    spec = importlib.util.spec_from_file_location("usb4_tests_conftest",
-                                                  REPO_ROOT / "tests" / "conftest.py")
+def _module(name: str, relative: str):
+    """A test module or conftest loaded from its file (not as pytest's plugin)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / relative)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
@@ -88,10 +88,22 @@ def _stacks() -> dict:
 
 
 def _conftest() -> dict:
-    conftest = _tests_conftest()
-    return {fabric: conftest.mpirun_argv(fabric, 2, [str(PROGRAM)], env={"A": "1"},
-                                         mca=["--mca", "x", "y"], provider_dir=PROVIDER)
-            for fabric in sorted(conftest.FABRICS)}
+    conftest = _module("usb4_tests_conftest", "tests/conftest.py")
+    out = {fabric: conftest.mpirun_argv(fabric, 2, [str(PROGRAM)], env={"A": "1"},
+                                        mca=["--mca", "x", "y"], provider_dir=PROVIDER)
+           for fabric in sorted(conftest.FABRICS)}
+    multihost = _module("usb4_multihost_conftest", "tests/multihost/conftest.py")
+    for fabric in multihost.FABRICS:
+        for one_sided in (False, True):
+            out[f"multihost {fabric} one_sided={one_sided}"] = multihost.fabric_args(
+                fabric, PROVIDER, one_sided)
+    multihost_tests = str(REPO_ROOT / "tests" / "multihost")
+    if multihost_tests not in sys.path:
+        sys.path.insert(0, multihost_tests)
+    liveness = _module("usb4_test_liveness", "tests/multihost/test_liveness.py")
+    for fabric, args in liveness.FABRICS.items():
+        out[f"liveness {fabric}"] = args(PROVIDER)
+    return out
 
 
 def _bench() -> dict:
