@@ -1,4 +1,5 @@
-"""Fabric profiles: how mpirun is told to use one fabric.
+"""Fabric profiles: how mpirun is told to use one fabric, described for the
+record (the arguments and environment come from mpi_select.py).
 
 Debian's /etc/openmpi/openmpi-mca-params.conf disables the ofi components
 (``mtl = ^ofi``, ``btl = ^uct,openib,ofi``, ``osc = ^ucx,pt2pt``), so every
@@ -32,6 +33,7 @@ import dataclasses
 from pathlib import Path
 
 from . import launch, locations, stacks
+from . import mpi_select as sel
 
 PROVIDER_LIB = locations.PROVIDER_LIB
 NO_ONE_SIDED_BETWEEN_HOSTS = (
@@ -63,9 +65,7 @@ class Profile:
                                           hosts=self.stack_hosts)
             return args + self.stack.env_args(env)
         args = list(self.mca) + (list(self.one_sided_mca) if one_sided else [])
-        for name, value in self.env.items():
-            args += ["-x", f"{name}={value}"]
-        return args
+        return args + sel.exports(self.env)
 
     def _provider_dir(self) -> Path | None:
         path = self.env.get("FI_PROVIDER_PATH")
@@ -73,13 +73,6 @@ class Profile:
 
     def carrier_for(self, one_sided: bool) -> str:
         return self.one_sided_carrier if one_sided else self.carrier
-
-
-def _mca(*pairs: str) -> list[str]:
-    args = []
-    for i in range(0, len(pairs), 2):
-        args += ["--mca", pairs[i], pairs[i + 1]]
-    return args
 
 
 def provider_dir(option: str | None = None, env: dict[str, str] | None = None) -> Path | None:
@@ -117,44 +110,29 @@ def build(provider_path: Path | None, multihost: bool = False,
     btl_local = "self,vader,tcp" if multihost else "self,vader"
     where = "tcp between hosts, vader within one" if multihost else "all ranks on one host"
     not_fabric = f"osc rdma over btl {btl_local} ({where})"
-    one_sided_cm = _mca("osc", "rdma", "btl", btl_local)
-    tcp_env = {"FI_PROVIDER": "tcp;ofi_rxm"}
-    if not multihost:
-        tcp_env["FI_TCP_IFACE"] = "lo"
-    btl_tcp = _mca("pml", "ob1", "btl", "tcp,self")
-    if not multihost:
-        btl_tcp += _mca("btl_tcp_if_include", "lo")
-    usb4_env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_path or "")}
-    if not multihost:
-        # mtl ofi asks FI_REMOTE_COMM, refused without an interface to other
-        # hosts: loopback stands in (same-host peers stay on shm).
-        usb4_env["FI_USB4_IFACE"] = "lo"
+    one_sided_cm = sel.mca("osc", "rdma", "btl", btl_local)
+    # On one host loopback stands in for the interface to other hosts.
+    iface = None if multihost else "lo"
+    btl_tcp = sel.btl_tcp() + (sel.mca("btl_tcp_if_include", "lo") if not multihost else [])
     made = {
         "usb4": Profile(
-            "usb4", "usb4 provider: pml cm + mtl ofi",
-            _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4"),
-            usb4_env, "mtl ofi / usb4",
-            # network_max_amo 1: README "Benchmarks with targets" (Open MPI
-            # 4.1 sends a short accumulate as one waited-for atomic per element).
-            _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4",
-                 "osc_rdma_network_max_amo", "1"),
-            "osc rdma over btl ofi / usb4 (RMA and atomics)", True,
+            "usb4", "usb4 provider: pml cm + mtl ofi", sel.ofi_mtl("usb4"),
+            sel.usb4_env(provider_path or "", iface), "mtl ofi / usb4",
+            sel.usb4_one_sided(), sel.USB4_ONE_SIDED_CARRIER, True,
             provider_missing(provider_path)),
         "ethernet": Profile(
-            "ethernet", "libfabric tcp;ofi_rxm: pml cm + mtl ofi",
-            _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "tcp;ofi_rxm"),
-            tcp_env, "mtl ofi / tcp;ofi_rxm", one_sided_cm,
+            "ethernet", "libfabric tcp;ofi_rxm: pml cm + mtl ofi", sel.ofi_mtl(sel.TCP_RXM),
+            sel.tcp_env(iface), "mtl ofi / tcp;ofi_rxm", one_sided_cm,
             not_fabric + "; not libfabric tcp (btl ofi refuses ofi_rxm)", False),
         "ethernet-btl": Profile(
             "ethernet-btl", "Open MPI's own TCP: pml ob1 + btl tcp,self", btl_tcp, {},
-            "btl tcp", _mca("osc", "rdma"), "osc rdma over btl tcp",
+            "btl tcp", sel.mca("osc", "rdma"), "osc rdma over btl tcp",
             one_sided_skip="no one-sided path: osc rdma needs an RDMA-capable btl and "
             "btl tcp has none (MPI_Win_create fails with MPI_ERR_WIN, checked on Open MPI "
             "4.1.4); osc pt2pt is disabled by Debian's openmpi-mca-params.conf"),
         "shm": Profile(
             "shm", "Open MPI shared memory (same-host reference): pml ob1 + btl vader,self",
-            _mca("pml", "ob1", "btl", "vader,self"), {}, "btl vader",
-            _mca("osc", "rdma"), "osc rdma over btl vader",
+            sel.vader(), {}, "btl vader", sel.mca("osc", "rdma"), "osc rdma over btl vader",
             skip="shared memory reaches only ranks of one host" if multihost else None),
     }
     if multihost:
@@ -165,8 +143,7 @@ def build(provider_path: Path | None, multihost: bool = False,
             device = probe_verbs()
             profiles.append(Profile(
                 "roce", f"libfabric verbs ({device or 'no device'}): pml cm + mtl ofi",
-                _mca("pml", "cm", "mtl", "ofi",
-                     "opal_common_ofi_provider_include", "verbs;ofi_rxm"),
+                sel.ofi_mtl(sel.VERBS_RXM),
                 {"FI_PROVIDER": "verbs"}, "mtl ofi / verbs;ofi_rxm", one_sided_cm,
                 not_fabric + "; not verbs RMA", False,
                 one_sided_skip=NO_ONE_SIDED_BETWEEN_HOSTS if multihost else None,

@@ -16,8 +16,8 @@ impi2021-pypi
     PyPI ``impi-rt``/``impi-devel`` 2021.18.1 in a venv; bundles libfabric
     2.4.0; IMB-MPI1 and IMB-RMA come with it.
 
-Each stack says, for one *fabric*, which arguments and environment select
-it, for two-sided and for one-sided traffic:
+Each stack has, for one *fabric*, arguments and environment selecting it,
+for two-sided and for one-sided traffic (mpi_select.py holds them):
 
 usb4
     the usb4 provider (loaded from ``FI_PROVIDER_PATH``).  Open MPI: two-sided
@@ -48,14 +48,14 @@ import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
-from . import locations
+from . import locations, mpi_select
 
 # The checkout's scripts/chroot-run.sh, else the package's copy (locations.py).
 CHROOT_RUN = locations.chroot_run()
 STACKS_DIR = Path(os.environ.get("USB4_STACKS_DIR", "/var/lib/usb4-stacks"))
 STAMP = ".usb4-stack-complete"  # written by scripts/stacks.sh once a stack is checked
 DEFAULT_STACK = "ompi41-deb12"
-FABRICS = ("usb4", "shm", "tcp")
+FABRICS = mpi_select.FABRICS
 SYSTEM_PATH = "/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin"
 
 
@@ -167,77 +167,12 @@ class Stack:
     def fabric(self, fabric: str, *, one_sided: bool = False,
                provider_dir: Path | None = None, hosts: Hosts | None = None,
                iface: str | None = None) -> tuple[list[str], dict[str, str]]:
-        """(launcher arguments, environment for the ranks) selecting fabric.
-
-        iface: the interface usb4 (and tcp) use towards other hosts; the
-        multi-host default is ``hosts.iface``, on one host ``lo``.
-        """
-        if fabric not in FABRICS:
-            raise ValueError("unknown fabric %r: choose from %s" % (fabric, ", ".join(FABRICS)))
-        iface = iface or (hosts.iface if hosts else None)
-        if fabric == "usb4":
-            if provider_dir is None:
-                raise ValueError("the usb4 fabric needs provider_dir")
-            # MPIs ask for FI_REMOTE_COMM, which usb4 grants only with an
-            # interface to other hosts; on one host loopback is that
-            # interface (same-host peers still go over the shm link).
-            env = {"FI_PROVIDER": "usb4", "FI_PROVIDER_PATH": str(provider_dir),
-                   "FI_USB4_IFACE": iface or "lo"}
-        elif fabric == "tcp":
-            env = {"FI_TCP_IFACE": iface or "lo"}
-        else:
-            if hosts:
-                raise ValueError("%s: shared memory reaches ranks of one host only" % self.name)
-            env = {}
-        chooser = {"ompi41": self._ompi41, "ompi5": self._ompi5,
-                   "mpich": self._mpich, "impi": self._impi}[self.family]
-        args, more = chooser(fabric, one_sided, hosts)
-        env.update(more)
-        return args, env
-
-    def _ompi41(self, fabric, one_sided, hosts):
-        if fabric == "usb4":
-            args = _mca("pml", "cm", "mtl", "ofi", "opal_common_ofi_provider_include", "usb4")
-            if one_sided:
-                args += _mca("osc", "rdma", "btl", "ofi,self", "btl_ofi_provider_include", "usb4",
-                             "osc_rdma_network_max_amo", "1")
-            return args, {}
-        if fabric == "shm":
-            # vader's single copy writes past a truncated receive: copy in/out.
-            return _mca("pml", "ob1", "btl", "vader,self",
-                        "btl_vader_single_copy_mechanism", "none"), {}
-        return _mca("pml", "ob1", "btl", "tcp,self") + _tcp_where(hosts), {}
-
-    def _ompi5(self, fabric, one_sided, hosts):
-        if fabric == "usb4":
-            if one_sided:
-                # 5.x: only ob1 starts BTLs; btl ofi in mode 2 (RMA and two-sided).
-                return _mca("pml", "ob1", "btl", "ofi,self", "btl_ofi_mode", "2",
-                            "osc", "rdma", "opal_common_ofi_provider_include", "usb4"), {}
-            return _mca("pml", "cm", "mtl", "ofi",
-                        "opal_common_ofi_provider_include", "usb4"), {}
-        if fabric == "shm":
-            return _mca("pml", "ob1", "btl", "sm,self"), {}
-        return _mca("pml", "ob1", "btl", "tcp,self") + _tcp_where(hosts), {}
-
-    def _mpich(self, fabric, one_sided, hosts):
-        env = {"MPIR_CVAR_CH4_NETMOD": "ofi"}
-        if fabric == "usb4":
-            # Its own shared memory off: same-host ranks go over usb4 too.
-            env.update({"MPIR_CVAR_NOLOCAL": "1"})
-        elif fabric == "tcp":
-            env.update({"FI_PROVIDER": "tcp",
-                        "MPIR_CVAR_NOLOCAL": "1"})
-        else:
-            env.update({"FI_PROVIDER": "tcp", "FI_TCP_IFACE": "lo"})  # netmod unused
-        return [], env
-
-    def _impi(self, fabric, one_sided, hosts):
-        if fabric == "shm":
-            return [], {"I_MPI_FABRICS": "shm"}
-        provider = "usb4" if fabric == "usb4" else "tcp"
-        # I_MPI_FABRICS=ofi: no shared memory, same-host ranks use the provider.
-        return [], {"I_MPI_FABRICS": "ofi", "I_MPI_OFI_PROVIDER": provider}
+        """(launcher arguments, environment for the ranks) selecting fabric
+        (mpi_select.select says which, per family)."""
+        if fabric == "shm" and hosts:
+            raise ValueError("%s: shared memory reaches ranks of one host only" % self.name)
+        return mpi_select.select(self.family, fabric, one_sided=one_sided,
+                                 provider_dir=provider_dir, hosts=hosts, iface=iface)
 
     # --- the launch ------------------------------------------------------
     def env_args(self, env: dict[str, str]) -> list[str]:
@@ -276,9 +211,9 @@ class Stack:
             argv += ["-H", ",".join("%s:%d" % s for s in hosts.slots)]
             if self.family == "ompi41":
                 if hosts.agent:
-                    argv += _mca("plm_rsh_agent", str(hosts.agent))
+                    argv += mpi_select.mca("plm_rsh_agent", str(hosts.agent))
                 if hosts.subnet:
-                    argv += _mca("oob_tcp_if_include", hosts.subnet)
+                    argv += mpi_select.mca("oob_tcp_if_include", hosts.subnet)
             else:
                 if hosts.agent:
                     argv += ["--prtemca", "plm_ssh_agent", str(hosts.agent)]
@@ -304,20 +239,6 @@ class Stack:
 
     def describe(self) -> str:
         return "%s: %s (libfabric %s)" % (self.name, self.title, self.libfabric)
-
-
-def _tcp_where(hosts: Hosts | None) -> list[str]:
-    """What Open MPI's btl tcp may use: loopback on one host, else the hosts'
-    subnet or interface (nothing said: its own choice)."""
-    where = (hosts.subnet or hosts.iface) if hosts else "lo"
-    return _mca("btl_tcp_if_include", where) if where else []
-
-
-def _mca(*pairs: str) -> list[str]:
-    args = []
-    for i in range(0, len(pairs), 2):
-        args += ["--mca", pairs[i], pairs[i + 1]]
-    return args
 
 
 def _all(stacks_dir: Path = STACKS_DIR) -> dict[str, Stack]:
