@@ -41,7 +41,7 @@ if str(REPO_ROOT / "python") not in sys.path:
     sys.path.insert(0, str(REPO_ROOT / "python"))
 
 import stackrun  # noqa: E402  (tests/stackrun.py)
-from usb4fabric import ccl_launch, stacks  # noqa: E402
+from usb4fabric import ccl_launch, mpi_select, stacks  # noqa: E402
 from usb4fabric.launch import kill_tree  # noqa: E402  (the harness's, for both)
 
 MPI_SRC_DIR = REPO_ROOT / "tests" / "mpi"
@@ -53,23 +53,14 @@ KILL_GRACE = 5  # seconds between SIGTERM and SIGKILL on timeout
 SESSION_MARK = "USB4_TEST_SESSION=%d-%d" % (os.getpid(), time.time_ns())
 
 
-def _ofi_mca(provider):
-    # Debian's openmpi-mca-params.conf disables mtl ofi: name it explicitly.
-    return ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-            "--mca", "opal_common_ofi_provider_include", provider]
-
-
-# fabric -> (mca arguments, environment for the ranks, libfabric core provider)
+# fabric -> (mca arguments, environment for the ranks, libfabric core provider);
+# the arguments are usb4fabric/mpi_select.py's.
 FABRICS = {
-    # mtl ofi asks FI_REMOTE_COMM, which usb4 refuses unless an interface
-    # reaches other hosts: loopback stands in (same-host peers stay on shm).
-    "usb4": (_ofi_mca("usb4"), {"FI_PROVIDER": "usb4", "FI_USB4_IFACE": "lo"},
+    # on one host loopback stands in for the interface to other hosts
+    "usb4": (mpi_select.ofi_mtl("usb4"), {"FI_PROVIDER": "usb4", "FI_USB4_IFACE": "lo"},
              "usb4"),
-    "ofi-tcp": (_ofi_mca("tcp;ofi_rxm"), {"FI_PROVIDER": "tcp;ofi_rxm"}, "tcp"),
-    # ob1 + vader's CMA single-copy writes past a receive buffer on truncation
-    # (an Open MPI bug that semantics.c catches): copy in/out instead.
-    "vader": (["--mca", "pml", "ob1", "--mca", "btl", "vader,self",
-               "--mca", "btl_vader_single_copy_mechanism", "none"], {}, None),
+    "ofi-tcp": (mpi_select.ofi_mtl(mpi_select.TCP_RXM), mpi_select.tcp_env(None), "tcp"),
+    "vader": (mpi_select.vader(copy_in_out=True), {}, None),
 }
 
 
@@ -88,10 +79,7 @@ def mpirun_argv(fabric, np, program, *, env=None, mca=(), provider_dir=None):
     rank_env.update(env or {})
     argv = ["mpirun", "--allow-run-as-root", "--oversubscribe", "--bind-to", "none",
             "-np", str(np)]
-    argv += fabric_mca + list(mca)
-    for name, value in rank_env.items():
-        argv += ["-x", "%s=%s" % (name, value)]
-    return argv + list(program)
+    return argv + fabric_mca + list(mca) + mpi_select.exports(rank_env) + list(program)
 
 
 def run_command(argv, *, timeout=MPIRUN_TIMEOUT, env=None, cwd=None):

@@ -28,34 +28,26 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import stackrun  # noqa: E402  (tests/stackrun.py)
-from usb4fabric import nshosts, stacks  # noqa: E402
+from usb4fabric import mpi_select, nshosts, stacks  # noqa: E402
 
 MULTIHOST_TIMEOUT = 90  # seconds, for every mpirun across hosts
 IFACE = "tb0"
 
 
-def _ofi(provider, env):
-    args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-            "--mca", "opal_common_ofi_provider_include", provider]
-    for name, value in env.items():
-        args += ["-x", "%s=%s" % (name, value)]
-    return args
-
-
 def fabric_args(fabric, provider_dir=None, onesided=False):
-    """mpirun arguments (after the launch ones) selecting the fabric."""
+    """mpirun arguments (after the launch ones) selecting the fabric
+    (usb4fabric/mpi_select.py's pieces)."""
     if fabric == "usb4":
-        args = _ofi("usb4", {"FI_PROVIDER_PATH": str(provider_dir),
-                             "FI_PROVIDER": "usb4", "FI_USB4_IFACE": IFACE})
+        args = (mpi_select.ofi_mtl("usb4")
+                + mpi_select.exports(mpi_select.usb4_env(provider_dir, IFACE)))
         if onesided:
-            args += ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
-                     "--mca", "btl_ofi_provider_include", "usb4"]
+            args += mpi_select.usb4_one_sided(network_max_amo=False)
         return args
     if fabric == "ofi-tcp":
-        return _ofi("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm", "FI_TCP_IFACE": IFACE})
+        return mpi_select.ofi_mtl(mpi_select.TCP_RXM) + mpi_select.exports(
+            mpi_select.tcp_env(IFACE))
     if fabric == "btl-tcp":
-        return ["--mca", "pml", "ob1", "--mca", "btl", "tcp,vader,self",
-                "--mca", "btl_vader_single_copy_mechanism", "none"]
+        return mpi_select.btl_tcp("tcp,vader,self", copy_in_out=True)
     raise ValueError(fabric)
 
 

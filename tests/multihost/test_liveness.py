@@ -23,7 +23,7 @@ import time
 import pytest
 
 from test_xhost_fabric import MIB, Peer, check_transfer, provider_env, start_pair, wait_all, xpeer  # noqa: F401
-from usb4fabric import nshosts
+from usb4fabric import mpi_select, nshosts
 
 pytestmark = pytest.mark.multihost
 
@@ -62,21 +62,12 @@ def hello_barrier(tmp_path_factory):
     return exe
 
 
-def ofi_args(provider, env):
-    args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-            "--mca", "opal_common_ofi_provider_include", provider]
-    for name, value in env.items():
-        args += ["-x", "%s=%s" % (name, value)]
-    return args
-
-
 FABRICS = {
-    "usb4": lambda pdir: ofi_args("usb4", {
-        "FI_PROVIDER_PATH": str(pdir), "FI_PROVIDER": "usb4",
-        "FI_USB4_IFACE": IFACE, "FI_LOG_LEVEL": "warn"}),
-    "ofi-tcp": lambda pdir: ofi_args("tcp;ofi_rxm", {
-        "FI_PROVIDER": "tcp;ofi_rxm", "FI_TCP_IFACE": IFACE}),
-    "btl-tcp": lambda pdir: ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"],
+    "usb4": lambda pdir: mpi_select.ofi_mtl("usb4") + mpi_select.exports(
+        {**mpi_select.usb4_env(pdir, IFACE), "FI_LOG_LEVEL": "warn"}),
+    "ofi-tcp": lambda pdir: mpi_select.ofi_mtl(mpi_select.TCP_RXM) + mpi_select.exports(
+        mpi_select.tcp_env(IFACE)),
+    "btl-tcp": lambda pdir: mpi_select.btl_tcp(),
 }
 
 
