@@ -25,7 +25,6 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "python"))
-sys.path.insert(0, str(REPO / "tests"))
 
 from usb4fabric import nshosts  # noqa: E402
 from usb4fabric.cli import main as usb4bench  # noqa: E402

@@ -77,7 +77,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
 import bench_machine  # noqa: E402
@@ -85,8 +84,8 @@ import bench_shaped  # noqa: E402
 import compare_local as local  # noqa: E402
 from bench_judge import Target, at  # noqa: E402
 from compare_local import BASE, BW_SIZE, LAT_SIZE, RunResult, Stack, parse_osu, run_once, write_csv  # noqa: E402,F401
-from cprogs import gcc_build  # noqa: E402
-from usb4fabric import nshosts  # noqa: E402
+from usb4fabric import mpi_select, nshosts  # noqa: E402
+from usb4fabric.cprogs import gcc_build  # noqa: E402
 
 IFACE = "tb0"
 KIB, MIB = 1 << 10, 1 << 20
@@ -154,23 +153,15 @@ class HostStack(Stack):
 
 
 def ofi_args(name: str, env: dict) -> list[str]:
-    """pml cm + mtl ofi over provider name, with env exported to the ranks.
-
-    Debian's openmpi-mca-params.conf disables mtl ofi: every component is named.
-    """
-    args = ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-            "--mca", "opal_common_ofi_provider_include", name]
-    for key, value in env.items():
-        args += ["-x", f"{key}={value}"]
-    return args
+    """pml cm + mtl ofi over provider name, with env exported to the ranks."""
+    return mpi_select.ofi_mtl(name) + mpi_select.exports(env)
 
 
 def usb4_host_stacks(launch: tuple, libdir: Path, portable: bool,
                      suffix: str = "") -> list[HostStack]:
     """usb4, usb4-keyed and usb4-osc with the provider of libdir; suffix BASE
     names an older build's (usb4-base ...)."""
-    env = {"FI_PROVIDER_PATH": libdir, "FI_PROVIDER": "usb4", "FI_USB4_IFACE": IFACE,
-           **({"FI_USB4_PORTABLE": 1} if portable else {})}
+    env = {**mpi_select.usb4_env(libdir, IFACE), **({"FI_USB4_PORTABLE": 1} if portable else {})}
     usb4 = ofi_args("usb4", env)
     keyed = ofi_args("usb4", {**env, "FI_USB4_AUTH_KEY": AUTH_KEY})
     missing = local.provider_missing(libdir)
@@ -187,11 +178,10 @@ def make_stacks(cluster: nshosts.Cluster, repo: Path, portable: bool = False,
     if base_dir is not None:
         stacks += usb4_host_stacks(launch, base_dir, portable, BASE)
     return stacks + [
-        HostStack("btl-tcp-osc", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self",
-                                  "--mca", "osc", "pt2pt"], None, launch),
-        HostStack("tcp", ofi_args("tcp;ofi_rxm", {"FI_PROVIDER": "tcp;ofi_rxm",
-                                                   "FI_TCP_IFACE": IFACE}), None, launch),
-        HostStack("btl-tcp", ["--mca", "pml", "ob1", "--mca", "btl", "tcp,self"], None, launch),
+        HostStack("btl-tcp-osc", mpi_select.btl_tcp() + mpi_select.mca("osc", "pt2pt"),
+                  None, launch),
+        HostStack("tcp", ofi_args(mpi_select.TCP_RXM, mpi_select.tcp_env(IFACE)), None, launch),
+        HostStack("btl-tcp", mpi_select.btl_tcp(), None, launch),
     ]
 
 

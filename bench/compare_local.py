@@ -52,10 +52,12 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
+sys.path.insert(0, str(REPO / "python"))  # usb4fabric of this tree
 
 import bench_judge  # noqa: E402
 import bench_machine  # noqa: E402
 from bench_judge import Target, at, ratio, usb4_name  # noqa: E402,F401
+from usb4fabric import mpi_select  # noqa: E402
 
 MPIRUN = ["mpirun", "--allow-run-as-root", "-np", "2"]
 
@@ -123,16 +125,9 @@ class Stack:
         return MPIRUN + self.mpi_args + [str(program)] + args
 
 
-# One-sided: osc rdma over btl ofi restricted to usb4.  vader is left out
-# of the btl list, so no one-sided byte can take Open MPI's shared memory.
-# osc_rdma_network_max_amo 1: osc rdma 4.1 sends an accumulate of up to
-# that many elements as one blocking network atomic per element (default
-# 32), longer ones as get, op, put under its accumulate lock.  Over usb4
-# each atomic costs a round trip, so from 2 elements on get/op/put (two data
-# operations, whatever the count) is faster: README "Benchmarks with targets".
-USB4_OSC_ARGS = ["--mca", "osc", "rdma", "--mca", "btl", "ofi,self",
-                 "--mca", "btl_ofi_provider_include", "usb4",
-                 "--mca", "osc_rdma_network_max_amo", "1"]
+# One-sided: osc rdma over btl ofi restricted to usb4 (mpi_select.usb4_one_sided
+# says why so).
+USB4_OSC_ARGS = mpi_select.usb4_one_sided()
 
 
 def provider_missing(libdir: Path) -> str | None:
@@ -157,39 +152,24 @@ def make_stacks(repo: Path, portable: bool = False,
 def usb4_stacks(suffix: str, libdir: Path, portable: bool) -> list[Stack]:
     """usb4 (two-sided over mtl ofi) and its one-sided twin usb4-osc, the
     provider taken from libdir; suffix BASE names an older build's."""
-    usb4 = Stack(
-        "usb4" + suffix,
-        ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-         "--mca", "opal_common_ofi_provider_include", "usb4",
-         "-x", f"FI_PROVIDER_PATH={libdir}", "-x", "FI_PROVIDER=usb4",
-         # mtl ofi asks FI_REMOTE_COMM: refused without an interface to
-         # other hosts; loopback stands in (the ranks still meet over shm).
-         "-x", "FI_USB4_IFACE=lo"]
-        + (["-x", "FI_USB4_PORTABLE=1"] if portable else []),
-        provider_missing(libdir),
-    )
+    env = mpi_select.usb4_env(libdir, "lo")  # the ranks still meet over shm
+    if portable:
+        env["FI_USB4_PORTABLE"] = "1"
+    usb4 = Stack("usb4" + suffix, mpi_select.ofi_mtl("usb4") + mpi_select.exports(env),
+                 provider_missing(libdir))
     return [usb4, Stack("usb4-osc" + suffix, usb4.mpi_args + USB4_OSC_ARGS, usb4.missing)]
 
 
 def other_stacks() -> list[Stack]:
     """vader, libfabric tcp and vader's one-sided."""
-    vader = Stack("vader", ["--mca", "pml", "ob1", "--mca", "btl", "vader,self"])
-    # libfabric 1.17's tcp provider offers only FI_EP_MSG; mtl ofi needs
-    # FI_EP_RDM, which comes from the ofi_rxm utility provider layered on it,
-    # named "tcp;ofi_rxm". mtl ofi's default exclude list holds "tcp", so
-    # without an include list pml cm cannot be selected at all ("PML cm
-    # cannot be selected"); the include list replaces the exclude list.
-    # FI_PROVIDER keeps libfabric from offering anything else, and
-    # FI_TCP_IFACE=lo keeps the traffic on loopback. Checked on this host:
-    # include "tcp" + FI_PROVIDER=tcp also runs (the same tcp;ofi_rxm); no
-    # include list + FI_PROVIDER=tcp does not.
-    tcp = Stack(
-        "tcp",
-        ["--mca", "pml", "cm", "--mca", "mtl", "ofi",
-         "--mca", "opal_common_ofi_provider_include", "tcp;ofi_rxm",
-         "-x", "FI_PROVIDER=tcp;ofi_rxm", "-x", "FI_TCP_IFACE=lo"],
-    )
-    vader_osc = Stack("vader-osc", vader.mpi_args + ["--mca", "osc", "rdma"])
+    vader = Stack("vader", mpi_select.vader())
+    # libfabric's tcp;ofi_rxm kept on loopback (mpi_select.TCP_RXM says why
+    # it is named so).  Checked on this host: include "tcp" + FI_PROVIDER=tcp
+    # also runs (the same tcp;ofi_rxm); no include list + FI_PROVIDER=tcp
+    # does not.
+    tcp = Stack("tcp", mpi_select.ofi_mtl(mpi_select.TCP_RXM)
+                + mpi_select.exports(mpi_select.tcp_env("lo")))
+    vader_osc = Stack("vader-osc", vader.mpi_args + mpi_select.mca("osc", "rdma"))
     return [vader, tcp, vader_osc]
 
 

@@ -36,7 +36,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(REPO / "python"))
-sys.path.insert(0, str(REPO / "tests"))
 
 from usb4fabric import launch, nshosts, osu_build, osu_parse, profiles, stacks  # noqa: E402
 

@@ -37,11 +37,10 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
-from cprogs import HostProcess, gcc_build, xmulti_memory  # noqa: E402
 from usb4fabric import nshosts  # noqa: E402
+from usb4fabric.cprogs import HostProcess, gcc_build, xmulti_memory  # noqa: E402
 
 IFACE = "tb0"
 SOURCE = REPO / "tests" / "xhost" / "usb4_xmulti.c"

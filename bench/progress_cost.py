@@ -30,7 +30,6 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
 sys.path.insert(0, str(BENCH))
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))  # usb4fabric (nshosts)
 
 import compare_hosts  # noqa: E402

@@ -51,7 +51,6 @@ from pathlib import Path
 
 BENCH = Path(__file__).resolve().parent
 REPO = BENCH.parent
-sys.path.insert(0, str(REPO / "tests"))
 sys.path.insert(0, str(REPO / "python"))
 from usb4fabric import ccl, nshosts  # noqa: E402
 from usb4fabric.stacks import STACKS_DIR  # noqa: E402

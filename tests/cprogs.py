@@ -1,37 +1,23 @@
-"""C test programs that the tests (and the benchmarks) compile and drive.
+"""C test programs that the tests compile and drive: the pytest side of
+usb4fabric/cprogs.py.
 
-``gcc_build`` builds one with gcc; ``compile_c`` does so into a tmp folder (a
-failed build fails the test with gcc's message); ``HostProcess`` runs one
-inside a host of a usb4fabric/nshosts.py cluster with its output in files (no pipe
-to fill); ``wait_all`` waits for several, killing every process of the hosts
-and failing the test on timeout; ``xmulti_memory`` reads usb4_xmulti's
-memory line.  pytest is imported only where a test fails.
+``compile_c`` builds one into a tmp folder (a failed build fails the test
+with gcc's message); ``wait_all`` waits for several HostProcess, killing
+every process of the hosts and failing the test on timeout.  ``gcc_build``,
+``HostProcess`` and ``xmulti_memory`` are the package's (bench/ uses them
+too).  pytest is imported only where a test fails.
 """
 
 from __future__ import annotations
 
-import re
-import shutil
 import subprocess
 import time
 from pathlib import Path
 
-CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"]
+from usb4fabric.cprogs import CFLAGS, XMULTI_MEM_LINE, HostProcess, gcc_build, xmulti_memory
 
-
-def gcc_build(src: Path, exe: Path, extra: tuple = ()) -> str | None:
-    """src compiled (extra flags, then -lfabric) into exe; None, or why not."""
-    if shutil.which("gcc") is None:
-        return "gcc not found"
-    argv = ["gcc"] + CFLAGS + list(extra) + ["-o", str(exe), str(src), "-lfabric"]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
-                              stdin=subprocess.DEVNULL)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return "%s: %s" % (" ".join(argv), exc)
-    if proc.returncode != 0:
-        return "%s\n%s" % (" ".join(argv), proc.stderr)
-    return None
+__all__ = ["CFLAGS", "XMULTI_MEM_LINE", "HostProcess", "gcc_build", "xmulti_memory",
+           "compile_c", "wait_all"]
 
 
 def compile_c(tmp_path_factory, src: Path, name: str, extra: tuple = ()) -> Path:
@@ -43,40 +29,6 @@ def compile_c(tmp_path_factory, src: Path, name: str, extra: tuple = ()) -> Path
     if why:
         pytest.fail(why, pytrace=False)
     return exe
-
-
-class HostProcess:
-    """A program running in one host, stdout and stderr in logdir."""
-
-    def __init__(self, cluster, host, argv, env, logdir: Path, name: str):
-        self.name = name
-        self.out_path = logdir / (name + ".out")
-        self.err_path = logdir / (name + ".err")
-        with open(self.out_path, "w") as out, open(self.err_path, "w") as err:
-            self.proc = cluster.popen(host, argv, env=env, stdout=out, stderr=err)
-
-    def wait(self, timeout):
-        return self.proc.wait(timeout)
-
-    @property
-    def out(self) -> str:
-        return self.out_path.read_text(errors="replace")
-
-    @property
-    def err(self) -> str:
-        return self.err_path.read_text(errors="replace")
-
-    def describe(self, limit: int = 4000) -> str:
-        err = "\n".join(line for line in self.err.splitlines()
-                        if "fi_param_get" not in line and "getinfo" not in line)
-        return "--- %s exit %s\n%s%s" % (self.name, self.proc.returncode,
-                                         self.out[-limit:], err[-limit:])
-
-    def figures(self, pattern: str):
-        """The first match of pattern in stdout (the test fails without)."""
-        m = re.search(pattern, self.out)
-        assert m, "no figures matching %r\n%s" % (pattern, self.describe())
-        return m
 
 
 def wait_all(cluster, procs, timeout: float) -> None:
@@ -93,20 +45,3 @@ def wait_all(cluster, procs, timeout: float) -> None:
             p.proc.wait(10)
         pytest.fail("timed out after %d s\n%s" % (timeout, "\n".join(
             p.describe() for p in procs)), pytrace=False)
-
-
-XMULTI_MEM_LINE = (r"peers: %s (\d+) endpoint\(s\), (\d+) peer\(s\): VmRSS KiB setup (\d+) "
-                   r"idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\); VmData KiB setup "
-                   r"(\d+) idle (\d+) \(\+(-?\d+)\) after (\d+) \(\+(-?\d+)\)")
-
-
-def xmulti_memory(text: str, role: str) -> dict | None:
-    """usb4_xmulti's memory line of role (server or client) in text:
-    {'endpoints', 'peers', 'rss': (setup, idle, after), 'data': (...), 'line'}
-    in KiB, or None."""
-    m = re.search(XMULTI_MEM_LINE % role, text)
-    if not m:
-        return None
-    g = [int(x) for x in m.groups()]
-    return {"endpoints": g[0], "peers": g[1], "rss": (g[2], g[3], g[5]),
-            "data": (g[7], g[8], g[10]), "line": m.group(0)}
