@@ -11,6 +11,7 @@ code: 0 success, 1 a run or report with errors, 2 bad usage, 130 Ctrl-C.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -20,7 +21,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import locations, osu_build, osu_locate, profiles, progress, runner, stacks, sysinfo
+from . import (cable, locations, nshosts, osu_build, osu_locate, profiles, progress,
+               runner, stacks, sysinfo)
 from .results import ResultsFileError, ResultsWriter
 
 
@@ -61,6 +63,11 @@ def _add_run(sub) -> None:
     hosts = p.add_mutually_exclusive_group()
     hosts.add_argument("--hosts", type=_csv_list, help="hosts, comma-separated (mpirun --host)")
     hosts.add_argument("--hostfile", type=Path, help="an Open MPI hostfile")
+    hosts.add_argument("--cable", action="store_true",
+                       help="run between two hosts made here of network namespaces, one "
+                       "rank per host, joined by a veth cable tb0 (MTU 65522, as "
+                       "thunderbolt-net); needs root: without it the runs are recorded "
+                       "as skipped, saying why")
     p.add_argument("--mpirun", default="mpirun", help="the mpirun to use (default %(default)s)")
     p.add_argument("--timeout", type=float, default=runner.DEFAULT_TIMEOUT,
                    help="seconds allowed to every mpirun (default %(default)s)")
@@ -116,6 +123,8 @@ def _stack_plan_parts(args):
     """(stack, its hosts, profiles, suite) for --mpi; ValueError on bad usage."""
     if args.hostfile:
         raise ValueError("--hostfile is Open MPI's: with --mpi give --hosts")
+    if args.cable:
+        raise ValueError("--cable runs Debian's Open MPI: with --mpi give --hosts")
     stack = stacks.STACKS[args.mpi_stack]
     missing = stack.missing()
     if missing:
@@ -148,6 +157,31 @@ def _built_if_missing(suite: osu_locate.Suite, benchmarks) -> osu_locate.Suite:
     return osu_locate.Suite("osu_bench", built, "built from the package's osu_bench sources")
 
 
+def _check_cable(args) -> None:
+    """--cable's usage; ValueError when wrong."""
+    if args.cable and args.ranks != cable.RANKS:
+        raise ValueError(f"--cable runs one rank on each of its 2 hosts: --np {args.ranks}")
+
+
+def _place(plan: runner.Plan, placed: contextlib.ExitStack) -> None:
+    """For --cable: make the two hosts (removed when placed closes) and point
+    the plan at them; or say why the cable section is missing."""
+    if plan.cable and not plan.placement_missing:
+        try:
+            cluster = placed.enter_context(cable.hosts())
+        except nshosts.HostError as exc:
+            plan.placement_missing = f"namespace hosts could not be made: {exc}"
+        else:
+            plan.hosts = [h.addr for h in cluster.hosts]
+            plan.prefix = cluster.prefix_argv(0)
+            plan.extra_mpirun = plan.extra_mpirun + cable.launch_args(cluster)
+            plan.iface, plan.agent = cable.IFACE, nshosts.agent_path()
+            print(f"usb4bench: cable section: {cable.describe(cluster)}; mpirun in the "
+                  "first host, one rank per host")
+    if plan.placement_missing:
+        print(f"usb4bench: cable section missing: {plan.placement_missing}")
+
+
 def cmd_run(args, argv: list[str]) -> int:
     stack = stack_hosts = None
     try:
@@ -155,9 +189,11 @@ def cmd_run(args, argv: list[str]) -> int:
         if args.mpi_stack:
             stack, stack_hosts, chosen, suite = _stack_plan_parts(args)
         else:
+            _check_cable(args)
             chosen = profiles.build(profiles.provider_dir(args.provider_dir),
-                                    bool(args.hosts or args.hostfile),
-                                    tuple(args.fabrics or profiles.DEFAULT_PROFILES))
+                                    bool(args.hosts or args.hostfile or args.cable),
+                                    tuple(args.fabrics or profiles.DEFAULT_PROFILES),
+                                    iface=cable.IFACE if args.cable else args.iface)
             suite = _built_if_missing(osu_locate.locate(args.osu_dir), benchmarks)
     except ValueError as exc:
         print(f"usb4bench run: {exc}", file=sys.stderr)
@@ -170,7 +206,8 @@ def cmd_run(args, argv: list[str]) -> int:
     plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
                        args.hostfile, args.mpirun, args.timeout, args.sizes,
                        args.iterations, args.warmup, stack=stack, stack_hosts=stack_hosts,
-                       agent=args.launch_agent, iface=args.iface)
+                       agent=args.launch_agent, iface=args.iface, cable=args.cable,
+                       placement_missing=cable.missing() if args.cable else None)
     print(f"usb4bench: benchmarks from {suite.kind} ({suite.root}, found by {suite.how})")
     for p in chosen:
         if p.skip:
@@ -180,7 +217,9 @@ def cmd_run(args, argv: list[str]) -> int:
     start = time.monotonic()
     previous = signal.signal(signal.SIGTERM, _interrupt)  # SIGTERM cleans up like Ctrl-C
     try:
-        runs = runner.execute(plan, ResultsWriter(output), ["usb4bench"] + argv, shown)
+        with contextlib.ExitStack() as placed:
+            _place(plan, placed)
+            runs = runner.execute(plan, ResultsWriter(output), ["usb4bench"] + argv, shown)
     except KeyboardInterrupt:
         shown.close()
         print(f"usb4bench: interrupted; what was measured is in {output}", file=sys.stderr)

@@ -105,24 +105,29 @@ def verbs_device(timeout: float = 20.0) -> str | None:
 
 
 def build(provider_path: Path | None, multihost: bool = False,
-          names: tuple[str, ...] = ALL_PROFILES, probe_verbs=verbs_device) -> list[Profile]:
-    """The profiles named, in that order, each with skip set when it cannot run."""
+          names: tuple[str, ...] = ALL_PROFILES, probe_verbs=verbs_device,
+          iface: str | None = None) -> list[Profile]:
+    """The profiles named, in that order, each with skip set when it cannot run.
+
+    iface: between hosts, the interface towards the others, told to usb4, tcp
+    and btl tcp (on one host loopback is theirs).
+    """
+    # On one host loopback stands in for the interface to other hosts.
+    between = iface if multihost else "lo"
     btl_local = "self,vader,tcp" if multihost else "self,vader"
     where = "tcp between hosts, vader within one" if multihost else "all ranks on one host"
     not_fabric = f"osc rdma over btl {btl_local} ({where})"
     one_sided_cm = sel.mca("osc", "rdma", "btl", btl_local)
-    # On one host loopback stands in for the interface to other hosts.
-    iface = None if multihost else "lo"
-    btl_tcp = sel.btl_tcp() + (sel.mca("btl_tcp_if_include", "lo") if not multihost else [])
+    btl_tcp = sel.btl_tcp() + (sel.mca("btl_tcp_if_include", between) if between else [])
     made = {
         "usb4": Profile(
             "usb4", "usb4 provider: pml cm + mtl ofi", sel.ofi_mtl("usb4"),
-            sel.usb4_env(provider_path or "", iface), "mtl ofi / usb4",
+            sel.usb4_env(provider_path or "", between), "mtl ofi / usb4",
             sel.usb4_one_sided(), sel.USB4_ONE_SIDED_CARRIER, True,
             provider_missing(provider_path)),
         "ethernet": Profile(
             "ethernet", "libfabric tcp;ofi_rxm: pml cm + mtl ofi", sel.ofi_mtl(sel.TCP_RXM),
-            sel.tcp_env(iface), "mtl ofi / tcp;ofi_rxm", one_sided_cm,
+            sel.tcp_env(between), "mtl ofi / tcp;ofi_rxm", one_sided_cm,
             not_fabric + "; not libfabric tcp (btl ofi refuses ofi_rxm)", False),
         "ethernet-btl": Profile(
             "ethernet-btl", "Open MPI's own TCP: pml ob1 + btl tcp,self", btl_tcp, {},

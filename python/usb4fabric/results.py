@@ -10,6 +10,20 @@ Layout of a results folder (``usb4bench run --output DIR``)::
 results.csv and runs.csv are appended to after every run (and flushed), so an
 interrupted run keeps what it measured.  Loading checks every line and raises
 ResultsFileError naming the file and the line.
+
+Where the ranks ran, and what a reader calls each line (usb4fabric.placement):
+every results.csv and runs.csv row carries ``placement`` (``cable``: two
+namespace hosts over a veth cable, ``usb4bench run --cable``; ``hosts``:
+``--hosts``/``--hostfile``; ``same-host``) and ``series`` (e.g. "usb4 — 2
+hosts, udp link over a veth cable", "Ethernet — libfabric tcp, 2 hosts",
+"usb4 — same host, shm link"), and metadata.json has ``placement``.  A
+report groups by ``series`` (one line or column each) and sections by
+``placement`` in ``placement.REPORT_ORDER``: the cable first.  A cable run
+that could not be made (not root, no ``ip netns``) writes a folder all the
+same: metadata ``placement_missing`` says why, and every profile x benchmark
+is a ``skipped`` run with that reason.  Folders written before these
+columns existed load with them filled in from metadata's ``origin``
+(``here`` -> same-host, ``hosts`` -> hosts).
 """
 
 from __future__ import annotations
@@ -21,11 +35,17 @@ from pathlib import Path
 
 import pandas as pd
 
-RESULT_COLUMNS = ["fabric", "benchmark", "program", "size", "metric", "value", "unit",
-                  "repetition", "validation", "origin", "hosts", "carrier", "note"]
+from . import placement as where
+
+# the columns every folder has had; PLACED_COLUMNS came later (filled on load)
+_FIRST_RESULT_COLUMNS = ["fabric", "benchmark", "program", "size", "metric", "value", "unit",
+                         "repetition", "validation", "origin", "hosts", "carrier", "note"]
+PLACED_COLUMNS = ["placement", "series"]
+RESULT_COLUMNS = _FIRST_RESULT_COLUMNS + PLACED_COLUMNS
 RUN_COLUMNS = ["fabric", "benchmark", "repetition", "status", "error", "returncode",
                "elapsed_s", "start", "rows", "unparsed_lines", "osu_title", "osu_version",
-               "carrier", "note", "argv", "cmd_file", "stdout_file", "stderr_file"]
+               "carrier", "note", "argv", "cmd_file", "stdout_file", "stderr_file",
+               *PLACED_COLUMNS]
 STATUSES = ("ok", "failed", "timeout", "no-data", "missing", "skipped", "invalid")
 METADATA = "metadata.json"
 RESULTS = "results.csv"
@@ -134,15 +154,30 @@ def load_results(folder: str | Path) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
         raise ResultsFileError(meta_path, None, str(exc)) from None
     except json.JSONDecodeError as exc:
         raise ResultsFileError(meta_path, exc.lineno, exc.msg) from None
-    results = _read_csv_checked(folder / RESULTS, RESULT_COLUMNS,
+    results = _read_csv_checked(folder / RESULTS, _FIRST_RESULT_COLUMNS,
                                 {"size": True, "value": False, "repetition": False})
     runs = _read_csv_checked(folder / RUNS, RUN_COLUMNS[:4], {"repetition": False})
+    for df in (results, runs):
+        _fill_placement(df, metadata)
     results["size"] = results["size"].astype("Int64")
     results["repetition"] = results["repetition"].astype(int)
     runs["repetition"] = runs["repetition"].astype(int)
     for df in (results, runs):
         df["results_dir"] = str(folder)
     return results, runs, metadata
+
+
+def _fill_placement(df: pd.DataFrame, metadata: dict) -> None:
+    """placement and series of a folder written before they were columns."""
+    placed = metadata.get("placement") or where.of_run(metadata.get("origin") == "hosts")
+    hosts = str(metadata.get("hosts") or "")
+    n_hosts = len(hosts.split(",")) if placed == where.HOSTS and "," in hosts else None
+    if "placement" not in df.columns:
+        df["placement"] = placed
+    if "series" not in df.columns:
+        df["series"] = [where.series_name(f, placed, n_hosts,
+                                          stack_title=metadata.get("mpi_stack"))
+                        for f in df["fabric"]]
 
 
 def summarize(results: pd.DataFrame) -> pd.DataFrame:

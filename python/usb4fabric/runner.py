@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Protocol
 
 from . import ccl_launch, ccl_parse, launch, osu_parse, rails, sysinfo
+from . import placement as where
 from .osu_locate import BENCHMARKS, Benchmark, Suite
 from .profiles import Profile
 from .results import ResultsWriter
@@ -74,6 +75,20 @@ class Plan:
     stack_hosts: Hosts | None = None  # its hosts (from --hosts)
     agent: Path | None = None  # plays ssh for hydra across --hosts (ccl benchmarks)
     iface: str | None = None  # the interface towards the other --hosts
+    cable: bool = False  # hosts are namespace hosts joined by a veth cable (cable.py)
+    prefix: list[str] = dataclasses.field(default_factory=list)  # launchers run under it
+    placement_missing: str | None = None  # why this placement could not be made
+
+    @property
+    def placement(self) -> str:
+        return where.of_run(self.multihost, self.cable)
+
+    def placed(self, profile: Profile) -> dict[str, str]:
+        """The placement and series columns of profile's rows."""
+        n_hosts = len(self.hosts) if self.hosts else None
+        return {"placement": self.placement,
+                "series": where.series_name(profile.name, self.placement, n_hosts, self.iface,
+                                            self.stack.title if self.stack else None)}
 
     def ccl_where(self) -> ccl_launch.Where:
         """One host, or --hosts with one rank each (ccl_bench: one rank per host)."""
@@ -122,7 +137,7 @@ class Plan:
 
     def stack_argv(self, stack: Stack, profile: Profile, bench: Benchmark,
                    program: list[str]) -> list[str]:
-        argv = stack.launch_args(self.ranks, self.stack_hosts)
+        argv = self.prefix + stack.launch_args(self.ranks, self.stack_hosts)
         argv += profile.mpi_args(bench.one_sided)
         if bench.category == "mpi4py":
             argv += stack.env_args({"PYTHONPATH": str(PACKAGE_PARENT)})
@@ -131,7 +146,7 @@ class Plan:
     def mpirun_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
         if self.stack is not None:
             return self.stack_argv(self.stack, profile, bench, program)
-        argv = [self.mpirun]
+        argv = self.prefix + [self.mpirun]
         if hasattr(os, "geteuid") and os.geteuid() == 0:
             argv.append("--allow-run-as-root")
         argv += ["-np", str(self.ranks)]
@@ -151,6 +166,9 @@ class Plan:
 
 
 def hosts_label(plan: Plan) -> str:
+    if plan.cable:
+        made = f" ({','.join(plan.hosts)})" if plan.hosts else ", not made"
+        return f"2 namespace hosts joined by a veth cable{made}"
     if plan.hostfile:
         return f"hostfile {plan.hostfile}"
     if plan.hosts:
@@ -165,6 +183,8 @@ def collect_metadata(plan: Plan, command: list[str]) -> dict:
         "start": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "origin": "hosts" if plan.multihost else "here",
         "hosts": hosts_label(plan),
+        "placement": plan.placement,
+        "placement_missing": plan.placement_missing,
         "machine": sysinfo.machine(),
         "git_commit": sysinfo.git_commit(),
         "libfabric": sysinfo.libfabric_version(),
@@ -220,8 +240,8 @@ def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str
     return "ok", ""
 
 
-def _record(profile, bench, rep, status, error, **extra) -> dict:
-    run = {"fabric": profile.name, "benchmark": bench.name, "repetition": rep,
+def _record(plan, profile, bench, rep, status, error, **extra) -> dict:
+    run = {**plan.placed(profile), "fabric": profile.name, "benchmark": bench.name, "repetition": rep,
            "status": status, "error": error, "rows": 0, "unparsed_lines": 0,
            "carrier": profile.carrier_for(bench.one_sided), "note": _note(profile, bench)}
     run.update(extra)
@@ -258,8 +278,8 @@ def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, program: list[str], 
     env = ccl_launch.rank_env(ccl_launch.PROFILE_FABRIC[profile.name],
                               profile._provider_dir() or profile_provider(plan), where,
                               stem.with_suffix(".id"))
-    argv = ccl_launch.hydra_argv(plan.ranks, env, program + plan.ccl_args(bench),
-                                 where)
+    argv = plan.prefix + ccl_launch.hydra_argv(plan.ranks, env,
+                                               program + plan.ccl_args(bench), where)
     stem.with_suffix(".cmd").write_text(shlex.join(argv) + "\n")
     done = launch.run(argv, plan.timeout, env=ccl_launch.launcher_env())
     stem.with_suffix(".out").write_text(done.stdout)
@@ -274,12 +294,13 @@ def run_ccl(plan: Plan, profile: Profile, bench: Benchmark, program: list[str], 
     elif status != "ok" and problem:
         error = f"{error}; {problem}"
     carrier = f"oneCCL ofi / {ccl_launch.PROFILE_FABRIC[profile.name]}"
-    base = {"fabric": profile.name, "benchmark": bench.name, "program": bench.program,
-            "repetition": rep, "origin": origin, "hosts": hosts, "carrier": carrier,
+    base = {**plan.placed(profile), "fabric": profile.name, "benchmark": bench.name,
+            "program": bench.program, "repetition": rep, "origin": origin, "hosts": hosts,
+            "carrier": carrier,
             "note": f"{parsed.dtype}, {parsed.ranks} ranks, {parsed.library}" if parsed else ""}
     rows = _ccl_rows(parsed, base) if parsed and status == "ok" else []
     rel = lambda p: str(p.relative_to(writer.folder))  # noqa: E731
-    run = _record(profile, bench, rep, status, error, returncode=done.returncode,
+    run = _record(plan, profile, bench, rep, status, error, returncode=done.returncode,
                   elapsed_s=round(done.elapsed, 3), start=start, rows=len(rows),
                   unparsed_lines=len(parsed.log) if parsed else 0,
                   osu_title="ccl_bench" if parsed else None,
@@ -303,7 +324,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     start = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
     program = plan.program(bench)
     if program is None:
-        run = _record(profile, bench, rep, "missing",
+        run = _record(plan, profile, bench, rep, "missing",
                       f"{bench.program} not found in {plan.suite.root} ({plan.suite.how})",
                       start=start)
         writer.add_run(run, [])
@@ -316,7 +337,7 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     try:
         done = launch.run(argv, plan.timeout, env=plan.launch_env())
     except KeyboardInterrupt:
-        writer.add_run(_record(profile, bench, rep, "failed", "interrupted (Ctrl-C)",
+        writer.add_run(_record(plan, profile, bench, rep, "failed", "interrupted (Ctrl-C)",
                                start=start, argv=shlex.join(argv)), [])
         raise
     stem.with_suffix(".out").write_text(done.stdout)
@@ -326,18 +347,19 @@ def run_one(plan: Plan, profile: Profile, bench: Benchmark, rep: int,
     note = _note(profile, bench)
     if status != "ok" and parsed.rows:
         note = "; ".join(filter(None, [note, f"partial: run {status}"]))
-    rows = [{"fabric": profile.name, "benchmark": bench.name, "program": bench.program,
+    rows = [{**plan.placed(profile), "fabric": profile.name, "benchmark": bench.name,
+             "program": bench.program,
              "size": r.size, "metric": r.metric, "value": r.value, "unit": r.unit,
              "repetition": rep, "validation": r.validation, "origin": origin,
              "hosts": hosts, "carrier": profile.carrier_for(bench.one_sided), "note": note}
             for r in parsed.rows]
     # what each rail carried, when the run asked for the provider's log
     rail_rows = rails.result_rows(rails.parse(done.stderr), {
-        "fabric": profile.name, "benchmark": bench.name, "program": bench.program,
+        **plan.placed(profile), "fabric": profile.name, "benchmark": bench.name, "program": bench.program,
         "repetition": rep, "origin": origin, "hosts": hosts,
         "carrier": profile.carrier_for(bench.one_sided), "note": note})
     rel = lambda p: str(p.relative_to(writer.folder))  # noqa: E731
-    run = _record(profile, bench, rep, status, error, returncode=done.returncode,
+    run = _record(plan, profile, bench, rep, status, error, returncode=done.returncode,
                   elapsed_s=round(done.elapsed, 3), start=start, rows=len(rows),
                   unparsed_lines=len(parsed.unparsed), osu_title=parsed.title,
                   osu_version=parsed.version, note=note, argv=shlex.join(argv),
@@ -368,7 +390,8 @@ def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
     try:
         for profile in plan.profiles:
             for bench in plan.benchmarks:
-                skip = profile.skip or (profile.one_sided_skip if bench.one_sided else None)
+                skip = plan.placement_missing or profile.skip or (
+                    profile.one_sided_skip if bench.one_sided else None)
                 if skip is None and bench.category == "ccl":
                     skip = ccl_skip(plan, profile)
                 if skip is None and bench.max_ranks and plan.ranks > bench.max_ranks:
@@ -381,7 +404,7 @@ def execute(plan: Plan, writer: ResultsWriter, command: list[str] | None = None,
                     if skip:
                         status = "skipped"
                         if rep == 1:
-                            run = _record(profile, bench, rep, status, skip)
+                            run = _record(plan, profile, bench, rep, status, skip)
                             writer.add_run(run, [])
                             runs.append(run)
                     else:
