@@ -18,7 +18,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-from typing import Callable, Iterator
+from collections.abc import Iterator
+from typing import Callable
 
 from . import nshosts
 

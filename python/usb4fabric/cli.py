@@ -21,8 +21,18 @@ import time
 from pathlib import Path
 from typing import Any
 
-from . import (cable, locations, nshosts, osu_build, osu_locate, profiles, progress,
-               runner, stacks, sysinfo)
+from . import (
+    cable,
+    locations,
+    nshosts,
+    osu_build,
+    osu_locate,
+    profiles,
+    progress,
+    runner,
+    stacks,
+    sysinfo,
+)
 from .results import ResultsFileError, ResultsWriter
 
 

@@ -14,7 +14,7 @@ from conftest import write_script
 from usb4fabric import cable, placement, profiles, runner
 from usb4fabric.cli import main
 from usb4fabric.osu_locate import BENCHMARKS, Suite
-from usb4fabric.results import RESULTS, RUNS, METADATA, ResultsWriter, load_results
+from usb4fabric.results import METADATA, RESULTS, RUNS, ResultsWriter, load_results
 
 NOT_ROOT = 1000
 
