@@ -20,7 +20,7 @@ say() { printf '[setup] %s\n' "$*"; }
 # The checkers scripts/lint.sh runs, pinned: a new release's new rules must
 # not fail the suite unasked.  Same pins as python/pyproject.toml's [dev].
 LINT_TOOLS=(ruff==0.17.5 mypy==2.4.1 types-psutil==7.2.2.20261111
-	    types-tqdm==4.70.0.20261106)
+	    types-tqdm==4.70.0.20261106 types-cffi==2.1.0.20260827)
 
 as_root() {
 	if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi

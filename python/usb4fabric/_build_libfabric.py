@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterable
 
 from cffi import FFI
 
@@ -53,7 +54,7 @@ static int usb4fabric_ep_has_ops(struct fid_ep *ep, int which)
 """
 
 
-def _pkg_config(*args):
+def _pkg_config(*args: str) -> list[str]:
     """Flags from pkg-config for libfabric, or [] when it is not there."""
     if shutil.which("pkg-config") is None:
         return []
@@ -65,7 +66,7 @@ def _pkg_config(*args):
     return out.split()
 
 
-def _read_cdefs():
+def _read_cdefs() -> str:
     parts = []
     for name in CDEFS:
         with open(os.path.join(HERE, "cdefs", name), encoding="utf-8") as f:
@@ -73,7 +74,7 @@ def _read_cdefs():
     return "\n".join(parts)
 
 
-def make_ffi(include_dirs=()):
+def make_ffi(include_dirs: Iterable[str] = ()) -> FFI:
     """The builder; include_dirs come before pkg-config's (other headers)."""
     ffi = FFI()
     ffi.cdef(_read_cdefs())

@@ -35,6 +35,7 @@ import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "CclError", "Communicator", "UNIQUE_ID_BYTES", "FLOAT32", "SUM", "AVG",
@@ -119,7 +120,7 @@ def library() -> ctypes.CDLL:
     return _lib
 
 
-def _describe(code: int, comm=None) -> str:
+def _describe(code: int, comm: _Comm | None = None) -> str:
     lib = library()
     text = (lib.onecclGetErrorString(code) or b"").decode(errors="replace")
     if comm:
@@ -129,7 +130,7 @@ def _describe(code: int, comm=None) -> str:
     return text
 
 
-def _check(call: str, code: int, comm=None) -> None:
+def _check(call: str, code: int, comm: _Comm | None = None) -> None:
     if code != SUCCESS:
         raise CclError(call, code, _describe(code, comm))
 
@@ -172,7 +173,7 @@ def read_unique_id(path: os.PathLike, timeout: float = 60.0) -> bytes:
     return uid
 
 
-def _float32_buffer(buf) -> tuple[int, int]:
+def _float32_buffer(buf: Any) -> tuple[int, int]:
     """(address, element count) of a contiguous, writable float32 numpy array
     or torch CPU tensor; ValueError for anything else."""
     if hasattr(buf, "data_ptr"):  # torch.Tensor
@@ -234,7 +235,7 @@ class Communicator:
                library().onecclAllReduce(address, address, count, datatype, op, handle,
                                          None), handle)
 
-    def allreduce(self, buf, op: int = SUM) -> None:
+    def allreduce(self, buf: Any, op: int = SUM) -> None:
         """In-place allreduce of a contiguous float32 numpy array or torch tensor."""
         address, count = _float32_buffer(buf)
         self.allreduce_ptr(address, count, FLOAT32, op)
@@ -251,7 +252,7 @@ class Communicator:
     def __enter__(self) -> Communicator:
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         if self._handle is not None:
             self.destroy()
 

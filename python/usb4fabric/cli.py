@@ -35,12 +35,15 @@ from . import (
 )
 from .results import ResultsFileError, ResultsWriter
 
+# What add_subparsers returns: the _add_* functions add one command each.
+Subparsers = argparse._SubParsersAction
+
 
 def _csv_list(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def _add_run(sub) -> None:
+def _add_run(sub: Subparsers) -> None:
     p = sub.add_parser("run", help="run OSU benchmarks over fabric profiles",
                        description="Run benchmarks under mpirun once per fabric profile; "
                        "write raw outputs, results.csv, runs.csv and metadata.json to "
@@ -88,7 +91,7 @@ def _add_run(sub) -> None:
                    "(default reports/results-<time>/)")
 
 
-def _add_report(sub) -> None:
+def _add_report(sub: Subparsers) -> None:
     p = sub.add_parser("report", help="plots and a Markdown/HTML report from result folders")
     p.add_argument("results", nargs="+", type=Path, help="result folders of usb4bench run")
     p.add_argument("--output", type=Path, help="report folder (default reports/<name>/)")
@@ -97,7 +100,7 @@ def _add_report(sub) -> None:
                    help="reference CSV (repeatable; default reports/reference/*.csv)")
 
 
-def _add_info(sub) -> None:
+def _add_info(sub: Subparsers) -> None:
     p = sub.add_parser("info", help="providers, USB4 links, MPI and OSU found here")
     p.add_argument("--sysfs-root", default="/sys", help="sysfs root (default %(default)s)")
     p.add_argument("--provider-dir", help="folder of libusb4-fi.so")
@@ -114,11 +117,11 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def _interrupt(signum, frame):
+def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _stack_hosts(args) -> stacks.Hosts | None:
+def _stack_hosts(args: argparse.Namespace) -> stacks.Hosts | None:
     """--hosts as the stack's hosts: the ranks spread evenly over them."""
     if not args.hosts:
         return None
@@ -129,7 +132,8 @@ def _stack_hosts(args) -> stacks.Hosts | None:
     return stacks.Hosts(tuple((h, per_host) for h in args.hosts), iface=args.iface)
 
 
-def _stack_plan_parts(args):
+def _stack_plan_parts(args: argparse.Namespace) -> tuple[
+        stacks.Stack, stacks.Hosts | None, list[profiles.Profile], osu_locate.Suite]:
     """(stack, its hosts, profiles, suite) for --mpi; ValueError on bad usage."""
     if args.hostfile:
         raise ValueError("--hostfile is Open MPI's: with --mpi give --hosts")
@@ -152,7 +156,8 @@ def _stack_plan_parts(args):
     return stack, hosts, chosen, suite
 
 
-def _built_if_missing(suite: osu_locate.Suite, benchmarks) -> osu_locate.Suite:
+def _built_if_missing(suite: osu_locate.Suite,
+                      benchmarks: list[osu_locate.Benchmark]) -> osu_locate.Suite:
     """suite, or, with no OSU suite and no checkout's build (installed, run
     elsewhere), the osu_bench programs wanted built from the package's sources
     with the default stack's mpicc; ValueError when that fails."""
@@ -167,7 +172,7 @@ def _built_if_missing(suite: osu_locate.Suite, benchmarks) -> osu_locate.Suite:
     return osu_locate.Suite("osu_bench", built, "built from the package's osu_bench sources")
 
 
-def _check_cable(args) -> None:
+def _check_cable(args: argparse.Namespace) -> None:
     """--cable's usage; ValueError when wrong."""
     if args.cable and args.ranks != cable.RANKS:
         raise ValueError(f"--cable runs one rank on each of its 2 hosts: --np {args.ranks}")
@@ -192,7 +197,7 @@ def _place(plan: runner.Plan, placed: contextlib.ExitStack) -> None:
         print(f"usb4bench: cable section missing: {plan.placement_missing}")
 
 
-def cmd_run(args, argv: list[str]) -> int:
+def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
     stack = stack_hosts = None
     try:
         benchmarks = runner.benchmarks_named(args.benchmarks or list(runner.DEFAULT_BENCHMARKS))
@@ -249,7 +254,7 @@ def cmd_run(args, argv: list[str]) -> int:
     return 0 if all(r["status"] in ("ok", "skipped") for r in runs) else 1
 
 
-def cmd_report(args) -> int:
+def cmd_report(args: argparse.Namespace) -> int:
     from . import report  # matplotlib is loaded only for reports
 
     name = args.name or args.results[0].resolve().name
@@ -282,7 +287,7 @@ def _providers(provider_dir: Path | None) -> tuple[str, list[dict]]:
         return how, listed or []
 
 
-def cmd_info(args) -> int:
+def cmd_info(args: argparse.Namespace) -> int:
     provider_dir, found_by = locations.provider_dir(args.provider_dir)
     how, providers = _providers(provider_dir)
     links = sysinfo.usb4_links(args.sysfs_root)

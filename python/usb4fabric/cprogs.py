@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .nshosts import Cluster
+    from .nshosts import Cluster, HostRef
 
 CFLAGS = ["-std=gnu11", "-O2", "-g", "-Wall", "-Wextra", "-Werror"]
 
@@ -39,7 +39,7 @@ def gcc_build(src: Path, exe: Path, extra: tuple = ()) -> str | None:
 class HostProcess:
     """A program running in one host, stdout and stderr in logdir."""
 
-    def __init__(self, cluster: Cluster, host: object, argv: list[str],
+    def __init__(self, cluster: Cluster, host: HostRef, argv: list[str],
                  env: dict[str, str] | None, logdir: Path, name: str) -> None:
         self.name = name
         self.out_path = logdir / (name + ".out")

@@ -86,7 +86,7 @@ def kill_tree(proc: subprocess.Popen, grace: float = KILL_GRACE) -> None:
         time.sleep(0.05)
 
 
-def _text(data) -> str:
+def _text(data: str | bytes | None) -> str:
     if data is None:
         return ""
     if isinstance(data, bytes):

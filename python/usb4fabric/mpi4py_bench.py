@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Any
 
 VERSION = "1.0"
 LARGE = 8192  # above this, OSU uses fewer iterations; here -i applies to all
@@ -42,7 +43,7 @@ def parse_sizes(text: str, default_min: int) -> tuple[int, int]:
     return lo, hi
 
 
-def latency(comm, size: int, iters: int, skip: int, np, MPI) -> float:
+def latency(comm: Any, size: int, iters: int, skip: int, np: Any, MPI: Any) -> float:
     buf = np.zeros(max(size, 1), dtype=np.uint8)[:size]
     rank = comm.Get_rank()
     comm.Barrier()
@@ -59,7 +60,8 @@ def latency(comm, size: int, iters: int, skip: int, np, MPI) -> float:
     return (MPI.Wtime() - start) * 1e6 / (2 * iters)
 
 
-def bandwidth(comm, size: int, iters: int, skip: int, window: int, np, MPI) -> float:
+def bandwidth(comm: Any, size: int, iters: int, skip: int, window: int, np: Any,
+              MPI: Any) -> float:
     bufs = [np.zeros(size, dtype=np.uint8) for _ in range(window)]
     ack = np.zeros(4, dtype=np.uint8)
     rank = comm.Get_rank()

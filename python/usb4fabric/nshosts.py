@@ -71,6 +71,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any, Union
 
 NS_PREFIX = "usb4t-"
 NETNS_DIR = Path("/run/netns")
@@ -254,7 +255,7 @@ def sweep() -> list[str]:
     return sorted(stale)
 
 
-def _sigterm_to_interrupt(signum, frame):
+def _sigterm_to_interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt("SIGTERM")
 
 
@@ -273,6 +274,10 @@ def _kill_group(proc: subprocess.Popen) -> None:
             continue
         except ProcessLookupError:
             return
+
+
+# A host as Cluster's methods take it: the Host, its index, name or an address.
+HostRef = Union[Host, int, str]
 
 
 class Cluster:
@@ -332,7 +337,7 @@ class Cluster:
             raise
         return self
 
-    def __exit__(self, *exc) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def _catch_sigterm(self) -> None:
@@ -451,7 +456,7 @@ class Cluster:
             _ip("-n", host.name, "route", "replace", self.cables[k].subnet,
                 "via", via, "dev", ifname)
 
-    def next_hops(self, host) -> dict[int, tuple[str, str]]:
+    def next_hops(self, host: HostRef) -> dict[int, tuple[str, str]]:
         """{cable index: (neighbour address to send through, host's interface
         towards it)} for each cable host is not on but can reach, along a
         shortest path (fewest hops) to the nearer end of the cable."""
@@ -539,7 +544,7 @@ class Cluster:
                 signal.signal(sig, handler)
 
     # --- running ------------------------------------------------------
-    def host(self, which) -> Host:
+    def host(self, which: HostRef) -> Host:
         """A Host from itself, its index, its name or one of its addresses."""
         if isinstance(which, Host):
             return which
@@ -550,7 +555,7 @@ class Cluster:
                 return host
         raise KeyError(which)
 
-    def prefix_argv(self, host) -> list[str]:
+    def prefix_argv(self, host: HostRef) -> list[str]:
         """argv prefix that runs a command inside host (net + uts namespaces).
 
         ``ip netns exec`` also remounts /sys, so /sys/class/net shows the
@@ -566,14 +571,15 @@ class Cluster:
         env.update(extra or {})
         return env
 
-    def popen(self, host, argv: list[str], env: dict | None = None, **kwargs) -> subprocess.Popen:
+    def popen(self, host: HostRef, argv: list[str], env: dict | None = None,
+              **kwargs: Any) -> subprocess.Popen:
         """Start argv inside host in a new session (its own process group)."""
         kwargs.setdefault("stdin", subprocess.DEVNULL)
         return subprocess.Popen(self.prefix_argv(host) + list(argv), env=self.env(env),
                                 start_new_session=True, **kwargs)
 
-    def run(self, host, argv: list[str], *, timeout: float = RUN_TIMEOUT,
-            env: dict | None = None, cwd=None, check: bool = False) -> subprocess.CompletedProcess:
+    def run(self, host: HostRef, argv: list[str], *, timeout: float = RUN_TIMEOUT,
+            env: dict | None = None, cwd: str | Path | None = None, check: bool = False) -> subprocess.CompletedProcess:
         """Run argv inside host; output captured as text.
 
         On timeout the process group is killed, and so is every process left

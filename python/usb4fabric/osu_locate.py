@@ -27,7 +27,7 @@ import dataclasses
 import os
 import shutil
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from . import locations
@@ -61,7 +61,8 @@ class Benchmark:
         return self.category == "one-sided"
 
 
-def _b(name, program, category, metric, args=(), max_ranks=2, min_ranks=2):
+def _b(name: str, program: str, category: str, metric: str, args: Iterable[str] = (),
+       max_ranks: int | None = 2, min_ranks: int = 2) -> Benchmark:
     return Benchmark(name, program, category, metric, tuple(args), min_ranks, max_ranks)
 
 

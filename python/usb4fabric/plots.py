@@ -13,6 +13,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 UNITS = {"latency": "latency (us)", "bandwidth": "bandwidth (MB/s)",
@@ -22,7 +23,7 @@ COLORS = {"usb4": "tab:red", "ethernet": "tab:blue", "ethernet-btl": "tab:cyan",
 REF_MARKERS = "osD^v<>ph"
 
 
-def size_label(size: float, _pos=None) -> str:
+def size_label(size: float, _pos: object = None) -> str:
     size = int(size)
     for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= factor and size % factor == 0:
@@ -30,7 +31,8 @@ def size_label(size: float, _pos=None) -> str:
     return f"{size} B"
 
 
-def plot_measured(ax, summary: pd.DataFrame, series: str, color: str | None = None) -> list:
+def plot_measured(ax: Axes, summary: pd.DataFrame, series: str,
+                  color: str | None = None) -> list:
     """One fabric: median line and min-max band.  summary has size/median/min/max."""
     data = summary.dropna(subset=["size"]).sort_values("size")
     data = data[data["size"] > 0]  # a log axis has no place for 0 B
@@ -44,7 +46,7 @@ def plot_measured(ax, summary: pd.DataFrame, series: str, color: str | None = No
     return [line, band]
 
 
-def plot_reference(ax, refs: pd.DataFrame) -> list:
+def plot_reference(ax: Axes, refs: pd.DataFrame) -> list:
     """Published points: hollow markers, each labelled with fabric and benchmark."""
     artists = []
     for i, row in enumerate(refs.to_dict("records")):

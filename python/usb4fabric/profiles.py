@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Callable
 
 from . import launch, locations, stacks
 from . import mpi_select as sel
@@ -105,7 +106,8 @@ def verbs_device(timeout: float = 20.0) -> str | None:
 
 
 def build(provider_path: Path | None, multihost: bool = False,
-          names: tuple[str, ...] = ALL_PROFILES, probe_verbs=verbs_device,
+          names: tuple[str, ...] = ALL_PROFILES,
+          probe_verbs: Callable[[], str | None] = verbs_device,
           iface: str | None = None) -> list[Profile]:
     """The profiles named, in that order, each with skip set when it cannot run.
 

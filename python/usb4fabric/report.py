@@ -12,6 +12,7 @@ import dataclasses
 import html
 import re
 from pathlib import Path
+from typing import Any, Callable
 
 import pandas as pd
 
@@ -47,7 +48,7 @@ class Report:
     figures: list[Figure] = dataclasses.field(default_factory=list)
 
 
-def _series(row) -> str:
+def _series(row: dict[str, Any]) -> str:
     if row.get("origin") == "hosts":
         return f"{row['fabric']} @ {row['hosts']}"
     return row["fabric"]
@@ -219,7 +220,7 @@ REF_HEADER = ["ref", "fabric", "system", "benchmark", "level", "metric", "size (
               "hardware", "origin", "source", "note"]
 
 
-def reference_rows(report: Report, link) -> list[list[str]]:
+def reference_rows(report: Report, link: Callable[[str, str], str]) -> list[list[str]]:
     rows = []
     for r in report.refs.to_dict("records"):
         size = r["msg_size_bytes"]
@@ -253,7 +254,8 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines) if rows else "(none)"
 
 
-def _html_table(header: list[str], rows: list[list[str]], raw_cols=()) -> str:
+def _html_table(header: list[str], rows: list[list[str]],
+                raw_cols: tuple[int, ...] = ()) -> str:
     if not rows:
         return "<p>(none)</p>"
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)

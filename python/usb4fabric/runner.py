@@ -16,7 +16,7 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from . import ccl_launch, ccl_parse, launch, osu_parse, rails, sysinfo
 from . import placement as where
@@ -240,7 +240,8 @@ def _status(done: launch.Completed, parsed: osu_parse.ParsedOutput) -> tuple[str
     return "ok", ""
 
 
-def _record(plan, profile, bench, rep, status, error, **extra) -> dict:
+def _record(plan: Plan, profile: Profile, bench: Benchmark, rep: int, status: str,
+            error: str, **extra: Any) -> dict:
     run = {**plan.placed(profile), "fabric": profile.name, "benchmark": bench.name, "repetition": rep,
            "status": status, "error": error, "rows": 0, "unparsed_lines": 0,
            "carrier": profile.carrier_for(bench.one_sided), "note": _note(profile, bench)}
