@@ -4,7 +4,9 @@ Object-oriented matplotlib without pyplot state: every figure is a
 ``matplotlib.figure.Figure``; helpers take an ``ax`` and data and return the
 artists they drew.  Measured series are solid lines of medians over the
 repetitions with a min-max band; published reference points are hollow
-markers, each labelled.
+markers keyed by source (one symbol and colour per published fabric), named
+in a legend beside the plot with their P# ids (the report's table of
+published rows): no text is written on the plot, so nothing overlaps.
 """
 
 from __future__ import annotations
@@ -13,17 +15,27 @@ import math
 from pathlib import Path
 
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 UNITS = {"latency": "latency (us)", "bandwidth": "bandwidth (MB/s)",
          "busbw": "bus bandwidth (GB/s, nccl-tests' definition)"}
 COLORS = {"usb4": "tab:red", "ethernet": "tab:blue", "ethernet-btl": "tab:cyan",
-          "tcp": "tab:blue", "shm": "tab:green", "roce": "tab:purple"}
-REF_MARKERS = "osD^v<>ph"
+          "tcp": "tab:blue", "shm": "tab:green", "shared": "tab:green", "roce": "tab:purple"}
 
 
-def size_label(size: float, _pos: object = None) -> str:
+def color_for(series: str) -> str | None:
+    """A fabric's colour from its series name ("usb4", "Ethernet — Open MPI btl
+    tcp, 2 hosts", "shm @ a,b"): by its first word, btl tcp apart."""
+    first = series.split(" ")[0].lower()
+    if first.startswith("ethernet") and "btl" in series:
+        return COLORS["ethernet-btl"]
+    return COLORS.get(first)
+REF_MARKERS = "osD^v<>ph*XP"
+REF_COLORS = ("0.15", "tab:brown", "tab:olive", "tab:pink", "tab:gray", "darkgoldenrod",
+              "tab:purple", "teal")
+
+
+def size_label(size: float, _pos=None) -> str:
     size = int(size)
     for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= factor and size % factor == 0:
@@ -31,8 +43,7 @@ def size_label(size: float, _pos: object = None) -> str:
     return f"{size} B"
 
 
-def plot_measured(ax: Axes, summary: pd.DataFrame, series: str,
-                  color: str | None = None) -> list:
+def plot_measured(ax, summary: pd.DataFrame, series: str, color: str | None = None) -> list:
     """One fabric: median line and min-max band.  summary has size/median/min/max."""
     data = summary.dropna(subset=["size"]).sort_values("size")
     data = data[data["size"] > 0]  # a log axis has no place for 0 B
@@ -46,34 +57,48 @@ def plot_measured(ax: Axes, summary: pd.DataFrame, series: str,
     return [line, band]
 
 
-def plot_reference(ax: Axes, refs: pd.DataFrame) -> list:
-    """Published points: hollow markers, each labelled with fabric and benchmark."""
-    artists = []
-    for i, row in enumerate(refs.to_dict("records")):
+def reference_keys(refs: pd.DataFrame) -> dict[str, tuple[str, str, list[str]]]:
+    """Published fabric -> (marker, colour, its P# ids), for the points that
+    can be placed (a size and a finite value), in the order of the rows."""
+    keys: dict[str, tuple[str, str, list[str]]] = {}
+    for row in refs.to_dict("records"):
         size = row["size"]
         if size is None or pd.isna(size) or size <= 0 or not math.isfinite(row["plot_value"]):
             continue
-        marker = REF_MARKERS[i % len(REF_MARKERS)]
-        point = ax.scatter([float(size)], [row["plot_value"]], marker=marker, s=46,
-                           facecolors="none", edgecolors="0.25", linewidths=1.2, zorder=3)
-        note = f", {row['plot_note']}" if row["plot_note"] else ""
-        label = f"{row.get('ref_id', '')} {row['fabric'][:30]} ({row['benchmark']}{note})"
-        text = ax.annotate(label.strip(), (float(size), row["plot_value"]), xytext=(5, 2),
-                           textcoords="offset points", fontsize=6, color="0.3",
-                           annotation_clip=False)
-        artists += [point, text]
-    return artists
+        if row["fabric"] not in keys:
+            n = len(keys)
+            keys[row["fabric"]] = (REF_MARKERS[n % len(REF_MARKERS)],
+                                   REF_COLORS[n % len(REF_COLORS)], [])
+        keys[row["fabric"]][2].append(str(row.get("ref_id", "")))
+    return keys
+
+
+def plot_reference(ax, refs: pd.DataFrame) -> list:
+    """Published points: hollow markers, one symbol and colour per published
+    fabric; returns one legend handle per fabric (labelled with its P# ids)."""
+    keys = reference_keys(refs)
+    handles = []
+    for fabric, (marker, color, ids) in keys.items():
+        rows = refs[(refs["fabric"] == fabric) & refs["ref_id"].isin(ids)]
+        label = f"{', '.join(ids)}: {fabric[:34]}"
+        notes = sorted({n for n in rows["plot_note"] if n})
+        if notes:
+            label += f" ({', '.join(notes)})"
+        handles.append(ax.scatter(rows["size"].astype(float).to_numpy(),
+                                  rows["plot_value"].astype(float).to_numpy(),
+                                  marker=marker, s=46, facecolors="none", edgecolors=color,
+                                  linewidths=1.3, zorder=3, label=label))
+    return handles
 
 
 def figure_for(title: str, metric: str, measured: dict[str, pd.DataFrame],
                refs: pd.DataFrame | None = None) -> Figure:
     """A log-log figure of one benchmark: one line per fabric, reference points."""
-    fig = Figure(figsize=(10, 6), dpi=110)
+    fig = Figure(figsize=(12, 6), dpi=110, layout="constrained")
     ax = fig.add_subplot(1, 1, 1)
-    for series, data in measured.items():
-        plot_measured(ax, data, series, COLORS.get(series.split(" ")[0]))
-    if refs is not None and not refs.empty:
-        plot_reference(ax, refs)
+    lines = [drawn[0] for series, data in measured.items()
+             if (drawn := plot_measured(ax, data, series, color_for(series)))]
+    published = plot_reference(ax, refs) if refs is not None and not refs.empty else []
     ax.set_xscale("log", base=2)
     ax.set_yscale("log")
     ax.xaxis.set_major_formatter(size_label)
@@ -82,14 +107,13 @@ def figure_for(title: str, metric: str, measured: dict[str, pd.DataFrame],
     ax.set_title(title)
     ax.grid(True, which="major", alpha=0.3)
     ax.tick_params(axis="x", labelrotation=45, labelsize=7)
-    if measured:
-        ax.legend(loc="upper left", fontsize=8, title="measured (median, min-max band)",
+    if lines:
+        ax.legend(handles=lines, loc="upper left", fontsize=8, title="measured (median, min-max band)",
                   title_fontsize=7)
-    if refs is not None and not refs.empty:
-        ax.text(0.99, 0.01, "hollow markers: published figures (P#: see the report's "
-                "table), not measured here", transform=ax.transAxes, ha="right",
-                va="bottom", fontsize=7, color="0.3")
-    fig.tight_layout()
+    if published:
+        fig.legend(handles=published, loc="outside right upper", fontsize=7,
+                   title="published, not measured here\n(P#: the report's table)",
+                   title_fontsize=7, alignment="left")
     return fig
 
 
