@@ -13,7 +13,8 @@ SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodiu
 		 autoconf automake libtool pkg-config iproute2 make gcc
 		 clang)	# clang: libFuzzer for the frame-parser fuzz test
 # xxhash: python/usb4fabric/wire.py checks XXH3 datagrams as the provider does
-PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil tqdm)
+PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil tqdm
+		 tabulate)	# pandas renders the report's Markdown tables with it
 
 say() { printf '[setup] %s\n' "$*"; }
 

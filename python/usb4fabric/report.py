@@ -1,9 +1,19 @@
-"""The comparison report: plots, ratio table, environment, provenance, gaps.
+"""The comparison report: headline, plots, ratio tables, provenance, gaps.
 
 ``build()`` loads result folders and reference figures into a ``Report``
 (plain data); ``write()`` renders it as Markdown and as one self-contained
 HTML page (SVG inline), with PNG and SVG plots next to them.  Nothing here
 prints.
+
+The report opens with the headline (usb4fabric.headline: usb4 against
+Ethernet and shared memory at 8 B and 1 MiB, per placement) and which
+benchmark programs ran.  It has one section per placement (results.csv's
+``placement`` column: ``cable`` first, then ``hosts``, then ``same-host``;
+folders without it are ``hosts`` when measured on --hosts, else
+``same-host``), each with its plots and ratio table.  A plot's files are
+``<benchmark>.png/.svg`` for the same-host section and
+``<benchmark>-<placement>.png/.svg`` for the others (``latency-cable.png``).
+Tables are rendered by pandas (usb4fabric.tables).
 """
 
 from __future__ import annotations
@@ -12,11 +22,10 @@ import dataclasses
 import html
 import re
 from pathlib import Path
-from typing import Any, Callable
 
 import pandas as pd
 
-from . import plots, reference
+from . import headline, osu_parse, plots, reference, tables
 from .osu_locate import BENCHMARKS
 from .results import load_results, summarize
 
@@ -35,6 +44,7 @@ class Figure:
     title: str
     png: Path
     svg: Path
+    placement: str = headline.SAME_HOST
 
 
 @dataclasses.dataclass
@@ -48,10 +58,38 @@ class Report:
     figures: list[Figure] = dataclasses.field(default_factory=list)
 
 
-def _series(row: dict[str, Any]) -> str:
+def _series(row) -> str:
     if row.get("origin") == "hosts":
         return f"{row['fabric']} @ {row['hosts']}"
     return row["fabric"]
+
+
+def _place(df: pd.DataFrame, metadata: list[dict]) -> None:
+    """placement and series of rows from folders written without them: the
+    folder's metadata placement, else hosts when measured on --hosts, else
+    the same host."""
+    if not len(df):
+        df["placement"], df["series"] = [], []
+        return
+    origin = {m["results_dir"]: m.get("origin", "here") for m in metadata}
+    hosts = {m["results_dir"]: m.get("hosts", "") for m in metadata}
+    placed = {m["results_dir"]: m.get("placement") or (
+        headline.HOSTS if m.get("origin") == "hosts" else headline.SAME_HOST) for m in metadata}
+    if "placement" not in df.columns:
+        df["placement"] = [placed[d] for d in df["results_dir"]]
+    df["placement"] = df["placement"].replace("", headline.SAME_HOST)
+    if "series" not in df.columns or (df["series"] == "").all():
+        df["series"] = [_series_name(f, p, origin[d], hosts[d])
+                        for f, d, p in zip(df["fabric"], df["results_dir"], df["placement"])]
+
+
+def _series_name(fabric: str, placement: str, origin: str, hosts: str) -> str:
+    """A series name unique per placement (folders without a series column)."""
+    if origin == "hosts":
+        return f"{fabric} @ {hosts}"
+    if placement == headline.SAME_HOST:
+        return fabric
+    return f"{fabric} — {headline.WHERE.get(placement, placement)}"
 
 
 def build(result_dirs: list[Path], reference_files: list[Path] | None = None,
@@ -61,12 +99,8 @@ def build(result_dirs: list[Path], reference_files: list[Path] | None = None,
     results = pd.concat([r for r, _, _ in loaded], ignore_index=True)
     runs = pd.concat([r for _, r, _ in loaded], ignore_index=True)
     metadata = [m | {"results_dir": str(d)} for (_, _, m), d in zip(loaded, result_dirs)]
-    results["series"] = [_series(r) for r in results.to_dict("records")] if len(results) else []
-    origin = {str(d): m.get("origin", "here") for d, m in zip(result_dirs, metadata)}
-    hosts = {str(d): m.get("hosts", "") for d, m in zip(result_dirs, metadata)}
-    runs["series"] = [f"{r['fabric']} @ {hosts[r['results_dir']]}"
-                      if origin[r["results_dir"]] == "hosts" else r["fabric"]
-                      for r in runs.to_dict("records")] if len(runs) else []
+    _place(results, metadata)
+    _place(runs, metadata)
     summary = summarize(results.assign(fabric=results["series"])) if len(results) \
         else summarize(results)
     summary = summary.rename(columns={"fabric": "series"})
@@ -74,31 +108,55 @@ def build(result_dirs: list[Path], reference_files: list[Path] | None = None,
     return Report(name, results, runs, metadata, summary, refs)
 
 
-def series_order(report: Report) -> list[str]:
-    names = list(dict.fromkeys(report.runs["series"])) if len(report.runs) else []
+def placement_of(report: Report) -> dict[str, str]:
+    """series -> its placement."""
+    both = pd.concat([report.runs[["series", "placement"]],
+                      report.results[["series", "placement"]]], ignore_index=True)
+    return dict(zip(both["series"], both["placement"]))
+
+
+def series_order(report: Report, placement: str | None = None) -> list[str]:
+    """The series (of one placement), usb4's first."""
+    runs = report.runs if placement is None else \
+        report.runs[report.runs["placement"] == placement]
+    names = list(dict.fromkeys(runs["series"])) if len(runs) else []
     return sorted(names, key=lambda s: (not s.startswith(NUMERATOR), names.index(s)))
 
 
+def placements(report: Report) -> list[str]:
+    """The placements of the runs, the report's sections, cable first."""
+    return headline.placements(report.runs)
+
+
 def make_figures(report: Report, folder: Path) -> list[Figure]:
-    """One figure per benchmark measured (those with message sizes)."""
+    """One figure per placement and benchmark measured (those with sizes)."""
     figures = []
-    for bench in dict.fromkeys(report.summary["benchmark"]):
-        metric = MAIN_METRIC.get(bench, "latency")
-        data = report.summary[(report.summary["benchmark"] == bench)
-                              & (report.summary["metric"] == metric)]
-        if data["size"].isna().all():
-            continue
-        measured = {s: data[data["series"] == s] for s in series_order(report)
-                    if (data["series"] == s).any()}
-        refs = None
-        if bench in REFERENCE_FOR:
-            refs = report.refs[report.refs["plot_metric"] == REFERENCE_FOR[bench]]
-        title = f"{bench}: {metric} vs message size"
-        fig = plots.figure_for(title, metric, measured, refs)
-        png, svg = plots.save(fig, folder / bench)
-        figures.append(Figure(bench, title, png, svg))
+    for placement in placements(report):
+        for bench in dict.fromkeys(report.summary["benchmark"]):
+            figure = _figure(report, folder, placement, bench)
+            if figure:
+                figures.append(figure)
     report.figures = figures
     return figures
+
+
+def _figure(report: Report, folder: Path, placement: str, bench: str) -> Figure | None:
+    metric = MAIN_METRIC.get(bench, "latency")
+    data = report.summary[(report.summary["benchmark"] == bench)
+                          & (report.summary["metric"] == metric)]
+    measured = {s: data[data["series"] == s] for s in series_order(report, placement)
+                if (data["series"] == s).any()}
+    if not measured or all(d["size"].isna().all() for d in measured.values()):
+        return None
+    refs = None
+    if bench in REFERENCE_FOR:
+        refs = report.refs[report.refs["plot_metric"] == REFERENCE_FOR[bench]]
+    where = headline.WHERE.get(placement, placement)
+    title = f"{bench}: {metric} vs message size ({where})"
+    fig = plots.figure_for(title, metric, measured, refs)
+    stem = bench if placement == headline.SAME_HOST else f"{bench}-{placement}"
+    png, svg = plots.save(fig, folder / stem)
+    return Figure(stem, title, png, svg, placement)
 
 
 def _median(report: Report, series: str, bench: str, size: int | None) -> float | None:
@@ -119,9 +177,10 @@ def _gap(report: Report, series: str, bench: str) -> str:
     return "gap: " + ", ".join(sorted(set(bad["status"]))) if len(bad) else "gap: size not run"
 
 
-def ratio_rows(report: Report) -> tuple[list[str], list[list[str]]]:
-    """usb4 / every other series at RATIO_SIZES, per benchmark."""
-    order = series_order(report)
+def ratio_rows(report: Report, placement: str | None = None) \
+        -> tuple[list[str], list[list[str]]]:
+    """usb4 / every other series (of one placement) at RATIO_SIZES, per benchmark."""
+    order = series_order(report, placement)
     nums = [s for s in order if s.split(" @ ")[0] == NUMERATOR]
     others = [s for s in order if s not in nums]
     header = ["benchmark", "metric", "size"]
@@ -129,8 +188,10 @@ def ratio_rows(report: Report) -> tuple[list[str], list[list[str]]]:
         header += [f"{num} median"]
         header += [f"{num} / {o}" for o in others]
     header += [f"{o} median" for o in others]
-    rows = []
-    for bench in dict.fromkeys(report.summary["benchmark"]):
+    rows: list[list[str]] = []
+    if not order:
+        return header, rows
+    for bench in dict.fromkeys(report.summary[report.summary["series"].isin(order)]["benchmark"]):
         metric = MAIN_METRIC.get(bench, "latency")
         sized = report.summary[report.summary["benchmark"] == bench]["size"].notna().any()
         for size in RATIO_SIZES if sized else (None,):
@@ -151,6 +212,36 @@ def ratio_rows(report: Report) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+OLD_OSU_BENCH = ("usb4 osu_bench (this project's OSU-method programs, not the OSU suite; "
+                 "this build printed the OSU suite's banner: {})")
+
+
+def suites_of(report: Report, meta: dict) -> list[str]:
+    """Which benchmark programs ran for one results folder, as a reader is
+    told: from their banners (runs.csv), or metadata's benchmark_suites."""
+    if meta.get("benchmark_suites"):
+        return list(meta["benchmark_suites"])
+    runs = report.runs[report.runs["results_dir"] == meta["results_dir"]]
+    seen = {(str(t), "" if pd.isna(v) else str(v)) for t, v in
+            zip(runs.get("osu_title", pd.Series(dtype=object)),
+                runs.get("osu_version", pd.Series(dtype=object)))
+            if isinstance(t, str) and t}
+    ours = (meta.get("osu_suite") or {}).get("kind") == "osu_bench"
+    labels = set()
+    for title, version in seen:
+        if ours and osu_parse.suite_of(title) == osu_parse.SUITE_OSU:
+            # osu_bench before it had a banner of its own
+            labels.add(OLD_OSU_BENCH.format(f"{title} v{version}"))
+        else:
+            labels.add(osu_parse.suite_label(title, version.lstrip("v")))
+    return sorted(labels)
+
+
+def suite_summary(report: Report) -> list[str]:
+    """Every benchmark suite that ran, over all the results folders."""
+    return sorted({s for m in report.metadata for s in suites_of(report, m)})
+
+
 def environment_rows(report: Report) -> list[list[str]]:
     rows = []
     for m in report.metadata:
@@ -162,7 +253,7 @@ def environment_rows(report: Report) -> list[list[str]]:
                      m.get("mpi") or "unknown",
                      f"{m.get('osu_suite', {}).get('kind')} ({m.get('osu_suite', {}).get('root')},"
                      f" found by {m.get('osu_suite', {}).get('found_by')})",
-                     ", ".join(m.get("osu_versions", [])),
+                     "; ".join(suites_of(report, m)),
                      " ".join(f"{k}={v}" for k, v in (m.get("environment") or {}).items())
                      or "(none set)",
                      " ".join(m.get("command", []))])
@@ -170,7 +261,8 @@ def environment_rows(report: Report) -> list[list[str]]:
 
 
 ENV_HEADER = ["results", "origin", "hosts", "start (UTC)", "git commit", "libfabric",
-              "MPI", "benchmark programs", "OSU headers seen", "FI_*/OMPI_* environment",
+              "MPI", "benchmark programs found", "benchmark programs that ran (banners)",
+              "FI_*/OMPI_* environment",
               "command"]
 
 
@@ -195,12 +287,7 @@ def gap_rows(report: Report) -> list[list[str]]:
 
 def measured_rows(report: Report) -> list[list[str]]:
     rows = []
-    origin = {}
-    for m in report.metadata:
-        origin[m["results_dir"]] = ("measured here" if m.get("origin") == "here"
-                                    else f"measured on hosts {m.get('hosts')}")
-    per_series = report.results.groupby("series")["results_dir"].first().to_dict() \
-        if len(report.results) else {}
+    placed = placement_of(report)
     notes = report.results.groupby(["series", "benchmark"])["note"].first().to_dict() \
         if len(report.results) else {}
     for r in report.summary.to_dict("records"):
@@ -209,18 +296,18 @@ def measured_rows(report: Report) -> list[list[str]]:
         size = "" if pd.isna(r["size"]) else str(int(r["size"]))
         rows.append([r["series"], r["benchmark"], size, r["metric"], r["unit"],
                      f"{r['median']:.2f}", f"{r['min']:.2f}", f"{r['max']:.2f}", str(r["n"]),
-                     origin.get(per_series.get(r["series"]), ""),
+                     headline.WHERE.get(placed.get(r["series"], ""), ""),
                      notes.get((r["series"], r["benchmark"]), "") or ""])
     return rows
 
 
 MEASURED_HEADER = ["series", "benchmark", "size (B)", "metric", "unit", "median", "min",
-                   "max", "reps", "origin", "note"]
+                   "max", "reps", "where", "note"]
 REF_HEADER = ["ref", "fabric", "system", "benchmark", "level", "metric", "size (B)", "value", "unit",
               "hardware", "origin", "source", "note"]
 
 
-def reference_rows(report: Report, link: Callable[[str, str], str]) -> list[list[str]]:
+def reference_rows(report: Report, link) -> list[list[str]]:
     rows = []
     for r in report.refs.to_dict("records"):
         size = r["msg_size_bytes"]
@@ -246,88 +333,93 @@ NOTES = [
 ]
 
 
-def _md_table(header: list[str], rows: list[list[str]]) -> str:
-    esc = lambda c: str(c).replace("|", "\\|").replace("\n", " ")  # noqa: E731
-    lines = ["| " + " | ".join(esc(h) for h in header) + " |",
-             "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines) if rows else "(none)"
-
-
-def _html_table(header: list[str], rows: list[list[str]],
-                raw_cols: tuple[int, ...] = ()) -> str:
-    if not rows:
-        return "<p>(none)</p>"
-    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
-    body = "".join("<tr>" + "".join(
-        f"<td>{c if i in raw_cols else html.escape(str(c))}</td>" for i, c in enumerate(row))
-        + "</tr>" for row in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
-
-
 def _md_inline(text: str) -> str:
     text = html.escape(text)
     text = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", text)
     return re.sub(r"`(.+?)`", r"<code>\1</code>", text)
 
 
+GAP_HEADER = ["series", "benchmark", "rep", "status", "error", "raw output"]
+PROFILE_HEADER = ["profile", "what", "two-sided carrier", "one-sided carrier", "skipped",
+                  "mpirun arguments"]
+GAPS_TITLE = "Gaps: runs that failed, timed out, printed no data or were skipped"
+
+
+def _sections(report: Report) -> list[tuple[str, str, list[Figure]]]:
+    """(placement, heading, its figures) in the report's order."""
+    return [(p, f"Measured {headline.WHERE.get(p, p)}",
+             [f for f in report.figures if f.placement == p]) for p in placements(report)]
+
+
 def render_markdown(report: Report) -> str:
     md_link = lambda text, url: f"[{text}]({url})" if url else text  # noqa: E731
-    header, rows = ratio_rows(report)
+    top = headline.build(report.results, report.summary, report.metadata)
     parts = [f"# usb4 comparison report: {report.name}", "",
              "Sources: " + ", ".join(f"`{m['results_dir']}`" for m in report.metadata)
              + " (measured) and `reports/reference/*.csv` (published).", ""]
+    parts += ["## Summary", "", tables.markdown(headline.HEADER, top.rows), ""]
+    parts += [f"- {n}" for n in top.notes]
+    parts += ["- Benchmark programs that ran: " + ("; ".join(suite_summary(report))
+                                                    or "none recorded") + ".", ""]
     parts += ["## Notes", ""] + [f"- {n}" for n in NOTES] + [""]
-    parts += ["## Ratios usb4 / other fabrics", "", _md_table(header, rows), ""]
-    parts += ["## Plots", ""]
-    for fig in report.figures:
-        parts += [f"### {fig.title}", "", f"![{fig.title}]({fig.png.name})",
-                  f"([SVG]({fig.svg.name}))", ""]
-    parts += ["## Gaps: runs that failed, timed out, printed no data or were skipped", "",
-              _md_table(["series", "benchmark", "rep", "status", "error", "raw output"],
-                        gap_rows(report)), ""]
-    parts += ["## Fabric profiles", "",
-              _md_table(["profile", "what", "two-sided carrier", "one-sided carrier",
-                         "skipped", "mpirun arguments"], profile_rows(report)), ""]
-    parts += ["## Environment", "", _md_table(ENV_HEADER, environment_rows(report)), ""]
+    for placement, heading, figures in _sections(report):
+        header, rows = ratio_rows(report, placement)
+        parts += [f"## {heading}", "", "### Ratios usb4 / other fabrics", "",
+                  tables.markdown(header, rows), ""]
+        for fig in figures:
+            parts += [f"### {fig.title}", "", f"![{fig.title}]({fig.png.name})",
+                      f"([SVG]({fig.svg.name}))", ""]
+    parts += [f"## {GAPS_TITLE}", "", tables.markdown(GAP_HEADER, gap_rows(report)), ""]
+    parts += ["## Fabric profiles", "", tables.markdown(PROFILE_HEADER, profile_rows(report)),
+              ""]
+    parts += ["## Environment", "", tables.markdown(ENV_HEADER, environment_rows(report)), ""]
     parts += ["## Measured rows (median over repetitions)", "",
-              _md_table(MEASURED_HEADER, measured_rows(report)), ""]
+              tables.markdown(MEASURED_HEADER, measured_rows(report)), ""]
     parts += ["## Published rows", "",
-              _md_table(REF_HEADER, reference_rows(report, md_link)), ""]
+              tables.markdown(REF_HEADER, reference_rows(report, md_link)), ""]
     return "\n".join(parts)
 
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}
 table{border-collapse:collapse;font-size:12px;margin:1em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#eee}
+table.summary{font-size:14px}table.summary td:nth-child(5),table.summary td:nth-child(7)
+{font-weight:bold}
 figure{margin:1em 0}svg{max-width:100%;height:auto}"""
 
 
 def render_html(report: Report) -> str:
     html_link = lambda text, url: (f'<a href="{html.escape(url)}">{html.escape(text)}</a>'  # noqa: E731
                                    if url else html.escape(text))
-    header, rows = ratio_rows(report)
+    top = headline.build(report.results, report.summary, report.metadata)
+    notes = top.notes + ["Benchmark programs that ran: " + ("; ".join(suite_summary(report))
+                                                            or "none recorded") + "."]
     out = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>usb4 report "
            f"{html.escape(report.name)}</title><style>{CSS}</style></head><body>",
            f"<h1>usb4 comparison report: {html.escape(report.name)}</h1>",
-           "<h2>Notes</h2><ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in NOTES) + "</ul>",
-           "<h2>Ratios usb4 / other fabrics</h2>", _html_table(header, rows), "<h2>Plots</h2>"]
-    for fig in report.figures:
-        svg = fig.svg.read_text()
-        svg = svg[svg.index("<svg"):]
-        out.append(f"<figure>{svg}<figcaption>{html.escape(fig.title)}</figcaption></figure>")
-    out += ["<h2>Gaps: runs that failed, timed out, printed no data or were skipped</h2>",
-            _html_table(["series", "benchmark", "rep", "status", "error", "raw output"],
-                        gap_rows(report)),
+           "<h2>Summary</h2>",
+           tables.to_html(headline.HEADER, top.rows).replace('class="dataframe data"',
+                                                             'class="dataframe data summary"'),
+           "<ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in notes) + "</ul>",
+           "<h2>Notes</h2><ul>" + "".join(f"<li>{_md_inline(n)}</li>" for n in NOTES) + "</ul>"]
+    for placement, heading, figures in _sections(report):
+        header, rows = ratio_rows(report, placement)
+        out += [f"<h2>{html.escape(heading)}</h2>", "<h3>Ratios usb4 / other fabrics</h3>",
+                tables.to_html(header, rows)]
+        for fig in figures:
+            svg = fig.svg.read_text()
+            svg = svg[svg.index("<svg"):]
+            out.append(f"<figure>{svg}<figcaption>{html.escape(fig.title)}</figcaption>"
+                       "</figure>")
+    out += [f"<h2>{GAPS_TITLE}</h2>", tables.to_html(GAP_HEADER, gap_rows(report)),
             "<h2>Fabric profiles</h2>",
-            _html_table(["profile", "what", "two-sided carrier", "one-sided carrier",
-                         "skipped", "mpirun arguments"],
-                        [[c.replace("**", "") for c in r] for r in profile_rows(report)]),
-            "<h2>Environment</h2>", _html_table(ENV_HEADER, environment_rows(report)),
+            tables.to_html(PROFILE_HEADER,
+                           [[c.replace("**", "") for c in r] for r in profile_rows(report)]),
+            "<h2>Environment</h2>", tables.to_html(ENV_HEADER, environment_rows(report)),
             "<h2>Measured rows (median over repetitions)</h2>",
-            _html_table(MEASURED_HEADER, measured_rows(report)),
+            tables.to_html(MEASURED_HEADER, measured_rows(report)),
             "<h2>Published rows</h2>",
-            _html_table(REF_HEADER, reference_rows(report, html_link), raw_cols=(11,)),
+            tables.to_html(REF_HEADER, reference_rows(report, html_link), raw=("source",)),
             "</body></html>"]
     return "\n".join(out)
 

@@ -17,15 +17,16 @@ VALUES = {("usb4", "latency"): 2.0, ("shm", "latency"): 1.0, ("ethernet", "laten
 SIZES = [8, 4096, 65536, 1 << 20]
 
 
-def make_results(folder: Path, origin="here", hosts="testhost") -> Path:
+def make_results(folder: Path, origin="here", hosts="testhost", values=None,
+                 osu_title="", osu_version="", **meta) -> Path:
     writer = ResultsWriter(folder)
     writer.write_metadata({"origin": origin, "hosts": hosts, "start": "2026-01-01T00:00:00",
                            "command": ["usb4bench", "run"], "git_commit": "abc123",
                            "libfabric": {"pkg-config": "1.17.0", "fi_info": "fi_info: 1.17.0"},
                            "mpi": "mpirun (Open MPI) 4.1.4", "environment": {"FI_LOG_LEVEL": "warn"},
                            "osu_suite": {"kind": "osu_bench", "root": "/x", "found_by": "osu_bench"},
-                           "profiles": {}})
-    for (fabric, bench), base in VALUES.items():
+                           "profiles": {}} | meta)
+    for (fabric, bench), base in (values or VALUES).items():
         metric, unit = ("latency", "us") if bench == "latency" else ("bandwidth", "MB/s")
         for rep, factor in ((1, 1.0), (2, 1.5), (3, 0.5)):  # median = base
             rows = [{"fabric": fabric, "benchmark": bench, "program": f"osu_{bench}",
@@ -33,11 +34,29 @@ def make_results(folder: Path, origin="here", hosts="testhost") -> Path:
                      "repetition": rep, "origin": origin, "hosts": hosts,
                      "carrier": "x", "note": ""} for size in SIZES]
             writer.add_run({"fabric": fabric, "benchmark": bench, "repetition": rep,
-                            "status": "ok", "error": ""}, rows)
+                            "status": "ok", "error": "", "osu_title": osu_title,
+                            "osu_version": osu_version}, rows)
     writer.add_run({"fabric": "ethernet-btl", "benchmark": "latency", "repetition": 1,
                     "status": "timeout", "error": "timed out after 9 s",
                     "stdout_file": "raw/ethernet-btl/latency/rep1.out"}, [])
     return folder
+
+
+def md_tables(md: str) -> list[tuple[list[str], list[list[str]]]]:
+    """(header, rows) of every Markdown table, cells stripped."""
+    found, block = [], []
+    for line in md.splitlines() + [""]:
+        if line.startswith("|"):
+            block.append([c.strip() for c in line.strip().strip("|").split("|")])
+        elif block:
+            found.append((block[0], block[2:]))
+            block = []
+    return found
+
+
+def md_table(md: str, *first: str) -> tuple[list[str], list[list[str]]]:
+    """The first table whose header begins with the columns first."""
+    return next(t for t in md_tables(md) if tuple(t[0][:len(first)]) == first)
 
 
 def test_report_files_ratios_and_provenance(tmp_path):
@@ -49,13 +68,11 @@ def test_report_files_ratios_and_provenance(tmp_path):
         assert (out / name).stat().st_size > 0, name
     md = (out / "report.md").read_text()
     # ratio table: usb4 / shm = 2.0 for latency, 0.5 for bandwidth, at every size
-    lines = {tuple(c.strip() for c in line.split("|")[1:4]): line for line in md.splitlines()
-             if line.startswith("| latency") or line.startswith("| bw")}
-    header = next(line for line in md.splitlines() if line.startswith("| benchmark | metric | size"))
-    cols = [c.strip() for c in header.split("|")[1:-1]]
+    cols, rows = md_table(md, "benchmark", "metric", "size")
+    lines = {tuple(row[:3]): row for row in rows}
     for size in ("8 B", "4 KiB", "64 KiB", "1 MiB"):
-        lat = [c.strip() for c in lines[("latency", "latency (us)", size)].split("|")[1:-1]]
-        bw = [c.strip() for c in lines[("bw", "bandwidth (MB/s)", size)].split("|")[1:-1]]
+        lat = lines[("latency", "latency (us)", size)]
+        bw = lines[("bw", "bandwidth (MB/s)", size)]
         assert lat[cols.index("usb4 / shm")] == "2.000"
         assert lat[cols.index("usb4 / ethernet")] == "0.100"
         assert bw[cols.index("usb4 / shm")] == "0.500"
