@@ -3,6 +3,7 @@ beside tcp (and the two-host series), and the ratio table in GB/s."""
 
 from pathlib import Path
 
+from test_report import md_tables
 from usb4fabric import ccl_parse
 from usb4fabric.cli import main
 from usb4fabric.results import ResultsWriter
@@ -37,9 +38,13 @@ def test_report_plots_ccl_bus_bandwidth(tmp_path):
     md = (out / "report.md").read_text()
     assert "ccl_allreduce: busbw vs message size" in md
     svg = (out / "ccl_allreduce.svg").read_text()
-    assert "bus bandwidth (GB/s" in svg and "usb4 @ 10.77.0.1,10.77.0.2" in svg
-    header = next(line for line in md.splitlines() if line.startswith("| benchmark | metric | size"))
-    cols = [c.strip() for c in header.split("|")[1:-1]]
-    row = next(line for line in md.splitlines() if line.startswith("| ccl_allreduce | busbw (GB/s) | 1 MiB"))
-    cells = [c.strip() for c in row.split("|")[1:-1]]
-    assert cells[cols.index("usb4 / ethernet")] == "2.000"
+    assert "bus bandwidth (GB/s" in svg and "usb4 @ 10.77.0.1,10.77.0.2" not in svg
+    # the two-host series in their own section and plot
+    hosts_svg = (out / "ccl_allreduce-hosts.svg").read_text()
+    assert "usb4 @ 10.77.0.1,10.77.0.2" in hosts_svg
+    tables = [t for t in md_tables(md) if t[0][:3] == ["benchmark", "metric", "size"]]
+    assert len(tables) == 2  # between hosts, then one host
+    for cols, rows in tables:
+        cells = next(r for r in rows if r[:3] == ["ccl_allreduce", "busbw (GB/s)", "1 MiB"])
+        ratio = next(c for c in cols if c.startswith("usb4") and "/ ethernet" in c)
+        assert cells[cols.index(ratio)] == "2.000"
