@@ -15,9 +15,9 @@ import dataclasses
 
 import pandas as pd
 
-# placements (results.csv's "placement" column), in the report's order
-CABLE, HOSTS, SAME_HOST = "cable", "hosts", "same-host"
-ORDER = (CABLE, HOSTS, SAME_HOST)
+from .placement import CABLE, HOSTS, REPORT_ORDER, SAME_HOST
+
+ORDER = REPORT_ORDER  # the placements (results.csv's "placement"), the cable first
 WHERE = {CABLE: "2 hosts, over the cable", HOSTS: "between hosts", SAME_HOST: "one host"}
 ETHERNET = ("ethernet", "tcp", "ethernet-btl")  # the first found is compared
 SHM = ("shm",)

@@ -58,16 +58,11 @@ class Report:
     figures: list[Figure] = dataclasses.field(default_factory=list)
 
 
-def _series(row) -> str:
-    if row.get("origin") == "hosts":
-        return f"{row['fabric']} @ {row['hosts']}"
-    return row["fabric"]
-
-
 def _place(df: pd.DataFrame, metadata: list[dict]) -> None:
-    """placement and series of rows from folders written without them: the
-    folder's metadata placement, else hosts when measured on --hosts, else
-    the same host."""
+    """placement and series where a row has none (fixtures, folders written
+    before the columns; results.load_results fills whole missing columns):
+    the folder's metadata placement, else hosts when measured on --hosts,
+    else the same host."""
     if not len(df):
         df["placement"], df["series"] = [], []
         return
@@ -76,11 +71,14 @@ def _place(df: pd.DataFrame, metadata: list[dict]) -> None:
     placed = {m["results_dir"]: m.get("placement") or (
         headline.HOSTS if m.get("origin") == "hosts" else headline.SAME_HOST) for m in metadata}
     if "placement" not in df.columns:
-        df["placement"] = [placed[d] for d in df["results_dir"]]
-    df["placement"] = df["placement"].replace("", headline.SAME_HOST)
-    if "series" not in df.columns or (df["series"] == "").all():
-        df["series"] = [_series_name(f, p, origin[d], hosts[d])
-                        for f, d, p in zip(df["fabric"], df["results_dir"], df["placement"])]
+        df["placement"] = ""
+    if "series" not in df.columns:
+        df["series"] = ""
+    df["placement"] = [p if isinstance(p, str) and p else placed[d]
+                       for p, d in zip(df["placement"], df["results_dir"])]
+    df["series"] = [s if isinstance(s, str) and s else _series_name(f, p, origin[d], hosts[d])
+                    for s, f, d, p in zip(df["series"], df["fabric"], df["results_dir"],
+                                          df["placement"])]
 
 
 def _series_name(fabric: str, placement: str, origin: str, hosts: str) -> str:
