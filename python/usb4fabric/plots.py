@@ -15,6 +15,7 @@ import math
 from pathlib import Path
 
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 UNITS = {"latency": "latency (us)", "bandwidth": "bandwidth (MB/s)",
@@ -30,12 +31,14 @@ def color_for(series: str) -> str | None:
     if first.startswith("ethernet") and "btl" in series:
         return COLORS["ethernet-btl"]
     return COLORS.get(first)
+
+
 REF_MARKERS = "osD^v<>ph*XP"
 REF_COLORS = ("0.15", "tab:brown", "tab:olive", "tab:pink", "tab:gray", "darkgoldenrod",
               "tab:purple", "teal")
 
 
-def size_label(size: float, _pos=None) -> str:
+def size_label(size: float, _pos: object = None) -> str:
     size = int(size)
     for unit, factor in (("MiB", 1 << 20), ("KiB", 1 << 10)):
         if size >= factor and size % factor == 0:
@@ -43,7 +46,8 @@ def size_label(size: float, _pos=None) -> str:
     return f"{size} B"
 
 
-def plot_measured(ax, summary: pd.DataFrame, series: str, color: str | None = None) -> list:
+def plot_measured(ax: Axes, summary: pd.DataFrame, series: str,
+                  color: str | None = None) -> list:
     """One fabric: median line and min-max band.  summary has size/median/min/max."""
     data = summary.dropna(subset=["size"]).sort_values("size")
     data = data[data["size"] > 0]  # a log axis has no place for 0 B
@@ -73,7 +77,7 @@ def reference_keys(refs: pd.DataFrame) -> dict[str, tuple[str, str, list[str]]]:
     return keys
 
 
-def plot_reference(ax, refs: pd.DataFrame) -> list:
+def plot_reference(ax: Axes, refs: pd.DataFrame) -> list:
     """Published points: hollow markers, one symbol and colour per published
     fabric; returns one legend handle per fabric (labelled with its P# ids)."""
     keys = reference_keys(refs)

@@ -22,6 +22,7 @@ import dataclasses
 import html
 import re
 from pathlib import Path
+from typing import Callable
 
 import pandas as pd
 
@@ -305,7 +306,7 @@ REF_HEADER = ["ref", "fabric", "system", "benchmark", "level", "metric", "size (
               "hardware", "origin", "source", "note"]
 
 
-def reference_rows(report: Report, link) -> list[list[str]]:
+def reference_rows(report: Report, link: Callable[[str, str], str]) -> list[list[str]]:
     rows = []
     for r in report.refs.to_dict("records"):
         size = r["msg_size_bytes"]
