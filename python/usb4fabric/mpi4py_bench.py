@@ -10,6 +10,9 @@ bw: rank 0 posts a window of Isend, rank 1 the matching Irecv, then a 4-byte
 reply closes each iteration; MB/s with MB = 1e6 bytes.  Sizes are 0 (or 1)
 then powers of two up to the maximum.  Output is OSU's, so the harness parses
 it like any OSU program.
+
+It imports nothing of usb4fabric (numpy and mpi4py only): the harness runs
+it by its path, with whichever python has the stack's mpi4py.
 """
 
 from __future__ import annotations

@@ -30,11 +30,14 @@ import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
-from . import locations
+from . import locations, mpi4py_bench
 
 # Found from the working directory when the harness is imported.
 OSU_BENCH_DIR = locations.osu_programs()
 CCL_BENCH = locations.ccl_bench()
+# Run by its path: it imports nothing of usb4fabric, so another stack's python
+# (its own mpi4py) runs it without our site-packages on its PYTHONPATH.
+MPI4PY_BENCH = Path(mpi4py_bench.__file__).resolve()
 # 7.x puts a variant folder under the category; the blocking/standard one first
 VARIANTS = ("", "standard", "blocking")
 LAYOUTS = (
@@ -103,7 +106,7 @@ class Suite:
     def program(self, bench: Benchmark) -> list[str] | None:
         """argv prefix running the benchmark, or None when the program is missing."""
         if bench.category == "mpi4py":
-            return [sys.executable, "-m", "usb4fabric.mpi4py_bench", bench.program]
+            return [sys.executable, str(MPI4PY_BENCH), bench.program]
         if bench.category == "ccl":
             return [str(CCL_BENCH)] if CCL_BENCH and CCL_BENCH.is_file() else None
         if self.root is None:

@@ -25,7 +25,6 @@ from .profiles import Profile
 from .results import ResultsWriter
 from .stacks import Hosts, Stack
 
-PACKAGE_PARENT = Path(__file__).resolve().parents[1]  # python/
 DEFAULT_BENCHMARKS = ("latency", "bw", "put_latency", "allreduce")
 DEFAULT_REPEAT = 3
 DEFAULT_TIMEOUT = 120.0  # seconds per mpirun
@@ -139,8 +138,6 @@ class Plan:
                    program: list[str]) -> list[str]:
         argv = self.prefix + stack.launch_args(self.ranks, self.stack_hosts)
         argv += profile.mpi_args(bench.one_sided)
-        if bench.category == "mpi4py":
-            argv += stack.env_args({"PYTHONPATH": str(PACKAGE_PARENT)})
         return argv + self.extra_mpirun + program + self.bench_args(bench)
 
     def mpirun_argv(self, profile: Profile, bench: Benchmark, program: list[str]) -> list[str]:
@@ -157,10 +154,10 @@ class Plan:
         if not self.multihost and self.ranks > (os.cpu_count() or 1):
             argv.append("--oversubscribe")
         argv += profile.mpi_args(bench.one_sided)
-        if bench.category == "mpi4py":
-            pythonpath = os.pathsep.join(filter(None, [str(PACKAGE_PARENT),
-                                                       os.environ.get("PYTHONPATH")]))
-            argv += ["-x", f"PYTHONPATH={pythonpath}"]
+        if bench.category == "mpi4py" and os.environ.get("PYTHONPATH"):
+            # mpi4py_bench runs by its path; the ranks on other hosts get our
+            # PYTHONPATH (where mpi4py may be) as the local ones do.
+            argv += ["-x", f"PYTHONPATH={os.environ['PYTHONPATH']}"]
         argv += self.extra_mpirun
         return argv + program + self.bench_args(bench)
 

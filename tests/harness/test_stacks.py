@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from usb4fabric import profiles, stacks
+from usb4fabric import osu_locate, profiles, runner, stacks
 from usb4fabric.cli import main
 
 PROVIDER = Path("/opt/usb4/lib")
@@ -130,3 +130,18 @@ def test_cli_mpi_usage_errors(tmp_path, capsys):
     assert main(["run", "--mpi", "ompi50-pypi", "--hostfile", "h",
                  "--output", str(tmp_path)]) == 2
     assert "--hostfile is Open MPI's" in capsys.readouterr().err
+
+
+def test_another_stacks_python_runs_mpi4py_bench_by_path_without_our_site_packages(tmp_path):
+    """An installed harness's parent folder is site-packages: exported as the
+    ranks' PYTHONPATH it put our mpi4py and numpy before the stack's own."""
+    stack = stacks.named("mpich50-pypi", stacks_dir=tmp_path)[0]
+    profile = profiles.for_stack(stack, PROVIDER, names=("usb4",))[0]
+    bench = osu_locate.BENCHMARKS["mpi4py_latency"]
+    plan = runner.Plan([profile], [bench], osu_locate.Suite("osu_bench", tmp_path, "test"),
+                       stack=stack)
+    program = plan.program(bench)
+    assert program is not None
+    assert program[0] == str(tmp_path / "mpich50-pypi" / "bin" / "python")
+    assert Path(program[1]).name == "mpi4py_bench.py" and Path(program[1]).is_file()
+    assert "PYTHONPATH" not in " ".join(plan.stack_argv(stack, profile, bench, program))
