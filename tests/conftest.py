@@ -32,6 +32,7 @@ import sys
 import time
 from pathlib import Path
 
+import psutil
 import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -185,16 +186,13 @@ def usb4_shm_files():
 
 def session_processes():
     """{pid: name} of live processes started by this session (mpirun, orted, ranks)."""
-    mark = SESSION_MARK.encode() + b"\0"
+    name, value = SESSION_MARK.split("=", 1)
     found = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for proc in psutil.process_iter(["name"]):
         try:
-            if mark not in (entry / "environ").read_bytes():
-                continue
-            found[int(entry.name)] = (entry / "comm").read_text().strip()
-        except OSError:
+            if proc.environ().get(name) == value:
+                found[proc.pid] = proc.info["name"]
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
     return found
 
@@ -206,10 +204,12 @@ def pytest_sessionstart(session):
 
 @pytest.fixture
 def leftovers(pytestconfig):
-    """Probes for what the session left behind: usb4 shm files and its processes."""
+    """Probes for what the session left behind: usb4 shm files and its processes
+    (and the environment that marks a process as this session's)."""
     before = pytestconfig.usb4_shm_before
     return {"shm": lambda: usb4_shm_files() - before,
-            "processes": session_processes}
+            "processes": session_processes,
+            "mark": dict([SESSION_MARK.split("=", 1)])}
 
 
 def pytest_collection_modifyitems(session, config, items):

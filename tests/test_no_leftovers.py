@@ -6,6 +6,7 @@ user's MPI job on the same machine is not blamed; /dev/shm files that
 existed before the session are not either.
 """
 
+import subprocess
 import time
 
 import pytest
@@ -23,6 +24,22 @@ def after_settling(probe):
         if not left or time.monotonic() > deadline:
             return left
         time.sleep(0.2)
+
+
+def test_process_probe_sees_a_marked_child(leftovers):
+    # The probe the next test relies on: a child carrying the session's mark
+    # is reported while it lives and not after.
+    child = subprocess.Popen(["sleep", "60"], env=leftovers["mark"])
+    unmarked = subprocess.Popen(["sleep", "60"])
+    try:
+        found = leftovers["processes"]()
+        assert child.pid in found and found[child.pid] == "sleep"
+        assert unmarked.pid not in found
+    finally:
+        for proc in (child, unmarked):
+            proc.kill()
+            proc.wait()
+    assert child.pid not in leftovers["processes"]()
 
 
 def test_no_usb4_shm_files_left(leftovers):
