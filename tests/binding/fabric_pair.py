@@ -1,9 +1,9 @@
 """Helpers of the binding tests: which providers, and a pair of endpoints."""
 
 import pytest
-from usb4fabric._libfabric import lib
 
 from usb4fabric import info as fi_info
+from usb4fabric._libfabric import lib
 from usb4fabric.errors import NoData
 from usb4fabric.fabric import Fabric
 

@@ -6,11 +6,11 @@ import time
 
 import numpy as np
 import pytest
-from usb4fabric._libfabric import ffi, lib
 
 from fabric_pair import Pair, open_info
 from usb4fabric import errors
 from usb4fabric import info as fi_info
+from usb4fabric._libfabric import ffi, lib
 from usb4fabric.fabric import Fabric
 
 MIB = 1 << 20
