@@ -383,6 +383,41 @@ static void test_basics(struct usb4_udp_sock *a, struct usb4_udp_sock *b)
 		     "an idle socket handed something up");
 }
 
+/* Datagrams gathered from a header and a payload piece, as rel sends
+ * them, either side of the size that the socket puts together itself
+ * (sendto) rather than hand to sendmsg: each arrives whole, in order,
+ * from its sender. */
+static void test_gathered_sizes(struct usb4_udp_sock *a,
+				struct usb4_udp_sock *b)
+{
+	static const size_t sizes[] = { 1, 48, 255, 256, 257, 1000 };
+	static unsigned char buf[1000];
+	static struct got g;
+	struct usb4_udp_addr ba;
+	int n = (int) (sizeof(sizes) / sizeof(sizes[0]));
+
+	usb4_udp_sock_addr(b, &ba);
+	memset(&g, 0, sizeof(g));
+	plan.count = 0;
+	for (int i = 0; i < n; i++) {
+		struct iovec two[2] = {
+			{ buf, sizes[i] < 40 ? sizes[i] : 40 },
+			{ buf + 40, sizes[i] < 40 ? 0 : sizes[i] - 40 },
+		};
+
+		pattern(buf, sizes[i], (unsigned) (50 + i));
+		CHECK_EQ_MSG(usb4_udp_send(a, &ba, two, 2), 0,
+			     "sending %zu bytes in two pieces", sizes[i]);
+		poll_for(b, &g, i + 1);
+	}
+	check_from(&g, a);
+	for (int i = 0; i < g.n; i++)
+		CHECK_MSG(g.len[i] == sizes[i] &&
+			  is_pattern(g.data[i], sizes[i], (unsigned) (50 + i)),
+			  "a datagram of %zu bytes gathered from two pieces "
+			  "arrived as %zu bytes or wrong", sizes[i], g.len[i]);
+}
+
 /* The largest payload follows the interface's MTU minus IP and UDP
  * headers, capped at what UDP carries. */
 static void test_datagram_max(void)
@@ -540,6 +575,7 @@ int main(void)
 	test_evacuate(a, b);
 	test_evacuate_misses(a, b);
 	test_batch(a, b);
+	test_gathered_sizes(a, b);
 	usb4_udp_sock_close(a);
 	usb4_udp_sock_close(b);
 	test_datagram_max();
