@@ -18,6 +18,7 @@
  *     places, and CRC32C the one-call usb4_crc32c.
  */
 #include <endian.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -441,10 +442,133 @@ static void test_check_pieces_match_one_call(void)
 	}
 }
 
+/* ---- datagrams read in one piece (usb4_rel_parse_one) ---- */
+
+/* d's check redone as its flag says, after the test rewrote it. */
+static void recheck(struct dgram *d)
+{
+	bool xxh3 = le16toh(hdr_of(d).flags) & USB4_REL_F_XXH3;
+	uint32_t c = htole32(xxh3 ? xxh3_of(d) : crc32c_of(d));
+
+	memcpy(d->buf + CRC_OFF, &c, 4);
+}
+
+/* One rewrite of a DATA datagram whose check is then made right again, and
+ * the drop it must be counted as. */
+struct forgery {
+	const char *what;
+	size_t off, width;	/* the field rewritten */
+	uint64_t xor;
+	enum usb4_rel_drop drop;
+};
+
+static const struct forgery forgeries[] = {
+	{ "another source", offsetof(struct usb4_wire_rel, src_id), 8, 1,
+	  USB4_REL_DROP_WRONG_SRC },
+	{ "another destination", offsetof(struct usb4_wire_rel, dst_id), 8,
+	  1u << 20, USB4_REL_DROP_WRONG_DST },
+	{ "a length one short", offsetof(struct usb4_wire_rel, len), 4, 1,
+	  USB4_REL_DROP_BAD_HEADER },
+	{ "another version", offsetof(struct usb4_wire_rel, version), 1, 0x40,
+	  USB4_REL_DROP_BAD_HEADER },
+	{ "PROBE on a DATA", offsetof(struct usb4_wire_rel, flags), 2,
+	  USB4_REL_F_PROBE, USB4_REL_DROP_BAD_HEADER },
+	{ "a tag flag without its trailer", offsetof(struct usb4_wire_rel, flags),
+	  2, USB4_REL_F_AUTH, USB4_REL_DROP_BAD_HEADER },
+	{ "a seq past the window", offsetof(struct usb4_wire_rel, seq), 4,
+	  1u << 12, USB4_REL_DROP_OUT_OF_WINDOW },
+};
+
+static void xor_field(struct dgram *d, const struct forgery *f)
+{
+	uint64_t v = 0;
+
+	memcpy(&v, d->buf + f->off, f->width);	/* little-endian host */
+	v = le64toh(v) ^ f->xor;
+	v = htole64(v);
+	memcpy(d->buf + f->off, &v, f->width);
+}
+
+static size_t drops(const struct side *s, enum usb4_rel_drop why)
+{
+	return (size_t) usb4_rel_stats(s->rel)->dropped[why];
+}
+
+/* Each forgery, checked right, is dropped and counted as the general path
+ * counts it, nothing delivered; then the true datagram is taken once: a
+ * copy of it is a counted duplicate. */
+static void one_piece_forgeries(struct side *a, struct side *b)
+{
+	static struct dgram d, f;
+
+	for (size_t k = 0; k < sizeof(forgeries) / sizeof(forgeries[0]); k++) {
+		const struct forgery *fg = &forgeries[k];
+		size_t got = b->n_got, before = drops(b, fg->drop);
+		size_t dup = drops(b, USB4_REL_DROP_DUPLICATE);
+
+		CHECK_EQ(send_len(a, 40, (unsigned) k), 0);
+		CHECK_EQ(a->n_out, 1);
+		d = a->out[0];
+		a->n_out = 0;
+		f = d;
+		xor_field(&f, fg);
+		recheck(&f);
+		usb4_rel_input(b->rel, 0, f.buf, f.len, &b->io);
+		CHECK_EQ_MSG(b->n_got, got, "%s: delivered", fg->what);
+		CHECK_EQ_MSG(drops(b, fg->drop), before + 1, "%s: not counted",
+			     fg->what);
+		CHECK_EQ(usb4_rel_input(b->rel, 0, d.buf, d.len, &b->io), 0);
+		CHECK_EQ_MSG(b->n_got, got + 1, "%s: the true one", fg->what);
+		usb4_rel_input(b->rel, 0, d.buf, d.len, &b->io);
+		CHECK_EQ_MSG(b->n_got, got + 1, "%s: a copy delivered", fg->what);
+		CHECK_EQ(drops(b, USB4_REL_DROP_DUPLICATE), dup + 1);
+		settle(a, b, 0);
+	}
+}
+
+/* A lost datagram: the one after it is held, not handed up, until the
+ * lost one comes again; then both, in order. */
+static void one_piece_gap(struct side *a, struct side *b)
+{
+	static struct dgram first, second;
+	size_t got = b->n_got;
+	unsigned char want[40];
+
+	CHECK_EQ(send_len(a, 40, 71), 0);
+	CHECK_EQ(send_len(a, 40, 72), 0);
+	CHECK_EQ(a->n_out, 2);
+	first = a->out[0];
+	second = a->out[1];
+	a->n_out = 0;
+	CHECK_EQ(usb4_rel_input(b->rel, 0, second.buf, second.len, &b->io), 0);
+	CHECK_EQ_MSG(b->n_got, got, "a datagram past a gap was handed up");
+	CHECK_EQ(usb4_rel_input(b->rel, 0, first.buf, first.len, &b->io), 0);
+	CHECK_EQ(b->n_got, got + 2);
+	fill(want, 40, 72);
+	CHECK_MSG(b->got_len == 40 && !memcmp(b->got, want, 40),
+		  "the held datagram came last and whole");
+	settle(a, b, 0);
+}
+
+/* Run in both passes: datagrams checked by CRC32C, then by XXH3. */
+static void test_one_piece(void)
+{
+	static struct side a, b;
+
+	pair_open(&a, &b);
+	handshake(&a, &b);
+	settle(&a, &b, 0);
+	one_piece_forgeries(&a, &b);
+	one_piece_gap(&a, &b);
+	transfer_checked(&a, &b, !usb4_crc32c_fast(), "one piece");
+	pair_close(&a, &b);
+}
+
 int main(int argc, char **argv)
 {
 	if (usb4_crc32c_fast()) {
 		test_fast_crc_keeps_crc32c();
+		test_one_piece();
 		if (usb4_test_failures)
 			return usb4_test_done("test_rel_check (CRC instructions)");
 		fflush(NULL);
@@ -460,5 +584,6 @@ int main(int argc, char **argv)
 	test_xxh3_corruption_dropped();
 	test_hello_never_xxh3();
 	test_check_pieces_match_one_call();
+	test_one_piece();
 	return usb4_test_done("test_rel_check");
 }

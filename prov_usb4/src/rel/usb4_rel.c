@@ -333,6 +333,8 @@ static int usb4_rel_skip_hdr(const struct iovec *dgram, int count, size_t len,
 
 /* ---- datagram format ---------------------------------------------------- */
 
+static void usb4_rel_header_host(struct usb4_wire_rel *h);
+
 /* The header in host order; false when too short or not shaped like any
  * version's (version and type keep their place). */
 static bool usb4_rel_header_read(const struct iovec *dgram, int count,
@@ -342,6 +344,13 @@ static bool usb4_rel_header_read(const struct iovec *dgram, int count,
 	    len - USB4_REL_HDR_LEN > UINT32_MAX)
 		return false;
 	usb4_rel_gather(h, dgram, count, 0, USB4_REL_HDR_LEN);
+	usb4_rel_header_host(h);
+	return true;
+}
+
+/* A header as it came off the wire, to host order in place. */
+static void usb4_rel_header_host(struct usb4_wire_rel *h)
+{
 	h->flags = le16toh(h->flags);
 	h->crc = le32toh(h->crc);
 	h->src_id = le64toh(h->src_id);
@@ -351,7 +360,6 @@ static bool usb4_rel_header_read(const struct iovec *dgram, int count,
 	h->sack = le64toh(h->sack);
 	h->window = le32toh(h->window);
 	h->len = le32toh(h->len);
-	return true;
 }
 
 static bool usb4_rel_is_hello(uint8_t type)
@@ -1744,6 +1752,63 @@ static enum usb4_rel_drop usb4_rel_prove(struct usb4_rel_peer *peer,
 	return USB4_REL_DROP_MAX;
 }
 
+/*
+ * The common datagram, read in place: a DATA or ACK of an established,
+ * unkeyed session that came in one piece, with no flag but XXH3 (a
+ * ping-pong's).  The general path reads every datagram piecewise (for
+ * handshakes, tags and placed payloads) and gathered, sliced and copied
+ * its header three times; this reads it once and makes the same checks
+ * as usb4_rel_parse.  True with *h (host order) when the datagram passes
+ * them all; false for anything else, with nothing changed: the general
+ * path then takes it, and drops and counts it if it must.
+ */
+static bool usb4_rel_parse_one(const struct usb4_rel_peer *peer,
+			       const struct iovec *dgram,
+			       struct usb4_wire_rel *h)
+{
+	struct usb4_wire_rel raw;	/* as on the wire, crc zeroed */
+	struct iovec payload;
+	size_t len = dgram->iov_len;
+
+	if (peer->cfg.job || !peer->peer_known || !dgram->iov_base ||
+	    len < USB4_REL_HDR_LEN || len - USB4_REL_HDR_LEN > UINT32_MAX)
+		return false;
+	memcpy(&raw, dgram->iov_base, USB4_REL_HDR_LEN);
+	*h = raw;
+	usb4_rel_header_host(h);
+	if (h->version != USB4_WIRE_VERSION ||
+	    (h->type != USB4_REL_DATA && h->type != USB4_REL_ACK) ||
+	    (h->flags & ~USB4_REL_F_XXH3) ||
+	    h->len != len - USB4_REL_HDR_LEN ||
+	    !usb4_rel_len_ok(&peer->cfg, h->type, h->len) ||
+	    h->dst_id != peer->local_id || h->src_id != peer->remote_id)
+		return false;
+	raw.crc = 0;
+	payload = (struct iovec) {
+		.iov_base = (char *) dgram->iov_base + USB4_REL_HDR_LEN,
+		.iov_len = h->len };
+	return usb4_rel_check(h->flags & USB4_REL_F_XXH3, &raw, &payload,
+			      h->len ? 1 : 0) == h->crc;
+}
+
+/* A datagram usb4_rel_parse_one read: as the general path goes on. */
+static int usb4_rel_input_one(struct usb4_rel_peer *peer, uint64_t now,
+			      const struct iovec *dgram,
+			      const struct usb4_wire_rel *h,
+			      const struct usb4_rel_io *io)
+{
+	struct iovec payload = {
+		.iov_base = (char *) dgram->iov_base + USB4_REL_HDR_LEN,
+		.iov_len = h->len };
+	int ret;
+
+	usb4_rel_ka_heard(&peer->ka);
+	ret = usb4_rel_on_data(peer, now, io, h, &payload, h->len ? 1 : 0);
+	usb4_rel_closed_check(peer);
+	usb4_rel_trim(peer, now);
+	return ret;
+}
+
 int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		     const struct iovec *dgram, int count,
 		     const struct usb4_rel_io *io)
@@ -1758,6 +1823,8 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 
 	if (peer->down)
 		return peer->down;
+	if (count == 1 && usb4_rel_parse_one(peer, dgram, &h))
+		return usb4_rel_input_one(peer, now, dgram, &h, io);
 	why = usb4_rel_parse(peer, dgram, count, len, &h, &pn);
 	if (why == USB4_REL_DROP_MAX && !usb4_rel_is_hello(h.type) &&
 	    !peer->peer_known)
