@@ -11,10 +11,12 @@ set -euo pipefail
 SYSTEM_PACKAGES=(libfabric-dev libfabric-bin openmpi-bin libopenmpi-dev libsodium-dev libssl-dev
 		 libxxhash-dev	# XXH3, the datagram check (src/rel/usb4_rel_check.c)
 		 autoconf automake libtool pkg-config iproute2 make gcc
-		 clang)	# clang: libFuzzer for the frame-parser fuzz test
+		 clang	# clang: libFuzzer for the frame-parser fuzz test
+		 chromium)	# the report opened in a browser (usb4fabric/browser.py, --screenshot)
 # xxhash: python/usb4fabric/wire.py checks XXH3 datagrams as the provider does
 PYTHON_PACKAGES=(mpi4py cffi numpy pandas matplotlib pytest xxhash psutil tqdm
-		 tabulate)	# pandas renders the report's Markdown tables with it
+		 tabulate	# pandas renders the report's Markdown tables with it
+		 websocket-client=websocket)	# DevTools protocol to chromium (pip name=module)
 
 say() { printf '[setup] %s\n' "$*"; }
 
@@ -51,7 +53,7 @@ install_system_packages() {
 missing_python_packages() {
 	local p
 	for p in "${PYTHON_PACKAGES[@]}"; do
-		python3 -c "import $p" 2>/dev/null || echo "$p"
+		python3 -c "import ${p#*=}" 2>/dev/null || echo "${p%%=*}"
 	done
 }
 

@@ -98,6 +98,10 @@ def _add_report(sub: Subparsers) -> None:
     p.add_argument("--name", help="report name (default: the first results folder's name)")
     p.add_argument("--reference", type=Path, action="append",
                    help="reference CSV (repeatable; default reports/reference/*.csv)")
+    p.add_argument("--screenshot", action="store_true",
+                   help="open report.html in headless Chromium: every image must load and "
+                   "the console stay free of errors (exit 1 otherwise); saves the first "
+                   "screen as screenshot.png")
 
 
 def _add_info(sub: Subparsers) -> None:
@@ -267,7 +271,24 @@ def cmd_report(args: argparse.Namespace) -> int:
         return 1
     for what, path in paths.items():
         print(f"usb4bench: {what}: {path}")
-    return 0
+    return _check_in_browser(paths["html"], output / "screenshot.png") if args.screenshot else 0
+
+
+def _check_in_browser(page: Path, screenshot: Path) -> int:
+    """The report as a browser shows it: 0 when every image loaded, no errors."""
+    from . import browser
+
+    try:
+        seen = browser.check_page(page, screenshot)
+    except browser.BrowserError as exc:
+        print(f"usb4bench report: {exc}", file=sys.stderr)
+        return 1
+    for problem in seen.problems():
+        print(f"usb4bench report: in the browser: {problem}", file=sys.stderr)
+    print(f"usb4bench: in headless Chromium: {len(seen.images)} images, "
+          f"{len(seen.tables)} tables, {len(seen.problems())} problems")
+    print(f"usb4bench: screenshot: {screenshot}")
+    return 0 if seen.ok else 1
 
 
 def _providers(provider_dir: Path | None) -> tuple[str, list[dict]]:

@@ -2,7 +2,7 @@
 
 ``build()`` loads result folders and reference figures into a ``Report``
 (plain data); ``write()`` renders it as Markdown and as one self-contained
-HTML page (SVG inline), with PNG and SVG plots next to them.  Nothing here
+HTML page (the SVG plots inlined as data: URIs), with PNG and SVG plots next to them.  Nothing here
 prints.
 
 The report opens with the headline (usb4fabric.headline: usb4 against
@@ -18,6 +18,7 @@ Tables are rendered by pandas (usb4fabric.tables).
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import html
 import re
@@ -384,7 +385,17 @@ table{border-collapse:collapse;font-size:12px;margin:1em 0}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#eee}
 table.summary{font-size:14px}table.summary td:nth-child(5),table.summary td:nth-child(7)
 {font-weight:bold}
-figure{margin:1em 0}svg{max-width:100%;height:auto}"""
+figure{margin:1em 0}img{max-width:100%;height:auto}"""
+
+
+def _html_figure(fig: Figure) -> str:
+    """A plot as an <img> of its SVG inlined as a data: URI (the page stays one
+    file; a browser reports an image that does not decode: usb4fabric.browser)."""
+    data = base64.b64encode(fig.svg.read_bytes()).decode("ascii")
+    title = html.escape(fig.title)
+    return (f'<figure><img src="data:image/svg+xml;base64,{data}" alt="{title}">'
+            f'<figcaption>{title} (<a href="{html.escape(fig.png.name)}">PNG</a>, '
+            f'<a href="{html.escape(fig.svg.name)}">SVG</a>)</figcaption></figure>')
 
 
 def render_html(report: Report) -> str:
@@ -405,11 +416,7 @@ def render_html(report: Report) -> str:
         header, rows = ratio_rows(report, placement)
         out += [f"<h2>{html.escape(heading)}</h2>", "<h3>Ratios usb4 / other fabrics</h3>",
                 tables.to_html(header, rows)]
-        for fig in figures:
-            svg = fig.svg.read_text()
-            svg = svg[svg.index("<svg"):]
-            out.append(f"<figure>{svg}<figcaption>{html.escape(fig.title)}</figcaption>"
-                       "</figure>")
+        out += [_html_figure(fig) for fig in figures]
     out += [f"<h2>{GAPS_TITLE}</h2>", tables.to_html(GAP_HEADER, gap_rows(report)),
             "<h2>Fabric profiles</h2>",
             tables.to_html(PROFILE_HEADER,
