@@ -12,5 +12,7 @@ out=${1:-reports/local-$(date +%Y%m%d-%H%M%S)}
 printf '[main] usb4bench run: default benchmarks and fabric profiles -> %s/results\n' "$out"
 usb4bench run --output "$out/results"
 printf '[main] usb4bench report -> %s\n' "$out"
-usb4bench report "$out/results" --output "$out"
+# --screenshot: opened in headless Chromium (images load, no console errors),
+# the first screen kept as screenshot.png
+usb4bench report "$out/results" --output "$out" --screenshot
 printf '[main] report: %s/report.html (Markdown: %s/report.md)\n' "$out" "$out"
