@@ -13,6 +13,12 @@
  * defining clock_gettime itself (the provider's call binds to the
  * executable's definition first): at most one per CLOCK_READS_PER reads.
  * Then B is progressed too and the read must bring B's bytes.
+ *
+ * Sending: SENDS eager messages to B, each one datagram that leaves within
+ * its fi_send (no congestion window: FI_USB4_CC=0), read the precise clock
+ * at most once per message.  The udp link read it when a post entered rel
+ * and again in rel's transmit callback for the same datagram: on a clock
+ * that is a system call, a second one per datagram of every bulk transfer.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -32,6 +38,8 @@
 #define CLOCK_READS_PER	3	/* CQ reads per precise-clock read, at least */
 #define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 #define LEN		64
+#define SENDS		32	/* under FI_USB4_REL_WINDOW (64) */
+#define SEND_LEN	1024	/* eager across hosts: one datagram */
 
 static atomic_ulong precise;
 
@@ -89,6 +97,38 @@ static void check_rate(const char *what, unsigned long seen)
 		  READS / CLOCK_READS_PER);
 }
 
+/* SENDS messages from A to B: precise-clock reads per send at most one;
+ * then B takes them, intact. */
+static void check_sends(struct fx *a, struct fx *b, fi_addr_t peer)
+{
+	static char out[SENDS][SEND_LEN], in[SENDS][SEND_LEN];
+	struct fi_cq_data_entry e;
+	unsigned long before, seen;
+	int done = 0;
+
+	for (int i = 0; i < SENDS; i++)
+		memset(out[i], 'a' + i % 26, SEND_LEN);
+	before = atomic_load(&precise);
+	for (int i = 0; i < SENDS; i++)
+		CHECK_EQ(fi_send(a->ep, out[i], SEND_LEN, NULL, peer, out[i]),
+			 0);
+	seen = atomic_load(&precise) - before;
+	printf("# %d sends of %d B: %lu precise-clock reads\n", SENDS,
+	       SEND_LEN, seen);
+	CHECK_MSG(seen <= SENDS, "%lu clock reads for %d sends, allowed %d",
+		  seen, SENDS, SENDS);
+	for (int i = 0; i < SENDS; i++)
+		CHECK_EQ(fi_recv(b->ep, in[i], SEND_LEN, NULL, FI_ADDR_UNSPEC,
+				 in[i]), 0);
+	for (uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
+	     done < 2 * SENDS && fx_now_ms() < end; ) {
+		done += fi_cq_read(a->cq, &e, 1) == 1;
+		done += fi_cq_read(b->cq, &e, 1) == 1;
+	}
+	CHECK_EQ(done, 2 * SENDS);
+	CHECK_EQ(memcmp(in, out, sizeof(in)), 0);
+}
+
 int main(void)
 {
 	struct fx a, b;
@@ -104,8 +144,10 @@ int main(void)
 	/* The clock reads of a spinning wait: a read that sleeps instead
 	 * (test_idle_block.c) reads it a few times per sleep of up to 1 ms. */
 	setenv("FI_USB4_IDLE_BLOCK_US", "0", 1);
-	CHECK_EQ(fx_open(&a, FI_RMA, FX_MR_OMPI), 0);
-	CHECK_EQ(fx_open(&b, FI_RMA, FX_MR_OMPI), 0);
+	/* Every send's datagram leaves at once (check_sends). */
+	setenv("FI_USB4_CC", "0", 1);
+	CHECK_EQ(fx_open(&a, FI_RMA | FI_MSG, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_open(&b, FI_RMA | FI_MSG, FX_MR_OMPI), 0);
 	memset(src, 0x5c, LEN);
 	CHECK_EQ(fx_reg(&b, src, LEN, FI_REMOTE_READ, 0, &mr), 0);
 	memcpy(addr_a, a.addr, sizeof(addr_a));
@@ -122,6 +164,7 @@ int main(void)
 	CHECK_EQ(wait_both(&a, &b), 1);	/* B answers at last */
 	CHECK_EQ(memcmp(src, dst, LEN), 0);
 	check_rate("nothing pending", clock_reads_while_waiting(a.cq));
+	check_sends(&a, &b, peer);
 
 	fi_close(&mr->fid);
 	fx_close(&a);

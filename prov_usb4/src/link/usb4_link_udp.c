@@ -58,6 +58,7 @@ struct usb4_udp_session {
 	struct usb4_udp_paths paths;	/* over our rails to the peer's */
 	struct usb4_udp_mtu_watch mtu;	/* large datagrams dropped going out */
 	struct usb4_udp_session *reap_next;	/* freed after the poll */
+	uint64_t rel_now;		/* the time of the rel call running */
 };
 
 struct usb4_udp_link_stats {
@@ -313,11 +314,16 @@ static uint64_t rails_nobufs(const struct usb4_udp_rails *r)
 	return n;
 }
 
+/* A datagram goes at the time the rel call that sends it was made (rel
+ * stamps it with that time too): the rails' and the MTU watch's clocks
+ * count in milliseconds, a call sends for microseconds.  Where the clock
+ * is a system call, every read costs about as much as a look at the socket
+ * (test_clock_reads.c). */
 static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 {
 	struct usb4_udp_session *s = ctx;
 	size_t len = usb4_iov_len(iov, (size_t) count);
-	uint64_t nobufs, now = usb4_now_ns();
+	uint64_t nobufs, now = s->rel_now;
 	int ret;
 
 	/* A small datagram (a ping-pong's) goes without the MTU watch's
@@ -325,8 +331,6 @@ static int rel_xmit(void *ctx, const struct iovec *iov, int count)
 	if (len <= USB4_UDP_MTU_SMALL)
 		return usb4_udp_paths_send(&s->link->rails, &s->paths, iov,
 					   count, now);
-	/* One clock read per datagram: the send takes microseconds at most,
-	 * the judge counts in 100 ms. */
 	nobufs = rails_nobufs(&s->link->rails);
 	ret = usb4_udp_paths_send(&s->link->rails, &s->paths, iov, count, now);
 	return usb4_udp_mtu_judge(&s->mtu, len, ret,
@@ -377,8 +381,10 @@ static int rel_deliver(void *ctx, const struct iovec *payload, int count)
 	return link->sink.frame(link->sink.ctx, link, s->dest.id, frame, n);
 }
 
-static struct usb4_rel_io rel_io(struct usb4_udp_session *s)
+/* What rel calls back for s, during a call into rel made at now. */
+static struct usb4_rel_io rel_io(struct usb4_udp_session *s, uint64_t now)
 {
+	s->rel_now = now;
 	return (struct usb4_rel_io) {
 		.xmit = rel_xmit, .xmit_ctx = s,
 		.deliver = rel_deliver, .deliver_ctx = s,
@@ -391,20 +397,22 @@ static struct usb4_rel_io rel_io(struct usb4_udp_session *s)
 static void rails_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 {
 	struct usb4_rel_io io;
+	uint64_t now;
 
 	usb4_udp_paths_pair(&l->rails, &s->paths,
 			    usb4_rel_peer_hello_ext(s->rel));
 	if (!s->paths.resend)
 		return;
 	s->paths.resend = false;
-	io = rel_io(s);
-	usb4_rel_resend_in_flight(s->rel, usb4_now_ns(), &io);
+	now = usb4_now_ns();
+	io = rel_io(s, now);
+	usb4_rel_resend_in_flight(s->rel, now, &io);
 }
 
 /* An ack on path i of s alone: an answer or a probe. */
-static void rails_ack(struct usb4_udp_session *s, int i)
+static void rails_ack(struct usb4_udp_session *s, int i, uint64_t now)
 {
-	struct usb4_rel_io io = rel_io(s);
+	struct usb4_rel_io io = rel_io(s, now);
 
 	s->paths.forced = i;
 	usb4_rel_ack_send(s->rel, &io);
@@ -419,7 +427,7 @@ static void rails_timer(struct usb4_udp_link *l, struct usb4_udp_session *s,
 
 	for (int i = 0; probe; i++, probe >>= 1)
 		if (probe & 1)
-			rails_ack(s, i);
+			rails_ack(s, i, now);
 }
 
 /* Datagrams rel's sends left batched on the rails' sockets go now (all,
@@ -713,6 +721,7 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	struct usb4_udp_link *l = udp_of(link);
 	struct usb4_udp_session *s;
 	struct usb4_rel_io io;
+	uint64_t now;
 	int ret;
 
 	if (l->in_rel)
@@ -720,9 +729,9 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	s = session_find(l, dest->id);
 	if (!s && !(s = session_new(l, dest->id, &dest->addr)))
 		return -FI_EAGAIN;
-	io = rel_io(s);
-	ret = usb4_rel_send_ref(s->rel, usb4_now_ns(), iov, count, nref, owner,
-				&io);
+	now = usb4_now_ns();
+	io = rel_io(s, now);
+	ret = usb4_rel_send_ref(s->rel, now, iov, count, nref, owner, &io);
 	session_after_post(l, s);
 	flush_sends(l, true);
 	return ret;
@@ -994,8 +1003,8 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	s = datagram_session(l, from, dgram, count, &path);
 	if (!s)
 		return;
-	io = rel_io(s);
 	now = usb4_now_ns();
+	io = rel_io(s, now);
 	/* An ack frees what it covers: nothing batched may point there. */
 	flush_sends(l, false);
 	l->in_rel = true;
@@ -1004,7 +1013,7 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	l->in_rel = false;
 	/* Only what rel authenticated tells that a path lives. */
 	if (!ret && usb4_udp_path_heard(&l->rails, &s->paths, path, now))
-		rails_ack(s, path);
+		rails_ack(s, path, now);
 	session_after(l, s);
 }
 
@@ -1034,7 +1043,7 @@ static void run_timers(struct usb4_udp_link *l, uint64_t now)
 		if (!s)
 			continue;
 		if (usb4_rel_deadline(s->rel) <= now) {
-			io = rel_io(s);
+			io = rel_io(s, now);
 			l->in_rel = true;
 			usb4_rel_timer(s->rel, now, &io);
 			l->in_rel = false;
@@ -1062,7 +1071,7 @@ static void hint_unreachable(struct usb4_udp_link *l)
 		for (unsigned k = 0; s && k < l->unreach_count; k++) {
 			if (!usb4_udp_addr_eq(&s->dest.addr, &l->unreach[k]))
 				continue;
-			io = rel_io(s);
+			io = rel_io(s, now);
 			l->in_rel = true;
 			usb4_rel_hint_unreachable(s->rel, now, confirm_ns, &io);
 			l->in_rel = false;
@@ -1395,7 +1404,7 @@ static void send_fins(struct usb4_udp_link *l)
 
 			if (!s)
 				continue;
-			io = rel_io(s);
+			io = rel_io(s, usb4_now_ns());
 			usb4_rel_fin(s->rel, &io);
 		}
 	}
@@ -1411,7 +1420,7 @@ static void ack_all(struct usb4_udp_link *l)
 
 		if (!s)
 			continue;
-		io = rel_io(s);
+		io = rel_io(s, usb4_now_ns());
 		usb4_rel_ack_now(s->rel, &io);
 	}
 	flush_sends(l, false);
