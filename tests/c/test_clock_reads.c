@@ -19,6 +19,10 @@
  * at most once per message.  The udp link read it when a post entered rel
  * and again in rel's transmit callback for the same datagram: on a clock
  * that is a system call, a second one per datagram of every bulk transfer.
+ *
+ * Round trips: ROUND_TRIPS more reads, each awaited, read the clock at
+ * most CLOCK_READS_PER_RTT times each: the timers the udp link runs after
+ * input take the time the input was taken at.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -129,6 +133,36 @@ static void check_sends(struct fx *a, struct fx *b, fi_addr_t peer)
 	CHECK_EQ(memcmp(in, out, sizeof(in)), 0);
 }
 
+/*
+ * Precise-clock reads per awaited read: the request and its answer are
+ * one send and one receive on each side.  Each side reads the clock once
+ * per send (the post) and once per receive (the datagram); the sends rel
+ * makes inside those calls and the timers after input use that time:
+ * 8 per read when the timers read it again after every input, 6 now
+ * (the rest are the waits' own).
+ */
+#define ROUND_TRIPS		200
+#define CLOCK_READS_PER_RTT	7.5
+
+static void check_round_trips(struct fx *a, struct fx *b, fi_addr_t peer,
+			      struct fid_mr *mr, char *src, char *dst)
+{
+	unsigned long before = atomic_load(&precise);
+	double per;
+
+	for (int i = 0; i < ROUND_TRIPS && !usb4_test_failures; i++) {
+		CHECK_EQ(fi_read(a->ep, dst, LEN, NULL, peer,
+				 fx_rma_base(b, src), fi_mr_key(mr), dst), 0);
+		CHECK_EQ(wait_both(a, b), 1);
+	}
+	per = (double) (atomic_load(&precise) - before) / ROUND_TRIPS;
+	printf("# %d awaited reads: %.2f precise-clock reads each\n",
+	       ROUND_TRIPS, per);
+	CHECK_MSG(per <= CLOCK_READS_PER_RTT,
+		  "%.2f clock reads per awaited read, allowed %.1f", per,
+		  CLOCK_READS_PER_RTT);
+}
+
 int main(void)
 {
 	struct fx a, b;
@@ -165,7 +199,7 @@ int main(void)
 	CHECK_EQ(memcmp(src, dst, LEN), 0);
 	check_rate("nothing pending", clock_reads_while_waiting(a.cq));
 	check_sends(&a, &b, peer);
-
+	check_round_trips(&a, &b, peer, mr, src, dst);
 	fi_close(&mr->fid);
 	fx_close(&a);
 	fx_close(&b);

@@ -93,6 +93,8 @@ struct usb4_udp_link {
 					 * timers look at the clock */
 	uint64_t next_due;		/* no session's timer is due before */
 	bool in_rel;			/* inside rel's delivery */
+	uint64_t rx_now;		/* when this poll's last datagram went
+					 * to rel (0: none went) */
 	size_t place_hdr;		/* zone header bytes of this batch */
 	char *linear;			/* a frame put together from pieces */
 	struct usb4_udp_zones zones;
@@ -1003,7 +1005,7 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	s = datagram_session(l, from, dgram, count, &path);
 	if (!s)
 		return;
-	now = usb4_now_ns();
+	now = l->rx_now = usb4_now_ns();
 	io = rel_io(s, now);
 	/* An ack frees what it covers: nothing batched may point there. */
 	flush_sends(l, false);
@@ -1142,12 +1144,15 @@ static int udp_poll(struct usb4_link *link, int budget)
 			return 0;
 		l->idle_polled_ns = now;
 	}
+	l->rx_now = 0;
 	n = poll_rails(l, budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
 	hint_unreachable(l);
 	if (n || !l->timer_skips) {	/* input may owe an ack now */
 		l->timer_skips = USB4_UDP_TIMER_CLOCK_EVERY - 1;
-		run_timers(l, usb4_now_ns());
+		/* After input, the time it was taken at (microseconds ago):
+		 * where the clock is a system call, every read counts. */
+		run_timers(l, l->rx_now ? l->rx_now : usb4_now_ns());
 	} else {
 		l->timer_skips--;
 	}
