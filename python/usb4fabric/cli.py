@@ -1,7 +1,8 @@
 """usb4bench: run OSU benchmarks over fabric profiles, report, show the machine.
 
     usb4bench run [--fabric usb4,ethernet,...] [--bench latency,bw,...] --output DIR
-    usb4bench report RESULTS... [--output DIR]
+    usb4bench report RESULTS... [--output DIR] [--screenshot]
+    usb4bench compare OLD NEW [--output DIR]
     usb4bench info [--sysfs-root /sys]
 
 The only module of the harness that prints.  ``main(argv)`` returns the exit
@@ -104,6 +105,19 @@ def _add_report(sub: Subparsers) -> None:
                    "screen as screenshot.png")
 
 
+def _add_compare(sub: Subparsers) -> None:
+    from .spread import SPREAD_RULE
+
+    p = sub.add_parser("compare", help="before/after table and plots of two result folders",
+                       description="Compare two result folders (e.g. before and after a "
+                       "change of setting or an upgrade) per series, benchmark and message "
+                       f"size: medians, change, and a flag. The {SPREAD_RULE}. Writes "
+                       "compare.md, compare.html and compare-<benchmark>.png/.svg.")
+    p.add_argument("old", type=Path, help="results folder before")
+    p.add_argument("new", type=Path, help="results folder after")
+    p.add_argument("--output", type=Path, help="folder (default reports/compare-<old>-<new>/)")
+
+
 def _add_info(sub: Subparsers) -> None:
     p = sub.add_parser("info", help="providers, USB4 links, MPI and OSU found here")
     p.add_argument("--sysfs-root", default="/sys", help="sysfs root (default %(default)s)")
@@ -117,6 +131,7 @@ def parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_report(sub)
+    _add_compare(sub)
     _add_info(sub)
     return p
 
@@ -274,6 +289,26 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _check_in_browser(paths["html"], output / "screenshot.png") if args.screenshot else 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from . import compare  # matplotlib is loaded only for reports
+
+    output = args.output or locations.output_root() / \
+        f"compare-{args.old.resolve().name}-{args.new.resolve().name}"
+    try:
+        cmp = compare.compare(args.old, args.new)
+        paths = compare.write(cmp, output)
+    except ResultsFileError as exc:
+        print(f"usb4bench compare: {exc}", file=sys.stderr)
+        return 1
+    c = compare.counts(cmp)
+    print(f"usb4bench: {len(cmp.table)} sizes compared: {c['better']} better, "
+          f"{c['worse']} worse, {c['within spread']} within the run-to-run spread, "
+          f"{c['no spread']} without a spread (one repetition)")
+    for what, path in paths.items():
+        print(f"usb4bench: {what}: {path}")
+    return 0
+
+
 def _check_in_browser(page: Path, screenshot: Path) -> int:
     """The report as a browser shows it: 0 when every image loaded, no errors."""
     from . import browser
@@ -360,6 +395,8 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_run(args, argv)
     if args.command == "report":
         return cmd_report(args)
+    if args.command == "compare":
+        return cmd_compare(args)
     return cmd_info(args)
 
 
