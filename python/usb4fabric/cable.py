@@ -44,8 +44,15 @@ def missing(euid: Callable[[], int] | None = None,
 
 
 def launch_args(cluster: nshosts.Cluster) -> list[str]:
-    """mpirun's arguments reaching the second host over the cable."""
-    return ["--mca", "plm_rsh_agent", str(nshosts.agent_path()),
+    """mpirun's arguments reaching the second host over the cable.
+
+    --bind-to none: both hosts share this machine's cores, and each host's
+    Open MPI daemon, binding its one rank to "its" first core, put both
+    ranks on core 0: libfabric tcp's 8 B round trip took milliseconds (two
+    spinning ranks on one core) and osu_latency timed out.
+    """
+    return ["--bind-to", "none",
+            "--mca", "plm_rsh_agent", str(nshosts.agent_path()),
             "--mca", "oob_tcp_if_include", cluster.cables[0].subnet]
 
 

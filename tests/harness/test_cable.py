@@ -66,6 +66,7 @@ def test_a_cable_plan_starts_mpirun_in_the_first_host(tmp_path):
     assert argv[:6] == ["ip", "netns", "exec", "h1", "--", "mpirun"]
     assert argv[argv.index("--host") + 1] == "10.77.0.1,10.77.0.2"
     assert argv[argv.index("oob_tcp_if_include") + 1] == "10.77.0.0/24"
+    assert argv[argv.index("--bind-to") + 1] == "none"  # the hosts share the cores
     assert os.access(argv[argv.index("plm_rsh_agent") + 1], os.X_OK)
     assert plan.placed(usb4) == {"placement": "cable",
                                  "series": "usb4 — 2 hosts, udp link over a veth cable"}
