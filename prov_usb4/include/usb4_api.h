@@ -62,6 +62,9 @@ struct usb4_domain {
 	struct fid_domain domain_fid;
 	struct usb4_fabric *fabric;
 	struct usb4_lock lock;		/* guards everything opened from here */
+	unsigned long posts;		/* sends, writes, reads and atomics
+					 * posted, under the lock: a CQ's idle
+					 * block learns from it (usb4_cq_idle.c) */
 	enum fi_threading threading;
 	uint64_t mr_mode;		/* mode bits (usb4_mr_mode_bits) */
 	uint64_t caps;
@@ -123,8 +126,9 @@ struct usb4_cq_idle {
 					 * FI_USB4_IDLE_BLOCK_US up to
 					 * USB4_IDLE_BLOCK_MAX_US (0: not yet
 					 * set) */
-	unsigned long posts_at_wake;	/* this thread's posts when its
-					 * latest block ended */
+	const unsigned long *posts;	/* its domain's posts */
+	unsigned long posts_at_wake;	/* *posts when its latest block
+					 * ended */
 	bool woke;			/* a block ended since the last
 					 * quiet run began */
 };
@@ -152,13 +156,11 @@ void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns);
 /* How long a quiet run lasts before a read arms a block, now. */
 uint64_t usb4_cq_idle_block_after_ns(const struct usb4_cq_idle *s);
 
-/* Sends, writes, reads and atomics this thread posted (usb4_cq_idle.c):
- * a block that the thread's next post follows sat on an exchange's path. */
-extern __thread unsigned long usb4_cq_idle_posts;
-
-static inline void usb4_cq_idle_note_post(void)
+/* A send, write, read or atomic is posted on the domain (caller holds its
+ * lock): a block that a post follows sat on an exchange's path. */
+static inline void usb4_cq_idle_note_post(struct usb4_domain *domain)
 {
-	usb4_cq_idle_posts++;
+	domain->posts++;
 }
 
 struct usb4_cq {

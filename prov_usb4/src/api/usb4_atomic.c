@@ -41,8 +41,8 @@ static ssize_t run(struct fid_ep *fid, struct usb4_atomic_args *a)
 		return -FI_EINVAL;
 	if (!(a->flags & FI_INJECT) && !ep->tx_selective)
 		a->flags |= FI_COMPLETION;
-	usb4_cq_idle_note_post();
 	usb4_lock_acquire(&ep->domain->lock);
+	usb4_cq_idle_note_post(ep->domain);
 	ret = usb4_core_atomic(&ep->core, a);
 	usb4_lock_release(&ep->domain->lock);
 	return ret;

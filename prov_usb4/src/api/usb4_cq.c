@@ -305,6 +305,7 @@ int usb4_cq_open(struct fid_domain *domain_fid, struct fi_cq_attr *attr,
 		return ret;
 	}
 	cq->domain = domain;
+	cq->idle.posts = &domain->posts;
 	cq->format = attr->format;
 	cq->entry_size = entry_size(attr->format);
 	cq->wait_obj = attr->wait_obj;

@@ -32,11 +32,15 @@
  * the peer then waits past the threshold too, sleeps, and every step of a
  * collective pays both wake-ups (oneCCL's 8 B allreduce across two hosts
  * took 117 us instead of 16).  So the threshold adapts per CQ: a block
- * after which this thread posted (a send, write, read or atomic) before
- * its next quiet run sat on an exchange's path, and doubles it, up to
+ * after which its domain saw a post (a send, write, read or atomic) before
+ * the CQ's next quiet run sat on an exchange's path, and doubles it, up to
  * USB4_IDLE_BLOCK_MAX_US; a block followed by no post (a wait for a
  * stream, for acks, for a slow peer) halves it, down to
  * FI_USB4_IDLE_BLOCK_US.  Waits longer than the maximum still sleep.
+ * Posts are counted per domain, under the lock the post takes anyway, not
+ * per thread: a thread-local in a provider that libfabric loads with
+ * dlopen costs a __tls_get_addr call on every send, and same-host osu_bw
+ * at 64 B-2 KiB is that sensitive to the sender's per-message cost.
  *
  * A thread that polls several CQs or counters in one loop (Open MPI polls
  * mtl ofi's and btl ofi's CQs) never blocks in any of them: a sleep on one
@@ -59,8 +63,6 @@
 /* The threshold an exchange drives a CQ to: past a millisecond of waiting
  * a wake-up's cost is small beside the wait. */
 #define USB4_IDLE_BLOCK_MAX_US	1000
-
-__thread unsigned long usb4_cq_idle_posts;
 
 /* The CQ or counter this thread read last. */
 static __thread const void *last_read;
@@ -89,7 +91,7 @@ bool usb4_cq_idle_armed(const struct usb4_cq_idle *s)
 void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns)
 {
 	s->armed_ns = now_ns;
-	s->posts_at_wake = usb4_cq_idle_posts;
+	s->posts_at_wake = *s->posts;
 	s->woke = true;
 }
 
@@ -111,7 +113,7 @@ static void adapt(struct usb4_cq_idle *s)
 	if (!s->woke)
 		return;
 	s->woke = false;
-	if (usb4_cq_idle_posts != s->posts_at_wake)
+	if (*s->posts != s->posts_at_wake)
 		t = t * 2 < max ? t * 2 : (max > base ? max : base);
 	else
 		t = t / 2 > base ? t / 2 : base;

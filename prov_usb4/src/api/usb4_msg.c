@@ -37,8 +37,8 @@ static ssize_t send_flags(struct fid_ep *fid, const struct iovec *iov,
 	if (count > USB4_IOV_LIMIT || (count && !iov) ||
 	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
-	usb4_cq_idle_note_post();
 	usb4_lock_acquire(&ep->domain->lock);
+	usb4_cq_idle_note_post(ep->domain);
 	ret = usb4_core_send(&ep->core, &a);
 	/* Backpressure: make progress so the caller's retry can succeed. */
 	if (ret == -FI_EAGAIN)

@@ -29,8 +29,8 @@ static ssize_t rma(struct fid_ep *fid, const struct iovec *iov, size_t count,
 	if ((count && !iov) || (rma_count && !rma_iov) ||
 	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
-	usb4_cq_idle_note_post();
 	usb4_lock_acquire(&ep->domain->lock);
+	usb4_cq_idle_note_post(ep->domain);
 	ret = usb4_core_rma(&ep->core, &a);
 	usb4_lock_release(&ep->domain->lock);
 	return ret;
