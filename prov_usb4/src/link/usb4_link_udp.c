@@ -82,6 +82,7 @@ struct usb4_udp_link {
 	struct usb4_udp_rails rails;	/* usb4_udp_rails.h */
 	struct usb4_udp_sock *rx_sock;	/* the rail being polled */
 	int rx_rail;
+	bool rx_timed;			/* rx_now is that rail's receive's */
 	uint64_t ep_id;
 	size_t payload_max;		/* rel payload: one core frame */
 	struct usb4_rel_pool *pool;
@@ -1005,7 +1006,13 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	s = datagram_session(l, from, dgram, count, &path);
 	if (!s)
 		return;
-	now = l->rx_now = usb4_now_ns();
+	/* The datagrams of one receive arrived together: one clock read for
+	 * a batch of up to USB4_UDP_BATCH, not one each. */
+	if (!l->rx_timed) {
+		l->rx_now = usb4_now_ns();
+		l->rx_timed = true;
+	}
+	now = l->rx_now;
 	io = rel_io(s, now);
 	/* An ack frees what it covers: nothing batched may point there. */
 	flush_sends(l, false);
@@ -1119,8 +1126,10 @@ static int poll_rails(struct usb4_udp_link *l, int budget)
 	for (int i = 0; i < l->rails.count; i++) {
 		l->rx_rail = i;
 		l->rx_sock = l->rails.rail[i].sock;
+		l->rx_timed = false;
 		n += usb4_udp_poll(l->rx_sock, place, on_datagram, l, budget);
 	}
+	l->rx_timed = false;
 	l->rx_rail = 0;
 	l->rx_sock = l->sock;
 	return n;
