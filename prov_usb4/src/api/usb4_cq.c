@@ -16,6 +16,9 @@ static struct usb4_cq *cq_of(struct fid_cq *fid)
 	return usb4_container_of(fid, struct usb4_cq, cq_fid);
 }
 
+/* Each format is a prefix of the tagged entry (entry_size() below: the
+ * context entry is the rest), copied in moves of a size known here
+ * (inlined), not a memcpy call per entry. */
 static void write_entry(const struct usb4_cq *cq, void *dst,
 			const struct usb4_cqe *e)
 {
@@ -28,7 +31,19 @@ static void write_entry(const struct usb4_cq *cq, void *dst,
 		.tag = e->tag,
 	};
 
-	memcpy(dst, &t, cq->entry_size);
+	switch (cq->entry_size) {
+	case sizeof(struct fi_cq_tagged_entry):
+		memcpy(dst, &t, sizeof(struct fi_cq_tagged_entry));
+		break;
+	case sizeof(struct fi_cq_data_entry):
+		memcpy(dst, &t, sizeof(struct fi_cq_data_entry));
+		break;
+	case sizeof(struct fi_cq_msg_entry):
+		memcpy(dst, &t, sizeof(struct fi_cq_msg_entry));
+		break;
+	default:
+		memcpy(dst, &t, sizeof(struct fi_cq_entry));
+	}
 }
 
 /*
