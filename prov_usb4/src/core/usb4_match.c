@@ -484,9 +484,14 @@ static void fill_rx(struct usb4_rx_entry *rx, const struct usb4_recv_args *a)
 {
 	rx->context = a->context;
 	rx->flags = a->flags;
-	memcpy(rx->iov, a->iov, a->iov_count * sizeof(*a->iov));
+	if (a->iov_count == 1) {	/* the common case: no calls */
+		rx->iov[0] = a->iov[0];
+		rx->len = a->iov[0].iov_len;
+	} else {
+		memcpy(rx->iov, a->iov, a->iov_count * sizeof(*a->iov));
+		rx->len = usb4_iov_len(a->iov, a->iov_count);
+	}
 	rx->iov_count = a->iov_count;
-	rx->len = usb4_iov_len(a->iov, a->iov_count);
 	rx->multi_used = 0;
 	rx->src = a->src;
 	rx->tag = a->tag;
