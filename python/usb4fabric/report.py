@@ -108,6 +108,13 @@ def build(result_dirs: list[Path], reference_files: list[Path] | None = None,
     return Report(name, results, runs, metadata, summary, refs)
 
 
+def fabric_of(report: Report) -> dict[str, str]:
+    """series -> the fabric profile it measured ("usb4", "ethernet", ...)."""
+    both = pd.concat([report.runs[["series", "fabric"]],
+                      report.results[["series", "fabric"]]], ignore_index=True)
+    return dict(zip(both["series"], both["fabric"]))
+
+
 def placement_of(report: Report) -> dict[str, str]:
     """series -> its placement."""
     both = pd.concat([report.runs[["series", "placement"]],
@@ -120,7 +127,8 @@ def series_order(report: Report, placement: str | None = None) -> list[str]:
     runs = report.runs if placement is None else \
         report.runs[report.runs["placement"] == placement]
     names = list(dict.fromkeys(runs["series"])) if len(runs) else []
-    return sorted(names, key=lambda s: (not s.startswith(NUMERATOR), names.index(s)))
+    fabric = fabric_of(report)
+    return sorted(names, key=lambda s: (fabric.get(s) != NUMERATOR, names.index(s)))
 
 
 def placements(report: Report) -> list[str]:
@@ -181,7 +189,8 @@ def ratio_rows(report: Report, placement: str | None = None) \
         -> tuple[list[str], list[list[str]]]:
     """usb4 / every other series (of one placement) at RATIO_SIZES, per benchmark."""
     order = series_order(report, placement)
-    nums = [s for s in order if s.split(" @ ")[0] == NUMERATOR]
+    fabric = fabric_of(report)
+    nums = [s for s in order if fabric.get(s) == NUMERATOR]
     others = [s for s in order if s not in nums]
     header = ["benchmark", "metric", "size"]
     for num in nums:

@@ -72,3 +72,22 @@ def test_provenance_names_the_suite_that_ran(tmp_path):
     assert said["real"] == ["OSU Micro-Benchmarks 7.4"]
     md = report.render_markdown(report.build([ours], None, "ours"))
     assert "- Benchmark programs that ran: usb4 osu_bench 0.1.0 (this project's" in md
+
+
+def test_ratio_columns_with_descriptive_series_names(tmp_path):
+    """Series named for what carried them ("usb4 — 2 hosts, udp link over a veth
+    cable") still give usb4 / Ethernet ratio columns (none did before)."""
+    cable = make_results(tmp_path / "cable", values=CABLE, placement="cable")
+    rep = report.build([cable], None, "c")
+    named = {"usb4": "usb4 — 2 hosts, udp link over a veth cable",
+             "ethernet": "Ethernet — libfabric tcp, 2 hosts",
+             "ethernet-btl": "Ethernet — Open MPI btl tcp, 2 hosts"}
+    for df in (rep.results, rep.runs):
+        df["series"] = df["fabric"].map(named)
+    rep.summary["series"] = rep.summary["series"].map(
+        {f"{f} — 2 hosts, over the cable": n for f, n in named.items()})
+    cols, rows = report.ratio_rows(rep, "cable")
+    ratio = f"{named['usb4']} / {named['ethernet']}"
+    assert ratio in cols
+    lat8 = next(r for r in rows if r[:3] == ["latency", "latency (us)", "8 B"])
+    assert lat8[cols.index(ratio)] == "0.100"
