@@ -20,6 +20,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -139,6 +140,8 @@ def _start(chromium: str, profile: str, timeout: float) -> tuple[subprocess.Pope
         seen.append(line)
         found = DEVTOOLS_RE.search(line)
         if found:
+            # keep reading what it says, so a chatty browser never blocks on a full pipe
+            threading.Thread(target=proc.stderr.read, daemon=True).start()
             return proc, found.group(1)
     proc.kill()
     proc.wait()
@@ -175,8 +178,6 @@ def check_page(path: Path, screenshot: Path | None = None, timeout: float = 60.0
     finally:
         proc.kill()
         proc.wait()
-        if proc.stderr:
-            proc.stderr.close()
         shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -6,7 +6,7 @@ import re
 import pytest
 
 from test_report import md_table
-from usb4fabric import compare
+from usb4fabric import browser, compare
 from usb4fabric.cli import main, parser
 from usb4fabric.results import ResultsWriter
 from usb4fabric.spread import Side, flag
@@ -71,6 +71,8 @@ def test_compare_folders_table_plot_and_exit_code(tmp_path, capsys):
         assert (out / name).stat().st_size > 0, name
     html = (out / "compare.html").read_text()
     assert len(re.findall(r'<img src="data:image/svg\+xml;base64,', html)) == 2
+    seen = browser.check_page(out / "compare.html")  # as a reader's browser shows it
+    assert seen.ok and len(seen.images) == 2 and seen.tables == [7], seen.problems()
 
 
 def test_one_repetition_flags_nothing(tmp_path):
