@@ -35,6 +35,7 @@ usb4bench run "${RUN_ARGS[@]}" --output "$out/same-host"
 say "usb4bench report $out/cable $out/same-host -> $out"
 # --screenshot: opened in headless Chromium (images load, no console errors),
 # the first screen kept as screenshot.png
-usb4bench report "$out/cable" "$out/same-host" --output "$out" --screenshot
+usb4bench report "$out/cable" "$out/same-host" --output "$out" --name "$(basename "$out")" \
+	--screenshot
 say "report: $out/report.html (Markdown: $out/report.md)"
 say "whole job: $(( $(date +%s) - start )) s"
