@@ -58,8 +58,9 @@ def _add_run(sub: Subparsers) -> None:
                    help="run under this MPI stack (python/usb4fabric/stacks.py; "
                    "scripts/stacks.sh installs them), with osu_bench built by its mpicc; "
                    "default: Debian 12's Open MPI and the profiles above")
-    p.add_argument("--iface", help="with --hosts (--mpi or ccl benchmarks): the interface "
-                   "usb4 and tcp use towards the other hosts (FI_USB4_IFACE)")
+    p.add_argument("--iface", help="with --hosts: the interface usb4 and tcp use towards "
+                   "the other hosts (FI_USB4_IFACE, FI_TCP_IFACE, btl_tcp_if_include); "
+                   "--cable sets tb0")
     p.add_argument("--launch-agent", type=Path, help="with --hosts, ccl benchmarks: the "
                    "program playing ssh for hydra (usb4fabric/launch_agent.sh for "
                    "namespace hosts; default ssh)")
