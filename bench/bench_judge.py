@@ -8,7 +8,8 @@ the medians (and the repeats) they measured, what they print:
   which the line names;
 - sizes where usb4 is worse than usb4-base (the same stack with an older
   provider, measured in the same run) by more than the run-to-run spread;
-- CPU seconds per GB from osu_bw -C's '# cpu' lines.
+- CPU seconds per GB from osu_bw -C's '# cpu' lines (usb4fabric.cpu_time,
+  which usb4bench run's results share).
 
 No I/O here, so tests/test_bench_judge.py checks the logic without running
 a benchmark.
@@ -18,6 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import statistics
+
+from usb4fabric.cpu_time import (  # noqa: F401  (bench's callers use them from here)
+    MACHINE_MIN_WALL_S,
+    cpu_per_gb,
+    parse_cpu,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,40 +170,6 @@ def format_regressions(name: str, base: str, found: list[Regression],
     sizes = ", ".join(f"{r.size} ({r.ratio:.3f}, spread {r.allowed:.1%})" for r in found)
     note = " (one repeat: no spread known, every worse size listed)" if repeats < 2 else ""
     return f"{name} worse than {base} beyond the spread at: {sizes}{note}"
-
-
-def parse_cpu(text: str) -> dict[int, dict[str, float]]:
-    """osu_bw -C's '# cpu size=N key=value ...' lines, by size."""
-    out: dict[int, dict[str, float]] = {}
-    for line in text.splitlines():
-        if not line.startswith("# cpu "):
-            continue
-        fields = dict(f.split("=", 1) for f in line[6:].split() if "=" in f)
-        try:
-            size = int(fields.pop("size"))
-            out[size] = {k: float(v) for k, v in fields.items()}
-        except (KeyError, ValueError):
-            continue
-    return out
-
-
-# /proc/stat counts clock ticks (10 ms at USER_HZ 100): the machine's busy
-# time is left out of loops shorter than this, where a tick is >5% of it.
-MACHINE_MIN_WALL_S = 0.2
-
-
-def cpu_per_gb(row: dict[str, float]) -> tuple[float | None, float | None]:
-    """(both ranks' CPU s, the machine's busy s) per GB (1e9 B) moved; None
-    where unknown, or for the machine when the loop was too short."""
-    gb = row.get("bytes", 0.0) / 1e9
-    if gb <= 0:
-        return None, None
-    r0, r1 = row.get("rank0_s", -1.0), row.get("rank1_s", -1.0)
-    busy = row.get("machine_busy_s", -1.0)
-    if row.get("wall_s", 0.0) < MACHINE_MIN_WALL_S:
-        busy = -1.0
-    return ((r0 + r1) / gb if r0 >= 0 and r1 >= 0 else None,
-            busy / gb if busy >= 0 else None)
 
 
 def shaped_share(mbps: float | None, rate_bit_s: float) -> float | None:
