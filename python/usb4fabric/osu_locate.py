@@ -95,6 +95,11 @@ BENCHMARKS = {b.name: b for b in [
 ]}
 
 
+# osu_bench programs that take -C (their spec sets cpu_usage: osu_bench/osu_bw.c)
+# and then print a '# cpu' line after each row.  The OSU suite has no -C.
+CPU_USAGE_PROGRAMS = frozenset({"osu_bw"})
+
+
 @dataclasses.dataclass
 class Suite:
     """Where the programs come from."""
@@ -102,6 +107,14 @@ class Suite:
     kind: str  # "osu" (the OSU suite) or "osu_bench" (this project's)
     root: Path | None  # the folder given or found; None when nothing is there
     how: str  # "--osu-dir", "OSU_DIR", "PATH", "osu_bench"
+
+    def cpu_args(self, bench: Benchmark) -> list[str]:
+        """["-C"] where the program is this project's and measures CPU time
+        with it, else nothing (a real OSU program would refuse the flag)."""
+        if self.kind == "osu_bench" and bench.category == "pt2pt" \
+                and bench.program in CPU_USAGE_PROGRAMS:
+            return ["-C"]
+        return []
 
     def program(self, bench: Benchmark) -> list[str] | None:
         """argv prefix running the benchmark, or None when the program is missing."""

@@ -25,6 +25,8 @@ import dataclasses
 import math
 import re
 
+from . import cpu_time
+
 # column name (normalised: lower case, no spaces) -> (metric, unit)
 COLUMNS = {
     "latency(us)": ("latency", "us"),
@@ -165,6 +167,18 @@ def _parse_row(fields: list[str], columns: list[str], lineno: int) -> list[Row] 
     return [Row(size, m, v, u, validation, lineno) for m, u, v in values]
 
 
+def _cpu_row(line: str, lineno: int) -> Row | None:
+    """The cpu_s_per_gb row of a '# cpu' line, None for any other line (or
+    one whose ranks' seconds or bytes are missing: it stays unparsed)."""
+    parsed = cpu_time.parse_line(line)
+    if parsed is None:
+        return None
+    per_gb, _ = cpu_time.cpu_per_gb(parsed[1])
+    if per_gb is None:
+        return None
+    return Row(parsed[0], cpu_time.METRIC, per_gb, cpu_time.UNIT, "", lineno)
+
+
 def parse(text: str) -> ParsedOutput:
     """Parse one OSU output (stdout of one run)."""
     out = ParsedOutput()
@@ -174,6 +188,10 @@ def parse(text: str) -> ParsedOutput:
             continue
         if stripped.startswith("#"):
             body = stripped[1:]
+            cpu = _cpu_row(stripped, lineno)
+            if cpu:
+                out.rows.append(cpu)
+                continue
             if _is_header(body):
                 out.columns = split_header(body)
                 continue

@@ -118,7 +118,7 @@ class Plan:
                 args[args.index(flag) + 1] = str(value)
             else:
                 args += [flag, str(value)]
-        return list(bench.args) + args
+        return list(bench.args) + args + self.suite.cpu_args(bench)
 
     def launch_env(self) -> dict[str, str] | None:
         """Environment of the launcher: the stack's (PATH to its venv), else ours."""
