@@ -25,6 +25,9 @@ CPU_METRIC = "cpu_s_per_gb"
 # (benchmark, metric, size, unit, what, higher is better)
 POINTS = (("latency", "latency", 8, "us", "latency at 8 B", False),
           ("bw", "bandwidth", 1 << 20, "MB/s", "bandwidth at 1 MiB", True))
+# shown where the results carry it (osu_bench's osu_bw -C: usb4bench run)
+CPU_POINT = ("bw", CPU_METRIC, 1 << 20, "s/GB", "CPU time per GB at 1 MiB (both ranks)",
+             False)
 HEADER = ["where", "measure", "usb4", "Ethernet", "usb4 vs Ethernet", "shared memory",
           "usb4 vs shared memory"]
 
@@ -86,7 +89,7 @@ def build(results: pd.DataFrame, summary: pd.DataFrame, metadata: list[dict]) ->
         eth = _series_of(results, placement, ETHERNET)
         shm = _series_of(results, placement, SHM) or same_host_shm
         where = WHERE.get(placement, placement)
-        for bench, metric, size, unit, what, higher in POINTS:
+        for bench, metric, size, unit, what, higher in _points(summary):
             a = _median(summary, usb4, bench, metric, size)
             e = _median(summary, eth, bench, metric, size)
             s = _median(summary, shm, bench, metric, size)
@@ -107,14 +110,21 @@ def build(results: pd.DataFrame, summary: pd.DataFrame, metadata: list[dict]) ->
     return Headline(rows, notes)
 
 
+def _has_cpu(summary: pd.DataFrame) -> bool:
+    return bool(len(summary)) and bool((summary["metric"] == CPU_METRIC).any())
+
+
+def _points(summary: pd.DataFrame) -> tuple[tuple, ...]:
+    """The measures of each placement: CPU time only where it was measured."""
+    return POINTS + ((CPU_POINT,) if _has_cpu(summary) else ())
+
+
 def cpu_note(results: pd.DataFrame, summary: pd.DataFrame) -> str:
-    """The CPU time per GB where the results carry it, else where to get it."""
-    cpu = summary[summary["metric"] == CPU_METRIC] if len(summary) else summary
-    if cpu.empty:
-        return ("CPU time per GB: not in these results. The benchmarks measure it with "
-                "`-C` (osu_bw/osu_bibw print `# cpu` lines: both ranks' CPU seconds over "
-                "the bytes moved): see the README's CPU figures.")
-    biggest = cpu[cpu["size"] == cpu["size"].max()]
-    parts = [f"{r['series']} {r['median']:.3f} s/GB" for r in biggest.to_dict("records")]
-    return (f"CPU time per GB (both ranks, {int(biggest['size'].iloc[0])} B messages): "
-            + "; ".join(parts) + ".")
+    """What the CPU time per GB is where the results carry it, else where to get it."""
+    if not _has_cpu(summary):
+        return ("CPU time per GB: not in these results. This project's osu_bw measures it "
+                "with `-C` (a `# cpu` line per size: both ranks' CPU seconds over the bytes "
+                "moved), which `usb4bench run` passes when it runs osu_bench's programs, "
+                "not the OSU suite's.")
+    return ("CPU time per GB: both ranks' user + system seconds (getrusage, every thread) "
+            "over osu_bw's timed loop, per 1e9 bytes moved; lower is better.")
