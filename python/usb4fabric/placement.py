@@ -19,7 +19,8 @@ report puts on plot lines and table columns:
 ``REPORT_ORDER`` is the order of the report's sections.  Series names say
 what carried the bytes and where, e.g. "usb4 — 2 hosts, udp link over a veth
 cable", "Ethernet — libfabric tcp, 2 hosts", "usb4 — same host, shm link",
-"Shared memory — Open MPI vader, same host".
+"Shared memory — Open MPI vader, same host"; shared memory off one host is
+"Shared memory — Open MPI vader, one host only" (its runs there are skipped).
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ def series_name(fabric: str, placement: str, n_hosts: int | None = None,
     its own components, so they are named with it).
     """
     where = where_words(placement, n_hosts)
+    if fabric == "shm" and placement != SAME_HOST:
+        # never run across hosts (profiles skip it): the name must not say it was
+        where = "one host only"
     if stack_title or fabric not in _FABRICS:
         return f"{fabric} — {stack_title or 'profile ' + fabric}, {where}"
     family, how = _FABRICS[fabric]

@@ -27,7 +27,7 @@ from typing import Callable
 
 import pandas as pd
 
-from . import headline, osu_parse, plots, reference, tables
+from . import headline, not_run, osu_parse, plots, reference, tables
 from .osu_locate import BENCHMARKS
 from .results import load_results, summarize
 
@@ -188,7 +188,8 @@ def _gap(report: Report, series: str, bench: str) -> str:
 def ratio_rows(report: Report, placement: str | None = None) \
         -> tuple[list[str], list[list[str]]]:
     """usb4 / every other series (of one placement) at RATIO_SIZES, per benchmark."""
-    order = series_order(report, placement)
+    skipped = not_run.skipped_series(report.runs, placement) if len(report.runs) else {}
+    order = [s for s in series_order(report, placement) if s not in skipped]
     fabric = fabric_of(report)
     nums = [s for s in order if fabric.get(s) == NUMERATOR]
     others = [s for s in order if s not in nums]
@@ -219,6 +220,11 @@ def ratio_rows(report: Report, placement: str | None = None) \
                 row.append(f"{b:.2f}" if b is not None else _gap(report, other, bench))
             rows.append(row)
     return header, rows
+
+
+def _not_run_line(report: Report, placement: str) -> str | None:
+    return not_run.line(not_run.skipped_series(report.runs, placement)) \
+        if len(report.runs) else None
 
 
 OLD_OSU_BENCH = ("usb4 osu_bench (this project's OSU-method programs, not the OSU suite; "
@@ -375,6 +381,7 @@ def render_markdown(report: Report) -> str:
         header, rows = ratio_rows(report, placement)
         parts += [f"## {heading}", "", "### Ratios usb4 / other fabrics", "",
                   tables.markdown(header, rows), ""]
+        parts += [f"{n}", ""] if (n := _not_run_line(report, placement)) else []
         for fig in figures:
             parts += [f"### {fig.title}", "", f"![{fig.title}]({fig.png.name})",
                       f"([SVG]({fig.svg.name}))", ""]
@@ -425,6 +432,7 @@ def render_html(report: Report) -> str:
         header, rows = ratio_rows(report, placement)
         out += [f"<h2>{html.escape(heading)}</h2>", "<h3>Ratios usb4 / other fabrics</h3>",
                 tables.to_html(header, rows)]
+        out += [f"<p>{html.escape(n)}</p>"] if (n := _not_run_line(report, placement)) else []
         out += [_html_figure(fig) for fig in figures]
     out += [f"<h2>{GAPS_TITLE}</h2>", tables.to_html(GAP_HEADER, gap_rows(report)),
             "<h2>Fabric profiles</h2>",
