@@ -397,7 +397,7 @@ def render_markdown(report: Report) -> str:
 
 
 CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;padding:0 1em}
-table{border-collapse:collapse;font-size:12px;margin:1em 0}
+table{border-collapse:collapse;font-size:12px;margin:1em 0;display:block;overflow-x:auto;max-width:100%}
 td,th{border:1px solid #ccc;padding:2px 6px;text-align:left}th{background:#eee}
 table.summary{font-size:14px}table.summary td:nth-child(5),table.summary td:nth-child(7)
 {font-weight:bold}
