@@ -28,6 +28,7 @@
 
 #include "usb4_test.h"
 #include "usb4_fixture.h"
+#include "usb4_sendto_shim.h"
 
 #define WRITES		100
 #define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
@@ -47,18 +48,6 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 		       dlsym(RTLD_NEXT, "sendmsg");
 	atomic_fetch_add(&datagrams, 1);
 	return real(fd, msg, flags);
-}
-
-/* A small datagram goes by sendto: counted (and rewritten) as by sendmsg. */
-__attribute__((visibility("default")))
-ssize_t sendto(int fd, const void *buf, size_t len, int flags,
-	       const struct sockaddr *to, socklen_t tolen)
-{
-	struct iovec one = { .iov_base = (void *) buf, .iov_len = len };
-	struct msghdr msg = { .msg_name = (void *) to, .msg_namelen = tolen,
-			      .msg_iov = &one, .msg_iovlen = 1 };
-
-	return sendmsg(fd, &msg, flags);
 }
 
 static void other_host(char *addr)
