@@ -43,7 +43,7 @@ def parse_args(argv):
 
 def run_args(args, out: Path) -> list[str]:
     return ["run", "--bench", args.bench, "-m", args.sizes, "--repeat", str(args.repeat),
-            "--provider-dir", args.provider_dir, "--output", str(out)]
+            "--provider-dir", args.provider_dir, "--output", str(out), "--replace"]
 
 
 def two_hosts(args, out: Path) -> int:

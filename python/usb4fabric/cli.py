@@ -30,6 +30,7 @@ from . import (
     osu_locate,
     profiles,
     progress,
+    results,
     runner,
     stacks,
     sysinfo,
@@ -91,6 +92,9 @@ def _add_run(sub: Subparsers) -> None:
                    "(default $USB4_PROVIDER_DIR, else <repo>/.libs)")
     p.add_argument("--output", type=Path, help="results folder "
                    "(default reports/results-<time>/)")
+    p.add_argument("--replace", action="store_true",
+                   help="discard an earlier run's results in --output first (without it, "
+                   "a folder holding results is refused: a run appends to them)")
 
 
 def _add_report(sub: Subparsers) -> None:
@@ -238,6 +242,15 @@ def cmd_run(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     output = args.output or locations.output_root() / \
         f"results-{datetime.datetime.now():%Y%m%d-%H%M%S}"
+    held = results.previous_run(output)
+    if held and not args.replace:
+        print(f"usb4bench run: {output} holds another run's results ({held}); a run "
+              "appends to them: give another --output, or --replace to discard them",
+              file=sys.stderr)
+        return 2
+    if held:
+        print(f"usb4bench: --replace: discarding the earlier run in {output} ({held})")
+        results.discard_run(output)
     plan = runner.Plan(chosen, benchmarks, suite, args.repeat, args.ranks, args.hosts,
                        args.hostfile, args.mpirun, args.timeout, args.sizes,
                        args.iterations, args.warmup, stack=stack, stack_hosts=stack_hosts,

@@ -31,6 +31,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -77,6 +78,25 @@ class _Appender:
                 out.writerow({k: "" if row.get(k) is None else row.get(k)
                               for k in self.columns})
             f.flush()
+
+
+def previous_run(folder: Path) -> str | None:
+    """What of an earlier run the folder holds (its files, comma-separated), or None.
+
+    A new run appends to results.csv and runs.csv, so writing one into a
+    folder that holds another would mix the two runs' rows under the new
+    run's metadata.
+    """
+    held = [name for name in (RESULTS, RUNS, METADATA, "raw") if (Path(folder) / name).exists()]
+    return ", ".join(held) or None
+
+
+def discard_run(folder: Path) -> None:
+    """Remove an earlier run's files from folder (nothing else in it)."""
+    folder = Path(folder)
+    for name in (RESULTS, RUNS, METADATA):
+        (folder / name).unlink(missing_ok=True)
+    shutil.rmtree(folder / "raw", ignore_errors=True)
 
 
 class ResultsWriter:

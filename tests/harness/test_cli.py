@@ -57,3 +57,36 @@ def test_interrupted_run_keeps_results_and_leaves_nothing(tmp_path, fixtures_dir
     assert len((out / "results.csv").read_text().splitlines()) == 1 + 7
     runs = (out / "runs.csv").read_text()
     assert "interrupted (Ctrl-C)" in runs
+
+
+def _run_into(out, osu, fake_mpirun, *extra):
+    return subprocess.run(
+        [sys.executable, "-m", "usb4fabric.cli", "run", "--fabric", "shm", "--bench", "latency",
+         "--repeat", "1", "--osu-dir", str(osu), "--mpirun", str(fake_mpirun),
+         "--output", str(out), *extra], cwd=PYTHON_DIR, capture_output=True, text=True,
+        timeout=120)
+
+
+def test_a_second_run_into_a_folder_is_refused_or_replaces_it(tmp_path, fixtures_dir,
+                                                              fake_mpirun):
+    # A run appends to results.csv: into a folder holding another run, the two
+    # would mix under the second one's metadata.
+    osu = tmp_path / "osu"
+    osu.mkdir()
+    write_script(osu / "osu_latency", f"#!/bin/sh\ncat {fixtures_dir / 'osu7_latency.txt'}\n")
+    out = tmp_path / "res"
+    (out / "keep.txt").parent.mkdir()
+    (out / "keep.txt").write_text("not the run's\n")
+    assert _run_into(out, osu, fake_mpirun).returncode == 0
+    one_run = (out / "results.csv").read_text()
+
+    refused = _run_into(out, osu, fake_mpirun)
+    assert refused.returncode == 2
+    assert "holds another run's results" in refused.stderr and "--replace" in refused.stderr
+    assert (out / "results.csv").read_text() == one_run
+
+    replaced = _run_into(out, osu, fake_mpirun, "--replace")
+    assert replaced.returncode == 0, replaced.stderr
+    assert len((out / "results.csv").read_text().splitlines()) == len(one_run.splitlines())
+    assert len((out / "runs.csv").read_text().splitlines()) == 1 + 1
+    assert (out / "keep.txt").read_text() == "not the run's\n"
