@@ -668,6 +668,21 @@ static int wait_peer_state(struct ep *a, struct usb4_link_dest *d, int ms)
 	return state;
 }
 
+/* A opens a session to B and B hears 10 frames on it: the live peer the
+ * death tests then take away.  NULL when the pair cannot be set up. */
+static struct usb4_link_dest *session_heard(struct ep *a, struct ep *b,
+					    const struct kind *k)
+{
+	struct ep *both[] = { a, b };
+	struct usb4_link_dest *d;
+
+	if (ep_open(a, k) || ep_open(b, k) || !(d = dest_to(a, b)))
+		return NULL;
+	CHECK_EQ(post_stream(a, d, 0, 10, HEAD_LEN + 100, both, 2), 10);
+	CHECK(wait_frames(both, 2, b, a->id, 10, 5000, BUDGET));
+	return d;
+}
+
 /* Closing B: A's peer_state for B turns k->closed_err in bounded time,
  * A's sink hears peer_down(B) once, and posts to B fail. */
 static void peer_death_reported_once(const struct kind *k)
@@ -677,12 +692,8 @@ static void peer_death_reported_once(const struct kind *k)
 	uint64_t b_id, t0, took;
 	int ret, state;
 
-	if (ep_open(&a, k) || ep_open(&b, k))
+	if (!(d = session_heard(&a, &b, k)))
 		goto out_close;
-	if (!(d = dest_to(&a, &b)))
-		goto out_close;
-	CHECK_EQ(post_stream(&a, d, 0, 10, HEAD_LEN + 100, both, 2), 10);
-	CHECK(wait_frames(both, 2, &b, a.id, 10, 5000, BUDGET));
 	b_id = b.id;
 	ep_close(&b);
 	t0 = now_ms();
@@ -727,12 +738,8 @@ static void peer_down_not_inside_post(const struct kind *k)
 	uint32_t seq = 10;
 	int state = 0;
 
-	if (ep_open(&a, k) || ep_open(&b, k))
+	if (!(d = session_heard(&a, &b, k)))
 		goto out_close;
-	if (!(d = dest_to(&a, &b)))
-		goto out_close;
-	CHECK_EQ(post_stream(&a, d, 0, 10, HEAD_LEN + 100, both, 2), 10);
-	CHECK(wait_frames(both, 2, &b, a.id, 10, 5000, BUDGET));
 	ep_close(&b);
 	deadline = now_ms() + death_bound_ms(k);
 	while (!state && now_ms() < deadline) {
