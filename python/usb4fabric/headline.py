@@ -16,6 +16,7 @@ import dataclasses
 import pandas as pd
 
 from .placement import CABLE, HOSTS, REPORT_ORDER, SAME_HOST
+from .results import median_at
 
 ORDER = REPORT_ORDER  # the placements (results.csv's "placement"), the cable first
 WHERE = {CABLE: "2 hosts, over the cable", HOSTS: "between hosts", SAME_HOST: "one host"}
@@ -55,11 +56,7 @@ def _series_of(results: pd.DataFrame, placement: str, fabrics: tuple[str, ...]) 
 
 def _median(summary: pd.DataFrame, series: str | None, bench: str, metric: str,
             size: int) -> float | None:
-    if series is None:
-        return None
-    hit = summary[(summary["series"] == series) & (summary["benchmark"] == bench)
-                  & (summary["metric"] == metric) & (summary["size"] == size).fillna(False)]
-    return float(hit["median"].iloc[0]) if len(hit) else None
+    return None if series is None else median_at(summary, series, bench, metric, size)
 
 
 def compare(a: float | None, b: float | None, higher_is_better: bool) -> str:

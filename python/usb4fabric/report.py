@@ -29,7 +29,7 @@ import pandas as pd
 
 from . import headline, not_run, osu_parse, plots, reference, tables
 from .osu_locate import BENCHMARKS
-from .results import load_results, summarize
+from .results import load_results, median_at, summarize
 
 RATIO_SIZES = (8, 4096, 65536, 1 << 20)
 NUMERATOR = "usb4"
@@ -168,11 +168,7 @@ def _figure(report: Report, folder: Path, placement: str, bench: str) -> Figure 
 
 
 def _median(report: Report, series: str, bench: str, size: int | None) -> float | None:
-    s = report.summary
-    at = s["size"].isna() if size is None else (s["size"] == size).fillna(False)
-    hit = s[(s["series"] == series) & (s["benchmark"] == bench) & at
-            & (s["metric"] == MAIN_METRIC.get(bench, "latency"))]
-    return float(hit["median"].iloc[0]) if len(hit) else None
+    return median_at(report.summary, series, bench, MAIN_METRIC.get(bench, "latency"), size)
 
 
 def _gap(report: Report, series: str, bench: str) -> str:

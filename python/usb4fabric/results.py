@@ -209,3 +209,13 @@ def summarize(results: pd.DataFrame) -> pd.DataFrame:
     grouped = results.groupby(keys, dropna=False)["value"]
     out = grouped.agg(["median", "min", "max", "count"]).reset_index()
     return out.rename(columns={"count": "n"})
+
+
+def median_at(summary: pd.DataFrame, series: str, benchmark: str, metric: str,
+              size: int | None) -> float | None:
+    """The median in a by-series summary (summarize with series for fabric) of one
+    series' benchmark, metric and size (None: the rows without a size), or None."""
+    at = summary["size"].isna() if size is None else (summary["size"] == size).fillna(False)
+    hit = summary[(summary["series"] == series) & (summary["benchmark"] == benchmark)
+                  & (summary["metric"] == metric) & at]
+    return float(hit["median"].iloc[0]) if len(hit) else None
