@@ -69,6 +69,10 @@ void usb4_cq_queue_unreserve(struct usb4_cq_queue *q);
 void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
 void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
 			    const struct usb4_cqe_err *e);
+/* A push in two steps, the entry written in place: slot is where the next
+ * entry goes (its reservation guarantees the room), commit hands it out. */
+struct usb4_cqe *usb4_cq_queue_slot(struct usb4_cq_queue *q);
+void usb4_cq_queue_commit(struct usb4_cq_queue *q);
 const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q);
 void usb4_cq_queue_pop(struct usb4_cq_queue *q);
 const struct usb4_cqe_err *usb4_cq_queue_peek_err(const struct usb4_cq_queue *q);

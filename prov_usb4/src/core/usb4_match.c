@@ -346,6 +346,69 @@ static int queue_unexpected(struct usb4_core_ep *ep, int q,
 	return 0;
 }
 
+/* Whether m fills rx with nothing beyond the receive itself: an eager
+ * message that asks no delivery ACK, for a receive that is not a
+ * multi-receive buffer.  Most arrivals are so. */
+static bool plain(const struct usb4_rx_entry *rx, const struct usb4_msg_in *m)
+{
+	return m->type == USB4_FRAME_EAGER && !(m->wflags & USB4_WF_ACK_REQ) &&
+	       !(rx->flags & FI_MULTI_RECV);
+}
+
+/* The successful entry of a plain arrival, written straight into the
+ * CQ's ring (the receive reserved it). */
+static void complete_plain(struct usb4_core_ep *ep,
+			   const struct usb4_rx_entry *rx,
+			   const struct usb4_msg_in *m, int q, size_t n)
+{
+	struct usb4_cqe *e;
+
+	usb4_count(ep->rx_cntr, true);
+	if (!ep->rx_cq)
+		return;
+	if (!(rx->flags & FI_COMPLETION)) {
+		usb4_cq_queue_unreserve(ep->rx_cq);
+		return;
+	}
+	e = usb4_cq_queue_slot(ep->rx_cq);
+	e->op_context = rx->context;
+	e->flags = recv_cqe_flags(q, m->wflags);
+	e->len = n;
+	e->buf = rx->iov_count ? rx->iov[0].iov_base : NULL;
+	e->data = m->wflags & USB4_WF_CQ_DATA ? m->data : 0;
+	e->tag = m->tag;
+	e->src = usb4_report_src(ep, m->src);
+	usb4_cq_queue_commit(ep->rx_cq);
+}
+
+/* deliver() for a plain arrival: the same copy and the same entry
+ * (FI_ETRUNC when the message is longer than the receive), without its
+ * resources, answer and multi-receive accounting.  Nothing is sent back,
+ * so the receive's entry is free at once. */
+static void deliver_plain(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
+			  const struct usb4_msg_in *m, int q)
+{
+	size_t n = m->total_len < rx->len ? m->total_len : rx->len;
+
+	usb4_iov_copy_in(rx->iov, rx->iov_count, 0, m->payload, n);
+	if (n < m->total_len) {
+		struct usb4_cqe e = {
+			.op_context = rx->context,
+			.flags = recv_cqe_flags(q, m->wflags),
+			.len = n,
+			.buf = rx->iov_count ? rx->iov[0].iov_base : NULL,
+			.data = m->wflags & USB4_WF_CQ_DATA ? m->data : 0,
+			.tag = m->tag,
+			.src = usb4_report_src(ep, m->src),
+		};
+		usb4_match_finish(ep, &e, m->total_len, 0, false);
+	} else {
+		complete_plain(ep, rx, m, q, n);
+	}
+	usb4_list_remove(&rx->link);
+	rx_recycle(ep, &rx->ctrl);
+}
+
 int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
 {
 	int q = m->wflags & USB4_WF_TAGGED ? USB4_Q_TAGGED : USB4_Q_MSG;
@@ -354,6 +417,10 @@ int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m)
 
 	if (!rx)
 		return queue_unexpected(ep, q, m);
+	if (plain(rx, m)) {
+		deliver_plain(ep, rx, m, q);
+		return 0;
+	}
 	if (res_get(ep, rx, m, &res))
 		return -FI_EAGAIN;
 	deliver(ep, rx, m, &res);
