@@ -623,7 +623,8 @@ static ssize_t post(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 	struct usb4_rx_entry *rx;
 	struct usb4_unexp *u;
 
-	if (!(a->flags & FI_MULTI_RECV)) {
+	/* An empty queue is the common case: nothing to walk. */
+	if (!(a->flags & FI_MULTI_RECV) && !usb4_list_empty(&ep->unexp[q])) {
 		u = find_unexp(ep, q, a);
 		if (u)
 			return take_unexp(ep, u, a);
