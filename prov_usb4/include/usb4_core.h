@@ -74,7 +74,11 @@ void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
 struct usb4_cqe *usb4_cq_queue_slot(struct usb4_cq_queue *q);
 void usb4_cq_queue_commit(struct usb4_cq_queue *q);
 const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q);
-void usb4_cq_queue_pop(struct usb4_cq_queue *q);
+/* Moves up to max entries into buf, each as its first size bytes (the
+ * size of an fi_cq format), and their sources into src unless NULL;
+ * returns how many. */
+size_t usb4_cq_queue_take(struct usb4_cq_queue *q, void *buf, size_t size,
+			  fi_addr_t *src, size_t max);
 const struct usb4_cqe_err *usb4_cq_queue_peek_err(const struct usb4_cq_queue *q);
 void usb4_cq_queue_pop_err(struct usb4_cq_queue *q);
 

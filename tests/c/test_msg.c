@@ -52,6 +52,7 @@ struct pair_opts {
 	enum fi_cq_format format;
 	bool selective;
 	bool counters;
+	size_t cq_size;		/* 0: the provider's default */
 };
 
 static const struct pair_opts DEFAULT_OPTS = {
@@ -112,9 +113,10 @@ static struct fi_info *make_hints(enum fi_av_type av_type)
 }
 
 static int open_cq(struct fid_domain *domain, enum fi_cq_format format,
-		   struct fid_cq **cq)
+		   size_t size, struct fid_cq **cq)
 {
-	struct fi_cq_attr attr = { .format = format, .wait_obj = FI_WAIT_UNSPEC };
+	struct fi_cq_attr attr = { .format = format, .size = size,
+				   .wait_obj = FI_WAIT_UNSPEC };
 
 	return fi_cq_open(domain, &attr, cq, NULL);
 }
@@ -129,7 +131,7 @@ static int open_ep(struct pair *p, int i, const struct pair_opts *o,
 	ret = fi_endpoint(p->domain, p->info, &p->ep[i], NULL);
 	if (ret)
 		return ret;
-	ret = open_cq(p->domain, o->format, &p->cq[i]);
+	ret = open_cq(p->domain, o->format, o->cq_size, &p->cq[i]);
 	if (ret)
 		return ret;
 	ret = fi_ep_bind(p->ep[i], &p->av->fid, 0);
@@ -1140,6 +1142,85 @@ static void test_cq_formats(void)
 	}
 }
 
+/* Posts n tagged receives (tags and contexts first..first+n-1) on ep 1
+ * and sends them 8 bytes each from ep 0, one byte telling the message. */
+static void post_and_send(struct pair *p, char *ctx, int first, int n)
+{
+	for (int i = first; i < first + n; i++)
+		CHECK_EQ(fi_trecv(p->ep[1], rbuf + 8 * i, 8, NULL,
+				  FI_ADDR_UNSPEC, i, 0, &ctx[i]), 0);
+	for (int i = first; i < first + n; i++) {
+		sbuf[0] = (unsigned char) (0x40 + i);
+		CHECK_EQ(fi_tinject(p->ep[0], sbuf, 8, p->addr[1], i), 0);
+	}
+}
+
+/* got holds n entries of size bytes for the receives first..first+n-1. */
+static void check_batch(struct pair *p, const unsigned char *got, size_t size,
+			const fi_addr_t *src, const char *ctx, int first,
+			int n)
+{
+	for (int k = 0; k < n; k++) {
+		const struct fi_cq_tagged_entry *e = (const void *) (got +
+								k * size);
+		int i = first + k;
+
+		CHECK(e->op_context == &ctx[i]);
+		CHECK_EQ(src[k], p->addr[0]);
+		CHECK_EQ(rbuf[8 * i], 0x40 + i);
+		if (size >= sizeof(struct fi_cq_msg_entry))
+			CHECK_EQ(e->len, 8);
+		if (size >= sizeof(struct fi_cq_data_entry))
+			CHECK(e->buf == rbuf + 8 * i);
+		if (size == sizeof(struct fi_cq_tagged_entry))
+			CHECK_EQ(e->tag, (uint64_t) i);
+	}
+	CHECK_EQ(got[n * size], 0xcc);	/* nothing past the last one */
+}
+
+/*
+ * One read hands out several entries in order, packed at the format's
+ * size, with their sources, also when they wrap around the end of the
+ * CQ's ring (a CQ of 4 entries: 3 in, 2 out, 3 more in).
+ */
+static void test_cq_batch_wrap(void)
+{
+	enum fi_cq_format formats[4] = { FI_CQ_FORMAT_CONTEXT,
+					 FI_CQ_FORMAT_MSG, FI_CQ_FORMAT_DATA,
+					 FI_CQ_FORMAT_TAGGED };
+	size_t sizes[4] = { sizeof(struct fi_cq_entry),
+			    sizeof(struct fi_cq_msg_entry),
+			    sizeof(struct fi_cq_data_entry),
+			    sizeof(struct fi_cq_tagged_entry) };
+
+	for (int f = 0; f < 4; f++) {
+		struct pair_opts o = DEFAULT_OPTS;
+		unsigned char got[8 * sizeof(struct fi_cq_tagged_entry) + 1];
+		fi_addr_t src[8];
+		struct pair p;
+		char ctx[6];
+
+		o.format = formats[f];
+		o.cq_size = 4;
+		CHECK_EQ(pair_open(&p, &o), 0);
+		if (!p.ep[1])
+			goto next;
+		post_and_send(&p, ctx, 0, 3);
+		progress(&p, 1);
+		memset(got, 0xcc, sizeof(got));
+		CHECK_EQ(fi_cq_readfrom(p.cq[1], got, 2, src), 2);
+		check_batch(&p, got, sizes[f], src, ctx, 0, 2);
+		post_and_send(&p, ctx, 3, 3);
+		progress(&p, 1);
+		memset(got, 0xcc, sizeof(got));
+		CHECK_EQ(fi_cq_readfrom(p.cq[1], got, 8, src), 4);
+		check_batch(&p, got, sizes[f], src, ctx, 2, 4);
+		CHECK(cq_empty(p.cq[1]));
+next:
+		pair_close(&p);
+	}
+}
+
 /*
  * A read right after one that returned entries answers from the CQ alone
  * (MPI reads until empty before acting: polling the links again would only
@@ -1293,7 +1374,7 @@ static void test_bad_input(void)
 
 	/* A third endpoint, bound but not enabled. */
 	CHECK_EQ(fi_endpoint(p.domain, p.info, &ep, NULL), 0);
-	CHECK_EQ(open_cq(p.domain, FI_CQ_FORMAT_TAGGED, &cq), 0);
+	CHECK_EQ(open_cq(p.domain, FI_CQ_FORMAT_TAGGED, 0, &cq), 0);
 	CHECK_EQ(fi_ep_bind(ep, &p.av->fid, 0), 0);
 	CHECK_EQ(fi_ep_bind(ep, &cq->fid, FI_TRANSMIT | FI_RECV), 0);
 	CHECK(fi_send(ep, sbuf, 10, NULL, p.addr[1], &c) < 0);
@@ -1522,7 +1603,7 @@ static int single_open(struct single *s, int sock)
 	ret = ret ? ret : fi_domain(s->fabric, s->info, &s->domain, NULL);
 	ret = ret ? ret : fi_av_open(s->domain, &av_attr, &s->av, NULL);
 	ret = ret ? ret : fi_endpoint(s->domain, s->info, &s->ep, NULL);
-	ret = ret ? ret : open_cq(s->domain, FI_CQ_FORMAT_TAGGED, &s->cq);
+	ret = ret ? ret : open_cq(s->domain, FI_CQ_FORMAT_TAGGED, 0, &s->cq);
 	ret = ret ? ret : fi_ep_bind(s->ep, &s->av->fid, 0);
 	ret = ret ? ret : fi_ep_bind(s->ep, &s->cq->fid, FI_TRANSMIT | FI_RECV);
 	ret = ret ? ret : fi_enable(s->ep);
@@ -1676,6 +1757,7 @@ int main(void)
 	test_delivery_complete();
 	test_cq_formats();
 	test_read_after_entries();
+	test_cq_batch_wrap();
 	test_av(FI_AV_MAP);
 	test_av(FI_AV_TABLE);
 	test_bad_input();

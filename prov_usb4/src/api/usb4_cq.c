@@ -16,36 +16,6 @@ static struct usb4_cq *cq_of(struct fid_cq *fid)
 	return usb4_container_of(fid, struct usb4_cq, cq_fid);
 }
 
-/* Each format is a prefix of the tagged entry (entry_size() below: the
- * context entry is the rest), copied in moves of a size known here
- * (inlined), not a memcpy call per entry. */
-static void write_entry(const struct usb4_cq *cq, void *dst,
-			const struct usb4_cqe *e)
-{
-	struct fi_cq_tagged_entry t = {
-		.op_context = e->op_context,
-		.flags = e->flags,
-		.len = e->len,
-		.buf = e->buf,
-		.data = e->data,
-		.tag = e->tag,
-	};
-
-	switch (cq->entry_size) {
-	case sizeof(struct fi_cq_tagged_entry):
-		memcpy(dst, &t, sizeof(struct fi_cq_tagged_entry));
-		break;
-	case sizeof(struct fi_cq_data_entry):
-		memcpy(dst, &t, sizeof(struct fi_cq_data_entry));
-		break;
-	case sizeof(struct fi_cq_msg_entry):
-		memcpy(dst, &t, sizeof(struct fi_cq_msg_entry));
-		break;
-	default:
-		memcpy(dst, &t, sizeof(struct fi_cq_entry));
-	}
-}
-
 /*
  * Whether a read progresses the endpoints first.  Not right after a read
  * that returned entries: MPI's progress loop reads until the CQ is empty
@@ -65,19 +35,13 @@ static bool read_progresses(struct usb4_cq *cq)
 static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 				  fi_addr_t *src_addr, int *frames)
 {
-	const struct usb4_cqe *e;
-	size_t n = 0;
+	size_t n;
 
 	*frames = read_progresses(cq) ? usb4_ep_set_progress(&cq->eps) : 0;
 	if (usb4_cq_queue_peek_err(&cq->queue))
 		return -FI_EAVAIL;
-	while (n < count && (e = usb4_cq_queue_peek(&cq->queue))) {
-		write_entry(cq, (char *) buf + n * cq->entry_size, e);
-		if (src_addr)
-			src_addr[n] = e->src;
-		usb4_cq_queue_pop(&cq->queue);
-		n++;
-	}
+	n = usb4_cq_queue_take(&cq->queue, buf, cq->entry_size, src_addr,
+			       count);
 	cq->handed_out = n > 0;
 	return n ? (ssize_t) n : -FI_EAGAIN;
 }

@@ -4,6 +4,7 @@
  * the rings grow (or the post fails with -FI_EAGAIN) then, and writing a
  * completion never needs memory: none is ever lost.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -134,10 +135,59 @@ const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q)
 	return q->count ? &q->ring[q->head] : NULL;
 }
 
-void usb4_cq_queue_pop(struct usb4_cq_queue *q)
+/* Every fi_cq format is a prefix of the tagged entry, which struct
+ * usb4_cqe begins with: an entry is handed out as its first bytes. */
+_Static_assert(offsetof(struct usb4_cqe, op_context) ==
+	       offsetof(struct fi_cq_tagged_entry, op_context), "cqe layout");
+_Static_assert(offsetof(struct usb4_cqe, flags) ==
+	       offsetof(struct fi_cq_tagged_entry, flags), "cqe layout");
+_Static_assert(offsetof(struct usb4_cqe, len) ==
+	       offsetof(struct fi_cq_tagged_entry, len), "cqe layout");
+_Static_assert(offsetof(struct usb4_cqe, buf) ==
+	       offsetof(struct fi_cq_tagged_entry, buf), "cqe layout");
+_Static_assert(offsetof(struct usb4_cqe, data) ==
+	       offsetof(struct fi_cq_tagged_entry, data), "cqe layout");
+_Static_assert(offsetof(struct usb4_cqe, tag) ==
+	       offsetof(struct fi_cq_tagged_entry, tag), "cqe layout");
+
+/* take() for one entry size: inlined with size a constant, each entry is a
+ * few moves, not a memcpy call. */
+static inline size_t take_sized(struct usb4_cq_queue *q, char *buf,
+				size_t size, fi_addr_t *src, size_t n)
 {
-	q->head = ring_index(q->head, 1, q->cap);
-	q->count--;
+	size_t head = q->head;
+
+	for (size_t i = 0; i < n; i++) {
+		const struct usb4_cqe *e = &q->ring[head];
+
+		memcpy(buf + i * size, e, size);
+		if (src)
+			src[i] = e->src;
+		head = ring_index(head, 1, q->cap);
+	}
+	q->head = head;
+	q->count -= n;
+	return n;
+}
+
+size_t usb4_cq_queue_take(struct usb4_cq_queue *q, void *buf, size_t size,
+			  fi_addr_t *src, size_t max)
+{
+	size_t n = q->count < max ? q->count : max;
+
+	switch (size) {
+	case sizeof(struct fi_cq_tagged_entry):
+		return take_sized(q, buf, sizeof(struct fi_cq_tagged_entry),
+				  src, n);
+	case sizeof(struct fi_cq_data_entry):
+		return take_sized(q, buf, sizeof(struct fi_cq_data_entry),
+				  src, n);
+	case sizeof(struct fi_cq_msg_entry):
+		return take_sized(q, buf, sizeof(struct fi_cq_msg_entry),
+				  src, n);
+	default:
+		return take_sized(q, buf, sizeof(struct fi_cq_entry), src, n);
+	}
 }
 
 const struct usb4_cqe_err *usb4_cq_queue_peek_err(const struct usb4_cq_queue *q)
