@@ -64,7 +64,22 @@ struct usb4_cq_queue {
 int usb4_cq_queue_init(struct usb4_cq_queue *q, size_t cap,
 		       struct usb4_waiter *waiter);
 void usb4_cq_queue_fini(struct usb4_cq_queue *q);
-int usb4_cq_queue_reserve(struct usb4_cq_queue *q);
+int usb4_cq_queue_reserve_grow(struct usb4_cq_queue *q);
+
+/* Reserves an entry (q NULL: no CQ, nothing to do); 0 or -FI_EAGAIN.
+ * Inline: every post reserves, and both rings have room for every
+ * reservation and one more in the common case. */
+static inline int usb4_cq_queue_reserve(struct usb4_cq_queue *q)
+{
+	if (!q)
+		return 0;
+	if (q->count + q->reserved < q->cap &&
+	    q->err_count + q->reserved < q->err_cap) {
+		q->reserved++;
+		return 0;
+	}
+	return usb4_cq_queue_reserve_grow(q);
+}
 void usb4_cq_queue_unreserve(struct usb4_cq_queue *q);
 void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
 void usb4_cq_queue_push_err(struct usb4_cq_queue *q,

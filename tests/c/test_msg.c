@@ -1178,10 +1178,27 @@ static void check_batch(struct pair *p, const unsigned char *got, size_t size,
 	CHECK_EQ(got[n * size], 0xcc);	/* nothing past the last one */
 }
 
+/* Posts and sends n messages from first on, progresses ep 1, reads up to
+ * max entries in one fi_cq_readfrom and checks that the want first ones
+ * came, those of the receives from take on. */
+static void batch(struct pair *p, char *ctx, size_t size, int first, int n,
+		  int max, int want, int take)
+{
+	unsigned char got[8 * sizeof(struct fi_cq_tagged_entry) + 1];
+	fi_addr_t src[8];
+
+	post_and_send(p, ctx, first, n);
+	progress(p, 1);
+	memset(got, 0xcc, sizeof(got));
+	CHECK_EQ(fi_cq_readfrom(p->cq[1], got, max, src), want);
+	check_batch(p, got, size, src, ctx, take, want);
+}
+
 /*
  * One read hands out several entries in order, packed at the format's
  * size, with their sources, also when they wrap around the end of the
- * CQ's ring (a CQ of 4 entries: 3 in, 2 out, 3 more in).
+ * CQ's ring (a CQ of 4 entries), and when the ring grew while its entries
+ * wrapped (more receives posted than it holds).
  */
 static void test_cq_batch_wrap(void)
 {
@@ -1195,26 +1212,18 @@ static void test_cq_batch_wrap(void)
 
 	for (int f = 0; f < 4; f++) {
 		struct pair_opts o = DEFAULT_OPTS;
-		unsigned char got[8 * sizeof(struct fi_cq_tagged_entry) + 1];
-		fi_addr_t src[8];
 		struct pair p;
-		char ctx[6];
+		char ctx[12];
 
 		o.format = formats[f];
 		o.cq_size = 4;
 		CHECK_EQ(pair_open(&p, &o), 0);
 		if (!p.ep[1])
 			goto next;
-		post_and_send(&p, ctx, 0, 3);
-		progress(&p, 1);
-		memset(got, 0xcc, sizeof(got));
-		CHECK_EQ(fi_cq_readfrom(p.cq[1], got, 2, src), 2);
-		check_batch(&p, got, sizes[f], src, ctx, 0, 2);
-		post_and_send(&p, ctx, 3, 3);
-		progress(&p, 1);
-		memset(got, 0xcc, sizeof(got));
-		CHECK_EQ(fi_cq_readfrom(p.cq[1], got, 8, src), 4);
-		check_batch(&p, got, sizes[f], src, ctx, 2, 4);
+		batch(&p, ctx, sizes[f], 0, 3, 2, 2, 0);	/* 2 of 3 */
+		batch(&p, ctx, sizes[f], 3, 3, 8, 4, 2);	/* across the end */
+		batch(&p, ctx, sizes[f], 6, 3, 1, 1, 6);	/* 2 left, wrapped */
+		batch(&p, ctx, sizes[f], 9, 3, 8, 5, 7);	/* grew meanwhile */
 		CHECK(cq_empty(p.cq[1]));
 next:
 		pair_close(&p);

@@ -57,21 +57,12 @@ static int ring_grow(void **ring, size_t *cap, size_t *head, size_t count,
 	return 0;
 }
 
-/* Room for every reserved entry in either ring: any of them may end in
- * error. */
-int usb4_cq_queue_reserve(struct usb4_cq_queue *q)
+/* usb4_cq_queue_reserve when a ring is full of reservations: room for
+ * every reserved entry in either ring (any of them may end in error). */
+int usb4_cq_queue_reserve_grow(struct usb4_cq_queue *q)
 {
-	size_t want;
+	size_t want = q->reserved + 1;
 
-	if (!q)
-		return 0;
-	/* Room for every reservation and one more: the common case. */
-	if (q->count + q->reserved < q->cap &&
-	    q->err_count + q->reserved < q->err_cap) {
-		q->reserved++;
-		return 0;
-	}
-	want = q->reserved + 1;
 	if (q->count + want > q->cap &&
 	    ring_grow((void **) &q->ring, &q->cap, &q->head, q->count,
 		      sizeof(*q->ring), q->count + want))
