@@ -200,6 +200,11 @@ void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
  * has an address, none wraps the address space, the total fits a size_t.
  * NULL with length 0 is fine. */
 bool usb4_iov_valid(const struct iovec *iov, size_t count);
+/* The same for one buffer, inline: what a send of one buffer checks. */
+static inline bool usb4_buf_valid(const void *buf, size_t len)
+{
+	return !len || (buf && (uintptr_t) buf + (len - 1) >= (uintptr_t) buf);
+}
 
 /* ---- ranges of this process's memory (usb4_mapped.c) ---- */
 

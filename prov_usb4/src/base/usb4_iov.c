@@ -18,10 +18,7 @@ bool usb4_iov_valid(const struct iovec *iov, size_t count)
 
 	/* One buffer, the common case (the wrap test inlined). */
 	if (count == 1)
-		return !iov[0].iov_len ||
-		       (iov[0].iov_base &&
-			(uintptr_t) iov[0].iov_base + (iov[0].iov_len - 1) >=
-			(uintptr_t) iov[0].iov_base);
+		return usb4_buf_valid(iov[0].iov_base, iov[0].iov_len);
 	for (size_t i = 0; i < count; i++) {
 		size_t len = iov[i].iov_len;
 
