@@ -442,6 +442,7 @@ struct usb4_core_stats {
 					 * link that cannot read it */
 	uint64_t hidden_freed;		/* hidden entries of peers gone */
 	uint64_t eager_sent, rndv_sent, unexpected;
+	uint64_t eager_fused;		/* of eager_sent: usb4_send_fused's */
 	uint64_t rma_ops, atomic_ops;	/* issued and accepted */
 };
 

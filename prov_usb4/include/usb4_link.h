@@ -56,6 +56,9 @@ struct usb4_link_dest;
  * move by bulk_read/bulk_write; remote accesses are counted at the target
  * (count_remote). */
 #define USB4_LINK_CAP_ONE_SIDED		(1u << 1)
+/* frame_max towards a dest stays what it was while the dest is open (the
+ * core may remember it; post still refuses a frame beyond it). */
+#define USB4_LINK_CAP_FRAME_FIXED	(1u << 2)
 
 /* ---- what the core gives a link --------------------------------------- */
 

@@ -273,11 +273,12 @@ static void log_traffic(const struct usb4_core_ep *ep)
 			used += (size_t) n;
 	}
 	USB4_INFO(FI_LOG_EP_DATA,
-		  "endpoint %016llx traffic: %seager sent %llu rendezvous "
-		  "sent %llu unexpected %llu; rma issued %llu atomics issued "
-		  "%llu\n",
+		  "endpoint %016llx traffic: %seager sent %llu fused %llu "
+		  "rendezvous sent %llu unexpected %llu; rma issued %llu "
+		  "atomics issued %llu\n",
 		  (unsigned long long) ep->id, links,
 		  (unsigned long long) ep->stats.eager_sent,
+		  (unsigned long long) ep->stats.eager_fused,
 		  (unsigned long long) ep->stats.rndv_sent,
 		  (unsigned long long) ep->stats.unexpected,
 		  (unsigned long long) ep->stats.rma_ops,

@@ -151,23 +151,16 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 	return 0;
 }
 
-static bool iov_valid(const struct iovec *iov, size_t count)
-{
-	for (size_t i = 0; i < count; i++)
-		if (!iov[i].iov_base && iov[i].iov_len)
-			return false;
-	return true;
-}
-
+/* The api checked the iovec (count and buffers) before it took the lock. */
 ssize_t usb4_core_send(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 {
 	const struct usb4_route *r;
 	size_t len;
-	ssize_t ret;
+	ssize_t ret = usb4_send_fused(ep, a);
 	int state;
 
-	if (a->iov_count > USB4_IOV_LIMIT || !iov_valid(a->iov, a->iov_count))
-		return -FI_EINVAL;
+	if (ret != USB4_SEND_DECLINED)
+		return ret;
 	ret = usb4_route_send(ep, a->dest, &r);
 	if (ret)
 		return ret;

@@ -95,6 +95,16 @@ bool usb4_settled(struct usb4_core_ep *ep, fi_addr_t dest, uint32_t mark);
 /* 0 while dest answers, else why not (negative FI_E*). */
 int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);
 
+/* ---- usb4_send_fused.c: the common send in one piece ---- */
+
+/* What usb4_send_fused answers for a send it leaves to the general path. */
+#define USB4_SEND_DECLINED	1
+/* A send of one buffer to the last send's peer, eager, without delivery
+ * acknowledgement: its result, as usb4_core_send's would be; else
+ * USB4_SEND_DECLINED, having changed nothing. */
+ssize_t usb4_send_fused(struct usb4_core_ep *ep,
+			const struct usb4_send_args *a);
+
 /* ---- usb4_dispatch.c: frames in ---- */
 
 /* The sink every link of an endpoint hands frames to. */

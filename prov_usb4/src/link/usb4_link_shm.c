@@ -397,7 +397,8 @@ static void shm_remote_counts(const struct usb4_link *link, uint64_t *writes,
 
 const struct usb4_link_ops usb4_shm_link_ops = {
 	.name = "shm",
-	.caps = USB4_LINK_CAP_BULK_READ | USB4_LINK_CAP_ONE_SIDED,
+	.caps = USB4_LINK_CAP_BULK_READ | USB4_LINK_CAP_ONE_SIDED |
+		USB4_LINK_CAP_FRAME_FIXED,
 	.other_hosts = false,
 	.available = shm_available,
 	.reaches = shm_reaches,
