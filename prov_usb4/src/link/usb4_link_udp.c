@@ -402,8 +402,11 @@ static void rails_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 	struct usb4_rel_io io;
 	uint64_t now;
 
-	usb4_udp_paths_pair(&l->rails, &s->paths,
-			    usb4_rel_peer_hello_ext(s->rel));
+	/* Looked at once, and only with rails to pair: this runs after
+	 * every rel call. */
+	if (!s->paths.paired && l->rails.count > 1)
+		usb4_udp_paths_pair(&l->rails, &s->paths,
+				    usb4_rel_peer_hello_ext(s->rel));
 	if (!s->paths.resend)
 		return;
 	s->paths.resend = false;
@@ -1032,7 +1035,11 @@ static int place(void *arg, struct usb4_udp_hole *holes, int max)
 {
 	struct usb4_udp_link *l = arg;
 
-	l->place_hdr = l->zones.hot ? l->zones.hot->hdr_len : 0;
+	if (!l->zones.hot) {	/* no transfer under way: every poll's case */
+		l->place_hdr = 0;
+		return 0;
+	}
+	l->place_hdr = l->zones.hot->hdr_len;
 	return usb4_udp_zones_predict(&l->zones, sizeof(struct usb4_wire_rel),
 				      holes, max);
 }

@@ -403,6 +403,8 @@ int usb4_udp_paths_send(struct usb4_udp_rails *r, struct usb4_udp_paths *p,
 	if (p->forced >= 0)
 		return path_send(r, p, p->forced, iov, count, len, data, again,
 				 now);
+	if (p->count == 1)	/* one rail: nothing to choose or retire */
+		return path_send(r, p, 0, iov, count, len, data, again, now);
 	first = stripe && p->count > 1 ? stripe_path(r, p) : live_from(p, 0);
 	if (first < 0)	/* every path retired: the primary, while rel waits */
 		return path_send(r, p, 0, iov, count, len, data, again, now);

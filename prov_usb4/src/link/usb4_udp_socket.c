@@ -59,15 +59,17 @@ struct usb4_udp_sock {
 socklen_t usb4_udp_sockaddr(const struct usb4_udp_addr *a,
 			    struct sockaddr_storage *ss)
 {
-	memset(ss, 0, sizeof(*ss));
+	/* Only the bytes the kernel reads (namelen), per datagram sent. */
 	if (a->family == 4) {
 		struct sockaddr_in *in = (void *) ss;
+		memset(in, 0, sizeof(*in));
 		in->sin_family = AF_INET;
 		in->sin_port = htons(a->port);
 		memcpy(&in->sin_addr, a->ip, 4);
 		return sizeof(*in);
 	}
 	struct sockaddr_in6 *in6 = (void *) ss;
+	memset(in6, 0, sizeof(*in6));
 	in6->sin6_family = AF_INET6;
 	in6->sin6_port = htons(a->port);
 	memcpy(&in6->sin6_addr, a->ip, 16);
@@ -94,10 +96,12 @@ static void from_sockaddr(const struct sockaddr_storage *ss,
 bool usb4_udp_addr_eq(const struct usb4_udp_addr *a,
 		      const struct usb4_udp_addr *b)
 {
-	size_t len = a->family == 4 ? 4 : 16;
-
-	return a->family == b->family && a->port == b->port &&
-	       !memcmp(a->ip, b->ip, len);
+	/* Constant lengths: compared inline, not by a memcmp call, for every
+	 * datagram received (its path is found by its source). */
+	if (a->family != b->family || a->port != b->port)
+		return false;
+	return a->family == 4 ? !memcmp(a->ip, b->ip, 4) :
+				!memcmp(a->ip, b->ip, 16);
 }
 
 /* ---- faults ---- */

@@ -343,7 +343,12 @@ static bool usb4_rel_header_read(const struct iovec *dgram, int count,
 	if (count < 1 || count > USB4_REL_PIECES_MAX || len < USB4_REL_HDR_LEN ||
 	    len - USB4_REL_HDR_LEN > UINT32_MAX)
 		return false;
-	usb4_rel_gather(h, dgram, count, 0, USB4_REL_HDR_LEN);
+	/* A header in one piece (every datagram of a ping-pong) is copied by
+	 * a few moves, not gathered by a memcpy call per piece. */
+	if (dgram[0].iov_len >= USB4_REL_HDR_LEN)
+		memcpy(h, dgram[0].iov_base, USB4_REL_HDR_LEN);
+	else
+		usb4_rel_gather(h, dgram, count, 0, USB4_REL_HDR_LEN);
 	usb4_rel_header_host(h);
 	return true;
 }
