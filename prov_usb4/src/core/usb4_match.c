@@ -570,6 +570,7 @@ static ssize_t take_unexp(struct usb4_core_ep *ep, struct usb4_unexp *u,
 			  const struct usb4_recv_args *a)
 {
 	struct usb4_rx_entry *rx = rx_alloc(ep);
+	int q = queue_of(a->flags);
 	struct deliver_res res;
 	struct usb4_msg_in m;
 
@@ -577,7 +578,12 @@ static ssize_t take_unexp(struct usb4_core_ep *ep, struct usb4_unexp *u,
 		return -FI_EAGAIN;
 	fill_rx(rx, a);
 	unexp_view(u, &m);
-	usb4_list_insert_tail(&ep->posted[queue_of(a->flags)], &rx->link);
+	usb4_list_insert_tail(&ep->posted[q], &rx->link);
+	if (plain(rx, &m)) {
+		deliver_plain(ep, rx, &m, q);
+		unexp_free(ep, u);
+		return 0;
+	}
 	if (res_get(ep, rx, &m, &res)) {
 		usb4_list_remove(&rx->link);
 		usb4_cq_queue_unreserve(ep->rx_cq);
