@@ -39,7 +39,7 @@
 #define FRAME_TYPE_OFF	1	/* usb4_wire_hdr.type */
 #define FRAME_EAGER	1	/* USB4_FRAME_EAGER */
 #define CAUGHT_MAX	512	/* bytes kept of a frame */
-#define BIG		20000	/* past both links' eager limits */
+#define BIG		70000	/* past both links' eager limits */
 #define TAG		0x5eed
 #define DATA		0xc0ffee
 

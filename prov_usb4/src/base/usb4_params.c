@@ -7,7 +7,7 @@
 
 struct usb4_params usb4_params = {
 	.eager_size = 8192,
-	.stream_eager_size = 16384,
+	.stream_eager_size = 65536,
 	.ring_slots = 256,
 	.tx_size = 4096,
 	.rx_size = 4096,
