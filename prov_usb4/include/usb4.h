@@ -92,6 +92,8 @@ struct usb4_params {
 	int idle_block_us;	/* fi_cq_read called back to back finding
 				 * nothing this long blocks (briefly) in the
 				 * kernel; 0: never */
+	size_t stream_early_size;	/* a rendezvous to another host streams
+				 * this many bytes before its CTS; 0: none */
 };
 
 extern struct usb4_params usb4_params;

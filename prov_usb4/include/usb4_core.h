@@ -357,6 +357,7 @@ struct usb4_stream {
 	struct iovec iov[USB4_IOV_LIMIT];
 	size_t iov_count;
 	uint64_t sent, limit;
+	uint8_t round;			/* USB4_WIRE_ROUND_*: DATA's tag */
 	bool by_ref;			/* the link may still send from iov */
 	bool fin_sent;			/* read response: data all posted */
 	uint32_t mark;			/* and acked once the link passes this */
@@ -405,6 +406,9 @@ struct usb4_xfer {
 	struct usb4_link_zone zone;	/* iov, [received, want) */
 	bool zone_open;
 	bool done;			/* finished; waits for ctrl to leave */
+	uint8_t round;			/* the DATA round placed (its CTS's) */
+	bool early;			/* DATA may come before our CTS and
+					 * run past the zone (usb4_stream_early.c) */
 	/* USB4_XFER_RECV: how to complete the receive. */
 	struct usb4_cqe cqe;
 	uint64_t total_len;
@@ -425,6 +429,8 @@ struct usb4_core_stats {
 	uint64_t dropped_src_mismatch;	/* src_id disagrees with the link */
 	uint64_t dropped_not_for_link;	/* a frame its link may not carry */
 	uint64_t dropped_bad_xfer;	/* DATA/CTS naming nothing, or out of range */
+	uint64_t early_dropped;		/* early rendezvous DATA no receive
+					 * took (usb4_stream_early.c) */
 	uint64_t unknown_src;		/* frames from peers not in the AV */
 	uint64_t not_ready;		/* frames refused for lack of memory */
 	uint64_t unexp_full;		/* messages held back: a sender's or

@@ -59,6 +59,14 @@
  *      owner reads small frames in its lanes (an eager message of up to
  *      40 bytes: tag, data and payload, the wire header rebuilt by the
  *      owner); producers write them only to owners that set it.
+ *      Issue 13, negotiated: USB4_WIRE_FEATURE_RNDV_EARLY: DATA and CTS
+ *      carry a round in tag.  An RTS to a peer that offered the feature
+ *      is followed at once by DATA of round 0 (the message's first bytes,
+ *      no CTS awaited).  A receiver that matched the RTS on arrival
+ *      places them and answers CTS of round 0: the sender goes on from
+ *      where it is.  One that matched it later dropped them and answers
+ *      CTS of round 1: the sender starts again from byte 0 in round 1,
+ *      and only that round's DATA is placed.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
@@ -89,7 +97,7 @@
 #define USB4_WIRE_FEATURE_PROBE		(1u << 0)
 #define USB4_WIRE_FEATURE_FRAG		(1u << 1)
 /* One line: tests/fuzz/make_corpus.py reads unions of names off one line. */
-#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE | USB4_WIRE_FEATURE_XXH3 | USB4_WIRE_FEATURE_READ_INLINE)
+#define USB4_WIRE_FEATURES	(USB4_WIRE_FEATURE_PROBE | USB4_WIRE_FEATURE_FRAG | USB4_WIRE_FEATURE_WRITE_INLINE | USB4_WIRE_FEATURE_XXH3 | USB4_WIRE_FEATURE_READ_INLINE | USB4_WIRE_FEATURE_RNDV_EARLY)
 #define USB4_WIRE_FEATURES_REQUIRED	0xffff0000u
 #define USB4_WIRE_FEATURE_AUTH		(1u << 16)
 /*   USB4_WIRE_FEATURE_RAILS the HELLO/HELLO_ACK carries the sender's rail
@@ -117,6 +125,17 @@
  *                           Unused with a job key: the tag replaces the
  *                           check. */
 #define USB4_WIRE_FEATURE_XXH3		(1u << 3)
+/*   USB4_WIRE_FEATURE_RNDV_EARLY  optional: we take DATA of round 0 that
+ *                           follows an RTS before our CTS, and we restart
+ *                           a stream from byte 0 on a CTS of round 1
+ *                           (version history); only a peer that offered
+ *                           it is sent early DATA or a round other than
+ *                           0 (an older receiver would take early DATA
+ *                           for a transfer it does not have). */
+#define USB4_WIRE_FEATURE_RNDV_EARLY	(1u << 7)
+/* Rounds of a stream (the tag of DATA and CTS). */
+#define USB4_WIRE_ROUND_EARLY		0	/* may start before CTS */
+#define USB4_WIRE_ROUND_AGAIN		1	/* from byte 0, after CTS */
 
 /* ---- endpoint address -------------------------------------------------- */
 
@@ -246,7 +265,8 @@ enum usb4_frame_type {
  *   src_id       the sender's endpoint id; the receiver knows its sender
  *                from the link (the session or inbox slot the frame came
  *                on) and drops a frame whose src_id disagrees
- *   tag          message tag (tagged frames)
+ *   tag          message tag (tagged frames); the stream's round (DATA,
+ *                CTS: USB4_WIRE_FEATURE_RNDV_EARLY)
  *   data         remote CQ data (EAGER/RTS), status as -FI_E* (FIN, ACK,
  *                ATOMIC_RESP), offset (DATA)
  *   msg_id       sender's operation id, echoed by FIN, ACK, CTS and DATA

@@ -57,6 +57,12 @@ Wire versions (``USB4_WIRE_VERSION``) and what differs between them:
       ``READ_INLINE_MAX`` bytes that succeeds is answered by one
       ``READ_INLINE`` frame holding the bytes (total_len = payload_len)
       instead of DATA and FIN; a refused one still by FIN.
+    * later, negotiated (``FEATURE_RNDV_EARLY``): DATA and CTS carry a round
+      in ``tag``.  An RTS is followed at once by DATA of ``ROUND_EARLY``
+      (no CTS awaited); a receiver that matched the RTS on arrival places
+      it and answers CTS of ``ROUND_EARLY`` (go on), one that matched it
+      later dropped it and answers CTS of ``ROUND_AGAIN``: the sender starts
+      again from byte 0 in that round, and only that round is placed.
 
 In every version the rel header (48 bytes) and the core frame header (48
 bytes) have the same layout, and ``version`` and ``type`` keep the first two
@@ -89,6 +95,9 @@ WRITE_INLINE_MAX = 256  # USB4_WIRE_WRITE_INLINE_MAX
 FEATURE_XXH3 = 1 << 3  # USB4_WIRE_FEATURE_XXH3: DATA/ACK checked with XXH3
 FEATURE_READ_INLINE = 1 << 6  # USB4_WIRE_FEATURE_READ_INLINE: small reads answered by READ_INLINE
 READ_INLINE_MAX = 256  # USB4_WIRE_READ_INLINE_MAX
+FEATURE_RNDV_EARLY = 1 << 7  # USB4_WIRE_FEATURE_RNDV_EARLY: rendezvous DATA before CTS
+ROUND_EARLY = 0  # USB4_WIRE_ROUND_EARLY: DATA/CTS tag, may start before CTS
+ROUND_AGAIN = 1  # USB4_WIRE_ROUND_AGAIN: DATA/CTS tag, from byte 0 after CTS
 RAILS_MAX = 4  # USB4_WIRE_RAILS_MAX
 REL_F_AUTH = 1 << 0  # USB4_REL_F_AUTH
 REL_F_PROBE = 1 << 1  # USB4_REL_F_PROBE: an ACK asking "answer now"
@@ -97,7 +106,8 @@ REL_F_FRAG = 1 << 3  # USB4_REL_F_FRAG: DATA carrying a fragment of its seq
 REL_F_XXH3 = 1 << 4  # USB4_REL_F_XXH3: DATA/ACK whose crc is XXH3's
 FRAG_UNIT = 64  # USB4_WIRE_FRAG_UNIT
 FEATURES = (FEATURE_PROBE | FEATURE_FRAG | FEATURE_WRITE_INLINE
-            | FEATURE_XXH3 | FEATURE_READ_INLINE)  # USB4_WIRE_FEATURES: the optional ones we offer
+            | FEATURE_XXH3 | FEATURE_READ_INLINE
+            | FEATURE_RNDV_EARLY)  # USB4_WIRE_FEATURES: the optional ones we offer
 ADDR_F_UNRESOLVED = 1 << 0  # USB4_ADDR_F_UNRESOLVED
 
 

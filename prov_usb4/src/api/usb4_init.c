@@ -144,6 +144,11 @@ void usb4_params_define(void)
 			"the kernel until news, a timer or 1 ms; a caller "
 			"that works between reads never sleeps; 0 never "
 			"sleeps (default: %d)", usb4_params.idle_block_us);
+	fi_param_define(&usb4_prov, "rndv_early_size", FI_PARAM_SIZE_T,
+			"A rendezvous send to a peer on another host streams "
+			"up to this many bytes right after its request, "
+			"before the receiver's clear-to-send; 0 waits for it "
+			"(default: %zu)", usb4_params.stream_early_size);
 }
 
 /* Reads a size parameter, keeping the default outside [lo, hi]. */
@@ -216,6 +221,8 @@ void usb4_params_init(void)
 	if (fi_param_get_int(&usb4_prov, "idle_block_us", &spin) ==
 	    FI_SUCCESS && spin >= 0)
 		usb4_params.idle_block_us = spin;
+	get_size("rndv_early_size", &usb4_params.stream_early_size, 0,
+		 (size_t) 1 << 30);
 }
 
 FI_EXT_INI

@@ -34,4 +34,5 @@ struct usb4_params usb4_params = {
 	.rail_timeout_ms = 500,
 	.udp_gso = true,
 	.idle_block_us = 20,
+	.stream_early_size = 262144,
 };

@@ -66,6 +66,18 @@ void usb4_ctrl_send(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 	ctrl_go(ep, ctrl, dest, &f, NULL);
 }
 
+/* The same with a tag (a CTS's round, USB4_WIRE_FEATURE_RNDV_EARLY). */
+void usb4_ctrl_send_tagged(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			   fi_addr_t dest, uint8_t type, uint64_t msg_id,
+			   uint64_t tag, uint64_t len)
+{
+	struct usb4_frame f = {
+		.type = type, .src_id = ep->id, .tag = tag, .msg_id = msg_id,
+		.total_len = len,
+	};
+	ctrl_go(ep, ctrl, dest, &f, NULL);
+}
+
 void usb4_ctrl_send_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 			 fi_addr_t dest, uint8_t type, uint64_t msg_id,
 			 int64_t status, const void *data, size_t len)

@@ -217,8 +217,7 @@ static void start_xfer(struct usb4_core_ep *ep, struct usb4_xfer *x,
 	if (!e->len)
 		usb4_xfer_done(ep, x, 0);
 	else
-		usb4_ctrl_send(ep, &x->ctrl, m->src, USB4_FRAME_CTS, m->msg_id,
-			       0, e->len);
+		usb4_xfer_early_cts(ep, x, m->arriving, e->len);
 }
 
 /* Places m into rx (resources from res_get), answers, completes.  Returns

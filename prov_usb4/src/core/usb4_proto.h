@@ -14,6 +14,7 @@ struct usb4_msg_in {
 	const void *payload;	/* eager bytes */
 	size_t riov_count;	/* rendezvous: where the bytes wait */
 	const struct iovec *riov;
+	bool arriving;		/* taken off a link now, not from the queue */
 };
 
 /* ---- usb4_peer.c: who is who ---- */
@@ -128,6 +129,10 @@ void usb4_proto_remote_write_cqe(struct usb4_core_ep *ep, fi_addr_t src,
 void usb4_ctrl_send(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 		    fi_addr_t dest, uint8_t type, uint64_t msg_id,
 		    int64_t status, uint64_t len);
+/* The same with a tag instead of a status (a CTS's round). */
+void usb4_ctrl_send_tagged(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
+			   fi_addr_t dest, uint8_t type, uint64_t msg_id,
+			   uint64_t tag, uint64_t len);
 /* The same with a payload, which must live until the frame left. */
 void usb4_ctrl_send_data(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl,
 			 fi_addr_t dest, uint8_t type, uint64_t msg_id,
@@ -175,6 +180,26 @@ void usb4_stream_end(struct usb4_core_ep *ep, struct usb4_stream *s, int err);
 void usb4_stream_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err);
 void usb4_stream_forget_region(struct usb4_core_ep *ep, uint32_t slot);
 void usb4_stream_close(struct usb4_core_ep *ep);
+/* ---- usb4_stream_early.c: rendezvous data before CTS ---- */
+
+/* After op's RTS: streams its first bytes (FI_USB4_RNDV_EARLY_SIZE) to a
+ * peer that agreed on USB4_WIRE_FEATURE_RNDV_EARLY. */
+void usb4_stream_early_start(struct usb4_core_ep *ep, struct usb4_tx_op *op,
+			     size_t len);
+/* A CTS for s: its round restarts s when it says so; false: a bad round. */
+bool usb4_stream_early_cts(struct usb4_core_ep *ep, struct usb4_stream *s,
+			   const struct usb4_frame *f);
+/* A new receive transfer takes its round (arriving: matched on the RTS's
+ * arrival) and asks for want bytes with CTS. */
+void usb4_xfer_early_cts(struct usb4_core_ep *ep, struct usb4_xfer *x,
+			 bool arriving, uint64_t want);
+/* Whether DATA f goes into x, and *len of its bytes; counts a drop. */
+bool usb4_xfer_early_fits(struct usb4_core_ep *ep, const struct usb4_xfer *x,
+			  const struct usb4_frame *f, size_t *len);
+/* Counts DATA that names no transfer (early bytes, or a bad frame). */
+void usb4_stream_early_orphan(struct usb4_core_ep *ep,
+			      const struct usb4_frame *f, fi_addr_t src);
+
 struct usb4_xfer *usb4_xfer_new(struct usb4_core_ep *ep,
 				enum usb4_xfer_kind kind, fi_addr_t src,
 				uint64_t msg_id);

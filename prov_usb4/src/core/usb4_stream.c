@@ -88,6 +88,7 @@ static void stream_pump(struct usb4_core_ep *ep, struct usb4_stream *s)
 			.type = USB4_FRAME_DATA, .flags = s->wflags,
 			.payload_len = chunk, .src_id = ep->id, .data = s->sent,
 			.msg_id = s->msg_id, .total_len = chunk,
+			.tag = s->round,
 		};
 		int n = usb4_iov_slice(s->iov, s->iov_count, s->sent, chunk,
 				       iov + 1, USB4_IOV_LIMIT);
@@ -122,7 +123,8 @@ int usb4_stream_handle_cts(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	/* Only what has bytes to stream: a CTS naming an eager send that
 	 * waits for its ACK, a read or an atomic would send DATA frames
 	 * from no buffer. */
-	if (!op || !op->wants_cts || f->total_len > op->len) {
+	if (!op || !op->wants_cts || f->total_len > op->len ||
+	    !usb4_stream_early_cts(ep, &op->stream, f)) {
 		ep->stats.dropped_bad_xfer++;
 		return 0;
 	}
@@ -256,18 +258,17 @@ static struct usb4_xfer *xfer_find(struct usb4_core_ep *ep, fi_addr_t src,
 }
 
 static void zone_write(struct usb4_core_ep *ep, struct usb4_xfer *x,
-		       const struct usb4_frame *f)
+		       const struct usb4_frame *f, size_t len)
 {
 	struct usb4_link *link = x->zone_open ?
 		usb4_peer_link(ep, usb4_peer_of(ep, x->src)) : NULL;
 
 	if (link && link->ops->zone_write)
-		link->ops->zone_write(link, &x->zone, f->data, f->payload,
-				      f->payload_len);
+		link->ops->zone_write(link, &x->zone, f->data, f->payload, len);
 	else
 		usb4_iov_copy_in(x->iov, x->iov_count, f->data, f->payload,
-				 f->payload_len);
-	x->zone.next += f->payload_len;
+				 len);
+	x->zone.next += len;
 }
 
 int usb4_stream_handle_data(struct usb4_core_ep *ep,
@@ -275,15 +276,17 @@ int usb4_stream_handle_data(struct usb4_core_ep *ep,
 {
 	struct usb4_xfer *x = xfer_find(ep, src, f->msg_id,
 					f->flags & USB4_WF_READ_RESP);
+	size_t len;
 
 	/* The link delivers in order: every frame continues where the last
-	 * ended. */
-	if (!x || !x->zone.end || f->data != x->zone.next ||
-	    f->payload_len > x->zone.end - x->zone.next) {
-		ep->stats.dropped_bad_xfer++;
+	 * ended (usb4_xfer_early_fits). */
+	if (!x) {
+		usb4_stream_early_orphan(ep, f, src);
 		return 0;
 	}
-	zone_write(ep, x, f);
+	if (!usb4_xfer_early_fits(ep, x, f, &len))
+		return 0;
+	zone_write(ep, x, f, len);
 	ep->hot_xfer = x;
 	if (x->zone.next == x->zone.end)
 		usb4_xfer_done(ep, x, 0);
