@@ -142,6 +142,13 @@ static int ring_make(struct test_ring *r, size_t slots, size_t frame_max,
 	return r->peer ? 0 : -1;
 }
 
+/* The owner as owners before packed lanes: its producers' lanes keep
+ * slots (usb4_shm_lane.c), as producers before packed lanes write them. */
+static void slotted(struct test_ring *r)
+{
+	r->own->flags &= ~USB4_SHM_PACKED;
+}
+
 static void ring_free(struct test_ring *r)
 {
 	if (r->peer)
@@ -197,7 +204,7 @@ static bool ring_layout_known(struct test_ring *r)
 	struct ring_head *h = (struct ring_head *) r->peer;
 
 	CHECK_MSG(h->proto == USB4_WIRE_VERSION &&
-		  h->flags == ((expedited_rings ? 1 : 0) | 2 | 4) &&
+		  h->flags == ((expedited_rings ? 1 : 0) | 2 | 4 | 8) &&
 		  h->owner_pid == (uint32_t) getpid() &&
 		  h->nonce == r->nonce && h->bell == r->bell[1],
 		  "the inbox head no longer starts with magic, proto, "
@@ -546,7 +553,7 @@ static void child_produce(pid_t owner, int ring_fd, int bell_fd,
 		       -FI_EAGAIN)
 			sched_yield();
 	}
-	usb4_test_child_exit(prod.state == USB4_SHM_PRODUCER_LANE ? 0 : 5);
+	usb4_test_child_exit(prod.state == USB4_SHM_PRODUCER_PACKED ? 0 : 5);
 }
 
 struct seq_log {
@@ -1016,7 +1023,7 @@ static void link_frames(struct usb4_link *a, struct usb4_link *b,
 			size_t fmax)
 {
 	const struct usb4_link_ops *ops = &usb4_shm_link_ops;
-	int n;
+	int n, taken;
 
 	for (int i = 0; i < 3; i++)
 		CHECK_EQ_MSG(post_bytes(a, db, 10 + i, 20 + i), 0,
@@ -1043,11 +1050,12 @@ static void link_frames(struct usb4_link *a, struct usb4_link *b,
 	CHECK_EQ(post_bytes(a, db, fmax, 1), 0);
 	CHECK_EQ_MSG(post_bytes(a, db, fmax + 1, 1), -FI_EMSGSIZE,
 		     "a frame of frame_max + 1 bytes");
-	for (n = 1; n < 1000 && post_bytes(a, db, 8, 40 + n) == 0; n++)
+	for (n = 1; n < 100000 && post_bytes(a, db, 8, 40 + n) == 0; n++)
 		;
-	/* A's frames go into its lane of B's inbox. */
-	CHECK_EQ_MSG(n, USB4_SHM_LANE_SLOTS, "frames a lane of %d slots took",
-		     USB4_SHM_LANE_SLOTS);
+	/* A's frames go into its packed lane of B's inbox: many more 8-byte
+	 * frames than a lane has slots. */
+	CHECK_MSG(n > 4 * USB4_SHM_LANE_SLOTS && n < 100000, "a packed lane "
+		  "took %d frames", n);
 	CHECK_EQ(post_bytes(a, db, 8, 0), -FI_EAGAIN);
 
 	/* The sink cannot take one now: the link keeps it and offers it
@@ -1061,12 +1069,20 @@ static void link_frames(struct usb4_link *a, struct usb4_link *b,
 	CHECK_EQ(lb->n, 0);
 	CHECK_EQ_MSG(post_bytes(a, db, 8, 0), -FI_EAGAIN,
 		     "a refused frame gave its slot back");
-	CHECK_EQ(ops->poll(b, 64), USB4_SHM_LANE_SLOTS);
+	CHECK_EQ(ops->poll(b, 64), 64);
 	CHECK_EQ_MSG(lb->len[0], fmax, "the refused frame is not offered "
 		     "first again");
-	for (int i = 1; i < lb->n; i++)
-		CHECK_MSG(lb->len[i] == 8 && check_fill(lb->data[i], 8, 40 + i),
-			  "frame %d after a refusal arrives wrong", i);
+	/* The rest in batches of the sink's 64: all of them, in order. */
+	taken = 0;
+	for (int i = 1, k = 64; k; k = ops->poll(b, 64), i = 0) {
+		for (; i < lb->n; i++, taken++)
+			CHECK_MSG(lb->len[i] == 8 &&
+				  check_fill(lb->data[i], 8, 41 + taken),
+				  "frame %d after a refusal arrives wrong",
+				  taken);
+		lb->n = 0;
+	}
+	CHECK_EQ_MSG(taken, n - 1, "8-byte frames lost");
 }
 
 /*
@@ -1444,9 +1460,10 @@ static struct usb4_shm_sender lane_sender(uint32_t i)
 /*
  * Five producers, two lanes: the first two to post get lanes, the others
  * (and one posting as producers before lanes did) use the shared slots;
- * interleaved posts come out in each producer's order, none lost.
+ * interleaved posts come out in each producer's order, none lost.  Lanes
+ * packed or slotted.
  */
-static void test_lanes_order(void)
+static void test_lanes_order(bool packed)
 {
 	struct usb4_shm_producer prod[5] = { 0 };
 	uint32_t next[6] = { 0 }, sent[6] = { 0 };
@@ -1454,6 +1471,8 @@ static void test_lanes_order(void)
 	size_t taken = 0;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1a1e), 0);
+	if (!packed)
+		slotted(&r);
 	for (int round = 0; round < 200; round++) {
 		for (uint32_t i = 0; i < 6; i++) {
 			struct usb4_shm_sender from = lane_sender(i);
@@ -1474,8 +1493,9 @@ static void test_lanes_order(void)
 	CHECK_EQ(taken, (size_t) sent[0] + sent[1] + sent[2] + sent[3] +
 			sent[4] + sent[5]);
 	CHECK(sent[0] > 0 && sent[4] > 0 && sent[5] > 0);
-	CHECK_EQ(prod[0].state, USB4_SHM_PRODUCER_LANE);
-	CHECK_EQ(prod[1].state, USB4_SHM_PRODUCER_LANE);
+	for (int i = 0; i < 2; i++)
+		CHECK_EQ(prod[i].state, packed ? USB4_SHM_PRODUCER_PACKED :
+						 USB4_SHM_PRODUCER_LANE);
 	CHECK(prod[0].lane != prod[1].lane);
 	for (int i = 2; i < 5; i++)
 		CHECK_EQ_MSG(prod[i].state, USB4_SHM_PRODUCER_SHARED,
@@ -1493,6 +1513,7 @@ static void test_lane_backpressure(void)
 	struct test_ring r;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xf011), 0);
+	slotted(&r);
 	while (post_seq(r.peer, &prod, &from, seq) == 0)
 		seq++;
 	CHECK_EQ(seq, LANE_SLOTS);
@@ -1551,6 +1572,7 @@ static void test_lanes_old_owner(void)
 		size_t len;
 
 		CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 8), 0);
+		slotted(&r);
 		fill(msg, sizeof(msg), 3);
 		CHECK_EQ(usb4_shm_ring_post(r.peer, &p2, -1, &from, &iov, 1), 0);
 		got = peek_from(r.own, &len, &f);
@@ -1581,6 +1603,7 @@ static void test_lanes_malicious(void)
 	size_t len;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbad), 0);
+	slotted(&r);
 	ring = r.peer;
 	atomic_store(&ring->lanes_claimed, 0xfffffff0u);
 	CHECK(!peek_one(r.own, &len, &f.id));
@@ -1682,10 +1705,12 @@ static void check_head(struct usb4_shm_ring *own, const struct usb4_wire_hdr *h,
 			  "the rebuilt header differs (%zu bytes)", plen);
 		CHECK_EQ(frame[1].iov_len, plen);
 		CHECK(!memcmp(p, payload, plen));
-		/* The slot's header starts 24 bytes before the payload. */
-		CHECK_EQ_MSG(((uintptr_t) p + plen - 1) / 64,
-			     ((uintptr_t) p - 24) / 64,
-			     "a small frame of %zu bytes spans two lines", plen);
+		/* A slotted lane's small frame: the slot's header starts 24
+		 * bytes before the payload. */
+		if (!(own->flags & USB4_SHM_PACKED))
+			CHECK_EQ_MSG(((uintptr_t) p + plen - 1) / 64,
+				     ((uintptr_t) p - 24) / 64, "a small frame "
+				     "of %zu bytes spans two lines", plen);
 	} else if (n == 1) {
 		CHECK_EQ(frame[0].iov_len, sizeof(*h) + plen);
 		CHECK(!memcmp(frame[0].iov_base, h, sizeof(*h)) &&
@@ -1711,6 +1736,7 @@ static void test_small_frames(void)
 	struct test_ring r;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x5a11), 0);
+	slotted(&r);
 	CHECK(r.own->flags & USB4_SHM_SMALL);
 	for (size_t plen = 0; plen <= 64; plen++)
 		for (size_t k = 0; k < 4; k++) {
@@ -1763,6 +1789,7 @@ static void test_small_ineligible(void)
 	h[5].total_len = htole64(4096);
 	h[6].flags = htole16(USB4_WF_READ_RESP);
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1e1), 0);
+	slotted(&r);
 	for (int i = 0; i < 7; i++) {
 		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h[i], payload, 16), 0);
 		check_head(r.own, &h[i], payload, 16, false, 6);
@@ -1808,6 +1835,7 @@ static void test_small_mixed_and_full(void)
 
 	fill(payload, sizeof(payload), 9);
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x01d), 0);
+	slotted(&r);
 	for (;;) {
 		struct usb4_wire_hdr hh = small_hdr(3, USB4_WF_TAGGED,
 						    posted, 0, 16);
@@ -1863,6 +1891,7 @@ static void test_small_malicious(void)
 	struct test_ring r;
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xbadf), 0);
+	slotted(&r);
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		struct usb4_wire_hdr rebuilt;
 		struct iovec frame[2];
@@ -1888,12 +1917,428 @@ static void test_small_malicious(void)
 	ring_free(&r);
 }
 
+/* ---- packed lanes (usb4_shm_packed.c) ----------------------------------- */
+
+/* A packed record's header word, as usb4_shm_packed.c lays it out (kind,
+ * wire flags, bytes, lap); packed_layout_known checks this mirror. */
+enum { REC_FULL = 1, REC_SMALL, REC_SMALL_DATA, REC_PAD };
+
+static uint64_t packed_word(unsigned kind, uint16_t wflags, size_t len,
+			    uint64_t lap)
+{
+	return kind | (uint64_t) wflags << 8 | (uint64_t) len << 24 |
+	       lap << 48;
+}
+
+static uint32_t packed_cells(const struct usb4_shm_producer *prod)
+{
+	return prod->cell_mask + 1;
+}
+
+/* The header word of the cell at position pos of prod's lane. */
+static _Atomic uint64_t *packed_at(const struct usb4_shm_producer *prod,
+				   uint64_t pos)
+{
+	return (_Atomic uint64_t *) (void *)
+		(prod->cells + (pos & prod->cell_mask) * USB4_SHM_CELL);
+}
+
+/* Whether [p, p + len) lies in the owner's mapping of prod's lane. */
+static bool in_lane(const struct test_ring *r,
+		    const struct usb4_shm_producer *prod, const void *p,
+		    size_t len)
+{
+	const char *cells = (const char *) r->own +
+			    (prod->cells - (char *) r->peer);
+
+	return (const char *) p >= cells &&
+	       (const char *) p + len <=
+	       cells + (size_t) packed_cells(prod) * USB4_SHM_CELL;
+}
+
+/* A small eager frame of plen bytes (seeded), posted through prod. */
+static int post_small(struct test_ring *r, struct usb4_shm_producer *prod,
+		      const struct usb4_shm_sender *from, size_t plen,
+		      unsigned seed, struct usb4_wire_hdr *h)
+{
+	unsigned char payload[FRAME_MAX] = { 0 };
+
+	*h = small_hdr(from->id, USB4_WF_TAGGED, seed, 0, plen);
+	fill(payload, plen, seed);
+	return post_hdr(r->peer, prod, from, h, payload, plen);
+}
+
+/* The frame at the head is the small frame post_small(seed) sent. */
+static void check_small(struct test_ring *r, size_t plen, unsigned seed,
+			uint64_t from)
+{
+	unsigned char payload[FRAME_MAX] = { 0 };
+	struct usb4_wire_hdr h = small_hdr(from, USB4_WF_TAGGED, seed, 0, plen);
+
+	fill(payload, plen, seed);
+	check_head(r->own, &h, payload, plen, true, from);
+}
+
+/* A packed lane's ring of a fresh inbox: its size, the record words. */
+static bool packed_layout_known(struct test_ring *r,
+				struct usb4_shm_producer *prod,
+				const struct usb4_shm_sender *from)
+{
+	struct usb4_wire_hdr h;
+
+	CHECK(r->own->flags & USB4_SHM_PACKED);
+	CHECK_EQ(post_small(r, prod, from, 8, 1, &h), 0);
+	CHECK_EQ(prod->state, USB4_SHM_PRODUCER_PACKED);
+	CHECK_EQ(packed_cells(prod), r->own->packed_cells);
+	CHECK_EQ_MSG(atomic_load(packed_at(prod, 0)),
+		     packed_word(REC_SMALL, USB4_WF_TAGGED, 8, 0),
+		     "packed_word here is stale");
+	CHECK_EQ_MSG(atomic_load(packed_at(prod, 2)), 0,
+		     "the cell behind a record is not zeroed");
+	check_small(r, 8, 1, from->id);
+	return prod->state == USB4_SHM_PRODUCER_PACKED;
+}
+
+/*
+ * Every eager size with every flag and data, whole frames of any kind
+ * beside them; two 8-byte messages with their headers share one cache
+ * line; records of random sizes across many laps (padding at the end),
+ * taken in random batches, all in order.
+ */
+static void test_packed_frames(void)
+{
+	static const uint16_t flags[] = {
+		0, USB4_WF_TAGGED, USB4_WF_CQ_DATA,
+		USB4_WF_TAGGED | USB4_WF_CQ_DATA,
+	};
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(2);
+	unsigned char payload[FRAME_MAX];
+	struct test_ring r;
+	uint64_t sent = 0, got = 0;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xface), 0);
+	if (!packed_layout_known(&r, &prod, &from))
+		goto out;
+	for (size_t plen = 0; plen <= 200; plen += 1 + plen / 16)
+		for (size_t k = 0; k < 8; k++) {
+			struct usb4_wire_hdr h = small_hdr(2, flags[k % 4],
+				0x0123456789abcdefull ^ plen,
+				k < 4 ? 0 : 0xfedcba9876543210ull + k, plen);
+
+			fill(payload, plen, (unsigned) (plen * 8 + k));
+			CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload,
+					  plen), 0);
+			check_head(r.own, &h, payload, plen, true, 2);
+			h.type = USB4_FRAME_RTS;	/* goes whole */
+			CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, payload,
+					  plen), 0);
+			check_head(r.own, &h, payload, plen, false, 2);
+		}
+	/* Two 8-byte messages in one line. */
+	while (prod.pos & 3) {
+		struct usb4_wire_hdr h;
+
+		CHECK_EQ(post_small(&r, &prod, &from, 0, 5, &h), 0);
+		check_small(&r, 0, 5, 2);
+	}
+	{
+		struct usb4_wire_hdr h, rebuilt;
+		struct iovec frame[2];
+		uintptr_t first;
+		uint64_t id;
+
+		CHECK_EQ(post_small(&r, &prod, &from, 8, 6, &h), 0);
+		CHECK_EQ(post_small(&r, &prod, &from, 8, 7, &h), 0);
+		CHECK_EQ(usb4_shm_ring_peek(r.own, frame, &rebuilt, &id), 2);
+		first = (uintptr_t) frame[1].iov_base - 16;
+		usb4_shm_ring_pop(r.own);
+		CHECK_EQ(usb4_shm_ring_peek(r.own, frame, &rebuilt, &id), 2);
+		CHECK_EQ_MSG(first / 64, ((uintptr_t) frame[1].iov_base + 7) / 64,
+			     "two 8-byte messages span two lines");
+		usb4_shm_ring_pop(r.own);
+	}
+	/* Random sizes, many laps, random batches. */
+	srand(7);
+	while (sent < 4000) {
+		int batch = 1 + rand() % 40;
+
+		for (int i = 0; i < batch; i++) {
+			struct usb4_wire_hdr h;
+			size_t plen = (sent * 37) % 300;
+			int ret = post_small(&r, &prod, &from, plen,
+					     (unsigned) sent, &h);
+
+			if (ret) {
+				CHECK_EQ(ret, -FI_EAGAIN);
+				break;
+			}
+			sent++;
+		}
+		for (int i = rand() % 40; i && got < sent; i--, got++)
+			check_small(&r, (got * 37) % 300, (unsigned) got, 2);
+	}
+	for (; got < sent; got++)
+		check_small(&r, (got * 37) % 300, (unsigned) got, 2);
+	CHECK_MSG(prod.pos > 8ull * packed_cells(&prod), "only %llu cells "
+		  "posted", (unsigned long long) prod.pos);
+out:
+	ring_free(&r);
+}
+
+/*
+ * Credit: a lane full of 8-byte messages refuses (-FI_EAGAIN), and one
+ * taken makes room for one; the producer reads the consumer's count only
+ * when the space it knew of runs out (a count it was not told of does not
+ * stop it before), never spills into the shared slots, and loses nothing.
+ */
+static void test_packed_credit(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(1);
+	struct test_ring r;
+	struct usb4_wire_hdr h;
+	unsigned sent = 0, got = 0;
+	uint64_t limit, freed;
+	_Atomic uint64_t *own_freed;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xc4ed), 0);
+	if (!packed_layout_known(&r, &prod, &from))
+		goto out;
+	own_freed = (_Atomic uint64_t *) (void *) ((char *) r.own +
+		((char *) prod.freed - (char *) r.peer));
+	while (post_small(&r, &prod, &from, 8, sent, &h) == 0)
+		sent++;
+	/* 2 cells each, and the cell behind the last, zeroed. */
+	CHECK_EQ(sent, (packed_cells(&prod) - 1) / 2);
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), -FI_EAGAIN);
+	CHECK_EQ(prod.state, USB4_SHM_PRODUCER_PACKED);
+	CHECK_EQ(atomic_load(&r.own->tail), 0);
+	check_small(&r, 8, got++, 1);
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), 0);
+	sent++;
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), -FI_EAGAIN);
+	while (got < sent)
+		check_small(&r, 8, got++, 1);
+	/* All taken: the next post learns it, later ones do not ask. */
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent++, &h), 0);
+	limit = prod.limit;
+	freed = atomic_load(own_freed);
+	CHECK_EQ(limit, freed + packed_cells(&prod));
+	atomic_store(own_freed, 0);	/* a count it would refuse on */
+	while (prod.pos + 3 <= limit) {
+		CHECK_EQ_MSG(post_small(&r, &prod, &from, 8, sent, &h), 0,
+			     "the producer read the count with room left");
+		sent++;
+	}
+	CHECK_EQ(prod.limit, limit);
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), -FI_EAGAIN);
+	atomic_store(own_freed, freed);
+	while (got < sent)
+		check_small(&r, 8, got++, 1);
+	CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), 0);
+	check_small(&r, 8, sent, 1);
+out:
+	ring_free(&r);
+}
+
+/* The frame at the head is one the producer did not write: handed up
+ * empty, inside the lane. */
+static void check_bad(struct test_ring *r, struct usb4_shm_producer *prod,
+		      const char *what)
+{
+	struct usb4_wire_hdr rebuilt;
+	struct iovec frame[2];
+	uint64_t id;
+	int n = usb4_shm_ring_peek(r->own, frame, &rebuilt, &id);
+
+	CHECK_EQ_MSG(n, 1, "%s", what);
+	if (n != 1)
+		return;
+	CHECK_EQ_MSG(frame[0].iov_len, 0, "%s", what);
+	CHECK_MSG(in_lane(r, prod, frame[0].iov_base, 0), "%s", what);
+	usb4_shm_ring_pop(r->own);
+}
+
+/* Posts 8-byte messages (not taken) until one starts prod's next lap: the
+ * owner, which skipped there after a bad record, reads that one. */
+static void resume_next_lap(struct test_ring *r,
+			    struct usb4_shm_producer *prod,
+			    const struct usb4_shm_sender *from)
+{
+	struct usb4_wire_hdr h;
+	uint64_t lap = prod->pos / packed_cells(prod);
+	struct iovec frame[2];
+	uint64_t id;
+
+	for (;;) {	/* 2 cells each: the last one starts the next lap */
+		CHECK_EQ(usb4_shm_ring_peek(r->own, frame, &h, &id), 0);
+		CHECK_EQ(post_small(r, prod, from, 8, 99, &h), 0);
+		if ((prod->pos - 2) / packed_cells(prod) != lap)
+			break;
+	}
+	check_small(r, 8, 99, from->id);
+}
+
+/*
+ * A producer writes what it likes: a frame longer than a frame or than
+ * the ring's end, a small frame with flags it may not carry or longer
+ * than a frame, an unknown kind, a pad where a lap starts: each is handed
+ * up empty (the core counts it short) and the owner goes on at the next
+ * lap; a record of another lap is not there yet; a count of cells taken
+ * anywhere in 64 bits reads inside the lane.  Nothing hangs.
+ */
+static void test_packed_malicious(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(0);
+	struct test_ring r;
+	struct usb4_wire_hdr h;
+	_Atomic uint64_t *w, *own_freed;
+	uint64_t lap, saved;
+	struct {
+		uint64_t word;
+		const char *what;
+	} bad[] = {
+		{ packed_word(REC_FULL, 0, 0xffffff, 0), "a frame of 16 MiB" },
+		{ packed_word(REC_FULL, 0, FRAME_MAX + 100, 0),
+		  "a frame beyond frame_max" },
+		{ packed_word(REC_SMALL, USB4_WF_ACK_REQ, 8, 0),
+		  "a small frame asking an ACK" },
+		{ packed_word(REC_SMALL_DATA, 0x4000, 8, 0),
+		  "a small frame with unknown flags" },
+		{ packed_word(REC_SMALL, 0, FRAME_MAX, 0),
+		  "a small frame longer than a frame" },
+		{ packed_word(77, 0, 8, 0), "an unknown kind" },
+	};
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1135), 0);
+	if (!packed_layout_known(&r, &prod, &from))
+		goto out;
+	own_freed = (_Atomic uint64_t *) (void *) ((char *) r.own +
+		((char *) prod.freed - (char *) r.peer));
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		CHECK_EQ(post_small(&r, &prod, &from, 8, 3, &h), 0);
+		lap = (prod.pos - 2) / packed_cells(&prod);
+		w = packed_at(&prod, prod.pos - 2);
+		atomic_store(w, bad[i].word | lap << 48);
+		check_bad(&r, &prod, bad[i].what);
+		resume_next_lap(&r, &prod, &from);
+	}
+	/* Longer than what is left of the lap (but no longer than a frame). */
+	while ((prod.pos & prod.cell_mask) < packed_cells(&prod) - 40) {
+		CHECK_EQ(post_small(&r, &prod, &from, 8, 4, &h), 0);
+		check_small(&r, 8, 4, 0);
+	}
+	CHECK_EQ(post_small(&r, &prod, &from, 8, 5, &h), 0);
+	lap = (prod.pos - 2) / packed_cells(&prod);
+	atomic_store(packed_at(&prod, prod.pos - 2),
+		     packed_word(REC_FULL, 0, 40 * USB4_SHM_CELL, lap));
+	check_bad(&r, &prod, "a frame past the ring's end");
+	resume_next_lap(&r, &prod, &from);
+	/* A pad where a lap starts. */
+	lap = prod.pos / packed_cells(&prod) + 1;
+	CHECK_EQ(post_small(&r, &prod, &from, 8, 6, &h), 0);
+	check_small(&r, 8, 6, 0);
+	saved = atomic_load(own_freed);
+	atomic_store(own_freed, lap * packed_cells(&prod));
+	atomic_store(packed_at(&prod, 0), packed_word(REC_PAD, 0, 0, lap));
+	check_bad(&r, &prod, "a pad where a lap starts");
+	/* Another lap's record is not there yet. */
+	atomic_store(own_freed, saved);
+	CHECK_EQ(post_small(&r, &prod, &from, 8, 7, &h), 0);
+	w = packed_at(&prod, prod.pos - 2);
+	saved = atomic_load(w);
+	for (int d = -2; d <= 2; d += 4) {
+		atomic_store(w, saved + ((uint64_t) (int64_t) d << 48));
+		CHECK(usb4_shm_ring_peek(r.own, (struct iovec[2]) { 0 }, &h,
+					 &(uint64_t) { 0 }) == 0);
+	}
+	atomic_store(w, saved);
+	check_small(&r, 8, 7, 0);
+	/* The owner's count anywhere: what it reads is in the lane. */
+	for (int i = 0; i < 64; i++) {
+		struct iovec frame[2];
+		uint64_t id;
+		int n;
+
+		atomic_store(own_freed, ((uint64_t) 1 << i) + 0x35u * i - 1);
+		n = usb4_shm_ring_peek(r.own, frame, &h, &id);
+		if (n)
+			CHECK_MSG(in_lane(&r, &prod, frame[n - 1].iov_base,
+					  frame[n - 1].iov_len),
+				  "a count of %#llx read outside the lane",
+				  (unsigned long long) atomic_load(own_freed));
+	}
+out:
+	ring_free(&r);
+}
+
+/*
+ * Old and new in one inbox: a producer before packed lanes (it writes
+ * slots whatever the owner offers) and one of today, both in lanes,
+ * interleaved, each in order; an owner before packed lanes gets slots
+ * from a producer of today.
+ */
+static void test_packed_mixed(void)
+{
+	struct usb4_shm_producer prod[3] = { { 0 } };
+	uint32_t next[3] = { 0 }, sent[3] = { 0 };
+	struct test_ring r;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x313d), 0);
+	/* The old producer claims its lane as it would: it ignores the
+	 * flag, which reads here as if clear. */
+	{
+		struct usb4_shm_sender from = lane_sender(0);
+
+		r.own->flags &= ~USB4_SHM_PACKED;
+		CHECK_EQ(post_seq(r.peer, &prod[0], &from, sent[0]++), 0);
+		r.own->flags |= USB4_SHM_PACKED;
+	}
+	for (int round = 0; round < 300; round++) {
+		for (uint32_t i = 0; i < 2; i++) {
+			struct usb4_shm_sender from = lane_sender(i);
+			int ret = post_seq(r.peer, &prod[i], &from, sent[i]);
+
+			if (!ret)
+				sent[i]++;
+			else
+				CHECK_EQ(ret, -FI_EAGAIN);
+		}
+		if (round % 5 == 4)
+			drain_in_order(r.own, next, 2);
+	}
+	drain_in_order(r.own, next, 2);
+	CHECK_EQ(prod[0].state, USB4_SHM_PRODUCER_LANE);
+	CHECK_EQ(prod[1].state, USB4_SHM_PRODUCER_PACKED);
+	for (uint32_t i = 0; i < 2; i++)
+		CHECK_EQ_MSG(next[i], sent[i], "producer %u lost frames", i);
+	CHECK(sent[0] > 100 && sent[1] > 100);
+	ring_free(&r);
+
+	/* An owner before packed lanes. */
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x313e), 0);
+	slotted(&r);
+	memset(next, 0, sizeof(next));
+	{
+		struct usb4_shm_sender from = lane_sender(2);
+
+		CHECK_EQ(post_seq(r.peer, &prod[2], &from, 0), 0);
+		CHECK_EQ(prod[2].state, USB4_SHM_PRODUCER_LANE);
+		next[2] = 0;
+		CHECK_EQ(drain_in_order(r.own, next, 3), 1);
+	}
+	ring_free(&r);
+}
+
 int main(void)
 {
 	alarm(120);
 	test_ring_check();
 	test_ring_frames();
-	test_lanes_order();
+	test_lanes_order(false);
+	test_lanes_order(true);
 	test_lane_backpressure();
 	test_lanes_old_owner();
 	test_lanes_malicious();
@@ -1901,6 +2346,10 @@ int main(void)
 	test_small_ineligible();
 	test_small_mixed_and_full();
 	test_small_malicious();
+	test_packed_frames();
+	test_packed_credit();
+	test_packed_malicious();
+	test_packed_mixed();
 	for (int expedited = 0; expedited < 2; expedited++) {
 		expedited_rings = expedited;
 		test_ring_bell();

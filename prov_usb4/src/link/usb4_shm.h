@@ -15,6 +15,7 @@
 #ifndef USB4_SHM_H
 #define USB4_SHM_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -46,12 +47,20 @@ enum usb4_shm_producer_state {
 	USB4_SHM_PRODUCER_NEW = 0,
 	USB4_SHM_PRODUCER_SHARED,
 	USB4_SHM_PRODUCER_LANE,
+	USB4_SHM_PRODUCER_PACKED,	/* a lane, packed (usb4_shm_packed.c) */
 };
 
 struct usb4_shm_producer {
 	enum usb4_shm_producer_state state;
 	uint32_t lane;
 	uint64_t pos;		/* the lane's next position */
+	/* A packed lane's: its cells, the consumer's count of cells taken,
+	 * and the position below which the producer knows them free. */
+	char *cells;
+	_Atomic uint64_t *freed;
+	uint64_t limit;
+	uint32_t cell_mask;
+	uint32_t lap_shift;
 };
 
 /* Single-producer lanes of a link's inbox, for its first peers: a lane

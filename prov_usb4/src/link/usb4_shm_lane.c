@@ -20,6 +20,13 @@
  * A slot may hold a small frame instead (usb4_shm_small.c): an eager
  * message of 9 to 40 bytes in one line with its headers.
  *
+ * A lane may be packed instead (usb4_shm_packed.c): records of any size
+ * back to back in its bytes.  An owner that reads packed lanes says so
+ * (USB4_SHM_PACKED); a producer that sees it marks its lane packed when it
+ * claims it, and owners look at the mark.  Producers before packed lanes
+ * never mark: the owner reads their slots; owners before them leave the
+ * flag clear and get slots.
+ *
  * Owners before lanes leave USB4_SHM_LANES clear: their producers use the
  * shared slots.  Producers before lanes never look at them: the owner
  * reads its shared slots too.  Lanes of a producer that died stay claimed
@@ -38,8 +45,16 @@ struct usb4_shm_lane {
 	uint32_t sender_pid;
 	int32_t sender_fd;
 	uint64_t head;		/* owner only */
+	/* In bytes no producer before packed lanes writes (zeroed by the
+	 * owner): LANE_PACKED when its producer packs. */
+	uint32_t format;
+	struct usb4_shm_packed_state packed;
 	_Alignas(USB4_SHM_CACHELINE) char slots[];
 };
+_Static_assert(sizeof(struct usb4_shm_lane) == USB4_SHM_CACHELINE,
+	       "a lane's slots stay where producers before packed lanes look");
+
+#define LANE_PACKED		0x314b4350u	/* "PCK1" */
 
 struct usb4_shm_lane_slot {
 	_Atomic uint32_t seq;
@@ -91,6 +106,12 @@ static struct usb4_shm_lane *lane_at(struct usb4_shm_ring *ring, uint32_t i)
 		i * lane_bytes(ring->lane_slots, ring->lane_slot_size));
 }
 
+/* A lane's bytes behind its header: its slots, or its packed cells. */
+static size_t lane_area(const struct usb4_shm_ring *ring)
+{
+	return (size_t) ring->lane_slots * ring->lane_slot_size;
+}
+
 static struct usb4_shm_lane_slot *lane_slot(struct usb4_shm_ring *ring,
 					    struct usb4_shm_lane *lane,
 					    uint64_t pos)
@@ -105,6 +126,7 @@ void usb4_shm_lanes_init(struct usb4_shm_ring *ring, size_t lanes,
 			 size_t lane_slots, size_t frame_max)
 {
 	ring->nlanes = 0;
+	ring->packed_cells = 0;
 	atomic_init(&ring->lanes_claimed, 0);
 	if (!lanes)
 		return;
@@ -119,6 +141,9 @@ void usb4_shm_lanes_init(struct usb4_shm_ring *ring, size_t lanes,
 			atomic_init(&lane_slot(ring, lane, s)->seq, s);
 	}
 	ring->flags |= USB4_SHM_LANES | USB4_SHM_SMALL;
+	ring->packed_cells = usb4_shm_packed_cells(lane_area(ring), frame_max);
+	if (ring->packed_cells)
+		ring->flags |= USB4_SHM_PACKED;
 }
 
 int usb4_shm_lanes_check(const struct usb4_shm_ring *ring, size_t map_len)
@@ -140,7 +165,13 @@ int usb4_shm_lanes_check(const struct usb4_shm_ring *ring, size_t map_len)
 	      (size_t) ring->nslots * ring->slot_size +
 	      ring->nlanes * lane_bytes(ring->lane_slots,
 					ring->lane_slot_size);
-	return end > map_len ? -FI_EINVAL : 0;
+	if (end > map_len)
+		return -FI_EINVAL;
+	if ((ring->flags & USB4_SHM_PACKED) &&
+	    !usb4_shm_packed_cells_ok(ring->packed_cells, lane_area(ring),
+				      usb4_shm_ring_frame_max(ring)))
+		return -FI_EINVAL;
+	return 0;
 }
 
 /* Claims a free lane, once: the producer uses it, or the shared slots
@@ -167,8 +198,14 @@ static void lane_claim(struct usb4_shm_ring *ring,
 	lane->sender_id = from->id;
 	lane->sender_pid = from->pid;
 	lane->sender_fd = from->inbox_fd;
-	prod->state = USB4_SHM_PRODUCER_LANE;
 	prod->lane = c;
+	if (ring->flags & USB4_SHM_PACKED) {
+		lane->format = LANE_PACKED;
+		usb4_shm_packed_start(prod, lane->slots, ring->packed_cells,
+				      &lane->packed.freed);
+		return;
+	}
+	prod->state = USB4_SHM_PRODUCER_LANE;
 	prod->pos = 0;
 }
 
@@ -182,6 +219,8 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 
 	if (prod->state == USB4_SHM_PRODUCER_NEW)
 		lane_claim(ring, prod, from);
+	if (prod->state == USB4_SHM_PRODUCER_PACKED)
+		return usb4_shm_packed_post(prod, iov, count, len, from->id);
 	if (prod->state != USB4_SHM_PRODUCER_LANE)
 		return 1;
 	slot = lane_slot(ring, lane_at(ring, prod->lane), prod->pos);
@@ -217,15 +256,31 @@ uint32_t usb4_shm_lanes_active(struct usb4_shm_ring *ring)
 	return c < ring->nlanes ? c : ring->nlanes;
 }
 
+/* Its producer packs, and we read packed lanes (we said so). */
+static bool lane_packed(const struct usb4_shm_ring *ring,
+			const struct usb4_shm_lane *lane)
+{
+	return lane->format == LANE_PACKED &&
+	       (ring->flags & USB4_SHM_PACKED);
+}
+
 int usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t i,
 		       struct iovec *frame, struct usb4_wire_hdr *hdr,
 		       uint64_t *sender_id)
 {
 	struct usb4_shm_lane *lane = lane_at(ring, i);
-	struct usb4_shm_lane_slot *slot = lane_slot(ring, lane, lane->head);
+	struct usb4_shm_lane_slot *slot;
 	size_t max = ring->lane_slot_size - sizeof(*slot);
 	uint32_t len;
 
+	if (lane_packed(ring, lane)) {
+		*sender_id = lane->sender_id;
+		return usb4_shm_packed_peek(lane->slots, ring->packed_cells,
+					    usb4_shm_ring_frame_max(ring),
+					    &lane->packed, *sender_id, frame,
+					    hdr);
+	}
+	slot = lane_slot(ring, lane, lane->head);
 	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=
 	    (uint32_t) (lane->head + 1))
 		return 0;
@@ -252,6 +307,11 @@ void usb4_shm_lane_sender(struct usb4_shm_ring *ring, uint32_t i,
 void usb4_shm_lane_pop(struct usb4_shm_ring *ring, uint32_t i)
 {
 	struct usb4_shm_lane *lane = lane_at(ring, i);
+
+	if (lane_packed(ring, lane)) {
+		usb4_shm_packed_pop(&lane->packed);
+		return;
+	}
 
 	atomic_store_explicit(&lane_slot(ring, lane, lane->head)->seq,
 			      (uint32_t) (lane->head + ring->lane_slots),

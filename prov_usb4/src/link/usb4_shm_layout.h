@@ -22,6 +22,9 @@
 #define USB4_SHM_LANES		(1u << 1)
 /* flags: the owner reads small frames in its lanes (usb4_shm_small.c). */
 #define USB4_SHM_SMALL		(1u << 2)
+/* flags: the owner reads packed lanes (usb4_shm_packed.c) of producers
+ * that mark their lane so; packed_cells says their size. */
+#define USB4_SHM_PACKED		(1u << 3)
 
 struct usb4_shm_ring {
 	uint64_t magic;		/* 0 once the owner closed the inbox */
@@ -38,6 +41,8 @@ struct usb4_shm_ring {
 	uint32_t nlanes;
 	uint32_t lane_slots;	/* power of two */
 	uint32_t lane_slot_size;
+	/* With USB4_SHM_PACKED (padding before): cells of a packed lane. */
+	uint32_t packed_cells;
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t tail;	/* producers */
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint32_t sleepers;
 	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
@@ -132,5 +137,46 @@ bool usb4_shm_small_encode(void *dst, uint32_t *len_word,
 int usb4_shm_small_decode(const void *src, uint32_t len_word, size_t room,
 			  uint64_t sender_id, struct usb4_wire_hdr *hdr,
 			  struct iovec *frame);
+
+/* Whether the frame in iov (len bytes, the wire header first) is a plain
+ * eager message of from_id with at most max payload bytes, which a small
+ * frame carries whole. */
+bool usb4_shm_small_eligible(const struct iovec *iov, int count, size_t len,
+			     uint64_t from_id, size_t max);
+/* The payload pieces of such a frame (iov[1..count)) to dst. */
+void usb4_shm_small_gather(char *dst, const struct iovec *iov, int count);
+/* The wire header of a small frame, rebuilt (tag and data little-endian). */
+void usb4_shm_small_header(struct usb4_wire_hdr *hdr, uint16_t wflags,
+			   size_t plen, uint64_t sender_id, uint64_t tag,
+			   uint64_t data);
+
+/* ---- packed lanes (usb4_shm_packed.c) ---- */
+
+#define USB4_SHM_CELL		16
+
+/* The consumer's side of a packed lane, in its lane header. */
+struct usb4_shm_packed_state {
+	_Atomic uint64_t freed;	/* cells taken: the producer may write below
+				 * freed + cells */
+	uint64_t next;		/* owner only: behind the record peeked */
+};
+
+/* Cells of a packed lane in area bytes for frames of frame_max; 0 when
+ * two of the largest records do not fit. */
+uint32_t usb4_shm_packed_cells(size_t area, size_t frame_max);
+/* A producer's check of an owner's packed_cells. */
+bool usb4_shm_packed_cells_ok(uint32_t cells, size_t area, size_t frame_max);
+/* Producer: from now on posts records into ncells cells at cells. */
+void usb4_shm_packed_start(struct usb4_shm_producer *prod, char *cells,
+			   uint32_t ncells, _Atomic uint64_t *freed);
+/* Producer: 0 or -FI_EAGAIN (no room). */
+int usb4_shm_packed_post(struct usb4_shm_producer *prod,
+			 const struct iovec *iov, int count, size_t len,
+			 uint64_t from_id);
+/* Consumer: as usb4_shm_ring_peek, for a packed lane. */
+int usb4_shm_packed_peek(char *cells, uint32_t ncells, size_t frame_max,
+			 struct usb4_shm_packed_state *st, uint64_t sender_id,
+			 struct iovec *frame, struct usb4_wire_hdr *hdr);
+void usb4_shm_packed_pop(struct usb4_shm_packed_state *st);
 
 #endif /* USB4_SHM_LAYOUT_H */

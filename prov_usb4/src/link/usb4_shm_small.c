@@ -64,15 +64,14 @@ static void copy_small(char *d, const char *s, size_t n)
 	}
 }
 
-/* Whether the frame in iov (len bytes, the wire header first) is a plain
- * eager message of from_id that a small frame carries whole. */
-static bool small_eligible(const struct usb4_wire_hdr *h, const struct iovec *iov,
-			   size_t len, uint64_t from_id)
+bool usb4_shm_small_eligible(const struct iovec *iov, int count, size_t len,
+			     uint64_t from_id, size_t max)
 {
+	const struct usb4_wire_hdr *h = iov[0].iov_base;
 	size_t plen = len - sizeof(*h);
 
-	return iov[0].iov_len == sizeof(*h) && len >= sizeof(*h) &&
-	       plen <= USB4_SHM_SMALL_MAX &&
+	return count >= 1 && iov[0].iov_len == sizeof(*h) &&
+	       len >= sizeof(*h) && plen <= max &&
 	       h->version == USB4_WIRE_VERSION &&
 	       h->type == USB4_FRAME_EAGER &&
 	       !(le16toh(h->flags) & ~USB4_SHM_SMALL_FLAGS) &&
@@ -81,22 +80,46 @@ static bool small_eligible(const struct usb4_wire_hdr *h, const struct iovec *io
 	       le64toh(h->src_id) == from_id;
 }
 
+void usb4_shm_small_gather(char *dst, const struct iovec *iov, int count)
+{
+	for (int i = 1; i < count; i++) {
+		if (iov[i].iov_len <= USB4_SHM_SMALL_MAX)
+			copy_small(dst, iov[i].iov_base, iov[i].iov_len);
+		else
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
+
+void usb4_shm_small_header(struct usb4_wire_hdr *hdr, uint16_t wflags,
+			   size_t plen, uint64_t sender_id, uint64_t tag,
+			   uint64_t data)
+{
+	*hdr = (struct usb4_wire_hdr) {
+		.version = USB4_WIRE_VERSION,
+		.type = USB4_FRAME_EAGER,
+		.flags = htole16(wflags),
+		.payload_len = htole32((uint32_t) plen),
+		.src_id = htole64(sender_id),
+		.tag = tag,
+		.data = data,
+		.total_len = htole64(plen),
+	};
+}
+
 bool usb4_shm_small_encode(void *dst, uint32_t *len_word,
 			   const struct iovec *iov, int count, size_t len,
 			   uint64_t from_id)
 {
 	const struct usb4_wire_hdr *h = iov[0].iov_base;
 	struct usb4_shm_small *s = dst;
-	char *p = s->payload;
 
-	if (count < 1 || !small_eligible(h, iov, len, from_id))
+	if (!usb4_shm_small_eligible(iov, count, len, from_id,
+				     USB4_SHM_SMALL_MAX))
 		return false;
 	s->tag = h->tag;
 	s->data = h->data;
-	for (int i = 1; i < count; i++) {
-		copy_small(p, iov[i].iov_base, iov[i].iov_len);
-		p += iov[i].iov_len;
-	}
+	usb4_shm_small_gather(s->payload, iov, count);
 	*len_word = USB4_SHM_SMALL_BIT |
 		    ((uint32_t) le16toh(h->flags) << SMALL_FLAGS_SHIFT) |
 		    (uint32_t) (len - sizeof(*h));
@@ -119,16 +142,8 @@ int usb4_shm_small_decode(const void *src, uint32_t len_word, size_t room,
 		frame[0].iov_len = 0;	/* the core counts it short */
 		return 1;
 	}
-	*hdr = (struct usb4_wire_hdr) {
-		.version = USB4_WIRE_VERSION,
-		.type = USB4_FRAME_EAGER,
-		.flags = htole16((uint16_t) wflags),
-		.payload_len = htole32((uint32_t) plen),
-		.src_id = htole64(sender_id),
-		.tag = s->tag,
-		.data = s->data,
-		.total_len = htole64(plen),
-	};
+	usb4_shm_small_header(hdr, (uint16_t) wflags, plen, sender_id, s->tag,
+			      s->data);
 	frame[0].iov_base = hdr;
 	frame[0].iov_len = sizeof(*hdr);
 	frame[1].iov_base = (void *) s->payload;
