@@ -67,6 +67,11 @@
  *      where it is.  One that matched it later dropped them and answers
  *      CTS of round 1: the sender starts again from byte 0 in round 1,
  *      and only that round's DATA is placed.
+ *      Issue 13, shm inbox flag USB4_SHM_PACKED (usb4_shm_packed.c): the
+ *      owner reads packed lanes (records of 16-byte cells back to back,
+ *      several small messages per line) of producers that mark their lane
+ *      so when they claim it; producers pack only for owners that set it,
+ *      so old producers and old owners keep slotted lanes.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H
