@@ -32,7 +32,7 @@
 
 #include "usb4.h"
 #include "usb4_shm.h"
-#include "usb4_shm_layout.h"
+#include "usb4_shm_packed.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_test.h"
 #include "usb4_test_proc.h"
@@ -2087,6 +2087,49 @@ out:
 }
 
 /*
+ * Bytes of an older lap never read as a record: a lap of 40-byte
+ * messages whose payloads hold, at every cell, what would be a complete
+ * record of the next lap; then 8-byte messages, whose ends fall inside
+ * those payloads: each is taken alone, and nothing is read behind it
+ * before the producer wrote there.
+ */
+static void test_packed_stale(void)
+{
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(3);
+	struct test_ring r;
+	struct iovec frame[2];
+	uint64_t id, lap;
+
+	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x57a1e), 0);
+	if (!packed_layout_known(&r, &prod, &from))
+		goto out;
+	lap = prod.pos / packed_cells(&prod) + 1;
+	while (prod.pos / packed_cells(&prod) < lap) {
+		uint64_t fake[5] = { 0 };
+		struct usb4_wire_hdr h = small_hdr(3, USB4_WF_TAGGED, 1, 0, 40);
+		struct usb4_wire_hdr rebuilt;
+
+		for (int i = 0; i < 5; i += 2)
+			fake[i] = packed_word(REC_SMALL, USB4_WF_TAGGED, 8, lap);
+		CHECK_EQ(post_hdr(r.peer, &prod, &from, &h, fake, 40), 0);
+		CHECK_EQ(usb4_shm_ring_peek(r.own, frame, &rebuilt, &id), 2);
+		usb4_shm_ring_pop(r.own);
+	}
+	for (int i = 0; i < 200; i++) {
+		struct usb4_wire_hdr h;
+
+		CHECK_EQ(post_small(&r, &prod, &from, 8, i, &h), 0);
+		check_small(&r, 8, i, 3);
+		CHECK_EQ_MSG(usb4_shm_ring_peek(r.own, frame, &h, &id), 0,
+			     "message %d: an older lap's bytes read as a record",
+			     i);
+	}
+out:
+	ring_free(&r);
+}
+
+/*
  * Credit: a lane full of 8-byte messages refuses (-FI_EAGAIN), and one
  * taken makes room for one; the producer reads the consumer's count only
  * when the space it knew of runs out (a count it was not told of does not
@@ -2347,6 +2390,7 @@ int main(void)
 	test_small_mixed_and_full();
 	test_small_malicious();
 	test_packed_frames();
+	test_packed_stale();
 	test_packed_credit();
 	test_packed_malicious();
 	test_packed_mixed();

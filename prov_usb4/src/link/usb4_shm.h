@@ -55,12 +55,15 @@ struct usb4_shm_producer {
 	uint32_t lane;
 	uint64_t pos;		/* the lane's next position */
 	/* A packed lane's: its cells, the consumer's count of cells taken,
-	 * and the position below which the producer knows them free. */
+	 * the position below which the producer knows them free, and how far
+	 * it zeroed ahead (usb4_shm_packed.c). */
 	char *cells;
 	_Atomic uint64_t *freed;
 	uint64_t limit;
+	uint64_t zeroed;	/* header words below it zeroed ahead */
 	uint32_t cell_mask;
 	uint32_t lap_shift;
+	size_t frame_max;	/* read once from the owner's ring */
 };
 
 /* Single-producer lanes of a link's inbox, for its first peers: a lane

@@ -34,7 +34,7 @@
  */
 #include <string.h>
 
-#include "usb4_shm_layout.h"
+#include "usb4_shm_packed.h"
 
 #define LANE_SLOTS_MAX		(1u << 16)
 #define LANE_SLOT_SIZE_MAX	(1u << 24)
@@ -202,7 +202,8 @@ static void lane_claim(struct usb4_shm_ring *ring,
 	if (ring->flags & USB4_SHM_PACKED) {
 		lane->format = LANE_PACKED;
 		usb4_shm_packed_start(prod, lane->slots, ring->packed_cells,
-				      &lane->packed.freed);
+				      &lane->packed.freed,
+				      usb4_shm_ring_frame_max(ring));
 		return;
 	}
 	prod->state = USB4_SHM_PRODUCER_LANE;
@@ -220,7 +221,7 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 	if (prod->state == USB4_SHM_PRODUCER_NEW)
 		lane_claim(ring, prod, from);
 	if (prod->state == USB4_SHM_PRODUCER_PACKED)
-		return usb4_shm_packed_post(prod, iov, count, len, from->id);
+		return usb4_shm_packed_post(prod, iov, count, from->id);
 	if (prod->state != USB4_SHM_PRODUCER_LANE)
 		return 1;
 	slot = lane_slot(ring, lane_at(ring, prod->lane), prod->pos);
@@ -276,9 +277,8 @@ int usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t i,
 	if (lane_packed(ring, lane)) {
 		*sender_id = lane->sender_id;
 		return usb4_shm_packed_peek(lane->slots, ring->packed_cells,
-					    usb4_shm_ring_frame_max(ring),
-					    &lane->packed, *sender_id, frame,
-					    hdr);
+					    max, &lane->packed, *sender_id,
+					    frame, hdr);
 	}
 	slot = lane_slot(ring, lane, lane->head);
 	if (atomic_load_explicit(&slot->seq, memory_order_acquire) !=

@@ -8,6 +8,7 @@
 
 #include <stdatomic.h>
 #include <stddef.h>
+#include <string.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -138,45 +139,79 @@ int usb4_shm_small_decode(const void *src, uint32_t len_word, size_t room,
 			  uint64_t sender_id, struct usb4_wire_hdr *hdr,
 			  struct iovec *frame);
 
+/* n (at most USB4_SHM_SMALL_MAX) bytes from s to d in a few fixed-size
+ * moves that may overlap, each inlined: a call to memcpy costs more than
+ * the copy at these sizes.  Never reads outside [s, s + n). */
+static inline void usb4_shm_copy_small(char *d, const char *s, size_t n)
+{
+	if (n >= 16) {
+		memcpy(d, s, 16);
+		if (n > 32)
+			memcpy(d + 16, s + 16, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
+}
+
 /* Whether the frame in iov (len bytes, the wire header first) is a plain
  * eager message of from_id with at most max payload bytes, which a small
  * frame carries whole. */
-bool usb4_shm_small_eligible(const struct iovec *iov, int count, size_t len,
-			     uint64_t from_id, size_t max);
+static inline bool usb4_shm_small_eligible(const struct iovec *iov,
+					   int count, size_t len,
+					   uint64_t from_id, size_t max)
+{
+	const struct usb4_wire_hdr *h = iov[0].iov_base;
+	size_t plen = len - sizeof(*h);
+
+	return count >= 1 && iov[0].iov_len == sizeof(*h) &&
+	       len >= sizeof(*h) && plen <= max &&
+	       h->version == USB4_WIRE_VERSION &&
+	       h->type == USB4_FRAME_EAGER &&
+	       !(le16toh(h->flags) & ~USB4_SHM_SMALL_FLAGS) &&
+	       le32toh(h->payload_len) == plen &&
+	       le64toh(h->total_len) == plen && h->msg_id == 0 &&
+	       le64toh(h->src_id) == from_id;
+}
+
 /* The payload pieces of such a frame (iov[1..count)) to dst. */
-void usb4_shm_small_gather(char *dst, const struct iovec *iov, int count);
+static inline void usb4_shm_small_gather(char *dst, const struct iovec *iov,
+					 int count)
+{
+	for (int i = 1; i < count; i++) {
+		if (iov[i].iov_len <= USB4_SHM_SMALL_MAX)
+			usb4_shm_copy_small(dst, iov[i].iov_base,
+					    iov[i].iov_len);
+		else
+			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		dst += iov[i].iov_len;
+	}
+}
+
 /* The wire header of a small frame, rebuilt (tag and data little-endian). */
-void usb4_shm_small_header(struct usb4_wire_hdr *hdr, uint16_t wflags,
-			   size_t plen, uint64_t sender_id, uint64_t tag,
-			   uint64_t data);
-
-/* ---- packed lanes (usb4_shm_packed.c) ---- */
-
-#define USB4_SHM_CELL		16
-
-/* The consumer's side of a packed lane, in its lane header. */
-struct usb4_shm_packed_state {
-	_Atomic uint64_t freed;	/* cells taken: the producer may write below
-				 * freed + cells */
-	uint64_t next;		/* owner only: behind the record peeked */
-};
-
-/* Cells of a packed lane in area bytes for frames of frame_max; 0 when
- * two of the largest records do not fit. */
-uint32_t usb4_shm_packed_cells(size_t area, size_t frame_max);
-/* A producer's check of an owner's packed_cells. */
-bool usb4_shm_packed_cells_ok(uint32_t cells, size_t area, size_t frame_max);
-/* Producer: from now on posts records into ncells cells at cells. */
-void usb4_shm_packed_start(struct usb4_shm_producer *prod, char *cells,
-			   uint32_t ncells, _Atomic uint64_t *freed);
-/* Producer: 0 or -FI_EAGAIN (no room). */
-int usb4_shm_packed_post(struct usb4_shm_producer *prod,
-			 const struct iovec *iov, int count, size_t len,
-			 uint64_t from_id);
-/* Consumer: as usb4_shm_ring_peek, for a packed lane. */
-int usb4_shm_packed_peek(char *cells, uint32_t ncells, size_t frame_max,
-			 struct usb4_shm_packed_state *st, uint64_t sender_id,
-			 struct iovec *frame, struct usb4_wire_hdr *hdr);
-void usb4_shm_packed_pop(struct usb4_shm_packed_state *st);
+static inline void usb4_shm_small_header(struct usb4_wire_hdr *hdr,
+					 uint16_t wflags, size_t plen,
+					 uint64_t sender_id, uint64_t tag,
+					 uint64_t data)
+{
+	*hdr = (struct usb4_wire_hdr) {
+		.version = USB4_WIRE_VERSION,
+		.type = USB4_FRAME_EAGER,
+		.flags = htole16(wflags),
+		.payload_len = htole32((uint32_t) plen),
+		.src_id = htole64(sender_id),
+		.tag = tag,
+		.data = data,
+		.total_len = htole64(plen),
+	};
+}
 
 #endif /* USB4_SHM_LAYOUT_H */

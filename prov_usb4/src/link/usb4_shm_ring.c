@@ -36,7 +36,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "usb4_shm_layout.h"
+#include "usb4_shm_packed.h"
 
 #define round_up usb4_shm_round_up
 #define slot_at usb4_shm_slot_at
@@ -219,6 +219,11 @@ int usb4_shm_ring_post(struct usb4_shm_ring *ring,
 	char *dst;
 	int ret;
 
+	/* A packed lane's producer knows its sizes: the fast path. */
+	if (prod && prod->state == USB4_SHM_PRODUCER_PACKED) {
+		ret = usb4_shm_packed_post(prod, iov, count, from->id);
+		return ret ? ret : ring_bell(ring, bell);
+	}
 	for (int i = 0; i < count; i++)
 		len += iov[i].iov_len;
 	if (len > usb4_shm_ring_frame_max(ring))
