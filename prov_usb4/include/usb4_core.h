@@ -334,6 +334,7 @@ struct usb4_unexp {
 	uint16_t wflags;
 	uint8_t type;		/* USB4_FRAME_EAGER or USB4_FRAME_RTS */
 	bool claimed;		/* FI_CLAIM: reserved for one receive */
+	bool early_lost;	/* RTS: early DATA of it was dropped */
 	uint8_t peer_kind;	/* who sent it, should its entry go */
 	uint64_t peer_id;
 	size_t cost;		/* charged to the unexpected budget */

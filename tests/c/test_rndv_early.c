@@ -10,6 +10,9 @@
  *   - a receive posted after the RTS arrived (its early DATA dropped): the
  *     sender starts again from byte 0 and the receive gets the right
  *     bytes;
+ *   - a receive posted after the RTS arrived but before any of its early
+ *     DATA (held back at the sender's sendmsg until then, so rel resends
+ *     it): that DATA is placed, not sent again from byte 0;
  *   - a receive shorter than the message: FI_ETRUNC, its bytes right and
  *     the memory after it untouched although early DATA ran past its end;
  *   - an older peer (the feature stripped from every HELLO): no DATA
@@ -44,6 +47,7 @@ _Static_assert(CRC_OFF == offsetof(struct usb4_wire_rel, crc), "crc at 4");
 
 static atomic_ulong bulk_datagrams;
 static atomic_bool old_peers;	/* strip RNDV_EARLY from every HELLO */
+static atomic_bool hold_bulk;	/* DATA datagrams vanish (rel resends) */
 static atomic_ulong hellos_stripped;
 
 /* CRC32C (Castagnoli, reflected), bit by bit: the handshake's check. */
@@ -105,6 +109,8 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	if (!real)
 		real = (ssize_t (*)(int, const struct msghdr *, int))
 		       dlsym(RTLD_NEXT, "sendmsg");
+	if (len >= BULK_DGRAM && atomic_load(&hold_bulk))
+		return (ssize_t) len;
 	if (len >= BULK_DGRAM)
 		atomic_fetch_add(&bulk_datagrams, 1);
 	if (!atomic_load(&old_peers) || len > 1024)
@@ -226,6 +232,31 @@ static void unexpected(struct pair *p, size_t len, uint64_t seed)
 	check_in(p, len, seed, "unexpected");
 }
 
+/* B hears the RTS while its early DATA is held back, then posts the
+ * receive: the DATA datagrams sent from then on. */
+static unsigned long unexpected_intact(struct pair *p, size_t len,
+				       uint64_t seed)
+{
+	struct fi_cq_err_entry eb;
+	uint64_t end = fx_now_ms() + 50;
+	unsigned long before;
+
+	fx_fill(p->out, len, seed, 0);
+	atomic_store(&hold_bulk, true);
+	CHECK_EQ(fi_send(p->a.ep, p->out, len, NULL, p->to_b, NULL), 0);
+	while (fx_now_ms() < end) {
+		fi_cq_read(p->a.cq, NULL, 0);
+		fi_cq_read(p->b.cq, NULL, 0);
+	}
+	atomic_store(&hold_bulk, false);
+	before = atomic_load(&bulk_datagrams);
+	post_recv(p, len);
+	CHECK_EQ_MSG(wait_pair(p, &eb), 1, "intact %zu: no completion", len);
+	CHECK_EQ(eb.err, 0);
+	check_in(p, len, seed, "unexpected, early DATA intact");
+	return atomic_load(&bulk_datagrams) - before;
+}
+
 /* A receive of want bytes for a message of len: FI_ETRUNC. */
 static void truncated(struct pair *p, size_t len, size_t want, uint64_t seed)
 {
@@ -302,6 +333,12 @@ int main(int argc, char **argv)
 		CHECK_MSG(early >= 1, "no DATA before the CTS");
 		CHECK_EQ(wait_pair(&p, &eb), 1);
 		check_in(&p, MSG, 2, "unanswered at first");
+		/* 5 DATA datagrams make MSG; sent again from byte 0: 9+. */
+		early = unexpected_intact(&p, MSG, 4);
+		printf("# DATA datagrams after a late receive, early DATA "
+		       "intact: %lu\n", early);
+		CHECK_MSG(early < 8, "%lu DATA datagrams: the early DATA was "
+			  "sent again", early);
 	}
 	transfers(&p);
 	close_pair(&p);

@@ -90,7 +90,7 @@ static int handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
 		.msg_id = f->msg_id,
 		.total_len = f->total_len,
 		.payload = f->payload,
-		.arriving = true,
+		.early_intact = true,
 	};
 
 	if (f->type == USB4_FRAME_RTS)

@@ -217,7 +217,7 @@ static void start_xfer(struct usb4_core_ep *ep, struct usb4_xfer *x,
 	if (!e->len)
 		usb4_xfer_done(ep, x, 0);
 	else
-		usb4_xfer_early_cts(ep, x, m->arriving, e->len);
+		usb4_xfer_early_cts(ep, x, m->early_intact, e->len);
 }
 
 /* Places m into rx (resources from res_get), answers, completes.  Returns
@@ -441,7 +441,27 @@ static void unexp_view(const struct usb4_unexp *u, struct usb4_msg_in *m)
 		.payload = u->buf,
 		.riov_count = u->riov_count,
 		.riov = u->riov,
+		.early_intact = !u->early_lost,
 	};
+}
+
+bool usb4_match_early_lost(struct usb4_core_ep *ep, fi_addr_t src,
+			   uint64_t msg_id)
+{
+	struct usb4_list *it;
+
+	for (int q = 0; q < 2; q++) {
+		usb4_list_foreach(&ep->unexp[q], it) {
+			struct usb4_unexp *u = usb4_container_of(it,
+					struct usb4_unexp, link);
+			if (u->type == USB4_FRAME_RTS && u->msg_id == msg_id &&
+			    usb4_same_peer(ep, u->src, src)) {
+				u->early_lost = true;
+				return true;
+			}
+		}
+	}
+	return false;
 }
 
 static void unexp_release(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)

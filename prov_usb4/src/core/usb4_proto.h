@@ -14,7 +14,9 @@ struct usb4_msg_in {
 	const void *payload;	/* eager bytes */
 	size_t riov_count;	/* rendezvous: where the bytes wait */
 	const struct iovec *riov;
-	bool arriving;		/* taken off a link now, not from the queue */
+	bool early_intact;	/* RTS: none of its early DATA was dropped
+				 * yet (it comes off the link now, or it
+				 * waited and none came meanwhile) */
 };
 
 /* ---- usb4_peer.c: who is who ---- */
@@ -189,10 +191,10 @@ void usb4_stream_early_start(struct usb4_core_ep *ep, struct usb4_tx_op *op,
 /* A CTS for s: its round restarts s when it says so; false: a bad round. */
 bool usb4_stream_early_cts(struct usb4_core_ep *ep, struct usb4_stream *s,
 			   const struct usb4_frame *f);
-/* A new receive transfer takes its round (arriving: matched on the RTS's
+/* A new receive transfer takes its round (early_intact: matched on the RTS's
  * arrival) and asks for want bytes with CTS. */
 void usb4_xfer_early_cts(struct usb4_core_ep *ep, struct usb4_xfer *x,
-			 bool arriving, uint64_t want);
+			 bool early_intact, uint64_t want);
 /* Whether DATA f goes into x, and *len of its bytes; counts a drop. */
 bool usb4_xfer_early_fits(struct usb4_core_ep *ep, const struct usb4_xfer *x,
 			  const struct usb4_frame *f, size_t *len);
@@ -260,6 +262,10 @@ int usb4_rma_handle_read_inline(struct usb4_core_ep *ep,
 void usb4_match_peer_down(struct usb4_core_ep *ep, fi_addr_t peer, int err);
 /* A message arrived: deliver it or queue it; -FI_EAGAIN: not now. */
 int usb4_match_arrival(struct usb4_core_ep *ep, const struct usb4_msg_in *m);
+/* Early DATA of an unexpected RTS (src, msg_id) was dropped: a receive
+ * that takes it later asks for the bytes again.  False: no such RTS. */
+bool usb4_match_early_lost(struct usb4_core_ep *ep, fi_addr_t src,
+			   uint64_t msg_id);
 /* Completes a receive whose bytes arrived (err: 0 or negative FI_E*). */
 void usb4_match_finish(struct usb4_core_ep *ep, const struct usb4_cqe *e,
 		       uint64_t total_len, int err, bool want_cqe);

@@ -9,8 +9,11 @@
  * The rounds (wire.h): DATA and CTS carry a round in their tag.  The early
  * bytes are round 0.  A receive that matched the RTS on its arrival places
  * them and answers CTS of round 0: the sender goes on from where it is.
- * A receive posted later (the RTS waited unexpected, its early DATA was
- * dropped: nothing is kept for it) answers CTS of round 1: the sender
+ * A receive posted later takes the early DATA too if none of it was
+ * dropped meanwhile (in a ping-pong the next RTS often comes in the same
+ * batch as the FIN the application waits for, before the receive for it
+ * is posted, and its DATA after).  Once some was dropped (nothing is kept
+ * for an unexpected RTS) the receive answers CTS of round 1: the sender
  * starts again from byte 0 and the receiver places round 1 only.  Every
  * frame of round 0 precedes every frame of round 1 on the session (the
  * sender sends round 1 only after the CTS that asked for it, and the link
@@ -75,12 +78,12 @@ bool usb4_stream_early_cts(struct usb4_core_ep *ep, struct usb4_stream *s,
 
 /* The receiver: which round a new transfer takes, then its CTS. */
 void usb4_xfer_early_cts(struct usb4_core_ep *ep, struct usb4_xfer *x,
-			 bool arriving, uint64_t want)
+			 bool early_intact, uint64_t want)
 {
 	bool agreed = early_agreed(ep, x->src);
 
-	x->early = agreed && arriving;
-	x->round = agreed && !arriving ? USB4_WIRE_ROUND_AGAIN :
+	x->early = agreed && early_intact;
+	x->round = agreed && !early_intact ? USB4_WIRE_ROUND_AGAIN :
 					 USB4_WIRE_ROUND_EARLY;
 	usb4_ctrl_send_tagged(ep, &x->ctrl, x->src, USB4_FRAME_CTS, x->msg_id,
 			      x->round, want);
@@ -110,13 +113,16 @@ bool usb4_xfer_early_fits(struct usb4_core_ep *ep, const struct usb4_xfer *x,
 }
 
 /* DATA naming no transfer: early bytes nobody waits for (the receive is not
- * posted yet, or was shorter), or a bad frame. */
+ * posted yet: its RTS learns that it lost some; or it was shorter), or a
+ * bad frame. */
 void usb4_stream_early_orphan(struct usb4_core_ep *ep,
 			      const struct usb4_frame *f, fi_addr_t src)
 {
 	if (f->tag == USB4_WIRE_ROUND_EARLY && !(f->flags & USB4_WF_READ_RESP) &&
-	    early_agreed(ep, src))
+	    early_agreed(ep, src)) {
+		usb4_match_early_lost(ep, src, f->msg_id);
 		ep->stats.early_dropped++;
-	else
+	} else {
 		ep->stats.dropped_bad_xfer++;
+	}
 }
