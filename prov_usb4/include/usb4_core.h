@@ -326,6 +326,11 @@ struct usb4_rx_entry {
 	struct usb4_ctrl ctrl;	/* its answer to the sender */
 };
 
+/* Payload bytes an unexpected message keeps in its entry, not in a
+ * buffer of its own; idle entries an endpoint keeps (usb4_unexp_pool.c). */
+#define USB4_UNEXP_INLINE	64
+#define USB4_UNEXP_POOL_MAX	64
+
 /* A message that arrived before a receive matched it. */
 struct usb4_unexp {
 	struct usb4_list link;
@@ -342,6 +347,7 @@ struct usb4_unexp {
 	size_t riov_count;
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
 	struct usb4_ctrl ctrl;	/* the answer when it is discarded */
+	unsigned char small[USB4_UNEXP_INLINE];	/* buf of a short payload */
 };
 
 /*
@@ -465,6 +471,17 @@ struct usb4_unexp_budget {
 	struct usb4_id_map per_peer;	/* id -> bytes charged */
 };
 
+/* Idle entries of unexpected messages, for reuse (usb4_unexp_pool.c). */
+struct usb4_unexp_pool {
+	struct usb4_list idle;		/* struct usb4_unexp, by link */
+	size_t count;
+};
+
+void usb4_unexp_pool_init(struct usb4_unexp_pool *p);
+struct usb4_unexp *usb4_unexp_get(struct usb4_unexp_pool *p);
+void usb4_unexp_put(struct usb4_unexp_pool *p, struct usb4_unexp *u);
+void usb4_unexp_pool_fini(struct usb4_unexp_pool *p);
+
 /* One of the endpoint's links, with what its sink callbacks need. */
 struct usb4_ep_link {
 	struct usb4_core_ep *ep;
@@ -507,6 +524,7 @@ struct usb4_core_ep {
 	struct usb4_core_av *av;
 	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
 	struct usb4_unexp_budget unexp_budget;
+	struct usb4_unexp_pool unexp_pool;
 	struct usb4_route_memo tx_route;
 	struct usb4_cq_queue *tx_cq, *rx_cq;
 	struct usb4_counter *tx_cntr, *rx_cntr;

@@ -890,6 +890,58 @@ out:
 	pair_close(&p);
 }
 
+/*
+ * Unexpected messages reuse the entries of earlier ones (usb4_unexp_pool.c)
+ * and keep a payload of up to 64 bytes in their entry: rounds of messages
+ * of 1, 64 and 65 bytes (either side of that bound), more than the
+ * endpoint keeps idle, sent before their receives; each arrives whole.
+ */
+#define REUSE_MSGS	80
+#define REUSE_STRIDE	128
+
+static void reuse_round(struct pair *p, unsigned round)
+{
+	static const size_t lens[4] = { 1, 64, 65, 8 };
+	struct fi_cq_tagged_entry e;
+	char ctx[REUSE_MSGS];
+
+	for (int i = 0; i < REUSE_MSGS; i++) {
+		ssize_t ret;
+
+		fill(sbuf + REUSE_STRIDE * i, lens[i % 4], round * 1000 + i);
+		/* A full inbox: the receiver takes what is in (unexpected). */
+		while ((ret = fi_tinject(p->ep[0], sbuf + REUSE_STRIDE * i,
+					 lens[i % 4], p->addr[1], i)) ==
+		       -FI_EAGAIN)
+			progress(p, 1);
+		CHECK_EQ(ret, 0);
+	}
+	progress(p, 1);
+	memset(rbuf, 0, REUSE_MSGS * REUSE_STRIDE);
+	for (int i = 0; i < REUSE_MSGS; i++)
+		CHECK_EQ(fi_trecv(p->ep[1], rbuf + REUSE_STRIDE * i,
+				  REUSE_STRIDE, NULL, FI_ADDR_UNSPEC, i, 0,
+				  &ctx[i]), 0);
+	for (int i = 0; i < REUSE_MSGS; i++) {
+		CHECK_EQ(read_tagged(p->cq[1], &e), 1);
+		CHECK(e.op_context == &ctx[i]);
+		CHECK_EQ(e.len, lens[i % 4]);
+		CHECK(same_fill(rbuf + REUSE_STRIDE * i, lens[i % 4],
+				round * 1000 + i));
+	}
+}
+
+static void test_unexp_reuse(void)
+{
+	struct pair p;
+
+	CHECK_EQ(pair_open(&p, &DEFAULT_OPTS), 0);
+	for (unsigned round = 0; p.ep[1] && round < 3; round++)
+		reuse_round(&p, round);
+	CHECK(!p.ep[1] || cq_empty(p.cq[1]));
+	pair_close(&p);
+}
+
 /* ---- truncation and cancel --------------------------------------------- */
 
 static void truncated(struct pair *p, size_t len, bool unexpected)
@@ -1761,6 +1813,7 @@ int main(void)
 	test_protocols();
 	test_peek_claim();
 	test_multi_recv();
+	test_unexp_reuse();
 	test_trunc_cancel();
 	test_selective_counters();
 	test_delivery_complete();

@@ -116,6 +116,7 @@ int usb4_core_ep_open_at(struct usb4_core_ep *ep, uint64_t caps,
 		usb4_list_init(&ep->unexp[q]);
 	}
 	usb4_list_init(&ep->rx_free);
+	usb4_unexp_pool_init(&ep->unexp_pool);
 	usb4_list_init(&ep->ctrl_pending);
 	usb4_list_init(&ep->streams);
 	usb4_list_init(&ep->xfers);
@@ -159,8 +160,12 @@ static void free_list(struct usb4_list *head, size_t offset, bool unexp)
 
 	usb4_list_foreach_safe(head, it, tmp) {
 		usb4_list_remove(it);
-		if (unexp)
-			free(((struct usb4_unexp *) ((char *) it - offset))->buf);
+		if (unexp) {
+			struct usb4_unexp *u = (void *) ((char *) it - offset);
+
+			if (u->buf != u->small)
+				free(u->buf);
+		}
 		free((char *) it - offset);
 	}
 }
@@ -176,6 +181,7 @@ void usb4_core_ep_close(struct usb4_core_ep *ep)
 		free_list(&ep->unexp[q], offsetof(struct usb4_unexp, link), true);
 	}
 	free_list(&ep->rx_free, offsetof(struct usb4_rx_entry, link), false);
+	usb4_unexp_pool_fini(&ep->unexp_pool);
 	usb4_stream_close(ep);
 	/* Links linger after this, resending what peers have not
 	 * acknowledged: from their own copies, not from our buffers. */

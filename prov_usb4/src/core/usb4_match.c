@@ -299,24 +299,29 @@ static struct usb4_unexp *unexp_new(struct usb4_core_ep *ep,
 {
 	size_t cost = usb4_unexp_cost(m->type == USB4_FRAME_EAGER ?
 				      m->total_len : 0);
-	struct usb4_unexp *u = calloc(1, sizeof(*u));
+	struct usb4_unexp *u = usb4_unexp_get(&ep->unexp_pool);
 
-	if (!u || sender_id(ep, m, &u->peer_id, &u->peer_kind))
-		goto err_free;
+	if (!u)
+		return NULL;
+	if (sender_id(ep, m, &u->peer_id, &u->peer_kind))
+		goto err_put;
 	if (usb4_unexp_charge(&ep->unexp_budget, u->peer_id, cost)) {
 		ep->stats.unexp_full++;
-		goto err_free;
+		goto err_put;
 	}
 	u->cost = cost;
-	if (m->type == USB4_FRAME_EAGER && m->total_len &&
-	    !(u->buf = malloc(m->total_len)))
-		goto err_uncharge;
+	if (m->type == USB4_FRAME_EAGER && m->total_len) {
+		u->buf = m->total_len <= sizeof(u->small) ? u->small :
+			 malloc(m->total_len);
+		if (!u->buf)
+			goto err_uncharge;
+	}
 	return u;
 
 err_uncharge:
 	usb4_unexp_uncharge(&ep->unexp_budget, u->peer_id, cost);
-err_free:
-	free(u);
+err_put:
+	usb4_unexp_put(&ep->unexp_pool, u);
 	return NULL;
 }
 
@@ -469,7 +474,8 @@ bool usb4_match_early_lost(struct usb4_core_ep *ep, fi_addr_t src,
 
 static void unexp_release(struct usb4_core_ep *ep, struct usb4_ctrl *ctrl)
 {
-	free(usb4_container_of(ctrl, struct usb4_unexp, ctrl));
+	usb4_unexp_put(&ep->unexp_pool,
+		       usb4_container_of(ctrl, struct usb4_unexp, ctrl));
 }
 
 /* The message is consumed: its bytes and its charge go now (held frames
@@ -478,7 +484,8 @@ static void unexp_free(struct usb4_core_ep *ep, struct usb4_unexp *u)
 {
 	usb4_list_remove(&u->link);
 	usb4_unexp_uncharge(&ep->unexp_budget, u->peer_id, u->cost);
-	free(u->buf);
+	if (u->buf != u->small)
+		free(u->buf);
 	u->buf = NULL;
 	usb4_ctrl_then(ep, &u->ctrl, unexp_release);
 }
