@@ -28,7 +28,8 @@ ALLOWED = {
              "usb4_udp_gso.h",
              "../wire.h"},
     "core": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_core.h",
-             "usb4_atomic.h", "usb4_proto.h", "../wire.h", "../src/wire.h"},
+             "usb4_atomic.h", "usb4_proto.h", "usb4_mr_board.h", "../wire.h",
+             "../src/wire.h"},
     "api": {"usb4.h", "usb4_list.h", "usb4_core.h", "usb4_api.h",
             "usb4_atomic.h"},
 }

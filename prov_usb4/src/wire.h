@@ -72,6 +72,12 @@
  *      several small messages per line) of producers that mark their lane
  *      so when they claim it; producers pack only for owners that set it,
  *      so old producers and old owners keep slotted lanes.
+ *      Issue 13, registration table feature USB4_MRT_BOARD (bit 9 of the
+ *      table header's features, core/usb4_mr_board.h): after the entries,
+ *      a board where a same-host initiator posts a read, write or atomic
+ *      of up to 256 bytes for the owner's progress to apply; initiators
+ *      use it only on tables that set the bit, and an older initiator
+ *      never looks past the entries.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H

@@ -25,6 +25,7 @@
 
 #include "usb4.h"
 #include "usb4_core.h"
+#include "usb4_mr_board.h"
 #include "usb4_test.h"
 #include "usb4_test_proc.h"
 
@@ -34,7 +35,8 @@
 
 /*
  * The head of a table as peers read it: magic, owner pid, capacity, the
- * atomics lock; 64-byte entries follow.  Checked against a fresh table
+ * atomics lock, features; 128-byte entries follow, then the board
+ * (features bit 9, BOARD_BYTES).  Checked against a fresh table
  * before the tests below corrupt copies of it.
  */
 struct mrt_head {
@@ -42,9 +44,11 @@ struct mrt_head {
 	uint32_t owner_pid;
 	uint32_t capacity;
 	uint32_t atomic_lock;
-	uint32_t reserved;
+	uint32_t features;
 };
 #define ENTRY_BYTES	128
+#define BOARD_FEATURE	(1u << 9)
+#define BOARD_BYTES	320
 
 static double now_s(void)
 {
@@ -105,7 +109,8 @@ static void test_views(void)
 	}
 	h = pv.mem;
 	CHECK_MSG(h->owner_pid == (uint32_t) getpid() && h->capacity == 16 &&
-		  pv.len == sizeof(*h) + 16 * ENTRY_BYTES,
+		  h->features == BOARD_FEATURE &&
+		  pv.len == sizeof(*h) + 16 * ENTRY_BYTES + BOARD_BYTES,
 		  "the table head is no longer magic, owner_pid, capacity, "
 		  "lock (struct mrt_head here is stale): pid %u capacity %u "
 		  "mapping %zu", h->owner_pid, h->capacity, pv.len);
@@ -138,7 +143,16 @@ static void test_views(void)
 		CHECK_MSG(!usb4_mr_table_view(copy, sizeof(*ch) - 1),
 			  "a view shorter than the head");
 		CHECK_MSG(!usb4_mr_table_view(copy, pv.len - 1),
+			  "a view one byte short of its board");
+		/* An older owner's table: entries only, no board. */
+		ch->features = 0;
+		v = usb4_mr_table_view(copy, pv.len - BOARD_BYTES);
+		CHECK_MSG(v && !usb4_mr_table_board(v),
+			  "a table without a board refused, or given one");
+		usb4_mr_table_view_free(v);
+		CHECK_MSG(!usb4_mr_table_view(copy, pv.len - BOARD_BYTES - 1),
 			  "a view one byte short of its entries");
+		ch->features = BOARD_FEATURE;
 		ch->magic ^= 1;
 		CHECK_MSG(!usb4_mr_table_view(copy, pv.len),
 			  "a view with a wrong magic");

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "usb4_mr_board.h"
 #include "usb4_proto.h"
 
 /* Frames handled per link and progress call: bounds one call's time. */
@@ -443,6 +444,8 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 		usb4_stream_progress(ep);
 	if (ep->rem_rd_cntr || ep->rem_wr_cntr)
 		count_remote_access(ep);
+	if (ep->dom)	/* a same-host peer may have posted on our board */
+		n += usb4_board_serve(ep->dom->mrs);
 	if (!n && (ep->ops_free_count < ep->ops_cap ||
 		   !usb4_list_empty(&ep->ctrl_pending) ||
 		   !usb4_list_empty(&ep->xfers) ||

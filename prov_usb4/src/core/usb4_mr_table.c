@@ -29,6 +29,7 @@
 #include <unistd.h>
 
 #include "usb4_core.h"
+#include "usb4_mr_board.h"
 
 #define USB4_MRT_MAGIC		0x3347455234425355ull	/* "USB4REG3" */
 /* Processes that may hold pins on one region at once; more wait. */
@@ -58,7 +59,7 @@ struct usb4_mrt_header {
 	/* Holder pid of the atomics lock, 0 = free.  One lock per target:
 	 * atomics of any length on any address exclude each other. */
 	_Atomic uint32_t atomic_lock;
-	uint32_t reserved;
+	uint32_t features;	/* USB4_MRT_BOARD: a board after the entries */
 	struct usb4_mrt_entry entries[];
 };
 
@@ -67,6 +68,8 @@ struct usb4_mr_table {
 	size_t map_len;
 	uint32_t capacity;	/* ours, checked against the mapping */
 	int fd;			/* -1 for a view of a peer's table */
+	struct usb4_mrt_board *board;	/* NULL: the owner has none */
+	unsigned board_skip;	/* a view's: requests that skip the board */
 };
 
 static size_t table_bytes(size_t capacity)
@@ -91,7 +94,7 @@ int usb4_mr_table_open(struct usb4_mr_table **tablep, size_t capacity)
 		return -FI_ENOMEM;
 	while (cap < capacity)
 		cap <<= 1;
-	t->map_len = table_bytes(cap);
+	t->map_len = table_bytes(cap) + sizeof(struct usb4_mrt_board);
 	ret = usb4_shared_create("usb4-registrations", t->map_len, &mem, &t->fd);
 	if (ret) {
 		free(t);
@@ -101,6 +104,8 @@ int usb4_mr_table_open(struct usb4_mr_table **tablep, size_t capacity)
 	t->capacity = cap;
 	t->hdr->owner_pid = usb4_pid();
 	t->hdr->capacity = cap;
+	t->hdr->features = USB4_MRT_BOARD;
+	t->board = (void *) ((char *) mem + table_bytes(cap));
 	for (size_t i = 0; i < cap; i++)
 		atomic_init(&t->hdr->entries[i].gen, 1);
 	t->hdr->magic = USB4_MRT_MAGIC;
@@ -126,11 +131,16 @@ struct usb4_mr_table *usb4_mr_table_view(void *mem, size_t len)
 {
 	struct usb4_mrt_header *h = mem;
 	struct usb4_mr_table *t;
+	bool board;
 
 	if (!mem || len < sizeof(*h) || h->magic != USB4_MRT_MAGIC)
 		return NULL;
 	if (!h->capacity || (h->capacity & (h->capacity - 1)) ||
 	    table_bytes(h->capacity) > len)
+		return NULL;
+	board = h->features & USB4_MRT_BOARD;
+	if (board && len - table_bytes(h->capacity) <
+		     sizeof(struct usb4_mrt_board))
 		return NULL;
 	t = calloc(1, sizeof(*t));
 	if (!t)
@@ -139,12 +149,30 @@ struct usb4_mr_table *usb4_mr_table_view(void *mem, size_t len)
 	t->map_len = len;
 	t->capacity = h->capacity;
 	t->fd = -1;
+	/* An older owner's table has none: its views do without. */
+	if (board)
+		t->board = (void *) ((char *) mem + table_bytes(h->capacity));
 	return t;
 }
 
 void usb4_mr_table_view_free(struct usb4_mr_table *view)
 {
 	free(view);
+}
+
+struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *t)
+{
+	return t ? t->board : NULL;
+}
+
+uint32_t usb4_mr_table_owner(const struct usb4_mr_table *t)
+{
+	return t->hdr->owner_pid;
+}
+
+unsigned *usb4_mr_table_board_skip(struct usb4_mr_table *t)
+{
+	return &t->board_skip;
 }
 
 static bool entry_live(struct usb4_mrt_entry *e)

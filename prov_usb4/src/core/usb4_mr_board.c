@@ -1,0 +1,278 @@
+/*
+ * Small one-sided operations between processes of one host, applied by the
+ * target's progress from its registration table's board (usb4_mr_board.h)
+ * instead of by cross memory attach.
+ *
+ * Why: a process_vm_readv or _writev of a few bytes costs a system call
+ * that pins the target's page (about 0.6 us on the development VM), and an
+ * atomic takes two.  A target that is progressing (Open MPI's osc rdma
+ * target sits in a fence or a flush) sees the posted line, applies it with
+ * loads and stores and hands the line back: two cache-line transfers.
+ *
+ * Why it cannot hang: the claimant waits for the owner to take the request
+ * at most USB4_BOARD_WAIT_NS, then withdraws it (CAS POSTED -> FREE) and
+ * does the operation itself by cross memory attach, the target CPU-free
+ * way; after a withdrawal it skips the board for the next
+ * USB4_BOARD_SKIP requests to that target, so a target that computes costs
+ * its initiators one wait per USB4_BOARD_SKIP operations.  Once the owner
+ * took a request (TAKEN) it finishes it within its progress call.
+ *
+ * Atomicity: the owner applies an atomic under the same target lock
+ * (usb4_mr_atomic_lock) that initiators' cross-memory-attach atomics and
+ * the frame path take, so the three ways exclude each other.
+ */
+#include <string.h>
+
+#include "usb4_mr_board.h"
+
+/* Longest wait for the owner to take a posted request. */
+#define USB4_BOARD_WAIT_NS	5000
+/* Spins between clock reads while waiting (the clock may be a system
+ * call). */
+#define USB4_BOARD_SPINS	64
+/* Spins between checks that an owner applying our request still lives. */
+#define USB4_BOARD_OWNER_CHECK	(1u << 20)
+/* Requests sent by the link's bulk copy after a withdrawn one. */
+#define USB4_BOARD_SKIP		64
+
+/* ---- the owner's side ---- */
+
+static int serve_rma(struct usb4_mr_table *self, struct usb4_mrt_board *b,
+		     uint16_t op, uint64_t key, uint64_t addr, uint32_t len)
+{
+	bool write = op == USB4_BOARD_WRITE;
+	struct usb4_pin pin;
+	int ret = usb4_mr_pin(self, key, addr, len,
+			      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, &pin);
+
+	if (ret)
+		return ret;
+	if (write)
+		memcpy((void *) (uintptr_t) pin.va, b->data, len);
+	else
+		memcpy(b->data, (void *) (uintptr_t) pin.va, len);
+	usb4_mr_unpin(&pin);
+	return 0;
+}
+
+/* Operand bytes an atomic of len target bytes carries in. */
+static size_t atomic_operands(enum usb4_atomic_kind kind, enum fi_op op,
+			      size_t len)
+{
+	return (op == FI_ATOMIC_READ ? 0 : len) +
+	       (kind == USB4_ATOMIC_COMPARE ? len : 0);
+}
+
+static int serve_atomic(struct usb4_mr_table *self, struct usb4_mrt_board *b,
+			uint64_t key, uint64_t addr, uint32_t len)
+{
+	enum fi_datatype dt = b->datatype;
+	enum fi_op op = b->atomic_op;
+	enum usb4_atomic_kind kind = b->kind;
+	unsigned char in[USB4_BOARD_DATA], old[USB4_BOARD_DATA];
+	size_t size, nin;
+	struct usb4_pin pin;
+	int ret;
+
+	if (kind > USB4_ATOMIC_COMPARE || !usb4_atomic_supported(kind, dt, op))
+		return -FI_EINVAL;
+	size = usb4_atomic_size(dt);
+	nin = atomic_operands(kind, op, len);
+	if (len % size || nin > sizeof(in))
+		return -FI_EINVAL;
+	memcpy(in, b->data, nin);	/* the claimant's line may change */
+	ret = usb4_mr_pin(self, key, addr, len, usb4_atomic_access(kind, op),
+			  &pin);
+	if (ret)
+		return ret;
+	if (pin.va % (size > 8 ? 8 : size)) {
+		usb4_mr_unpin(&pin);
+		return -FI_EINVAL;
+	}
+	usb4_mr_atomic_lock(self);
+	memcpy(old, (void *) (uintptr_t) pin.va, len);
+	usb4_atomic_calc(dt, op, len / size, (void *) (uintptr_t) pin.va,
+			 op == FI_ATOMIC_READ ? NULL : in,
+			 kind == USB4_ATOMIC_COMPARE ? in + len : NULL);
+	usb4_mr_atomic_unlock(self);
+	usb4_mr_unpin(&pin);
+	memcpy(b->data, old, len);
+	return 0;
+}
+
+/* The request's fields are read once, after the CAS that took it. */
+static int serve_one(struct usb4_mr_table *self, struct usb4_mrt_board *b)
+{
+	uint64_t key = b->key, addr = b->addr;
+	uint32_t len = b->len;
+	uint16_t op = b->op;
+
+	if (!len || len > USB4_BOARD_DATA)
+		return -FI_EINVAL;
+	if (op == USB4_BOARD_READ || op == USB4_BOARD_WRITE)
+		return serve_rma(self, b, op, key, addr, len);
+	if (op == USB4_BOARD_ATOMIC)
+		return serve_atomic(self, b, key, addr, len);
+	return -FI_EINVAL;
+}
+
+int usb4_board_serve(struct usb4_mr_table *self)
+{
+	struct usb4_mrt_board *b = usb4_mr_table_board(self);
+	uint32_t posted = USB4_BOARD_POSTED;
+
+	if (!b || atomic_load_explicit(&b->state, memory_order_relaxed) !=
+		  USB4_BOARD_POSTED)
+		return 0;
+	if (!atomic_compare_exchange_strong_explicit(&b->state, &posted,
+						     USB4_BOARD_TAKEN,
+						     memory_order_acquire,
+						     memory_order_relaxed))
+		return 0;
+	b->status = serve_one(self, b);
+	b->served++;
+	atomic_store_explicit(&b->state, USB4_BOARD_DONE, memory_order_release);
+	return 1;
+}
+
+/* ---- the claimant's side ---- */
+
+/* The slot, claimed for us; NULL: go by the link's bulk copy. */
+static struct usb4_mrt_board *claim(struct usb4_mr_table *peer)
+{
+	struct usb4_mrt_board *b = usb4_mr_table_board(peer);
+	unsigned *skip = usb4_mr_table_board_skip(peer);
+	uint32_t state = USB4_BOARD_FREE;
+
+	if (!b || usb4_mr_table_owner(peer) == usb4_pid())
+		return NULL;	/* nobody else would serve our own table */
+	if (*skip) {
+		(*skip)--;
+		return NULL;
+	}
+	if (atomic_compare_exchange_strong_explicit(&b->state, &state,
+						    USB4_BOARD_CLAIMED,
+						    memory_order_acquire,
+						    memory_order_relaxed)) {
+		b->claimant = usb4_pid();
+		return b;
+	}
+	/* Busy: another initiator's, or left by one that died. */
+	if (state != USB4_BOARD_TAKEN && usb4_pid_gone(b->claimant))
+		atomic_compare_exchange_strong(&b->state, &state,
+					       USB4_BOARD_FREE);
+	*skip = USB4_BOARD_SKIP / 4;
+	return NULL;
+}
+
+/* Posts the filled request and waits for the owner's verdict; 1 when it
+ * was withdrawn untouched. */
+static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mrt_board *b)
+{
+	uint64_t start = 0;
+
+	atomic_store_explicit(&b->state, USB4_BOARD_POSTED,
+			      memory_order_release);
+	for (unsigned spins = 1;; spins++) {
+		uint32_t s = atomic_load_explicit(&b->state,
+						  memory_order_acquire);
+
+		if (s == USB4_BOARD_DONE)
+			return b->status;
+		if (s == USB4_BOARD_TAKEN && !(spins % USB4_BOARD_OWNER_CHECK) &&
+		    usb4_pid_gone(usb4_mr_table_owner(peer)))
+			return -FI_EHOSTUNREACH;	/* the slot died with it */
+		if (s != USB4_BOARD_POSTED || spins % USB4_BOARD_SPINS)
+			continue;	/* TAKEN: the owner is applying it */
+		if (!start) {
+			start = usb4_now_ns();
+			continue;
+		}
+		if (usb4_now_ns() - start < USB4_BOARD_WAIT_NS)
+			continue;
+		if (atomic_compare_exchange_strong(&b->state, &s,
+						   USB4_BOARD_FREE)) {
+			*usb4_mr_table_board_skip(peer) = USB4_BOARD_SKIP;
+			return 1;
+		}
+	}
+}
+
+static void release(struct usb4_mrt_board *b)
+{
+	atomic_store_explicit(&b->state, USB4_BOARD_FREE, memory_order_release);
+}
+
+static void fill(struct usb4_mrt_board *b, uint16_t op, uint64_t key,
+		 uint64_t addr, size_t len)
+{
+	b->op = op;
+	b->key = key;
+	b->addr = addr;
+	b->len = (uint32_t) len;
+}
+
+/* len bytes of an iov list, from its start, into buf. */
+static void iov_gather(const struct iovec *iov, size_t count, void *buf,
+		       size_t len)
+{
+	char *p = buf;
+
+	for (size_t i = 0; i < count && len; i++) {
+		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		memcpy(p, iov[i].iov_base, n);
+		p += n;
+		len -= n;
+	}
+}
+
+int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+		   uint64_t addr, const struct iovec *iov, size_t iov_count,
+		   size_t len)
+{
+	struct usb4_mrt_board *b;
+	int ret;
+
+	if (!len || len > USB4_BOARD_DATA || !(b = claim(peer)))
+		return 1;
+	fill(b, write ? USB4_BOARD_WRITE : USB4_BOARD_READ, key, addr, len);
+	if (write)
+		iov_gather(iov, iov_count, b->data, len);
+	ret = post_and_wait(peer, b);
+	if (ret == 1)
+		return 1;
+	if (!ret && !write)
+		usb4_iov_copy_in(iov, iov_count, 0, b->data, len);
+	release(b);
+	return ret;
+}
+
+int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
+		      enum fi_datatype dt, enum fi_op op, uint64_t key,
+		      uint64_t addr, size_t len, const char *src,
+		      const char *cmp, char *old)
+{
+	size_t nin = atomic_operands(kind, op, len);
+	struct usb4_mrt_board *b;
+	int ret;
+
+	if (!len || len > USB4_BOARD_DATA || nin > USB4_BOARD_DATA ||
+	    !(b = claim(peer)))
+		return 1;
+	fill(b, USB4_BOARD_ATOMIC, key, addr, len);
+	b->datatype = (uint16_t) dt;
+	b->atomic_op = (uint8_t) op;
+	b->kind = (uint8_t) kind;
+	if (op != FI_ATOMIC_READ)
+		memcpy(b->data, src, len);
+	if (kind == USB4_ATOMIC_COMPARE)
+		memcpy(b->data + nin - len, cmp, len);
+	ret = post_and_wait(peer, b);
+	if (ret == 1)
+		return 1;
+	if (!ret)
+		memcpy(old, b->data, len);
+	release(b);
+	return ret;
+}

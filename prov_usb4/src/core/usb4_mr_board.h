@@ -1,0 +1,99 @@
+/*
+ * The board of a registration table (usb4_mr_board.c): one slot in the
+ * table's shared memory where a process of the same host posts a small
+ * read, write or atomic on the owner's registered memory, and the owner's
+ * progress applies it with plain loads and stores.
+ *
+ * Layout, after the table's entries (the header's features say it is
+ * there: USB4_MRT_BOARD).  Every field but state is written by one side at
+ * a time, handed over by state:
+ *   state      FREE -> CLAIMED (a claimant, CAS) -> POSTED (claimant,
+ *              release) -> TAKEN (owner, CAS) -> DONE (owner, release) ->
+ *              FREE (claimant, release); or POSTED -> FREE (the claimant
+ *              withdraws, CAS: the owner did not take it in time).
+ *   claimant   pid of the process that claimed the slot
+ *   key, addr, len, op, datatype, atomic_op, kind   the request
+ *              (len: bytes at the target)
+ *   status     the owner's verdict, 0 or -FI_E*
+ *   served     requests the owner applied (the owner's, for tests)
+ *   data       in: a write's bytes, an atomic's operands (source, then
+ *              compare); out: a read's bytes, an atomic's old values
+ * Everything in it is untrusted by the owner: checked like a frame.
+ */
+#ifndef USB4_MR_BOARD_H
+#define USB4_MR_BOARD_H
+
+#include <stdint.h>
+#include <sys/uio.h>
+
+#include "usb4_atomic.h"
+#include "usb4_core.h"
+
+/* Bytes of data the slot carries: an osc rdma accumulate of up to 32
+ * 8-byte elements is one get and one put of at most this. */
+#define USB4_BOARD_DATA		256
+
+/* Header feature bit of a table with a board (bit 9: issue 13's bit for
+ * atomics, see wire.h's history). */
+#define USB4_MRT_BOARD		(1u << 9)
+
+enum usb4_board_state {
+	USB4_BOARD_FREE,
+	USB4_BOARD_CLAIMED,
+	USB4_BOARD_POSTED,
+	USB4_BOARD_TAKEN,
+	USB4_BOARD_DONE,
+};
+
+enum usb4_board_op {
+	USB4_BOARD_READ = 1,
+	USB4_BOARD_WRITE,
+	USB4_BOARD_ATOMIC,
+};
+
+struct usb4_mrt_board {
+	_Atomic uint32_t state;
+	uint32_t claimant;
+	uint64_t key;
+	uint64_t addr;
+	uint32_t len;
+	uint16_t op;
+	uint16_t datatype;
+	uint8_t atomic_op;
+	uint8_t kind;
+	uint8_t pad[2];
+	int32_t status;
+	uint64_t served;
+	uint64_t reserved[2];
+	unsigned char data[USB4_BOARD_DATA];
+};
+_Static_assert(sizeof(struct usb4_mrt_board) == 64 + USB4_BOARD_DATA,
+	       "the request is one cache line, then the data");
+
+/* The board of a table (ours or a view of a peer's), NULL without one. */
+struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *table);
+/* The pid of the process that owns a table. */
+uint32_t usb4_mr_table_owner(const struct usb4_mr_table *table);
+/* Requests to a view's board to send by the link's bulk copy before trying it again
+ * (set after the owner did not take one in time). */
+unsigned *usb4_mr_table_board_skip(struct usb4_mr_table *table);
+
+/* Owner: applies the posted request, if there is one; 1 if it did. */
+int usb4_board_serve(struct usb4_mr_table *self);
+
+/*
+ * Claimant: len bytes at (key, addr) of the view's owner read into or
+ * written from the local iov list, or an atomic on them.  Returns 1 when
+ * the board did not take the request (none, busy, ours, or the owner did
+ * not take it in time: nothing was done, go by the link's bulk copy), else the owner's
+ * verdict, 0 or -FI_E*.
+ */
+int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+		   uint64_t addr, const struct iovec *iov, size_t iov_count,
+		   size_t len);
+int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
+		      enum fi_datatype dt, enum fi_op op, uint64_t key,
+		      uint64_t addr, size_t len, const char *src,
+		      const char *cmp, char *old);
+
+#endif /* USB4_MR_BOARD_H */

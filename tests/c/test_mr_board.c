@@ -1,0 +1,372 @@
+/*
+ * The registration table's board (usb4_mr_board.c): a forked process maps
+ * our table as a same-host peer does and posts reads, writes and atomics;
+ * we serve them from our "progress" loop.  A request we do not take in
+ * time is withdrawn untouched; refused requests (wrong key, range, rights,
+ * alignment) leave the memory as it was; a malformed request is refused.
+ */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "usb4.h"
+#include "usb4_core.h"
+#include "usb4_mr_board.h"
+#include "usb4_test.h"
+#include "usb4_test_proc.h"
+
+#define KEY_RW		0x1234567811111111ull
+#define KEY_RO		0x1234567822222222ull
+#define REGION		4096
+
+/* Shared with the child: what the owner does and the child did. */
+struct ctl {
+	_Atomic int serve;	/* 1: the owner serves its board */
+	_Atomic int withdrawn;	/* the child's first request came back */
+};
+
+static struct ctl *ctl;
+
+/* Tries of a request the owner may not take in time (this machine is
+ * shared: the owner may be off its CPU for milliseconds); a withdrawn
+ * request is untouched, so trying again is safe. */
+#define TRIES		2000
+
+static int rma(struct usb4_mr_table *v, bool write, uint64_t key,
+	       uint64_t addr, void *buf, size_t len)
+{
+	struct iovec iov = { buf, len };
+	int ret = 1;
+
+	for (int i = 0; i < TRIES && ret == 1 && len <= USB4_BOARD_DATA; i++) {
+		*usb4_mr_table_board_skip(v) = 0;
+		ret = usb4_board_rma(v, write, key, addr, &iov, 1, len);
+	}
+	return len > USB4_BOARD_DATA ?
+	       usb4_board_rma(v, write, key, addr, &iov, 1, len) : ret;
+}
+
+static int board_write(struct usb4_mr_table *v, uint64_t key, uint64_t addr,
+		       const void *buf, size_t len)
+{
+	return rma(v, true, key, addr, (void *) buf, len);
+}
+
+static int board_read(struct usb4_mr_table *v, uint64_t key, uint64_t addr,
+		      void *buf, size_t len)
+{
+	return rma(v, false, key, addr, buf, len);
+}
+
+static int atomic(struct usb4_mr_table *v, enum usb4_atomic_kind kind,
+		  enum fi_op op, uint64_t key, uint64_t addr, uint64_t *src,
+		  uint64_t *cmp, uint64_t *old)
+{
+	int ret = 1;
+
+	for (int i = 0; i < TRIES && ret == 1; i++) {
+		*usb4_mr_table_board_skip(v) = 0;
+		ret = usb4_board_atomic(v, kind, FI_UINT64, op, key, addr, 8,
+					(char *) src, (char *) cmp,
+					(char *) old);
+	}
+	return ret;
+}
+
+/* Nobody serves: the request is withdrawn and later ones skip the board. */
+static void child_unserved(struct usb4_mr_table *v)
+{
+	uint64_t x = 7;
+
+	CHECK_EQ(board_write(v, KEY_RW, 0, &x, sizeof(x)), 1);
+	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
+	CHECK(*usb4_mr_table_board_skip(v) > 0);
+	CHECK_EQ(board_write(v, KEY_RW, 0, &x, sizeof(x)), 1);
+	*usb4_mr_table_board_skip(v) = 0;
+}
+
+static void child_served(struct usb4_mr_table *v)
+{
+	unsigned char pat[256], back[256];
+	uint64_t one = 5, old = 99, cmp, swap = 42;
+
+	for (int i = 0; i < 256; i++)
+		pat[i] = (unsigned char) (i * 7 + 1);
+	CHECK_EQ(board_write(v, KEY_RW, 1024, pat, sizeof(pat)), 0);
+	CHECK_EQ(board_read(v, KEY_RW, 1024, back, sizeof(back)), 0);
+	CHECK(!memcmp(pat, back, sizeof(pat)));
+	CHECK_EQ(atomic(v, USB4_ATOMIC_FETCH, FI_SUM, KEY_RW, 128, &one, NULL,
+			&old), 0);
+	CHECK_EQ(old, 0);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RW, 128, &one, NULL,
+			&old), 0);
+	cmp = 3;	/* not what is there: no swap */
+	CHECK_EQ(atomic(v, USB4_ATOMIC_COMPARE, FI_CSWAP, KEY_RW, 128, &swap,
+			&cmp, &old), 0);
+	CHECK_EQ(old, 10);
+	cmp = 10;
+	CHECK_EQ(atomic(v, USB4_ATOMIC_COMPARE, FI_CSWAP, KEY_RW, 128, &swap,
+			&cmp, &old), 0);
+	CHECK_EQ(old, 10);
+}
+
+/* Every refusal is an error verdict and touches nothing (the owner checks
+ * the memory after the child exits). */
+static void child_refused(struct usb4_mr_table *v)
+{
+	uint64_t x = 0xdeadbeefull, old;
+	unsigned char big[USB4_BOARD_DATA + 1] = { 0 };
+
+	CHECK_EQ(board_write(v, KEY_RW ^ 1, 0, &x, 8), -FI_EACCES);
+	CHECK_EQ(board_write(v, KEY_RW, REGION - 4, &x, 8), -FI_EACCES);
+	CHECK_EQ(board_write(v, KEY_RO, 0, &x, 8), -FI_EACCES);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RO, 0, &x, NULL,
+			&old), -FI_EACCES);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RW, 129, &x, NULL,
+			&old), -FI_EINVAL);
+	/* Larger than the slot: not the board's (the link's copy does it). */
+	CHECK_EQ(board_write(v, KEY_RW, 0, big, sizeof(big)), 1);
+}
+
+static int child_main(pid_t owner, int fd)
+{
+	struct usb4_mr_table *v;
+	size_t len;
+	void *mem = usb4_test_map_proc_fd(owner, fd, &len);
+
+	v = mem ? usb4_mr_table_view(mem, len) : NULL;
+	CHECK(v && usb4_mr_table_board(v));
+	if (!v || !usb4_mr_table_board(v))
+		return 1;
+	child_unserved(v);
+	atomic_store(&ctl->withdrawn, 1);
+	while (!atomic_load(&ctl->serve))
+		usleep(100);
+	child_served(v);
+	child_refused(v);
+	usb4_mr_table_view_free(v);
+	munmap(mem, len);
+	return usb4_test_failures ? 1 : 0;
+}
+
+static void serve_until_exit(struct usb4_mr_table *t, pid_t pid,
+			     unsigned char *rw, const unsigned char *before)
+{
+	int status = -1;
+
+	while (!atomic_load(&ctl->withdrawn))
+		usleep(100);
+	/* Withdrawn: there is nothing to apply. */
+	CHECK_EQ(usb4_board_serve(t), 0);
+	CHECK(!memcmp(rw, before, REGION));
+	atomic_store(&ctl->serve, 1);
+	while (waitpid(pid, &status, WNOHANG) == 0)
+		usb4_board_serve(t);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the claimant's checks (status %d)", status);
+}
+
+static void test_served_by_owner(void)
+{
+	struct usb4_mr_table *t = NULL;
+	unsigned char *rw = aligned_alloc(64, REGION);
+	unsigned char *ro = aligned_alloc(64, REGION);
+	unsigned char *before = malloc(REGION);
+	uint32_t slot;
+	uint64_t sum;
+	pid_t pid;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	memset(rw, 0, REGION);
+	memset(ro, 0x5a, REGION);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
+				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
+				       FI_REMOTE_READ, &slot), 0);
+	memcpy(before, rw, REGION);
+	pid = usb4_test_fork();
+	if (pid == 0)
+		usb4_test_child_exit(child_main(getppid(),
+						usb4_mr_table_fd(t)));
+	serve_until_exit(t, pid, rw, before);
+	memcpy(&sum, rw + 128, sizeof(sum));
+	CHECK_EQ(sum, 42);	/* 0 + 5 + 5, then swapped for 42 */
+	CHECK_EQ(rw[1024], 1);
+	CHECK_EQ(rw[0], 0);	/* the withdrawn write and the refused ones */
+	CHECK_EQ(rw[REGION - 1], 0);
+	for (int i = 0; i < REGION; i++)
+		if (ro[i] != 0x5a) {
+			CHECK_MSG(0, "read-only byte %d changed", i);
+			break;
+		}
+	/* 6 served, 5 refused; the withdrawn one never was. */
+	CHECK_EQ(usb4_mr_table_board(t)->served, 11);
+	usb4_mr_table_close(t);
+	free(before);
+	free(ro);
+	free(rw);
+}
+
+/*
+ * Atomicity: two claimants add 1 HAMMER times each to one counter, by the
+ * board when the owner takes it and otherwise by a locked read-modify-write
+ * through the owner's memory (what the core's fallback does), while the
+ * owner adds 1 HAMMER times itself under the same lock.  Every fetched
+ * value is new to its claimant and the sum is exact.
+ */
+#define HAMMER		20000
+#define CLAIMANTS	2
+
+static void locked_add(struct usb4_mr_table *v, pid_t owner, uint64_t va,
+		       uint64_t *old)
+{
+	uint64_t now;
+	struct iovec l = { &now, 8 }, r = { (void *) (uintptr_t) va, 8 };
+
+	usb4_mr_atomic_lock(v);
+	CHECK_EQ(process_vm_readv(owner, &l, 1, &r, 1, 0), 8);
+	*old = now++;
+	CHECK_EQ(process_vm_writev(owner, &l, 1, &r, 1, 0), 8);
+	usb4_mr_atomic_unlock(v);
+}
+
+static int child_hammer(pid_t owner, int fd, uint64_t va)
+{
+	size_t len;
+	void *mem = usb4_test_map_proc_fd(owner, fd, &len);
+	struct usb4_mr_table *v = mem ? usb4_mr_table_view(mem, len) : NULL;
+	uint64_t one = 1, old, last = 0;
+	long boarded = 0;
+
+	if (!v)
+		return 1;
+	for (int i = 0; i < HAMMER; i++) {
+		int ret = usb4_board_atomic(v, USB4_ATOMIC_FETCH, FI_UINT64,
+					    FI_SUM, KEY_RW, 0, 8, (char *) &one,
+					    NULL, (char *) &old);
+
+		boarded += ret == 0;
+		if (ret == 1)
+			locked_add(v, owner, va, &old);
+		else
+			CHECK_EQ(ret, 0);
+		CHECK_MSG(i == 0 || old > last, "fetched %llu after %llu",
+			  (unsigned long long) old, (unsigned long long) last);
+		last = old;
+	}
+	usb4_mr_table_view_free(v);
+	munmap(mem, len);
+	return usb4_test_failures ? 1 : 0;
+}
+
+static void test_atomic_against_everyone(void)
+{
+	struct usb4_mr_table *t = NULL;
+	uint64_t *ctr = aligned_alloc(64, REGION);
+	pid_t pids[CLAIMANTS];
+	uint32_t slot;
+	int running = CLAIMANTS, mine = 0;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	memset(ctr, 0, REGION);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) ctr, 0, REGION,
+				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
+	for (int i = 0; i < CLAIMANTS; i++) {
+		pids[i] = usb4_test_fork();
+		if (pids[i] == 0)
+			usb4_test_child_exit(child_hammer(getppid(),
+							  usb4_mr_table_fd(t),
+							  (uintptr_t) ctr));
+	}
+	while (running) {
+		int status;
+		pid_t pid = waitpid(-1, &status, WNOHANG);
+
+		if (pid > 0) {
+			running--;
+			CHECK_MSG(WIFEXITED(status) && !WEXITSTATUS(status),
+				  "claimant %d: status %d", (int) pid, status);
+		}
+		usb4_board_serve(t);
+		if (mine < HAMMER) {	/* the owner's own atomic */
+			usb4_mr_atomic_lock(t);
+			(*(volatile uint64_t *) ctr)++;
+			usb4_mr_atomic_unlock(t);
+			mine++;
+		}
+	}
+	while (mine++ < HAMMER)
+		(*ctr)++;
+	CHECK_EQ(*ctr, (uint64_t) HAMMER * (CLAIMANTS + 1));
+	CHECK_MSG(usb4_mr_table_board(t)->served > 0,
+		  "no claimant's atomic went by the board");
+	usb4_mr_table_close(t);
+	free(ctr);
+}
+
+/* What the owner finds on its board is checked before use. */
+static void post_bad(struct usb4_mr_table *t, uint16_t op, uint32_t len,
+		     uint16_t dt, const char *what)
+{
+	struct usb4_mrt_board *b = usb4_mr_table_board(t);
+
+	b->op = op;
+	b->key = KEY_RW;
+	b->addr = 0;
+	b->len = len;
+	b->datatype = dt;
+	b->atomic_op = FI_SUM;
+	b->kind = USB4_ATOMIC_BASE;
+	atomic_store(&b->state, USB4_BOARD_POSTED);
+	CHECK_EQ_MSG(usb4_board_serve(t), 1, "%s", what);
+	CHECK_EQ_MSG(b->status, -FI_EINVAL, "%s", what);
+	CHECK_EQ_MSG(atomic_load(&b->state), USB4_BOARD_DONE, "%s", what);
+	atomic_store(&b->state, USB4_BOARD_FREE);
+}
+
+static void test_malformed_requests(void)
+{
+	struct usb4_mr_table *t = NULL;
+	unsigned char *rw = aligned_alloc(64, REGION);
+	uint32_t slot;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	memset(rw, 0, REGION);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
+				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
+	post_bad(t, 0, 8, FI_UINT64, "no operation");
+	post_bad(t, 9, 8, FI_UINT64, "unknown operation");
+	post_bad(t, USB4_BOARD_WRITE, 0, FI_UINT64, "no bytes");
+	post_bad(t, USB4_BOARD_WRITE, USB4_BOARD_DATA + 1, FI_UINT64,
+		 "more bytes than the slot");
+	post_bad(t, USB4_BOARD_ATOMIC, 8, 999, "unknown datatype");
+	post_bad(t, USB4_BOARD_ATOMIC, 12, FI_UINT64, "a partial element");
+	for (int i = 0; i < REGION; i++)
+		if (rw[i]) {
+			CHECK_MSG(0, "byte %d changed", i);
+			break;
+		}
+	/* Nothing posted: nothing served. */
+	CHECK_EQ(usb4_board_serve(t), 0);
+	usb4_mr_table_close(t);
+	free(rw);
+}
+
+int main(void)
+{
+	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE,
+		   MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (ctl == MAP_FAILED)
+		return 1;
+	alarm(60);
+	test_malformed_requests();
+	test_served_by_owner();
+	test_atomic_against_everyone();
+	munmap(ctl, sizeof(*ctl));
+	return usb4_test_done("test_mr_board");
+}
