@@ -661,6 +661,12 @@ bool usb4_core_ep_other_hosts(const struct usb4_core_ep *ep);
 bool usb4_core_sleep_begin(struct usb4_core_ep *ep, struct pollfd *fds,
 			   int max, int *nfds, int *timeout_ms);
 void usb4_core_sleep_end(struct usb4_core_ep *ep);
+/* The application's thread sleeps in the kernel on the endpoint (true) or
+ * is back (false): same-host initiators then leave small one-sided
+ * operations to the link's copy rather than wait for our progress.  Not
+ * for the progress thread, which sleeps while the application may still
+ * progress the endpoint. */
+void usb4_core_app_sleeps(struct usb4_core_ep *ep, bool asleep);
 void usb4_core_wait_sleepers(struct usb4_core_ep *ep, struct usb4_lock *lock);
 /* Fds an endpoint watches at most while it sleeps. */
 int usb4_core_wait_fds(const struct usb4_core_ep *ep);

@@ -1,8 +1,9 @@
 /*
  * The registration table's board (usb4_mr_board.c): a forked process maps
- * our table as a same-host peer does and posts reads, writes and atomics;
+ * our table as a same-host peer does and posts atomics;
  * we serve them from our "progress" loop.  A request we do not take in
- * time is withdrawn untouched; refused requests (wrong key, range, rights,
+ * time is withdrawn untouched, and none is posted to an owner asleep in the
+ * kernel; refused requests (wrong key, range, rights,
  * alignment) leave the memory as it was; a malformed request is refused.
  */
 #include <stdatomic.h>
@@ -26,6 +27,8 @@
 
 /* Shared with the child: what the owner does and the child did. */
 struct ctl {
+	_Atomic int asleep_seen;	/* the child tried an asleep owner */
+	_Atomic int awake;	/* the owner no longer sleeps */
 	_Atomic int serve;	/* 1: the owner serves its board */
 	_Atomic int withdrawn;	/* the child's first request came back */
 };
@@ -37,68 +40,71 @@ static struct ctl *ctl;
  * request is untouched, so trying again is safe. */
 #define TRIES		2000
 
-static int rma(struct usb4_mr_table *v, bool write, uint64_t key,
-	       uint64_t addr, void *buf, size_t len)
+/* An atomic on n uint64_t, tried until the owner takes it. */
+static int atomic_n(struct usb4_mr_table *v, enum usb4_atomic_kind kind,
+		    enum fi_op op, uint64_t key, uint64_t addr, size_t n,
+		    uint64_t *src, uint64_t *cmp, uint64_t *old)
 {
-	struct iovec iov = { buf, len };
 	int ret = 1;
 
-	for (int i = 0; i < TRIES && ret == 1 && len <= USB4_BOARD_DATA; i++) {
+	for (int i = 0; i < TRIES && ret == 1; i++) {
 		*usb4_mr_table_board_skip(v) = 0;
-		ret = usb4_board_rma(v, write, key, addr, &iov, 1, len);
+		ret = usb4_board_atomic(v, kind, FI_UINT64, op, key, addr,
+					n * 8, (char *) src, (char *) cmp,
+					(char *) old);
 	}
-	return len > USB4_BOARD_DATA ?
-	       usb4_board_rma(v, write, key, addr, &iov, 1, len) : ret;
-}
-
-static int board_write(struct usb4_mr_table *v, uint64_t key, uint64_t addr,
-		       const void *buf, size_t len)
-{
-	return rma(v, true, key, addr, (void *) buf, len);
-}
-
-static int board_read(struct usb4_mr_table *v, uint64_t key, uint64_t addr,
-		      void *buf, size_t len)
-{
-	return rma(v, false, key, addr, buf, len);
+	return ret;
 }
 
 static int atomic(struct usb4_mr_table *v, enum usb4_atomic_kind kind,
 		  enum fi_op op, uint64_t key, uint64_t addr, uint64_t *src,
 		  uint64_t *cmp, uint64_t *old)
 {
-	int ret = 1;
+	return atomic_n(v, kind, op, key, addr, 1, src, cmp, old);
+}
 
-	for (int i = 0; i < TRIES && ret == 1; i++) {
-		*usb4_mr_table_board_skip(v) = 0;
-		ret = usb4_board_atomic(v, kind, FI_UINT64, op, key, addr, 8,
-					(char *) src, (char *) cmp,
-					(char *) old);
-	}
-	return ret;
+/* The owner sleeps in the kernel: nothing is posted, nothing waited for. */
+static void child_owner_asleep(struct usb4_mr_table *v)
+{
+	uint64_t x = 7, old;
+
+	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
+				   KEY_RW, 0, 8, (char *) &x, NULL,
+				   (char *) &old), 1);
+	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
+	CHECK_EQ(*usb4_mr_table_board_skip(v), 0);
 }
 
 /* Nobody serves: the request is withdrawn and later ones skip the board. */
 static void child_unserved(struct usb4_mr_table *v)
 {
-	uint64_t x = 7;
+	uint64_t x = 7, old;
 
-	CHECK_EQ(board_write(v, KEY_RW, 0, &x, sizeof(x)), 1);
+	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
+				   KEY_RW, 0, 8, (char *) &x, NULL,
+				   (char *) &old), 1);
 	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
 	CHECK(*usb4_mr_table_board_skip(v) > 0);
-	CHECK_EQ(board_write(v, KEY_RW, 0, &x, sizeof(x)), 1);
+	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
+				   KEY_RW, 0, 8, (char *) &x, NULL,
+				   (char *) &old), 1);
 	*usb4_mr_table_board_skip(v) = 0;
 }
 
 static void child_served(struct usb4_mr_table *v)
 {
-	unsigned char pat[256], back[256];
-	uint64_t one = 5, old = 99, cmp, swap = 42;
+	uint64_t pat[16], back[16], one = 5, old = 99, cmp, swap = 42;
 
-	for (int i = 0; i < 256; i++)
-		pat[i] = (unsigned char) (i * 7 + 1);
-	CHECK_EQ(board_write(v, KEY_RW, 1024, pat, sizeof(pat)), 0);
-	CHECK_EQ(board_read(v, KEY_RW, 1024, back, sizeof(back)), 0);
+	/* 16 elements: operands and results past the request's line. */
+	for (int i = 0; i < 16; i++)
+		pat[i] = 0x0101010101010101ull * (uint64_t) (i + 1);
+	CHECK_EQ(atomic_n(v, USB4_ATOMIC_BASE, FI_ATOMIC_WRITE, KEY_RW, 1024,
+			  16, pat, NULL, back), 0);
+	CHECK_EQ(atomic_n(v, USB4_ATOMIC_FETCH, FI_ATOMIC_READ, KEY_RW, 1024,
+			  16, NULL, NULL, back), 0);
+	CHECK(!memcmp(pat, back, sizeof(pat)));
+	CHECK_EQ(atomic_n(v, USB4_ATOMIC_COMPARE, FI_CSWAP, KEY_RW, 1024, 16,
+			  back, pat, back), 0);	/* swaps in what is there */
 	CHECK(!memcmp(pat, back, sizeof(pat)));
 	CHECK_EQ(atomic(v, USB4_ATOMIC_FETCH, FI_SUM, KEY_RW, 128, &one, NULL,
 			&old), 0);
@@ -119,18 +125,27 @@ static void child_served(struct usb4_mr_table *v)
  * the memory after the child exits). */
 static void child_refused(struct usb4_mr_table *v)
 {
-	uint64_t x = 0xdeadbeefull, old;
-	unsigned char big[USB4_BOARD_DATA + 1] = { 0 };
+	uint64_t x = 0xdeadbeefull, old, big[USB4_BOARD_DATA / 8 + 1] = { 0 };
+	uint64_t bigold[USB4_BOARD_DATA / 8 + 1];
 
-	CHECK_EQ(board_write(v, KEY_RW ^ 1, 0, &x, 8), -FI_EACCES);
-	CHECK_EQ(board_write(v, KEY_RW, REGION - 4, &x, 8), -FI_EACCES);
-	CHECK_EQ(board_write(v, KEY_RO, 0, &x, 8), -FI_EACCES);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_ATOMIC_WRITE, KEY_RW ^ 1, 0, &x,
+			NULL, &old), -FI_EACCES);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_ATOMIC_WRITE, KEY_RW,
+			REGION - 4, &x, NULL, &old), -FI_EACCES);
+	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_ATOMIC_WRITE, KEY_RO, 0, &x,
+			NULL, &old), -FI_EACCES);
 	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RO, 0, &x, NULL,
 			&old), -FI_EACCES);
 	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RW, 129, &x, NULL,
 			&old), -FI_EINVAL);
 	/* Larger than the slot: not the board's (the link's copy does it). */
-	CHECK_EQ(board_write(v, KEY_RW, 0, big, sizeof(big)), 1);
+	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64,
+				   FI_ATOMIC_WRITE, KEY_RW, 0, sizeof(big),
+				   (char *) big, NULL, (char *) bigold), 1);
+	/* A compare whose operands outgrow the slot: the same. */
+	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_COMPARE, FI_UINT64, FI_CSWAP,
+				   KEY_RW, 0, USB4_BOARD_DATA, (char *) big,
+				   (char *) big, (char *) bigold), 1);
 }
 
 static int child_main(pid_t owner, int fd)
@@ -143,6 +158,10 @@ static int child_main(pid_t owner, int fd)
 	CHECK(v && usb4_mr_table_board(v));
 	if (!v || !usb4_mr_table_board(v))
 		return 1;
+	child_owner_asleep(v);
+	atomic_store(&ctl->asleep_seen, 1);
+	while (!atomic_load(&ctl->awake))
+		usleep(100);
 	child_unserved(v);
 	atomic_store(&ctl->withdrawn, 1);
 	while (!atomic_load(&ctl->serve))
@@ -159,6 +178,10 @@ static void serve_until_exit(struct usb4_mr_table *t, pid_t pid,
 {
 	int status = -1;
 
+	while (!atomic_load(&ctl->asleep_seen))
+		usleep(100);
+	usb4_board_note_sleep(t, -1);
+	atomic_store(&ctl->awake, 1);
 	while (!atomic_load(&ctl->withdrawn))
 		usleep(100);
 	/* Withdrawn: there is nothing to apply. */
@@ -189,6 +212,7 @@ static void test_served_by_owner(void)
 	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
 				       FI_REMOTE_READ, &slot), 0);
 	memcpy(before, rw, REGION);
+	usb4_board_note_sleep(t, 1);	/* as if an endpoint slept */
 	pid = usb4_test_fork();
 	if (pid == 0)
 		usb4_test_child_exit(child_main(getppid(),
@@ -197,6 +221,7 @@ static void test_served_by_owner(void)
 	memcpy(&sum, rw + 128, sizeof(sum));
 	CHECK_EQ(sum, 42);	/* 0 + 5 + 5, then swapped for 42 */
 	CHECK_EQ(rw[1024], 1);
+	CHECK_EQ(rw[1024 + 127], 16);
 	CHECK_EQ(rw[0], 0);	/* the withdrawn write and the refused ones */
 	CHECK_EQ(rw[REGION - 1], 0);
 	for (int i = 0; i < REGION; i++)
@@ -204,8 +229,8 @@ static void test_served_by_owner(void)
 			CHECK_MSG(0, "read-only byte %d changed", i);
 			break;
 		}
-	/* 6 served, 5 refused; the withdrawn one never was. */
-	CHECK_EQ(usb4_mr_table_board(t)->served, 11);
+	/* 7 served, 5 refused; the withdrawn one never was. */
+	CHECK_EQ(usb4_mr_table_board(t)->served, 12);
 	usb4_mr_table_close(t);
 	free(before);
 	free(ro);
@@ -341,8 +366,8 @@ static void test_malformed_requests(void)
 				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
 	post_bad(t, 0, 8, FI_UINT64, "no operation");
 	post_bad(t, 9, 8, FI_UINT64, "unknown operation");
-	post_bad(t, USB4_BOARD_WRITE, 0, FI_UINT64, "no bytes");
-	post_bad(t, USB4_BOARD_WRITE, USB4_BOARD_DATA + 1, FI_UINT64,
+	post_bad(t, USB4_BOARD_ATOMIC, 0, FI_UINT64, "no bytes");
+	post_bad(t, USB4_BOARD_ATOMIC, USB4_BOARD_DATA + 8, FI_UINT64,
 		 "more bytes than the slot");
 	post_bad(t, USB4_BOARD_ATOMIC, 8, 999, "unknown datatype");
 	post_bad(t, USB4_BOARD_ATOMIC, 12, FI_UINT64, "a partial element");

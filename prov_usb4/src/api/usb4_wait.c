@@ -127,6 +127,12 @@ static bool arm(const struct usb4_ep_set *eps, struct sleep_plan *p,
 	return true;
 }
 
+static void note_app_sleeps(const struct sleep_plan *p, bool asleep)
+{
+	for (size_t i = 0; i < p->narmed; i++)
+		usb4_core_app_sleeps(p->armed[i], asleep);
+}
+
 /* One sleep: armed, re-checked, then poll without the lock. */
 static void sleep_once(struct usb4_domain *domain, struct usb4_waiter *waiter,
 		       const struct usb4_ep_set *eps, struct sleep_plan *p,
@@ -140,9 +146,11 @@ static void sleep_once(struct usb4_domain *domain, struct usb4_waiter *waiter,
 	p->fds[0] = (struct pollfd) { .fd = fd, .events = POLLIN };
 	p->nfds = 1;
 	if (!ready(arg) && arm(eps, p, &timeout_ms)) {
+		note_app_sleeps(p, true);
 		usb4_lock_release(&domain->lock);
 		poll(p->fds, p->nfds, timeout_ms);
 		usb4_lock_acquire(&domain->lock);
+		note_app_sleeps(p, false);
 		disarm(p);
 	}
 	usb4_waiter_sleep_end(waiter, &sleeper);

@@ -516,6 +516,12 @@ void usb4_core_sleep_end(struct usb4_core_ep *ep)
 	ep->sleepers--;
 }
 
+void usb4_core_app_sleeps(struct usb4_core_ep *ep, bool asleep)
+{
+	if (ep->dom)
+		usb4_board_note_sleep(ep->dom->mrs, asleep ? 1 : -1);
+}
+
 void usb4_core_wait_sleepers(struct usb4_core_ep *ep, struct usb4_lock *lock)
 {
 	struct timespec pause = { 0, 50 * 1000 };

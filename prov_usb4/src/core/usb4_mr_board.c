@@ -1,20 +1,26 @@
 /*
- * Small one-sided operations between processes of one host, applied by the
- * target's progress from its registration table's board (usb4_mr_board.h)
- * instead of by cross memory attach.
+ * Atomics between processes of one host, applied by the target's progress
+ * from its registration table's board (usb4_mr_board.h) instead of by the
+ * initiator through the link's copy.
  *
- * Why: a process_vm_readv or _writev of a few bytes costs a system call
- * that pins the target's page (about 0.6 us on the development VM), and an
- * atomic takes two.  A target that is progressing (Open MPI's osc rdma
+ * Why: the copy's read and write back under the target's lock are two
+ * system calls that each pin the target's page (about 1.3 us together on
+ * the development VM).  A target that is progressing (Open MPI's osc rdma
  * target sits in a fence or a flush) sees the posted line, applies it with
- * loads and stores and hands the line back: two cache-line transfers.
+ * loads and stores and hands the line back.  Gets and puts stay with the
+ * copy: one system call each, and measured (issue 13, osu_get_latency,
+ * osu_put_latency, osu_put_bw at 1-256 B) the board was no faster for
+ * them, slower for gets and for a stream of puts.
  *
- * Why it cannot hang: the claimant waits for the owner to take the request
- * at most USB4_BOARD_WAIT_NS, then withdraws it (CAS POSTED -> FREE) and
- * does the operation itself by cross memory attach, the target CPU-free
- * way; after a withdrawal it skips the board for the next
- * USB4_BOARD_SKIP requests to that target, so a target that computes costs
- * its initiators one wait per USB4_BOARD_SKIP operations.  Once the owner
+ * Why it cannot hang: a claimant does not post to an owner whose
+ * application sleeps in the kernel (the board counts its endpoints: a post
+ * rings no bell), waits for the owner to take the request at most
+ * USB4_BOARD_WAIT_NS or until the owner goes to sleep, then withdraws it
+ * (CAS POSTED -> FREE) and does the operation itself through the link's
+ * copy, the way that needs no target CPU; after a withdrawal it skips the
+ * board for the next USB4_BOARD_SKIP requests to that target, so a target
+ * that computes costs its initiators one wait per USB4_BOARD_SKIP
+ * operations.  Once the owner
  * took a request (TAKEN) it finishes it within its progress call.
  *
  * Atomicity: the owner applies an atomic under the same target lock
@@ -36,24 +42,6 @@
 #define USB4_BOARD_SKIP		64
 
 /* ---- the owner's side ---- */
-
-static int serve_rma(struct usb4_mr_table *self, struct usb4_mrt_board *b,
-		     uint16_t op, uint64_t key, uint64_t addr, uint32_t len)
-{
-	bool write = op == USB4_BOARD_WRITE;
-	struct usb4_pin pin;
-	int ret = usb4_mr_pin(self, key, addr, len,
-			      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, &pin);
-
-	if (ret)
-		return ret;
-	if (write)
-		memcpy((void *) (uintptr_t) pin.va, b->data, len);
-	else
-		memcpy(b->data, (void *) (uintptr_t) pin.va, len);
-	usb4_mr_unpin(&pin);
-	return 0;
-}
 
 /* Operand bytes an atomic of len target bytes carries in. */
 static size_t atomic_operands(enum usb4_atomic_kind kind, enum fi_op op,
@@ -107,13 +95,9 @@ static int serve_one(struct usb4_mr_table *self, struct usb4_mrt_board *b)
 	uint32_t len = b->len;
 	uint16_t op = b->op;
 
-	if (!len || len > USB4_BOARD_DATA)
+	if (!len || len > USB4_BOARD_DATA || op != USB4_BOARD_ATOMIC)
 		return -FI_EINVAL;
-	if (op == USB4_BOARD_READ || op == USB4_BOARD_WRITE)
-		return serve_rma(self, b, op, key, addr, len);
-	if (op == USB4_BOARD_ATOMIC)
-		return serve_atomic(self, b, key, addr, len);
-	return -FI_EINVAL;
+	return serve_atomic(self, b, key, addr, len);
 }
 
 int usb4_board_serve(struct usb4_mr_table *self)
@@ -135,6 +119,15 @@ int usb4_board_serve(struct usb4_mr_table *self)
 	return 1;
 }
 
+void usb4_board_note_sleep(struct usb4_mr_table *self, int delta)
+{
+	struct usb4_mrt_board *b = usb4_mr_table_board(self);
+
+	if (b)
+		atomic_fetch_add_explicit(&b->asleep, (uint32_t) delta,
+					  memory_order_relaxed);
+}
+
 /* ---- the claimant's side ---- */
 
 /* The slot, claimed for us; NULL: go by the link's bulk copy. */
@@ -146,6 +139,8 @@ static struct usb4_mrt_board *claim(struct usb4_mr_table *peer)
 
 	if (!b || usb4_mr_table_owner(peer) == usb4_pid())
 		return NULL;	/* nobody else would serve our own table */
+	if (atomic_load_explicit(&b->asleep, memory_order_relaxed))
+		return NULL;	/* a bell would cost more than the copy */
 	if (*skip) {
 		(*skip)--;
 		return NULL;
@@ -165,6 +160,23 @@ static struct usb4_mrt_board *claim(struct usb4_mr_table *peer)
 	return NULL;
 }
 
+/* Whether a request still POSTED has waited long enough: the owner went to
+ * sleep, or did not take it in USB4_BOARD_WAIT_NS (clock read every
+ * USB4_BOARD_SPINS spins, from the first such). */
+static bool waited_enough(struct usb4_mrt_board *b, unsigned spins,
+			  uint64_t *start)
+{
+	if (atomic_load_explicit(&b->asleep, memory_order_relaxed))
+		return true;
+	if (spins % USB4_BOARD_SPINS)
+		return false;
+	if (!*start) {
+		*start = usb4_now_ns();
+		return false;
+	}
+	return usb4_now_ns() - *start >= USB4_BOARD_WAIT_NS;
+}
+
 /* Posts the filled request and waits for the owner's verdict; 1 when it
  * was withdrawn untouched. */
 static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mrt_board *b)
@@ -182,14 +194,8 @@ static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mrt_board *b)
 		if (s == USB4_BOARD_TAKEN && !(spins % USB4_BOARD_OWNER_CHECK) &&
 		    usb4_pid_gone(usb4_mr_table_owner(peer)))
 			return -FI_EHOSTUNREACH;	/* the slot died with it */
-		if (s != USB4_BOARD_POSTED || spins % USB4_BOARD_SPINS)
+		if (s != USB4_BOARD_POSTED || !waited_enough(b, spins, &start))
 			continue;	/* TAKEN: the owner is applying it */
-		if (!start) {
-			start = usb4_now_ns();
-			continue;
-		}
-		if (usb4_now_ns() - start < USB4_BOARD_WAIT_NS)
-			continue;
 		if (atomic_compare_exchange_strong(&b->state, &s,
 						   USB4_BOARD_FREE)) {
 			*usb4_mr_table_board_skip(peer) = USB4_BOARD_SKIP;
@@ -210,42 +216,6 @@ static void fill(struct usb4_mrt_board *b, uint16_t op, uint64_t key,
 	b->key = key;
 	b->addr = addr;
 	b->len = (uint32_t) len;
-}
-
-/* len bytes of an iov list, from its start, into buf. */
-static void iov_gather(const struct iovec *iov, size_t count, void *buf,
-		       size_t len)
-{
-	char *p = buf;
-
-	for (size_t i = 0; i < count && len; i++) {
-		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
-
-		memcpy(p, iov[i].iov_base, n);
-		p += n;
-		len -= n;
-	}
-}
-
-int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
-		   uint64_t addr, const struct iovec *iov, size_t iov_count,
-		   size_t len)
-{
-	struct usb4_mrt_board *b;
-	int ret;
-
-	if (!len || len > USB4_BOARD_DATA || !(b = claim(peer)))
-		return 1;
-	fill(b, write ? USB4_BOARD_WRITE : USB4_BOARD_READ, key, addr, len);
-	if (write)
-		iov_gather(iov, iov_count, b->data, len);
-	ret = post_and_wait(peer, b);
-	if (ret == 1)
-		return 1;
-	if (!ret && !write)
-		usb4_iov_copy_in(iov, iov_count, 0, b->data, len);
-	release(b);
-	return ret;
 }
 
 int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,

@@ -1,8 +1,8 @@
 /*
  * The board of a registration table (usb4_mr_board.c): one slot in the
- * table's shared memory where a process of the same host posts a small
- * read, write or atomic on the owner's registered memory, and the owner's
- * progress applies it with plain loads and stores.
+ * table's shared memory where a process of the same host posts an atomic
+ * on the owner's registered memory, and the owner's progress applies it
+ * with plain loads and stores.
  *
  * Layout, after the table's entries (the header's features say it is
  * there: USB4_MRT_BOARD).  Every field but state is written by one side at
@@ -16,21 +16,25 @@
  *              (len: bytes at the target)
  *   status     the owner's verdict, 0 or -FI_E*
  *   served     requests the owner applied (the owner's, for tests)
- *   data       in: a write's bytes, an atomic's operands (source, then
- *              compare); out: a read's bytes, an atomic's old values
+ *   asleep     the owner's endpoints its application sleeps on in the
+ *              kernel now (the owner's, atomic): nobody would take a
+ *              request soon, so a claimant does not post one
+ *   op         USB4_BOARD_ATOMIC (the only one so far)
+ *   data       in: the operands (source, then compare); out: the old
+ *              values
  * Everything in it is untrusted by the owner: checked like a frame.
  */
 #ifndef USB4_MR_BOARD_H
 #define USB4_MR_BOARD_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
 #include "usb4_atomic.h"
 #include "usb4_core.h"
 
-/* Bytes of data the slot carries: an osc rdma accumulate of up to 32
- * 8-byte elements is one get and one put of at most this. */
+/* Bytes of data the slot carries: operands in, old values out. */
 #define USB4_BOARD_DATA		256
 
 /* Header feature bit of a table with a board (bit 9: issue 13's bit for
@@ -46,29 +50,32 @@ enum usb4_board_state {
 };
 
 enum usb4_board_op {
-	USB4_BOARD_READ = 1,
-	USB4_BOARD_WRITE,
-	USB4_BOARD_ATOMIC,
+	USB4_BOARD_ATOMIC = 3,
 };
 
 struct usb4_mrt_board {
 	_Atomic uint32_t state;
+	_Atomic uint32_t asleep;
 	uint32_t claimant;
+	uint32_t len;
 	uint64_t key;
 	uint64_t addr;
-	uint32_t len;
+	int32_t status;
 	uint16_t op;
 	uint16_t datatype;
 	uint8_t atomic_op;
 	uint8_t kind;
-	uint8_t pad[2];
-	int32_t status;
-	uint64_t served;
-	uint64_t reserved[2];
+	uint8_t pad[6];
 	unsigned char data[USB4_BOARD_DATA];
+	uint64_t served;	/* apart: the claimant never reads it */
+	uint64_t reserved;
 };
+/* Up to 16 bytes of data share the request's line: an 8-byte
+ * compare-and-swap moves one line each way. */
+_Static_assert(offsetof(struct usb4_mrt_board, data) == 48,
+	       "the data starts in the request's line");
 _Static_assert(sizeof(struct usb4_mrt_board) == 64 + USB4_BOARD_DATA,
-	       "the request is one cache line, then the data");
+	       "five lines");
 
 /* The board of a table (ours or a view of a peer's), NULL without one. */
 struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *table);
@@ -80,17 +87,17 @@ unsigned *usb4_mr_table_board_skip(struct usb4_mr_table *table);
 
 /* Owner: applies the posted request, if there is one; 1 if it did. */
 int usb4_board_serve(struct usb4_mr_table *self);
+/* Owner: one of its endpoints goes to sleep in the kernel (+1) or is back
+ * (-1). */
+void usb4_board_note_sleep(struct usb4_mr_table *self, int delta);
 
 /*
- * Claimant: len bytes at (key, addr) of the view's owner read into or
- * written from the local iov list, or an atomic on them.  Returns 1 when
- * the board did not take the request (none, busy, ours, or the owner did
- * not take it in time: nothing was done, go by the link's bulk copy), else the owner's
- * verdict, 0 or -FI_E*.
+ * Claimant: an atomic on len bytes at (key, addr) of the view's owner
+ * (operands src and, for a compare, cmp; old values into old).  Returns 1
+ * when the board did not take it (none, busy, ours, the owner asleep or
+ * not taking it in time: nothing was done, use the link's copy), else the
+ * owner's verdict, 0 or -FI_E*.
  */
-int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
-		   uint64_t addr, const struct iovec *iov, size_t iov_count,
-		   size_t len);
 int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 		      enum fi_datatype dt, enum fi_op op, uint64_t key,
 		      uint64_t addr, size_t len, const char *src,
