@@ -74,8 +74,8 @@
  *      so old producers and old owners keep slotted lanes.
  *      Issue 13, registration table feature USB4_MRT_BOARD (bit 9 of the
  *      table header's features, core/usb4_mr_board.h): after the entries,
- *      a board where a same-host initiator posts a read, write or atomic
- *      of up to 256 bytes for the owner's progress to apply; initiators
+ *      a board where a same-host initiator posts an atomic of up to
+ *      256 bytes for the owner's progress to apply; initiators
  *      use it only on tables that set the bit, and an older initiator
  *      never looks past the entries.
  */
