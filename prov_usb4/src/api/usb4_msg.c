@@ -68,7 +68,10 @@ ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
 
 	if (!ep->enabled)
 		return -FI_EOPBADSTATE;
-	if (count > USB4_IOV_LIMIT || (count && !iov) ||
+	/* One buffer, the common case: its check without a call. */
+	if (count == 1 ? !iov || !usb4_buf_valid(iov[0].iov_base,
+						  iov[0].iov_len) :
+	    count > USB4_IOV_LIMIT || (count && !iov) ||
 	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
 	usb4_lock_acquire(&ep->domain->lock);
