@@ -1,0 +1,170 @@
+/*
+ * What one small receive costs the provider, in instructions: endpoint B of
+ * this process receives N 8-byte tagged messages from endpoint A as Open
+ * MPI's mtl ofi takes them (fi_trecv, a tagged CQ read with a count;
+ * FI_THREAD_DOMAIN), in rounds of 64: B posts 64 receives, A injects 64
+ * messages, B reads its CQ until all 64 are in.  "unexpected" sends each
+ * round before its receives are posted.  Over the shm link, or with "udp"
+ * over the udp link on loopback (the addresses given another host's id,
+ * congestion control off).
+ *
+ *   gcc -O2 -g -Itests/c bench/recv_cost.c -o /tmp/recv_cost \
+ *       $(pkg-config --cflags --libs libfabric)
+ *   FI_PROVIDER_PATH=$PWD/.libs FI_USB4_IFACE=lo valgrind --tool=callgrind \
+ *       --callgrind-out-file=/tmp/cg.out /tmp/recv_cost shm expected 128000
+ *   callgrind_annotate --inclusive=yes /tmp/cg.out | \
+ *       grep -E 'tagged_recv|on_frame|usb4_match_arrival|cq_read'
+ *
+ * Inclusive counts over N: tagged_recv is posting a receive, on_frame
+ * taking a frame up to its CQ entry (queueing it, when unexpected), cq_read
+ * the reads with the progress they make (the frames' arrival included).
+ * Arguments: shm|udp, expected|unexpected, N (a multiple of 64), the
+ * count each fi_cq_read asks for (default 64).
+ */
+#define _GNU_SOURCE
+#include <stdlib.h>
+#include <string.h>
+
+#include <rdma/fi_tagged.h>
+
+#include "usb4_test.h"
+#include "usb4_fixture.h"
+
+#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
+#define ROUND		64
+#define LEN		8
+
+static struct fi_info *mtl_ofi_hints(void)
+{
+	struct fi_info *h = fx_hints(FI_TAGGED, 0);
+
+	if (h) {
+		h->domain_attr->threading = FI_THREAD_DOMAIN;
+		h->tx_attr->op_flags = 0;
+	}
+	return h;
+}
+
+static int open_tagged(struct fx *f)
+{
+	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_TAGGED, .size = 256 };
+	struct fi_av_attr ava = { .type = FI_AV_MAP };
+	struct fi_info *h = mtl_ofi_hints();
+	int ret;
+
+	memset(f, 0, sizeof(*f));
+	if (!h)
+		return -FI_ENOMEM;
+	ret = fi_getinfo(FX_API, NULL, NULL, 0, h, &f->info);
+	fi_freeinfo(h);
+	if (ret)
+		return ret;
+	if ((ret = fi_fabric(f->info->fabric_attr, &f->fabric, NULL)) ||
+	    (ret = fi_domain(f->fabric, f->info, &f->domain, NULL)) ||
+	    (ret = fi_av_open(f->domain, &ava, &f->av, NULL)) ||
+	    (ret = fi_cq_open(f->domain, &cqa, &f->cq, NULL)) ||
+	    (ret = fi_endpoint(f->domain, f->info, &f->ep, NULL)) ||
+	    (ret = fi_ep_bind(f->ep, &f->av->fid, 0)) ||
+	    (ret = fi_ep_bind(f->ep, &f->cq->fid, FI_TRANSMIT | FI_RECV)) ||
+	    (ret = fi_enable(f->ep)))
+		return ret;
+	f->addrlen = sizeof(f->addr);
+	return fi_getname(&f->ep->fid, f->addr, &f->addrlen);
+}
+
+/* Progresses both endpoints once each (a zero-count read takes nothing):
+ * A acknowledges and retransmits over udp, B takes what came. */
+static void progress(struct fx *a, struct fx *b)
+{
+	fi_cq_read(a->cq, NULL, 0);
+	fi_cq_read(b->cq, NULL, 0);
+}
+
+static void post_round(struct fx *a, struct fx *b, fi_addr_t from,
+		       char (*got)[LEN])
+{
+	for (int i = 0; i < ROUND; i++)
+		while (fi_trecv(b->ep, got[i], LEN, NULL, from, i, 0, got[i]) ==
+		       -FI_EAGAIN)
+			progress(a, b);
+}
+
+static void send_round(struct fx *a, struct fx *b, fi_addr_t to)
+{
+	static const char buf[LEN] = "abcdefg";
+
+	for (int i = 0; i < ROUND; i++)
+		while (fi_tinjectdata(a->ep, buf, LEN, 0, to, i) == -FI_EAGAIN)
+			progress(a, b);
+}
+
+/* Reads B's CQ, count entries a read, until a round is in. */
+static int reap_round(struct fx *a, struct fx *b, int count)
+{
+	struct fi_cq_tagged_entry e[ROUND];
+	int got = 0;
+
+	while (got < ROUND) {
+		ssize_t r = fi_cq_read(b->cq, e, (size_t) count);
+
+		if (r > 0)
+			got += (int) r;
+		else if (r != -FI_EAGAIN)
+			return (int) r;
+		fi_cq_read(a->cq, NULL, 0);
+	}
+	return 0;
+}
+
+static int run(struct fx *a, struct fx *b, bool unexpected, int n, int count)
+{
+	static char got[ROUND][LEN];
+	fi_addr_t to_b = fx_insert(a, b->addr), to_a = fx_insert(b, a->addr);
+
+	if (to_b == FI_ADDR_NOTAVAIL || to_a == FI_ADDR_NOTAVAIL)
+		return 3;
+	for (int i = 0; i < n; i += ROUND) {
+		if (!unexpected)
+			post_round(a, b, to_a, got);
+		send_round(a, b, to_b);
+		if (unexpected) {
+			for (int k = 0; k < 8; k++)	/* they wait unexpected */
+				progress(a, b);
+			post_round(a, b, to_a, got);
+		}
+		if (reap_round(a, b, count))
+			return 4;
+	}
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	bool udp = argc > 1 && !strcmp(argv[1], "udp");
+	bool unexpected = argc > 2 && !strcmp(argv[2], "unexpected");
+	int n = argc > 3 ? atoi(argv[3]) : 128000;
+	int count = argc > 4 ? atoi(argv[4]) : ROUND;
+	struct fx a, b;
+	int ret;
+
+	if (count < 1 || count > ROUND)
+		return 2;
+	if (udp) {
+		setenv("FI_USB4_IFACE", "lo", 1);
+		setenv("FI_USB4_CC", "0", 1);
+	}
+	if (open_tagged(&a) || open_tagged(&b))
+		return 2;
+	if (udp)
+		for (int i = 0; i < 8; i++) {
+			a.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
+			b.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
+		}
+	ret = run(&a, &b, unexpected, n, count);
+	fx_close(&a);
+	fx_close(&b);
+	printf("%s %s: %d receives of %d B, %s\n", udp ? "udp" : "shm",
+	       unexpected ? "unexpected" : "expected", n, LEN,
+	       ret ? "failed" : "ok");
+	return ret;
+}
