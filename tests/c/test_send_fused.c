@@ -3,17 +3,17 @@
  * stands in for, over both links (shm; udp on loopback with the addresses
  * given another host's id), normally and with FI_USB4_PORTABLE=1.
  *
- * Endpoint A sends to B and C.  A send to the peer of A's previous send,
- * of one buffer, eager and without delivery acknowledgement, is fused;
- * any other goes the general way.  So every operation of fi_msg and
- * fi_tagged is sent twice to B right after a send to C: once the general
- * way, then the same arguments fused.  The two must be the same at B (CQ
- * entry: flags, length, tag, CQ data; the bytes) and at A (CQ entry, or
- * none for an inject; the send counter), and over udp the frames the link
- * was handed (the core's header and payload, behind rel's header in the
- * datagram, caught by defining sendmsg here) must be the same bytes.
- * Then sends that must not be fused: FI_DELIVERY_COMPLETE, two buffers,
- * beyond the eager limit, the first send after an AV insert.
+ * Endpoint A sends to B and C.  A send of one buffer, eager and without
+ * delivery acknowledgement, is fused; any other goes the general way.  So
+ * every operation of fi_msg and fi_tagged is sent as two buffers (the
+ * general path), then as itself (fused) to C, a peer whose route is not
+ * the remembered one, to B, and to B again (the remembered route).  They
+ * must be the same at the receiver (CQ entry: flags, length, CQ data; the
+ * bytes) and at A (CQ entry, or none for an inject), and over udp the
+ * frames the link was handed (the core's header and payload, behind rel's
+ * header in the datagram, caught by defining sendmsg here) the same bytes.
+ * Then sends that must not be fused (FI_DELIVERY_COMPLETE, beyond the
+ * eager limit, to no peer) and the routes after them.
  *
  * Which way each send went is counted by the provider: the endpoints'
  * close lines (FI_LOG_LEVEL=info) say "eager sent N fused N"; each case
@@ -94,6 +94,34 @@ static bool is_inject(enum op op)
 	       op == OP_INJECTDATA;
 }
 
+/* The general path's twin of op: the same message as two buffers (a send
+ * of several buffers is never fused), by fi_tsendmsg or fi_sendmsg with
+ * the flags op implies. */
+static ssize_t post_general(struct fx *f, enum op op, const void *buf,
+			    size_t len, fi_addr_t dest, void *ctx)
+{
+	struct iovec iov[2] = {
+		{ .iov_base = (void *) buf, .iov_len = len / 2 },
+		{ .iov_base = (char *) buf + len / 2, .iov_len = len - len / 2 },
+	};
+	bool cq_data = op == OP_TSENDDATA || op == OP_TINJECTDATA ||
+		       op == OP_SENDDATA || op == OP_INJECTDATA ||
+		       op == OP_SENDMSG;
+	uint64_t flags = (is_inject(op) ? FI_INJECT : FI_COMPLETION) |
+			 (cq_data ? FI_REMOTE_CQ_DATA : 0);
+	struct fi_msg_tagged tm = {
+		.msg_iov = iov, .iov_count = 2, .addr = dest, .tag = TAG,
+		.context = ctx, .data = DATA,
+	};
+	struct fi_msg m = {
+		.msg_iov = iov, .iov_count = 2, .addr = dest, .context = ctx,
+		.data = DATA,
+	};
+
+	return op < OP_SEND ? fi_tsendmsg(f->ep, &tm, flags) :
+			      fi_sendmsg(f->ep, &m, flags);
+}
+
 static ssize_t post(struct fx *f, enum op op, const void *buf, size_t len,
 		    fi_addr_t dest, void *ctx)
 {
@@ -156,13 +184,16 @@ static int wait_cq(struct world *w, struct fid_cq *cq,
 	return ret == 1;
 }
 
-/* One message from A to dest, received where it goes; its entries. */
-static void exchange(struct world *w, enum op op, const void *buf,
-		     size_t len, bool to_b, struct fi_cq_data_entry *rx,
-		     struct fi_cq_data_entry *tx, char *got)
+/* One message from A to B or C, received there; its entries, and over
+ * udp the frame it went in (caught). */
+static void exchange(struct world *w, enum op op, bool general,
+		     const void *buf, size_t len, bool to_b,
+		     struct fi_cq_data_entry *rx, struct fi_cq_data_entry *tx,
+		     char *got)
 {
 	struct fx *r = to_b ? &w->b : &w->c;
 	fi_addr_t src = to_b ? w->b_from_a : w->c_from_a;
+	fi_addr_t dest = to_b ? w->to_b : w->to_c;
 	ssize_t ret;
 
 	memset(rx, 0, sizeof(*rx));
@@ -170,7 +201,8 @@ static void exchange(struct world *w, enum op op, const void *buf,
 	caught_len = 0;
 	CHECK_EQ(post_recv(r, op, got, BIG, src), 0);
 	do {
-		ret = post(&w->a, op, buf, len, to_b ? w->to_b : w->to_c, got);
+		ret = general ? post_general(&w->a, op, buf, len, dest, got) :
+				post(&w->a, op, buf, len, dest, got);
 		if (ret == -FI_EAGAIN)
 			fi_cq_read(w->a.cq, NULL, 0);
 	} while (ret == -FI_EAGAIN);
@@ -188,40 +220,50 @@ static void same_entry(const struct fi_cq_data_entry *x,
 	CHECK_EQ_MSG(x->data, y->data, "op %d len %zu", op, len);
 }
 
-/* op twice to B after a send to C: general, then fused. */
-static void twice(struct world *w, enum op op, size_t len)
+/* op to B the general way, then fused to C (a route not remembered), to B
+ * (the same) and to B again (the remembered route): the same entries at
+ * both ends, the same bytes, and over udp the same frame. */
+#define ROUNDS	4
+static void rounds(struct world *w, enum op op, size_t len)
 {
-	static char buf[BIG], got[2][BIG], frame[CAUGHT_MAX];
-	struct fi_cq_data_entry rx[2], tx[2];
+	static char buf[BIG], got[ROUNDS][BIG], frame[CAUGHT_MAX];
+	static const bool to_b[ROUNDS] = { true, false, true, true };
+	struct fi_cq_data_entry rx[ROUNDS], tx[ROUNDS];
 	size_t frame_len = 0;
 
 	for (size_t i = 0; i < len; i++)
 		buf[i] = (char) (i * 7 + op);
-	exchange(w, op, buf, len, false, &rx[0], &tx[0], got[0]);
-	for (int k = 0; k < 2; k++) {
-		exchange(w, op, buf, len, true, &rx[k], &tx[k], got[k]);
-		if (w->udp && !k) {
-			CHECK_MSG(caught_len, "op %d len %zu: no frame", op, len);
+	for (int k = 0; k < ROUNDS; k++) {
+		exchange(w, op, k == 0, buf, len, to_b[k], &rx[k], &tx[k],
+			 got[k]);
+		CHECK_MSG(!memcmp(got[k], buf, len), "op %d len %zu round %d",
+			  op, len, k);
+		if (k)
+			same_entry(&rx[0], &rx[k], op, len);
+		if (k && !is_inject(op)) {
+			same_entry(&tx[0], &tx[k], op, len);
+			CHECK(tx[k].op_context == got[k]);
+		}
+		if (!w->udp)
+			continue;
+		CHECK_MSG(caught_len, "op %d len %zu round %d: no frame", op,
+			  len, k);
+		if (!k) {
 			frame_len = caught_len;
 			memcpy(frame, caught, caught_len);
+			continue;
 		}
-	}
-	w->fused++;
-	same_entry(&rx[0], &rx[1], op, len);
-	CHECK_EQ(rx[1].len, len);
-	CHECK(!memcmp(got[0], buf, len) && !memcmp(got[1], buf, len));
-	if (!is_inject(op)) {
-		same_entry(&tx[0], &tx[1], op, len);
-		CHECK(tx[0].op_context == got[0] && tx[1].op_context == got[1]);
-	}
-	if (w->udp) {
-		CHECK_EQ_MSG(caught_len, frame_len, "op %d len %zu", op, len);
+		CHECK_EQ_MSG(caught_len, frame_len, "op %d len %zu round %d",
+			     op, len, k);
 		CHECK_MSG(!memcmp(caught, frame, frame_len),
-			  "op %d len %zu: the fused frame differs", op, len);
+			  "op %d len %zu round %d: the fused frame differs", op,
+			  len, k);
 	}
+	CHECK_EQ(rx[0].len, len);
+	w->fused += ROUNDS - 1;
 }
 
-/* Sends to B (the memo's peer) that go the general way. */
+/* Sends the fused path must leave to the general one, and its routes. */
 static void declined(struct world *w)
 {
 	static char buf[BIG], got[BIG];
@@ -233,8 +275,6 @@ static void declined(struct world *w)
 	struct fi_cq_data_entry rx, tx;
 	fi_addr_t again;
 
-	exchange(w, OP_TSEND, buf, 8, true, &rx, &tx, got);	/* memo: B */
-	w->fused++;
 	/* Delivery complete: an acknowledged send. */
 	CHECK_EQ(fi_trecv(w->b.ep, got, BIG, NULL, w->b_from_a, TAG, 0, NULL), 0);
 	CHECK_EQ(fi_tsendmsg(w->a.ep, &m, FI_COMPLETION |
@@ -245,22 +285,25 @@ static void declined(struct world *w)
 	CHECK_EQ(fi_tsendmsg(w->a.ep, &m, FI_INJECT | FI_DELIVERY_COMPLETE), 0);
 	CHECK(wait_cq(w, w->b.cq, &rx));
 	w->fused++;
-	/* Two buffers. */
-	m.iov_count = 2;
-	CHECK_EQ(fi_trecv(w->b.ep, got, BIG, NULL, w->b_from_a, TAG, 0, NULL), 0);
-	CHECK_EQ(fi_tsendmsg(w->a.ep, &m, FI_COMPLETION), 0);
-	CHECK(wait_cq(w, w->b.cq, &rx) && wait_cq(w, w->a.cq, &tx));
-	CHECK_EQ(rx.len, 8);
-	/* Beyond the eager limit: rendezvous. */
-	exchange(w, OP_TSEND, buf, BIG, true, &rx, &tx, got);
+	/* Beyond the eager limit: rendezvous, to the remembered route and to
+	 * another. */
+	exchange(w, OP_TSEND, false, buf, BIG, true, &rx, &tx, got);
 	CHECK_EQ(rx.len, BIG);
-	/* An insert moves the AV: the memo no longer holds. */
+	exchange(w, OP_TSEND, false, buf, BIG, false, &rx, &tx, got);
+	CHECK_EQ(rx.len, BIG);
+	/* No such peer: the general path's answer, and the route after it
+	 * is found again. */
+	CHECK_EQ(fi_tsend(w->a.ep, buf, 8, NULL, w->to_c + 1000, TAG, NULL),
+		 -FI_EINVAL);
+	exchange(w, OP_TSEND, false, buf, 8, true, &rx, &tx, got);
+	w->fused++;
+	/* An insert moves the AV: the route is found again. */
 	again = fx_insert(&w->a, w->c.addr);
 	CHECK(again != FI_ADDR_NOTAVAIL);
-	exchange(w, OP_TSEND, buf, 8, true, &rx, &tx, got);
-	/* and holds again after that send. */
-	exchange(w, OP_TSEND, buf, 8, true, &rx, &tx, got);
-	w->fused++;
+	exchange(w, OP_TSEND, false, buf, 8, true, &rx, &tx, got);
+	exchange(w, OP_TSEND, false, buf, 8, true, &rx, &tx, got);
+	w->fused += 2;
+	CHECK_EQ(rx.len, 8);
 }
 
 static struct fi_info *hints(void)
@@ -302,7 +345,7 @@ static int run_case(bool udp)
 	open_world(&w);
 	for (int op = 0; op < OP_MAX && !usb4_test_failures; op++)
 		for (size_t i = 0; i < sizeof(lens) / sizeof(lens[0]); i++)
-			twice(&w, (enum op) op, lens[i]);
+			rounds(&w, (enum op) op, lens[i]);
 	declined(&w);
 	fprintf(stderr, "expect fused %u\n", w.fused);
 	fx_close(&w.a);

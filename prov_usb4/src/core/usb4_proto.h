@@ -102,9 +102,10 @@ int usb4_peer_state(struct usb4_core_ep *ep, fi_addr_t dest);
 
 /* What usb4_send_fused answers for a send it leaves to the general path. */
 #define USB4_SEND_DECLINED	1
-/* A send of one buffer to the last send's peer, eager, without delivery
- * acknowledgement: its result, as usb4_core_send's would be; else
- * USB4_SEND_DECLINED, having changed nothing. */
+/* A send of one buffer, eager, without delivery acknowledgement: its
+ * result, as usb4_core_send's would be; else USB4_SEND_DECLINED, having
+ * changed nothing but the route memo (the general path's route to dest
+ * too). */
 ssize_t usb4_send_fused(struct usb4_core_ep *ep,
 			const struct usb4_send_args *a);
 

@@ -1,16 +1,17 @@
 /*
- * The common send, fused: one buffer to the peer of the last send, eager in
- * one frame, no delivery acknowledgement (what Open MPI's mtl ofi posts for
- * every small MPI_Send and MPI_Isend).  It makes the decisions of the
- * general path (usb4_proto.c: usb4_core_send, send_eager) with what that
- * path left in the endpoint's route memo, builds the same frame and the
+ * The common send, fused: one buffer, eager in one frame, no delivery
+ * acknowledgement (what Open MPI's mtl ofi posts for every small MPI_Send
+ * and MPI_Isend).  It makes the decisions of the general path
+ * (usb4_proto.c: usb4_core_send, send_eager), builds the same frame and the
  * same completion, and calls the link's post itself: no marshalling into a
  * struct usb4_frame, no second validation of the arguments, no
- * reservation for a send that writes no CQ entry.
+ * reservation for a send that writes no CQ entry.  The route is the
+ * endpoint's memo of the last send's while it holds (checked inline), else
+ * usb4_route_send's, which remembers it for the next.
  *
- * Whatever else (a memo that no longer holds, a peer that is down, a
- * message beyond the eager limit, a delivery acknowledgement, several
- * buffers) is declined here and goes the general way.
+ * Whatever else (a dest with no route or whose peer is down, a message
+ * beyond the eager limit, a delivery acknowledgement, several buffers) is
+ * declined here and goes the general way, which says why.
  */
 #include "usb4_proto.h"
 
@@ -24,18 +25,26 @@ static size_t fused_eager_max(const struct usb4_route *r)
 	return usb4_link_eager_max(r->link, r->peer->dest);
 }
 
-/* The route of the last send, if it still holds for dest (the checks of
- * usb4_route_send's memo) and its peer is up; else NULL. */
+/* The route to dest and its eager limit: the last send's while the memo
+ * holds for dest (usb4_route_send's checks) and its peer is up; else
+ * usb4_route_send's, which remembers it.  NULL when dest has no route or
+ * its peer is down. */
 static const struct usb4_route *fused_route(struct usb4_core_ep *ep,
-					    fi_addr_t dest)
+					    fi_addr_t dest, size_t *eager_max)
 {
 	const struct usb4_route_memo *m = &ep->tx_route;
+	const struct usb4_route *r = &m->route;
 	uint64_t av_gen = ep->av ? ep->av->t.gen : 0;
 
-	if (!m->route.peer || m->dest != dest || m->av_gen != av_gen ||
-	    m->hidden_gen != ep->hidden.gen || m->route.peer->down)
+	if (r->peer && m->dest == dest && m->av_gen == av_gen &&
+	    m->hidden_gen == ep->hidden.gen && !r->peer->down) {
+		*eager_max = fused_eager_max(r);
+		return r;
+	}
+	if (usb4_route_send(ep, dest, &r))
 		return NULL;
-	return &m->route;
+	*eager_max = r->eager_max;	/* read just now */
+	return r;
 }
 
 /* send_eager's completion: an entry if one is wanted, the counter always
@@ -108,15 +117,15 @@ ssize_t usb4_send_fused(struct usb4_core_ep *ep, const struct usb4_send_args *a)
 	bool want_cqe = (a->flags & FI_COMPLETION) &&
 			!(a->flags & FI_INJECT) && ep->tx_cq;
 	const struct usb4_route *r;
-	size_t len;
+	size_t len, eager_max;
 	int ret, state;
 
 	if (a->iov_count != 1 ||
 	    ((a->flags & FI_DELIVERY_COMPLETE) && !(a->flags & FI_INJECT)))
 		return USB4_SEND_DECLINED;
-	r = fused_route(ep, a->dest);
+	r = fused_route(ep, a->dest, &eager_max);
 	len = a->iov[0].iov_len;
-	if (!r || len > fused_eager_max(r))
+	if (!r || len > eager_max)
 		return USB4_SEND_DECLINED;
 	ret = fused_send(ep, r, a, len, want_cqe);
 	/* No room at a peer that no longer answers: not backpressure. */
