@@ -15,7 +15,9 @@
  * The inclusive count of tagged_senddata (or tagged_injectdata) over N is
  * the instructions per send, from the provider's entry to the link's post
  * and back.  Arguments: shm|udp, senddata|injectdata, N, message bytes
- * (default 8, at most 64).
+ * (default 8, at most 64), and "alternate" to send to B and a third
+ * endpoint C in turn (no two sends in a row to one peer, as in a
+ * collective's steps).
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -74,22 +76,31 @@ static ssize_t send_one(struct fx *a, bool inject, const char *buf,
 	return r;
 }
 
-static int run(struct fx *a, struct fx *b, bool inject, int n, size_t len)
+/* rx[k] receives the k-th of every two sends (both B with one receiver). */
+static int run(struct fx *a, struct fx *rx[2], bool inject, int n, size_t len)
 {
 	static char got[BATCH][MSG_MAX], buf[MSG_MAX] = "abcdefgh";
-	fi_addr_t to_b = fx_insert(a, b->addr), to_a = fx_insert(b, a->addr);
+	fi_addr_t to[2], from[2];
 
-	if (to_b == FI_ADDR_NOTAVAIL || to_a == FI_ADDR_NOTAVAIL)
-		return 3;
+	for (int k = 0; k < 2; k++) {
+		bool again = k && rx[1] == rx[0];
+
+		to[k] = again ? to[0] : fx_insert(a, rx[k]->addr);
+		from[k] = again ? from[0] : fx_insert(rx[k], a->addr);
+		if (to[k] == FI_ADDR_NOTAVAIL || from[k] == FI_ADDR_NOTAVAIL)
+			return 3;
+	}
 	for (int i = 0; i < n; i += BATCH) {
 		for (int j = 0; j < BATCH; j++)
-			if (fi_trecv(b->ep, got[j], MSG_MAX, NULL, to_a, TAG, 0,
-				     NULL))
+			if (fi_trecv(rx[j % 2]->ep, got[j], MSG_MAX, NULL,
+				     from[j % 2], TAG, 0, NULL))
 				return 4;
 		for (int j = 0; j < BATCH; j++)
-			if (send_one(a, inject, buf, len, to_b))
+			if (send_one(a, inject, buf, len, to[j % 2]))
 				return 5;
-		if (drain(b->cq, BATCH) || (!inject && drain(a->cq, BATCH)))
+		if (drain(rx[0]->cq, rx[0] == rx[1] ? BATCH : BATCH / 2) ||
+		    (rx[0] != rx[1] && drain(rx[1]->cq, BATCH / 2)) ||
+		    (!inject && drain(a->cq, BATCH)))
 			return 6;
 	}
 	return 0;
@@ -101,7 +112,9 @@ int main(int argc, char **argv)
 	bool inject = argc > 2 && !strcmp(argv[2], "injectdata");
 	int n = argc > 3 ? atoi(argv[3]) : 20000;
 	size_t len = argc > 4 ? (size_t) atoi(argv[4]) : 8;
-	struct fx a, b;
+	bool alternate = argc > 5 && !strcmp(argv[5], "alternate");
+	struct fx a, b, c = { 0 };
+	struct fx *rx[2] = { &b, alternate ? &c : &b };
 	int ret;
 
 	if (len > MSG_MAX)
@@ -111,17 +124,22 @@ int main(int argc, char **argv)
 		setenv("FI_USB4_CC", "0", 1);
 	}
 	if (fx_open_hints(&a, mtl_ofi_hints()) ||
-	    fx_open_hints(&b, mtl_ofi_hints()))
+	    fx_open_hints(&b, mtl_ofi_hints()) ||
+	    (alternate && fx_open_hints(&c, mtl_ofi_hints())))
 		return 2;
 	if (udp)
 		for (int i = 0; i < 8; i++) {
 			a.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 			b.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
+			c.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 		}
-	ret = run(&a, &b, inject, n, len);
+	ret = run(&a, rx, inject, n, len);
 	fx_close(&a);
 	fx_close(&b);
-	printf("%s %s: %d sends of %zu B, %s\n", udp ? "udp" : "shm",
-	       inject ? "injectdata" : "senddata", n, len, ret ? "failed" : "ok");
+	if (alternate)
+		fx_close(&c);
+	printf("%s %s: %d sends of %zu B%s, %s\n", udp ? "udp" : "shm",
+	       inject ? "injectdata" : "senddata", n, len,
+	       alternate ? " to B and C in turn" : "", ret ? "failed" : "ok");
 	return ret;
 }
