@@ -562,6 +562,42 @@ static void test_resolve_is_query(void)
 	CHECK(!usb4_udp_resolve_is_query(&iov));
 }
 
+/*
+ * A datagram's path is found by comparing its source with each path's
+ * address: family, port and the family's bytes of the address count,
+ * the bytes an IPv4 address leaves unused do not.
+ */
+static void test_addr_eq(void)
+{
+	struct usb4_udp_addr v4 = { .family = 4, .port = 7000,
+				    .ip = { 10, 77, 0, 1 } };
+	struct usb4_udp_addr v6 = { .family = 6, .port = 7000,
+				    .ip = { 0xfd, [15] = 1 } };
+	struct usb4_udp_addr o;
+
+	o = v4;
+	CHECK(usb4_udp_addr_eq(&v4, &o));
+	o.ip[12] = 0xee;	/* past an IPv4 address */
+	CHECK_MSG(usb4_udp_addr_eq(&v4, &o),
+		  "IPv4 addresses differ in bytes they do not use");
+	for (int i = 0; i < 4; i++) {
+		o = v4;
+		o.ip[i] ^= 1;
+		CHECK_MSG(!usb4_udp_addr_eq(&v4, &o), "IPv4 byte %d ignored", i);
+	}
+	for (int i = 0; i < 16; i++) {
+		o = v6;
+		o.ip[i] ^= 1;
+		CHECK_MSG(!usb4_udp_addr_eq(&v6, &o), "IPv6 byte %d ignored", i);
+	}
+	o = v4;
+	o.port++;
+	CHECK(!usb4_udp_addr_eq(&v4, &o));
+	o = v6;
+	o.family = 4;
+	CHECK(!usb4_udp_addr_eq(&v6, &o));
+}
+
 int main(void)
 {
 	struct usb4_iface lo = loopback();
@@ -583,5 +619,6 @@ int main(void)
 	test_drop_all();
 	test_ipv6();
 	test_resolve_is_query();
+	test_addr_eq();
 	return usb4_test_done("test_udp_socket");
 }
