@@ -15,6 +15,9 @@
  *     it): that DATA is placed, not sent again from byte 0;
  *   - a receive shorter than the message: FI_ETRUNC, its bytes right and
  *     the memory after it untouched although early DATA ran past its end;
+ *   - RMA writes: DATA before the target answered, the target's memory
+ *     right; a write with a bad key fails
+ *     (FI_EACCES) and its early DATA touches nothing;
  *   - an older peer (the feature stripped from every HELLO): no DATA
  *     before the receiver answers, and the messages still arrive whole;
  *   - all of the above again in a second pass with datagrams dropped,
@@ -29,6 +32,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include <rdma/fi_rma.h>
 
 #include "usb4_test.h"
 #include "usb4_fixture.h"
@@ -139,6 +144,8 @@ struct pair {
 	struct fx a, b;
 	fi_addr_t to_b;
 	char *out, *in;		/* in: MSG + GUARD */
+	struct fid_mr *mr;	/* B's in, remotely writable */
+	uint64_t base, key;
 };
 
 /* Reads both CQs until each gave a completion; B's (maybe an error) in
@@ -257,6 +264,58 @@ static unsigned long unexpected_intact(struct pair *p, size_t len,
 	return atomic_load(&bulk_datagrams) - before;
 }
 
+/* Reads A's CQ (B progressing too) until A's op completes: its error. */
+static int wait_a(struct pair *p)
+{
+	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
+	struct fi_cq_data_entry e;
+	struct fi_cq_err_entry err;
+	ssize_t ret;
+
+	do {
+		fi_cq_read(p->b.cq, NULL, 0);
+		ret = fi_cq_read(p->a.cq, &e, 1);
+	} while (ret == -FI_EAGAIN && fx_now_ms() < end);
+	if (ret == -FI_EAVAIL) {
+		memset(&err, 0, sizeof(err));
+		return fi_cq_readerr(p->a.cq, &err, 0) == 1 ? err.err : -1;
+	}
+	return ret == 1 ? 0 : -1;
+}
+
+/* A writes len bytes at B's in (key: B's, or a wrong one). */
+static void write_one(struct pair *p, size_t len, uint64_t key, int want,
+		      uint64_t seed)
+{
+	memset(p->in, 0, MSG + GUARD);
+	fx_fill(p->out, len, seed, 0);
+	CHECK_EQ(fi_write(p->a.ep, p->out, len, NULL, p->to_b, p->base, key,
+			  NULL), 0);
+	CHECK_EQ_MSG(wait_a(p), want, "write of %zu", len);
+	check_in(p, want ? 0 : len, seed, want ? "refused write" : "write");
+}
+
+/* A writes len while B does not progress: the DATA datagrams meanwhile;
+ * then the write completes. */
+static unsigned long write_unanswered(struct pair *p, size_t len,
+				      uint64_t seed)
+{
+	unsigned long before = atomic_load(&bulk_datagrams);
+	uint64_t end = fx_now_ms() + 200;
+	unsigned long sent;
+
+	memset(p->in, 0, MSG + GUARD);
+	fx_fill(p->out, len, seed, 0);
+	CHECK_EQ(fi_write(p->a.ep, p->out, len, NULL, p->to_b, p->base, p->key,
+			  NULL), 0);
+	while (fx_now_ms() < end)
+		fi_cq_read(p->a.cq, NULL, 0);
+	sent = atomic_load(&bulk_datagrams) - before;
+	CHECK_EQ(wait_a(p), 0);
+	check_in(p, len, seed, "write unanswered at first");
+	return sent;
+}
+
 /* A receive of want bytes for a message of len: FI_ETRUNC. */
 static void truncated(struct pair *p, size_t len, size_t want, uint64_t seed)
 {
@@ -278,8 +337,12 @@ static void open_pair(struct pair *p)
 
 	p->out = malloc(MSG);
 	p->in = malloc(MSG + GUARD);
-	CHECK_EQ(fx_open(&p->a, FI_MSG, FX_MR_OMPI), 0);
-	CHECK_EQ(fx_open(&p->b, FI_MSG, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_open(&p->a, FI_MSG | FI_RMA, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_open(&p->b, FI_MSG | FI_RMA, FX_MR_OMPI), 0);
+	CHECK_EQ(fx_reg(&p->b, p->in, MSG + GUARD, FI_REMOTE_WRITE, 0, &p->mr),
+		 0);
+	p->base = fx_rma_base(&p->b, p->in);
+	p->key = fi_mr_key(p->mr);
 	memcpy(addr_a, p->a.addr, sizeof(addr_a));
 	memcpy(addr_b, p->b.addr, sizeof(addr_b));
 	other_host(addr_a);
@@ -296,6 +359,7 @@ static void open_pair(struct pair *p)
 
 static void close_pair(struct pair *p)
 {
+	fi_close(&p->mr->fid);
 	fx_close(&p->a);
 	fx_close(&p->b);
 	free(p->out);
@@ -312,6 +376,9 @@ static void transfers(struct pair *p)
 		unexpected(p, MSG, 40 + i);
 		truncated(p, MSG, SMALL + 123, 50 + i);
 		truncated(p, SMALL, 5000, 60 + i);
+		write_one(p, MSG, p->key, 0, 70 + i);
+		write_one(p, SMALL, p->key, 0, 80 + i);
+		write_one(p, MSG, p->key ^ 0x40, FI_EACCES, 90 + i);
 	}
 }
 
@@ -339,6 +406,10 @@ int main(int argc, char **argv)
 		       "intact: %lu\n", early);
 		CHECK_MSG(early < 8, "%lu DATA datagrams: the early DATA was "
 			  "sent again", early);
+		early = write_unanswered(&p, MSG, 5);
+		printf("# write: DATA datagrams before the target answered: "
+		       "%lu\n", early);
+		CHECK_MSG(early >= 1, "no write DATA before the CTS");
 	}
 	transfers(&p);
 	close_pair(&p);

@@ -148,8 +148,7 @@ static ssize_t send_rndv(struct usb4_core_ep *ep,
 		return ret;
 	}
 	ep->stats.rndv_sent++;
-	if (!bulk)
-		usb4_stream_early_start(ep, op, len);
+	usb4_stream_early_start(ep, op, len);
 	return 0;
 }
 

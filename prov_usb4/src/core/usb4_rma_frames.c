@@ -130,6 +130,8 @@ ssize_t usb4_rma_frames(struct usb4_core_ep *ep, const struct usb4_rma_args *a,
 		if (!write)
 			usb4_xfer_drop_read(ep, a->dest, msg_id);
 		usb4_op_abort(ep, op);
+	} else if (op->wants_cts) {
+		usb4_stream_early_start(ep, op, len);
 	}
 	return ret;
 }
@@ -245,8 +247,7 @@ int usb4_rma_handle_write(struct usb4_core_ep *ep, const struct usb4_frame *f,
 	if (!f->total_len)
 		usb4_xfer_done(ep, x, 0);
 	else
-		usb4_ctrl_send(ep, &x->ctrl, src, USB4_FRAME_CTS, f->msg_id, 0,
-			       f->total_len);
+		usb4_xfer_early_cts(ep, x, true, f->total_len);
 	return 0;
 }
 

@@ -1,7 +1,8 @@
 /*
  * Early rendezvous data (issue 13, USB4_WIRE_FEATURE_RNDV_EARLY): towards
- * a peer on another host a rendezvous send streams its first bytes right
- * after the RTS instead of waiting a round trip for CTS.  A ping-pong of
+ * a peer on another host a rendezvous send (and an RMA write, after its
+ * WRITE_REQ) streams its first bytes right after the request instead of
+ * waiting a round trip for CTS.  A ping-pong of
  * 256 KiB spent about 10 of its 66 us per hop between the receiver's last
  * byte of one message and the sender's first byte of the next: FIN, RTS,
  * CTS.
@@ -22,7 +23,10 @@
  *
  * A receive shorter than the message (FI_ETRUNC) may see early bytes past
  * its end: the frame that crosses the end is placed up to it, later ones
- * find no transfer and are counted as dropped early DATA.
+ * find no transfer and are counted as dropped early DATA.  So do those of
+ * a write the target refused (a bad key or range): they touch nothing.  A
+ * target holds a write it cannot take yet, and the frames behind it, at
+ * the link (usb4_rma_frames.c), so its early DATA waits with it.
  */
 #include "usb4_proto.h"
 
@@ -35,6 +39,15 @@ static bool early_agreed(struct usb4_core_ep *ep, fi_addr_t peer)
 	return r.peer && r.link && r.link->ops->dest_features &&
 	       (r.link->ops->dest_features(r.link, r.peer->dest) &
 		USB4_WIRE_FEATURE_RNDV_EARLY);
+}
+
+/* Only towards a peer whose link streams DATA (one that reads our memory
+ * itself needs no data frames at all). */
+static bool early_wanted(struct usb4_core_ep *ep, fi_addr_t dest)
+{
+	return usb4_params.stream_early_size &&
+	       !(usb4_peer_caps(ep, dest) & USB4_LINK_CAP_BULK_READ) &&
+	       early_agreed(ep, dest);
 }
 
 /* A message that fits goes whole; a longer one stops early at a whole
@@ -56,7 +69,7 @@ static size_t early_bytes(struct usb4_core_ep *ep, fi_addr_t dest, size_t len)
 void usb4_stream_early_start(struct usb4_core_ep *ep, struct usb4_tx_op *op,
 			     size_t len)
 {
-	if (!usb4_params.stream_early_size || !early_agreed(ep, op->dest))
+	if (!early_wanted(ep, op->dest))
 		return;
 	op->stream.round = USB4_WIRE_ROUND_EARLY;
 	usb4_stream_start(ep, &op->stream, early_bytes(ep, op->dest, len));
