@@ -204,7 +204,7 @@ static bool ring_layout_known(struct test_ring *r)
 	struct ring_head *h = (struct ring_head *) r->peer;
 
 	CHECK_MSG(h->proto == USB4_WIRE_VERSION &&
-		  h->flags == ((expedited_rings ? 1 : 0) | 2 | 4 | 8) &&
+		  h->flags == ((expedited_rings ? 1 : 0) | 2 | 4 | 8 | 16) &&
 		  h->owner_pid == (uint32_t) getpid() &&
 		  h->nonce == r->nonce && h->bell == r->bell[1],
 		  "the inbox head no longer starts with magic, proto, "
@@ -1921,7 +1921,7 @@ static void test_small_malicious(void)
 
 /* A packed record's header word, as usb4_shm_packed.c lays it out (kind,
  * wire flags, bytes, lap); packed_layout_known checks this mirror. */
-enum { REC_FULL = 1, REC_SMALL, REC_SMALL_DATA, REC_PAD };
+enum { REC_FULL = 1, REC_SMALL, REC_SMALL_DATA, REC_PAD, REC_SMALL_D32 };
 
 static uint64_t packed_word(unsigned kind, uint16_t wflags, size_t len,
 			    uint64_t lap)
@@ -2130,6 +2130,49 @@ out:
 }
 
 /*
+ * CQ data of up to 32 bits rides in the header word: a 16-byte message
+ * with its tag and data fills two cells, and comes up with the header it
+ * was sent with; wider data, or an owner that does not say it reads them
+ * (USB4_SHM_PACKED_D32 clear), takes a cell more.
+ */
+static void test_packed_d32(void)
+{
+	static const uint64_t datas[] = { 0, 7, 0xffffffffull, 1ull << 32 };
+	struct usb4_shm_producer prod = { 0 };
+	struct usb4_shm_sender from = lane_sender(4);
+	unsigned char payload[64];
+	struct test_ring r;
+
+	for (int old = 0; old < 2; old++) {
+		memset(&prod, 0, sizeof(prod));
+		CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0xd32 + old), 0);
+		CHECK(r.own->flags & USB4_SHM_PACKED_D32);
+		if (old)
+			r.own->flags &= ~USB4_SHM_PACKED_D32;
+		for (size_t k = 0; k < 4; k++)
+			for (size_t plen = 0; plen <= 64; plen += 8) {
+				struct usb4_wire_hdr h = small_hdr(4,
+					USB4_WF_TAGGED | USB4_WF_CQ_DATA,
+					0xabcdef12345678ull + plen, datas[k],
+					plen);
+				uint64_t pos = prod.pos;
+				size_t cells = (16 + plen + 15) / 16;
+
+				if (old || k == 3)
+					cells = (24 + plen + 15) / 16;
+				fill(payload, plen, (unsigned) plen);
+				CHECK_EQ(post_hdr(r.peer, &prod, &from, &h,
+						  payload, plen), 0);
+				CHECK_EQ_MSG(prod.pos - pos, cells, "%zu bytes, "
+					     "data %#llx", plen,
+					     (unsigned long long) datas[k]);
+				check_head(r.own, &h, payload, plen, true, 4);
+			}
+		ring_free(&r);
+	}
+}
+
+/*
  * Credit: a lane full of 8-byte messages refuses (-FI_EAGAIN), and one
  * taken makes room for one; the producer reads the consumer's count only
  * when the space it knew of runs out (a count it was not told of does not
@@ -2253,6 +2296,8 @@ static void test_packed_malicious(void)
 		{ packed_word(REC_SMALL, 0, FRAME_MAX, 0),
 		  "a small frame longer than a frame" },
 		{ packed_word(77, 0, 8, 0), "an unknown kind" },
+		{ REC_SMALL_D32 | (uint64_t) 0x3ff << 6,
+		  "a small frame with data longer than a frame" },
 	};
 
 	CHECK_EQ(ring_make(&r, SLOTS, FRAME_MAX, 0x1135), 0);
@@ -2391,6 +2436,7 @@ int main(void)
 	test_small_malicious();
 	test_packed_frames();
 	test_packed_stale();
+	test_packed_d32();
 	test_packed_credit();
 	test_packed_malicious();
 	test_packed_mixed();

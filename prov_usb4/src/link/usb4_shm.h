@@ -64,6 +64,7 @@ struct usb4_shm_producer {
 	uint32_t cell_mask;
 	uint32_t lap_shift;
 	size_t frame_max;	/* read once from the owner's ring */
+	bool d32;		/* the owner reads USB4_SHM_REC_SMALL_D32 */
 };
 
 /* Single-producer lanes of a link's inbox, for its first peers: a lane

@@ -143,7 +143,7 @@ void usb4_shm_lanes_init(struct usb4_shm_ring *ring, size_t lanes,
 	ring->flags |= USB4_SHM_LANES | USB4_SHM_SMALL;
 	ring->packed_cells = usb4_shm_packed_cells(lane_area(ring), frame_max);
 	if (ring->packed_cells)
-		ring->flags |= USB4_SHM_PACKED;
+		ring->flags |= USB4_SHM_PACKED | USB4_SHM_PACKED_D32;
 }
 
 int usb4_shm_lanes_check(const struct usb4_shm_ring *ring, size_t map_len)
@@ -204,6 +204,7 @@ static void lane_claim(struct usb4_shm_ring *ring,
 		usb4_shm_packed_start(prod, lane->slots, ring->packed_cells,
 				      &lane->packed.freed,
 				      usb4_shm_ring_frame_max(ring));
+		prod->d32 = ring->flags & USB4_SHM_PACKED_D32;
 		return;
 	}
 	prod->state = USB4_SHM_PRODUCER_LANE;

@@ -26,6 +26,9 @@
 /* flags: the owner reads packed lanes (usb4_shm_packed.c) of producers
  * that mark their lane so; packed_cells says their size. */
 #define USB4_SHM_PACKED		(1u << 3)
+/* flags: the owner reads USB4_SHM_REC_SMALL_D32 records (CQ data of up to
+ * 32 bits in the header word) in its packed lanes. */
+#define USB4_SHM_PACKED_D32	(1u << 4)
 
 struct usb4_shm_ring {
 	uint64_t magic;		/* 0 once the owner closed the inbox */

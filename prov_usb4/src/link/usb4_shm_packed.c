@@ -121,6 +121,7 @@ void usb4_shm_packed_start(struct usb4_shm_producer *prod, char *cells,
 	prod->cell_mask = ncells - 1;
 	prod->lap_shift = (uint32_t) __builtin_ctz(ncells);
 	prod->frame_max = frame_max;
+	prod->d32 = false;
 	prod->pos = 0;
 	prod->zeroed = 0;
 	prod->limit = ncells;
@@ -249,6 +250,16 @@ static void copy_upto64(char *d, const char *s, size_t n)
 	}
 }
 
+/* The header word of a USB4_SHM_REC_SMALL_D32 record. */
+static uint64_t small_d32(uint64_t wflags, size_t plen, uint64_t data,
+			  uint64_t lap)
+{
+	return USB4_SHM_REC_SMALL_D32 |
+	       (wflags & USB4_SHM_SMALL_FLAGS) << USB4_SHM_REC_D32_FLAGS_SHIFT |
+	       (uint64_t) plen << USB4_SHM_REC_D32_LEN_SHIFT |
+	       data << USB4_SHM_REC_D32_DATA_SHIFT | lap << USB4_SHM_REC_LAP_SHIFT;
+}
+
 /* The wire header's first 8 bytes of a small eager frame of plen bytes,
  * its flags masked out. */
 static uint64_t small_head(size_t plen)
@@ -268,9 +279,8 @@ static bool post_small_fast(struct usb4_shm_producer *prod,
 			    uint64_t from_id)
 {
 	const struct usb4_wire_hdr *h = iov[0].iov_base;
-	size_t plen = iov[1].iov_len;
-	uint64_t head, pos = prod->pos, off, n;
-	enum usb4_shm_record kind = USB4_SHM_REC_SMALL;
+	size_t plen = iov[1].iov_len, body = 16;
+	uint64_t head, data, pos = prod->pos, off, n, word;
 	char *cell;
 
 	if (count != 2 || iov[0].iov_len != sizeof(*h) || plen > FAST_MAX)
@@ -281,24 +291,31 @@ static bool post_small_fast(struct usb4_shm_producer *prod,
 	    small_head(plen) || le64toh(h->src_id) != from_id || h->msg_id ||
 	    le64toh(h->total_len) != plen)
 		return false;
-	if (h->data || (head & (uint64_t) USB4_WF_CQ_DATA << 16))
-		kind = USB4_SHM_REC_SMALL_DATA;
-	n = usb4_shm_cells_of((kind == USB4_SHM_REC_SMALL ? 16 : 24) + plen);
+	data = le64toh(h->data);
+	word = header(USB4_SHM_REC_SMALL, (uint16_t) (head >> 16), plen,
+		      pos >> prod->lap_shift);
+	if (data || (head & (uint64_t) USB4_WF_CQ_DATA << 16)) {
+		if (prod->d32 && !(data >> 32))
+			word = small_d32(head >> 16, plen, data,
+					 pos >> prod->lap_shift);
+		else {
+			word += USB4_SHM_REC_SMALL_DATA - USB4_SHM_REC_SMALL;
+			body = 24;
+		}
+	}
+	n = usb4_shm_cells_of(body + plen);
 	off = pos & prod->cell_mask;
 	if (off + n > prod->cell_mask || pos + n + 1 > prod->limit)
 		return false;
 	cell = prod->cells + off * USB4_SHM_CELL;
 	memcpy(cell + 8, &h->tag, 8);
-	if (kind == USB4_SHM_REC_SMALL_DATA)
+	if (body > 16)
 		memcpy(cell + 16, &h->data, 8);
-	copy_upto64(cell + (kind == USB4_SHM_REC_SMALL ? 16 : 24), iov[1].iov_base,
-		    plen);
+	copy_upto64(cell + body, iov[1].iov_base, plen);
 	if (pos + n >= prod->zeroed)
 		atomic_store_explicit(usb4_shm_word_at(prod->cells, off + n), 0,
 				      memory_order_relaxed);
-	atomic_store_explicit(usb4_shm_word_at(prod->cells, off),
-			      header(kind, (uint16_t) (head >> 16), plen,
-				     pos >> prod->lap_shift),
+	atomic_store_explicit(usb4_shm_word_at(prod->cells, off), word,
 			      memory_order_release);
 	prod->pos = pos + n;
 	if (prod->zeroed < prod->pos + ZERO_AHEAD / 2)

@@ -28,6 +28,7 @@ enum usb4_shm_record {
 	USB4_SHM_REC_SMALL,
 	USB4_SHM_REC_SMALL_DATA,
 	USB4_SHM_REC_PAD,
+	USB4_SHM_REC_SMALL_D32,	/* laid out apart, below */
 };
 
 #define USB4_SHM_REC_KIND	0xffu
@@ -35,6 +36,21 @@ enum usb4_shm_record {
 #define USB4_SHM_REC_LEN_SHIFT	24
 #define USB4_SHM_REC_LEN_MASK	0xffffffu
 #define USB4_SHM_REC_LAP_SHIFT	48
+
+/* A small record whose CQ data fits 32 bits carries it in its header word
+ * (to owners that say USB4_SHM_PACKED_D32): an 8-byte tag and up to 16
+ * payload bytes in two cells.  Its header word:
+ *   bits  0-3   USB4_SHM_REC_SMALL_D32 (bits 4-7 of the other kinds are 0)
+ *   bits  4-5   the wire flags (USB4_SHM_SMALL_FLAGS)
+ *   bits  6-15  payload bytes
+ *   bits 16-47  the data
+ *   bits 48-63  the lap
+ * Its body: the tag, then the payload. */
+#define USB4_SHM_REC_D32_KIND	0xfu
+#define USB4_SHM_REC_D32_FLAGS_SHIFT	4
+#define USB4_SHM_REC_D32_LEN_SHIFT	6
+#define USB4_SHM_REC_D32_LEN_MAX	0x3ffu
+#define USB4_SHM_REC_D32_DATA_SHIFT	16
 
 static inline size_t usb4_shm_cells_of(size_t bytes)
 {
@@ -91,24 +107,31 @@ static inline int usb4_shm_packed_peek(char *cells, uint32_t ncells,
 	char *cell = cells + off * USB4_SHM_CELL;
 	uint64_t tag, data = 0;
 
+	uint16_t wflags = (uint16_t) (word >> USB4_SHM_REC_FLAGS_SHIFT);
+
 	if (!usb4_shm_word_ready(word, pos, ncells))
 		return 0;
 	/* The common case inline: a small record (as peek_any would). */
-	if ((word & USB4_SHM_REC_KIND) == USB4_SHM_REC_SMALL_DATA)
+	if ((word & USB4_SHM_REC_D32_KIND) == USB4_SHM_REC_SMALL_D32) {
+		wflags = (word >> USB4_SHM_REC_D32_FLAGS_SHIFT) & 3;
+		len = (word >> USB4_SHM_REC_D32_LEN_SHIFT) &
+		      USB4_SHM_REC_D32_LEN_MAX;
+		data = htole64((uint32_t) (word >> USB4_SHM_REC_D32_DATA_SHIFT));
+	} else if ((word & USB4_SHM_REC_KIND) == USB4_SHM_REC_SMALL_DATA) {
 		body = 24;
-	else if ((word & USB4_SHM_REC_KIND) != USB4_SHM_REC_SMALL)
+	} else if ((word & USB4_SHM_REC_KIND) != USB4_SHM_REC_SMALL) {
 		body = 0;
+	}
 	n = usb4_shm_cells_of(body + len);
 	if (!body || off + n > ncells || len + sizeof(*hdr) > frame_max ||
-	    ((word >> USB4_SHM_REC_FLAGS_SHIFT) & 0xffff & ~USB4_SHM_SMALL_FLAGS))
+	    (wflags & ~USB4_SHM_SMALL_FLAGS))
 		return usb4_shm_packed_peek_any(cells, ncells, frame_max,
 						st, pos, word, sender_id,
 						frame, hdr);
 	memcpy(&tag, cell + 8, 8);
 	if (body > 16)
 		memcpy(&data, cell + 16, 8);
-	usb4_shm_small_header(hdr, (uint16_t) (word >> USB4_SHM_REC_FLAGS_SHIFT), len,
-			      sender_id, tag, data);
+	usb4_shm_small_header(hdr, wflags, len, sender_id, tag, data);
 	frame[0].iov_base = hdr;
 	frame[0].iov_len = sizeof(*hdr);
 	frame[1].iov_base = cell + body;
