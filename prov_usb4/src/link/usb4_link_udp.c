@@ -531,14 +531,16 @@ static void session_note_later(struct usb4_udp_link *l,
 	l->unnoted = s;
 }
 
-static void notes_run(struct usb4_udp_link *l)
+/* may_report as session_note's: a poll reports a peer gone, a sleep
+ * about to begin leaves that to the poll it wakes for at once. */
+static void notes_run(struct usb4_udp_link *l, bool may_report)
 {
 	while (l->unnoted) {
 		struct usb4_udp_session *s = l->unnoted;
 
 		l->unnoted = s->note_next;
 		s->unnoted = false;
-		session_after(l, s);
+		session_note(l, s, may_report);
 	}
 }
 
@@ -1209,7 +1211,7 @@ static int udp_poll(struct usb4_link *link, int budget)
 			return 0;
 		l->idle_polled_ns = now;
 	}
-	notes_run(l);
+	notes_run(l, true);
 	l->rx_now = 0;
 	n = poll_rails(l, budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
@@ -1249,7 +1251,7 @@ static int64_t udp_timer_us(const struct usb4_link *link)
  * not yet noted count (usb4_core_sleep_begin asks udp_timer_us next). */
 static bool udp_sleep_begin(struct usb4_link *link)
 {
-	notes_run(udp_of(link));
+	notes_run(udp_of(link), false);
 	flush_sends(udp_of(link), false);
 	return true;
 }
