@@ -72,6 +72,9 @@
  *      several small messages per line) of producers that mark their lane
  *      so when they claim it; producers pack only for owners that set it,
  *      so old producers and old owners keep slotted lanes.
+ *      Issue 13, shm inbox flag USB4_SHM_PACKED_D32: the owner reads packed
+ *      records that carry CQ data of up to 32 bits in their header word;
+ *      producers write them only to owners that set it.
  *      Issue 13, registration table feature USB4_MRT_BOARD (bit 9 of the
  *      table header's features, core/usb4_mr_board.h): after the entries,
  *      a board where a same-host initiator posts an atomic of up to
