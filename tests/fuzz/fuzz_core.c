@@ -270,6 +270,14 @@ static void check_tx_cqe(struct world *w, void *context)
 	FUZZ_ASSERT(++w->op_done[c - w->op_ctx] == 1);
 }
 
+/* Takes the entry peeked at off the queue, as a CQ read does. */
+static void cq_take_one(struct usb4_cq_queue *q)
+{
+	struct fi_cq_tagged_entry entry;
+
+	FUZZ_ASSERT(usb4_cq_queue_take(q, &entry, sizeof(entry), NULL, 1) == 1);
+}
+
 /* Reads out one queue; rx: entries name receives (or remote writes). */
 static void cq_drain(struct world *w, struct usb4_cq_queue *q, bool rx)
 {
@@ -281,7 +289,7 @@ static void cq_drain(struct world *w, struct usb4_cq_queue *q, bool rx)
 			check_rx_cqe(w, e->op_context, e->buf, e->len);
 		else if (!rx)
 			check_tx_cqe(w, e->op_context);
-		usb4_cq_queue_pop(q);
+		cq_take_one(q);
 	}
 	while ((ee = usb4_cq_queue_peek_err(q))) {
 		FUZZ_ASSERT(ee->err.err > 0);
