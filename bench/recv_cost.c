@@ -18,8 +18,10 @@
  * Inclusive counts over N: tagged_recv is posting a receive, on_frame
  * taking a frame up to its CQ entry (queueing it, when unexpected), cq_read
  * the reads with the progress they make (the frames' arrival included).
- * Arguments: shm|udp, expected|unexpected, N (a multiple of 64), the
- * count each fi_cq_read asks for (default 64).
+ * Arguments: shm|udp, expected|unexpected|empty, N (a multiple of 64), the
+ * count each fi_cq_read asks for (default 64).  "empty" receives one round,
+ * then reads B's CQ N times finding nothing: what a rank waiting in a
+ * ping-pong pays per turn of its loop (cq_readfrom inclusive over N).
  */
 #define _GNU_SOURCE
 #include <stdlib.h>
@@ -138,10 +140,23 @@ static int run(struct fx *a, struct fx *b, bool unexpected, int n, int count)
 	return 0;
 }
 
+/* One round to meet, then n reads of B's empty CQ. */
+static int run_empty(struct fx *a, struct fx *b, int n, int count)
+{
+	struct fi_cq_tagged_entry e[ROUND];
+	int ret = run(a, b, false, ROUND, count);
+
+	for (int i = 0; i < n && !ret; i++)
+		if (fi_cq_read(b->cq, e, (size_t) count) != -FI_EAGAIN)
+			ret = 5;
+	return ret;
+}
+
 int main(int argc, char **argv)
 {
 	bool udp = argc > 1 && !strcmp(argv[1], "udp");
 	bool unexpected = argc > 2 && !strcmp(argv[2], "unexpected");
+	bool empty = argc > 2 && !strcmp(argv[2], "empty");
 	int n = argc > 3 ? atoi(argv[3]) : 128000;
 	int count = argc > 4 ? atoi(argv[4]) : ROUND;
 	struct fx a, b;
@@ -160,11 +175,13 @@ int main(int argc, char **argv)
 			a.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 			b.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 		}
-	ret = run(&a, &b, unexpected, n, count);
+	ret = empty ? run_empty(&a, &b, n, count) :
+		      run(&a, &b, unexpected, n, count);
 	fx_close(&a);
 	fx_close(&b);
-	printf("%s %s: %d receives of %d B, %s\n", udp ? "udp" : "shm",
-	       unexpected ? "unexpected" : "expected", n, LEN,
+	printf("%s %s: %d %s of %d B, %s\n", udp ? "udp" : "shm",
+	       empty ? "empty" : unexpected ? "unexpected" : "expected", n,
+	       empty ? "empty reads after receives" : "receives", LEN,
 	       ret ? "failed" : "ok");
 	return ret;
 }
