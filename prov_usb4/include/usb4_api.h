@@ -144,13 +144,35 @@ enum usb4_cq_idle_act {
 bool usb4_cq_idle_enter(const void *obj);
 /* A read handed out entries: the next empty one starts a new run. */
 void usb4_cq_idle_busy(struct usb4_cq_idle *s);
-/* When the caller must read the clock on entering a read (0: needn't). */
-bool usb4_cq_idle_armed(const struct usb4_cq_idle *s);
+/* When the caller must read the clock on entering a read (0: needn't).
+ * Inline, as is the common case of usb4_cq_idle_empty below: a waiting
+ * rank pays them on every turn of its loop. */
+static inline bool usb4_cq_idle_armed(const struct usb4_cq_idle *s)
+{
+	return s->armed_ns != 0;
+}
+/* Empty reads per look at the clock: a look costs as much as the rest of an
+ * empty read, which a caller spinning on the CQ repeats back to back. */
+#define USB4_SPIN_CLOCK_EVERY	16
+enum usb4_cq_idle_act usb4_cq_idle_empty_slow(struct usb4_cq_idle *s,
+					      int frames, bool alone,
+					      uint64_t entry_ns);
 /* An empty read whose progress took in `frames`; alone: the thread's
  * previous read was of this CQ; entry_ns: the clock on entering it when
- * armed.  What it does before it returns. */
-enum usb4_cq_idle_act usb4_cq_idle_empty(struct usb4_cq_idle *s, int frames,
-					 bool alone, uint64_t entry_ns);
+ * armed.  What it does before it returns.  A quiet read in the middle of
+ * a run (no frame, nothing armed, not a read that samples the clock) only
+ * counts itself. */
+static inline enum usb4_cq_idle_act
+usb4_cq_idle_empty(struct usb4_cq_idle *s, int frames, bool alone,
+		   uint64_t entry_ns)
+{
+	if (!frames && alone && !s->armed_ns &&
+	    (s->empty_reads + 1) % USB4_SPIN_CLOCK_EVERY) {
+		s->empty_reads++;
+		return USB4_CQ_IDLE_SPIN;
+	}
+	return usb4_cq_idle_empty_slow(s, frames, alone, entry_ns);
+}
 /* A block ended at now_ns: the next read, if at once, blocks again. */
 void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns);
 /* How long a quiet run lasts before a read arms a block, now. */

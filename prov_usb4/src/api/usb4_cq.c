@@ -38,6 +38,9 @@ static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 	size_t n;
 
 	*frames = read_progresses(cq) ? usb4_ep_set_progress(&cq->eps) : 0;
+	/* Nothing queued, the common case of a rank waiting: no calls. */
+	if (!cq->queue.count && !cq->queue.err_count)
+		return -FI_EAGAIN;
 	if (usb4_cq_queue_peek_err(&cq->queue))
 		return -FI_EAVAIL;
 	n = usb4_cq_queue_take(&cq->queue, buf, cq->entry_size, src_addr,

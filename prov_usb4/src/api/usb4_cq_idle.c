@@ -20,7 +20,7 @@
  *
  * A loop that computes between reads (MPI_Test) must never block: the
  * run is judged a spin by the clock sampled every USB4_SPIN_CLOCK_EVERY
- * reads, and a block needs more: the read that finds the threshold passed
+ * reads (usb4_api.h: the reads between only count themselves, inline), and a block needs more: the read that finds the threshold passed
  * arms it, and only a read that comes at once after it (within
  * USB4_TIGHT_GAP_NS of the armed one, which costs one clock read) blocks.
  * After a block the next read, if at once, blocks again; any frame ends
@@ -52,9 +52,6 @@
 
 /* Empty reads closer together than this are a caller spinning on the CQ. */
 #define USB4_TIGHT_LOOP_NS	(20 * 1000)
-/* Empty reads per look at the clock: a look costs as much as the rest of an
- * empty read, which a caller spinning on the CQ repeats back to back. */
-#define USB4_SPIN_CLOCK_EVERY	16
 /* From the read that armed a block to the next one: more than this and the
  * caller did work in between (a compute loop testing now and then), not a
  * wait.  An empty read with a udp link costs ~1-2 us; MPI's progress loop
@@ -81,11 +78,6 @@ void usb4_cq_idle_busy(struct usb4_cq_idle *s)
 	s->quiet_since_ns = 0;
 	s->armed_ns = 0;
 	s->empty_reads = 0;
-}
-
-bool usb4_cq_idle_armed(const struct usb4_cq_idle *s)
-{
-	return s->armed_ns != 0;
 }
 
 void usb4_cq_idle_blocked(struct usb4_cq_idle *s, uint64_t now_ns)
@@ -165,8 +157,9 @@ static enum usb4_cq_idle_act sampled_read(struct usb4_cq_idle *s, int frames,
 	return USB4_CQ_IDLE_YIELD;
 }
 
-enum usb4_cq_idle_act usb4_cq_idle_empty(struct usb4_cq_idle *s, int frames,
-					 bool alone, uint64_t entry_ns)
+enum usb4_cq_idle_act usb4_cq_idle_empty_slow(struct usb4_cq_idle *s,
+					      int frames, bool alone,
+					      uint64_t entry_ns)
 {
 	/* News came (a reply may follow at once), or the loop polls others. */
 	if (frames || !alone) {
