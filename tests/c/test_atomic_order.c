@@ -20,15 +20,8 @@
 
 #define OPS		600	/* above tx_size: backpressure is exercised */
 #define FETCH_EVERY	5
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 
 static uint64_t values[OPS], results[OPS];
-
-static void other_host(char *addr)
-{
-	for (int i = 0; i < 8; i++)
-		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-}
 
 /* Progresses both ends; counts the initiator's completions. */
 static int progress(struct fx *a, struct fx *b, size_t *done)
@@ -127,8 +120,8 @@ static void test_link(const char *link, bool udp)
 	memcpy(addr_a, a.addr, sizeof(addr_a));
 	memcpy(addr_b, b.addr, sizeof(addr_b));
 	if (udp) {
-		other_host(addr_a);
-		other_host(addr_b);
+		fx_other_host(addr_a);
+		fx_other_host(addr_b);
 	}
 	peer = fx_insert(&a, addr_b);
 	back = fx_insert(&b, addr_a);	/* the target serves known peers */

@@ -42,7 +42,6 @@
 
 #define READS		4000
 #define CLOCK_READS_PER	3	/* CQ reads per precise-clock read, at least */
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 #define LEN		64
 #define SENDS		32	/* under FI_USB4_REL_WINDOW (64) */
 #define SEND_LEN	1024	/* eager across hosts: one datagram */
@@ -62,12 +61,6 @@ int clock_gettime(clockid_t id, struct timespec *ts)
 	if (id != CLOCK_MONOTONIC_COARSE && id != CLOCK_REALTIME_COARSE)
 		atomic_fetch_add(&precise, 1);
 	return real(id, ts);
-}
-
-static void other_host(char *addr)
-{
-	for (int i = 0; i < 8; i++)
-		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 }
 
 /* Precise-clock reads during READS empty reads of cq. */
@@ -216,8 +209,8 @@ int main(void)
 	CHECK_EQ(fx_reg(&b, src, LEN, FI_REMOTE_READ, 0, &mr), 0);
 	memcpy(addr_a, a.addr, sizeof(addr_a));
 	memcpy(addr_b, b.addr, sizeof(addr_b));
-	other_host(addr_a);
-	other_host(addr_b);
+	fx_other_host(addr_a);
+	fx_other_host(addr_b);
 	peer = fx_insert(&a, addr_b);
 	back = fx_insert(&b, addr_a);
 	CHECK(peer != FI_ADDR_NOTAVAIL && back != FI_ADDR_NOTAVAIL);

@@ -50,13 +50,6 @@ struct child {
 	char addr[FX_ADDR_MAX];
 };
 
-static void other_host(char *addr)
-{
-	struct usb4_wire_addr *a = (struct usb4_wire_addr *) addr;
-
-	a->host_id ^= 0x5a5a5a5a5a5a5a5aull;
-}
-
 static bool read_all(int fd, void *buf, size_t len)
 {
 	char *p = buf;
@@ -109,7 +102,7 @@ static int child_main(enum mode mode, int from_parent, int to_parent)
 	    write(to_parent, c.addr, FX_ADDR_MAX) != FX_ADDR_MAX ||
 	    !read_all(from_parent, paddr, sizeof(paddr)))
 		return 2;
-	other_host(paddr);
+	fx_other_host(paddr);
 	parent = fx_insert(&c, paddr);
 	if (parent == FI_ADDR_NOTAVAIL)
 		return 3;
@@ -157,7 +150,7 @@ static bool spawn(struct child *ch, enum mode mode)
 	ch->from = from[0];
 	if (!read_all(ch->from, ch->addr, sizeof(ch->addr)))
 		return false;
-	other_host(ch->addr);
+	fx_other_host(ch->addr);
 	return true;
 }
 

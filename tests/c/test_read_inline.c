@@ -32,55 +32,22 @@
 #include "usb4_fixture.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_sendto_shim.h"
+#include "usb4_hello_strip.h"
 
 #define READS		100
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 #define REGION		8192
 #define LARGE		4096	/* above USB4_WIRE_READ_INLINE_MAX */
 #define DGRAM_MAX	65536
-#define CRC_OFF		4	/* offsetof(struct usb4_wire_rel, crc) */
-
-_Static_assert(CRC_OFF == offsetof(struct usb4_wire_rel, crc), "crc at 4");
 
 static atomic_ulong datagrams;
 static atomic_bool old_peers;	/* strip READ_INLINE from every HELLO */
 static atomic_ulong hellos_stripped;
 
-/* CRC32C (Castagnoli, reflected), bit by bit: the handshake's check. */
-static uint32_t crc32c(const unsigned char *p, size_t len)
-{
-	uint32_t crc = 0xffffffffu;
-
-	for (size_t i = 0; i < len; i++) {
-		crc ^= p[i];
-		for (int b = 0; b < 8; b++)
-			crc = crc >> 1 ^ (0x82f63b78u & -(crc & 1));
-	}
-	return ~crc;
-}
-
 /* An older peer's HELLO / HELLO_ACK: without FEATURE_READ_INLINE. */
 static void strip_feature(unsigned char *d, size_t len)
 {
-	struct usb4_wire_rel h;
-	struct usb4_wire_hello hello;
-	uint32_t crc;
-
-	if (len < sizeof(h) + sizeof(hello))
-		return;
-	memcpy(&h, d, sizeof(h));
-	if (h.version != USB4_WIRE_VERSION ||
-	    (h.type != USB4_REL_HELLO && h.type != USB4_REL_HELLO_ACK) ||
-	    h.flags)
-		return;
-	memcpy(&hello, d + sizeof(h), sizeof(hello));
-	hello.features = htole32(le32toh(hello.features) &
-				 ~USB4_WIRE_FEATURE_READ_INLINE);
-	memcpy(d + sizeof(h), &hello, sizeof(hello));
-	memset(d + CRC_OFF, 0, 4);
-	crc = htole32(crc32c(d, len));
-	memcpy(d + CRC_OFF, &crc, 4);
-	atomic_fetch_add(&hellos_stripped, 1);
+	if (usb4_test_hello_strip(d, len, USB4_WIRE_FEATURE_READ_INLINE))
+		atomic_fetch_add(&hellos_stripped, 1);
 }
 
 /* Default visibility (the build hides symbols) and exported (LDFLAGS). */
@@ -113,12 +80,6 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	copy.msg_iov = &one;
 	copy.msg_iovlen = 1;
 	return real(fd, &copy, flags) < 0 ? -1 : (ssize_t) len;
-}
-
-static void other_host(char *addr)
-{
-	for (int i = 0; i < 8; i++)
-		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 }
 
 /* Reads both CQs until A's op completes: 1 done, 0 an error (err set),
@@ -211,8 +172,8 @@ static void open_pair(struct pair *p)
 			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, &p->mr), 0);
 	memcpy(addr_a, p->a.addr, sizeof(addr_a));
 	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	other_host(addr_a);
-	other_host(addr_b);
+	fx_other_host(addr_a);
+	fx_other_host(addr_b);
 	p->peer = fx_insert(&p->a, addr_b);
 	CHECK(p->peer != FI_ADDR_NOTAVAIL &&
 	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);

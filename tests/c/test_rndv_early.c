@@ -39,57 +39,24 @@
 #include "usb4_fixture.h"
 #include "../../prov_usb4/src/wire.h"
 #include "usb4_sendto_shim.h"
+#include "usb4_hello_strip.h"
 
 #define MSG		(300 * 1024)	/* above the early size: a CTS too */
 #define SMALL		(100 * 1024)	/* within it: all of it early */
 #define GUARD		4096
 #define BULK_DGRAM	60000		/* a datagram this long carries DATA */
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
-#define CRC_OFF		4	/* offsetof(struct usb4_wire_rel, crc) */
 #define DGRAM_MAX	65536
-
-_Static_assert(CRC_OFF == offsetof(struct usb4_wire_rel, crc), "crc at 4");
 
 static atomic_ulong bulk_datagrams;
 static atomic_bool old_peers;	/* strip RNDV_EARLY from every HELLO */
 static atomic_bool hold_bulk;	/* DATA datagrams vanish (rel resends) */
 static atomic_ulong hellos_stripped;
 
-/* CRC32C (Castagnoli, reflected), bit by bit: the handshake's check. */
-static uint32_t crc32c(const unsigned char *p, size_t len)
-{
-	uint32_t crc = 0xffffffffu;
-
-	for (size_t i = 0; i < len; i++) {
-		crc ^= p[i];
-		for (int b = 0; b < 8; b++)
-			crc = crc >> 1 ^ (0x82f63b78u & -(crc & 1));
-	}
-	return ~crc;
-}
-
 /* An older peer's HELLO / HELLO_ACK: without FEATURE_RNDV_EARLY. */
 static void strip_feature(unsigned char *d, size_t len)
 {
-	struct usb4_wire_rel h;
-	struct usb4_wire_hello hello;
-	uint32_t crc;
-
-	if (len < sizeof(h) + sizeof(hello))
-		return;
-	memcpy(&h, d, sizeof(h));
-	if (h.version != USB4_WIRE_VERSION ||
-	    (h.type != USB4_REL_HELLO && h.type != USB4_REL_HELLO_ACK) ||
-	    h.flags)
-		return;
-	memcpy(&hello, d + sizeof(h), sizeof(hello));
-	hello.features = htole32(le32toh(hello.features) &
-				 ~USB4_WIRE_FEATURE_RNDV_EARLY);
-	memcpy(d + sizeof(h), &hello, sizeof(hello));
-	memset(d + CRC_OFF, 0, 4);
-	crc = htole32(crc32c(d, len));
-	memcpy(d + CRC_OFF, &crc, 4);
-	atomic_fetch_add(&hellos_stripped, 1);
+	if (usb4_test_hello_strip(d, len, USB4_WIRE_FEATURE_RNDV_EARLY))
+		atomic_fetch_add(&hellos_stripped, 1);
 }
 
 static size_t msg_len(const struct msghdr *msg)
@@ -132,12 +99,6 @@ ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 	copy.msg_iov = &one;
 	copy.msg_iovlen = 1;
 	return real(fd, &copy, flags) < 0 ? -1 : (ssize_t) len;
-}
-
-static void other_host(char *addr)
-{
-	for (int i = 0; i < 8; i++)
-		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
 }
 
 struct pair {
@@ -345,8 +306,8 @@ static void open_pair(struct pair *p)
 	p->key = fi_mr_key(p->mr);
 	memcpy(addr_a, p->a.addr, sizeof(addr_a));
 	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	other_host(addr_a);
-	other_host(addr_b);
+	fx_other_host(addr_a);
+	fx_other_host(addr_b);
 	p->to_b = fx_insert(&p->a, addr_b);
 	CHECK(p->to_b != FI_ADDR_NOTAVAIL &&
 	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);

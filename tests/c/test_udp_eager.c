@@ -24,33 +24,12 @@
 
 #include "usb4_test.h"
 #include "usb4_fixture.h"
+#include "usb4_sendmsg_count.h"
 #include "usb4_sendto_shim.h"
 
 #define MSGS		50
 #define MID		32768	/* above the old 16 KiB udp eager limit */
 #define BIG		65536	/* more than a 64 KiB datagram's payload */
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
-
-static atomic_ulong datagrams;
-
-/* Default visibility (the build hides symbols) and exported (LDFLAGS). */
-__attribute__((visibility("default")))
-ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
-{
-	static ssize_t (*real)(int, const struct msghdr *, int);
-
-	if (!real)
-		real = (ssize_t (*)(int, const struct msghdr *, int))
-		       dlsym(RTLD_NEXT, "sendmsg");
-	atomic_fetch_add(&datagrams, 1);
-	return real(fd, msg, flags);
-}
-
-static void other_host(char *addr)
-{
-	for (int i = 0; i < 8; i++)
-		addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-}
 
 struct pair {
 	struct fx a, b;
@@ -110,8 +89,8 @@ static void open_pair(struct pair *p)
 	CHECK_EQ(fx_open(&p->b, FI_MSG, FX_MR_OMPI), 0);
 	memcpy(addr_a, p->a.addr, sizeof(addr_a));
 	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	other_host(addr_a);
-	other_host(addr_b);
+	fx_other_host(addr_a);
+	fx_other_host(addr_b);
 	p->to_b = fx_insert(&p->a, addr_b);
 	CHECK(p->to_b != FI_ADDR_NOTAVAIL &&
 	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);

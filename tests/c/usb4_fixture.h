@@ -12,6 +12,7 @@
 #include <poll.h>
 #include <signal.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +28,8 @@
 #include <rdma/fi_eq.h>
 #include <rdma/fi_errno.h>
 #include <rdma/fi_rma.h>
+
+#include "../../prov_usb4/src/wire.h"
 
 #define FX_API		FI_VERSION(1, 17)
 /* Open MPI btl ofi's registration mode. */
@@ -159,6 +162,16 @@ static inline fi_addr_t fx_insert(struct fx *f, const void *addr)
 	if (fi_av_insert(f->av, addr, 1, &fa, 0, NULL) != 1)
 		return FI_ADDR_NOTAVAIL;
 	return fa;
+}
+
+/* Makes the address of an endpoint of this host name another host, so the
+ * provider reaches it by the udp link (over loopback), not by shm. */
+static inline void fx_other_host(char *addr)
+{
+	char *host_id = addr + offsetof(struct usb4_wire_addr, host_id);
+
+	for (int i = 0; i < 8; i++)
+		host_id[i] ^= (char) 0x5a;
 }
 
 /* Registers [buf, buf + len); with user keys, key is the requested key. */
