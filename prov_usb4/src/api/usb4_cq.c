@@ -32,12 +32,21 @@ static bool read_progresses(struct usb4_cq *cq)
 	return !skip;
 }
 
+/* The CQ's endpoints progressed: most CQs have one (mtl ofi's, btl
+ * ofi's), called straight, not through the set's loop. */
+static int cq_progress(struct usb4_cq *cq)
+{
+	if (cq->eps.count == 1)
+		return usb4_core_progress(cq->eps.eps[0]);
+	return usb4_ep_set_progress(&cq->eps);
+}
+
 static ssize_t cq_readfrom_locked(struct usb4_cq *cq, void *buf, size_t count,
 				  fi_addr_t *src_addr, int *frames)
 {
 	size_t n;
 
-	*frames = read_progresses(cq) ? usb4_ep_set_progress(&cq->eps) : 0;
+	*frames = read_progresses(cq) ? cq_progress(cq) : 0;
 	/* Nothing queued, the common case of a rank waiting: no calls. */
 	if (!cq->queue.count && !cq->queue.err_count)
 		return -FI_EAGAIN;
