@@ -521,6 +521,10 @@ struct usb4_core_ep {
 	uint64_t caps;
 	struct usb4_core_domain *dom;
 	struct usb4_ep_link links[USB4_LINKS_MAX];
+	/* The open links, in kind order: what a progress call polls, set
+	 * once at open rather than looked for on every call. */
+	struct usb4_link *polled[USB4_LINKS_MAX];
+	uint8_t npolled;
 	struct usb4_core_av *av;
 	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
 	struct usb4_unexp_budget unexp_budget;

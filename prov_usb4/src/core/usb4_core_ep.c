@@ -69,6 +69,7 @@ static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key,
 	};
 	int opened = 0;
 
+	ep->npolled = 0;
 	for (size_t k = 0; k < usb4_link_kind_count && k < USB4_LINKS_MAX; k++) {
 		struct usb4_ep_link *el = &ep->links[k];
 		int ret;
@@ -83,6 +84,7 @@ static int open_links(struct usb4_core_ep *ep, const struct usb4_core_key *key,
 			continue;
 		if (ret)
 			return ret;
+		ep->polled[ep->npolled++] = el->link;
 		opened++;
 	}
 	return opened ? 0 : -FI_ENODEV;
@@ -208,6 +210,7 @@ void usb4_core_ep_close_links(struct usb4_core_ep *ep)
 			link->ops->close(link);
 		ep->links[k].link = NULL;
 	}
+	ep->npolled = 0;
 }
 
 void usb4_core_ep_addr(const struct usb4_core_ep *ep,
@@ -432,11 +435,10 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 	ep->progress_calls++;
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_ctrl_flush(ep);
-	for (size_t k = 0; k < USB4_LINKS_MAX; k++) {
-		struct usb4_link *link = ep->links[k].link;
+	for (size_t i = 0; i < ep->npolled; i++) {
+		struct usb4_link *link = ep->polled[i];
 
-		if (link)
-			n += link->ops->poll(link, USB4_POLL_BUDGET);
+		n += link->ops->poll(link, USB4_POLL_BUDGET);
 	}
 	if (!usb4_list_empty(&ep->ctrl_pending))
 		usb4_ctrl_flush(ep);
