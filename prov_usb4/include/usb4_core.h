@@ -525,6 +525,9 @@ struct usb4_core_ep {
 	 * once at open rather than looked for on every call. */
 	struct usb4_link *polled[USB4_LINKS_MAX];
 	uint8_t npolled;
+	/* The domain's same-host atomics board (NULL: none), looked up once
+	 * at open: progress looks at its state on every call. */
+	struct usb4_mrt_board *board;
 	struct usb4_core_av *av;
 	struct usb4_peer_table hidden;	/* peers not in the AV (dests: the links') */
 	struct usb4_unexp_budget unexp_budget;

@@ -114,6 +114,7 @@ int usb4_core_ep_open_at(struct usb4_core_ep *ep, uint64_t caps,
 	ep->id = usb4_random64();
 	ep->caps = caps;
 	ep->dom = dom;
+	ep->board = dom ? usb4_mr_table_board(dom->mrs) : NULL;
 	for (int q = 0; q < 2; q++) {
 		usb4_list_init(&ep->posted[q]);
 		usb4_list_init(&ep->unexp[q]);
@@ -428,6 +429,14 @@ static void check_liveness(struct usb4_core_ep *ep)
 	usb4_proto_reap_dead_peers(ep);
 }
 
+/* Whether a same-host peer posted a request on our board: the state word
+ * read here, so that an idle progress call makes no call for it. */
+static bool board_posted(struct usb4_mrt_board *b)
+{
+	return b && atomic_load_explicit(&b->state, memory_order_relaxed) ==
+		    USB4_BOARD_POSTED;
+}
+
 int usb4_core_progress(struct usb4_core_ep *ep)
 {
 	int n = 0;
@@ -446,7 +455,7 @@ int usb4_core_progress(struct usb4_core_ep *ep)
 		usb4_stream_progress(ep);
 	if (ep->rem_rd_cntr || ep->rem_wr_cntr)
 		count_remote_access(ep);
-	if (ep->dom)	/* a same-host peer may have posted on our board */
+	if (board_posted(ep->board))
 		n += usb4_board_serve(ep->dom->mrs);
 	if (!n && (ep->ops_free_count < ep->ops_cap ||
 		   !usb4_list_empty(&ep->ctrl_pending) ||
