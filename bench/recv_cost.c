@@ -32,47 +32,8 @@
 #include "usb4_test.h"
 #include "usb4_fixture.h"
 
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 #define ROUND		64
 #define LEN		8
-
-static struct fi_info *mtl_ofi_hints(void)
-{
-	struct fi_info *h = fx_hints(FI_TAGGED, 0);
-
-	if (h) {
-		h->domain_attr->threading = FI_THREAD_DOMAIN;
-		h->tx_attr->op_flags = 0;
-	}
-	return h;
-}
-
-static int open_tagged(struct fx *f)
-{
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_TAGGED, .size = 256 };
-	struct fi_av_attr ava = { .type = FI_AV_MAP };
-	struct fi_info *h = mtl_ofi_hints();
-	int ret;
-
-	memset(f, 0, sizeof(*f));
-	if (!h)
-		return -FI_ENOMEM;
-	ret = fi_getinfo(FX_API, NULL, NULL, 0, h, &f->info);
-	fi_freeinfo(h);
-	if (ret)
-		return ret;
-	if ((ret = fi_fabric(f->info->fabric_attr, &f->fabric, NULL)) ||
-	    (ret = fi_domain(f->fabric, f->info, &f->domain, NULL)) ||
-	    (ret = fi_av_open(f->domain, &ava, &f->av, NULL)) ||
-	    (ret = fi_cq_open(f->domain, &cqa, &f->cq, NULL)) ||
-	    (ret = fi_endpoint(f->domain, f->info, &f->ep, NULL)) ||
-	    (ret = fi_ep_bind(f->ep, &f->av->fid, 0)) ||
-	    (ret = fi_ep_bind(f->ep, &f->cq->fid, FI_TRANSMIT | FI_RECV)) ||
-	    (ret = fi_enable(f->ep)))
-		return ret;
-	f->addrlen = sizeof(f->addr);
-	return fi_getname(&f->ep->fid, f->addr, &f->addrlen);
-}
 
 /* Progresses both endpoints once each (a zero-count read takes nothing):
  * A acknowledges and retransmits over udp, B takes what came. */
@@ -172,13 +133,13 @@ int main(int argc, char **argv)
 		setenv("FI_USB4_IFACE", "lo", 1);
 		setenv("FI_USB4_CC", "0", 1);
 	}
-	if (open_tagged(&a) || open_tagged(&b))
+	if (fx_open_format(&a, fx_mtl_ofi_hints(), FI_CQ_FORMAT_TAGGED) ||
+	    fx_open_format(&b, fx_mtl_ofi_hints(), FI_CQ_FORMAT_TAGGED))
 		return 2;
-	if (udp)
-		for (int i = 0; i < 8; i++) {
-			a.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-			b.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-		}
+	if (udp) {
+		fx_other_host(a.addr);
+		fx_other_host(b.addr);
+	}
 	ret = empty ? run_empty(&a, &b, n, count) :
 		      run(&a, &b, unexpected, n, count);
 	fx_close(&a);

@@ -28,22 +28,10 @@
 #include "usb4_test.h"
 #include "usb4_fixture.h"
 
-#define HOST_ID_OFF	8	/* struct usb4_wire_addr.host_id */
 #define BATCH		32
 #define MSG_MAX		64
 #define TAG		7
 #define DATA		99
-
-static struct fi_info *mtl_ofi_hints(void)
-{
-	struct fi_info *h = fx_hints(FI_TAGGED, 0);
-
-	if (h) {
-		h->domain_attr->threading = FI_THREAD_DOMAIN;
-		h->tx_attr->op_flags = 0;
-	}
-	return h;
-}
 
 /* Reads cq until n entries came. */
 static int drain(struct fid_cq *cq, int n)
@@ -123,16 +111,15 @@ int main(int argc, char **argv)
 		setenv("FI_USB4_IFACE", "lo", 1);
 		setenv("FI_USB4_CC", "0", 1);
 	}
-	if (fx_open_hints(&a, mtl_ofi_hints()) ||
-	    fx_open_hints(&b, mtl_ofi_hints()) ||
-	    (alternate && fx_open_hints(&c, mtl_ofi_hints())))
+	if (fx_open_hints(&a, fx_mtl_ofi_hints()) ||
+	    fx_open_hints(&b, fx_mtl_ofi_hints()) ||
+	    (alternate && fx_open_hints(&c, fx_mtl_ofi_hints())))
 		return 2;
-	if (udp)
-		for (int i = 0; i < 8; i++) {
-			a.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-			b.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-			c.addr[HOST_ID_OFF + i] ^= (char) 0x5a;
-		}
+	if (udp) {
+		fx_other_host(a.addr);
+		fx_other_host(b.addr);
+		fx_other_host(c.addr);
+	}
 	ret = run(&a, rx, inject, n, len);
 	fx_close(&a);
 	fx_close(&b);

@@ -96,11 +96,25 @@ static inline int fx_bind_cntrs(struct fx *f)
 	return 0;
 }
 
-/* Opens everything for hints (fx_hints, edited; freed here); returns 0 or
- * the first failing call's code. */
-static inline int fx_open_hints(struct fx *f, struct fi_info *hints)
+/* What Open MPI's mtl ofi asks for: tagged messages, one thread per
+ * domain, no default op flags. */
+static inline struct fi_info *fx_mtl_ofi_hints(void)
 {
-	struct fi_cq_attr cqa = { .format = FI_CQ_FORMAT_DATA, .size = 256 };
+	struct fi_info *h = fx_hints(FI_TAGGED, 0);
+
+	if (h) {
+		h->domain_attr->threading = FI_THREAD_DOMAIN;
+		h->tx_attr->op_flags = 0;
+	}
+	return h;
+}
+
+/* Opens everything for hints (fx_hints, edited; freed here) with a CQ of
+ * format; returns 0 or the first failing call's code. */
+static inline int fx_open_format(struct fx *f, struct fi_info *hints,
+				 enum fi_cq_format format)
+{
+	struct fi_cq_attr cqa = { .format = format, .size = 256 };
 	struct fi_av_attr ava = { .type = FI_AV_MAP };
 	uint64_t caps = hints ? hints->caps : 0;
 	int ret;
@@ -127,6 +141,12 @@ static inline int fx_open_hints(struct fx *f, struct fi_info *hints)
 		return ret;
 	f->addrlen = sizeof(f->addr);
 	return fi_getname(&f->ep->fid, f->addr, &f->addrlen);
+}
+
+/* Opens everything for hints with a CQ of FI_CQ_FORMAT_DATA. */
+static inline int fx_open_hints(struct fx *f, struct fi_info *hints)
+{
+	return fx_open_format(f, hints, FI_CQ_FORMAT_DATA);
 }
 
 /* Opens everything; returns 0 or the first failing call's code. */
