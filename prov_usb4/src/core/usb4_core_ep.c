@@ -285,8 +285,8 @@ static void log_traffic(const struct usb4_core_ep *ep)
 	}
 	USB4_INFO(FI_LOG_EP_DATA,
 		  "endpoint %016llx traffic: %seager sent %llu fused %llu "
-		  "rendezvous sent %llu unexpected %llu (early data dropped "
-		  "%llu); rma issued %llu atomics issued %llu\n",
+		  "rendezvous sent %llu unexpected %llu early data dropped "
+		  "%llu; rma issued %llu atomics issued %llu\n",
 		  (unsigned long long) ep->id, links,
 		  (unsigned long long) ep->stats.eager_sent,
 		  (unsigned long long) ep->stats.eager_fused,
