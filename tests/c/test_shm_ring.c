@@ -2267,6 +2267,34 @@ static void resume_next_lap(struct test_ring *r,
 }
 
 /*
+ * A packed lane holds as many frames of the largest size as the slots it
+ * replaces, less what rounding its cells down to a power of two costs: an
+ * application may post a window of sends before its first receive, and
+ * the sends beyond what the lane holds wait for a receive that the
+ * application posts only after them (a 4-rank ring allreduce of 4 KiB
+ * chunks with 32 sends in flight hung on 32 KiB lanes).
+ */
+static void test_packed_window(void)
+{
+	static const size_t geometry[][2] = {	/* lane slots, frame_max */
+		{ LANE_SLOTS, FRAME_MAX }, { 128, 48 + 4096 },
+		{ 128, 48 + 8192 }, { 64, 48 + 16384 },
+	};
+
+	for (size_t i = 0; i < sizeof(geometry) / sizeof(geometry[0]); i++) {
+		size_t slots = geometry[i][0], frame_max = geometry[i][1];
+		size_t slot = (8 + frame_max + USB4_SHM_CACHELINE - 1) /
+			      USB4_SHM_CACHELINE * USB4_SHM_CACHELINE;
+		size_t cells = usb4_shm_packed_cells(slots * slot, frame_max);
+		size_t frames = cells / usb4_shm_cells_of(8 + frame_max);
+
+		CHECK_MSG(frames >= slots - slots / 16,
+			  "%zu frames of %zu B in a lane of %zu slots",
+			  frames, frame_max, slots);
+	}
+}
+
+/*
  * A producer writes what it likes: a frame longer than a frame or than
  * the ring's end, a small frame with flags it may not carry or longer
  * than a frame, an unknown kind, a pad where a lap starts: each is handed
@@ -2438,6 +2466,7 @@ int main(void)
 	test_packed_stale();
 	test_packed_d32();
 	test_packed_credit();
+	test_packed_window();
 	test_packed_malicious();
 	test_packed_mixed();
 	for (int expedited = 0; expedited < 2; expedited++) {

@@ -57,10 +57,6 @@
 
 #include "usb4_shm_packed.h"
 
-/* A lane's cells: the most that fit, up to this, but never fewer than
- * two records of the largest frame.  Small enough that the lines of a
- * window of messages stay in the cores' caches. */
-#define PACKED_BYTES_TARGET	(32u << 10)
 /* Cells zeroed ahead of the producer, in batches of half of it: records
  * of up to 7 cells (88 payload bytes) find the word behind them zeroed
  * already. */
@@ -83,16 +79,16 @@ static uint32_t pow2_at_most(size_t v)
 	return p;
 }
 
+/* A lane's cells: all that fit in its area, so it holds about as many
+ * frames of the largest size as the slots it replaces: an application may
+ * post a window of sends before any receive, and a send the lane cannot
+ * take returns -FI_EAGAIN until the receiver takes frames, which it may do
+ * only once the application posted a receive behind those sends. */
 uint32_t usb4_shm_packed_cells(size_t area, size_t frame_max)
 {
 	size_t need = 2 * (record_max(frame_max) + 1);
-	uint32_t fit = pow2_at_most(area / USB4_SHM_CELL);
-	uint32_t cells = PACKED_BYTES_TARGET / USB4_SHM_CELL;
+	uint32_t cells = pow2_at_most(area / USB4_SHM_CELL);
 
-	while (cells < need && cells < fit)
-		cells <<= 1;
-	if (cells > fit)
-		cells = fit;
 	return cells >= need ? cells : 0;
 }
 
