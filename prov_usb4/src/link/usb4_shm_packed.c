@@ -346,18 +346,11 @@ static int small_decode(char *cell, uint64_t word, size_t body, size_t plen,
 			struct iovec *frame)
 {
 	uint16_t wflags = (uint16_t) (word >> USB4_SHM_REC_FLAGS_SHIFT);
-	uint64_t tag, data = 0;
 
 	if (wflags & ~USB4_SHM_SMALL_FLAGS)
 		return 0;
-	memcpy(&tag, cell + 8, 8);
-	if (body > 16)
-		memcpy(&data, cell + 16, 8);
-	usb4_shm_small_header(hdr, wflags, plen, sender_id, tag, data);
-	frame[0].iov_base = hdr;
-	frame[0].iov_len = sizeof(*hdr);
-	frame[1].iov_base = cell + body;
-	frame[1].iov_len = plen;
+	usb4_shm_packed_small_frame(cell, body, plen, wflags, sender_id, 0,
+				    hdr, frame);
 	return 2;
 }
 

@@ -91,6 +91,28 @@ int usb4_shm_packed_peek_any(char *cells, uint32_t ncells, size_t frame_max,
 			     uint64_t word, uint64_t sender_id,
 			     struct iovec *frame, struct usb4_wire_hdr *hdr);
 
+
+/* The small record at cell as the core's frame (count 2): the wire header
+ * rebuilt in hdr from the record's tag and, with body > 16, its data (else
+ * data as given), and the payload of len bytes behind body where it lies. */
+static inline void usb4_shm_packed_small_frame(char *cell, size_t body,
+					       size_t len, uint16_t wflags,
+					       uint64_t sender_id,
+					       uint64_t data,
+					       struct usb4_wire_hdr *hdr,
+					       struct iovec *frame)
+{
+	uint64_t tag;
+
+	memcpy(&tag, cell + 8, 8);
+	if (body > 16)
+		memcpy(&data, cell + 16, 8);
+	usb4_shm_small_header(hdr, wflags, len, sender_id, tag, data);
+	frame[0].iov_base = hdr;
+	frame[0].iov_len = sizeof(*hdr);
+	frame[1].iov_base = cell + body;
+	frame[1].iov_len = len;
+}
 /* Consumer: as usb4_shm_ring_peek, for a packed lane. */
 static inline int usb4_shm_packed_peek(char *cells, uint32_t ncells,
 				       size_t frame_max,
@@ -105,7 +127,7 @@ static inline int usb4_shm_packed_peek(char *cells, uint32_t ncells,
 	size_t len = (word >> USB4_SHM_REC_LEN_SHIFT) & USB4_SHM_REC_LEN_MASK;
 	size_t body = 16, n;
 	char *cell = cells + off * USB4_SHM_CELL;
-	uint64_t tag, data = 0;
+	uint64_t data = 0;
 
 	uint16_t wflags = (uint16_t) (word >> USB4_SHM_REC_FLAGS_SHIFT);
 
@@ -128,14 +150,8 @@ static inline int usb4_shm_packed_peek(char *cells, uint32_t ncells,
 		return usb4_shm_packed_peek_any(cells, ncells, frame_max,
 						st, pos, word, sender_id,
 						frame, hdr);
-	memcpy(&tag, cell + 8, 8);
-	if (body > 16)
-		memcpy(&data, cell + 16, 8);
-	usb4_shm_small_header(hdr, wflags, len, sender_id, tag, data);
-	frame[0].iov_base = hdr;
-	frame[0].iov_len = sizeof(*hdr);
-	frame[1].iov_base = cell + body;
-	frame[1].iov_len = len;
+	usb4_shm_packed_small_frame(cell, body, len, wflags, sender_id, data,
+				    hdr, frame);
 	st->next = pos + n;
 	return 2;
 }
