@@ -52,6 +52,7 @@ struct usb4_shm_ring {
 	_Alignas(USB4_SHM_CACHELINE) uint64_t head;		/* owner only */
 	uint32_t cur;		/* owner only: the queue read, 0 the shared */
 	uint32_t streak;	/* owner only: frames taken from it in a row */
+	uint32_t lanes_mapped;	/* owner only: lanes usb4_shm_lanes_map did */
 	/* Remote accesses to the owner's memory, counted by initiators. */
 	_Alignas(USB4_SHM_CACHELINE) _Atomic uint64_t rma_writes;
 	_Atomic uint64_t rma_reads;
@@ -110,6 +111,9 @@ int usb4_shm_lane_post(struct usb4_shm_ring *ring,
 		       const struct iovec *iov, int count, size_t len);
 /* Consumer: lanes that may hold frames (claimed ones, at most nlanes). */
 uint32_t usb4_shm_lanes_active(struct usb4_shm_ring *ring);
+/* Consumer: maps the pages of the lanes claimed since the last call (up
+ * to active) into this process, as their producers do when they claim. */
+void usb4_shm_lanes_map(struct usb4_shm_ring *ring, uint32_t active);
 /* As usb4_shm_ring_peek, for lane lane. */
 int usb4_shm_lane_peek(struct usb4_shm_ring *ring, uint32_t lane,
 		       struct iovec *frame, struct usb4_wire_hdr *hdr,

@@ -294,6 +294,8 @@ int usb4_shm_ring_peek(struct usb4_shm_ring *ring, struct iovec *frame,
 	uint32_t queues = 1 + usb4_shm_lanes_active(ring);
 	uint32_t q = ring->cur < queues ? ring->cur : 0;
 
+	if (__builtin_expect(queues - 1 != ring->lanes_mapped, 0))
+		usb4_shm_lanes_map(ring, queues - 1);
 	for (uint32_t k = 0; k < queues; k++) {
 		int n = queue_peek(ring, q, frame, hdr, sender_id);
 
