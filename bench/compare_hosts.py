@@ -40,6 +40,11 @@ osu_put_bw and osu_get_bw (MPI_Win_create windows, OSU's -w create) over:
   usb4 accumulate latency at 8 B, every 8-128 B  <= 2 x btl-tcp-osc
   usb4 put and get bandwidth at 1 MiB           >= 1.0 x btl-tcp-osc
 
+and the raw udp stream beside osu_put_bw and osu_get_bw (the same run of
+udp_pingpong -b for both): one-sided data crosses the cable as the same
+datagrams as osu_bw's, so their 1 MiB bandwidth is also judged >= 1.0 x
+udp, the ceiling of any protocol on UDP sockets of that datagram size.
+
 --suite shaped runs osu_bw around 1 MiB over two cables shaped with tbf on
 both ends (bench_shaped.py): 10 Gbit/s at MTU 65522 (one NHI ring's
 ceiling) and 10 Gbit/s at MTU 4084 (thunderbolt-net's payload per DMA
@@ -113,7 +118,7 @@ SUITES = {
          "osu_acc_latency": ("-w create -s fence -m 4:65536", False),
          "osu_put_bw": ("-w create -m 1:1048576", True),
          "osu_get_bw": ("-w create -m 1:1048576", True)},
-        "usb4-osc,btl-tcp-osc",
+        "usb4-osc,btl-tcp-osc,udp",
         [at("usb4 8 B put latency <= 1.0x btl-tcp-osc", "osu_put_latency", LAT_SIZE, 1.0,
             "<=", "btl-tcp-osc"),
          at("usb4 8 B get latency <= 1.0x btl-tcp-osc", "osu_get_latency", LAT_SIZE, 1.0,
@@ -125,7 +130,11 @@ SUITES = {
          at("usb4 1 MiB put bandwidth >= 1.0x btl-tcp-osc", "osu_put_bw", BW_SIZE, 1.0,
             ">=", "btl-tcp-osc"),
          at("usb4 1 MiB get bandwidth >= 1.0x btl-tcp-osc", "osu_get_bw", BW_SIZE, 1.0,
-            ">=", "btl-tcp-osc")]),
+            ">=", "btl-tcp-osc"),
+         at("usb4 1 MiB put bandwidth >= 1.0x raw UDP stream (same datagram size)",
+            "osu_put_bw", BW_SIZE, 1.0, ">=", "udp"),
+         at("usb4 1 MiB get bandwidth >= 1.0x raw UDP stream (same datagram size)",
+            "osu_get_bw", BW_SIZE, 1.0, ">=", "udp")]),
     # Targets per cable: bench_shaped.targets().
     "shaped": local.Suite(
         {"osu_bw": ("-m 262144:2097152", True)},
@@ -135,8 +144,11 @@ SUITES = {
 STACKS = ",".join(dict.fromkeys(",".join(s.stacks for s in SUITES.values()).split(",")))
 # udp_pingpong's arguments per raw stack and program.  udp-poll spins on
 # non-blocking receives, as the MPI stacks do: on a VM an idle vCPU's wake-up
-# alone costs tens of microseconds per blocking receive.
-UDP_STACKS = {"udp": {"osu_latency": [], "osu_bw": ["-b"]},
+# alone costs tens of microseconds per blocking receive.  One-sided bandwidth
+# moves one way in datagrams of the cable's size, as osu_bw: the same stream.
+UDP_STREAM = ["-b"]
+UDP_STACKS = {"udp": {"osu_latency": [], "osu_bw": UDP_STREAM,
+                      "osu_put_bw": UDP_STREAM, "osu_get_bw": UDP_STREAM},
               "udp-poll": {"osu_latency": ["-P"]}}
 UDP_PORT = "18515"
 AUTH_KEY = "usb4bench job key"  # the usb4-keyed stack's FI_USB4_AUTH_KEY
@@ -217,11 +229,12 @@ def in_range(rows: dict[int, float], prog_args: list[str]) -> dict[int, float]:
 def udp_argv(exe: Path, name: str, prog: str, server_addr: str, dgram: int,
              prog_args: list[str], extra: tuple = ()) -> list[str]:
     """The raw UDP client for one stack and program: datagrams of dgram
-    bytes, and for the stream osu_bw's largest size."""
+    bytes, and for a stream the bandwidth program's largest size."""
     argv = [str(exe), "-c", server_addr, "-p", UDP_PORT, "-M", str(dgram)]
-    argv += UDP_STACKS[name][prog] + list(extra)
+    mode = UDP_STACKS[name][prog]
+    argv += mode + list(extra)
     top = max_size(prog_args)
-    if prog == "osu_bw" and top:
+    if mode == UDP_STREAM and top:
         argv += ["-m", str(max(top, 8))]
     return argv
 

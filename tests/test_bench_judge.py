@@ -120,6 +120,10 @@ def test_suites_state_the_issue_targets():
     assert {(t.program, t.limit) for t in one.targets} >= {
         ("osu_put_latency", 1.0), ("osu_get_latency", 1.0), ("osu_acc_latency", 2.0),
         ("osu_put_bw", 1.0), ("osu_get_bw", 1.0)}
+    # The socket ceiling beside the one-sided bandwidth, in the same run.
+    assert "udp" in one.stacks.split(",")
+    assert {(t.program, t.limit, t.op, t.ref) for t in one.targets} >= {
+        ("osu_put_bw", 1.0, ">=", "udp"), ("osu_get_bw", 1.0, ">=", "udp")}
 
 
 # --- regressions against usb4-base ------------------------------------------
@@ -240,6 +244,10 @@ def test_udp_stream_uses_the_cables_datagram_and_osu_bws_largest_size():
     lat = compare_hosts.udp_argv(Path("/u"), "udp-poll", "osu_latency", "a", 65494,
                                  ["-m", "0:4194304"])
     assert "-P" in lat and "-m" not in lat
+    for prog in ("osu_put_bw", "osu_get_bw"):  # one-sided: the same stream
+        one = compare_hosts.udp_argv(Path("/u"), "udp", prog, "a", 65494,
+                                     ["-w", "create", "-m", "262144:1048576"])
+        assert "-b" in one and one[one.index("-m") + 1] == "1048576"
 
 
 def test_udp_rows_keep_to_the_mpi_programs_sizes():
