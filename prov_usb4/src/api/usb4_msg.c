@@ -75,12 +75,9 @@ ssize_t usb4_ep_recv(struct fid_ep *fid, const struct iovec *iov, size_t count,
 	    !usb4_iov_valid(iov, count))
 		return -FI_EINVAL;
 	usb4_lock_acquire(&ep->domain->lock);
-	/* Under the lock: an insert may move the AV's table. */
-	if (src != FI_ADDR_UNSPEC && (ep->core.caps & FI_DIRECTED_RECV) &&
-	    !usb4_core_av_peer(ep->core.av, src))
-		ret = -FI_EINVAL;
-	else
-		ret = usb4_core_recv(&ep->core, &a);
+	/* The core checks a named peer: under the lock, an insert may move
+	 * the AV's table. */
+	ret = usb4_core_recv(&ep->core, &a);
 	if (ret == -FI_EAGAIN)
 		usb4_core_progress(&ep->core);
 	usb4_lock_release(&ep->domain->lock);

@@ -47,27 +47,43 @@ static bool wants_answer(const struct usb4_msg_in *m)
 
 /* ---- receive entries ---- */
 
+/* Whether a receive may be posted: under the endpoint's bound, and its
+ * completion reserved (-FI_EAGAIN when either is short). */
+static inline __attribute__((always_inline)) bool
+rx_admit(struct usb4_core_ep *ep)
+{
+	return ep->rx_posted < ep->rx_max && !usb4_cq_queue_reserve(ep->rx_cq);
+}
+
+/* An idle entry off the free list (the caller saw it non-empty). */
+static inline __attribute__((always_inline)) struct usb4_rx_entry *
+rx_take_idle(struct usb4_core_ep *ep)
+{
+	struct usb4_rx_entry *rx = usb4_container_of(ep->rx_free.next,
+						     struct usb4_rx_entry, link);
+
+	usb4_list_remove(&rx->link);
+	ep->rx_posted++;
+	return rx;
+}
+
 /* A receive entry with its completion reserved; NULL (-FI_EAGAIN) when
  * either is short. */
 static struct usb4_rx_entry *rx_alloc(struct usb4_core_ep *ep)
 {
 	struct usb4_rx_entry *rx;
 
-	if (ep->rx_posted >= ep->rx_max || usb4_cq_queue_reserve(ep->rx_cq))
+	if (!rx_admit(ep))
 		return NULL;
-	if (!usb4_list_empty(&ep->rx_free)) {
-		rx = usb4_container_of(ep->rx_free.next, struct usb4_rx_entry,
-				       link);
-		usb4_list_remove(&rx->link);
-	} else {
-		rx = calloc(1, sizeof(*rx));
-		if (!rx) {
-			usb4_cq_queue_unreserve(ep->rx_cq);
-			return NULL;
-		}
-		usb4_list_init(&rx->link);
-		usb4_list_init(&rx->ctrl.link);
+	if (!usb4_list_empty(&ep->rx_free))
+		return rx_take_idle(ep);
+	rx = calloc(1, sizeof(*rx));
+	if (!rx) {
+		usb4_cq_queue_unreserve(ep->rx_cq);
+		return NULL;
 	}
+	usb4_list_init(&rx->link);
+	usb4_list_init(&rx->ctrl.link);
 	ep->rx_posted++;
 	return rx;
 }
@@ -576,7 +592,8 @@ static struct usb4_unexp *find_unexp(struct usb4_core_ep *ep, int q,
 	return NULL;
 }
 
-static void fill_rx(struct usb4_rx_entry *rx, const struct usb4_recv_args *a)
+static inline __attribute__((always_inline)) void
+fill_rx(struct usb4_rx_entry *rx, const struct usb4_recv_args *a)
 {
 	rx->context = a->context;
 	rx->flags = a->flags;
@@ -770,7 +787,8 @@ static ssize_t claim(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 	return 0;
 }
 
-ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
+static ssize_t recv_general(struct usb4_core_ep *ep,
+			    const struct usb4_recv_args *a)
 {
 	if (a->iov_count > USB4_IOV_LIMIT)
 		return -FI_EINVAL;
@@ -784,6 +802,33 @@ ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
 	    ((a->flags & FI_TAGGED) || a->iov_count != 1))
 		return -FI_EINVAL;
 	return post(ep, a);
+}
+
+/* The receive mtl ofi posts per message (one buffer, none of FI_PEEK,
+ * FI_CLAIM or FI_MULTI_RECV, nothing waiting unexpected in its queue, an
+ * idle entry at hand, a live peer if one is named) goes on the posted list
+ * here, as post() would put it: no call, each check made once.  A receive
+ * naming a peer is refused here (-FI_EINVAL) when the AV has no such
+ * entry, whichever way it then goes. */
+ssize_t usb4_core_recv(struct usb4_core_ep *ep, const struct usb4_recv_args *a)
+{
+	int q = queue_of(a->flags);
+	const struct usb4_peer *peer = NULL;
+	struct usb4_rx_entry *rx;
+
+	if (directed(ep, a->src) && !(peer = usb4_core_av_peer(ep->av, a->src)))
+		return -FI_EINVAL;
+	if (a->iov_count != 1 ||
+	    (a->flags & (FI_PEEK | FI_CLAIM | FI_MULTI_RECV)) ||
+	    !usb4_list_empty(&ep->unexp[q]) || usb4_list_empty(&ep->rx_free) ||
+	    (peer && peer->down))
+		return recv_general(ep, a);
+	if (!rx_admit(ep))
+		return -FI_EAGAIN;
+	rx = rx_take_idle(ep);
+	fill_rx(rx, a);
+	usb4_list_insert_tail(&ep->posted[q], &rx->link);
+	return 0;
 }
 
 int usb4_core_cancel(struct usb4_core_ep *ep, void *context)
