@@ -85,9 +85,22 @@ void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e);
 void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
 			    const struct usb4_cqe_err *e);
 /* A push in two steps, the entry written in place: slot is where the next
- * entry goes (its reservation guarantees the room), commit hands it out. */
-struct usb4_cqe *usb4_cq_queue_slot(struct usb4_cq_queue *q);
-void usb4_cq_queue_commit(struct usb4_cq_queue *q);
+ * entry goes (its reservation guarantees the room), commit hands it out.
+ * Inline: an arrival's entry is written so, once per message. */
+static inline struct usb4_cqe *usb4_cq_queue_slot(struct usb4_cq_queue *q)
+{
+	size_t i = q->head + q->count;
+
+	return &q->ring[i >= q->cap ? i - q->cap : i];
+}
+
+static inline void usb4_cq_queue_commit(struct usb4_cq_queue *q)
+{
+	q->count++;
+	if (q->reserved)
+		q->reserved--;
+	usb4_waiter_signal(q->waiter);
+}
 const struct usb4_cqe *usb4_cq_queue_peek(const struct usb4_cq_queue *q);
 /* Moves up to max entries into buf, each as its first size bytes (the
  * size of an fi_cq format), and their sources into src unless NULL;

@@ -99,19 +99,6 @@ void usb4_cq_queue_push(struct usb4_cq_queue *q, const struct usb4_cqe *e)
 	usb4_waiter_signal(q->waiter);
 }
 
-struct usb4_cqe *usb4_cq_queue_slot(struct usb4_cq_queue *q)
-{
-	/* The reservation guarantees the room. */
-	return &q->ring[ring_index(q->head, q->count, q->cap)];
-}
-
-void usb4_cq_queue_commit(struct usb4_cq_queue *q)
-{
-	q->count++;
-	usb4_cq_queue_unreserve(q);
-	usb4_waiter_signal(q->waiter);
-}
-
 void usb4_cq_queue_push_err(struct usb4_cq_queue *q,
 			    const struct usb4_cqe_err *e)
 {

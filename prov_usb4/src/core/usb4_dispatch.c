@@ -77,8 +77,11 @@ static void rts_iovs(struct usb4_core_ep *ep, uint32_t caps,
 	}
 }
 
-static int handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
-			  fi_addr_t src)
+/* Inline in on_frame for an eager frame, the one that comes per small
+ * message: no call through the table. */
+static inline __attribute__((always_inline)) int
+handle_message(struct usb4_core_ep *ep, const struct usb4_frame *f,
+	       fi_addr_t src)
 {
 	struct iovec riov[USB4_WIRE_RTS_MAX_IOV];
 	struct usb4_msg_in m = {
@@ -190,7 +193,8 @@ static int on_frame(void *ctx, struct usb4_link *link, uint64_t from,
 		return 0;
 	}
 	if (!ret)
-		ret = handlers[f.type](ep, &f, src);
+		ret = f.type == USB4_FRAME_EAGER ? handle_message(ep, &f, src) :
+		      handlers[f.type](ep, &f, src);
 	if (ret == -FI_EAGAIN)
 		ep->stats.not_ready++;
 	else if (!ret)
