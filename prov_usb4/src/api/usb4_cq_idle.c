@@ -61,8 +61,11 @@
  * a wake-up's cost is small beside the wait. */
 #define USB4_IDLE_BLOCK_MAX_US	1000
 
-/* The CQ or counter this thread read last. */
-static __thread const void *last_read;
+/* The CQ or counter this thread read last.  Initial-exec: the provider
+ * is loaded with dlopen, where the general model makes every read call
+ * __tls_get_addr; one pointer fits the static TLS room glibc keeps for
+ * libraries loaded so. */
+static __thread const void *last_read __attribute__((tls_model("initial-exec")));
 
 bool usb4_cq_idle_enter(const void *obj)
 {
