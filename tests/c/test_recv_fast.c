@@ -231,32 +231,8 @@ static int run_case(bool udp)
 	return usb4_test_failures ? 1 : 0;
 }
 
-static void run_child(bool udp, bool portable)
-{
-	int status = -1;
-	pid_t pid = usb4_test_fork();
-
-	if (pid == 0) {
-		usb4_test_failures = 0;
-		setenv("FI_USB4_PORTABLE", portable ? "1" : "0", 1);
-		if (udp) {
-			setenv("FI_USB4_IFACE", "lo", 1);
-			setenv("FI_USB4_CC", "0", 1);
-		}
-		usb4_test_child_exit(run_case(udp));
-	}
-	CHECK(pid > 0);
-	waitpid(pid, &status, 0);
-	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-		  "%s%s: the child failed", udp ? "udp" : "shm",
-		  portable ? " portable" : "");
-}
-
 int main(void)
 {
-	for (int portable = 0; portable < 2; portable++) {
-		run_child(false, portable);
-		run_child(true, portable);
-	}
+	fx_each_link_child(run_case);
 	return usb4_test_done("test_recv_fast");
 }

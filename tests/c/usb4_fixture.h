@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -241,6 +242,34 @@ static inline bool fx_cq_empty(struct fid_cq *cq)
 	struct fi_cq_data_entry e;
 
 	return fi_cq_read(cq, &e, 1) == -FI_EAGAIN;
+}
+
+/* Runs run(udp) in a child per link and mode: shm, then udp on loopback
+ * (congestion control off; the case gives its addresses another host's
+ * id), each normally and with FI_USB4_PORTABLE=1; a child that fails
+ * (exit status not 0) is a failure here. */
+static inline void fx_each_link_child(int (*run)(bool udp))
+{
+	for (int i = 0; i < 4; i++) {
+		bool udp = i & 1, portable = i & 2;
+		int status = -1;
+		pid_t pid = usb4_test_fork();
+
+		if (pid == 0) {
+			usb4_test_failures = 0;
+			setenv("FI_USB4_PORTABLE", portable ? "1" : "0", 1);
+			if (udp) {
+				setenv("FI_USB4_IFACE", "lo", 1);
+				setenv("FI_USB4_CC", "0", 1);
+			}
+			usb4_test_child_exit(run(udp));
+		}
+		CHECK(pid > 0);
+		waitpid(pid, &status, 0);
+		CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			  "%s%s: the child failed", udp ? "udp" : "shm",
+			  portable ? " portable" : "");
+	}
 }
 
 /* ---- pipe protocol with a forked process ---------------------------- */
