@@ -130,7 +130,17 @@ void usb4_shm_ring_rma_counts(const struct usb4_shm_ring *ring,
 /* The kernel offers membarrier's global expedited barrier. */
 bool usb4_shm_fence_can_expedite(void);
 /* This process is registered for it (registers on first call). */
-bool usb4_shm_fence_registered(void);
+bool usb4_shm_fence_register(void);
+/* The process registered (usb4_pid()), 0 before; set by the above. */
+extern _Atomic uint32_t usb4_shm_fence_pid;
+/* usb4_shm_fence_register, its answer of every post after the first
+ * inline. */
+static inline bool usb4_shm_fence_registered(void)
+{
+	return atomic_load_explicit(&usb4_shm_fence_pid,
+				    memory_order_relaxed) == usb4_pid() ||
+	       usb4_shm_fence_register();
+}
 /* A full barrier on every running thread of every registered process:
  * 0 or -errno. */
 int usb4_shm_fence_expedite(void);

@@ -48,15 +48,16 @@ bool usb4_shm_fence_can_expedite(void)
 	return known;
 }
 
+_Atomic uint32_t usb4_shm_fence_pid;
+
 /* Registration belongs to a process: a child of fork registers again
  * (the cached pid changes with it). */
-bool usb4_shm_fence_registered(void)
+bool usb4_shm_fence_register(void)
 {
-	static _Atomic uint32_t registered_pid;
 	static _Atomic uint32_t refused_pid;
 	uint32_t pid = usb4_pid();
 
-	if (atomic_load_explicit(&registered_pid, memory_order_relaxed) == pid)
+	if (atomic_load_explicit(&usb4_shm_fence_pid, memory_order_relaxed) == pid)
 		return true;
 	if (atomic_load_explicit(&refused_pid, memory_order_relaxed) == pid ||
 	    !usb4_shm_fence_can_expedite())
@@ -68,7 +69,7 @@ bool usb4_shm_fence_registered(void)
 		atomic_store_explicit(&refused_pid, pid, memory_order_relaxed);
 		return false;
 	}
-	atomic_store_explicit(&registered_pid, pid, memory_order_relaxed);
+	atomic_store_explicit(&usb4_shm_fence_pid, pid, memory_order_relaxed);
 	return true;
 }
 

@@ -181,22 +181,16 @@ static struct usb4_shm_slot *slot_claim(struct usb4_shm_ring *ring,
  * Writes a byte to a sleeping owner's bell.  The owner may have died
  * asleep (its read end gone, its sleepers count stuck): the write then
  * fails with EPIPE, and the SIGPIPE it raises is kept from the caller,
- * whose process it would otherwise end.  -FI_EHOSTUNREACH then.
+ * whose process it would otherwise end.  -FI_EHOSTUNREACH then.  Out of
+ * line: its signal sets would give every post a large stack frame.
  */
-static int ring_bell(struct usb4_shm_ring *ring, int bell)
+static __attribute__((noinline)) int bell_write(int bell)
 {
 	struct timespec now = { 0, 0 };
 	sigset_t pipe_set, old;
 	char one = 1;
 	int ret = 0;
 
-	if ((ring->flags & USB4_SHM_EXPEDITED) && usb4_shm_fence_registered())
-		atomic_signal_fence(memory_order_seq_cst);
-	else
-		atomic_thread_fence(memory_order_seq_cst);
-	if (bell < 0 || !atomic_load_explicit(&ring->sleepers,
-					      memory_order_relaxed))
-		return 0;
 	sigemptyset(&pipe_set);
 	sigaddset(&pipe_set, SIGPIPE);
 	pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
@@ -206,6 +200,19 @@ static int ring_bell(struct usb4_shm_ring *ring, int bell)
 	}
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
 	return ret;	/* a full pipe is readable anyway */
+}
+
+/* After a post: rings the bell of an owner that sleeps. */
+static inline int ring_bell(struct usb4_shm_ring *ring, int bell)
+{
+	if ((ring->flags & USB4_SHM_EXPEDITED) && usb4_shm_fence_registered())
+		atomic_signal_fence(memory_order_seq_cst);
+	else
+		atomic_thread_fence(memory_order_seq_cst);
+	if (bell < 0 || !atomic_load_explicit(&ring->sleepers,
+					      memory_order_relaxed))
+		return 0;
+	return bell_write(bell);
 }
 
 int usb4_shm_ring_post(struct usb4_shm_ring *ring,
