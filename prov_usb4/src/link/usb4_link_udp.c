@@ -512,11 +512,13 @@ static void session_after_post(struct usb4_udp_link *l,
 }
 
 /*
- * After input, session_note runs at the start of the next poll, not in
- * this one: the poll that took a datagram returns its completion that much
- * sooner (about 110 instructions per datagram of a ping-pong, callgrind,
- * on the way from the receive to the CQ entry; Open MPI's read right after
- * it does not progress, see usb4_cq.c).  Nothing of it is late: timers
+ * After input, session_note runs in the next poll (after its look at the
+ * socket), not in this one: the poll that took a datagram returns its
+ * completion that much sooner (about 110 instructions per datagram of a
+ * ping-pong, callgrind, on the way from the receive to the CQ entry; Open
+ * MPI's read right after it does not progress, see usb4_cq.c), and the
+ * next poll looks at the socket before it notes (a note is about 110
+ * instructions).  Nothing of it is late: timers
  * are microseconds apart at the least, a sleep notes first
  * (udp_sleep_begin), and a peer that went down is reported by a poll
  * either way.
@@ -1196,6 +1198,7 @@ static int poll_rails(struct usb4_udp_link *l, int budget)
 static int udp_poll(struct usb4_link *link, int budget)
 {
 	struct usb4_udp_link *l = udp_of(link);
+	bool owed;
 	int n;
 
 	if (!l->count) {
@@ -1211,10 +1214,15 @@ static int udp_poll(struct usb4_link *link, int budget)
 			return 0;
 		l->idle_polled_ns = now;
 	}
-	notes_run(l, true);
+	owed = l->unnoted != NULL;
 	l->rx_now = 0;
 	n = poll_rails(l, budget < USB4_UDP_POLL_BUDGET ? budget :
 							  USB4_UDP_POLL_BUDGET);
+	/* The socket first: a datagram waits for no note.  The notes earlier
+	 * input left run after the look; a poll that finds none owed leaves
+	 * its own input's to the next poll (its completion goes up first). */
+	if (owed)
+		notes_run(l, true);
 	hint_unreachable(l);
 	if (n || !l->timer_skips) {	/* input may owe an ack now */
 		l->timer_skips = USB4_UDP_TIMER_CLOCK_EVERY - 1;
