@@ -640,6 +640,63 @@ static void test_corruption(void)
 	side_close(&b);
 }
 
+/* usb4_rel_input_read of the header the link read (usb4_rel_head_read):
+ * what the in-place path takes, what it leaves to the general path, and
+ * every drop counted as usb4_rel_input counts it. */
+static int input_read(struct side *b, unsigned char *buf, size_t len)
+{
+	struct iovec one = { .iov_base = buf, .iov_len = len };
+	struct usb4_wire_rel h;
+
+	CHECK(usb4_rel_head_read(&one, &h));
+	return usb4_rel_input_read(b->rel, 0, &one, &h, &b->io);
+}
+
+static void test_input_read(void)
+{
+	struct side a, b;
+	struct usb4_rel_cfg cfg = base_cfg();
+	const struct usb4_rel_stats *st;
+	unsigned char forged[HDR + PMAX], payload[PMAX];
+	struct iovec shorter = { .iov_base = forged, .iov_len = HDR - 1 };
+	struct usb4_wire_rel h;
+	struct dgram d;
+	size_t n = 0, len;
+
+	pair_open(&a, &b, &cfg, &cfg, 0);
+	handshake(&a, &b, 0);
+	st = usb4_rel_stats(b.rel);
+	CHECK(!usb4_rel_head_read(&shorter, &h));
+	/* The first DATA proves the handshake (the general path); the
+	 * second is the in-place path's. */
+	d = a.out.d[0];
+	CHECK_EQ(input_read(&b, d.buf, d.len), 0);
+	CHECK_EQ(send_idx(&a, b.stream, 1, 0), 0);
+	d = a.out.d[a.out.n - 1];
+	for (size_t i = 0; i < d.len; i++, n++) {	/* corrupt: the check */
+		d.buf[i] ^= 1;
+		CHECK_EQ(input_read(&b, d.buf, d.len), -FI_EINVAL);
+		d.buf[i] ^= 1;
+	}
+	CHECK_EQ(st->dropped[USB4_REL_DROP_BAD_HEADER], n);
+	/* Another sender's id, the next seq and a valid check: the session
+	 * is its address's, never the header's. */
+	len = craft(forged, USB4_REL_DATA, ID_A ^ 1, ID_B,
+		    usb4_rel_next_seq(a.rel) - 1, 0, 0, payload,
+		    (uint32_t) gen_payload(b.stream, 1, payload));
+	CHECK(input_read(&b, forged, len) < 0);
+	CHECK_EQ(st->dropped[USB4_REL_DROP_WRONG_SRC], 1);
+	CHECK_EQ(b.expect, 1);
+	CHECK_EQ(input_read(&b, d.buf, d.len), 0);
+	CHECK_EQ(b.expect, 2);
+	CHECK_EQ(input_read(&b, d.buf, d.len), -FI_EALREADY);
+	CHECK_EQ(st->dropped[USB4_REL_DROP_DUPLICATE], 1);
+	CHECK_EQ(b.expect, 2);
+	CHECK(!b.bad);
+	side_close(&a);
+	side_close(&b);
+}
+
 /* Handshake types carry a struct usb4_wire_hello and at most
  * USB4_REL_HELLO_EXT_MAX bytes of the link's, ACK nothing: other lengths
  * are dropped.  Returns how many were. */
@@ -3043,6 +3100,7 @@ int main(void)
 	test_handshake_hello_ack_lost();
 	test_wrong_ids();
 	test_corruption();
+	test_input_read();
 	test_bad_headers();
 	test_hello_version_features();
 	test_reject_after_handshake_ignored();

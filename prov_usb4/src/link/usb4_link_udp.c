@@ -1026,6 +1026,25 @@ foreign:
 	return NULL;
 }
 
+/* datagram_session for a header read in place (usb4_rel_head_read), with
+ * no count: the common case only, the session of an id and address we
+ * know; NULL sends the datagram the general way, which counts it. */
+static struct usb4_udp_session *
+head_session(struct usb4_udp_link *l, const struct usb4_udp_addr *from,
+	     const struct usb4_wire_rel *h, int *path)
+{
+	struct usb4_udp_session *s;
+
+	if (h->dst_id != l->ep_id || !h->src_id ||
+	    h->version != USB4_WIRE_VERSION)
+		return NULL;
+	s = session_find(l, h->src_id);
+	if (!s)
+		return NULL;
+	*path = usb4_udp_paths_find(&s->paths, l->rx_rail, from);
+	return *path >= 0 ? s : NULL;
+}
+
 /* A RESOLVE query: who is bound here?  Answered with the endpoint's
  * whole address; nothing kept. */
 static bool answer_resolve(struct usb4_udp_link *l,
@@ -1050,8 +1069,10 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 			const struct iovec *dgram, int count)
 {
 	struct usb4_udp_link *l = arg;
-	struct usb4_udp_session *s;
+	struct usb4_udp_session *s = NULL;
+	struct usb4_wire_rel h;
 	struct usb4_rel_io io;
+	bool read;
 	uint64_t now;
 	int path, ret;
 
@@ -1059,7 +1080,14 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 			       usb4_iov_len(dgram, (size_t) count));
 	if (answer_resolve(l, from, dgram, count))
 		return;
-	s = datagram_session(l, from, dgram, count, &path);
+	/* One read of the header for the lookup and for rel. */
+	read = count == 1 && usb4_rel_head_read(dgram, &h);
+	if (read)
+		s = head_session(l, from, &h, &path);
+	if (!s) {
+		read = false;
+		s = datagram_session(l, from, dgram, count, &path);
+	}
 	if (!s)
 		return;
 	/* The datagrams of one receive arrived together: one clock read for
@@ -1074,7 +1102,8 @@ static void on_datagram(void *arg, const struct usb4_udp_addr *from,
 	flush_sends(l, false);
 	l->in_rel = true;
 	/* What rel refuses it counts among its drops. */
-	ret = usb4_rel_input_v(s->rel, now, dgram, count, &io);
+	ret = read ? usb4_rel_input_read(s->rel, now, dgram, &h, &io) :
+		     usb4_rel_input_v(s->rel, now, dgram, count, &io);
 	l->in_rel = false;
 	/* Only what rel authenticated tells that a path lives. */
 	if (!ret && usb4_udp_path_heard(&l->rails, &s->paths, path, now))

@@ -1757,30 +1757,40 @@ static enum usb4_rel_drop usb4_rel_prove(struct usb4_rel_peer *peer,
 	return USB4_REL_DROP_MAX;
 }
 
+bool usb4_rel_head_read(const struct iovec *dgram, struct usb4_wire_rel *h)
+{
+	size_t len = dgram->iov_len;
+
+	if (!dgram->iov_base || len < USB4_REL_HDR_LEN ||
+	    len - USB4_REL_HDR_LEN > UINT32_MAX)
+		return false;
+	memcpy(h, dgram->iov_base, USB4_REL_HDR_LEN);
+	usb4_rel_header_host(h);
+	return true;
+}
+
 /*
  * The common datagram, read in place: a DATA or ACK of an established,
  * unkeyed session that came in one piece, with no flag but XXH3 (a
  * ping-pong's).  The general path reads every datagram piecewise (for
  * handshakes, tags and placed payloads) and gathered, sliced and copied
- * its header three times; this reads it once and makes the same checks
- * as usb4_rel_parse.  True with *h (host order) when the datagram passes
- * them all; false for anything else, with nothing changed: the general
- * path then takes it, and drops and counts it if it must.
+ * its header three times; this takes the header usb4_rel_head_read read
+ * once (for the link's session lookup too) and makes the same checks as
+ * usb4_rel_parse.  True when the datagram passes them all; false for
+ * anything else, with nothing changed: the general path then takes it,
+ * and drops and counts it if it must.
  */
-static bool usb4_rel_parse_one(const struct usb4_rel_peer *peer,
-			       const struct iovec *dgram,
-			       struct usb4_wire_rel *h)
+static bool usb4_rel_parse_read(const struct usb4_rel_peer *peer,
+				const struct iovec *dgram,
+				const struct usb4_wire_rel *h)
 {
-	struct usb4_wire_rel raw;	/* as on the wire, crc zeroed */
+	struct usb4_wire_rel raw = *h;	/* as on the wire, crc zeroed */
 	struct iovec payload;
 	size_t len = dgram->iov_len;
 
-	if (peer->cfg.job || !peer->peer_known || !dgram->iov_base ||
-	    len < USB4_REL_HDR_LEN || len - USB4_REL_HDR_LEN > UINT32_MAX)
+	if (peer->cfg.job || !peer->peer_known)
 		return false;
-	memcpy(&raw, dgram->iov_base, USB4_REL_HDR_LEN);
-	*h = raw;
-	usb4_rel_header_host(h);
+	usb4_rel_header_host(&raw);	/* the same swaps take it back */
 	if (h->version != USB4_WIRE_VERSION ||
 	    (h->type != USB4_REL_DATA && h->type != USB4_REL_ACK) ||
 	    (h->flags & ~USB4_REL_F_XXH3) ||
@@ -1794,6 +1804,14 @@ static bool usb4_rel_parse_one(const struct usb4_rel_peer *peer,
 		.iov_len = h->len };
 	return usb4_rel_check(h->flags & USB4_REL_F_XXH3, &raw, &payload,
 			      h->len ? 1 : 0) == h->crc;
+}
+
+static bool usb4_rel_parse_one(const struct usb4_rel_peer *peer,
+			       const struct iovec *dgram,
+			       struct usb4_wire_rel *h)
+{
+	return usb4_rel_head_read(dgram, h) &&
+	       usb4_rel_parse_read(peer, dgram, h);
 }
 
 /* A datagram usb4_rel_parse_one read: as the general path goes on. */
@@ -1854,6 +1872,16 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 	usb4_rel_closed_check(peer);
 	usb4_rel_trim(peer, now);
 	return ret;
+}
+
+int usb4_rel_input_read(struct usb4_rel_peer *peer, uint64_t now,
+			const struct iovec *dgram,
+			const struct usb4_wire_rel *h,
+			const struct usb4_rel_io *io)
+{
+	if (!peer->down && usb4_rel_parse_read(peer, dgram, h))
+		return usb4_rel_input_one(peer, now, dgram, h, io);
+	return usb4_rel_input_v(peer, now, dgram, 1, io);
 }
 
 int usb4_rel_input(struct usb4_rel_peer *peer, uint64_t now,

@@ -227,6 +227,16 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 		     const struct iovec *dgram, int count,
 		     const struct usb4_rel_io *io);
 
+/* The header of a datagram in one piece, in host order (false: too short):
+ * read once for the link's session lookup and for usb4_rel_input_read,
+ * which takes that datagram as usb4_rel_input_v would. */
+struct usb4_wire_rel;
+bool usb4_rel_head_read(const struct iovec *dgram, struct usb4_wire_rel *h);
+int usb4_rel_input_read(struct usb4_rel_peer *peer, uint64_t now,
+			const struct iovec *dgram,
+			const struct usb4_wire_rel *h,
+			const struct usb4_rel_io *io);
+
 /* Retransmits what is overdue, sends delayed acks, offers refused payloads
  * again, releases idle rings, decides death. */
 void usb4_rel_timer(struct usb4_rel_peer *peer, uint64_t now,
