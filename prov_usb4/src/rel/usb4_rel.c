@@ -1463,7 +1463,8 @@ static int usb4_rel_in_order(struct usb4_rel_peer *peer, uint64_t now,
 	peer->rcv_nxt++;
 	usb4_rel_fill_gap(peer);
 	usb4_rel_ack_later(peer, now, filled_gap);
-	usb4_rel_deliver_held(peer, now, io);
+	if (peer->rcv_dlv != peer->rcv_nxt)	/* else nothing is held */
+		usb4_rel_deliver_held(peer, now, io);
 	return 0;
 }
 
