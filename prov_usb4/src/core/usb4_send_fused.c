@@ -47,23 +47,28 @@ static const struct usb4_route *fused_route(struct usb4_core_ep *ep,
 	return r;
 }
 
-/* send_eager's completion: an entry if one is wanted, the counter always
- * (an inject counts too: man fi_cntr). */
+/* send_eager's completion: an entry if one is wanted, written in place in
+ * the CQ's ring (reserved before the post), the counter always (an inject
+ * counts too: man fi_cntr). */
 static void fused_complete(struct usb4_core_ep *ep,
 			   const struct usb4_send_args *a, size_t len,
 			   bool want_cqe)
 {
-	struct usb4_cqe e = {
-		.op_context = a->context,
-		.flags = FI_SEND | (a->flags & FI_TAGGED ? FI_TAGGED : FI_MSG),
-		.len = len,
-		.tag = a->tag,
-		.src = FI_ADDR_NOTAVAIL,
-	};
+	struct usb4_cqe *e;
 
-	usb4_count(ep->tx_cntr, true);
-	if (want_cqe)
-		usb4_cq_queue_push(ep->tx_cq, &e);
+	if (ep->tx_cntr)
+		usb4_count(ep->tx_cntr, true);
+	if (!want_cqe)
+		return;
+	e = usb4_cq_queue_slot(ep->tx_cq);
+	e->op_context = a->context;
+	e->flags = FI_SEND | (a->flags & FI_TAGGED ? FI_TAGGED : FI_MSG);
+	e->len = len;
+	e->buf = NULL;
+	e->data = 0;
+	e->tag = a->tag;
+	e->src = FI_ADDR_NOTAVAIL;
+	usb4_cq_queue_commit(ep->tx_cq);
 }
 
 /* Header and payload to the link; the frame send_eager builds. */
