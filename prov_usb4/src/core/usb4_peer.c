@@ -368,13 +368,11 @@ bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a, fi_addr_t b)
 	return pa && pb && pa->id == pb->id && pa->kind == pb->kind;
 }
 
-fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
+fi_addr_t usb4_report_src_hidden(struct usb4_core_ep *ep, fi_addr_t a)
 {
 	struct usb4_peer *peer, *inserted;
 	fi_addr_t b;
 
-	if (a == FI_ADDR_NOTAVAIL || !(a & USB4_HIDDEN_BIT))
-		return a;
 	peer = usb4_peer_of(ep, a);
 	b = peer ? usb4_core_av_reverse(ep->av, peer->id) : FI_ADDR_NOTAVAIL;
 	inserted = usb4_core_av_peer(ep->av, b);

@@ -37,8 +37,16 @@ fi_addr_t usb4_peer_find(struct usb4_core_ep *ep, uint8_t kind, uint64_t id);
 /* Whether two fi_addrs name the same peer (a hidden entry and the one the
  * application inserted later do). */
 bool usb4_same_peer(struct usb4_core_ep *ep, fi_addr_t a, fi_addr_t b);
-/* The source to report for a peer: its inserted fi_addr, if it has one. */
-fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a);
+/* The source to report for a peer: its inserted fi_addr, if it has one.
+ * Inline: an inserted one (every completion of a peer the application
+ * knows) is itself; a hidden entry is looked up. */
+fi_addr_t usb4_report_src_hidden(struct usb4_core_ep *ep, fi_addr_t a);
+static inline fi_addr_t usb4_report_src(struct usb4_core_ep *ep, fi_addr_t a)
+{
+	if (a == FI_ADDR_NOTAVAIL || !(a & USB4_HIDDEN_BIT))
+		return a;
+	return usb4_report_src_hidden(ep, a);
+}
 void usb4_hidden_fini(struct usb4_peer_table *hidden);
 /* The hidden entry of id over this kind of link (FI_ADDR_NOTAVAIL: none). */
 fi_addr_t usb4_hidden_of(struct usb4_core_ep *ep, uint8_t kind, uint64_t id);

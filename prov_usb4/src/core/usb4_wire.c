@@ -142,6 +142,11 @@ enum usb4_wire_verdict usb4_wire_parse_split(const void *hdr_buf,
 	frame->msg_id = le64toh(hdr.msg_id);
 	frame->total_len = le64toh(hdr.total_len);
 	frame->payload = payload;
+	/* check_payload's case for the frame of every small message, without
+	 * the call and the switch. */
+	if (frame->type == USB4_FRAME_EAGER)
+		return frame->total_len == frame->payload_len ?
+		       USB4_WIRE_OK : USB4_WIRE_LEN_BAD;
 	return check_payload(frame);
 }
 
