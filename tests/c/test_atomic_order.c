@@ -105,8 +105,8 @@ static void test_link(const char *link, bool udp)
 	struct fx a, b;
 	struct fid_mr *mr;
 	uint64_t *cell = aligned_alloc(64, 64);
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
 	fi_addr_t peer, back;
+	bool joined;
 
 	*cell = 0;
 	for (size_t i = 0; i < OPS; i++) {
@@ -117,17 +117,10 @@ static void test_link(const char *link, bool udp)
 	CHECK_EQ(fx_open(&b, FI_ATOMIC, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_reg(&b, cell, 64, FI_REMOTE_READ | FI_REMOTE_WRITE, 0,
 			&mr), 0);
-	memcpy(addr_a, a.addr, sizeof(addr_a));
-	memcpy(addr_b, b.addr, sizeof(addr_b));
-	if (udp) {
-		fx_other_host(addr_a);
-		fx_other_host(addr_b);
-	}
-	peer = fx_insert(&a, addr_b);
-	back = fx_insert(&b, addr_a);	/* the target serves known peers */
-	CHECK_MSG(peer != FI_ADDR_NOTAVAIL && back != FI_ADDR_NOTAVAIL,
-		  "%s: addresses not inserted", link);
-	if (peer != FI_ADDR_NOTAVAIL && back != FI_ADDR_NOTAVAIL) {
+	/* both ways: the target serves known peers */
+	joined = fx_join(&a, &b, udp, &peer, &back) == 0;
+	CHECK_MSG(joined, "%s: addresses not inserted", link);
+	if (joined) {
 		CHECK_MSG(run_ops(&a, &b, peer, fx_rma_base(&b, cell),
 				  fi_mr_key(mr)), "%s: ops did not complete",
 			  link);

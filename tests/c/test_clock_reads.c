@@ -74,20 +74,6 @@ static unsigned long clock_reads_while_waiting(struct fid_cq *cq)
 	return atomic_load(&precise) - before;
 }
 
-/* Reads both CQs until A's op completes: 1, or 0 on an error or timeout. */
-static int wait_both(struct fx *a, struct fx *b)
-{
-	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
-	struct fi_cq_data_entry e;
-	ssize_t ret;
-
-	do {
-		fi_cq_read(b->cq, NULL, 0);
-		ret = fi_cq_read(a->cq, &e, 1);
-	} while (ret == -FI_EAGAIN && fx_now_ms() < end);
-	return ret == 1;
-}
-
 static void check_rate(const char *what, unsigned long seen)
 {
 	printf("# %s: %lu precise-clock reads in %d CQ reads\n", what, seen,
@@ -176,7 +162,7 @@ static void check_round_trips(struct fx *a, struct fx *b, fi_addr_t peer,
 	for (int i = 0; i < ROUND_TRIPS && !usb4_test_failures; i++) {
 		CHECK_EQ(fi_read(a->ep, dst, LEN, NULL, peer,
 				 fx_rma_base(b, src), fi_mr_key(mr), dst), 0);
-		CHECK_EQ(wait_both(a, b), 1);
+		CHECK_EQ(fx_wait_op(a, b, NULL), 1);
 	}
 	per = (double) (atomic_load(&precise) - before) / ROUND_TRIPS;
 	printf("# %d awaited reads: %.2f precise-clock reads each\n",
@@ -190,7 +176,6 @@ int main(void)
 {
 	struct fx a, b;
 	struct fid_mr *mr;
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
 	char *src = calloc(1, LEN), *dst = calloc(1, LEN);
 	fi_addr_t peer, back;
 
@@ -207,18 +192,12 @@ int main(void)
 	CHECK_EQ(fx_open(&b, FI_RMA | FI_MSG, FX_MR_OMPI), 0);
 	memset(src, 0x5c, LEN);
 	CHECK_EQ(fx_reg(&b, src, LEN, FI_REMOTE_READ, 0, &mr), 0);
-	memcpy(addr_a, a.addr, sizeof(addr_a));
-	memcpy(addr_b, b.addr, sizeof(addr_b));
-	fx_other_host(addr_a);
-	fx_other_host(addr_b);
-	peer = fx_insert(&a, addr_b);
-	back = fx_insert(&b, addr_a);
-	CHECK(peer != FI_ADDR_NOTAVAIL && back != FI_ADDR_NOTAVAIL);
+	CHECK_EQ(fx_join(&a, &b, true, &peer, &back), 0);
 
 	CHECK_EQ(fi_read(a.ep, dst, LEN, NULL, peer, fx_rma_base(&b, src),
 			 fi_mr_key(mr), dst), 0);
 	check_rate("a read waiting", clock_reads_while_waiting(a.cq));
-	CHECK_EQ(wait_both(&a, &b), 1);	/* B answers at last */
+	CHECK_EQ(fx_wait_op(&a, &b, NULL), 1);	/* B answers at last */
 	CHECK_EQ(memcmp(src, dst, LEN), 0);
 	check_rate("nothing pending", clock_reads_while_waiting(a.cq));
 	check_sends(&a, &b, peer);

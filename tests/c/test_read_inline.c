@@ -37,68 +37,27 @@
 #define READS		100
 #define REGION		8192
 #define LARGE		4096	/* above USB4_WIRE_READ_INLINE_MAX */
-#define DGRAM_MAX	65536
 
 static atomic_ulong datagrams;
 static atomic_bool old_peers;	/* strip READ_INLINE from every HELLO */
 static atomic_ulong hellos_stripped;
 
-/* An older peer's HELLO / HELLO_ACK: without FEATURE_READ_INLINE. */
-static void strip_feature(unsigned char *d, size_t len)
-{
-	if (usb4_test_hello_strip(d, len, USB4_WIRE_FEATURE_READ_INLINE))
-		atomic_fetch_add(&hellos_stripped, 1);
-}
-
-/* Default visibility (the build hides symbols) and exported (LDFLAGS). */
+/* Default visibility (the build hides symbols) and exported (LDFLAGS).
+ * Test only: one thread sends while old_peers is set. */
 __attribute__((visibility("default")))
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	static ssize_t (*real)(int, const struct msghdr *, int);
-	static unsigned char buf[DGRAM_MAX];
-	struct msghdr copy;
-	struct iovec one;
-	size_t len = 0;
+	static usb4_test_sendmsg_fn real;
 
 	if (!real)
-		real = (ssize_t (*)(int, const struct msghdr *, int))
-		       dlsym(RTLD_NEXT, "sendmsg");
+		real = (usb4_test_sendmsg_fn) dlsym(RTLD_NEXT, "sendmsg");
 	atomic_fetch_add(&datagrams, 1);
 	if (!atomic_load(&old_peers))
 		return real(fd, msg, flags);
-	/* Test only: one thread sends while old_peers is set. */
-	for (size_t i = 0; i < msg->msg_iovlen; i++) {
-		if (len + msg->msg_iov[i].iov_len > sizeof(buf))
-			return real(fd, msg, flags);
-		memcpy(buf + len, msg->msg_iov[i].iov_base,
-		       msg->msg_iov[i].iov_len);
-		len += msg->msg_iov[i].iov_len;
-	}
-	strip_feature(buf, len);
-	copy = *msg;
-	one = (struct iovec) { .iov_base = buf, .iov_len = len };
-	copy.msg_iov = &one;
-	copy.msg_iovlen = 1;
-	return real(fd, &copy, flags) < 0 ? -1 : (ssize_t) len;
-}
-
-/* Reads both CQs until A's op completes: 1 done, 0 an error (err set),
- * -1 a timeout. */
-static int wait_both(struct fx *a, struct fx *b, struct fi_cq_err_entry *err)
-{
-	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
-	struct fi_cq_data_entry e;
-	ssize_t ret;
-
-	do {
-		fi_cq_read(b->cq, NULL, 0);
-		ret = fi_cq_read(a->cq, &e, 1);
-	} while (ret == -FI_EAGAIN && fx_now_ms() < end);
-	if (ret == -FI_EAVAIL) {
-		memset(err, 0, sizeof(*err));
-		return fi_cq_readerr(a->cq, err, 0) == 1 ? 0 : -1;
-	}
-	return ret == 1 ? 1 : -1;
+	/* An older peer's HELLO / HELLO_ACK: without FEATURE_READ_INLINE. */
+	return usb4_test_sendmsg_stripped(real, fd, msg, flags,
+					  USB4_WIRE_FEATURE_READ_INLINE,
+					  &hellos_stripped);
 }
 
 struct pair {
@@ -117,7 +76,7 @@ static void read_ok(struct pair *p, size_t len, uint64_t off)
 	memset(buf, 0xee, len);
 	CHECK_EQ(fi_read(p->a.ep, buf, len, NULL, p->peer, p->base + off,
 			 p->key, NULL), 0);
-	CHECK_EQ_MSG(wait_both(&p->a, &p->b, &err), 1, "read of %zu", len);
+	CHECK_EQ_MSG(fx_wait_op(&p->a, &p->b, &err), 1, "read of %zu", len);
 	CHECK_EQ_MSG(memcmp(buf, p->region + off, len), 0,
 		     "read of %zu at %llu: wrong bytes", len,
 		     (unsigned long long) off);
@@ -137,7 +96,7 @@ static void read_two_iovs(struct pair *p, uint64_t off)
 	struct fi_cq_err_entry err;
 
 	CHECK_EQ(fi_readmsg(p->a.ep, &msg, FI_COMPLETION), 0);
-	CHECK_EQ(wait_both(&p->a, &p->b, &err), 1);
+	CHECK_EQ(fx_wait_op(&p->a, &p->b, &err), 1);
 	CHECK_EQ(memcmp(x, p->region + off, sizeof(x)), 0);
 	CHECK_EQ(memcmp(y, p->region + off + sizeof(x), sizeof(y)), 0);
 }
@@ -153,7 +112,7 @@ static void read_refused(struct pair *p, uint64_t addr, uint64_t key,
 	memcpy(before, v, sizeof(v));
 	CHECK_EQ(fi_read(p->a.ep, v, sizeof(v), NULL, p->peer, addr, key,
 			 NULL), 0);
-	CHECK_EQ_MSG(wait_both(&p->a, &p->b, &err), 0, "%s: no error", what);
+	CHECK_EQ_MSG(fx_wait_op(&p->a, &p->b, &err), 0, "%s: no error", what);
 	CHECK_EQ_MSG(err.err, FI_EACCES, "%s: error %d", what, err.err);
 	CHECK_EQ_MSG(memcmp(before, v, sizeof(v)), 0,
 		     "%s: the initiator's buffer changed", what);
@@ -161,7 +120,7 @@ static void read_refused(struct pair *p, uint64_t addr, uint64_t key,
 
 static void open_pair(struct pair *p)
 {
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
+	fi_addr_t back;
 
 	p->region = calloc(1, REGION);
 	for (size_t i = 0; i < REGION; i++)
@@ -170,13 +129,7 @@ static void open_pair(struct pair *p)
 	CHECK_EQ(fx_open(&p->b, FI_RMA, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_reg(&p->b, p->region, REGION,
 			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, &p->mr), 0);
-	memcpy(addr_a, p->a.addr, sizeof(addr_a));
-	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	fx_other_host(addr_a);
-	fx_other_host(addr_b);
-	p->peer = fx_insert(&p->a, addr_b);
-	CHECK(p->peer != FI_ADDR_NOTAVAIL &&
-	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);
+	CHECK_EQ(fx_join(&p->a, &p->b, true, &p->peer, &back), 0);
 	p->base = fx_rma_base(&p->b, p->region);
 	p->key = fi_mr_key(p->mr);
 }

@@ -35,25 +35,6 @@
 #define REGION		8192
 #define LARGE		4096	/* above USB4_WIRE_WRITE_INLINE_MAX */
 
-/* Reads both CQs until A's op completes: 1 done, 0 an error (err set),
- * -1 a timeout. */
-static int wait_both(struct fx *a, struct fx *b, struct fi_cq_err_entry *err)
-{
-	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
-	struct fi_cq_data_entry e;
-	ssize_t ret;
-
-	do {
-		fi_cq_read(b->cq, NULL, 0);
-		ret = fi_cq_read(a->cq, &e, 1);
-	} while (ret == -FI_EAGAIN && fx_now_ms() < end);
-	if (ret == -FI_EAVAIL) {
-		memset(err, 0, sizeof(*err));
-		return fi_cq_readerr(a->cq, err, 0) == 1 ? 0 : -1;
-	}
-	return ret == 1 ? 1 : -1;
-}
-
 struct pair {
 	struct fx a, b;
 	struct fid_mr *mr;
@@ -69,7 +50,7 @@ static void write_ok(struct pair *p, const void *buf, size_t len,
 
 	CHECK_EQ(fi_write(p->a.ep, buf, len, NULL, p->peer, p->base + off,
 			  p->key, NULL), 0);
-	CHECK_EQ(wait_both(&p->a, &p->b, &err), 1);
+	CHECK_EQ(fx_wait_op(&p->a, &p->b, &err), 1);
 	CHECK_EQ(memcmp(p->region + off, buf, len), 0);
 }
 
@@ -83,7 +64,7 @@ static void write_refused(struct pair *p, uint64_t addr, uint64_t key,
 	memcpy(before, p->region, REGION);
 	CHECK_EQ(fi_write(p->a.ep, v, sizeof(v), NULL, p->peer, addr, key,
 			  NULL), 0);
-	CHECK_EQ_MSG(wait_both(&p->a, &p->b, &err), 0, "%s: no error", what);
+	CHECK_EQ_MSG(fx_wait_op(&p->a, &p->b, &err), 0, "%s: no error", what);
 	CHECK_EQ_MSG(err.err, FI_EACCES, "%s: error %d", what, err.err);
 	CHECK_EQ_MSG(memcmp(before, p->region, REGION), 0,
 		     "%s: the target's memory changed", what);
@@ -92,20 +73,14 @@ static void write_refused(struct pair *p, uint64_t addr, uint64_t key,
 
 static void open_pair(struct pair *p)
 {
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
+	fi_addr_t back;
 
 	p->region = calloc(1, REGION);
 	CHECK_EQ(fx_open(&p->a, FI_RMA, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_open(&p->b, FI_RMA, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_reg(&p->b, p->region, REGION,
 			FI_REMOTE_READ | FI_REMOTE_WRITE, 0, &p->mr), 0);
-	memcpy(addr_a, p->a.addr, sizeof(addr_a));
-	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	fx_other_host(addr_a);
-	fx_other_host(addr_b);
-	p->peer = fx_insert(&p->a, addr_b);
-	CHECK(p->peer != FI_ADDR_NOTAVAIL &&
-	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);
+	CHECK_EQ(fx_join(&p->a, &p->b, true, &p->peer, &back), 0);
 	p->base = fx_rma_base(&p->b, p->region);
 	p->key = fi_mr_key(p->mr);
 }
@@ -142,7 +117,7 @@ int main(void)
 	v = 0;		/* reused at once */
 	CHECK_EQ(fi_write(p.a.ep, &first, sizeof(first), NULL, p.peer,
 			  p.base + 264, p.key, NULL), 0);
-	CHECK_EQ(wait_both(&p.a, &p.b, &err), 1);
+	CHECK_EQ(fx_wait_op(&p.a, &p.b, &err), 1);
 	memcpy(&v, p.region + 256, sizeof(v));
 	CHECK_EQ(v, 0x1122334455667788ull);
 

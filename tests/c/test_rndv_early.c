@@ -45,60 +45,32 @@
 #define SMALL		(100 * 1024)	/* within it: all of it early */
 #define GUARD		4096
 #define BULK_DGRAM	60000		/* a datagram this long carries DATA */
-#define DGRAM_MAX	65536
 
 static atomic_ulong bulk_datagrams;
 static atomic_bool old_peers;	/* strip RNDV_EARLY from every HELLO */
 static atomic_bool hold_bulk;	/* DATA datagrams vanish (rel resends) */
 static atomic_ulong hellos_stripped;
 
-/* An older peer's HELLO / HELLO_ACK: without FEATURE_RNDV_EARLY. */
-static void strip_feature(unsigned char *d, size_t len)
-{
-	if (usb4_test_hello_strip(d, len, USB4_WIRE_FEATURE_RNDV_EARLY))
-		atomic_fetch_add(&hellos_stripped, 1);
-}
-
-static size_t msg_len(const struct msghdr *msg)
-{
-	size_t len = 0;
-
-	for (size_t i = 0; i < msg->msg_iovlen; i++)
-		len += msg->msg_iov[i].iov_len;
-	return len;
-}
-
-/* Default visibility (the build hides symbols) and exported (LDFLAGS). */
+/* Default visibility (the build hides symbols) and exported (LDFLAGS).
+ * Test only: one thread sends while old_peers is set. */
 __attribute__((visibility("default")))
 ssize_t sendmsg(int fd, const struct msghdr *msg, int flags)
 {
-	static ssize_t (*real)(int, const struct msghdr *, int);
-	static unsigned char buf[DGRAM_MAX];
-	size_t len = msg_len(msg), off = 0;
-	struct msghdr copy;
-	struct iovec one;
+	static usb4_test_sendmsg_fn real;
+	size_t len = usb4_test_msg_len(msg);
 
 	if (!real)
-		real = (ssize_t (*)(int, const struct msghdr *, int))
-		       dlsym(RTLD_NEXT, "sendmsg");
+		real = (usb4_test_sendmsg_fn) dlsym(RTLD_NEXT, "sendmsg");
 	if (len >= BULK_DGRAM && atomic_load(&hold_bulk))
 		return (ssize_t) len;
 	if (len >= BULK_DGRAM)
 		atomic_fetch_add(&bulk_datagrams, 1);
 	if (!atomic_load(&old_peers) || len > 1024)
 		return real(fd, msg, flags);
-	/* Test only: one thread sends while old_peers is set. */
-	for (size_t i = 0; i < msg->msg_iovlen; i++) {
-		memcpy(buf + off, msg->msg_iov[i].iov_base,
-		       msg->msg_iov[i].iov_len);
-		off += msg->msg_iov[i].iov_len;
-	}
-	strip_feature(buf, len);
-	copy = *msg;
-	one = (struct iovec) { .iov_base = buf, .iov_len = len };
-	copy.msg_iov = &one;
-	copy.msg_iovlen = 1;
-	return real(fd, &copy, flags) < 0 ? -1 : (ssize_t) len;
+	/* An older peer's HELLO / HELLO_ACK: without FEATURE_RNDV_EARLY. */
+	return usb4_test_sendmsg_stripped(real, fd, msg, flags,
+					  USB4_WIRE_FEATURE_RNDV_EARLY,
+					  &hellos_stripped);
 }
 
 struct pair {
@@ -293,8 +265,8 @@ static void truncated(struct pair *p, size_t len, size_t want, uint64_t seed)
 
 static void open_pair(struct pair *p)
 {
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
 	struct fi_cq_err_entry eb;
+	fi_addr_t to_a;
 
 	p->out = malloc(MSG);
 	p->in = malloc(MSG + GUARD);
@@ -304,13 +276,7 @@ static void open_pair(struct pair *p)
 		 0);
 	p->base = fx_rma_base(&p->b, p->in);
 	p->key = fi_mr_key(p->mr);
-	memcpy(addr_a, p->a.addr, sizeof(addr_a));
-	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	fx_other_host(addr_a);
-	fx_other_host(addr_b);
-	p->to_b = fx_insert(&p->a, addr_b);
-	CHECK(p->to_b != FI_ADDR_NOTAVAIL &&
-	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);
+	CHECK_EQ(fx_join(&p->a, &p->b, true, &p->to_b, &to_a), 0);
 	/* The handshake, by an eager message. */
 	fx_fill(p->out, 8, 1, 0);
 	post_recv(p, 8);

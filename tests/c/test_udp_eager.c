@@ -83,17 +83,11 @@ static void message_ok(struct pair *p, size_t len, bool late, uint64_t seed)
 
 static void open_pair(struct pair *p)
 {
-	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
+	fi_addr_t to_a;
 
 	CHECK_EQ(fx_open(&p->a, FI_MSG, FX_MR_OMPI), 0);
 	CHECK_EQ(fx_open(&p->b, FI_MSG, FX_MR_OMPI), 0);
-	memcpy(addr_a, p->a.addr, sizeof(addr_a));
-	memcpy(addr_b, p->b.addr, sizeof(addr_b));
-	fx_other_host(addr_a);
-	fx_other_host(addr_b);
-	p->to_b = fx_insert(&p->a, addr_b);
-	CHECK(p->to_b != FI_ADDR_NOTAVAIL &&
-	      fx_insert(&p->b, addr_a) != FI_ADDR_NOTAVAIL);
+	CHECK_EQ(fx_join(&p->a, &p->b, true, &p->to_b, &to_a), 0);
 }
 
 int main(void)

@@ -195,6 +195,28 @@ static inline void fx_other_host(char *addr)
 		host_id[i] ^= (char) 0x5a;
 }
 
+/*
+ * Puts a and b in each other's address vector: a's handle for b in *to_b,
+ * b's for a in *to_a.  With udp each is told the other is on another host
+ * (fx_other_host), so the udp link over loopback carries them.  0, or -1
+ * when an insert failed.
+ */
+static inline int fx_join(struct fx *a, struct fx *b, bool udp,
+			  fi_addr_t *to_b, fi_addr_t *to_a)
+{
+	char addr_a[FX_ADDR_MAX], addr_b[FX_ADDR_MAX];
+
+	memcpy(addr_a, a->addr, sizeof(addr_a));
+	memcpy(addr_b, b->addr, sizeof(addr_b));
+	if (udp) {
+		fx_other_host(addr_a);
+		fx_other_host(addr_b);
+	}
+	*to_b = fx_insert(a, addr_b);
+	*to_a = fx_insert(b, addr_a);
+	return *to_b != FI_ADDR_NOTAVAIL && *to_a != FI_ADDR_NOTAVAIL ? 0 : -1;
+}
+
 /* Registers [buf, buf + len); with user keys, key is the requested key. */
 static inline int fx_reg(struct fx *f, void *buf, size_t len, uint64_t access,
 			 uint64_t key, struct fid_mr **mr)
@@ -209,11 +231,14 @@ static inline uint64_t fx_rma_base(const struct fx *f, const void *buf)
 }
 
 /*
- * Waits for one completion: 1 with *e filled, 0 with *err filled for an
- * error completion, -FI_ETIMEDOUT when nothing came.
+ * Waits for one completion on cq, reading `also` (when not NULL) between
+ * tries so that its endpoint progresses too (a target that answers only
+ * when progressed): 1 with *e filled, 0 with *err filled for an error
+ * completion, -FI_ETIMEDOUT when nothing came.
  */
-static inline int fx_wait(struct fid_cq *cq, struct fi_cq_data_entry *e,
-			  struct fi_cq_err_entry *err)
+static inline int fx_wait_also(struct fid_cq *cq, struct fid_cq *also,
+			       struct fi_cq_data_entry *e,
+			       struct fi_cq_err_entry *err)
 {
 	uint64_t end = fx_now_ms() + FX_TIMEOUT_MS;
 	struct fi_cq_data_entry scratch;
@@ -223,6 +248,8 @@ static inline int fx_wait(struct fid_cq *cq, struct fi_cq_data_entry *e,
 	e = e ? e : &scratch;
 	err = err ? err : &escratch;
 	do {
+		if (also)
+			fi_cq_read(also, NULL, 0);
 		ret = fi_cq_read(cq, e, 1);
 		if (ret == 1)
 			return 1;
@@ -234,6 +261,22 @@ static inline int fx_wait(struct fid_cq *cq, struct fi_cq_data_entry *e,
 			return (int) ret;
 	} while (fx_now_ms() < end);
 	return -FI_ETIMEDOUT;
+}
+
+static inline int fx_wait(struct fid_cq *cq, struct fi_cq_data_entry *e,
+			  struct fi_cq_err_entry *err)
+{
+	return fx_wait_also(cq, NULL, e, err);
+}
+
+/* a's operation, with b progressing: 1 done, 0 an error completion (in
+ * *err when err is given), -1 nothing came in time. */
+static inline int fx_wait_op(struct fx *a, struct fx *b,
+			     struct fi_cq_err_entry *err)
+{
+	int ret = fx_wait_also(a->cq, b->cq, NULL, err);
+
+	return ret >= 0 ? ret : -1;
 }
 
 /* Nothing more queued (success or error) on cq. */
