@@ -19,7 +19,7 @@ ALLOWED = {
     "base": {"usb4.h", "usb4_list.h"},
     "rel": {"usb4.h", "usb4_list.h", "usb4_rel.h", "usb4_rel_auth.h",
             "usb4_rel_cc.h", "usb4_rel_keepalive.h", "usb4_rel_frag.h",
-            "usb4_rel_check.h", "usb4_rel_peer.h",
+            "usb4_rel_check.h", "usb4_rel_peer.h", "usb4_rel_send_small.h",
             "../wire.h"},
     "link": {"usb4.h", "usb4_list.h", "usb4_link.h", "usb4_rel.h",
              "usb4_rel_auth.h",

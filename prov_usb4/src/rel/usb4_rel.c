@@ -44,6 +44,7 @@
 #include "usb4_rel_frag.h"
 #include "usb4_rel_check.h"
 #include "usb4_rel_peer.h"
+#include "usb4_rel_send_small.h"
 #include "../wire.h"
 
 #define USB4_REL_HDR_LEN	sizeof(struct usb4_wire_rel)
@@ -960,6 +961,9 @@ int usb4_rel_send_ref(struct usb4_rel_peer *peer, uint64_t now,
 
 	if (nref < 0 || nref > count || nref > (int) USB4_REL_REF_MAX)
 		return -FI_EINVAL;
+	if (!nref && (ret = usb4_rel_send_small(peer, now, iov, count, io)) !=
+		     USB4_REL_SMALL_NO)
+		return ret;
 	if (usb4_rel_check_dead(peer, now))
 		return peer->down;
 	/* The frame after this one may be as large as the path was. */

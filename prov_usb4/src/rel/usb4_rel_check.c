@@ -100,3 +100,9 @@ uint32_t usb4_rel_check(bool xxh3, const struct usb4_wire_rel *h,
 	return xxh3 ? usb4_rel_xxh3(h, iov, count) :
 		      usb4_rel_crc32c(h, iov, count);
 }
+
+uint32_t usb4_rel_check_flat(bool xxh3, const void *dgram, size_t len)
+{
+	return xxh3 ? (uint32_t) XXH3_64bits(dgram, len) :
+		      usb4_crc32c(0, dgram, len);
+}

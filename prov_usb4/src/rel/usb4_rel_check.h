@@ -20,4 +20,7 @@
 uint32_t usb4_rel_check(bool xxh3, const struct usb4_wire_rel *h,
 			const struct iovec *iov, int count);
 
+/* The same over a datagram in one buffer (its check field 0): one call. */
+uint32_t usb4_rel_check_flat(bool xxh3, const void *dgram, size_t len);
+
 #endif
