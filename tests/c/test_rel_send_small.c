@@ -122,6 +122,13 @@ static void cross(struct end *from, struct end *to, uint64_t now, int skip)
 static const unsigned char payload[] = "8 bytes!the rest of a 56 B frame, "
 				       "header and all....";
 
+/* Both A's timers at now. */
+static void timers_run(struct twin *t, uint64_t now)
+{
+	for (int k = 0; k < 2; k++)
+		usb4_rel_timer(t->a[k].rel, now, &t->a[k].io);
+}
+
 /* A1 sends len bytes short, A2 the same through the general path. */
 static void send_both(struct twin *t, size_t len, uint64_t now)
 {
@@ -271,15 +278,13 @@ static void test_same_retransmissions(void)
 	same_bytes(&t, from, 1, "in flight");
 	from = t.a[0].n;
 	now += MS / 3;	/* the first timeouts (1 ms) passed, not the last */
-	usb4_rel_timer(t.a[0].rel, now, &t.a[0].io);
-	usb4_rel_timer(t.a[1].rel, now, &t.a[1].io);
+	timers_run(&t, now);
 	CHECK(t.a[0].n > from);
 	CHECK(t.a[1].n < from + 6);	/* some are not due yet */
 	same_bytes(&t, from, 0, "first timeouts");
 	from = t.a[0].n;
 	now += 20 * MS;	/* past every timeout: all go again */
-	usb4_rel_timer(t.a[0].rel, now, &t.a[0].io);
-	usb4_rel_timer(t.a[1].rel, now, &t.a[1].io);
+	timers_run(&t, now);
 	CHECK(t.a[0].n > from);
 	same_bytes(&t, from, 0, "retransmitted");
 	CHECK_EQ(usb4_rel_stats(t.a[0].rel)->retransmitted,
@@ -313,8 +318,7 @@ static void test_busy_link_queues(void)
 	CHECK_EQ(usb4_rel_unacked(t.a[0].rel), 2);
 	CHECK_EQ(usb4_rel_in_flight(t.a[0].rel), 1);
 	send_both(&t, 8, now + 10);	/* behind a queued frame: general */
-	usb4_rel_timer(t.a[0].rel, now + 20, &t.a[0].io);
-	usb4_rel_timer(t.a[1].rel, now + 20, &t.a[1].io);
+	timers_run(&t, now + 20);
 	CHECK_EQ(t.a[0].n, from + 2);
 	same_bytes(&t, from, 0, "after a busy link");
 	twin_close(&t);
