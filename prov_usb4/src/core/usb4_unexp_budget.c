@@ -50,7 +50,11 @@ int usb4_unexp_charge(struct usb4_unexp_budget *b, uint64_t id, size_t cost)
 		return -FI_EAGAIN;
 	if (mine && (mine >= b->peer_max || cost > b->peer_max - mine))
 		return -FI_EAGAIN;
-	if (usb4_id_map_put(&b->per_peer, id, mine + cost))
+	/* A peer already charged is added to in place: a put would look
+	 * its slot up a second time. */
+	if (have)
+		*have += cost;
+	else if (usb4_id_map_put(&b->per_peer, id, cost))
 		return -FI_EAGAIN;
 	b->total += cost;
 	if (b->total > b->peak)

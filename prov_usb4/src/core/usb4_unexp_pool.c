@@ -8,6 +8,7 @@
  * unexpected budget (usb4_unexp_budget.c) still bounds what the queue
  * holds; the pool only bounds what it keeps idle.
  */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,7 +20,11 @@ void usb4_unexp_pool_init(struct usb4_unexp_pool *p)
 	p->count = 0;
 }
 
-/* A zeroed entry: an idle one, else a new one (NULL: no memory). */
+/* A zeroed entry: an idle one, else a new one (NULL: no memory).  An idle
+ * one's riov and small are left as they are: they are read only as far as
+ * riov_count and total_len say, and those bytes are written when the
+ * entry is filled (zeroing the 320 bytes cost more than the rest of the
+ * message's queueing). */
 struct usb4_unexp *usb4_unexp_get(struct usb4_unexp_pool *p)
 {
 	struct usb4_unexp *u;
@@ -29,7 +34,8 @@ struct usb4_unexp *usb4_unexp_get(struct usb4_unexp_pool *p)
 	u = usb4_container_of(p->idle.next, struct usb4_unexp, link);
 	usb4_list_remove(&u->link);
 	p->count--;
-	memset(u, 0, sizeof(*u));
+	memset(u, 0, offsetof(struct usb4_unexp, riov));
+	memset(&u->ctrl, 0, sizeof(u->ctrl));
 	return u;
 }
 
