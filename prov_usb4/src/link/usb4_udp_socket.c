@@ -322,12 +322,17 @@ usb4_udp_sock_stats(const struct usb4_udp_sock *sock)
  */
 #define USB4_UDP_LINEAR_MAX	256
 
-/* Sends msg once; a small one gathered into one buffer and by sendto. */
+/* Sends msg once; a small one gathered into one buffer and by sendto,
+ * one in one piece (rel's short send) by sendto from where it is. */
 static ssize_t send_once(int fd, const struct msghdr *msg)
 {
 	char buf[USB4_UDP_LINEAR_MAX];
 	size_t len = 0;
 
+	if (msg->msg_iovlen == 1)
+		return sendto(fd, msg->msg_iov[0].iov_base,
+			      msg->msg_iov[0].iov_len, 0, msg->msg_name,
+			      msg->msg_namelen);
 	for (size_t i = 0; i < msg->msg_iovlen; i++) {
 		const struct iovec *v = &msg->msg_iov[i];
 
