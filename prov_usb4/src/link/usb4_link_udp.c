@@ -465,10 +465,11 @@ static void flush_sends(struct usb4_udp_link *l, bool only_ended)
 }
 
 /* After every rel call on s: its timer may be due sooner; a peer that
- * went down is reported once, from a poll (session_after) and never from
- * inside a post (session_after_post): the core posts while it walks its
- * lists, and its peer_down handler frees what they hold (a stream
- * pumping a read response was freed under usb4_stream_progress). */
+ * went down is reported once, from a poll (session_after, notes_run) and
+ * never from inside a post (a post leaves its note to the next poll,
+ * session_note_later): the core posts while it walks its lists, and its
+ * peer_down handler frees what they hold (a stream pumping a read
+ * response was freed under usb4_stream_progress). */
 static void session_note(struct usb4_udp_link *l, struct usb4_udp_session *s,
 			 bool may_report)
 {
@@ -505,12 +506,6 @@ static void session_after(struct usb4_udp_link *l, struct usb4_udp_session *s)
 	session_note(l, s, true);
 }
 
-static void session_after_post(struct usb4_udp_link *l,
-			       struct usb4_udp_session *s)
-{
-	session_note(l, s, false);
-}
-
 /*
  * After input, session_note runs in the next poll (after its look at the
  * socket), not in this one: the poll that took a datagram returns its
@@ -518,7 +513,8 @@ static void session_after_post(struct usb4_udp_link *l,
  * ping-pong, callgrind, on the way from the receive to the CQ entry; Open
  * MPI's read right after it does not progress, see usb4_cq.c), and the
  * next poll looks at the socket before it notes (a note is about 110
- * instructions).  Nothing of it is late: timers
+ * instructions).  A post's note waits the same way (one note per poll
+ * for a session posted to and heard from).  Nothing of it is late: timers
  * are microseconds apart at the least, a sleep notes first
  * (udp_sleep_begin), and a peer that went down is reported by a poll
  * either way.
@@ -791,7 +787,7 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	now = usb4_now_ns();
 	io = rel_io(s, now);
 	ret = usb4_rel_send_ref(s->rel, now, iov, count, nref, owner, &io);
-	session_after_post(l, s);
+	session_note_later(l, s);	/* the next poll's, as input's */
 	flush_sends(l, true);
 	return ret;
 }
