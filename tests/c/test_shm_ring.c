@@ -2272,6 +2272,15 @@ static void test_packed_first_lap_mapped(void)
 	faults = minor_faults() - faults;
 	CHECK_MSG(faults < pages / 8, "%ld page faults in a lap of %u pages",
 		  faults, pages);
+	/* The owner's count of lanes mapped lies in shared memory: a
+	 * producer that writes it costs the owner a mapping again, never a
+	 * frame or a lane beyond the claimed ones. */
+	for (int i = 0; i < 2; i++) {
+		r.peer->lanes_mapped = i ? 0 : UINT32_MAX;
+		CHECK_EQ(post_small(&r, &prod, &from, 8, sent, &h), 0);
+		check_small(&r, 8, sent++, from.id);
+		CHECK_EQ(r.own->lanes_mapped, usb4_shm_lanes_active(r.own));
+	}
 out:
 	ring_free(&r);
 }
