@@ -1631,42 +1631,41 @@ bool usb4_rel_head_read(const struct iovec *dgram, struct usb4_wire_rel *h)
  * handshakes, tags and placed payloads) and gathered, sliced and copied
  * its header three times; this takes the header usb4_rel_head_read read
  * once (for the link's session lookup too) and makes the same checks as
- * usb4_rel_parse.  True when the datagram passes them all; false for
- * anything else, with nothing changed: the general path then takes it,
- * and drops and counts it if it must.
+ * usb4_rel_parse: the fields here, then the check (usb4_rel_input_read
+ * hashes the datagram where it lies, usb4_rel_input_v a copy of its
+ * header and its payload).  Anything else goes the general path, which
+ * drops and counts it if it must.
  */
-static bool usb4_rel_parse_read(const struct usb4_rel_peer *peer,
-				const struct iovec *dgram,
-				const struct usb4_wire_rel *h)
+static bool usb4_rel_fields_ok(const struct usb4_rel_peer *peer,
+			       const struct iovec *dgram,
+			       const struct usb4_wire_rel *h)
 {
-	struct usb4_wire_rel raw = *h;	/* as on the wire, crc zeroed */
-	struct iovec payload;
-	size_t len = dgram->iov_len;
-
-	if (peer->cfg.job || !peer->peer_known)
-		return false;
-	usb4_rel_header_host(&raw);	/* the same swaps take it back */
-	if (h->version != USB4_WIRE_VERSION ||
-	    (h->type != USB4_REL_DATA && h->type != USB4_REL_ACK) ||
-	    (h->flags & ~USB4_REL_F_XXH3) ||
-	    h->len != len - USB4_REL_HDR_LEN ||
-	    !usb4_rel_len_ok(&peer->cfg, h->type, h->len) ||
-	    h->dst_id != peer->local_id || h->src_id != peer->remote_id)
-		return false;
-	raw.crc = 0;
-	payload = (struct iovec) {
-		.iov_base = (char *) dgram->iov_base + USB4_REL_HDR_LEN,
-		.iov_len = h->len };
-	return usb4_rel_check(h->flags & USB4_REL_F_XXH3, &raw, &payload,
-			      h->len ? 1 : 0) == h->crc;
+	return !peer->cfg.job && peer->peer_known &&
+	       h->version == USB4_WIRE_VERSION &&
+	       (h->type == USB4_REL_DATA || h->type == USB4_REL_ACK) &&
+	       !(h->flags & ~USB4_REL_F_XXH3) &&
+	       h->len == dgram->iov_len - USB4_REL_HDR_LEN &&
+	       usb4_rel_len_ok(&peer->cfg, h->type, h->len) &&
+	       h->dst_id == peer->local_id && h->src_id == peer->remote_id;
 }
 
 static bool usb4_rel_parse_one(const struct usb4_rel_peer *peer,
 			       const struct iovec *dgram,
 			       struct usb4_wire_rel *h)
 {
-	return usb4_rel_head_read(dgram, h) &&
-	       usb4_rel_parse_read(peer, dgram, h);
+	struct usb4_wire_rel raw;	/* as on the wire, crc zeroed */
+	struct iovec payload;
+
+	if (!usb4_rel_head_read(dgram, h) || !usb4_rel_fields_ok(peer, dgram, h))
+		return false;
+	raw = *h;
+	usb4_rel_header_host(&raw);	/* the same swaps take it back */
+	raw.crc = 0;
+	payload = (struct iovec) {
+		.iov_base = (char *) dgram->iov_base + USB4_REL_HDR_LEN,
+		.iov_len = h->len };
+	return usb4_rel_check(h->flags & USB4_REL_F_XXH3, &raw, &payload,
+			      h->len ? 1 : 0) == h->crc;
 }
 
 /* A datagram usb4_rel_parse_one read: as the general path goes on. */
@@ -1734,7 +1733,9 @@ int usb4_rel_input_read(struct usb4_rel_peer *peer, uint64_t now,
 			const struct usb4_wire_rel *h,
 			const struct usb4_rel_io *io)
 {
-	if (!peer->down && usb4_rel_parse_read(peer, dgram, h))
+	if (!peer->down && usb4_rel_fields_ok(peer, dgram, h) &&
+	    usb4_rel_check_whole(h->flags & USB4_REL_F_XXH3, dgram->iov_base,
+				 dgram->iov_len) == h->crc)
 		return usb4_rel_input_one(peer, now, dgram, h, io);
 	return usb4_rel_input_v(peer, now, dgram, 1, io);
 }

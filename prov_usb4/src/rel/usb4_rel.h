@@ -229,7 +229,9 @@ int usb4_rel_input_v(struct usb4_rel_peer *peer, uint64_t now,
 
 /* The header of a datagram in one piece, in host order (false: too short):
  * read once for the link's session lookup and for usb4_rel_input_read,
- * which takes that datagram as usb4_rel_input_v would. */
+ * which takes that datagram as usb4_rel_input_v would.  The datagram's
+ * bytes are the caller's buffer, which usb4_rel_input_read may write: its
+ * check field is zeroed while it is hashed, then put back. */
 struct usb4_wire_rel;
 bool usb4_rel_head_read(const struct iovec *dgram, struct usb4_wire_rel *h);
 int usb4_rel_input_read(struct usb4_rel_peer *peer, uint64_t now,

@@ -38,6 +38,7 @@
 #endif
 #define XXH_INLINE_ALL		/* XXH3_state_t on the stack, code inline */
 #include <xxhash.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "usb4_rel.h"
@@ -105,4 +106,17 @@ uint32_t usb4_rel_check_flat(bool xxh3, const void *dgram, size_t len)
 {
 	return xxh3 ? (uint32_t) XXH3_64bits(dgram, len) :
 		      usb4_crc32c(0, dgram, len);
+}
+
+uint32_t usb4_rel_check_whole(bool xxh3, void *dgram, size_t len)
+{
+	unsigned char *field = (unsigned char *) dgram +
+			       offsetof(struct usb4_wire_rel, crc);
+	uint32_t sent, zero = 0, sum;
+
+	memcpy(&sent, field, sizeof(sent));
+	memcpy(field, &zero, sizeof(zero));
+	sum = usb4_rel_check_flat(xxh3, dgram, len);
+	memcpy(field, &sent, sizeof(sent));
+	return sum;
 }

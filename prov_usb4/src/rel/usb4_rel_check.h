@@ -23,4 +23,9 @@ uint32_t usb4_rel_check(bool xxh3, const struct usb4_wire_rel *h,
 /* The same over a datagram in one buffer (its check field 0): one call. */
 uint32_t usb4_rel_check_flat(bool xxh3, const void *dgram, size_t len);
 
+/* usb4_rel_check_flat of a datagram as it came, in a buffer the caller
+ * lets us write: its check field is zeroed for the call and put back (no
+ * copy of the header, no second call). */
+uint32_t usb4_rel_check_whole(bool xxh3, void *dgram, size_t len);
+
 #endif
