@@ -30,6 +30,7 @@
 #define SMALL		64
 #define LARGE		(64 * 1024)	/* rendezvous over either link */
 #define HOST_ID_OFF	8		/* struct usb4_wire_addr.host_id */
+#define SERVED_TRIES	3		/* of a served variant, on a loaded host */
 
 struct variant {
 	const char *name;
@@ -293,11 +294,26 @@ static void run(const struct variant *v, struct result *busy,
 	       busy->received, busy->recv_errors, busy->bad_data);
 }
 
-static void check_served(const struct variant *v)
+/*
+ * Whether the busy side was served depends on its progress thread running
+ * within the peer timeout (1 s) of each question, and on the driver's
+ * sends getting through while the peer computes: a host loaded by other
+ * work (make -j check beside it) may hold either off that long.  So a run
+ * whose driver saw the peer taken for dead, or too few sends complete in
+ * the busy phase, is run again, up to SERVED_TRIES runs; only the last is
+ * counted.  A busy side that nobody answers for misses every run (the
+ * control in main shows how).  Bad data counts in every run.
+ */
+static bool served_try(const struct variant *v, bool last)
 {
 	struct result b, d;
 
 	run(v, &b, &d);
+	CHECK_EQ(b.bad_data, 0);
+	if (!last && b.open_ret == 0 && d.open_ret == 0 &&
+	    (d.send_errors || d.sent != MSGS || d.done_while_busy < MSGS / 4 ||
+	     b.received != MSGS || b.recv_errors))
+		return false;
 	CHECK_EQ(b.open_ret, 0);
 	CHECK_EQ(d.open_ret, 0);
 	CHECK_EQ_MSG(d.send_errors, 0, "%s", v->name);
@@ -306,7 +322,13 @@ static void check_served(const struct variant *v)
 		  d.done_while_busy);
 	CHECK_EQ_MSG(b.received, MSGS, "%s", v->name);
 	CHECK_EQ(b.recv_errors, 0);
-	CHECK_EQ(b.bad_data, 0);
+	return true;
+}
+
+static void check_served(const struct variant *v)
+{
+	for (int try = 1; !served_try(v, try == SERVED_TRIES); try++)
+		printf("# %s: try %d was held off, again\n", v->name, try);
 }
 
 /* With the thread off, FI_PROGRESS_AUTO is not offered (nothing would
