@@ -23,8 +23,10 @@
 
 #define ROUNDS		5000
 /* An idle link looks at most once per USB4_UDP_IDLE_POLL_NS (50 us); the
- * check allows twice that rate for each endpoint.  Before: one look per
- * progress call, at least one per endpoint and round trip. */
+ * check allows twice that rate for each endpoint, and fewer looks than
+ * round trips (a count: a loaded host stretches the wall time, and with it
+ * the rate's allowance, but not the looks).  Before: one look per progress
+ * call, at least one per endpoint and round trip. */
 #define LOOK_NS		25000
 
 static atomic_ulong looks;
@@ -88,7 +90,7 @@ int main(void)
 	       "sockets (allowed %llu)\n", ROUNDS,
 	       (unsigned long long) (ns / 1000), seen,
 	       (unsigned long long) allowed);
-	CHECK(seen <= allowed && allowed < 2 * ROUNDS);
+	CHECK(seen <= allowed && seen < ROUNDS);
 	fx_close(&a);
 	fx_close(&b);
 	return usb4_test_done("test_idle_udp");
