@@ -4,9 +4,10 @@
  * other hosts named (FI_USB4_IFACE=lo, as MPI jobs on one host run: they ask
  * FI_REMOTE_COMM) ping-pong ROUNDS messages; the udp socket must be looked at
  * far fewer times than there are progress calls.  Each look is a recvmmsg
- * system call, which this program counts by defining recvmmsg itself (the
- * provider's call binds to the executable's definition first) and passing
- * it on to the C library's.
+ * system call, or a recvfrom when it asks for one datagram (an idle look
+ * does), which this program counts by defining both itself (the provider's
+ * calls bind to the executable's definitions first) and passing them on to
+ * the C library's.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
@@ -44,6 +45,20 @@ int recvmmsg(int fd, struct mmsghdr *msgs, unsigned int n, int flags,
 				struct timespec *)) dlsym(RTLD_NEXT, "recvmmsg");
 	atomic_fetch_add(&looks, 1);
 	return real(fd, msgs, n, flags, timeout);
+}
+
+__attribute__((visibility("default")))
+ssize_t recvfrom(int fd, void *buf, size_t len, int flags,
+		 struct sockaddr *addr, socklen_t *addrlen)
+{
+	static ssize_t (*real)(int, void *, size_t, int, struct sockaddr *,
+			       socklen_t *);
+
+	if (!real)
+		real = (ssize_t (*)(int, void *, size_t, int, struct sockaddr *,
+				    socklen_t *)) dlsym(RTLD_NEXT, "recvfrom");
+	atomic_fetch_add(&looks, 1);
+	return real(fd, buf, len, flags, addr, addrlen);
 }
 
 static uint64_t now_ns(void)
