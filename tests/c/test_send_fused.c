@@ -392,11 +392,7 @@ static void run_child(bool udp, bool portable)
 		dup2(fileno(log), 2);
 		setenv("FI_LOG_LEVEL", "info", 1);
 		setenv("FI_LOG_PROV", "usb4", 1);
-		setenv("FI_USB4_PORTABLE", portable ? "1" : "0", 1);
-		if (udp) {
-			setenv("FI_USB4_IFACE", "lo", 1);
-			setenv("FI_USB4_CC", "0", 1);
-		}
+		fx_link_child_env(udp, portable);
 		usb4_test_child_exit(run_case(udp));
 	}
 	CHECK(pid > 0);

@@ -287,10 +287,21 @@ static inline bool fx_cq_empty(struct fid_cq *cq)
 	return fi_cq_read(cq, &e, 1) == -FI_EAGAIN;
 }
 
-/* Runs run(udp) in a child per link and mode: shm, then udp on loopback
- * (congestion control off; the case gives its addresses another host's
- * id), each normally and with FI_USB4_PORTABLE=1; a child that fails
- * (exit status not 0) is a failure here. */
+/* In a child that runs one case per link and mode: the provider's paths
+ * (FI_USB4_PORTABLE) and, for udp, loopback with congestion control off
+ * (the case gives its addresses another host's id). */
+static inline void fx_link_child_env(bool udp, bool portable)
+{
+	setenv("FI_USB4_PORTABLE", portable ? "1" : "0", 1);
+	if (udp) {
+		setenv("FI_USB4_IFACE", "lo", 1);
+		setenv("FI_USB4_CC", "0", 1);
+	}
+}
+
+/* Runs run(udp) in a child per link and mode: shm, then udp on loopback,
+ * each normally and with FI_USB4_PORTABLE=1 (fx_link_child_env); a child
+ * that fails (exit status not 0) is a failure here. */
 static inline void fx_each_link_child(int (*run)(bool udp))
 {
 	for (int i = 0; i < 4; i++) {
@@ -300,11 +311,7 @@ static inline void fx_each_link_child(int (*run)(bool udp))
 
 		if (pid == 0) {
 			usb4_test_failures = 0;
-			setenv("FI_USB4_PORTABLE", portable ? "1" : "0", 1);
-			if (udp) {
-				setenv("FI_USB4_IFACE", "lo", 1);
-				setenv("FI_USB4_CC", "0", 1);
-			}
+			fx_link_child_env(udp, portable);
 			usb4_test_child_exit(run(udp));
 		}
 		CHECK(pid > 0);
