@@ -25,6 +25,12 @@
  * Round trips: ROUND_TRIPS more reads, each awaited, read the clock at
  * most CLOCK_READS_PER_RTT times each: the timers the udp link runs after
  * input take the time the input was taken at.
+ *
+ * Ping-pong: PING_PONGS small messages each way (osu_latency 8 B): each
+ * side reads the precise clock at most once per round trip, counted over
+ * the calls made on its own endpoint.  An RTT sample needs a precise time
+ * at both of its ends; the rest (deadlines of 50 ms and more, liveness in
+ * seconds) take the coarse clock, which stays in the vDSO.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -172,6 +178,75 @@ static void check_round_trips(struct fx *a, struct fx *b, fi_addr_t peer,
 		  CLOCK_READS_PER_RTT);
 }
 
+/*
+ * Precise-clock reads per ping-pong round trip on each side: A sends 8 B
+ * and reads its CQ until B's answer came; B reads its CQ until A's message
+ * came and answers.  Reads are charged to the side whose call made them.
+ */
+#define PING_PONGS		2000
+#define PING_LEN		8
+#define CLOCK_READS_PER_SIDE	1.0
+
+/* Reads cq until one completion, charging precise-clock reads to *reads. */
+static int await_one(struct fid_cq *cq, unsigned long *reads)
+{
+	struct fi_cq_data_entry e;
+	unsigned long before = atomic_load(&precise);
+	int done = 0;
+
+	for (int i = 0; !done && i < DRAIN_READS; i++)
+		done = fi_cq_read(cq, &e, 1) == 1;
+	*reads += atomic_load(&precise) - before;
+	return done;
+}
+
+/* One side's send of len bytes, its precise-clock reads charged. */
+static ssize_t ping_send(struct fx *f, const char *buf, fi_addr_t to,
+			 unsigned long *reads)
+{
+	unsigned long before = atomic_load(&precise);
+	ssize_t ret = fi_inject(f->ep, buf, PING_LEN, to);
+
+	*reads += atomic_load(&precise) - before;
+	return ret;
+}
+
+static ssize_t ping_post(struct fx *f, char *buf, unsigned long *reads)
+{
+	unsigned long before = atomic_load(&precise);
+	ssize_t ret = fi_recv(f->ep, buf, PING_LEN, NULL, FI_ADDR_UNSPEC, buf);
+
+	*reads += atomic_load(&precise) - before;
+	return ret;
+}
+
+static void check_ping_pong(struct fx *a, struct fx *b, fi_addr_t peer,
+			    fi_addr_t back)
+{
+	char ping[PING_LEN] = "ping", pong[PING_LEN] = "pong";
+	char in_a[PING_LEN], in_b[PING_LEN];
+	unsigned long ra = 0, rb = 0;
+
+	for (int i = 0; i < PING_PONGS && !usb4_test_failures; i++) {
+		CHECK_EQ(ping_post(b, in_b, &rb), 0);
+		CHECK_EQ(ping_post(a, in_a, &ra), 0);
+		CHECK_EQ(ping_send(a, ping, peer, &ra), 0);
+		CHECK_EQ(await_one(b->cq, &rb), 1);
+		CHECK_EQ(ping_send(b, pong, back, &rb), 0);
+		CHECK_EQ(await_one(a->cq, &ra), 1);
+	}
+	CHECK_EQ(memcmp(in_a, pong, PING_LEN), 0);
+	CHECK_EQ(memcmp(in_b, ping, PING_LEN), 0);
+	printf("# %d ping-pongs of %d B: %.2f precise-clock reads per round "
+	       "trip on A, %.2f on B\n", PING_PONGS, PING_LEN,
+	       (double) ra / PING_PONGS, (double) rb / PING_PONGS);
+	CHECK_MSG(ra <= PING_PONGS * CLOCK_READS_PER_SIDE &&
+		  rb <= PING_PONGS * CLOCK_READS_PER_SIDE,
+		  "clock reads per round trip: A %.2f, B %.2f, allowed %.1f",
+		  (double) ra / PING_PONGS, (double) rb / PING_PONGS,
+		  CLOCK_READS_PER_SIDE);
+}
+
 int main(void)
 {
 	struct fx a, b;
@@ -202,6 +277,7 @@ int main(void)
 	check_rate("nothing pending", clock_reads_while_waiting(a.cq));
 	check_sends(&a, &b, peer);
 	check_round_trips(&a, &b, peer, mr, src, dst);
+	check_ping_pong(&a, &b, peer, back);
 	fi_close(&mr->fid);
 	fx_close(&a);
 	fx_close(&b);

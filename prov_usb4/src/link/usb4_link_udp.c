@@ -35,6 +35,7 @@
 #include "usb4_udp_gso.h"
 #include "usb4_udp_rails.h"
 #include "usb4_rel.h"
+#include "usb4_rel_clock.h"
 #include "../wire.h"
 
 #define USB4_UDP_POLL_BUDGET	32
@@ -784,9 +785,10 @@ static int udp_post_ref(struct usb4_link *link, struct usb4_link_dest *dest,
 	s = session_find(l, dest->id);
 	if (!s && !(s = session_new(l, dest->id, &dest->addr)))
 		return -FI_EAGAIN;
-	now = usb4_now_ns();
+	now = usb4_rel_send_clock(s->rel, iov, count, nref);
 	io = rel_io(s, now);
 	ret = usb4_rel_send_ref(s->rel, now, iov, count, nref, owner, &io);
+	usb4_rel_send_clock_done(s->rel);
 	session_note_later(l, s);	/* the next poll's, as input's */
 	flush_sends(l, true);
 	return ret;

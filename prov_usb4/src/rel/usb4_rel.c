@@ -853,7 +853,7 @@ static int usb4_rel_xmit_data(struct usb4_rel_peer *peer, uint64_t now,
 	if (ret == -FI_EAGAIN)
 		return ret;
 	/* Any other failure is a datagram lost on the way: retransmitted. */
-	tx->resent = tx->state != USB4_REL_TX_QUEUED;
+	tx->resent = tx->state != USB4_REL_TX_QUEUED || peer->stamp_coarse;
 	tx->tx_time = now;
 	tx->tx_serial = ++peer->tx_serial;
 	if (!ret && peer->peer_known)

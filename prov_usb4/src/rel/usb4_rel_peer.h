@@ -106,6 +106,8 @@ struct usb4_rel_peer {
 	struct usb4_rel_ka ka;		/* keepalive probes */
 	bool fin_rcvd;			/* it closed: down once delivered */
 	uint64_t last_rx, wait_since;
+	bool stamp_coarse;		/* the send running has the coarse
+					 * clock's time (usb4_rel_clock.c) */
 	uint64_t idle_since;		/* rings allocated and nothing in them */
 
 	struct usb4_rel_path path;	/* datagram size (usb4_rel_frag.c) */

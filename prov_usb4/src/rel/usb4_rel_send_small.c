@@ -64,6 +64,12 @@ static void usb4_rel_small_header(const struct usb4_rel_peer *peer,
 	};
 }
 
+bool usb4_rel_small_ready(const struct usb4_rel_peer *peer,
+			  const struct iovec *iov, int count)
+{
+	return usb4_rel_small_len(peer, iov, count) && usb4_rel_small_open(peer);
+}
+
 /* The slot of seq: an inline copy, in flight since now (what
  * usb4_rel_enqueue, usb4_rel_path_watch, usb4_rel_xmit_data and
  * usb4_rel_flush leave in it). */
@@ -85,7 +91,7 @@ static void usb4_rel_small_slot(struct usb4_rel_peer *peer, uint32_t seq,
 		tx->state = USB4_REL_TX_QUEUED;
 		return;
 	}
-	tx->resent = false;
+	tx->resent = peer->stamp_coarse;	/* no round trip timed */
 	tx->tx_time = now;
 	tx->tx_serial = ++peer->tx_serial;
 	tx->state = USB4_REL_TX_INFLIGHT;

@@ -5,6 +5,7 @@
 #ifndef USB4_REL_SEND_SMALL_H
 #define USB4_REL_SEND_SMALL_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -19,5 +20,9 @@
 int usb4_rel_send_small(struct usb4_rel_peer *peer, uint64_t now,
 			const struct iovec *iov, int count,
 			const struct usb4_rel_io *io);
+
+/* Whether usb4_rel_send_small would take iov[0..count) now. */
+bool usb4_rel_small_ready(const struct usb4_rel_peer *peer,
+			  const struct iovec *iov, int count);
 
 #endif /* USB4_REL_SEND_SMALL_H */

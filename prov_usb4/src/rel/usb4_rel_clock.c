@@ -1,0 +1,35 @@
+/*
+ * A send that goes by the short path with nothing else in flight (each
+ * send of a ping-pong: the answer acked the one before) reads the coarse
+ * clock, not the precise one, so a rank reads the precise clock once per
+ * round trip (on the receive) instead of twice.
+ *
+ * What that time is used for, and the error it brings: CLOCK_MONOTONIC_
+ * COARSE is CLOCK_MONOTONIC as of the last tick (clock_getres: 4 ms at
+ * HZ=250, 1 ms at HZ=1000), never ahead of it.  The frame's retransmit
+ * deadline (its stamp + the RTO, at least rto_initial_ns = 50 ms) and the
+ * dead clock it may start (seconds) are compared with precise times
+ * later: they fire at most one tick early, against 50 ms and more.  A
+ * round-trip sample needs a precise time at both ends, so the frame is
+ * stamped as a retransmitted one is (Karn's rule): its ack times nothing.
+ * Streams and windowed sends (something in flight, or the general path)
+ * keep precise stamps, so srtt and the delay-based CC (usb4_rel_cc.c)
+ * still see the path's delay where it matters: a window of frames.
+ */
+#include "usb4.h"
+#include "usb4_rel_peer.h"
+#include "usb4_rel_clock.h"
+#include "usb4_rel_send_small.h"
+
+uint64_t usb4_rel_send_clock(struct usb4_rel_peer *peer,
+			     const struct iovec *iov, int count, int nref)
+{
+	peer->stamp_coarse = !nref && !usb4_rel_outstanding(peer) &&
+			     usb4_rel_small_ready(peer, iov, count);
+	return peer->stamp_coarse ? usb4_coarse_now_ns() : usb4_now_ns();
+}
+
+void usb4_rel_send_clock_done(struct usb4_rel_peer *peer)
+{
+	peer->stamp_coarse = false;
+}
