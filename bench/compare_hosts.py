@@ -54,6 +54,11 @@ CPU s per GB; targets at 1 MiB: usb4 >= 95% of the shaped rate, CPU s/GB
 <= tcp's.  The raw stream also runs unshaped, and the shaper check says how
 close udp and tcp come to the shaped rate.
 
+--syscall-clock plays a VM whose clocksource has no vDSO mode (the issue's
+reviewer's): bench/clock_syscall.c, built here, is preloaded into every
+stack's ranks and both raw UDP programs alike, so each precise clock read is
+a system call while the coarse clocks stay in the vDSO.
+
 --base-provider DIR adds usb4-base (and usb4-osc-base, usb4-keyed-base):
 the same stack with FI_PROVIDER_PATH=DIR in the same run, a usb4/usb4-base
 column and the sizes where usb4 is worse than it beyond the repeats' spread.
@@ -64,7 +69,7 @@ hosts are removed on exit, also on failure or Ctrl-C.
 
     python3 bench/compare_hosts.py [--suite pt2pt|onesided|auth|shaped] [--repeat 3]
                                    [--output DIR] [--stacks usb4,tcp,btl-tcp,udp]
-                                   [--portable] [--base-provider DIR]
+                                   [--portable] [--syscall-clock] [--base-provider DIR]
 """
 
 from __future__ import annotations
@@ -203,6 +208,34 @@ def build_udp_pingpong(outdir: Path) -> tuple[Path | None, str | None]:
     return (None, why) if why else (exe, None)
 
 
+def build_clock_syscall(outdir: Path) -> tuple[Path | None, str | None]:
+    """bench/clock_syscall.c as a shared object to preload: (path, None) or
+    (None, why not)."""
+    so = outdir / "clock_syscall.so"
+    argv = ["gcc", "-O2", "-shared", "-fPIC", "-o", str(so), str(BENCH / "clock_syscall.c"),
+            "-ldl"]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return None, f"{shlex.join(argv)}: {exc}"
+    return (so, None) if proc.returncode == 0 else (None, f"{shlex.join(argv)}\n{proc.stderr}")
+
+
+def preloaded(stacks: list[HostStack], preload: Path | None) -> list[HostStack]:
+    """Every stack with preload in its ranks' LD_PRELOAD (mpirun -x), or as
+    they were when preload is None."""
+    if preload is None:
+        return stacks
+    return [dataclasses.replace(s, mpi_args=s.mpi_args + ["-x", f"LD_PRELOAD={preload}"])
+            for s in stacks]
+
+
+def preload_argv(argv: list[str], preload: Path | None) -> list[str]:
+    """A raw program's argv run with preload in LD_PRELOAD (or as it is)."""
+    return ["env", f"LD_PRELOAD={preload}"] + argv if preload is not None else argv
+
+
 def size_range(prog_args: list[str]) -> tuple[int, int | None]:
     """(MIN, MAX) of an OSU '-m [MIN:]MAX' argument: (0, None) if none."""
     for flag, value in zip(prog_args, prog_args[1:]):
@@ -241,16 +274,18 @@ def udp_argv(exe: Path, name: str, prog: str, server_addr: str, dgram: int,
 
 def run_udp(cluster: nshosts.Cluster, exe: Path, name: str, prog: str, repeat: int,
             outdir: Path, timeout: float, prog_args: list[str] = (),
-            extra: tuple = (), tag: str = "") -> RunResult:
+            extra: tuple = (), tag: str = "", preload: Path | None = None) -> RunResult:
     """One raw UDP run (server in host 2, client in host 1); OSU-format rows."""
     mode = UDP_STACKS[name][prog]
     server_addr = cluster.hosts[1].addr
     client = udp_argv(exe, name, prog, server_addr, cluster.cables[0].max_datagram,
                       list(prog_args), extra)
+    client = preload_argv(client, preload)
     stem = outdir / f"{name}{tag}_{prog}_{repeat}"
     stem.with_suffix(".cmd").write_text(shlex.join(client) + "\n")
-    server = cluster.popen(1, [str(exe), "-s", "-B", server_addr, "-p", UDP_PORT, "-t", "30"]
-                           + mode, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    server_argv = [str(exe), "-s", "-B", server_addr, "-p", UDP_PORT, "-t", "30"] + mode
+    server = cluster.popen(1, preload_argv(server_argv, preload), stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, text=True)
     try:
         time.sleep(0.2)  # let it bind
         if server.poll() is not None:
@@ -297,6 +332,10 @@ def parse_args(argv):
     p.add_argument("--repeat", type=int, default=3, help="runs per stack and program (default 3)")
     p.add_argument("--portable", action="store_true",
                    help="usb4 with its CPU-specific paths off (FI_USB4_PORTABLE=1)")
+    p.add_argument("--syscall-clock", action="store_true",
+                   help="every stack and the raw UDP programs with precise clock reads made "
+                        "system calls (bench/clock_syscall.c preloaded): a VM without a "
+                        "vDSO clocksource")
     p.add_argument("--output", type=Path, default=None, help="folder for raw outputs")
     p.add_argument("--repo", type=Path, default=REPO, help="repository root (.libs, osu_bench)")
     p.add_argument("--osu-dir", type=Path, default=None, help="default <repo>/osu_bench")
@@ -348,7 +387,7 @@ def run_all(cluster, stacks, wanted, programs, udp_exe, udp_missing, args, osu_d
                            tag)
         else:
             res = run_udp(cluster, udp_exe, name, prog, rep, outdir, args.timeout,
-                          programs[prog], udp_extra, tag)
+                          programs[prog], udp_extra, tag, getattr(args, "preload", None))
         if res.error:
             cluster.kill_all()  # daemons and ranks a failed mpirun left in the hosts
             print(f"{name} {prog} run {rep}: {res.error}")
@@ -401,6 +440,17 @@ def main(argv=None) -> int:
         print("usb4 with FI_USB4_PORTABLE=1: its CPU-specific paths off")
     udp_exe, udp_missing = (build_udp_pingpong(outdir) if set(wanted) & set(UDP_STACKS)
                             else (None, None))
+    args.preload = None
+    if args.syscall_clock:
+        if args.suite == "shaped":
+            print("--syscall-clock: not with the shaped suite")
+            return 1
+        args.preload, why = build_clock_syscall(outdir)
+        if why:
+            print(f"--syscall-clock: {why}")
+            return 1
+        print(f"syscall clock: {args.preload} preloaded into every stack's ranks and the raw "
+              "UDP programs: precise clock reads are system calls, coarse ones vDSO")
     if args.suite == "shaped":
         return bench_shaped.run(args, suite, wanted, programs, udp_exe, udp_missing,
                                 osu_dir, outdir)
@@ -412,7 +462,8 @@ def main(argv=None) -> int:
         if set(wanted) & set(UDP_STACKS):
             print(f"raw udp: datagrams of {cluster.cables[0].max_datagram} B (mtu - 28), "
                   "the datagram size usb4's udp link uses on this cable")
-        stacks = make_stacks(cluster, args.repo, args.portable, args.base_provider)
+        stacks = preloaded(make_stacks(cluster, args.repo, args.portable, args.base_provider),
+                           args.preload)
         results, runs, data = run_all(cluster, stacks, wanted, programs, udp_exe,
                                       udp_missing, args, osu_dir, outdir)
     write_csv(outdir / "results.csv", results)

@@ -341,3 +341,47 @@ def test_long_stack_names_keep_their_columns_apart():
     cpu = {n: {8: (1.0, 2.0)} for n in data}
     table = compare_local.format_cpu_table("t", data, cpu)
     assert all(len(f) < 30 for f in table.splitlines()[1].split())
+
+
+# --- compare_hosts --syscall-clock ------------------------------------------------
+
+def test_syscall_clock_preloads_every_stack_and_both_raw_programs():
+    assert compare_hosts.parse_args(["--syscall-clock"]).syscall_clock
+    assert not compare_hosts.parse_args([]).syscall_clock
+    so = Path("/o/clock_syscall.so")
+    stacks = [compare_hosts.HostStack("usb4", ["-x", "A=1"], None, ("mpirun",)),
+              compare_hosts.HostStack("tcp", [], None, ("mpirun",))]
+    for s in compare_hosts.preloaded(stacks, so):
+        argv = s.argv(Path("/osu_latency"), [])
+        assert argv[argv.index("-x", argv.index("mpirun")) + 1:].count(f"LD_PRELOAD={so}") == 1
+        assert argv.index(f"LD_PRELOAD={so}") < argv.index("/osu_latency")
+    assert compare_hosts.preloaded(stacks, None) == stacks
+    assert compare_hosts.preload_argv(["/u", "-s"], so) == ["env", f"LD_PRELOAD={so}",
+                                                            "/u", "-s"]
+    assert compare_hosts.preload_argv(["/u"], None) == ["/u"]
+
+
+@pytest.mark.skipif(not (shutil.which("gcc") and shutil.which("strace")),
+                    reason="needs gcc and strace")
+def test_syscall_clock_shim_makes_precise_reads_system_calls(tmp_path):
+    so, why = compare_hosts.build_clock_syscall(tmp_path)
+    assert why is None and so is not None
+
+    def calls(preload, clock):
+        """System calls clock_gettime made by an interpreter that reads
+        clock 200 times (None: not at all)."""
+        reads = f"import time\nfor _ in range(200 if {clock} else 0): time.clock_gettime({clock} or 1)\n"
+        env = {"PATH": "/usr/bin:/bin", **({"LD_PRELOAD": str(preload)} if preload else {})}
+        proc = subprocess.run(["strace", "-f", "-c", "-e", "trace=clock_gettime",
+                               sys.executable, "-c", reads], capture_output=True, text=True,
+                              env=env, timeout=60)
+        line = [ln for ln in proc.stderr.splitlines() if ln.endswith("clock_gettime")]
+        return int(line[0].split()[3]) if line else 0
+
+    # With it each CLOCK_MONOTONIC (1) read is one system call; the coarse
+    # clock (CLOCK_MONOTONIC_COARSE, 6) stays in the vDSO; without it
+    # neither is one.
+    idle = calls(so, None)
+    assert calls(so, 1) - idle == 200
+    assert calls(so, 6) - idle == 0
+    assert calls(None, 1) < 200
