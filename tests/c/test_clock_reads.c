@@ -11,7 +11,7 @@
  * waiting while only A's CQ is read, READS times; then the same with
  * nothing pending.  This program counts the precise-clock reads by
  * defining clock_gettime itself (the provider's call binds to the
- * executable's definition first): at most one per CLOCK_READS_PER reads.
+ * executable's definition first): at most one per QUIET_READS_PER reads.
  * Then B is progressed too and the read must bring B's bytes.
  *
  * Sending: SENDS eager messages to B, each one datagram that leaves within
@@ -47,7 +47,6 @@
 #include "usb4_fixture.h"
 
 #define READS		4000
-#define CLOCK_READS_PER	3	/* CQ reads per precise-clock read, at least */
 #define LEN		64
 #define SENDS		32	/* under FI_USB4_REL_WINDOW (64) */
 #define SEND_LEN	1024	/* eager across hosts: one datagram */
@@ -80,13 +79,29 @@ static unsigned long clock_reads_while_waiting(struct fid_cq *cq)
 	return atomic_load(&precise) - before;
 }
 
-static void check_rate(const char *what, unsigned long seen)
+/*
+ * With no deadline within a tick of the coarse clock (A's read times out
+ * in 50 ms), the udp link's timers read no precise clock while A waits:
+ * only the CQ's spin sampling does (one read in USB4_SPIN_CLOCK_EVERY =
+ * 16); the timers took one in 8 more before.  A thread held near the
+ * deadline reads as before: up to 3 tries, only the last counted.
+ */
+#define QUIET_READS_PER	8
+
+static void check_rate(const char *what, struct fid_cq *cq)
 {
+	unsigned long seen;
+
+	for (int tries = 1;; tries++) {
+		seen = clock_reads_while_waiting(cq);
+		if (seen <= READS / QUIET_READS_PER || tries == 3)
+			break;
+	}
 	printf("# %s: %lu precise-clock reads in %d CQ reads\n", what, seen,
 	       READS);
-	CHECK_MSG(seen <= READS / CLOCK_READS_PER,
+	CHECK_MSG(seen <= READS / QUIET_READS_PER,
 		  "%s: %lu clock reads, allowed %d", what, seen,
-		  READS / CLOCK_READS_PER);
+		  READS / QUIET_READS_PER);
 }
 
 /* Reads B's CQ until n receives completed (or many reads found none):
@@ -271,10 +286,10 @@ int main(void)
 
 	CHECK_EQ(fi_read(a.ep, dst, LEN, NULL, peer, fx_rma_base(&b, src),
 			 fi_mr_key(mr), dst), 0);
-	check_rate("a read waiting", clock_reads_while_waiting(a.cq));
+	check_rate("a read waiting", a.cq);
 	CHECK_EQ(fx_wait_op(&a, &b, NULL), 1);	/* B answers at last */
 	CHECK_EQ(memcmp(src, dst, LEN), 0);
-	check_rate("nothing pending", clock_reads_while_waiting(a.cq));
+	check_rate("nothing pending", a.cq);
 	check_sends(&a, &b, peer);
 	check_round_trips(&a, &b, peer, mr, src, dst);
 	check_ping_pong(&a, &b, peer, back);

@@ -1253,9 +1253,13 @@ static int udp_poll(struct usb4_link *link, int budget)
 	hint_unreachable(l);
 	if (n || !l->timer_skips) {	/* input may owe an ack now */
 		l->timer_skips = USB4_UDP_TIMER_CLOCK_EVERY - 1;
-		/* After input, the time it was taken at (microseconds ago):
-		 * where the clock is a system call, every read counts. */
-		run_timers(l, l->rx_now ? l->rx_now : usb4_now_ns());
+		/* After input, the time it was taken at (microseconds ago);
+		 * else the precise clock only when a deadline may be near:
+		 * where it is a system call, every read counts. */
+		if (l->rx_now)
+			run_timers(l, l->rx_now);
+		else if (!usb4_rel_clock_ahead(l->next_due))
+			run_timers(l, usb4_now_ns());
 	} else {
 		l->timer_skips--;
 	}

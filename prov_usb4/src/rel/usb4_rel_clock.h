@@ -7,6 +7,7 @@
 #ifndef USB4_REL_CLOCK_H
 #define USB4_REL_CLOCK_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/uio.h>
 
@@ -20,5 +21,11 @@ uint64_t usb4_rel_send_clock(struct usb4_rel_peer *peer,
 
 /* The send is over: later stamps are the caller's precise times again. */
 void usb4_rel_send_clock_done(struct usb4_rel_peer *peer);
+
+/* Whether a deadline at due (precise clock) is surely still ahead, by the
+ * coarse clock alone: a timer loop that finds nothing due reads no precise
+ * clock.  Near due (within a tick) it says no: the caller reads the
+ * precise clock and is never late for this. */
+bool usb4_rel_clock_ahead(uint64_t due);
 
 #endif /* USB4_REL_CLOCK_H */
