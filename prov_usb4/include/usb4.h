@@ -13,6 +13,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/uio.h>
 
 #include <rdma/fabric.h>
@@ -206,6 +207,36 @@ bool usb4_iov_valid(const struct iovec *iov, size_t count);
 static inline bool usb4_buf_valid(const void *buf, size_t len)
 {
 	return !len || (buf && (uintptr_t) buf + (len - 1) >= (uintptr_t) buf);
+}
+
+/* n bytes from s to d (which do not overlap).  Up to USB4_COPY_SMALL_MAX
+ * bytes, a small message's payload, in a few fixed-size moves that may
+ * overlap, each inlined: at these sizes a call to memcpy costs more than
+ * the copy.  Never reads outside [s, s + n) nor writes outside [d, d + n). */
+#define USB4_COPY_SMALL_MAX	48
+static inline void usb4_copy_small(void *dst, const void *src, size_t n)
+{
+	char *d = dst;
+	const char *s = src;
+
+	if (n > USB4_COPY_SMALL_MAX) {
+		memcpy(d, s, n);
+	} else if (n >= 16) {
+		memcpy(d, s, 16);
+		if (n > 32)
+			memcpy(d + 16, s + 16, 16);
+		memcpy(d + n - 16, s + n - 16, 16);
+	} else if (n >= 8) {
+		memcpy(d, s, 8);
+		memcpy(d + n - 8, s + n - 8, 8);
+	} else if (n >= 4) {
+		memcpy(d, s, 4);
+		memcpy(d + n - 4, s + n - 4, 4);
+	} else if (n) {
+		d[0] = s[0];
+		d[n / 2] = s[n / 2];
+		d[n - 1] = s[n - 1];
+	}
 }
 
 /* ---- ranges of this process's memory (usb4_mapped.c) ---- */

@@ -375,39 +375,6 @@ static bool plain(const struct usb4_rx_entry *rx, const struct usb4_msg_in *m)
 	       !(rx->flags & FI_MULTI_RECV);
 }
 
-/* An eager payload into one buffer (the frame and the buffer never
- * overlap): up to 16 bytes in two moves that overlap as the length needs,
- * larger ones by memcpy.  Most of what mtl ofi receives per message is
- * this small, and a call to memcpy costs more than the copy. */
-static inline __attribute__((always_inline)) void
-copy_small(void *dst, const void *src, size_t n)
-{
-	char *d = dst;
-	const char *p = src;
-	uint64_t a, b;
-	uint32_t x, y;
-
-	if (n > 16) {
-		memcpy(d, p, n);
-	} else if (n >= 8) {
-		memcpy(&a, p, 8);
-		memcpy(&b, p + n - 8, 8);
-		memcpy(d, &a, 8);
-		memcpy(d + n - 8, &b, 8);
-	} else if (n >= 4) {
-		memcpy(&x, p, 4);
-		memcpy(&y, p + n - 4, 4);
-		memcpy(d, &x, 4);
-		memcpy(d + n - 4, &y, 4);
-	} else if (n) {
-		char c0 = p[0], c1 = p[n / 2], c2 = p[n - 1];
-
-		d[0] = c0;
-		d[n / 2] = c1;
-		d[n - 1] = c2;
-	}
-}
-
 /* The successful entry of a plain arrival, written straight into the
  * CQ's ring (the receive reserved it). */
 static inline __attribute__((always_inline)) void
@@ -448,7 +415,7 @@ deliver_plain(struct usb4_core_ep *ep, struct usb4_rx_entry *rx,
 	size_t n = m->total_len < rx->len ? m->total_len : rx->len;
 
 	if (rx->iov_count == 1)
-		copy_small(rx->iov[0].iov_base, m->payload, n);
+		usb4_copy_small(rx->iov[0].iov_base, m->payload, n);
 	else
 		usb4_iov_copy_in(rx->iov, rx->iov_count, 0, m->payload, n);
 	if (n < m->total_len) {

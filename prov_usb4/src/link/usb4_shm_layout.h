@@ -146,29 +146,6 @@ int usb4_shm_small_decode(const void *src, uint32_t len_word, size_t room,
 			  uint64_t sender_id, struct usb4_wire_hdr *hdr,
 			  struct iovec *frame);
 
-/* n (at most USB4_SHM_SMALL_MAX) bytes from s to d in a few fixed-size
- * moves that may overlap, each inlined: a call to memcpy costs more than
- * the copy at these sizes.  Never reads outside [s, s + n). */
-static inline void usb4_shm_copy_small(char *d, const char *s, size_t n)
-{
-	if (n >= 16) {
-		memcpy(d, s, 16);
-		if (n > 32)
-			memcpy(d + 16, s + 16, 16);
-		memcpy(d + n - 16, s + n - 16, 16);
-	} else if (n >= 8) {
-		memcpy(d, s, 8);
-		memcpy(d + n - 8, s + n - 8, 8);
-	} else if (n >= 4) {
-		memcpy(d, s, 4);
-		memcpy(d + n - 4, s + n - 4, 4);
-	} else if (n) {
-		d[0] = s[0];
-		d[n / 2] = s[n / 2];
-		d[n - 1] = s[n - 1];
-	}
-}
-
 /* Whether the frame in iov (len bytes, the wire header first) is a plain
  * eager message of from_id with at most max payload bytes, which a small
  * frame carries whole. */
@@ -194,11 +171,7 @@ static inline void usb4_shm_small_gather(char *dst, const struct iovec *iov,
 					 int count)
 {
 	for (int i = 1; i < count; i++) {
-		if (iov[i].iov_len <= USB4_SHM_SMALL_MAX)
-			usb4_shm_copy_small(dst, iov[i].iov_base,
-					    iov[i].iov_len);
-		else
-			memcpy(dst, iov[i].iov_base, iov[i].iov_len);
+		usb4_copy_small(dst, iov[i].iov_base, iov[i].iov_len);
 		dst += iov[i].iov_len;
 	}
 }

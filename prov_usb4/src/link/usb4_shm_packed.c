@@ -242,7 +242,7 @@ static void copy_upto64(char *d, const char *s, size_t n)
 		memcpy(d, s, 32);
 		memcpy(d + n - 32, s + n - 32, 32);
 	} else {
-		usb4_shm_copy_small(d, s, n);
+		usb4_copy_small(d, s, n);
 	}
 }
 
