@@ -198,6 +198,10 @@ int usb4_iov_slice(const struct iovec *iov, size_t count, uint64_t off,
  * starting off bytes in. */
 void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 		      const void *src, size_t len);
+/* Copies the first len bytes of an iov list (up to USB4_IOV_LIMIT entries)
+ * into dst. */
+void usb4_iov_copy_out(const struct iovec *iov, size_t count, void *dst,
+		       size_t len);
 
 /* Whether the iov list is one the caller may hand us: every entry with bytes
  * has an address, none wraps the address space, the total fits a size_t.

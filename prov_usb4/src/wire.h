@@ -81,6 +81,10 @@
  *      256 bytes for the owner's progress to apply; initiators
  *      use it only on tables that set the bit, and an older initiator
  *      never looks past the entries.
+ *      Issue 13, registration table feature USB4_MRT_BOARD_RMA (bit 10):
+ *      the owner also serves gets and puts of up to 256 bytes posted on
+ *      its board (op READ 1, WRITE 2); initiators post them only to
+ *      tables that set it, as an older owner refuses any op but ATOMIC.
  */
 #ifndef USB4_WIRE_H
 #define USB4_WIRE_H

@@ -1,6 +1,6 @@
 /*
  * The registration table's board (usb4_mr_board.c): a forked process maps
- * our table as a same-host peer does and posts atomics;
+ * our table as a same-host peer does and posts atomics, gets and puts;
  * we serve them from our "progress" loop.  A request we do not take in
  * time is withdrawn untouched, and none is posted to an owner asleep in the
  * kernel; refused requests (wrong key, range, rights,
@@ -382,6 +382,9 @@ static void test_malformed_requests(void)
 		 "more bytes than the slot");
 	post_bad(t, USB4_BOARD_ATOMIC, 8, 999, "unknown datatype");
 	post_bad(t, USB4_BOARD_ATOMIC, 12, FI_UINT64, "a partial element");
+	post_bad(t, USB4_BOARD_READ, 0, 0, "a get of no bytes");
+	post_bad(t, USB4_BOARD_WRITE, USB4_BOARD_DATA + 1, 0,
+		 "a put of more bytes than the slot");
 	for (int i = 0; i < REGION; i++)
 		if (rw[i]) {
 			CHECK_MSG(0, "byte %d changed", i);
@@ -390,6 +393,115 @@ static void test_malformed_requests(void)
 	/* Nothing posted: nothing served. */
 	CHECK_EQ(usb4_board_serve(t), 0);
 	usb4_mr_table_close(t);
+	free(rw);
+}
+
+/* ---- gets and puts ---- */
+
+#define RMA_AT		300
+#define RMA_LEN		200
+
+/* A get or put tried until the owner takes it (as atomic_n). */
+static int rma(struct usb4_mr_table *v, bool write, uint64_t key,
+	       uint64_t addr, const struct iovec *iov, size_t n, size_t len)
+{
+	double end = now_s() + TRY_S;
+	int ret = 1;
+
+	while (ret == 1 && now_s() < end) {
+		*usb4_mr_table_board_skip(v) = 0;
+		ret = usb4_board_rma(v, write, key, addr, iov, n, len);
+	}
+	return ret;
+}
+
+/* A put from three pieces, a get back into two; refusals leave both sides'
+ * bytes as they were. */
+static void child_rma(struct usb4_mr_table *v)
+{
+	unsigned char pat[RMA_LEN], back[RMA_LEN], big[USB4_BOARD_DATA + 1];
+	struct iovec three[3] = { { pat, 1 }, { pat + 1, 99 },
+				  { pat + 100, RMA_LEN - 100 } };
+	struct iovec two[2] = { { back, 64 }, { back + 64, RMA_LEN - 64 } };
+	struct iovec whole = { big, sizeof(big) };
+
+	CHECK(usb4_mr_table_board_rma(v));
+	for (int i = 0; i < RMA_LEN; i++)
+		pat[i] = (unsigned char) (i * 7 + 1);
+	CHECK_EQ(rma(v, true, KEY_RW, RMA_AT, three, 3, RMA_LEN), 0);
+	memset(back, 0, sizeof(back));
+	CHECK_EQ(rma(v, false, KEY_RW, RMA_AT, two, 2, RMA_LEN), 0);
+	CHECK(!memcmp(pat, back, RMA_LEN));
+	CHECK_EQ(rma(v, true, KEY_RO, 0, three, 3, RMA_LEN), -FI_EACCES);
+	CHECK_EQ(rma(v, true, KEY_RW ^ 1, 0, three, 3, RMA_LEN), -FI_EACCES);
+	CHECK_EQ(rma(v, true, KEY_RW, REGION - 8, three, 3, 16), -FI_EACCES);
+	memset(back, 0xee, sizeof(back));
+	CHECK_EQ(rma(v, false, KEY_RW ^ 1, 0, two, 2, RMA_LEN), -FI_EACCES);
+	CHECK_EQ(back[0], 0xee);
+	CHECK_EQ(back[RMA_LEN - 1], 0xee);
+	/* Gets from a read-only region are fine. */
+	CHECK_EQ(rma(v, false, KEY_RO, 0, two, 2, RMA_LEN), 0);
+	CHECK_EQ(back[RMA_LEN - 1], 0x5a);
+	/* Larger than the slot: the link's copy does it. */
+	CHECK_EQ(usb4_board_rma(v, true, KEY_RW, 0, &whole, 1, sizeof(big)),
+		 1);
+	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
+}
+
+static int child_rma_main(pid_t owner, int fd)
+{
+	struct usb4_mr_table *v;
+	size_t len;
+	void *mem = usb4_test_map_proc_fd(owner, fd, &len);
+
+	usb4_test_failures = 0;
+	v = mem ? usb4_mr_table_view(mem, len) : NULL;
+	CHECK(v && usb4_mr_table_board(v));
+	if (!v || !usb4_mr_table_board(v))
+		return 1;
+	child_rma(v);
+	usb4_mr_table_view_free(v);
+	munmap(mem, len);
+	return usb4_test_failures ? 1 : 0;
+}
+
+static void test_rma_served_by_owner(void)
+{
+	struct usb4_mr_table *t = NULL;
+	unsigned char *rw = aligned_alloc(64, REGION);
+	unsigned char *ro = aligned_alloc(64, REGION);
+	uint32_t slot;
+	int status = -1;
+	pid_t pid;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	memset(rw, 0, REGION);
+	memset(ro, 0x5a, REGION);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
+				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
+				       FI_REMOTE_READ, &slot), 0);
+	pid = usb4_test_fork();
+	if (pid == 0)
+		usb4_test_child_exit(child_rma_main(getppid(),
+						    usb4_mr_table_fd(t)));
+	while (waitpid(pid, &status, WNOHANG) == 0)
+		usb4_board_serve(t);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the claimant's checks (status %d)", status);
+	for (int i = 0; i < REGION; i++) {
+		unsigned char want = i >= RMA_AT && i < RMA_AT + RMA_LEN ?
+			(unsigned char) ((i - RMA_AT) * 7 + 1) : 0;
+
+		if (rw[i] != want || ro[i] != 0x5a) {
+			CHECK_MSG(0, "byte %d: %#x %#x", i, rw[i], ro[i]);
+			break;
+		}
+	}
+	/* The put, the gets and the four refusals, by the owner. */
+	CHECK_EQ(usb4_mr_table_board(t)->served, 7);
+	usb4_mr_table_close(t);
+	free(ro);
 	free(rw);
 }
 
@@ -402,6 +514,7 @@ int main(void)
 	alarm(60);
 	test_malformed_requests();
 	test_served_by_owner();
+	test_rma_served_by_owner();
 	test_atomic_against_everyone();
 	munmap(ctl, sizeof(*ctl));
 	return usb4_test_done("test_mr_board");

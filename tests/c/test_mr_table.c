@@ -36,7 +36,7 @@
 /*
  * The head of a table as peers read it: magic, owner pid, capacity, the
  * atomics lock, features; 128-byte entries follow, then the board
- * (features bit 9, BOARD_BYTES).  Checked against a fresh table
+ * (features bit 9, BOARD_BYTES; bit 10: it serves gets and puts too).  Checked against a fresh table
  * before the tests below corrupt copies of it.
  */
 struct mrt_head {
@@ -48,6 +48,7 @@ struct mrt_head {
 };
 #define ENTRY_BYTES	128
 #define BOARD_FEATURE	(1u << 9)
+#define BOARD_RMA_FEATURE	(1u << 10)
 #define BOARD_BYTES	320
 
 static double now_s(void)
@@ -109,7 +110,7 @@ static void test_views(void)
 	}
 	h = pv.mem;
 	CHECK_MSG(h->owner_pid == (uint32_t) getpid() && h->capacity == 16 &&
-		  h->features == BOARD_FEATURE &&
+		  h->features == (BOARD_FEATURE | BOARD_RMA_FEATURE) &&
 		  pv.len == sizeof(*h) + 16 * ENTRY_BYTES + BOARD_BYTES,
 		  "the table head is no longer magic, owner_pid, capacity, "
 		  "lock (struct mrt_head here is stale): pid %u capacity %u "
@@ -137,6 +138,25 @@ static void test_views(void)
 		memcpy(copy, pv.mem, pv.len);
 		v = usb4_mr_table_view(copy, pv.len);
 		CHECK_MSG(v != NULL, "an intact copy refused");
+		CHECK_MSG(usb4_mr_table_board_rma(v),
+			  "an owner that serves gets and puts not seen to");
+		usb4_mr_table_view_free(v);
+		/* An owner that serves atomics only: no get or put posted. */
+		ch->features = BOARD_FEATURE;
+		v = usb4_mr_table_view(copy, pv.len);
+		CHECK_MSG(v && usb4_mr_table_board(v) &&
+			  !usb4_mr_table_board_rma(v),
+			  "a board of atomics only refused, or taken for more");
+		if (v) {
+			char byte = 0;
+			struct iovec one = { &byte, 1 };
+
+			CHECK_EQ_MSG(usb4_board_rma(v, true, key_of(1), 0x4000,
+						    &one, 1, 1), 1,
+				     "a put posted to a board of atomics only");
+			CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state),
+				 USB4_BOARD_FREE);
+		}
 		usb4_mr_table_view_free(v);
 		CHECK_MSG(!usb4_mr_table_view(NULL, pv.len), "a view of NULL");
 		CHECK_MSG(!usb4_mr_table_view(copy, 0), "a view of 0 bytes");
@@ -152,7 +172,7 @@ static void test_views(void)
 		usb4_mr_table_view_free(v);
 		CHECK_MSG(!usb4_mr_table_view(copy, pv.len - BOARD_BYTES - 1),
 			  "a view one byte short of its entries");
-		ch->features = BOARD_FEATURE;
+		ch->features = BOARD_FEATURE | BOARD_RMA_FEATURE;
 		ch->magic ^= 1;
 		CHECK_MSG(!usb4_mr_table_view(copy, pv.len),
 			  "a view with a wrong magic");

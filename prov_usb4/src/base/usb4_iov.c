@@ -78,3 +78,17 @@ void usb4_iov_copy_in(const struct iovec *iov, size_t count, uint64_t off,
 		p += parts[i].iov_len;
 	}
 }
+
+void usb4_iov_copy_out(const struct iovec *iov, size_t count, void *dst,
+		       size_t len)
+{
+	char *p = dst;
+
+	for (size_t i = 0; i < count && len; i++) {
+		size_t n = iov[i].iov_len < len ? iov[i].iov_len : len;
+
+		memcpy(p, iov[i].iov_base, n);
+		p += n;
+		len -= n;
+	}
+}

@@ -1,16 +1,17 @@
 /*
- * Atomics between processes of one host, applied by the target's progress
- * from its registration table's board (usb4_mr_board.h) instead of by the
- * initiator through the link's copy.
+ * Atomics, gets and puts of up to USB4_BOARD_DATA bytes between processes
+ * of one host, applied by the target's progress from its registration
+ * table's board (usb4_mr_board.h) instead of by the initiator through the
+ * link's copy.
  *
- * Why: the copy's read and write back under the target's lock are two
- * system calls that each pin the target's page (about 1.3 us together on
- * the development VM).  A target that is progressing (Open MPI's osc rdma
- * target sits in a fence or a flush) sees the posted line, applies it with
- * loads and stores and hands the line back.  Gets and puts stay with the
- * copy: one system call each, and measured (issue 13, osu_get_latency,
- * osu_put_latency, osu_put_bw at 1-256 B) the board was no faster for
- * them, slower for gets and for a stream of puts.
+ * Why: each of the copy's system calls pins the target's page, and what
+ * that costs differs from machine to machine: an atomic's read and write
+ * back about 1.3 us together on an Intel VM, a single 8-byte get or put
+ * 1.5 us on an AMD EPYC VM (README "Same host, one-sided"), where Open MPI's osc rdma
+ * makes an accumulate of 2 or more elements a get and a put.  A target
+ * that is progressing (osc rdma's target sits in a fence or a flush) sees
+ * the posted line, applies the request with loads and stores and hands
+ * the line back: a few cache lines between the cores.
  *
  * Why it cannot hang: a claimant does not post to an owner whose
  * application sleeps in the kernel (the board counts its endpoints: a post
@@ -88,6 +89,27 @@ static int serve_atomic(struct usb4_mr_table *self, struct usb4_mrt_board *b,
 	return 0;
 }
 
+/* A get's bytes into the slot, or a put's out of it: the key, rights and
+ * range are checked in our own table first, so a refused put touches
+ * nothing. */
+static int serve_rma(struct usb4_mr_table *self, struct usb4_mrt_board *b,
+		     bool write, uint64_t key, uint64_t addr, uint32_t len)
+{
+	struct usb4_pin pin;
+	int ret;
+
+	ret = usb4_mr_pin(self, key, addr, len,
+			  write ? FI_REMOTE_WRITE : FI_REMOTE_READ, &pin);
+	if (ret)
+		return ret;
+	if (write)
+		memcpy((void *) (uintptr_t) pin.va, b->data, len);
+	else
+		memcpy(b->data, (const void *) (uintptr_t) pin.va, len);
+	usb4_mr_unpin(&pin);
+	return 0;
+}
+
 /* The request's fields are read once, after the CAS that took it. */
 static int serve_one(struct usb4_mr_table *self, struct usb4_mrt_board *b)
 {
@@ -95,9 +117,18 @@ static int serve_one(struct usb4_mr_table *self, struct usb4_mrt_board *b)
 	uint32_t len = b->len;
 	uint16_t op = b->op;
 
-	if (!len || len > USB4_BOARD_DATA || op != USB4_BOARD_ATOMIC)
+	if (!len || len > USB4_BOARD_DATA)
 		return -FI_EINVAL;
-	return serve_atomic(self, b, key, addr, len);
+	switch (op) {
+	case USB4_BOARD_ATOMIC:
+		return serve_atomic(self, b, key, addr, len);
+	case USB4_BOARD_READ:
+	case USB4_BOARD_WRITE:
+		return serve_rma(self, b, op == USB4_BOARD_WRITE, key, addr,
+				 len);
+	default:
+		return -FI_EINVAL;
+	}
 }
 
 int usb4_board_serve(struct usb4_mr_table *self)
@@ -243,6 +274,28 @@ int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 		return 1;
 	if (!ret)
 		memcpy(old, b->data, len);
+	release(b);
+	return ret;
+}
+
+int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+		   uint64_t addr, const struct iovec *iov, size_t iov_count,
+		   size_t len)
+{
+	struct usb4_mrt_board *b;
+	int ret;
+
+	if (!len || len > USB4_BOARD_DATA || !usb4_mr_table_board_rma(peer) ||
+	    !(b = claim(peer)))
+		return 1;
+	fill(b, write ? USB4_BOARD_WRITE : USB4_BOARD_READ, key, addr, len);
+	if (write)
+		usb4_iov_copy_out(iov, iov_count, b->data, len);
+	ret = post_and_wait(peer, b);
+	if (ret == 1)
+		return 1;
+	if (!ret && !write)
+		usb4_iov_copy_in(iov, iov_count, 0, b->data, len);
 	release(b);
 	return ret;
 }

@@ -1,8 +1,8 @@
 /*
  * The board of a registration table (usb4_mr_board.c): one slot in the
- * table's shared memory where a process of the same host posts an atomic
- * on the owner's registered memory, and the owner's progress applies it
- * with plain loads and stores.
+ * table's shared memory where a process of the same host posts an atomic,
+ * a get or a put on the owner's registered memory, and the owner's
+ * progress applies it with plain loads and stores.
  *
  * Layout, after the table's entries (the header's features say it is
  * there: USB4_MRT_BOARD).  Every field but state is written by one side at
@@ -19,14 +19,16 @@
  *   asleep     the owner's endpoints its application sleeps on in the
  *              kernel now (the owner's, atomic): nobody would take a
  *              request soon, so a claimant does not post one
- *   op         USB4_BOARD_ATOMIC (the only one so far)
- *   data       in: the operands (source, then compare); out: the old
- *              values
+ *   op         USB4_BOARD_ATOMIC; USB4_BOARD_READ or USB4_BOARD_WRITE on
+ *              tables that also set USB4_MRT_BOARD_RMA
+ *   data       in: the operands (source, then compare) or a put's bytes;
+ *              out: the old values or a get's bytes
  * Everything in it is untrusted by the owner: checked like a frame.
  */
 #ifndef USB4_MR_BOARD_H
 #define USB4_MR_BOARD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/uio.h>
@@ -40,6 +42,9 @@
 /* Header feature bit of a table with a board (bit 9: issue 13's bit for
  * atomics, see wire.h's history). */
 #define USB4_MRT_BOARD		(1u << 9)
+/* Header feature bit of a table whose owner also serves gets and puts on
+ * its board; an older owner would refuse them (bit 10, see wire.h). */
+#define USB4_MRT_BOARD_RMA	(1u << 10)
 
 enum usb4_board_state {
 	USB4_BOARD_FREE,
@@ -50,6 +55,8 @@ enum usb4_board_state {
 };
 
 enum usb4_board_op {
+	USB4_BOARD_READ = 1,
+	USB4_BOARD_WRITE = 2,
 	USB4_BOARD_ATOMIC = 3,
 };
 
@@ -79,6 +86,8 @@ _Static_assert(sizeof(struct usb4_mrt_board) == 64 + USB4_BOARD_DATA,
 
 /* The board of a table (ours or a view of a peer's), NULL without one. */
 struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *table);
+/* Whether the table's owner serves gets and puts on its board. */
+bool usb4_mr_table_board_rma(const struct usb4_mr_table *table);
 /* The pid of the process that owns a table. */
 uint32_t usb4_mr_table_owner(const struct usb4_mr_table *table);
 /* Requests to a view's board to send by the link's bulk copy before trying it again
@@ -102,5 +111,16 @@ int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 		      enum fi_datatype dt, enum fi_op op, uint64_t key,
 		      uint64_t addr, size_t len, const char *src,
 		      const char *cmp, char *old);
+
+/*
+ * Claimant: a get (write false: len bytes at (key, addr) into iov) or a put
+ * (write true: from iov) of up to USB4_BOARD_DATA bytes on the view's
+ * owner.  Returns as usb4_board_atomic: 1 when the board did not take it
+ * (nothing was done: use the link's copy), else the owner's verdict; a
+ * refused put leaves the owner's memory untouched, a refused get the iov.
+ */
+int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+		   uint64_t addr, const struct iovec *iov, size_t iov_count,
+		   size_t len);
 
 #endif /* USB4_MR_BOARD_H */

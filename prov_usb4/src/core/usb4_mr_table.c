@@ -59,7 +59,8 @@ struct usb4_mrt_header {
 	/* Holder pid of the atomics lock, 0 = free.  One lock per target:
 	 * atomics of any length on any address exclude each other. */
 	_Atomic uint32_t atomic_lock;
-	uint32_t features;	/* USB4_MRT_BOARD: a board after the entries */
+	uint32_t features;	/* USB4_MRT_BOARD: a board after the entries;
+				 * USB4_MRT_BOARD_RMA: it serves gets, puts */
 	struct usb4_mrt_entry entries[];
 };
 
@@ -69,6 +70,7 @@ struct usb4_mr_table {
 	uint32_t capacity;	/* ours, checked against the mapping */
 	int fd;			/* -1 for a view of a peer's table */
 	struct usb4_mrt_board *board;	/* NULL: the owner has none */
+	bool board_rma;		/* the owner serves gets and puts on it */
 	unsigned board_skip;	/* a view's: requests that skip the board */
 };
 
@@ -104,8 +106,9 @@ int usb4_mr_table_open(struct usb4_mr_table **tablep, size_t capacity)
 	t->capacity = cap;
 	t->hdr->owner_pid = usb4_pid();
 	t->hdr->capacity = cap;
-	t->hdr->features = USB4_MRT_BOARD;
+	t->hdr->features = USB4_MRT_BOARD | USB4_MRT_BOARD_RMA;
 	t->board = (void *) ((char *) mem + table_bytes(cap));
+	t->board_rma = true;
 	for (size_t i = 0; i < cap; i++)
 		atomic_init(&t->hdr->entries[i].gen, 1);
 	t->hdr->magic = USB4_MRT_MAGIC;
@@ -150,8 +153,10 @@ struct usb4_mr_table *usb4_mr_table_view(void *mem, size_t len)
 	t->capacity = h->capacity;
 	t->fd = -1;
 	/* An older owner's table has none: its views do without. */
-	if (board)
+	if (board) {
 		t->board = (void *) ((char *) mem + table_bytes(h->capacity));
+		t->board_rma = h->features & USB4_MRT_BOARD_RMA;
+	}
 	return t;
 }
 
@@ -163,6 +168,11 @@ void usb4_mr_table_view_free(struct usb4_mr_table *view)
 struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *t)
 {
 	return t ? t->board : NULL;
+}
+
+bool usb4_mr_table_board_rma(const struct usb4_mr_table *t)
+{
+	return t && t->board && t->board_rma;
 }
 
 uint32_t usb4_mr_table_owner(const struct usb4_mr_table *t)

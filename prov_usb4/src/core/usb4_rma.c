@@ -3,10 +3,11 @@
  * USB4_LINK_CAP_ONE_SIDED the initiator checks key, rights and bounds in the
  * target's registration table, pins the regions, and moves the data with
  * the link's bulk copy; atomics do a read-modify-write under the target's
- * atomics lock; an atomic of up to USB4_BOARD_DATA bytes is first offered
- * on the target's board (usb4_mr_board.c): a target that is progressing
- * applies it without the copy's system calls; one that is not leaves it to
- * the copy after a few microseconds.  Otherwise the target's CPU only sees
+ * atomics lock.  An atomic of up to USB4_BOARD_DATA bytes, and a get or a
+ * put of up to that many to one remote segment, is first offered on the
+ * target's board (usb4_mr_board.c): a target that is progressing applies
+ * it without the copy's system calls; one that is not leaves it to the
+ * copy after a few microseconds.  Otherwise the target's CPU only sees
  * remote CQ data (fi_writedata) and counts.  Everything completes before
  * the call returns, so each completion has FI_DELIVERY_COMPLETE meaning.  Other links carry RMA as
  * frames (usb4_rma_frames.c).
@@ -62,6 +63,13 @@ static int rma_move(struct usb4_link *link, struct usb4_peer *peer,
 	struct iovec remote[USB4_IOV_LIMIT];
 	int ret;
 
+	if (a->rma_count == 1) {
+		ret = usb4_board_rma(peer->table, write, a->rma_iov[0].key,
+				     a->rma_iov[0].addr, a->iov, a->iov_count,
+				     len);
+		if (ret != 1)
+			goto moved;	/* the target applied it, or refused */
+	}
 	ret = pin_all(peer, a->rma_iov, a->rma_count,
 		      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, pins, remote);
 	if (ret)
@@ -71,6 +79,7 @@ static int rma_move(struct usb4_link *link, struct usb4_peer *peer,
 		      link->ops->bulk_read(peer->dest, a->iov, a->iov_count,
 					   remote, a->rma_count, len);
 	usb4_mr_unpin_all(pins, a->rma_count);
+moved:
 	if (!ret)
 		link->ops->count_remote(peer->dest, write);
 	return ret;
