@@ -28,6 +28,10 @@
 
 /* Shared with the child: what the owner does and the child did. */
 struct ctl {
+	_Atomic int child_fd;	/* both_post: the child's own table */
+	_Atomic uint64_t child_va;	/* both_post: its region */
+	uint64_t parent_va;	/* both_post: the parent's region */
+	_Atomic int done;	/* both_post: sides through their requests */
 	_Atomic int asleep_seen;	/* the child tried an asleep owner */
 	_Atomic int awake;	/* the owner no longer sleeps */
 	_Atomic int serve;	/* 1: the owner serves its board */
@@ -59,8 +63,8 @@ static int atomic_n(struct usb4_mr_table *v, enum usb4_atomic_kind kind,
 	int ret = 1;
 
 	while (ret == 1 && now_s() < end) {
-		*usb4_mr_table_board_skip(v) = 0;
-		ret = usb4_board_atomic(v, kind, FI_UINT64, op, key, addr,
+		usb4_mr_table_board_pace(v)->skip = 0;
+		ret = usb4_board_atomic(v, NULL, kind, FI_UINT64, op, key, addr,
 					n * 8, (char *) src, (char *) cmp,
 					(char *) old);
 	}
@@ -79,27 +83,40 @@ static void child_owner_asleep(struct usb4_mr_table *v)
 {
 	uint64_t x = 7, old;
 
-	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
+	CHECK_EQ(usb4_board_atomic(v, NULL, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
 				   KEY_RW, 0, 8, (char *) &x, NULL,
 				   (char *) &old), 1);
 	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
-	CHECK_EQ(*usb4_mr_table_board_skip(v), 0);
+	CHECK_EQ(usb4_mr_table_board_pace(v)->skip, 0);
 }
 
-/* Nobody serves: the request is withdrawn and later ones skip the board. */
-static void child_unserved(struct usb4_mr_table *v)
+/* An atomic the owner does not take: 1, and nothing done. */
+static void unserved_add(struct usb4_mr_table *v)
 {
 	uint64_t x = 7, old;
 
-	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
+	CHECK_EQ(usb4_board_atomic(v, NULL, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
 				   KEY_RW, 0, 8, (char *) &x, NULL,
 				   (char *) &old), 1);
 	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
-	CHECK(*usb4_mr_table_board_skip(v) > 0);
-	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64, FI_SUM,
-				   KEY_RW, 0, 8, (char *) &x, NULL,
-				   (char *) &old), 1);
-	*usb4_mr_table_board_skip(v) = 0;
+}
+
+/* Nobody serves: the request is withdrawn and later ones skip the board,
+ * one after the first withdrawal, two after the next, up to
+ * USB4_BOARD_SKIP. */
+static void child_unserved(struct usb4_mr_table *v)
+{
+	struct usb4_board_pace *pace = usb4_mr_table_board_pace(v);
+	unsigned want = 1;
+
+	for (int round = 0; round < 8; round++) {
+		unserved_add(v);	/* posted and withdrawn */
+		CHECK_EQ_MSG(pace->skip, want, "after withdrawal %d", round);
+		for (unsigned i = 0; i < want; i++)
+			unserved_add(v);	/* skipped */
+		CHECK_EQ(pace->skip, 0);
+		want = want * 2 < 64 ? want * 2 : 64;
+	}
 }
 
 static void child_served(struct usb4_mr_table *v)
@@ -111,6 +128,8 @@ static void child_served(struct usb4_mr_table *v)
 		pat[i] = 0x0101010101010101ull * (uint64_t) (i + 1);
 	CHECK_EQ(atomic_n(v, USB4_ATOMIC_BASE, FI_ATOMIC_WRITE, KEY_RW, 1024,
 			  16, pat, NULL, back), 0);
+	/* Taken: the next withdrawal skips one request again. */
+	CHECK_EQ(usb4_mr_table_board_pace(v)->after, 0);
 	CHECK_EQ(atomic_n(v, USB4_ATOMIC_FETCH, FI_ATOMIC_READ, KEY_RW, 1024,
 			  16, NULL, NULL, back), 0);
 	CHECK(!memcmp(pat, back, sizeof(pat)));
@@ -150,13 +169,14 @@ static void child_refused(struct usb4_mr_table *v)
 	CHECK_EQ(atomic(v, USB4_ATOMIC_BASE, FI_SUM, KEY_RW, 129, &x, NULL,
 			&old), -FI_EINVAL);
 	/* Larger than the slot: not the board's (the link's copy does it). */
-	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_BASE, FI_UINT64,
+	CHECK_EQ(usb4_board_atomic(v, NULL, USB4_ATOMIC_BASE, FI_UINT64,
 				   FI_ATOMIC_WRITE, KEY_RW, 0, sizeof(big),
 				   (char *) big, NULL, (char *) bigold), 1);
 	/* A compare whose operands outgrow the slot: the same. */
-	CHECK_EQ(usb4_board_atomic(v, USB4_ATOMIC_COMPARE, FI_UINT64, FI_CSWAP,
-				   KEY_RW, 0, USB4_BOARD_DATA, (char *) big,
-				   (char *) big, (char *) bigold), 1);
+	CHECK_EQ(usb4_board_atomic(v, NULL, USB4_ATOMIC_COMPARE, FI_UINT64,
+				   FI_CSWAP, KEY_RW, 0, USB4_BOARD_DATA,
+				   (char *) big, (char *) big, (char *) bigold),
+		 1);
 }
 
 static int child_main(pid_t owner, int fd)
@@ -283,9 +303,9 @@ static int child_hammer(pid_t owner, int fd, uint64_t va)
 	if (!v)
 		return 1;
 	for (int i = 0; i < HAMMER; i++) {
-		int ret = usb4_board_atomic(v, USB4_ATOMIC_FETCH, FI_UINT64,
-					    FI_SUM, KEY_RW, 0, 8, (char *) &one,
-					    NULL, (char *) &old);
+		int ret = usb4_board_atomic(v, NULL, USB4_ATOMIC_FETCH,
+					    FI_UINT64, FI_SUM, KEY_RW, 0, 8,
+					    (char *) &one, NULL, (char *) &old);
 
 		if (ret == 1)
 			locked_add(v, owner, va, &old);
@@ -409,8 +429,8 @@ static int rma(struct usb4_mr_table *v, bool write, uint64_t key,
 	int ret = 1;
 
 	while (ret == 1 && now_s() < end) {
-		*usb4_mr_table_board_skip(v) = 0;
-		ret = usb4_board_rma(v, write, key, addr, iov, n, len);
+		usb4_mr_table_board_pace(v)->skip = 0;
+		ret = usb4_board_rma(v, NULL, write, key, addr, iov, n, len);
 	}
 	return ret;
 }
@@ -443,7 +463,7 @@ static void child_rma(struct usb4_mr_table *v)
 	CHECK_EQ(rma(v, false, KEY_RO, 0, two, 2, RMA_LEN), 0);
 	CHECK_EQ(back[RMA_LEN - 1], 0x5a);
 	/* Larger than the slot: the link's copy does it. */
-	CHECK_EQ(usb4_board_rma(v, true, KEY_RW, 0, &whole, 1, sizeof(big)),
+	CHECK_EQ(usb4_board_rma(v, NULL, true, KEY_RW, 0, &whole, 1, sizeof(big)),
 		 1);
 	CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state), USB4_BOARD_FREE);
 }
@@ -505,6 +525,136 @@ static void test_rma_served_by_owner(void)
 	free(rw);
 }
 
+/* ---- two owners posting to each other ---- */
+
+#define BOTH_OPS	4000
+
+/*
+ * Puts and fetching adds to the other side, each offered on its board (the
+ * pace reset before each), with nobody serving a board but the waits
+ * themselves: each side's wait on the other's board serves its own.
+ * Returns how many requests of the other side our waits served; what the
+ * board did not take goes by the copy's way here (a locked add through
+ * process_vm_*), so every add lands either way.
+ */
+static uint64_t post_to_other(struct usb4_mr_table *self,
+			      struct usb4_mr_table *other, pid_t owner,
+			      uint64_t other_va)
+{
+	uint64_t served;
+
+	for (int i = 0; i < BOTH_OPS; i++) {
+		uint64_t one = 1, old, word = (uint64_t) i;
+		struct iovec iov = { &word, sizeof(word) };
+		int ret;
+
+		usb4_mr_table_board_pace(other)->skip = 0;
+		ret = i % 2 ?
+			usb4_board_atomic(other, self, USB4_ATOMIC_FETCH,
+					  FI_UINT64, FI_SUM, KEY_RW, 0, 8,
+					  (char *) &one, NULL, (char *) &old) :
+			usb4_board_rma(other, self, true, KEY_RW, 8, &iov, 1,
+				       sizeof(word));
+		if (ret != 1)
+			CHECK_EQ(ret, 0);
+		else if (i % 2)	/* a put not taken is simply not done */
+			locked_add(other, owner, other_va, &old);
+	}
+	served = usb4_mr_table_board(self)->served;
+	/* Serve the other side until it is through too. */
+	atomic_fetch_add(&ctl->done, 1);
+	while (atomic_load(&ctl->done) < 2)
+		usb4_board_serve(self);
+	return served;
+}
+
+static struct usb4_mr_table *open_published(uint64_t *region)
+{
+	struct usb4_mr_table *t = NULL;
+	uint32_t slot;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	if (t)
+		CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) region, 0,
+					       REGION, FI_REMOTE_READ |
+					       FI_REMOTE_WRITE, &slot), 0);
+	return t;
+}
+
+static int child_both(pid_t owner, int owner_fd)
+{
+	uint64_t *region = aligned_alloc(64, REGION);
+	struct usb4_mr_table *self, *other;
+	size_t len;
+	void *mem = usb4_test_map_proc_fd(owner, owner_fd, &len);
+	uint64_t served;
+
+	usb4_test_failures = 0;
+	memset(region, 0, REGION);
+	self = open_published(region);
+	other = mem ? usb4_mr_table_view(mem, len) : NULL;
+	if (!self || !other)
+		return 1;
+	atomic_store(&ctl->child_va, (uintptr_t) region);
+	atomic_store(&ctl->child_fd, usb4_mr_table_fd(self));
+	served = post_to_other(self, other, owner, ctl->parent_va);
+	CHECK_MSG(served > 0, "child: none of the parent's %d requests "
+		  "served while waiting", BOTH_OPS);
+	/* Every add of the parent landed here, by our waits. */
+	CHECK_EQ(region[0], (uint64_t) BOTH_OPS / 2);
+	usb4_mr_table_view_free(other);
+	usb4_mr_table_close(self);
+	return usb4_test_failures ? 1 : 0;
+}
+
+static void test_both_post(void)
+{
+	uint64_t *region = aligned_alloc(64, REGION);
+	struct usb4_mr_table *self, *other = NULL;
+	void *mem = NULL;
+	size_t len = 0;
+	uint64_t served;
+	int status = -1;
+	pid_t pid;
+
+	memset(region, 0, REGION);
+	atomic_store(&ctl->child_fd, -1);
+	atomic_store(&ctl->done, 0);
+	ctl->parent_va = (uintptr_t) region;
+	self = open_published(region);
+	if (!self)
+		return;
+	pid = usb4_test_fork();
+	if (pid == 0)
+		usb4_test_child_exit(child_both(getppid(),
+						usb4_mr_table_fd(self)));
+	while (atomic_load(&ctl->child_fd) < 0 && !waitpid(pid, &status,
+							    WNOHANG))
+		usleep(100);
+	if (atomic_load(&ctl->child_fd) >= 0)
+		mem = usb4_test_map_proc_fd(pid, atomic_load(&ctl->child_fd),
+					    &len);
+	other = mem ? usb4_mr_table_view(mem, len) : NULL;
+	CHECK(other != NULL);
+	if (other) {
+		served = post_to_other(self, other, pid,
+				       atomic_load(&ctl->child_va));
+		CHECK_MSG(served > 0, "parent: none of the child's %d "
+			  "requests served while waiting", BOTH_OPS);
+		usb4_mr_table_view_free(other);
+	} else {
+		atomic_fetch_add(&ctl->done, 2);
+	}
+	waitpid(pid, &status, 0);
+	CHECK_MSG(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+		  "the child's checks (status %d)", status);
+	CHECK_EQ(region[0], (uint64_t) BOTH_OPS / 2);
+	if (mem)
+		munmap(mem, len);
+	usb4_mr_table_close(self);
+	free(region);
+}
+
 int main(void)
 {
 	ctl = mmap(NULL, sizeof(*ctl), PROT_READ | PROT_WRITE,
@@ -516,6 +666,7 @@ int main(void)
 	test_served_by_owner();
 	test_rma_served_by_owner();
 	test_atomic_against_everyone();
+	test_both_post();
 	munmap(ctl, sizeof(*ctl));
 	return usb4_test_done("test_mr_board");
 }

@@ -151,7 +151,7 @@ static void test_views(void)
 			char byte = 0;
 			struct iovec one = { &byte, 1 };
 
-			CHECK_EQ_MSG(usb4_board_rma(v, true, key_of(1), 0x4000,
+			CHECK_EQ_MSG(usb4_board_rma(v, NULL, true, key_of(1), 0x4000,
 						    &one, 1, 1), 1,
 				     "a put posted to a board of atomics only");
 			CHECK_EQ(atomic_load(&usb4_mr_table_board(v)->state),

@@ -7,8 +7,9 @@
  * Why: each of the copy's system calls pins the target's page, and what
  * that costs differs from machine to machine: an atomic's read and write
  * back about 1.3 us together on an Intel VM, a single 8-byte get or put
- * 1.5 us on an AMD EPYC VM (README "Same host, one-sided"), where Open MPI's osc rdma
- * makes an accumulate of 2 or more elements a get and a put.  A target
+ * 1.5 us on an AMD EPYC VM (README "Same host, one-sided"), where Open
+ * MPI's osc rdma makes an accumulate of 2 or more elements a get and a
+ * put.  A target
  * that is progressing (osc rdma's target sits in a fence or a flush) sees
  * the posted line, applies the request with loads and stores and hands
  * the line back: a few cache lines between the cores.
@@ -19,9 +20,15 @@
  * USB4_BOARD_WAIT_NS or until the owner goes to sleep, then withdraws it
  * (CAS POSTED -> FREE) and does the operation itself through the link's
  * copy, the way that needs no target CPU; after a withdrawal it skips the
- * board for the next USB4_BOARD_SKIP requests to that target, so a target
- * that computes costs its initiators one wait per USB4_BOARD_SKIP
- * operations.  Once the owner
+ * board for the next 1, 2, 4 ... up to USB4_BOARD_SKIP requests to that
+ * target as withdrawals follow each other, and from 1 again once one is
+ * taken: a target that was off its CPU for a moment costs one request by
+ * the copy, not USB4_BOARD_SKIP of them, and one that computes its
+ * initiators one wait per USB4_BOARD_SKIP operations once the run is
+ * long.  A claimant serves its own board while it waits: two processes
+ * that post to each other at once (each other's targets, as in a
+ * one-sided exchange) take each other's requests instead of both
+ * withdrawing.  Once the owner
  * took a request (TAKEN) it finishes it within its progress call.
  *
  * Atomicity: the owner applies an atomic under the same target lock
@@ -39,7 +46,7 @@
 #define USB4_BOARD_SPINS	64
 /* Spins between checks that an owner applying our request still lives. */
 #define USB4_BOARD_OWNER_CHECK	(1u << 20)
-/* Requests sent by the link's bulk copy after a withdrawn one. */
+/* Most requests sent by the link's bulk copy after a withdrawn one. */
 #define USB4_BOARD_SKIP		64
 
 /* ---- the owner's side ---- */
@@ -165,15 +172,15 @@ void usb4_board_note_sleep(struct usb4_mr_table *self, int delta)
 static struct usb4_mrt_board *claim(struct usb4_mr_table *peer)
 {
 	struct usb4_mrt_board *b = usb4_mr_table_board(peer);
-	unsigned *skip = usb4_mr_table_board_skip(peer);
+	struct usb4_board_pace *pace = usb4_mr_table_board_pace(peer);
 	uint32_t state = USB4_BOARD_FREE;
 
 	if (!b || usb4_mr_table_owner(peer) == usb4_pid())
 		return NULL;	/* nobody else would serve our own table */
 	if (atomic_load_explicit(&b->asleep, memory_order_relaxed))
 		return NULL;	/* a bell would cost more than the copy */
-	if (*skip) {
-		(*skip)--;
+	if (pace->skip) {
+		pace->skip--;
 		return NULL;
 	}
 	if (atomic_compare_exchange_strong_explicit(&b->state, &state,
@@ -187,7 +194,7 @@ static struct usb4_mrt_board *claim(struct usb4_mr_table *peer)
 	if (state != USB4_BOARD_TAKEN && usb4_pid_gone(b->claimant))
 		atomic_compare_exchange_strong(&b->state, &state,
 					       USB4_BOARD_FREE);
-	*skip = USB4_BOARD_SKIP / 4;
+	pace->skip = USB4_BOARD_SKIP / 4;
 	return NULL;
 }
 
@@ -208,9 +215,19 @@ static bool waited_enough(struct usb4_mrt_board *b, unsigned spins,
 	return usb4_now_ns() - *start >= USB4_BOARD_WAIT_NS;
 }
 
+/* A request was withdrawn: skip the board for the next pace->after (at
+ * least 1) and twice that after the next withdrawal. */
+static void back_off(struct usb4_board_pace *pace)
+{
+	pace->skip = pace->after ? pace->after : 1;
+	pace->after = pace->skip * 2 < USB4_BOARD_SKIP ? pace->skip * 2 :
+							  USB4_BOARD_SKIP;
+}
+
 /* Posts the filled request and waits for the owner's verdict; 1 when it
  * was withdrawn untouched. */
-static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mrt_board *b)
+static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mr_table *self,
+			 struct usb4_mrt_board *b)
 {
 	uint64_t start = 0;
 
@@ -220,16 +237,20 @@ static int post_and_wait(struct usb4_mr_table *peer, struct usb4_mrt_board *b)
 		uint32_t s = atomic_load_explicit(&b->state,
 						  memory_order_acquire);
 
-		if (s == USB4_BOARD_DONE)
+		if (s == USB4_BOARD_DONE) {
+			usb4_mr_table_board_pace(peer)->after = 0;
 			return b->status;
+		}
 		if (s == USB4_BOARD_TAKEN && !(spins % USB4_BOARD_OWNER_CHECK) &&
 		    usb4_pid_gone(usb4_mr_table_owner(peer)))
 			return -FI_EHOSTUNREACH;	/* the slot died with it */
+		if (self)
+			usb4_board_serve(self);	/* its owner may wait */
 		if (s != USB4_BOARD_POSTED || !waited_enough(b, spins, &start))
 			continue;	/* TAKEN: the owner is applying it */
 		if (atomic_compare_exchange_strong(&b->state, &s,
 						   USB4_BOARD_FREE)) {
-			*usb4_mr_table_board_skip(peer) = USB4_BOARD_SKIP;
+			back_off(usb4_mr_table_board_pace(peer));
 			return 1;
 		}
 	}
@@ -249,7 +270,8 @@ static void fill(struct usb4_mrt_board *b, uint16_t op, uint64_t key,
 	b->len = (uint32_t) len;
 }
 
-int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
+int usb4_board_atomic(struct usb4_mr_table *peer, struct usb4_mr_table *self,
+		      enum usb4_atomic_kind kind,
 		      enum fi_datatype dt, enum fi_op op, uint64_t key,
 		      uint64_t addr, size_t len, const char *src,
 		      const char *cmp, char *old)
@@ -269,7 +291,7 @@ int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 		memcpy(b->data, src, len);
 	if (kind == USB4_ATOMIC_COMPARE)
 		memcpy(b->data + nin - len, cmp, len);
-	ret = post_and_wait(peer, b);
+	ret = post_and_wait(peer, self, b);
 	if (ret == 1)
 		return 1;
 	if (!ret)
@@ -278,7 +300,8 @@ int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 	return ret;
 }
 
-int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+int usb4_board_rma(struct usb4_mr_table *peer, struct usb4_mr_table *self,
+		   bool write, uint64_t key,
 		   uint64_t addr, const struct iovec *iov, size_t iov_count,
 		   size_t len)
 {
@@ -291,7 +314,7 @@ int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
 	fill(b, write ? USB4_BOARD_WRITE : USB4_BOARD_READ, key, addr, len);
 	if (write)
 		usb4_iov_copy_out(iov, iov_count, b->data, len);
-	ret = post_and_wait(peer, b);
+	ret = post_and_wait(peer, self, b);
 	if (ret == 1)
 		return 1;
 	if (!ret && !write)

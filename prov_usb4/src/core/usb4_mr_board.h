@@ -90,9 +90,15 @@ struct usb4_mrt_board *usb4_mr_table_board(struct usb4_mr_table *table);
 bool usb4_mr_table_board_rma(const struct usb4_mr_table *table);
 /* The pid of the process that owns a table. */
 uint32_t usb4_mr_table_owner(const struct usb4_mr_table *table);
-/* Requests to a view's board to send by the link's bulk copy before trying it again
- * (set after the owner did not take one in time). */
-unsigned *usb4_mr_table_board_skip(struct usb4_mr_table *table);
+/* How a view's requests keep off the board after its owner did not take
+ * one in time: the next `skip` go by the link's bulk copy; `after` is what
+ * the next withdrawal sets skip to (0: 1), doubled by each withdrawal up to
+ * USB4_BOARD_SKIP and back to 0 when a request is taken. */
+struct usb4_board_pace {
+	unsigned skip;
+	unsigned after;
+};
+struct usb4_board_pace *usb4_mr_table_board_pace(struct usb4_mr_table *table);
 
 /* Owner: applies the posted request, if there is one; 1 if it did. */
 int usb4_board_serve(struct usb4_mr_table *self);
@@ -105,9 +111,12 @@ void usb4_board_note_sleep(struct usb4_mr_table *self, int delta);
  * (operands src and, for a compare, cmp; old values into old).  Returns 1
  * when the board did not take it (none, busy, ours, the owner asleep or
  * not taking it in time: nothing was done, use the link's copy), else the
- * owner's verdict, 0 or -FI_E*.
+ * owner's verdict, 0 or -FI_E*.  While it waits it serves self's board
+ * (our own table, or NULL): an owner that posts to us at the same time
+ * waits on us as we wait on it.
  */
-int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
+int usb4_board_atomic(struct usb4_mr_table *peer, struct usb4_mr_table *self,
+		      enum usb4_atomic_kind kind,
 		      enum fi_datatype dt, enum fi_op op, uint64_t key,
 		      uint64_t addr, size_t len, const char *src,
 		      const char *cmp, char *old);
@@ -115,11 +124,13 @@ int usb4_board_atomic(struct usb4_mr_table *peer, enum usb4_atomic_kind kind,
 /*
  * Claimant: a get (write false: len bytes at (key, addr) into iov) or a put
  * (write true: from iov) of up to USB4_BOARD_DATA bytes on the view's
- * owner.  Returns as usb4_board_atomic: 1 when the board did not take it
+ * owner.  Returns, and serves self, as usb4_board_atomic: 1 when the board
+ * did not take it
  * (nothing was done: use the link's copy), else the owner's verdict; a
  * refused put leaves the owner's memory untouched, a refused get the iov.
  */
-int usb4_board_rma(struct usb4_mr_table *peer, bool write, uint64_t key,
+int usb4_board_rma(struct usb4_mr_table *peer, struct usb4_mr_table *self,
+		   bool write, uint64_t key,
 		   uint64_t addr, const struct iovec *iov, size_t iov_count,
 		   size_t len);
 

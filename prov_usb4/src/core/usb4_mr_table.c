@@ -71,7 +71,7 @@ struct usb4_mr_table {
 	int fd;			/* -1 for a view of a peer's table */
 	struct usb4_mrt_board *board;	/* NULL: the owner has none */
 	bool board_rma;		/* the owner serves gets and puts on it */
-	unsigned board_skip;	/* a view's: requests that skip the board */
+	struct usb4_board_pace board_pace;	/* a view's */
 };
 
 static size_t table_bytes(size_t capacity)
@@ -180,9 +180,9 @@ uint32_t usb4_mr_table_owner(const struct usb4_mr_table *t)
 	return t->hdr->owner_pid;
 }
 
-unsigned *usb4_mr_table_board_skip(struct usb4_mr_table *t)
+struct usb4_board_pace *usb4_mr_table_board_pace(struct usb4_mr_table *t)
 {
-	return &t->board_skip;
+	return &t->board_pace;
 }
 
 static bool entry_live(struct usb4_mrt_entry *e)

@@ -19,6 +19,13 @@
 #include "usb4_mr_board.h"
 #include "usb4_proto.h"
 
+/* Our own registration table, whose board we serve while we wait on a
+ * peer's (NULL: none). */
+static struct usb4_mr_table *usb4_core_ep_mrs(const struct usb4_core_ep *ep)
+{
+	return ep->dom ? ep->dom->mrs : NULL;
+}
+
 /* Pins every remote segment, or none: a refused access touches nothing. */
 static int pin_all(struct usb4_peer *peer, const struct fi_rma_iov *rma,
 		   size_t count, uint64_t access, struct usb4_pin *pins,
@@ -56,7 +63,8 @@ static void rma_complete(struct usb4_core_ep *ep, uint64_t flags, void *context,
 }
 
 static int rma_move(struct usb4_link *link, struct usb4_peer *peer,
-		    const struct usb4_rma_args *a, size_t len)
+		    struct usb4_mr_table *self, const struct usb4_rma_args *a,
+		    size_t len)
 {
 	bool write = a->flags & FI_WRITE;
 	struct usb4_pin pins[USB4_IOV_LIMIT];
@@ -64,11 +72,12 @@ static int rma_move(struct usb4_link *link, struct usb4_peer *peer,
 	int ret;
 
 	if (a->rma_count == 1) {
-		ret = usb4_board_rma(peer->table, write, a->rma_iov[0].key,
+		ret = usb4_board_rma(peer->table, self, write,
+				     a->rma_iov[0].key,
 				     a->rma_iov[0].addr, a->iov, a->iov_count,
 				     len);
 		if (ret != 1)
-			goto moved;	/* the target applied it, or refused */
+			goto moved;	/* the target applied or refused it */
 	}
 	ret = pin_all(peer, a->rma_iov, a->rma_count,
 		      write ? FI_REMOTE_WRITE : FI_REMOTE_READ, pins, remote);
@@ -126,7 +135,7 @@ ssize_t usb4_core_rma(struct usb4_core_ep *ep, const struct usb4_rma_args *a)
 		free(notice);
 		return -FI_EAGAIN;
 	}
-	ret = rma_move(r.link, r.peer, a, len);
+	ret = rma_move(r.link, r.peer, usb4_core_ep_mrs(ep), a, len);
 	if (notice && !ret)
 		send_write_data(ep, notice, a, len);
 	else
@@ -172,6 +181,7 @@ static int atomic_pin_all(struct usb4_peer *peer,
 
 /* Read, compute, write back: one pinned segment, under the target's lock. */
 static int atomic_segment(struct usb4_link *link, struct usb4_peer *peer,
+			  struct usb4_mr_table *self,
 			  const struct usb4_atomic_args *a,
 			  const struct fi_rma_ioc *r, const struct usb4_pin *pin,
 			  char *src, char *cmp, char *old, size_t size)
@@ -183,8 +193,8 @@ static int atomic_segment(struct usb4_link *link, struct usb4_peer *peer,
 			     .iov_len = len };
 	int ret;
 
-	ret = usb4_board_atomic(peer->table, a->kind, a->dt, a->op, r->key,
-				r->addr, len, src, cmp, old);
+	ret = usb4_board_atomic(peer->table, self, a->kind, a->dt, a->op,
+				r->key, r->addr, len, src, cmp, old);
 	if (ret != 1)
 		return ret;	/* the target applied it, or refused it */
 	usb4_mr_atomic_lock(peer->table);
@@ -243,6 +253,7 @@ static int atomic_check(const struct usb4_atomic_args *a, size_t *count)
 }
 
 static int atomic_run(struct usb4_link *link, struct usb4_peer *peer,
+		      struct usb4_mr_table *self,
 		      const struct usb4_atomic_args *a, size_t count)
 {
 	size_t size = usb4_atomic_size(a->dt);
@@ -262,7 +273,7 @@ static int atomic_run(struct usb4_link *link, struct usb4_peer *peer,
 	if (ret)
 		return ret;
 	for (size_t i = 0; i < a->rma_count && !ret; i++) {
-		ret = atomic_segment(link, peer, a, &a->rma[i], &pins[i],
+		ret = atomic_segment(link, peer, self, a, &a->rma[i], &pins[i],
 				     src + done * size, cmp + done * size,
 				     old + done * size, size);
 		done += a->rma[i].count;
@@ -300,7 +311,8 @@ ssize_t usb4_core_atomic(struct usb4_core_ep *ep,
 	if (usb4_cq_queue_reserve(ep->tx_cq))
 		return -FI_EAGAIN;
 	if (!ret)
-		ret = atomic_run(r.link, r.peer, a, count);
+		ret = atomic_run(r.link, r.peer, usb4_core_ep_mrs(ep), a,
+				 count);
 	if (ret == -FI_EAGAIN) {	/* the region is busy: nothing moved */
 		usb4_cq_queue_unreserve(ep->tx_cq);
 		return ret;
