@@ -205,6 +205,23 @@ static int child_main(pid_t owner, int fd)
 	return usb4_test_failures ? 1 : 0;
 }
 
+/* A table with rw published read-write (zeroed) and ro read-only (0x5a),
+ * as the children's checks expect. */
+static struct usb4_mr_table *open_rw_ro(unsigned char *rw, unsigned char *ro)
+{
+	struct usb4_mr_table *t = NULL;
+	uint32_t slot;
+
+	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
+	memset(rw, 0, REGION);
+	memset(ro, 0x5a, REGION);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
+				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
+	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
+				       FI_REMOTE_READ, &slot), 0);
+	return t;
+}
+
 static void serve_until_exit(struct usb4_mr_table *t, pid_t pid,
 			     unsigned char *rw, const unsigned char *before)
 {
@@ -228,21 +245,14 @@ static void serve_until_exit(struct usb4_mr_table *t, pid_t pid,
 
 static void test_served_by_owner(void)
 {
-	struct usb4_mr_table *t = NULL;
+	struct usb4_mr_table *t;
 	unsigned char *rw = aligned_alloc(64, REGION);
 	unsigned char *ro = aligned_alloc(64, REGION);
 	unsigned char *before = malloc(REGION);
-	uint32_t slot;
 	uint64_t sum;
 	pid_t pid;
 
-	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
-	memset(rw, 0, REGION);
-	memset(ro, 0x5a, REGION);
-	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
-				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
-	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
-				       FI_REMOTE_READ, &slot), 0);
+	t = open_rw_ro(rw, ro);
 	memcpy(before, rw, REGION);
 	usb4_board_note_sleep(t, 1);	/* as if an endpoint slept */
 	pid = usb4_test_fork();
@@ -487,20 +497,13 @@ static int child_rma_main(pid_t owner, int fd)
 
 static void test_rma_served_by_owner(void)
 {
-	struct usb4_mr_table *t = NULL;
+	struct usb4_mr_table *t;
 	unsigned char *rw = aligned_alloc(64, REGION);
 	unsigned char *ro = aligned_alloc(64, REGION);
-	uint32_t slot;
 	int status = -1;
 	pid_t pid;
 
-	CHECK_EQ(usb4_mr_table_open(&t, 16), 0);
-	memset(rw, 0, REGION);
-	memset(ro, 0x5a, REGION);
-	CHECK_EQ(usb4_mr_table_publish(t, KEY_RW, (uintptr_t) rw, 0, REGION,
-				       FI_REMOTE_READ | FI_REMOTE_WRITE, &slot), 0);
-	CHECK_EQ(usb4_mr_table_publish(t, KEY_RO, (uintptr_t) ro, 0, REGION,
-				       FI_REMOTE_READ, &slot), 0);
+	t = open_rw_ro(rw, ro);
 	pid = usb4_test_fork();
 	if (pid == 0)
 		usb4_test_child_exit(child_rma_main(getppid(),
